@@ -1,0 +1,34 @@
+// Disk: the guest-visible block device contents, whatever the format. The VM
+// layer sees only this. Raw disks now; qcow2 and checkpoint chains implement
+// the same interface. Not thread-safe: callers serialise.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "storage/block_file.h"
+
+namespace storage {
+
+inline constexpr uint32_t kSectorSize = 512;
+
+class Disk {
+ public:
+  virtual ~Disk() = default;
+  // Reads len bytes at offset; beyond the file's end reads zeros up to size().
+  virtual base::Status Read(void* buf, size_t len, uint64_t offset) = 0;
+  virtual base::Status Write(const void* buf, size_t len, uint64_t offset) = 0;
+  // A completed Flush means every completed Write is durable.
+  virtual base::Status Flush() = 0;
+  virtual uint64_t size() const = 0;  // guest-visible bytes, multiple of 512
+  virtual bool read_only() const = 0;
+};
+
+// Opens a raw image. The guest-visible size is the file size rounded down to
+// 512 bytes; an empty or missing file is an error naming the path.
+base::Result<std::unique_ptr<Disk>> OpenRawDisk(const std::string& path, bool read_only,
+                                                IoEngine engine = IoEngine::kIoUring);
+
+}  // namespace storage

@@ -20,6 +20,7 @@ struct MachineOptions {
   config::VmDefinition definition;
   std::string vm_dir;        // relative disk and program paths resolve here
   std::string console_path;  // serial output is appended to this file
+  std::string kvm_device = "/dev/kvm";  // tests point this elsewhere to check errors
 };
 
 enum class RunState {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package that building, testing and the demo need.
+# Idempotent and non-interactive; run as root on Debian 12.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config   # toolchain
+  liburing-dev                                   # storage/: io_uring I/O engine
+  libtomlplusplus-dev                            # config/: TOML parser
+  nlohmann-json3-dev                             # appliance/: JSON for the API
+  libmicrohttpd-dev                              # appliance/: ferryd's HTTP server
+  libcurl4-openssl-dev                           # appliance/: ferry's HTTP client
+  libgtest-dev libgmock-dev                      # tests/
+  binutils                                       # objcopy for the guest programs
+  coreutils util-linux procps                    # dd, mount, pkill in tests and benchmarks
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -e /dev/kvm ]]; then
+  echo "setup: warning: /dev/kvm is missing; VM tests and the demo need KVM" >&2
+fi

@@ -46,11 +46,17 @@ struct HostSettings {
 };
 
 // Parses TOML text; `source` names the file in every error message
-// ("host.toml: migration.max_live_moves: must be between 1 and 64").
+// ("host.toml: migration.max_live_moves: must be an integer from 1 to 64,
+// got 0"). Unknown keys are errors. kInvalidArgument for bad content;
+// LoadHostSettings gives kNotFound for a missing file.
 base::Result<HostSettings> ParseHostSettings(std::string_view toml_text, std::string_view source);
 base::Result<HostSettings> LoadHostSettings(const std::string& path);
 
+// "10.0.0.0/24", "fd00::/64", or a bare address meaning one host. Host bits
+// set under the prefix ("10.0.0.1/24") are an error, not masked.
 base::Result<Cidr> ParseCidr(std::string_view text);
+// address: 4 (AF_INET) or 16 (AF_INET6) bytes in network order. Families must
+// match, except that an IPv4-mapped IPv6 address matches IPv4 networks.
 bool CidrContains(const Cidr& net, int family, const uint8_t* address);
 base::Result<ListenAddress> ParseListenAddress(std::string_view text);
 

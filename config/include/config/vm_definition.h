@@ -35,6 +35,8 @@ struct VmDefinition {
   std::vector<DiskSpec> disks;
 };
 
+// Parses vm.toml text; errors read "<source>: <dotted.key>: <reason>" and
+// unknown keys are errors. An upper-case id is stored in lower case.
 base::Result<VmDefinition> ParseVmDefinition(std::string_view toml_text, std::string_view source);
 base::Result<VmDefinition> LoadVmDefinition(const std::string& path);
 // TOML that ParseVmDefinition reads back to an equal definition.

@@ -1,11 +1,17 @@
 // BlockFile: positioned I/O on one file through an I/O engine. Engines:
 // io_uring (the production path) and plain pread/pwrite (the reference and
-// test oracle). Not thread-safe: one owner thread, or callers serialise.
+// test oracle). Both give identical results and identical error codes.
+//
+// Threads: not thread-safe. One thread uses a BlockFile at a time; the
+// io_uring engine's ring is private to its BlockFile and is never shared.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
@@ -13,12 +19,31 @@ namespace storage {
 
 enum class IoEngine { kIoUring = 1, kSync = 2 };
 
+// O_DIRECT requires buffers, offsets and lengths aligned to this. 4 KiB covers
+// every logical block size in use; requests that are not aligned fail with
+// kInvalidArgument before they reach the kernel.
+inline constexpr size_t kDirectAlignment = 4096;
+
 struct OpenOptions {
   bool writable = true;
   bool create = false;      // create if missing (size stays as is)
-  bool direct = false;      // O_DIRECT; buffers and offsets must be 4 KiB aligned
+  bool direct = false;      // O_DIRECT; see kDirectAlignment
   IoEngine engine = IoEngine::kIoUring;
-  unsigned queue_depth = 64;
+  unsigned queue_depth = 64;      // io_uring: requests in flight at once, 1..4096
+  size_t max_chunk = 1 << 20;     // largest single request given to the kernel; a
+                                  // multiple of kDirectAlignment
+};
+
+enum class IoOp { kRead = 1, kWrite = 2 };
+
+// One request of a batch. `buf` is the destination of a read or the source of
+// a write (never modified for writes); it must stay valid until the batch
+// returns.
+struct IoRequest {
+  IoOp op = IoOp::kRead;
+  void* buf = nullptr;
+  size_t len = 0;
+  uint64_t offset = 0;
 };
 
 class BlockFile {
@@ -27,16 +52,29 @@ class BlockFile {
   // Short reads happen only at end of file; the rest reads as zeros is the
   // caller's business. Returns bytes read.
   virtual base::Result<size_t> ReadAt(void* buf, size_t len, uint64_t offset) = 0;
-  // Writes everything or fails (ENOSPC -> kResourceExhausted).
+  // Writes everything or fails (ENOSPC -> kResourceExhausted naming the path).
   virtual base::Status WriteAt(const void* buf, size_t len, uint64_t offset) = 0;
+  // Runs the requests with up to queue_depth in flight and returns when all
+  // have finished: the bytes each transferred (reads short only at end of
+  // file; writes always len). Requests of one batch are unordered, so
+  // overlapping ones give undefined contents. On failure, returns the first
+  // error only after every submitted request has completed (buffers are free
+  // again); other requests of the batch may or may not have been done.
+  virtual base::Result<std::vector<size_t>> SubmitBatch(std::span<const IoRequest> requests) = 0;
   // Returns once all completed writes are on stable storage (fdatasync).
   virtual base::Status Flush() = 0;
   virtual base::Result<uint64_t> Size() = 0;
   virtual base::Status Truncate(uint64_t size) = 0;
   virtual const std::string& path() const = 0;
+  virtual IoEngine engine() const = 0;
 };
 
+// Opens path. A missing file (without create) is kNotFound naming the path. If
+// the io_uring engine is asked for and the kernel refuses a ring, the result
+// is kUnavailable saying so: there is no silent fallback to the sync engine.
 base::Result<std::unique_ptr<BlockFile>> OpenBlockFile(const std::string& path,
                                                        const OpenOptions& options);
+
+std::string_view ToString(IoEngine engine);
 
 }  // namespace storage

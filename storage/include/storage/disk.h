@@ -18,7 +18,9 @@ class Disk {
  public:
   virtual ~Disk() = default;
   // Reads len bytes at offset; beyond the file's end reads zeros up to size().
+  // Any byte past size() makes the request kOutOfRange.
   virtual base::Status Read(void* buf, size_t len, uint64_t offset) = 0;
+  // kPermissionDenied on a read-only disk; kOutOfRange past size().
   virtual base::Status Write(const void* buf, size_t len, uint64_t offset) = 0;
   // A completed Flush means every completed Write is durable.
   virtual base::Status Flush() = 0;

@@ -36,6 +36,11 @@ struct MachineStats {
   uint64_t memory_bytes = 0;
   uint64_t disk_reads = 0, disk_writes = 0, disk_flushes = 0;
   uint64_t exits = 0;
+  uint64_t unknown_accesses = 0;  // port/MMIO accesses no device claimed
+  // False once a restore's saved guest TSC was not taken by KVM: on a PVM host
+  // (PLATFORM.md) ring-3 guests read the host TSC directly, so their TSC jumps
+  // by the time spent saved. True on hosts where KVM offsets the TSC.
+  bool guest_tsc_continuous = true;
 };
 
 class Machine {
@@ -46,12 +51,18 @@ class Machine {
   static base::Result<std::unique_ptr<Machine>> Create(const MachineOptions& options);
   // Builds a VM from a state file written by SaveState; it starts paused at
   // exactly the saved point. Any corruption of the file is a kDataLoss error
-  // and no VM is built.
+  // and no VM is built. options.definition must have the saved VM's shape
+  // (memory size, vCPU count, disk count) — else kFailedPrecondition; its disk
+  // paths are used as given (they may differ from the source's). The guest's
+  // TSC and KVM clock are set back to their saved values by the first
+  // Resume(), so the time spent saved is invisible to the guest where the
+  // host allows it (see MachineStats::guest_tsc_continuous).
   static base::Result<std::unique_ptr<Machine>> Restore(const MachineOptions& options,
                                                         const std::string& state_path);
 
   virtual base::Status Start() = 0;   // kCreated -> kRunning
   // Stops every vCPU outside KVM_RUN with device I/O drained. Idempotent.
+  // From kCreated it only marks the machine paused (Resume then starts it).
   virtual base::Status Pause() = 0;
   virtual base::Status Resume() = 0;  // kPaused -> kRunning
   // Requires kPaused. Writes the complete state (vCPUs, devices, clock,

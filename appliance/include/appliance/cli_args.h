@@ -1,0 +1,61 @@
+// The ferry command line: parsing argv into the API request it makes. Pure
+// (no I/O), so every command and every usage error is unit-tested.
+//
+//   ferry [--socket PATH] [--json] vm create NAME (--guest NAME | --program PATH)
+//         [--memory SIZE] [--vcpus N] [--cmdline TEXT] [--disk PATH[,format=raw|qcow2][,ro]]...
+//         [--processor-compatibility]
+//   ferry vm start|stop|pause|resume|show|delete NAME
+//   ferry vm list
+//   ferry vm save NAME [--to FILE]      ferry vm restore NAME [--from FILE]
+//   ferry console NAME [--follow]
+//   ferry host show
+// Options may appear anywhere after "ferry". The socket is --socket, else
+// $FERRY_SOCKET, else /run/ferry/ferryd.sock.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+
+namespace appliance {
+
+inline constexpr const char* kDefaultApiSocket = "/run/ferry/ferryd.sock";
+
+enum class CliCommand {
+  kHelp = 1,
+  kVmCreate = 2,
+  kVmList = 3,
+  kVmShow = 4,
+  kVmDelete = 5,
+  kVmAction = 6,  // start stop pause resume save restore
+  kConsole = 7,
+  kHostShow = 8,
+};
+
+struct CliInvocation {
+  std::string socket;
+  bool json_output = false;
+  CliCommand command = CliCommand::kHelp;
+  std::string vm_name;
+  std::string action;  // for kVmAction
+  bool follow = false; // for kConsole
+  // The API request to make.
+  std::string method;
+  std::string path;
+  nlohmann::json body;  // null: no body
+};
+
+// args excludes argv[0]. env_socket is $FERRY_SOCKET (null if unset); cwd
+// makes relative --program, --disk, --to and --from paths absolute, since
+// ferryd resolves paths in its own working directory, not the caller's.
+// Errors are kInvalidArgument with a message fit for "ferry: <message>".
+base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args, const char* env_socket,
+                                             const std::string& cwd);
+
+// The help text printed by "ferry help" and after usage errors.
+std::string UsageText();
+
+}  // namespace appliance

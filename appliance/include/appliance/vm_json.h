@@ -1,0 +1,39 @@
+// VM definitions in the API's JSON form, and the body of a create request.
+// The TOML form on disk is config's; this is only the wire view.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+#include "config/vm_definition.h"
+
+namespace appliance {
+
+nlohmann::json DefinitionToJson(const config::VmDefinition& vm);
+
+// POST /v1/vms body:
+//   {"name": "web1", "guest": "memory" | "program": "/abs/prog.bin",
+//    "memory_bytes": 268435456, "vcpus": 1, "cmdline": "ws_mib=64",
+//    "processor_compatibility": false,
+//    "disks": [{"path": "/abs/d.img", "format": "raw", "read_only": false}]}
+// Unknown members are rejected so a typo never silently becomes a default.
+struct CreateRequest {
+  config::VmDefinition definition;  // program empty when guest is set
+  std::string guest;                // a guest name to resolve in the host's guest_dir
+};
+base::Result<CreateRequest> ParseCreateRequest(const nlohmann::json& body);
+
+// VM names become directory names: [A-Za-z0-9._-]{1,64}, not starting with '.'.
+base::Status ValidateVmName(std::string_view name);
+// Guest names select <guest_dir>/<name>-guest.bin: [a-z0-9-]{1,32}.
+base::Status ValidateGuestName(std::string_view name);
+
+// "256M", "1G", "512MiB", "4096" (bytes). Binary units (K = 1024).
+base::Result<uint64_t> ParseSize(std::string_view text);
+// 268435456 -> "256 MiB"; exact units only, else bytes.
+std::string FormatSize(uint64_t bytes);
+
+}  // namespace appliance

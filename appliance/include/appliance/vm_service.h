@@ -1,0 +1,101 @@
+// VmService: ferryd's VM inventory and the life-cycle of each VM's worker.
+// The API handler calls it; it owns the Supervisor that watches workers.
+//
+// Threads: the API's connection threads call the public methods concurrently;
+// the supervisor thread calls OnWorkerExit. Per VM, op_mu serializes control
+// actions (held for the whole action, including worker calls that can take
+// seconds), and mu guards the VM's record (held briefly, never across a worker
+// call), so that show and list answer while a save is in progress.
+// Lock order: op_mu before mu; map_mu_ is never held while taking either.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "appliance/inventory.h"
+#include "appliance/runtime_record.h"
+#include "appliance/supervisor.h"
+#include "appliance/vm_json.h"
+#include "appliance/vm_state.h"
+#include "config/host_settings.h"
+
+namespace appliance {
+
+struct ServiceOptions {
+  config::HostSettings host;
+  std::string worker_binary;  // ferry-vmm
+  std::string guest_dir;      // where guest names resolve
+  std::string kvm_device = "/dev/kvm";  // reported by HostInfo; the worker reads FERRY_KVM_DEVICE itself
+  int worker_ready_timeout_ms = 60000;
+  int worker_call_timeout_ms = 15000;
+  int save_timeout_ms = 600000;  // a save writes all of guest memory
+  int exit_timeout_ms = 15000;
+};
+
+class VmService {
+ public:
+  // Loads the inventory and re-attaches to the workers that survived a
+  // previous ferryd; VMs whose worker is gone are marked crashed.
+  static base::Result<std::unique_ptr<VmService>> Open(ServiceOptions options);
+  // Workers keep running: a ferryd restart must not stop VMs.
+  ~VmService();
+
+  nlohmann::json HostInfo();
+  base::Result<nlohmann::json> List();
+  base::Result<nlohmann::json> Show(const std::string& name);
+  base::Result<nlohmann::json> Create(CreateRequest request);
+  base::Status Delete(const std::string& name);
+  // state_file: for kSave where to write ("" = <vm dir>/saved.fvs), for
+  // kRestore where to read ("" = the VM's saved state); ignored otherwise.
+  base::Result<nlohmann::json> Act(const std::string& name, VmAction action,
+                                   const std::string& state_file);
+  base::Result<std::string> ConsolePath(const std::string& name);
+
+ private:
+  struct Vm {
+    std::string name;
+    std::mutex op_mu;
+    std::mutex mu;
+    std::condition_variable exited_cv;  // with mu: the worker exited
+    // Fields below guarded by mu.
+    config::VmDefinition definition;
+    RuntimeRecord runtime;
+    bool exit_expected = false;  // a stop or save asked the worker to exit
+    bool exited = false;         // the worker runtime.worker_pid has exited
+    ProcessExit exit;
+    bool deleted = false;
+  };
+  using Lock = std::unique_lock<std::mutex>;
+
+  VmService(ServiceOptions options, Inventory inventory);
+  base::Result<std::shared_ptr<Vm>> Find(const std::string& name);
+  void Recover(Vm& vm);
+  void OnWorkerExit(const std::string& name, int64_t pid, const ProcessExit& exit);
+  // Persists runtime.json; vm.mu must be held.
+  base::Status Persist(Vm& vm, const RuntimeRecord& runtime);
+  nlohmann::json Describe(const Vm& vm) const;  // vm.mu held
+  base::Result<std::string> ResolveProgram(const CreateRequest& request) const;
+
+  base::Status Launch(Vm& vm, VmAction action, const std::string& state_file);
+  base::Status Stop(Vm& vm);
+  base::Status PauseOrResume(Vm& vm, VmAction action);
+  base::Status Save(Vm& vm, const std::string& state_file);
+  // Waits (vm.mu held through lock) until the worker exits; kills it if it
+  // does not within the timeout.
+  base::Status AwaitWorkerExit(Vm& vm, Lock& lock, int64_t pid);
+
+  ServiceOptions options_;
+  Inventory inventory_;
+  std::mutex map_mu_;
+  std::map<std::string, std::shared_ptr<Vm>> vms_;  // guarded by map_mu_
+  // Last member: destroyed first, so its thread, which calls OnWorkerExit,
+  // stops before anything it touches goes away.
+  std::unique_ptr<Supervisor> supervisor_;
+};
+
+}  // namespace appliance

@@ -1,0 +1,81 @@
+// The control protocol between ferryd and a ferry-vmm worker, and the exit
+// record a worker leaves behind.
+//
+// Transport: the worker's Unix control socket (0600). One request per
+// connection: the client sends one JSON object on one line, the worker answers
+// with one JSON line and closes. Connection-per-request keeps the worker's
+// single control thread simple and lets a restarted ferryd talk to a worker it
+// did not start, with no session state to recover.
+//
+//   request:  {"op":"status"|"pause"|"resume"|"stop"|"save", "path":"/x.fvs"}
+//   reply ok: {"ok":true,"state":"running","pid":123,"stats":{...}}
+//   reply error: {"ok":false,"error":{"code":"data-loss","message":"..."}}
+//
+// "save" pauses the VM, writes the state file and, once the reply is sent,
+// the worker exits: a saved VM is off. "stop" replies, then shuts down.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/result.h"
+
+namespace appliance {
+
+enum class WorkerOp { kStatus = 1, kPause = 2, kResume = 3, kStop = 4, kSave = 5 };
+std::string_view ToString(WorkerOp op);
+
+struct WorkerRequest {
+  WorkerOp op = WorkerOp::kStatus;
+  std::string path;  // kSave: where to write the state file
+};
+
+struct WorkerStats {
+  uint64_t memory_bytes = 0;
+  uint64_t disk_reads = 0, disk_writes = 0, disk_flushes = 0;
+  uint64_t exits = 0;
+};
+
+struct WorkerReply {
+  std::string state;  // vm::RunState name after the request ("running", "paused", ...)
+  int64_t pid = 0;    // the worker's pid, so a re-attaching ferryd can check identity
+  WorkerStats stats;
+};
+
+// Requests and replies are small; anything longer is a broken peer.
+inline constexpr size_t kMaxWorkerLine = 64 * 1024;
+
+std::string EncodeRequest(const WorkerRequest& request);
+base::Result<WorkerRequest> DecodeRequest(std::string_view line);
+// An error reply carries the Error's code name and message.
+std::string EncodeReply(const base::Result<WorkerReply>& reply);
+// A well-formed error reply decodes to that Error; a malformed line is kInternal.
+base::Result<WorkerReply> DecodeReply(std::string_view line);
+
+// Sends one request to the worker listening at socket_path and waits at most
+// timeout_ms for its reply.
+base::Result<WorkerReply> CallWorker(const std::string& socket_path, const WorkerRequest& request,
+                                     int timeout_ms);
+
+// Written by the worker to <vm dir>/worker.exit just before it exits, so that
+// ferryd learns why it exited even when it is not the worker's parent (after a
+// ferryd restart) or was down at the time.
+struct WorkerExitRecord {
+  int64_t pid = 0;
+  // "powered-off", "stopped", "saved", "failed" (guest or VMM failure while
+  // running) or "startup-failed".
+  std::string state;
+  std::string code;     // base::CodeName of the error, for failures
+  std::string message;  // the reason, for failures
+  std::string saved_path;  // for "saved"
+};
+
+std::string EncodeExitRecord(const WorkerExitRecord& record);
+base::Result<WorkerExitRecord> DecodeExitRecord(std::string_view text, std::string_view source);
+
+// Worker exit statuses: ferryd tells planned exits from failures by these.
+inline constexpr int kWorkerExitOk = 0;              // powered off, stopped or saved
+inline constexpr int kWorkerExitStartupFailed = 2;   // reason in worker.error / worker.exit
+inline constexpr int kWorkerExitVmFailed = 3;        // the VM failed while running
+
+}  // namespace appliance

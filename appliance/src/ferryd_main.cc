@@ -1,0 +1,101 @@
+// ferryd: the appliance service. Serves the API on the host's api_socket and
+// supervises one ferry-vmm worker per running VM. SIGTERM or SIGINT stop
+// ferryd but not the workers: VMs keep running and a new ferryd re-attaches.
+#include <limits.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "appliance/api_handler.h"
+#include "appliance/api_server.h"
+#include "appliance/vm_service.h"
+#include "base/log.h"
+#include "config/host_settings.h"
+
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitFailed = 1;
+
+std::string Dirname(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+base::Result<std::string> SelfDirectory() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n < 0) return base::ErrnoError("readlink /proc/self/exe");
+  return Dirname(std::string(buf, size_t(n)));
+}
+
+std::string Normalize(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+base::Status Serve(const std::string& config_path, const sigset_t& stop_signals) {
+  ASSIGN_OR_RETURN(config::HostSettings settings, config::LoadHostSettings(config_path));
+  ASSIGN_OR_RETURN(std::string self_dir, SelfDirectory());
+  appliance::ServiceOptions options;
+  options.host = settings;
+  options.worker_binary = self_dir + "/ferry-vmm";
+  if (::access(options.worker_binary.c_str(), X_OK) != 0)
+    return base::ErrnoError("worker binary " + options.worker_binary + " (installed next to ferryd)");
+  options.guest_dir = settings.guest_dir.empty() ? Normalize(self_dir + "/../guests") : settings.guest_dir;
+  const char* kvm = std::getenv("FERRY_KVM_DEVICE");
+  if (kvm != nullptr && *kvm != '\0') options.kvm_device = kvm;
+
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::VmService> service, appliance::VmService::Open(options));
+  appliance::ApiHandler handler(*service);
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
+                   appliance::ApiServer::Start(settings.api_socket, handler));
+  base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root + ", guests " +
+                options.guest_dir + ")");
+  int sig = 0;
+  while (sigwait(&stop_signals, &sig) != 0) {
+  }
+  base::LogInfo("ferryd stopping on signal " + std::to_string(sig) + "; vm workers keep running");
+  // The server first (no request may reach the service during its teardown).
+  server.reset();
+  service.reset();
+  return base::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  base::SetThreadName("ferryd");
+  std::string config_path = "/etc/ferry/host.toml";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--help") {
+      std::cout << "usage: ferryd [--config /etc/ferry/host.toml]\n";
+      return 0;
+    } else {
+      std::cerr << "ferryd: unknown argument \"" << a << "\"\nusage: ferryd [--config /etc/ferry/host.toml]\n";
+      return kExitUsage;
+    }
+  }
+  // Blocked before any thread starts, so every thread inherits the mask and
+  // only sigwait below sees these signals. Workers get a clean mask at spawn.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a client hanging up must not kill the daemon
+
+  auto served = Serve(config_path, stop_signals);
+  if (!served) {
+    std::cerr << "ferryd: " << served.error().message() << "\n";
+    return kExitFailed;
+  }
+  return 0;
+}

@@ -1,0 +1,163 @@
+#include "appliance/vm_json.h"
+
+#include <cctype>
+
+namespace appliance {
+
+using nlohmann::json;
+
+namespace {
+
+base::Error Invalid(const std::string& message) {
+  return base::Error(base::Code::kInvalidArgument, message);
+}
+
+base::Result<std::string> StringMember(const json& j, const char* key, std::string_view where) {
+  const json& v = j.at(key);
+  if (!v.is_string()) return Invalid(std::string(where) + "\"" + key + "\" must be a string");
+  return v.get<std::string>();
+}
+
+base::Result<config::DiskSpec> ParseDisk(const json& j, size_t index) {
+  std::string where = "disks[" + std::to_string(index) + "]: ";
+  if (!j.is_object()) return Invalid(where + "must be an object");
+  config::DiskSpec disk;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "path") {
+      ASSIGN_OR_RETURN(disk.path, StringMember(j, "path", where));
+    } else if (key == "format") {
+      ASSIGN_OR_RETURN(std::string format, StringMember(j, "format", where));
+      auto parsed = config::ParseDiskFormat(format);
+      if (!parsed) return parsed.error().Wrap(where + "format");
+      disk.format = *parsed;
+    } else if (key == "read_only") {
+      if (!it->is_boolean()) return Invalid(where + "\"read_only\" must be true or false");
+      disk.read_only = it->get<bool>();
+    } else {
+      return Invalid(where + "unknown member \"" + key + "\"");
+    }
+  }
+  if (disk.path.empty()) return Invalid(where + "\"path\" is required");
+  return disk;
+}
+
+}  // namespace
+
+json DefinitionToJson(const config::VmDefinition& vm) {
+  json disks = json::array();
+  for (const auto& d : vm.disks)
+    disks.push_back({{"path", d.path}, {"format", config::ToString(d.format)}, {"read_only", d.read_only}});
+  return json{{"name", vm.name},
+              {"id", vm.id},
+              {"config_version", vm.config_version},
+              {"vcpus", vm.vcpus},
+              {"memory_bytes", vm.memory_bytes},
+              {"processor_compatibility", vm.processor_compatibility},
+              {"program", vm.program},
+              {"cmdline", vm.cmdline},
+              {"disks", disks}};
+}
+
+base::Result<CreateRequest> ParseCreateRequest(const json& body) {
+  if (!body.is_object()) return Invalid("request body must be a JSON object");
+  CreateRequest req;
+  config::VmDefinition& def = req.definition;
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "name") {
+      ASSIGN_OR_RETURN(def.name, StringMember(body, "name", ""));
+    } else if (key == "guest") {
+      ASSIGN_OR_RETURN(req.guest, StringMember(body, "guest", ""));
+    } else if (key == "program") {
+      ASSIGN_OR_RETURN(def.program, StringMember(body, "program", ""));
+    } else if (key == "cmdline") {
+      ASSIGN_OR_RETURN(def.cmdline, StringMember(body, "cmdline", ""));
+    } else if (key == "memory_bytes") {
+      if (!it->is_number_unsigned()) return Invalid("\"memory_bytes\" must be a positive integer");
+      def.memory_bytes = it->get<uint64_t>();
+    } else if (key == "vcpus") {
+      if (!it->is_number_unsigned() || it->get<uint64_t>() > 0xffffffffu)
+        return Invalid("\"vcpus\" must be a positive integer");
+      def.vcpus = it->get<uint32_t>();
+    } else if (key == "processor_compatibility") {
+      if (!it->is_boolean()) return Invalid("\"processor_compatibility\" must be true or false");
+      def.processor_compatibility = it->get<bool>();
+    } else if (key == "disks") {
+      if (!it->is_array()) return Invalid("\"disks\" must be an array");
+      for (size_t i = 0; i < it->size(); ++i) {
+        ASSIGN_OR_RETURN(config::DiskSpec disk, ParseDisk((*it)[i], i));
+        def.disks.push_back(std::move(disk));
+      }
+    } else {
+      return Invalid("unknown member \"" + key + "\" in create request");
+    }
+  }
+  if (def.name.empty()) return Invalid("\"name\" is required");
+  RETURN_IF_ERROR(ValidateVmName(def.name));
+  if (req.guest.empty() == def.program.empty())
+    return Invalid("give exactly one of \"guest\" (a guest name) and \"program\" (a path)");
+  if (!req.guest.empty()) RETURN_IF_ERROR(ValidateGuestName(req.guest));
+  return req;
+}
+
+base::Status ValidateVmName(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.';
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) ok = false;
+  }
+  if (ok) return base::Ok();
+  return Invalid("invalid vm name \"" + std::string(name) +
+                 "\": use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'");
+}
+
+base::Status ValidateGuestName(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 32;
+  for (char c : name) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-'))
+      ok = false;
+  }
+  if (ok) return base::Ok();
+  return Invalid("invalid guest name \"" + std::string(name) +
+                 "\": use 1 to 32 of a-z 0-9 - (for example \"memory\" or \"disk\")");
+}
+
+base::Result<uint64_t> ParseSize(std::string_view text) {
+  auto bad = [&] {
+    return Invalid("invalid size \"" + std::string(text) +
+                   "\": use a number with an optional unit K, M, G or T (for example 256M)");
+  };
+  size_t i = 0;
+  uint64_t value = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    uint64_t digit = uint64_t(text[i] - '0');
+    if (value > (UINT64_MAX - digit) / 10) return bad();
+    value = value * 10 + digit;
+    ++i;
+  }
+  if (i == 0) return bad();
+  std::string unit(text.substr(i));
+  for (char& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
+  static const std::pair<const char*, int> kUnits[] = {
+      {"", 0}, {"B", 0}, {"K", 10}, {"KB", 10}, {"KIB", 10}, {"M", 20}, {"MB", 20},
+      {"MIB", 20}, {"G", 30}, {"GB", 30}, {"GIB", 30}, {"T", 40}, {"TB", 40}, {"TIB", 40}};
+  for (const auto& [name, shift] : kUnits) {
+    if (unit == name) {
+      if (shift > 0 && value > (UINT64_MAX >> shift)) return bad();
+      return value << shift;
+    }
+  }
+  return bad();
+}
+
+std::string FormatSize(uint64_t bytes) {
+  static const char* kUnits[] = {"TiB", "GiB", "MiB", "KiB"};
+  for (int i = 0; i < 4; ++i) {
+    int shift = 40 - 10 * i;
+    uint64_t unit = uint64_t(1) << shift;
+    if (bytes >= unit && bytes % unit == 0) return std::to_string(bytes >> shift) + " " + kUnits[i];
+  }
+  return std::to_string(bytes) + " B";
+}
+
+}  // namespace appliance

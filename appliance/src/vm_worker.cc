@@ -1,0 +1,331 @@
+#include "appliance/vm_worker.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "appliance/error_codes.h"
+#include "appliance/unix_socket.h"
+#include "base/log.h"
+#include "config/vm_definition.h"
+
+namespace appliance {
+namespace {
+
+// A client gets this long to send its one request line; the control thread
+// serves one connection at a time, so a silent client must not hold it.
+constexpr int kRequestTimeoutMs = 5000;
+
+WorkerExitRecord ExitRecord(std::string state, std::string code = "", std::string message = "") {
+  WorkerExitRecord r;
+  r.pid = ::getpid();
+  r.state = std::move(state);
+  r.code = std::move(code);
+  r.message = std::move(message);
+  return r;
+}
+
+}  // namespace
+
+base::Result<WorkerArgs> ParseWorkerArgs(const std::vector<std::string>& args) {
+  WorkerArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> base::Result<std::string> {
+      if (i + 1 >= args.size()) return base::Error(base::Code::kInvalidArgument, a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--vm-dir") {
+      ASSIGN_OR_RETURN(out.vm_dir, value());
+    } else if (a == "--control-socket") {
+      ASSIGN_OR_RETURN(out.control_socket, value());
+    } else if (a == "--restore") {
+      ASSIGN_OR_RETURN(out.restore_path, value());
+    } else if (a == "--ready-fd") {
+      ASSIGN_OR_RETURN(std::string v, value());
+      char* end = nullptr;
+      long fd = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || fd < 0 || fd > 1 << 20)
+        return base::Error(base::Code::kInvalidArgument, "--ready-fd needs a file descriptor number, not \"" + v + "\"");
+      out.ready_fd = int(fd);
+    } else {
+      return base::Error(base::Code::kInvalidArgument, "unknown argument \"" + a + "\"");
+    }
+  }
+  if (out.vm_dir.empty()) return base::Error(base::Code::kInvalidArgument, "--vm-dir is required");
+  if (out.control_socket.empty())
+    return base::Error(base::Code::kInvalidArgument, "--control-socket is required");
+  return out;
+}
+
+VmWorker::VmWorker(WorkerArgs args, std::unique_ptr<vm::Machine> machine, base::Fd listen_fd,
+                   base::Fd signal_fd, base::EventFd ended)
+    : args_(std::move(args)),
+      machine_(std::move(machine)),
+      listen_fd_(std::move(listen_fd)),
+      signal_fd_(std::move(signal_fd)),
+      ended_(std::move(ended)) {}
+
+VmWorker::~VmWorker() { Shutdown(); }
+
+base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, const std::string& kvm_device,
+                                                       base::Fd signal_fd) {
+  ASSIGN_OR_RETURN(config::VmDefinition definition, config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
+  // Checked here as well as in the Machine so the failure always says "KVM".
+  if (auto kvm = base::Fd::Open(kvm_device, O_RDWR); !kvm)
+    return base::Error(kvm.error().code(), "KVM is not available: " + kvm.error().message());
+
+  vm::MachineOptions options;
+  options.definition = definition;
+  options.vm_dir = args.vm_dir;
+  options.console_path = args.vm_dir + "/console.log";
+  options.kvm_device = kvm_device;
+  std::unique_ptr<vm::Machine> machine;
+  if (args.restore_path.empty()) {
+    auto created = vm::Machine::Create(options);
+    if (!created) return created.error().Wrap("create vm " + definition.name);
+    machine = std::move(*created);
+  } else {
+    auto restored = vm::Machine::Restore(options, args.restore_path);
+    if (!restored) return restored.error().Wrap("restore vm " + definition.name + " from " + args.restore_path);
+    machine = std::move(*restored);
+  }
+  ASSIGN_OR_RETURN(base::Fd listen_fd, ListenUnix(args.control_socket));
+  ASSIGN_OR_RETURN(base::EventFd ended, base::EventFd::Create());
+  std::unique_ptr<VmWorker> worker(
+      new VmWorker(args, std::move(machine), std::move(listen_fd), std::move(signal_fd), std::move(ended)));
+  // A restored VM comes up paused at the saved point; resuming it is the
+  // restore's last step.
+  base::Status started = args.restore_path.empty() ? worker->machine_->Start() : worker->machine_->Resume();
+  if (!started) return started.error().Wrap(args.restore_path.empty() ? "start vm" : "resume restored vm");
+  worker->run_generation_ = 1;
+  worker->watcher_ = std::thread([w = worker.get()] { w->Watch(); });
+  return worker;
+}
+
+void VmWorker::Watch() {
+  base::SetThreadName("vm-watch");
+  for (;;) {
+    uint64_t generation;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      generation = run_generation_;
+    }
+    // Bounded so that a stop request is noticed even if the VM keeps running.
+    vm::RunState state = machine_->WaitWhileRunning(500);
+    if (state == vm::RunState::kPoweredOff || state == vm::RunState::kFailed) {
+      (void)ended_.Signal();
+      return;
+    }
+    if (state == vm::RunState::kRunning) continue;
+    // Paused: nothing can end the VM until the control thread resumes it.
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return stopping_ || run_generation_ != generation; });
+  }
+}
+
+void VmWorker::BumpRunGeneration() {
+  std::lock_guard lock(mu_);
+  ++run_generation_;
+  cv_.notify_all();
+}
+
+void VmWorker::StopWatcher() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void VmWorker::Shutdown() {
+  if (!machine_) return;
+  // Pausing first makes the watcher's wait return at once.
+  (void)machine_->Pause();
+  StopWatcher();
+  machine_->Shutdown();
+  machine_.reset();
+  ::unlink(args_.control_socket.c_str());
+}
+
+WorkerReply VmWorker::Status(std::string state) const {
+  WorkerReply r;
+  r.state = std::move(state);
+  r.pid = ::getpid();
+  vm::MachineStats s = machine_->stats();
+  r.stats.memory_bytes = s.memory_bytes;
+  r.stats.disk_reads = s.disk_reads;
+  r.stats.disk_writes = s.disk_writes;
+  r.stats.disk_flushes = s.disk_flushes;
+  r.stats.exits = s.exits;
+  return r;
+}
+
+VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
+  auto current = [&] { return Status(std::string(vm::ToString(machine_->state()))); };
+  switch (request.op) {
+    case WorkerOp::kStatus:
+      return {current(), std::nullopt};
+    case WorkerOp::kPause:
+      if (auto st = machine_->Pause(); !st) return {st.error(), std::nullopt};
+      return {current(), std::nullopt};
+    case WorkerOp::kResume: {
+      auto st = machine_->Resume();
+      BumpRunGeneration();
+      if (!st) return {st.error(), std::nullopt};
+      return {current(), std::nullopt};
+    }
+    case WorkerOp::kStop:
+      return {Status("stopped"), ExitRecord("stopped")};
+    case WorkerOp::kSave: {
+      const bool was_running = machine_->state() == vm::RunState::kRunning;
+      if (auto st = machine_->Pause(); !st) return {st.error().Wrap("pause for save"), std::nullopt};
+      auto saved = machine_->SaveState(request.path);
+      if (!saved) {
+        // A failed save must not cost the VM: it goes on as it was.
+        if (was_running) {
+          (void)machine_->Resume();
+          BumpRunGeneration();
+        }
+        return {saved.error().Wrap("save state to " + request.path), std::nullopt};
+      }
+      WorkerExitRecord exit = ExitRecord("saved");
+      exit.saved_path = request.path;
+      return {Status("saved"), exit};
+    }
+  }
+  return {base::Error(base::Code::kInvalidArgument, "unknown request"), std::nullopt};
+}
+
+std::optional<WorkerExitRecord> VmWorker::ServeConnection(int fd) {
+  auto line = ReadLine(fd, kMaxWorkerLine, kRequestTimeoutMs, "a control request");
+  if (!line) {
+    base::LogWarning("control connection: " + line.error().ToString());
+    return std::nullopt;
+  }
+  auto request = DecodeRequest(*line);
+  if (!request) {
+    (void)WriteLine(fd, EncodeReply(request.error()));
+    return std::nullopt;
+  }
+  base::LogInfo(std::string("control request: ") + std::string(ToString(request->op)));
+  Outcome outcome = Execute(*request);
+  // The reply goes out before the worker exits, so ferryd knows a save
+  // succeeded even though the connection then closes.
+  if (auto st = WriteLine(fd, EncodeReply(outcome.reply)); !st)
+    base::LogWarning("control reply not delivered: " + st.error().ToString());
+  return outcome.exit;
+}
+
+WorkerExitRecord VmWorker::Run() {
+  if (args_.ready_fd >= 0) {
+    (void)WriteLine(args_.ready_fd, "ready");
+    ::close(args_.ready_fd);
+    args_.ready_fd = -1;
+  }
+  for (;;) {
+    pollfd fds[3] = {{listen_fd_.get(), POLLIN, 0}, {ended_.fd(), POLLIN, 0}, {signal_fd_.get(), POLLIN, 0}};
+    int r = ::poll(fds, signal_fd_.valid() ? 3 : 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      base::Error e = base::ErrnoError("poll control socket");
+      Shutdown();
+      return ExitRecord("failed", std::string(base::CodeName(e.code())), e.message());
+    }
+    if (fds[1].revents & POLLIN) {
+      vm::RunState state = machine_->state();
+      std::string failure = machine_->failure();
+      Shutdown();
+      if (state == vm::RunState::kPoweredOff) return ExitRecord("powered-off");
+      return ExitRecord("failed", "internal", failure.empty() ? "the vm failed" : failure);
+    }
+    if (signal_fd_.valid() && (fds[2].revents & POLLIN)) {
+      signalfd_siginfo info{};
+      ssize_t n = ::read(signal_fd_.get(), &info, sizeof info);
+      int sig = n == sizeof info ? int(info.ssi_signo) : SIGTERM;
+      base::LogInfo("stopping on signal " + std::to_string(sig));
+      Shutdown();
+      WorkerExitRecord exit = ExitRecord("stopped");
+      exit.message = "stopped by signal " + std::to_string(sig);
+      return exit;
+    }
+    if (fds[0].revents & POLLIN) {
+      int client = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) continue;
+      base::Fd conn(client);
+      if (std::optional<WorkerExitRecord> exit = ServeConnection(conn.get())) {
+        conn.Reset();
+        Shutdown();
+        return *exit;
+      }
+    }
+  }
+}
+
+namespace {
+
+void WriteFailure(const WorkerArgs& args, const base::Error& error, const WorkerExitRecord& record) {
+  std::cerr << "ferry-vmm: " << error.message() << "\n";
+  if (args.vm_dir.empty()) return;
+  (void)base::WriteFileAtomically(args.vm_dir + "/worker.error", error.message() + "\n");
+  (void)base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(record));
+}
+
+}  // namespace
+
+int WorkerMain(int argc, char** argv) {
+  base::SetThreadName("ferry-vmm");
+  // ferryd may restart or vanish; neither its socket closing nor its session
+  // ending may stop the VM.
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGHUP, SIG_IGN);
+  // Blocked before any thread exists, so every thread inherits the mask and
+  // the signals reach the control thread's signalfd only.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto parsed = ParseWorkerArgs(std::vector<std::string>(argv + 1, argv + argc));
+  if (!parsed) {
+    std::cerr << "ferry-vmm: " << parsed.error().message()
+              << "\nusage: ferry-vmm --vm-dir DIR --control-socket PATH [--restore STATEFILE] [--ready-fd N]\n";
+    return kWorkerExitStartupFailed;
+  }
+  WorkerArgs args = *parsed;
+  if (args.ready_fd >= 0 && ::fcntl(args.ready_fd, F_SETFD, FD_CLOEXEC) != 0) {
+    std::cerr << "ferry-vmm: --ready-fd " << args.ready_fd << " is not an open file descriptor\n";
+    return kWorkerExitStartupFailed;
+  }
+  const char* kvm_env = std::getenv("FERRY_KVM_DEVICE");
+  std::string kvm_device = kvm_env != nullptr && *kvm_env != '\0' ? kvm_env : "/dev/kvm";
+
+  base::Fd signal_fd(::signalfd(-1, &stop_signals, SFD_CLOEXEC));
+  auto worker = signal_fd.valid() ? VmWorker::Open(args, kvm_device, std::move(signal_fd))
+                                  : base::Result<std::unique_ptr<VmWorker>>(base::ErrnoError("signalfd"));
+  if (!worker) {
+    const base::Error& e = worker.error();
+    WriteFailure(args, e, ExitRecord("startup-failed", std::string(base::CodeName(e.code())), e.message()));
+    return kWorkerExitStartupFailed;  // the ready pipe closes with us: ferryd reads EOF
+  }
+  base::LogInfo("vm running; control socket " + args.control_socket);
+  WorkerExitRecord exit = (*worker)->Run();
+  worker->reset();
+  base::LogInfo("worker exiting: vm " + exit.state + (exit.message.empty() ? "" : ": " + exit.message));
+  if (exit.state == "failed") {
+    WriteFailure(args, base::Error(CodeFromName(exit.code), exit.message), exit);
+    return kWorkerExitVmFailed;
+  }
+  (void)base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(exit));
+  return kWorkerExitOk;
+}
+
+}  // namespace appliance

@@ -1,0 +1,163 @@
+#include "appliance/worker_protocol.h"
+
+#include <nlohmann/json.hpp>
+
+#include "appliance/error_codes.h"
+#include "appliance/unix_socket.h"
+
+namespace appliance {
+namespace {
+
+using nlohmann::json;
+
+base::Result<json> ParseObject(std::string_view text, std::string_view what) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return base::Error(base::Code::kInvalidArgument, std::string(what) + " is not a JSON object");
+  return j;
+}
+
+// Reads an optional string member; a member of the wrong type is an error.
+base::Status GetString(const json& j, const char* key, std::string_view what, std::string* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return base::Ok();
+  if (!it->is_string())
+    return base::Error(base::Code::kInvalidArgument,
+                       std::string(what) + ": \"" + key + "\" must be a string");
+  *out = it->get<std::string>();
+  return base::Ok();
+}
+
+uint64_t GetU64(const json& j, const char* key) {
+  auto it = j.find(key);
+  return (it != j.end() && it->is_number_unsigned()) ? it->get<uint64_t>() : 0;
+}
+
+}  // namespace
+
+std::string_view ToString(WorkerOp op) {
+  switch (op) {
+    case WorkerOp::kStatus: return "status";
+    case WorkerOp::kPause: return "pause";
+    case WorkerOp::kResume: return "resume";
+    case WorkerOp::kStop: return "stop";
+    case WorkerOp::kSave: return "save";
+  }
+  return "invalid";
+}
+
+std::string EncodeRequest(const WorkerRequest& request) {
+  json j = {{"op", ToString(request.op)}};
+  if (request.op == WorkerOp::kSave) j["path"] = request.path;
+  return j.dump();
+}
+
+base::Result<WorkerRequest> DecodeRequest(std::string_view line) {
+  ASSIGN_OR_RETURN(json j, ParseObject(line, "worker request"));
+  std::string op;
+  RETURN_IF_ERROR(GetString(j, "op", "worker request", &op));
+  WorkerRequest request;
+  RETURN_IF_ERROR(GetString(j, "path", "worker request", &request.path));
+  for (WorkerOp candidate : {WorkerOp::kStatus, WorkerOp::kPause, WorkerOp::kResume,
+                             WorkerOp::kStop, WorkerOp::kSave}) {
+    if (op == ToString(candidate)) {
+      request.op = candidate;
+      if (candidate == WorkerOp::kSave && request.path.empty())
+        return base::Error(base::Code::kInvalidArgument, "worker request: save needs a \"path\"");
+      return request;
+    }
+  }
+  return base::Error(base::Code::kInvalidArgument,
+                     "worker request: unknown op \"" + op + "\"");
+}
+
+std::string EncodeReply(const base::Result<WorkerReply>& reply) {
+  if (!reply.has_value()) {
+    return json{{"ok", false},
+                {"error",
+                 {{"code", base::CodeName(reply.error().code())},
+                  {"message", reply.error().message()}}}}
+        .dump();
+  }
+  const WorkerReply& r = *reply;
+  return json{{"ok", true},
+              {"state", r.state},
+              {"pid", r.pid},
+              {"stats",
+               {{"memory_bytes", r.stats.memory_bytes},
+                {"disk_reads", r.stats.disk_reads},
+                {"disk_writes", r.stats.disk_writes},
+                {"disk_flushes", r.stats.disk_flushes},
+                {"exits", r.stats.exits}}}}
+      .dump();
+}
+
+base::Result<WorkerReply> DecodeReply(std::string_view line) {
+  auto parsed = ParseObject(line, "worker reply");
+  if (!parsed) return base::Error(base::Code::kInternal, parsed.error().message());
+  const json& j = *parsed;
+  auto ok = j.find("ok");
+  if (ok == j.end() || !ok->is_boolean())
+    return base::Error(base::Code::kInternal, "worker reply has no boolean \"ok\"");
+  if (!ok->get<bool>()) {
+    auto err = j.find("error");
+    if (err == j.end() || !err->is_object())
+      return base::Error(base::Code::kInternal, "worker error reply has no \"error\" object");
+    std::string code, message;
+    if (!GetString(*err, "code", "worker reply", &code) ||
+        !GetString(*err, "message", "worker reply", &message))
+      return base::Error(base::Code::kInternal, "worker error reply is malformed");
+    return base::Error(CodeFromName(code), message);
+  }
+  WorkerReply reply;
+  if (!GetString(j, "state", "worker reply", &reply.state) || reply.state.empty())
+    return base::Error(base::Code::kInternal, "worker reply has no \"state\"");
+  auto pid = j.find("pid");
+  if (pid == j.end() || !pid->is_number_integer())
+    return base::Error(base::Code::kInternal, "worker reply has no integer \"pid\"");
+  reply.pid = pid->get<int64_t>();
+  auto stats = j.find("stats");
+  if (stats != j.end() && stats->is_object()) {
+    reply.stats.memory_bytes = GetU64(*stats, "memory_bytes");
+    reply.stats.disk_reads = GetU64(*stats, "disk_reads");
+    reply.stats.disk_writes = GetU64(*stats, "disk_writes");
+    reply.stats.disk_flushes = GetU64(*stats, "disk_flushes");
+    reply.stats.exits = GetU64(*stats, "exits");
+  }
+  return reply;
+}
+
+base::Result<WorkerReply> CallWorker(const std::string& socket_path, const WorkerRequest& request,
+                                     int timeout_ms) {
+  ASSIGN_OR_RETURN(base::Fd fd, ConnectUnix(socket_path));
+  RETURN_IF_ERROR(WriteLine(fd.get(), EncodeRequest(request)));
+  std::string what = "the worker's reply to " + std::string(ToString(request.op));
+  ASSIGN_OR_RETURN(std::string line, ReadLine(fd.get(), kMaxWorkerLine, timeout_ms, what));
+  return DecodeReply(line);
+}
+
+std::string EncodeExitRecord(const WorkerExitRecord& record) {
+  json j = {{"pid", record.pid}, {"state", record.state}};
+  if (!record.code.empty()) j["code"] = record.code;
+  if (!record.message.empty()) j["message"] = record.message;
+  if (!record.saved_path.empty()) j["saved_path"] = record.saved_path;
+  return j.dump() + "\n";
+}
+
+base::Result<WorkerExitRecord> DecodeExitRecord(std::string_view text, std::string_view source) {
+  ASSIGN_OR_RETURN(json j, ParseObject(text, source));
+  WorkerExitRecord record;
+  auto pid = j.find("pid");
+  if (pid == j.end() || !pid->is_number_integer())
+    return base::Error(base::Code::kInvalidArgument, std::string(source) + ": no integer \"pid\"");
+  record.pid = pid->get<int64_t>();
+  RETURN_IF_ERROR(GetString(j, "state", source, &record.state));
+  RETURN_IF_ERROR(GetString(j, "code", source, &record.code));
+  RETURN_IF_ERROR(GetString(j, "message", source, &record.message));
+  RETURN_IF_ERROR(GetString(j, "saved_path", source, &record.saved_path));
+  if (record.state.empty())
+    return base::Error(base::Code::kInvalidArgument, std::string(source) + ": no \"state\"");
+  return record;
+}
+
+}  // namespace appliance

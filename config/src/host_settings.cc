@@ -1,0 +1,150 @@
+// host.toml: parsing, defaults and validation. Schema: docs/config.md.
+#include "config/host_settings.h"
+
+#include <sys/un.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "base/fd.h"
+#include "toml_reader.h"
+
+namespace config {
+namespace {
+
+// Limits on simultaneous moves; beyond 64 the host would run out of bandwidth
+// long before it ran out of slots.
+constexpr int64_t kMaxMoves = 64;
+
+// An absolute path: required for anything a daemon opens, since its working
+// directory is not the admin's.
+base::Result<std::optional<std::string>> ReadAbsolutePath(TableReader& r, std::string_view key) {
+  ASSIGN_OR_RETURN(auto path, r.String(key));
+  if (path && (path->empty() || path->front() != '/')) {
+    return r.Invalid(key, "must be an absolute path, got " + QuoteToml(*path));
+  }
+  return path;
+}
+
+base::Status ReadListenAddresses(TableReader& r, HostSettings& s) {
+  ASSIGN_OR_RETURN(auto texts, r.StringArray("listen_addresses"));
+  if (!texts) return base::Ok();
+  for (size_t i = 0; i < texts->size(); ++i) {
+    std::string key = "listen_addresses[" + std::to_string(i) + "]";
+    auto address = ParseListenAddress((*texts)[i]);
+    if (!address) return r.Invalid(key, address.error().message());
+    for (const auto& earlier : s.listen_addresses) {
+      if (earlier.host == address->host && earlier.port == address->port) {
+        return r.Invalid(key, "duplicate listen address " + QuoteToml((*texts)[i]));
+      }
+    }
+    s.listen_addresses.push_back(*std::move(address));
+  }
+  return base::Ok();
+}
+
+base::Status ReadNetworks(TableReader& r, HostSettings& s) {
+  ASSIGN_OR_RETURN(auto texts, r.StringArray("networks"));
+  if (!texts) return base::Ok();
+  if (texts->empty()) {
+    return r.Invalid("networks", "must list at least one network, or be [\"any\"]");
+  }
+  bool any = std::find(texts->begin(), texts->end(), "any") != texts->end();
+  if (any && texts->size() > 1) {
+    return r.Invalid("networks", "\"any\" cannot be combined with other networks");
+  }
+  s.any_network = any;
+  if (any) return base::Ok();
+  for (size_t i = 0; i < texts->size(); ++i) {
+    auto cidr = ParseCidr((*texts)[i]);
+    if (!cidr) return r.Invalid("networks[" + std::to_string(i) + "]", cidr.error().message());
+    s.networks.push_back(*std::move(cidr));
+  }
+  return base::Ok();
+}
+
+base::Status ReadMigration(TableReader& r, HostSettings& s) {
+  ASSIGN_OR_RETURN(auto incoming, r.Bool("incoming_enabled"));
+  if (incoming) s.incoming_enabled = *incoming;
+  ASSIGN_OR_RETURN(auto outgoing, r.Bool("outgoing_enabled"));
+  if (outgoing) s.outgoing_enabled = *outgoing;
+  ASSIGN_OR_RETURN(auto live, r.Integer("max_live_moves", 1, kMaxMoves));
+  if (live) s.max_live_moves = static_cast<uint32_t>(*live);
+  ASSIGN_OR_RETURN(auto storage, r.Integer("max_storage_moves", 1, kMaxMoves));
+  if (storage) s.max_storage_moves = static_cast<uint32_t>(*storage);
+  RETURN_IF_ERROR(ReadNetworks(r, s));
+
+  ASSIGN_OR_RETURN(auto auth, r.Choice("authentication", {"kerberos", "credssp"}));
+  if (auth) {
+    static constexpr AuthenticationType kTypes[] = {AuthenticationType::kKerberos,
+                                                    AuthenticationType::kCredSsp};
+    s.authentication = kTypes[*auth];
+  }
+  ASSIGN_OR_RETURN(auto perf, r.Choice("performance", {"tcp", "compression", "smb"}));
+  if (perf) {
+    static constexpr PerformanceOption kOptions[] = {
+        PerformanceOption::kTcp, PerformanceOption::kCompression, PerformanceOption::kSmb};
+    s.performance = kOptions[*perf];
+  }
+  return r.CheckNoUnknownKeys();
+}
+
+}  // namespace
+
+base::Result<HostSettings> ParseHostSettings(std::string_view toml_text, std::string_view source) {
+  ASSIGN_OR_RETURN(toml::table root, ParseToml(toml_text, source));
+  HostSettings s;
+  s.source_path = std::string(source);
+  TableReader r(root, source, "");
+
+  ASSIGN_OR_RETURN(auto storage_root, ReadAbsolutePath(r, "storage_root"));
+  if (storage_root) s.storage_root = *storage_root;
+  ASSIGN_OR_RETURN(auto api_socket, ReadAbsolutePath(r, "api_socket"));
+  if (api_socket) {
+    // bind() cannot take a longer path, so fail here rather than at start-up.
+    constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
+    if (api_socket->size() > kMaxSocketPath) {
+      return r.Invalid("api_socket", "must be at most " + std::to_string(kMaxSocketPath) +
+                                         " bytes long (the limit of a Unix socket path), got " +
+                                         std::to_string(api_socket->size()) + " bytes");
+    }
+    s.api_socket = *api_socket;
+  }
+  ASSIGN_OR_RETURN(auto guest_dir, ReadAbsolutePath(r, "guest_dir"));
+  if (guest_dir) s.guest_dir = *guest_dir;
+  RETURN_IF_ERROR(ReadListenAddresses(r, s));
+
+  if (const toml::node* migration = r.Get("migration"); migration != nullptr) {
+    const toml::table* table = migration->as_table();
+    if (table == nullptr) return r.Invalid("migration", "must be a table", *migration);
+    TableReader m(*table, source, "migration");
+    RETURN_IF_ERROR(ReadMigration(m, s));
+  }
+  RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  return s;
+}
+
+base::Result<HostSettings> LoadHostSettings(const std::string& path) {
+  auto text = base::ReadFileToString(path);
+  if (!text) return text.error().Wrap("read host settings");
+  return ParseHostSettings(*text, path);
+}
+
+std::string_view ToString(AuthenticationType t) {
+  switch (t) {
+    case AuthenticationType::kKerberos: return "kerberos";
+    case AuthenticationType::kCredSsp: return "credssp";
+  }
+  return "invalid";
+}
+
+std::string_view ToString(PerformanceOption p) {
+  switch (p) {
+    case PerformanceOption::kTcp: return "tcp";
+    case PerformanceOption::kCompression: return "compression";
+    case PerformanceOption::kSmb: return "smb";
+  }
+  return "invalid";
+}
+
+}  // namespace config

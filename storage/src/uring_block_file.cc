@@ -1,0 +1,173 @@
+#include "uring_block_file.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+namespace storage {
+
+// One kernel request's worth of a caller's request.
+struct UringBlockFile::Chunk {
+  size_t request;      // index into the batch
+  IoOp op;
+  uint8_t* buf;
+  size_t len;
+  uint64_t offset;
+  size_t done = 0;     // bytes completed so far
+  int retries = 0;     // consecutive retryable failures
+  bool eof = false;    // a read that hit end of file
+};
+
+namespace {
+
+bool Retryable(int res) { return res == -EINTR || res == -EAGAIN || res == -ECANCELED; }
+
+}  // namespace
+
+base::Result<std::unique_ptr<UringBlockFile>> UringBlockFile::Create(base::Fd fd, std::string path,
+                                                                     const OpenOptions& options) {
+  std::unique_ptr<UringBlockFile> file(new UringBlockFile(std::move(fd), std::move(path), options));
+  int ret = io_uring_queue_init(options.queue_depth, &file->ring_, 0);
+  if (ret < 0) {
+    return base::Error(base::Code::kUnavailable,
+                       "open " + file->path_ + ": io_uring is unavailable on this host (" +
+                           std::strerror(-ret) +
+                           "); check /proc/sys/kernel/io_uring_disabled and seccomp, or use the "
+                           "sync engine",
+                       -ret);
+  }
+  file->ring_ready_ = true;
+  return file;
+}
+
+UringBlockFile::~UringBlockFile() {
+  // No request is ever left in flight when a call returns, so tearing the
+  // ring down cannot race the kernel writing into a caller's buffer.
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+}
+
+base::Status UringBlockFile::Broken() const {
+  if (broken_) return *broken_;
+  return base::Ok();
+}
+
+base::Status UringBlockFile::SubmitAndWait() {
+  for (;;) {
+    int ret = io_uring_submit_and_wait(&ring_, 1);
+    if (ret >= 0) return base::Ok();
+    if (ret == -EINTR) continue;  // a signal; what was queued is still queued
+    broken_ = base::ErrnoError("io_uring_enter for " + path_, -ret);
+    return *broken_;
+  }
+}
+
+base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const IoRequest> requests) {
+  RETURN_IF_ERROR(Broken());
+  RETURN_IF_ERROR(CheckRequests(requests));
+
+  std::vector<Chunk> chunks;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const IoRequest& r = requests[i];
+    for (size_t at = 0; at < r.len; at += options_.max_chunk) {
+      chunks.push_back(Chunk{i, r.op, static_cast<uint8_t*>(r.buf) + at,
+                             std::min(options_.max_chunk, r.len - at), r.offset + at});
+    }
+  }
+  std::deque<size_t> ready;  // chunk indices waiting for a ring slot
+  for (size_t i = 0; i < chunks.size(); ++i) ready.push_back(i);
+
+  std::optional<base::Error> failure;
+  unsigned in_flight = 0;
+  while (in_flight > 0 || (!failure && !ready.empty())) {
+    // After a failure nothing new is submitted, but what is in flight must
+    // complete before the caller may reuse its buffers.
+    while (!failure && !ready.empty() && in_flight < options_.queue_depth) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) break;  // ring full; reap first
+      Chunk& c = chunks[ready.front()];
+      auto remaining = static_cast<unsigned>(c.len - c.done);
+      if (c.op == IoOp::kRead) {
+        io_uring_prep_read(sqe, fd_.get(), c.buf + c.done, remaining, c.offset + c.done);
+      } else {
+        io_uring_prep_write(sqe, fd_.get(), c.buf + c.done, remaining, c.offset + c.done);
+      }
+      io_uring_sqe_set_data64(sqe, ready.front());
+      ready.pop_front();
+      ++in_flight;
+    }
+    RETURN_IF_ERROR(SubmitAndWait());
+
+    io_uring_cqe* cqe;
+    while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+      size_t index = io_uring_cqe_get_data64(cqe);
+      int res = filter_ ? filter_(cqe->res) : cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      --in_flight;
+      Chunk& c = chunks[index];
+      uint64_t at = c.offset + c.done;
+      if (res < 0) {
+        if (Retryable(res) && ++c.retries <= kMaxRetries) {
+          ready.push_front(index);
+        } else if (!failure) {
+          failure = base::ErrnoError(Describe(c.op, at, c.len - c.done), -res);
+        }
+        continue;
+      }
+      c.retries = 0;
+      if (res == 0) {
+        if (c.op == IoOp::kRead) {
+          c.eof = true;
+        } else if (!failure) {
+          failure = base::Error(base::Code::kDataLoss,
+                                Describe(c.op, at, c.len - c.done) + ": wrote nothing");
+        }
+        continue;
+      }
+      c.done += static_cast<size_t>(res);
+      if (c.done < c.len) {
+        if (c.op == IoOp::kRead && UnalignedEnd(c.offset + c.done)) {
+          c.eof = true;
+        } else {
+          ready.push_front(index);  // short completion: the rest goes again
+        }
+      }
+    }
+  }
+  if (failure) return *failure;
+
+  // A read's result is its contiguous prefix: chunks after the one that met
+  // end of file can only have read nothing.
+  std::vector<size_t> done(requests.size(), 0);
+  std::vector<bool> stopped(requests.size(), false);
+  for (const Chunk& c : chunks) {
+    if (stopped[c.request]) continue;
+    done[c.request] += c.done;
+    if (c.done < c.len) stopped[c.request] = true;
+  }
+  return done;
+}
+
+base::Status UringBlockFile::Flush() {
+  RETURN_IF_ERROR(Broken());
+  for (int attempt = 0;; ++attempt) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      return base::Error(base::Code::kInternal, "fdatasync " + path_ + ": io_uring queue is full");
+    }
+    io_uring_prep_fsync(sqe, fd_.get(), IORING_FSYNC_DATASYNC);
+    RETURN_IF_ERROR(SubmitAndWait());
+    io_uring_cqe* cqe;
+    int ret = io_uring_peek_cqe(&ring_, &cqe);
+    if (ret != 0) {
+      broken_ = base::ErrnoError("fdatasync " + path_ + ": no completion", -ret);
+      return *broken_;
+    }
+    int res = filter_ ? filter_(cqe->res) : cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    if (res >= 0) return base::Ok();
+    if (!Retryable(res) || attempt >= kMaxRetries) return base::ErrnoError("fdatasync " + path_, -res);
+  }
+}
+
+}  // namespace storage

@@ -1,0 +1,389 @@
+// Machine assembly: builds a VM from a definition (Create) or a state file
+// (Restore) out of the parts in this directory, and implements the Machine
+// interface on top of VcpuSet (run control), DirtyLog and machine_state.
+#include "vm/machine.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "base/log.h"
+#include "boot.h"
+#include "cpu_state.h"
+#include "dirty_log.h"
+#include "guest_memory.h"
+#include "io_bus.h"
+#include "kvm.h"
+#include "machine_state.h"
+#include "serial.h"
+#include "storage/disk.h"
+#include "vcpu_set.h"
+#include "virtio_blk.h"
+#include "vm/guest_abi.h"
+
+namespace vm {
+namespace {
+
+constexpr uint32_t kRamSlot = 0;
+// KVM_SET_TSS_ADDR wants three pages outside RAM and MMIO (VMX uses them for
+// real mode only; set anyway, as kvmtool and QEMU do).
+constexpr uint64_t kKvmTssGpa = 0xfffbd000;
+
+std::string ResolvePath(const std::string& dir, const std::string& path) {
+  if (path.empty() || path[0] == '/' || dir.empty()) return path;
+  return dir + "/" + path;
+}
+
+base::Status CheckShape(const config::VmDefinition& def) {
+  if (def.vcpus < 1 || def.vcpus > FERRY_MAX_VCPUS)
+    return base::Error(base::Code::kInvalidArgument,
+                       "vm " + def.name + ": " + std::to_string(def.vcpus) + " vCPUs; 1.." +
+                           std::to_string(FERRY_MAX_VCPUS) + " are supported");
+  if (def.disks.size() > FERRY_MAX_DISKS)
+    return base::Error(base::Code::kInvalidArgument,
+                       "vm " + def.name + ": " + std::to_string(def.disks.size()) + " disks; at most " +
+                           std::to_string(FERRY_MAX_DISKS) + " are supported");
+  // RAM is one slot at GPA 0 and must stay below the virtio-mmio window.
+  if (def.memory_bytes < (4ull << 20) || def.memory_bytes > FERRY_VIRTIO_MMIO_GPA)
+    return base::Error(base::Code::kInvalidArgument,
+                       "vm " + def.name + ": memory of " + std::to_string(def.memory_bytes >> 20) +
+                           " MiB is outside 4.." + std::to_string(FERRY_VIRTIO_MMIO_GPA >> 20) +
+                           " MiB (RAM must end below the MMIO window at 0xd0000000)");
+  return base::Ok();
+}
+
+class MachineImpl final : public Machine {
+ public:
+  explicit MachineImpl(const MachineOptions& options) : options_(options) {}
+  ~MachineImpl() override { Shutdown(); }
+
+  // Shared by Create and Restore: KVM VM, RAM slot, vCPUs with CPUID, serial,
+  // disks, bus and the vCPU threads (not started).
+  base::Status Build(KvmSystem kvm, std::unique_ptr<GuestMemory> memory);
+  base::Status BootFresh();
+  base::Status ApplySnapshot(const MachineSnapshot& snapshot);
+
+  base::Status Start() override;
+  base::Status Pause() override;
+  base::Status Resume() override;
+  base::Status SaveState(const std::string& path) override;
+  void Shutdown() override;
+
+  RunState state() const override { return vcpu_set_ ? vcpu_set_->state() : RunState::kFailed; }
+  std::string failure() const override { return vcpu_set_ ? vcpu_set_->failure() : "shut down"; }
+  MachineStats stats() const override;
+  RunState WaitWhileRunning(int timeout_ms) override {
+    return vcpu_set_ ? vcpu_set_->WaitWhileRunning(timeout_ms) : RunState::kFailed;
+  }
+
+  base::Status EnableDirtyLog() override { return dirty_log_->Enable(); }
+  base::Result<std::vector<uint64_t>> HarvestDirtyPages() override { return dirty_log_->Harvest(); }
+  base::Status DisableDirtyLog() override { return dirty_log_->Disable(); }
+  uint8_t* memory_base() override { return memory_->base(); }
+  uint64_t memory_size() const override { return memory_->size(); }
+
+ private:
+  base::Status SetCpuid(KvmVcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported);
+  base::Status OpenDisks();
+  base::Status RestoreClocks();
+
+  MachineOptions options_;
+  // Declaration order is destruction order reversed: the vCPU threads
+  // (vcpu_set_, last) stop first; devices go before the memory they borrow;
+  // the memory outlives the VM fd that maps it.
+  std::unique_ptr<GuestMemory> memory_;
+  std::unique_ptr<KvmSystem> kvm_;
+  std::unique_ptr<KvmVm> vm_;
+  std::vector<KvmVcpu> vcpus_;
+  VcpuStateLayout layout_;
+  uint64_t tsc_khz_ = 0;
+  std::unique_ptr<Serial> serial_;
+  std::vector<std::unique_ptr<VirtioBlk>> disks_;
+  std::unique_ptr<IoBus> bus_;
+  std::unique_ptr<DirtyLog> dirty_log_;
+
+  // The guest's TSCs and KVM clock as of the last pause (or as restored).
+  std::vector<uint64_t> paused_tsc_;
+  uint64_t paused_clock_ns_ = 0;
+  // Set by Restore: write paused_tsc_/paused_clock_ns_ into KVM right before
+  // the vCPUs next run, so the guest's time continues from the saved point.
+  bool clocks_pending_ = false;
+  bool tsc_continuous_ = true;
+
+  std::unique_ptr<VcpuSet> vcpu_set_;
+};
+
+base::Status MachineImpl::Build(KvmSystem kvm, std::unique_ptr<GuestMemory> memory) {
+  const config::VmDefinition& def = options_.definition;
+  memory_ = std::move(memory);
+  kvm_ = std::make_unique<KvmSystem>(std::move(kvm));
+  ASSIGN_OR_RETURN(KvmVm vm, kvm_->CreateVm());
+  vm_ = std::make_unique<KvmVm>(std::move(vm));
+  if (vm_->CheckExtension(KVM_CAP_SET_TSS_ADDR)) RETURN_IF_ERROR(vm_->SetTssAddr(kKvmTssGpa));
+  bool manual_protect = false;
+  if (vm_->CheckExtension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) {
+    // Without KVM_DIRTY_LOG_INITIALLY_SET: the first harvest reports only
+    // pages written after EnableDirtyLog.
+    RETURN_IF_ERROR(vm_->EnableCap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE));
+    manual_protect = true;
+  }
+  RETURN_IF_ERROR(vm_->SetMemorySlot(kRamSlot, 0, memory_->size(), memory_->base(), 0));
+  dirty_log_ = std::make_unique<DirtyLog>(*vm_, *memory_, kRamSlot, manual_protect);
+
+  ASSIGN_OR_RETURN(std::vector<kvm_cpuid_entry2> cpuid, kvm_->SupportedCpuid());
+  for (uint32_t i = 0; i < def.vcpus; ++i) {
+    ASSIGN_OR_RETURN(KvmVcpu vcpu, vm_->CreateVcpu(i, kvm_->vcpu_mmap_size()));
+    RETURN_IF_ERROR(SetCpuid(vcpu, cpuid));
+    vcpus_.push_back(std::move(vcpu));
+  }
+  ASSIGN_OR_RETURN(layout_, ProbeVcpuStateLayout(*kvm_, *vm_, vcpus_[0]));
+  ASSIGN_OR_RETURN(int khz, vcpus_[0].IoctlValue(KVM_GET_TSC_KHZ, 0, "KVM_GET_TSC_KHZ"));
+  tsc_khz_ = static_cast<uint64_t>(khz);
+
+  ASSIGN_OR_RETURN(Serial serial, Serial::Open(options_.console_path));
+  serial_ = std::make_unique<Serial>(std::move(serial));
+  bus_ = std::make_unique<IoBus>(*serial_);
+  RETURN_IF_ERROR(OpenDisks());
+
+  std::vector<KvmVcpu*> ptrs;
+  for (auto& v : vcpus_) ptrs.push_back(&v);
+  vcpu_set_ = std::make_unique<VcpuSet>(std::move(ptrs), *bus_);
+  return base::Ok();
+}
+
+base::Status MachineImpl::SetCpuid(KvmVcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported) {
+  std::vector<uint64_t> buf((sizeof(kvm_cpuid2) + supported.size() * sizeof(kvm_cpuid_entry2)) / 8 + 1);
+  auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.data());
+  cpuid->nent = static_cast<uint32_t>(supported.size());
+  for (size_t i = 0; i < supported.size(); ++i) {
+    kvm_cpuid_entry2 e = supported[i];
+    // Each vCPU reports its own APIC ID (leaf 1 EBX[31:24], x2APIC leaves).
+    if (e.function == 1) e.ebx = (e.ebx & 0x00ffffff) | (vcpu.index() << 24);
+    if (e.function == 0xb || e.function == 0x1f) e.edx = vcpu.index();
+    cpuid->entries[i] = e;
+  }
+  return vcpu.Ioctl(KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
+}
+
+base::Status MachineImpl::OpenDisks() {
+  const auto& disks = options_.definition.disks;
+  for (size_t i = 0; i < disks.size(); ++i) {
+    const config::DiskSpec& spec = disks[i];
+    std::string path = ResolvePath(options_.vm_dir, spec.path);
+    if (spec.format != config::DiskFormat::kRaw)
+      return base::Error(base::Code::kUnimplemented,
+                         "disk " + std::to_string(i) + " (" + path + ") is " +
+                             std::string(config::ToString(spec.format)) +
+                             "; the VMM runs only raw disks so far");
+    auto disk = storage::OpenRawDisk(path, spec.read_only);
+    if (!disk) return disk.error().Wrap("disk " + std::to_string(i));
+    disks_.push_back(std::make_unique<VirtioBlk>(*memory_, std::move(*disk)));
+    bus_->AddMmio(FERRY_VIRTIO_MMIO_GPA + i * FERRY_VIRTIO_MMIO_STRIDE, FERRY_VIRTIO_MMIO_STRIDE,
+                  *disks_.back());
+  }
+  return base::Ok();
+}
+
+base::Status MachineImpl::BootFresh() {
+  const config::VmDefinition& def = options_.definition;
+  RETURN_IF_ERROR(WriteBootTables(*memory_));
+  ASSIGN_OR_RETURN(uint64_t program_end, LoadProgram(*memory_, ResolvePath(options_.vm_dir, def.program)));
+  BootParams params;
+  params.memory_bytes = memory_->size();
+  params.tsc_khz = tsc_khz_;
+  params.vcpu_count = def.vcpus;
+  params.disk_count = static_cast<uint32_t>(def.disks.size());
+  params.cmdline = def.cmdline;
+  RETURN_IF_ERROR(WriteParams(*memory_, params, program_end));
+  for (auto& vcpu : vcpus_) {
+    kvm_sregs2 sregs{};
+    RETURN_IF_ERROR(vcpu.Ioctl(KVM_GET_SREGS2, &sregs, "KVM_GET_SREGS2"));
+    SetInitialSregs(sregs);
+    RETURN_IF_ERROR(vcpu.Ioctl(KVM_SET_SREGS2, &sregs, "KVM_SET_SREGS2"));
+    kvm_regs regs = InitialRegs(vcpu.index());
+    RETURN_IF_ERROR(vcpu.Ioctl(KVM_SET_REGS, &regs, "KVM_SET_REGS"));
+  }
+  return base::Ok();
+}
+
+base::Status MachineImpl::ApplySnapshot(const MachineSnapshot& s) {
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    if (auto st = ApplyVcpuState(vcpus_[i], s.vcpus[i], layout_); !st)
+      return st.error().Wrap("restore vcpu" + std::to_string(i));
+  }
+  if (auto st = serial_->RestoreState(s.serial); !st) return st.error().Wrap("restore serial port");
+  for (size_t i = 0; i < disks_.size(); ++i) {
+    if (auto st = disks_[i]->RestoreState(s.devices[i]); !st)
+      return st.error().Wrap("restore disk " + std::to_string(i));
+  }
+  paused_tsc_.clear();
+  for (const auto& v : s.vcpus) paused_tsc_.push_back(v.tsc);
+  paused_clock_ns_ = s.kvm_clock_ns;
+  clocks_pending_ = true;
+  vcpu_set_->MarkPaused();
+  return base::Ok();
+}
+
+base::Status MachineImpl::RestoreClocks() {
+  if (!clocks_pending_) return base::Ok();
+  RETURN_IF_ERROR(vm_->SetClock(paused_clock_ns_));
+  // Every vCPU gets the same value back to back; KVM keeps TSCs written within
+  // a second of each other in sync.
+  for (size_t i = 0; i < vcpus_.size(); ++i) RETURN_IF_ERROR(WriteTsc(vcpus_[i], paused_tsc_[i]));
+  // Some hosts ignore the write: on PVM the guest runs rdtsc natively in
+  // ring 3 and always sees the host's TSC. Detect that instead of assuming.
+  ASSIGN_OR_RETURN(uint64_t now, ReadTsc(vcpus_[0]));
+  uint64_t tolerance = tsc_khz_ * 1000;  // one second
+  if (now < paused_tsc_[0] || now - paused_tsc_[0] > tolerance) {
+    tsc_continuous_ = false;
+    char msg[200];
+    std::snprintf(msg, sizeof msg,
+                  "KVM did not take the restored guest TSC (wrote %llu, reads %llu): the guest's "
+                  "TSC follows this host's TSC and jumps across the restore",
+                  static_cast<unsigned long long>(paused_tsc_[0]), static_cast<unsigned long long>(now));
+    base::LogWarning(msg);
+  }
+  clocks_pending_ = false;
+  return base::Ok();
+}
+
+base::Status MachineImpl::Start() {
+  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  return vcpu_set_->Start();
+}
+
+base::Status MachineImpl::Pause() {
+  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  bool was_running = vcpu_set_->state() == RunState::kRunning;
+  RETURN_IF_ERROR(vcpu_set_->Pause());
+  if (!was_running) return base::Ok();
+  for (size_t i = 0; i < disks_.size(); ++i) {
+    if (auto st = disks_[i]->Drain(); !st) return st.error().Wrap("drain disk " + std::to_string(i));
+  }
+  // Read right away, so a save taken later records the moment of the pause.
+  if (!clocks_pending_) {
+    paused_tsc_.clear();
+    for (auto& v : vcpus_) {
+      ASSIGN_OR_RETURN(uint64_t tsc, ReadTsc(v));
+      paused_tsc_.push_back(tsc);
+    }
+    ASSIGN_OR_RETURN(kvm_clock_data clock, vm_->GetClock());
+    paused_clock_ns_ = clock.clock;
+  }
+  return base::Ok();
+}
+
+base::Status MachineImpl::Resume() {
+  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  if (vcpu_set_->state() != RunState::kPaused)
+    return vcpu_set_->Resume();  // its error names the state
+  RETURN_IF_ERROR(RestoreClocks());
+  return vcpu_set_->Resume();
+}
+
+base::Status MachineImpl::SaveState(const std::string& path) {
+  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  RunState st = vcpu_set_->state();
+  if (st != RunState::kPaused)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "save state: machine is " + std::string(ToString(st)) + ", not paused");
+  MachineSnapshot s;
+  s.definition_text = config::FormatVmDefinition(options_.definition);
+  s.memory_bytes = memory_->size();
+  s.tsc_khz = tsc_khz_;
+  bool never_ran = paused_tsc_.empty();  // paused straight from kCreated
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    ASSIGN_OR_RETURN(VcpuState v, CaptureVcpuState(vcpus_[i], layout_));
+    if (!never_ran) v.tsc = paused_tsc_[i];
+    s.vcpus.push_back(std::move(v));
+  }
+  if (never_ran) {
+    ASSIGN_OR_RETURN(kvm_clock_data clock, vm_->GetClock());
+    s.kvm_clock_ns = clock.clock;
+  } else {
+    s.kvm_clock_ns = paused_clock_ns_;
+  }
+  s.serial = serial_->SaveState();
+  for (auto& d : disks_) s.devices.push_back(d->SaveState());
+  if (auto r = WriteStateFile(path, s, *memory_); !r) return r.error().Wrap("save state");
+  return base::Ok();
+}
+
+void MachineImpl::Shutdown() {
+  if (vcpu_set_) vcpu_set_->Stop();
+  for (size_t i = 0; i < disks_.size(); ++i) {
+    if (auto st = disks_[i]->Drain(); !st)
+      base::LogWarning("shutdown: drain disk " + std::to_string(i) + ": " + st.error().ToString());
+  }
+}
+
+MachineStats MachineImpl::stats() const {
+  MachineStats s;
+  s.memory_bytes = memory_ ? memory_->size() : 0;
+  for (const auto& d : disks_) {
+    VirtioBlkCounters c = d->counters();
+    s.disk_reads += c.reads;
+    s.disk_writes += c.writes;
+    s.disk_flushes += c.flushes;
+  }
+  s.exits = vcpu_set_ ? vcpu_set_->exits() : 0;
+  s.unknown_accesses = bus_ ? bus_->unknown_accesses() : 0;
+  s.guest_tsc_continuous = tsc_continuous_;
+  return s;
+}
+
+}  // namespace
+
+std::string_view ToString(RunState s) {
+  switch (s) {
+    case RunState::kCreated: return "created";
+    case RunState::kRunning: return "running";
+    case RunState::kPaused: return "paused";
+    case RunState::kPoweredOff: return "powered-off";
+    case RunState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+base::Result<std::unique_ptr<Machine>> Machine::Create(const MachineOptions& options) {
+  const config::VmDefinition& def = options.definition;
+  RETURN_IF_ERROR(CheckShape(def));
+  ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open(options.kvm_device));
+  ASSIGN_OR_RETURN(std::unique_ptr<GuestMemory> memory, GuestMemory::Create(def.memory_bytes));
+  auto m = std::make_unique<MachineImpl>(options);
+  if (auto st = m->Build(std::move(kvm), std::move(memory)); !st)
+    return st.error().Wrap("create vm " + def.name);
+  if (auto st = m->BootFresh(); !st) return st.error().Wrap("create vm " + def.name);
+  return std::unique_ptr<Machine>(std::move(m));
+}
+
+base::Result<std::unique_ptr<Machine>> Machine::Restore(const MachineOptions& options,
+                                                        const std::string& state_path) {
+  const config::VmDefinition& def = options.definition;
+  RETURN_IF_ERROR(CheckShape(def));
+  // Everything in the file is verified before any KVM object exists.
+  ASSIGN_OR_RETURN(LoadedState loaded, ReadStateFile(state_path));
+  const MachineSnapshot& s = loaded.snapshot;
+  auto saved_def = config::ParseVmDefinition(s.definition_text, state_path + " (saved definition)");
+  if (!saved_def) return saved_def.error().Wrap("restore from " + state_path);
+  auto mismatch = [&](const std::string& what) {
+    return base::Error(base::Code::kFailedPrecondition,
+                       "restore vm " + def.name + " from " + state_path + ": the saved VM has " + what);
+  };
+  if (s.memory_bytes != def.memory_bytes || saved_def->memory_bytes != def.memory_bytes)
+    return mismatch(std::to_string(s.memory_bytes) + " bytes of memory, the definition " +
+                    std::to_string(def.memory_bytes));
+  if (s.vcpus.size() != def.vcpus || saved_def->vcpus != def.vcpus)
+    return mismatch(std::to_string(s.vcpus.size()) + " vCPUs, the definition " + std::to_string(def.vcpus));
+  if (s.devices.size() != def.disks.size() || saved_def->disks.size() != def.disks.size())
+    return mismatch(std::to_string(s.devices.size()) + " disks, the definition " +
+                    std::to_string(def.disks.size()));
+
+  ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open(options.kvm_device));
+  auto m = std::make_unique<MachineImpl>(options);
+  if (auto st = m->Build(std::move(kvm), std::move(loaded.memory)); !st)
+    return st.error().Wrap("restore vm " + def.name);
+  if (auto st = m->ApplySnapshot(s); !st) return st.error().Wrap("restore vm " + def.name + " from " + state_path);
+  return std::unique_ptr<Machine>(std::move(m));
+}
+
+}  // namespace vm

@@ -1,0 +1,333 @@
+#include "state_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/crc32c.h"
+#include "base/le.h"
+
+namespace vm {
+namespace {
+
+constexpr size_t kDirectWriteBytes = 64 << 10;  // appends this large bypass the buffer
+constexpr size_t kWriteBufferBytes = 1 << 20;
+constexpr size_t kReadAheadBytes = 1 << 20;
+
+// GF(2) matrix helpers for Crc32cCombine (the method of zlib's crc32_combine).
+uint32_t Gf2Times(const uint32_t* mat, uint32_t vec) {
+  uint32_t sum = 0;
+  for (; vec != 0; vec >>= 1, ++mat)
+    if (vec & 1) sum ^= *mat;
+  return sum;
+}
+
+void Gf2Square(uint32_t* square, const uint32_t* mat) {
+  for (int n = 0; n < 32; ++n) square[n] = Gf2Times(mat, mat[n]);
+}
+
+void EncodeSectionHeader(uint8_t* h, SectionType type, uint64_t len, uint32_t payload_crc) {
+  base::PutLe32(h, static_cast<uint32_t>(type));
+  base::PutLe32(h + 4, 0);
+  base::PutLe64(h + 8, len);
+  base::PutLe32(h + 16, payload_crc);
+  base::PutLe32(h + 20, base::Crc32c(h, 20));
+}
+
+}  // namespace
+
+std::string_view ToString(SectionType t) {
+  switch (t) {
+    case SectionType::kDefinition: return "definition";
+    case SectionType::kMachine: return "machine";
+    case SectionType::kVcpu: return "vcpu";
+    case SectionType::kSerial: return "serial";
+    case SectionType::kDevice: return "device";
+    case SectionType::kMemory: return "memory";
+  }
+  return "unknown";
+}
+
+uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+  if (len_b == 0) return crc_a;
+  uint32_t even[32], odd[32];
+  odd[0] = 0x82F63B78u;  // the operator for one zero bit
+  uint32_t row = 1;
+  for (int n = 1; n < 32; ++n, row <<= 1) odd[n] = row;
+  Gf2Square(even, odd);  // two zero bits
+  Gf2Square(odd, even);  // four zero bits
+  // Apply len_b zero bytes to crc_a, squaring the operator per bit of len_b.
+  do {
+    Gf2Square(even, odd);
+    if (len_b & 1) crc_a = Gf2Times(even, crc_a);
+    len_b >>= 1;
+    if (len_b == 0) break;
+    Gf2Square(odd, even);
+    if (len_b & 1) crc_a = Gf2Times(odd, crc_a);
+    len_b >>= 1;
+  } while (len_b != 0);
+  return crc_a ^ crc_b;
+}
+
+// ---- Writer ---------------------------------------------------------------
+
+StateFileWriter::StateFileWriter(std::string path, base::Fd fd)
+    : path_(std::move(path)), tmp_path_(path_ + ".tmp"), fd_(std::move(fd)) {}
+
+StateFileWriter::StateFileWriter(StateFileWriter&& o) noexcept
+    : path_(std::move(o.path_)),
+      tmp_path_(std::move(o.tmp_path_)),
+      fd_(std::move(o.fd_)),
+      buffer_(std::move(o.buffer_)),
+      flushed_(o.flushed_),
+      file_crc_(o.file_crc_),
+      in_section_(o.in_section_),
+      section_type_(o.section_type_),
+      section_offset_(o.section_offset_),
+      section_len_(o.section_len_),
+      section_crc_(o.section_crc_),
+      committed_(std::exchange(o.committed_, true)) {}
+
+StateFileWriter::~StateFileWriter() {
+  if (!committed_ && fd_.valid()) ::unlink(tmp_path_.c_str());
+}
+
+base::Result<StateFileWriter> StateFileWriter::Create(const std::string& path) {
+  ASSIGN_OR_RETURN(base::Fd fd, base::Fd::Open(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  StateFileWriter w(path, std::move(fd));
+  uint8_t h[kFileHeaderBytes] = {};
+  base::PutLe64(h, kStateMagic);
+  base::PutLe32(h + 8, kStateFormatVersion);
+  base::PutLe32(h + 20, base::Crc32c(h, 20));
+  w.buffer_.append(reinterpret_cast<const char*>(h), sizeof h);
+  w.file_crc_ = base::Crc32c(h, sizeof h);
+  return w;
+}
+
+base::Error StateFileWriter::Fail(const base::Error& e) const {
+  return e.Wrap("write state file " + path_);
+}
+
+base::Status StateFileWriter::Flush() {
+  if (buffer_.empty()) return base::Ok();
+  if (auto st = base::WriteAll(fd_.get(), buffer_.data(), buffer_.size()); !st) return Fail(st.error());
+  flushed_ += buffer_.size();
+  buffer_.clear();
+  return base::Ok();
+}
+
+base::Status StateFileWriter::BeginSection(SectionType type) {
+  if (in_section_) return base::Error(base::Code::kInternal, "BeginSection inside a section");
+  in_section_ = true;
+  section_type_ = type;
+  section_offset_ = flushed_ + buffer_.size();
+  section_len_ = 0;
+  section_crc_ = 0;
+  buffer_.append(kSectionHeaderBytes, '\0');  // filled in by EndSection
+  return base::Ok();
+}
+
+base::Status StateFileWriter::Append(const void* data, size_t len) {
+  section_crc_ = base::Crc32c(data, len, section_crc_);
+  section_len_ += len;
+  if (len >= kDirectWriteBytes) {
+    RETURN_IF_ERROR(Flush());
+    if (auto st = base::WriteAll(fd_.get(), data, len); !st) return Fail(st.error());
+    flushed_ += len;
+    return base::Ok();
+  }
+  buffer_.append(static_cast<const char*>(data), len);
+  if (buffer_.size() >= kWriteBufferBytes) return Flush();
+  return base::Ok();
+}
+
+base::Status StateFileWriter::EndSection() {
+  if (!in_section_) return base::Error(base::Code::kInternal, "EndSection outside a section");
+  uint8_t h[kSectionHeaderBytes];
+  EncodeSectionHeader(h, section_type_, section_len_, section_crc_);
+  if (section_offset_ >= flushed_) {
+    std::memcpy(buffer_.data() + (section_offset_ - flushed_), h, sizeof h);
+  } else if (auto st = base::PwriteAll(fd_.get(), h, sizeof h, static_cast<off_t>(section_offset_)); !st) {
+    return Fail(st.error());
+  }
+  file_crc_ = Crc32cCombine(file_crc_, base::Crc32c(h, sizeof h), sizeof h);
+  file_crc_ = Crc32cCombine(file_crc_, section_crc_, section_len_);
+  in_section_ = false;
+  return base::Ok();
+}
+
+base::Status StateFileWriter::AddSection(SectionType type, std::string_view payload) {
+  RETURN_IF_ERROR(BeginSection(type));
+  RETURN_IF_ERROR(Append(payload.data(), payload.size()));
+  return EndSection();
+}
+
+base::Status StateFileWriter::Commit() {
+  if (in_section_) return base::Error(base::Code::kInternal, "Commit inside a section");
+  uint64_t data_end = flushed_ + buffer_.size();
+  uint8_t t[kTrailerBytes];
+  base::PutLe64(t, kTrailerMagic);
+  base::PutLe64(t + 8, data_end);
+  base::PutLe32(t + 16, file_crc_);
+  base::PutLe32(t + 20, base::Crc32c(t, 20));
+  buffer_.append(reinterpret_cast<const char*>(t), sizeof t);
+  RETURN_IF_ERROR(Flush());
+  if (::fsync(fd_.get()) != 0) return Fail(base::ErrnoError("fsync " + tmp_path_));
+  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
+    return Fail(base::ErrnoError("rename " + tmp_path_ + " -> " + path_));
+  committed_ = true;
+  fd_.Reset();
+  if (auto st = base::SyncParentDirectory(path_); !st) return Fail(st.error());
+  return base::Ok();
+}
+
+// ---- Reader ---------------------------------------------------------------
+
+StateFileReader::StateFileReader(std::string path, base::Fd fd, uint64_t data_end, uint32_t file_crc)
+    : path_(std::move(path)), fd_(std::move(fd)), data_end_(data_end), expected_file_crc_(file_crc) {}
+
+base::Error StateFileReader::Corrupt(const std::string& what) const {
+  return base::Error(base::Code::kDataLoss, "state file " + path_ + ": " + what);
+}
+
+base::Result<StateFileReader> StateFileReader::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(base::Fd fd, base::Fd::Open(path, O_RDONLY));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return base::ErrnoError("stat state file " + path);
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  auto corrupt = [&](const std::string& what) {
+    return base::Error(base::Code::kDataLoss, "state file " + path + ": " + what);
+  };
+  if (size < kFileHeaderBytes + kTrailerBytes)
+    return corrupt("only " + std::to_string(size) + " bytes; too short for header and trailer");
+  uint8_t h[kFileHeaderBytes];
+  ASSIGN_OR_RETURN(size_t got, base::PreadFull(fd.get(), h, sizeof h, 0));
+  if (got != sizeof h) return corrupt("short read of the file header");
+  if (base::GetLe64(h) != kStateMagic) return corrupt("bad magic; not a ferry state file");
+  if (base::GetLe32(h + 20) != base::Crc32c(h, 20)) return corrupt("file header checksum mismatch");
+  uint32_t version = base::GetLe32(h + 8);
+  if (version != kStateFormatVersion)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "state file " + path + " has format version " + std::to_string(version) +
+                           "; this build reads version " + std::to_string(kStateFormatVersion));
+  if (base::GetLe32(h + 12) != 0 || base::GetLe32(h + 16) != 0)
+    return corrupt("reserved header fields are not zero");
+
+  uint8_t t[kTrailerBytes];
+  ASSIGN_OR_RETURN(got, base::PreadFull(fd.get(), t, sizeof t, static_cast<off_t>(size - kTrailerBytes)));
+  if (got != sizeof t) return corrupt("short read of the trailer");
+  if (base::GetLe64(t) != kTrailerMagic)
+    return corrupt("no trailer at the end of the file (truncated or overwritten)");
+  if (base::GetLe32(t + 20) != base::Crc32c(t, 20)) return corrupt("trailer checksum mismatch");
+  uint64_t data_end = base::GetLe64(t + 8);
+  if (data_end != size - kTrailerBytes)
+    return corrupt("trailer says the sections end at " + std::to_string(data_end) +
+                   ", but the file is " + std::to_string(size) + " bytes");
+  StateFileReader r(path, std::move(fd), data_end, base::GetLe32(t + 16));
+  r.pos_ = kFileHeaderBytes;
+  r.file_crc_ = base::Crc32c(h, sizeof h);
+  return r;
+}
+
+base::Status StateFileReader::ReadRaw(void* out, size_t len) {
+  if (len > data_end_ - pos_) return Corrupt("truncated: read past the last section");
+  auto* dst = static_cast<uint8_t*>(out);
+  while (len > 0) {
+    if (buf_pos_ == buf_.size()) {
+      buf_.clear();
+      buf_pos_ = 0;
+      if (len >= kReadAheadBytes / 4) {
+        // Large reads (page runs) go straight to the destination.
+        ASSIGN_OR_RETURN(size_t n, base::PreadFull(fd_.get(), dst, len, static_cast<off_t>(pos_)));
+        if (n != len) return Corrupt("file shrank while reading");
+        pos_ += len;
+        return base::Ok();
+      }
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kReadAheadBytes, data_end_ - pos_));
+      buf_.resize(want);
+      ASSIGN_OR_RETURN(size_t n, base::PreadFull(fd_.get(), buf_.data(), want, static_cast<off_t>(pos_)));
+      if (n != want) return Corrupt("file shrank while reading");
+    }
+    size_t take = std::min(len, buf_.size() - buf_pos_);
+    std::memcpy(dst, buf_.data() + buf_pos_, take);
+    buf_pos_ += take;
+    pos_ += take;
+    dst += take;
+    len -= take;
+  }
+  return base::Ok();
+}
+
+base::Result<uint64_t> StateFileReader::BeginSection(SectionType expected, uint64_t max_len) {
+  if (in_section_) return base::Error(base::Code::kInternal, "BeginSection inside a section");
+  if (pos_ == data_end_)
+    return Corrupt(std::string("expected a ") + std::string(ToString(expected)) +
+                   " section, found the end of the file");
+  uint64_t at = pos_;
+  uint8_t h[kSectionHeaderBytes];
+  RETURN_IF_ERROR(ReadRaw(h, sizeof h));
+  std::string where = " at offset " + std::to_string(at);
+  if (base::GetLe32(h + 20) != base::Crc32c(h, 20)) return Corrupt("section header checksum mismatch" + where);
+  uint32_t type = base::GetLe32(h);
+  if (type != static_cast<uint32_t>(expected))
+    return Corrupt("section type " + std::to_string(type) + where + ", expected " +
+                   std::string(ToString(expected)) + " (" + std::to_string(static_cast<uint32_t>(expected)) + ")");
+  if (base::GetLe32(h + 4) != 0) return Corrupt("reserved section header field is not zero" + where);
+  uint64_t len = base::GetLe64(h + 8);
+  if (len > data_end_ - pos_)
+    return Corrupt(std::string(ToString(expected)) + " section" + where + " claims " + std::to_string(len) +
+                   " bytes, more than the file holds (truncated?)");
+  if (len > max_len)
+    return Corrupt(std::string(ToString(expected)) + " section" + where + " claims " + std::to_string(len) +
+                   " bytes; at most " + std::to_string(max_len) + " are valid");
+  file_crc_ = Crc32cCombine(file_crc_, base::Crc32c(h, sizeof h), sizeof h);
+  in_section_ = true;
+  section_type_ = expected;
+  section_len_ = len;
+  section_read_ = 0;
+  section_crc_ = 0;
+  expected_section_crc_ = base::GetLe32(h + 16);
+  return len;
+}
+
+base::Status StateFileReader::Read(void* out, size_t len) {
+  if (!in_section_) return base::Error(base::Code::kInternal, "Read outside a section");
+  if (len > section_len_ - section_read_)
+    return Corrupt(std::string(ToString(section_type_)) + " section ends before its contents do (needs " +
+                   std::to_string(len) + " more bytes, has " + std::to_string(section_len_ - section_read_) + ")");
+  RETURN_IF_ERROR(ReadRaw(out, len));
+  section_crc_ = base::Crc32c(out, len, section_crc_);
+  section_read_ += len;
+  return base::Ok();
+}
+
+base::Result<std::string> StateFileReader::ReadRest() {
+  std::string s(section_remaining(), '\0');
+  RETURN_IF_ERROR(Read(s.data(), s.size()));
+  return s;
+}
+
+base::Status StateFileReader::EndSection() {
+  if (!in_section_) return base::Error(base::Code::kInternal, "EndSection outside a section");
+  if (section_read_ != section_len_)
+    return Corrupt(std::to_string(section_len_ - section_read_) + " unexplained bytes at the end of the " +
+                   std::string(ToString(section_type_)) + " section");
+  if (section_crc_ != expected_section_crc_)
+    return Corrupt(std::string(ToString(section_type_)) + " section checksum mismatch (contents corrupted)");
+  file_crc_ = Crc32cCombine(file_crc_, section_crc_, section_len_);
+  in_section_ = false;
+  return base::Ok();
+}
+
+base::Status StateFileReader::Finish() {
+  if (in_section_) return base::Error(base::Code::kInternal, "Finish inside a section");
+  if (pos_ != data_end_)
+    return Corrupt(std::to_string(data_end_ - pos_) + " unexpected bytes after the last section");
+  if (file_crc_ != expected_file_crc_) return Corrupt("whole-file checksum mismatch");
+  return base::Ok();
+}
+
+}  // namespace vm

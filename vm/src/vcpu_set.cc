@@ -1,0 +1,149 @@
+#include "vcpu_set.h"
+
+#include <chrono>
+
+#include "base/log.h"
+
+namespace vm {
+
+VcpuSet::VcpuSet(std::vector<KvmVcpu*> vcpus, IoBus& bus) {
+  for (KvmVcpu* v : vcpus) threads_.push_back(std::make_unique<VcpuThread>(*v, bus, *this, exits_));
+}
+
+VcpuSet::~VcpuSet() { Stop(); }
+
+base::Status VcpuSet::StartThreadsLocked() {
+  for (auto& t : threads_) {
+    t->ClearImmediateExit();
+    t->Start();
+    ++active_;
+  }
+  threads_started_ = true;
+  return base::Ok();
+}
+
+base::Status VcpuSet::Start() {
+  std::lock_guard lock(mu_);
+  if (state_ != RunState::kCreated)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "cannot start: machine is " + std::string(ToString(state_)));
+  state_ = RunState::kRunning;
+  return StartThreadsLocked();
+}
+
+void VcpuSet::MarkPaused() {
+  std::lock_guard lock(mu_);
+  if (state_ == RunState::kCreated) state_ = RunState::kPaused;
+}
+
+base::Status VcpuSet::Pause() {
+  std::unique_lock lock(mu_);
+  if (state_ == RunState::kPaused) return base::Ok();
+  if (state_ == RunState::kCreated) {
+    // Nothing runs yet; pausing just means "do not start on your own".
+    state_ = RunState::kPaused;
+    return base::Ok();
+  }
+  if (state_ != RunState::kRunning)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "cannot pause: machine is " + std::string(ToString(state_)) +
+                           (failure_.empty() ? "" : " (" + failure_ + ")"));
+  pause_requested_ = true;
+  KickAllLocked();
+  cv_.wait(lock, [&] { return parked_ == active_; });
+  if (state_ != RunState::kRunning) {
+    // The guest powered off or failed while we were pausing it.
+    pause_requested_ = false;
+    return base::Error(base::Code::kFailedPrecondition,
+                       "machine became " + std::string(ToString(state_)) + " while pausing" +
+                           (failure_.empty() ? "" : " (" + failure_ + ")"));
+  }
+  state_ = RunState::kPaused;
+  return base::Ok();
+}
+
+base::Status VcpuSet::Resume() {
+  std::lock_guard lock(mu_);
+  if (state_ == RunState::kRunning) return base::Ok();
+  if (state_ != RunState::kPaused)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "cannot resume: machine is " + std::string(ToString(state_)));
+  state_ = RunState::kRunning;
+  if (!threads_started_) return StartThreadsLocked();
+  pause_requested_ = false;
+  for (auto& t : threads_) t->ClearImmediateExit();
+  cv_.notify_all();
+  return base::Ok();
+}
+
+void VcpuSet::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == RunState::kRunning || state_ == RunState::kPaused) {
+      state_ = RunState::kPoweredOff;
+    } else if (state_ == RunState::kCreated) {
+      state_ = RunState::kPoweredOff;
+    }
+    stop_requested_ = true;
+    KickAllLocked();
+    cv_.notify_all();
+  }
+  for (auto& t : threads_) t->Join();
+}
+
+void VcpuSet::KickAllLocked() {
+  if (!threads_started_) return;
+  for (auto& t : threads_) t->Kick();
+}
+
+RunState VcpuSet::state() const {
+  std::lock_guard lock(mu_);
+  return state_;
+}
+
+std::string VcpuSet::failure() const {
+  std::lock_guard lock(mu_);
+  return failure_;
+}
+
+RunState VcpuSet::WaitWhileRunning(int timeout_ms) {
+  std::unique_lock lock(mu_);
+  auto running = [&] { return state_ == RunState::kRunning; };
+  if (timeout_ms < 0) {
+    cv_.wait(lock, [&] { return !running(); });
+  } else {
+    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !running(); });
+  }
+  return state_;
+}
+
+bool VcpuSet::OnInterrupted(VcpuThread& vcpu) {
+  std::unique_lock lock(mu_);
+  if (stop_requested_) return false;
+  if (!pause_requested_) return true;  // a stray signal
+  ++parked_;
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return !pause_requested_ || stop_requested_; });
+  --parked_;
+  return !stop_requested_;
+}
+
+void VcpuSet::OnGuestStop(RunState state, std::string reason) {
+  std::lock_guard lock(mu_);
+  if (state_ == RunState::kRunning || state_ == RunState::kPaused) {
+    state_ = state;
+    failure_ = std::move(reason);
+    if (state == RunState::kFailed) base::LogError("guest failed: " + failure_);
+  }
+  stop_requested_ = true;
+  KickAllLocked();
+  cv_.notify_all();
+}
+
+void VcpuSet::OnThreadExit(VcpuThread& vcpu) {
+  std::lock_guard lock(mu_);
+  --active_;
+  cv_.notify_all();
+}
+
+}  // namespace vm

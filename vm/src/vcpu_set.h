@@ -1,0 +1,73 @@
+// The vCPU threads of one Machine and the run state they share: start, pause
+// (every vCPU parked outside KVM_RUN), resume, stop, and the guest's own
+// power-off or failure.
+//
+// Race-freedom of Pause: the request flag is set and every thread kicked under
+// mu_; a thread parks only after a KVM_RUN that returned EINTR, i.e. at an
+// instruction boundary with no I/O half done; Pause returns only when every
+// thread still running its loop is parked. A thread that was handling an exit
+// when kicked parks on its next KVM_RUN (immediate_exit is already set).
+//
+// Thread-safety: Start/Pause/Resume/Stop come from the Machine's control
+// thread; the VcpuCoordinator methods from vCPU threads; state() and Wait*
+// from anywhere.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "vcpu.h"
+
+namespace vm {
+
+class VcpuSet final : public VcpuCoordinator {
+ public:
+  // Borrows the vCPUs and the bus, which must outlive the set.
+  VcpuSet(std::vector<KvmVcpu*> vcpus, IoBus& bus);
+  ~VcpuSet() override;
+
+  // kCreated or kPaused-before-first-start -> kRunning: launches the threads.
+  base::Status Start();
+  // kRunning -> kPaused; returns once every vCPU is parked. From kPaused: Ok.
+  base::Status Pause();
+  // kPaused -> kRunning (starting the threads if they never ran).
+  base::Status Resume();
+  // Marks a never-started set as paused (a restored VM starts paused).
+  void MarkPaused();
+  // Stops and joins every thread. The state stays as it was unless the
+  // machine was running or paused, in which case it becomes kPoweredOff.
+  void Stop();
+
+  RunState state() const;
+  std::string failure() const;
+  RunState WaitWhileRunning(int timeout_ms);
+  uint64_t exits() const { return exits_.load(std::memory_order_relaxed); }
+
+  // VcpuCoordinator.
+  bool OnInterrupted(VcpuThread& vcpu) override;
+  void OnGuestStop(RunState state, std::string reason) override;
+  void OnThreadExit(VcpuThread& vcpu) override;
+
+ private:
+  void KickAllLocked();
+  base::Status StartThreadsLocked();
+
+  std::atomic<uint64_t> exits_{0};
+  std::vector<std::unique_ptr<VcpuThread>> threads_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  RunState state_ = RunState::kCreated;
+  std::string failure_;
+  bool threads_started_ = false;
+  bool pause_requested_ = false;
+  bool stop_requested_ = false;
+  size_t parked_ = 0;
+  size_t active_ = 0;  // threads inside their loop
+};
+
+}  // namespace vm

@@ -2,7 +2,8 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 namespace appliance {
@@ -14,14 +15,16 @@ std::string ProcessExit::Describe() const {
 }
 
 base::Result<base::Fd> PidfdOpen(int64_t pid) {
-  int fd = ::pidfd_open(pid_t(pid), 0);
+  // Direct syscalls: glibc 2.36's <sys/pidfd.h> lacks extern "C" and
+  // does not link from C++.
+  int fd = int(::syscall(SYS_pidfd_open, pid_t(pid), 0u));
   if (fd < 0) return base::ErrnoError("pidfd_open(" + std::to_string(pid) + ")");
   // pidfd_open sets O_CLOEXEC itself (pidfds are always close-on-exec).
   return base::Fd(fd);
 }
 
 base::Status PidfdSignal(int pidfd, int sig) {
-  if (::pidfd_send_signal(pidfd, sig, nullptr, 0) != 0) {
+  if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0u) != 0) {
     if (errno == ESRCH) return base::Ok();  // already gone: the signal's goal is met
     return base::ErrnoError("pidfd_send_signal " + std::to_string(sig));
   }

@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
 
 #include "appliance/worker_exit.h"
 #include "appliance/worker_launcher.h"

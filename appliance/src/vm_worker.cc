@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -32,37 +33,6 @@ WorkerExitRecord ExitRecord(std::string state, std::string code = "", std::strin
 
 }  // namespace
 
-base::Result<WorkerArgs> ParseWorkerArgs(const std::vector<std::string>& args) {
-  WorkerArgs out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> base::Result<std::string> {
-      if (i + 1 >= args.size()) return base::Error(base::Code::kInvalidArgument, a + " needs a value");
-      return args[++i];
-    };
-    if (a == "--vm-dir") {
-      ASSIGN_OR_RETURN(out.vm_dir, value());
-    } else if (a == "--control-socket") {
-      ASSIGN_OR_RETURN(out.control_socket, value());
-    } else if (a == "--restore") {
-      ASSIGN_OR_RETURN(out.restore_path, value());
-    } else if (a == "--ready-fd") {
-      ASSIGN_OR_RETURN(std::string v, value());
-      char* end = nullptr;
-      long fd = std::strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || fd < 0 || fd > 1 << 20)
-        return base::Error(base::Code::kInvalidArgument, "--ready-fd needs a file descriptor number, not \"" + v + "\"");
-      out.ready_fd = int(fd);
-    } else {
-      return base::Error(base::Code::kInvalidArgument, "unknown argument \"" + a + "\"");
-    }
-  }
-  if (out.vm_dir.empty()) return base::Error(base::Code::kInvalidArgument, "--vm-dir is required");
-  if (out.control_socket.empty())
-    return base::Error(base::Code::kInvalidArgument, "--control-socket is required");
-  return out;
-}
-
 VmWorker::VmWorker(WorkerArgs args, std::unique_ptr<vm::Machine> machine, base::Fd listen_fd,
                    base::Fd signal_fd, base::EventFd ended)
     : args_(std::move(args)),
@@ -87,13 +57,10 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, c
   options.kvm_device = kvm_device;
   std::unique_ptr<vm::Machine> machine;
   if (args.restore_path.empty()) {
-    auto created = vm::Machine::Create(options);
-    if (!created) return created.error().Wrap("create vm " + definition.name);
-    machine = std::move(*created);
+    // The Machine's errors already name the VM and the step that failed.
+    ASSIGN_OR_RETURN(machine, vm::Machine::Create(options));
   } else {
-    auto restored = vm::Machine::Restore(options, args.restore_path);
-    if (!restored) return restored.error().Wrap("restore vm " + definition.name + " from " + args.restore_path);
-    machine = std::move(*restored);
+    ASSIGN_OR_RETURN(machine, vm::Machine::Restore(options, args.restore_path));
   }
   ASSIGN_OR_RETURN(base::Fd listen_fd, ListenUnix(args.control_socket));
   ASSIGN_OR_RETURN(base::EventFd ended, base::EventFd::Create());

@@ -30,7 +30,8 @@ std::optional<uint32_t> ParseDecimal(std::string_view s, uint32_t min, uint32_t 
 // Fills `out` (16 bytes) and returns the family, or 0 if text is no address.
 int ParseAddress(std::string_view text, uint8_t* out) {
   std::string s(text);  // inet_pton needs a terminated string
-  if (s.find(':') != std::string::npos) return inet_pton(AF_INET6, s.c_str(), out) == 1 ? AF_INET6 : 0;
+  if (s.find(':') != std::string::npos)
+    return inet_pton(AF_INET6, s.c_str(), out) == 1 ? AF_INET6 : 0;
   return inet_pton(AF_INET, s.c_str(), out) == 1 ? AF_INET : 0;
 }
 
@@ -51,9 +52,11 @@ bool PrefixEqual(const uint8_t* a, const uint8_t* b, int bits) {
 }
 
 bool IsHostnameLabel(std::string_view label) {
-  if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+  if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+    return false;
   for (char c : label) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) return false;
   }
   return true;

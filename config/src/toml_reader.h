@@ -3,14 +3,14 @@
 // them fall back to defaults. Errors read "<source>: <dotted.key>: <reason>".
 #pragma once
 
+#include <toml++/toml.h>
+
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <toml++/toml.h>
 
 #include "base/result.h"
 

@@ -187,9 +187,9 @@ base::Status CheckDistinctDisks(const std::vector<DiskSpec>& disks, std::string_
   for (size_t i = 0; i < disks.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (disks[i].path == disks[j].path) {
-        return InvalidValue(source, "disks[" + std::to_string(i) + "].path",
-                            "the same file as disks[" + std::to_string(j) + "], got " +
-                                QuoteToml(disks[i].path));
+        return InvalidValue(
+            source, "disks[" + std::to_string(i) + "].path",
+            "the same file as disks[" + std::to_string(j) + "], got " + QuoteToml(disks[i].path));
       }
     }
   }
@@ -281,7 +281,8 @@ base::Status ValidateVmDefinition(const VmDefinition& vm, std::string_view sourc
   if (auto why = CheckText(vm.program, true); !why.empty()) {
     return invalid("program", why, QuoteToml(vm.program));
   }
-  if (auto why = CheckCmdline(vm.cmdline); !why.empty()) return InvalidValue(source, "cmdline", why);
+  if (auto why = CheckCmdline(vm.cmdline); !why.empty())
+    return InvalidValue(source, "cmdline", why);
   if (vm.disks.size() > kMaxDisks) {
     return InvalidValue(source, "disks",
                         "at most " + std::to_string(kMaxDisks) + " disks are allowed, got " +
@@ -294,9 +295,9 @@ base::Status ValidateVmDefinition(const VmDefinition& vm, std::string_view sourc
       return invalid(key + ".path", why, QuoteToml(d.path));
     }
     if (d.format != DiskFormat::kRaw && d.format != DiskFormat::kQcow2) {
-      return InvalidValue(source, key + ".format",
-                          "must be raw or qcow2, got enum value " +
-                              std::to_string(static_cast<int>(d.format)));
+      return InvalidValue(
+          source, key + ".format",
+          "must be raw or qcow2, got enum value " + std::to_string(static_cast<int>(d.format)));
     }
   }
   return CheckDistinctDisks(vm.disks, source);

@@ -1,8 +1,9 @@
 // OpenBlockFile: option checks, open flags and the choice of engine.
+#include "storage/block_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "storage/block_file.h"
 #include "sync_block_file.h"
 #include "uring_block_file.h"
 

@@ -18,9 +18,8 @@ base::Status BlockFileBase::CheckRequests(std::span<const IoRequest> requests) c
   constexpr auto kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
   for (const IoRequest& r : requests) {
     if (r.op != IoOp::kRead && r.op != IoOp::kWrite) {
-      return base::Error(base::Code::kInvalidArgument,
-                         path_ + ": request with invalid operation " +
-                             std::to_string(static_cast<int>(r.op)));
+      return base::Error(base::Code::kInvalidArgument, path_ + ": request with invalid operation " +
+                                                           std::to_string(static_cast<int>(r.op)));
     }
     if (r.op == IoOp::kWrite && !options_.writable) {
       return base::Error(base::Code::kPermissionDenied,
@@ -31,7 +30,8 @@ base::Status BlockFileBase::CheckRequests(std::span<const IoRequest> requests) c
                          Describe(r.op, r.offset, r.len) + ": beyond the largest file offset");
     }
     if (r.len > 0 && r.buf == nullptr) {
-      return base::Error(base::Code::kInvalidArgument, Describe(r.op, r.offset, r.len) + ": null buffer");
+      return base::Error(base::Code::kInvalidArgument,
+                         Describe(r.op, r.offset, r.len) + ": null buffer");
     }
     if (options_.direct) {
       auto address = reinterpret_cast<uintptr_t>(r.buf);
@@ -69,7 +69,8 @@ base::Result<uint64_t> BlockFileBase::Size() {
 
 base::Status BlockFileBase::Truncate(uint64_t size) {
   if (!options_.writable) {
-    return base::Error(base::Code::kPermissionDenied, "truncate " + path_ + ": file is open read-only");
+    return base::Error(base::Code::kPermissionDenied,
+                       "truncate " + path_ + ": file is open read-only");
   }
   if (size > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) {
     return base::Error(base::Code::kInvalidArgument,

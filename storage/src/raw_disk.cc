@@ -6,11 +6,11 @@ namespace storage {
 
 base::Status RawDisk::CheckRange(std::string_view op, size_t len, uint64_t offset) const {
   if (offset > size_ || len > size_ - offset) {
-    return base::Error(base::Code::kOutOfRange,
-                       std::string(op) + " disk " + file_->path() + " at offset " +
-                           std::to_string(offset) + " (" + std::to_string(len) +
-                           " bytes): beyond the end of the disk (" + std::to_string(size_) +
-                           " bytes)");
+    return base::Error(base::Code::kOutOfRange, std::string(op) + " disk " + file_->path() +
+                                                    " at offset " + std::to_string(offset) + " (" +
+                                                    std::to_string(len) +
+                                                    " bytes): beyond the end of the disk (" +
+                                                    std::to_string(size_) + " bytes)");
   }
   return base::Ok();
 }

@@ -9,14 +9,14 @@ namespace storage {
 
 // One kernel request's worth of a caller's request.
 struct UringBlockFile::Chunk {
-  size_t request;      // index into the batch
+  size_t request;  // index into the batch
   IoOp op;
   uint8_t* buf;
   size_t len;
   uint64_t offset;
-  size_t done = 0;     // bytes completed so far
-  int retries = 0;     // consecutive retryable failures
-  bool eof = false;    // a read that hit end of file
+  size_t done = 0;   // bytes completed so far
+  int retries = 0;   // consecutive retryable failures
+  bool eof = false;  // a read that hit end of file
 };
 
 namespace {
@@ -116,9 +116,9 @@ base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const Io
       }
       c.retries = 0;
       if (res == 0) {
-        if (c.op == IoOp::kRead) {
-          c.eof = true;
-        } else if (!failure) {
+        // A read that returns nothing is at end of file: the chunk stays
+        // short and ends its request's result.
+        if (c.op == IoOp::kWrite && !failure) {
           failure = base::Error(base::Code::kDataLoss,
                                 Describe(c.op, at, c.len - c.done) + ": wrote nothing");
         }
@@ -126,11 +126,9 @@ base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const Io
       }
       c.done += static_cast<size_t>(res);
       if (c.done < c.len) {
-        if (c.op == IoOp::kRead && UnalignedEnd(c.offset + c.done)) {
-          c.eof = true;
-        } else {
-          ready.push_front(index);  // short completion: the rest goes again
-        }
+        // Short completion: the rest goes again, unless it was an O_DIRECT
+        // read that stopped at an unaligned end of file.
+        if (c.op == IoOp::kWrite || !UnalignedEnd(c.offset + c.done)) ready.push_front(index);
       }
     }
   }
@@ -166,7 +164,8 @@ base::Status UringBlockFile::Flush() {
     int res = filter_ ? filter_(cqe->res) : cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
     if (res >= 0) return base::Ok();
-    if (!Retryable(res) || attempt >= kMaxRetries) return base::ErrnoError("fdatasync " + path_, -res);
+    if (!Retryable(res) || attempt >= kMaxRetries)
+      return base::ErrnoError("fdatasync " + path_, -res);
   }
 }
 

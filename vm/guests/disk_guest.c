@@ -175,7 +175,7 @@ __attribute__((noreturn)) static void run_write(void) {
     }
     if (end_ms && now >= end_ms) {
       flush();
-      put_kv("DISK done writes=", writes);
+      put_kv("DISKGUEST done writes=", writes);
       put_kv(" errors=", errors);
       put_char('\n');
       power_off(errors ? GUEST_EXIT_ERRORS : GUEST_EXIT_OK);

@@ -4,7 +4,7 @@
 // Machine uses this; a restored one gets all of it from the state file.
 #pragma once
 
-#include <linux/kvm.h>
+#include "kvm_uapi.h"
 
 #include <cstdint>
 #include <string>

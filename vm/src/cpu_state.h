@@ -3,7 +3,7 @@
 // the state file (vm/STATE_FORMAT.md, "vCPU section").
 #pragma once
 
-#include <linux/kvm.h>
+#include "kvm_uapi.h"
 
 #include <cstdint>
 #include <string>

@@ -7,7 +7,7 @@
 // the system alive anyway for its capability queries.
 #pragma once
 
-#include <linux/kvm.h>
+#include "kvm_uapi.h"
 
 #include <cstdint>
 #include <string>

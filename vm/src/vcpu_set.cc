@@ -8,14 +8,16 @@ namespace vm {
 
 VcpuSet::VcpuSet(std::vector<KvmVcpu*> vcpus, IoBus& bus) {
   for (KvmVcpu* v : vcpus) threads_.push_back(std::make_unique<VcpuThread>(*v, bus, *this, exits_));
+  in_loop_.assign(threads_.size(), false);
 }
 
 VcpuSet::~VcpuSet() { Stop(); }
 
 base::Status VcpuSet::StartThreadsLocked() {
-  for (auto& t : threads_) {
-    t->ClearImmediateExit();
-    t->Start();
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    threads_[i]->ClearImmediateExit();
+    threads_[i]->Start();
+    in_loop_[i] = true;
     ++active_;
   }
   threads_started_ = true;
@@ -92,8 +94,10 @@ void VcpuSet::Stop() {
 }
 
 void VcpuSet::KickAllLocked() {
-  if (!threads_started_) return;
-  for (auto& t : threads_) t->Kick();
+  // Only threads still in their loop: a finished thread's handle may already
+  // be joined, and signalling it would be undefined.
+  for (size_t i = 0; i < threads_.size(); ++i)
+    if (in_loop_[i]) threads_[i]->Kick();
 }
 
 RunState VcpuSet::state() const {
@@ -142,6 +146,7 @@ void VcpuSet::OnGuestStop(RunState state, std::string reason) {
 
 void VcpuSet::OnThreadExit(VcpuThread& vcpu) {
   std::lock_guard lock(mu_);
+  in_loop_[vcpu.index()] = false;
   --active_;
   cv_.notify_all();
 }

@@ -67,7 +67,8 @@ class VcpuSet final : public VcpuCoordinator {
   bool pause_requested_ = false;
   bool stop_requested_ = false;
   size_t parked_ = 0;
-  size_t active_ = 0;  // threads inside their loop
+  size_t active_ = 0;          // threads inside their loop
+  std::vector<bool> in_loop_;  // per vCPU index
 };
 
 }  // namespace vm

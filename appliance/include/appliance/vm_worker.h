@@ -17,22 +17,13 @@
 #include <thread>
 #include <vector>
 
+#include "appliance/worker_args.h"
 #include "appliance/worker_protocol.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "vm/machine.h"
 
 namespace appliance {
-
-struct WorkerArgs {
-  std::string vm_dir;
-  std::string control_socket;
-  std::string restore_path;  // empty: boot fresh
-  int ready_fd = -1;         // receives "ready\n" once the VM runs; -1: none
-};
-
-// ferry-vmm --vm-dir DIR --control-socket PATH [--restore FILE] [--ready-fd N]
-base::Result<WorkerArgs> ParseWorkerArgs(const std::vector<std::string>& args);
 
 class VmWorker {
  public:

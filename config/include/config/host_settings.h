@@ -15,10 +15,10 @@ enum class PerformanceOption { kTcp = 1, kCompression = 2, kSmb = 3 };
 
 // An IPv4 or IPv6 network in CIDR form ("10.0.0.0/24", "fd00::/64").
 struct Cidr {
-  int family = 0;              // AF_INET or AF_INET6
-  uint8_t address[16] = {};    // network byte order; first 4 used for IPv4
+  int family = 0;            // AF_INET or AF_INET6
+  uint8_t address[16] = {};  // network byte order; first 4 used for IPv4
   int prefix_length = 0;
-  std::string text;            // as written, for messages
+  std::string text;  // as written, for messages
 };
 
 // "host:port" or "[v6]:port".
@@ -29,18 +29,18 @@ struct ListenAddress {
 };
 
 struct HostSettings {
-  std::string source_path;        // file it was read from, for messages
-  std::string storage_root = "/var/lib/ferry";     // VM inventory and disks
+  std::string source_path;                      // file it was read from, for messages
+  std::string storage_root = "/var/lib/ferry";  // VM inventory and disks
   std::string api_socket = "/run/ferry/ferryd.sock";
-  std::string guest_dir;          // guest programs; empty: next to the binaries
-  std::vector<ListenAddress> listen_addresses;     // peer (migration) listeners
+  std::string guest_dir;                        // guest programs; empty: next to the binaries
+  std::vector<ListenAddress> listen_addresses;  // peer (migration) listeners
 
   bool incoming_enabled = false;  // moves into this host refused unless true
   bool outgoing_enabled = false;
   uint32_t max_live_moves = 2;
   uint32_t max_storage_moves = 2;
-  bool any_network = true;        // networks = ["any"]
-  std::vector<Cidr> networks;     // used when any_network is false
+  bool any_network = true;     // networks = ["any"]
+  std::vector<Cidr> networks;  // used when any_network is false
   AuthenticationType authentication = AuthenticationType::kKerberos;
   PerformanceOption performance = PerformanceOption::kCompression;
 };

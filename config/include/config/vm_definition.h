@@ -18,20 +18,20 @@ inline constexpr uint32_t kMinVmConfigVersion = 1;
 enum class DiskFormat { kRaw = 1, kQcow2 = 2 };
 
 struct DiskSpec {
-  std::string path;        // absolute, or relative to the VM directory
+  std::string path;  // absolute, or relative to the VM directory
   DiskFormat format = DiskFormat::kRaw;
   bool read_only = false;
 };
 
 struct VmDefinition {
   uint32_t config_version = kVmConfigVersion;
-  std::string name;        // [A-Za-z0-9._-]{1,64}
-  std::string id;          // UUID, lower-case, 36 characters
-  uint32_t vcpus = 1;      // 1..8
+  std::string name;                      // [A-Za-z0-9._-]{1,64}
+  std::string id;                        // UUID, lower-case, 36 characters
+  uint32_t vcpus = 1;                    // 1..8
   uint64_t memory_bytes = 256ull << 20;  // multiple of 2 MiB, 2 MiB..64 GiB
   bool processor_compatibility = false;
-  std::string program;     // guest program (flat binary loaded at 1 MiB)
-  std::string cmdline;     // passed to the guest in its parameter page
+  std::string program;  // guest program (flat binary loaded at 1 MiB)
+  std::string cmdline;  // passed to the guest in its parameter page
   std::vector<DiskSpec> disks;
 };
 

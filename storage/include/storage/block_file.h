@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -26,12 +27,12 @@ inline constexpr size_t kDirectAlignment = 4096;
 
 struct OpenOptions {
   bool writable = true;
-  bool create = false;      // create if missing (size stays as is)
-  bool direct = false;      // O_DIRECT; see kDirectAlignment
+  bool create = false;  // create if missing (size stays as is)
+  bool direct = false;  // O_DIRECT; see kDirectAlignment
   IoEngine engine = IoEngine::kIoUring;
-  unsigned queue_depth = 64;      // io_uring: requests in flight at once, 1..4096
-  size_t max_chunk = 1 << 20;     // largest single request given to the kernel; a
-                                  // multiple of kDirectAlignment
+  unsigned queue_depth = 64;   // io_uring: requests in flight at once, 1..4096
+  size_t max_chunk = 1 << 20;  // largest single request given to the kernel; a
+                               // multiple of kDirectAlignment
 };
 
 enum class IoOp { kRead = 1, kWrite = 2 };

@@ -1,9 +1,9 @@
 // The examples in docs/config.md must stay valid: the first ```toml block is
 // a host.toml, the second a vm.toml.
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "config/host_settings.h"
 #include "config/vm_definition.h"

@@ -1,11 +1,10 @@
 #include "config/host_settings.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 namespace config {
 namespace {
@@ -100,8 +99,8 @@ TEST(HostSettingsTest, EnumWords) {
 }
 
 TEST(HostSettingsTest, SyntaxErrorNamesFileLineAndColumn) {
-  auto r = ParseHostSettings("storage_root = \"/a\"\n[migration]\nmax_live_moves = = 3\n",
-                             "host.toml");
+  auto r =
+      ParseHostSettings("storage_root = \"/a\"\n[migration]\nmax_live_moves = = 3\n", "host.toml");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
   EXPECT_EQ(r.error().message().rfind("host.toml: line 3, column 18: ", 0), 0u)
@@ -129,7 +128,8 @@ TEST(HostSettingsTest, UnknownKeys) {
 TEST(HostSettingsTest, Paths) {
   ExpectError("storage_root = \"var/lib\"\n",
               "host.toml: storage_root: must be an absolute path, got \"var/lib\"");
-  ExpectError("storage_root = \"\"\n", "host.toml: storage_root: must be an absolute path, got \"\"");
+  ExpectError("storage_root = \"\"\n",
+              "host.toml: storage_root: must be an absolute path, got \"\"");
   ExpectError("storage_root = 5\n", "host.toml: storage_root: must be a string, got 5");
   ExpectError("api_socket = \"ferryd.sock\"\n",
               "host.toml: api_socket: must be an absolute path, got \"ferryd.sock\"");

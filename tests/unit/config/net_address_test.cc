@@ -1,7 +1,6 @@
 #include <arpa/inet.h>
-#include <sys/socket.h>
-
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include "config/host_settings.h"
 

@@ -1,13 +1,12 @@
 #include "config/vm_definition.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
-
-#include <gtest/gtest.h>
 
 namespace config {
 namespace {
@@ -89,8 +88,7 @@ TEST(VmDefinitionTest, ConfigVersion) {
   ExpectError("config_version = 0\n",
               "vm.toml: config_version: version 0 is not supported; this host supports "
               "config_version 1 only");
-  ExpectError("config_version = \"1\"\n",
-              "vm.toml: config_version: must be an integer, got \"1\"");
+  ExpectError("config_version = \"1\"\n", "vm.toml: config_version: must be an integer, got \"1\"");
   // A future version is reported as such even if it has keys we do not know.
   ExpectError("config_version = 7\nnew_feature = true\n",
               "vm.toml: config_version: version 7 is not supported; this host supports "
@@ -110,22 +108,25 @@ TEST(VmDefinitionTest, Name) {
   auto r = ParseVmDefinition(std::regex_replace(Minimal(), std::regex("web1"), longest), "vm");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   EXPECT_EQ(r->name, longest);
-  auto dotted = ParseVmDefinition(std::regex_replace(Minimal(), std::regex("web1"), "A.b_c-9"), "v");
+  auto dotted =
+      ParseVmDefinition(std::regex_replace(Minimal(), std::regex("web1"), "A.b_c-9"), "v");
   EXPECT_TRUE(dotted.has_value());
 }
 
 TEST(VmDefinitionTest, Id) {
   std::string head = "config_version = 1\nname = \"a\"\n";
   ExpectError(head, "vm.toml: id: is required");
-  for (std::string bad : {"", "6f1c0f0e8d3b4f5a9c2e1b7d4e9a0c35", "6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c3",
-                          "6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c3g", "{6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c3}"}) {
-    ExpectError(head + "id = \"" + bad + "\"\n",
-                "vm.toml: id: must be a UUID like \"6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c35\", got \"" +
-                    bad + "\"");
+  for (std::string bad :
+       {"", "6f1c0f0e8d3b4f5a9c2e1b7d4e9a0c35", "6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c3",
+        "6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c3g", "{6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c3}"}) {
+    ExpectError(
+        head + "id = \"" + bad + "\"\n",
+        "vm.toml: id: must be a UUID like \"6f1c0f0e-8d3b-4f5a-9c2e-1b7d4e9a0c35\", got \"" + bad +
+            "\"");
   }
   // Upper case is accepted and stored in canonical lower case.
-  auto r = ParseVmDefinition(head + "id = \"6F1C0F0E-8D3B-4F5A-9C2E-1B7D4E9A0C35\"\nprogram = \"p\"\n",
-                             "vm.toml");
+  auto r = ParseVmDefinition(
+      head + "id = \"6F1C0F0E-8D3B-4F5A-9C2E-1B7D4E9A0C35\"\nprogram = \"p\"\n", "vm.toml");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   EXPECT_EQ(r->id, kId);
 }
@@ -142,11 +143,11 @@ TEST(VmDefinitionTest, MemoryForms) {
     const char* value;
     uint64_t bytes;
   };
-  for (auto [value, bytes] : {Case{"\"256M\"", 256ull << 20}, Case{"\"1G\"", 1ull << 30},
-                              Case{"\"2M\"", 2ull << 20}, Case{"\"64G\"", 64ull << 30},
-                              Case{"\"512MiB\"", 512ull << 20}, Case{"\"4g\"", 4ull << 30},
-                              Case{"\"4096K\"", 4ull << 20}, Case{"268435456", 256ull << 20},
-                              Case{"\"268435456\"", 256ull << 20}}) {
+  for (auto [value, bytes] :
+       {Case{"\"256M\"", 256ull << 20}, Case{"\"1G\"", 1ull << 30}, Case{"\"2M\"", 2ull << 20},
+        Case{"\"64G\"", 64ull << 30}, Case{"\"512MiB\"", 512ull << 20}, Case{"\"4g\"", 4ull << 30},
+        Case{"\"4096K\"", 4ull << 20}, Case{"268435456", 256ull << 20},
+        Case{"\"268435456\"", 256ull << 20}}) {
     auto r = ParseVmDefinition(Minimal(std::string("memory = ") + value + "\n"), "vm.toml");
     ASSERT_TRUE(r.has_value()) << value << ": " << r.error().ToString();
     EXPECT_EQ(r->memory_bytes, bytes) << value;
@@ -156,8 +157,8 @@ TEST(VmDefinitionTest, MemoryForms) {
 TEST(VmDefinitionTest, MemoryInvalid) {
   const std::string form = "must be a size like \"256M\" or \"1G\", or a number of bytes";
   const std::string range = "must be a multiple of 2 MiB from 2 MiB to 64 GiB";
-  for (std::string bad : {"\"1.5G\"", "\"G\"", "\"1X\"", "\"1 G\"", "\"-1G\"", "\"1GB\"", "-2097152",
-                          "true", "\"99999999999999999999G\"", "\"17179869184G\""}) {
+  for (std::string bad : {"\"1.5G\"", "\"G\"", "\"1X\"", "\"1 G\"", "\"-1G\"", "\"1GB\"",
+                          "-2097152", "true", "\"99999999999999999999G\"", "\"17179869184G\""}) {
     ExpectError(Minimal("memory = " + bad + "\n"), "vm.toml: memory: " + form + ", got " + bad);
   }
   for (std::string bad : {"\"1M\"", "\"3M\"", "\"65G\"", "0", "2097153", "\"0\""}) {
@@ -173,8 +174,9 @@ TEST(VmDefinitionTest, ProcessorCompatibility) {
 TEST(VmDefinitionTest, Program) {
   ExpectError("config_version = 1\nname = \"a\"\nid = \"" + std::string(kId) + "\"\n",
               "vm.toml: program: is required");
-  ExpectError("config_version = 1\nname = \"a\"\nid = \"" + std::string(kId) + "\"\nprogram = \"\"\n",
-              "vm.toml: program: must not be empty, got \"\"");
+  ExpectError(
+      "config_version = 1\nname = \"a\"\nid = \"" + std::string(kId) + "\"\nprogram = \"\"\n",
+      "vm.toml: program: must not be empty, got \"\"");
   ExpectError("config_version = 1\nname = \"a\"\nid = \"" + std::string(kId) + "\"\nprogram = 1\n",
               "vm.toml: program: must be a string, got 1");
 }

@@ -1,11 +1,11 @@
 #include "storage/block_file.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "test_util.h"
 
@@ -34,7 +34,8 @@ OpenOptions Options(IoEngine engine, bool create = true) {
 // Both engines run every test in this suite.
 class EngineTest : public ::testing::TestWithParam<IoEngine> {};
 
-INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(IoEngine::kIoUring, IoEngine::kSync),
+INSTANTIATE_TEST_SUITE_P(Engines, EngineTest,
+                         ::testing::Values(IoEngine::kIoUring, IoEngine::kSync),
                          testing::EngineName);
 
 TEST_P(EngineTest, WriteReadRoundTrip) {
@@ -212,8 +213,10 @@ TEST_P(EngineTest, InvalidOptions) {
   };
   const Case cases[] = {
       {[](OpenOptions& o) { o.queue_depth = 0; }, "queue_depth must be from 1 to 4096, got 0"},
-      {[](OpenOptions& o) { o.queue_depth = 5000; }, "queue_depth must be from 1 to 4096, got 5000"},
-      {[](OpenOptions& o) { o.max_chunk = 0; }, "max_chunk must be from 1 to 1073741824 bytes, got 0"},
+      {[](OpenOptions& o) { o.queue_depth = 5000; },
+       "queue_depth must be from 1 to 4096, got 5000"},
+      {[](OpenOptions& o) { o.max_chunk = 0; },
+       "max_chunk must be from 1 to 1073741824 bytes, got 0"},
       {[](OpenOptions& o) { o.direct = true, o.max_chunk = 1000; },
        "max_chunk must be a multiple of 4096 with O_DIRECT, got 1000"},
       {[](OpenOptions& o) { o.writable = false; }, "create needs a writable file"},
@@ -294,15 +297,16 @@ TEST_P(EngineTest, DirectUnalignedIsInvalidArgument) {
     size_t len;
     uint64_t offset;
   };
-  for (auto [p, len, offset] : {Case{buf.data, 4096, 512}, Case{buf.data, 4000, 0},
-                                Case{buf.data + 512, 4096, 0}}) {
+  for (auto [p, len, offset] :
+       {Case{buf.data, 4096, 512}, Case{buf.data, 4000, 0}, Case{buf.data + 512, 4096, 0}}) {
     auto w = (*r)->WriteAt(p, len, offset);
     ASSERT_FALSE(w.has_value());
     EXPECT_EQ(w.error().code(), Code::kInvalidArgument);
-    EXPECT_EQ(w.error().message(),
-              "write " + dir.File("f") + " at offset " + std::to_string(offset) + " (" +
-                  std::to_string(len) +
-                  " bytes): O_DIRECT needs offset, length and buffer address aligned to 4096 bytes");
+    EXPECT_EQ(
+        w.error().message(),
+        "write " + dir.File("f") + " at offset " + std::to_string(offset) + " (" +
+            std::to_string(len) +
+            " bytes): O_DIRECT needs offset, length and buffer address aligned to 4096 bytes");
     auto rd = (*r)->ReadAt(p, len, offset);
     ASSERT_FALSE(rd.has_value());
     EXPECT_EQ(rd.error().code(), Code::kInvalidArgument);
@@ -321,8 +325,8 @@ TEST(EngineComparisonTest, RandomSequencesAgree) {
     for (uint64_t s = 1; s <= 10; ++s) seeds.push_back(s);
   }
   for (uint64_t seed : seeds) {
-    SCOPED_TRACE("seed " + std::to_string(seed) + " (replay with FERRY_TEST_SEED=" +
-                 std::to_string(seed) + ")");
+    SCOPED_TRACE("seed " + std::to_string(seed) +
+                 " (replay with FERRY_TEST_SEED=" + std::to_string(seed) + ")");
     std::mt19937_64 rng(seed);
     auto uniform = [&rng](uint64_t lo, uint64_t hi) {
       return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
@@ -370,7 +374,8 @@ TEST(EngineComparisonTest, RandomSequencesAgree) {
           r.op = uniform(0, 1) ? IoOp::kRead : IoOp::kWrite;
           r.len = uniform(0, 64 << 10);
           r.offset = slots[i] * (128 << 10) + uniform(0, 64 << 10);
-          if (r.op == IoOp::kRead) r.len = std::min<uint64_t>(r.len, file_size - std::min(file_size, r.offset));
+          if (r.op == IoOp::kRead)
+            r.len = std::min<uint64_t>(r.len, file_size - std::min(file_size, r.offset));
           ra.push_back(r);
           rb.push_back(r);
           if (r.op == IoOp::kWrite) {
@@ -391,8 +396,8 @@ TEST(EngineComparisonTest, RandomSequencesAgree) {
         ASSERT_EQ(*da, *db);
         for (size_t i = 0; i < count; ++i) {
           if (ra[i].op == IoOp::kRead) {
-            ASSERT_TRUE(std::equal(bufs_a[i].begin(), bufs_a[i].begin() + (*da)[i],
-                                   bufs_b[i].begin()));
+            ASSERT_TRUE(
+                std::equal(bufs_a[i].begin(), bufs_a[i].begin() + (*da)[i], bufs_b[i].begin()));
           }
         }
       } else if (kind < 97) {

@@ -1,12 +1,11 @@
 // A full file system must surface as kResourceExhausted naming the file, from
 // both engines and from batches. The test mounts a 1 MiB tmpfs in a temp dir
 // (root only) and unmounts it afterwards.
+#include <gtest/gtest.h>
 #include <sys/mount.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <gtest/gtest.h>
 
 #include "storage/block_file.h"
 #include "storage/disk.h"
@@ -46,7 +45,8 @@ class TinyTmpfs {
 
 class EnospcTest : public ::testing::TestWithParam<IoEngine> {};
 
-INSTANTIATE_TEST_SUITE_P(Engines, EnospcTest, ::testing::Values(IoEngine::kIoUring, IoEngine::kSync),
+INSTANTIATE_TEST_SUITE_P(Engines, EnospcTest,
+                         ::testing::Values(IoEngine::kIoUring, IoEngine::kSync),
                          testing::EngineName);
 
 TEST_P(EnospcTest, WriteAtIsResourceExhaustedNamingThePath) {

@@ -1,11 +1,9 @@
-#include "storage/disk.h"
-
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdint>
 
-#include <gtest/gtest.h>
-
+#include "storage/disk.h"
 #include "test_util.h"
 
 namespace storage {
@@ -19,7 +17,8 @@ using testing::WriteFile;
 
 class RawDiskTest : public ::testing::TestWithParam<IoEngine> {};
 
-INSTANTIATE_TEST_SUITE_P(Engines, RawDiskTest, ::testing::Values(IoEngine::kIoUring, IoEngine::kSync),
+INSTANTIATE_TEST_SUITE_P(Engines, RawDiskTest,
+                         ::testing::Values(IoEngine::kIoUring, IoEngine::kSync),
                          testing::EngineName);
 
 TEST_P(RawDiskTest, SizeIsFileSizeRoundedDownToSectors) {

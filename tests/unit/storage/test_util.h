@@ -1,13 +1,13 @@
 // Helpers shared by the storage tests: temp dirs, files, seeded patterns.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "storage/block_file.h"
 

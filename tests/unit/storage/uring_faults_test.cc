@@ -2,6 +2,7 @@
 // completions, -EINTR, -ECANCELED and hard errors are injected through the
 // engine's completion hook, since a healthy kernel does not produce them on
 // demand. Plus: a kernel that refuses io_uring gives kUnavailable.
+#include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -11,8 +12,6 @@
 #include <cerrno>
 #include <cstddef>
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "test_util.h"
 #include "uring_block_file.h"

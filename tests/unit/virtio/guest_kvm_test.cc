@@ -196,6 +196,14 @@ TEST_F(GuestKvmTest, DiskGuestWritesThenVerifyPasses) {
   EXPECT_GE(last[4], last[2] / 16 - 1) << "flushes";
   EXPECT_TRUE(LinesStartingWith(console, "DISK-MISMATCH").empty()) << console;
   EXPECT_TRUE(LinesStartingWith(console, "DISK-IOERR").empty()) << console;
+  auto done = LinesStartingWith(console, "DISKGUEST done ");
+  ASSERT_EQ(done.size(), 1u) << console;
+  uint64_t total_writes = 0, total_errors = 1;
+  ASSERT_EQ(std::sscanf(done[0].c_str(), "DISKGUEST done writes=%" SCNu64 " errors=%" SCNu64,
+                        &total_writes, &total_errors),
+            2);
+  EXPECT_EQ(total_errors, 0u);
+  EXPECT_GE(total_writes, last[2]);
 
   console = Run(DiskOptions("mode=verify"), &state, &failure);
   ASSERT_EQ(state, RunState::kPoweredOff) << failure << "\n" << console;
@@ -207,7 +215,7 @@ TEST_F(GuestKvmTest, DiskGuestWritesThenVerifyPasses) {
                         &written, &bad),
             3);
   EXPECT_EQ(blocks, 4096u);
-  EXPECT_EQ(written, std::min<uint64_t>(4096, last[2])) << "the write order is a permutation";
+  EXPECT_EQ(written, std::min<uint64_t>(4096, total_writes)) << "the write order is a permutation";
   EXPECT_EQ(bad, 0u);
 }
 

@@ -10,6 +10,7 @@
 
 #include "machine_state.h"
 #include "test_guests.h"
+#include "vm/guest_abi.h"
 #include "vm_fixture.h"
 
 namespace vm {

@@ -1,0 +1,58 @@
+#include "appliance/cli_output.h"
+
+#include <gtest/gtest.h>
+
+namespace appliance {
+namespace {
+
+using nlohmann::json;
+
+json Vm(const std::string& name, const std::string& state, const std::string& error = "") {
+  return {{"name", name},
+          {"state", state},
+          {"last_error", error},
+          {"saved_state", ""},
+          {"dir", "/srv/vms/" + name},
+          {"worker", nullptr},
+          {"definition",
+           {{"vcpus", 2}, {"memory_bytes", 256ull << 20}, {"program", "/g/memory-guest.bin"}, {"cmdline", ""},
+            {"disks", json::array()}}}};
+}
+
+TEST(CliOutputTest, ListIsAnAlignedTableWithErrorsBelow) {
+  json list = {{"vms", {Vm("a", "running"), Vm("longer-name", "crashed", "worker exited on signal 9")}}};
+  EXPECT_EQ(FormatVmList(list),
+            "NAME         STATE    VCPUS  MEMORY   PROGRAM\n"
+            "a            running  2      256 MiB  memory-guest.bin\n"
+            "longer-name  crashed  2      256 MiB  memory-guest.bin\n"
+            "\nlast errors:\n"
+            "longer-name: worker exited on signal 9\n");
+  EXPECT_EQ(FormatVmList(json{{"vms", json::array()}}), "no vms\n");
+}
+
+TEST(CliOutputTest, ShowListsWorkerAndError) {
+  json vm = Vm("a", "running");
+  vm["worker"] = {{"pid", 1234}, {"control_socket", "/x"}};
+  std::string out = FormatVm(vm);
+  EXPECT_NE(out.find("state:      running\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("worker pid: 1234\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("last error"), std::string::npos);
+  std::string crashed = FormatVm(Vm("a", "crashed", "worker exited on signal 9"));
+  EXPECT_NE(crashed.find("last error: worker exited on signal 9\n"), std::string::npos) << crashed;
+}
+
+TEST(CliOutputTest, ActionLine) {
+  json vm = Vm("a", "saved");
+  vm["saved_state"] = "/srv/vms/a/saved.fvs";
+  EXPECT_EQ(FormatActionResult("save", vm), "vm a: saved to /srv/vms/a/saved.fvs\n");
+  EXPECT_EQ(FormatActionResult("start", Vm("a", "running")), "vm a: running\n");
+}
+
+TEST(CliOutputTest, ErrorMessageFromApiBodyOrRaw) {
+  EXPECT_EQ(ErrorMessage(404, R"({"error":{"code":"not-found","message":"no vm named x"}})"), "no vm named x");
+  EXPECT_EQ(ErrorMessage(502, "Bad Gateway\n"), "ferryd answered HTTP 502: Bad Gateway");
+  EXPECT_EQ(ErrorMessage(500, ""), "ferryd answered HTTP 500");
+}
+
+}  // namespace
+}  // namespace appliance

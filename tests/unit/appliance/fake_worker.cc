@@ -1,0 +1,109 @@
+// A stand-in for ferry-vmm that speaks the real control protocol without KVM,
+// so VmService's supervision (start, stop, pause, save, restore, crash,
+// re-attach) is unit-tested deterministically. FAKE_WORKER_MODE picks a
+// behaviour:
+//   (unset)          serve until stop or save; save writes "fake-state\n" to the path
+//   startup-fail     exit 2 with an exit record (code from FAKE_WORKER_CODE)
+//   exit-silently    exit 7 before ready, leaving no record
+//   corrupt-check    with --restore: fail with data-loss unless the file says "fake-state"
+//   power-off-on-stop  on "stop", exit as if the guest powered off (record "powered-off")
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "appliance/unix_socket.h"
+#include "appliance/worker_args.h"
+#include "appliance/worker_protocol.h"
+#include "base/fd.h"
+
+using namespace appliance;
+
+namespace {
+
+void WriteRecord(const WorkerArgs& args, const std::string& state, const std::string& code = "",
+                 const std::string& message = "") {
+  WorkerExitRecord r;
+  r.pid = ::getpid();
+  r.state = state;
+  r.code = code;
+  r.message = message;
+  (void)base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(r));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  auto args = ParseWorkerArgs(std::vector<std::string>(argv + 1, argv + argc));
+  if (!args) {
+    std::cerr << "fake-worker: " << args.error().message() << "\n";
+    return 2;
+  }
+  const char* mode_env = std::getenv("FAKE_WORKER_MODE");
+  std::string mode = mode_env != nullptr ? mode_env : "";
+  if (mode == "startup-fail") {
+    const char* code = std::getenv("FAKE_WORKER_CODE");
+    WriteRecord(*args, "startup-failed", code != nullptr ? code : "internal", "fake start-up failure");
+    return kWorkerExitStartupFailed;
+  }
+  if (mode == "exit-silently") return 7;
+  if (!args->restore_path.empty()) {
+    auto text = base::ReadFileToString(args->restore_path);
+    if (!text || *text != "fake-state\n") {
+      WriteRecord(*args, "startup-failed", "data-loss", "state file checksum mismatch");
+      return kWorkerExitStartupFailed;
+    }
+  }
+  auto listen = ListenUnix(args->control_socket);
+  if (!listen) {
+    WriteRecord(*args, "startup-failed", "internal", listen.error().message());
+    return kWorkerExitStartupFailed;
+  }
+  if (args->ready_fd >= 0) {
+    (void)WriteLine(args->ready_fd, "ready");
+    ::close(args->ready_fd);
+  }
+  std::string state = "running";
+  for (;;) {
+    int client = ::accept4(listen->get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) continue;
+    base::Fd conn(client);
+    auto line = ReadLine(conn.get(), kMaxWorkerLine, 5000, "request");
+    if (!line) continue;
+    auto request = DecodeRequest(*line);
+    if (!request) {
+      (void)WriteLine(conn.get(), EncodeReply(request.error()));
+      continue;
+    }
+    WorkerReply reply;
+    reply.pid = ::getpid();
+    switch (request->op) {
+      case WorkerOp::kStatus: break;
+      case WorkerOp::kPause: state = "paused"; break;
+      case WorkerOp::kResume: state = "running"; break;
+      case WorkerOp::kStop:
+        reply.state = "stopped";
+        (void)WriteLine(conn.get(), EncodeReply(reply));
+        ::unlink(args->control_socket.c_str());
+        WriteRecord(*args, mode == "power-off-on-stop" ? "powered-off" : "stopped");
+        return 0;
+      case WorkerOp::kSave: {
+        if (auto st = base::WriteFileAtomically(request->path, "fake-state\n"); !st) {
+          (void)WriteLine(conn.get(), EncodeReply(st.error()));
+          continue;
+        }
+        reply.state = "saved";
+        (void)WriteLine(conn.get(), EncodeReply(reply));
+        ::unlink(args->control_socket.c_str());
+        WriteRecord(*args, "saved");
+        return 0;
+      }
+    }
+    reply.state = state;
+    (void)WriteLine(conn.get(), EncodeReply(reply));
+  }
+}

@@ -16,7 +16,6 @@ struct UringBlockFile::Chunk {
   uint64_t offset;
   size_t done = 0;   // bytes completed so far
   int retries = 0;   // consecutive retryable failures
-  bool eof = false;  // a read that hit end of file
 };
 
 namespace {

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "base/le.h"
+#include "base/log.h"
 
 namespace vm {
 namespace {
@@ -197,7 +198,19 @@ base::Result<VcpuStateLayout> ProbeVcpuStateLayout(const KvmSystem& kvm, const K
     buf.entry(0) = kvm_msr_entry{index, 0, 0};
     ASSIGN_OR_RETURN(int n, vcpu.IoctlValue(KVM_GET_MSRS, reinterpret_cast<unsigned long>(buf.msrs()),
                                             "KVM_GET_MSRS"));
-    if (n == 1) layout.msrs.push_back(index);
+    if (n != 1) continue;
+    // Only MSRs that can also be written back are state we can restore.
+    // Measured here: MSR_KVM_POLL_CONTROL (0x4b564d06) reads but refuses its
+    // own value on write.
+    ASSIGN_OR_RETURN(n, vcpu.IoctlValue(KVM_SET_MSRS, reinterpret_cast<unsigned long>(buf.msrs()),
+                                        "KVM_SET_MSRS"));
+    if (n == 1) {
+      layout.msrs.push_back(index);
+    } else {
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "0x%x", index);
+      base::LogDebug(std::string("MSR ") + hex + " reads but cannot be restored; not saved");
+    }
   }
   return layout;
 }

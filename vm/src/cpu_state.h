@@ -22,7 +22,7 @@ inline constexpr uint32_t kMsrIa32Tsc = 0x10;
 struct VcpuStateLayout {
   uint32_t xsave_bytes = 4096;  // KVM_CAP_XSAVE2 size, else sizeof(kvm_xsave)
   bool use_xsave2 = false;
-  // MSRs from KVM_GET_MSR_INDEX_LIST that this vCPU can read, without
+  // MSRs from KVM_GET_MSR_INDEX_LIST that this vCPU can read and write, without
   // IA32_TSC: the TSC is saved separately and written deliberately (see
   // VcpuState::tsc).
   std::vector<uint32_t> msrs;
@@ -45,8 +45,9 @@ struct VcpuState {
   uint64_t tsc = 0;
 };
 
-// Probes which MSRs read successfully (KVM_GET_MSRS stops at the first one
-// that fails, so each is tried alone) and the XSAVE size.
+// Probes which MSRs read and accept their own value back (KVM_GET_MSRS and
+// KVM_SET_MSRS stop at the first one that fails, so each is tried alone) on
+// a vCPU that has not run yet, and the XSAVE size.
 base::Result<VcpuStateLayout> ProbeVcpuStateLayout(const KvmSystem& kvm, const KvmVm& vm,
                                                    const KvmVcpu& vcpu);
 

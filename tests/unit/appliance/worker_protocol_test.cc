@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "appliance/unix_socket.h"
+#include "base/event_fd.h"
 #include "test_dir.h"
 
 namespace appliance {

@@ -139,8 +139,10 @@ TEST_F(MachineTest, DirtyLogSeesExactlyTheWrittenPages) {
   auto m = Machine::Create(Options(test_guests::kPages));
   ASSERT_TRUE(m) << m.error().ToString();
   Machine& vm = **m;
-  ASSERT_TRUE(vm.EnableDirtyLog());
   ASSERT_TRUE(vm.Start());
+  ASSERT_TRUE(WaitFor("the guest to be ready", [&] { return VolatileLoad64(vm, test_guests::kPagesReady) == 1; }));
+  ASSERT_TRUE(vm.EnableDirtyLog());
+  __atomic_store_n(reinterpret_cast<uint64_t*>(vm.memory_base() + test_guests::kPagesGo), 1, __ATOMIC_RELAXED);
   ASSERT_EQ(vm.WaitWhileRunning(10000), RunState::kPoweredOff) << vm.failure();
   auto bitmap = vm.HarvestDirtyPages();
   ASSERT_TRUE(bitmap) << bitmap.error().ToString();

@@ -12,6 +12,8 @@ PACKAGES=(
   libcurl4-openssl-dev                           # appliance/: ferry's HTTP client
   libgtest-dev libgmock-dev                      # tests/
   binutils                                       # objcopy for the guest programs
+  zlib1g-dev libzstd-dev                         # storage/: compressed qcow2 clusters
+  qemu-utils                                     # tests/: qemu-img as the reference peer for disk formats
   coreutils util-linux procps                    # dd, mount, pkill in tests and benchmarks
 )
 

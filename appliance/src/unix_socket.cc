@@ -110,9 +110,11 @@ base::Status WriteLine(int fd, std::string_view line) {
   size_t off = 0;
   while (off < buf.size()) {
     ssize_t n = ::send(fd, buf.data() + off, buf.size() - off, MSG_NOSIGNAL);
+    // Pipes (the worker's ready fd) are not sockets; their writers ignore SIGPIPE.
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, buf.data() + off, buf.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return base::ErrnoError("send");
+      return base::ErrnoError("write");
     }
     off += size_t(n);
   }

@@ -18,6 +18,15 @@ base::Result<std::string> StringMember(const json& j, const char* key, std::stri
   return v.get<std::string>();
 }
 
+// JSON keeps small numbers signed and large ones unsigned; accept both.
+base::Result<uint64_t> PositiveInteger(const json& v, const char* key, uint64_t max) {
+  uint64_t value = 0;
+  if (v.is_number_unsigned()) value = v.get<uint64_t>();
+  else if (v.is_number_integer() && v.get<int64_t>() > 0) value = uint64_t(v.get<int64_t>());
+  if (value == 0 || value > max) return Invalid(std::string("\"") + key + "\" must be a positive integer");
+  return value;
+}
+
 base::Result<config::DiskSpec> ParseDisk(const json& j, size_t index) {
   std::string where = "disks[" + std::to_string(index) + "]: ";
   if (!j.is_object()) return Invalid(where + "must be an object");
@@ -74,12 +83,10 @@ base::Result<CreateRequest> ParseCreateRequest(const json& body) {
     } else if (key == "cmdline") {
       ASSIGN_OR_RETURN(def.cmdline, StringMember(body, "cmdline", ""));
     } else if (key == "memory_bytes") {
-      if (!it->is_number_unsigned()) return Invalid("\"memory_bytes\" must be a positive integer");
-      def.memory_bytes = it->get<uint64_t>();
+      ASSIGN_OR_RETURN(def.memory_bytes, PositiveInteger(*it, "memory_bytes", UINT64_MAX));
     } else if (key == "vcpus") {
-      if (!it->is_number_unsigned() || it->get<uint64_t>() > 0xffffffffu)
-        return Invalid("\"vcpus\" must be a positive integer");
-      def.vcpus = it->get<uint32_t>();
+      ASSIGN_OR_RETURN(uint64_t vcpus, PositiveInteger(*it, "vcpus", UINT32_MAX));
+      def.vcpus = uint32_t(vcpus);
     } else if (key == "processor_compatibility") {
       if (!it->is_boolean()) return Invalid("\"processor_compatibility\" must be true or false");
       def.processor_compatibility = it->get<bool>();

@@ -232,7 +232,10 @@ base::Status MachineImpl::RestoreClocks() {
   // Some hosts ignore the write: on PVM the guest runs rdtsc natively in
   // ring 3 and always sees the host's TSC. Detect that instead of assuming.
   ASSIGN_OR_RETURN(uint64_t now, ReadTsc(vcpus_[0]));
-  uint64_t tolerance = tsc_khz_ * 1000;  // one second
+  // The write and the read are microseconds apart; 50 ms of slack still
+  // separates "taken" from "ignored" whenever the VM spent longer than that
+  // saved, and below that the jump is too small to matter.
+  uint64_t tolerance = tsc_khz_ * 50;
   if (now < paused_tsc_[0] || now - paused_tsc_[0] > tolerance) {
     tsc_continuous_ = false;
     char msg[200];

@@ -25,7 +25,8 @@ base::Result<base::Fd> ConnectUnix(const std::string& path);
 // the timeout error. End of stream before '\n' is kUnavailable.
 base::Result<std::string> ReadLine(int fd, size_t max_bytes, int timeout_ms, std::string_view what_for);
 
-// Writes line + '\n' without raising SIGPIPE if the peer is gone.
+// Writes line + '\n'. On a socket this never raises SIGPIPE; on a pipe the
+// caller must ignore SIGPIPE.
 base::Status WriteLine(int fd, std::string_view line);
 
 // Creates dir (and missing parents) with the given mode for the parts it creates.

@@ -14,6 +14,19 @@ namespace storage {
 
 inline constexpr uint32_t kSectorSize = 512;
 
+// What one layer of a disk holds for a run of bytes (qemu's "block status").
+enum class ExtentKind {
+  kData = 1,         // this layer stores the bytes
+  kZero = 2,         // this layer says the bytes are zero (hole, zero cluster)
+  kUnallocated = 3,  // this layer says nothing: the backing layer decides
+};
+
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  ExtentKind kind = ExtentKind::kData;
+};
+
 class Disk {
  public:
   virtual ~Disk() = default;
@@ -26,6 +39,11 @@ class Disk {
   virtual base::Status Flush() = 0;
   virtual uint64_t size() const = 0;  // guest-visible bytes, multiple of 512
   virtual bool read_only() const = 0;
+  // The longest run starting at offset (at most max_len bytes, clipped to
+  // size()) that this disk's top layer holds uniformly. A raw disk reports
+  // data or (for file holes) zero, never unallocated. Copies use it to stay
+  // sparse and to copy a checkpoint chain layer by layer.
+  virtual base::Result<Extent> MapExtent(uint64_t offset, uint64_t max_len) = 0;
 };
 
 // Opens a raw image. The guest-visible size is the file size rounded down to

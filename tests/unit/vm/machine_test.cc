@@ -127,6 +127,8 @@ TEST_F(MachineTest, PauseRacesWithExitHandling) {
     for (int k = 0; k < 2000; ++k) std::this_thread::yield();
     EXPECT_EQ(ReadConsole().size(), before) << "a vCPU ran while paused";
     ASSERT_TRUE((*m)->Resume());
+    // Let the guest make progress so the next pause lands mid-stream.
+    ASSERT_TRUE(WaitFor("console output after resume", [&] { return ReadConsole().size() > before; }));
   }
   (*m)->Shutdown();
   std::string out = ReadConsole();

@@ -37,9 +37,10 @@ struct MachineStats {
   uint64_t disk_reads = 0, disk_writes = 0, disk_flushes = 0;
   uint64_t exits = 0;
   uint64_t unknown_accesses = 0;  // port/MMIO accesses no device claimed
-  // False once a restore's saved guest TSC was not taken by KVM: on a PVM host
-  // (PLATFORM.md) ring-3 guests read the host TSC directly, so their TSC jumps
-  // by the time spent saved. True on hosts where KVM offsets the TSC.
+  // False once a restore's saved guest TSC was not taken by KVM (read back
+  // more than 50 ms away from the written value): on a PVM host (PLATFORM.md)
+  // ring-3 guests read the host TSC directly, so their TSC jumps by the time
+  // spent saved. True on hosts where KVM offsets the TSC.
   bool guest_tsc_continuous = true;
 };
 

@@ -63,7 +63,8 @@ ssize_t ReadConsoleStream(void* cls, uint64_t /*pos*/, char* buf, size_t max) {
       if (errno == EINTR) continue;
       return MHD_CONTENT_READER_END_WITH_ERROR;
     }
-    if (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) return MHD_CONTENT_READER_END_WITH_ERROR;
+    // The client went away: a normal end of a follow, not an error to log.
+    if (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) return MHD_CONTENT_READER_END_OF_STREAM;
     if (fds[2].revents & POLLIN) return MHD_CONTENT_READER_END_OF_STREAM;
     if (fds[0].revents & POLLIN) {
       char events[4096];

@@ -12,6 +12,7 @@ struct Transfer {
   CURL* curl = nullptr;
   HttpResult result;
   const std::function<bool(std::string_view)>* sink = nullptr;
+  bool sink_done = false;  // the sink asked to end the stream
 };
 
 size_t OnData(char* data, size_t size, size_t count, void* user) {
@@ -21,7 +22,10 @@ size_t OnData(char* data, size_t size, size_t count, void* user) {
   curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (t->sink != nullptr && status == 200) {
     // A sink that cannot take more (stdout closed) ends the transfer.
-    if (!(*t->sink)(std::string_view(data, n))) return 0;
+    if (!(*t->sink)(std::string_view(data, n))) {
+      t->sink_done = true;
+      return 0;
+    }
   } else {
     t->result.body.append(data, n);
   }
@@ -69,6 +73,7 @@ base::Result<HttpResult> HttpClient::Perform(const std::string& method, const st
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, long(body->size()));
   }
   CURLcode rc = curl_easy_perform(curl.get());
+  if (rc == CURLE_WRITE_ERROR && t.sink_done) rc = CURLE_OK;  // ended on purpose
   if (rc == CURLE_COULDNT_CONNECT) {
     long os_errno = 0;
     curl_easy_getinfo(curl.get(), CURLINFO_OS_ERRNO, &os_errno);

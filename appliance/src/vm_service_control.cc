@@ -71,9 +71,12 @@ base::Status VmService::Launch(Vm& vm, VmAction action, const std::string& state
   if (!launched) {
     base::Error error = launched.error();
     if (restore && error.code() == base::Code::kDataLoss) {
+      // The worker verified the file before building anything: say so, and
+      // name the file if its message does not.
+      std::string detail = error.message();
+      if (detail.find(spec.restore_path) == std::string::npos) detail = spec.restore_path + ": " + detail;
       error = base::Error(base::Code::kDataLoss,
-                          "cannot restore vm " + vm.name + ": state file " + spec.restore_path +
-                              " is corrupt; nothing was restored: " + error.message());
+                          "cannot restore vm " + vm.name + ": corrupt state file, nothing was restored: " + detail);
     } else {
       error = error.Wrap("cannot " + std::string(ToString(action)) + " vm " + vm.name);
     }

@@ -1,5 +1,9 @@
 #include "raw_disk.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 
 namespace storage {
@@ -38,6 +42,35 @@ base::Status RawDisk::Flush() {
   return file_->Flush();
 }
 
+base::Result<Extent> RawDisk::MapExtent(uint64_t offset, uint64_t max_len) {
+  if (offset > size_) RETURN_IF_ERROR(CheckRange("map", 0, offset));
+  const uint64_t limit = offset + std::min(max_len, size_ - offset);
+  Extent e{offset, limit - offset, ExtentKind::kData};
+  if (limit == offset) return e;
+  off_t data = lseek(seek_fd_.get(), off_t(offset), SEEK_DATA);
+  if (data < 0 && errno == ENXIO) {
+    // No data at or after offset: a hole to the end of the file (and what
+    // lies past the file's end reads as zeros too).
+    e.kind = ExtentKind::kZero;
+    return e;
+  }
+  if (data < 0) {
+    // A file system without SEEK_DATA support: everything is data.
+    if (errno == EINVAL || errno == EOPNOTSUPP) return e;
+    return base::ErrnoError("lseek SEEK_DATA " + file_->path());
+  }
+  if (uint64_t(data) > offset) {
+    e.kind = ExtentKind::kZero;
+    e.length = std::min<uint64_t>(uint64_t(data), limit) - offset;
+    return e;
+  }
+  off_t hole = lseek(seek_fd_.get(), off_t(offset), SEEK_HOLE);
+  if (hole < 0) return base::ErrnoError("lseek SEEK_HOLE " + file_->path());
+  e.length = std::min<uint64_t>(uint64_t(hole), limit) - offset;
+  if (e.length == 0) e.length = limit - offset;  // raced with a write; call it data
+  return e;
+}
+
 base::Result<std::unique_ptr<Disk>> OpenRawDisk(const std::string& path, bool read_only,
                                                 IoEngine engine) {
   OpenOptions options;
@@ -51,7 +84,9 @@ base::Result<std::unique_ptr<Disk>> OpenRawDisk(const std::string& path, bool re
                        "raw disk " + path + " is smaller than one " + std::to_string(kSectorSize) +
                            "-byte sector (" + std::to_string(file_size) + " bytes)");
   }
-  return std::unique_ptr<Disk>(std::make_unique<RawDisk>(std::move(file), size, read_only));
+  ASSIGN_OR_RETURN(base::Fd seek_fd, base::Fd::Open(path, O_RDONLY));
+  return std::unique_ptr<Disk>(
+      std::make_unique<RawDisk>(std::move(file), std::move(seek_fd), size, read_only));
 }
 
 }  // namespace storage

@@ -8,6 +8,13 @@
 // caller reads page contents after Harvest returns, so no write is lost.
 // Without the capability, KVM_GET_DIRTY_LOG does both at once.
 //
+// Over-reporting, never under-reporting: on a shadow-paging host (PVM, see
+// PLATFORM.md) KVM maps a page writable — and logs it — on the first access
+// after logging starts if the guest's PTE for it is already dirty, even when
+// that access is a read. The VMM presets the Dirty bit in the guest's page
+// tables (boot.cc), so such first touches show up as dirty pages. A move
+// sends them once more; it never misses a written page.
+//
 // Thread-safety: called from the Machine's control thread only.
 #pragma once
 

@@ -169,12 +169,7 @@ base::Status MachineImpl::OpenDisks() {
   for (size_t i = 0; i < disks.size(); ++i) {
     const config::DiskSpec& spec = disks[i];
     std::string path = ResolvePath(options_.vm_dir, spec.path);
-    if (spec.format != config::DiskFormat::kRaw)
-      return base::Error(base::Code::kUnimplemented,
-                         "disk " + std::to_string(i) + " (" + path + ") is " +
-                             std::string(config::ToString(spec.format)) +
-                             "; the VMM runs only raw disks so far");
-    auto disk = storage::OpenRawDisk(path, spec.read_only);
+    auto disk = storage::OpenDisk(path, spec.format, spec.read_only);
     if (!disk) return disk.error().Wrap("disk " + std::to_string(i));
     disks_.push_back(std::make_unique<VirtioBlk>(*memory_, std::move(*disk)));
     bus_->AddMmio(FERRY_VIRTIO_MMIO_GPA + i * FERRY_VIRTIO_MMIO_STRIDE, FERRY_VIRTIO_MMIO_STRIDE,

@@ -2,6 +2,7 @@
 
 #include "base/le.h"
 #include "memory_image.h"
+#include "serial.h"
 #include "state_file.h"
 #include "vm/guest_abi.h"
 
@@ -121,6 +122,12 @@ base::Result<LoadedState> ReadStateFile(const std::string& path) {
   RETURN_IF_ERROR(r.BeginSection(SectionType::kSerial, kMaxSerialBytes));
   ASSIGN_OR_RETURN(s.serial, r.ReadRest());
   RETURN_IF_ERROR(r.EndSection());
+  {
+    // Decoded into a throwaway port now, so a bad record fails the read and
+    // not the restore half-way.
+    ASSIGN_OR_RETURN(Serial probe, Serial::Open(""));
+    if (auto st = probe.RestoreState(s.serial); !st) return corrupt_in(SectionType::kSerial, st.error());
+  }
 
   for (uint32_t i = 0; i < device_count; ++i) {
     RETURN_IF_ERROR(r.BeginSection(SectionType::kDevice, kMaxDeviceBytes));

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "base/crc32c.h"
@@ -17,16 +18,39 @@ constexpr size_t kDirectWriteBytes = 64 << 10;  // appends this large bypass the
 constexpr size_t kWriteBufferBytes = 1 << 20;
 constexpr size_t kReadAheadBytes = 1 << 20;
 
-// GF(2) matrix helpers for Crc32cCombine (the method of zlib's crc32_combine).
-uint32_t Gf2Times(const uint32_t* mat, uint32_t vec) {
-  uint32_t sum = 0;
-  for (; vec != 0; vec >>= 1, ++mat)
-    if (vec & 1) sum ^= *mat;
-  return sum;
+// Polynomial arithmetic modulo the reflected Castagnoli polynomial, for
+// Crc32cCombine (the method of zlib 1.2.12's crc32_combine). Bit 31 is x^0.
+constexpr uint32_t kCrcPoly = 0x82F63B78u;
+
+constexpr uint32_t MultModP(uint32_t a, uint32_t b) {
+  uint32_t m = 1u << 31, p = 0;
+  for (;;) {
+    if (a & m) {
+      p ^= b;
+      if ((a & (m - 1)) == 0) break;
+    }
+    m >>= 1;
+    b = (b & 1) ? (b >> 1) ^ kCrcPoly : b >> 1;
+  }
+  return p;
 }
 
-void Gf2Square(uint32_t* square, const uint32_t* mat) {
-  for (int n = 0; n < 32; ++n) square[n] = Gf2Times(mat, mat[n]);
+// kX2n[k] = x^(2^k) mod P.
+constexpr std::array<uint32_t, 32> MakeX2nTable() {
+  std::array<uint32_t, 32> t{};
+  uint32_t p = 1u << 30;  // x^1
+  t[0] = p;
+  for (int n = 1; n < 32; ++n) t[n] = p = MultModP(p, p);
+  return t;
+}
+constexpr auto kX2n = MakeX2nTable();
+
+// x^(n * 2^k) mod P.
+uint32_t X2nModP(uint64_t n, unsigned k) {
+  uint32_t p = 1u << 31;  // x^0
+  for (; n != 0; n >>= 1, ++k)
+    if (n & 1) p = MultModP(kX2n[k & 31], p);
+  return p;
 }
 
 void EncodeSectionHeader(uint8_t* h, SectionType type, uint64_t len, uint32_t payload_crc) {
@@ -52,24 +76,9 @@ std::string_view ToString(SectionType t) {
 }
 
 uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
-  if (len_b == 0) return crc_a;
-  uint32_t even[32], odd[32];
-  odd[0] = 0x82F63B78u;  // the operator for one zero bit
-  uint32_t row = 1;
-  for (int n = 1; n < 32; ++n, row <<= 1) odd[n] = row;
-  Gf2Square(even, odd);  // two zero bits
-  Gf2Square(odd, even);  // four zero bits
-  // Apply len_b zero bytes to crc_a, squaring the operator per bit of len_b.
-  do {
-    Gf2Square(even, odd);
-    if (len_b & 1) crc_a = Gf2Times(even, crc_a);
-    len_b >>= 1;
-    if (len_b == 0) break;
-    Gf2Square(odd, even);
-    if (len_b & 1) crc_a = Gf2Times(odd, crc_a);
-    len_b >>= 1;
-  } while (len_b != 0);
-  return crc_a ^ crc_b;
+  // Appending len_b bytes multiplies A's CRC by x^(8 * len_b); the pre- and
+  // post-inversion of the standard CRC cancel out in the XOR.
+  return MultModP(X2nModP(len_b, 3), crc_a) ^ crc_b;
 }
 
 // ---- Writer ---------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "config/vm_definition.h"
 #include "storage/block_file.h"
 
 namespace storage {
@@ -50,5 +51,10 @@ class Disk {
 // 512 bytes; an empty or missing file is an error naming the path.
 base::Result<std::unique_ptr<Disk>> OpenRawDisk(const std::string& path, bool read_only,
                                                 IoEngine engine = IoEngine::kIoUring);
+
+// Opens a disk image of the given format (raw: OpenRawDisk; qcow2:
+// OpenQcow2Disk from storage/qcow2.h, with its backing chain).
+base::Result<std::unique_ptr<Disk>> OpenDisk(const std::string& path, config::DiskFormat format,
+                                             bool read_only, IoEngine engine = IoEngine::kIoUring);
 
 }  // namespace storage

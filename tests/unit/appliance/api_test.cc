@@ -173,7 +173,7 @@ TEST_F(ApiTest, ConsoleFollowStreamsAppendedOutput) {
       // Hang up once the appended line arrived: the server must notice.
       return received.find("second\n") == std::string::npos;
     });
-    EXPECT_TRUE(r.has_value() || r.error().message().find("Failed writing") != std::string::npos);
+    EXPECT_TRUE(r.has_value()) << r.error().ToString();
   });
   {
     std::unique_lock lock(mu);

@@ -209,7 +209,8 @@ TEST_F(VmServiceTest, CorruptStateFileIsRefusedAndTheVmStaysSaved) {
   auto r = service_->Act("a", VmAction::kRestore, "");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kDataLoss);
-  EXPECT_NE(r.error().message().find("is corrupt"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("corrupt state file, nothing was restored"), std::string::npos)
+      << r.error().message();
   EXPECT_NE(r.error().message().find("checksum mismatch"), std::string::npos) << r.error().message();
   json vm = *service_->Show("a");
   EXPECT_EQ(vm["state"], "saved");

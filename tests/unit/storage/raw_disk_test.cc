@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <fstream>
 
 #include "storage/disk.h"
 #include "test_util.h"
@@ -130,6 +131,41 @@ TEST_P(RawDiskTest, FileSmallerThanASectorIsRejected) {
                                           " is smaller than one 512-byte sector (" +
                                           std::to_string(size) + " bytes)");
   }
+}
+
+TEST_P(RawDiskTest, MapExtentReportsDataAndHoles) {
+  TempDir dir;
+  const std::string path = dir.File("d");
+  WriteFile(path, Pattern(65536, 6));
+  ASSERT_EQ(truncate(path.c_str(), 4 << 20), 0);
+  {
+    auto more = Pattern(65536, 7);
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1 << 20);
+    f.write(reinterpret_cast<const char*>(more.data()), static_cast<std::streamsize>(more.size()));
+  }
+  auto disk = OpenRawDisk(path, true, GetParam());
+  ASSERT_TRUE(disk.has_value()) << disk.error().ToString();
+  auto e = (*disk)->MapExtent(0, UINT64_MAX);
+  ASSERT_TRUE(e.has_value()) << e.error().ToString();
+  if (e->length == 4u << 20) GTEST_SKIP() << "the file system reports no holes";
+  EXPECT_EQ(e->kind, ExtentKind::kData);
+  EXPECT_EQ(e->length, 65536u);
+  e = (*disk)->MapExtent(65536, UINT64_MAX);
+  EXPECT_EQ(e->kind, ExtentKind::kZero);
+  EXPECT_EQ(e->offset + e->length, 1u << 20);
+  e = (*disk)->MapExtent(1 << 20, 4096);  // clipped to max_len
+  EXPECT_EQ(e->kind, ExtentKind::kData);
+  EXPECT_EQ(e->length, 4096u);
+  e = (*disk)->MapExtent((1 << 20) + 65536, UINT64_MAX);  // hole to the end
+  EXPECT_EQ(e->kind, ExtentKind::kZero);
+  EXPECT_EQ(e->offset + e->length, 4u << 20);
+  e = (*disk)->MapExtent(4 << 20, 10);  // at the end: empty
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->length, 0u);
+  auto bad = (*disk)->MapExtent((4 << 20) + 512, 10);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code(), Code::kOutOfRange);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // storage::OpenRawDisk.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -41,6 +42,11 @@ class MemoryDisk final : public storage::Disk {
   }
   uint64_t size() const override { return s_->bytes.size(); }
   bool read_only() const override { return s_->read_only; }
+  base::Result<storage::Extent> MapExtent(uint64_t offset, uint64_t max_len) override {
+    RETURN_IF_ERROR(Check(0, offset));
+    return storage::Extent{offset, std::min<uint64_t>(max_len, s_->bytes.size() - offset),
+                           storage::ExtentKind::kData};
+  }
 
  private:
   base::Status Check(size_t len, uint64_t offset) const {

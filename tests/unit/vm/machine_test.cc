@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "storage/qcow2.h"
 #include "test_guests.h"
 #include "vm/guest_abi.h"
 #include "vm_fixture.h"
@@ -230,11 +231,31 @@ TEST_F(MachineTest, UnsupportedShapesAreRefused) {
   auto m = Machine::Create(o);
   ASSERT_FALSE(m);
   EXPECT_NE(m.error().message().find("MMIO window"), std::string::npos) << m.error().message();
+}
+
+TEST_F(MachineTest, DisksOpenByFormatAndMissingOnesAreNamed) {
+  SKIP_WITHOUT_KVM();
+  MachineOptions o = Options(test_guests::kHello);
+  o.definition.disks.push_back({"missing.qcow2", config::DiskFormat::kQcow2, false});
+  auto m = Machine::Create(o);
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message().find("disk 0"), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find(Path("missing.qcow2")), std::string::npos) << m.error().message();
+
+  storage::Qcow2CreateOptions q;
+  q.size = 1 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(Path("disk.qcow2"), q));
+  WriteFile("disk.raw", std::vector<uint8_t>(1 << 20, 0));
   o = Options(test_guests::kHello);
   o.definition.disks.push_back({"disk.qcow2", config::DiskFormat::kQcow2, false});
+  o.definition.disks.push_back({Path("disk.raw"), config::DiskFormat::kRaw, true});
   m = Machine::Create(o);
-  ASSERT_FALSE(m);
-  EXPECT_EQ(m.error().code(), base::Code::kUnimplemented);
+  ASSERT_TRUE(m) << m.error().ToString();
+  ferry_guest_params params;
+  std::memcpy(&params, (*m)->memory_base() + FERRY_PARAMS_GPA, sizeof params);
+  EXPECT_EQ(params.disk_count, 2u);
+  ASSERT_TRUE((*m)->Start());
+  EXPECT_EQ((*m)->WaitWhileRunning(10000), RunState::kPoweredOff) << (*m)->failure();
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // in a new process. ferry-vmm (appliance/) owns exactly one Machine.
 //
 // Threads: each vCPU runs on its own thread ("vcpu0", ...). The public methods
-// are called from one control thread; they are not re-entrant.
+// are called from one control thread; they are not re-entrant. vCPU threads
+// are kicked out of KVM_RUN with SIGUSR1 (a no-op handler is installed on
+// first Start); the process must not use SIGUSR1 for anything else.
 #pragma once
 
 #include <cstdint>

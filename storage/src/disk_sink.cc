@@ -1,0 +1,56 @@
+// DiskSink: any Disk (raw, qcow2 overlay) as the destination of a copy.
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "storage/block_sink.h"
+
+namespace storage {
+namespace {
+
+class DiskSink final : public BlockSink {
+ public:
+  DiskSink(Disk& disk, std::string name, bool reads_zero)
+      : disk_(disk), name_(std::move(name)), reads_zero_(reads_zero) {}
+
+  uint64_t size() const override { return disk_.size(); }
+  bool reads_zero_initially() const override { return reads_zero_; }
+  const std::string& name() const override { return name_; }
+
+  base::Status WriteExtent(uint64_t offset, std::span<const uint8_t> data) override {
+    std::lock_guard lock(mu_);
+    return disk_.Write(data.data(), data.size(), offset);
+  }
+
+  base::Status WriteZeroes(uint64_t offset, uint64_t len) override {
+    static const std::vector<uint8_t> zeros(1 << 20, 0);
+    std::lock_guard lock(mu_);
+    for (uint64_t done = 0; done < len;) {
+      size_t n = size_t(std::min<uint64_t>(zeros.size(), len - done));
+      RETURN_IF_ERROR(disk_.Write(zeros.data(), n, offset + done));
+      done += n;
+    }
+    return base::Ok();
+  }
+
+  base::Status Flush() override {
+    std::lock_guard lock(mu_);
+    return disk_.Flush();
+  }
+  base::Status Finish() override { return Flush(); }
+  void Abort() override {}
+
+ private:
+  std::mutex mu_;  // Disk is not thread-safe: one call into it at a time
+  Disk& disk_;
+  std::string name_;
+  bool reads_zero_;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockSink> MakeDiskSink(Disk& disk, std::string name, bool reads_zero_initially) {
+  return std::make_unique<DiskSink>(disk, std::move(name), reads_zero_initially);
+}
+
+}  // namespace storage

@@ -1,0 +1,254 @@
+#include "storage/tracking_disk.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace storage {
+
+base::Result<std::unique_ptr<TrackingDisk>> TrackingDisk::Create(std::unique_ptr<Disk> inner,
+                                                                 uint64_t granularity) {
+  ASSIGN_OR_RETURN(DirtyBitmap dirty, DirtyBitmap::Create(inner->size(), granularity));
+  ASSIGN_OR_RETURN(DirtyBitmap unsynced, DirtyBitmap::Create(inner->size(), granularity));
+  return std::unique_ptr<TrackingDisk>(
+      new TrackingDisk(std::move(inner), std::move(dirty), std::move(unsynced)));
+}
+
+TrackingDisk::TrackingDisk(std::unique_ptr<Disk> inner, DirtyBitmap dirty, DirtyBitmap unsynced)
+    : size_(inner->size()),
+      read_only_(inner->read_only()),
+      dirty_(std::move(dirty)),
+      inner_(std::move(inner)),
+      unsynced_(std::move(unsynced)) {}
+
+TrackingDisk::~TrackingDisk() = default;
+
+void TrackingDisk::BeginGuestOp(std::unique_lock<std::mutex>& lock) {
+  cv_.wait(lock, [&] { return !paused_; });
+  ++guest_ops_;
+}
+
+void TrackingDisk::EndGuestOp(std::unique_lock<std::mutex>& lock) {
+  --guest_ops_;
+  cv_.notify_all();
+}
+
+void TrackingDisk::Wake() const {
+  if (wake_fd_ < 0) return;
+  // An eventfd write only fails if the counter would overflow, and then the
+  // copier is due to wake anyway.
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+base::Status TrackingDisk::Read(void* buf, size_t len, uint64_t offset) {
+  std::unique_lock lock(mu_);
+  BeginGuestOp(lock);
+  lock.unlock();
+  base::Status st = [&] {
+    std::lock_guard io(io_mu_);
+    return inner_->Read(buf, len, offset);
+  }();
+  lock.lock();
+  EndGuestOp(lock);
+  return st;
+}
+
+TrackingDisk::WriteKind TrackingDisk::ClassifyWrite(uint64_t offset, uint64_t end) const {
+  if (sink_ == nullptr || mirror_error_) return WriteKind::kSourceOnly;
+  // Every block dirty: the copier will copy them after this write has landed
+  // (it sets the bits again afterwards), so the sink need not see it now.
+  if (dirty_.TestAll(offset, end - offset)) return WriteKind::kSourceOnly;
+  if (copying_ && copying_->Overlaps(offset, end)) return WriteKind::kSourceOnly;
+  for (const Range& r : write_through_) {
+    if (r.Overlaps(offset, end)) return WriteKind::kSourceOnly;
+  }
+  return WriteKind::kWriteThrough;
+}
+
+base::Status TrackingDisk::Write(const void* buf, size_t len, uint64_t offset) {
+  if (read_only_) {
+    std::lock_guard io(io_mu_);
+    return inner_->Write(buf, len, offset);  // the inner disk words the refusal
+  }
+  const uint64_t end = offset + len;
+  std::unique_lock lock(mu_);
+  BeginGuestOp(lock);
+  const WriteKind kind = len == 0 ? WriteKind::kSourceOnly : ClassifyWrite(offset, end);
+  BlockSink* sink = sink_;
+  if (kind == WriteKind::kWriteThrough) write_through_.push_back({offset, end});
+  lock.unlock();
+
+  base::Status st = [&] {
+    std::lock_guard io(io_mu_);
+    return inner_->Write(buf, len, offset);
+  }();
+  bool dirtied = false;
+  std::optional<base::Error> sink_error;
+  if (!st || kind == WriteKind::kSourceOnly) {
+    // After the source write (see the header): a copier that read the old
+    // bytes copies again. A failed source write may have landed in part.
+    dirtied = dirty_.Set(offset, len) != 0;
+  } else {
+    base::Status sst = sink->WriteExtent(
+        offset, std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
+    if (!sst) {
+      dirtied = dirty_.Set(offset, len) != 0;
+      sink_error = sst.error().Wrap("mirror guest write");
+    }
+  }
+
+  lock.lock();
+  if (kind == WriteKind::kWriteThrough) {
+    auto it = std::find_if(write_through_.begin(), write_through_.end(),
+                           [&](const Range& r) { return r.offset == offset && r.end == end; });
+    write_through_.erase(it);
+    if (st && !sink_error) unsynced_.Set(offset, len);
+    if (sink_error && !mirror_error_) mirror_error_ = std::move(sink_error);
+  }
+  if (dirtied && sink_ != nullptr) Wake();
+  EndGuestOp(lock);
+  return st;
+}
+
+base::Status TrackingDisk::Flush() {
+  std::unique_lock lock(mu_);
+  BeginGuestOp(lock);
+  lock.unlock();
+  base::Status st = [&] {
+    std::lock_guard io(io_mu_);
+    return inner_->Flush();
+  }();
+  lock.lock();
+  EndGuestOp(lock);
+  return st;
+}
+
+base::Result<Extent> TrackingDisk::MapExtent(uint64_t offset, uint64_t max_len) {
+  std::lock_guard io(io_mu_);
+  return inner_->MapExtent(offset, max_len);
+}
+
+void TrackingDisk::PauseIo() {
+  std::unique_lock lock(mu_);
+  paused_ = true;
+  cv_.wait(lock, [&] { return guest_ops_ == 0; });
+}
+
+void TrackingDisk::ResumeIo() {
+  std::lock_guard lock(mu_);
+  paused_ = false;
+  cv_.notify_all();
+}
+
+bool TrackingDisk::io_paused() const {
+  std::lock_guard lock(mu_);
+  return paused_;
+}
+
+base::Result<std::unique_ptr<Disk>> TrackingDisk::SwitchTo(std::unique_ptr<Disk> next) {
+  std::lock_guard lock(mu_);
+  if (!paused_ || sink_ != nullptr) {
+    return base::Error(base::Code::kFailedPrecondition,
+                       "switch disk: guest I/O must be paused and no mirror attached");
+  }
+  if (next->size() != size_ || next->read_only() != read_only_) {
+    return base::Error(base::Code::kInvalidArgument,
+                       "switch disk: the new disk has " + std::to_string(next->size()) +
+                           " bytes" + (next->read_only() ? " (read-only)" : "") +
+                           ", the running one " + std::to_string(size_) +
+                           (read_only_ ? " (read-only)" : ""));
+  }
+  std::lock_guard io(io_mu_);
+  std::swap(inner_, next);
+  return next;
+}
+
+base::Status TrackingDisk::AttachMirror(BlockSink& sink, int wake_fd) {
+  std::lock_guard lock(mu_);
+  if (sink_ != nullptr) {
+    return base::Error(base::Code::kFailedPrecondition,
+                       "attach mirror to " + sink.name() + ": another mirror is attached");
+  }
+  if (sink.size() != size_) {
+    return base::Error(base::Code::kInvalidArgument,
+                       "attach mirror: destination " + sink.name() + " has " +
+                           std::to_string(sink.size()) + " bytes, the disk " +
+                           std::to_string(size_));
+  }
+  sink_ = &sink;
+  wake_fd_ = wake_fd;
+  mirror_error_.reset();
+  return base::Ok();
+}
+
+void TrackingDisk::DetachMirror() {
+  std::unique_lock lock(mu_);
+  sink_ = nullptr;  // new writes are source-only from here
+  wake_fd_ = -1;
+  cv_.wait(lock, [&] { return write_through_.empty(); });
+}
+
+std::optional<base::Error> TrackingDisk::mirror_error() const {
+  std::lock_guard lock(mu_);
+  return mirror_error_;
+}
+
+base::Status TrackingDisk::BeginCopy(uint64_t offset, uint64_t len, int cancel_fd) {
+  std::unique_lock lock(mu_);
+  const uint64_t end = offset + len;
+  copying_ = Range{offset, end};
+  auto drained = [&] {
+    return std::none_of(write_through_.begin(), write_through_.end(),
+                        [&](const Range& r) { return r.Overlaps(offset, end); });
+  };
+  // Write-throughs take microseconds; the timed wait only exists so a sink
+  // that hangs (a remote peer) cannot make cancellation hang with it.
+  while (!cv_.wait_for(lock, std::chrono::milliseconds(20), drained)) {
+    pollfd p{cancel_fd, POLLIN, 0};
+    if (cancel_fd >= 0 && poll(&p, 1, 0) > 0) {
+      copying_.reset();
+      return base::Error(base::Code::kCancelled, "mirror copy cancelled");
+    }
+  }
+  return base::Ok();
+}
+
+void TrackingDisk::EndCopy() {
+  std::lock_guard lock(mu_);
+  copying_.reset();
+}
+
+base::Status TrackingDisk::ReadForCopy(void* buf, size_t len, uint64_t offset) {
+  std::lock_guard io(io_mu_);
+  return inner_->Read(buf, len, offset);
+}
+
+base::Result<Extent> TrackingDisk::MapExtentForCopy(uint64_t offset, uint64_t max_len) {
+  std::lock_guard io(io_mu_);
+  return inner_->MapExtent(offset, max_len);
+}
+
+void TrackingDisk::MarkUnsynced(uint64_t offset, uint64_t len) {
+  std::lock_guard lock(mu_);
+  unsynced_.Set(offset, len);
+}
+
+DirtyBitmap TrackingDisk::SwapUnsynced() {
+  // Allocated outside mu_: a large disk's bitmap takes a moment to zero.
+  DirtyBitmap fresh = *DirtyBitmap::Create(size_, dirty_.granularity());
+  std::lock_guard lock(mu_);
+  std::swap(fresh, unsynced_);
+  return fresh;
+}
+
+DirtyBitmap TrackingDisk::ResumeBitmap() const {
+  DirtyBitmap out = dirty_.Clone();
+  std::lock_guard lock(mu_);
+  (void)out.Merge(unsynced_);  // same geometry by construction
+  return out;
+}
+
+}  // namespace storage

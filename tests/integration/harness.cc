@@ -1,0 +1,289 @@
+#include "harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace ferry_it {
+namespace {
+
+uint64_t NowMs() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
+std::vector<std::string> Environment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry = *e;
+    std::string key = entry.substr(0, entry.find('='));
+    bool overridden = false;
+    for (const auto& x : extra) overridden |= x.substr(0, x.find('=')) == key;
+    if (!overridden) env.push_back(entry);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+std::vector<char*> Pointers(std::vector<std::string>& strings) {
+  std::vector<char*> p;
+  for (auto& s : strings) p.push_back(s.data());
+  p.push_back(nullptr);
+  return p;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+ProcessResult RunProcess(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in, int timeout_ms) {
+  ProcessResult result;
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    result.err = "pipe2 failed";
+    return result;
+  }
+  std::vector<std::string> argv = argv_in, env = Environment(env_in);
+  auto argp = Pointers(argv), envp = Pointers(env);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // its own group, killable as one
+  posix_spawnattr_setpgroup(&attr, 0);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, argv[0].c_str(), &fa, &attr, argp.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    ::close(err[0]);
+    result.err = "cannot run " + argv[0] + ": " + std::strerror(rc);
+    return result;
+  }
+  const uint64_t deadline = NowMs() + uint64_t(timeout_ms);
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    uint64_t now = NowMs();
+    if (now >= deadline) {
+      result.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      break;
+    }
+    if (::poll(fds, 2, int(deadline - now)) < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? result.out : result.err).append(buf, size_t(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) ::close(f.fd);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!result.timed_out && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  return result;
+}
+
+std::vector<Heartbeat> ParseHeartbeats(const std::string& console, const std::string& prefix) {
+  std::vector<Heartbeat> beats;
+  std::istringstream in(console);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix + " ", 0) != 0) continue;
+    Heartbeat hb;
+    std::istringstream words(line.substr(prefix.size() + 1));
+    std::string word;
+    bool have_n = false;
+    while (words >> word) {
+      if (!have_n) {
+        hb.n = std::stoull(word);
+        have_n = true;
+      } else if (word.rfind("t=", 0) == 0) {
+        hb.t_ms = std::stoull(word.substr(2));
+      } else if (word.rfind("errors=", 0) == 0) {
+        hb.errors = std::stoull(word.substr(7));
+      }
+    }
+    // A line still being written (no errors= yet) is not a heartbeat yet.
+    if (have_n && line.find(" errors=") != std::string::npos) beats.push_back(hb);
+  }
+  return beats;
+}
+
+void FerryTest::SetUp() {
+  // Short: Unix socket paths under it must stay below 108 bytes.
+  char tmpl[] = "/tmp/ferry-it-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  dir_ = tmpl;
+  std::ofstream(config()) << "storage_root = \"" << storage() << "\"\n"
+                          << "api_socket = \"" << socket() << "\"\n"
+                          << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n";
+}
+
+void FerryTest::TearDown() {
+  if (HasFailure()) DumpLogs();
+  KillWorkers();
+  KillFerryd();
+  std::error_code ec;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+}
+
+void FerryTest::StartFerryd(const std::vector<std::string>& env_extra) {
+  ASSERT_LT(ferryd_pid_, 0) << "ferryd already running";
+  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config()};
+  std::vector<std::string> env = Environment(env_extra);
+  auto argp = Pointers(argv), envp = Pointers(env);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, (dir_ + "/ferryd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  int rc = ::posix_spawn(&ferryd_pid_, argv[0].c_str(), &fa, &attr, argp.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ASSERT_EQ(rc, 0) << "cannot start ferryd: " << std::strerror(rc);
+  bool exited = false;
+  WaitFor("ferryd to answer on " + socket(), 15000, [&] {
+    int status;
+    if (::waitpid(ferryd_pid_, &status, WNOHANG) == ferryd_pid_) {
+      exited = true;
+      return true;
+    }
+    return Ferry({"host", "show"}, 5000).exit_code == 0;
+  });
+  if (exited) {
+    ferryd_pid_ = -1;
+    FAIL() << "ferryd exited during start-up:\n" << ReadFile(dir_ + "/ferryd.log");
+  }
+}
+
+void FerryTest::KillFerryd() {
+  if (ferryd_pid_ <= 0) return;
+  ::kill(-ferryd_pid_, SIGKILL);
+  ::waitpid(ferryd_pid_, nullptr, 0);
+  ferryd_pid_ = -1;
+}
+
+void FerryTest::KillWorkers() {
+  // Workers of this test: ferry-vmm with --vm-dir under our storage root.
+  const std::string marker = std::string("--vm-dir") + '\0' + storage() + "/vms/";
+  std::vector<pid_t> pids;
+  if (DIR* proc = ::opendir("/proc")) {
+    while (dirent* e = ::readdir(proc)) {
+      pid_t pid = pid_t(std::atoi(e->d_name));
+      if (pid <= 0) continue;
+      std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+      if (cmdline.find("ferry-vmm") != std::string::npos && cmdline.find(marker) != std::string::npos)
+        pids.push_back(pid);
+    }
+    ::closedir(proc);
+  }
+  for (pid_t pid : pids) ::kill(-pid, SIGKILL);  // each worker leads its own session and group
+  WaitFor("workers of this test to exit", 10000, [&] {
+    for (pid_t pid : pids) {
+      std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+      auto paren = stat.rfind(')');
+      if (!stat.empty() && paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] != 'Z')
+        return false;
+    }
+    return true;
+  });
+}
+
+void FerryTest::DumpLogs() {
+  std::cerr << "---- " << dir_ << "/ferryd.log ----\n" << ReadFile(dir_ + "/ferryd.log");
+  std::error_code ec;
+  for (const auto& vm : std::filesystem::directory_iterator(storage() + "/vms", ec)) {
+    std::string worker_log = ReadFile(vm.path().string() + "/worker.log");
+    std::string console = ReadFile(vm.path().string() + "/console.log");
+    if (console.size() > 3000) console = "..." + console.substr(console.size() - 3000);
+    std::cerr << "---- " << vm.path().string() << "/worker.log ----\n" << worker_log
+              << "---- console.log (tail) ----\n" << console << "\n";
+  }
+}
+
+ProcessResult FerryTest::Ferry(const std::vector<std::string>& args, int timeout_ms) {
+  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferry", "--socket", socket()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(argv, {}, timeout_ms);
+}
+
+nlohmann::json FerryTest::FerryJson(const std::vector<std::string>& args) {
+  std::vector<std::string> with_json = {"--json"};
+  with_json.insert(with_json.end(), args.begin(), args.end());
+  ProcessResult r = Ferry(with_json);
+  EXPECT_EQ(r.exit_code, 0) << "ferry " << args[0] << " failed: " << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out;
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+std::string FerryTest::State(const std::string& vm) {
+  nlohmann::json j = FerryJson({"vm", "show", vm});
+  return j.contains("state") ? j["state"].get<std::string>() : "";
+}
+
+std::string FerryTest::Console(const std::string& vm) {
+  ProcessResult r = Ferry({"console", vm});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.out;
+}
+
+bool FerryTest::WaitFor(const std::string& what, int timeout_ms, const std::function<bool()>& pred) {
+  const uint64_t deadline = NowMs() + uint64_t(timeout_ms);
+  while (NowMs() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (pred()) return true;
+  ADD_FAILURE() << "timed out after " << timeout_ms << " ms waiting for " << what;
+  return false;
+}
+
+std::vector<Heartbeat> FerryTest::WaitForHeartbeats(const std::string& vm, const std::string& prefix, size_t count) {
+  std::vector<Heartbeat> beats;
+  WaitFor(std::to_string(count) + " " + prefix + " lines on the console of " + vm, 60000, [&] {
+    beats = ParseHeartbeats(Console(vm), prefix);
+    return beats.size() >= count;
+  });
+  return beats;
+}
+
+}  // namespace ferry_it

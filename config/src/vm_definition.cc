@@ -15,9 +15,7 @@ namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
 constexpr uint64_t kGiB = 1ull << 30;
-constexpr uint64_t kMemoryGranule = 2 * kMiB;  // huge-page size: guest RAM is backed by them
-constexpr uint64_t kMinMemory = 2 * kMiB;
-constexpr uint64_t kMaxMemory = 64 * kGiB;
+static_assert(kMaxVmMemoryBytes % kVmMemoryGranule == 0 && kMinVmMemoryBytes % kVmMemoryGranule == 0);
 constexpr int64_t kMaxVcpus = 8;
 constexpr size_t kMaxNameLength = 64;
 constexpr size_t kMaxCmdlineBytes = 2048;  // exclusive: the guest's parameter page has a NUL
@@ -67,8 +65,16 @@ std::string CheckName(std::string_view name) {
 }
 
 std::string CheckMemory(uint64_t bytes) {
-  if (bytes >= kMinMemory && bytes <= kMaxMemory && bytes % kMemoryGranule == 0) return "";
-  return "must be a multiple of 2 MiB from 2 MiB to 64 GiB";
+  if (bytes > kMaxVmMemoryBytes) {
+    // Said separately, with the reason: hosts have far more RAM than this, so
+    // "too big" would otherwise look arbitrary.
+    return "must be at most " + std::to_string(kMaxVmMemoryBytes / kMiB) +
+           " MiB: guest RAM is one block from address 0 and must end below the VMM's device "
+           "(MMIO) window at 0xd0000000";
+  }
+  if (bytes >= kMinVmMemoryBytes && bytes % kVmMemoryGranule == 0) return "";
+  return "must be a multiple of 2 MiB from " + std::to_string(kMinVmMemoryBytes / kMiB) +
+         " MiB to " + std::to_string(kMaxVmMemoryBytes / kMiB) + " MiB";
 }
 
 std::string CheckText(std::string_view s, bool required) {

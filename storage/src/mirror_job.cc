@@ -14,6 +14,10 @@ namespace {
 // we copy to, so a hole in the source stays a hole in the copy.
 constexpr size_t kZeroPiece = 4096;
 constexpr int kIdleWaitMs = 100;
+// Longest the copier defers a chunk to a guest flush in flight: at least one
+// chunk per this many milliseconds, so the copy converges however often the
+// guest flushes.
+constexpr int kFlushYieldMs = 50;
 
 bool IsZero(const uint8_t* p, size_t n) {
   return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
@@ -281,6 +285,7 @@ base::Status MirrorJob::Seed(Disk* reader) {
 }
 
 base::Status MirrorJob::CopyChunk(Disk* reader, uint64_t offset, uint64_t len) {
+  source_.YieldToGuestFlush(kFlushYieldMs);
   RETURN_IF_ERROR(source_.BeginCopy(offset, len, cancel_.fd()));
   // Taken only now: no write-through is in flight here and new guest writes
   // are source-only, setting their bits again after they land.
@@ -319,7 +324,25 @@ base::Status MirrorJob::CopyRun(Disk* reader, uint64_t offset, uint64_t len) {
   source_.MarkUnsynced(offset, len);
   since_flush_ += len;
   AddCopied(len);
-  return base::Ok();
+  return Pace(len);
+}
+
+base::Status MirrorJob::Pace(uint64_t bytes) {
+  if (options_.max_bytes_per_second == 0) return base::Ok();
+  const uint64_t now = clock_.NowNanos();
+  // One-second windows: the copy may burst within a window, never beyond it.
+  if (pace_start_ns_ == 0 || now - pace_start_ns_ >= 1'000'000'000) {
+    pace_start_ns_ = now;
+    pace_bytes_ = 0;
+  }
+  pace_bytes_ += bytes;
+  const uint64_t due_ns =
+      uint64_t(double(pace_bytes_) / double(options_.max_bytes_per_second) * 1e9);
+  const uint64_t elapsed = now - pace_start_ns_;
+  if (due_ns <= elapsed) return base::Ok();
+  auto waited = base::WaitReadable(cancel_.fd(), -1, int((due_ns - elapsed) / 1'000'000) + 1);
+  if (waited) return CheckCancelled();  // the cancel fd became readable
+  return base::Ok();  // the pause ran out
 }
 
 base::Status MirrorJob::ReadSource(Disk* reader, void* buf, size_t len, uint64_t offset) {

@@ -116,14 +116,21 @@ base::Status TrackingDisk::Write(const void* buf, size_t len, uint64_t offset) {
 base::Status TrackingDisk::Flush() {
   std::unique_lock lock(mu_);
   BeginGuestOp(lock);
+  ++guest_flushes_;
   lock.unlock();
   base::Status st = [&] {
     std::lock_guard io(io_mu_);
     return inner_->Flush();
   }();
   lock.lock();
+  --guest_flushes_;
   EndGuestOp(lock);
   return st;
+}
+
+void TrackingDisk::YieldToGuestFlush(int max_wait_ms) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(max_wait_ms), [&] { return guest_flushes_ == 0; });
 }
 
 base::Result<Extent> TrackingDisk::MapExtent(uint64_t offset, uint64_t max_len) {

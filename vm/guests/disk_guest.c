@@ -281,7 +281,7 @@ static int setup(const struct ferry_guest_params* params) {
 void guest_main(const struct ferry_guest_params* params, uint32_t vcpu) {
   /* One vCPU drives the one queue; any others idle (no halt at CPL3). */
   if (vcpu != 0) for (;;) cpu_relax();
-  clock_init(params->tsc_khz);
+  clock_init(params);
   if (setup(params) < 0) power_off(GUEST_EXIT_SETUP);
   if (cfg.verify) run_verify();
   run_write();

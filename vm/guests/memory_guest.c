@@ -196,7 +196,7 @@ static void finish(void) {
 
 void guest_main(const struct ferry_guest_params* params, uint32_t vcpu) {
   if (vcpu == 0) {
-    clock_init(params->tsc_khz);
+    clock_init(params);
     if (setup(params) < 0) power_off(GUEST_EXIT_SETUP);
     __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
   } else {

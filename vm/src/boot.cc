@@ -37,6 +37,15 @@ uint64_t FlatDescriptor(uint8_t access, uint8_t flags) {
          (uint64_t{flags} << 52);
 }
 
+// The parameter page's byte layout is part of the ABI: a saved VM carries it
+// in its RAM, so moving a field would break restoring older state files.
+static_assert(offsetof(ferry_guest_params, tsc_khz) == 16);
+static_assert(offsetof(ferry_guest_params, program_end) == 32);
+static_assert(offsetof(ferry_guest_params, cmdline) == 40);
+static_assert(offsetof(ferry_guest_params, tsc_offset) == 40 + FERRY_CMDLINE_MAX);
+static_assert(sizeof(ferry_guest_params) <= 4096, "the parameters are one page");
+constexpr uint64_t kTscOffsetGpa = FERRY_PARAMS_GPA + offsetof(ferry_guest_params, tsc_offset);
+
 constexpr uint32_t kTssBaseSize = 104;  // 64-bit TSS without I/O bitmap
 constexpr uint32_t kTssLimit = kTssBaseSize + kIoBitmapPorts / 8;  // + the 0xff end byte
 
@@ -69,10 +78,11 @@ base::Status WriteBootTables(GuestMemory& memory) {
   base::PutLe64(gdt + 32, kTssGpa >> 32);
   RETURN_IF_ERROR(memory.Write(FERRY_GDT_GPA, gdt, sizeof gdt));
 
-  // TSS with an all-zero I/O permission bitmap (every port allowed). rflags
-  // asks for IOPL 3, which is enough on VMX/SVM; a PVM host (PLATFORM.md)
-  // silently clears IOPL for ring-3 guest code, and then the CPU consults this
-  // bitmap. Measured here: without it the first OUT raises #GP.
+  // TSS with an all-zero I/O permission bitmap (ports [0, kIoBitmapPorts)
+  // allowed; guest_abi.h). rflags asks for IOPL 3, which is enough on VMX/SVM;
+  // a PVM host (PLATFORM.md) silently clears IOPL for ring-3 guest code, and
+  // then the CPU consults this bitmap. Measured here: without it the first
+  // OUT raises #GP.
   std::vector<uint8_t> tss(kTssLimit + 1, 0);
   base::PutLe16(tss.data() + 102, kTssBaseSize);  // I/O map base
   tss[kTssLimit] = 0xff;                          // required terminator byte
@@ -131,7 +141,20 @@ base::Status WriteParams(GuestMemory& memory, const BootParams& params, uint64_t
   base::PutLe64(p + offsetof(ferry_guest_params, program_end), program_end);
   std::memcpy(p + offsetof(ferry_guest_params, cmdline), params.cmdline.data(),
               params.cmdline.size());
+  base::PutLe64(p + offsetof(ferry_guest_params, tsc_offset), 0);  // fresh boot: guest time = TSC
   return memory.Write(FERRY_PARAMS_GPA, page.data(), page.size());
+}
+
+base::Result<int64_t> ReadTscOffset(GuestMemory& memory) {
+  uint8_t bytes[8];
+  RETURN_IF_ERROR(memory.Read(kTscOffsetGpa, bytes, sizeof bytes));
+  return static_cast<int64_t>(base::GetLe64(bytes));
+}
+
+base::Status WriteTscOffset(GuestMemory& memory, int64_t offset) {
+  uint8_t bytes[8];
+  base::PutLe64(bytes, static_cast<uint64_t>(offset));
+  return memory.Write(kTscOffsetGpa, bytes, sizeof bytes);
 }
 
 void SetInitialSregs(kvm_sregs2& s) {

@@ -19,10 +19,10 @@ namespace vm {
 inline constexpr uint16_t kCode64Selector = 0x08 | 3;
 inline constexpr uint16_t kData64Selector = 0x10 | 3;
 inline constexpr uint16_t kTssSelector = 0x18;
-inline constexpr uint64_t kTssGpa = FERRY_GDT_GPA + 0x80;
+inline constexpr uint64_t kTssGpa = FERRY_TSS_GPA;
 // Ports [0, kIoBitmapPorts) are granted through the TSS I/O bitmap. See
-// boot.cc for why the bitmap is needed although rflags asks for IOPL 3.
-inline constexpr uint32_t kIoBitmapPorts = 0x1000;
+// guest_abi.h for why the bitmap is needed although rflags asks for IOPL 3.
+inline constexpr uint32_t kIoBitmapPorts = FERRY_IO_PORTS_GRANTED;
 
 struct BootParams {
   uint64_t memory_bytes = 0;
@@ -37,8 +37,15 @@ base::Status WriteBootTables(GuestMemory& memory);
 // Copies the flat binary at path to FERRY_PROGRAM_GPA; returns the first free
 // 2 MiB-aligned address after it. Errors name the path.
 base::Result<uint64_t> LoadProgram(GuestMemory& memory, const std::string& path);
-// struct ferry_guest_params at FERRY_PARAMS_GPA, field by field.
+// struct ferry_guest_params at FERRY_PARAMS_GPA, field by field; tsc_offset 0.
 base::Status WriteParams(GuestMemory& memory, const BootParams& params, uint64_t program_end);
+// The paravirtual clock offset (ferry_guest_params::tsc_offset). Read from
+// and written to guest RAM; the write goes through GuestMemory, so the page
+// is recorded as dirty and a running move sends it again. Call only while
+// every vCPU is paused (guest_abi.h explains why the guest retries a read
+// that straddles a change).
+base::Result<int64_t> ReadTscOffset(GuestMemory& memory);
+base::Status WriteTscOffset(GuestMemory& memory, int64_t offset);
 
 // Long mode, CPL3, paging on with the tables above. Starts from the vCPU's
 // current sregs so fields this code does not set keep KVM's reset values.

@@ -4,6 +4,7 @@
 #include "vm/machine.h"
 
 #include <algorithm>
+#include <cinttypes>
 #include <cstdio>
 
 #include "base/log.h"
@@ -28,6 +29,26 @@ constexpr uint32_t kRamSlot = 0;
 // real mode only; set anyway, as kvmtool and QEMU do).
 constexpr uint64_t kKvmTssGpa = 0xfffbd000;
 
+// config/ validates vm.toml against the memory this VMM can build; the two
+// must describe the same layout (config cannot include vm/, so they are tied
+// here).
+static_assert(config::kVmMmioWindowGpa == FERRY_VIRTIO_MMIO_GPA);
+static_assert(config::kMaxVmMemoryBytes <= FERRY_VIRTIO_MMIO_GPA,
+              "guest RAM must end below the virtio-mmio window");
+static_assert(config::kMinVmMemoryBytes >= FERRY_PROGRAM_GPA + (2ull << 20),
+              "the program and at least one free 2 MiB page must fit");
+
+// A restored guest keeps the tsc_khz it was given at boot (its clock code
+// caches it), so the host's TSC must run at that rate. KVM itself treats
+// frequencies within 250 ppm as equal (its tsc_tolerance_ppm); so do we.
+// 250 ppm is at most 0.9 s per hour of guest time.
+constexpr uint64_t kTscRateTolerancePpm = 250;
+
+// A TSC read back within this of the value just written means KVM took the
+// write (the read is microseconds later). Only used to report what happened:
+// the tsc_offset rule is right either way.
+constexpr uint64_t kTscTakenToleranceMs = 50;
+
 std::string ResolvePath(const std::string& dir, const std::string& path) {
   if (path.empty() || path[0] == '/' || dir.empty()) return path;
   return dir + "/" + path;
@@ -43,10 +64,12 @@ base::Status CheckShape(const config::VmDefinition& def) {
                        "vm " + def.name + ": " + std::to_string(def.disks.size()) + " disks; at most " +
                            std::to_string(FERRY_MAX_DISKS) + " are supported");
   // RAM is one slot at GPA 0 and must stay below the virtio-mmio window.
-  if (def.memory_bytes < (4ull << 20) || def.memory_bytes > FERRY_VIRTIO_MMIO_GPA)
+  // config::ValidateVmDefinition applies the same limits to vm.toml.
+  if (def.memory_bytes < config::kMinVmMemoryBytes || def.memory_bytes > config::kMaxVmMemoryBytes)
     return base::Error(base::Code::kInvalidArgument,
                        "vm " + def.name + ": memory of " + std::to_string(def.memory_bytes >> 20) +
-                           " MiB is outside 4.." + std::to_string(FERRY_VIRTIO_MMIO_GPA >> 20) +
+                           " MiB is outside " + std::to_string(config::kMinVmMemoryBytes >> 20) +
+                           ".." + std::to_string(config::kMaxVmMemoryBytes >> 20) +
                            " MiB (RAM must end below the MMIO window at 0xd0000000)");
   return base::Ok();
 }
@@ -84,6 +107,7 @@ class MachineImpl final : public Machine {
  private:
   base::Status SetCpuid(KvmVcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported);
   base::Status OpenDisks();
+  base::Status CheckTscRate(uint64_t saved_khz);
   base::Status RestoreClocks();
 
   MachineOptions options_;
@@ -95,6 +119,9 @@ class MachineImpl final : public Machine {
   std::unique_ptr<KvmVm> vm_;
   std::vector<KvmVcpu> vcpus_;
   VcpuStateLayout layout_;
+  // The TSC rate the guest was told (params->tsc_khz): this host's at a fresh
+  // boot, the saved one after a restore (within kTscRateTolerancePpm of this
+  // host's), so a chain of moves keeps comparing against what the guest uses.
   uint64_t tsc_khz_ = 0;
   std::unique_ptr<Serial> serial_;
   std::vector<std::unique_ptr<VirtioBlk>> disks_;
@@ -104,10 +131,13 @@ class MachineImpl final : public Machine {
   // The guest's TSCs and KVM clock as of the last pause (or as restored).
   std::vector<uint64_t> paused_tsc_;
   uint64_t paused_clock_ns_ = 0;
-  // Set by Restore: write paused_tsc_/paused_clock_ns_ into KVM right before
-  // the vCPUs next run, so the guest's time continues from the saved point.
+  // Set by Restore: write paused_tsc_/paused_clock_ns_ into KVM and set
+  // tsc_offset right before the vCPUs next run, so the guest's time continues
+  // from the saved point.
   bool clocks_pending_ = false;
   bool tsc_continuous_ = true;
+  GuestClockSync guest_clock_ = GuestClockSync::kNotRestored;
+  int64_t restore_tsc_jump_ = 0;
 
   std::unique_ptr<VcpuSet> vcpu_set_;
 };
@@ -200,7 +230,27 @@ base::Status MachineImpl::BootFresh() {
   return base::Ok();
 }
 
+base::Status MachineImpl::CheckTscRate(uint64_t saved_khz) {
+  uint64_t host_khz = tsc_khz_;
+  uint64_t diff = saved_khz > host_khz ? saved_khz - host_khz : host_khz - saved_khz;
+  // diff / host_khz > ppm / 1e6, in integers (kHz values are < 2^32).
+  if (saved_khz == 0 || diff * 1000000 > kTscRateTolerancePpm * host_khz) {
+    char msg[320];
+    std::snprintf(msg, sizeof msg,
+                  "the saved guest's TSC ran at %" PRIu64 " kHz and this host's runs at %" PRIu64
+                  " kHz, more than %" PRIu64
+                  " ppm apart: the guest times itself with the rate it was given at boot and "
+                  "ferry does not scale guest time, so restore it on a host with the same TSC "
+                  "frequency",
+                  saved_khz, host_khz, kTscRateTolerancePpm);
+    return base::Error(base::Code::kFailedPrecondition, msg);
+  }
+  tsc_khz_ = saved_khz;
+  return base::Ok();
+}
+
 base::Status MachineImpl::ApplySnapshot(const MachineSnapshot& s) {
+  RETURN_IF_ERROR(CheckTscRate(s.tsc_khz));
   for (size_t i = 0; i < vcpus_.size(); ++i) {
     if (auto st = ApplyVcpuState(vcpus_[i], s.vcpus[i], layout_); !st)
       return st.error().Wrap("restore vcpu" + std::to_string(i));
@@ -220,25 +270,40 @@ base::Status MachineImpl::ApplySnapshot(const MachineSnapshot& s) {
 
 base::Status MachineImpl::RestoreClocks() {
   if (!clocks_pending_) return base::Ok();
+  // Every vCPU is stopped here (kPaused), so the guest cannot see the clock
+  // half-updated; guest_abi.h says how it copes with being paused mid-read.
   RETURN_IF_ERROR(vm_->SetClock(paused_clock_ns_));
   // Every vCPU gets the same value back to back; KVM keeps TSCs written within
   // a second of each other in sync.
   for (size_t i = 0; i < vcpus_.size(); ++i) RETURN_IF_ERROR(WriteTsc(vcpus_[i], paused_tsc_[i]));
   // Some hosts ignore the write: on PVM the guest runs rdtsc natively in
-  // ring 3 and always sees the host's TSC. Detect that instead of assuming.
+  // ring 3 and always sees the host's TSC. Whatever happened, `now` is the
+  // TSC the guest's rdtsc will continue from.
   ASSIGN_OR_RETURN(uint64_t now, ReadTsc(vcpus_[0]));
-  // The write and the read are microseconds apart; 50 ms of slack still
-  // separates "taken" from "ignored" whenever the VM spent longer than that
-  // saved, and below that the jump is too small to matter.
-  uint64_t tolerance = tsc_khz_ * 50;
-  if (now < paused_tsc_[0] || now - paused_tsc_[0] > tolerance) {
-    tsc_continuous_ = false;
-    char msg[200];
+  ASSIGN_OR_RETURN(int64_t saved_offset, ReadTscOffset(*memory_));
+  // The one rule (guest_abi.h): guest time at the pause was saved TSC + saved
+  // offset; from now on it is rdtsc + new offset, and the two meet at `now`.
+  // Unsigned arithmetic: the values wrap modulo 2^64 like the guest's sum.
+  uint64_t saved_guest_time = paused_tsc_[0] + static_cast<uint64_t>(saved_offset);
+  auto new_offset = static_cast<int64_t>(saved_guest_time - now);
+  RETURN_IF_ERROR(WriteTscOffset(*memory_, new_offset));
+  restore_tsc_jump_ = static_cast<int64_t>(now - paused_tsc_[0]);
+
+  // Reporting only: did the TSC write take? The write and the read are
+  // microseconds apart.
+  bool taken = restore_tsc_jump_ >= 0 &&
+               static_cast<uint64_t>(restore_tsc_jump_) <= tsc_khz_ * kTscTakenToleranceMs;
+  tsc_continuous_ = taken;
+  guest_clock_ = taken ? GuestClockSync::kTscWrite : GuestClockSync::kTscOffset;
+  if (!taken) {
+    char msg[320];
     std::snprintf(msg, sizeof msg,
-                  "KVM did not take the restored guest TSC (wrote %llu, reads %llu): the guest's "
-                  "TSC follows this host's TSC and jumps across the restore",
-                  static_cast<unsigned long long>(paused_tsc_[0]), static_cast<unsigned long long>(now));
-    base::LogWarning(msg);
+                  "KVM did not take the restored guest TSC (wrote %" PRIu64 ", reads %" PRIu64
+                  "): the raw TSC jumped by %.1f ms; params->tsc_offset (now %" PRId64
+                  ") compensates, so guest time continues",
+                  paused_tsc_[0], now,
+                  static_cast<double>(restore_tsc_jump_) / static_cast<double>(tsc_khz_), new_offset);
+    base::LogInfo(msg);
   }
   clocks_pending_ = false;
   return base::Ok();
@@ -254,10 +319,11 @@ base::Status MachineImpl::Pause() {
   bool was_running = vcpu_set_->state() == RunState::kRunning;
   RETURN_IF_ERROR(vcpu_set_->Pause());
   if (!was_running) return base::Ok();
-  for (size_t i = 0; i < disks_.size(); ++i) {
-    if (auto st = disks_[i]->Drain(); !st) return st.error().Wrap("drain disk " + std::to_string(i));
-  }
-  // Read right away, so a save taken later records the moment of the pause.
+  // Read as soon as every vCPU has stopped (before draining the disks), so a
+  // save taken later records the moment of the pause. Not before: the TSC
+  // read must not be older than the guest's last rdtsc, or a restored
+  // guest's time would step backwards. Whatever passes between the stop and
+  // this read becomes guest time, so keep it short.
   if (!clocks_pending_) {
     paused_tsc_.clear();
     for (auto& v : vcpus_) {
@@ -266,6 +332,9 @@ base::Status MachineImpl::Pause() {
     }
     ASSIGN_OR_RETURN(kvm_clock_data clock, vm_->GetClock());
     paused_clock_ns_ = clock.clock;
+  }
+  for (size_t i = 0; i < disks_.size(); ++i) {
+    if (auto st = disks_[i]->Drain(); !st) return st.error().Wrap("drain disk " + std::to_string(i));
   }
   return base::Ok();
 }
@@ -326,6 +395,8 @@ MachineStats MachineImpl::stats() const {
   s.exits = vcpu_set_ ? vcpu_set_->exits() : 0;
   s.unknown_accesses = bus_ ? bus_->unknown_accesses() : 0;
   s.guest_tsc_continuous = tsc_continuous_;
+  s.guest_clock = guest_clock_;
+  s.restore_tsc_jump_ticks = restore_tsc_jump_;
   return s;
 }
 
@@ -338,6 +409,15 @@ std::string_view ToString(RunState s) {
     case RunState::kPaused: return "paused";
     case RunState::kPoweredOff: return "powered-off";
     case RunState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(GuestClockSync s) {
+  switch (s) {
+    case GuestClockSync::kNotRestored: return "not-restored";
+    case GuestClockSync::kTscWrite: return "tsc-write";
+    case GuestClockSync::kTscOffset: return "tsc-offset";
   }
   return "unknown";
 }

@@ -1,6 +1,7 @@
 #include "machine_state.h"
 
 #include "base/le.h"
+#include "config/vm_definition.h"
 #include "memory_image.h"
 #include "serial.h"
 #include "state_file.h"
@@ -16,7 +17,9 @@ constexpr uint64_t kMachineRecordBytes = 40;
 constexpr uint64_t kMaxVcpuRecordBytes = 2 << 20;
 constexpr uint64_t kMaxSerialBytes = 4096;
 constexpr uint64_t kMaxDeviceBytes = 1 << 20;
-constexpr uint64_t kMaxMemoryBytes = 64ull << 30;
+// A file claiming more RAM than any VM may have is corrupt; refusing it here
+// also bounds the allocation below.
+constexpr uint64_t kMaxMemoryBytes = config::kMaxVmMemoryBytes;
 
 }  // namespace
 

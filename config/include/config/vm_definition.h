@@ -15,6 +15,18 @@ namespace config {
 inline constexpr uint32_t kVmConfigVersion = 1;
 inline constexpr uint32_t kMinVmConfigVersion = 1;
 
+// Guest RAM sizes a VM definition may ask for; the VMM (vm/) builds exactly
+// these and checks its own layout against them at compile time. RAM is one
+// block mapped from guest-physical address 0 and must end at or below the
+// VMM's device (virtio-mmio) window at 0xd0000000 (FERRY_VIRTIO_MMIO_GPA in
+// vm/guest_abi.h), hence 3328 MiB. The guest program loads at 1 MiB and its
+// free memory starts 2 MiB-aligned after it, hence at least 4 MiB. Sizes are
+// whole 2 MiB huge pages.
+inline constexpr uint64_t kVmMmioWindowGpa = 0xd0000000;
+inline constexpr uint64_t kMinVmMemoryBytes = 4ull << 20;
+inline constexpr uint64_t kMaxVmMemoryBytes = kVmMmioWindowGpa;  // 3328 MiB
+inline constexpr uint64_t kVmMemoryGranule = 2ull << 20;
+
 enum class DiskFormat { kRaw = 1, kQcow2 = 2 };
 
 struct DiskSpec {
@@ -28,7 +40,7 @@ struct VmDefinition {
   std::string name;                      // [A-Za-z0-9._-]{1,64}
   std::string id;                        // UUID, lower-case, 36 characters
   uint32_t vcpus = 1;                    // 1..8
-  uint64_t memory_bytes = 256ull << 20;  // multiple of 2 MiB, 2 MiB..64 GiB
+  uint64_t memory_bytes = 256ull << 20;  // multiple of 2 MiB, kMin..kMaxVmMemoryBytes
   bool processor_compatibility = false;
   std::string program;  // guest program (flat binary loaded at 1 MiB)
   std::string cmdline;  // passed to the guest in its parameter page

@@ -82,6 +82,10 @@ struct MirrorOptions {
   bool skip_unallocated = false;
   uint64_t chunk_size = 1 << 20;        // multiple of the bitmap granularity
   uint64_t flush_interval = 256 << 20;  // bytes written to the sink between flushes
+  // Pace the copy (bytes read from the source per second; 0: as fast as the
+  // devices go). Bulk copy and guest I/O share the device: on a busy disk a
+  // cap is what keeps a flush-heavy guest within its budget (mirror_bench).
+  uint64_t max_bytes_per_second = 0;
   SourceOpener open_source;             // empty: read through the tracking disk
   base::Clock* clock = nullptr;         // null: the monotonic clock
 };
@@ -137,6 +141,8 @@ class MirrorJob {
   void SetState(MirrorState state);
   void AddCopied(uint64_t bytes);
   base::Status CheckCancelled() const;
+  // Waits (cancellably) so the copy stays under max_bytes_per_second.
+  base::Status Pace(uint64_t bytes);
   // The job's final status; only once the state is terminal.
   base::Status FinalStatus() const;  // mu_ held
 
@@ -152,6 +158,8 @@ class MirrorJob {
   std::atomic<bool> complete_requested_{false};
   std::vector<uint8_t> buf_;  // job thread only
   uint64_t since_flush_ = 0;  // job thread only
+  uint64_t pace_start_ns_ = 0;  // job thread only: pacing window start
+  uint64_t pace_bytes_ = 0;     // job thread only: bytes copied in the window
 
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

@@ -97,6 +97,10 @@ class TrackingDisk final : public Disk {
   // Polls cancel_fd (-1: none) while it waits: kCancelled.
   base::Status BeginCopy(uint64_t offset, uint64_t len, int cancel_fd);
   void EndCopy();
+  // Waits (at most max_wait_ms) while a guest Flush is in flight: the copier
+  // calls it before each chunk so a guest flush competes with at most one
+  // chunk of copy I/O for the device. Bounded, so the copy always progresses.
+  void YieldToGuestFlush(int max_wait_ms);
   // Reads / maps the inner disk for the copier, serialised with guest I/O,
   // for formats that cannot be read through a second handle (qcow2 caches
   // metadata). Not blocked by PauseIo.
@@ -139,6 +143,7 @@ class TrackingDisk final : public Disk {
   std::condition_variable cv_;
   bool paused_ = false;
   uint64_t guest_ops_ = 0;  // guest Read/Write/Flush in flight
+  uint64_t guest_flushes_ = 0;  // guest Flush in flight
   BlockSink* sink_ = nullptr;
   int wake_fd_ = -1;
   std::optional<base::Error> mirror_error_;

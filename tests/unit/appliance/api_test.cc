@@ -34,7 +34,8 @@ class ApiTest : public ::testing::Test {
   }
   void TearDown() override {
     // Stop what the test started; the fake worker exits on stop.
-    for (const json& vm : service_->List()->at("vms"))
+    json list = *service_->List();
+    for (const json& vm : list["vms"])
       if (vm["worker"].is_object()) (void)service_->Act(vm["name"], VmAction::kStop, "");
     server_.reset();
     handler_.reset();

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "appliance/unix_socket.h"
+#include "appliance/worker_args.h"
 #include "base/event_fd.h"
 #include "test_dir.h"
 
@@ -145,6 +146,44 @@ TEST_F(CallWorkerTest, NoWorkerNamesTheSocket) {
   ASSERT_FALSE(reply.has_value());
   EXPECT_EQ(reply.error().code(), base::Code::kNotFound);
   EXPECT_NE(reply.error().message().find(socket_), std::string::npos);
+}
+
+}  // namespace
+}  // namespace appliance
+
+namespace appliance {
+namespace {
+
+TEST(WorkerArgsTest, ParsesEveryOption) {
+  auto a = ParseWorkerArgs({"--vm-dir", "/v/a", "--control-socket", "/v/a/control.sock", "--restore", "/v/a/s.fvs",
+                            "--ready-fd", "3"});
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_EQ(a->vm_dir, "/v/a");
+  EXPECT_EQ(a->control_socket, "/v/a/control.sock");
+  EXPECT_EQ(a->restore_path, "/v/a/s.fvs");
+  EXPECT_EQ(a->ready_fd, 3);
+  auto minimal = ParseWorkerArgs({"--vm-dir", "/v/a", "--control-socket", "/s"});
+  ASSERT_TRUE(minimal.has_value());
+  EXPECT_EQ(minimal->ready_fd, -1);
+  EXPECT_TRUE(minimal->restore_path.empty());
+}
+
+TEST(WorkerArgsTest, RejectsIncompleteOrUnknownArguments) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* expect;
+  } cases[] = {
+      {{"--control-socket", "/s"}, "--vm-dir is required"},
+      {{"--vm-dir", "/v"}, "--control-socket is required"},
+      {{"--vm-dir"}, "--vm-dir needs a value"},
+      {{"--vm-dir", "/v", "--control-socket", "/s", "--ready-fd", "x"}, "--ready-fd needs a file descriptor"},
+      {{"--vm-dir", "/v", "--control-socket", "/s", "--verbose"}, "unknown argument \"--verbose\""},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseWorkerArgs(c.args);
+    ASSERT_FALSE(r.has_value()) << c.expect;
+    EXPECT_NE(r.error().message().find(c.expect), std::string::npos) << r.error().message();
+  }
 }
 
 }  // namespace

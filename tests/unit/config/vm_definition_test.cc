@@ -144,8 +144,8 @@ TEST(VmDefinitionTest, MemoryForms) {
     uint64_t bytes;
   };
   for (auto [value, bytes] :
-       {Case{"\"256M\"", 256ull << 20}, Case{"\"1G\"", 1ull << 30}, Case{"\"2M\"", 2ull << 20},
-        Case{"\"64G\"", 64ull << 30}, Case{"\"512MiB\"", 512ull << 20}, Case{"\"4g\"", 4ull << 30},
+       {Case{"\"256M\"", 256ull << 20}, Case{"\"1G\"", 1ull << 30}, Case{"\"4M\"", 4ull << 20},
+        Case{"\"3328M\"", 3328ull << 20}, Case{"\"512MiB\"", 512ull << 20}, Case{"\"3g\"", 3ull << 30},
         Case{"\"4096K\"", 4ull << 20}, Case{"268435456", 256ull << 20},
         Case{"\"268435456\"", 256ull << 20}}) {
     auto r = ParseVmDefinition(Minimal(std::string("memory = ") + value + "\n"), "vm.toml");
@@ -156,14 +156,36 @@ TEST(VmDefinitionTest, MemoryForms) {
 
 TEST(VmDefinitionTest, MemoryInvalid) {
   const std::string form = "must be a size like \"256M\" or \"1G\", or a number of bytes";
-  const std::string range = "must be a multiple of 2 MiB from 2 MiB to 64 GiB";
+  const std::string range = "must be a multiple of 2 MiB from 4 MiB to 3328 MiB";
   for (std::string bad : {"\"1.5G\"", "\"G\"", "\"1X\"", "\"1 G\"", "\"-1G\"", "\"1GB\"",
                           "-2097152", "true", "\"99999999999999999999G\"", "\"17179869184G\""}) {
     ExpectError(Minimal("memory = " + bad + "\n"), "vm.toml: memory: " + form + ", got " + bad);
   }
-  for (std::string bad : {"\"1M\"", "\"3M\"", "\"65G\"", "0", "2097153", "\"0\""}) {
+  for (std::string bad : {"\"1M\"", "\"2M\"", "\"3M\"", "0", "2097153", "\"0\"", "\"3327M\""}) {
     ExpectError(Minimal("memory = " + bad + "\n"), "vm.toml: memory: " + range + ", got " + bad);
   }
+}
+
+// The VMM maps guest RAM from address 0 up to its device window at 0xd0000000,
+// so config refuses more than that, saying why (a host has far more RAM).
+TEST(VmDefinitionTest, MemoryAboveTheVmmLimitSaysWhy) {
+  EXPECT_EQ(kMaxVmMemoryBytes, 3328ull << 20);
+  EXPECT_EQ(kMaxVmMemoryBytes, kVmMmioWindowGpa);
+  const std::string why =
+      "must be at most 3328 MiB: guest RAM is one block from address 0 and must end below the "
+      "VMM's device (MMIO) window at 0xd0000000";
+  for (std::string bad : {"\"3330M\"", "\"4G\"", "\"64G\"", "\"65G\"", "3491758080", "\"1T\""}) {
+    ExpectError(Minimal("memory = " + bad + "\n"), "vm.toml: memory: " + why + ", got " + bad);
+  }
+  auto r = ParseVmDefinition(Minimal("memory = 3489660928\n"), "vm.toml");  // exactly 3328 MiB
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->memory_bytes, kMaxVmMemoryBytes);
+  VmDefinition vm = *r;
+  vm.memory_bytes = kMaxVmMemoryBytes + (2ull << 20);
+  auto st = ValidateVmDefinition(vm, "src");
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(st.error().message(), "src: memory: " + why + ", got 3491758080");
 }
 
 TEST(VmDefinitionTest, ProcessorCompatibility) {
@@ -243,7 +265,8 @@ VmDefinition Sample() {
 }
 
 TEST(VmDefinitionTest, FormatRoundTrips) {
-  for (uint64_t memory : {2ull << 20, 1536ull << 20, 1ull << 30, 64ull << 30}) {
+  for (uint64_t memory :
+       std::initializer_list<uint64_t>{4ull << 20, 1536ull << 20, 1ull << 30, kMaxVmMemoryBytes}) {
     VmDefinition vm = Sample();
     vm.memory_bytes = memory;
     ASSERT_TRUE(ValidateVmDefinition(vm, "sample").has_value());
@@ -301,7 +324,10 @@ TEST(VmDefinitionTest, ValidateChecksCodeBuiltDefinitions) {
        "src: id: must be a lower-case UUID, got \"6F1C0F0E-8D3B-4F5A-9C2E-1B7D4E9A0C35\""},
       {[](VmDefinition& v) { v.vcpus = 0; }, "src: vcpus: must be an integer from 1 to 8, got 0"},
       {[](VmDefinition& v) { v.memory_bytes = 3 << 20; },
-       "src: memory: must be a multiple of 2 MiB from 2 MiB to 64 GiB, got 3145728"},
+       "src: memory: must be a multiple of 2 MiB from 4 MiB to 3328 MiB, got 3145728"},
+      {[](VmDefinition& v) { v.memory_bytes = 4ull << 30; },
+       "src: memory: must be at most 3328 MiB: guest RAM is one block from address 0 and must "
+       "end below the VMM's device (MMIO) window at 0xd0000000, got 4294967296"},
       {[](VmDefinition& v) { v.program = "bad\xff"; },
        "src: program: must be valid UTF-8, got \"bad\xff\""},
       {[](VmDefinition& v) { v.cmdline = std::string(3000, 'x'); },

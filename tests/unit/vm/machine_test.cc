@@ -44,6 +44,7 @@ TEST_F(MachineTest, ParamsPageFollowsTheAbi) {
   EXPECT_GT(params.tsc_khz, 100000u);
   EXPECT_EQ(params.program_end, 2ull << 20);
   EXPECT_STREQ(params.cmdline, "mode=test");
+  EXPECT_EQ(params.tsc_offset, 0) << "fresh boot: guest time is the TSC";
   EXPECT_EQ(std::memcmp((*m)->memory_base() + FERRY_PROGRAM_GPA, test_guests::kHello.data(),
                         test_guests::kHello.size()), 0);
 }
@@ -231,6 +232,17 @@ TEST_F(MachineTest, UnsupportedShapesAreRefused) {
   auto m = Machine::Create(o);
   ASSERT_FALSE(m);
   EXPECT_NE(m.error().message().find("MMIO window"), std::string::npos) << m.error().message();
+  // The VMM builds exactly the sizes config accepts: up to the window, not past it.
+  o = Options(test_guests::kHello, 1, config::kMaxVmMemoryBytes + (2ull << 20));
+  EXPECT_EQ(Machine::Create(o).error().code(), base::Code::kInvalidArgument);
+  o = Options(test_guests::kHello, 1, config::kMinVmMemoryBytes - (2ull << 20));
+  EXPECT_EQ(Machine::Create(o).error().code(), base::Code::kInvalidArgument);
+  o = Options(test_guests::kHello, 1, config::kMaxVmMemoryBytes);
+  m = Machine::Create(o);
+  ASSERT_TRUE(m) << "the largest size config accepts must boot: " << m.error().ToString();
+  ASSERT_TRUE((*m)->Start());
+  EXPECT_EQ((*m)->WaitWhileRunning(10000), RunState::kPoweredOff) << (*m)->failure();
+  EXPECT_EQ(ReadConsole(), "hi\n");
 }
 
 TEST_F(MachineTest, DisksOpenByFormatAndMissingOnesAreNamed) {

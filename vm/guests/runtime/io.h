@@ -9,6 +9,8 @@ static inline void outb(uint16_t port, uint8_t v) {
   __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
 }
 
+/* The raw TSC. Not guest time: after a restore on a host that cannot set the
+ * guest's TSC it has jumped. Time comes from clock.h (rdtsc + tsc_offset). */
 static inline uint64_t rdtsc(void) {
   uint32_t lo, hi;
   __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));

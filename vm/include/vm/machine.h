@@ -34,16 +34,38 @@ enum class RunState {
 };
 std::string_view ToString(RunState s);
 
+// How the guest's clock — guest time = rdtsc + params->tsc_offset
+// (vm/guest_abi.h) — was carried across the last restore. Decided on the first
+// Resume() after Restore().
+enum class GuestClockSync {
+  kNotRestored = 1,  // booted fresh, or restored but not resumed yet
+  // KVM took the saved IA32_TSC (VMX/SVM): the raw TSC continues, and
+  // tsc_offset moved only by the microseconds between writing and reading it.
+  kTscWrite = 2,
+  // KVM ignored the TSC write (PVM: ring-3 rdtsc reads the host's TSC), so
+  // the raw TSC jumped; tsc_offset absorbed the jump.
+  kTscOffset = 3,
+};
+std::string_view ToString(GuestClockSync s);
+
 struct MachineStats {
   uint64_t memory_bytes = 0;
   uint64_t disk_reads = 0, disk_writes = 0, disk_flushes = 0;
   uint64_t exits = 0;
   uint64_t unknown_accesses = 0;  // port/MMIO accesses no device claimed
+  // Which mechanism kept guest time continuous across the last restore. Guest
+  // time continues either way; only the raw TSC differs (next field).
+  GuestClockSync guest_clock = GuestClockSync::kNotRestored;
   // False once a restore's saved guest TSC was not taken by KVM (read back
-  // more than 50 ms away from the written value): on a PVM host (PLATFORM.md)
-  // ring-3 guests read the host TSC directly, so their TSC jumps by the time
-  // spent saved. True on hosts where KVM offsets the TSC.
+  // more than 50 ms away from the written value): the raw rdtsc of a guest
+  // that ignores tsc_offset jumped by the time spent saved. Within 50 ms the
+  // two cases look alike and are reported as kTscWrite; guest time is right
+  // in both, because the offset rule does not depend on this test.
   bool guest_tsc_continuous = true;
+  // How far the raw TSC moved between the save and the restore's resume
+  // point, in TSC ticks, as tsc_offset compensated it (0 before a restore;
+  // microseconds' worth when kTscWrite).
+  int64_t restore_tsc_jump_ticks = 0;
 };
 
 class Machine {
@@ -56,10 +78,18 @@ class Machine {
   // exactly the saved point. Any corruption of the file is a kDataLoss error
   // and no VM is built. options.definition must have the saved VM's shape
   // (memory size, vCPU count, disk count) — else kFailedPrecondition; its disk
-  // paths are used as given (they may differ from the source's). The guest's
-  // TSC and KVM clock are set back to their saved values by the first
-  // Resume(), so the time spent saved is invisible to the guest where the
-  // host allows it (see MachineStats::guest_tsc_continuous).
+  // paths are used as given (they may differ from the source's).
+  //
+  // Guest time (rdtsc + params->tsc_offset, vm/guest_abi.h) continues from
+  // the saved point: the first Resume(), with every vCPU still stopped, sets
+  // the KVM clock and each vCPU's IA32_TSC to their saved values, reads the
+  // TSC back and sets tsc_offset = saved TSC + saved offset - TSC read back.
+  // Where the TSC write took (VMX/SVM) that moves the offset by microseconds;
+  // where KVM ignores it (PVM) the offset absorbs the jump. Either way the
+  // time spent saved is invisible to a guest that reads its clock this way
+  // (MachineStats::guest_clock says which case applied). A file saved on a
+  // host whose TSC runs more than 250 ppm faster or slower than this one's is
+  // refused (kFailedPrecondition): ferry does not scale guest time.
   static base::Result<std::unique_ptr<Machine>> Restore(const MachineOptions& options,
                                                         const std::string& state_path);
 

@@ -3,6 +3,8 @@
 #include "appliance/vm_service.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,7 +64,16 @@ VmService::~VmService() { supervisor_.reset(); }
 
 base::Result<std::unique_ptr<VmService>> VmService::Open(ServiceOptions options) {
   ASSIGN_OR_RETURN(Inventory inventory, Inventory::Open(options.host.storage_root));
+  std::string lock_path = options.host.storage_root + "/ferryd.lock";
+  ASSIGN_OR_RETURN(base::Fd inventory_lock, base::Fd::Open(lock_path, O_RDWR | O_CREAT, 0600));
+  if (::flock(inventory_lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      return base::Error(base::Code::kFailedPrecondition,
+                         "another ferryd already manages " + options.host.storage_root + " (it holds " + lock_path + ")");
+    return base::ErrnoError("flock " + lock_path);
+  }
   std::unique_ptr<VmService> service(new VmService(std::move(options), std::move(inventory)));
+  service->lock_ = std::move(inventory_lock);
   VmService* self = service.get();
   ASSIGN_OR_RETURN(service->supervisor_,
                    Supervisor::Start([self](const std::string& name, int64_t pid, const ProcessExit& exit) {

@@ -41,6 +41,7 @@ class VmService {
  public:
   // Loads the inventory and re-attaches to the workers that survived a
   // previous ferryd; VMs whose worker is gone are marked crashed.
+  // kFailedPrecondition if another VmService (ferryd) holds the inventory.
   static base::Result<std::unique_ptr<VmService>> Open(ServiceOptions options);
   // Workers keep running: a ferryd restart must not stop VMs.
   ~VmService();
@@ -91,6 +92,9 @@ class VmService {
 
   ServiceOptions options_;
   Inventory inventory_;
+  // flock on <storage_root>/ferryd.lock, held for the service's life: two
+  // ferryds supervising one inventory would fight over every VM.
+  base::Fd lock_;
   std::mutex map_mu_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;  // guarded by map_mu_
   // Last member: destroyed first, so its thread, which calls OnWorkerExit,

@@ -316,3 +316,19 @@ TEST_F(VmServiceTest, RestartAppliesTheExitRecordOfAWorkerThatEndedMeanwhile) {
 
 }  // namespace
 }  // namespace appliance
+
+namespace appliance {
+namespace {
+
+TEST_F(VmServiceTest, OneServicePerInventory) {
+  auto second = VmService::Open(options_);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code(), base::Code::kFailedPrecondition);
+  EXPECT_NE(second.error().message().find("another ferryd already manages " + (dir_ / "root")), std::string::npos)
+      << second.error().message();
+  service_.reset();
+  Open();  // the lock goes with the service
+}
+
+}  // namespace
+}  // namespace appliance

@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh release
 build/release/tests/bench/save_restore_bench "$@"
+build/release/tests/bench/storage_bench

@@ -101,6 +101,16 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
       if (!state_file) return ErrorResponse(state_file.error());
       return or_error(service_.Act(route.name, route.action, *state_file));
     }
+    case RouteId::kMoveStorage:
+    case RouteId::kListJobs:
+    case RouteId::kGetJob:
+      return HandleStorageMove(route, request);
+    case RouteId::kListCheckpoints:
+    case RouteId::kCreateCheckpoint:
+    case RouteId::kGetCheckpoint:
+    case RouteId::kDeleteCheckpoint:
+    case RouteId::kApplyCheckpoint:
+      return HandleCheckpoints(route, request);
     case RouteId::kConsole: {
       auto path = service_.ConsolePath(route.name);
       if (!path) return ErrorResponse(path.error());

@@ -5,6 +5,8 @@
 #include <map>
 #include <set>
 
+#include "appliance/cli_checkpoints.h"
+#include "appliance/cli_move.h"
 #include "appliance/vm_json.h"
 
 namespace appliance {
@@ -67,6 +69,10 @@ std::string UsageText() {
          "  vm delete NAME\n"
          "  console NAME [--follow]\n"
          "  host show\n"
+         "  vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)\n"
+         "  vm checkpoint list VM\n"
+         "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
+         "  jobs [ID]\n"
          "\n"
          "options:\n"
          "  --socket PATH  ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)\n"
@@ -80,8 +86,10 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
   std::vector<std::string> words;
   std::map<std::string, std::vector<std::string>> options;  // option -> values, in order
   static const std::set<std::string> kWithValue = {"--socket", "--guest", "--program", "--memory", "--vcpus",
-                                                   "--cmdline", "--disk", "--to", "--from"};
-  static const std::set<std::string> kFlags = {"--json", "--follow", "--processor-compatibility", "--help"};
+                                                   "--cmdline", "--disk", "--to", "--from",
+                                                   "--destination-storage-path", "--max-rate"};
+  static const std::set<std::string> kFlags = {"--json", "--follow", "--processor-compatibility", "--help",
+                                               "--no-wait", "--force"};
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     std::string value;
@@ -139,7 +147,12 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
   auto vm_path = [&] { return "/v1/vms/" + inv.vm_name; };
 
   const std::string& group = words[0];
-  if (group == "host") {
+  ASSIGN_OR_RETURN(bool move_command, ParseMoveCommand(words, options, cwd, inv));
+  ASSIGN_OR_RETURN(bool checkpoint_command,
+                   move_command ? false : ParseCheckpointCommand(words, options, inv));
+  if (move_command || checkpoint_command) {
+    // cli_move.cc or cli_checkpoints.cc filled inv.
+  } else if (group == "host") {
     RETURN_IF_ERROR(need_words(2, "host show"));
     if (words[1] != "show") return Usage("unknown command \"host " + words[1] + "\" (try: ferry host show)");
     inv.command = CliCommand::kHostShow;
@@ -218,7 +231,7 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
       return Usage("unknown command \"vm " + verb + "\"");
     }
   } else {
-    return Usage("unknown command \"" + group + "\" (commands: vm, console, host)");
+    return Usage("unknown command \"" + group + "\" (commands: vm, console, host, move-storage, jobs)");
   }
   if (!options.empty())
     return Usage(options.begin()->first + " does not apply to \"ferry " + group +

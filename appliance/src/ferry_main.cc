@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "appliance/cli_args.h"
+#include "appliance/cli_checkpoints.h"
+#include "appliance/cli_move.h"
 #include "appliance/cli_output.h"
 #include "appliance/http_client.h"
 
@@ -51,6 +53,14 @@ int Run(const appliance::CliInvocation& inv) {
     std::cerr << "ferry: " << appliance::ErrorMessage(result->status, result->body) << "\n";
     return kExitFailed;
   }
+  if (inv.command == CliCommand::kMoveStorage) {
+    auto job = nlohmann::json::parse(result->body, nullptr, /*allow_exceptions=*/false);
+    if (job.is_discarded()) {
+      std::cerr << "ferry: ferryd sent a reply that is not JSON\n";
+      return kExitFailed;
+    }
+    return appliance::FollowMoveJob(client, job, inv.json_output, inv.no_wait);
+  }
   if (inv.json_output || inv.command == CliCommand::kConsole) {
     std::cout << result->body;
     return 0;
@@ -67,6 +77,15 @@ int Run(const appliance::CliInvocation& inv) {
     case CliCommand::kVmDelete: std::cout << "vm " << inv.vm_name << " deleted\n"; break;
     case CliCommand::kVmAction: std::cout << appliance::FormatActionResult(inv.action, json); break;
     case CliCommand::kHostShow: std::cout << appliance::FormatHost(json); break;
+    case CliCommand::kJobs: std::cout << appliance::FormatJobList(json); break;
+    case CliCommand::kJobShow: std::cout << appliance::FormatJob(json); break;
+    case CliCommand::kMoveStorage: break;
+    case CliCommand::kCheckpointList: std::cout << appliance::FormatCheckpointList(json); break;
+    case CliCommand::kCheckpointCreate:
+    case CliCommand::kCheckpointApply:
+    case CliCommand::kCheckpointDelete:
+      std::cout << appliance::FormatCheckpointResult(inv, json);
+      break;
     case CliCommand::kHelp: case CliCommand::kConsole: break;
   }
   return 0;

@@ -49,7 +49,12 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   if (kvm != nullptr && *kvm != '\0') options.kvm_device = kvm;
 
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::VmService> service, appliance::VmService::Open(options));
-  appliance::ApiHandler handler(*service);
+  appliance::StorageMoveService::Options move_options;
+  move_options.max_storage_moves = settings.max_storage_moves;
+  move_options.jobs_dir = settings.storage_root + "/jobs";
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::StorageMoveService> moves,
+                   appliance::StorageMoveService::Open(*service, move_options));
+  appliance::ApiHandler handler(*service, *moves);
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
                    appliance::ApiServer::Start(settings.api_socket, handler));
   base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root + ", guests " +
@@ -60,6 +65,7 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   base::LogInfo("ferryd stopping on signal " + std::to_string(sig) + "; vm workers keep running");
   // The server first (no request may reach the service during its teardown).
   server.reset();
+  moves.reset();  // before the service its job threads call
   service.reset();
   return base::Ok();
 }

@@ -40,6 +40,8 @@ Route MatchRoute(std::string_view method, std::string_view path) {
   auto seg = Segments(path);
   if (seg.size() < 2 || seg[0] != "v1") return Route{};
   if (seg[1] == "host" && seg.size() == 2) return Only(method, "GET", Make(RouteId::kHost));
+  if (seg[1] == "jobs" && seg.size() == 2) return Only(method, "GET", Make(RouteId::kListJobs));
+  if (seg[1] == "jobs" && seg.size() == 3) return Only(method, "GET", Make(RouteId::kGetJob, std::string(seg[2])));
   if (seg[1] != "vms") return Route{};
   if (seg.size() == 2) {
     if (method == "GET") return Make(RouteId::kListVms);
@@ -52,8 +54,27 @@ Route MatchRoute(std::string_view method, std::string_view path) {
     if (method == "DELETE") return Make(RouteId::kDeleteVm, name);
     return Make(RouteId::kMethodNotAllowed, name, VmAction::kStart, "GET, DELETE");
   }
+  if (seg.size() >= 4 && seg[3] == "checkpoints") {
+    Route r;
+    if (seg.size() == 4) {
+      if (method == "GET") r = Make(RouteId::kListCheckpoints, name);
+      else if (method == "POST") r = Make(RouteId::kCreateCheckpoint, name);
+      else r = Make(RouteId::kMethodNotAllowed, name, VmAction::kStart, "GET, POST");
+    } else if (seg.size() == 5) {
+      if (method == "GET") r = Make(RouteId::kGetCheckpoint, name);
+      else if (method == "DELETE") r = Make(RouteId::kDeleteCheckpoint, name);
+      else r = Make(RouteId::kMethodNotAllowed, name, VmAction::kStart, "GET, DELETE");
+    } else if (seg.size() == 6 && seg[5] == "apply") {
+      r = Only(method, "POST", Make(RouteId::kApplyCheckpoint, name));
+    } else {
+      return Route{};
+    }
+    if (seg.size() >= 5) r.checkpoint = std::string(seg[4]);
+    return r;
+  }
   if (seg.size() != 4) return Route{};
   if (seg[3] == "console") return Only(method, "GET", Make(RouteId::kConsole, name));
+  if (seg[3] == "move-storage") return Only(method, "POST", Make(RouteId::kMoveStorage, name));
   auto action = ParseVmAction(seg[3]);
   // Deletion has its own verb (DELETE /v1/vms/{name}), not an action path.
   if (!action || *action == VmAction::kDelete) return Route{};

@@ -346,6 +346,9 @@ base::Status VmService::Delete(const std::string& name) {
     std::lock_guard lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     RETURN_IF_ERROR(CheckAction(name, vm->runtime.state, VmAction::kDelete));
+    if (vm->storage_move)
+      return base::Error(base::Code::kFailedPrecondition,
+                         "cannot delete vm " + name + ": its storage is being moved (see ferry jobs)");
     RETURN_IF_ERROR(inventory_.Delete(name));
     vm->deleted = true;
   }

@@ -24,6 +24,12 @@ base::Result<json> VmService::Act(const std::string& name, VmAction action,
     std::lock_guard lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     RETURN_IF_ERROR(CheckAction(name, vm->runtime.state, action));
+    // A live move is aborted by the worker on stop or save; an offline move
+    // copies files no worker may open meanwhile.
+    if (vm->storage_move && (action == VmAction::kStart || action == VmAction::kRestore))
+      return base::Error(base::Code::kFailedPrecondition,
+                         "cannot " + std::string(ToString(action)) + " vm " + name +
+                             ": its storage is being moved (see ferry jobs)");
   }
   switch (action) {
     case VmAction::kStart:

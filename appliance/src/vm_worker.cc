@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "appliance/error_codes.h"
+#include "checkpoint_worker.h"
 #include "appliance/unix_socket.h"
 #include "base/log.h"
 #include "config/vm_definition.h"
@@ -114,6 +115,7 @@ void VmWorker::StopWatcher() {
 
 void VmWorker::Shutdown() {
   if (!machine_) return;
+  AbortMove("the vm is stopping");
   // Pausing first makes the watcher's wait return at once.
   (void)machine_->Pause();
   StopWatcher();
@@ -151,7 +153,21 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
     }
     case WorkerOp::kStop:
       return {Status("stopped"), ExitRecord("stopped")};
+    case WorkerOp::kMove:
+      return ExecuteMove(request);
+    case WorkerOp::kCheckpoint: {
+      auto pause = [&] { return machine_->Pause(); };
+      auto resume = [&] {
+        base::Status st = machine_->Resume();
+        BumpRunGeneration();
+        return st;
+      };
+      if (auto st = ExecuteCheckpointAction(*machine_, request.checkpoint, pause, resume); !st)
+        return {st.error(), std::nullopt};
+      return {current(), std::nullopt};
+    }
     case WorkerOp::kSave: {
+      AbortMove("the vm is being saved");
       const bool was_running = machine_->state() == vm::RunState::kRunning;
       if (auto st = machine_->Pause(); !st) return {st.error().Wrap("pause for save"), std::nullopt};
       auto saved = machine_->SaveState(request.path);

@@ -42,6 +42,8 @@ std::string_view ToString(WorkerOp op) {
     case WorkerOp::kResume: return "resume";
     case WorkerOp::kStop: return "stop";
     case WorkerOp::kSave: return "save";
+    case WorkerOp::kCheckpoint: return "checkpoint";
+    case WorkerOp::kMove: return "move";
   }
   return "invalid";
 }
@@ -49,6 +51,8 @@ std::string_view ToString(WorkerOp op) {
 std::string EncodeRequest(const WorkerRequest& request) {
   json j = {{"op", ToString(request.op)}};
   if (request.op == WorkerOp::kSave) j["path"] = request.path;
+  if (request.op == WorkerOp::kCheckpoint) j["checkpoint"] = json::parse(request.checkpoint, nullptr, false);
+  if (request.op == WorkerOp::kMove) j["move"] = json::parse(request.move, nullptr, false);
   return j.dump();
 }
 
@@ -59,9 +63,21 @@ base::Result<WorkerRequest> DecodeRequest(std::string_view line) {
   WorkerRequest request;
   RETURN_IF_ERROR(GetString(j, "path", "worker request", &request.path));
   for (WorkerOp candidate : {WorkerOp::kStatus, WorkerOp::kPause, WorkerOp::kResume,
-                             WorkerOp::kStop, WorkerOp::kSave}) {
+                             WorkerOp::kStop, WorkerOp::kSave, WorkerOp::kCheckpoint, WorkerOp::kMove}) {
     if (op == ToString(candidate)) {
       request.op = candidate;
+      if (candidate == WorkerOp::kCheckpoint) {
+        auto action = j.find("checkpoint");
+        if (action == j.end() || !action->is_object())
+          return base::Error(base::Code::kInvalidArgument, "worker request: checkpoint needs a \"checkpoint\" object");
+        request.checkpoint = action->dump();
+      }
+      if (candidate == WorkerOp::kMove) {
+        auto action = j.find("move");
+        if (action == j.end() || !action->is_object())
+          return base::Error(base::Code::kInvalidArgument, "worker request: move needs a \"move\" object");
+        request.move = action->dump();
+      }
       if (candidate == WorkerOp::kSave && request.path.empty())
         return base::Error(base::Code::kInvalidArgument, "worker request: save needs a \"path\"");
       return request;
@@ -80,7 +96,7 @@ std::string EncodeReply(const base::Result<WorkerReply>& reply) {
         .dump();
   }
   const WorkerReply& r = *reply;
-  return json{{"ok", true},
+  json j{{"ok", true},
               {"state", r.state},
               {"pid", r.pid},
               {"stats",
@@ -88,8 +104,9 @@ std::string EncodeReply(const base::Result<WorkerReply>& reply) {
                 {"disk_reads", r.stats.disk_reads},
                 {"disk_writes", r.stats.disk_writes},
                 {"disk_flushes", r.stats.disk_flushes},
-                {"exits", r.stats.exits}}}}
-      .dump();
+                {"exits", r.stats.exits}}}};
+  if (!r.move.empty()) j["move"] = json::parse(r.move, nullptr, false);
+  return j.dump();
 }
 
 base::Result<WorkerReply> DecodeReply(std::string_view line) {
@@ -124,6 +141,7 @@ base::Result<WorkerReply> DecodeReply(std::string_view line) {
     reply.stats.disk_flushes = GetU64(*stats, "disk_flushes");
     reply.stats.exits = GetU64(*stats, "exits");
   }
+  if (auto move = j.find("move"); move != j.end() && move->is_object()) reply.move = move->dump();
   return reply;
 }
 

@@ -54,16 +54,6 @@ bool IsValidUtf8(std::string_view s) {
 }
 
 // Each Check* returns the rule a value breaks, or "" if it is valid.
-std::string CheckName(std::string_view name) {
-  bool ok = !name.empty() && name.size() <= kMaxNameLength;
-  for (char c : name) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '.' || c == '_' || c == '-');
-  }
-  if (ok) return "";
-  return "must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-'";
-}
-
 std::string CheckMemory(uint64_t bytes) {
   if (bytes > kMaxVmMemoryBytes) {
     // Said separately, with the reason: hosts have far more RAM than this, so
@@ -222,7 +212,140 @@ base::Status ReadDisks(TableReader& r, VmDefinition& vm, std::string_view source
   return CheckDistinctDisks(vm.disks, source);
 }
 
+base::Result<CheckpointSpec> ReadCheckpoint(const toml::table& table, std::string_view source,
+                                            std::string prefix) {
+  TableReader r(table, source, std::move(prefix));
+  CheckpointSpec c;
+  ASSIGN_OR_RETURN(c.name, ReadRequiredString(r, "name", CheckName));
+  ASSIGN_OR_RETURN(auto created, r.Integer("created_unix_ms", 0, INT64_MAX));
+  if (!created) return r.Invalid("created_unix_ms", "is required");
+  c.created_unix_ms = *created;
+  ASSIGN_OR_RETURN(auto parent, r.String("parent"));
+  if (parent) c.parent = *parent;
+  ASSIGN_OR_RETURN(auto layers, r.StringArray("layers"));
+  if (!layers) return r.Invalid("layers", "is required");
+  c.layers = *std::move(layers);
+  RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  return c;
+}
+
+base::Status ReadCheckpoints(TableReader& r, VmDefinition& vm, std::string_view source) {
+  ASSIGN_OR_RETURN(auto current, r.String("current_checkpoint"));
+  if (current) vm.current_checkpoint = *current;
+  const toml::node* node = r.Get("checkpoints");
+  if (node == nullptr) return base::Ok();
+  const toml::array* array = node->as_array();
+  if (array == nullptr || !(array->empty() || array->is_array_of_tables())) {
+    return r.Invalid("checkpoints", "must be an array of tables ([[checkpoints]] sections)", *node);
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    ASSIGN_OR_RETURN(CheckpointSpec c, ReadCheckpoint(*array->get(i)->as_table(), source,
+                                                      "checkpoints[" + std::to_string(i) + "]"));
+    vm.checkpoints.push_back(std::move(c));
+  }
+  return base::Ok();
+}
+
+// The rules that tie checkpoints to each other and to the disks (shared by
+// the parser, after every field was read, and ValidateVmDefinition).
+base::Status CheckCheckpoints(const VmDefinition& vm, std::string_view source) {
+  if (vm.checkpoints.size() > kMaxCheckpoints) {
+    return InvalidValue(source, "checkpoints",
+                        "at most " + std::to_string(kMaxCheckpoints) + " checkpoints are allowed, got " +
+                            std::to_string(vm.checkpoints.size()));
+  }
+  // Every file a writable disk uses, with the key that names it: a file may
+  // belong to one disk and, as a layer, to one checkpoint only.
+  std::vector<std::pair<std::string, std::string>> files;
+  for (size_t d = 0; d < vm.disks.size(); ++d) {
+    if (!vm.disks[d].read_only) files.emplace_back(vm.disks[d].path, "disks[" + std::to_string(d) + "].path");
+  }
+  for (size_t i = 0; i < vm.checkpoints.size(); ++i) {
+    const CheckpointSpec& c = vm.checkpoints[i];
+    const std::string key = "checkpoints[" + std::to_string(i) + "]";
+    if (auto why = CheckName(c.name); !why.empty()) {
+      return InvalidValue(source, key + ".name", why + ", got " + QuoteToml(c.name));
+    }
+    if (c.created_unix_ms < 0) {
+      return InvalidValue(source, key + ".created_unix_ms",
+                          "must not be negative, got " + std::to_string(c.created_unix_ms));
+    }
+    size_t parent_index = i;
+    for (size_t j = 0; j < i; ++j) {
+      if (vm.checkpoints[j].name == c.name) {
+        return InvalidValue(source, key + ".name",
+                            "the same name as checkpoints[" + std::to_string(j) + "], got " + QuoteToml(c.name));
+      }
+      if (vm.checkpoints[j].name == c.parent) parent_index = j;
+    }
+    // Parents come first, so the tree has no cycles by construction.
+    if (!c.parent.empty() && parent_index == i) {
+      return InvalidValue(source, key + ".parent",
+                          "must name a checkpoint listed before this one, got " + QuoteToml(c.parent));
+    }
+    if (c.layers.size() != vm.disks.size()) {
+      return InvalidValue(source, key + ".layers",
+                          "must have one path per disk (" + std::to_string(vm.disks.size()) + "), got " +
+                              std::to_string(c.layers.size()));
+    }
+    for (size_t d = 0; d < c.layers.size(); ++d) {
+      const std::string lkey = key + ".layers[" + std::to_string(d) + "]";
+      if (auto why = CheckText(c.layers[d], true); !why.empty()) {
+        return InvalidValue(source, lkey, why + ", got " + QuoteToml(c.layers[d]));
+      }
+      if (vm.disks[d].read_only) {
+        if (c.layers[d] != vm.disks[d].path) {
+          return InvalidValue(source, lkey,
+                              "disk " + std::to_string(d) + " is read-only, so its layer is the disk itself (" +
+                                  QuoteToml(vm.disks[d].path) + "), got " + QuoteToml(c.layers[d]));
+        }
+        continue;
+      }
+      for (const auto& [path, other] : files) {
+        if (path == c.layers[d]) {
+          return InvalidValue(source, lkey, "the same file as " + other + ", got " + QuoteToml(c.layers[d]));
+        }
+      }
+      files.emplace_back(c.layers[d], lkey);
+    }
+  }
+  if (!vm.current_checkpoint.empty()) {
+    if (FindCheckpoint(vm, vm.current_checkpoint) == nullptr) {
+      return InvalidValue(source, "current_checkpoint",
+                          "must name a checkpoint, got " + QuoteToml(vm.current_checkpoint));
+    }
+    // A writable disk on a checkpoint is an overlay of that checkpoint's layer.
+    for (size_t d = 0; d < vm.disks.size(); ++d) {
+      if (!vm.disks[d].read_only && vm.disks[d].format != DiskFormat::kQcow2) {
+        return InvalidValue(source, "disks[" + std::to_string(d) + "].format",
+                            "must be qcow2: the disk is an overlay of checkpoint " +
+                                QuoteToml(vm.current_checkpoint) + ", got " + QuoteToml(ToString(vm.disks[d].format)));
+      }
+    }
+  }
+  return base::Ok();
+}
+
 }  // namespace
+
+std::string CheckName(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= kMaxNameLength;
+  for (char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == '-');
+  }
+  // "." and ".." would be directory names, and names starting with '.' are
+  // hidden files; the appliance keeps each VM in a directory of its name.
+  if (ok && name[0] != '.') return "";
+  return "must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
+}
+
+const CheckpointSpec* FindCheckpoint(const VmDefinition& vm, std::string_view name) {
+  for (const CheckpointSpec& c : vm.checkpoints) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
 
 base::Result<VmDefinition> ParseVmDefinition(std::string_view toml_text, std::string_view source) {
   ASSIGN_OR_RETURN(toml::table root, ParseToml(toml_text, source));
@@ -254,7 +377,9 @@ base::Result<VmDefinition> ParseVmDefinition(std::string_view toml_text, std::st
     vm.cmdline = *cmdline;
   }
   RETURN_IF_ERROR(ReadDisks(r, vm, source));
+  RETURN_IF_ERROR(ReadCheckpoints(r, vm, source));
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  RETURN_IF_ERROR(CheckCheckpoints(vm, source));
   return vm;
 }
 
@@ -306,7 +431,18 @@ base::Status ValidateVmDefinition(const VmDefinition& vm, std::string_view sourc
           "must be raw or qcow2, got enum value " + std::to_string(static_cast<int>(d.format)));
     }
   }
-  return CheckDistinctDisks(vm.disks, source);
+  RETURN_IF_ERROR(CheckDistinctDisks(vm.disks, source));
+  for (size_t i = 0; i < vm.checkpoints.size(); ++i) {
+    const CheckpointSpec& c = vm.checkpoints[i];
+    const std::string key = "checkpoints[" + std::to_string(i) + "]";
+    if (auto why = CheckText(c.parent, false); !why.empty()) {
+      return invalid(key + ".parent", why, QuoteToml(c.parent));
+    }
+  }
+  if (auto why = CheckText(vm.current_checkpoint, false); !why.empty()) {
+    return invalid("current_checkpoint", why, QuoteToml(vm.current_checkpoint));
+  }
+  return CheckCheckpoints(vm, source);
 }
 
 std::string FormatVmDefinition(const VmDefinition& vm) {
@@ -325,11 +461,21 @@ std::string FormatVmDefinition(const VmDefinition& vm) {
   line("processor_compatibility", vm.processor_compatibility ? "true" : "false");
   line("program", QuoteToml(vm.program));
   line("cmdline", QuoteToml(vm.cmdline));
+  if (!vm.current_checkpoint.empty()) line("current_checkpoint", QuoteToml(vm.current_checkpoint));
   for (const DiskSpec& d : vm.disks) {
     out += "\n[[disks]]\n";
     line("path", QuoteToml(d.path));
     line("format", QuoteToml(ToString(d.format)));
     line("read_only", d.read_only ? "true" : "false");
+  }
+  for (const CheckpointSpec& c : vm.checkpoints) {
+    out += "\n[[checkpoints]]\n";
+    line("name", QuoteToml(c.name));
+    line("created_unix_ms", std::to_string(c.created_unix_ms));
+    if (!c.parent.empty()) line("parent", QuoteToml(c.parent));
+    std::string layers = "[";
+    for (size_t i = 0; i < c.layers.size(); ++i) layers += (i ? ", " : "") + QuoteToml(c.layers[i]);
+    line("layers", layers + "]");
   }
   return out;
 }
@@ -353,11 +499,17 @@ bool operator==(const DiskSpec& a, const DiskSpec& b) {
   return a.path == b.path && a.format == b.format && a.read_only == b.read_only;
 }
 
+bool operator==(const CheckpointSpec& a, const CheckpointSpec& b) {
+  return a.name == b.name && a.created_unix_ms == b.created_unix_ms && a.parent == b.parent &&
+         a.layers == b.layers;
+}
+
 bool operator==(const VmDefinition& a, const VmDefinition& b) {
   return a.config_version == b.config_version && a.name == b.name && a.id == b.id &&
          a.vcpus == b.vcpus && a.memory_bytes == b.memory_bytes &&
          a.processor_compatibility == b.processor_compatibility && a.program == b.program &&
-         a.cmdline == b.cmdline && a.disks == b.disks;
+         a.cmdline == b.cmdline && a.disks == b.disks && a.checkpoints == b.checkpoints &&
+         a.current_checkpoint == b.current_checkpoint;
 }
 
 }  // namespace config

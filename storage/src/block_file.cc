@@ -13,6 +13,8 @@ namespace {
 constexpr unsigned kMaxQueueDepth = 4096;
 // io_uring read/write lengths are 32-bit; stay far below that.
 constexpr size_t kMaxChunk = size_t{1} << 30;
+// Bounce buffers are for small requests; a large one pins its pages once.
+constexpr size_t kMaxFixedBufferSize = size_t{1} << 20;
 
 base::Status CheckOptions(const std::string& path, const OpenOptions& o) {
   auto invalid = [&](const std::string& why) {
@@ -32,6 +34,17 @@ base::Status CheckOptions(const std::string& path, const OpenOptions& o) {
   if (o.direct && o.max_chunk % kDirectAlignment != 0) {
     return invalid("max_chunk must be a multiple of " + std::to_string(kDirectAlignment) +
                    " with O_DIRECT, got " + std::to_string(o.max_chunk));
+  }
+  if (o.fixed_buffers > kMaxQueueDepth) {
+    return invalid("fixed_buffers must be at most " + std::to_string(kMaxQueueDepth) + ", got " +
+                   std::to_string(o.fixed_buffers));
+  }
+  if (o.fixed_buffers > 0 && (o.fixed_buffer_size == 0 ||
+                              o.fixed_buffer_size % kDirectAlignment != 0 ||
+                              o.fixed_buffer_size > kMaxFixedBufferSize)) {
+    return invalid("fixed_buffer_size must be a multiple of " + std::to_string(kDirectAlignment) +
+                   " up to " + std::to_string(kMaxFixedBufferSize) + " bytes, got " +
+                   std::to_string(o.fixed_buffer_size));
   }
   if (o.create && !o.writable) return invalid("create needs a writable file");
   return base::Ok();

@@ -1,5 +1,6 @@
 #include "block_file_base.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +81,38 @@ base::Status BlockFileBase::Truncate(uint64_t size) {
     return base::ErrnoError("truncate " + path_ + " to " + std::to_string(size) + " bytes");
   }
   return base::Ok();
+}
+
+base::Status BlockFileBase::Fallocate(int mode, std::string_view what, uint64_t offset,
+                                      uint64_t len) {
+  auto describe = [&] {
+    return std::string(what) + " " + path_ + " at offset " + std::to_string(offset) + " (" +
+           std::to_string(len) + " bytes)";
+  };
+  if (!options_.writable) {
+    return base::Error(base::Code::kPermissionDenied, describe() + ": file is open read-only");
+  }
+  constexpr auto kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
+  if (offset > kMaxOffset || len > kMaxOffset - offset) {
+    return base::Error(base::Code::kInvalidArgument, describe() + ": beyond the largest file offset");
+  }
+  if (len == 0) return base::Ok();
+  while (fallocate(fd_.get(), mode, static_cast<off_t>(offset), static_cast<off_t>(len)) != 0) {
+    if (errno == EINTR) continue;
+    // EOPNOTSUPP is the documented "this file system cannot"; older kernels
+    // and some file systems say ENOTSUP/ENOSYS. All mean: fall back.
+    int e = errno == ENOTSUP || errno == ENOSYS ? EOPNOTSUPP : errno;
+    return base::ErrnoError(describe(), e);
+  }
+  return base::Ok();
+}
+
+base::Status BlockFileBase::PunchHole(uint64_t offset, uint64_t len) {
+  return Fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, "punch hole in", offset, len);
+}
+
+base::Status BlockFileBase::ZeroRange(uint64_t offset, uint64_t len) {
+  return Fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, "zero range of", offset, len);
 }
 
 }  // namespace storage

@@ -16,6 +16,8 @@ class BlockFileBase : public BlockFile {
   base::Status WriteAt(const void* buf, size_t len, uint64_t offset) override;
   base::Result<uint64_t> Size() override;
   base::Status Truncate(uint64_t size) override;
+  base::Status PunchHole(uint64_t offset, uint64_t len) override;
+  base::Status ZeroRange(uint64_t offset, uint64_t len) override;
   const std::string& path() const override { return path_; }
 
  protected:
@@ -30,6 +32,8 @@ class BlockFileBase : public BlockFile {
   // A completion that ended here (not at the requested end) in O_DIRECT mode
   // can only be end of file: the kernel returns unaligned counts only there,
   // and resubmitting from an unaligned offset would fail with EINVAL.
+  // fallocate(mode) over the range, with the checks and errors of a write.
+  base::Status Fallocate(int mode, std::string_view what, uint64_t offset, uint64_t len);
   bool UnalignedEnd(uint64_t offset) const {
     return options_.direct && offset % kDirectAlignment != 0;
   }

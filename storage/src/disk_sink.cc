@@ -23,14 +23,8 @@ class DiskSink final : public BlockSink {
   }
 
   base::Status WriteZeroes(uint64_t offset, uint64_t len) override {
-    static const std::vector<uint8_t> zeros(1 << 20, 0);
     std::lock_guard lock(mu_);
-    for (uint64_t done = 0; done < len;) {
-      size_t n = size_t(std::min<uint64_t>(zeros.size(), len - done));
-      RETURN_IF_ERROR(disk_.Write(zeros.data(), n, offset + done));
-      done += n;
-    }
-    return base::Ok();
+    return disk_.WriteZeroes(offset, len);
   }
 
   base::Status Flush() override {

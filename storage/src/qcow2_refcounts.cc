@@ -201,12 +201,29 @@ base::Status Refcounts::ApplyFrees() {
   auto frees = std::move(pending_frees_);
   pending_frees_.clear();
   const uint64_t cs = uint64_t{1} << cluster_bits_;
+  std::vector<std::pair<uint64_t, uint64_t>> holes;  // [first, end) cluster runs now at 0
   for (const auto& [offset, bytes] : frees) {
     for (uint64_t c = offset / cs; c <= (offset + bytes - 1) / cs; ++c) {
       RETURN_IF_ERROR(Update(c, false));
+      ASSIGN_OR_RETURN(uint64_t left, Get(c));
+      if (left != 0) continue;
+      if (!holes.empty() && holes.back().second == c) {
+        ++holes.back().second;
+      } else {
+        holes.emplace_back(c, c + 1);
+      }
     }
   }
-  return blocks_.WriteDirty();
+  RETURN_IF_ERROR(blocks_.WriteDirty());
+  // Give the space back to the file system. Safe at any time from here: no
+  // durable table points at these clusters any more, and allocation only
+  // appends, so nothing in this session writes them again. A crash before the
+  // decrements reach the disk leaves a leaked cluster of zeros.
+  for (const auto& [first, end] : holes) {
+    base::Status st = file_.PunchHole(first << cluster_bits_, (end - first) << cluster_bits_);
+    if (!st && st.error().code() != base::Code::kUnimplemented) return st;
+  }
+  return base::Ok();
 }
 
 }  // namespace storage::qcow2

@@ -51,7 +51,9 @@ class Refcounts {
   // Step 2, after a sync: the table entries in place or the header's pointer
   // to a moved table. Returns whether anything was written (the caller syncs).
   base::Result<bool> WritePointers();
-  // After the metadata is durable: the deferred decrements, written.
+  // After the metadata is durable: the deferred decrements, written; clusters
+  // whose refcount reached 0 are punched out of the file (where the file
+  // system can).
   base::Status ApplyFrees();
 
   // End of the allocated area (next allocation starts here).

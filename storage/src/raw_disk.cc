@@ -5,10 +5,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace storage {
 
-base::Status RawDisk::CheckRange(std::string_view op, size_t len, uint64_t offset) const {
+base::Status RawDisk::CheckRange(std::string_view op, uint64_t len, uint64_t offset) const {
   if (offset > size_ || len > size_ - offset) {
     return base::Error(base::Code::kOutOfRange, std::string(op) + " disk " + file_->path() +
                                                     " at offset " + std::to_string(offset) + " (" +
@@ -28,13 +29,44 @@ base::Status RawDisk::Read(void* buf, size_t len, uint64_t offset) {
   return base::Ok();
 }
 
-base::Status RawDisk::Write(const void* buf, size_t len, uint64_t offset) {
+base::Status RawDisk::CheckWritable(std::string_view op) const {
   if (read_only_) {
     return base::Error(base::Code::kPermissionDenied,
-                       "write disk " + file_->path() + ": the disk is read-only");
+                       std::string(op) + " disk " + file_->path() + ": the disk is read-only");
   }
+  return base::Ok();
+}
+
+base::Status RawDisk::Write(const void* buf, size_t len, uint64_t offset) {
+  RETURN_IF_ERROR(CheckWritable("write"));
   RETURN_IF_ERROR(CheckRange("write", len, offset));
   return file_->WriteAt(buf, len, offset);
+}
+
+base::Status RawDisk::WriteZeroBuffers(uint64_t offset, uint64_t len) {
+  static const std::vector<uint8_t> zeros(1 << 20, 0);
+  for (uint64_t done = 0; done < len;) {
+    size_t n = size_t(std::min<uint64_t>(zeros.size(), len - done));
+    RETURN_IF_ERROR(file_->WriteAt(zeros.data(), n, offset + done));
+    done += n;
+  }
+  return base::Ok();
+}
+
+base::Status RawDisk::Discard(uint64_t offset, uint64_t len) {
+  RETURN_IF_ERROR(CheckWritable("discard"));
+  RETURN_IF_ERROR(CheckRange("discard", len, offset));
+  base::Status st = file_->PunchHole(offset, len);
+  if (!st && st.error().code() == base::Code::kUnimplemented) return WriteZeroBuffers(offset, len);
+  return st;
+}
+
+base::Status RawDisk::WriteZeroes(uint64_t offset, uint64_t len) {
+  RETURN_IF_ERROR(CheckWritable("zero"));
+  RETURN_IF_ERROR(CheckRange("zero", len, offset));
+  base::Status st = file_->ZeroRange(offset, len);
+  if (!st && st.error().code() == base::Code::kUnimplemented) return WriteZeroBuffers(offset, len);
+  return st;
 }
 
 base::Status RawDisk::Flush() {

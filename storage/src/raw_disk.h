@@ -1,5 +1,6 @@
 // A raw image: guest byte N is file byte N. File holes (SEEK_HOLE) report as
-// zero extents.
+// zero extents. Discard punches a hole, WriteZeroes zeroes the range in place
+// (fallocate); where the file system cannot, both write zeros.
 #pragma once
 
 #include <memory>
@@ -20,13 +21,17 @@ class RawDisk final : public Disk {
 
   base::Status Read(void* buf, size_t len, uint64_t offset) override;
   base::Status Write(const void* buf, size_t len, uint64_t offset) override;
+  base::Status Discard(uint64_t offset, uint64_t len) override;
+  base::Status WriteZeroes(uint64_t offset, uint64_t len) override;
   base::Status Flush() override;
   uint64_t size() const override { return size_; }
   bool read_only() const override { return read_only_; }
   base::Result<Extent> MapExtent(uint64_t offset, uint64_t max_len) override;
 
  private:
-  base::Status CheckRange(std::string_view op, size_t len, uint64_t offset) const;
+  base::Status CheckRange(std::string_view op, uint64_t len, uint64_t offset) const;
+  base::Status CheckWritable(std::string_view op) const;
+  base::Status WriteZeroBuffers(uint64_t offset, uint64_t len);
 
   std::unique_ptr<BlockFile> file_;
   base::Fd seek_fd_;

@@ -69,9 +69,34 @@ TrackingDisk::WriteKind TrackingDisk::ClassifyWrite(uint64_t offset, uint64_t en
 }
 
 base::Status TrackingDisk::Write(const void* buf, size_t len, uint64_t offset) {
+  return GuestWrite(
+      "mirror guest write", offset, len, [&](Disk& d) { return d.Write(buf, len, offset); },
+      [&](BlockSink& sink) {
+        return sink.WriteExtent(
+            offset, std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
+      });
+}
+
+// A discarded range reads as zeros (Disk's contract), so the sink gets zeros.
+base::Status TrackingDisk::Discard(uint64_t offset, uint64_t len) {
+  return GuestWrite(
+      "mirror guest discard", offset, len, [&](Disk& d) { return d.Discard(offset, len); },
+      [&](BlockSink& sink) { return sink.WriteZeroes(offset, len); });
+}
+
+base::Status TrackingDisk::WriteZeroes(uint64_t offset, uint64_t len) {
+  return GuestWrite(
+      "mirror guest write-zeroes", offset, len,
+      [&](Disk& d) { return d.WriteZeroes(offset, len); },
+      [&](BlockSink& sink) { return sink.WriteZeroes(offset, len); });
+}
+
+template <typename SourceOp, typename SinkOp>
+base::Status TrackingDisk::GuestWrite(const char* what, uint64_t offset, uint64_t len,
+                                      SourceOp source_op, SinkOp sink_op) {
   if (read_only_) {
     std::lock_guard io(io_mu_);
-    return inner_->Write(buf, len, offset);  // the inner disk words the refusal
+    return source_op(*inner_);  // the inner disk words the refusal
   }
   const uint64_t end = offset + len;
   std::unique_lock lock(mu_);
@@ -83,7 +108,7 @@ base::Status TrackingDisk::Write(const void* buf, size_t len, uint64_t offset) {
 
   base::Status st = [&] {
     std::lock_guard io(io_mu_);
-    return inner_->Write(buf, len, offset);
+    return source_op(*inner_);
   }();
   bool dirtied = false;
   std::optional<base::Error> sink_error;
@@ -92,11 +117,10 @@ base::Status TrackingDisk::Write(const void* buf, size_t len, uint64_t offset) {
     // bytes copies again. A failed source write may have landed in part.
     dirtied = dirty_.Set(offset, len) != 0;
   } else {
-    base::Status sst = sink->WriteExtent(
-        offset, std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
+    base::Status sst = sink_op(*sink);
     if (!sst) {
       dirtied = dirty_.Set(offset, len) != 0;
-      sink_error = sst.error().Wrap("mirror guest write");
+      sink_error = sst.error().Wrap(what);
     }
   }
 

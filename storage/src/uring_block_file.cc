@@ -1,5 +1,8 @@
 #include "uring_block_file.h"
 
+#include <sys/mman.h>
+#include <sys/uio.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -16,6 +19,7 @@ struct UringBlockFile::Chunk {
   uint64_t offset;
   size_t done = 0;   // bytes completed so far
   int retries = 0;   // consecutive retryable failures
+  int slot = -1;     // bounce buffer slot held, or -1
 };
 
 namespace {
@@ -37,13 +41,39 @@ base::Result<std::unique_ptr<UringBlockFile>> UringBlockFile::Create(base::Fd fd
                        -ret);
   }
   file->ring_ready_ = true;
+  file->RegisterResources();
   return file;
+}
+
+void UringBlockFile::RegisterResources() {
+  const unsigned slots = std::min(options_.fixed_buffers, options_.queue_depth);
+  if (slots > 0) {
+    auto pool = base::Mapping::Map(size_t(slots) * options_.fixed_buffer_size,
+                                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+    if (pool) {
+      iovec iov{pool->data(), pool->size()};
+      // ENOMEM here is RLIMIT_MEMLOCK for an unprivileged user; the plain
+      // path is correct, only slower, so carry on without.
+      if (io_uring_register_buffers(&ring_, &iov, 1) == 0) {
+        pool_ = *std::move(pool);
+        stats_.fixed_slots = slots;
+      }
+    }
+  }
+  int fd = fd_.get();
+  stats_.fixed_file = io_uring_register_files(&ring_, &fd, 1) == 0;
 }
 
 UringBlockFile::~UringBlockFile() {
   // No request is ever left in flight when a call returns, so tearing the
   // ring down cannot race the kernel writing into a caller's buffer.
-  if (ring_ready_) io_uring_queue_exit(&ring_);
+  if (!ring_ready_) return;
+  // The ring is torn down asynchronously after io_uring_queue_exit, and a
+  // registered file stays open until then: unregister it first so the file
+  // is closed when this returns (a volume can then be unmounted at once).
+  if (stats_.fixed_file) (void)io_uring_unregister_files(&ring_);
+  if (stats_.fixed_slots > 0) (void)io_uring_unregister_buffers(&ring_);
+  io_uring_queue_exit(&ring_);
 }
 
 base::Status UringBlockFile::Broken() const {
@@ -75,6 +105,17 @@ base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const Io
   }
   std::deque<size_t> ready;  // chunk indices waiting for a ring slot
   for (size_t i = 0; i < chunks.size(); ++i) ready.push_back(i);
+  // Bounce buffer slots not held by a chunk. Every slot is free between
+  // batches: a batch returns only when nothing is in flight.
+  std::vector<int> free_slots;
+  for (unsigned i = stats_.fixed_slots; i > 0; --i) free_slots.push_back(int(i - 1));
+  // A chunk is finished (not resubmitted): a read's bytes leave its slot.
+  auto finish = [&](Chunk& c) {
+    if (c.slot < 0) return;
+    if (c.op == IoOp::kRead && c.done > 0) std::memcpy(c.buf, Slot(c.slot), c.done);
+    free_slots.push_back(c.slot);
+    c.slot = -1;
+  };
 
   std::optional<base::Error> failure;
   unsigned in_flight = 0;
@@ -86,11 +127,30 @@ base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const Io
       if (sqe == nullptr) break;  // ring full; reap first
       Chunk& c = chunks[ready.front()];
       auto remaining = static_cast<unsigned>(c.len - c.done);
-      if (c.op == IoOp::kRead) {
-        io_uring_prep_read(sqe, fd_.get(), c.buf + c.done, remaining, c.offset + c.done);
-      } else {
-        io_uring_prep_write(sqe, fd_.get(), c.buf + c.done, remaining, c.offset + c.done);
+      if (c.slot < 0 && c.done == 0 && c.len <= options_.fixed_buffer_size &&
+          !free_slots.empty()) {
+        c.slot = free_slots.back();
+        free_slots.pop_back();
+        if (c.op == IoOp::kWrite) std::memcpy(Slot(c.slot), c.buf, c.len);
       }
+      const uint64_t at = c.offset + c.done;
+      if (c.slot >= 0) {
+        uint8_t* p = Slot(c.slot) + c.done;
+        if (c.op == IoOp::kRead) {
+          io_uring_prep_read_fixed(sqe, FileArg(), p, remaining, at, 0);
+        } else {
+          io_uring_prep_write_fixed(sqe, FileArg(), p, remaining, at, 0);
+        }
+        ++stats_.fixed_submissions;
+      } else {
+        if (c.op == IoOp::kRead) {
+          io_uring_prep_read(sqe, FileArg(), c.buf + c.done, remaining, at);
+        } else {
+          io_uring_prep_write(sqe, FileArg(), c.buf + c.done, remaining, at);
+        }
+        ++stats_.plain_submissions;
+      }
+      SetFileFlag(sqe);
       io_uring_sqe_set_data64(sqe, ready.front());
       ready.pop_front();
       ++in_flight;
@@ -108,9 +168,10 @@ base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const Io
       if (res < 0) {
         if (Retryable(res) && ++c.retries <= kMaxRetries) {
           ready.push_front(index);
-        } else if (!failure) {
-          failure = base::ErrnoError(Describe(c.op, at, c.len - c.done), -res);
+          continue;
         }
+        if (!failure) failure = base::ErrnoError(Describe(c.op, at, c.len - c.done), -res);
+        finish(c);
         continue;
       }
       c.retries = 0;
@@ -121,13 +182,16 @@ base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const Io
           failure = base::Error(base::Code::kDataLoss,
                                 Describe(c.op, at, c.len - c.done) + ": wrote nothing");
         }
+        finish(c);
         continue;
       }
       c.done += static_cast<size_t>(res);
-      if (c.done < c.len) {
-        // Short completion: the rest goes again, unless it was an O_DIRECT
-        // read that stopped at an unaligned end of file.
-        if (c.op == IoOp::kWrite || !UnalignedEnd(c.offset + c.done)) ready.push_front(index);
+      // Short completion: the rest goes again, unless it was an O_DIRECT
+      // read that stopped at an unaligned end of file.
+      if (c.done < c.len && (c.op == IoOp::kWrite || !UnalignedEnd(c.offset + c.done))) {
+        ready.push_front(index);
+      } else {
+        finish(c);
       }
     }
   }
@@ -152,10 +216,16 @@ base::Status UringBlockFile::Flush() {
     if (sqe == nullptr) {
       return base::Error(base::Code::kInternal, "fdatasync " + path_ + ": io_uring queue is full");
     }
-    io_uring_prep_fsync(sqe, fd_.get(), IORING_FSYNC_DATASYNC);
+    io_uring_prep_fsync(sqe, FileArg(), IORING_FSYNC_DATASYNC);
+    SetFileFlag(sqe);
     RETURN_IF_ERROR(SubmitAndWait());
+    // io_uring_enter reports the SQEs it submitted even when a signal cut
+    // its wait short (a vCPU kick, for one), so the completion may not be
+    // there yet: wait for it, rather than peek.
     io_uring_cqe* cqe;
-    int ret = io_uring_peek_cqe(&ring_, &cqe);
+    int ret;
+    while ((ret = io_uring_wait_cqe(&ring_, &cqe)) == -EINTR) {
+    }
     if (ret != 0) {
       broken_ = base::ErrnoError("fdatasync " + path_ + ": no completion", -ret);
       return *broken_;

@@ -3,6 +3,15 @@
 // batch returns when every chunk has completed. Short completions are
 // resubmitted for the remainder; -EINTR, -EAGAIN and -ECANCELED completions
 // are retried a bounded number of times.
+//
+// Registered resources (OpenOptions::fixed_buffers): one anonymous mapping,
+// cut into slots of fixed_buffer_size bytes, is registered with the ring as
+// fixed buffer 0, and the file as fixed file 0. A chunk no larger than a slot
+// takes a free slot for its life (including resubmissions of a short
+// completion): a write copies the caller's bytes in before the first
+// WRITE_FIXED, a read copies out after its last READ_FIXED. Chunks that do not
+// fit, or find every slot taken, use the caller's buffer as before. Results
+// are the same either way; stats() says which path ran.
 #pragma once
 
 #include <liburing.h>
@@ -10,6 +19,7 @@
 #include <functional>
 #include <optional>
 
+#include "base/mapping.h"
 #include "block_file_base.h"
 
 namespace storage {
@@ -34,6 +44,16 @@ class UringBlockFile final : public BlockFileBase {
   using CompletionFilter = std::function<int(int result)>;
   void SetCompletionFilterForTesting(CompletionFilter filter) { filter_ = std::move(filter); }
 
+  // Submissions since open, by path (a resubmitted short completion counts
+  // again), and what the kernel accepted at open.
+  struct Stats {
+    uint64_t fixed_submissions = 0;  // READ_FIXED / WRITE_FIXED through a slot
+    uint64_t plain_submissions = 0;  // READ / WRITE on the caller's buffer
+    unsigned fixed_slots = 0;        // 0: no registered buffers
+    bool fixed_file = false;         // the fd is registered
+  };
+  const Stats& stats() const { return stats_; }
+
   // Consecutive interrupted/cancelled completions of one chunk before giving up.
   static constexpr int kMaxRetries = 16;
 
@@ -47,11 +67,25 @@ class UringBlockFile final : public BlockFileBase {
   // Once set, the ring may hold requests that reference freed buffers, so
   // every later call fails with this error instead of touching the ring.
   base::Status Broken() const;
+  // Registers the bounce buffer pool and the file; failures only leave the
+  // engine without them.
+  void RegisterResources();
+  uint8_t* Slot(int slot) const { return pool_.data() + size_t(slot) * options_.fixed_buffer_size; }
+  // The fd argument of a request and the flag that goes with it.
+  int FileArg() const { return stats_.fixed_file ? 0 : fd_.get(); }
+  void SetFileFlag(io_uring_sqe* sqe) const {
+    if (stats_.fixed_file) sqe->flags |= IOSQE_FIXED_FILE;
+  }
 
+  // The bounce buffers. Destroyed after the destructor has torn the ring down
+  // (which unregisters them); the kernel holds its own page references while
+  // they are registered, so order only matters for tidiness.
+  base::Mapping pool_;
   io_uring ring_{};
   bool ring_ready_ = false;
   std::optional<base::Error> broken_;
   CompletionFilter filter_;
+  Stats stats_;
 };
 
 }  // namespace storage

@@ -47,6 +47,16 @@ class MemoryBlockFile final : public BlockFile {
     return done;
   }
   base::Status Flush() override { return base::Ok(); }
+  // Zeros what lies inside the file; the size never changes (KEEP_SIZE).
+  base::Status PunchHole(uint64_t offset, uint64_t len) override {
+    if (!writable_) return base::Error(base::Code::kPermissionDenied, path_ + " is read-only");
+    if (offset < bytes_.size()) {
+      uint64_t n = std::min<uint64_t>(len, bytes_.size() - offset);
+      std::memset(bytes_.data() + offset, 0, n);
+    }
+    return base::Ok();
+  }
+  base::Status ZeroRange(uint64_t offset, uint64_t len) override { return PunchHole(offset, len); }
   base::Result<uint64_t> Size() override { return uint64_t(bytes_.size()); }
   base::Status Truncate(uint64_t size) override {
     if (size > max_size_) return base::Error(base::Code::kResourceExhausted, "over the cap");

@@ -101,6 +101,8 @@ class MachineImpl final : public Machine {
   base::Status EnableDirtyLog() override { return dirty_log_->Enable(); }
   base::Result<std::vector<uint64_t>> HarvestDirtyPages() override { return dirty_log_->Harvest(); }
   base::Status DisableDirtyLog() override { return dirty_log_->Disable(); }
+  base::Status TransformDisk(size_t index, const DiskTransform& fn) override;
+  size_t disk_count() const override { return disks_.size(); }
   uint8_t* memory_base() override { return memory_->base(); }
   uint64_t memory_size() const override { return memory_->size(); }
 
@@ -372,6 +374,16 @@ base::Status MachineImpl::SaveState(const std::string& path) {
   s.serial = serial_->SaveState();
   for (auto& d : disks_) s.devices.push_back(d->SaveState());
   if (auto r = WriteStateFile(path, s, *memory_); !r) return r.error().Wrap("save state");
+  return base::Ok();
+}
+
+base::Status MachineImpl::TransformDisk(size_t index, const DiskTransform& fn) {
+  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  if (index >= disks_.size())
+    return base::Error(base::Code::kOutOfRange, "transform disk " + std::to_string(index) + ": the vm has " +
+                                                    std::to_string(disks_.size()) + " disks");
+  if (auto st = disks_[index]->TransformDisk(fn); !st)
+    return st.error().Wrap("disk " + std::to_string(index));
   return base::Ok();
 }
 

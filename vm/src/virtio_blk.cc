@@ -78,7 +78,7 @@ struct VirtioBlk::Impl {
 
   uint64_t DeviceFeatures() const {
     uint64_t f = kFVersion1 | kBlkFFlush | kBlkFBlkSize | kBlkFSegMax;
-    if (disk->read_only()) f |= kBlkFRo;
+    f |= disk->read_only() ? kBlkFRo : kBlkFDiscard | kBlkFWriteZeroes;
     return f;
   }
   uint32_t RegisterRead(uint64_t offset) const;
@@ -91,6 +91,8 @@ struct VirtioBlk::Impl {
   bool ProcessChain(uint16_t head);
   uint8_t Execute(const RequestHeader& h, const std::vector<Segment>& data_in,
                   const std::vector<Segment>& data_out, uint32_t* written);
+  uint8_t ExecuteDiscard(uint32_t type, const std::vector<Segment>& data_in,
+                         const std::vector<Segment>& data_out);
   void NeedsReset() { state.status |= kStatusNeedsReset; }
 
   GuestMemory& memory;
@@ -327,9 +329,63 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
       }
       return kBlkSOk;
     }
+    case kBlkTDiscard:
+    case kBlkTWriteZeroes:
+      return ExecuteDiscard(h.type, data_in, data_out);
     default:
       return kBlkSUnsupp;
   }
+}
+
+// Discard and write zeroes (§5.2.6): the device-readable data is whole
+// 16-byte segments. Every segment is checked before any runs, so a refused
+// request changes nothing. Unknown flags, and unmap on a discard, are
+// UNSUPP (the spec's MUST); too many segments, a segment over the advertised
+// maximum or past the capacity, and a disk error are IOERR.
+uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment>& data_in,
+                                        const std::vector<Segment>& data_out) {
+  auto fail = [&] { ++counters.errors; return kBlkSIoErr; };
+  const bool discard = type == kBlkTDiscard;
+  // Not negotiated (never offered for a read-only disk): the driver should not
+  // have sent it.
+  if (!(state.driver_features & (discard ? kBlkFDiscard : kBlkFWriteZeroes))) return kBlkSUnsupp;
+  if (disk->read_only() || TotalBytes(data_in) != 0) return fail();
+  const uint64_t total = TotalBytes(data_out);
+  if (total == 0 || total % kBlkDiscardSegmentBytes != 0 ||
+      total / kBlkDiscardSegmentBytes > kBlkMaxDiscardSegments)
+    return fail();
+  uint8_t raw[kBlkDiscardSegmentBytes * kBlkMaxDiscardSegments];
+  uint64_t have = 0;
+  for (const Segment& s : data_out) {
+    if (!memory.Read(s.gpa, raw + have, s.len).has_value()) return fail();  // checked in ProcessChain
+    have += s.len;
+  }
+  struct Range {
+    uint64_t sector;
+    uint32_t sectors;
+    bool unmap;
+  };
+  std::vector<Range> ranges;
+  const uint64_t capacity = disk->size() / storage::kSectorSize;
+  bool out_of_range = false;
+  for (uint64_t at = 0; at < total; at += kBlkDiscardSegmentBytes) {
+    Range r{base::GetLe64(raw + at), base::GetLe32(raw + at + 8), false};
+    const uint32_t flags = base::GetLe32(raw + at + 12);
+    r.unmap = (flags & kBlkWriteZeroesFlagUnmap) != 0;
+    if ((flags & ~kBlkWriteZeroesFlagUnmap) != 0 || (discard && r.unmap)) return kBlkSUnsupp;
+    if (r.sectors > kBlkMaxDiscardSectors || r.sector > capacity || r.sectors > capacity - r.sector)
+      out_of_range = true;
+    ranges.push_back(r);
+  }
+  if (out_of_range) return fail();
+  for (const Range& r : ranges) {
+    const uint64_t offset = r.sector * storage::kSectorSize;
+    const uint64_t len = uint64_t{r.sectors} * storage::kSectorSize;
+    // Write zeroes with unmap may deallocate: Discard also reads as zeros.
+    base::Status st = discard || r.unmap ? disk->Discard(offset, len) : disk->WriteZeroes(offset, len);
+    if (!st.has_value()) return fail();
+  }
+  return kBlkSOk;
 }
 
 void VirtioBlk::Impl::ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) const {
@@ -337,6 +393,12 @@ void VirtioBlk::Impl::ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) c
   base::PutLe64(config + kConfigCapacity, disk->size() / storage::kSectorSize);
   base::PutLe32(config + kConfigSegMax, kQueueSizeMax - 2);
   base::PutLe32(config + kConfigBlkSize, storage::kSectorSize);
+  base::PutLe32(config + kConfigMaxDiscardSectors, kBlkMaxDiscardSectors);
+  base::PutLe32(config + kConfigMaxDiscardSeg, kBlkMaxDiscardSegments);
+  base::PutLe32(config + kConfigDiscardSectorAlignment, kBlkDiscardSectorAlignment);
+  base::PutLe32(config + kConfigMaxWriteZeroesSectors, kBlkMaxDiscardSectors);
+  base::PutLe32(config + kConfigMaxWriteZeroesSeg, kBlkMaxDiscardSegments);
+  config[kConfigWriteZeroesMayUnmap] = 1;
   for (uint32_t i = 0; i < len; ++i)
     data[i] = offset + i < kConfigBytes ? config[offset + i] : 0;
 }
@@ -373,6 +435,32 @@ base::Status VirtioBlk::Drain() {
   std::lock_guard lock(impl_->mu);
   base::Status st = impl_->disk->Flush();
   if (!st.has_value()) return st.error().Wrap("drain virtio-blk");
+  return base::Ok();
+}
+
+base::Status VirtioBlk::TransformDisk(const DiskTransform& fn) {
+  std::lock_guard lock(impl_->mu);
+  const uint64_t size = impl_->disk->size();
+  const bool read_only = impl_->disk->read_only();
+  auto next = fn(impl_->disk);
+  if (!next.has_value()) {
+    // fn's contract: on error `current` is left as it was.
+    if (!impl_->disk)
+      return base::Error(base::Code::kInternal, "transform disk: the transform failed and dropped the disk");
+    return next.error();
+  }
+  if (!*next) return base::Error(base::Code::kInternal, "transform disk: the transform returned no disk");
+  // The guest was told the capacity and the read-only bit; a disk that
+  // changes either would make its requests mean something else.
+  if ((*next)->size() != size || (*next)->read_only() != read_only) {
+    std::string what = "transform disk: the new disk has " + std::to_string((*next)->size()) + " bytes" +
+                       ((*next)->read_only() ? " read-only" : " writable") + ", the guest sees " +
+                       std::to_string(size) + " bytes" + (read_only ? " read-only" : " writable");
+    if (impl_->disk) return base::Error(base::Code::kFailedPrecondition, what);  // old disk kept
+    impl_->disk = std::move(*next);  // fn consumed the old one; keep what exists
+    return base::Error(base::Code::kInternal, what);
+  }
+  impl_->disk = std::move(*next);
   return base::Ok();
 }
 

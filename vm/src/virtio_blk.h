@@ -4,6 +4,7 @@
 // request in flight. No interrupts: the guest polls the used ring.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -12,6 +13,9 @@
 #include "storage/disk.h"
 
 namespace vm {
+
+using DiskTransform =
+    std::function<base::Result<std::unique_ptr<storage::Disk>>(std::unique_ptr<storage::Disk>& current)>;
 
 struct VirtioBlkCounters {
   uint64_t reads = 0, writes = 0, flushes = 0, errors = 0;
@@ -30,6 +34,11 @@ class VirtioBlk final : public MmioDevice {
   base::Status RestoreState(std::string_view blob) override;
 
   VirtioBlkCounters counters() const;
+
+  // Replaces the disk under the device while no request runs: fn is called
+  // with the device mutex held (a vCPU that notifies meanwhile waits), so it
+  // must be quick. See Machine::TransformDisk for the contract of fn.
+  base::Status TransformDisk(const DiskTransform& fn);
 
  private:
   struct Impl;

@@ -54,6 +54,8 @@ inline constexpr uint64_t kBlkFSegMax = 1ull << 2;
 inline constexpr uint64_t kBlkFRo = 1ull << 5;
 inline constexpr uint64_t kBlkFBlkSize = 1ull << 6;
 inline constexpr uint64_t kBlkFFlush = 1ull << 9;
+inline constexpr uint64_t kBlkFDiscard = 1ull << 13;
+inline constexpr uint64_t kBlkFWriteZeroes = 1ull << 14;
 inline constexpr uint64_t kFVersion1 = 1ull << 32;
 
 // Split virtqueue descriptor flags (§2.6.5).
@@ -69,6 +71,8 @@ inline constexpr uint32_t kBlkTIn = 0;
 inline constexpr uint32_t kBlkTOut = 1;
 inline constexpr uint32_t kBlkTFlush = 4;
 inline constexpr uint32_t kBlkTGetId = 8;
+inline constexpr uint32_t kBlkTDiscard = 11;
+inline constexpr uint32_t kBlkTWriteZeroes = 13;
 inline constexpr uint8_t kBlkSOk = 0;
 inline constexpr uint8_t kBlkSIoErr = 1;
 inline constexpr uint8_t kBlkSUnsupp = 2;
@@ -76,10 +80,28 @@ inline constexpr uint32_t kBlkRequestHeaderBytes = 16;  // le32 type, le32 reser
 inline constexpr uint32_t kBlkIdBytes = 20;
 inline constexpr char kBlkIdString[] = "ferry-virtio-blk";
 
+// Discard / write-zeroes payload (§5.2.6): an array of segments, each le64
+// sector, le32 num_sectors, le32 flags. Flag bit 0 is "unmap" (write zeroes
+// may deallocate); discard must not carry it, and other bits are reserved.
+inline constexpr uint32_t kBlkDiscardSegmentBytes = 16;
+inline constexpr uint32_t kBlkWriteZeroesFlagUnmap = 1;
+// What the device offers (config space). Requests run synchronously on the
+// vCPU thread, so one segment is capped at 64 MiB: a file system without
+// fallocate support makes them writes of zeros.
+inline constexpr uint32_t kBlkMaxDiscardSectors = 1u << 17;
+inline constexpr uint32_t kBlkMaxDiscardSegments = 16;
+inline constexpr uint32_t kBlkDiscardSectorAlignment = 8;  // 4 KiB: a hint to the driver
+
 // Block config space layout (§5.2.4): offsets within the config window.
 inline constexpr uint64_t kConfigCapacity = 0;  // le64, 512-byte sectors
 inline constexpr uint64_t kConfigSegMax = 12;   // le32
 inline constexpr uint64_t kConfigBlkSize = 20;  // le32
-inline constexpr uint64_t kConfigBytes = 24;
+inline constexpr uint64_t kConfigMaxDiscardSectors = 36;       // le32
+inline constexpr uint64_t kConfigMaxDiscardSeg = 40;           // le32
+inline constexpr uint64_t kConfigDiscardSectorAlignment = 44;  // le32
+inline constexpr uint64_t kConfigMaxWriteZeroesSectors = 48;   // le32
+inline constexpr uint64_t kConfigMaxWriteZeroesSeg = 52;       // le32
+inline constexpr uint64_t kConfigWriteZeroesMayUnmap = 56;     // u8
+inline constexpr uint64_t kConfigBytes = 60;
 
 }  // namespace vm::virtio

@@ -8,13 +8,19 @@
 
 #include "appliance/http_types.h"
 #include "appliance/vm_service.h"
+#include "appliance/storage_move_service.h"
 
 namespace appliance {
+
+struct Route;  // router.h
 
 class ApiHandler {
  public:
   // service must outlive the handler.
   explicit ApiHandler(VmService& service) : service_(service) {}
+  // With storage moves (POST .../move-storage, /v1/jobs); moves must outlive
+  // the handler. Without, those endpoints answer 503.
+  ApiHandler(VmService& service, StorageMoveService& moves) : service_(service), moves_(&moves) {}
   HttpResponse Handle(const HttpRequest& request);
 
   // Request bodies larger than this are refused (the API's bodies are tiny).
@@ -23,7 +29,13 @@ class ApiHandler {
   static constexpr size_t kMaxConsoleBytes = 4 << 20;
 
  private:
+  // POST /v1/vms/{name}/move-storage, GET /v1/jobs[/{id}] (api_handler_move.cc).
+  HttpResponse HandleStorageMove(const Route& route, const HttpRequest& request);
+  // /v1/vms/{name}/checkpoints[...] (api_handler_checkpoints.cc).
+  HttpResponse HandleCheckpoints(const Route& route, const HttpRequest& request);
+
   VmService& service_;
+  StorageMoveService* moves_ = nullptr;
 };
 
 }  // namespace appliance

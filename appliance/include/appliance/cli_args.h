@@ -9,6 +9,9 @@
 //   ferry vm save NAME [--to FILE]      ferry vm restore NAME [--from FILE]
 //   ferry console NAME [--follow]
 //   ferry host show
+//   ferry move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]
+//   ferry jobs [ID]
+//   ferry vm checkpoint create|apply|delete VM NAME [--force]   ferry vm checkpoint list VM
 // Options may appear anywhere after "ferry". The socket is --socket, else
 // $FERRY_SOCKET, else /run/ferry/ferryd.sock.
 #pragma once
@@ -33,6 +36,15 @@ enum class CliCommand {
   kVmAction = 6,  // start stop pause resume save restore
   kConsole = 7,
   kHostShow = 8,
+  // Storage moves (cli_move.h).
+  kMoveStorage = 30,
+  kJobs = 31,
+  kJobShow = 32,
+  // Checkpoints (cli_checkpoints.h).
+  kCheckpointCreate = 40,
+  kCheckpointList = 41,
+  kCheckpointApply = 42,
+  kCheckpointDelete = 43,
 };
 
 struct CliInvocation {
@@ -42,6 +54,9 @@ struct CliInvocation {
   std::string vm_name;
   std::string action;  // for kVmAction
   bool follow = false; // for kConsole
+  bool no_wait = false;  // for kMoveStorage
+  std::string job_id;    // for kJobShow
+  std::string checkpoint;  // for kCheckpointCreate, kCheckpointApply, kCheckpointDelete
   // The API request to make.
   std::string method;
   std::string path;

@@ -8,6 +8,14 @@
 //   DELETE /v1/vms/{name}              kDeleteVm
 //   POST   /v1/vms/{name}/{action}     kVmAction  (start stop pause resume save restore)
 //   GET    /v1/vms/{name}/console      kConsole
+//   POST   /v1/vms/{name}/move-storage kMoveStorage
+//   GET    /v1/jobs                    kListJobs
+//   GET    /v1/jobs/{id}               kGetJob
+//   GET    /v1/vms/{name}/checkpoints                 kListCheckpoints
+//   POST   /v1/vms/{name}/checkpoints                 kCreateCheckpoint
+//   GET    /v1/vms/{name}/checkpoints/{cp}            kGetCheckpoint
+//   DELETE /v1/vms/{name}/checkpoints/{cp}            kDeleteCheckpoint
+//   POST   /v1/vms/{name}/checkpoints/{cp}/apply      kApplyCheckpoint
 #pragma once
 
 #include <string>
@@ -27,13 +35,24 @@ enum class RouteId {
   kDeleteVm = 7,
   kVmAction = 8,
   kConsole = 9,
+  // Storage moves and their jobs.
+  kMoveStorage = 30,
+  kListJobs = 31,
+  kGetJob = 32,
+  // Checkpoints.
+  kListCheckpoints = 40,
+  kCreateCheckpoint = 41,
+  kGetCheckpoint = 42,
+  kDeleteCheckpoint = 43,
+  kApplyCheckpoint = 44,
 };
 
 struct Route {
   RouteId id = RouteId::kNotFound;
-  std::string name;                    // the {name} segment, not yet validated
+  std::string name;                    // the {name} segment (a job id for kGetJob), not yet validated
   VmAction action = VmAction::kStart;  // for kVmAction
   std::string allow;                   // for kMethodNotAllowed: the methods the path takes
+  std::string checkpoint;              // the {cp} segment of checkpoint routes, not yet validated
 };
 
 Route MatchRoute(std::string_view method, std::string_view path);

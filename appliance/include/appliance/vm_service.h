@@ -57,6 +57,36 @@ class VmService {
                                    const std::string& state_file);
   base::Result<std::string> ConsolePath(const std::string& name);
 
+  // Storage moves (vm_service_move.cc; the jobs are StorageMoveService's).
+  // BeginStorageMove marks the VM as moving (one move per VM; start, restore
+  // and delete are refused meanwhile) and returns what the move needs.
+  struct MoveTarget {
+    VmState state = VmState::kStopped;
+    config::VmDefinition definition;
+    std::string vm_dir;
+    std::string control_socket;  // when a worker runs the VM
+  };
+  base::Result<MoveTarget> BeginStorageMove(const std::string& name);
+  // reload: re-read vm.toml (the move committed new disk paths).
+  void EndStorageMove(const std::string& name, bool reload);
+  // The VM's state now (a live move's poller asks after a worker call fails).
+  base::Result<VmState> CurrentState(const std::string& name);
+  // For a VM without a worker: writes the moved definition (atomically).
+  base::Status CommitMovedDefinition(const std::string& name, const config::VmDefinition& definition);
+  // Whether a storage move holds the VM (other definition changes, such as
+  // checkpoints, must wait).
+  bool StorageMoveActive(const std::string& name);
+
+  // Checkpoints (appliance/src/checkpoints.cc; the chain logic is
+  // checkpoint_plan.h). Running and paused VMs change their disks through
+  // the worker, others in ferryd. Apply needs force on a VM with a worker or
+  // a saved state: it stops the VM first (disk-only checkpoints cannot
+  // revert a running guest's memory).
+  base::Result<nlohmann::json> ListCheckpoints(const std::string& name);
+  base::Result<nlohmann::json> CreateCheckpoint(const std::string& name, const std::string& checkpoint);
+  base::Result<nlohmann::json> ApplyCheckpoint(const std::string& name, const std::string& checkpoint, bool force);
+  base::Result<nlohmann::json> DeleteCheckpoint(const std::string& name, const std::string& checkpoint);
+
  private:
   struct Vm {
     std::string name;
@@ -70,6 +100,7 @@ class VmService {
     bool exited = false;         // the worker runtime.worker_pid has exited
     ProcessExit exit;
     bool deleted = false;
+    bool storage_move = false;  // BeginStorageMove .. EndStorageMove
   };
   using Lock = std::unique_lock<std::mutex>;
 
@@ -86,6 +117,9 @@ class VmService {
   base::Status Stop(Vm& vm);
   base::Status PauseOrResume(Vm& vm, VmAction action);
   base::Status Save(Vm& vm, const std::string& state_file);
+  // Checkpoint helpers (checkpoints.cc); op_mu held, mu not.
+  base::Status RecordDefinition(Vm& vm, const config::VmDefinition& definition);
+  base::Status CallCheckpointWorker(Vm& vm, const nlohmann::json& action, int timeout_ms);
   // Waits (vm.mu held through lock) until the worker exits; kills it if it
   // does not within the timeout.
   base::Status AwaitWorkerExit(Vm& vm, Lock& lock, int64_t pid);

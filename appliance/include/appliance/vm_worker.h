@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "appliance/storage_mover.h"
 #include "appliance/worker_args.h"
 #include "appliance/worker_protocol.h"
 #include "base/event_fd.h"
@@ -53,12 +54,18 @@ class VmWorker {
   // Serves one connection; an exit record means the worker must now exit.
   std::optional<WorkerExitRecord> ServeConnection(int fd);
   Outcome Execute(const WorkerRequest& request);
+  // Live storage moves (vm_worker_move.cc).
+  Outcome ExecuteMove(const WorkerRequest& request);
+  void AbortMove(const std::string& reason);
   WorkerReply Status(std::string state) const;
   // Stops the watcher and the VM; after this only the exit record remains.
   void Shutdown();
 
   WorkerArgs args_;
   std::unique_ptr<vm::Machine> machine_;
+  // Borrows the Machine's disks: aborted (AbortMove) before the Machine
+  // shuts down.
+  std::unique_ptr<StorageMover> mover_;
   base::Fd listen_fd_;
   base::Fd signal_fd_;
   base::EventFd ended_;  // the watcher saw the VM power off or fail

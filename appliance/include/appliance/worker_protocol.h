@@ -22,12 +22,27 @@
 
 namespace appliance {
 
-enum class WorkerOp { kStatus = 1, kPause = 2, kResume = 3, kStop = 4, kSave = 5 };
+enum class WorkerOp {
+  kStatus = 1,
+  kPause = 2,
+  kResume = 3,
+  kStop = 4,
+  kSave = 5,
+  // {"op":"checkpoint","checkpoint":{"action":...}}: one step of a checkpoint
+  // operation on the running disks (appliance/src/checkpoint_worker.h).
+  kCheckpoint = 20,
+  // {"op":"move","move":{"action":"start"|"status"|"abort",...}}: a live
+  // storage move run by the worker (storage_mover.h, vm_worker_move.cc).
+  kMove = 30,
+};
 std::string_view ToString(WorkerOp op);
 
 struct WorkerRequest {
   WorkerOp op = WorkerOp::kStatus;
   std::string path;  // kSave: where to write the state file
+  // Initialised so that WorkerRequest{op, path} stays warning-free.
+  std::string checkpoint = {};  // kCheckpoint: the action, a JSON object's text
+  std::string move = {};        // kMove: the action, a JSON object's text
 };
 
 struct WorkerStats {
@@ -40,6 +55,7 @@ struct WorkerReply {
   std::string state;  // vm::RunState name after the request ("running", "paused", ...)
   int64_t pid = 0;    // the worker's pid, so a re-attaching ferryd can check identity
   WorkerStats stats;
+  std::string move;  // kMove: the mover's status, a JSON object's text ("" for none)
 };
 
 // Requests and replies are small; anything longer is a broken peer.

@@ -2,6 +2,9 @@
 // io_uring (the production path) and plain pread/pwrite (the reference and
 // test oracle). Both give identical results and identical error codes.
 //
+// PunchHole and ZeroRange are fallocate(2) in both engines (metadata
+// operations; the call returns when the file system has done them).
+//
 // Threads: not thread-safe. One thread uses a BlockFile at a time; the
 // io_uring engine's ring is private to its BlockFile and is never shared.
 #pragma once
@@ -33,6 +36,16 @@ struct OpenOptions {
   unsigned queue_depth = 64;   // io_uring: requests in flight at once, 1..4096
   size_t max_chunk = 1 << 20;  // largest single request given to the kernel; a
                                // multiple of kDirectAlignment
+  // io_uring: a pool of this many bounce buffers (at most queue_depth are
+  // used), registered with the kernel once (io_uring_register_buffers), each
+  // fixed_buffer_size bytes and aligned to kDirectAlignment. A chunk that
+  // fits in one goes through it with READ_FIXED/WRITE_FIXED: the kernel skips
+  // pinning the caller's pages per request (what costs most with O_DIRECT),
+  // for one memcpy of at most fixed_buffer_size bytes. 0 turns the pool off.
+  // The file descriptor is registered too (IOSQE_FIXED_FILE). If the kernel
+  // refuses either registration the engine works without it.
+  unsigned fixed_buffers = 32;
+  size_t fixed_buffer_size = 64 << 10;  // a multiple of kDirectAlignment, <= 1 MiB
 };
 
 enum class IoOp { kRead = 1, kWrite = 2 };
@@ -64,6 +77,14 @@ class BlockFile {
   virtual base::Result<std::vector<size_t>> SubmitBatch(std::span<const IoRequest> requests) = 0;
   // Returns once all completed writes are on stable storage (fdatasync).
   virtual base::Status Flush() = 0;
+  // Deallocates [offset, offset + len): it reads as zeros afterwards and the
+  // file system frees the blocks (fallocate PUNCH_HOLE | KEEP_SIZE). The file
+  // size never changes. kUnimplemented (errno EOPNOTSUPP) where the file
+  // system cannot; the caller then writes zeros if it needs them.
+  virtual base::Status PunchHole(uint64_t offset, uint64_t len) = 0;
+  // Makes [offset, offset + len) read as zeros and keeps it allocated
+  // (fallocate ZERO_RANGE | KEEP_SIZE); kUnimplemented like PunchHole.
+  virtual base::Status ZeroRange(uint64_t offset, uint64_t len) = 0;
   virtual base::Result<uint64_t> Size() = 0;
   virtual base::Status Truncate(uint64_t size) = 0;
   virtual const std::string& path() const = 0;

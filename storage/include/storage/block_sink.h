@@ -66,7 +66,7 @@ base::Result<std::unique_ptr<BlockSink>> OpenFileSink(const std::string& path, u
 
 // Any Disk as destination (for example a qcow2 overlay from OpenDisk). The
 // sink serialises calls into the disk (Disk is not thread-safe) and borrows
-// it: `disk` must outlive the sink. WriteZeroes writes zero-filled buffers.
+// it: `disk` must outlive the sink. WriteZeroes is Disk::WriteZeroes.
 std::unique_ptr<BlockSink> MakeDiskSink(Disk& disk, std::string name, bool reads_zero_initially);
 
 }  // namespace storage

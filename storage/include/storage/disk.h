@@ -1,6 +1,6 @@
 // Disk: the guest-visible block device contents, whatever the format. The VM
-// layer sees only this. Raw disks now; qcow2 and checkpoint chains implement
-// the same interface. Not thread-safe: callers serialise.
+// layer sees only this; raw and qcow2 (with its backing chain) implement it.
+// Not thread-safe: callers serialise.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +36,16 @@ class Disk {
   virtual base::Status Read(void* buf, size_t len, uint64_t offset) = 0;
   // kPermissionDenied on a read-only disk; kOutOfRange past size().
   virtual base::Status Write(const void* buf, size_t len, uint64_t offset) = 0;
-  // A completed Flush means every completed Write is durable.
+  // Both make [offset, offset + len) read as zeros (reads never show stale or
+  // backing data afterwards) and have Write's checks (kPermissionDenied,
+  // kOutOfRange). Discard also gives the space back where the format can
+  // (raw: a file hole; qcow2: unallocated or zero clusters, freed clusters
+  // punched out of the image file); WriteZeroes may keep it allocated.
+  // Either falls back to writing zeros for what cannot be deallocated.
+  virtual base::Status Discard(uint64_t offset, uint64_t len) = 0;
+  virtual base::Status WriteZeroes(uint64_t offset, uint64_t len) = 0;
+  // A completed Flush means every completed Write, Discard and WriteZeroes is
+  // durable.
   virtual base::Status Flush() = 0;
   virtual uint64_t size() const = 0;  // guest-visible bytes, multiple of 512
   virtual bool read_only() const = 0;

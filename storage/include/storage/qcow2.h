@@ -55,13 +55,11 @@ base::Result<Qcow2Info> ReadQcow2Info(const std::string& path);
 // A qcow2 Disk with the operations beyond the Disk interface.
 class Qcow2Disk : public Disk {
  public:
-  // Deallocates: whole clusters in range read as zeros afterwards and give
-  // their space back to the image (zero clusters when there is a backing
-  // file, so it does not show through); the partial clusters at the ends are
-  // written with zeros. kPermissionDenied if read-only.
-  virtual base::Status Discard(uint64_t offset, uint64_t len) = 0;
-  // Like Write of zeros; whole clusters become zero clusters (no data stored).
-  virtual base::Status WriteZeroes(uint64_t offset, uint64_t len) = 0;
+  // Disk::Discard here: whole clusters in range become unallocated (zero
+  // clusters when there is a backing file, so it does not show through) and,
+  // once the change is durable (Flush), freed clusters are punched out of the
+  // image file; the partial clusters at the ends are written with zeros.
+  // Disk::WriteZeroes: whole clusters become zero clusters (no data stored).
   virtual const Qcow2Info& info() const = 0;
   // The backing disk (always read-only), or nullptr. Lives as long as this.
   virtual Disk* backing() = 0;

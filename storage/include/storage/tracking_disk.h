@@ -59,6 +59,10 @@ class TrackingDisk final : public Disk {
   // Disk.
   base::Status Read(void* buf, size_t len, uint64_t offset) override;
   base::Status Write(const void* buf, size_t len, uint64_t offset) override;
+  // Tracked and mirrored exactly like a Write of zeros (the sink gets
+  // WriteZeroes): the range is marked dirty or written through.
+  base::Status Discard(uint64_t offset, uint64_t len) override;
+  base::Status WriteZeroes(uint64_t offset, uint64_t len) override;
   // Flushes the source only. The sink's durability is the job's business: it
   // flushes the sink before it reports convergence, and until the switch the
   // source is the disk of record (a failed move resumes the VM from it).
@@ -130,6 +134,12 @@ class TrackingDisk final : public Disk {
   void BeginGuestOp(std::unique_lock<std::mutex>& lock);
   void EndGuestOp(std::unique_lock<std::mutex>& lock);
   WriteKind ClassifyWrite(uint64_t offset, uint64_t end) const;  // mu_ held
+  // Every guest change of contents (Write, Discard, WriteZeroes): classified,
+  // source_op(inner) under io_mu_, then sink_op(sink) or the dirty bit. `what`
+  // prefixes a sink error.
+  template <typename SourceOp, typename SinkOp>
+  base::Status GuestWrite(const char* what, uint64_t offset, uint64_t len, SourceOp source_op,
+                          SinkOp sink_op);
   void Wake() const;
 
   const uint64_t size_;

@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
         ::unlink(args->control_socket.c_str());
         WriteRecord(*args, mode == "power-off-on-stop" ? "powered-off" : "stopped");
         return 0;
+      case WorkerOp::kCheckpoint:  // no disks here: refused like a worker without them
+        (void)WriteLine(conn.get(), EncodeReply(base::Error(base::Code::kUnimplemented, "fake worker: no disks")));
+        continue;
       case WorkerOp::kSave: {
         if (auto st = base::WriteFileAtomically(request->path, "fake-state\n"); !st) {
           (void)WriteLine(conn.get(), EncodeReply(st.error()));

@@ -96,10 +96,13 @@ TEST(VmDefinitionTest, ConfigVersion) {
 }
 
 TEST(VmDefinitionTest, Name) {
-  const std::string rule = "must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-'";
+  const std::string rule =
+      "must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
   ExpectError("config_version = 1\n", "vm.toml: name: is required");
+  // "." and ".." would become directory names; other dot names hidden files.
   for (std::string bad : {std::string(""), std::string("web 1"), std::string("web/1"),
-                          std::string("wéb"), std::string(65, 'a')}) {
+                          std::string("wéb"), std::string(65, 'a'), std::string("."),
+                          std::string(".."), std::string(".web1")}) {
     ExpectError("config_version = 1\nname = \"" + bad + "\"\n",
                 "vm.toml: name: " + rule + ", got \"" + bad + "\"");
   }
@@ -264,6 +267,17 @@ VmDefinition Sample() {
   return vm;
 }
 
+// Sample() with two checkpoints: "base" (disk 0 was the raw image), then
+// "after-update" on top of it; the VM builds on "after-update".
+VmDefinition WithCheckpoints() {
+  VmDefinition vm = Sample();
+  vm.disks[0] = {"/srv/a.after-update.qcow2", DiskFormat::kQcow2, false};
+  vm.checkpoints.push_back({"base", 1763770000000, "", {"/srv/a.img", "rel/b.qcow2"}});
+  vm.checkpoints.push_back({"after-update", 1763770060000, "base", {"/srv/a.base.qcow2", "rel/b.qcow2"}});
+  vm.current_checkpoint = "after-update";
+  return vm;
+}
+
 TEST(VmDefinitionTest, FormatRoundTrips) {
   for (uint64_t memory :
        std::initializer_list<uint64_t>{4ull << 20, 1536ull << 20, 1ull << 30, kMaxVmMemoryBytes}) {
@@ -284,6 +298,124 @@ TEST(VmDefinitionTest, FormatRoundTrips) {
   EXPECT_TRUE(*back == bare);
 }
 
+TEST(VmDefinitionTest, CheckpointsRoundTrip) {
+  VmDefinition vm = WithCheckpoints();
+  ASSERT_TRUE(ValidateVmDefinition(vm, "sample").has_value());
+  std::string text = FormatVmDefinition(vm);
+  EXPECT_NE(text.find("current_checkpoint = \"after-update\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("[[checkpoints]]\nname = \"base\"\ncreated_unix_ms = 1763770000000\nlayers = "
+                      "[\"/srv/a.img\", \"rel/b.qcow2\"]\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("parent = \"base\"\n"), std::string::npos) << text;
+  auto back = ParseVmDefinition(text, "formatted");
+  ASSERT_TRUE(back.has_value()) << back.error().ToString() << "\n" << text;
+  EXPECT_TRUE(*back == vm) << text;
+  // No checkpoints: nothing about them is written (files stay as before).
+  EXPECT_EQ(FormatVmDefinition(Sample()).find("checkpoint"), std::string::npos);
+  EXPECT_EQ(FindCheckpoint(vm, "base"), &vm.checkpoints[0]);
+  EXPECT_EQ(FindCheckpoint(vm, "nope"), nullptr);
+}
+
+TEST(VmDefinitionTest, CheckpointsParse) {
+  auto r = ParseVmDefinition(Minimal(R"(current_checkpoint = "b"
+
+[[disks]]
+path = "top.qcow2"
+format = "qcow2"
+
+[[checkpoints]]
+name = "a"
+created_unix_ms = 1
+layers = ["base.img"]
+
+[[checkpoints]]
+name = "b"
+created_unix_ms = 2
+parent = "a"
+layers = ["a.qcow2"]
+)"),
+                             "vm.toml");
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_EQ(r->checkpoints.size(), 2u);
+  EXPECT_EQ(r->checkpoints[0].name, "a");
+  EXPECT_EQ(r->checkpoints[0].parent, "");
+  EXPECT_EQ(r->checkpoints[1].parent, "a");
+  EXPECT_EQ(r->checkpoints[1].layers, std::vector<std::string>{"a.qcow2"});
+  EXPECT_EQ(r->current_checkpoint, "b");
+}
+
+TEST(VmDefinitionTest, CheckpointErrors) {
+  const std::string disk = "\n[[disks]]\npath = \"top.qcow2\"\nformat = \"qcow2\"\n";
+  auto cp = [](std::string body) { return "\n[[checkpoints]]\n" + body; };
+  ExpectError(Minimal(disk + cp("created_unix_ms = 1\nlayers = [\"a\"]\n")),
+              "vm.toml: checkpoints[0].name: is required");
+  ExpectError(Minimal(disk + cp("name = \"..\"\ncreated_unix_ms = 1\nlayers = [\"a\"]\n")),
+              "vm.toml: checkpoints[0].name: must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and "
+              "'-', not starting with '.', got \"..\"");
+  ExpectError(Minimal(disk + cp("name = \"a\"\nlayers = [\"a\"]\n")),
+              "vm.toml: checkpoints[0].created_unix_ms: is required");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = -1\nlayers = [\"a\"]\n")),
+              "vm.toml: checkpoints[0].created_unix_ms: must be an integer from 0 to 9223372036854775807, got -1");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\n")),
+              "vm.toml: checkpoints[0].layers: is required");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"a\"]\nwhen = 3\n")),
+              "vm.toml: checkpoints[0].when: unknown key");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"a\", \"b\"]\n")),
+              "vm.toml: checkpoints[0].layers: must have one path per disk (1), got 2");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"\"]\n")),
+              "vm.toml: checkpoints[0].layers[0]: must not be empty, got \"\"");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"top.qcow2\"]\n")),
+              "vm.toml: checkpoints[0].layers[0]: the same file as disks[0].path, got \"top.qcow2\"");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n") +
+                      cp("name = \"b\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
+              "vm.toml: checkpoints[1].layers[0]: the same file as checkpoints[0].layers[0], got \"x\"");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n") +
+                      cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"y\"]\n")),
+              "vm.toml: checkpoints[1].name: the same name as checkpoints[0], got \"a\"");
+  // Parents come first: no cycles, no forward references.
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nparent = \"b\"\nlayers = [\"x\"]\n") +
+                      cp("name = \"b\"\ncreated_unix_ms = 1\nlayers = [\"y\"]\n")),
+              "vm.toml: checkpoints[0].parent: must name a checkpoint listed before this one, got \"b\"");
+  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nparent = \"a\"\nlayers = [\"x\"]\n")),
+              "vm.toml: checkpoints[0].parent: must name a checkpoint listed before this one, got \"a\"");
+  ExpectError(Minimal("current_checkpoint = \"zz\"\n" + disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
+              "vm.toml: current_checkpoint: must name a checkpoint, got \"zz\"");
+  ExpectError(Minimal("current_checkpoint = \"a\"\n\n[[disks]]\npath = \"top.img\"\n" +
+                      cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
+              "vm.toml: disks[0].format: must be qcow2: the disk is an overlay of checkpoint \"a\", got \"raw\"");
+  ExpectError(Minimal("\n[[disks]]\npath = \"ro.img\"\nread_only = true\n" +
+                      cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
+              "vm.toml: checkpoints[0].layers[0]: disk 0 is read-only, so its layer is the disk itself "
+              "(\"ro.img\"), got \"x\"");
+  ExpectError(Minimal("checkpoints = 3\n"),
+              "vm.toml: checkpoints: must be an array of tables ([[checkpoints]] sections), got 3");
+}
+
+TEST(VmDefinitionTest, ValidateChecksCheckpoints) {
+  VmDefinition vm = WithCheckpoints();
+  vm.checkpoints[1].parent = "missing";
+  auto s = ValidateVmDefinition(vm, "src");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().message(),
+            "src: checkpoints[1].parent: must name a checkpoint listed before this one, got \"missing\"");
+  vm = WithCheckpoints();
+  vm.checkpoints[1].name = ".x";
+  s = ValidateVmDefinition(vm, "src");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message().find("src: checkpoints[1].name: "), std::string::npos);
+  vm = WithCheckpoints();
+  vm.checkpoints[0].layers.pop_back();
+  EXPECT_FALSE(ValidateVmDefinition(vm, "src").has_value());
+  vm = WithCheckpoints();
+  vm.current_checkpoint = "";
+  EXPECT_TRUE(ValidateVmDefinition(vm, "src").has_value()) << "a deleted current checkpoint leaves none";
+  vm.checkpoints.resize(kMaxCheckpoints + 1, vm.checkpoints[0]);
+  s = ValidateVmDefinition(vm, "src");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().message(), "src: checkpoints: at most 64 checkpoints are allowed, got 65");
+}
+
 TEST(VmDefinitionTest, FormatUsesReadableUnits) {
   VmDefinition vm = Sample();
   vm.memory_bytes = 2ull << 30;
@@ -294,7 +426,7 @@ TEST(VmDefinitionTest, FormatUsesReadableUnits) {
 
 TEST(VmDefinitionTest, EqualityComparesEveryField) {
   const VmDefinition a = Sample();
-  std::vector<VmDefinition> changed(10, a);
+  std::vector<VmDefinition> changed(13, a);
   changed[0].config_version = 2;
   changed[1].name = "other";
   changed[2].id = kId;
@@ -305,6 +437,16 @@ TEST(VmDefinitionTest, EqualityComparesEveryField) {
   changed[7].cmdline = "";
   changed[8].disks[1].read_only = false;
   changed[9].disks.pop_back();
+  changed[10].current_checkpoint = "c";
+  changed[11].checkpoints.push_back({"c", 1, "", {"/srv/a0.img", "rel/b.qcow2"}});
+  changed[12] = WithCheckpoints();
+  VmDefinition with = WithCheckpoints();
+  changed.push_back(with);
+  changed.back().checkpoints[1].created_unix_ms = 5;
+  changed.push_back(with);
+  changed.back().checkpoints[1].parent = "";
+  changed.push_back(with);
+  changed.back().checkpoints[1].layers[0] = "x.qcow2";
   VmDefinition copy = a;
   EXPECT_TRUE(copy == a);
   for (size_t i = 0; i < changed.size(); ++i) EXPECT_FALSE(changed[i] == a) << "field " << i;
@@ -319,7 +461,14 @@ TEST(VmDefinitionTest, ValidateChecksCodeBuiltDefinitions) {
       {[](VmDefinition& v) { v.config_version = 9; },
        "src: config_version: version 9 is not supported; this host supports config_version 1 only"},
       {[](VmDefinition& v) { v.name = ""; },
-       "src: name: must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-', got \"\""},
+       "src: name: must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting "
+       "with '.', got \"\""},
+      {[](VmDefinition& v) { v.name = ".."; },
+       "src: name: must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting "
+       "with '.', got \"..\""},
+      {[](VmDefinition& v) { v.name = ".hidden"; },
+       "src: name: must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting "
+       "with '.', got \".hidden\""},
       {[](VmDefinition& v) { v.id = "6F1C0F0E-8D3B-4F5A-9C2E-1B7D4E9A0C35"; },
        "src: id: must be a lower-case UUID, got \"6F1C0F0E-8D3B-4F5A-9C2E-1B7D4E9A0C35\""},
       {[](VmDefinition& v) { v.vcpus = 0; }, "src: vcpus: must be an integer from 1 to 8, got 0"},

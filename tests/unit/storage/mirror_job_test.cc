@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "faulty_sink.h"
@@ -357,6 +358,37 @@ TEST(MirrorJobTest, SwitchToTheCopy) {
   auto src_bytes = testing::ReadWhole(dir.File("src"));
   EXPECT_TRUE(std::equal(data.begin(), data.end(), dst_bytes.begin()));
   EXPECT_FALSE(std::equal(data.begin(), data.end(), src_bytes.begin()));
+}
+
+// Guest discards and write-zeroes are guest writes: without a mirror they
+// mark the bitmap; while mirroring they reach the sink as zeros
+// (write-through), and the copy still equals the source.
+TEST(MirrorJobTest, DiscardAndWriteZeroesAreTrackedAndMirrored) {
+  TempDir dir;
+  const uint64_t size = 4 * kMiB;
+  MakeSparseImage(dir.File("src"), size, {{0, size}}, 9);
+  auto disk = OpenTracked(dir.File("src"), 64 << 10);
+  ASSERT_TRUE(disk->Discard(128 << 10, 64 << 10).has_value());
+  ASSERT_TRUE(disk->WriteZeroes(1 << 20, 100).has_value());
+  EXPECT_TRUE(disk->dirty().TestAll(128 << 10, 64 << 10));
+  EXPECT_TRUE(disk->dirty().TestAll(1 << 20, 100));
+  EXPECT_FALSE(disk->dirty().TestAny(0, 128 << 10));
+  std::vector<uint8_t> back(64 << 10, 0xee);
+  ASSERT_TRUE(disk->Read(back.data(), back.size(), 128 << 10).has_value());
+  EXPECT_EQ(back, std::vector<uint8_t>(64 << 10, 0));
+
+  auto sink = FreshFileSink(dir.File("dst"), size);
+  auto job = MirrorJob::Start(*disk, *sink, {});
+  ASSERT_TRUE(job.has_value());
+  ASSERT_TRUE((*job)->WaitReady(-1, 60'000).has_value());
+  // Mirroring now: these are written through.
+  ASSERT_TRUE(disk->Discard(2 << 20, 256 << 10).has_value());
+  ASSERT_TRUE(disk->WriteZeroes(3 << 20, 4096).has_value());
+  ASSERT_TRUE(PauseAndComplete(*disk, **job).has_value());
+  EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
+  auto dst = testing::ReadWhole(dir.File("dst"));
+  EXPECT_TRUE(std::all_of(dst.begin() + (2 << 20), dst.begin() + (2 << 20) + (256 << 10),
+                          [](uint8_t b) { return b == 0; }));
 }
 
 TEST(MirrorJobTest, SwitchNeedsPauseAndSameSize) {

@@ -55,6 +55,16 @@ class RecordingFile final : public BlockFile {
     epochs_->emplace_back();
     return base::Ok();
   }
+  // Recorded as writes of zeros over what exists (the size never changes).
+  base::Status PunchHole(uint64_t offset, uint64_t len) override {
+    ASSIGN_OR_RETURN(uint64_t size, inner_.Size());
+    if (offset < size) {
+      uint64_t n = std::min(len, size - offset);
+      epochs_->back().push_back(Write{offset, std::vector<uint8_t>(n, 0)});
+    }
+    return inner_.PunchHole(offset, len);
+  }
+  base::Status ZeroRange(uint64_t offset, uint64_t len) override { return PunchHole(offset, len); }
   base::Result<uint64_t> Size() override { return inner_.Size(); }
   base::Status Truncate(uint64_t size) override { return inner_.Truncate(size); }
   const std::string& path() const override { return inner_.path(); }

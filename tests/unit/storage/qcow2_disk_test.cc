@@ -1,6 +1,7 @@
 // qcow2 through ferry alone: create, read/write/discard/zero against a byte
 // model, backing chains, MapExtent, refcount growth, commit and rebase.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "qcow2_test_util.h"
@@ -199,6 +200,45 @@ TEST(Qcow2Disk, ReadOnlyAndRangeErrors) {
   bad.size = 1000;
   EXPECT_EQ(CreateQcow2(dir.File("b.qcow2"), bad).error().code(), Code::kInvalidArgument);
   EXPECT_EQ(OpenQcow2Disk(dir.File("missing.qcow2"), true).error().code(), Code::kNotFound);
+}
+
+// Discard gives the freed clusters' space back to the file system once the
+// change is durable (Flush punches them out); the file keeps its size, the
+// image stays consistent, and later writes (appended) are unaffected.
+TEST(Qcow2Disk, DiscardPunchesFreedClustersOutOfTheFile) {
+  TempDir dir;
+  Qcow2CreateOptions o;
+  o.size = 16 << 20;
+  const std::string path = dir.File("a.qcow2");
+  ASSERT_TRUE(CreateQcow2(path, o).has_value());
+  auto d = MustOpen(path, false);
+  ASSERT_TRUE(d);
+  auto data = Pattern(8 << 20, 31);
+  ASSERT_TRUE(d->Write(data.data(), data.size(), 0).has_value());
+  ASSERT_TRUE(d->Flush().has_value());
+  struct stat full;
+  ASSERT_EQ(stat(path.c_str(), &full), 0);
+
+  ASSERT_TRUE(d->Discard(1 << 20, 6 << 20).has_value());
+  ASSERT_TRUE(d->Flush().has_value());
+  struct stat punched;
+  ASSERT_EQ(stat(path.c_str(), &punched), 0);
+  EXPECT_EQ(punched.st_size, full.st_size);
+  EXPECT_LE(punched.st_blocks * 512, full.st_blocks * 512 - (6 << 20) + (256 << 10))
+      << "6 MiB of freed clusters should be punched out";
+
+  std::fill(data.begin() + (1 << 20), data.begin() + (7 << 20), 0);
+  auto more = Pattern(2 << 20, 32);
+  ASSERT_TRUE(d->Write(more.data(), more.size(), 2 << 20).has_value());
+  std::copy(more.begin(), more.end(), data.begin() + (2 << 20));
+  ASSERT_TRUE(d->Flush().has_value());
+  d.reset();
+  d = MustOpen(path, true);
+  ASSERT_TRUE(d);
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(d->Read(back.data(), back.size(), 0).has_value());
+  EXPECT_EQ(FirstDiff(back, data), -1);
+  if (testing::HaveQemuImg()) testing::ExpectQemuCheckClean(path);
 }
 
 // Allocation past the refcount table's reach: an image whose file was

@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include "storage/disk.h"
 #include "test_util.h"
@@ -166,6 +169,75 @@ TEST_P(RawDiskTest, MapExtentReportsDataAndHoles) {
   auto bad = (*disk)->MapExtent((4 << 20) + 512, 10);
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code(), Code::kOutOfRange);
+}
+
+// Discard punches a hole (the space is given back), WriteZeroes zeroes in
+// place; both read as zeros, keep the size, and have Write's checks. Where
+// the file system cannot (tmpfs has no ZERO_RANGE) the fallback writes zeros.
+TEST_P(RawDiskTest, DiscardAndWriteZeroes) {
+  TempDir dir;
+  const size_t size = 4 << 20;
+  auto data = Pattern(size, 21);
+  WriteFile(dir.File("d"), data);
+  auto disk = OpenRawDisk(dir.File("d"), false, GetParam());
+  ASSERT_TRUE(disk.has_value()) << disk.error().ToString();
+  struct stat before;
+  ASSERT_EQ(stat(dir.File("d").c_str(), &before), 0);
+
+  ASSERT_TRUE((*disk)->Discard(1 << 20, 2 << 20).has_value());
+  ASSERT_TRUE((*disk)->WriteZeroes(100, 5000).has_value());  // not block aligned
+  ASSERT_TRUE((*disk)->Discard(size - 512, 512).has_value());
+  ASSERT_TRUE((*disk)->Flush().has_value());
+  for (auto [off, len] : {std::pair<size_t, size_t>{1 << 20, 2 << 20}, {100, 5000}, {size - 512, 512}})
+    std::fill(data.begin() + off, data.begin() + off + len, 0);
+  std::vector<uint8_t> back(size);
+  ASSERT_TRUE((*disk)->Read(back.data(), size, 0).has_value());
+  EXPECT_TRUE(back == data);
+  EXPECT_TRUE(ReadFile(dir.File("d")) == data);
+  struct stat after;
+  ASSERT_EQ(stat(dir.File("d").c_str(), &after), 0);
+  EXPECT_EQ(after.st_size, before.st_size);
+  // 2 MiB punched out (ext4, xfs, tmpfs all punch holes).
+  EXPECT_LE(after.st_blocks * 512, before.st_blocks * 512 - (2 << 20) + 65536);
+  auto e = (*disk)->MapExtent(1 << 20, 2 << 20);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, ExtentKind::kZero);
+
+  auto past = (*disk)->Discard(size - 512, 1024);
+  ASSERT_FALSE(past.has_value());
+  EXPECT_EQ(past.error().code(), Code::kOutOfRange);
+  EXPECT_EQ((*disk)->WriteZeroes(size, 1).error().code(), Code::kOutOfRange);
+  EXPECT_TRUE((*disk)->Discard(size, 0).has_value());
+
+  auto ro = OpenRawDisk(dir.File("d"), true, GetParam());
+  ASSERT_TRUE(ro.has_value());
+  EXPECT_EQ((*ro)->Discard(0, 512).error().code(), Code::kPermissionDenied);
+  EXPECT_EQ((*ro)->WriteZeroes(0, 512).error().code(), Code::kPermissionDenied);
+}
+
+TEST_P(RawDiskTest, BlockFilePunchHoleAndZeroRange) {
+  TempDir dir;
+  WriteFile(dir.File("f"), Pattern(1 << 20, 22));
+  OpenOptions o;
+  o.engine = GetParam();
+  auto f = OpenBlockFile(dir.File("f"), o);
+  ASSERT_TRUE(f.has_value());
+  ASSERT_TRUE((*f)->PunchHole(4096, 8192).has_value());
+  base::Status z = (*f)->ZeroRange(65536, 4096);
+  if (!z) {
+    EXPECT_EQ(z.error().code(), Code::kUnimplemented) << z.error().ToString();
+  }
+  EXPECT_EQ(*(*f)->Size(), 1u << 20);
+  std::vector<uint8_t> back(8192, 0xee);
+  EXPECT_EQ(*(*f)->ReadAt(back.data(), back.size(), 4096), back.size());
+  EXPECT_EQ(back, std::vector<uint8_t>(8192, 0));
+  EXPECT_TRUE((*f)->PunchHole(0, 0).has_value());
+  EXPECT_EQ((*f)->PunchHole(~0ull - 10, 100).error().code(), Code::kInvalidArgument);
+  o.writable = false;
+  auto ro = OpenBlockFile(dir.File("f"), o);
+  ASSERT_TRUE(ro.has_value());
+  EXPECT_EQ((*ro)->PunchHole(0, 4096).error().code(), Code::kPermissionDenied);
+  EXPECT_EQ((*ro)->ZeroRange(0, 4096).error().code(), Code::kPermissionDenied);
 }
 
 }  // namespace

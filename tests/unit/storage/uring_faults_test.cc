@@ -109,10 +109,11 @@ TEST(UringFaultsTest, HardErrorWaitsForTheRestOfTheBatch) {
   ASSERT_FALSE(w.has_value());
   EXPECT_EQ(w.error().code(), Code::kDataLoss);
   EXPECT_EQ(w.error().sys_errno(), EIO);
-  // Up to 8 were in flight when the error came; all of them were reaped and
-  // nothing more was submitted.
+  // Up to 8 were in flight when the error came (the first completion may have
+  // freed a slot that was refilled before the second arrived); all of them
+  // were reaped and nothing more was submitted: at most 2 + (8 - 1).
   EXPECT_GE(completions, 2);
-  EXPECT_LE(completions, 8);
+  EXPECT_LE(completions, 9);
   Engine(*f).SetCompletionFilterForTesting(nullptr);
   EXPECT_TRUE(f->WriteAt(data.data(), data.size(), 0).has_value());
 }

@@ -18,6 +18,8 @@ class MemoryDisk final : public storage::Disk {
   struct Shared {
     std::vector<uint8_t> bytes;
     int flushes = 0;
+    int discards = 0;      // Discard calls that succeeded
+    int write_zeroes = 0;  // WriteZeroes calls that succeeded
     bool fail_io = false;  // every Read/Write/Flush fails while set
     bool read_only = false;
   };
@@ -35,6 +37,16 @@ class MemoryDisk final : public storage::Disk {
     std::memcpy(s_->bytes.data() + offset, buf, len);
     return base::Ok();
   }
+  base::Status Discard(uint64_t offset, uint64_t len) override {
+    RETURN_IF_ERROR(Zero(len, offset));
+    ++s_->discards;
+    return base::Ok();
+  }
+  base::Status WriteZeroes(uint64_t offset, uint64_t len) override {
+    RETURN_IF_ERROR(Zero(len, offset));
+    ++s_->write_zeroes;
+    return base::Ok();
+  }
   base::Status Flush() override {
     if (s_->fail_io) return base::Error(base::Code::kUnavailable, "injected flush failure");
     ++s_->flushes;
@@ -49,7 +61,13 @@ class MemoryDisk final : public storage::Disk {
   }
 
  private:
-  base::Status Check(size_t len, uint64_t offset) const {
+  base::Status Zero(uint64_t len, uint64_t offset) {
+    if (s_->read_only) return base::Error(base::Code::kPermissionDenied, "memory disk is read-only");
+    RETURN_IF_ERROR(Check(len, offset));
+    std::memset(s_->bytes.data() + offset, 0, len);
+    return base::Ok();
+  }
+  base::Status Check(uint64_t len, uint64_t offset) const {
     if (s_->fail_io) return base::Error(base::Code::kUnavailable, "injected I/O failure");
     if (offset > s_->bytes.size() || len > s_->bytes.size() - offset)
       return base::Error(base::Code::kOutOfRange, "memory disk access beyond the end");

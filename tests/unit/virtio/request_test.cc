@@ -58,7 +58,9 @@ TEST_F(RequestTest, GetIdWritesNulPaddedId) {
 }
 
 TEST_F(RequestTest, UnknownTypeIsUnsupported) {
-  EXPECT_EQ(driver_->Request(11 /* DISCARD, not offered */, 0, 0, 0), kBlkSUnsupp);
+  EXPECT_EQ(driver_->Request(99, 0, 0, 0), kBlkSUnsupp);
+  // Offered, but this driver did not negotiate it (discard_test.cc has more).
+  EXPECT_EQ(driver_->Request(kBlkTDiscard, 0, 0, 0), kBlkSUnsupp);
 }
 
 TEST_F(RequestTest, SectorBeyondCapacityIsIoErr) {

@@ -96,9 +96,10 @@ class TestDriver {
     Write32(kRegQueueDeviceHigh, uint32_t(used >> 32));
     Write32(kRegQueueReady, 1);
   }
-  // The whole init sequence with VERSION_1 + FLUSH (+ RO when offered).
-  void Init(uint16_t queue_size = 16) {
-    uint64_t f = kFVersion1 | kBlkFFlush | (DeviceFeatures() & kBlkFRo);
+  // The whole init sequence with VERSION_1 + FLUSH (+ RO when offered), plus
+  // `extra` features.
+  void Init(uint16_t queue_size = 16, uint64_t extra = 0) {
+    uint64_t f = kFVersion1 | kBlkFFlush | (DeviceFeatures() & kBlkFRo) | extra;
     ASSERT_TRUE(Negotiate(f));
     ConfigureQueue(queue_size);
     Write32(kRegStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
@@ -159,7 +160,8 @@ class TestDriver {
     const uint8_t poison = 0xee;
     EXPECT_TRUE(Store(kStatusGpa, &poison, 1));
     std::vector<Desc> chain{{kHeaderGpa, 16, 0}};
-    if (len) chain.push_back({data_gpa, len, uint16_t(type == kBlkTOut ? 0 : kDescFWrite)});
+    const bool device_reads = type == kBlkTOut || type == kBlkTDiscard || type == kBlkTWriteZeroes;
+    if (len) chain.push_back({data_gpa, len, uint16_t(device_reads ? 0 : kDescFWrite)});
     chain.push_back({kStatusGpa, 1, kDescFWrite});
     uint16_t before = UsedIdx();
     PostChain(chain, next_head_);

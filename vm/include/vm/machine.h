@@ -9,12 +9,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
 #include "config/vm_definition.h"
+#include "storage/disk.h"
 
 namespace vm {
 
@@ -117,6 +119,24 @@ class Machine {
   virtual base::Status EnableDirtyLog() = 0;
   virtual base::Result<std::vector<uint64_t>> HarvestDirtyPages() = 0;
   virtual base::Status DisableDirtyLog() = 0;
+  // Replaces the storage::Disk under running disk `index` (the order of
+  // definition.disks) while the guest's I/O to it is paused; vCPUs keep
+  // running. fn runs with the device's mutex held, so no guest request to
+  // this disk runs meanwhile and a vCPU that touches the device waits: keep
+  // it short (open files, wrap; no bulk I/O). fn gets the current disk and
+  // returns the disk to use from now on; it may move `current` into a wrapper
+  // (e.g. a storage::TrackingDisk) and return the wrapper, or return a new
+  // disk and leave `current` to be destroyed. On error fn must leave
+  // `current` intact (the device keeps it). The new disk must report the
+  // same size() and read_only() as the old one (the guest was told them),
+  // else kFailedPrecondition and the old disk stays. Any state (running,
+  // paused, created); kOutOfRange for a bad index. Same thread rule as the
+  // other methods.
+  using DiskTransform = std::function<base::Result<std::unique_ptr<storage::Disk>>(
+      std::unique_ptr<storage::Disk>& current)>;
+  virtual base::Status TransformDisk(size_t index, const DiskTransform& fn) = 0;
+  virtual size_t disk_count() const = 0;
+
   // Host view of guest RAM (valid for the Machine's lifetime).
   virtual uint8_t* memory_base() = 0;
   virtual uint64_t memory_size() const = 0;

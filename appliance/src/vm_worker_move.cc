@@ -1,0 +1,103 @@
+// VmWorker's side of a live storage move: the "move" control request.
+//
+//   {"action":"start","job_id":"...","destination":"/abs","max_bytes_per_second":0}
+//   {"action":"status"}      (also renews the mover's lease)
+//   {"action":"abort"}
+// Every reply carries the mover's status as "move" (storage_mover.h).
+//
+// Each disk is wrapped in a storage::TrackingDisk on the first move (through
+// Machine::TransformDisk, on this control thread) and stays wrapped, so its
+// dirty bitmap keeps recording guest writes between attempts (resume).
+#include <nlohmann/json.hpp>
+
+#include "appliance/vm_worker.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "config/vm_definition.h"
+#include "storage/tracking_disk.h"
+
+namespace appliance {
+
+using nlohmann::json;
+
+namespace {
+
+// Wraps disk `index` in a TrackingDisk unless it already is one; returns it.
+base::Result<storage::TrackingDisk*> EnsureTracking(vm::Machine& machine, size_t index) {
+  storage::TrackingDisk* tracking = nullptr;
+  base::Status st = machine.TransformDisk(
+      index, [&](std::unique_ptr<storage::Disk>& current) -> base::Result<std::unique_ptr<storage::Disk>> {
+        if (auto* t = dynamic_cast<storage::TrackingDisk*>(current.get())) {
+          tracking = t;
+          return std::move(current);
+        }
+        // Create consumes `current` even when it fails; the only way it
+        // fails is the bitmap, so check that first and leave `current`
+        // intact on error (TransformDisk's contract).
+        if (auto probe = storage::DirtyBitmap::Create(current->size()); !probe) return probe.error();
+        auto created = storage::TrackingDisk::Create(std::move(current));
+        if (!created) return created.error();
+        tracking = created->get();
+        return std::unique_ptr<storage::Disk>(std::move(*created));
+      });
+  if (!st) return st.error().Wrap("track disk " + std::to_string(index));
+  return tracking;
+}
+
+}  // namespace
+
+void VmWorker::AbortMove(const std::string& reason) {
+  if (mover_) mover_->Abort(reason);
+}
+
+VmWorker::Outcome VmWorker::ExecuteMove(const WorkerRequest& request) {
+  json action = json::parse(request.move, nullptr, false);
+  if (!action.is_object() || !action.contains("action") || !action["action"].is_string())
+    return {base::Error(base::Code::kInvalidArgument, "move request needs an \"action\""), std::nullopt};
+  const std::string what = action["action"].get<std::string>();
+  if (!mover_) {
+    StorageMover::Options options;
+    options.vm_dir = args_.vm_dir;
+    const std::string toml = args_.vm_dir + "/vm.toml";
+    options.commit = [toml](const config::VmDefinition& def) {
+      return base::WriteFileAtomically(toml, config::FormatVmDefinition(def));
+    };
+    if (const char* lease = std::getenv("FERRY_MOVE_LEASE_MS"); lease != nullptr && *lease != '\0')
+      options.lease_ms = std::atoi(lease);
+    auto created = StorageMover::Create(std::move(options));
+    if (!created) return {created.error(), std::nullopt};
+    mover_ = std::move(*created);
+  }
+  if (what == "start") {
+    MoveRequest r;
+    r.job_id = action.value("job_id", "");
+    r.destination = action.value("destination", "");
+    if (action.contains("max_bytes_per_second") && action["max_bytes_per_second"].is_number_unsigned())
+      r.max_bytes_per_second = action["max_bytes_per_second"].get<uint64_t>();
+    // The definition as ferryd last wrote it (a checkpoint may have changed
+    // the disk paths since this worker started).
+    auto def = config::LoadVmDefinition(args_.vm_dir + "/vm.toml");
+    if (!def) return {def.error(), std::nullopt};
+    if (def->disks.size() != machine_->disk_count())
+      return {base::Error(base::Code::kFailedPrecondition,
+                          "vm.toml lists " + std::to_string(def->disks.size()) + " disks, the running vm has " +
+                              std::to_string(machine_->disk_count())),
+              std::nullopt};
+    std::vector<storage::TrackingDisk*> disks;
+    for (size_t i = 0; i < machine_->disk_count(); ++i) {
+      auto t = EnsureTracking(*machine_, i);
+      if (!t) return {t.error(), std::nullopt};
+      disks.push_back(*t);
+    }
+    if (auto st = mover_->Start(r, *def, std::move(disks)); !st) return {st.error(), std::nullopt};
+  } else if (what == "abort") {
+    mover_->Abort("cancelled by request");
+  } else if (what != "status") {
+    return {base::Error(base::Code::kInvalidArgument, "unknown move action \"" + what + "\""), std::nullopt};
+  }
+  WorkerReply reply = Status(std::string(vm::ToString(machine_->state())));
+  reply.move = MoveStatusToJson(mover_->Status()).dump();
+  return {reply, std::nullopt};
+}
+
+}  // namespace appliance

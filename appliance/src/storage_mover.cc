@@ -20,6 +20,7 @@ namespace appliance {
 namespace {
 
 constexpr int kPollMs = 100;
+constexpr uint64_t kResumeFlushInterval = 16 << 20;
 
 bool Exists(const std::string& path) {
   struct stat st{};
@@ -306,6 +307,9 @@ base::Status StorageMover::Mirror(StorageMovePlan& plan, std::vector<std::unique
     mo.start = trust ? storage::MirrorStart::kFromBitmap : storage::MirrorStart::kFullScan;
     mo.skip_unallocated = qcow2 && !d.top_backing_name.empty();
     mo.max_bytes_per_second = max_rate;
+    // Flushed often so an interrupted move keeps most of its progress: only
+    // ranges the destination confirmed durable are trusted by a resume.
+    mo.flush_interval = kResumeFlushInterval;
     std::optional<storage::DirtyBitmap> saved;
     if (trust) {
       auto loaded = storage::DirtyBitmap::Load(BitmapPath(d.top.dest));
@@ -334,6 +338,7 @@ base::Status StorageMover::Mirror(StorageMovePlan& plan, std::vector<std::unique
   }
 
   uint64_t last_save_ns = base::MonotonicNanos();
+  uint64_t ready_ns = 0;  // when every mirror was first seen ready
   for (;;) {
     bool all_ready = true;
     for (auto& r : runs) {
@@ -357,7 +362,13 @@ base::Status StorageMover::Mirror(StorageMovePlan& plan, std::vector<std::unique
                          "storage move to " + plan.destination + " aborted: ferryd stopped following it (no "
                          "status request for " + std::to_string(options_.lease_ms / 1000) +
                          " s); the vm stays on its source files");
-    if (all_ready) return base::Ok();
+    // Switch only on a status request that came after the copies were ready:
+    // ferryd is alive right now, so it will see the switch through (a ferryd
+    // that died within its lease must not wake up to a moved VM it never
+    // followed to the end).
+    if (all_ready && ready_ns == 0) ready_ns = base::MonotonicNanos();
+    if (!all_ready) ready_ns = 0;
+    if (ready_ns != 0 && last_poll_ns_.load() > ready_ns) return base::Ok();
     if (base::MonotonicNanos() - last_save_ns > options_.bitmap_save_interval_ms * 1000000ull) {
       SaveBitmaps(runs);
       last_save_ns = base::MonotonicNanos();

@@ -51,6 +51,9 @@ void UringBlockFile::RegisterResources() {
     auto pool = base::Mapping::Map(size_t(slots) * options_.fixed_buffer_size,
                                    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     if (pool) {
+      // A child process (ferryd spawns workers) has no use for the pool, and
+      // without this the kernel copies pinned pages into it at fork.
+      (void)madvise(pool->data(), pool->size(), MADV_DONTFORK);
       iovec iov{pool->data(), pool->size()};
       // ENOMEM here is RLIMIT_MEMLOCK for an unprivileged user; the plain
       // path is correct, only slower, so carry on without.

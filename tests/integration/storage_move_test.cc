@@ -168,10 +168,10 @@ TEST_F(StorageMoveTest, LiveMoveOfQcow2ChainKeepsRelativeBackingNames) {
   for (const auto& b : beats) EXPECT_EQ(b.errors, 0u) << "heartbeat " << b.n;
   ASSERT_EQ(Ferry({"vm", "stop", "q1"}).exit_code, 0);
   // The stored backing names are still the relative ones, and the images are clean.
-  ProcessResult info = RunProcess({"qemu-img", "info", "--backing-chain", dest + "/top.qcow2"}, {}, 30000);
+  ProcessResult info = RunProcess({"/usr/bin/qemu-img", "info", "--backing-chain", dest + "/top.qcow2"}, {}, 30000);
   EXPECT_NE(info.out.find("backing file: mid.qcow2"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("backing file: base.qcow2"), std::string::npos) << info.out;
-  ProcessResult check = RunProcess({"qemu-img", "check", dest + "/top.qcow2"}, {}, 30000);
+  ProcessResult check = RunProcess({"/usr/bin/qemu-img", "check", dest + "/top.qcow2"}, {}, 30000);
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   ExpectVerifies(dest + "/top.qcow2", "qcow2");
 }
@@ -281,11 +281,22 @@ TEST_F(StorageMoveTest, KilledFerrydLeavesVmOnSourceAndTheMoveResumes) {
   // Short lease: the worker gives the move up 2 s after ferryd stops polling.
   std::vector<std::string> env = {"FERRY_MOVE_LEASE_MS=2000"};
   StartFerryd(env);
-  std::string src = CreateDiskVm("r1", 64, "blocks=16384 hb_ms=50 rate=200");
+  // Fill the whole disk first (a fast writer that powers off), so the copy
+  // has 64 MiB of data; then a slow writer that dirties little during the
+  // resume.
+  std::string src = CreateDiskVm("fill", 64, "blocks=16384 seconds=15 hb_ms=50");
+  ASSERT_EQ(Ferry({"vm", "start", "fill"}).exit_code, 0);
+  WaitFor("the filler to power off", 60000, [&] { return State("fill") == "powered-off"; });
+  ASSERT_GT(LastWrites("fill"), 16384u) << "the filler must write every block once";
+  ASSERT_EQ(Ferry({"vm", "delete", "fill"}).exit_code, 0);
+  ASSERT_EQ(Ferry({"vm", "create", "r1", "--guest", "disk", "--memory", "64M", "--cmdline",
+                   "blocks=16384 hb_ms=50 rate=100", "--disk", src})
+                .exit_code,
+            0);
   ASSERT_EQ(Ferry({"vm", "start", "r1"}).exit_code, 0);
   WaitForHeartbeats("r1", "DISK", 5);
   std::string dest = dir() + "/dest";
-  ProcessResult r = Ferry({"move-storage", "r1", "--destination-storage-path", dest, "--max-rate", "8M",
+  ProcessResult r = Ferry({"move-storage", "r1", "--destination-storage-path", dest, "--max-rate", "4M",
                            "--no-wait", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string id = nlohmann::json::parse(r.out)["id"];
@@ -303,7 +314,7 @@ TEST_F(StorageMoveTest, KilledFerrydLeavesVmOnSourceAndTheMoveResumes) {
   EXPECT_EQ(DiskPath("r1"), src);
   auto old_job = Job(id);
   EXPECT_EQ(old_job["phase"], "failed") << old_job.dump();
-  EXPECT_TRUE(Exists(dest + "/r1.img.part")) << "partial file kept (marked) for the resume";
+  EXPECT_TRUE(Exists(dest + "/fill.img.part")) << "partial file kept (marked) for the resume";
 
   r = Ferry({"--json", "move-storage", "r1", "--destination-storage-path", dest});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -311,13 +322,13 @@ TEST_F(StorageMoveTest, KilledFerrydLeavesVmOnSourceAndTheMoveResumes) {
   EXPECT_EQ(job["phase"], "completed");
   EXPECT_TRUE(job["resumed"].get<bool>()) << job.dump();
   EXPECT_GT(job["bytes_skipped"].get<uint64_t>(), 16u << 20) << job.dump();
-  EXPECT_EQ(DiskPath("r1"), dest + "/r1.img");
+  EXPECT_EQ(DiskPath("r1"), dest + "/fill.img");
   EXPECT_FALSE(Exists(src));
   size_t seen = ParseHeartbeats(Console("r1"), "DISK").size();
   auto beats = WaitForHeartbeats("r1", "DISK", seen + 10);
   for (const auto& b : beats) EXPECT_EQ(b.errors, 0u) << "heartbeat " << b.n;
   ASSERT_EQ(Ferry({"vm", "stop", "r1"}).exit_code, 0);
-  ExpectVerifies(dest + "/r1.img");
+  ExpectVerifies(dest + "/fill.img");
 }
 
 }  // namespace

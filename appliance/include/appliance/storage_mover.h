@@ -29,8 +29,9 @@
 // trusted only while tracking continued in this worker).
 //
 // Lease: ferryd polls Status(); if nobody polled for lease_ms, the mover
-// aborts instead of switching, so a move whose ferryd died leaves the VM on
-// its source files.
+// aborts instead of switching, and it switches only after a poll that came
+// once every copy was ready, so a move whose ferryd died leaves the VM on its
+// source files.
 //
 // Threads: the public methods are called from the worker's control thread;
 // the move runs on its own thread ("storage-move"). The tracking disks are

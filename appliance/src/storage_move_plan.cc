@@ -188,6 +188,26 @@ base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& defini
     plan.moved_definition.disks[i].path = d.top.dest;
     plan.disks.push_back(std::move(d));
   }
+  // Checkpoints name their layers by path: point them at the copies. A layer
+  // outside every current chain (a branch of the checkpoint tree) would be
+  // left behind and then deleted with the sources, so such a move is refused.
+  std::map<std::string, std::string> moved;  // source -> dest, every planned file
+  for (const DiskMove& d : plan.disks) {
+    moved[d.top.source] = d.top.dest;
+    for (const LayerMove& l : d.backing) moved[l.source] = l.dest;
+  }
+  for (const auto& [dest, source] : dest_owner) moved[source] = dest;
+  for (config::CheckpointSpec& cp : plan.moved_definition.checkpoints) {
+    for (std::string& layer : cp.layers) {
+      auto it = moved.find(Clean(Resolve(vm_dir, layer)));
+      if (it == moved.end())
+        return base::Error(base::Code::kUnimplemented,
+                           "checkpoint " + cp.name + " of vm " + definition.name + " keeps " + layer +
+                               ", which no current disk builds on; moving a branched checkpoint tree is not "
+                               "supported: delete the checkpoints that are not ancestors of the current state first");
+      layer = it->second;
+    }
+  }
   return plan;
 }
 

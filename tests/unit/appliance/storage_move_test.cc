@@ -109,6 +109,28 @@ TEST(StorageMovePlanTest, Qcow2ChainKeepsRelativeNamesAndRewritesAbsoluteOnes) {
   EXPECT_NE(::access((dir / "elsewhere/base.qcow2").c_str(), F_OK), 0);
 }
 
+TEST(StorageMovePlanTest, CheckpointLayersFollowTheirFiles) {
+  TestDir dir;
+  storage::Qcow2CreateOptions base;
+  base.size = 1 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(dir / "base.qcow2", base).has_value());
+  storage::Qcow2CreateOptions top;
+  top.backing_file = "base.qcow2";
+  ASSERT_TRUE(storage::CreateQcow2(dir / "top.qcow2", top).has_value());
+  auto def = Def({{dir / "top.qcow2", config::DiskFormat::kQcow2, false}});
+  config::CheckpointSpec cp;
+  cp.name = "cp1";
+  cp.layers = {"base.qcow2"};  // relative to the VM directory
+  def.checkpoints.push_back(cp);
+  auto plan = PlanStorageMove(def, dir.path(), dir / "dst");
+  ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
+  EXPECT_EQ(plan->moved_definition.checkpoints[0].layers[0], dir / "dst/base.qcow2");
+  // A layer no current disk builds on (a branch) is refused, not left behind.
+  MakeFile(dir / "branch.qcow2", 4096, 0);
+  def.checkpoints[0].layers = {dir / "branch.qcow2"};
+  EXPECT_EQ(PlanStorageMove(def, dir.path(), dir / "dst").error().code(), base::Code::kUnimplemented);
+}
+
 TEST(StorageMovePlanTest, MarkerListsAndRemovesOnlyDestinationFiles) {
   TestDir dir;
   MakeFile(dir / "a.img", 4096, 1);

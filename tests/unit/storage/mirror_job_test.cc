@@ -4,6 +4,9 @@
 #include "storage/mirror_job.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "base/clock.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -228,6 +231,16 @@ TEST(MirrorJobTest, FullDestinationFailsCleanlyAndRetryResumes) {
   MirrorOptions o = Options(Reader::kOwnUring, dir.File("src"));
   auto job = MirrorJob::Start(*disk, full, o);
   ASSERT_TRUE(job.has_value());
+  // The guest starts writing once the first 4 MiB are flushed (confirmed), so
+  // the failure always leaves a confirmed part behind: without the wait, the
+  // writers' write-through could use up the sink's budget before the first
+  // flush and nothing would be confirmed, which is correct but tests less.
+  const uint64_t deadline = base::MonotonicNanos() + 60'000'000'000ull;
+  while ((*job)->Progress().bytes_copied < 5 * kMiB &&
+         (*job)->Progress().state != MirrorState::kFailed) {
+    ASSERT_LT(base::MonotonicNanos(), deadline) << "the copy made no progress in 60 s";
+    usleep(1000);
+  }
   Writers writers(*disk, 2, 42, 200);
   auto st = (*job)->Wait();
   ASSERT_FALSE(st.has_value());

@@ -92,6 +92,17 @@ base::Status StreamOffline(const std::string& layer, config::DiskFormat layer_fo
   return base::Ok();
 }
 
+// A storage move copies the files the checkpoint tree names and rewrites
+// vm.toml at its switch: a checkpoint changing either meanwhile would be lost
+// or left behind. BeginStorageMove takes op_mu too, so a move cannot begin
+// while a checkpoint operation runs.
+base::Status RefuseDuringStorageMove(bool moving, const std::string& what, const std::string& vm) {
+  if (!moving) return base::Ok();
+  return base::Error(base::Code::kFailedPrecondition,
+                     "cannot " + what + ": a storage move of vm " + vm +
+                         " is running (see ferry jobs); retry when it has ended");
+}
+
 // Creates the overlays of a plan; on failure removes those it made.
 base::Status CreateOverlays(const std::vector<NewOverlay>& overlays, const std::vector<config::DiskFormat>& formats,
                             const std::string& vm_dir) {
@@ -149,6 +160,7 @@ base::Result<json> VmService::CreateCheckpoint(const std::string& name, const st
   {
     std::lock_guard lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
+    RETURN_IF_ERROR(RefuseDuringStorageMove(vm->storage_move, "create checkpoint " + checkpoint, name));
     def = vm->definition;
     state = vm->runtime.state;
   }
@@ -199,6 +211,7 @@ base::Result<json> VmService::ApplyCheckpoint(const std::string& name, const std
   {
     std::lock_guard lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
+    RETURN_IF_ERROR(RefuseDuringStorageMove(vm->storage_move, "apply checkpoint " + checkpoint, name));
     if (config::FindCheckpoint(vm->definition, checkpoint) == nullptr)
       return base::Error(base::Code::kNotFound, "vm " + name + " has no checkpoint named " + checkpoint);
     state = vm->runtime.state;
@@ -251,6 +264,7 @@ base::Result<json> VmService::DeleteCheckpoint(const std::string& name, const st
   {
     std::lock_guard lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
+    RETURN_IF_ERROR(RefuseDuringStorageMove(vm->storage_move, "delete checkpoint " + checkpoint, name));
     def = vm->definition;
     state = vm->runtime.state;
   }

@@ -137,6 +137,12 @@ std::string FormatMoveReport(const json& job) {
       if (p.is_string()) out += "  disk:        " + p.get<std::string>() + "\n";
     }
   }
+  if (job.contains("kept_sources") && job["kept_sources"].is_array()) {
+    for (const auto& k : job["kept_sources"]) {
+      if (k.is_object())
+        out += "  kept:        " + k.value("path", "") + " (used by vm " + k.value("used_by", "") + ")\n";
+    }
+  }
   if (job.contains("error") && job["error"].is_object())
     out += "  error:       " + job["error"].value("message", "") + "\n";
   if (job.contains("cleaned_up") && job["cleaned_up"].is_array() && !job["cleaned_up"].empty())

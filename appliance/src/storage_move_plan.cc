@@ -291,16 +291,54 @@ std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker
   return removed;
 }
 
-base::Status RemoveMoveSources(const StorageMovePlan& plan) {
+std::vector<std::string> FilesOfVm(const config::VmDefinition& definition, const std::string& vm_dir) {
+  std::vector<std::string> roots;
+  for (const config::DiskSpec& d : definition.disks) roots.push_back(d.path);
+  for (const config::CheckpointSpec& cp : definition.checkpoints) {
+    for (const std::string& layer : cp.layers) roots.push_back(layer);
+  }
+  std::set<std::string> files;
+  for (const std::string& root : roots) {
+    std::string path = Clean(Resolve(vm_dir, root));
+    // Probe every file, whatever its recorded format: a raw disk that happens
+    // to look like a qcow2 image can only make us keep more, never less.
+    for (int depth = 0; depth <= kMaxChainDepth && files.insert(path).second; ++depth) {
+      auto info = storage::ReadQcow2Info(path);
+      if (!info || info->backing_path.empty()) break;
+      path = Clean(info->backing_path);
+    }
+  }
+  return {files.begin(), files.end()};
+}
+
+base::Result<std::vector<KeptSource>> RemoveMoveSources(const StorageMovePlan& plan,
+                                                        const std::map<std::string, std::string>& in_use) {
+  std::map<std::pair<dev_t, ino_t>, std::string> in_use_inodes;
+  for (const auto& [path, vm] : in_use) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) == 0) in_use_inodes.emplace(std::make_pair(st.st_dev, st.st_ino), vm);
+  }
+  auto user = [&](const std::string& f) -> std::optional<std::string> {
+    if (auto it = in_use.find(Clean(f)); it != in_use.end()) return it->second;
+    struct stat st{};
+    if (::stat(f.c_str(), &st) != 0) return std::nullopt;
+    if (auto it = in_use_inodes.find({st.st_dev, st.st_ino}); it != in_use_inodes.end()) return it->second;
+    return std::nullopt;
+  };
+  std::vector<KeptSource> kept;
   for (const DiskMove& d : plan.disks) {
     std::vector<std::string> files = {d.top.source};
     for (const LayerMove& l : d.backing) files.push_back(l.source);
     for (const auto& f : files) {
+      if (auto vm = user(f)) {
+        kept.push_back({f, *vm});
+        continue;
+      }
       if (::unlink(f.c_str()) != 0 && errno != ENOENT) return base::ErrnoError("remove source " + f);
       RETURN_IF_ERROR(base::SyncParentDirectory(f));
     }
   }
-  return base::Ok();
+  return kept;
 }
 
 base::Status CopyStorageOffline(const StorageMovePlan& plan, int cancel_fd,

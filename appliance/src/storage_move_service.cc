@@ -49,6 +49,8 @@ json MoveJobToJson(const MoveJobRecord& job) {
   int64_t end = job.ended_unix_ms != 0 ? job.ended_unix_ms : UnixMillisNow();
   j["elapsed_seconds"] = double(end - job.started_unix_ms) / 1000.0;
   j["cleaned_up"] = job.cleaned_up;
+  j["kept_sources"] = json::array();
+  for (const KeptSource& k : job.kept) j["kept_sources"].push_back({{"path", k.path}, {"used_by", k.used_by}});
   if (!j.contains("error")) j["error"] = nullptr;
   return j;
 }
@@ -66,6 +68,11 @@ base::Result<MoveJobRecord> MoveJobFromJson(const json& j) {
   if (j.contains("cleaned_up") && j["cleaned_up"].is_array()) {
     for (const auto& p : j["cleaned_up"]) {
       if (p.is_string()) r.cleaned_up.push_back(p.get<std::string>());
+    }
+  }
+  if (j.contains("kept_sources") && j["kept_sources"].is_array()) {
+    for (const auto& k : j["kept_sources"]) {
+      if (k.is_object()) r.kept.push_back({k.value("path", ""), k.value("used_by", "")});
     }
   }
   json status = j;
@@ -181,6 +188,18 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
   auto target = vms_.BeginStorageMove(vm);
   if (!target) return drop(target.error());
   const bool live = !target->control_socket.empty();
+  // A live move's sources are removed by this job (RemoveSources), so it
+  // plans the move too: the same definition the worker reads from vm.toml
+  // (checkpoints are refused while the move runs), the same files.
+  StorageMovePlan live_plan;
+  if (live) {
+    auto plan = PlanStorageMove(target->definition, target->vm_dir, destination);
+    if (!plan) {
+      vms_.EndStorageMove(vm, false);
+      return drop(plan.error().Wrap("move storage of vm " + vm));
+    }
+    live_plan = std::move(*plan);
+  }
   {
     std::lock_guard lock(mu_);
     job->record.kind = live ? "live" : "offline";
@@ -213,7 +232,7 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
     Persist(job->record);
     reply = MoveJobToJson(job->record);
     if (live)
-      job->thread = std::thread([this, job, t = *target] { RunLive(job, t); });
+      job->thread = std::thread([this, job, t = *target, p = std::move(live_plan)] { RunLive(job, t, p); });
     else
       job->thread = std::thread([this, job, t = *target] { RunOffline(job, t); });
   }
@@ -226,12 +245,14 @@ void StorageMoveService::Update(Job& job, const MoveStatus& status) {
   job.record.status.job_id = job.record.id;
 }
 
-void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<std::string> cleaned_up) {
+void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<std::string> cleaned_up,
+                                std::vector<KeptSource> kept) {
   std::lock_guard lock(mu_);
   job.record.status = status;
   job.record.status.job_id = job.record.id;
   job.record.ended_unix_ms = UnixMillisNow();
   job.record.cleaned_up = std::move(cleaned_up);
+  job.record.kept = std::move(kept);
   Persist(job.record);
   base::LogInfo("job " + job.record.id + ": " + std::string(ToString(status.phase)) +
                 (status.error.empty() ? "" : ": " + status.error));
@@ -248,7 +269,18 @@ void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<
   }
 }
 
-void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target) {
+std::vector<KeptSource> StorageMoveService::RemoveSources(const std::string& job_id, const StorageMovePlan& plan) {
+  auto kept = RemoveMoveSources(plan, vms_.FilesUsedByOtherVms(plan.vm_name));
+  if (!kept) {
+    base::LogWarning("job " + job_id + ": " + kept.error().ToString());
+    return {};
+  }
+  for (const KeptSource& k : *kept)
+    base::LogInfo("job " + job_id + ": kept source " + k.path + " (used by vm " + k.used_by + ")");
+  return std::move(*kept);
+}
+
+void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target, StorageMovePlan plan) {
   base::SetThreadName("move-job");
   const std::string& vm = job->record.vm;
   int missed = 0;
@@ -289,8 +321,11 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
       Update(*job, *status);
       continue;
     }
-    vms_.EndStorageMove(vm, status->phase == MovePhase::kCompleted);
-    Finish(*job, *status);
+    const bool completed = status->phase == MovePhase::kCompleted;
+    // The worker committed and left its sources: ferryd removes them.
+    std::vector<KeptSource> kept = completed ? RemoveSources(job->record.id, plan) : std::vector<KeptSource>{};
+    vms_.EndStorageMove(vm, completed);
+    Finish(*job, *status, {}, std::move(kept));
     return;
   }
 }
@@ -333,7 +368,7 @@ void StorageMoveService::RunOffline(std::shared_ptr<Job> job, VmService::MoveTar
     RemoveMoveDestination(*plan);
     return fail(st.error());
   }
-  if (auto st = RemoveMoveSources(*plan); !st) base::LogWarning("job " + job->record.id + ": " + st.error().ToString());
+  std::vector<KeptSource> kept = RemoveSources(job->record.id, *plan);
   (void)base::WriteFileAtomically(plan->destination + "/" + vm + ".vm.toml",
                                   config::FormatVmDefinition(plan->moved_definition));
   ::unlink(MoveMarkerPath(*plan).c_str());
@@ -345,7 +380,7 @@ void StorageMoveService::RunOffline(std::shared_ptr<Job> job, VmService::MoveTar
   double secs = double(base::MonotonicNanos() - start_ns) / 1e9;
   s.bytes_per_second = secs > 0 ? double(plan->bytes_total) / secs : 0;
   for (const auto& d : plan->disks) s.new_paths.push_back(d.top.dest);
-  Finish(*job, s);
+  Finish(*job, s, {}, std::move(kept));
 }
 
 base::Result<json> StorageMoveService::List() {

@@ -455,10 +455,9 @@ base::Status StorageMover::Switch(StorageMovePlan& plan, std::vector<std::unique
     last_part_.clear();
   }
   base::LogInfo(where + ": switched; guest I/O was paused for " + std::to_string(pause_us) + " us");
-  // Only now, with the new definition durable and the VM on the copies, do
-  // the sources go.
+  // The sources are closed but stay: ferryd removes them, keeping those
+  // another VM uses (only ferryd sees the inventory).
   old_disks.clear();
-  if (auto st = RemoveMoveSources(plan); !st) base::LogWarning(where + ": " + st.error().ToString());
   for (auto& r : runs) ::unlink(BitmapPath(r->move->top.dest).c_str());
   // A copy of the definition travels with the disks (the inventory's vm.toml
   // stays ferryd's registration of the VM).

@@ -2,6 +2,7 @@
 // the definition a move changed. The move itself is StorageMoveService's
 // (ferryd side) and StorageMover's (worker side).
 #include "appliance/vm_service.h"
+#include "appliance/storage_move_plan.h"
 #include "base/fd.h"
 #include "base/log.h"
 
@@ -66,6 +67,30 @@ bool VmService::StorageMoveActive(const std::string& name) {
   if (!vm) return false;
   std::lock_guard lock((*vm)->mu);
   return (*vm)->storage_move;
+}
+
+std::map<std::string, std::string> VmService::FilesUsedByOtherVms(const std::string& name) {
+  std::vector<std::shared_ptr<Vm>> others;
+  {
+    std::lock_guard lock(map_mu_);
+    for (auto& [n, vm] : vms_) {
+      if (n != name) others.push_back(vm);
+    }
+  }
+  std::map<std::string, std::string> used;
+  for (const auto& vm : others) {
+    std::vector<config::VmDefinition> defs;
+    {
+      std::lock_guard lock(vm->mu);
+      if (vm->deleted) continue;
+      defs.push_back(vm->definition);
+    }
+    if (auto on_disk = inventory_.LoadDefinition(vm->name); on_disk) defs.push_back(std::move(*on_disk));
+    for (const auto& def : defs) {
+      for (std::string& f : FilesOfVm(def, inventory_.VmDir(vm->name))) used.emplace(std::move(f), vm->name);
+    }
+  }
+  return used;
 }
 
 }  // namespace appliance

@@ -176,6 +176,68 @@ TEST_F(StorageMoveTest, LiveMoveOfQcow2ChainKeepsRelativeBackingNames) {
   ExpectVerifies(dest + "/top.qcow2", "qcow2");
 }
 
+// Two VMs' qcow2 overlays over one raw base image. Moving the first keeps
+// the base (the job lists it as kept) and the second still boots and
+// verifies on it; once the first runs on its copy, moving the second
+// (offline) removes the base, which nothing uses any more.
+TEST_F(StorageMoveTest, SharedBaseImageIsKeptWhileAnotherVmUsesIt) {
+  if (::system("qemu-img --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "qemu-img (qemu-utils) not installed";
+  StartFerryd();
+  // The base holds blocks the disk guest wrote, so a verifier has something to check.
+  std::string base = CreateDiskVm("fill", 16, "blocks=2048 seconds=2 hb_ms=50");
+  ASSERT_EQ(Ferry({"vm", "start", "fill"}).exit_code, 0);
+  WaitFor("the filler to power off", 60000, [&] { return State("fill") == "powered-off"; });
+  ASSERT_EQ(Ferry({"vm", "delete", "fill"}).exit_code, 0);
+  std::string src = dir() + "/src";
+  ASSERT_EQ(::system(("cd " + src + " && qemu-img create -q -f qcow2 -b fill.img -F raw a.qcow2 && "
+                      "qemu-img create -q -f qcow2 -b fill.img -F raw b.qcow2")
+                         .c_str()),
+            0);
+  ASSERT_EQ(Ferry({"vm", "create", "a", "--guest", "disk", "--memory", "64M", "--cmdline", "blocks=2048 hb_ms=50",
+                   "--disk", src + "/a.qcow2,format=qcow2"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ferry({"vm", "create", "b", "--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify", "--disk",
+                   src + "/b.qcow2,format=qcow2"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ferry({"vm", "start", "a"}).exit_code, 0);
+  size_t before = WaitForHeartbeats("a", "DISK", 5).size();
+
+  std::string dest_a = dir() + "/dest-a";
+  ProcessResult r = Ferry({"move-storage", "a", "--destination-storage-path", dest_a});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("kept:        " + base + " (used by vm b)"), std::string::npos) << r.out;
+  auto job = FerryJson({"jobs"})["jobs"][0];
+  ASSERT_EQ(job["kept_sources"].size(), 1u) << job.dump();
+  EXPECT_EQ(job["kept_sources"][0]["path"], base);
+  EXPECT_EQ(job["kept_sources"][0]["used_by"], "b");
+  EXPECT_TRUE(Exists(base)) << "vm b's base image must stay";
+  EXPECT_FALSE(Exists(src + "/a.qcow2")) << "the moved overlay is removed";
+  EXPECT_TRUE(Exists(dest_a + "/fill.img"));
+  auto beats = WaitForHeartbeats("a", "DISK", before + 10);
+  for (const auto& b : beats) EXPECT_EQ(b.errors, 0u) << "heartbeat " << b.n;
+
+  // b starts on its overlay over the kept base, and every block checks out.
+  ASSERT_EQ(Ferry({"vm", "start", "b"}).exit_code, 0);
+  WaitFor("vm b to verify and power off", 120000, [&] { return State("b") == "powered-off"; });
+  std::string console = Console("b");
+  EXPECT_NE(console.find("DISK-VERIFY"), std::string::npos) << console;
+  EXPECT_NE(console.find(" bad=0"), std::string::npos) << console;
+  EXPECT_EQ(Count(console, "DISK-BAD"), 0u) << console;
+
+  // a runs on its copy now: b's offline move leaves nothing behind.
+  r = Ferry({"move-storage", "b", "--destination-storage-path", dir() + "/dest-b"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("kept:"), std::string::npos) << r.out;
+  EXPECT_FALSE(Exists(base)) << "no vm uses the base any more";
+  EXPECT_FALSE(Exists(src + "/b.qcow2"));
+
+  ASSERT_EQ(Ferry({"vm", "stop", "a"}).exit_code, 0);
+  ExpectVerifies(dest_a + "/a.qcow2", "qcow2");
+  ExpectVerifies(dir() + "/dest-b/b.qcow2", "qcow2");
+}
+
 TEST_F(StorageMoveTest, StoppedVmIsCopiedAndItsDefinitionUpdated) {
   StartFerryd();
   std::string src = CreateDiskVm("s1", 16, "blocks=2048 seconds=2 hb_ms=50");

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -88,8 +89,25 @@ std::vector<std::string> RemoveMoveDestination(const StorageMovePlan& plan);
 // Removes the files of a marker written by WriteMoveMarker (ferryd uses it
 // when the worker that ran the move is gone). Missing marker: nothing to do.
 std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker_path);
-// Removes every source file of the plan (tops and backing layers).
-base::Status RemoveMoveSources(const StorageMovePlan& plan);
+// Every file a VM's definition uses: its disks, its checkpoint layers and
+// every file of their qcow2 backing chains (relative names resolved against
+// the referring image's directory, at most 32 deep). Absolute, cleaned
+// paths. Best effort: a file that cannot be read ends its chain, so the list
+// may miss layers below a damaged one but never names an unrelated file.
+std::vector<std::string> FilesOfVm(const config::VmDefinition& definition, const std::string& vm_dir);
+
+// A source file a finished move left in place because another VM uses it.
+struct KeptSource {
+  std::string path;
+  std::string used_by;  // the VM's name
+};
+// Removes every source file of the plan (tops and backing layers) except
+// those `in_use` names (path -> the VM using it; matched by cleaned path or
+// by inode, so another spelling of the same file is kept too). Two VMs'
+// overlays over one base image share that base: deleting it with the moved
+// VM's sources would break the other VM. Returns the files kept.
+base::Result<std::vector<KeptSource>> RemoveMoveSources(const StorageMovePlan& plan,
+                                                        const std::map<std::string, std::string>& in_use = {});
 
 // The plain copy of a VM that is not running: copies every layer with
 // CopySparseFile (tops included), re-points copies where the plan says so.

@@ -4,8 +4,12 @@
 //     switch (StorageMover); a job thread polls it ("move" status request,
 //     which also keeps the worker's lease alive) and mirrors its progress;
 //   - a VM without a worker (stopped, crashed, powered off) is copied by the
-//     job thread itself (CopyStorageOffline), then its vm.toml is rewritten
-//     and the sources removed.
+//     job thread itself (CopyStorageOffline), then its vm.toml is rewritten.
+// Either way ferryd, not the worker, removes the sources once the move has
+// committed: only ferryd sees the inventory, and a source another VM still
+// uses (a base image under both VMs' overlays) must stay. It is listed as
+// kept instead. Deciding at removal time, rather than passing a list to the
+// worker at the start, also covers a VM created on that base mid-move.
 // At most host.max_storage_moves jobs run at once; one more is refused with
 // kResourceExhausted. Finished jobs are kept (in memory and as
 // <storage_root>/jobs/<id>.json) so `ferry jobs` lists past moves; a job
@@ -48,6 +52,7 @@ struct MoveJobRecord {
   int64_t started_unix_ms = 0;
   int64_t ended_unix_ms = 0;  // 0 while running
   std::vector<std::string> cleaned_up;  // destination files removed after a failure
+  std::vector<KeptSource> kept;         // sources left in place: another VM uses them
 };
 nlohmann::json MoveJobToJson(const MoveJobRecord& job);
 base::Result<MoveJobRecord> MoveJobFromJson(const nlohmann::json& j);
@@ -77,10 +82,13 @@ class StorageMoveService {
     std::thread thread;
   };
   StorageMoveService(VmService& vms, Options options) : vms_(vms), options_(std::move(options)) {}
-  void RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target);
+  void RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target, StorageMovePlan plan);
   void RunOffline(std::shared_ptr<Job> job, VmService::MoveTarget target);
   void Update(Job& job, const MoveStatus& status);
-  void Finish(Job& job, const MoveStatus& status, std::vector<std::string> cleaned_up = {});
+  void Finish(Job& job, const MoveStatus& status, std::vector<std::string> cleaned_up = {},
+              std::vector<KeptSource> kept = {});
+  // After the commit: removes the plan's sources except the files other VMs use.
+  std::vector<KeptSource> RemoveSources(const std::string& job_id, const StorageMovePlan& plan);
   void Persist(const MoveJobRecord& record);
   bool WaitStopping(int ms);  // true if the service is stopping
 

@@ -11,7 +11,9 @@
 //   4. commit hook: the new vm.toml written atomically — the commit point.
 //      Before it the sources are the disks of record; after it the copies.
 //   5. TrackingDisk::SwitchTo(the new files), guest I/O resumed
-//   6. source files removed (only now), the marker removed.
+//   6. the marker removed. The source files stay: ferryd removes them once
+//      it sees the move completed, except those another VM still uses (it
+//      has the inventory, the worker does not; storage_move_service.h).
 // A failure before 4 resumes guest I/O on the sources; the destination files
 // stay, clearly marked (.part, the marker) so a retry resumes. A failure at 5
 // re-commits the old definition and resumes on the sources.

@@ -76,6 +76,11 @@ class VmService {
   // Whether a storage move holds the VM (other definition changes, such as
   // checkpoints, must wait).
   bool StorageMoveActive(const std::string& name);
+  // Every file the other VMs of the inventory use (FilesOfVm over both their
+  // recorded definition and their vm.toml, which a worker may have changed
+  // a moment ago), each with the name of a VM using it. A move's sources
+  // listed here must stay.
+  std::map<std::string, std::string> FilesUsedByOtherVms(const std::string& name);
 
   // Checkpoints (appliance/src/checkpoints.cc; the chain logic is
   // checkpoint_plan.h). Running and paused VMs change their disks through

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -131,6 +132,51 @@ TEST(StorageMovePlanTest, CheckpointLayersFollowTheirFiles) {
   EXPECT_EQ(PlanStorageMove(def, dir.path(), dir / "dst").error().code(), base::Code::kUnimplemented);
 }
 
+// Two VMs' overlays over one base image: moving the first must not delete
+// the base the second still builds on.
+TEST(StorageMovePlanTest, SourcesAnotherVmUsesAreKept) {
+  TestDir dir;
+  ::mkdir((dir / "shared").c_str(), 0755);
+  ::mkdir((dir / "vm2").c_str(), 0755);
+  storage::Qcow2CreateOptions base;
+  base.size = 1 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(dir / "shared/base.qcow2", base).has_value());
+  storage::Qcow2CreateOptions overlay;
+  overlay.backing_file = "base.qcow2";  // relative to the overlay's directory
+  ASSERT_TRUE(storage::CreateQcow2(dir / "shared/a.qcow2", overlay).has_value());
+  ASSERT_TRUE(storage::CreateQcow2(dir / "shared/b.qcow2", overlay).has_value());
+  MakeFile(dir / "vm2/cp.img", 4096, 0);
+
+  // vm2 uses its disk b.qcow2 (absolute path), b's backing base.qcow2 and a
+  // checkpoint layer named relative to its VM directory.
+  config::VmDefinition other = Def({{dir / "shared/b.qcow2", config::DiskFormat::kQcow2, false}});
+  other.name = "vm2";
+  config::CheckpointSpec cp;
+  cp.name = "c1";
+  cp.layers = {"cp.img"};
+  other.checkpoints.push_back(cp);
+  std::vector<std::string> files = FilesOfVm(other, dir / "vm2");
+  EXPECT_EQ(files, (std::vector<std::string>{dir / "shared/b.qcow2", dir / "shared/base.qcow2", dir / "vm2/cp.img"}));
+
+  auto plan = PlanStorageMove(Def({{dir / "shared/a.qcow2", config::DiskFormat::kQcow2, false}}), dir.path(),
+                              dir / "dst");
+  ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
+  ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
+  ASSERT_TRUE(CopyStorageOffline(*plan, -1, nullptr).has_value());
+  // Another spelling of the same file (through a symlink) is matched too.
+  ASSERT_EQ(::symlink((dir / "shared").c_str(), (dir / "link").c_str()), 0);
+  std::map<std::string, std::string> in_use = {{dir / "link/base.qcow2", "vm2"}};
+  auto kept = RemoveMoveSources(*plan, in_use);
+  ASSERT_TRUE(kept.has_value()) << kept.error().ToString();
+  ASSERT_EQ(kept->size(), 1u);
+  EXPECT_EQ((*kept)[0].path, dir / "shared/base.qcow2");
+  EXPECT_EQ((*kept)[0].used_by, "vm2");
+  EXPECT_NE(::access((dir / "shared/a.qcow2").c_str(), F_OK), 0) << "the moved top goes";
+  EXPECT_TRUE(storage::OpenDisk(dir / "shared/b.qcow2", config::DiskFormat::kQcow2, true).has_value())
+      << "vm2's chain still opens";
+  EXPECT_TRUE(storage::OpenDisk(dir / "dst/a.qcow2", config::DiskFormat::kQcow2, true).has_value());
+}
+
 TEST(StorageMovePlanTest, MarkerListsAndRemovesOnlyDestinationFiles) {
   TestDir dir;
   MakeFile(dir / "a.img", 4096, 1);
@@ -190,6 +236,9 @@ TEST(StorageMoveCliTest, FormatsProgressAndReport) {
   std::string report = FormatMoveReport(job);
   EXPECT_NE(report.find("paused 1.5 ms"), std::string::npos) << report;
   EXPECT_NE(report.find("/d/a.img"), std::string::npos) << report;
+  job["kept_sources"] = {{{"path", "/s/base.img"}, {"used_by", "vm2"}}};
+  report = FormatMoveReport(job);
+  EXPECT_NE(report.find("kept:        /s/base.img (used by vm vm2)"), std::string::npos) << report;
   EXPECT_NE(FormatJobList({{"jobs", {job}}}).find("move-1"), std::string::npos);
   EXPECT_EQ(FormatDuration(3725), "1:02:05");
 }
@@ -216,7 +265,8 @@ TEST(StorageMoveStatusTest, JsonRoundTrip) {
 
 // The worker's mover on real files: a writer thread keeps writing through the
 // tracking disk during the whole move; afterwards the destination equals what
-// the writer wrote last, the definition was committed and the source is gone.
+// the writer wrote last and the definition was committed. The source stays
+// (ferryd removes it, knowing which files other VMs use).
 TEST(StorageMoverTest, MovesARawDiskUnderLoadAndSwitches) {
   TestDir dir;
   constexpr uint64_t kSize = 8 << 20;
@@ -265,7 +315,7 @@ TEST(StorageMoverTest, MovesARawDiskUnderLoadAndSwitches) {
   ASSERT_EQ(s.phase, MovePhase::kCompleted) << s.error;
   ASSERT_EQ(committed.disks.size(), 1u);
   EXPECT_EQ(committed.disks[0].path, dir / "dst/a.img");
-  EXPECT_NE(::access((dir / "a.img").c_str(), F_OK), 0) << "source removed";
+  EXPECT_EQ(::access((dir / "a.img").c_str(), F_OK), 0) << "the mover leaves the sources to ferryd";
   ASSERT_TRUE((*tracking)->Flush().has_value());
   EXPECT_EQ(ReadAll(dir / "dst/a.img"), std::string(model.begin(), model.end()));
 }

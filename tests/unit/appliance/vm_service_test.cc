@@ -12,6 +12,7 @@
 #include "appliance/process.h"
 #include "appliance/worker_protocol.h"
 #include "base/clock.h"
+#include "storage/qcow2.h"
 #include "test_dir.h"
 
 namespace appliance {
@@ -121,6 +122,50 @@ TEST_F(VmServiceTest, CreateListShowDelete) {
   ASSERT_TRUE(service_->Delete("web1").has_value());
   EXPECT_EQ(service_->Show("web1").error().code(), base::Code::kNotFound);
   EXPECT_EQ(service_->Delete("web1").error().code(), base::Code::kNotFound);
+}
+
+// A storage move rewrites vm.toml and copies the files the checkpoints name:
+// checkpoint operations wait until it ends.
+TEST_F(VmServiceTest, CheckpointsAreRefusedDuringAStorageMove) {
+  CreateRequest req;
+  req.definition.name = "m1";
+  req.definition.memory_bytes = 64ull << 20;
+  req.definition.disks = {{dir_ / "disk.img", config::DiskFormat::kRaw, false}};
+  req.guest = "memory";
+  ASSERT_TRUE(service_->Create(req).has_value());
+  ASSERT_TRUE(service_->BeginStorageMove("m1").has_value());
+  EXPECT_TRUE(service_->StorageMoveActive("m1"));
+  auto created = service_->CreateCheckpoint("m1", "c1");
+  ASSERT_FALSE(created.has_value());
+  EXPECT_EQ(created.error().code(), base::Code::kFailedPrecondition);
+  EXPECT_NE(created.error().message().find("storage move"), std::string::npos) << created.error().message();
+  EXPECT_EQ(service_->ApplyCheckpoint("m1", "c1", true).error().code(), base::Code::kFailedPrecondition);
+  EXPECT_EQ(service_->DeleteCheckpoint("m1", "c1").error().code(), base::Code::kFailedPrecondition);
+  service_->EndStorageMove("m1", false);
+  auto again = service_->CreateCheckpoint("m1", "c1");
+  EXPECT_TRUE(again.has_value()) << again.error().ToString();
+}
+
+// The files a move of one VM must keep: whatever the others use, backing
+// chains included.
+TEST_F(VmServiceTest, FilesUsedByOtherVmsFollowBackingChains) {
+  storage::Qcow2CreateOptions base;
+  base.size = 1 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(dir_ / "base.qcow2", base).has_value());
+  storage::Qcow2CreateOptions overlay;
+  overlay.backing_file = "base.qcow2";
+  ASSERT_TRUE(storage::CreateQcow2(dir_ / "a.qcow2", overlay).has_value());
+  ASSERT_TRUE(storage::CreateQcow2(dir_ / "b.qcow2", overlay).has_value());
+  for (const char* name : {"a", "b"}) {
+    CreateRequest req;
+    req.definition.name = name;
+    req.definition.memory_bytes = 64ull << 20;
+    req.definition.disks = {{dir_ / (std::string(name) + ".qcow2"), config::DiskFormat::kQcow2, false}};
+    req.guest = "memory";
+    ASSERT_TRUE(service_->Create(req).has_value());
+  }
+  auto used = service_->FilesUsedByOtherVms("a");
+  EXPECT_EQ(used, (std::map<std::string, std::string>{{dir_ / "b.qcow2", "b"}, {dir_ / "base.qcow2", "b"}}));
 }
 
 TEST_F(VmServiceTest, CreateErrorsAreClear) {

@@ -30,6 +30,51 @@ bool Terminal(MirrorState s) {
 
 }  // namespace
 
+GuestFirstPacer::GuestFirstPacer(uint64_t floor_bps, uint64_t cap_bps)
+    : floor_(cap_bps != 0 ? std::min(floor_bps, cap_bps) : floor_bps),
+      cap_(cap_bps != 0 ? cap_bps : kUnlimited),
+      busy_rate_(floor_) {}
+
+uint64_t GuestFirstPacer::Update(uint64_t now_ns, uint64_t ops, uint64_t busy_ns,
+                                 uint64_t in_flight) {
+  if (ops == 0 && in_flight == 0) {
+    // Idle: nothing to slow down. A probe still pending stays pending (this
+    // window saw no guest I/O, so it measured nothing).
+    idle_ = true;
+    rate_ = cap_;
+    return rate_;
+  }
+  // Mean latency; a window whose only ops are still running is "as slow as
+  // the window", i.e. congested.
+  const uint64_t latency = ops > 0 ? busy_ns / ops : kWindowNs;
+  if (probing_ || now_ns - baseline_at_ns_ >= kBaselineMaxAgeNs) {
+    if (!idle_ && rate_ == 0) {
+      // The copy was held for this window: the guest ran alone.
+      baseline_ns_ = std::max<uint64_t>(latency, 1);
+      baseline_at_ns_ = now_ns;
+      probing_ = false;
+      rate_ = busy_rate_;
+    } else {
+      probing_ = true;
+      idle_ = false;
+      rate_ = 0;  // hold the next window and measure
+    }
+    return rate_;
+  }
+  if (idle_) {
+    idle_ = false;
+    rate_ = busy_rate_;  // where the last busy spell left off
+  }
+  baseline_ns_ = std::min(baseline_ns_, latency);
+  if (double(latency) > kTargetRatio * double(baseline_ns_)) {
+    rate_ = std::max(floor_, uint64_t(double(rate_) * kDecrease));
+  } else {
+    rate_ = std::min(cap_, rate_ + kIncreaseStep);
+  }
+  busy_rate_ = rate_;
+  return rate_;
+}
+
 std::string_view ToString(MirrorState state) {
   switch (state) {
     case MirrorState::kCopying: return "copying";
@@ -50,6 +95,10 @@ base::Result<std::unique_ptr<MirrorJob>> MirrorJob::Start(TrackingDisk& source, 
                        "mirror chunk size " + std::to_string(options.chunk_size) +
                            " is not a multiple of the bitmap granularity " +
                            std::to_string(gran) + " up to 64 MiB");
+  }
+  if (options.guest_first && options.min_bytes_per_second == 0) {
+    return base::Error(base::Code::kInvalidArgument,
+                       "guest-first mirror needs a floor rate (min_bytes_per_second > 0)");
   }
   if (sink.size() != source.size()) {
     return base::Error(base::Code::kInvalidArgument,
@@ -86,6 +135,9 @@ MirrorJob::MirrorJob(TrackingDisk& source, BlockSink& sink, MirrorOptions option
       buf_(options_.chunk_size) {
   unscanned_ = options_.start == MirrorStart::kFullScan ? source.size() : 0;
   rate_mark_ns_ = clock_.NowNanos();
+  if (options_.guest_first) {
+    pacer_.emplace(options_.min_bytes_per_second, options_.max_bytes_per_second);
+  }
 }
 
 MirrorJob::~MirrorJob() {
@@ -223,6 +275,10 @@ base::Status MirrorJob::RunCopy() {
                              " bytes, the disk " + std::to_string(source_.size()));
     }
   }
+  // The pacer's first window (a probe of the guest's own latency) runs
+  // during the scan, which barely touches the device.
+  pacer_window_ns_ = clock_.NowNanos();
+  pacer_stats_ = source_.guest_io_stats();
   RETURN_IF_ERROR(Seed(reader.get()));
   RETURN_IF_ERROR(source_.AttachMirror(sink_, wake_.fd()));
 
@@ -327,22 +383,62 @@ base::Status MirrorJob::CopyRun(Disk* reader, uint64_t offset, uint64_t len) {
   return Pace(len);
 }
 
-base::Status MirrorJob::Pace(uint64_t bytes) {
-  if (options_.max_bytes_per_second == 0) return base::Ok();
-  const uint64_t now = clock_.NowNanos();
-  // One-second windows: the copy may burst within a window, never beyond it.
-  if (pace_start_ns_ == 0 || now - pace_start_ns_ >= 1'000'000'000) {
-    pace_start_ns_ = now;
-    pace_bytes_ = 0;
+uint64_t MirrorJob::PaceRate(uint64_t now_ns, bool force) {
+  const uint64_t cap = options_.max_bytes_per_second != 0 ? options_.max_bytes_per_second
+                                                          : GuestFirstPacer::kUnlimited;
+  if (!pacer_) return cap;
+  if (force || now_ns - pacer_window_ns_ >= GuestFirstPacer::kWindowNs) {
+    const GuestIoStats now = source_.guest_io_stats();
+    pacer_->Update(now_ns, now.ops - pacer_stats_.ops, now.busy_ns - pacer_stats_.busy_ns,
+                   now.in_flight);
+    pacer_stats_ = now;
+    pacer_window_ns_ = now_ns;
   }
-  pace_bytes_ += bytes;
-  const uint64_t due_ns =
-      uint64_t(double(pace_bytes_) / double(options_.max_bytes_per_second) * 1e9);
-  const uint64_t elapsed = now - pace_start_ns_;
-  if (due_ns <= elapsed) return base::Ok();
-  auto waited = base::WaitReadable(cancel_.fd(), -1, int((due_ns - elapsed) / 1'000'000) + 1);
-  if (waited) return CheckCancelled();  // the cancel fd became readable
-  return base::Ok();  // the pause ran out
+  return pacer_->rate();
+}
+
+base::Status MirrorJob::Pace(uint64_t bytes) {
+  // With guest I/O paused (Complete) there is no guest to protect, and the
+  // switch is waiting for this copy.
+  if (complete_requested_) return base::Ok();
+  // Credit for time already spent copying, so a paced copy runs at its rate
+  // rather than rate minus copy time; small, so a rate change bites at once.
+  constexpr uint64_t kSlackNs = 20'000'000;
+  bool charged = false;
+  for (;;) {
+    uint64_t now = clock_.NowNanos();
+    uint64_t rate = PaceRate(now, false);
+    if (rate == GuestFirstPacer::kUnlimited) {
+      pace_next_ns_ = now;
+      return base::Ok();
+    }
+    uint64_t wait_ns;
+    if (rate == 0) {
+      // Hold: the pacer is measuring the guest alone for the rest of its
+      // window. Then end the window (whatever the clock says).
+      wait_ns = GuestFirstPacer::kWindowNs - std::min(GuestFirstPacer::kWindowNs,
+                                                      now - pacer_window_ns_);
+    } else {
+      if (!charged) {
+        pace_next_ns_ = std::max(pace_next_ns_, now - std::min(now, kSlackNs)) +
+                        uint64_t(double(bytes) / double(rate) * 1e9);
+        charged = true;
+      }
+      if (pace_next_ns_ <= now) return base::Ok();
+      wait_ns = pace_next_ns_ - now;
+      // Look again at the window's end: the guest may have gone idle.
+      if (pacer_) {
+        wait_ns = std::min(wait_ns, GuestFirstPacer::kWindowNs -
+                                        std::min(GuestFirstPacer::kWindowNs - 1'000'000,
+                                                 now - pacer_window_ns_));
+      }
+    }
+    auto waited = base::WaitReadable(cancel_.fd(), -1, int(wait_ns / 1'000'000) + 1);
+    if (waited) return CheckCancelled();  // the cancel fd became readable
+    if (complete_requested_) return base::Ok();
+    if (rate == 0) PaceRate(clock_.NowNanos(), true);
+    if (!pacer_) return base::Ok();  // a plain cap: one wait covers the debt
+  }
 }
 
 base::Status MirrorJob::ReadSource(Disk* reader, void* buf, size_t len, uint64_t offset) {

@@ -25,14 +25,32 @@ TrackingDisk::TrackingDisk(std::unique_ptr<Disk> inner, DirtyBitmap dirty, Dirty
 
 TrackingDisk::~TrackingDisk() = default;
 
-void TrackingDisk::BeginGuestOp(std::unique_lock<std::mutex>& lock) {
-  cv_.wait(lock, [&] { return !paused_; });
-  ++guest_ops_;
+namespace {
+
+uint64_t NowNs() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
 }
 
-void TrackingDisk::EndGuestOp(std::unique_lock<std::mutex>& lock) {
+}  // namespace
+
+uint64_t TrackingDisk::BeginGuestOp(std::unique_lock<std::mutex>& lock) {
+  cv_.wait(lock, [&] { return !paused_; });
+  ++guest_ops_;
+  return NowNs();
+}
+
+void TrackingDisk::EndGuestOp(std::unique_lock<std::mutex>& lock, uint64_t begin_ns) {
   --guest_ops_;
+  ++guest_done_;
+  guest_busy_ns_ += NowNs() - begin_ns;
   cv_.notify_all();
+}
+
+GuestIoStats TrackingDisk::guest_io_stats() const {
+  std::lock_guard lock(mu_);
+  return GuestIoStats{guest_done_, guest_busy_ns_, guest_ops_};
 }
 
 void TrackingDisk::Wake() const {
@@ -45,14 +63,14 @@ void TrackingDisk::Wake() const {
 
 base::Status TrackingDisk::Read(void* buf, size_t len, uint64_t offset) {
   std::unique_lock lock(mu_);
-  BeginGuestOp(lock);
+  const uint64_t begin_ns = BeginGuestOp(lock);
   lock.unlock();
   base::Status st = [&] {
     std::lock_guard io(io_mu_);
     return inner_->Read(buf, len, offset);
   }();
   lock.lock();
-  EndGuestOp(lock);
+  EndGuestOp(lock, begin_ns);
   return st;
 }
 
@@ -100,7 +118,7 @@ base::Status TrackingDisk::GuestWrite(const char* what, uint64_t offset, uint64_
   }
   const uint64_t end = offset + len;
   std::unique_lock lock(mu_);
-  BeginGuestOp(lock);
+  const uint64_t begin_ns = BeginGuestOp(lock);
   const WriteKind kind = len == 0 ? WriteKind::kSourceOnly : ClassifyWrite(offset, end);
   BlockSink* sink = sink_;
   if (kind == WriteKind::kWriteThrough) write_through_.push_back({offset, end});
@@ -133,13 +151,13 @@ base::Status TrackingDisk::GuestWrite(const char* what, uint64_t offset, uint64_
     if (sink_error && !mirror_error_) mirror_error_ = std::move(sink_error);
   }
   if (dirtied && sink_ != nullptr) Wake();
-  EndGuestOp(lock);
+  EndGuestOp(lock, begin_ns);
   return st;
 }
 
 base::Status TrackingDisk::Flush() {
   std::unique_lock lock(mu_);
-  BeginGuestOp(lock);
+  const uint64_t begin_ns = BeginGuestOp(lock);
   ++guest_flushes_;
   lock.unlock();
   base::Status st = [&] {
@@ -148,7 +166,7 @@ base::Status TrackingDisk::Flush() {
   }();
   lock.lock();
   --guest_flushes_;
-  EndGuestOp(lock);
+  EndGuestOp(lock, begin_ns);
   return st;
 }
 

@@ -82,10 +82,18 @@ struct MirrorOptions {
   bool skip_unallocated = false;
   uint64_t chunk_size = 1 << 20;        // multiple of the bitmap granularity
   uint64_t flush_interval = 256 << 20;  // bytes written to the sink between flushes
-  // Pace the copy (bytes read from the source per second; 0: as fast as the
-  // devices go). Bulk copy and guest I/O share the device: on a busy disk a
-  // cap is what keeps a flush-heavy guest within its budget (mirror_bench).
+  // Cap on the copy (bytes read from the source per second; 0: none). Always
+  // honoured, guest busy or idle.
   uint64_t max_bytes_per_second = 0;
+  // Guest-first pacing (GuestFirstPacer below): full speed while the guest
+  // is idle, backed off towards min_bytes_per_second while guest I/O slows
+  // down. Bulk copy and guest I/O share the device; without this a
+  // flush-heavy guest runs several times slower during a move
+  // (storage_move_bench). false: only max_bytes_per_second paces.
+  bool guest_first = true;
+  // The floor while the guest is busy, so the copy always converges (at
+  // most max_bytes_per_second when that is lower).
+  uint64_t min_bytes_per_second = 16 << 20;
   SourceOpener open_source;             // empty: read through the tracking disk
   base::Clock* clock = nullptr;         // null: the monotonic clock
 };
@@ -97,6 +105,57 @@ struct MirrorProgress {
   uint64_t bytes_remaining = 0;  // dirty now (plus what a full scan has yet to mark)
   double bytes_per_second = 0;   // copy rate, smoothed
   double eta_seconds = -1;       // remaining / rate; -1 while unknown
+};
+
+// The copy rate of a guest-first mirror, as a pure function of what the
+// guest did in consecutive observation windows (kWindowNs each); the job
+// thread feeds it TrackingDisk::guest_io_stats() deltas. The rule:
+//   - Guest idle (no guest op completed or in flight in the window): copy at
+//     the cap (kUnlimited without one).
+//   - Guest busy and no fresh baseline (none yet, or older than
+//     kBaselineMaxAgeNs): hold the copy for one window (rate 0) and take the
+//     guest's mean op latency in it as the baseline, then start at the floor.
+//   - Guest busy otherwise: AIMD on the window's mean op latency. Above
+//     kTargetRatio x baseline (the copy is slowing the guest; a window with
+//     ops in flight and none completed counts as above): rate x kDecrease,
+//     not below the floor. Otherwise rate + kIncreaseStep, not above the cap.
+//     The baseline only ever drops to a lower window mean (the copy can only
+//     add latency), until the next probe replaces it.
+// The guest on the host is a queue-depth-1 writer, so its write rate
+// is inversely proportional to its mean latency: keeping latency within 1.2x
+// of baseline keeps the slowdown under the 1.3x, with some margin
+// for the noise of a 100 ms window.
+class GuestFirstPacer {
+ public:
+  static constexpr uint64_t kUnlimited = UINT64_MAX;
+  static constexpr uint64_t kWindowNs = 100'000'000;
+  static constexpr uint64_t kBaselineMaxAgeNs = 10'000'000'000;
+  static constexpr double kTargetRatio = 1.2;
+  static constexpr double kDecrease = 0.7;
+  static constexpr uint64_t kIncreaseStep = 4 << 20;  // bytes/s per window
+
+  // floor_bps > 0; cap_bps 0: no cap. A cap below the floor lowers the floor.
+  GuestFirstPacer(uint64_t floor_bps, uint64_t cap_bps);
+
+  // Ends the window at now_ns: `ops` guest ops completed in it with summed
+  // latency `busy_ns`, `in_flight` still running at its end. Returns rate().
+  uint64_t Update(uint64_t now_ns, uint64_t ops, uint64_t busy_ns, uint64_t in_flight);
+  // Bytes per second the copy may run at until the next Update: kUnlimited,
+  // 0 (hold: probing the guest's baseline), or a rate in [floor, cap]. Starts
+  // at 0: a job's first window is a probe.
+  uint64_t rate() const { return rate_; }
+  // The guest's uncontended mean op latency; 0 while unknown.
+  uint64_t baseline_ns() const { return baseline_ns_; }
+
+ private:
+  uint64_t floor_;
+  uint64_t cap_;             // kUnlimited: none
+  uint64_t rate_ = 0;
+  uint64_t busy_rate_ = 0;   // last rate while busy; resumed after an idle spell
+  uint64_t baseline_ns_ = 0;
+  uint64_t baseline_at_ns_ = 0;
+  bool probing_ = true;  // no baseline yet, or a stale one being replaced
+  bool idle_ = false;    // the last window saw no guest I/O
 };
 
 class MirrorJob {
@@ -141,8 +200,12 @@ class MirrorJob {
   void SetState(MirrorState state);
   void AddCopied(uint64_t bytes);
   base::Status CheckCancelled() const;
-  // Waits (cancellably) so the copy stays under max_bytes_per_second.
+  // Waits (cancellably) so the copy stays under the rate the pacer allows
+  // (max_bytes_per_second, and GuestFirstPacer's rate if guest_first).
   base::Status Pace(uint64_t bytes);
+  // The rate allowed now, ending the pacer's window first if it is over (or
+  // if force).
+  uint64_t PaceRate(uint64_t now_ns, bool force);
   // The job's final status; only once the state is terminal.
   base::Status FinalStatus() const;  // mu_ held
 
@@ -158,8 +221,11 @@ class MirrorJob {
   std::atomic<bool> complete_requested_{false};
   std::vector<uint8_t> buf_;  // job thread only
   uint64_t since_flush_ = 0;  // job thread only
-  uint64_t pace_start_ns_ = 0;  // job thread only: pacing window start
-  uint64_t pace_bytes_ = 0;     // job thread only: bytes copied in the window
+  // Job thread only: pacing. The next chunk may start at pace_next_ns_.
+  std::optional<GuestFirstPacer> pacer_;  // set iff options_.guest_first
+  uint64_t pacer_window_ns_ = 0;          // start of the pacer's window
+  GuestIoStats pacer_stats_;              // guest counters at that start
+  uint64_t pace_next_ns_ = 0;
 
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

@@ -49,6 +49,16 @@
 
 namespace storage {
 
+// Guest I/O through a TrackingDisk, cumulative since Create: what the
+// mirror's guest-first pacer (mirror_job.h) reads to see whether the guest is
+// busy and how long its I/O takes. Latency runs from admission (after any
+// PauseIo wait) to completion, so it includes lock and device waits.
+struct GuestIoStats {
+  uint64_t ops = 0;        // guest Read/Write/Discard/WriteZeroes/Flush completed
+  uint64_t busy_ns = 0;    // their summed latency
+  uint64_t in_flight = 0;  // guest ops admitted and not yet completed (now)
+};
+
 class TrackingDisk final : public Disk {
  public:
   // Owns inner. Tracking starts now: every write from here on is recorded.
@@ -73,6 +83,8 @@ class TrackingDisk final : public Disk {
 
   // Guest writes since Create (or since a copy took them). Owned by this disk.
   DirtyBitmap& dirty() { return dirty_; }
+  // Guest I/O counters (see GuestIoStats); a consistent snapshot.
+  GuestIoStats guest_io_stats() const;
 
   // --- Pause and switch (the end of a storage move) ---
   // Blocks new guest I/O (Read/Write/Flush wait) and returns once the guest
@@ -130,9 +142,10 @@ class TrackingDisk final : public Disk {
   enum class WriteKind { kSourceOnly = 1, kWriteThrough = 2 };
 
   TrackingDisk(std::unique_ptr<Disk> inner, DirtyBitmap dirty, DirtyBitmap unsynced);
-  // Waits while paused and counts the op as in flight.
-  void BeginGuestOp(std::unique_lock<std::mutex>& lock);
-  void EndGuestOp(std::unique_lock<std::mutex>& lock);
+  // Waits while paused and counts the op as in flight; returns its admission
+  // time for EndGuestOp's latency accounting.
+  uint64_t BeginGuestOp(std::unique_lock<std::mutex>& lock);
+  void EndGuestOp(std::unique_lock<std::mutex>& lock, uint64_t begin_ns);
   WriteKind ClassifyWrite(uint64_t offset, uint64_t end) const;  // mu_ held
   // Every guest change of contents (Write, Discard, WriteZeroes): classified,
   // source_op(inner) under io_mu_, then sink_op(sink) or the dirty bit. `what`
@@ -154,6 +167,8 @@ class TrackingDisk final : public Disk {
   bool paused_ = false;
   uint64_t guest_ops_ = 0;  // guest Read/Write/Flush in flight
   uint64_t guest_flushes_ = 0;  // guest Flush in flight
+  uint64_t guest_done_ = 0;     // guest ops completed (GuestIoStats::ops)
+  uint64_t guest_busy_ns_ = 0;  // their summed latency
   BlockSink* sink_ = nullptr;
   int wake_fd_ = -1;
   std::optional<base::Error> mirror_error_;

@@ -272,7 +272,8 @@ std::vector<std::string> RemoveMoveDestination(const StorageMovePlan& plan) {
   return removed;
 }
 
-std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker_path) {
+std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker_path,
+                                                       const std::set<std::string>& in_use) {
   std::vector<std::string> removed;
   auto text = base::ReadFileToString(marker_path);
   if (!text) return removed;
@@ -285,6 +286,7 @@ std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker
     // Only files inside the marker's directory tree: a damaged marker must not
     // delete anything else.
     if (p.rfind(dir + "/", 0) != 0) continue;
+    if (in_use.count(p)) continue;
     if (::unlink(p.c_str()) == 0) removed.push_back(p);
   }
   if (::unlink(marker_path.c_str()) == 0) removed.push_back(marker_path);

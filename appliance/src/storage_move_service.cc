@@ -305,13 +305,24 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
                                     : "the worker stopped answering: " +
                                           (reply ? std::string("no move status") : reply.error().message());
       // The dirty tracking died with the worker: nothing at the destination
-      // can be resumed, so it goes.
+      // can be resumed, so it goes — except what the VM's vm.toml (the
+      // move's commit point) names: a worker that died after committing has
+      // made the destination files the VM's disks, and the guest may have
+      // written to them since the switch. Reloading vm.toml makes the next
+      // start use whichever files it names.
+      vms_.EndStorageMove(vm, /*reload=*/true);
+      std::set<std::string> in_use;
+      if (auto def = config::LoadVmDefinition(target.vm_dir + "/vm.toml"); def) {
+        for (std::string& f : FilesOfVm(*def, target.vm_dir)) in_use.insert(std::move(f));
+      } else {
+        base::LogWarning("job " + job->record.id + ": " + def.error().ToString() +
+                         "; keeping every destination file");
+      }
       StorageMovePlan marker_plan;
       marker_plan.vm_name = vm;
       marker_plan.destination = job->record.destination;
-      std::vector<std::string> cleaned =
-          worker_gone ? RemoveMoveDestinationByMarker(MoveMarkerPath(marker_plan)) : std::vector<std::string>{};
-      vms_.EndStorageMove(vm, false);
+      std::vector<std::string> cleaned;
+      if (worker_gone && !in_use.empty()) cleaned = RemoveMoveDestinationByMarker(MoveMarkerPath(marker_plan), in_use);
       Finish(*job, Failed(job->record.id, job->record.destination, base::Error(base::Code::kAborted, why)),
              std::move(cleaned));
       return;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -87,8 +88,11 @@ base::Status WriteMoveMarker(const StorageMovePlan& plan, const std::string& sta
 // source file. Returns the paths removed.
 std::vector<std::string> RemoveMoveDestination(const StorageMovePlan& plan);
 // Removes the files of a marker written by WriteMoveMarker (ferryd uses it
-// when the worker that ran the move is gone). Missing marker: nothing to do.
-std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker_path);
+// when the worker that ran the move is gone), except those in `in_use`: a
+// worker that died after its commit point (the new vm.toml) leaves a marker
+// whose files are already the VM's disks. Missing marker: nothing to do.
+std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker_path,
+                                                       const std::set<std::string>& in_use);
 // Every file a VM's definition uses: its disks, its checkpoint layers and
 // every file of their qcow2 backing chains (relative names resolved against
 // the referring image's directory, at most 32 deep). Absolute, cleaned

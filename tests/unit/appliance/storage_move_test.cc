@@ -185,10 +185,28 @@ TEST(StorageMovePlanTest, MarkerListsAndRemovesOnlyDestinationFiles) {
   ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
   MakeFile(PartPath(dir / "dst/a.img"), 4096, 2);
   ASSERT_TRUE(WriteMoveMarker(*plan, "copying").has_value());
-  auto removed = RemoveMoveDestinationByMarker(MoveMarkerPath(*plan));
+  auto removed = RemoveMoveDestinationByMarker(MoveMarkerPath(*plan), {});
   EXPECT_EQ(removed.size(), 2u);
   EXPECT_NE(::access(PartPath(dir / "dst/a.img").c_str(), F_OK), 0);
   EXPECT_EQ(::access((dir / "a.img").c_str(), F_OK), 0) << "sources are never touched";
+}
+
+// A worker that died after its commit point (the new vm.toml) left a marker
+// whose final file is now the VM's disk: cleaning up must keep it.
+TEST(StorageMovePlanTest, MarkerCleanupKeepsFilesTheCommittedDefinitionUses) {
+  TestDir dir;
+  MakeFile(dir / "a.img", 4096, 1);
+  auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(), dir / "dst");
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
+  ASSERT_TRUE(WriteMoveMarker(*plan, "switching").has_value());
+  MakeFile(dir / "dst/a.img", 4096, 3);  // renamed into place, then committed
+  auto committed = FilesOfVm(plan->moved_definition, dir.path());
+  std::set<std::string> in_use(committed.begin(), committed.end());
+  ASSERT_TRUE(in_use.count(dir / "dst/a.img")) << "the moved definition names the destination";
+  RemoveMoveDestinationByMarker(MoveMarkerPath(*plan), in_use);
+  EXPECT_EQ(::access((dir / "dst/a.img").c_str(), F_OK), 0) << "the VM's committed disk was deleted";
+  EXPECT_NE(::access(MoveMarkerPath(*plan).c_str(), F_OK), 0) << "the marker itself goes";
 }
 
 TEST(StorageMovePlanTest, PrepareDestinationNamesTheProblem) {

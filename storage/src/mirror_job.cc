@@ -33,45 +33,10 @@ bool Terminal(MirrorState s) {
 GuestFirstPacer::GuestFirstPacer(uint64_t floor_bps, uint64_t cap_bps)
     : floor_(cap_bps != 0 ? std::min(floor_bps, cap_bps) : floor_bps),
       cap_(cap_bps != 0 ? cap_bps : kUnlimited),
-      busy_rate_(floor_) {}
+      rate_(floor_) {}
 
-uint64_t GuestFirstPacer::Update(uint64_t now_ns, uint64_t ops, uint64_t busy_ns,
-                                 uint64_t in_flight) {
-  if (ops == 0 && in_flight == 0) {
-    // Idle: nothing to slow down. A probe still pending stays pending (this
-    // window saw no guest I/O, so it measured nothing).
-    idle_ = true;
-    rate_ = cap_;
-    return rate_;
-  }
-  // Mean latency; a window whose only ops are still running is "as slow as
-  // the window", i.e. congested.
-  const uint64_t latency = ops > 0 ? busy_ns / ops : kWindowNs;
-  if (probing_ || now_ns - baseline_at_ns_ >= kBaselineMaxAgeNs) {
-    if (!idle_ && rate_ == 0) {
-      // The copy was held for this window: the guest ran alone.
-      baseline_ns_ = std::max<uint64_t>(latency, 1);
-      baseline_at_ns_ = now_ns;
-      probing_ = false;
-      rate_ = busy_rate_;
-    } else {
-      probing_ = true;
-      idle_ = false;
-      rate_ = 0;  // hold the next window and measure
-    }
-    return rate_;
-  }
-  if (idle_) {
-    idle_ = false;
-    rate_ = busy_rate_;  // where the last busy spell left off
-  }
-  baseline_ns_ = std::min(baseline_ns_, latency);
-  if (double(latency) > kTargetRatio * double(baseline_ns_)) {
-    rate_ = std::max(floor_, uint64_t(double(rate_) * kDecrease));
-  } else {
-    rate_ = std::min(cap_, rate_ + kIncreaseStep);
-  }
-  busy_rate_ = rate_;
+uint64_t GuestFirstPacer::Update(uint64_t ops, uint64_t in_flight) {
+  rate_ = ops == 0 && in_flight == 0 ? cap_ : floor_;
   return rate_;
 }
 
@@ -275,8 +240,7 @@ base::Status MirrorJob::RunCopy() {
                              " bytes, the disk " + std::to_string(source_.size()));
     }
   }
-  // The pacer's first window (a probe of the guest's own latency) runs
-  // during the scan, which barely touches the device.
+  // The pacer's first window runs during the scan.
   pacer_window_ns_ = clock_.NowNanos();
   pacer_stats_ = source_.guest_io_stats();
   RETURN_IF_ERROR(Seed(reader.get()));
@@ -355,7 +319,13 @@ base::Status MirrorJob::CopyChunk(Disk* reader, uint64_t offset, uint64_t len) {
     for (const ByteRun& r : runs) source_.dirty().Set(r.offset, r.length);
   }
   source_.EndCopy();
-  return st;
+  if (!st) return st;
+  // Pace only after EndCopy: while the chunk is claimed, guest writes into it
+  // are source-only and dirty it again, so sleeping with the claim held would
+  // make a busy guest re-dirty every chunk and the copy would never converge.
+  uint64_t copied = 0;
+  for (const ByteRun& r : runs) copied += r.length;
+  return copied != 0 ? Pace(copied) : base::Ok();
 }
 
 base::Status MirrorJob::CopyRun(Disk* reader, uint64_t offset, uint64_t len) {
@@ -380,17 +350,16 @@ base::Status MirrorJob::CopyRun(Disk* reader, uint64_t offset, uint64_t len) {
   source_.MarkUnsynced(offset, len);
   since_flush_ += len;
   AddCopied(len);
-  return Pace(len);
+  return base::Ok();
 }
 
-uint64_t MirrorJob::PaceRate(uint64_t now_ns, bool force) {
+uint64_t MirrorJob::PaceRate(uint64_t now_ns) {
   const uint64_t cap = options_.max_bytes_per_second != 0 ? options_.max_bytes_per_second
                                                           : GuestFirstPacer::kUnlimited;
   if (!pacer_) return cap;
-  if (force || now_ns - pacer_window_ns_ >= GuestFirstPacer::kWindowNs) {
+  if (now_ns - pacer_window_ns_ >= GuestFirstPacer::kWindowNs) {
     const GuestIoStats now = source_.guest_io_stats();
-    pacer_->Update(now_ns, now.ops - pacer_stats_.ops, now.busy_ns - pacer_stats_.busy_ns,
-                   now.in_flight);
+    pacer_->Update(now.ops - pacer_stats_.ops, now.in_flight);
     pacer_stats_ = now;
     pacer_window_ns_ = now_ns;
   }
@@ -406,38 +375,33 @@ base::Status MirrorJob::Pace(uint64_t bytes) {
   constexpr uint64_t kSlackNs = 20'000'000;
   bool charged = false;
   for (;;) {
-    uint64_t now = clock_.NowNanos();
-    uint64_t rate = PaceRate(now, false);
+    const uint64_t now = clock_.NowNanos();
+    const uint64_t rate = PaceRate(now);
     if (rate == GuestFirstPacer::kUnlimited) {
       pace_next_ns_ = now;
       return base::Ok();
     }
-    uint64_t wait_ns;
-    if (rate == 0) {
-      // Hold: the pacer is measuring the guest alone for the rest of its
-      // window. Then end the window (whatever the clock says).
-      wait_ns = GuestFirstPacer::kWindowNs - std::min(GuestFirstPacer::kWindowNs,
-                                                      now - pacer_window_ns_);
-    } else {
-      if (!charged) {
-        pace_next_ns_ = std::max(pace_next_ns_, now - std::min(now, kSlackNs)) +
-                        uint64_t(double(bytes) / double(rate) * 1e9);
-        charged = true;
-      }
-      if (pace_next_ns_ <= now) return base::Ok();
-      wait_ns = pace_next_ns_ - now;
-      // Look again at the window's end: the guest may have gone idle.
-      if (pacer_) {
-        wait_ns = std::min(wait_ns, GuestFirstPacer::kWindowNs -
-                                        std::min(GuestFirstPacer::kWindowNs - 1'000'000,
-                                                 now - pacer_window_ns_));
-      }
+    if (!charged) {
+      pace_next_ns_ = std::max(pace_next_ns_, now - std::min(now, kSlackNs)) +
+                      uint64_t(double(bytes) / double(rate) * 1e9);
+      charged = true;
     }
-    auto waited = base::WaitReadable(cancel_.fd(), -1, int(wait_ns / 1'000'000) + 1);
-    if (waited) return CheckCancelled();  // the cancel fd became readable
+    if (pace_next_ns_ <= now) return base::Ok();
+    uint64_t wait_ns = pace_next_ns_ - now;
+    // Look again at the window's end: the guest may have gone idle.
+    if (pacer_) {
+      const uint64_t in_window = std::min(GuestFirstPacer::kWindowNs - 1'000'000,
+                                          now - pacer_window_ns_);
+      wait_ns = std::min(wait_ns, GuestFirstPacer::kWindowNs - in_window);
+    }
+    // Cancel ends the wait with the job; Complete (which signals wake_) ends
+    // it at once. Consuming wake_ here is safe: the copy loop looks at the
+    // bitmap before it idles, so a guest write's wake-up is not lost.
+    pollfd fds[2] = {{cancel_.fd(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
+    (void)poll(fds, 2, int(wait_ns / 1'000'000) + 1);
+    RETURN_IF_ERROR(CheckCancelled());
+    if (fds[1].revents & POLLIN) (void)wake_.Consume();
     if (complete_requested_) return base::Ok();
-    if (rate == 0) PaceRate(clock_.NowNanos(), true);
-    if (!pacer_) return base::Ok();  // a plain cap: one wait covers the debt
   }
 }
 

@@ -151,19 +151,21 @@ base::Result<json> VmService::ListCheckpoints(const std::string& name) {
   return json{{"vm", name}, {"current_checkpoint", vm->definition.current_checkpoint}, {"checkpoints", list}};
 }
 
+base::Result<VmService::CheckpointStart> VmService::BeginCheckpointOp(Vm& vm, const std::string& name,
+                                                                       const std::string& what) {
+  std::lock_guard lock(vm.mu);
+  if (vm.deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
+  RETURN_IF_ERROR(RefuseDuringStorageMove(vm.storage_move, what, name));
+  return CheckpointStart{vm.definition, vm.runtime.state};
+}
+
 base::Result<json> VmService::CreateCheckpoint(const std::string& name, const std::string& checkpoint) {
   ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
   RETURN_IF_ERROR(ValidateCheckpointName(checkpoint));
   std::lock_guard op(vm->op_mu);
-  config::VmDefinition def;
-  VmState state;
-  {
-    std::lock_guard lock(vm->mu);
-    if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
-    RETURN_IF_ERROR(RefuseDuringStorageMove(vm->storage_move, "create checkpoint " + checkpoint, name));
-    def = vm->definition;
-    state = vm->runtime.state;
-  }
+  ASSIGN_OR_RETURN(CheckpointStart start, BeginCheckpointOp(*vm, name, "create checkpoint " + checkpoint));
+  config::VmDefinition def = std::move(start.definition);
+  const VmState state = start.state;
   const std::string dir = inventory_.VmDir(name);
   auto exists = [&](const std::string& p) { return Exists(ResolveVmPath(dir, p)); };
   ASSIGN_OR_RETURN(CreatePlan plan, PlanCreateCheckpoint(def, checkpoint, UnixMillisNow(), exists));
@@ -207,15 +209,10 @@ base::Result<json> VmService::ApplyCheckpoint(const std::string& name, const std
   ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
   RETURN_IF_ERROR(ValidateCheckpointName(checkpoint));
   std::lock_guard op(vm->op_mu);
-  VmState state;
-  {
-    std::lock_guard lock(vm->mu);
-    if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
-    RETURN_IF_ERROR(RefuseDuringStorageMove(vm->storage_move, "apply checkpoint " + checkpoint, name));
-    if (config::FindCheckpoint(vm->definition, checkpoint) == nullptr)
-      return base::Error(base::Code::kNotFound, "vm " + name + " has no checkpoint named " + checkpoint);
-    state = vm->runtime.state;
-  }
+  ASSIGN_OR_RETURN(CheckpointStart start, BeginCheckpointOp(*vm, name, "apply checkpoint " + checkpoint));
+  if (config::FindCheckpoint(start.definition, checkpoint) == nullptr)
+    return base::Error(base::Code::kNotFound, "vm " + name + " has no checkpoint named " + checkpoint);
+  const VmState state = start.state;
   if (HasWorker(state) || state == VmState::kSaved) {
     if (!force)
       return base::Error(base::Code::kFailedPrecondition,
@@ -259,15 +256,9 @@ base::Result<json> VmService::DeleteCheckpoint(const std::string& name, const st
   ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
   RETURN_IF_ERROR(ValidateCheckpointName(checkpoint));
   std::lock_guard op(vm->op_mu);
-  config::VmDefinition def;
-  VmState state;
-  {
-    std::lock_guard lock(vm->mu);
-    if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
-    RETURN_IF_ERROR(RefuseDuringStorageMove(vm->storage_move, "delete checkpoint " + checkpoint, name));
-    def = vm->definition;
-    state = vm->runtime.state;
-  }
+  ASSIGN_OR_RETURN(CheckpointStart start, BeginCheckpointOp(*vm, name, "delete checkpoint " + checkpoint));
+  config::VmDefinition def = std::move(start.definition);
+  const VmState state = start.state;
   const bool running = HasWorker(state);
   const std::string dir = inventory_.VmDir(name);
   const std::string what = "delete checkpoint " + checkpoint + " of vm " + name;

@@ -123,6 +123,14 @@ class VmService {
   base::Status PauseOrResume(Vm& vm, VmAction action);
   base::Status Save(Vm& vm, const std::string& state_file);
   // Checkpoint helpers (checkpoints.cc); op_mu held, mu not.
+  // What a checkpoint operation starts from, read under vm.mu: refused if the
+  // VM was deleted or a storage move holds it ("what" names the operation).
+  struct CheckpointStart {
+    config::VmDefinition definition;
+    VmState state = VmState::kStopped;
+  };
+  base::Result<CheckpointStart> BeginCheckpointOp(Vm& vm, const std::string& name,
+                                                  const std::string& what);
   base::Status RecordDefinition(Vm& vm, const config::VmDefinition& definition);
   base::Status CallCheckpointWorker(Vm& vm, const nlohmann::json& action, int timeout_ms);
   // Waits (vm.mu held through lock) until the worker exits; kills it if it

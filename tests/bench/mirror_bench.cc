@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "base/clock.h"
 #include "base/fd.h"
 #include "storage/block_sink.h"
@@ -40,19 +41,8 @@ namespace {
 constexpr uint64_t kMiB = 1 << 20;
 constexpr size_t kBlock = 4096;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "mirror_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T Must(base::Result<T> r, const char* what) {
-  if (!r) Die(std::string(what) + ": " + r.error().ToString());
-  return std::move(r).value();
-}
-void Must(base::Status st, const char* what) {
-  if (!st) Die(std::string(what) + ": " + st.error().ToString());
-}
+using bench::Die;
+using bench::Must;
 
 // A fully allocated image of seeded, incompressible data.
 void MakeImage(const std::string& path, uint64_t size) {

@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "base/clock.h"
 #include "base/fd.h"
 #include "storage/block_file.h"
@@ -58,19 +59,8 @@ constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kBlock = 4096;
 constexpr uint8_t kPattern = 0xa5;  // qemu-img bench --pattern; never a zero cluster
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "storage_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T Must(base::Result<T> r, const char* what) {
-  if (!r) Die(std::string(what) + ": " + r.error().ToString());
-  return std::move(r).value();
-}
-void Must(base::Status st, const char* what) {
-  if (!st) Die(std::string(what) + ": " + st.error().ToString());
-}
+using bench::Die;
+using bench::Must;
 
 double Since(uint64_t t0) { return double(base::MonotonicNanos() - t0) / 1e9; }
 

@@ -55,6 +55,11 @@ std::string ReadFile(const std::string& path) {
 
 }  // namespace
 
+void MakeSparseFile(const std::string& path, uint64_t size) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).close();
+  ASSERT_EQ(::truncate(path.c_str(), off_t(size)), 0) << path;
+}
+
 ProcessResult RunProcess(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in, int timeout_ms) {
   ProcessResult result;
   int out[2], err[2];

@@ -28,6 +28,9 @@ struct ProcessResult {
 // output; kills it (and its process group) after timeout_ms.
 ProcessResult RunProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env, int timeout_ms);
 
+// Creates (or truncates) path as a sparse file of size bytes: a blank raw disk.
+void MakeSparseFile(const std::string& path, uint64_t size);
+
 // Heartbeat lines parsed from a console log.
 struct Heartbeat {
   uint64_t n = 0;

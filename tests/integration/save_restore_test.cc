@@ -83,11 +83,7 @@ TEST_F(FerryTest, MemoryGuestContinuesAcrossSaveAndRestore) {
 TEST_F(FerryTest, DiskGuestContinuesAcrossSaveAndRestoreAndItsDiskVerifies) {
   StartFerryd();
   std::string disk = dir() + "/data.img";
-  {
-    std::ofstream f(disk, std::ios::binary);
-    f.seekp((8 << 20) - 1);
-    f.put('\0');
-  }
+  MakeSparseFile(disk, 8 << 20);
   ASSERT_EQ(Ferry({"vm", "create", "d1", "--guest", "disk", "--memory", "32M", "--disk", disk, "--cmdline",
                    "hb_ms=50 rate=2000 flush_every=16"})
                 .exit_code,

@@ -21,11 +21,6 @@ bool Exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-void MakeSparseFile(const std::string& path, uint64_t size) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc).close();
-  ASSERT_EQ(::truncate(path.c_str(), off_t(size)), 0) << path;
-}
-
 size_t Count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;

@@ -3,10 +3,22 @@
 // and the like, which KVM cannot see).
 //
 // With KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_GET_DIRTY_LOG only copies the
-// bitmap and KVM_CLEAR_DIRTY_LOG re-protects exactly the harvested pages; a
-// page written between the two is already in the copied bitmap, and the
-// caller reads page contents after Harvest returns, so no write is lost.
-// Without the capability, KVM_GET_DIRTY_LOG does both at once.
+// bitmap and KVM_CLEAR_DIRTY_LOG clears and re-protects exactly the harvested
+// pages, so a harvest may run while the vCPUs do and loses no write:
+//   - a page written before GET is in the result;
+//   - a harvested page written again between GET and CLEAR is writable then
+//     (no new log entry), but the caller reads page contents only after
+//     Harvest returns, so it sees that write;
+//   - a page first written between GET and CLEAR keeps its bit in KVM's
+//     bitmap (CLEAR only clears harvested bits): it is in the next harvest;
+//   - a page written after CLEAR faults on the re-protected mapping and is
+//     logged for the next harvest.
+// VMM writes are recorded after the bytes are written (GuestMemory), and
+// taken after the CLEAR with an atomic exchange per word, so the same holds
+// for them. Without the capability, KVM_GET_DIRTY_LOG does both at once.
+// tests/unit/vm/live_move_test.cc (HarvestWhileRunningLosesNothing) keeps a
+// shadow copy from harvests alone while two vCPUs rewrite pages and checks it
+// equals guest RAM.
 //
 // Over-reporting, never under-reporting: on a shadow-paging host (PVM, see
 // PLATFORM.md) KVM maps a page writable — and logs it — on the first access

@@ -70,8 +70,11 @@ void GuestMemory::MarkDirty(uint64_t gpa, uint64_t len) {
   if (len > size_ - gpa) len = size_ - gpa;  // clamp: callers passed At() already
   uint64_t first = gpa / kPageSize;
   uint64_t last = (gpa + len - 1) / kPageSize;
+  // Release: a harvest that sees the bit (TakeVmmDirty's acquire exchange)
+  // also sees the bytes written before this call, so a live move that copies
+  // the page after the harvest copies them.
   for (uint64_t page = first; page <= last; ++page)
-    vmm_dirty_[page / 64].fetch_or(1ull << (page % 64), std::memory_order_relaxed);
+    vmm_dirty_[page / 64].fetch_or(1ull << (page % 64), std::memory_order_release);
 }
 
 std::vector<uint64_t> GuestMemory::TakeVmmDirty() {

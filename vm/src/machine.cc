@@ -1,6 +1,8 @@
-// Machine assembly: builds a VM from a definition (Create) or a state file
-// (Restore) out of the parts in this directory, and implements the Machine
-// interface on top of VcpuSet (run control), DirtyLog and machine_state.
+// Machine assembly: builds a VM from a definition (Create), a state file
+// (Restore) or a live move's memory plus device-state blob (CreateIncoming +
+// FinishIncoming) out of the parts in this directory, and implements the
+// Machine interface on top of VcpuSet (run control), VcpuThrottle, DirtyLog
+// and machine_state.
 #include "vm/machine.h"
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include "base/log.h"
 #include "boot.h"
 #include "cpu_state.h"
+#include "device_state_blob.h"
 #include "dirty_log.h"
 #include "guest_memory.h"
 #include "io_bus.h"
@@ -18,6 +21,7 @@
 #include "serial.h"
 #include "storage/disk.h"
 #include "vcpu_set.h"
+#include "vcpu_throttle.h"
 #include "virtio_blk.h"
 #include "vm/guest_abi.h"
 
@@ -74,16 +78,39 @@ base::Status CheckShape(const config::VmDefinition& def) {
   return base::Ok();
 }
 
+// The saved VM (a state file's or a blob's snapshot) must have the shape of
+// the definition it is restored under.
+base::Status CheckSnapshotShape(const config::VmDefinition& def, const MachineSnapshot& s,
+                                const std::string& source) {
+  auto saved_def = config::ParseVmDefinition(s.definition_text, source + " (saved definition)");
+  if (!saved_def) return saved_def.error();
+  auto mismatch = [&](const std::string& what) {
+    return base::Error(base::Code::kFailedPrecondition, "the VM in " + source + " has " + what);
+  };
+  if (s.memory_bytes != def.memory_bytes || saved_def->memory_bytes != def.memory_bytes)
+    return mismatch(std::to_string(s.memory_bytes) + " bytes of memory, the definition " +
+                    std::to_string(def.memory_bytes));
+  if (s.vcpus.size() != def.vcpus || saved_def->vcpus != def.vcpus)
+    return mismatch(std::to_string(s.vcpus.size()) + " vCPUs, the definition " + std::to_string(def.vcpus));
+  if (s.devices.size() != def.disks.size() || saved_def->disks.size() != def.disks.size())
+    return mismatch(std::to_string(s.devices.size()) + " disks, the definition " +
+                    std::to_string(def.disks.size()));
+  return base::Ok();
+}
+
 class MachineImpl final : public Machine {
  public:
-  explicit MachineImpl(const MachineOptions& options) : options_(options) {}
+  // Takes the KVM system and the guest RAM the machine will run on.
+  MachineImpl(const MachineOptions& options, KvmSystem kvm, std::unique_ptr<GuestMemory> memory)
+      : options_(options), memory_(std::move(memory)), kvm_(std::make_unique<KvmSystem>(std::move(kvm))) {}
   ~MachineImpl() override { Shutdown(); }
 
-  // Shared by Create and Restore: KVM VM, RAM slot, vCPUs with CPUID, serial,
-  // disks, bus and the vCPU threads (not started).
-  base::Status Build(KvmSystem kvm, std::unique_ptr<GuestMemory> memory);
+  // Shared by Create, Restore and FinishIncoming: KVM VM, RAM slot, vCPUs
+  // with CPUID, serial, disks, bus and the vCPU threads (not started).
+  base::Status Build();
   base::Status BootFresh();
   base::Status ApplySnapshot(const MachineSnapshot& snapshot);
+  void MarkIncoming() { incoming_ = true; }
 
   base::Status Start() override;
   base::Status Pause() override;
@@ -91,26 +118,40 @@ class MachineImpl final : public Machine {
   base::Status SaveState(const std::string& path) override;
   void Shutdown() override;
 
-  RunState state() const override { return vcpu_set_ ? vcpu_set_->state() : RunState::kFailed; }
-  std::string failure() const override { return vcpu_set_ ? vcpu_set_->failure() : "shut down"; }
+  RunState state() const override;
+  std::string failure() const override;
   MachineStats stats() const override;
   RunState WaitWhileRunning(int timeout_ms) override {
-    return vcpu_set_ ? vcpu_set_->WaitWhileRunning(timeout_ms) : RunState::kFailed;
+    if (!vcpu_set_) return state();
+    return vcpu_set_->WaitWhileRunning(timeout_ms);
   }
 
-  base::Status EnableDirtyLog() override { return dirty_log_->Enable(); }
-  base::Result<std::vector<uint64_t>> HarvestDirtyPages() override { return dirty_log_->Harvest(); }
-  base::Status DisableDirtyLog() override { return dirty_log_->Disable(); }
+  base::Status EnableDirtyLog() override;
+  base::Result<std::vector<uint64_t>> HarvestDirtyPages() override;
+  base::Status DisableDirtyLog() override;
   base::Status TransformDisk(size_t index, const DiskTransform& fn) override;
   size_t disk_count() const override { return disks_.size(); }
   uint8_t* memory_base() override { return memory_->base(); }
   uint64_t memory_size() const override { return memory_->size(); }
 
+  base::Status FinishIncoming(std::string_view device_state) override;
+  base::Result<std::string> SaveDeviceState() override;
+  base::Status SetThrottle(int percent) override;
+  int throttle() const override { return throttle_percent_; }
+
  private:
+  // Ok if the machine is built (not incoming, not shut down), else the
+  // kFailedPrecondition error for `op`.
+  base::Status CheckBuilt(const char* op) const;
   base::Status SetCpuid(KvmVcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported);
   base::Status OpenDisks();
   base::Status CheckTscRate(uint64_t saved_khz);
   base::Status RestoreClocks();
+  // Everything SaveState and SaveDeviceState write, memory aside. Paused only.
+  base::Result<MachineSnapshot> CaptureSnapshot();
+  // Undoes a Build that failed half-way or was never used, back to bare RAM
+  // and the KVM system (FinishIncoming's retry point).
+  void Unbuild();
 
   MachineOptions options_;
   // Declaration order is destruction order reversed: the vCPU threads
@@ -141,13 +182,18 @@ class MachineImpl final : public Machine {
   GuestClockSync guest_clock_ = GuestClockSync::kNotRestored;
   int64_t restore_tsc_jump_ = 0;
 
+  // kIncoming: RAM exists, nothing else is built until FinishIncoming.
+  bool incoming_ = false;
+  bool shut_down_ = false;
+  int throttle_percent_ = 0;
+
   std::unique_ptr<VcpuSet> vcpu_set_;
+  // Declared after vcpu_set_, which it kicks: its thread stops first.
+  std::unique_ptr<VcpuThrottle> throttle_;
 };
 
-base::Status MachineImpl::Build(KvmSystem kvm, std::unique_ptr<GuestMemory> memory) {
+base::Status MachineImpl::Build() {
   const config::VmDefinition& def = options_.definition;
-  memory_ = std::move(memory);
-  kvm_ = std::make_unique<KvmSystem>(std::move(kvm));
   ASSIGN_OR_RETURN(KvmVm vm, kvm_->CreateVm());
   vm_ = std::make_unique<KvmVm>(std::move(vm));
   if (vm_->CheckExtension(KVM_CAP_SET_TSS_ADDR)) RETURN_IF_ERROR(vm_->SetTssAddr(kKvmTssGpa));
@@ -179,6 +225,65 @@ base::Status MachineImpl::Build(KvmSystem kvm, std::unique_ptr<GuestMemory> memo
   std::vector<KvmVcpu*> ptrs;
   for (auto& v : vcpus_) ptrs.push_back(&v);
   vcpu_set_ = std::make_unique<VcpuSet>(std::move(ptrs), *bus_);
+  throttle_ = std::make_unique<VcpuThrottle>(*vcpu_set_);
+  if (throttle_percent_ > 0) throttle_->Set(throttle_percent_);
+  return base::Ok();
+}
+
+void MachineImpl::Unbuild() {
+  // Reverse order of Build; nothing has run (the vCPU threads never started).
+  throttle_.reset();
+  vcpu_set_.reset();
+  bus_.reset();
+  disks_.clear();
+  serial_.reset();
+  dirty_log_.reset();
+  vcpus_.clear();
+  vm_.reset();
+  layout_ = VcpuStateLayout{};
+  tsc_khz_ = 0;
+  paused_tsc_.clear();
+  paused_clock_ns_ = 0;
+  clocks_pending_ = false;
+}
+
+base::Status MachineImpl::CheckBuilt(const char* op) const {
+  if (incoming_)
+    return base::Error(base::Code::kFailedPrecondition,
+                       std::string(op) + ": machine is incoming (FinishIncoming has not completed)");
+  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, std::string(op) + ": machine was shut down");
+  return base::Ok();
+}
+
+RunState MachineImpl::state() const {
+  if (incoming_) return RunState::kIncoming;
+  if (!vcpu_set_) return shut_down_ ? RunState::kPoweredOff : RunState::kFailed;
+  return vcpu_set_->state();
+}
+
+std::string MachineImpl::failure() const { return vcpu_set_ ? vcpu_set_->failure() : ""; }
+
+base::Status MachineImpl::EnableDirtyLog() {
+  RETURN_IF_ERROR(CheckBuilt("enable dirty log"));
+  return dirty_log_->Enable();
+}
+
+base::Result<std::vector<uint64_t>> MachineImpl::HarvestDirtyPages() {
+  RETURN_IF_ERROR(CheckBuilt("harvest dirty pages"));
+  return dirty_log_->Harvest();
+}
+
+base::Status MachineImpl::DisableDirtyLog() {
+  RETURN_IF_ERROR(CheckBuilt("disable dirty log"));
+  return dirty_log_->Disable();
+}
+
+base::Status MachineImpl::SetThrottle(int percent) {
+  if (percent < 0 || percent > 99)
+    return base::Error(base::Code::kInvalidArgument,
+                       "throttle of " + std::to_string(percent) + "%; 0..99 are valid (0 = off)");
+  throttle_percent_ = percent;
+  if (throttle_) throttle_->Set(percent);
   return base::Ok();
 }
 
@@ -312,12 +417,12 @@ base::Status MachineImpl::RestoreClocks() {
 }
 
 base::Status MachineImpl::Start() {
-  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  RETURN_IF_ERROR(CheckBuilt("start"));
   return vcpu_set_->Start();
 }
 
 base::Status MachineImpl::Pause() {
-  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  RETURN_IF_ERROR(CheckBuilt("pause"));
   bool was_running = vcpu_set_->state() == RunState::kRunning;
   RETURN_IF_ERROR(vcpu_set_->Pause());
   if (!was_running) return base::Ok();
@@ -342,19 +447,14 @@ base::Status MachineImpl::Pause() {
 }
 
 base::Status MachineImpl::Resume() {
-  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  RETURN_IF_ERROR(CheckBuilt("resume"));
   if (vcpu_set_->state() != RunState::kPaused)
     return vcpu_set_->Resume();  // its error names the state
   RETURN_IF_ERROR(RestoreClocks());
   return vcpu_set_->Resume();
 }
 
-base::Status MachineImpl::SaveState(const std::string& path) {
-  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
-  RunState st = vcpu_set_->state();
-  if (st != RunState::kPaused)
-    return base::Error(base::Code::kFailedPrecondition,
-                       "save state: machine is " + std::string(ToString(st)) + ", not paused");
+base::Result<MachineSnapshot> MachineImpl::CaptureSnapshot() {
   MachineSnapshot s;
   s.definition_text = config::FormatVmDefinition(options_.definition);
   s.memory_bytes = memory_->size();
@@ -373,12 +473,56 @@ base::Status MachineImpl::SaveState(const std::string& path) {
   }
   s.serial = serial_->SaveState();
   for (auto& d : disks_) s.devices.push_back(d->SaveState());
-  if (auto r = WriteStateFile(path, s, *memory_); !r) return r.error().Wrap("save state");
+  return s;
+}
+
+base::Status MachineImpl::SaveState(const std::string& path) {
+  RETURN_IF_ERROR(CheckBuilt("save state"));
+  RunState st = vcpu_set_->state();
+  if (st != RunState::kPaused)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "save state: machine is " + std::string(ToString(st)) + ", not paused");
+  auto s = CaptureSnapshot();
+  if (!s) return s.error().Wrap("save state");
+  if (auto r = WriteStateFile(path, *s, *memory_); !r) return r.error().Wrap("save state");
+  return base::Ok();
+}
+
+base::Result<std::string> MachineImpl::SaveDeviceState() {
+  RETURN_IF_ERROR(CheckBuilt("save device state"));
+  RunState st = vcpu_set_->state();
+  if (st != RunState::kPaused)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "save device state: machine is " + std::string(ToString(st)) + ", not paused");
+  auto s = CaptureSnapshot();
+  if (!s) return s.error().Wrap("save device state");
+  auto blob = EncodeDeviceState(*s);
+  if (!blob) return blob.error().Wrap("save device state");
+  return std::move(*blob);
+}
+
+base::Status MachineImpl::FinishIncoming(std::string_view device_state) {
+  const config::VmDefinition& def = options_.definition;
+  const std::string what = "finish incoming vm " + def.name;
+  if (!incoming_)
+    return base::Error(base::Code::kFailedPrecondition,
+                       what + ": machine is " + std::string(ToString(state())) + ", not incoming");
+  // The blob is verified completely before anything is built.
+  auto s = DecodeDeviceState(device_state);
+  if (!s) return s.error().Wrap(what);
+  if (auto st = CheckSnapshotShape(def, *s, "the device-state blob"); !st) return st.error().Wrap(what);
+  base::Status st = Build();
+  if (st) st = ApplySnapshot(*s);
+  if (!st) {
+    Unbuild();  // stays kIncoming; guest RAM is untouched
+    return st.error().Wrap(what);
+  }
+  incoming_ = false;
   return base::Ok();
 }
 
 base::Status MachineImpl::TransformDisk(size_t index, const DiskTransform& fn) {
-  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, "machine was shut down");
+  RETURN_IF_ERROR(CheckBuilt("transform disk"));
   if (index >= disks_.size())
     return base::Error(base::Code::kOutOfRange, "transform disk " + std::to_string(index) + ": the vm has " +
                                                     std::to_string(disks_.size()) + " disks");
@@ -388,6 +532,12 @@ base::Status MachineImpl::TransformDisk(size_t index, const DiskTransform& fn) {
 }
 
 void MachineImpl::Shutdown() {
+  if (incoming_) {
+    incoming_ = false;
+    shut_down_ = true;
+    return;
+  }
+  throttle_.reset();
   if (vcpu_set_) vcpu_set_->Stop();
   for (size_t i = 0; i < disks_.size(); ++i) {
     if (auto st = disks_[i]->Drain(); !st)
@@ -421,6 +571,7 @@ std::string_view ToString(RunState s) {
     case RunState::kPaused: return "paused";
     case RunState::kPoweredOff: return "powered-off";
     case RunState::kFailed: return "failed";
+    case RunState::kIncoming: return "incoming";
   }
   return "unknown";
 }
@@ -439,10 +590,23 @@ base::Result<std::unique_ptr<Machine>> Machine::Create(const MachineOptions& opt
   RETURN_IF_ERROR(CheckShape(def));
   ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open(options.kvm_device));
   ASSIGN_OR_RETURN(std::unique_ptr<GuestMemory> memory, GuestMemory::Create(def.memory_bytes));
-  auto m = std::make_unique<MachineImpl>(options);
-  if (auto st = m->Build(std::move(kvm), std::move(memory)); !st)
-    return st.error().Wrap("create vm " + def.name);
+  auto m = std::make_unique<MachineImpl>(options, std::move(kvm), std::move(memory));
+  if (auto st = m->Build(); !st) return st.error().Wrap("create vm " + def.name);
   if (auto st = m->BootFresh(); !st) return st.error().Wrap("create vm " + def.name);
+  return std::unique_ptr<Machine>(std::move(m));
+}
+
+base::Result<std::unique_ptr<Machine>> Machine::CreateIncoming(const MachineOptions& options) {
+  const config::VmDefinition& def = options.definition;
+  // KVM is opened now so a destination without it fails before any memory
+  // is sent; the VM itself is created by FinishIncoming.
+  RETURN_IF_ERROR(CheckShape(def));
+  auto kvm = KvmSystem::Open(options.kvm_device);
+  if (!kvm) return kvm.error().Wrap("create incoming vm " + def.name);
+  auto memory = GuestMemory::Create(def.memory_bytes);
+  if (!memory) return memory.error().Wrap("create incoming vm " + def.name);
+  auto m = std::make_unique<MachineImpl>(options, std::move(*kvm), std::move(*memory));
+  m->MarkIncoming();
   return std::unique_ptr<Machine>(std::move(m));
 }
 
@@ -453,25 +617,10 @@ base::Result<std::unique_ptr<Machine>> Machine::Restore(const MachineOptions& op
   // Everything in the file is verified before any KVM object exists.
   ASSIGN_OR_RETURN(LoadedState loaded, ReadStateFile(state_path));
   const MachineSnapshot& s = loaded.snapshot;
-  auto saved_def = config::ParseVmDefinition(s.definition_text, state_path + " (saved definition)");
-  if (!saved_def) return saved_def.error().Wrap("restore from " + state_path);
-  auto mismatch = [&](const std::string& what) {
-    return base::Error(base::Code::kFailedPrecondition,
-                       "restore vm " + def.name + " from " + state_path + ": the saved VM has " + what);
-  };
-  if (s.memory_bytes != def.memory_bytes || saved_def->memory_bytes != def.memory_bytes)
-    return mismatch(std::to_string(s.memory_bytes) + " bytes of memory, the definition " +
-                    std::to_string(def.memory_bytes));
-  if (s.vcpus.size() != def.vcpus || saved_def->vcpus != def.vcpus)
-    return mismatch(std::to_string(s.vcpus.size()) + " vCPUs, the definition " + std::to_string(def.vcpus));
-  if (s.devices.size() != def.disks.size() || saved_def->disks.size() != def.disks.size())
-    return mismatch(std::to_string(s.devices.size()) + " disks, the definition " +
-                    std::to_string(def.disks.size()));
-
+  if (auto st = CheckSnapshotShape(def, s, state_path); !st) return st.error().Wrap("restore vm " + def.name);
   ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open(options.kvm_device));
-  auto m = std::make_unique<MachineImpl>(options);
-  if (auto st = m->Build(std::move(kvm), std::move(loaded.memory)); !st)
-    return st.error().Wrap("restore vm " + def.name);
+  auto m = std::make_unique<MachineImpl>(options, std::move(kvm), std::move(loaded.memory));
+  if (auto st = m->Build(); !st) return st.error().Wrap("restore vm " + def.name);
   if (auto st = m->ApplySnapshot(s); !st) return st.error().Wrap("restore vm " + def.name + " from " + state_path);
   return std::unique_ptr<Machine>(std::move(m));
 }

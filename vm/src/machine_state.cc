@@ -23,9 +23,7 @@ constexpr uint64_t kMaxMemoryBytes = config::kMaxVmMemoryBytes;
 
 }  // namespace
 
-base::Status WriteStateFile(const std::string& path, const MachineSnapshot& s, GuestMemory& memory) {
-  ASSIGN_OR_RETURN(StateFileWriter w, StateFileWriter::Create(path));
-
+base::Status WriteMachineSections(StateFileWriter& w, const MachineSnapshot& s) {
   base::LeWriter def;
   def.U32(kDefinitionEncodingToml);
   def.Bytes(s.definition_text.data(), s.definition_text.size());
@@ -56,14 +54,18 @@ base::Status WriteStateFile(const std::string& path, const MachineSnapshot& s, G
     d.Bytes(s.devices[i].data(), s.devices[i].size());
     RETURN_IF_ERROR(w.AddSection(SectionType::kDevice, d.data()));
   }
+  return base::Ok();
+}
+
+base::Status WriteStateFile(const std::string& path, const MachineSnapshot& s, GuestMemory& memory) {
+  ASSIGN_OR_RETURN(StateFileWriter w, StateFileWriter::Create(path));
+  RETURN_IF_ERROR(WriteMachineSections(w, s));
   RETURN_IF_ERROR(SaveMemoryImage(memory, w));
   return w.Commit();
 }
 
-base::Result<LoadedState> ReadStateFile(const std::string& path) {
-  ASSIGN_OR_RETURN(StateFileReader r, StateFileReader::Open(path));
-  LoadedState out;
-  MachineSnapshot& s = out.snapshot;
+base::Result<MachineSnapshot> ReadMachineSections(StateFileReader& r) {
+  MachineSnapshot s;
   // Each section is checked against its CRC (EndSection) before any of its
   // fields is used, so a field is never trusted before it is verified.
   auto corrupt_in = [&](SectionType t, const base::Error& e) {
@@ -143,7 +145,14 @@ base::Result<LoadedState> ReadStateFile(const std::string& path) {
       return r.Corrupt("device section " + std::to_string(i) + " has a wrong index or kind");
     s.devices.push_back(rec.substr(8));
   }
+  return s;
+}
 
+base::Result<LoadedState> ReadStateFile(const std::string& path) {
+  ASSIGN_OR_RETURN(StateFileReader r, StateFileReader::Open(path));
+  LoadedState out;
+  ASSIGN_OR_RETURN(out.snapshot, ReadMachineSections(r));
+  const MachineSnapshot& s = out.snapshot;
   ASSIGN_OR_RETURN(out.memory, GuestMemory::Create(s.memory_bytes));
   RETURN_IF_ERROR(LoadMemoryImage(r, *out.memory));
   RETURN_IF_ERROR(r.Finish());

@@ -1,7 +1,9 @@
 // What a saved Machine consists of, and its mapping onto state-file sections
 // (vm/STATE_FORMAT.md gives the field tables). Reading verifies the whole file
 // — every section CRC, the trailer's whole-file CRC, every field — before the
-// caller builds anything from it.
+// caller builds anything from it. The section codec is shared with the
+// device-state blob of a live move (device_state_blob.h), which holds the
+// same sections without memory.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include "base/result.h"
 #include "cpu_state.h"
 #include "guest_memory.h"
+#include "state_file.h"
 
 namespace vm {
 
@@ -26,6 +29,13 @@ struct MachineSnapshot {
   std::string serial;
   std::vector<std::string> devices;  // virtio-blk SaveState blobs, disk order
 };
+
+// Every section except memory, in container order: definition, machine,
+// vcpu x n, serial, device x n.
+base::Status WriteMachineSections(StateFileWriter& writer, const MachineSnapshot& snapshot);
+// Reads and verifies (CRCs and every field) the sections WriteMachineSections
+// wrote; the reader is left before whatever follows (memory, or the trailer).
+base::Result<MachineSnapshot> ReadMachineSections(StateFileReader& reader);
 
 // Writes path atomically (temp file, fsync, rename, fsync of the directory).
 base::Status WriteStateFile(const std::string& path, const MachineSnapshot& snapshot,

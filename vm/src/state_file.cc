@@ -107,21 +107,33 @@ StateFileWriter::~StateFileWriter() {
 base::Result<StateFileWriter> StateFileWriter::Create(const std::string& path) {
   ASSIGN_OR_RETURN(base::Fd fd, base::Fd::Open(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, 0600));
   StateFileWriter w(path, std::move(fd));
-  uint8_t h[kFileHeaderBytes] = {};
-  base::PutLe64(h, kStateMagic);
-  base::PutLe32(h + 8, kStateFormatVersion);
-  base::PutLe32(h + 20, base::Crc32c(h, 20));
-  w.buffer_.append(reinterpret_cast<const char*>(h), sizeof h);
-  w.file_crc_ = base::Crc32c(h, sizeof h);
+  w.WriteHeader(kStateMagic);
   return w;
 }
 
+StateFileWriter StateFileWriter::CreateInMemory(uint64_t magic, std::string label) {
+  StateFileWriter w(std::move(label), base::Fd());
+  w.tmp_path_.clear();
+  w.WriteHeader(magic);
+  return w;
+}
+
+void StateFileWriter::WriteHeader(uint64_t magic) {
+  uint8_t h[kFileHeaderBytes] = {};
+  base::PutLe64(h, magic);
+  base::PutLe32(h + 8, kStateFormatVersion);
+  base::PutLe32(h + 20, base::Crc32c(h, 20));
+  buffer_.append(reinterpret_cast<const char*>(h), sizeof h);
+  file_crc_ = base::Crc32c(h, sizeof h);
+}
+
 base::Error StateFileWriter::Fail(const base::Error& e) const {
-  return e.Wrap("write state file " + path_);
+  return e.Wrap(in_memory() ? "write " + path_ : "write state file " + path_);
 }
 
 base::Status StateFileWriter::Flush() {
-  if (buffer_.empty()) return base::Ok();
+  // In memory the buffer is the container: nothing to flush to.
+  if (buffer_.empty() || in_memory()) return base::Ok();
   if (auto st = base::WriteAll(fd_.get(), buffer_.data(), buffer_.size()); !st) return Fail(st.error());
   flushed_ += buffer_.size();
   buffer_.clear();
@@ -142,7 +154,7 @@ base::Status StateFileWriter::BeginSection(SectionType type) {
 base::Status StateFileWriter::Append(const void* data, size_t len) {
   section_crc_ = base::Crc32c(data, len, section_crc_);
   section_len_ += len;
-  if (len >= kDirectWriteBytes) {
+  if (len >= kDirectWriteBytes && !in_memory()) {
     RETURN_IF_ERROR(Flush());
     if (auto st = base::WriteAll(fd_.get(), data, len); !st) return Fail(st.error());
     flushed_ += len;
@@ -183,6 +195,10 @@ base::Status StateFileWriter::Commit() {
   base::PutLe32(t + 16, file_crc_);
   base::PutLe32(t + 20, base::Crc32c(t, 20));
   buffer_.append(reinterpret_cast<const char*>(t), sizeof t);
+  if (in_memory()) {
+    committed_ = true;
+    return base::Ok();
+  }
   RETURN_IF_ERROR(Flush());
   if (::fsync(fd_.get()) != 0) return Fail(base::ErrnoError("fsync " + tmp_path_));
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
@@ -193,13 +209,58 @@ base::Status StateFileWriter::Commit() {
   return base::Ok();
 }
 
+std::string StateFileWriter::TakeBuffer() {
+  if (!in_memory() || !committed_) return std::string();
+  return std::move(buffer_);
+}
+
 // ---- Reader ---------------------------------------------------------------
 
-StateFileReader::StateFileReader(std::string path, base::Fd fd, uint64_t data_end, uint32_t file_crc)
-    : path_(std::move(path)), fd_(std::move(fd)), data_end_(data_end), expected_file_crc_(file_crc) {}
+StateFileReader::StateFileReader(std::string path, std::string label, base::Fd fd, std::string_view mem,
+                                 uint64_t data_end, uint32_t file_crc)
+    : path_(std::move(path)),
+      label_(std::move(label)),
+      fd_(std::move(fd)),
+      mem_(mem),
+      data_end_(data_end),
+      expected_file_crc_(file_crc) {}
 
 base::Error StateFileReader::Corrupt(const std::string& what) const {
-  return base::Error(base::Code::kDataLoss, "state file " + path_ + ": " + what);
+  return base::Error(base::Code::kDataLoss, label_ + ": " + what);
+}
+
+base::Result<uint64_t> StateFileReader::CheckEnds(const uint8_t* h, const uint8_t* t, uint64_t size,
+                                                  uint64_t magic, const std::string& label) {
+  auto corrupt = [&](const std::string& what) {
+    return base::Error(base::Code::kDataLoss, label + ": " + what);
+  };
+  uint64_t found = base::GetLe64(h);
+  if (found != magic) {
+    // The two containers share a layout; say which one arrived where.
+    if (magic == kStateMagic && found == kDeviceStateMagic)
+      return corrupt("bad magic; this is a device-state blob, not a ferry state file");
+    if (magic == kDeviceStateMagic && found == kStateMagic)
+      return corrupt("bad magic; this is a state file, not a device-state blob");
+    return corrupt(magic == kStateMagic ? "bad magic; not a ferry state file"
+                                        : "bad magic; not a ferry device-state blob");
+  }
+  if (base::GetLe32(h + 20) != base::Crc32c(h, 20)) return corrupt("file header checksum mismatch");
+  uint32_t version = base::GetLe32(h + 8);
+  if (version != kStateFormatVersion)
+    return base::Error(base::Code::kFailedPrecondition,
+                       label + " has format version " + std::to_string(version) +
+                           "; this build reads version " + std::to_string(kStateFormatVersion));
+  if (base::GetLe32(h + 12) != 0 || base::GetLe32(h + 16) != 0)
+    return corrupt("reserved header fields are not zero");
+
+  if (base::GetLe64(t) != kTrailerMagic)
+    return corrupt("no trailer at the end (truncated or overwritten)");
+  if (base::GetLe32(t + 20) != base::Crc32c(t, 20)) return corrupt("trailer checksum mismatch");
+  uint64_t data_end = base::GetLe64(t + 8);
+  if (data_end != size - kTrailerBytes)
+    return corrupt("trailer says the sections end at " + std::to_string(data_end) + ", but there are " +
+                   std::to_string(size) + " bytes");
+  return data_end;
 }
 
 base::Result<StateFileReader> StateFileReader::Open(const std::string& path) {
@@ -207,43 +268,46 @@ base::Result<StateFileReader> StateFileReader::Open(const std::string& path) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return base::ErrnoError("stat state file " + path);
   uint64_t size = static_cast<uint64_t>(st.st_size);
-  auto corrupt = [&](const std::string& what) {
-    return base::Error(base::Code::kDataLoss, "state file " + path + ": " + what);
-  };
+  std::string label = "state file " + path;
   if (size < kFileHeaderBytes + kTrailerBytes)
-    return corrupt("only " + std::to_string(size) + " bytes; too short for header and trailer");
+    return base::Error(base::Code::kDataLoss, label + ": only " + std::to_string(size) +
+                                                  " bytes; too short for header and trailer");
   uint8_t h[kFileHeaderBytes];
   ASSIGN_OR_RETURN(size_t got, base::PreadFull(fd.get(), h, sizeof h, 0));
-  if (got != sizeof h) return corrupt("short read of the file header");
-  if (base::GetLe64(h) != kStateMagic) return corrupt("bad magic; not a ferry state file");
-  if (base::GetLe32(h + 20) != base::Crc32c(h, 20)) return corrupt("file header checksum mismatch");
-  uint32_t version = base::GetLe32(h + 8);
-  if (version != kStateFormatVersion)
-    return base::Error(base::Code::kFailedPrecondition,
-                       "state file " + path + " has format version " + std::to_string(version) +
-                           "; this build reads version " + std::to_string(kStateFormatVersion));
-  if (base::GetLe32(h + 12) != 0 || base::GetLe32(h + 16) != 0)
-    return corrupt("reserved header fields are not zero");
-
+  if (got != sizeof h) return base::Error(base::Code::kDataLoss, label + ": short read of the file header");
   uint8_t t[kTrailerBytes];
   ASSIGN_OR_RETURN(got, base::PreadFull(fd.get(), t, sizeof t, static_cast<off_t>(size - kTrailerBytes)));
-  if (got != sizeof t) return corrupt("short read of the trailer");
-  if (base::GetLe64(t) != kTrailerMagic)
-    return corrupt("no trailer at the end of the file (truncated or overwritten)");
-  if (base::GetLe32(t + 20) != base::Crc32c(t, 20)) return corrupt("trailer checksum mismatch");
-  uint64_t data_end = base::GetLe64(t + 8);
-  if (data_end != size - kTrailerBytes)
-    return corrupt("trailer says the sections end at " + std::to_string(data_end) +
-                   ", but the file is " + std::to_string(size) + " bytes");
-  StateFileReader r(path, std::move(fd), data_end, base::GetLe32(t + 16));
+  if (got != sizeof t) return base::Error(base::Code::kDataLoss, label + ": short read of the trailer");
+  ASSIGN_OR_RETURN(uint64_t data_end, CheckEnds(h, t, size, kStateMagic, label));
+  StateFileReader r(path, std::move(label), std::move(fd), {}, data_end, base::GetLe32(t + 16));
   r.pos_ = kFileHeaderBytes;
   r.file_crc_ = base::Crc32c(h, sizeof h);
+  return r;
+}
+
+base::Result<StateFileReader> StateFileReader::OpenBuffer(std::string_view data, uint64_t magic,
+                                                          std::string label) {
+  uint64_t size = data.size();
+  if (size < kFileHeaderBytes + kTrailerBytes)
+    return base::Error(base::Code::kDataLoss, label + ": only " + std::to_string(size) +
+                                                  " bytes; too short for header and trailer");
+  const auto* h = reinterpret_cast<const uint8_t*>(data.data());
+  const uint8_t* t = h + size - kTrailerBytes;
+  ASSIGN_OR_RETURN(uint64_t data_end, CheckEnds(h, t, size, magic, label));
+  StateFileReader r("", std::move(label), base::Fd(), data, data_end, base::GetLe32(t + 16));
+  r.pos_ = kFileHeaderBytes;
+  r.file_crc_ = base::Crc32c(h, kFileHeaderBytes);
   return r;
 }
 
 base::Status StateFileReader::ReadRaw(void* out, size_t len) {
   if (len > data_end_ - pos_) return Corrupt("truncated: read past the last section");
   auto* dst = static_cast<uint8_t*>(out);
+  if (!fd_.valid()) {
+    std::memcpy(dst, mem_.data() + pos_, len);
+    pos_ += len;
+    return base::Ok();
+  }
   while (len > 0) {
     if (buf_pos_ == buf_.size()) {
       buf_.clear();

@@ -1,20 +1,33 @@
 #include "vcpu_set.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "base/log.h"
 
 namespace vm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// At most this much running time is paid back by one throttle sleep: it
+// bounds the first sleep after the throttle is switched on (the vCPU may
+// have run for minutes) to kMaxThrottleCredit * 99 at 99%.
+constexpr Clock::duration kMaxThrottleCredit = std::chrono::milliseconds(20);
+
+}  // namespace
 
 VcpuSet::VcpuSet(std::vector<KvmVcpu*> vcpus, IoBus& bus) {
   for (KvmVcpu* v : vcpus) threads_.push_back(std::make_unique<VcpuThread>(*v, bus, *this, exits_));
   in_loop_.assign(threads_.size(), false);
+  run_since_.assign(threads_.size(), Clock::time_point{});
 }
 
 VcpuSet::~VcpuSet() { Stop(); }
 
 base::Status VcpuSet::StartThreadsLocked() {
   for (size_t i = 0; i < threads_.size(); ++i) {
+    run_since_[i] = Clock::now();
     threads_[i]->ClearImmediateExit();
     threads_[i]->Start();
     in_loop_[i] = true;
@@ -52,6 +65,7 @@ base::Status VcpuSet::Pause() {
                            (failure_.empty() ? "" : " (" + failure_ + ")"));
   pause_requested_ = true;
   KickAllLocked();
+  cv_.notify_all();  // vCPUs sleeping for the throttle park at once
   cv_.wait(lock, [&] { return parked_ == active_; });
   if (state_ != RunState::kRunning) {
     // The guest powered off or failed while we were pausing it.
@@ -121,14 +135,46 @@ RunState VcpuSet::WaitWhileRunning(int timeout_ms) {
   return state_;
 }
 
+void VcpuSet::SetThrottle(int percent) {
+  std::lock_guard lock(mu_);
+  throttle_percent_ = std::clamp(percent, 0, 99);
+  cv_.notify_all();
+}
+
+void VcpuSet::ThrottleKick() {
+  std::lock_guard lock(mu_);
+  if (state_ != RunState::kRunning || pause_requested_ || stop_requested_ || throttle_percent_ == 0) return;
+  KickAllLocked();
+}
+
 bool VcpuSet::OnInterrupted(VcpuThread& vcpu) {
   std::unique_lock lock(mu_);
   if (stop_requested_) return false;
-  if (!pause_requested_) return true;  // a stray signal
+  const uint32_t i = vcpu.index();
+  if (!pause_requested_) {
+    // A throttle kick (or a stray signal). Clearing immediate_exit here is
+    // safe: a pause sets pause_requested_ under mu_ before it kicks, so it
+    // cannot be between its flag and its kick now.
+    vcpu.ClearImmediateExit();
+    if (throttle_percent_ > 0) {
+      const int p = throttle_percent_;
+      Clock::time_point now = Clock::now();
+      Clock::duration ran = std::min(now - run_since_[i], kMaxThrottleCredit);
+      cv_.wait_until(lock, now + ran * p / (100 - p),
+                     [&] { return pause_requested_ || stop_requested_ || throttle_percent_ == 0; });
+    }
+    if (stop_requested_) return false;
+    if (!pause_requested_) {
+      run_since_[i] = Clock::now();
+      return true;
+    }
+    // A pause arrived during the throttle sleep: park now.
+  }
   ++parked_;
   cv_.notify_all();
   cv_.wait(lock, [&] { return !pause_requested_ || stop_requested_; });
   --parked_;
+  run_since_[i] = Clock::now();
   return !stop_requested_;
 }
 

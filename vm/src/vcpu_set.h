@@ -8,11 +8,24 @@
 // thread still running its loop is parked. A thread that was handling an exit
 // when kicked parks on its next KVM_RUN (immediate_exit is already set).
 //
+// Throttling (auto-converge, vcpu_throttle.h): ThrottleKick() kicks every
+// vCPU the same way, without a pause request. A kicked vCPU sleeps outside
+// KVM_RUN for as long as keeps its share of running time at
+// (100 - percent)%: ran * percent / (100 - percent), where `ran` is the time
+// since it last came back from a sleep or park (at most kMaxThrottleCredit).
+// Paying back what it actually ran makes a late kick (a busy host) cost the
+// guest a longer sleep instead of giving it more time. A pause or stop
+// requested during the sleep is obeyed at once; throttle 0 ends the sleep.
+// The kick leaves immediate_exit set; the vCPU clears it under mu_ only while
+// no pause is requested, and a pause sets its request under mu_ before
+// kicking, so a throttle kick can never swallow a pause.
+//
 // Thread-safety: Start/Pause/Resume/Stop come from the Machine's control
-// thread; the VcpuCoordinator methods from vCPU threads; state() and Wait*
-// from anywhere.
+// thread; Throttle from the throttle thread; the VcpuCoordinator methods from
+// vCPU threads; state() and Wait* from anywhere.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -47,6 +60,13 @@ class VcpuSet final : public VcpuCoordinator {
   RunState WaitWhileRunning(int timeout_ms);
   uint64_t exits() const { return exits_.load(std::memory_order_relaxed); }
 
+  // The share of time (0..99) vCPUs sleep when throttle-kicked; 0 also
+  // wakes any vCPU sleeping for the throttle now.
+  void SetThrottle(int percent);
+  // Sends every vCPU through its throttle sleep. Does nothing unless the set
+  // is running and the throttle is on.
+  void ThrottleKick();
+
   // VcpuCoordinator.
   bool OnInterrupted(VcpuThread& vcpu) override;
   void OnGuestStop(RunState state, std::string reason) override;
@@ -66,6 +86,9 @@ class VcpuSet final : public VcpuCoordinator {
   bool threads_started_ = false;
   bool pause_requested_ = false;
   bool stop_requested_ = false;
+  int throttle_percent_ = 0;
+  // Per vCPU: when it last came back from a throttle sleep or a park.
+  std::vector<std::chrono::steady_clock::time_point> run_since_;
   size_t parked_ = 0;
   size_t active_ = 0;          // threads inside their loop
   std::vector<bool> in_loop_;  // per vCPU index

@@ -1,6 +1,19 @@
 // vm::Machine: one KVM virtual machine — memory, vCPU threads, devices — that
 // can be started, paused, resumed, saved to a state file and restored from one
-// in a new process. ferry-vmm (appliance/) owns exactly one Machine.
+// in a new process, or moved live to another process or host (dirty-page
+// harvests, auto-converge throttle, device-state blob, incoming machine).
+// ferry-vmm (appliance/) owns exactly one Machine.
+//
+// A live move, as Machine sees it:
+//   source                                  destination
+//   EnableDirtyLog; send every page   --->  CreateIncoming; write pages into
+//   loop: HarvestDirtyPages, send them      memory_base()
+//     (SetThrottle if it won't converge)
+//   Pause; HarvestDirtyPages, send them
+//   SaveDeviceState  ---------------------> FinishIncoming(blob); Resume
+//   (disks must be final and reachable by the destination's definition
+//   before FinishIncoming; the source stays paused until the destination
+//   runs, then shuts down)
 //
 // Threads: each vCPU runs on its own thread ("vcpu0", ...). The public methods
 // are called from one control thread; they are not re-entrant. vCPU threads
@@ -12,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -33,12 +47,16 @@ enum class RunState {
   kPaused = 3,
   kPoweredOff = 4,  // guest wrote 0 to the power-off port
   kFailed = 5,      // guest or VMM failure; failure() says why
+  // Live-move destination (CreateIncoming): guest RAM exists, vCPUs and
+  // devices do not yet; FinishIncoming turns it into kPaused, Shutdown into
+  // kPoweredOff.
+  kIncoming = 6,
 };
 std::string_view ToString(RunState s);
 
 // How the guest's clock — guest time = rdtsc + params->tsc_offset
 // (vm/guest_abi.h) — was carried across the last restore. Decided on the first
-// Resume() after Restore().
+// Resume() after Restore() or FinishIncoming().
 enum class GuestClockSync {
   kNotRestored = 1,  // booted fresh, or restored but not resumed yet
   // KVM took the saved IA32_TSC (VMX/SVM): the raw TSC continues, and
@@ -70,6 +88,11 @@ struct MachineStats {
   int64_t restore_tsc_jump_ticks = 0;
 };
 
+// A device-state blob (Machine::SaveDeviceState) is never larger than this
+// (the sum of its sections' limits, vm/STATE_FORMAT.md); a receiver can
+// refuse a longer one before allocating. Typical blobs are tens of KiB.
+inline constexpr uint64_t kMaxDeviceStateBytes = 24ull << 20;
+
 class Machine {
  public:
   virtual ~Machine() = default;
@@ -95,6 +118,60 @@ class Machine {
   static base::Result<std::unique_ptr<Machine>> Restore(const MachineOptions& options,
                                                         const std::string& state_path);
 
+  // Live-move destination: a VM whose memory arrives over the network before
+  // its state does. Checks the definition's shape and opens the KVM device
+  // (so a destination that cannot run the VM fails before any page is sent),
+  // allocates guest RAM (memfd, zeroed) of options.definition's memory size,
+  // and nothing that needs the disks (the disk files may not exist yet).
+  // memory_base()/memory_size() are valid at once and the caller writes the
+  // source's pages there (from any thread) before FinishIncoming; state() is
+  // kIncoming. Start/Pause/Resume/SaveState/SaveDeviceState/TransformDisk
+  // and the dirty-log methods refuse kIncoming with kFailedPrecondition;
+  // WaitWhileRunning returns kIncoming at once;
+  // disk_count() is 0 until FinishIncoming; SetThrottle is kept for later.
+  // Shutdown makes it kPoweredOff (the RAM stays mapped until destruction).
+  static base::Result<std::unique_ptr<Machine>> CreateIncoming(const MachineOptions& options);
+
+  // Completes an incoming machine from a device-state blob (SaveDeviceState's
+  // output, from the source): verifies the whole blob first (header,
+  // trailer, every CRC and field; any defect or truncation is kDataLoss
+  // naming what is wrong, like state files; a state file is refused as not
+  // a blob), checks its shape against options.definition (memory size, vCPU
+  // count, disk count: kFailedPrecondition), opens the disks of
+  // options.definition (paths as given now; a missing one is named), creates
+  // the KVM VM, vCPUs and devices and restores their state. The TSC-rate rule
+  // of Restore applies (kFailedPrecondition beyond 250 ppm). The machine is
+  // then kPaused exactly at the source's pause point, and the first Resume()
+  // carries guest time over exactly as after Restore (the same tsc_offset
+  // rule; the downtime is invisible to the guest's clock). Guest memory is
+  // not touched: every page must already be in memory_base(). On any error
+  // the machine stays kIncoming with its RAM intact and nothing else built:
+  // fix the cause (e.g. copy the disk) and call again, or destroy it. Not
+  // incoming (already finished, shut down): kFailedPrecondition.
+  virtual base::Status FinishIncoming(std::string_view device_state) = 0;
+
+  // Source side: requires kPaused (else kFailedPrecondition). Everything
+  // SaveState writes except guest memory (definition, machine/clock, vCPUs,
+  // serial, devices), as one self-checking blob: the state-file container in
+  // memory with its own magic ("FRRYDEVS"), so neither is ever taken for the
+  // other (vm/STATE_FORMAT.md). About 6 KiB per vCPU plus 1 KiB; at most
+  // kMaxDeviceStateBytes. Does not change the machine: it may be called
+  // again, and Resume continues the source (e.g. after a failed move).
+  virtual base::Result<std::string> SaveDeviceState() = 0;
+
+  // Auto-converge: keeps every vCPU out of KVM_RUN for `percent` (0..99) of
+  // its time, slowing how fast the guest dirties memory; 0 = off. Any state
+  // (kIncoming included: kept for after FinishIncoming); effective while
+  // running; survives Pause/Resume. Outside 0..99: kInvalidArgument and the
+  // setting is unchanged. A thread kicks every vCPU once per 10 ms; a kicked
+  // vCPU sleeps percent/(100-percent) times what it ran since its last
+  // sleep, so the share holds even when a kick comes late. Cost: none at 0;
+  // otherwise one signal + KVM_RUN exit per vCPU per 10 ms (≈ 0.4% of a
+  // vCPU here) and a throttle thread. The share is of wall time, so the
+  // guest's clock keeps running while it sleeps.
+  virtual base::Status SetThrottle(int percent) = 0;
+  virtual int throttle() const = 0;
+
   virtual base::Status Start() = 0;   // kCreated -> kRunning
   // Stops every vCPU outside KVM_RUN with device I/O drained. Idempotent.
   // From kCreated it only marks the machine paused (Resume then starts it).
@@ -115,7 +192,15 @@ class Machine {
   // Dirty-page tracking (for live moves): after EnableDirtyLog, each
   // HarvestDirtyPages returns the pages written since the previous harvest —
   // by the guest (KVM's dirty log) and by the VMM's devices — one bit per
-  // 4 KiB page, and starts a new interval.
+  // 4 KiB page (memory_size() / 4096 bits, in uint64_t words), and starts a
+  // new interval. Harvesting while the vCPUs run loses nothing, provided the
+  // caller reads a page's contents after the harvest that reported it: a
+  // write after the harvest lands in the next one (manual-protect GET then
+  // CLEAR; vm/src/dirty_log.h). Pages may be over-reported, never missed.
+  // Cost per harvest: one bitmap allocation (memory_size() / 32768 bytes),
+  // KVM_GET_DIRTY_LOG (≈ 0.01 ms for 1 GiB) and a CLEAR proportional to the
+  // pages found dirty (≈ 3.5 ms for a fully dirty 1 GiB). Refused while
+  // kIncoming.
   virtual base::Status EnableDirtyLog() = 0;
   virtual base::Result<std::vector<uint64_t>> HarvestDirtyPages() = 0;
   virtual base::Status DisableDirtyLog() = 0;

@@ -16,3 +16,5 @@ echo "== mirror job: guest-like writer with and without a mirror running"
 echo "== live storage move: disk guest write rate before, during and after (unpaced, then paced)"
 "$bench/storage_move_bench"
 "$bench/storage_move_bench" --max-rate 33554432
+echo "== live move (1 GiB VM, 2 GiB disk): idle / memory / disk guests vs the loopback link and QEMU live migration"
+"$bench/live_move_bench"

@@ -4,8 +4,10 @@
 # state files, restores them in new worker processes, and shows the guests
 # continuing exactly where they were (heartbeat numbers without gap or repeat,
 # self-checks clean); then checkpoints the disk VM and moves its storage (the
-# checkpoint chain included) to another directory while the guest writes.
-# Live moves between two appliances come with issue #4.
+# checkpoint chain included) to another directory while the guest writes;
+# finally starts a second appliance (127.0.0.2, its own storage root) and
+# moves both running VMs to it live, disks and checkpoint chain included
+# (`ferry move-vm --include-storage`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,6 +16,7 @@ scripts/build.sh release >/dev/null
 bin=$PWD/build/release/bin
 work=$(mktemp -d /tmp/ferry-demo.XXXXXX)
 ferryd_pid=
+ferryd2_pid=
 cleanup() {
   if [[ -n $ferryd_pid ]]; then
     "$bin/ferry" vm stop mem >/dev/null 2>&1 || true
@@ -21,13 +24,27 @@ cleanup() {
     kill "$ferryd_pid" 2>/dev/null || true
     wait "$ferryd_pid" 2>/dev/null || true
   fi
+  if [[ -n $ferryd2_pid ]]; then
+    "$bin/ferry" --socket "$work/host2/run/ferryd.sock" vm stop mem >/dev/null 2>&1 || true
+    "$bin/ferry" --socket "$work/host2/run/ferryd.sock" vm stop disk >/dev/null 2>&1 || true
+    kill "$ferryd2_pid" 2>/dev/null || true
+    wait "$ferryd2_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
+# A free TCP port on an address (for the appliances' migration listeners).
+free_port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+port1=$(free_port 127.0.0.1)
+port2=$(free_port 127.0.0.2)
 trap cleanup EXIT
 
 cat >"$work/host.toml" <<TOML
 storage_root = "$work/root"
 api_socket = "$work/run/ferryd.sock"
+listen_addresses = ["127.0.0.1:$port1"]
+[migration]
+outgoing_enabled = true
+incoming_enabled = true
 TOML
 export FERRY_SOCKET=$work/run/ferryd.sock
 "$bin/ferryd" --config "$work/host.toml" >"$work/ferryd.log" 2>&1 &
@@ -99,5 +116,35 @@ printf 'disk guest:   saved at heartbeat %s, continued with heartbeat %s; every 
   "$disk_saved" "$((disk_saved + 1))"
 printf 'save of both VMs: %.2f s, restore of both: %.2f s; heartbeats continuous, guest self-checks clean\n' \
   "$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}")" "$(awk -v a="$t1" -v b="$t2" "BEGIN{print b-a}")"
-ferry vm stop mem
-ferry vm stop disk
+
+step "live moves to a second appliance (127.0.0.2, its own storage): memory, disks and checkpoint chain"
+mkdir -p "$work/host2"
+cat >"$work/host2/host.toml" <<TOML
+storage_root = "$work/host2/root"
+api_socket = "$work/host2/run/ferryd.sock"
+listen_addresses = ["127.0.0.2:$port2"]
+[migration]
+incoming_enabled = true
+outgoing_enabled = true
+TOML
+"$bin/ferryd" --config "$work/host2/host.toml" >"$work/host2/ferryd.log" 2>&1 &
+ferryd2_pid=$!
+for _ in $(seq 100); do [[ -S $work/host2/run/ferryd.sock ]] && break; sleep 0.1; done
+[[ -S $work/host2/run/ferryd.sock ]] || { echo "demo: second ferryd did not start:"; cat "$work/host2/ferryd.log"; exit 1; }
+host2() { echo "\$ ferry --socket host2 $*"; "$bin/ferry" --socket "$work/host2/run/ferryd.sock" "$@"; }
+ferry move-vm mem "127.0.0.2:$port2" --include-storage --destination-storage-path "$work/host2/vms"
+ferry move-vm disk "127.0.0.2:$port2" --include-storage --destination-storage-path "$work/host2/vms"
+ferry vm list
+host2 vm list
+host2 vm checkpoint list disk
+ls -l "$work/host2/vms"
+sleep 2
+# On the second host the guests continue their sequences, still without errors.
+for vm in mem disk; do
+  "$bin/ferry" --socket "$work/host2/run/ferryd.sock" console "$vm" | grep -E 'MISMATCH|errors=[1-9]' &&
+    { echo "demo: $vm saw an error after the live move"; exit 1; }
+done
+"$bin/ferry" --socket "$work/host2/run/ferryd.sock" console mem | grep -E '^HB' | tail -n 1
+"$bin/ferry" --socket "$work/host2/run/ferryd.sock" console disk | grep -E '^DISK' | tail -n 1
+host2 vm stop mem
+host2 vm stop disk

@@ -102,9 +102,11 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
       return or_error(service_.Act(route.name, route.action, *state_file));
     }
     case RouteId::kMoveStorage:
+      return HandleStorageMove(route, request);
+    case RouteId::kMoveVm:
     case RouteId::kListJobs:
     case RouteId::kGetJob:
-      return HandleStorageMove(route, request);
+      return HandleLiveMove(route, request);  // jobs: storage and live moves together
     case RouteId::kListCheckpoints:
     case RouteId::kCreateCheckpoint:
     case RouteId::kGetCheckpoint:

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "appliance/cli_checkpoints.h"
+#include "appliance/cli_live_move.h"
 #include "appliance/cli_move.h"
 #include "appliance/vm_json.h"
 
@@ -72,6 +73,8 @@ std::string UsageText() {
          "  vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)\n"
          "  vm checkpoint list VM\n"
          "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
+         "  move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]\n"
+         "          [--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]   (live, to another host)\n"
          "  jobs [ID]\n"
          "\n"
          "options:\n"
@@ -87,9 +90,10 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
   std::map<std::string, std::vector<std::string>> options;  // option -> values, in order
   static const std::set<std::string> kWithValue = {"--socket", "--guest", "--program", "--memory", "--vcpus",
                                                    "--cmdline", "--disk", "--to", "--from",
-                                                   "--destination-storage-path", "--max-rate"};
+                                                   "--destination-storage-path", "--max-rate",
+                                                   "--streams", "--bandwidth-limit", "--downtime-ms"};
   static const std::set<std::string> kFlags = {"--json", "--follow", "--processor-compatibility", "--help",
-                                               "--no-wait", "--force"};
+                                               "--no-wait", "--force", "--include-storage"};
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     std::string value;
@@ -148,6 +152,9 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
 
   const std::string& group = words[0];
   ASSIGN_OR_RETURN(bool move_command, ParseMoveCommand(words, options, cwd, inv));
+  if (!move_command) {
+    ASSIGN_OR_RETURN(move_command, ParseLiveMoveCommand(words, options, cwd, inv));
+  }
   ASSIGN_OR_RETURN(bool checkpoint_command,
                    move_command ? false : ParseCheckpointCommand(words, options, inv));
   if (move_command || checkpoint_command) {
@@ -231,7 +238,7 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
       return Usage("unknown command \"vm " + verb + "\"");
     }
   } else {
-    return Usage("unknown command \"" + group + "\" (commands: vm, console, host, move-storage, jobs)");
+    return Usage("unknown command \"" + group + "\" (commands: vm, console, host, move-storage, move-vm, jobs)");
   }
   if (!options.empty())
     return Usage(options.begin()->first + " does not apply to \"ferry " + group +

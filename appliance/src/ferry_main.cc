@@ -9,6 +9,7 @@
 
 #include "appliance/cli_args.h"
 #include "appliance/cli_checkpoints.h"
+#include "appliance/cli_live_move.h"
 #include "appliance/cli_move.h"
 #include "appliance/cli_output.h"
 #include "appliance/http_client.h"
@@ -53,12 +54,13 @@ int Run(const appliance::CliInvocation& inv) {
     std::cerr << "ferry: " << appliance::ErrorMessage(result->status, result->body) << "\n";
     return kExitFailed;
   }
-  if (inv.command == CliCommand::kMoveStorage) {
+  if (inv.command == CliCommand::kMoveStorage || inv.command == CliCommand::kMoveVm) {
     auto job = nlohmann::json::parse(result->body, nullptr, /*allow_exceptions=*/false);
     if (job.is_discarded()) {
       std::cerr << "ferry: ferryd sent a reply that is not JSON\n";
       return kExitFailed;
     }
+    if (inv.command == CliCommand::kMoveVm) return appliance::FollowLiveMoveJob(client, job, inv.json_output, inv.no_wait);
     return appliance::FollowMoveJob(client, job, inv.json_output, inv.no_wait);
   }
   if (inv.json_output || inv.command == CliCommand::kConsole) {
@@ -78,8 +80,10 @@ int Run(const appliance::CliInvocation& inv) {
     case CliCommand::kVmAction: std::cout << appliance::FormatActionResult(inv.action, json); break;
     case CliCommand::kHostShow: std::cout << appliance::FormatHost(json); break;
     case CliCommand::kJobs: std::cout << appliance::FormatJobList(json); break;
-    case CliCommand::kJobShow: std::cout << appliance::FormatJob(json); break;
-    case CliCommand::kMoveStorage: break;
+    case CliCommand::kJobShow:
+      std::cout << (appliance::IsLiveMoveJob(json) ? appliance::FormatLiveMoveJob(json) : appliance::FormatJob(json));
+      break;
+    case CliCommand::kMoveStorage: case CliCommand::kMoveVm: break;
     case CliCommand::kCheckpointList: std::cout << appliance::FormatCheckpointList(json); break;
     case CliCommand::kCheckpointCreate:
     case CliCommand::kCheckpointApply:

@@ -10,6 +10,7 @@
 
 #include "appliance/api_handler.h"
 #include "appliance/api_server.h"
+#include "appliance/peer_service.h"
 #include "appliance/vm_service.h"
 #include "base/log.h"
 #include "config/host_settings.h"
@@ -54,7 +55,15 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   move_options.jobs_dir = settings.storage_root + "/jobs";
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::StorageMoveService> moves,
                    appliance::StorageMoveService::Open(*service, move_options));
-  appliance::ApiHandler handler(*service, *moves);
+  ASSIGN_OR_RETURN(auto live, appliance::LiveMoveService::Open(*service, {.host = settings, .jobs_dir = settings.storage_root + "/live-moves", .kvm_device = options.kvm_device}));
+  // Incoming live moves: the peer listener on host.toml's listen_addresses.
+  appliance::PeerService::Options peer_options;
+  peer_options.host = settings;
+  peer_options.worker_binary = options.worker_binary;
+  peer_options.kvm_device = options.kvm_device;
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::PeerService> peer,
+                   appliance::PeerService::Start(*service, peer_options));
+  appliance::ApiHandler handler(*service, *moves, *live);
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
                    appliance::ApiServer::Start(settings.api_socket, handler));
   base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root + ", guests " +
@@ -65,7 +74,9 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   base::LogInfo("ferryd stopping on signal " + std::to_string(sig) + "; vm workers keep running");
   // The server first (no request may reach the service during its teardown).
   server.reset();
+  peer.reset();   // no incoming move may be adopted during the service's teardown
   moves.reset();  // before the service its job threads call
+  live.reset();
   service.reset();
   return base::Ok();
 }

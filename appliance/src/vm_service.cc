@@ -96,6 +96,7 @@ base::Result<std::unique_ptr<VmService>> VmService::Open(ServiceOptions options)
     }
     service->Recover(*vm);
   }
+  service->FinishMovesAtStart();  // after every VM is known: they may share files
   return service;
 }
 
@@ -116,6 +117,10 @@ void VmService::Recover(Vm& vm) {
   if (!pidfd) {
     // The worker exited while no ferryd watched it; its exit record says why.
     auto record = ReadExitRecord(inventory_.WorkerExitPath(vm.name), pid);
+    if (record && record->state == "moved") {
+      vm.deleted = true;  // the VM runs on another host; FinishMovesAtStart removes it
+      return;
+    }
     RuntimeRecord after = RuntimeAfterWorkerExit(vm.runtime, record ? &*record : nullptr,
                                                  ProcessExit{}, UnixMillisNow());
     if (!record) after.last_error = "worker pid " + std::to_string(pid) + " exited while ferryd was not running";
@@ -163,12 +168,20 @@ void VmService::OnWorkerExit(const std::string& name, int64_t pid, const Process
     if (it == vms_.end()) return;
     vm = it->second;
   }
-  std::lock_guard lock(vm->mu);
+  std::unique_lock lock(vm->mu);
   if (vm->runtime.worker_pid != pid) return;  // an older worker of this VM
   vm->exited = true;
   vm->exit = exit;
   if (!vm->exit_expected) {
     auto record = ReadExitRecord(inventory_.WorkerExitPath(name), pid);
+    if (record && record->state == "moved" && !(exit.known && exit.signaled)) {
+      // A live move committed: the VM runs on another host now.
+      vm->deleted = true;
+      vm->exited_cv.notify_all();
+      lock.unlock();
+      FinishMovedVm(name, record->message);
+      return;
+    }
     RuntimeRecord after =
         RuntimeAfterWorkerExit(vm->runtime, record ? &*record : nullptr, exit, UnixMillisNow());
     base::LogInfo("vm " + name + ": " + std::string(ToString(after.state)) +

@@ -35,17 +35,19 @@ WorkerExitRecord ExitRecord(std::string state, std::string code = "", std::strin
 }  // namespace
 
 VmWorker::VmWorker(WorkerArgs args, std::unique_ptr<vm::Machine> machine, base::Fd listen_fd,
-                   base::Fd signal_fd, base::EventFd ended)
+                   base::Fd signal_fd, base::EventFd ended, base::EventFd move_event)
     : args_(std::move(args)),
       machine_(std::move(machine)),
       listen_fd_(std::move(listen_fd)),
       signal_fd_(std::move(signal_fd)),
-      ended_(std::move(ended)) {}
+      ended_(std::move(ended)),
+      move_event_(std::move(move_event)) {}
 
 VmWorker::~VmWorker() { Shutdown(); }
 
 base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, const std::string& kvm_device,
                                                        base::Fd signal_fd) {
+  if (!args.incoming_host.empty()) return OpenIncoming(args, kvm_device, std::move(signal_fd));
   ASSIGN_OR_RETURN(config::VmDefinition definition, config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
   // Checked here as well as in the Machine so the failure always says "KVM".
   if (auto kvm = base::Fd::Open(kvm_device, O_RDWR); !kvm)
@@ -65,15 +67,20 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, c
   }
   ASSIGN_OR_RETURN(base::Fd listen_fd, ListenUnix(args.control_socket));
   ASSIGN_OR_RETURN(base::EventFd ended, base::EventFd::Create());
-  std::unique_ptr<VmWorker> worker(
-      new VmWorker(args, std::move(machine), std::move(listen_fd), std::move(signal_fd), std::move(ended)));
+  ASSIGN_OR_RETURN(base::EventFd move_event, base::EventFd::Create());
+  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(listen_fd),
+                                                std::move(signal_fd), std::move(ended), std::move(move_event)));
   // A restored VM comes up paused at the saved point; resuming it is the
   // restore's last step.
   base::Status started = args.restore_path.empty() ? worker->machine_->Start() : worker->machine_->Resume();
   if (!started) return started.error().Wrap(args.restore_path.empty() ? "start vm" : "resume restored vm");
-  worker->run_generation_ = 1;
-  worker->watcher_ = std::thread([w = worker.get()] { w->Watch(); });
+  worker->StartWatcher();
   return worker;
+}
+
+void VmWorker::StartWatcher() {
+  run_generation_ = 1;
+  watcher_ = std::thread([this] { Watch(); });
 }
 
 void VmWorker::Watch() {
@@ -116,6 +123,8 @@ void VmWorker::StopWatcher() {
 void VmWorker::Shutdown() {
   if (!machine_) return;
   AbortMove("the vm is stopping");
+  AbortLiveMove("the vm is stopping");
+  AbortIncoming("the vm is stopping");
   // Pausing first makes the watcher's wait return at once.
   (void)machine_->Pause();
   StopWatcher();
@@ -138,6 +147,7 @@ WorkerReply VmWorker::Status(std::string state) const {
 }
 
 VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
+  if (incoming_) return ExecuteIncoming(request);
   auto current = [&] { return Status(std::string(vm::ToString(machine_->state()))); };
   switch (request.op) {
     case WorkerOp::kStatus:
@@ -155,6 +165,8 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
       return {Status("stopped"), ExitRecord("stopped")};
     case WorkerOp::kMove:
       return ExecuteMove(request);
+    case WorkerOp::kLiveMove:
+      return ExecuteLiveMove(request);
     case WorkerOp::kCheckpoint: {
       auto pause = [&] { return machine_->Pause(); };
       auto resume = [&] {
@@ -168,6 +180,7 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
     }
     case WorkerOp::kSave: {
       AbortMove("the vm is being saved");
+      AbortLiveMove("the vm is being saved");
       const bool was_running = machine_->state() == vm::RunState::kRunning;
       if (auto st = machine_->Pause(); !st) return {st.error().Wrap("pause for save"), std::nullopt};
       auto saved = machine_->SaveState(request.path);
@@ -209,13 +222,16 @@ std::optional<WorkerExitRecord> VmWorker::ServeConnection(int fd) {
 
 WorkerExitRecord VmWorker::Run() {
   if (args_.ready_fd >= 0) {
-    (void)WriteLine(args_.ready_fd, "ready");
+    (void)WriteLine(args_.ready_fd, ready_line_);
     ::close(args_.ready_fd);
     args_.ready_fd = -1;
   }
   for (;;) {
-    pollfd fds[3] = {{listen_fd_.get(), POLLIN, 0}, {ended_.fd(), POLLIN, 0}, {signal_fd_.get(), POLLIN, 0}};
-    int r = ::poll(fds, signal_fd_.valid() ? 3 : 2, -1);
+    pollfd fds[4] = {{listen_fd_.get(), POLLIN, 0},
+                     {ended_.fd(), POLLIN, 0},
+                     {move_event_.fd(), POLLIN, 0},
+                     {signal_fd_.get(), POLLIN, 0}};
+    int r = ::poll(fds, signal_fd_.valid() ? 4 : 3, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       base::Error e = base::ErrnoError("poll control socket");
@@ -229,7 +245,16 @@ WorkerExitRecord VmWorker::Run() {
       if (state == vm::RunState::kPoweredOff) return ExitRecord("powered-off");
       return ExitRecord("failed", "internal", failure.empty() ? "the vm failed" : failure);
     }
-    if (signal_fd_.valid() && (fds[2].revents & POLLIN)) {
+    if (fds[2].revents & POLLIN) {
+      (void)move_event_.Consume();
+      std::optional<WorkerExitRecord> exit = OnIncomingEvent();
+      if (!exit) exit = OnLiveMoveEvent();
+      if (exit) {
+        Shutdown();
+        return *exit;
+      }
+    }
+    if (signal_fd_.valid() && (fds[3].revents & POLLIN)) {
       signalfd_siginfo info{};
       ssize_t n = ::read(signal_fd_.get(), &info, sizeof info);
       int sig = n == sizeof info ? int(info.ssi_signo) : SIGTERM;

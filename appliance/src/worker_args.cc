@@ -18,6 +18,10 @@ base::Result<WorkerArgs> ParseWorkerArgs(const std::vector<std::string>& args) {
       ASSIGN_OR_RETURN(out.control_socket, value());
     } else if (a == "--restore") {
       ASSIGN_OR_RETURN(out.restore_path, value());
+    } else if (a == "--incoming") {
+      ASSIGN_OR_RETURN(out.incoming_host, value());
+    } else if (a == "--migration-id") {
+      ASSIGN_OR_RETURN(out.migration_id, value());
     } else if (a == "--ready-fd") {
       ASSIGN_OR_RETURN(std::string v, value());
       char* end = nullptr;
@@ -32,6 +36,10 @@ base::Result<WorkerArgs> ParseWorkerArgs(const std::vector<std::string>& args) {
   if (out.vm_dir.empty()) return base::Error(base::Code::kInvalidArgument, "--vm-dir is required");
   if (out.control_socket.empty())
     return base::Error(base::Code::kInvalidArgument, "--control-socket is required");
+  if (!out.incoming_host.empty() && !out.restore_path.empty())
+    return base::Error(base::Code::kInvalidArgument, "--incoming and --restore exclude each other");
+  if (out.incoming_host.empty() != out.migration_id.empty())
+    return base::Error(base::Code::kInvalidArgument, "--incoming and --migration-id go together");
   return out;
 }
 

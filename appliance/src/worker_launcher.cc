@@ -46,6 +46,20 @@ base::Error StartupError(const LaunchSpec& spec, int64_t pid, const ProcessExit&
                                                 " before it was ready (see " + spec.log_path + ")");
 }
 
+// "ready" or "ready <port>" (an incoming worker's data port).
+base::Result<uint16_t> ParseReadyLine(const std::string& line) {
+  if (line == "ready") return uint16_t{0};
+  if (line.rfind("ready ", 0) == 0) {
+    const std::string digits = line.substr(6);
+    unsigned long port = 0;
+    if (!digits.empty() && digits.size() <= 5 &&
+        digits.find_first_not_of("0123456789") == std::string::npos)
+      port = std::stoul(digits);
+    if (port >= 1 && port <= 65535) return uint16_t(port);
+  }
+  return base::Error(base::Code::kInternal, "malformed ready line \"" + line + "\"");
+}
+
 }  // namespace
 
 base::Result<WorkerExitRecord> ReadExitRecord(const std::string& path, int64_t pid) {
@@ -79,6 +93,9 @@ base::Result<LaunchedWorker> LaunchWorker(const LaunchSpec& spec, int timeout_ms
   if (!spec.restore_path.empty()) {
     args.push_back("--restore");
     args.push_back(spec.restore_path);
+  }
+  if (!spec.incoming_host.empty()) {
+    args.insert(args.end(), {"--incoming", spec.incoming_host, "--migration-id", spec.migration_id});
   }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -133,7 +150,11 @@ base::Result<LaunchedWorker> LaunchWorker(const LaunchSpec& spec, int timeout_ms
     }
     if (n == 0) break;  // the worker exited (or closed the pipe) without "ready"
     received.append(buf, size_t(n));
-    if (received.find("ready\n") != std::string::npos) return LaunchedWorker{pid, std::move(pidfd)};
+    if (size_t eol = received.find('\n'); eol != std::string::npos) {
+      auto port = ParseReadyLine(received.substr(0, eol));
+      if (!port) return fail(port.error().Wrap("worker " + std::to_string(pid)));
+      return LaunchedWorker{pid, std::move(pidfd), *port};
+    }
   }
 
   // The worker reports its reason before it exits; give it a moment to finish.

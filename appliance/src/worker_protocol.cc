@@ -44,6 +44,7 @@ std::string_view ToString(WorkerOp op) {
     case WorkerOp::kSave: return "save";
     case WorkerOp::kCheckpoint: return "checkpoint";
     case WorkerOp::kMove: return "move";
+    case WorkerOp::kLiveMove: return "live-move";
   }
   return "invalid";
 }
@@ -53,6 +54,7 @@ std::string EncodeRequest(const WorkerRequest& request) {
   if (request.op == WorkerOp::kSave) j["path"] = request.path;
   if (request.op == WorkerOp::kCheckpoint) j["checkpoint"] = json::parse(request.checkpoint, nullptr, false);
   if (request.op == WorkerOp::kMove) j["move"] = json::parse(request.move, nullptr, false);
+  if (request.op == WorkerOp::kLiveMove) j["live_move"] = json::parse(request.live_move, nullptr, false);
   return j.dump();
 }
 
@@ -63,7 +65,8 @@ base::Result<WorkerRequest> DecodeRequest(std::string_view line) {
   WorkerRequest request;
   RETURN_IF_ERROR(GetString(j, "path", "worker request", &request.path));
   for (WorkerOp candidate : {WorkerOp::kStatus, WorkerOp::kPause, WorkerOp::kResume,
-                             WorkerOp::kStop, WorkerOp::kSave, WorkerOp::kCheckpoint, WorkerOp::kMove}) {
+                             WorkerOp::kStop, WorkerOp::kSave, WorkerOp::kCheckpoint, WorkerOp::kMove,
+                             WorkerOp::kLiveMove}) {
     if (op == ToString(candidate)) {
       request.op = candidate;
       if (candidate == WorkerOp::kCheckpoint) {
@@ -77,6 +80,13 @@ base::Result<WorkerRequest> DecodeRequest(std::string_view line) {
         if (action == j.end() || !action->is_object())
           return base::Error(base::Code::kInvalidArgument, "worker request: move needs a \"move\" object");
         request.move = action->dump();
+      }
+      if (candidate == WorkerOp::kLiveMove) {
+        auto action = j.find("live_move");
+        if (action == j.end() || !action->is_object())
+          return base::Error(base::Code::kInvalidArgument,
+                             "worker request: live-move needs a \"live_move\" object");
+        request.live_move = action->dump();
       }
       if (candidate == WorkerOp::kSave && request.path.empty())
         return base::Error(base::Code::kInvalidArgument, "worker request: save needs a \"path\"");
@@ -106,6 +116,7 @@ std::string EncodeReply(const base::Result<WorkerReply>& reply) {
                 {"disk_flushes", r.stats.disk_flushes},
                 {"exits", r.stats.exits}}}};
   if (!r.move.empty()) j["move"] = json::parse(r.move, nullptr, false);
+  if (!r.live_move.empty()) j["live_move"] = json::parse(r.live_move, nullptr, false);
   return j.dump();
 }
 
@@ -142,6 +153,7 @@ base::Result<WorkerReply> DecodeReply(std::string_view line) {
     reply.stats.exits = GetU64(*stats, "exits");
   }
   if (auto move = j.find("move"); move != j.end() && move->is_object()) reply.move = move->dump();
+  if (auto live = j.find("live_move"); live != j.end() && live->is_object()) reply.live_move = live->dump();
   return reply;
 }
 

@@ -1,10 +1,13 @@
 #include "harness.h"
 
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -289,6 +292,137 @@ std::vector<Heartbeat> FerryTest::WaitForHeartbeats(const std::string& vm, const
     return beats.size() >= count;
   });
   return beats;
+}
+
+// ---- A second ferryd (live moves) ------------------------------------------
+
+uint16_t FreePort(const std::string& host) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
+  socklen_t len = sizeof addr;
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  ::close(fd);
+  EXPECT_NE(port, 0) << "no free port on " << host;
+  return port;
+}
+
+std::string LiveMoveHostToml(const std::string& listen, bool incoming, bool outgoing, const std::string& networks) {
+  return "listen_addresses = [\"" + listen + "\"]\n[migration]\nincoming_enabled = " + (incoming ? "true" : "false") +
+         "\noutgoing_enabled = " + (outgoing ? "true" : "false") + "\nnetworks = " + networks + "\n";
+}
+
+ExtraFerryd::ExtraFerryd(const std::string& test_dir, const std::string& name) : dir_(test_dir + "/" + name) {
+  std::filesystem::create_directories(dir_);
+  WriteConfig("");
+}
+
+ExtraFerryd::~ExtraFerryd() {
+  if (::testing::Test::HasFailure()) DumpLogs();
+  KillWorkers();
+  Kill();
+}
+
+void ExtraFerryd::WriteConfig(const std::string& extra) {
+  std::ofstream(config(), std::ios::trunc) << "storage_root = \"" << storage() << "\"\n"
+                                           << "api_socket = \"" << socket() << "\"\n"
+                                           << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
+                                           << extra;
+}
+
+std::string ExtraFerryd::Log() const { return ReadFile(dir_ + "/ferryd.log"); }
+
+void ExtraFerryd::Start() {
+  ASSERT_LT(pid_, 0) << "ferryd " << dir_ << " already running";
+  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config()};
+  std::vector<std::string> env = Environment({});
+  auto argp = Pointers(argv), envp = Pointers(env);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, (dir_ + "/ferryd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  int rc = ::posix_spawn(&pid_, argv[0].c_str(), &fa, &attr, argp.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ASSERT_EQ(rc, 0) << "cannot start ferryd: " << std::strerror(rc);
+  const uint64_t deadline = NowMs() + 15000;
+  while (NowMs() < deadline) {
+    int status;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL() << "ferryd " << dir_ << " exited during start-up:\n" << Log();
+    }
+    if (Ferry({"host", "show"}, 5000).exit_code == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL() << "ferryd " << dir_ << " did not answer within 15 s:\n" << Log();
+}
+
+void ExtraFerryd::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(-pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+void ExtraFerryd::KillWorkers() {
+  const std::string marker = std::string("--vm-dir") + '\0' + storage() + "/";
+  if (DIR* proc = ::opendir("/proc")) {
+    while (dirent* e = ::readdir(proc)) {
+      pid_t pid = pid_t(std::atoi(e->d_name));
+      if (pid <= 0) continue;
+      std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+      if (cmdline.find("ferry-vmm") != std::string::npos && cmdline.find(marker) != std::string::npos)
+        ::kill(-pid, SIGKILL);
+    }
+    ::closedir(proc);
+  }
+}
+
+ProcessResult ExtraFerryd::Ferry(const std::vector<std::string>& args, int timeout_ms) {
+  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferry", "--socket", socket()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(argv, {}, timeout_ms);
+}
+
+nlohmann::json ExtraFerryd::FerryJson(const std::vector<std::string>& args) {
+  std::vector<std::string> with_json = {"--json"};
+  with_json.insert(with_json.end(), args.begin(), args.end());
+  ProcessResult r = Ferry(with_json);
+  EXPECT_EQ(r.exit_code, 0) << "ferry " << args[0] << " (" << dir_ << ") failed: " << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+std::string ExtraFerryd::State(const std::string& vm) {
+  ProcessResult r = Ferry({"--json", "vm", "show", vm});
+  if (r.exit_code != 0) return "";
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return !j.is_discarded() && j.contains("state") ? j["state"].get<std::string>() : "";
+}
+
+void ExtraFerryd::DumpLogs() const {
+  std::cerr << "---- " << dir_ << "/ferryd.log ----\n" << Log();
+  std::error_code ec;
+  for (const auto& vm : std::filesystem::directory_iterator(storage() + "/vms", ec)) {
+    std::string console = ReadFile(vm.path().string() + "/console.log");
+    if (console.size() > 3000) console = "..." + console.substr(console.size() - 3000);
+    std::cerr << "---- " << vm.path().string() << "/worker.log ----\n" << ReadFile(vm.path().string() + "/worker.log")
+              << "---- console.log (tail) ----\n" << console << "\n";
+  }
+  for (const auto& in : std::filesystem::directory_iterator(storage() + "/incoming", ec))
+    std::cerr << "---- " << in.path().string() << "/worker.log ----\n" << ReadFile(in.path().string() + "/worker.log");
 }
 
 }  // namespace ferry_it

@@ -8,6 +8,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <functional>
 #include <map>
 #include <string>
@@ -77,5 +79,51 @@ class FerryTest : public ::testing::Test {
   std::string dir_;
   pid_t ferryd_pid_ = -1;
 };
+
+// A free TCP port on host (bound to port 0, then released): for listen
+// addresses in host.toml. Another process may take it in between; tests
+// that start a listener on it fail loudly if it did.
+uint16_t FreePort(const std::string& host);
+
+// Another ferryd in the same test: a second "host" for live moves, with its
+// own storage root, API socket and host.toml under <test dir>/<name>/. Its
+// destructor kills its workers and its ferryd, so declare it inside the test
+// (or as a fixture member) and it is gone before the test directory is.
+class ExtraFerryd {
+ public:
+  ExtraFerryd(const std::string& test_dir, const std::string& name);
+  ~ExtraFerryd();
+  ExtraFerryd(const ExtraFerryd&) = delete;
+  ExtraFerryd& operator=(const ExtraFerryd&) = delete;
+
+  std::string dir() const { return dir_; }
+  std::string socket() const { return dir_ + "/run/ferryd.sock"; }
+  std::string storage() const { return dir_ + "/root"; }
+  std::string config() const { return dir_ + "/host.toml"; }
+
+  // Writes host.toml: storage_root, api_socket and guest_dir, then `extra`
+  // (more top-level keys and tables, TOML text).
+  void WriteConfig(const std::string& extra);
+  // Starts ferryd and waits until `ferry host show` answers (gtest failure
+  // with its log otherwise).
+  void Start();
+  void Kill();  // SIGKILL to ferryd's process group (workers live on)
+  ProcessResult Ferry(const std::vector<std::string>& args, int timeout_ms = 120000);
+  nlohmann::json FerryJson(const std::vector<std::string>& args);
+  std::string State(const std::string& vm);  // "" if there is no such vm
+  std::string Log() const;  // ferryd.log
+  void DumpLogs() const;
+
+ private:
+  void KillWorkers();
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+// The host.toml text of a host that takes part in live moves: it listens on
+// listen ("127.0.0.1:7430"), allows moves both ways (unless told otherwise)
+// and peers from `networks` (TOML array text, "[\"any\"]" by default).
+std::string LiveMoveHostToml(const std::string& listen, bool incoming = true, bool outgoing = true,
+                             const std::string& networks = "[\"any\"]");
 
 }  // namespace ferry_it

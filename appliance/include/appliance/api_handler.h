@@ -8,6 +8,7 @@
 
 #include "appliance/http_types.h"
 #include "appliance/vm_service.h"
+#include "appliance/live_move_service.h"
 #include "appliance/storage_move_service.h"
 
 namespace appliance {
@@ -21,6 +22,9 @@ class ApiHandler {
   // With storage moves (POST .../move-storage, /v1/jobs); moves must outlive
   // the handler. Without, those endpoints answer 503.
   ApiHandler(VmService& service, StorageMoveService& moves) : service_(service), moves_(&moves) {}
+  // And live moves (POST .../move-vm; their jobs join /v1/jobs).
+  ApiHandler(VmService& service, StorageMoveService& moves, LiveMoveService& live)
+      : service_(service), moves_(&moves), live_(&live) {}
   HttpResponse Handle(const HttpRequest& request);
 
   // Request bodies larger than this are refused (the API's bodies are tiny).
@@ -33,9 +37,12 @@ class ApiHandler {
   HttpResponse HandleStorageMove(const Route& route, const HttpRequest& request);
   // /v1/vms/{name}/checkpoints[...] (api_handler_checkpoints.cc).
   HttpResponse HandleCheckpoints(const Route& route, const HttpRequest& request);
+  // POST /v1/vms/{name}/move-vm, GET /v1/jobs[/{id}] (api_handler_live_move.cc).
+  HttpResponse HandleLiveMove(const Route& route, const HttpRequest& request);
 
   VmService& service_;
   StorageMoveService* moves_ = nullptr;
+  LiveMoveService* live_ = nullptr;
 };
 
 }  // namespace appliance

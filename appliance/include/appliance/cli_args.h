@@ -10,6 +10,8 @@
 //   ferry console NAME [--follow]
 //   ferry host show
 //   ferry move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]
+//   ferry move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]
+//         [--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]
 //   ferry jobs [ID]
 //   ferry vm checkpoint create|apply|delete VM NAME [--force]   ferry vm checkpoint list VM
 // Options may appear anywhere after "ferry". The socket is --socket, else
@@ -45,6 +47,8 @@ enum class CliCommand {
   kCheckpointList = 41,
   kCheckpointApply = 42,
   kCheckpointDelete = 43,
+  // Live moves to another host (cli_live_move.h).
+  kMoveVm = 50,
 };
 
 struct CliInvocation {

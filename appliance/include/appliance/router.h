@@ -9,6 +9,7 @@
 //   POST   /v1/vms/{name}/{action}     kVmAction  (start stop pause resume save restore)
 //   GET    /v1/vms/{name}/console      kConsole
 //   POST   /v1/vms/{name}/move-storage kMoveStorage
+//   POST   /v1/vms/{name}/move-vm      kMoveVm    (live move to another host)
 //   GET    /v1/jobs                    kListJobs
 //   GET    /v1/jobs/{id}               kGetJob
 //   GET    /v1/vms/{name}/checkpoints                 kListCheckpoints
@@ -45,6 +46,8 @@ enum class RouteId {
   kGetCheckpoint = 42,
   kDeleteCheckpoint = 43,
   kApplyCheckpoint = 44,
+  // Live moves to another host (jobs listed with kListJobs).
+  kMoveVm = 50,
 };
 
 struct Route {

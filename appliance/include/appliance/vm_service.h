@@ -13,12 +13,15 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "appliance/inventory.h"
 #include "appliance/runtime_record.h"
+#include "appliance/storage_move_plan.h"  // KeptSource (live moves)
 #include "appliance/supervisor.h"
 #include "appliance/vm_json.h"
 #include "appliance/vm_state.h"
@@ -81,6 +84,56 @@ class VmService {
   // a moment ago), each with the name of a VM using it. A move's sources
   // listed here must stay.
   std::map<std::string, std::string> FilesUsedByOtherVms(const std::string& name);
+
+  // Live moves, destination side (vm_service_incoming.cc; PeerService calls).
+  // Whether the inventory holds a VM of that name (a Prepare is refused then).
+  // (Not "Exists": that would hide file-local Exists(path) helpers inside
+  // VmService members.)
+  bool HasVm(const std::string& name);
+  // Takes over a committed incoming VM: renames incoming_dir (holding the
+  // moved vm.toml) to the VM's directory in the inventory and registers it as
+  // running under worker_pid (control_socket: its path after the rename),
+  // watched by this service's Supervisor like a re-attached worker. A
+  // worker_pid of 0 (the worker died after committing) registers it crashed.
+  // kAlreadyExists if a VM of that name exists (the directory stays put).
+  base::Status AdoptIncoming(const std::string& name, const std::string& incoming_dir,
+                             int64_t worker_pid, const std::string& control_socket);
+
+  // Live moves, source side (vm_service_moved.cc; LiveMoveService calls).
+  // BeginLiveMove marks a running or paused VM as moving with the storage
+  // moves' flag (one move per VM; checkpoints, start, save and delete are
+  // refused meanwhile); EndLiveMove clears it after a move that failed.
+  base::Result<MoveTarget> BeginLiveMove(const std::string& name);
+  void EndLiveMove(const std::string& name);
+  // A worker that exits with exit record state "moved" handed its VM to
+  // another host. FinishMovedVm drops the VM from the inventory and deletes
+  // its files: every disk and chain file of its definition except those
+  // another VM uses (kept), then the VM directory. Called by OnWorkerExit,
+  // by Open for a worker that exited "moved" while ferryd was down, and by a
+  // job whose worker died without a record once the destination said it
+  // committed. report: the exit record's message (the worker's final
+  // LiveMoveStatus JSON, if it left one).
+  struct MovedVm {
+    std::string name;
+    std::string report;
+    std::vector<std::string> removed;
+    std::vector<KeptSource> kept;
+  };
+  MovedVm FinishMovedVm(const std::string& name, const std::string& report);
+  // What FinishMovedVm did for this VM, if it left this host (the last few).
+  std::optional<MovedVm> MovedAway(const std::string& name);
+  // The destination committed but the source worker does not exit: SIGKILL
+  // it (through a pidfd, so a reused pid is never hit) and wait up to
+  // timeout_ms for the exit. The VM runs at the destination; this copy is
+  // paused and must never run again.
+  base::Status KillWorkerOfMovedVm(const std::string& name, int timeout_ms);
+
+ private:
+  void FinishMovesAtStart();  // Open: VMs whose worker exited "moved" meanwhile
+  std::mutex moved_mu_;
+  std::map<std::string, MovedVm> moved_;  // guarded by moved_mu_
+
+ public:
 
   // Checkpoints (appliance/src/checkpoints.cc; the chain logic is
   // checkpoint_plan.h). Running and paused VMs change their disks through

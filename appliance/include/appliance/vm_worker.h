@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "appliance/live_move_destination.h"
+#include "appliance/live_move_source.h"
 #include "appliance/storage_mover.h"
 #include "appliance/worker_args.h"
 #include "appliance/worker_protocol.h"
@@ -42,7 +44,7 @@ class VmWorker {
 
  private:
   VmWorker(WorkerArgs args, std::unique_ptr<vm::Machine> machine, base::Fd listen_fd,
-           base::Fd signal_fd, base::EventFd ended);
+           base::Fd signal_fd, base::EventFd ended, base::EventFd move_event);
   void Watch();
   void StopWatcher();
   void BumpRunGeneration();
@@ -57,6 +59,22 @@ class VmWorker {
   // Live storage moves (vm_worker_move.cc).
   Outcome ExecuteMove(const WorkerRequest& request);
   void AbortMove(const std::string& reason);
+  // Shared-nothing live moves, source side (vm_worker_live_move.cc): the
+  // "live-move" request; on move_event_, an exit record once the
+  // destination committed ("moved").
+  Outcome ExecuteLiveMove(const WorkerRequest& request);
+  std::optional<WorkerExitRecord> OnLiveMoveEvent();
+  void AbortLiveMove(const std::string& reason);
+  // Incoming side (vm_worker_incoming.cc): Open's path for --incoming; every
+  // request while the move is incoming; on move_event_, starts the watcher
+  // once the VM runs, or an exit record if the move failed.
+  static base::Result<std::unique_ptr<VmWorker>> OpenIncoming(const WorkerArgs& args,
+                                                              const std::string& kvm_device,
+                                                              base::Fd signal_fd);
+  Outcome ExecuteIncoming(const WorkerRequest& request);
+  std::optional<WorkerExitRecord> OnIncomingEvent();
+  void AbortIncoming(const std::string& reason);
+  void StartWatcher();
   WorkerReply Status(std::string state) const;
   // Stops the watcher and the VM; after this only the exit record remains.
   void Shutdown();
@@ -69,6 +87,12 @@ class VmWorker {
   base::Fd listen_fd_;
   base::Fd signal_fd_;
   base::EventFd ended_;  // the watcher saw the VM power off or fail
+  // A live move (either side) reached a decision; the control loop asks
+  // OnLiveMoveEvent / OnIncomingEvent.
+  base::EventFd move_event_;
+  std::unique_ptr<LiveMoveSource> live_source_;
+  std::unique_ptr<LiveMoveDestination> incoming_;  // set while incoming
+  std::string ready_line_ = "ready";  // "ready <port>" for an incoming worker
 
   std::mutex mu_;
   std::condition_variable cv_;

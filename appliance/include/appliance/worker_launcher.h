@@ -4,7 +4,8 @@
 // process group or terminal never reaches it, with stdout and stderr appended
 // to <vm dir>/worker.log. Readiness is an event, not a poll: the worker
 // inherits the write end of a pipe as fd 3 (--ready-fd 3) and writes "ready\n"
-// once its VM runs and its control socket listens. If it exits first, the
+// once its VM runs and its control socket listens (an incoming worker of a
+// live move writes "ready <port>\n": where it listens for the data streams). If it exits first, the
 // pipe reads end-of-file and the launcher reaps it and returns its reason,
 // taken from worker.exit (or worker.error, or its exit status).
 #pragma once
@@ -26,11 +27,15 @@ struct LaunchSpec {
   std::string log_path;        // worker.log
   std::string exit_record_path;  // worker.exit, read when start-up fails
   std::string error_path;        // worker.error, the fallback reason
+  // Non-empty: a live move's incoming worker (--incoming HOST --migration-id ID).
+  std::string incoming_host;
+  std::string migration_id;
 };
 
 struct LaunchedWorker {
   int64_t pid = 0;
   base::Fd pidfd;
+  uint16_t port = 0;  // from "ready <port>"; 0 for a plain "ready"
 };
 
 // On failure the worker has been reaped and the Error carries its reason with

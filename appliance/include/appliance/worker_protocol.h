@@ -34,6 +34,9 @@ enum class WorkerOp {
   // {"op":"move","move":{"action":"start"|"status"|"abort",...}}: a live
   // storage move run by the worker (storage_mover.h, vm_worker_move.cc).
   kMove = 30,
+  // {"op":"live-move","live_move":{"action":"start"|"status"|"abort",...}}:
+  // a shared-nothing live move run by the worker (live_move_types.h).
+  kLiveMove = 40,
 };
 std::string_view ToString(WorkerOp op);
 
@@ -43,6 +46,7 @@ struct WorkerRequest {
   // Initialised so that WorkerRequest{op, path} stays warning-free.
   std::string checkpoint = {};  // kCheckpoint: the action, a JSON object's text
   std::string move = {};        // kMove: the action, a JSON object's text
+  std::string live_move = {};   // kLiveMove: the action, a JSON object's text
 };
 
 struct WorkerStats {
@@ -56,6 +60,7 @@ struct WorkerReply {
   int64_t pid = 0;    // the worker's pid, so a re-attaching ferryd can check identity
   WorkerStats stats;
   std::string move;  // kMove: the mover's status, a JSON object's text ("" for none)
+  std::string live_move = {};  // kLiveMove: LiveMoveStatus JSON text ("" for none)
 };
 
 // Requests and replies are small; anything longer is a broken peer.
@@ -79,7 +84,8 @@ base::Result<WorkerReply> CallWorker(const std::string& socket_path, const Worke
 struct WorkerExitRecord {
   int64_t pid = 0;
   // "powered-off", "stopped", "saved", "failed" (guest or VMM failure while
-  // running) or "startup-failed".
+  // running), "startup-failed", or "moved" (a live move committed at the
+  // destination: the VM runs there now; ferryd deletes the source files).
   std::string state;
   std::string code;     // base::CodeName of the error, for failures
   std::string message;  // the reason, for failures

@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
         WriteRecord(*args, mode == "power-off-on-stop" ? "powered-off" : "stopped");
         return 0;
       case WorkerOp::kMove:  // no disks here either
+      case WorkerOp::kLiveMove:  // nor memory to move
       case WorkerOp::kCheckpoint:  // no disks here: refused like a worker without them
         (void)WriteLine(conn.get(), EncodeReply(base::Error(base::Code::kUnimplemented, "fake worker: no disks")));
         continue;

@@ -1,0 +1,464 @@
+// LiveMoveService: live-move jobs in the source ferryd (see
+// live_move_service.h). The pure parts (job JSON, Prepare request) are in
+// live_move_job.cc.
+#include "appliance/live_move_service.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <cstring>
+
+#include <algorithm>
+
+#include "appliance/host_cpu.h"
+#include "appliance/runtime_record.h"
+#include "appliance/unix_socket.h"
+#include "appliance/worker_protocol.h"
+#include "base/clock.h"
+#include "base/fd.h"
+#include "base/log.h"
+
+namespace appliance {
+
+using nlohmann::json;
+
+namespace {
+
+// After the worker reported completed: how long its exit ("moved") may take.
+constexpr uint64_t kMovedExitWaitNs = 15'000'000'000ull;
+// A living worker that answers no status call for this long is given up on
+// (its control thread answers within milliseconds even mid-switchover).
+constexpr uint64_t kSilenceLimitNs = 20'000'000'000ull;
+constexpr uint32_t kMaxStreams = 64;
+
+bool IsActive(const LiveMoveJobRecord& r) { return r.ended_unix_ms == 0; }
+
+WorkerRequest LiveMoveCall(const json& action) {
+  WorkerRequest request;
+  request.op = WorkerOp::kLiveMove;
+  request.live_move = action.dump();
+  return request;
+}
+
+// CallWorker with a bounded connect: a worker whose control loop is stuck
+// stops accepting, and once its listen backlog is full a blocking connect
+// would wait forever. Non-blocking, a full backlog is an immediate
+// kUnavailable.
+base::Result<WorkerReply> CallWorkerBounded(const std::string& socket_path, const WorkerRequest& request,
+                                            int timeout_ms) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path)
+    return base::Error(base::Code::kInvalidArgument, "socket path too long: " + socket_path);
+  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  base::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return base::ErrnoError("socket(AF_UNIX)");
+  int r;
+  do {
+    r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) return base::ErrnoError("connect to " + socket_path);
+  // Blocking again: ReadLine bounds the wait itself.
+  if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0)
+    return base::ErrnoError("fcntl " + socket_path);
+  RETURN_IF_ERROR(WriteLine(fd.get(), EncodeRequest(request)));
+  ASSIGN_OR_RETURN(std::string line, ReadLine(fd.get(), kMaxWorkerLine, timeout_ms, "the worker's live-move status"));
+  return DecodeReply(line);
+}
+
+void SetError(LiveMoveStatus& s, const base::Error& e) {
+  s.error_code = std::string(base::CodeName(e.code()));
+  s.error = e.message();
+}
+
+}  // namespace
+
+base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& vms, Options options) {
+  if (::mkdir(options.jobs_dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return base::ErrnoError("create " + options.jobs_dir);
+  std::unique_ptr<LiveMoveService> service(new LiveMoveService(vms, std::move(options)));
+  DIR* d = ::opendir(service->options_.jobs_dir.c_str());
+  if (d == nullptr) return base::ErrnoError("open " + service->options_.jobs_dir);
+  std::vector<std::string> files;
+  while (dirent* e = ::readdir(d)) {
+    std::string f = e->d_name;
+    if (f.size() > 5 && f.compare(f.size() - 5, 5, ".json") == 0) files.push_back(f);
+  }
+  ::closedir(d);
+  for (const std::string& f : files) {
+    std::string path = service->options_.jobs_dir + "/" + f;
+    auto text = base::ReadFileToString(path);
+    if (!text) continue;
+    auto parsed = LiveMoveJobFromJson(json::parse(*text, nullptr, false));
+    if (!parsed) {
+      base::LogWarning("job record " + path + " skipped: " + parsed.error().message());
+      continue;
+    }
+    auto job = std::make_shared<Job>();
+    job->record = std::move(*parsed);
+    if (IsActive(job->record)) {
+      // ferryd stopped while this job ran. VmService::Open has already
+      // removed the VM if its worker exited "moved" meanwhile.
+      LiveMoveStatus& s = job->record.status;
+      if (auto moved = vms.MovedAway(job->record.vm)) {
+        s.phase = LiveMovePhase::kCompleted;
+        job->record.removed = moved->removed;
+        job->record.kept = moved->kept;
+      } else {
+        s.phase = LiveMovePhase::kFailed;
+        s.error_code = std::string(base::CodeName(base::Code::kAborted));
+        s.error =
+            "interrupted: ferryd stopped during the move; a move that had not reached switchover is aborted by "
+            "the worker and the vm stays here (ferry vm list shows where it runs)";
+      }
+      job->record.ended_unix_ms = UnixMillisNow();
+      service->Persist(job->record);
+    }
+    service->jobs_[job->record.id] = job;
+  }
+  return service;
+}
+
+LiveMoveService::~LiveMoveService() {
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+    for (auto& [id, job] : jobs_) jobs.push_back(job);
+  }
+  for (auto& job : jobs) {
+    if (job->thread.joinable()) job->thread.join();
+  }
+}
+
+bool LiveMoveService::WaitStopping(int ms) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_; });
+}
+
+bool LiveMoveService::Owns(const std::string& job_id) const {
+  std::lock_guard lock(mu_);
+  return jobs_.count(job_id) != 0;
+}
+
+void LiveMoveService::Persist(const LiveMoveJobRecord& record) {
+  std::string path = options_.jobs_dir + "/" + record.id + ".json";
+  if (auto st = base::WriteFileAtomically(path, LiveMoveJobToJson(record).dump(2) + "\n"); !st)
+    base::LogWarning("job " + record.id + ": " + st.error().ToString());
+}
+
+base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
+  const std::string& vm = args.vm;
+  const config::HostSettings& host = options_.host;
+  if (!host.outgoing_enabled)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "outgoing live moves are disabled on this host (host.toml migration.outgoing_enabled)");
+  if (!args.include_storage)
+    return base::Error(base::Code::kFailedPrecondition, "--include-storage is required: the hosts share no storage");
+  if (args.destination.empty() || args.destination[0] != '/')
+    return base::Error(base::Code::kInvalidArgument,
+                       "destination_storage_path must be absolute, not \"" + args.destination + "\"");
+  if (args.streams < 1 || args.streams > kMaxStreams)
+    return base::Error(base::Code::kInvalidArgument,
+                       "streams must be from 1 to " + std::to_string(kMaxStreams) + ", not " +
+                           std::to_string(args.streams));
+  if (host.performance == config::PerformanceOption::kSmb)
+    return base::Error(base::Code::kUnimplemented, "performance option smb is not supported for live moves yet");
+  ASSIGN_OR_RETURN(PeerEndpoint peer, ParsePeerEndpoint(args.host, kDefaultPeerPort));
+  const std::string source_host = MigrationSourceHost(host);
+  peer.source_host = source_host;
+  const std::string what = "move vm " + vm + " to " + peer.ToString();
+
+  auto job = std::make_shared<Job>();
+  job->peer = peer;
+  const std::string migration_id = NewMigrationId();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
+    std::vector<std::string> active;
+    for (auto& [id, j] : jobs_) {
+      if (IsActive(j->record)) active.push_back(id + " (vm " + j->record.vm + ")");
+    }
+    if (active.size() >= host.max_live_moves) {
+      std::string list;
+      for (const auto& a : active) list += (list.empty() ? "" : ", ") + a;
+      return base::Error(base::Code::kResourceExhausted,
+                         "cannot " + what + ": " + std::to_string(active.size()) +
+                             " live moves are running, the host allows " + std::to_string(host.max_live_moves) +
+                             " at once (migration.max_live_moves): " + list + "; wait for one to finish (ferry jobs)");
+    }
+    // Reserve the slot before the slow part, so two requests cannot both take
+    // the last one.
+    LiveMoveJobRecord& r = job->record;
+    r.id = "live-" + migration_id.substr(0, 8);
+    r.vm = vm;
+    r.host = args.host;
+    r.destination = args.destination;
+    r.migration_id = migration_id;
+    r.streams = args.streams;
+    r.bandwidth_limit = args.bandwidth_limit;
+    r.downtime_ms = args.downtime_ms;
+    r.started_unix_ms = UnixMillisNow();
+    r.status.migration_id = migration_id;
+    r.status.phase = LiveMovePhase::kPreparing;
+    jobs_[r.id] = job;
+  }
+  auto drop = [&](const base::Error& e) {
+    std::lock_guard lock(mu_);
+    jobs_.erase(job->record.id);
+    return e;
+  };
+  auto target = vms_.BeginLiveMove(vm);
+  if (!target) return drop(target.error());
+  job->control_socket = target->control_socket;
+  auto fail = [&](const base::Error& e) {
+    vms_.EndLiveMove(vm);
+    return drop(e.Wrap(what));
+  };
+
+  auto plan = PlanStorageMove(target->definition, target->vm_dir, args.destination);
+  if (!plan) return fail(plan.error());
+  PrepareRequest prepare = BuildPrepareRequest(target->definition, *plan, args.streams, host.performance, source_host);
+  prepare.migration_id = migration_id;
+  if (auto cpu = ReadHostCpu(options_.kvm_device); cpu) {
+    prepare.cpu_vendor = cpu->vendor;
+    prepare.cpu_features = cpu->features;
+  } else {
+    // The destination then checks nothing about the CPU it cannot compare.
+    base::LogWarning("job " + job->record.id + ": no CPU description for Prepare: " + cpu.error().ToString());
+  }
+  auto prepared = CallPeer(peer, MoveFrame::kPrepare, ToJson(prepare), MoveFrame::kPrepareReply,
+                           options_.prepare_timeout_ms);
+  if (!prepared) return fail(prepared.error());
+  auto reply = PrepareReplyFromJson(*prepared);
+  if (!reply) {
+    AbortAtDestination(*job, "the source could not read the Prepare reply");
+    return fail(reply.error());
+  }
+
+  LiveMoveRequest request;
+  request.prepare = prepare;
+  request.control_host = peer.host;
+  request.control_port = peer.port;
+  request.data_host = reply->data_host;
+  request.data_port = reply->data_port;
+  request.source_host = source_host;
+  request.streams = args.streams;
+  request.compression = host.performance == config::PerformanceOption::kCompression;
+  request.bandwidth_limit = args.bandwidth_limit;
+  request.downtime_ms = args.downtime_ms;
+  request.time_limit_s = args.time_limit_s;
+  auto started = CallWorker(target->control_socket,
+                            LiveMoveCall({{"action", "start"}, {"request", ToJson(request)}}),
+                            options_.worker_call_timeout_ms);
+  if (!started) {
+    AbortAtDestination(*job, "the source worker did not start the move: " + started.error().message());
+    return fail(started.error());
+  }
+  {
+    std::lock_guard lock(mu_);
+    LiveMoveStatus& s = job->record.status;
+    s.memory_bytes = prepare.memory_bytes;
+    s.disk_bytes = prepare.disk_bytes;
+    if (!started->live_move.empty()) {
+      if (auto first = LiveMoveStatusFromJson(json::parse(started->live_move, nullptr, false)); first) s = *first;
+    }
+  }
+  base::LogInfo("job " + job->record.id + ": live move of vm " + vm + " to " + peer.ToString() + " (" +
+                args.destination + "), migration " + migration_id + ", data " + reply->data_host + ":" +
+                std::to_string(reply->data_port));
+  json out;
+  {
+    std::lock_guard lock(mu_);
+    Persist(job->record);
+    out = LiveMoveJobToJson(job->record);
+    job->thread = std::thread([this, job] { Run(job); });
+  }
+  return out;
+}
+
+void LiveMoveService::AbortAtDestination(const Job& job, const std::string& reason) {
+  json request = {{"migration_id", job.record.migration_id}, {"reason", reason}};
+  auto r = CallPeer(job.peer, MoveFrame::kAbort, request, MoveFrame::kAbortReply, options_.peer_timeout_ms);
+  if (r)
+    base::LogInfo("job " + job.record.id + ": destination " + job.peer.ToString() + " aborted the move");
+  else
+    base::LogWarning("job " + job.record.id + ": abort at the destination: " + r.error().ToString() +
+                     " (it cleans up on its own once its incoming worker exits)");
+}
+
+void LiveMoveService::Update(Job& job, const LiveMoveStatus& status) {
+  std::lock_guard lock(mu_);
+  job.record.status = status;
+  job.record.status.migration_id = job.record.migration_id;
+}
+
+void LiveMoveService::Finish(Job& job, LiveMoveStatus status) {
+  std::lock_guard lock(mu_);
+  status.migration_id = job.record.migration_id;
+  job.record.status = std::move(status);
+  job.record.ended_unix_ms = UnixMillisNow();
+  Persist(job.record);
+  base::LogInfo("job " + job.record.id + ": " + std::string(ToString(job.record.status.phase)) +
+                (job.record.status.error.empty() ? "" : ": " + job.record.status.error));
+  // Keep the history bounded: drop the oldest finished jobs.
+  std::vector<std::pair<int64_t, std::string>> done;
+  for (auto& [id, j] : jobs_) {
+    if (!IsActive(j->record) && !j->thread.joinable()) done.emplace_back(j->record.ended_unix_ms, id);
+  }
+  std::sort(done.begin(), done.end());
+  while (done.size() > options_.history) {
+    ::unlink((options_.jobs_dir + "/" + done.front().second + ".json").c_str());
+    jobs_.erase(done.front().second);
+    done.erase(done.begin());
+  }
+}
+
+static LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record) {
+  std::lock_guard lock(mu);
+  return record.status;
+}
+
+void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved) {
+  LiveMoveStatus s = LastStatus(mu_, job.record);
+  // The worker's last word (its exit record) is the report, when it left one.
+  if (auto report = LiveMoveStatusFromJson(json::parse(moved.report, nullptr, false)); report) s = *report;
+  s.phase = LiveMovePhase::kCompleted;
+  s.error_code.clear();
+  s.error.clear();
+  {
+    std::lock_guard lock(mu_);
+    job.record.removed = moved.removed;
+    job.record.kept = moved.kept;
+  }
+  Finish(job, s);
+}
+
+void LiveMoveService::FinishFailed(Job& job, const base::Error& error) {
+  vms_.EndLiveMove(job.record.vm);
+  AbortAtDestination(job, error.message());
+  LiveMoveStatus s = LastStatus(mu_, job.record);
+  s.phase = LiveMovePhase::kFailed;
+  SetError(s, error);
+  Finish(job, s);
+}
+
+bool LiveMoveService::DestinationCommitted(const Job& job) {
+  auto status = CallPeer(job.peer, MoveFrame::kStatusQuery, json{{"migration_id", job.record.migration_id}},
+                         MoveFrame::kStatusReply, options_.peer_timeout_ms);
+  if (!status) {
+    base::LogWarning("job " + job.record.id + ": status at the destination: " + status.error().ToString());
+    return false;
+  }
+  auto state = ParseRemoteMoveState(status->value("state", ""));
+  return state && *state == RemoteMoveState::kCommitted;
+}
+
+void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
+  const std::string vm = job.record.vm;
+  if (auto moved = vms_.MovedAway(vm)) return FinishMoved(job, *moved);
+  // No "moved" exit: the worker died. It may have died after the commit
+  // point, so the destination decides (its Status kills an uncommitted
+  // incoming worker before answering "aborted").
+  if (DestinationCommitted(job)) {
+    base::LogWarning("job " + job.record.id + ": " + why + ", but the destination had committed: vm " + vm +
+                     " runs there now");
+    return FinishMoved(job, vms_.FinishMovedVm(vm, ""));
+  }
+  FinishFailed(job, base::Error(base::Code::kAborted, "the vm's worker died during the move (" + why +
+                                                          "); the vm stays on this host with its files intact"));
+}
+
+void LiveMoveService::OnWorkerSilent(Job& job, const std::string& why) {
+  const std::string vm = job.record.vm;
+  if (DestinationCommitted(job)) {
+    // The VM runs there; this worker holds a paused copy that must never run.
+    if (auto st = vms_.KillWorkerOfMovedVm(vm, 10000); !st)
+      base::LogError("job " + job.record.id + ": " + st.error().ToString());
+    return FinishMoved(job, vms_.FinishMovedVm(vm, ""));
+  }
+  // Not committed: stop polling, so the worker's lease ends a move that has
+  // not reached switchover, and tell the destination to give up (after
+  // switchover that makes the worker's own Status answer "aborted").
+  FinishFailed(job, base::Error(base::Code::kDeadlineExceeded, why));
+}
+
+void LiveMoveService::Run(std::shared_ptr<Job> job) {
+  base::SetThreadName("live-move-job");
+  const std::string vm = job->record.vm;
+  const WorkerRequest poll = LiveMoveCall({{"action", "status"}});
+  uint64_t silent_since_ns = 0;     // first unanswered poll of a living worker
+  uint64_t completed_since_ns = 0;  // the worker reported completed
+  for (;;) {
+    if (WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease decides
+    auto reply = CallWorkerBounded(job->control_socket, poll, options_.worker_call_timeout_ms);
+    std::optional<LiveMoveStatus> status;
+    if (reply && !reply->live_move.empty()) {
+      auto parsed = LiveMoveStatusFromJson(json::parse(reply->live_move, nullptr, false));
+      if (parsed) status = *parsed;
+    }
+    const uint64_t now = base::MonotonicNanos();
+    if (!status) {
+      auto state = vms_.CurrentState(vm);
+      if (!state || !HasWorker(*state)) {
+        std::string why = "the worker exited; vm " + vm + " is " +
+                          (state ? std::string(ToString(*state)) : std::string("gone from the inventory"));
+        return OnWorkerGone(*job, why);
+      }
+      if (completed_since_ns != 0) {
+        if (now - completed_since_ns < kMovedExitWaitNs) continue;
+        return OnWorkerSilent(*job, "the worker did not exit after the destination committed");
+      }
+      if (silent_since_ns == 0) silent_since_ns = now;
+      if (now - silent_since_ns < kSilenceLimitNs) continue;
+      return OnWorkerSilent(*job, "the worker stopped answering: " +
+                                      (reply ? std::string("no live move status") : reply.error().message()));
+    }
+    silent_since_ns = 0;
+    if (!IsTerminal(status->phase)) {
+      Update(*job, *status);
+      continue;
+    }
+    if (status->phase == LiveMovePhase::kCompleted) {
+      // The destination committed; the worker shuts its VM down and exits
+      // "moved", and VmService removes the VM. Keep the report meanwhile.
+      Update(*job, *status);
+      if (completed_since_ns == 0) completed_since_ns = now;
+      if (now - completed_since_ns < kMovedExitWaitNs) continue;
+      return OnWorkerSilent(*job, "the worker did not exit after the destination committed");
+    }
+    // Failed: the VM runs here. In doubt: it stays paused here and the
+    // destination may have committed, so nothing is aborted there.
+    vms_.EndLiveMove(vm);
+    if (status->phase == LiveMovePhase::kFailed) AbortAtDestination(*job, "the move failed: " + status->error);
+    if (status->phase == LiveMovePhase::kInDoubt && status->error.empty())
+      status->error = "the move is in doubt: the source stays paused; ask the destination " + job->peer.ToString() +
+                      " whether vm " + vm + " runs there, then stop or resume it here";
+    return Finish(*job, *status);
+  }
+}
+
+base::Result<json> LiveMoveService::List() {
+  std::lock_guard lock(mu_);
+  std::vector<const LiveMoveJobRecord*> records;
+  for (auto& [id, j] : jobs_) records.push_back(&j->record);
+  std::sort(records.begin(), records.end(), [](const LiveMoveJobRecord* a, const LiveMoveJobRecord* b) {
+    return a->started_unix_ms < b->started_unix_ms;
+  });
+  json list = json::array();
+  for (const auto* r : records) list.push_back(LiveMoveJobToJson(*r));
+  return json{{"jobs", list}};
+}
+
+base::Result<json> LiveMoveService::Get(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return base::Error(base::Code::kNotFound, "no job " + id);
+  return LiveMoveJobToJson(it->second->record);
+}
+
+}  // namespace appliance

@@ -1,0 +1,16 @@
+// Helpers shared by the PeerService source files (not part of its API).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "appliance/move_protocol.h"
+
+namespace appliance {
+
+// Every file an incoming move writes at the destination: each backing
+// layer's copy and each writable top, each also under its ".part" name.
+// Pre-flight requires that none exists, so clean-up may remove them all.
+std::vector<std::string> IncomingDestinationFiles(const PrepareRequest& plan);
+
+}  // namespace appliance

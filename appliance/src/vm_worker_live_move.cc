@@ -1,0 +1,131 @@
+// VmWorker's side of a shared-nothing live move, source side: the
+// "live-move" control request (live_move_types.h).
+//
+//   {"action":"start","request":{LiveMoveRequest}}
+//   {"action":"status"}            (also renews the move's lease)
+//   {"action":"abort","reason":"..."}
+// Every reply carries the move's status as "live_move" (LiveMoveStatus JSON).
+//
+// Once the destination committed, the move's notify fd wakes the control
+// loop, OnLiveMoveEvent returns the exit record "moved" and the worker shuts
+// its (paused) machine down and exits; ferryd deletes the source files.
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "appliance/vm_worker.h"
+#include "base/log.h"
+#include "config/vm_definition.h"
+#include "tracking_disks.h"
+
+namespace appliance {
+namespace {
+
+using nlohmann::json;
+
+// Where each worker's move went, for the exit message. Kept here because
+// vm_worker.h (not this part's file) has no member for it; one entry per
+// worker object, removed when the worker's move ends or a new one starts.
+struct Destinations {
+  std::mutex mu;
+  std::map<const void*, std::string> host;
+};
+Destinations& MoveDestinations() {
+  static Destinations d;
+  return d;
+}
+
+}  // namespace
+
+void VmWorker::AbortLiveMove(const std::string& reason) {
+  if (live_source_) live_source_->Abort(reason);
+}
+
+VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
+  json action = json::parse(request.live_move, nullptr, false);
+  if (!action.is_object() || !action.contains("action") || !action["action"].is_string())
+    return {base::Error(base::Code::kInvalidArgument, "live-move request needs an \"action\""), std::nullopt};
+  const std::string what = action["action"].get<std::string>();
+  if (what == "start") {
+    if (live_source_ && live_source_->running())
+      return {base::Error(base::Code::kFailedPrecondition, "a live move of this vm is already running"),
+              std::nullopt};
+    if (!action.contains("request") || !action["request"].is_object())
+      return {base::Error(base::Code::kInvalidArgument, "live-move start needs a \"request\" object"), std::nullopt};
+    auto parsed = LiveMoveRequestFromJson(action["request"]);
+    if (!parsed) return {parsed.error(), std::nullopt};
+    if (machine_->state() != vm::RunState::kRunning)
+      return {base::Error(base::Code::kFailedPrecondition,
+                          "the vm is " + std::string(vm::ToString(machine_->state())) + ", not running"),
+              std::nullopt};
+    // The definition as ferryd last wrote it (a checkpoint may have changed
+    // the disk paths since this worker started).
+    auto def = config::LoadVmDefinition(args_.vm_dir + "/vm.toml");
+    if (!def) return {def.error(), std::nullopt};
+    if (def->disks.size() != machine_->disk_count())
+      return {base::Error(base::Code::kFailedPrecondition,
+                          "vm.toml lists " + std::to_string(def->disks.size()) + " disks, the running vm has " +
+                              std::to_string(machine_->disk_count())),
+              std::nullopt};
+    std::vector<storage::TrackingDisk*> disks;
+    for (size_t i = 0; i < machine_->disk_count(); ++i) {
+      auto t = EnsureTracking(*machine_, i);
+      if (!t) return {t.error(), std::nullopt};
+      disks.push_back(*t);
+    }
+    live_source_.reset();  // a finished earlier attempt
+    LiveMoveSource::Options o;
+    o.machine = machine_.get();
+    o.disks = std::move(disks);
+    o.definition = std::move(*def);
+    o.vm_dir = args_.vm_dir;
+    o.pause = [this]() { return machine_->Pause(); };
+    o.resume = [this]() -> base::Status {
+      base::Status st = machine_->Resume();
+      BumpRunGeneration();  // the watcher waits on it while paused
+      return st;
+    };
+    o.notify_fd = move_event_.fd();
+    if (const char* lease = std::getenv("FERRY_LIVE_MOVE_LEASE_MS"); lease != nullptr && *lease != '\0')
+      o.lease_ms = std::atoi(lease);
+    const std::string host = parsed->data_host;
+    auto started = LiveMoveSource::Start(std::move(o), std::move(*parsed));
+    if (!started) return {started.error(), std::nullopt};
+    live_source_ = std::move(*started);
+    {
+      Destinations& d = MoveDestinations();
+      std::lock_guard lock(d.mu);
+      d.host[this] = host;
+    }
+  } else if (what == "abort") {
+    if (live_source_) live_source_->Abort(action.value("reason", std::string("cancelled by request")));
+  } else if (what != "status") {
+    return {base::Error(base::Code::kInvalidArgument, "unknown live-move action \"" + what + "\""), std::nullopt};
+  }
+  if (!live_source_)
+    return {base::Error(base::Code::kNotFound, "no live move has been started on this vm"), std::nullopt};
+  WorkerReply reply = Status(std::string(vm::ToString(machine_->state())));
+  reply.live_move = ToJson(live_source_->Status()).dump();
+  return {reply, std::nullopt};
+}
+
+std::optional<WorkerExitRecord> VmWorker::OnLiveMoveEvent() {
+  if (!live_source_ || !live_source_->committed()) return std::nullopt;
+  std::string host;
+  {
+    Destinations& d = MoveDestinations();
+    std::lock_guard lock(d.mu);
+    host = d.host[this];
+    d.host.erase(this);
+  }
+  base::LogInfo("live move committed at " + host + "; this worker ends");
+  WorkerExitRecord r;
+  r.pid = ::getpid();
+  r.state = "moved";
+  r.message = "moved to " + host;
+  return r;
+}
+
+}  // namespace appliance

@@ -1,0 +1,628 @@
+// Live moves that break (docs/live_move.md, "The VM runs on exactly one host
+// whatever fails"): two ferryds on this machine, host A on 127.0.0.1 and
+// host B on 127.0.0.2, each with its own storage root; a fault is injected
+// in a chosen phase of `ferry move-vm` (held there with --bandwidth-limit and
+// a guest that keeps dirtying, or with the FERRY_TEST_COMMIT_DELAY_MS hook of
+// the incoming worker) and every test then checks:
+//   - what `ferry move-vm` said (a clear error naming the cause, or success
+//     where the design completes the move anyway),
+//   - the VM is listed and its worker process alive on exactly one host,
+//   - the guest's self-checks still pass there (memory guest: heartbeats go
+//     on with errors=0; disk guest: no mismatch, and its disk verifies),
+//   - nothing of a failed move is left at B (incoming/ empty, no file of the
+//     move under the destination path).
+// Faults: the incoming worker SIGKILLed in pre-copy and in switchover, B's
+// ferryd SIGKILLed (and restarted) in pre-copy and in switchover, the TCP
+// connections cut (ss -K), the destination file system full at pre-flight
+// and during pre-copy, A's ferryd SIGKILLed (and restarted) in pre-copy.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+
+namespace ferry_it {
+namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st{};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  return n;
+}
+
+// Live ferry-vmm processes whose --vm-dir starts with prefix (a zombie's
+// cmdline reads empty, so exited workers never match).
+std::vector<pid_t> Workers(const std::string& vm_dir_prefix, bool incoming_only = false) {
+  const std::string marker = std::string("--vm-dir") + '\0' + vm_dir_prefix;
+  std::vector<pid_t> pids;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadAll("/proc/" + name + "/cmdline");
+    if (cmdline.find("ferry-vmm") == std::string::npos || cmdline.find(marker) == std::string::npos) continue;
+    if (incoming_only && cmdline.find(std::string("--incoming") + '\0') == std::string::npos) continue;
+    pids.push_back(pid_t(std::atoi(name.c_str())));
+  }
+  return pids;
+}
+
+// Regular files (any depth) under dir; symlinks and directories do not count.
+std::vector<std::string> FilesUnder(const std::string& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) files.push_back(it->path().string());
+  }
+  return files;
+}
+
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) names.push_back(e.path().filename().string());
+  return names;
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// Sets an environment variable for the processes started while it lives
+// (ferryd copies the test's environment and its workers inherit ferryd's).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* key, const std::string& value) : key_(key) { ::setenv(key, value.c_str(), 1); }
+  ~ScopedEnv() { ::unsetenv(key_); }
+
+ private:
+  const char* key_;
+};
+
+// The commit-point window the incoming worker keeps open when
+// FERRY_TEST_COMMIT_DELAY_MS is set: long enough to see the source's
+// "resolving" phase (polled every 250 ms) and act in it.
+constexpr int kCommitDelayMs = 5000;
+
+class LiveMoveFailureTest : public FerryTest {
+ protected:
+  void SetUp() override {
+    start_ = std::chrono::steady_clock::now();
+    FerryTest::SetUp();
+    port_a_ = FreePort("127.0.0.1");
+    port_b_ = FreePort("127.0.0.2");
+    std::ofstream(config(), std::ios::trunc) << "storage_root = \"" << storage() << "\"\n"
+                                             << "api_socket = \"" << socket() << "\"\n"
+                                             << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
+                                             << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_));
+    b_ = std::make_unique<ExtraFerryd>(dir(), "b");
+    b_->WriteConfig(LiveMoveHostToml(HostB()));
+  }
+
+  void TearDown() override {
+    if (move_.valid()) {
+      // A move still running (the test failed early): without A's ferryd the
+      // CLI's next poll fails and it exits.
+      KillFerryd();
+      move_.wait();
+    }
+    b_.reset();  // its workers and ferryd, before the directory goes
+    for (const std::string& m : mounts_) RunProcess({"/bin/umount", "-l", m}, {}, 30000);
+    FerryTest::TearDown();
+  }
+
+  // Progress on stdout with the time since SetUp: where a slow or stuck
+  // test spends its time.
+  void Note(const std::string& what) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    char at[32];
+    std::snprintf(at, sizeof at, "[%6.1f s] ", s);
+    std::cout << at << what << std::endl;
+  }
+
+  std::string HostB() const { return "127.0.0.2:" + std::to_string(port_b_); }
+  std::string DestB() const { return dir() + "/b-disks"; }
+  std::string VmDirA(const std::string& vm) const { return storage() + "/vms/" + vm; }
+
+  // ---- VMs ----------------------------------------------------------------
+
+  // The memory guest: 128 MiB of RAM, a working set of ws_mib dirtied at
+  // `rate` pages/s (5000: 20 MB/s, more than the limited link carries, so
+  // pre-copy never converges; 200: converges in a few rounds).
+  void StartMemoryGuest(const std::string& vm, int ws_mib, int rate) {
+    ProcessResult r = Ferry({"vm", "create", vm, "--guest", "memory", "--memory", "128M", "--cmdline",
+                             "ws_mib=" + std::to_string(ws_mib) + " rate=" + std::to_string(rate) + " hb_ms=50"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = Ferry({"vm", "start", vm});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    WaitForHeartbeats(vm, "HB", 5);
+    Note("memory guest " + vm + " runs at A");
+  }
+
+  // The disk guest on a 16 MiB sparse raw disk under <test dir>/a-disks,
+  // writing `rate` blocks/s over its first 2048 blocks; returns the disk.
+  std::string StartDiskGuest(const std::string& vm, int rate) {
+    std::filesystem::create_directories(dir() + "/a-disks");
+    std::string disk = dir() + "/a-disks/" + vm + ".img";
+    MakeSparseFile(disk, 16 << 20);
+    ProcessResult r = Ferry({"vm", "create", vm, "--guest", "disk", "--memory", "32M", "--disk", disk + ",format=raw",
+                             "--cmdline", "hb_ms=50 rate=" + std::to_string(rate) + " flush_every=16 blocks=2048"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    r = Ferry({"vm", "start", vm});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    WaitForHeartbeats(vm, "DISK", 5);
+    Note("disk guest " + vm + " runs at A");
+    return disk;
+  }
+
+  // ---- The move -------------------------------------------------------------
+
+  // Runs `ferry move-vm` in the background (it blocks until the job ends).
+  void StartMove(const std::string& vm, const std::string& bandwidth, const std::string& dest = "") {
+    std::vector<std::string> args = {"move-vm", vm, HostB(), "--include-storage", "--destination-storage-path",
+                                     dest.empty() ? DestB() : dest, "--streams", "2", "--bandwidth-limit",
+                                     bandwidth};
+    Note("ferry move-vm " + vm + " --bandwidth-limit " + bandwidth);
+    move_ = std::async(std::launch::async, [this, args] { return Ferry(args, 120000); });
+  }
+
+  ProcessResult WaitMove() {
+    if (!move_.valid()) return {};
+    if (move_.wait_for(std::chrono::seconds(150)) != std::future_status::ready) {
+      ADD_FAILURE() << "ferry move-vm did not return";
+      KillFerryd();
+    }
+    ProcessResult r = move_.get();
+    Note("ferry move-vm returned " + std::to_string(r.exit_code));
+    return r;
+  }
+
+  // A's newest live-move job, or null (no job yet, or A's ferryd is down).
+  nlohmann::json LiveJob() {
+    ProcessResult r = Ferry({"--json", "jobs"}, 10000);
+    if (r.exit_code != 0) return nullptr;
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || !j.contains("jobs") || !j["jobs"].is_array()) return nullptr;
+    nlohmann::json last = nullptr;
+    for (const auto& job : j["jobs"])
+      if (job.value("kind", "") == "live-vm") last = job;
+    return last;
+  }
+
+  // Waits until A's live-move job is in one of `phases` (and, in pre-copy,
+  // has sent something, so the streams are up); fails the test if the job
+  // ended or the CLI returned first.
+  nlohmann::json WaitPhase(const std::set<std::string>& phases, const std::string& why, int timeout_ms = 60000) {
+    nlohmann::json job = nullptr;
+    std::string seen;
+    bool ended = false;
+    WaitFor("the live move to reach phase " + *phases.begin() + " (" + why + ")", timeout_ms, [&] {
+      job = LiveJob();
+      if (job.is_null()) return move_.valid() && move_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+      seen = job.value("phase", "");
+      if (phases.count(seen)) {
+        if (seen != "precopy") return true;
+        const auto& s = job["live_move"];
+        return s.value("memory_sent", uint64_t(0)) + s.value("disk_sent", uint64_t(0)) > 0;
+      }
+      ended = seen == "completed" || seen == "failed" || seen == "in-doubt";
+      return ended;
+    });
+    if (job.is_null() || !phases.count(seen)) {
+      ADD_FAILURE() << "the move never was in phase " << *phases.begin() << " (" << why << "); last phase \"" << seen
+                    << "\"" << (ended ? ", job: " + job.dump() : "");
+      return nullptr;
+    }
+    Note("in phase " + seen + ": " + why);
+    return job;
+  }
+
+  // ---- Where the VM is ------------------------------------------------------
+
+  bool ListedOn(ProcessResult r, const std::string& vm) {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || !j.contains("vms")) return false;
+    for (const auto& v : j["vms"])
+      if (v.value("name", "") == vm) return true;
+    return false;
+  }
+  bool ListedOnA(const std::string& vm) { return ListedOn(Ferry({"--json", "vm", "list"}), vm); }
+  bool ListedOnB(const std::string& vm) { return ListedOn(b_->Ferry({"--json", "vm", "list"}), vm); }
+
+  // The VM runs at A only: listed and running there, its worker alive; B
+  // neither lists it nor runs any worker (an incoming one may take a moment
+  // to be killed and reaped).
+  void ExpectOnlyOnA(const std::string& vm) {
+    Note("checking that " + vm + " runs at A only");
+    EXPECT_TRUE(ListedOnA(vm)) << vm << " is not listed at A";
+    EXPECT_EQ(State(vm), "running");
+    EXPECT_EQ(Workers(VmDirA(vm) + '\0').size(), 1u) << "workers of " << vm << " at A";
+    EXPECT_FALSE(ListedOnB(vm)) << vm << " is listed at B too";
+    WaitFor("no worker at B", 30000, [&] { return Workers(b_->storage() + "/").empty(); });
+  }
+
+  // The VM runs at B only: listed there and running, a worker alive under
+  // B's root; A forgot it and runs no worker for it.
+  void ExpectOnlyOnB(const std::string& vm) {
+    Note("checking that " + vm + " runs at B only");
+    WaitFor(vm + " adopted and running at B", 30000, [&] { return b_->State(vm) == "running"; });
+    EXPECT_TRUE(ListedOnB(vm)) << vm << " is not listed at B";
+    EXPECT_EQ(Workers(b_->storage() + "/").size(), 1u) << "workers at B";
+    EXPECT_FALSE(ListedOnA(vm)) << vm << " is still listed at A";
+    WaitFor("no worker of " + vm + " at A", 30000, [&] { return Workers(VmDirA(vm) + '\0').empty(); });
+  }
+
+  // Nothing of the failed move is left at B: incoming/ is empty and no file
+  // lies under the destination path (but `except`, the test's own filler).
+  void ExpectBClean(const std::string& dest, const std::string& except = "") {
+    Note("checking that B kept nothing of the move");
+    const std::string incoming = b_->storage() + "/incoming";
+    WaitFor("B's incoming/ to be empty", 30000, [&] { return Entries(incoming).empty(); });
+    EXPECT_TRUE(Entries(incoming).empty()) << Join(Entries(incoming));
+    std::vector<std::string> left;
+    for (const auto& f : FilesUnder(dest))
+      if (f != except) left.push_back(f);
+    EXPECT_TRUE(left.empty()) << "files of the move left at the destination: " << Join(left);
+  }
+
+  // A failed move: exit 1, the message names the cause, the job failed.
+  void ExpectFailed(const ProcessResult& r, const std::vector<std::string>& any_of) {
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    bool named = any_of.empty();
+    for (const auto& w : any_of) named |= r.err.find(w) != std::string::npos;
+    EXPECT_TRUE(named) << "want one of [" << Join(any_of) << "] in: " << r.err;
+    Note("ferry move-vm said: " + r.err);
+  }
+
+  // ---- Guest checks ----------------------------------------------------------
+
+  // The memory guest goes on: 10 more heartbeats, one unbroken sequence, no
+  // error, no mismatch.
+  void ExpectMemoryGuestFine(const std::function<std::string()>& console) {
+    Note("checking the memory guest");
+    const size_t have = ParseHeartbeats(console(), "HB").size();
+    std::vector<Heartbeat> beats;
+    WaitFor("10 more heartbeats", 60000, [&] {
+      beats = ParseHeartbeats(console(), "HB");
+      return beats.size() >= have + 10;
+    });
+    ASSERT_FALSE(beats.empty());
+    for (size_t i = 0; i < beats.size(); ++i) {
+      EXPECT_EQ(beats[i].errors, 0u) << "heartbeat " << beats[i].n;
+      if (i > 0) {
+        EXPECT_EQ(beats[i].n, beats[i - 1].n + 1) << "heartbeat sequence broken";
+      }
+    }
+    std::string text = console();
+    EXPECT_EQ(Count(text, "MISMATCH"), 0u) << text.substr(text.size() > 3000 ? text.size() - 3000 : 0);
+  }
+  void ExpectMemoryGuestFineOnA(const std::string& vm) {
+    ExpectMemoryGuestFine([&] { return Ferry({"console", vm}).out; });
+  }
+  void ExpectMemoryGuestFineOnB(const std::string& vm) {
+    ExpectMemoryGuestFine([&] { return b_->Ferry({"console", vm}).out; });
+  }
+
+  // The disk guest goes on at A without a mismatch or I/O error; then it is
+  // stopped and a verifier checks every block of its disk.
+  void ExpectDiskGuestFineOnA(const std::string& vm, const std::string& disk) {
+    Note("checking the disk guest and verifying its disk");
+    const size_t have = ParseHeartbeats(Console(vm), "DISK").size();
+    std::vector<Heartbeat> beats;
+    WaitFor("10 more disk heartbeats", 60000, [&] {
+      beats = ParseHeartbeats(Console(vm), "DISK");
+      return beats.size() >= have + 10;
+    });
+    ASSERT_FALSE(beats.empty());
+    EXPECT_EQ(beats.back().errors, 0u);
+    std::string text = Console(vm);
+    EXPECT_EQ(Count(text, "DISK-MISMATCH"), 0u) << text;
+    EXPECT_EQ(Count(text, "DISK-IOERR"), 0u) << text;
+
+    ProcessResult r = Ferry({"vm", "stop", vm});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string verifier = "verify-" + vm;
+    r = Ferry({"vm", "create", verifier, "--guest", "disk", "--memory", "32M", "--disk", disk + ",format=raw,ro",
+               "--cmdline", "mode=verify blocks=2048"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = Ferry({"vm", "start", verifier});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    WaitFor("the verifier to power off", 60000, [&] {
+      std::string s = State(verifier);
+      return s == "powered-off" || s == "crashed";
+    });
+    std::string out = Console(verifier);
+    EXPECT_EQ(State(verifier), "powered-off") << out;
+    auto pos = out.find("DISK-VERIFY blocks=2048 written=");
+    ASSERT_NE(pos, std::string::npos) << out;
+    EXPECT_NE(out.find(" bad=0", pos), std::string::npos) << out;
+    EXPECT_GT(std::stoull(out.substr(pos + 32)), 0u) << "the disk holds no written block: " << out;
+  }
+
+  // ---- Faults ---------------------------------------------------------------
+
+  // The incoming ferry-vmm on B (exactly one); 0 if there is none.
+  pid_t IncomingWorkerB() {
+    auto pids = Workers(b_->storage() + "/incoming/", /*incoming_only=*/true);
+    EXPECT_EQ(pids.size(), 1u) << "incoming workers at B";
+    return pids.empty() ? 0 : pids.front();
+  }
+  void KillAndReapWait(pid_t pid) {
+    ASSERT_GT(pid, 0);
+    Note("SIGKILL to the incoming worker, pid " + std::to_string(pid));
+    ASSERT_EQ(::kill(pid, SIGKILL), 0) << std::strerror(errno);
+    WaitFor("the killed worker to exit", 30000,
+            [&] { return ReadAll("/proc/" + std::to_string(pid) + "/cmdline").empty(); });
+  }
+
+  // Mounts a tmpfs of size_mib at <test dir>/<name> (unmounted in TearDown).
+  std::string MountTmpfs(const std::string& name, int size_mib) {
+    std::string path = dir() + "/" + name;
+    std::filesystem::create_directories(path);
+    ProcessResult r =
+        RunProcess({"/bin/mount", "-t", "tmpfs", "-o", "size=" + std::to_string(size_mib) + "m", "tmpfs", path}, {},
+                   30000);
+    EXPECT_EQ(r.exit_code, 0) << "mount tmpfs at " << path << ": " << r.err;
+    if (r.exit_code == 0) mounts_.push_back(path);
+    return path;
+  }
+
+  uint16_t port_a_ = 0, port_b_ = 0;
+  std::unique_ptr<ExtraFerryd> b_;
+  std::future<ProcessResult> move_;
+  std::vector<std::string> mounts_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// 1. The incoming worker dies in pre-copy: the source's streams break, the
+// move fails, the VM never stopped running at A, and B's ferryd cleans up
+// after its dead worker.
+TEST_F(LiveMoveFailureTest, DestinationWorkerKilledDuringPrecopy) {
+  StartFerryd();
+  b_->Start();
+  ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 32, 5000));
+  StartMove("m1", "2M");
+  ASSERT_FALSE(WaitPhase({"precopy"}, "kill the incoming worker").is_null());
+  KillAndReapWait(IncomingWorkerB());
+
+  ProcessResult r = WaitMove();
+  ExpectFailed(r, {"stream", "connection", "Connection", "destination"});
+  ExpectOnlyOnA("m1");
+  ExpectBClean(DestB());
+  ExpectMemoryGuestFineOnA("m1");
+  nlohmann::json job = LiveJob();
+  ASSERT_FALSE(job.is_null());
+  EXPECT_EQ(job["phase"], "failed");
+}
+
+// 2. The incoming worker dies in its commit window (the VM built, the commit
+// marker not yet written): the source, paused with its state sent, asks B's
+// ferryd, which makes sure the move cannot commit and answers "aborted"; the
+// source resumes. The disk guest then verifies at A: nothing was lost by the
+// paused-and-drained mirror.
+TEST_F(LiveMoveFailureTest, DestinationWorkerKilledDuringSwitchover) {
+  StartFerryd();
+  {
+    ScopedEnv delay("FERRY_TEST_COMMIT_DELAY_MS", std::to_string(kCommitDelayMs));
+    b_->Start();
+  }
+  std::string disk = StartDiskGuest("d1", 100);
+  ASSERT_FALSE(HasFailure());
+  StartMove("d1", "4M");
+  nlohmann::json job = WaitPhase({"resolving"}, "kill the incoming worker before its commit marker "
+                                               "(needs FERRY_TEST_COMMIT_DELAY_MS in the incoming worker)");
+  ASSERT_FALSE(job.is_null());
+  const std::string marker = b_->storage() + "/incoming/" + job["migration_id"].get<std::string>() + "/committed";
+  ASSERT_FALSE(Exists(marker)) << "the destination committed before the fault: " << marker;
+  KillAndReapWait(IncomingWorkerB());
+  EXPECT_FALSE(Exists(marker)) << marker;
+
+  ProcessResult r = WaitMove();
+  ExpectFailed(r, {"aborted"});
+  ExpectOnlyOnA("d1");
+  ExpectBClean(DestB());
+  job = LiveJob();
+  ASSERT_FALSE(job.is_null());
+  EXPECT_EQ(job["phase"], "failed");
+  ExpectDiskGuestFineOnA("d1", disk);
+}
+
+// 3. B's ferryd dies in pre-copy and comes back. The data plane does not need
+// it: the incoming worker (its own session) carries on, commits, and the
+// restarted ferryd finds it in incoming/ and adopts the VM. So the move
+// completes and the VM runs at B only.
+TEST_F(LiveMoveFailureTest, DestinationFerrydRestartedDuringPrecopy) {
+  StartFerryd();
+  b_->Start();
+  ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 200));
+  StartMove("m1", "4M");
+  ASSERT_FALSE(WaitPhase({"precopy"}, "kill B's ferryd").is_null());
+  b_->Kill();
+  EXPECT_NE(IncomingWorkerB(), 0) << "the incoming worker died with its ferryd";
+  b_->Start();
+
+  ProcessResult r = WaitMove();
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("moved vm m1 to " + HostB()), std::string::npos) << r.out;
+  ExpectOnlyOnB("m1");
+  EXPECT_FALSE(Exists(VmDirA("m1"))) << "A kept the moved vm's directory";
+  ExpectMemoryGuestFineOnB("m1");
+}
+
+// 4. B's ferryd dies in the commit window: the incoming worker commits
+// without it and the source, told "committed" on its stream, shuts down
+// ("moved"); the restarted ferryd adopts the committed VM.
+TEST_F(LiveMoveFailureTest, DestinationFerrydKilledDuringSwitchover) {
+  StartFerryd();
+  {
+    ScopedEnv delay("FERRY_TEST_COMMIT_DELAY_MS", std::to_string(kCommitDelayMs));
+    b_->Start();
+  }
+  ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 200));
+  StartMove("m1", "8M");
+  nlohmann::json job = WaitPhase({"resolving"}, "kill B's ferryd before the commit marker "
+                                               "(needs FERRY_TEST_COMMIT_DELAY_MS in the incoming worker)");
+  ASSERT_FALSE(job.is_null());
+  const std::string marker = b_->storage() + "/incoming/" + job["migration_id"].get<std::string>() + "/committed";
+  EXPECT_FALSE(Exists(marker)) << "the destination committed before the fault: " << marker;
+  b_->Kill();
+  b_->Start();
+
+  ProcessResult r = WaitMove();
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("moved vm m1 to " + HostB()), std::string::npos) << r.out;
+  ExpectOnlyOnB("m1");
+  ExpectMemoryGuestFineOnB("m1");
+}
+
+// 5. Every data connection is cut (the kernel destroys the source's sockets
+// to B's data port): the move fails at once, the VM stays at A, the source's
+// Abort (over a new control connection) cleans B.
+TEST_F(LiveMoveFailureTest, ConnectionsCutDuringPrecopy) {
+  StartFerryd();
+  b_->Start();
+  std::string disk = StartDiskGuest("d1", 500);
+  ASSERT_FALSE(HasFailure());
+  StartMove("d1", "1M");
+  ASSERT_FALSE(WaitPhase({"precopy"}, "cut the connections").is_null());
+  // The incoming worker's data port, from A's log of the job.
+  const std::string log = ReadAll(dir() + "/ferryd.log");
+  const std::string key = ", data 127.0.0.2:";
+  size_t at = log.rfind(key);
+  ASSERT_NE(at, std::string::npos) << "no data address in A's log:\n" << log;
+  const std::string port = std::to_string(std::atoi(log.c_str() + at + key.size()));
+  ProcessResult ss = RunProcess({"/usr/bin/ss", "-K", "dst", "127.0.0.2:" + port}, {}, 30000);
+  if (ss.exit_code != 0 || ss.err.find("not supported") != std::string::npos ||
+      ss.out.find(":" + port) == std::string::npos) {
+    KillFerryd();  // ends the CLI's wait
+    move_.wait();
+    GTEST_SKIP() << "ss -K cannot destroy sockets here (exit " << ss.exit_code << "): " << ss.out << ss.err;
+  }
+  std::cout << "ss -K:\n" << ss.out;
+
+  ProcessResult r = WaitMove();
+  ExpectFailed(r, {"stream", "connection", "Connection", "reset", "abort"});
+  ExpectOnlyOnA("d1");
+  ExpectBClean(DestB());
+  ExpectDiskGuestFineOnA("d1", disk);
+}
+
+// 6. The destination file system is full: (a) too small for the disk, the
+// move is refused at pre-flight naming the space needed and free; (b) big
+// enough at pre-flight but filled up during pre-copy, the incoming worker
+// hits ENOSPC writing the disk and the move fails naming the file.
+TEST_F(LiveMoveFailureTest, DestinationDiskFull) {
+  StartFerryd();
+  b_->Start();
+  std::string disk = StartDiskGuest("d1", 500);
+  ASSERT_FALSE(HasFailure());
+
+  // (a) 8 MiB free for a 16 MiB disk.
+  const std::string small = MountTmpfs("b-small", 8);
+  ASSERT_FALSE(HasFailure());
+  ProcessResult r = Ferry({"move-vm", "d1", HostB(), "--include-storage", "--destination-storage-path", small,
+                           "--streams", "2"},
+                          60000);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("not enough disk space at " + small), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("needs 16.0 MiB"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("8.0 MiB free"), std::string::npos) << r.err;
+  Note("ferry move-vm said: " + r.err);
+  EXPECT_EQ(State("d1"), "running");
+  EXPECT_FALSE(ListedOnB("d1"));
+  ExpectBClean(small);
+
+  // (b) 24 MiB at pre-flight; filled once pre-copy runs (the mirror is still
+  // copying: the guest writes 2 MB/s, the link carries 1 MiB/s).
+  const std::string medium = MountTmpfs("b-medium", 24);
+  ASSERT_FALSE(HasFailure());
+  StartMove("d1", "1M", medium);
+  ASSERT_FALSE(WaitPhase({"precopy"}, "fill the destination").is_null());
+  const std::string filler = medium + "/filler";
+  {
+    int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    struct statvfs vfs{};
+    ASSERT_EQ(::statvfs(medium.c_str(), &vfs), 0);
+    off_t size = off_t(vfs.f_bavail * vfs.f_frsize);
+    // The incoming worker keeps allocating meanwhile: take what is left.
+    while (size > 0 && ::posix_fallocate(fd, 0, size) != 0) size -= 4096;
+    ::close(fd);
+    EXPECT_GT(size, 0) << "could not fill " << medium;
+  }
+
+  r = WaitMove();
+  ExpectFailed(r, {"No space left on device"});
+  EXPECT_NE(r.err.find(medium + "/d1.img"), std::string::npos) << "the error does not name the file: " << r.err;
+  ExpectOnlyOnA("d1");
+  ExpectBClean(medium, filler);
+  ExpectDiskGuestFineOnA("d1", disk);
+}
+
+// 7. A's ferryd dies in pre-copy and is restarted: nobody polls the source
+// worker any more, its lease (3 s here) runs out, it aborts the move (the VM
+// never stopped) and tells the incoming worker, whose ferryd cleans up. The
+// restarted ferryd lists the job as failed (interrupted).
+TEST_F(LiveMoveFailureTest, SourceFerrydRestartedDuringPrecopy) {
+  const std::vector<std::string> env = {"FERRY_LIVE_MOVE_LEASE_MS=3000"};
+  StartFerryd(env);
+  b_->Start();
+  ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 5000));
+  StartMove("m1", "4M");
+  nlohmann::json job = WaitPhase({"precopy"}, "kill A's ferryd");
+  ASSERT_FALSE(job.is_null());
+  const std::string id = job["id"].get<std::string>();
+  KillFerryd();
+  ProcessResult r = WaitMove();  // its ferryd is gone
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(r.err.empty());
+  Note("ferry move-vm said: " + r.err);
+  StartFerryd(env);
+
+  // The worker gives up after its lease; B's incoming worker gets the Abort.
+  WaitFor("the incoming worker at B to end", 60000, [&] { return Workers(b_->storage() + "/").empty(); });
+  ExpectOnlyOnA("m1");
+  ExpectBClean(DestB());
+  ExpectMemoryGuestFineOnA("m1");
+  job = LiveJob();
+  ASSERT_FALSE(job.is_null());
+  EXPECT_EQ(job["id"], id);
+  EXPECT_EQ(job["phase"], "failed");
+  ASSERT_TRUE(job["error"].is_object()) << job.dump();
+  EXPECT_NE(job["error"].value("message", "").find("interrupted"), std::string::npos) << job.dump();
+  const std::string worker_log = ReadAll(VmDirA("m1") + "/worker.log");
+  EXPECT_NE(worker_log.find("ferryd stopped polling"), std::string::npos) << worker_log;
+}
+
+}  // namespace
+}  // namespace ferry_it

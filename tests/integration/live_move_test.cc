@@ -1,0 +1,308 @@
+// Shared-nothing live moves between two ferryds on this machine (`ferry
+// move-vm`): host A listens on 127.0.0.1, host B on 127.0.0.2, each with its
+// own storage root. The memory guest must keep its heartbeat sequence across
+// the move (no gap, no repeat: it ran on exactly one host at a time) with no
+// errors; the disk guest moves with its qcow2 chain and a checkpoint and its
+// blocks verify at the destination. Refusals (outgoing disabled, incoming
+// disabled, a source outside the destination's networks, no
+// --include-storage) leave the VM running on A.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+
+namespace ferry_it {
+namespace {
+
+bool Exists(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  return n;
+}
+
+bool HaveQemuImg() { return RunProcess({"/usr/bin/qemu-img", "--version"}, {}, 30000).exit_code == 0; }
+
+// Keeps reading a console file while a move runs: the source's file is
+// deleted once the VM left, so its last lines must be caught before.
+class ConsoleTail {
+ public:
+  explicit ConsoleTail(std::string path) : path_(std::move(path)), thread_([this] { Loop(); }) {}
+  ~ConsoleTail() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string text() {
+    std::lock_guard lock(mu_);
+    return text_;
+  }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      std::string t = ReadAll(path_);
+      {
+        std::lock_guard lock(mu_);
+        if (t.size() >= text_.size()) text_ = std::move(t);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  std::string path_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::string text_;
+  std::thread thread_;
+};
+
+class LiveMoveTest : public FerryTest {
+ protected:
+  void SetUp() override {
+    FerryTest::SetUp();
+    port_a_ = FreePort("127.0.0.1");
+    port_b_ = FreePort("127.0.0.2");
+    ConfigureA(true);
+    b_ = std::make_unique<ExtraFerryd>(dir(), "b");
+    ConfigureB(true, "[\"any\"]");
+  }
+  void TearDown() override {
+    b_.reset();  // its workers and ferryd, before the directory goes
+    FerryTest::TearDown();
+  }
+
+  void ConfigureA(bool outgoing) {
+    std::ofstream(config(), std::ios::trunc) << "storage_root = \"" << storage() << "\"\n"
+                                             << "api_socket = \"" << socket() << "\"\n"
+                                             << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
+                                             << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_), true,
+                                                                 outgoing);
+  }
+  void ConfigureB(bool incoming, const std::string& networks) {
+    b_->WriteConfig(LiveMoveHostToml("127.0.0.2:" + std::to_string(port_b_), incoming, true, networks));
+  }
+  void RestartA() {
+    KillFerryd();
+    StartFerryd();
+  }
+  void RestartB() {
+    b_->Kill();
+    b_->Start();
+  }
+
+  std::string HostB() const { return "127.0.0.2:" + std::to_string(port_b_); }
+  std::string DestB() const { return dir() + "/b-disks"; }
+
+  ProcessResult MoveVm(const std::string& vm, std::vector<std::string> extra = {"--include-storage"}) {
+    std::vector<std::string> args = {"move-vm", vm, HostB(), "--destination-storage-path", DestB(), "--streams", "2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Ferry(args, 300000);
+  }
+
+  std::vector<std::string> VmNames(const nlohmann::json& list) {
+    std::vector<std::string> names;
+    for (const auto& vm : list["vms"]) names.push_back(vm["name"].get<std::string>());
+    return names;
+  }
+  bool HasVm(const nlohmann::json& list, const std::string& vm) {
+    for (const auto& n : VmNames(list))
+      if (n == vm) return true;
+    return false;
+  }
+
+  // A refused move: exit 1, the message names the reason, the VM still runs
+  // on A and B has no trace of it.
+  void ExpectRefused(const std::string& vm, const ProcessResult& r, const std::string& reason) {
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_NE(r.err.find(reason), std::string::npos) << "want \"" << reason << "\" in: " << r.err;
+    EXPECT_EQ(State(vm), "running");
+    EXPECT_FALSE(HasVm(b_->FerryJson({"vm", "list"}), vm));
+  }
+
+  uint16_t port_a_ = 0, port_b_ = 0;
+  std::unique_ptr<ExtraFerryd> b_;
+};
+
+TEST_F(LiveMoveTest, MemoryGuestMovesWithoutAGap) {
+  StartFerryd();
+  b_->Start();
+  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline",
+                   "ws_mib=32 rate=5000 hb_ms=50"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
+  WaitForHeartbeats("m1", "HB", 10);
+  const std::string a_dir = storage() + "/vms/m1";
+
+  ConsoleTail tail(a_dir + "/console.log");
+  ProcessResult r = MoveVm("m1");
+  tail.Stop();
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("moved vm m1 to " + HostB() + " in "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("; downtime "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" over 2 streams (per stream: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("zero pages skipped"), std::string::npos) << r.out;
+  std::cout << r.out;
+
+  // A forgot it and its files; B runs it.
+  EXPECT_FALSE(HasVm(FerryJson({"vm", "list"}), "m1"));
+  EXPECT_FALSE(Exists(a_dir)) << a_dir;
+  EXPECT_EQ(b_->State("m1"), "running");
+  nlohmann::json jobs = FerryJson({"jobs"});
+  ASSERT_FALSE(jobs["jobs"].empty());
+  EXPECT_EQ(jobs["jobs"].back()["kind"], "live-vm");
+  EXPECT_EQ(jobs["jobs"].back()["phase"], "completed");
+
+  // The heartbeats continue at B: one sequence, no gap, no repeat, no error.
+  const std::string b_console = b_->storage() + "/vms/m1/console.log";
+  auto before = ParseHeartbeats(tail.text(), "HB");
+  ASSERT_FALSE(before.empty());
+  std::vector<Heartbeat> after;
+  WaitFor("20 heartbeats at B", 60000, [&] {
+    after = ParseHeartbeats(ReadAll(b_console), "HB");
+    return after.size() >= 20 && after.back().n > before.back().n + 20;
+  });
+  std::map<uint64_t, uint64_t> t_of;  // n -> t: the same line twice is one line; the same n with another t a repeat
+  for (const auto* beats : {&before, &after}) {
+    for (const Heartbeat& hb : *beats) {
+      auto [it, inserted] = t_of.emplace(hb.n, hb.t_ms);
+      EXPECT_TRUE(inserted || it->second == hb.t_ms) << "heartbeat " << hb.n << " printed twice (ran on both hosts?)";
+      EXPECT_EQ(hb.errors, 0u) << "heartbeat " << hb.n;
+    }
+  }
+  uint64_t prev_n = 0, prev_t = 0;
+  for (const auto& [n, t] : t_of) {
+    if (prev_n != 0) {
+      EXPECT_EQ(n, prev_n + 1) << "gap in the heartbeat sequence";
+      EXPECT_LT(t - prev_t, 5000u) << "guest time jumped at heartbeat " << n;
+    }
+    prev_n = n;
+    prev_t = t;
+  }
+  std::string b_text = ReadAll(b_console);
+  EXPECT_EQ(Count(b_text, "MISMATCH"), 0u) << b_text;
+}
+
+TEST_F(LiveMoveTest, DiskGuestMovesWithItsCheckpointChain) {
+  StartFerryd();
+  b_->Start();
+  std::filesystem::create_directories(dir() + "/a-disks");
+  std::string disk = dir() + "/a-disks/d1.qcow2";
+  std::string format = "qcow2";
+  if (HaveQemuImg()) {
+    ASSERT_EQ(RunProcess({"/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"}, {}, 30000).exit_code, 0);
+  } else {
+    disk = dir() + "/a-disks/d1.img";  // the checkpoint's overlay is qcow2 anyway
+    format = "raw";
+    MakeSparseFile(disk, 16 << 20);
+  }
+  ASSERT_EQ(Ferry({"vm", "create", "d1", "--guest", "disk", "--memory", "32M", "--disk", disk + ",format=" + format,
+                   "--cmdline", "hb_ms=50 rate=500 flush_every=16 blocks=2048"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ferry({"vm", "start", "d1"}).exit_code, 0);
+  WaitForHeartbeats("d1", "DISK", 5);
+  ProcessResult r = Ferry({"vm", "checkpoint", "create", "d1", "cp1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  WaitForHeartbeats("d1", "DISK", ParseHeartbeats(Console("d1"), "DISK").size() + 5);
+
+  r = MoveVm("d1");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::cout << r.out;
+  EXPECT_FALSE(HasVm(FerryJson({"vm", "list"}), "d1"));
+  EXPECT_FALSE(Exists(disk)) << "the source disk stays after the move";
+  EXPECT_EQ(b_->State("d1"), "running");
+
+  // B knows the checkpoint, and every file of the chain is at the destination.
+  nlohmann::json cps = b_->FerryJson({"vm", "checkpoint", "list", "d1"});
+  ASSERT_EQ(cps["checkpoints"].size(), 1u) << cps.dump();
+  EXPECT_EQ(cps["checkpoints"][0]["name"], "cp1");
+  std::string layer = cps["checkpoints"][0]["layers"][0].get<std::string>();
+  EXPECT_EQ(layer.rfind(DestB() + "/", 0), 0u) << layer;
+  EXPECT_TRUE(Exists(layer)) << layer;
+  nlohmann::json shown = b_->FerryJson({"vm", "show", "d1"});
+  std::string top = shown["definition"]["disks"][0]["path"].get<std::string>();
+  EXPECT_EQ(top.rfind(DestB() + "/", 0), 0u) << top;
+  EXPECT_TRUE(Exists(top)) << top;
+
+  // The guest keeps writing at B without a mismatch.
+  const std::string b_console = b_->storage() + "/vms/d1/console.log";
+  size_t seen = ParseHeartbeats(ReadAll(b_console), "DISK").size();
+  WaitFor("disk heartbeats at B", 60000,
+          [&] { return ParseHeartbeats(ReadAll(b_console), "DISK").size() >= seen + 10; });
+  std::string text = ReadAll(b_console);
+  EXPECT_EQ(Count(text, "DISK-MISMATCH"), 0u) << text;
+  EXPECT_EQ(Count(text, "DISK-IOERR"), 0u) << text;
+  auto beats = ParseHeartbeats(text, "DISK");
+  ASSERT_FALSE(beats.empty());
+  EXPECT_EQ(beats.back().errors, 0u);
+
+  // Stopped at B, its disk verifies there.
+  ASSERT_EQ(b_->Ferry({"vm", "stop", "d1"}).exit_code, 0);
+  r = b_->Ferry({"vm", "create", "v1", "--guest", "disk", "--memory", "32M", "--disk", top + ",format=qcow2,ro",
+                 "--cmdline", "mode=verify blocks=2048"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(b_->Ferry({"vm", "start", "v1"}).exit_code, 0);
+  WaitFor("the verifier at B to power off", 60000, [&] {
+    std::string s = b_->State("v1");
+    return s == "powered-off" || s == "crashed";
+  });
+  std::string out = ReadAll(b_->storage() + "/vms/v1/console.log");
+  EXPECT_EQ(b_->State("v1"), "powered-off") << out;
+  auto pos = out.find("DISK-VERIFY blocks=2048 written=");
+  ASSERT_NE(pos, std::string::npos) << out;
+  EXPECT_NE(out.find(" bad=0", pos), std::string::npos) << out;
+}
+
+TEST_F(LiveMoveTest, RefusalsLeaveTheVmRunningAtTheSource) {
+  ConfigureA(/*outgoing=*/false);
+  StartFerryd();
+  b_->Start();
+  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=8 hb_ms=50"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
+  WaitForHeartbeats("m1", "HB", 3);
+
+  ExpectRefused("m1", MoveVm("m1"), "outgoing live moves are disabled on this host");
+  ConfigureA(true);
+  RestartA();  // the worker keeps running; ferryd re-attaches
+  ASSERT_EQ(State("m1"), "running");
+
+  ExpectRefused("m1", MoveVm("m1", {}), "--include-storage is required");
+
+  ConfigureB(/*incoming=*/false, "[\"any\"]");
+  RestartB();
+  ExpectRefused("m1", MoveVm("m1"), "incoming");
+
+  ConfigureB(true, "[\"10.9.9.0/24\"]");
+  RestartB();
+  ExpectRefused("m1", MoveVm("m1"), "127.0.0.1");
+
+  // Nothing was left behind at B, and A still serves the VM.
+  EXPECT_FALSE(Exists(DestB() + "/m1")) << "no files at the destination";
+  auto beats = WaitForHeartbeats("m1", "HB", ParseHeartbeats(Console("m1"), "HB").size() + 3);
+  ASSERT_FALSE(beats.empty());
+  EXPECT_EQ(beats.back().errors, 0u);
+}
+
+}  // namespace
+}  // namespace ferry_it

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -369,6 +371,17 @@ void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
   }
 }
 
+// The failure tests kill this worker, or its ferryd, between a complete
+// machine and the commit point; FERRY_TEST_COMMIT_DELAY_MS (inherited from
+// ferryd's environment) widens that window so they can hit it.
+static void WaitBeforeCommitForTests() {
+  const char* delay = std::getenv("FERRY_TEST_COMMIT_DELAY_MS");
+  if (delay == nullptr || *delay == '\0') return;
+  base::LogInfo(std::string("incoming move: waiting FERRY_TEST_COMMIT_DELAY_MS=") + delay +
+                " ms before the commit point");
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
+}
+
 void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
   {
     std::unique_lock lock(mu_);
@@ -381,6 +394,7 @@ void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
   if (auto st = disks_->Finish(); !st) return Fail(st.error().Wrap("incoming move: finish the disks"), true);
   if (auto st = o_.machine->FinishIncoming(device_state); !st)
     return Fail(st.error().Wrap("incoming move: build the vm from its device state"), true);
+  WaitBeforeCommitForTests();
   // The commit point: once this marker is durable the VM belongs here.
   const std::string marker = o_.vm_dir + "/" + kCommittedMarker;
   if (auto st = base::WriteFileAtomically(marker, o_.plan.migration_id + "\n"); !st) {

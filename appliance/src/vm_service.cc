@@ -172,16 +172,17 @@ void VmService::OnWorkerExit(const std::string& name, int64_t pid, const Process
   if (vm->runtime.worker_pid != pid) return;  // an older worker of this VM
   vm->exited = true;
   vm->exit = exit;
+  auto record = ReadExitRecord(inventory_.WorkerExitPath(name), pid);
+  if (record && record->state == "moved" && !(exit.known && exit.signaled)) {
+    // A live move committed (even if a stop raced with it): the VM runs on
+    // another host now (vm_service_moved.cc).
+    vm->deleted = true;
+    vm->exited_cv.notify_all();
+    lock.unlock();
+    FinishMovedVm(name, record->live_move);
+    return;
+  }
   if (!vm->exit_expected) {
-    auto record = ReadExitRecord(inventory_.WorkerExitPath(name), pid);
-    if (record && record->state == "moved" && !(exit.known && exit.signaled)) {
-      // A live move committed: the VM runs on another host now.
-      vm->deleted = true;
-      vm->exited_cv.notify_all();
-      lock.unlock();
-      FinishMovedVm(name, record->message);
-      return;
-    }
     RuntimeRecord after =
         RuntimeAfterWorkerExit(vm->runtime, record ? &*record : nullptr, exit, UnixMillisNow());
     base::LogInfo("vm " + name + ": " + std::string(ToString(after.state)) +

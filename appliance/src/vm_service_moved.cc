@@ -162,7 +162,7 @@ void VmService::FinishMovesAtStart() {
     }
     auto record = ReadExitRecord(inventory_.WorkerExitPath(vm->name), pid);
     base::LogInfo("vm " + vm->name + ": its worker moved it to another host while ferryd was down");
-    FinishMovedVm(vm->name, record ? record->message : "");
+    FinishMovedVm(vm->name, record ? record->live_move : "");
   }
 }
 

@@ -11,8 +11,6 @@
 // its (paused) machine down and exits; ferryd deletes the source files.
 #include <unistd.h>
 
-#include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "appliance/vm_worker.h"
@@ -24,18 +22,6 @@ namespace appliance {
 namespace {
 
 using nlohmann::json;
-
-// Where each worker's move went, for the exit message. Kept here because
-// vm_worker.h (not this part's file) has no member for it; one entry per
-// worker object, removed when the worker's move ends or a new one starts.
-struct Destinations {
-  std::mutex mu;
-  std::map<const void*, std::string> host;
-};
-Destinations& MoveDestinations() {
-  static Destinations d;
-  return d;
-}
 
 }  // namespace
 
@@ -94,11 +80,7 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
     auto started = LiveMoveSource::Start(std::move(o), std::move(*parsed));
     if (!started) return {started.error(), std::nullopt};
     live_source_ = std::move(*started);
-    {
-      Destinations& d = MoveDestinations();
-      std::lock_guard lock(d.mu);
-      d.host[this] = host;
-    }
+    live_move_host_ = host;
   } else if (what == "abort") {
     if (live_source_) live_source_->Abort(action.value("reason", std::string("cancelled by request")));
   } else if (what != "status") {
@@ -113,18 +95,14 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
 
 std::optional<WorkerExitRecord> VmWorker::OnLiveMoveEvent() {
   if (!live_source_ || !live_source_->committed()) return std::nullopt;
-  std::string host;
-  {
-    Destinations& d = MoveDestinations();
-    std::lock_guard lock(d.mu);
-    host = d.host[this];
-    d.host.erase(this);
-  }
-  base::LogInfo("live move committed at " + host + "; this worker ends");
+  base::LogInfo("live move committed at " + live_move_host_ + "; this worker ends");
   WorkerExitRecord r;
   r.pid = ::getpid();
   r.state = "moved";
-  r.message = "moved to " + host;
+  r.message = "moved to " + live_move_host_;
+  // The final report (downtime, totals): ferryd reads it from worker.exit,
+  // because the worker is gone before its next status poll.
+  r.live_move = ToJson(live_source_->Status()).dump();
   return r;
 }
 

@@ -171,6 +171,7 @@ std::string EncodeExitRecord(const WorkerExitRecord& record) {
   if (!record.code.empty()) j["code"] = record.code;
   if (!record.message.empty()) j["message"] = record.message;
   if (!record.saved_path.empty()) j["saved_path"] = record.saved_path;
+  if (!record.live_move.empty()) j["live_move"] = json::parse(record.live_move, nullptr, false);
   return j.dump() + "\n";
 }
 
@@ -185,6 +186,7 @@ base::Result<WorkerExitRecord> DecodeExitRecord(std::string_view text, std::stri
   RETURN_IF_ERROR(GetString(j, "code", source, &record.code));
   RETURN_IF_ERROR(GetString(j, "message", source, &record.message));
   RETURN_IF_ERROR(GetString(j, "saved_path", source, &record.saved_path));
+  if (auto live = j.find("live_move"); live != j.end() && live->is_object()) record.live_move = live->dump();
   if (record.state.empty())
     return base::Error(base::Code::kInvalidArgument, std::string(source) + ": no \"state\"");
   return record;

@@ -31,6 +31,7 @@
 //                   [--workloads idle,memory,disk] [--disk-mib 2048] [--verbose]
 #include <fcntl.h>
 #include <glob.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -310,7 +311,7 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& dir
     return r;
   }
   SleepS(args.settle_s);
-  r.guest_rate = BeatRate(ReadBeats(src_console, w.kind), 1000);
+  r.guest_rate = BeatRate(ReadBeats(src_console, w.kind), uint64_t(args.settle_s * 1000) - 200);
 
   // The plan ferryd would make and the incoming side ferry-vmm --incoming
   // would build.
@@ -453,6 +454,8 @@ std::string FindKernel(const std::string& given) {
 
 int main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
+  // A QEMU that died must not kill us when we write to its console pipe.
+  ::signal(SIGPIPE, SIG_IGN);
   std::filesystem::create_directories(args.dir);
 
   // 1. The link limit.
@@ -533,6 +536,10 @@ int main(int argc, char** argv) {
     done.push_back(std::move(d));
   }
   if (args.qemu) std::filesystem::remove_all(qemu_dir);
+  {
+    std::error_code ec;  // kept only when a failed move left its files there
+    std::filesystem::remove(args.dir, ec);
+  }
 
   // 4. The table.
   std::printf("\nlive move of a %llu MiB VM with a %llu MiB raw disk over loopback, %u streams (%s), "
@@ -585,7 +592,8 @@ int main(int argc, char** argv) {
               "  asked rate dirties as fast as it can). idle: 16 MiB working set, 10 pages/s.\n"
               "disk writing: the disk guest writing 4 KiB blocks flat out over %llu MiB of its disk, which\n"
               "  held %llu MiB of data (\"w\": its write MB/s); the other workloads' disks are empty (sparse).\n"
-              "ferry: sent = bytes on the wire (all streams), rounds = memory rounds, GB/s = sent / total.\n"
+              "ferry: sent = bytes on the wire (all streams), rounds = memory rounds, GB/s = sent / total,\n"
+              "  downtime = source vCPUs stopped until the destination's Committed arrived.\n"
               "qemu: TCG, %s, auto-converge on, max-bandwidth raised; total/downtime/sent (ram transferred)\n"
               "  are QEMU's query-migrate figures, rounds its dirty-sync-count; after every run its\n"
               "  destination guest is asked to verify its working set (VERIFY OK / FAIL / CRASHED / NO ANSWER).\n",

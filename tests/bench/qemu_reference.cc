@@ -49,6 +49,11 @@ class QemuProcess {
     if (pid == 0) {
       // Never outlive the benchmark, even when it is killed.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      // Signal dispositions reset on exec, the mask does not: QEMU must not
+      // inherit whatever the VMM's threads block.
+      sigset_t none;
+      ::sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(out[1], 2);

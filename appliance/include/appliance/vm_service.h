@@ -111,7 +111,7 @@ class VmService {
   // another VM uses (kept), then the VM directory. Called by OnWorkerExit,
   // by Open for a worker that exited "moved" while ferryd was down, and by a
   // job whose worker died without a record once the destination said it
-  // committed. report: the exit record's message (the worker's final
+  // committed. report: the exit record's live_move (the worker's final
   // LiveMoveStatus JSON, if it left one).
   struct MovedVm {
     std::string name;

@@ -91,6 +91,7 @@ class VmWorker {
   // OnLiveMoveEvent / OnIncomingEvent.
   base::EventFd move_event_;
   std::unique_ptr<LiveMoveSource> live_source_;
+  std::string live_move_host_;  // where live_source_'s move goes, for the exit record
   std::unique_ptr<LiveMoveDestination> incoming_;  // set while incoming
   std::string ready_line_ = "ready";  // "ready <port>" for an incoming worker
 

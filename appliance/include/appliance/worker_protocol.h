@@ -90,6 +90,7 @@ struct WorkerExitRecord {
   std::string code;     // base::CodeName of the error, for failures
   std::string message;  // the reason, for failures
   std::string saved_path;  // for "saved"
+  std::string live_move = {};  // for "moved": the final LiveMoveStatus, JSON text
 };
 
 std::string EncodeExitRecord(const WorkerExitRecord& record);

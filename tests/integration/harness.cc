@@ -125,28 +125,41 @@ ProcessResult RunProcess(const std::vector<std::string>& argv_in, const std::vec
   return result;
 }
 
+namespace {
+
+// The console may be read while the guest is half-way through a line
+// ("HB 5 t="): a token without digits is not a number yet, not an error.
+bool ParseDecimal(const std::string& text, uint64_t* out) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  *out = std::stoull(text);
+  return true;
+}
+
+}  // namespace
+
 std::vector<Heartbeat> ParseHeartbeats(const std::string& console, const std::string& prefix) {
   std::vector<Heartbeat> beats;
-  std::istringstream in(console);
+  // Only complete lines count: the text after the last newline is still
+  // being written.
+  std::istringstream in(console.substr(0, console.rfind('\n') + 1));
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind(prefix + " ", 0) != 0) continue;
     Heartbeat hb;
     std::istringstream words(line.substr(prefix.size() + 1));
     std::string word;
-    bool have_n = false;
+    bool have_n = false, have_errors = false;
     while (words >> word) {
       if (!have_n) {
-        hb.n = std::stoull(word);
-        have_n = true;
+        have_n = ParseDecimal(word, &hb.n);
+        if (!have_n) break;
       } else if (word.rfind("t=", 0) == 0) {
-        hb.t_ms = std::stoull(word.substr(2));
+        (void)ParseDecimal(word.substr(2), &hb.t_ms);
       } else if (word.rfind("errors=", 0) == 0) {
-        hb.errors = std::stoull(word.substr(7));
+        have_errors = ParseDecimal(word.substr(7), &hb.errors);
       }
     }
-    // A line still being written (no errors= yet) is not a heartbeat yet.
-    if (have_n && line.find(" errors=") != std::string::npos) beats.push_back(hb);
+    if (have_n && have_errors) beats.push_back(hb);
   }
   return beats;
 }

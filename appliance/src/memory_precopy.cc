@@ -47,21 +47,30 @@ base::Status QueueBatch(const uint8_t* memory, std::vector<PageEntry>& entries, 
 
 }  // namespace
 
-base::Result<PageSendStats> SendAllPages(const uint8_t* memory, uint64_t memory_bytes, StreamPool& pool,
-                                         int cancel_fd) {
+base::Result<PageSendStats> SendAllPages(const uint8_t* memory, uint64_t memory_bytes,
+                                         std::span<const vm::Machine::MemoryRange> populated,
+                                         StreamPool& pool, int cancel_fd) {
   PageSendStats stats;
   std::vector<PageEntry> entries;
   const uint64_t pages = memory_bytes / kPageBytes;
-  for (uint64_t group = 0; group * kMaxPagesPerBatch < pages; ++group) {
-    const uint64_t end = std::min(pages, (group + 1) * kMaxPagesPerBatch);
-    for (uint64_t p = group * kMaxPagesPerBatch; p < end; ++p) {
+  uint64_t scanned = 0;  // pages looked at; the rest were never written
+  uint64_t group = UINT64_MAX;
+  for (const vm::Machine::MemoryRange& range : populated) {
+    const uint64_t end = std::min(pages, (range.offset + range.length) / kPageBytes);
+    for (uint64_t p = range.offset / kPageBytes; p < end; ++p) {
+      if (p / kMaxPagesPerBatch != group) {
+        RETURN_IF_ERROR(QueueBatch(memory, entries, group, pool, cancel_fd, stats));
+        group = p / kMaxPagesPerBatch;
+      }
+      ++scanned;
       if (AllZero(memory + p * kPageBytes))
         ++stats.zero_pages;
       else
         entries.push_back({p, false});
     }
-    RETURN_IF_ERROR(QueueBatch(memory, entries, group, pool, cancel_fd, stats));
   }
+  RETURN_IF_ERROR(QueueBatch(memory, entries, group, pool, cancel_fd, stats));
+  stats.zero_pages += pages - std::min(pages, scanned);
   return stats;
 }
 

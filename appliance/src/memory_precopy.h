@@ -10,10 +10,12 @@
 
 #include <cstdint>
 #include <span>
+
 #include <vector>
 
 #include "base/result.h"
 #include "stream_pool.h"
+#include "vm/machine.h"
 
 namespace appliance {
 
@@ -23,10 +25,12 @@ struct PageSendStats {
   uint64_t bytes = 0;       // page bytes queued
 };
 
-// The full pass: every page that is not all zeros (the destination's memory
-// starts zeroed, so zero pages are skipped and only counted).
-base::Result<PageSendStats> SendAllPages(const uint8_t* memory, uint64_t memory_bytes, StreamPool& pool,
-                                         int cancel_fd);
+// The full pass: every page of `populated` (Machine::PopulatedMemory: the
+// RAM ever written) that is not all zeros. The destination's memory starts
+// zeroed, so zero pages and never-written RAM are skipped and only counted.
+base::Result<PageSendStats> SendAllPages(const uint8_t* memory, uint64_t memory_bytes,
+                                         std::span<const vm::Machine::MemoryRange> populated,
+                                         StreamPool& pool, int cancel_fd);
 // A round: the pages set in `dirty` (one bit per page, as
 // Machine::HarvestDirtyPages returns), zero pages as a flag without data.
 base::Result<PageSendStats> SendDirtyPages(const uint8_t* memory, uint64_t memory_bytes,

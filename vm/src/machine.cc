@@ -133,6 +133,7 @@ class MachineImpl final : public Machine {
   size_t disk_count() const override { return disks_.size(); }
   uint8_t* memory_base() override { return memory_->base(); }
   uint64_t memory_size() const override { return memory_->size(); }
+  base::Result<std::vector<MemoryRange>> PopulatedMemory() const override;
 
   base::Status FinishIncoming(std::string_view device_state) override;
   base::Result<std::string> SaveDeviceState() override;
@@ -608,6 +609,26 @@ base::Result<std::unique_ptr<Machine>> Machine::CreateIncoming(const MachineOpti
   auto m = std::make_unique<MachineImpl>(options, std::move(*kvm), std::move(*memory));
   m->MarkIncoming();
   return std::unique_ptr<Machine>(std::move(m));
+}
+
+base::Result<std::vector<Machine::MemoryRange>> MachineImpl::PopulatedMemory() const {
+  std::vector<MemoryRange> ranges;
+  const off_t size = static_cast<off_t>(memory_->size());
+  off_t pos = 0;
+  while (pos < size) {
+    const off_t data = ::lseek(memory_->memfd(), pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // nothing written after pos
+      return base::ErrnoError("lseek(SEEK_DATA) on guest memory");
+    }
+    const off_t hole = ::lseek(memory_->memfd(), data, SEEK_HOLE);
+    if (hole < 0) return base::ErrnoError("lseek(SEEK_HOLE) on guest memory");
+    const uint64_t first = static_cast<uint64_t>(data) & ~uint64_t{4095};
+    const uint64_t end = (static_cast<uint64_t>(std::min(hole, size)) + 4095) & ~uint64_t{4095};
+    ranges.push_back({first, end - first});
+    pos = static_cast<off_t>(end);
+  }
+  return ranges;
 }
 
 base::Result<std::unique_ptr<Machine>> Machine::Restore(const MachineOptions& options,

@@ -225,6 +225,15 @@ class Machine {
   // Host view of guest RAM (valid for the Machine's lifetime).
   virtual uint8_t* memory_base() = 0;
   virtual uint64_t memory_size() const = 0;
+  // The byte ranges of guest RAM that were ever written (page-aligned,
+  // ascending); everything else reads as zeros. Found with SEEK_DATA/SEEK_HOLE
+  // on the memfd, so never-touched RAM is neither read nor faulted in (reading
+  // it page by page would allocate it). A live move's first pass uses it.
+  struct MemoryRange {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  virtual base::Result<std::vector<MemoryRange>> PopulatedMemory() const = 0;
 };
 
 }  // namespace vm

@@ -15,6 +15,7 @@ PACKAGES=(
   zlib1g-dev libzstd-dev                         # storage/: compressed qcow2 clusters
   qemu-utils                                     # tests/: qemu-img as the reference peer for disk formats
   coreutils util-linux procps                    # dd, mount, pkill in tests and benchmarks
+  iproute2                                       # tests/: ss -K cuts a live move's connections
   qemu-system-x86 busybox-static                 # live_move_bench: QEMU live migration as the reference
   linux-image-cloud-amd64                        # its TCG guest's kernel (/boot/vmlinuz-*), busybox initramfs
 )

@@ -5,5 +5,6 @@ target_sources(ferry_appliance PRIVATE
   src/peer_service.cc
   src/peer_service_prepare.cc
   src/peer_service_moves.cc
+  src/plan_confinement.cc
   src/vm_service_incoming.cc
 )

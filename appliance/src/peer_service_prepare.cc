@@ -9,11 +9,13 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include "appliance/live_move_destination.h"
 #include "appliance/peer_service.h"
 #include "peer_service_internal.h"
+#include "plan_confinement.h"
 #include "appliance/process.h"
 #include "appliance/worker_launcher.h"
 #include "base/log.h"
@@ -130,6 +132,8 @@ base::Status PeerService::Preflight(const PrepareRequest& r, const transport::Pe
     fail(definition.error().message());
   } else if (definition->name != r.vm_name) {
     fail("the moved vm.toml names vm " + definition->name + ", not " + r.vm_name);
+  } else {
+    for (std::string& why : PlanConfinementFailures(r, *definition, options_.host.storage_root)) fail(why);
   }
   if (auto bad = ValidateVmName(r.vm_name); !bad) {
     fail(bad.error().message());
@@ -192,7 +196,19 @@ base::Status PeerService::Preflight(const PrepareRequest& r, const transport::Pe
     }
   }
   // Clean-up after a failed move removes every file of the plan, so none of
-  // them may exist now (they would be someone else's).
+  // them may exist now (they would be someone else's), nor be planned by
+  // another incoming move that has not ended.
+  {
+    std::set<std::string> others;
+    std::lock_guard lock(mu_);
+    for (const auto& [id, m] : moves_) {
+      if (m->state.load() == MoveState::kEnded) continue;
+      for (const std::string& file : IncomingDestinationFiles(m->plan)) others.insert(file);
+    }
+    for (const std::string& file : IncomingDestinationFiles(r)) {
+      if (others.count(file) != 0) fail("destination file " + file + " is already planned by another incoming move");
+    }
+  }
   for (const std::string& file : IncomingDestinationFiles(r)) {
     struct stat st{};
     if (file.empty() || file[0] != '/') {

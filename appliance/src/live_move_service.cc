@@ -347,15 +347,26 @@ void LiveMoveService::FinishFailed(Job& job, const base::Error& error) {
   Finish(job, s);
 }
 
-bool LiveMoveService::DestinationCommitted(const Job& job) {
+base::Result<RemoteMoveState> LiveMoveService::DestinationVerdict(const Job& job) {
   auto status = CallPeer(job.peer, MoveFrame::kStatusQuery, json{{"migration_id", job.record.migration_id}},
                          MoveFrame::kStatusReply, options_.peer_timeout_ms);
   if (!status) {
     base::LogWarning("job " + job.record.id + ": status at the destination: " + status.error().ToString());
-    return false;
+    return status.error();
   }
-  auto state = ParseRemoteMoveState(status->value("state", ""));
-  return state && *state == RemoteMoveState::kCommitted;
+  return ParseRemoteMoveState(status->value("state", ""));
+}
+
+void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base::Error& unreachable) {
+  // No EndLiveMove: the VM stays marked as moving, so nothing here starts a
+  // copy that may already run at the destination.
+  LiveMoveStatus s = LastStatus(mu_, job.record);
+  s.phase = LiveMovePhase::kInDoubt;
+  SetError(s, base::Error(base::Code::kUnavailable,
+                          why + "; the destination " + job.peer.ToString() + " cannot say whether it committed (" +
+                              unreachable.message() + "): ask it whether vm " + job.record.vm +
+                              " runs there before starting it here"));
+  Finish(job, s);
 }
 
 void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
@@ -364,7 +375,9 @@ void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
   // No "moved" exit: the worker died. It may have died after the commit
   // point, so the destination decides (its Status kills an uncommitted
   // incoming worker before answering "aborted").
-  if (DestinationCommitted(job)) {
+  auto verdict = DestinationVerdict(job);
+  if (!verdict) return FinishInDoubt(job, "the vm's worker died during the move (" + why + ")", verdict.error());
+  if (*verdict == RemoteMoveState::kCommitted) {
     base::LogWarning("job " + job.record.id + ": " + why + ", but the destination had committed: vm " + vm +
                      " runs there now");
     return FinishMoved(job, vms_.FinishMovedVm(vm, ""));
@@ -373,9 +386,12 @@ void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
                                                           "); the vm stays on this host with its files intact"));
 }
 
-void LiveMoveService::OnWorkerSilent(Job& job, const std::string& why) {
+void LiveMoveService::OnWorkerSilent(Job& job, const std::string& why, bool completed_seen) {
   const std::string vm = job.record.vm;
-  if (DestinationCommitted(job)) {
+  base::Result<RemoteMoveState> verdict = RemoteMoveState::kCommitted;
+  if (!completed_seen) verdict = DestinationVerdict(job);
+  if (!verdict) return FinishInDoubt(job, why, verdict.error());
+  if (*verdict == RemoteMoveState::kCommitted) {
     // The VM runs there; this worker holds a paused copy that must never run.
     if (auto st = vms_.KillWorkerOfMovedVm(vm, 10000); !st)
       base::LogError("job " + job.record.id + ": " + st.error().ToString());
@@ -411,12 +427,13 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
       }
       if (completed_since_ns != 0) {
         if (now - completed_since_ns < kMovedExitWaitNs) continue;
-        return OnWorkerSilent(*job, "the worker did not exit after the destination committed");
+        return OnWorkerSilent(*job, "the worker did not exit after the destination committed", true);
       }
       if (silent_since_ns == 0) silent_since_ns = now;
       if (now - silent_since_ns < kSilenceLimitNs) continue;
       return OnWorkerSilent(*job, "the worker stopped answering: " +
-                                      (reply ? std::string("no live move status") : reply.error().message()));
+                                      (reply ? std::string("no live move status") : reply.error().message()),
+                            false);
     }
     silent_since_ns = 0;
     if (!IsTerminal(status->phase)) {
@@ -429,7 +446,7 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
       Update(*job, *status);
       if (completed_since_ns == 0) completed_since_ns = now;
       if (now - completed_since_ns < kMovedExitWaitNs) continue;
-      return OnWorkerSilent(*job, "the worker did not exit after the destination committed");
+      return OnWorkerSilent(*job, "the worker did not exit after the destination committed", true);
     }
     // Failed: the VM runs here. In doubt: it stays paused here and the
     // destination may have committed, so nothing is aborted there.

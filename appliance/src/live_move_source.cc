@@ -137,6 +137,7 @@ class LiveMoveSource::Impl {
   void Resolve();
   void FinishCommitted();
   void ResumeHere();
+  void KeepOnlyVcpusPaused();
   void SetPhase(LiveMovePhase phase);
   void Finish(LiveMovePhase phase, const std::optional<base::Error>& error);
   void UpdateDiskProgress();
@@ -440,6 +441,9 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
   const double budget_ms = req_.downtime_ms > 0 ? req_.downtime_ms : kDefaultDowntimeMs;
   const uint64_t limit_ns = uint64_t(req_.time_limit_s) * 1000000000ull;
   uint64_t harvest_ns = base::MonotonicNanos();
+  // The time bound is for convergence: it starts here, after the layers,
+  // whose copy takes as long as their size needs.
+  const uint64_t precopy_start_ns = harvest_ns;
 
   // Round 1: the full pass.
   {
@@ -497,7 +501,7 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
       pending = std::move(dirty);
       return base::Ok();
     }
-    if (now - start_ns_ > limit_ns) {
+    if (now - precopy_start_ns > limit_ns) {
       // These pages were harvested (their bits cleared); the VM keeps
       // running here, so nothing is lost by dropping them.
       return base::Error(base::Code::kDeadlineExceeded,
@@ -546,7 +550,12 @@ base::Status LiveMoveSource::Impl::SendSwitchover(std::vector<uint64_t>& pending
   vm::Machine& m = *opt_.machine;
   SetPhase(LiveMovePhase::kSwitchover);
   pause_ns_ = base::MonotonicNanos();
-  if (auto st = opt_.pause(); !st) return st.error().Wrap("pause the vm for the switchover");
+  if (auto st = opt_.pause(); !st) {
+    // Pause stops the vCPUs before it drains and reads the clock, so a
+    // failure may leave them stopped: then the failure path must resume.
+    paused_ = m.state() == vm::RunState::kPaused;
+    return st.error().Wrap("pause the vm for the switchover");
+  }
   paused_ = true;
   for (storage::TrackingDisk* d : opt_.disks) d->PauseIo();
   io_paused_ = true;
@@ -638,6 +647,26 @@ void LiveMoveSource::Impl::ResumeHere() {
 
 // ---- Resolution (after DeviceState) ---------------------------------------------
 
+// In doubt the vCPUs stay stopped (the destination may run the VM), but
+// nothing else may stay half-switched: paused disk I/O would hang a later
+// stop (its drain flushes through the tracking disks) and an admin's resume.
+// The mirrors are detached, so resumed disk I/O goes to the source only.
+void LiveMoveSource::Impl::KeepOnlyVcpusPaused() {
+  vm::Machine& m = *opt_.machine;
+  if (io_paused_) {
+    for (storage::TrackingDisk* d : opt_.disks) d->ResumeIo();
+    io_paused_ = false;
+  }
+  if (throttle_ != 0) {
+    (void)m.SetThrottle(0);
+    throttle_ = 0;
+  }
+  if (dirty_log_on_) {
+    (void)m.DisableDirtyLog();
+    dirty_log_on_ = false;
+  }
+}
+
 void LiveMoveSource::Impl::FinishCommitted() {
   {
     std::lock_guard lock(mu_);
@@ -702,6 +731,7 @@ void LiveMoveSource::Impl::Resolve() {
       aborted("its error frame");
       return;
     }
+    KeepOnlyVcpusPaused();
     Finish(LiveMovePhase::kInDoubt,
            base::Error(base::Code::kUnavailable,
                        "move in doubt: lost the destination " + peer_ + " after sending the device state (" +
@@ -735,6 +765,7 @@ void LiveMoveSource::Impl::Resolve() {
     if (base::MonotonicNanos() > until) break;
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+  KeepOnlyVcpusPaused();
   Finish(LiveMovePhase::kInDoubt,
          base::Error(base::Code::kUnavailable,
                      "move in doubt: lost the destination " + peer_ + " after sending the device state (" +

@@ -148,6 +148,16 @@ WorkerReply VmWorker::Status(std::string state) const {
 
 VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
   if (incoming_) return ExecuteIncoming(request);
+  // While a live move runs, the move alone decides when the vCPUs run: a
+  // resume during the switchover could run the VM here and at the
+  // destination at once.
+  if (live_source_ && live_source_->running() &&
+      (request.op == WorkerOp::kPause || request.op == WorkerOp::kResume || request.op == WorkerOp::kSave ||
+       request.op == WorkerOp::kCheckpoint || request.op == WorkerOp::kMove))
+    return {base::Error(base::Code::kFailedPrecondition,
+                        std::string("a live move of this vm is running: ") + std::string(ToString(request.op)) +
+                            " must wait until it ends (or abort the move)"),
+            std::nullopt};
   auto current = [&] { return Status(std::string(vm::ToString(machine_->state()))); };
   switch (request.op) {
     case WorkerOp::kStatus:
@@ -161,8 +171,13 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
       if (!st) return {st.error(), std::nullopt};
       return {current(), std::nullopt};
     }
-    case WorkerOp::kStop:
+    case WorkerOp::kStop: {
+      // A stop aborts a live move; if the move had already committed, the
+      // VM lives at the destination and this worker ends as "moved".
+      AbortLiveMove("the vm is stopping");
+      if (std::optional<WorkerExitRecord> moved = OnLiveMoveEvent()) return {Status("moved"), moved};
       return {Status("stopped"), ExitRecord("stopped")};
+    }
     case WorkerOp::kMove:
       return ExecuteMove(request);
     case WorkerOp::kLiveMove:

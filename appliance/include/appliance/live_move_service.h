@@ -125,8 +125,15 @@ class LiveMoveService {
   void OnWorkerGone(Job& job, const std::string& why);
   // The worker lives but does not answer (or does not exit after the
   // commit): the destination's Status decides between moved and failed.
-  void OnWorkerSilent(Job& job, const std::string& why);
-  bool DestinationCommitted(const Job& job);
+  // completed_seen: the worker itself reported the destination's commit.
+  void OnWorkerSilent(Job& job, const std::string& why, bool completed_seen);
+  // The destination's verdict; an error when it cannot be asked (then
+  // nobody here may decide: the move is in doubt).
+  base::Result<RemoteMoveState> DestinationVerdict(const Job& job);
+  // The worker is gone or silent and the destination cannot say whether it
+  // committed: the VM stays blocked here (no start, resume or delete) and
+  // the job says whom to ask.
+  void FinishInDoubt(Job& job, const std::string& why, const base::Error& unreachable);
   void FinishMoved(Job& job, const VmService::MovedVm& moved);
   void FinishFailed(Job& job, const base::Error& error);  // the VM stays here; Abort sent
   void Update(Job& job, const LiveMoveStatus& status);

@@ -135,7 +135,12 @@ TEST(CliLiveMoveTest, JobJsonRoundTrips) {
     EXPECT_TRUE(IsLiveMoveJob(j));
     auto back = LiveMoveJobFromJson(json::parse(j.dump()));
     ASSERT_TRUE(back.has_value()) << back.error().ToString();
-    EXPECT_EQ(LiveMoveJobToJson(*back).dump(), j.dump()) << "phase " << ToString(phase);
+    // A running job's elapsed time is computed from the clock at each
+    // encoding: everything else must survive the round trip unchanged.
+    json again = LiveMoveJobToJson(*back);
+    again.erase("elapsed_seconds");
+    j.erase("elapsed_seconds");
+    EXPECT_EQ(again.dump(), j.dump()) << "phase " << ToString(phase);
   }
   EXPECT_EQ(LiveMoveJobToJson(SampleJob(LiveMovePhase::kFailed))["error"]["code"], "unavailable");
   EXPECT_TRUE(LiveMoveJobToJson(SampleJob(LiveMovePhase::kCompleted))["error"].is_null());

@@ -388,9 +388,13 @@ TEST_F(LiveMoveEngineTest, DiskGuestWithQcow2ChainMoves) {
   ASSERT_EQ(b_->state(), vm::RunState::kRunning) << b_->failure();
   b_->Shutdown();
   const std::string b_console = ReadText(dst_ + "/console.log");
-  auto beats = LinesStartingWith(b_console, "DISK ");
-  ASSERT_GE(beats.size(), 3u) << b_console;
-  EXPECT_NE(beats.back().find("errors=0"), std::string::npos) << beats.back();
+  // Shutdown may stop the guest in the middle of a line: judge the complete
+  // heartbeats (those that reached their errors= field).
+  std::vector<std::string> beats;
+  for (const std::string& line : LinesStartingWith(b_console, "DISK "))
+    if (line.find(" errors=") != std::string::npos) beats.push_back(line);
+  ASSERT_GE(beats.size(), 2u) << b_console;
+  for (const std::string& beat : beats) EXPECT_NE(beat.find(" errors=0"), std::string::npos) << beat;
   EXPECT_TRUE(LinesStartingWith(b_console, "DISK-MISMATCH").empty()) << b_console;
   EXPECT_TRUE(LinesStartingWith(b_console, "DISK-IOERR").empty()) << b_console;
 

@@ -132,7 +132,16 @@ ferryd2_pid=$!
 for _ in $(seq 100); do [[ -S $work/host2/run/ferryd.sock ]] && break; sleep 0.1; done
 [[ -S $work/host2/run/ferryd.sock ]] || { echo "demo: second ferryd did not start:"; cat "$work/host2/ferryd.log"; exit 1; }
 host2() { echo "\$ ferry --socket host2 $*"; "$bin/ferry" --socket "$work/host2/run/ferryd.sock" "$@"; }
+# The guest's own view of the move: follow its console on this host until it
+# leaves, then read the rest on the second host. A line cut by the pause
+# continues there, so the two are joined without a separator.
+"$bin/ferry" console mem --follow >"$work/mem-source.console" 2>/dev/null &
+follow_pid=$!
+sleep 0.5
 ferry move-vm mem "127.0.0.2:$port2" --include-storage --destination-storage-path "$work/host2/vms"
+sleep 1
+kill "$follow_pid" 2>/dev/null || true
+wait "$follow_pid" 2>/dev/null || true
 ferry move-vm disk "127.0.0.2:$port2" --include-storage --destination-storage-path "$work/host2/vms"
 ferry vm list
 host2 vm list
@@ -145,6 +154,13 @@ for vm in mem disk; do
     { echo "demo: $vm saw an error after the live move"; exit 1; }
 done
 "$bin/ferry" --socket "$work/host2/run/ferryd.sock" console mem | grep -E '^HB' | tail -n 1
+{ tail -c 3000 "$work/mem-source.console"; "$bin/ferry" --socket "$work/host2/run/ferryd.sock" console mem; } |
+  awk '/^HB [0-9]+ t=[0-9]+ .*errors=/ { n = $2 + 0; t = substr($3, 3) + 0
+         if (seen && n != prev + 1) breaks++
+         if (seen && t - pt > max) max = t - pt
+         prev = n; pt = t; seen = 1 }
+       END { printf "memory guest across the move: heartbeats numbered without a gap or repeat (%d breaks); ", breaks
+             printf "largest interval between two heartbeats %d ms of guest time (guest time continues across the pause)\n", max }'
 "$bin/ferry" --socket "$work/host2/run/ferryd.sock" console disk | grep -E '^DISK' | tail -n 1
 host2 vm stop mem
 host2 vm stop disk

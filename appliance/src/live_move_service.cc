@@ -335,6 +335,12 @@ void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved) {
     job.record.removed = moved.removed;
     job.record.kept = moved.kept;
   }
+  // The destination adopts a committed move on its own within a poll
+  // interval; asking for its status adopts it at once, so when `ferry
+  // move-vm` returns the VM is already listed there.
+  if (auto verdict = DestinationVerdict(job); verdict && *verdict != RemoteMoveState::kCommitted)
+    base::LogError("job " + job.record.id + ": the worker reported the move committed but the destination " +
+                   job.peer.ToString() + " says " + std::string(ToString(*verdict)));
   Finish(job, s);
 }
 

@@ -48,6 +48,8 @@ constexpr int kSwitchSendTimeoutMs = 30000;
 constexpr int kCommitTimeoutMs = 60000;
 constexpr int kResolveRetryMs = 60000;
 constexpr int kMinRoundMs = 20;  // harvesting faster only burns CPU
+// The longest rest between memory rounds while a disk mirror catches up.
+constexpr int kCatchUpRoundMs = 500;
 constexpr uint32_t kMaxStreams = 64;
 constexpr uint32_t kMaxReplyPayload = 1 << 20;
 
@@ -141,6 +143,9 @@ class LiveMoveSource::Impl {
   void SetPhase(LiveMovePhase phase);
   void Finish(LiveMovePhase phase, const std::optional<base::Error>& error);
   void UpdateDiskProgress();
+  // Waits up to timeout_ms for every mirror to be ready; a mirror's failure
+  // is returned, a timeout or an Abort is not.
+  base::Status WaitMirrorsReady(int timeout_ms);
   // The destination's own account of a failure, if its reader got one.
   std::optional<base::Error> DestinationError();
   base::Error StreamsFailure(const base::Error& local);
@@ -389,6 +394,7 @@ base::Status LiveMoveSource::Impl::StartMirrors() {
     mo.start = storage::MirrorStart::kFullScan;
     mo.skip_unallocated = has_backing;
     mo.guest_first = true;
+    mo.min_bytes_per_second = opt_.busy_guest_copy_rate;
     // The sink never has to be durable before the switchover; flushing it is
     // a no-op anyway.
     mo.flush_interval = uint64_t(1) << 40;
@@ -410,6 +416,22 @@ void LiveMoveSource::Impl::UpdateDiskProgress() {
   std::lock_guard lock(mu_);
   status_.disk_sent = sent;
   status_.disk_remaining = remaining;
+}
+
+base::Status LiveMoveSource::Impl::WaitMirrorsReady(int timeout_ms) {
+  const uint64_t deadline = base::MonotonicNanos() + uint64_t(timeout_ms) * 1000000;
+  for (auto& j : jobs_) {
+    const uint64_t now = base::MonotonicNanos();
+    const int left_ms = now >= deadline ? 0 : int((deadline - now) / 1000000);
+    base::Status r = j->WaitReady(cancel_.fd(), left_ms);
+    if (r) continue;
+    // Not ready yet: the next round looks again. Cancelled: an Abort, which
+    // the round's CheckAlive reports.
+    const base::Code code = r.error().code();
+    if (code == base::Code::kDeadlineExceeded || code == base::Code::kCancelled) return base::Ok();
+    return StreamsFailure(r.error());
+  }
+  return base::Ok();
 }
 
 // ---- Liveness ---------------------------------------------------------------
@@ -537,6 +559,13 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
       status_.round = round;
       status_.memory_sent += sent.bytes;
       status_.zero_pages += sent.zero_pages;
+    }
+    if (!ready) {
+      // No switchover before the mirrors are ready, so rounds meanwhile only
+      // keep the dirty set from growing: a few a second do that without
+      // re-sending hot pages dozens of times over a long disk copy.
+      RETURN_IF_ERROR(WaitMirrorsReady(kCatchUpRoundMs));
+      continue;
     }
     const int rest_ms = kMinRoundMs - int(took / 1000000);
     // The loop's CheckAlive reports an Abort that ends this wait early.

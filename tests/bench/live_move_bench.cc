@@ -28,7 +28,7 @@
 //                   [--ws-mib 256] [--fractions 0.1,0.3] [--downtime-ms 300]
 //                   [--performance compression|tcp] [--no-qemu] [--no-ferry] [--qemu-multifd]
 //                   [--kernel /boot/vmlinuz-...] [--link-mib 1024] [--disk-fill-mib 1024]
-//                   [--workloads idle,memory,disk] [--disk-mib 2048] [--verbose]
+//                   [--workloads idle,memory,disk] [--disk-mib 2048] [--verbose] [--busy-copy-mib 16]
 #include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
@@ -82,6 +82,7 @@ struct Args {
   bool qemu_multifd = false;
   std::string kernel;
   uint64_t link_mib = 1024;
+  uint64_t busy_copy_mib = 0;     // the mirrors' rate while the guest writes (0: ferry's default)
   uint64_t disk_fill_mib = 1024;  // data in the disk workload's disk before the move
   uint64_t disk_blocks = 65536;   // the disk guest's span: 256 MiB of 4 KiB blocks
   double settle_s = 2;            // the workload runs this long before the move
@@ -94,7 +95,8 @@ void Usage() {
                "usage: live_move_bench [--quick] [--streams N] [--dir DIR] [--ws-mib N] [--fractions F,F]\n"
                "                       [--downtime-ms N] [--performance compression|tcp] [--no-qemu] [--no-ferry]\n"
                "                       [--workloads idle,memory,disk] [--disk-mib N] [--verbose]\n"
-               "                       [--qemu-multifd] [--kernel PATH] [--link-mib N] [--disk-fill-mib N]\n");
+               "                       [--qemu-multifd] [--kernel PATH] [--link-mib N] [--disk-fill-mib N]\n"
+               "                       [--busy-copy-mib N]\n");
   std::exit(2);
 }
 
@@ -128,6 +130,7 @@ Args ParseArgs(int argc, char** argv) {
     else if (k == "--kernel") a.kernel = value();
     else if (k == "--link-mib") a.link_mib = std::stoull(value());
     else if (k == "--disk-fill-mib") a.disk_fill_mib = std::stoull(value());
+    else if (k == "--busy-copy-mib") a.busy_copy_mib = std::stoull(value());
     else if (k == "--fractions") {
       a.fractions.clear();
       std::stringstream ss(value());
@@ -178,6 +181,7 @@ struct FerryResult {
   std::string error;
   appliance::LiveMoveStatus status;
   double guest_rate = 0;         // pages/s dirtied (memory), writes/s (disk), before the move
+  double guest_rate_during = 0;  // the same from the move's start to its end, at the source
   bool verified = false;
   std::string verify_detail;
 };
@@ -357,6 +361,7 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& dir
   sopts.pause = [src_machine] { return src_machine->Pause(); };
   sopts.resume = [src_machine] { return src_machine->Resume(); };
   sopts.notify_fd = src_event->fd();
+  if (args.busy_copy_mib > 0) sopts.busy_guest_copy_rate = args.busy_copy_mib * kMiB;
   appliance::LiveMoveRequest req;
   req.prepare = prepare;
   req.control_host = "127.0.0.1";
@@ -371,6 +376,7 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& dir
   auto source = appliance::LiveMoveSource::Start(std::move(sopts), req);
   if (!source) return fail("source engine", source.error());
   rig.source = std::move(*source);
+  const std::vector<Beat> beats_at_start = ReadBeats(src_console, w.kind);
   uint64_t t0 = base::MonotonicNanos(), next_report = 0;
   for (;;) {
     r.status = rig.source->Status();
@@ -397,6 +403,12 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& dir
     return r;
   }
   r.moved = true;
+  // The guest's own rate while the move ran (its heartbeats at the source
+  // from the start to the switchover): what the move cost it.
+  if (auto at_end = ReadBeats(src_console, w.kind); !beats_at_start.empty() && !at_end.empty()) {
+    const Beat &a = beats_at_start.back(), &b = at_end.back();
+    if (b.t_ms > a.t_ms) r.guest_rate_during = double(b.count - a.count) * 1000.0 / double(b.t_ms - a.t_ms);
+  }
   // As the source worker does on Committed: its VM is gone from here.
   rig.source.reset();
   if (rig.tracking->io_paused()) rig.tracking->ResumeIo();  // see Rig
@@ -551,7 +563,8 @@ int main(int argc, char** argv) {
   for (const Done& d : done) {
     const FerryResult& f = d.ferry;
     std::string dirty = !args.ferry           ? ""
-                        : d.w.kind == Kind::kDisk ? Fixed(f.guest_rate * 4096 / 1e6, 1) + "w"
+                        : d.w.kind == Kind::kDisk ? Fixed(f.guest_rate * 4096 / 1e6, 1) + "w" +
+                                                        (f.moved ? "/" + Fixed(f.guest_rate_during * 4096 / 1e6, 1) : "")
                                                   : Rate(f.guest_rate * kPage / 1e6);
     if (f.moved) {
       double secs = f.status.total_ms / 1000.0;
@@ -591,7 +604,8 @@ int main(int argc, char** argv) {
   std::printf(");\n  \"dirty MB/s\" is what each guest reached before the move (one that cannot reach the\n"
               "  asked rate dirties as fast as it can). idle: 16 MiB working set, 10 pages/s.\n"
               "disk writing: the disk guest writing 4 KiB blocks flat out over %llu MiB of its disk, which\n"
-              "  held %llu MiB of data (\"w\": its write MB/s); the other workloads' disks are empty (sparse).\n"
+              "  held %llu MiB of data (\"w\": its write MB/s before the move / while the move ran, at the\n"
+              "  source); the other workloads' disks are empty (sparse).\n"
               "ferry: sent = bytes on the wire (all streams), rounds = memory rounds, GB/s = sent / total,\n"
               "  downtime = source vCPUs stopped until the destination's Committed arrived.\n"
               "qemu: TCG, %s, auto-converge on, max-bandwidth raised; total/downtime/sent (ram transferred)\n"

@@ -48,6 +48,14 @@ class LiveMoveSource {
     int notify_fd = -1;
     // No Status() call for this long before switchover: abort (ferryd died).
     int lease_ms = 15000;
+    // The disk mirrors' copy rate while the guest does disk I/O
+    // (storage::MirrorOptions::min_bytes_per_second); full speed while it
+    // does none. Four times move-storage's floor: a live move's copy only
+    // reads the source's device, and at 16 MiB/s a busy 1 GiB disk took a
+    // minute. live_move_bench (disk guest, 256 MiB of data): 16 MiB/s 16 s,
+    // guest writes during the move 0.63-0.68x of before; 64 MiB/s 4 s, 0.74x;
+    // 256 MiB/s 2 s but 0.22x and a 311 ms pause (docs/live_move.md).
+    uint64_t busy_guest_copy_rate = 64 << 20;
   };
 
   // Starts the move thread; errors here are bad requests only.

@@ -189,6 +189,7 @@ void PeerService::CleanUp(Move& move, const std::string& reason) {
   std::filesystem::remove_all(move.dir, ec);
   if (ec) base::LogWarning("incoming move " + move.id + ": remove " + move.dir + ": " + ec.message());
   (void)WriteRecord(move.id, move.name, "aborted", move.pid, message);
+  vms_.ReleaseIncomingName(move.name);
   base::LogWarning("incoming move " + move.id + " of vm " + move.name + " aborted: " + message);
   move.state.store(MoveState::kEnded);
   Forget(move.id);
@@ -368,6 +369,12 @@ void PeerService::RecoverEntry(const std::string& id) {
     moves_[id] = move;
   }
   std::lock_guard op(move->op_mu);
+  // Held as at Prepare: the name is this move's until it is adopted or
+  // cleaned up (both release it).
+  if (!move->name.empty()) {
+    if (auto st = vms_.ReserveIncomingName(move->name); !st)
+      base::LogWarning("incoming move " + id + ": " + st.error().message());
+  }
   if (Committed(*move)) {
     (void)Adopt(*move);  // as crashed if the worker is gone
   } else if (alive) {

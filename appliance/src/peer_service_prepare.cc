@@ -137,14 +137,8 @@ base::Status PeerService::Preflight(const PrepareRequest& r, const transport::Pe
   }
   if (auto bad = ValidateVmName(r.vm_name); !bad) {
     fail(bad.error().message());
-  } else if (vms_.HasVm(r.vm_name)) {
-    fail("a vm named " + r.vm_name + " already exists on this host");
-  } else {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, m] : moves_) {
-      if (m->name == r.vm_name && m->state.load() != MoveState::kEnded)
-        fail("a vm named " + r.vm_name + " is already moving here (migration " + id + ")");
-    }
+  } else if (std::string conflict = vms_.IncomingNameConflict(r.vm_name); !conflict.empty()) {
+    fail(conflict);
   }
   {
     struct stat st{};
@@ -240,14 +234,21 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   move->name = plan.vm_name;
   move->dir = IncomingRoot() + "/" + move->id;
   move->plan = plan;
+  // Held until the move is adopted or cleaned up (Create refuses the name).
+  RETURN_IF_ERROR(vms_.ReserveIncomingName(move->name));
   std::error_code ec;
   auto undo = [&](const base::Error& e) -> base::Error {
     std::filesystem::remove_all(move->dir, ec);
+    vms_.ReleaseIncomingName(move->name);
     base::LogWarning("incoming move " + move->id + " of vm " + move->name + " from " + peer.text + ": " +
                      e.message());
     return e;
   };
-  if (::mkdir(move->dir.c_str(), 0700) != 0) return base::ErrnoError("create " + move->dir);
+  if (::mkdir(move->dir.c_str(), 0700) != 0) {
+    base::Error e = base::ErrnoError("create " + move->dir);
+    vms_.ReleaseIncomingName(move->name);  // the directory is not ours to remove
+    return e;
+  }
   if (auto st = base::WriteFileAtomically(move->dir + "/vm.toml", plan.definition_toml); !st)
     return undo(st.error());
   if (auto st = base::WriteFileAtomically(move->dir + "/" + kIncomingPlanFile, ToJson(plan).dump(2) + "\n"); !st)

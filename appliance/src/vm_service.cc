@@ -345,6 +345,8 @@ base::Result<json> VmService::Create(CreateRequest request) {
   std::lock_guard map_lock(map_mu_);
   if (vms_.count(def.name) != 0 || inventory_.Exists(def.name))
     return base::Error(base::Code::kAlreadyExists, "vm " + def.name + " already exists");
+  if (incoming_names_.count(def.name) != 0)
+    return base::Error(base::Code::kAlreadyExists, "vm " + def.name + " is arriving here by a live move");
   RETURN_IF_ERROR(inventory_.Create(def));
   ASSIGN_OR_RETURN(vm->runtime, inventory_.LoadRuntime(def.name));
   json described = Describe(*vm);

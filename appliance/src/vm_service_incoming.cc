@@ -8,7 +8,9 @@
 #include <optional>
 
 #include "appliance/process.h"
+#include "appliance/runtime_record.h"
 #include "appliance/vm_service.h"
+#include "base/fd.h"
 #include "base/log.h"
 
 namespace appliance {
@@ -38,6 +40,34 @@ bool VmService::HasVm(const std::string& name) {
   return inventory_.Exists(name);
 }
 
+std::string VmService::IncomingNameConflict(const std::string& name) {
+  std::lock_guard map_lock(map_mu_);
+  return IncomingNameConflictLocked(name);
+}
+
+std::string VmService::IncomingNameConflictLocked(const std::string& name) {
+  if (vms_.count(name) != 0 || inventory_.Exists(name)) return "a vm named " + name + " already exists on this host";
+  if (incoming_names_.count(name) != 0) return "a vm named " + name + " is already moving here";
+  struct stat st{};
+  if (::lstat(inventory_.VmDir(name).c_str(), &st) == 0)
+    return inventory_.VmDir(name) + " exists without a vm.toml (left over from an earlier vm?): remove it first";
+  return "";
+}
+
+base::Status VmService::ReserveIncomingName(const std::string& name) {
+  RETURN_IF_ERROR(ValidateVmName(name));
+  std::lock_guard map_lock(map_mu_);
+  if (std::string conflict = IncomingNameConflictLocked(name); !conflict.empty())
+    return base::Error(base::Code::kAlreadyExists, conflict);
+  incoming_names_.insert(name);
+  return base::Ok();
+}
+
+void VmService::ReleaseIncomingName(const std::string& name) {
+  std::lock_guard map_lock(map_mu_);
+  incoming_names_.erase(name);
+}
+
 base::Status VmService::AdoptIncoming(const std::string& name, const std::string& incoming_dir,
                                       int64_t worker_pid, const std::string& control_socket) {
   RETURN_IF_ERROR(ValidateVmName(name));
@@ -47,20 +77,6 @@ base::Status VmService::AdoptIncoming(const std::string& name, const std::string
   if (vms_.count(name) != 0 || inventory_.Exists(name))
     return base::Error(base::Code::kAlreadyExists, "a vm named " + name + " already exists");
   const std::string vm_dir = inventory_.VmDir(name);
-  if (::rename(incoming_dir.c_str(), vm_dir.c_str()) != 0)
-    return base::ErrnoError("move " + incoming_dir + " to " + vm_dir);
-  // The worker was started with --vm-dir incoming_dir and keeps writing
-  // there (worker.exit, vm.toml after a storage move): a symlink keeps
-  // those paths valid. PeerService removes it once the worker has exited.
-  if (::symlink(vm_dir.c_str(), incoming_dir.c_str()) != 0)
-    base::LogWarning("vm " + name + ": symlink " + incoming_dir + ": " + std::strerror(errno));
-  (void)base::SyncParentDirectory(vm_dir);
-
-  auto definition = inventory_.LoadDefinition(name);
-  if (!definition) return definition.error().Wrap("adopt incoming vm " + name);
-  auto vm = std::make_shared<Vm>();
-  vm->name = name;
-  vm->definition = std::move(*definition);
 
   RuntimeRecord runtime;
   runtime.changed_unix_ms = UnixMillisNow();
@@ -76,9 +92,29 @@ base::Status VmService::AdoptIncoming(const std::string& name, const std::string
     runtime.state = VmState::kCrashed;
     runtime.last_error = "the incoming worker exited after the live move committed";
   }
+  // The record goes in first, so the rename moves the VM and its state in
+  // one step: a ferryd stopped right after it finds a running VM with its
+  // worker, not a stopped one that could be started a second time.
+  if (auto st = base::WriteFileAtomically(incoming_dir + "/runtime.json", FormatRuntime(runtime)); !st)
+    return st.error().Wrap("adopt incoming vm " + name);
+  if (::rename(incoming_dir.c_str(), vm_dir.c_str()) != 0)
+    return base::ErrnoError("move " + incoming_dir + " to " + vm_dir);
+  // The worker was started with --vm-dir incoming_dir and keeps writing
+  // there (worker.exit, vm.toml after a storage move): a symlink keeps
+  // those paths valid. PeerService removes it once the worker has exited.
+  if (::symlink(vm_dir.c_str(), incoming_dir.c_str()) != 0)
+    base::LogWarning("vm " + name + ": symlink " + incoming_dir + ": " + std::strerror(errno));
+  (void)base::SyncParentDirectory(vm_dir);
+  incoming_names_.erase(name);
+
+  auto definition = inventory_.LoadDefinition(name);
+  if (!definition) return definition.error().Wrap("adopt incoming vm " + name);
+  auto vm = std::make_shared<Vm>();
+  vm->name = name;
+  vm->definition = std::move(*definition);
   // vm is not visible to anyone else until it is in the map, so its mu is
   // not needed yet (as in Create).
-  if (auto st = Persist(*vm, runtime); !st) base::LogError(st.error().ToString());
+  vm->runtime = runtime;
   vms_[name] = vm;
   if (pidfd) {
     // We launched it unless this ferryd restarted since; only a parent may reap.

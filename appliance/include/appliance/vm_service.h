@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -90,12 +91,25 @@ class VmService {
   // (Not "Exists": that would hide file-local Exists(path) helpers inside
   // VmService members.)
   bool HasVm(const std::string& name);
+  // Why an incoming move of a VM of this name cannot be taken, or "": a VM
+  // of that name exists, another move reserved it, or a directory of that
+  // name without a vm.toml is in the inventory (the adoption's rename could
+  // not replace it).
+  std::string IncomingNameConflict(const std::string& name);
+  // An incoming move holds the name from Prepare until it is adopted or
+  // cleaned up: Create refuses it meanwhile, so the committed VM can always
+  // be adopted. Reserve fails with kAlreadyExists naming the conflict.
+  base::Status ReserveIncomingName(const std::string& name);
+  void ReleaseIncomingName(const std::string& name);
   // Takes over a committed incoming VM: renames incoming_dir (holding the
   // moved vm.toml) to the VM's directory in the inventory and registers it as
   // running under worker_pid (control_socket: its path after the rename),
   // watched by this service's Supervisor like a re-attached worker. A
   // worker_pid of 0 (the worker died after committing) registers it crashed.
-  // kAlreadyExists if a VM of that name exists (the directory stays put).
+  // Its runtime.json is written before the rename, so a ferryd that stops
+  // half-way finds the VM with its worker either still incoming or adopted.
+  // Releases the name's reservation. kAlreadyExists if a VM of that name
+  // exists (the directory stays put).
   base::Status AdoptIncoming(const std::string& name, const std::string& incoming_dir,
                              int64_t worker_pid, const std::string& control_socket);
 
@@ -168,6 +182,7 @@ class VmService {
   void OnWorkerExit(const std::string& name, int64_t pid, const ProcessExit& exit);
   // Persists runtime.json; vm.mu must be held.
   base::Status Persist(Vm& vm, const RuntimeRecord& runtime);
+  std::string IncomingNameConflictLocked(const std::string& name);  // map_mu_ held
   nlohmann::json Describe(const Vm& vm) const;  // vm.mu held
   base::Result<std::string> ResolveProgram(const CreateRequest& request) const;
 
@@ -197,6 +212,7 @@ class VmService {
   base::Fd lock_;
   std::mutex map_mu_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;  // guarded by map_mu_
+  std::set<std::string> incoming_names_;            // guarded by map_mu_
   // Last member: destroyed first, so its thread, which calls OnWorkerExit,
   // stops before anything it touches goes away.
   std::unique_ptr<Supervisor> supervisor_;

@@ -26,7 +26,7 @@
 //
 //   live_move_bench [--quick] [--streams 4] [--dir /var/tmp/ferry-live-move-bench]
 //                   [--ws-mib 256] [--fractions 0.1,0.3] [--downtime-ms 300]
-//                   [--performance compression|tcp] [--no-qemu] [--no-ferry] [--qemu-multifd]
+//                   [--performance compression|tcp|both] [--no-qemu] [--no-ferry] [--qemu-multifd]
 //                   [--kernel /boot/vmlinuz-...] [--link-mib 1024] [--disk-fill-mib 1024]
 //                   [--workloads idle,memory,disk] [--disk-mib 2048] [--verbose] [--busy-copy-mib 16]
 #include <fcntl.h>
@@ -93,7 +93,7 @@ struct Args {
 void Usage() {
   std::fprintf(stderr,
                "usage: live_move_bench [--quick] [--streams N] [--dir DIR] [--ws-mib N] [--fractions F,F]\n"
-               "                       [--downtime-ms N] [--performance compression|tcp] [--no-qemu] [--no-ferry]\n"
+               "                       [--downtime-ms N] [--performance compression|tcp|both] [--no-qemu] [--no-ferry]\n"
                "                       [--workloads idle,memory,disk] [--disk-mib N] [--verbose]\n"
                "                       [--qemu-multifd] [--kernel PATH] [--link-mib N] [--disk-fill-mib N]\n"
                "                       [--busy-copy-mib N]\n");
@@ -137,7 +137,7 @@ Args ParseArgs(int argc, char** argv) {
       for (std::string f; std::getline(ss, f, ',');) a.fractions.push_back(std::stod(f));
     } else Usage();
   }
-  if (a.performance != "compression" && a.performance != "tcp") Usage();
+  if (a.performance != "compression" && a.performance != "tcp" && a.performance != "both") Usage();
   return a;
 }
 
@@ -262,7 +262,7 @@ struct Rig {
   }
 };
 
-FerryResult RunFerry(const Args& args, const Workload& w, const std::string& dir) {
+FerryResult RunFerry(const Args& args, const Workload& w, const std::string& performance, const std::string& dir) {
   FerryResult r;
   Rig rig;
   auto fail = [&](const std::string& what, const base::Error& e) {
@@ -324,7 +324,7 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& dir
   if (auto st = appliance::PrepareDestination(dest_dir); !st) return fail("destination", st.error());
   appliance::PrepareRequest prepare = appliance::BuildPrepareRequest(
       def, *plan, args.streams,
-      args.performance == "tcp" ? config::PerformanceOption::kTcp : config::PerformanceOption::kCompression,
+      performance == "tcp" ? config::PerformanceOption::kTcp : config::PerformanceOption::kCompression,
       "127.0.0.1");
   prepare.migration_id = appliance::NewMigrationId();
 
@@ -370,7 +370,7 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& dir
   req.data_port = rig.incoming->port();
   req.source_host = "127.0.0.1";
   req.streams = args.streams;
-  req.compression = args.performance == "compression";
+  req.compression = performance == "compression";
   req.downtime_ms = args.downtime_ms;
   req.time_limit_s = 120;
   auto source = appliance::LiveMoveSource::Start(std::move(sopts), req);
@@ -503,7 +503,9 @@ int main(int argc, char** argv) {
 
   struct Done {
     Workload w;
-    FerryResult ferry;
+    FerryResult ferry;      // args.performance ("compression" for both)
+    FerryResult ferry_tcp;  // --performance both: the same move with plain streams
+    bool has_tcp = false;
     bool qemu_ran = false;
     std::string qemu_error;
     bench::QemuReferenceResult qemu;
@@ -513,10 +515,16 @@ int main(int argc, char** argv) {
   for (const Workload& w : workloads) {
     std::printf("running %s ...\n", w.name.c_str());
     std::fflush(stdout);
-    Done d{w, {}, false, "", {}};
+    Done d{w, {}, {}, false, false, "", {}};
     if (args.ferry) {
-      d.ferry = RunFerry(args, w, args.dir + "/ferry");
+      const bool both = args.performance == "both";
+      d.ferry = RunFerry(args, w, both ? "compression" : args.performance, args.dir + "/ferry");
       if (!d.ferry.moved || !d.ferry.verified) ferry_ok = false;
+      if (both) {
+        d.has_tcp = true;
+        d.ferry_tcp = RunFerry(args, w, "tcp", args.dir + "/ferry-tcp");
+        if (!d.ferry_tcp.moved || !d.ferry_tcp.verified) ferry_ok = false;
+      }
     } else {
       d.ferry.error = "skipped (--no-ferry)";
     }
@@ -560,8 +568,7 @@ int main(int argc, char** argv) {
               args.performance.c_str(), args.downtime_ms);
   std::printf("link limit (raw TCP, %u streams, same run): %.2f GB/s\n\n", args.streams, link_bps / 1e9);
   Row({"workload", "engine", "total ms", "down ms", "sent MiB", "rounds", "GB/s", "/link", "dirty MB/s", "guest check"});
-  for (const Done& d : done) {
-    const FerryResult& f = d.ferry;
+  auto ferry_row = [&](const Done& d, const FerryResult& f, const std::string& name, const std::string& engine) {
     std::string dirty = !args.ferry           ? ""
                         : d.w.kind == Kind::kDisk ? Fixed(f.guest_rate * 4096 / 1e6, 1) + "w" +
                                                         (f.moved ? "/" + Fixed(f.guest_rate_during * 4096 / 1e6, 1) : "")
@@ -569,11 +576,20 @@ int main(int argc, char** argv) {
     if (f.moved) {
       double secs = f.status.total_ms / 1000.0;
       double bps = secs > 0 ? double(f.status.wire_bytes) / secs : 0;
-      Row({d.w.name, "ferry", Ms(f.status.total_ms), Ms(f.status.downtime_ms), MiB(f.status.wire_bytes),
+      Row({name, engine, Ms(f.status.total_ms), Ms(f.status.downtime_ms), MiB(f.status.wire_bytes),
            std::to_string(f.status.round), Fixed(bps / 1e9, 2), Fixed(bps / link_bps, 2), dirty,
            f.verified ? "OK" : "FAIL: " + f.verify_detail});
     } else {
-      Row({d.w.name, "ferry", args.ferry ? "MOVE FAILED: " + f.error : f.error});
+      Row({name, engine, args.ferry ? "MOVE FAILED: " + f.error : f.error});
+    }
+  };
+  for (const Done& d : done) {
+    ferry_row(d, d.ferry, d.w.name, d.has_tcp ? "ferry-z" : "ferry");
+    if (d.has_tcp) {
+      ferry_row(d, d.ferry_tcp, "", "ferry-t");
+      const double z = d.ferry.status.total_ms, t = d.ferry_tcp.status.total_ms;
+      if (d.ferry.moved && d.ferry_tcp.moved && t > 0)
+        std::printf("%-18s compression / tcp total time: %.2f\n", "", z / t);
     }
     if (d.w.kind == Kind::kDisk) {
       Row({"", "qemu", "n/a (memory-only reference)"});
@@ -607,6 +623,7 @@ int main(int argc, char** argv) {
               "  held %llu MiB of data (\"w\": its write MB/s before the move / while the move ran, at the\n"
               "  source); the other workloads' disks are empty (sparse).\n"
               "ferry: sent = bytes on the wire (all streams), rounds = memory rounds, GB/s = sent / total,\n"
+              "  ferry-z / ferry-t (--performance both): the same move with compression / plain streams,\n"
               "  downtime = source vCPUs stopped until the destination's Committed arrived.\n"
               "qemu: TCG, %s, auto-converge on, max-bandwidth raised; total/downtime/sent (ram transferred)\n"
               "  are QEMU's query-migrate figures, rounds its dirty-sync-count; after every run its\n"

@@ -1,18 +1,16 @@
 // ferry move-vm: parsing, output and the wait loop (cli_live_move.h).
 #include "appliance/cli_live_move.h"
 
-#include <unistd.h>
-
-#include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
+#include <cstdlib>
 #include <optional>
-#include <thread>
 
 #include "appliance/cli_move.h"
-#include "appliance/cli_output.h"
 #include "appliance/vm_json.h"
+#include "cli_job_follow.h"
+#include "cli_move_options.h"
 
 namespace appliance {
 
@@ -71,13 +69,7 @@ base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
                                         std::map<std::string, std::vector<std::string>>& options,
                                         const std::string& cwd, CliInvocation& inv) {
   if (words[0] != "move-vm") return false;
-  auto take = [&](const std::string& opt) -> std::optional<std::string> {
-    auto it = options.find(opt);
-    if (it == options.end()) return std::nullopt;
-    std::string v = it->second.front();
-    options.erase(it);
-    return v;
-  };
+  auto take = [&](const std::string& option) { return TakeOption(options, option); };
   const std::string form =
       "move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N] "
       "[--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]";
@@ -88,8 +80,7 @@ base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
   if (words[2].empty()) return Usage("move-vm needs the destination host: ferry " + form);
   auto dest = take("--destination-storage-path");
   if (!dest || dest->empty()) return Usage("move-vm needs --destination-storage-path PATH (on the destination host)");
-  std::string path = (*dest)[0] == '/' ? *dest : cwd + "/" + *dest;
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const std::string path = AbsoluteStoragePath(cwd, *dest);
   json body = {{"host", words[2]},
                {"destination", path},
                {"include_storage", take("--include-storage").has_value()}};
@@ -111,6 +102,16 @@ base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
   inv.path = "/v1/vms/" + inv.vm_name + "/move-vm";
   return true;
 }
+
+namespace {
+
+std::string Title(const json& job) {
+  return "live move " + Str(job, "id") + " of vm " + Str(job, "vm") + " to " + Str(job, "host");
+}
+const JobView kLiveMoveView{Ended, Title, FormatLiveMoveProgress, FormatLiveMoveReport, /*print_final_phase=*/false,
+                            "live move failed"};
+
+}  // namespace
 
 bool IsLiveMoveJob(const json& job) { return Str(job, "kind") == "live-vm"; }
 
@@ -196,57 +197,10 @@ std::string FormatLiveMoveReport(const json& job) {
   return out;
 }
 
-std::string FormatLiveMoveJob(const json& job) {
-  std::string out = FormatLiveMoveReport(job);
-  if (!Ended(job)) out += "  progress:    " + FormatLiveMoveProgress(job) + "\n";
-  return out;
-}
+std::string FormatLiveMoveJob(const json& job) { return FormatJobDetails(job, kLiveMoveView); }
 
 int FollowLiveMoveJob(HttpClient& client, const json& started, bool json_output, bool no_wait) {
-  const std::string id = Str(started, "id");
-  if (no_wait) {
-    if (json_output)
-      std::cout << started.dump() << "\n";
-    else
-      std::cout << "live move " << id << " of vm " << Str(started, "vm") << " to " << Str(started, "host")
-                << " started; follow it with: ferry jobs " << id << "\n";
-    return 0;
-  }
-  const bool tty = ::isatty(STDOUT_FILENO) == 1 && !json_output;
-  json job = started;
-  std::string last_phase;
-  while (!Ended(job)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    auto r = client.Request("GET", "/v1/jobs/" + id, nullptr, 30);
-    if (!r) {
-      std::cerr << (tty ? "\n" : "") << "ferry: " << r.error().message() << "\n";
-      return 1;
-    }
-    if (r->status != 200) {
-      std::cerr << (tty ? "\n" : "") << "ferry: " << ErrorMessage(r->status, r->body) << "\n";
-      return 1;
-    }
-    json next = json::parse(r->body, nullptr, false);
-    if (next.is_discarded()) continue;
-    job = next;
-    if (tty) {
-      std::cout << "\r\033[K" << FormatLiveMoveProgress(job) << std::flush;
-    } else if (!json_output && Str(job, "phase") != last_phase && !Ended(job)) {
-      std::cout << Str(job, "phase") << "\n" << std::flush;  // one line per phase when not a terminal
-    }
-    last_phase = Str(job, "phase");
-  }
-  if (tty) std::cout << "\n";
-  if (json_output)
-    std::cout << job.dump() << "\n";
-  else
-    std::cout << FormatLiveMoveReport(job);
-  if (Str(job, "phase") != "completed") {
-    if (job.contains("error") && job["error"].is_object())
-      std::cerr << "ferry: " << job["error"].value("message", "live move failed") << "\n";
-    return 1;
-  }
-  return 0;
+  return FollowJob(client, started, json_output, no_wait, kLiveMoveView);
 }
 
 }  // namespace appliance

@@ -2,16 +2,12 @@
 // (cli_move.h).
 #include "appliance/cli_move.h"
 
-#include <unistd.h>
-
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
-#include <thread>
 
-#include "appliance/cli_output.h"
 #include "appliance/vm_json.h"
+#include "cli_job_follow.h"
+#include "cli_move_options.h"
 
 namespace appliance {
 
@@ -37,13 +33,7 @@ bool Ended(const json& job) {
 base::Result<bool> ParseMoveCommand(const std::vector<std::string>& words,
                                     std::map<std::string, std::vector<std::string>>& options,
                                     const std::string& cwd, CliInvocation& inv) {
-  auto take = [&](const std::string& opt) -> std::optional<std::string> {
-    auto it = options.find(opt);
-    if (it == options.end()) return std::nullopt;
-    std::string v = it->second.front();
-    options.erase(it);
-    return v;
-  };
+  auto take = [&](const std::string& option) { return TakeOption(options, option); };
   if (words[0] == "move-storage") {
     const std::string form = "move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]";
     if (words.size() != 2) return Usage((words.size() < 2 ? "missing argument: ferry " : "unexpected argument \"" + words[2] + "\": ferry ") + form);
@@ -51,8 +41,7 @@ base::Result<bool> ParseMoveCommand(const std::vector<std::string>& words,
     inv.vm_name = words[1];
     auto dest = take("--destination-storage-path");
     if (!dest || dest->empty()) return Usage("move-storage needs --destination-storage-path PATH");
-    std::string path = (*dest)[0] == '/' ? *dest : cwd + "/" + *dest;
-    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    const std::string path = AbsoluteStoragePath(cwd, *dest);
     inv.body = {{"destination_storage_path", path}};
     if (auto rate = take("--max-rate")) {
       ASSIGN_OR_RETURN(uint64_t bytes, ParseSize(*rate));
@@ -150,6 +139,14 @@ std::string FormatMoveReport(const json& job) {
   return out;
 }
 
+namespace {
+
+std::string Title(const json& job) { return "storage move " + Str(job, "id") + " of vm " + Str(job, "vm"); }
+const JobView kMoveView{Ended, Title, FormatMoveProgress, FormatMoveReport, /*print_final_phase=*/true,
+                        "storage move failed"};
+
+}  // namespace
+
 std::string FormatJobList(const json& list) {
   std::string out = "ID             VM              STATE       PROGRESS  DESTINATION\n";
   if (!list.contains("jobs") || !list["jobs"].is_array()) return out;
@@ -164,53 +161,10 @@ std::string FormatJobList(const json& list) {
   return out;
 }
 
-std::string FormatJob(const json& job) {
-  std::string out = FormatMoveReport(job);
-  if (!Ended(job)) out += "  progress:    " + FormatMoveProgress(job) + "\n";
-  return out;
-}
+std::string FormatJob(const json& job) { return FormatJobDetails(job, kMoveView); }
 
 int FollowMoveJob(HttpClient& client, const json& started, bool json_output, bool no_wait) {
-  const std::string id = Str(started, "id");
-  if (no_wait) {
-    if (json_output) std::cout << started.dump() << "\n";
-    else std::cout << "storage move " << id << " of vm " << Str(started, "vm") << " started; follow it with: ferry jobs " << id << "\n";
-    return 0;
-  }
-  const bool tty = ::isatty(STDOUT_FILENO) == 1 && !json_output;
-  json job = started;
-  std::string last_phase;
-  for (;;) {
-    if (Ended(job)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    auto r = client.Request("GET", "/v1/jobs/" + id, nullptr, 30);
-    if (!r) {
-      std::cerr << (tty ? "\n" : "") << "ferry: " << r.error().message() << "\n";
-      return 1;
-    }
-    if (r->status != 200) {
-      std::cerr << (tty ? "\n" : "") << "ferry: " << ErrorMessage(r->status, r->body) << "\n";
-      return 1;
-    }
-    json next = json::parse(r->body, nullptr, false);
-    if (next.is_discarded()) continue;
-    job = next;
-    if (tty) {
-      std::cout << "\r\033[K" << FormatMoveProgress(job) << std::flush;
-    } else if (!json_output && Str(job, "phase") != last_phase) {
-      std::cout << Str(job, "phase") << "\n" << std::flush;  // one line per phase when not a terminal
-    }
-    last_phase = Str(job, "phase");
-  }
-  if (tty) std::cout << "\n";
-  if (json_output) std::cout << job.dump() << "\n";
-  else std::cout << FormatMoveReport(job);
-  if (Str(job, "phase") != "completed") {
-    if (job.contains("error") && job["error"].is_object())
-      std::cerr << "ferry: " << job["error"].value("message", "storage move failed") << "\n";
-    return 1;
-  }
-  return 0;
+  return FollowJob(client, started, json_output, no_wait, kMoveView);
 }
 
 }  // namespace appliance

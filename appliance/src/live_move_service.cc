@@ -3,15 +3,11 @@
 // live_move_job.cc.
 #include "appliance/live_move_service.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cstring>
-
-#include <algorithm>
 
 #include "appliance/host_cpu.h"
 #include "appliance/runtime_record.h"
@@ -20,6 +16,7 @@
 #include "base/clock.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "job_table.h"
 
 namespace appliance {
 
@@ -33,8 +30,6 @@ constexpr uint64_t kMovedExitWaitNs = 15'000'000'000ull;
 // (its control thread answers within milliseconds even mid-switchover).
 constexpr uint64_t kSilenceLimitNs = 20'000'000'000ull;
 constexpr uint32_t kMaxStreams = 64;
-
-bool IsActive(const LiveMoveJobRecord& r) { return r.ended_unix_ms == 0; }
 
 WorkerRequest LiveMoveCall(const json& action) {
   WorkerRequest request;
@@ -76,80 +71,36 @@ void SetError(LiveMoveStatus& s, const base::Error& e) {
 
 }  // namespace
 
+LiveMoveService::LiveMoveService(VmService& vms, Options options)
+    : vms_(vms),
+      options_(std::move(options)),
+      jobs_(std::make_unique<JobTable<Job>>(options_.jobs_dir, options_.history, LiveMoveJobToJson,
+                                            LiveMoveJobFromJson)) {}
+
 base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& vms, Options options) {
-  if (::mkdir(options.jobs_dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return base::ErrnoError("create " + options.jobs_dir);
   std::unique_ptr<LiveMoveService> service(new LiveMoveService(vms, std::move(options)));
-  DIR* d = ::opendir(service->options_.jobs_dir.c_str());
-  if (d == nullptr) return base::ErrnoError("open " + service->options_.jobs_dir);
-  std::vector<std::string> files;
-  while (dirent* e = ::readdir(d)) {
-    std::string f = e->d_name;
-    if (f.size() > 5 && f.compare(f.size() - 5, 5, ".json") == 0) files.push_back(f);
-  }
-  ::closedir(d);
-  for (const std::string& f : files) {
-    std::string path = service->options_.jobs_dir + "/" + f;
-    auto text = base::ReadFileToString(path);
-    if (!text) continue;
-    auto parsed = LiveMoveJobFromJson(json::parse(*text, nullptr, false));
-    if (!parsed) {
-      base::LogWarning("job record " + path + " skipped: " + parsed.error().message());
-      continue;
+  // A job that was running when ferryd stopped. VmService::Open has already
+  // removed the VM if its worker exited "moved" meanwhile.
+  RETURN_IF_ERROR(service->jobs_->Load([&vms](LiveMoveJobRecord& record) {
+    LiveMoveStatus& s = record.status;
+    if (auto moved = vms.MovedAway(record.vm)) {
+      s.phase = LiveMovePhase::kCompleted;
+      record.removed = moved->removed;
+      record.kept = moved->kept;
+    } else {
+      s.phase = LiveMovePhase::kFailed;
+      s.error_code = std::string(base::CodeName(base::Code::kAborted));
+      s.error =
+          "interrupted: ferryd stopped during the move; a move that had not reached switchover is aborted by "
+          "the worker and the vm stays here (ferry vm list shows where it runs)";
     }
-    auto job = std::make_shared<Job>();
-    job->record = std::move(*parsed);
-    if (IsActive(job->record)) {
-      // ferryd stopped while this job ran. VmService::Open has already
-      // removed the VM if its worker exited "moved" meanwhile.
-      LiveMoveStatus& s = job->record.status;
-      if (auto moved = vms.MovedAway(job->record.vm)) {
-        s.phase = LiveMovePhase::kCompleted;
-        job->record.removed = moved->removed;
-        job->record.kept = moved->kept;
-      } else {
-        s.phase = LiveMovePhase::kFailed;
-        s.error_code = std::string(base::CodeName(base::Code::kAborted));
-        s.error =
-            "interrupted: ferryd stopped during the move; a move that had not reached switchover is aborted by "
-            "the worker and the vm stays here (ferry vm list shows where it runs)";
-      }
-      job->record.ended_unix_ms = UnixMillisNow();
-      service->Persist(job->record);
-    }
-    service->jobs_[job->record.id] = job;
-  }
+  }));
   return service;
 }
 
-LiveMoveService::~LiveMoveService() {
-  std::vector<std::shared_ptr<Job>> jobs;
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-    cv_.notify_all();
-    for (auto& [id, job] : jobs_) jobs.push_back(job);
-  }
-  for (auto& job : jobs) {
-    if (job->thread.joinable()) job->thread.join();
-  }
-}
+LiveMoveService::~LiveMoveService() { jobs_->StopAndJoin(); }
 
-bool LiveMoveService::WaitStopping(int ms) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_; });
-}
-
-bool LiveMoveService::Owns(const std::string& job_id) const {
-  std::lock_guard lock(mu_);
-  return jobs_.count(job_id) != 0;
-}
-
-void LiveMoveService::Persist(const LiveMoveJobRecord& record) {
-  std::string path = options_.jobs_dir + "/" + record.id + ".json";
-  if (auto st = base::WriteFileAtomically(path, LiveMoveJobToJson(record).dump(2) + "\n"); !st)
-    base::LogWarning("job " + record.id + ": " + st.error().ToString());
-}
+bool LiveMoveService::Owns(const std::string& job_id) const { return jobs_->Contains(job_id); }
 
 base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   const std::string& vm = args.vm;
@@ -177,12 +128,9 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   job->peer = peer;
   const std::string migration_id = NewMigrationId();
   {
-    std::lock_guard lock(mu_);
-    if (stopping_) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
-    std::vector<std::string> active;
-    for (auto& [id, j] : jobs_) {
-      if (IsActive(j->record)) active.push_back(id + " (vm " + j->record.vm + ")");
-    }
+    std::lock_guard lock(jobs_->mu());
+    if (jobs_->stopping()) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
+    std::vector<std::string> active = jobs_->Running();
     if (active.size() >= host.max_live_moves) {
       std::string list;
       for (const auto& a : active) list += (list.empty() ? "" : ", ") + a;
@@ -205,11 +153,10 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
     r.started_unix_ms = UnixMillisNow();
     r.status.migration_id = migration_id;
     r.status.phase = LiveMovePhase::kPreparing;
-    jobs_[r.id] = job;
+    jobs_->Add(job);
   }
   auto drop = [&](const base::Error& e) {
-    std::lock_guard lock(mu_);
-    jobs_.erase(job->record.id);
+    jobs_->Remove(job->record.id);
     return e;
   };
   auto target = vms_.BeginLiveMove(vm);
@@ -260,7 +207,7 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
     return fail(started.error());
   }
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(jobs_->mu());
     LiveMoveStatus& s = job->record.status;
     s.memory_bytes = prepare.memory_bytes;
     s.disk_bytes = prepare.disk_bytes;
@@ -273,8 +220,8 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
                 std::to_string(reply->data_port));
   json out;
   {
-    std::lock_guard lock(mu_);
-    Persist(job->record);
+    std::lock_guard lock(jobs_->mu());
+    jobs_->Persist(job->record);
     out = LiveMoveJobToJson(job->record);
     job->thread = std::thread([this, job] { Run(job); });
   }
@@ -292,30 +239,19 @@ void LiveMoveService::AbortAtDestination(const Job& job, const std::string& reas
 }
 
 void LiveMoveService::Update(Job& job, const LiveMoveStatus& status) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(jobs_->mu());
   job.record.status = status;
   job.record.status.migration_id = job.record.migration_id;
 }
 
 void LiveMoveService::Finish(Job& job, LiveMoveStatus status) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(jobs_->mu());
   status.migration_id = job.record.migration_id;
   job.record.status = std::move(status);
   job.record.ended_unix_ms = UnixMillisNow();
-  Persist(job.record);
+  jobs_->RecordFinished(job.record);
   base::LogInfo("job " + job.record.id + ": " + std::string(ToString(job.record.status.phase)) +
                 (job.record.status.error.empty() ? "" : ": " + job.record.status.error));
-  // Keep the history bounded: drop the oldest finished jobs.
-  std::vector<std::pair<int64_t, std::string>> done;
-  for (auto& [id, j] : jobs_) {
-    if (!IsActive(j->record) && !j->thread.joinable()) done.emplace_back(j->record.ended_unix_ms, id);
-  }
-  std::sort(done.begin(), done.end());
-  while (done.size() > options_.history) {
-    ::unlink((options_.jobs_dir + "/" + done.front().second + ".json").c_str());
-    jobs_.erase(done.front().second);
-    done.erase(done.begin());
-  }
 }
 
 static LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record) {
@@ -324,14 +260,14 @@ static LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record
 }
 
 void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved) {
-  LiveMoveStatus s = LastStatus(mu_, job.record);
+  LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   // The worker's last word (its exit record) is the report, when it left one.
   if (auto report = LiveMoveStatusFromJson(json::parse(moved.report, nullptr, false)); report) s = *report;
   s.phase = LiveMovePhase::kCompleted;
   s.error_code.clear();
   s.error.clear();
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(jobs_->mu());
     job.record.removed = moved.removed;
     job.record.kept = moved.kept;
   }
@@ -347,7 +283,7 @@ void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved) {
 void LiveMoveService::FinishFailed(Job& job, const base::Error& error) {
   vms_.EndLiveMove(job.record.vm);
   AbortAtDestination(job, error.message());
-  LiveMoveStatus s = LastStatus(mu_, job.record);
+  LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kFailed;
   SetError(s, error);
   Finish(job, s);
@@ -366,7 +302,7 @@ base::Result<RemoteMoveState> LiveMoveService::DestinationVerdict(const Job& job
 void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base::Error& unreachable) {
   // No EndLiveMove: the VM stays marked as moving, so nothing here starts a
   // copy that may already run at the destination.
-  LiveMoveStatus s = LastStatus(mu_, job.record);
+  LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kInDoubt;
   SetError(s, base::Error(base::Code::kUnavailable,
                           why + "; the destination " + job.peer.ToString() + " cannot say whether it committed (" +
@@ -416,7 +352,7 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
   uint64_t silent_since_ns = 0;     // first unanswered poll of a living worker
   uint64_t completed_since_ns = 0;  // the worker reported completed
   for (;;) {
-    if (WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease decides
+    if (jobs_->WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease decides
     auto reply = CallWorkerBounded(job->control_socket, poll, options_.worker_call_timeout_ms);
     std::optional<LiveMoveStatus> status;
     if (reply && !reply->live_move.empty()) {
@@ -448,8 +384,13 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
     }
     if (status->phase == LiveMovePhase::kCompleted) {
       // The destination committed; the worker shuts its VM down and exits
-      // "moved", and VmService removes the VM. Keep the report meanwhile.
-      Update(*job, *status);
+      // "moved", and VmService removes the VM. Keep the report meanwhile,
+      // but not its phase: the job is completed only once FinishMoved has
+      // removed the VM here and the destination has adopted it, so a client
+      // that sees "completed" finds the VM on exactly one host.
+      LiveMoveStatus resolving = *status;
+      resolving.phase = LiveMovePhase::kResolving;
+      Update(*job, resolving);
       if (completed_since_ns == 0) completed_since_ns = now;
       if (now - completed_since_ns < kMovedExitWaitNs) continue;
       return OnWorkerSilent(*job, "the worker did not exit after the destination committed", true);
@@ -465,23 +406,8 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
   }
 }
 
-base::Result<json> LiveMoveService::List() {
-  std::lock_guard lock(mu_);
-  std::vector<const LiveMoveJobRecord*> records;
-  for (auto& [id, j] : jobs_) records.push_back(&j->record);
-  std::sort(records.begin(), records.end(), [](const LiveMoveJobRecord* a, const LiveMoveJobRecord* b) {
-    return a->started_unix_ms < b->started_unix_ms;
-  });
-  json list = json::array();
-  for (const auto* r : records) list.push_back(LiveMoveJobToJson(*r));
-  return json{{"jobs", list}};
-}
+base::Result<json> LiveMoveService::List() { return jobs_->List(); }
 
-base::Result<json> LiveMoveService::Get(const std::string& id) {
-  std::lock_guard lock(mu_);
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return base::Error(base::Code::kNotFound, "no job " + id);
-  return LiveMoveJobToJson(it->second->record);
-}
+base::Result<json> LiveMoveService::Get(const std::string& id) { return jobs_->Get(id); }
 
 }  // namespace appliance

@@ -1,10 +1,7 @@
 // StorageMoveService: storage-move jobs in ferryd (see storage_move_service.h).
 #include "appliance/storage_move_service.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
-
-#include <algorithm>
+#include <unistd.h>
 
 #include "appliance/runtime_record.h"
 #include "appliance/storage_move_plan.h"
@@ -12,6 +9,7 @@
 #include "base/clock.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "job_table.h"
 
 namespace appliance {
 
@@ -22,8 +20,6 @@ namespace {
 // Consecutive failed status calls to a worker that still runs before the job
 // gives up (a worker busy with a long request answers late).
 constexpr int kMaxMissedPolls = 40;
-
-bool IsActive(const MoveJobRecord& r) { return r.ended_unix_ms == 0; }
 
 MoveStatus Failed(const std::string& job_id, const std::string& destination, const base::Error& e) {
   MoveStatus s;
@@ -81,69 +77,27 @@ base::Result<MoveJobRecord> MoveJobFromJson(const json& j) {
   return r;
 }
 
+StorageMoveService::StorageMoveService(VmService& vms, Options options)
+    : vms_(vms),
+      options_(std::move(options)),
+      jobs_(std::make_unique<JobTable<Job>>(options_.jobs_dir, options_.history, MoveJobToJson, MoveJobFromJson)) {}
+
 base::Result<std::unique_ptr<StorageMoveService>> StorageMoveService::Open(VmService& vms, Options options) {
-  if (::mkdir(options.jobs_dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return base::ErrnoError("create " + options.jobs_dir);
   std::unique_ptr<StorageMoveService> service(new StorageMoveService(vms, std::move(options)));
-  DIR* d = ::opendir(service->options_.jobs_dir.c_str());
-  if (d == nullptr) return base::ErrnoError("open " + service->options_.jobs_dir);
-  std::vector<std::string> files;
-  while (dirent* e = ::readdir(d)) {
-    std::string f = e->d_name;
-    if (f.size() > 5 && f.compare(f.size() - 5, 5, ".json") == 0) files.push_back(f);
-  }
-  ::closedir(d);
-  for (const std::string& f : files) {
-    std::string path = service->options_.jobs_dir + "/" + f;
-    auto text = base::ReadFileToString(path);
-    if (!text) continue;
-    auto parsed = MoveJobFromJson(json::parse(*text, nullptr, false));
-    if (!parsed) {
-      base::LogWarning("job record " + path + " skipped: " + parsed.error().message());
-      continue;
-    }
-    auto job = std::make_shared<Job>();
-    job->record = std::move(*parsed);
-    if (IsActive(job->record)) {
-      // ferryd stopped while this job ran. A live move's worker aborts once
-      // nobody polls it (the VM stays on its source files); an offline copy
-      // died with ferryd and never touched the sources.
-      job->record.status.phase = MovePhase::kFailed;
-      job->record.status.error_code = "aborted";
-      job->record.status.error =
-          "interrupted: ferryd stopped during the move; the vm keeps its source files; start the move again "
-          "(a live move resumes from the worker's bitmaps)";
-      job->record.ended_unix_ms = UnixMillisNow();
-      service->Persist(job->record);
-    }
-    service->jobs_[job->record.id] = job;
-  }
+  // A job that was running when ferryd stopped. A live move's worker aborts
+  // once nobody polls it (the VM stays on its source files); an offline copy
+  // died with ferryd and never touched the sources.
+  RETURN_IF_ERROR(service->jobs_->Load([](MoveJobRecord& record) {
+    record.status.phase = MovePhase::kFailed;
+    record.status.error_code = "aborted";
+    record.status.error =
+        "interrupted: ferryd stopped during the move; the vm keeps its source files; start the move again "
+        "(a live move resumes from the worker's bitmaps)";
+  }));
   return service;
 }
 
-StorageMoveService::~StorageMoveService() {
-  std::vector<std::shared_ptr<Job>> jobs;
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-    cv_.notify_all();
-    for (auto& [id, job] : jobs_) jobs.push_back(job);
-  }
-  for (auto& job : jobs) {
-    if (job->thread.joinable()) job->thread.join();
-  }
-}
-
-bool StorageMoveService::WaitStopping(int ms) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_; });
-}
-
-void StorageMoveService::Persist(const MoveJobRecord& record) {
-  std::string path = options_.jobs_dir + "/" + record.id + ".json";
-  if (auto st = base::WriteFileAtomically(path, MoveJobToJson(record).dump(2) + "\n"); !st)
-    base::LogWarning("job " + record.id + ": " + st.error().ToString());
-}
+StorageMoveService::~StorageMoveService() { jobs_->StopAndJoin(); }
 
 base::Result<json> StorageMoveService::Start(const std::string& vm, const std::string& destination,
                                              uint64_t max_bytes_per_second) {
@@ -152,11 +106,8 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
                        "destination_storage_path must be absolute, not \"" + destination + "\"");
   auto job = std::make_shared<Job>();
   {
-    std::lock_guard lock(mu_);
-    std::vector<std::string> active;
-    for (auto& [id, j] : jobs_) {
-      if (IsActive(j->record)) active.push_back(id + " (vm " + j->record.vm + ")");
-    }
+    std::lock_guard lock(jobs_->mu());
+    std::vector<std::string> active = jobs_->Running();
     if (options_.max_storage_moves == 0)
       return base::Error(base::Code::kFailedPrecondition,
                          "storage moves are disabled on this host (max_storage_moves = 0 in host.toml)");
@@ -169,7 +120,7 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
                              std::to_string(options_.max_storage_moves) +
                              " at once (max_storage_moves): " + list + "; wait for one to finish (ferry jobs)");
     }
-    if (stopping_) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
+    if (jobs_->stopping()) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
     // Reserve the slot before the slow part, so two requests cannot both take
     // the last one.
     job->record.id = "move-" + config::NewUuid().substr(0, 8);
@@ -178,11 +129,10 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
     job->record.started_unix_ms = UnixMillisNow();
     job->record.status.job_id = job->record.id;
     job->record.status.destination = destination;
-    jobs_[job->record.id] = job;
+    jobs_->Add(job);
   }
   auto drop = [&](const base::Error& e) {
-    std::lock_guard lock(mu_);
-    jobs_.erase(job->record.id);
+    jobs_->Remove(job->record.id);
     return e;
   };
   auto target = vms_.BeginStorageMove(vm);
@@ -201,7 +151,7 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
     live_plan = std::move(*plan);
   }
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(jobs_->mu());
     job->record.kind = live ? "live" : "offline";
   }
   if (live) {
@@ -228,8 +178,8 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
                 destination);
   json reply;
   {
-    std::lock_guard lock(mu_);
-    Persist(job->record);
+    std::lock_guard lock(jobs_->mu());
+    jobs_->Persist(job->record);
     reply = MoveJobToJson(job->record);
     if (live)
       job->thread = std::thread([this, job, t = *target, p = std::move(live_plan)] { RunLive(job, t, p); });
@@ -240,33 +190,22 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
 }
 
 void StorageMoveService::Update(Job& job, const MoveStatus& status) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(jobs_->mu());
   job.record.status = status;
   job.record.status.job_id = job.record.id;
 }
 
 void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<std::string> cleaned_up,
                                 std::vector<KeptSource> kept) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(jobs_->mu());
   job.record.status = status;
   job.record.status.job_id = job.record.id;
   job.record.ended_unix_ms = UnixMillisNow();
   job.record.cleaned_up = std::move(cleaned_up);
   job.record.kept = std::move(kept);
-  Persist(job.record);
+  jobs_->RecordFinished(job.record);
   base::LogInfo("job " + job.record.id + ": " + std::string(ToString(status.phase)) +
                 (status.error.empty() ? "" : ": " + status.error));
-  // Keep the history bounded: drop the oldest finished jobs.
-  std::vector<std::pair<int64_t, std::string>> done;
-  for (auto& [id, j] : jobs_) {
-    if (!IsActive(j->record) && !j->thread.joinable()) done.emplace_back(j->record.ended_unix_ms, id);
-  }
-  std::sort(done.begin(), done.end());
-  while (done.size() > options_.history) {
-    ::unlink((options_.jobs_dir + "/" + done.front().second + ".json").c_str());
-    jobs_.erase(done.front().second);
-    done.erase(done.begin());
-  }
 }
 
 std::vector<KeptSource> StorageMoveService::RemoveSources(const std::string& job_id, const StorageMovePlan& plan) {
@@ -288,7 +227,7 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
   request.op = WorkerOp::kMove;
   request.move = json{{"action", "status"}}.dump();
   for (;;) {
-    if (WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease ends the move
+    if (jobs_->WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease ends the move
     auto reply = CallWorker(target.control_socket, request, options_.worker_call_timeout_ms);
     std::optional<MoveStatus> status;
     if (reply && !reply->move.empty()) {
@@ -394,22 +333,8 @@ void StorageMoveService::RunOffline(std::shared_ptr<Job> job, VmService::MoveTar
   Finish(*job, s, {}, std::move(kept));
 }
 
-base::Result<json> StorageMoveService::List() {
-  std::lock_guard lock(mu_);
-  std::vector<const MoveJobRecord*> records;
-  for (auto& [id, j] : jobs_) records.push_back(&j->record);
-  std::sort(records.begin(), records.end(),
-            [](const MoveJobRecord* a, const MoveJobRecord* b) { return a->started_unix_ms < b->started_unix_ms; });
-  json list = json::array();
-  for (const auto* r : records) list.push_back(MoveJobToJson(*r));
-  return json{{"jobs", list}};
-}
+base::Result<json> StorageMoveService::List() { return jobs_->List(); }
 
-base::Result<json> StorageMoveService::Get(const std::string& id) {
-  std::lock_guard lock(mu_);
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return base::Error(base::Code::kNotFound, "no job " + id);
-  return MoveJobToJson(it->second->record);
-}
+base::Result<json> StorageMoveService::Get(const std::string& id) { return jobs_->Get(id); }
 
 }  // namespace appliance

@@ -15,6 +15,7 @@
 #include "appliance/unix_socket.h"
 #include "base/log.h"
 #include "config/vm_definition.h"
+#include "worker_lifecycle.h"
 
 namespace appliance {
 namespace {
@@ -22,15 +23,6 @@ namespace {
 // A client gets this long to send its one request line; the control thread
 // serves one connection at a time, so a silent client must not hold it.
 constexpr int kRequestTimeoutMs = 5000;
-
-WorkerExitRecord ExitRecord(std::string state, std::string code = "", std::string message = "") {
-  WorkerExitRecord r;
-  r.pid = ::getpid();
-  r.state = std::move(state);
-  r.code = std::move(code);
-  r.message = std::move(message);
-  return r;
-}
 
 }  // namespace
 
@@ -49,15 +41,7 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, c
                                                        base::Fd signal_fd) {
   if (!args.incoming_host.empty()) return OpenIncoming(args, kvm_device, std::move(signal_fd));
   ASSIGN_OR_RETURN(config::VmDefinition definition, config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
-  // Checked here as well as in the Machine so the failure always says "KVM".
-  if (auto kvm = base::Fd::Open(kvm_device, O_RDWR); !kvm)
-    return base::Error(kvm.error().code(), "KVM is not available: " + kvm.error().message());
-
-  vm::MachineOptions options;
-  options.definition = definition;
-  options.vm_dir = args.vm_dir;
-  options.console_path = args.vm_dir + "/console.log";
-  options.kvm_device = kvm_device;
+  ASSIGN_OR_RETURN(vm::MachineOptions options, WorkerMachineOptions(definition, args, kvm_device));
   std::unique_ptr<vm::Machine> machine;
   if (args.restore_path.empty()) {
     // The Machine's errors already name the VM and the step that failed.
@@ -65,11 +49,9 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, c
   } else {
     ASSIGN_OR_RETURN(machine, vm::Machine::Restore(options, args.restore_path));
   }
-  ASSIGN_OR_RETURN(base::Fd listen_fd, ListenUnix(args.control_socket));
-  ASSIGN_OR_RETURN(base::EventFd ended, base::EventFd::Create());
-  ASSIGN_OR_RETURN(base::EventFd move_event, base::EventFd::Create());
-  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(listen_fd),
-                                                std::move(signal_fd), std::move(ended), std::move(move_event)));
+  ASSIGN_OR_RETURN(WorkerFds fds, OpenWorkerFds(args));
+  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(fds.listen), std::move(signal_fd),
+                                                std::move(fds.ended), std::move(fds.move_event)));
   // A restored VM comes up paused at the saved point; resuming it is the
   // restore's last step.
   base::Status started = args.restore_path.empty() ? worker->machine_->Start() : worker->machine_->Resume();
@@ -176,7 +158,7 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
       // VM lives at the destination and this worker ends as "moved".
       AbortLiveMove("the vm is stopping");
       if (std::optional<WorkerExitRecord> moved = OnLiveMoveEvent()) return {Status("moved"), moved};
-      return {Status("stopped"), ExitRecord("stopped")};
+      return {Status("stopped"), WorkerExit("stopped")};
     }
     case WorkerOp::kMove:
       return ExecuteMove(request);
@@ -207,7 +189,7 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
         }
         return {saved.error().Wrap("save state to " + request.path), std::nullopt};
       }
-      WorkerExitRecord exit = ExitRecord("saved");
+      WorkerExitRecord exit = WorkerExit("saved");
       exit.saved_path = request.path;
       return {Status("saved"), exit};
     }
@@ -251,14 +233,14 @@ WorkerExitRecord VmWorker::Run() {
       if (errno == EINTR) continue;
       base::Error e = base::ErrnoError("poll control socket");
       Shutdown();
-      return ExitRecord("failed", std::string(base::CodeName(e.code())), e.message());
+      return WorkerExit("failed", std::string(base::CodeName(e.code())), e.message());
     }
     if (fds[1].revents & POLLIN) {
       vm::RunState state = machine_->state();
       std::string failure = machine_->failure();
       Shutdown();
-      if (state == vm::RunState::kPoweredOff) return ExitRecord("powered-off");
-      return ExitRecord("failed", "internal", failure.empty() ? "the vm failed" : failure);
+      if (state == vm::RunState::kPoweredOff) return WorkerExit("powered-off");
+      return WorkerExit("failed", "internal", failure.empty() ? "the vm failed" : failure);
     }
     if (fds[2].revents & POLLIN) {
       (void)move_event_.Consume();
@@ -275,7 +257,7 @@ WorkerExitRecord VmWorker::Run() {
       int sig = n == sizeof info ? int(info.ssi_signo) : SIGTERM;
       base::LogInfo("stopping on signal " + std::to_string(sig));
       Shutdown();
-      WorkerExitRecord exit = ExitRecord("stopped");
+      WorkerExitRecord exit = WorkerExit("stopped");
       exit.message = "stopped by signal " + std::to_string(sig);
       return exit;
     }
@@ -336,7 +318,7 @@ int WorkerMain(int argc, char** argv) {
                                   : base::Result<std::unique_ptr<VmWorker>>(base::ErrnoError("signalfd"));
   if (!worker) {
     const base::Error& e = worker.error();
-    WriteFailure(args, e, ExitRecord("startup-failed", std::string(base::CodeName(e.code())), e.message()));
+    WriteFailure(args, e, WorkerExit("startup-failed", std::string(base::CodeName(e.code())), e.message()));
     return kWorkerExitStartupFailed;  // the ready pipe closes with us: ferryd reads EOF
   }
   base::LogInfo("vm running; control socket " + args.control_socket);

@@ -7,28 +7,18 @@
 // it answers only status and stop; once committed it is an ordinary worker
 // whose VM runs, and if the move fails it exits "failed" (ferryd removes the
 // directory and the destination files).
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
-#include "appliance/unix_socket.h"
 #include "appliance/vm_worker.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "config/vm_definition.h"
+#include "worker_lifecycle.h"
 
 namespace appliance {
 namespace {
-
-WorkerExitRecord IncomingExit(std::string state, std::string code = "", std::string message = "") {
-  WorkerExitRecord r;
-  r.pid = ::getpid();
-  r.state = std::move(state);
-  r.code = std::move(code);
-  r.message = std::move(message);
-  return r;
-}
 
 base::Result<PrepareRequest> LoadPlan(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, base::ReadFileToString(path));
@@ -48,21 +38,11 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs&
   if (plan.migration_id != args.migration_id)
     return base::Error(base::Code::kInvalidArgument, "--migration-id " + args.migration_id + " does not match " +
                                                          kIncomingPlanFile + " (" + plan.migration_id + ")");
-  // Checked here as well as in the Machine so the failure always says "KVM".
-  if (auto kvm = base::Fd::Open(kvm_device, O_RDWR); !kvm)
-    return base::Error(kvm.error().code(), "KVM is not available: " + kvm.error().message());
-
-  vm::MachineOptions options;
-  options.definition = definition;
-  options.vm_dir = args.vm_dir;
-  options.console_path = args.vm_dir + "/console.log";
-  options.kvm_device = kvm_device;
+  ASSIGN_OR_RETURN(vm::MachineOptions options, WorkerMachineOptions(definition, args, kvm_device));
   ASSIGN_OR_RETURN(std::unique_ptr<vm::Machine> machine, vm::Machine::CreateIncoming(options));
-  ASSIGN_OR_RETURN(base::Fd listen_fd, ListenUnix(args.control_socket));
-  ASSIGN_OR_RETURN(base::EventFd ended, base::EventFd::Create());
-  ASSIGN_OR_RETURN(base::EventFd move_event, base::EventFd::Create());
-  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(listen_fd),
-                                                std::move(signal_fd), std::move(ended), std::move(move_event)));
+  ASSIGN_OR_RETURN(WorkerFds fds, OpenWorkerFds(args));
+  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(fds.listen), std::move(signal_fd),
+                                                std::move(fds.ended), std::move(fds.move_event)));
 
   LiveMoveDestination::Options o;
   o.machine = worker->machine_.get();
@@ -108,10 +88,10 @@ VmWorker::Outcome VmWorker::ExecuteIncoming(const WorkerRequest& request) {
       WorkerReply r = status();
       if (incoming_->outcome() == LiveMoveDestination::Outcome::kCommitted) {
         r.state = "stopped";
-        return {r, IncomingExit("stopped")};
+        return {r, WorkerExit("stopped")};
       }
       r.state = "stopped";
-      return {r, IncomingExit("stopped", "", "incoming move aborted")};
+      return {r, WorkerExit("stopped", "", "incoming move aborted")};
     }
     case WorkerOp::kLiveMove: {
       // ferryd's peer service may also speak the live-move op: status, or
@@ -152,7 +132,7 @@ std::optional<WorkerExitRecord> VmWorker::OnIncomingEvent() {
     case LiveMoveDestination::Outcome::kFailed: {
       base::Error e = incoming_->error();
       incoming_.reset();
-      return IncomingExit("failed", std::string(base::CodeName(e.code())), e.message());
+      return WorkerExit("failed", std::string(base::CodeName(e.code())), e.message());
     }
   }
   return std::nullopt;

@@ -9,14 +9,12 @@
 // Once the destination committed, the move's notify fd wakes the control
 // loop, OnLiveMoveEvent returns the exit record "moved" and the worker shuts
 // its (paused) machine down and exits; ferryd deletes the source files.
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "appliance/vm_worker.h"
 #include "base/log.h"
-#include "config/vm_definition.h"
-#include "tracking_disks.h"
+#include "worker_lifecycle.h"
+#include "worker_move_request.h"
 
 namespace appliance {
 namespace {
@@ -30,10 +28,10 @@ void VmWorker::AbortLiveMove(const std::string& reason) {
 }
 
 VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
-  json action = json::parse(request.live_move, nullptr, false);
-  if (!action.is_object() || !action.contains("action") || !action["action"].is_string())
-    return {base::Error(base::Code::kInvalidArgument, "live-move request needs an \"action\""), std::nullopt};
-  const std::string what = action["action"].get<std::string>();
+  auto parsed_action = ParseMoveAction(request.live_move, "live-move");
+  if (!parsed_action) return {parsed_action.error(), std::nullopt};
+  const json& action = parsed_action->request;
+  const std::string& what = parsed_action->name;
   if (what == "start") {
     if (live_source_ && live_source_->running())
       return {base::Error(base::Code::kFailedPrecondition, "a live move of this vm is already running"),
@@ -46,26 +44,13 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
       return {base::Error(base::Code::kFailedPrecondition,
                           "the vm is " + std::string(vm::ToString(machine_->state())) + ", not running"),
               std::nullopt};
-    // The definition as ferryd last wrote it (a checkpoint may have changed
-    // the disk paths since this worker started).
-    auto def = config::LoadVmDefinition(args_.vm_dir + "/vm.toml");
-    if (!def) return {def.error(), std::nullopt};
-    if (def->disks.size() != machine_->disk_count())
-      return {base::Error(base::Code::kFailedPrecondition,
-                          "vm.toml lists " + std::to_string(def->disks.size()) + " disks, the running vm has " +
-                              std::to_string(machine_->disk_count())),
-              std::nullopt};
-    std::vector<storage::TrackingDisk*> disks;
-    for (size_t i = 0; i < machine_->disk_count(); ++i) {
-      auto t = EnsureTracking(*machine_, i);
-      if (!t) return {t.error(), std::nullopt};
-      disks.push_back(*t);
-    }
+    auto tracked = TrackDisksForMove(*machine_, args_.vm_dir);
+    if (!tracked) return {tracked.error(), std::nullopt};
     live_source_.reset();  // a finished earlier attempt
     LiveMoveSource::Options o;
     o.machine = machine_.get();
-    o.disks = std::move(disks);
-    o.definition = std::move(*def);
+    o.disks = std::move(tracked->disks);
+    o.definition = std::move(tracked->definition);
     o.vm_dir = args_.vm_dir;
     o.pause = [this]() { return machine_->Pause(); };
     o.resume = [this]() -> base::Status {
@@ -96,10 +81,7 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
 std::optional<WorkerExitRecord> VmWorker::OnLiveMoveEvent() {
   if (!live_source_ || !live_source_->committed()) return std::nullopt;
   base::LogInfo("live move committed at " + live_move_host_ + "; this worker ends");
-  WorkerExitRecord r;
-  r.pid = ::getpid();
-  r.state = "moved";
-  r.message = "moved to " + live_move_host_;
+  WorkerExitRecord r = WorkerExit("moved", "", "moved to " + live_move_host_);
   // The final report (downtime, totals): ferryd reads it from worker.exit,
   // because the worker is gone before its next status poll.
   r.live_move = ToJson(live_source_->Status()).dump();

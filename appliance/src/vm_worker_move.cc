@@ -11,11 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "appliance/vm_worker.h"
-#include "tracking_disks.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "config/vm_definition.h"
-#include "storage/tracking_disk.h"
+#include "worker_move_request.h"
 
 namespace appliance {
 
@@ -26,10 +25,10 @@ void VmWorker::AbortMove(const std::string& reason) {
 }
 
 VmWorker::Outcome VmWorker::ExecuteMove(const WorkerRequest& request) {
-  json action = json::parse(request.move, nullptr, false);
-  if (!action.is_object() || !action.contains("action") || !action["action"].is_string())
-    return {base::Error(base::Code::kInvalidArgument, "move request needs an \"action\""), std::nullopt};
-  const std::string what = action["action"].get<std::string>();
+  auto parsed_action = ParseMoveAction(request.move, "move");
+  if (!parsed_action) return {parsed_action.error(), std::nullopt};
+  const json& action = parsed_action->request;
+  const std::string& what = parsed_action->name;
   if (!mover_) {
     StorageMover::Options options;
     options.vm_dir = args_.vm_dir;
@@ -49,22 +48,10 @@ VmWorker::Outcome VmWorker::ExecuteMove(const WorkerRequest& request) {
     r.destination = action.value("destination", "");
     if (action.contains("max_bytes_per_second") && action["max_bytes_per_second"].is_number_unsigned())
       r.max_bytes_per_second = action["max_bytes_per_second"].get<uint64_t>();
-    // The definition as ferryd last wrote it (a checkpoint may have changed
-    // the disk paths since this worker started).
-    auto def = config::LoadVmDefinition(args_.vm_dir + "/vm.toml");
-    if (!def) return {def.error(), std::nullopt};
-    if (def->disks.size() != machine_->disk_count())
-      return {base::Error(base::Code::kFailedPrecondition,
-                          "vm.toml lists " + std::to_string(def->disks.size()) + " disks, the running vm has " +
-                              std::to_string(machine_->disk_count())),
-              std::nullopt};
-    std::vector<storage::TrackingDisk*> disks;
-    for (size_t i = 0; i < machine_->disk_count(); ++i) {
-      auto t = EnsureTracking(*machine_, i);
-      if (!t) return {t.error(), std::nullopt};
-      disks.push_back(*t);
-    }
-    if (auto st = mover_->Start(r, *def, std::move(disks)); !st) return {st.error(), std::nullopt};
+    auto tracked = TrackDisksForMove(*machine_, args_.vm_dir);
+    if (!tracked) return {tracked.error(), std::nullopt};
+    if (auto st = mover_->Start(r, tracked->definition, std::move(tracked->disks)); !st)
+      return {st.error(), std::nullopt};
   } else if (what == "abort") {
     mover_->Abort("cancelled by request");
   } else if (what != "status") {

@@ -34,10 +34,7 @@
 // resolves one after it on its own).
 #pragma once
 
-#include <condition_variable>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,6 +49,9 @@
 #include "config/host_settings.h"
 
 namespace appliance {
+
+template <typename Job>
+class JobTable;  // job_table.h
 
 // What a `ferry move-vm` asks for.
 struct LiveMoveArgs {
@@ -114,12 +114,12 @@ class LiveMoveService {
 
  private:
   struct Job {
-    LiveMoveJobRecord record;  // guarded by the service's mu_
+    LiveMoveJobRecord record;  // guarded by jobs_->mu()
     PeerEndpoint peer;         // immutable after Start
     std::string control_socket;
     std::thread thread;
   };
-  LiveMoveService(VmService& vms, Options options) : vms_(vms), options_(std::move(options)) {}
+  LiveMoveService(VmService& vms, Options options);
   void Run(std::shared_ptr<Job> job);
   // The worker is gone: moved (VmService saw the "moved" exit) or died.
   void OnWorkerGone(Job& job, const std::string& why);
@@ -139,15 +139,10 @@ class LiveMoveService {
   void Update(Job& job, const LiveMoveStatus& status);
   void Finish(Job& job, LiveMoveStatus status);
   void AbortAtDestination(const Job& job, const std::string& reason);
-  void Persist(const LiveMoveJobRecord& record);
-  bool WaitStopping(int ms);  // true if the service is stopping
 
   VmService& vms_;
   Options options_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                             // guarded by mu_
-  std::map<std::string, std::shared_ptr<Job>> jobs_;  // guarded by mu_
+  std::unique_ptr<JobTable<Job>> jobs_;  // records under options_.jobs_dir
 };
 
 // The host part of the first host.toml listen_addresses entry ("" if none):

@@ -26,10 +26,7 @@
 // aborts on its own once nobody polls it).
 #pragma once
 
-#include <condition_variable>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +39,9 @@
 #include "config/host_settings.h"
 
 namespace appliance {
+
+template <typename Job>
+class JobTable;  // job_table.h
 
 struct MoveJobRecord {
   std::string id;
@@ -78,10 +78,10 @@ class StorageMoveService {
 
  private:
   struct Job {
-    MoveJobRecord record;  // guarded by the service's mu_
+    MoveJobRecord record;  // guarded by jobs_->mu()
     std::thread thread;
   };
-  StorageMoveService(VmService& vms, Options options) : vms_(vms), options_(std::move(options)) {}
+  StorageMoveService(VmService& vms, Options options);
   void RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target, StorageMovePlan plan);
   void RunOffline(std::shared_ptr<Job> job, VmService::MoveTarget target);
   void Update(Job& job, const MoveStatus& status);
@@ -89,15 +89,10 @@ class StorageMoveService {
               std::vector<KeptSource> kept = {});
   // After the commit: removes the plan's sources except the files other VMs use.
   std::vector<KeptSource> RemoveSources(const std::string& job_id, const StorageMovePlan& plan);
-  void Persist(const MoveJobRecord& record);
-  bool WaitStopping(int ms);  // true if the service is stopping
 
   VmService& vms_;
   Options options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                            // guarded by mu_
-  std::map<std::string, std::shared_ptr<Job>> jobs_;  // guarded by mu_
+  std::unique_ptr<JobTable<Job>> jobs_;  // records under options_.jobs_dir
 };
 
 }  // namespace appliance

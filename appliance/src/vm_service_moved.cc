@@ -59,11 +59,17 @@ VmService::MovedVm VmService::FinishMovedVm(const std::string& name, const std::
     auto it = vms_.find(name);
     if (it != vms_.end()) vm = it->second;
   }
-  if (vm == nullptr) {
-    // Already finished (the supervisor and a job may both get here).
-    if (auto done = MovedAway(name)) return *done;
-    return moved;
+  if (vm == nullptr) return MovedAway(name).value_or(moved);  // finished, or half-way: wait
+  bool finishing_elsewhere = false;
+  {
+    // One caller does the work; another (the supervisor and a job may both
+    // get here) waits for its result. BeginLiveMove cleared moved_[name],
+    // so an entry there is this departure's.
+    std::lock_guard moved_lock(moved_mu_);
+    finishing_elsewhere = departing_.count(name) != 0 || moved_.count(name) != 0;
+    if (!finishing_elsewhere) departing_.insert(name);  // before the VM leaves the map
   }
+  if (finishing_elsewhere) return MovedAway(name).value_or(moved);
   const std::string vm_dir = inventory_.VmDir(name);
   std::vector<config::VmDefinition> defs;
   {
@@ -117,11 +123,14 @@ VmService::MovedVm VmService::FinishMovedVm(const std::string& name, const std::
   std::lock_guard lock(moved_mu_);
   if (moved_.size() >= kMovedKept) moved_.erase(moved_.begin());
   moved_[name] = moved;
+  departing_.erase(name);
+  moved_cv_.notify_all();
   return moved;
 }
 
 std::optional<VmService::MovedVm> VmService::MovedAway(const std::string& name) {
-  std::lock_guard lock(moved_mu_);
+  std::unique_lock lock(moved_mu_);
+  moved_cv_.wait(lock, [&] { return departing_.count(name) == 0; });
   auto it = moved_.find(name);
   if (it == moved_.end()) return std::nullopt;
   return it->second;

@@ -133,8 +133,12 @@ class VmService {
     std::vector<std::string> removed;
     std::vector<KeptSource> kept;
   };
+  // A second caller while the first is still at work waits for it and gets
+  // its result (the supervisor and a job may both get here).
   MovedVm FinishMovedVm(const std::string& name, const std::string& report);
-  // What FinishMovedVm did for this VM, if it left this host (the last few).
+  // What FinishMovedVm did for this VM, if it left this host (the last few);
+  // waits while a FinishMovedVm for it is half-way, so a VM that is gone
+  // from the inventory because it moved is always reported as moved.
   std::optional<MovedVm> MovedAway(const std::string& name);
   // The destination committed but the source worker does not exit: SIGKILL
   // it (through a pidfd, so a reused pid is never hit) and wait up to
@@ -145,7 +149,9 @@ class VmService {
  private:
   void FinishMovesAtStart();  // Open: VMs whose worker exited "moved" meanwhile
   std::mutex moved_mu_;
+  std::condition_variable moved_cv_;       // a departure finished
   std::map<std::string, MovedVm> moved_;  // guarded by moved_mu_
+  std::set<std::string> departing_;       // FinishMovedVm half-way; guarded by moved_mu_
 
  public:
 

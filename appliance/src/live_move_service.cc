@@ -171,6 +171,8 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   if (!plan) return fail(plan.error());
   PrepareRequest prepare = BuildPrepareRequest(target->definition, *plan, args.streams, host.performance, source_host);
   prepare.migration_id = migration_id;
+  // Pause and resume wait while the move runs, so this holds to the end.
+  prepare.paused = target->state == VmState::kPaused;
   if (auto cpu = ReadHostCpu(options_.kvm_device); cpu) {
     prepare.cpu_vendor = cpu->vendor;
     prepare.cpu_features = cpu->features;

@@ -579,13 +579,18 @@ base::Status LiveMoveSource::Impl::SendSwitchover(std::vector<uint64_t>& pending
   vm::Machine& m = *opt_.machine;
   SetPhase(LiveMovePhase::kSwitchover);
   pause_ns_ = base::MonotonicNanos();
-  if (auto st = opt_.pause(); !st) {
-    // Pause stops the vCPUs before it drains and reads the clock, so a
-    // failure may leave them stopped: then the failure path must resume.
-    paused_ = m.state() == vm::RunState::kPaused;
-    return st.error().Wrap("pause the vm for the switchover");
+  // A VM that was paused when the move began (the plan says so) is already
+  // drained and stays paused whatever happens: paused_ is only for a pause
+  // this move made and must undo on failure.
+  if (!req_.prepare.paused) {
+    if (auto st = opt_.pause(); !st) {
+      // Pause stops the vCPUs before it drains and reads the clock, so a
+      // failure may leave them stopped: then the failure path must resume.
+      paused_ = m.state() == vm::RunState::kPaused;
+      return st.error().Wrap("pause the vm for the switchover");
+    }
+    paused_ = true;
   }
-  paused_ = true;
   for (storage::TrackingDisk* d : opt_.disks) d->PauseIo();
   io_paused_ = true;
   for (size_t i = 0; i < jobs_.size(); ++i) {

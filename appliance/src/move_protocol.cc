@@ -261,7 +261,8 @@ nlohmann::json ToJson(const PrepareRequest& r) {
               {"disk_bytes", r.disk_bytes},
               {"streams", r.streams},
               {"performance", r.performance},
-              {"source_host", r.source_host}};
+              {"source_host", r.source_host},
+              {"paused", r.paused}};
 }
 
 namespace {
@@ -332,6 +333,7 @@ base::Result<PrepareRequest> PrepareRequestFromJson(const nlohmann::json& j) {
   if (vcpus == 0) return in.Bad("vcpus", "must be at least 1");
   r.vcpus = uint32_t(vcpus);
   ASSIGN_OR_RETURN(r.processor_compatibility, in.Bool("processor_compatibility", false));
+  ASSIGN_OR_RETURN(r.paused, in.Bool("paused", false));
   ASSIGN_OR_RETURN(r.cpu_vendor, in.String("cpu_vendor", false));
   ASSIGN_OR_RETURN(const json* features, in.Array("cpu_features", false));
   for (size_t i = 0; i < features->size(); ++i) {

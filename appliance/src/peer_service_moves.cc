@@ -150,7 +150,7 @@ bool PeerService::Adopt(Move& move) {
   const std::string socket = options_.host.storage_root + "/vms/" + move.name + "/control.sock";
   WaitWorkerExit(move, 0);
   const int64_t pid = move.exited ? 0 : move.pid;
-  auto adopted = vms_.AdoptIncoming(move.name, move.dir, pid, socket);
+  auto adopted = vms_.AdoptIncoming(move.name, move.dir, pid, socket, move.plan.paused);
   if (!adopted) {
     // Retried on every monitor tick: the VM runs here now whatever happens.
     if (!move.adopt_failed_logged)

@@ -69,7 +69,7 @@ void VmService::ReleaseIncomingName(const std::string& name) {
 }
 
 base::Status VmService::AdoptIncoming(const std::string& name, const std::string& incoming_dir,
-                                      int64_t worker_pid, const std::string& control_socket) {
+                                      int64_t worker_pid, const std::string& control_socket, bool paused) {
   RETURN_IF_ERROR(ValidateVmName(name));
   // map_mu_ for the whole take-over: the name must not be taken meanwhile
   // (Create checks the map under it too).
@@ -85,7 +85,7 @@ base::Status VmService::AdoptIncoming(const std::string& name, const std::string
     if (auto fd = PidfdOpen(worker_pid)) pidfd = std::move(*fd);
   }
   if (pidfd) {
-    runtime.state = VmState::kRunning;
+    runtime.state = paused ? VmState::kPaused : VmState::kRunning;
     runtime.worker_pid = worker_pid;
     runtime.control_socket = control_socket;
   } else {

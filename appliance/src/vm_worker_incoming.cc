@@ -52,10 +52,12 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs&
   o.notify_fd = worker->move_event_.fd();
   // Runs on the destination's commit thread after the commit point, while
   // the control thread only answers status (it touches neither the machine
-  // nor the watcher until OnIncomingEvent).
+  // nor the watcher until OnIncomingEvent). A VM paused at the source stays
+  // paused (FinishIncoming leaves it so) until someone resumes it here.
   VmWorker* w = worker.get();
-  o.resume = [w]() -> base::Status {
-    RETURN_IF_ERROR(w->machine_->Resume());
+  const bool arrives_paused = o.plan.paused;
+  o.resume = [w, arrives_paused]() -> base::Status {
+    if (!arrives_paused) RETURN_IF_ERROR(w->machine_->Resume());
     w->StartWatcher();  // only now: an incoming machine has nothing to watch
     return base::Ok();
   };

@@ -40,9 +40,12 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
       return {base::Error(base::Code::kInvalidArgument, "live-move start needs a \"request\" object"), std::nullopt};
     auto parsed = LiveMoveRequestFromJson(action["request"]);
     if (!parsed) return {parsed.error(), std::nullopt};
-    if (machine_->state() != vm::RunState::kRunning)
+    // A paused VM moves as it is and arrives paused (the plan says so).
+    const vm::RunState expected = parsed->prepare.paused ? vm::RunState::kPaused : vm::RunState::kRunning;
+    if (machine_->state() != expected)
       return {base::Error(base::Code::kFailedPrecondition,
-                          "the vm is " + std::string(vm::ToString(machine_->state())) + ", not running"),
+                          "the vm is " + std::string(vm::ToString(machine_->state())) + ", not " +
+                              std::string(vm::ToString(expected)) + " as the move's plan says"),
               std::nullopt};
     auto tracked = TrackDisksForMove(*machine_, args_.vm_dir);
     if (!tracked) return {tracked.error(), std::nullopt};

@@ -159,6 +159,9 @@ struct PrepareRequest {
   uint32_t streams = 4;
   std::string performance;        // "tcp" | "compression"
   std::string source_host;        // the source's migration address, for messages
+  // The VM was paused at the source: it arrives paused (no resume after the
+  // commit) and is adopted as paused.
+  bool paused = false;
 };
 nlohmann::json ToJson(const PrepareRequest& request);
 // kInvalidArgument naming the field for anything missing or out of range.

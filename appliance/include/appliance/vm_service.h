@@ -104,14 +104,15 @@ class VmService {
   // Takes over a committed incoming VM: renames incoming_dir (holding the
   // moved vm.toml) to the VM's directory in the inventory and registers it as
   // running under worker_pid (control_socket: its path after the rename),
-  // watched by this service's Supervisor like a re-attached worker. A
-  // worker_pid of 0 (the worker died after committing) registers it crashed.
+  // watched by this service's Supervisor like a re-attached worker (paused:
+  // the VM arrived paused, as it was at the source). A worker_pid of 0 (the
+  // worker died after committing) registers it crashed.
   // Its runtime.json is written before the rename, so a ferryd that stops
   // half-way finds the VM with its worker either still incoming or adopted.
   // Releases the name's reservation. kAlreadyExists if a VM of that name
   // exists (the directory stays put).
   base::Status AdoptIncoming(const std::string& name, const std::string& incoming_dir,
-                             int64_t worker_pid, const std::string& control_socket);
+                             int64_t worker_pid, const std::string& control_socket, bool paused);
 
   // Live moves, source side (vm_service_moved.cc; LiveMoveService calls).
   // BeginLiveMove marks a running or paused VM as moving with the storage

@@ -504,6 +504,9 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
       if (!r) ready = false;
       disk_left += j->Progress().bytes_remaining;
     }
+    // Extents the mirrors handed over but the streams have not sent yet go
+    // out inside the pause too (a lane holds up to 8 MiB per stream).
+    disk_left += pool_->queued_bytes(Lane::kDisk);
     UpdateDiskProgress();
     const double predicted = model_.PredictMs(pages * kPageBytes + disk_left);
     {

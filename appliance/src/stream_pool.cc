@@ -203,6 +203,13 @@ std::vector<StreamReport> StreamPool::Reports() const {
   return out;
 }
 
+uint64_t StreamPool::queued_bytes(Lane lane) const {
+  std::lock_guard lock(mu_);
+  uint64_t total = 0;
+  for (auto& s : streams_) total += s->lanes.bytes[int(lane)];
+  return total;
+}
+
 uint64_t StreamPool::wire_bytes() const {
   uint64_t total = 0;
   for (auto& s : streams_) total += s->stream->counters().bytes_sent;

@@ -93,6 +93,9 @@ class StreamPool {
 
   std::vector<StreamReport> Reports() const;
   uint64_t wire_bytes() const;  // sum of bytes_sent over the streams
+  // Bytes waiting in this lane of every stream (not yet handed to a sender):
+  // what a switchover would still have to send of what was queued.
+  uint64_t queued_bytes(Lane lane) const;
 
  private:
   struct Lanes {

@@ -56,6 +56,132 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// Polls until pred() holds (every 50 ms) or timeout_ms passes; on timeout
+// fails the test with "timed out after N ms waiting for <what>".
+bool PollUntil(const std::string& what, int timeout_ms, const std::function<bool()>& pred) {
+  const uint64_t deadline = NowMs() + uint64_t(timeout_ms);
+  while (NowMs() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (pred()) return true;
+  ADD_FAILURE() << "timed out after " << timeout_ms << " ms waiting for " << what;
+  return false;
+}
+
+ProcessResult RunFerry(const std::string& socket, const std::vector<std::string>& args, int timeout_ms) {
+  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferry", "--socket", socket};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(argv, {}, timeout_ms);
+}
+
+// Runs `ferry --json args...` against socket, expects exit 0 and JSON out
+// (`who` names the ferryd in failures); {} when either is missing.
+nlohmann::json RunFerryJson(const std::string& socket, const std::string& who, const std::vector<std::string>& args) {
+  std::vector<std::string> with_json = {"--json"};
+  with_json.insert(with_json.end(), args.begin(), args.end());
+  ProcessResult r = RunFerry(socket, with_json, 120000);
+  EXPECT_EQ(r.exit_code, 0) << "ferry " << args[0] << " (" << who << ") failed: " << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out;
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+// Starts ferryd on `config` in a process group of its own (killable as
+// one), its output appended to <dir>/ferryd.log, and waits up to 15 s until
+// `ferry host show` answers on socket. Returns its pid (also when it never
+// answered: the caller still kills it), or -1 if it could not start or
+// exited; every failure is a gtest failure naming <dir>.
+pid_t StartFerrydIn(const std::string& dir, const std::string& config, const std::string& socket,
+                    const std::vector<std::string>& env_extra) {
+  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config};
+  std::vector<std::string> env = Environment(env_extra);
+  auto argp = Pointers(argv), envp = Pointers(env);
+  const std::string log = dir + "/ferryd.log";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, argv[0].c_str(), &fa, &attr, argp.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    ADD_FAILURE() << "cannot start ferryd " << dir << ": " << std::strerror(rc);
+    return -1;
+  }
+  bool exited = false;
+  PollUntil("ferryd to answer on " + socket, 15000, [&] {
+    int status;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      return true;
+    }
+    return RunFerry(socket, {"host", "show"}, 5000).exit_code == 0;
+  });
+  if (exited) {
+    ADD_FAILURE() << "ferryd " << dir << " exited during start-up:\n" << ReadFile(log);
+    return -1;
+  }
+  return pid;
+}
+
+// SIGKILL to ferryd's process group (its workers live in sessions of their
+// own and survive), and reaps it.
+void KillFerrydGroup(pid_t pid) {
+  if (pid <= 0) return;
+  ::kill(-pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+// Kills every ferry-vmm whose --vm-dir starts with vm_dir_prefix and waits
+// (up to 10 s) until each has exited, so the test's files are no longer in
+// use when it removes them.
+void KillWorkersUnder(const std::string& vm_dir_prefix) {
+  const std::string marker = std::string("--vm-dir") + '\0' + vm_dir_prefix;
+  std::vector<pid_t> pids;
+  if (DIR* proc = ::opendir("/proc")) {
+    while (dirent* e = ::readdir(proc)) {
+      pid_t pid = pid_t(std::atoi(e->d_name));
+      if (pid <= 0) continue;
+      std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+      if (cmdline.find("ferry-vmm") != std::string::npos && cmdline.find(marker) != std::string::npos)
+        pids.push_back(pid);
+    }
+    ::closedir(proc);
+  }
+  for (pid_t pid : pids) ::kill(-pid, SIGKILL);  // each worker leads its own session and group
+  PollUntil("workers under " + vm_dir_prefix + " to exit", 10000, [&] {
+    for (pid_t pid : pids) {
+      std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+      auto paren = stat.rfind(')');
+      if (!stat.empty() && paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] != 'Z')
+        return false;
+    }
+    return true;
+  });
+}
+
+// After a failure: ferryd's log, and each VM's (and incoming move's) worker
+// log and console tail.
+void DumpFerrydLogs(const std::string& dir, const std::string& storage) {
+  std::cerr << "---- " << dir << "/ferryd.log ----\n" << ReadFile(dir + "/ferryd.log");
+  std::error_code ec;
+  for (const auto& vm : std::filesystem::directory_iterator(storage + "/vms", ec)) {
+    std::string console = ReadFile(vm.path().string() + "/console.log");
+    if (console.size() > 3000) console = "..." + console.substr(console.size() - 3000);
+    std::cerr << "---- " << vm.path().string() << "/worker.log ----\n" << ReadFile(vm.path().string() + "/worker.log")
+              << "---- console.log (tail) ----\n" << console << "\n";
+  }
+  for (const auto& in : std::filesystem::directory_iterator(storage + "/incoming", ec))
+    std::cerr << "---- " << in.path().string() << "/worker.log ----\n" << ReadFile(in.path().string() + "/worker.log");
+}
+
 }  // namespace
 
 void MakeSparseFile(const std::string& path, uint64_t size) {
@@ -175,8 +301,8 @@ void FerryTest::SetUp() {
 }
 
 void FerryTest::TearDown() {
-  if (HasFailure()) DumpLogs();
-  KillWorkers();
+  if (HasFailure()) DumpFerrydLogs(dir_, storage());
+  KillWorkersUnder(storage() + "/vms/");
   KillFerryd();
   std::error_code ec;
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
@@ -184,96 +310,20 @@ void FerryTest::TearDown() {
 
 void FerryTest::StartFerryd(const std::vector<std::string>& env_extra) {
   ASSERT_LT(ferryd_pid_, 0) << "ferryd already running";
-  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config()};
-  std::vector<std::string> env = Environment(env_extra);
-  auto argp = Pointers(argv), envp = Pointers(env);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, (dir_ + "/ferryd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);
-  int rc = ::posix_spawn(&ferryd_pid_, argv[0].c_str(), &fa, &attr, argp.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  ASSERT_EQ(rc, 0) << "cannot start ferryd: " << std::strerror(rc);
-  bool exited = false;
-  WaitFor("ferryd to answer on " + socket(), 15000, [&] {
-    int status;
-    if (::waitpid(ferryd_pid_, &status, WNOHANG) == ferryd_pid_) {
-      exited = true;
-      return true;
-    }
-    return Ferry({"host", "show"}, 5000).exit_code == 0;
-  });
-  if (exited) {
-    ferryd_pid_ = -1;
-    FAIL() << "ferryd exited during start-up:\n" << ReadFile(dir_ + "/ferryd.log");
-  }
+  ferryd_pid_ = StartFerrydIn(dir_, config(), socket(), env_extra);
 }
 
 void FerryTest::KillFerryd() {
-  if (ferryd_pid_ <= 0) return;
-  ::kill(-ferryd_pid_, SIGKILL);
-  ::waitpid(ferryd_pid_, nullptr, 0);
+  KillFerrydGroup(ferryd_pid_);
   ferryd_pid_ = -1;
 }
 
-void FerryTest::KillWorkers() {
-  // Workers of this test: ferry-vmm with --vm-dir under our storage root.
-  const std::string marker = std::string("--vm-dir") + '\0' + storage() + "/vms/";
-  std::vector<pid_t> pids;
-  if (DIR* proc = ::opendir("/proc")) {
-    while (dirent* e = ::readdir(proc)) {
-      pid_t pid = pid_t(std::atoi(e->d_name));
-      if (pid <= 0) continue;
-      std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
-      if (cmdline.find("ferry-vmm") != std::string::npos && cmdline.find(marker) != std::string::npos)
-        pids.push_back(pid);
-    }
-    ::closedir(proc);
-  }
-  for (pid_t pid : pids) ::kill(-pid, SIGKILL);  // each worker leads its own session and group
-  WaitFor("workers of this test to exit", 10000, [&] {
-    for (pid_t pid : pids) {
-      std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-      auto paren = stat.rfind(')');
-      if (!stat.empty() && paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] != 'Z')
-        return false;
-    }
-    return true;
-  });
-}
-
-void FerryTest::DumpLogs() {
-  std::cerr << "---- " << dir_ << "/ferryd.log ----\n" << ReadFile(dir_ + "/ferryd.log");
-  std::error_code ec;
-  for (const auto& vm : std::filesystem::directory_iterator(storage() + "/vms", ec)) {
-    std::string worker_log = ReadFile(vm.path().string() + "/worker.log");
-    std::string console = ReadFile(vm.path().string() + "/console.log");
-    if (console.size() > 3000) console = "..." + console.substr(console.size() - 3000);
-    std::cerr << "---- " << vm.path().string() << "/worker.log ----\n" << worker_log
-              << "---- console.log (tail) ----\n" << console << "\n";
-  }
-}
-
 ProcessResult FerryTest::Ferry(const std::vector<std::string>& args, int timeout_ms) {
-  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferry", "--socket", socket()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return RunProcess(argv, {}, timeout_ms);
+  return RunFerry(socket(), args, timeout_ms);
 }
 
 nlohmann::json FerryTest::FerryJson(const std::vector<std::string>& args) {
-  std::vector<std::string> with_json = {"--json"};
-  with_json.insert(with_json.end(), args.begin(), args.end());
-  ProcessResult r = Ferry(with_json);
-  EXPECT_EQ(r.exit_code, 0) << "ferry " << args[0] << " failed: " << r.err;
-  auto j = nlohmann::json::parse(r.out, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out;
-  return j.is_discarded() ? nlohmann::json::object() : j;
+  return RunFerryJson(socket(), dir_, args);
 }
 
 std::string FerryTest::State(const std::string& vm) {
@@ -288,14 +338,7 @@ std::string FerryTest::Console(const std::string& vm) {
 }
 
 bool FerryTest::WaitFor(const std::string& what, int timeout_ms, const std::function<bool()>& pred) {
-  const uint64_t deadline = NowMs() + uint64_t(timeout_ms);
-  while (NowMs() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (pred()) return true;
-  ADD_FAILURE() << "timed out after " << timeout_ms << " ms waiting for " << what;
-  return false;
+  return PollUntil(what, timeout_ms, pred);
 }
 
 std::vector<Heartbeat> FerryTest::WaitForHeartbeats(const std::string& vm, const std::string& prefix, size_t count) {
@@ -338,7 +381,7 @@ ExtraFerryd::ExtraFerryd(const std::string& test_dir, const std::string& name) :
 
 ExtraFerryd::~ExtraFerryd() {
   if (::testing::Test::HasFailure()) DumpLogs();
-  KillWorkers();
+  KillWorkersUnder(storage() + "/");
   Kill();
 }
 
@@ -353,69 +396,20 @@ std::string ExtraFerryd::Log() const { return ReadFile(dir_ + "/ferryd.log"); }
 
 void ExtraFerryd::Start() {
   ASSERT_LT(pid_, 0) << "ferryd " << dir_ << " already running";
-  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config()};
-  std::vector<std::string> env = Environment({});
-  auto argp = Pointers(argv), envp = Pointers(env);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, (dir_ + "/ferryd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);
-  int rc = ::posix_spawn(&pid_, argv[0].c_str(), &fa, &attr, argp.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  ASSERT_EQ(rc, 0) << "cannot start ferryd: " << std::strerror(rc);
-  const uint64_t deadline = NowMs() + 15000;
-  while (NowMs() < deadline) {
-    int status;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      FAIL() << "ferryd " << dir_ << " exited during start-up:\n" << Log();
-    }
-    if (Ferry({"host", "show"}, 5000).exit_code == 0) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  FAIL() << "ferryd " << dir_ << " did not answer within 15 s:\n" << Log();
+  pid_ = StartFerrydIn(dir_, config(), socket(), {});
 }
 
 void ExtraFerryd::Kill() {
-  if (pid_ <= 0) return;
-  ::kill(-pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
+  KillFerrydGroup(pid_);
   pid_ = -1;
 }
 
-void ExtraFerryd::KillWorkers() {
-  const std::string marker = std::string("--vm-dir") + '\0' + storage() + "/";
-  if (DIR* proc = ::opendir("/proc")) {
-    while (dirent* e = ::readdir(proc)) {
-      pid_t pid = pid_t(std::atoi(e->d_name));
-      if (pid <= 0) continue;
-      std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
-      if (cmdline.find("ferry-vmm") != std::string::npos && cmdline.find(marker) != std::string::npos)
-        ::kill(-pid, SIGKILL);
-    }
-    ::closedir(proc);
-  }
-}
-
 ProcessResult ExtraFerryd::Ferry(const std::vector<std::string>& args, int timeout_ms) {
-  std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferry", "--socket", socket()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return RunProcess(argv, {}, timeout_ms);
+  return RunFerry(socket(), args, timeout_ms);
 }
 
 nlohmann::json ExtraFerryd::FerryJson(const std::vector<std::string>& args) {
-  std::vector<std::string> with_json = {"--json"};
-  with_json.insert(with_json.end(), args.begin(), args.end());
-  ProcessResult r = Ferry(with_json);
-  EXPECT_EQ(r.exit_code, 0) << "ferry " << args[0] << " (" << dir_ << ") failed: " << r.err;
-  auto j = nlohmann::json::parse(r.out, nullptr, false);
-  return j.is_discarded() ? nlohmann::json::object() : j;
+  return RunFerryJson(socket(), dir_, args);
 }
 
 std::string ExtraFerryd::State(const std::string& vm) {
@@ -425,17 +419,6 @@ std::string ExtraFerryd::State(const std::string& vm) {
   return !j.is_discarded() && j.contains("state") ? j["state"].get<std::string>() : "";
 }
 
-void ExtraFerryd::DumpLogs() const {
-  std::cerr << "---- " << dir_ << "/ferryd.log ----\n" << Log();
-  std::error_code ec;
-  for (const auto& vm : std::filesystem::directory_iterator(storage() + "/vms", ec)) {
-    std::string console = ReadFile(vm.path().string() + "/console.log");
-    if (console.size() > 3000) console = "..." + console.substr(console.size() - 3000);
-    std::cerr << "---- " << vm.path().string() << "/worker.log ----\n" << ReadFile(vm.path().string() + "/worker.log")
-              << "---- console.log (tail) ----\n" << console << "\n";
-  }
-  for (const auto& in : std::filesystem::directory_iterator(storage() + "/incoming", ec))
-    std::cerr << "---- " << in.path().string() << "/worker.log ----\n" << ReadFile(in.path().string() + "/worker.log");
-}
+void ExtraFerryd::DumpLogs() const { DumpFerrydLogs(dir_, storage()); }
 
 }  // namespace ferry_it

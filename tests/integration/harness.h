@@ -73,9 +73,6 @@ class FerryTest : public ::testing::Test {
   std::vector<Heartbeat> WaitForHeartbeats(const std::string& vm, const std::string& prefix, size_t count);
 
  private:
-  void KillWorkers();
-  void DumpLogs();
-
   std::string dir_;
   pid_t ferryd_pid_ = -1;
 };
@@ -87,8 +84,9 @@ uint16_t FreePort(const std::string& host);
 
 // Another ferryd in the same test: a second "host" for live moves, with its
 // own storage root, API socket and host.toml under <test dir>/<name>/. Its
-// destructor kills its workers and its ferryd, so declare it inside the test
-// (or as a fixture member) and it is gone before the test directory is.
+// destructor kills its workers (waiting until they are gone) and its ferryd,
+// so declare it inside the test (or as a fixture member) and it is gone
+// before the test directory is.
 class ExtraFerryd {
  public:
   ExtraFerryd(const std::string& test_dir, const std::string& name);
@@ -115,7 +113,6 @@ class ExtraFerryd {
   void DumpLogs() const;
 
  private:
-  void KillWorkers();
   std::string dir_;
   pid_t pid_ = -1;
 };

@@ -57,7 +57,7 @@ TEST_F(FerryTest, ConsoleFollowStreamsNewOutput) {
   // A follow ends only when the client goes away: run it for a bounded time
   // and check it delivered heartbeats written after it began.
   size_t before = ParseHeartbeats(Console("m1"), "HB").size();
-  ProcessResult r = Ferry({"console", "m1", "--follow"}, 2000);
+  ProcessResult r = Ferry({"console", "m1", "--follow"}, 5000);
   EXPECT_TRUE(r.timed_out) << "follow ended by itself: " << r.err;
   auto beats = ParseHeartbeats(r.out, "HB");
   ASSERT_FALSE(beats.empty()) << r.out;

@@ -114,8 +114,9 @@ class ScopedEnv {
 
 // The commit-point window the incoming worker keeps open when
 // FERRY_TEST_COMMIT_DELAY_MS is set: long enough to see the source's
-// "resolving" phase (polled every 250 ms) and act in it.
-constexpr int kCommitDelayMs = 5000;
+// "resolving" phase (polled every 250 ms) and act in it even when a loaded
+// host makes each `ferry` call slow. (The source waits 60 s for the verdict.)
+constexpr int kCommitDelayMs = 15000;
 
 class LiveMoveFailureTest : public FerryTest {
  protected:
@@ -127,7 +128,11 @@ class LiveMoveFailureTest : public FerryTest {
     std::ofstream(config(), std::ios::trunc) << "storage_root = \"" << storage() << "\"\n"
                                              << "api_socket = \"" << socket() << "\"\n"
                                              << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
-                                             << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_));
+                                             << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_))
+                                             // Plain streams, so --bandwidth-limit holds a move in its
+                                             // phase: the guests' data compresses several times over,
+                                             // and a compressed move outruns the limit's 1 MiB burst.
+                                             << "performance = \"tcp\"\n";
     b_ = std::make_unique<ExtraFerryd>(dir(), "b");
     b_->WriteConfig(LiveMoveHostToml(HostB()));
   }
@@ -172,12 +177,29 @@ class LiveMoveFailureTest : public FerryTest {
     Note("memory guest " + vm + " runs at A");
   }
 
-  // The disk guest on a 16 MiB sparse raw disk under <test dir>/a-disks,
-  // writing `rate` blocks/s over its first 2048 blocks; returns the disk.
+  // The disk guest on a 16 MiB raw disk under <test dir>/a-disks, writing
+  // `rate` blocks/s over its first 2048 blocks (8 MiB); returns the disk.
+  // The second 8 MiB hold incompressible data the guest never touches: the
+  // bulk copy of it keeps a move limited to a few MiB/s in pre-copy for
+  // seconds (the guest's own blocks are too few to, early on).
   std::string StartDiskGuest(const std::string& vm, int rate) {
     std::filesystem::create_directories(dir() + "/a-disks");
     std::string disk = dir() + "/a-disks/" + vm + ".img";
     MakeSparseFile(disk, 16 << 20);
+    {
+      std::vector<uint64_t> noise((8 << 20) / 8);
+      uint64_t x = 0x9e3779b97f4a7c15ull;
+      for (uint64_t& w : noise) {  // xorshift64: no pattern zstd could use
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        w = x;
+      }
+      std::fstream f(disk, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(8 << 20);
+      f.write(reinterpret_cast<const char*>(noise.data()), std::streamsize(noise.size() * 8));
+      EXPECT_TRUE(f.good()) << "write the noise half of " << disk;
+    }
     ProcessResult r = Ferry({"vm", "create", vm, "--guest", "disk", "--memory", "32M", "--disk", disk + ",format=raw",
                              "--cmdline", "hb_ms=50 rate=" + std::to_string(rate) + " flush_every=16 blocks=2048"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -341,6 +363,16 @@ class LiveMoveFailureTest : public FerryTest {
   void ExpectMemoryGuestFineOnB(const std::string& vm) {
     ExpectMemoryGuestFine([&] { return b_->Ferry({"console", vm}).out; });
   }
+  // The move of the memory guest vm succeeded: the CLI says so, the VM runs
+  // at B only, A removed its directory, and the guest goes on unharmed.
+  void ExpectMovedToB(const std::string& vm) {
+    ProcessResult r = WaitMove();
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("moved vm " + vm + " to " + HostB()), std::string::npos) << r.out;
+    ExpectOnlyOnB(vm);
+    EXPECT_FALSE(Exists(VmDirA(vm))) << "A kept the moved vm's directory";
+    ExpectMemoryGuestFineOnB(vm);
+  }
 
   // The disk guest goes on at A without a mismatch or I/O error; then it is
   // stopped and a verifier checks every block of its disk.
@@ -379,6 +411,22 @@ class LiveMoveFailureTest : public FerryTest {
   }
 
   // ---- Faults ---------------------------------------------------------------
+
+  // Starts A's ferryd, and B's with FERRY_TEST_COMMIT_DELAY_MS set (its
+  // incoming workers inherit it).
+  void StartHostsWithCommitDelay() {
+    StartFerryd();
+    ScopedEnv delay("FERRY_TEST_COMMIT_DELAY_MS", std::to_string(kCommitDelayMs));
+    b_->Start();
+  }
+  void KillB() {
+    Note("SIGKILL to B's ferryd");
+    b_->Kill();
+  }
+  void RestartB() {
+    b_->Start();
+    Note("B's ferryd restarted");
+  }
 
   // Waits until B's incoming worker of the job's move sits in its commit
   // window: the machine is built, the commit marker not yet written (its
@@ -455,11 +503,7 @@ TEST_F(LiveMoveFailureTest, DestinationWorkerKilledDuringPrecopy) {
 // source resumes. The disk guest then verifies at A: nothing was lost by the
 // paused-and-drained mirror.
 TEST_F(LiveMoveFailureTest, DestinationWorkerKilledDuringSwitchover) {
-  StartFerryd();
-  {
-    ScopedEnv delay("FERRY_TEST_COMMIT_DELAY_MS", std::to_string(kCommitDelayMs));
-    b_->Start();
-  }
+  StartHostsWithCommitDelay();
   std::string disk = StartDiskGuest("d1", 100);
   ASSERT_FALSE(HasFailure());
   StartMove("d1", "4M");
@@ -491,29 +535,17 @@ TEST_F(LiveMoveFailureTest, DestinationFerrydRestartedDuringPrecopy) {
   ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 200));
   StartMove("m1", "4M");
   ASSERT_FALSE(WaitPhase("precopy", "kill B's ferryd").is_null());
-  Note("SIGKILL to B's ferryd");
-  b_->Kill();
+  KillB();
   EXPECT_NE(IncomingWorkerB(), 0) << "the incoming worker died with its ferryd";
-  b_->Start();
-  Note("B's ferryd restarted");
-
-  ProcessResult r = WaitMove();
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("moved vm m1 to " + HostB()), std::string::npos) << r.out;
-  ExpectOnlyOnB("m1");
-  EXPECT_FALSE(Exists(VmDirA("m1"))) << "A kept the moved vm's directory";
-  ExpectMemoryGuestFineOnB("m1");
+  RestartB();
+  ExpectMovedToB("m1");
 }
 
 // 4. B's ferryd dies in the commit window: the incoming worker commits
 // without it and the source, told "committed" on its stream, shuts down
 // ("moved"); the restarted ferryd adopts the committed VM.
 TEST_F(LiveMoveFailureTest, DestinationFerrydKilledDuringSwitchover) {
-  StartFerryd();
-  {
-    ScopedEnv delay("FERRY_TEST_COMMIT_DELAY_MS", std::to_string(kCommitDelayMs));
-    b_->Start();
-  }
+  StartHostsWithCommitDelay();
   ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 200));
   StartMove("m1", "8M");
   nlohmann::json job = WaitPhase("resolving", "kill B's ferryd before the commit marker "
@@ -521,17 +553,9 @@ TEST_F(LiveMoveFailureTest, DestinationFerrydKilledDuringSwitchover) {
   ASSERT_FALSE(job.is_null());
   WaitCommitWindow(job);
   ASSERT_FALSE(HasFailure());
-  Note("SIGKILL to B's ferryd");
-  b_->Kill();
-  b_->Start();
-  Note("B's ferryd restarted");
-
-  ProcessResult r = WaitMove();
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("moved vm m1 to " + HostB()), std::string::npos) << r.out;
-  ExpectOnlyOnB("m1");
-  EXPECT_FALSE(Exists(VmDirA("m1"))) << "A kept the moved vm's directory";
-  ExpectMemoryGuestFineOnB("m1");
+  KillB();
+  RestartB();
+  ExpectMovedToB("m1");
 }
 
 // 5. Every data connection is cut (the kernel destroys the source's sockets

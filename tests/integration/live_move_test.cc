@@ -6,15 +6,16 @@
 // blocks verify at the destination. Refusals (outgoing disabled, incoming
 // disabled, a source outside the destination's networks, no
 // --include-storage) leave the VM running on A.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <sstream>
-#include <thread>
 
 #include "harness.h"
 
@@ -41,37 +42,35 @@ size_t Count(const std::string& text, const std::string& what) {
 
 bool HaveQemuImg() { return RunProcess({"/usr/bin/qemu-img", "--version"}, {}, 30000).exit_code == 0; }
 
-// Keeps reading a console file while a move runs: the source's file is
-// deleted once the VM left, so its last lines must be caught before.
-class ConsoleTail {
+// Holds a console file open across a move: the source's file is deleted
+// once the VM left, and an open descriptor keeps the deleted file's contents
+// (everything the source printed, up to its last line) readable. Reading it
+// after the move, not racing the deletion, means no line can be missed.
+class HeldFile {
  public:
-  explicit ConsoleTail(std::string path) : path_(std::move(path)), thread_([this] { Loop(); }) {}
-  ~ConsoleTail() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
+  explicit HeldFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    EXPECT_GE(fd_, 0) << path << ": " << std::strerror(errno);
   }
-  std::string text() {
-    std::lock_guard lock(mu_);
-    return text_;
+  ~HeldFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  HeldFile(const HeldFile&) = delete;
+  HeldFile& operator=(const HeldFile&) = delete;
+
+  std::string Text() const {
+    std::string text;
+    char buf[65536];
+    for (off_t at = 0; fd_ >= 0;) {
+      ssize_t n = ::pread(fd_, buf, sizeof buf, at);
+      if (n <= 0) break;
+      text.append(buf, size_t(n));
+      at += n;
+    }
+    return text;
   }
 
  private:
-  void Loop() {
-    while (!stop_) {
-      std::string t = ReadAll(path_);
-      {
-        std::lock_guard lock(mu_);
-        if (t.size() >= text_.size()) text_ = std::move(t);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  std::string path_;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::string text_;
-  std::thread thread_;
+  int fd_;
 };
 
 class LiveMoveTest : public FerryTest {
@@ -152,9 +151,8 @@ TEST_F(LiveMoveTest, MemoryGuestMovesWithoutAGap) {
   WaitForHeartbeats("m1", "HB", 10);
   const std::string a_dir = storage() + "/vms/m1";
 
-  ConsoleTail tail(a_dir + "/console.log");
+  HeldFile a_console(a_dir + "/console.log");
   ProcessResult r = MoveVm("m1");
-  tail.Stop();
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("moved vm m1 to " + HostB() + " in "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("; downtime "), std::string::npos) << r.out;
@@ -175,7 +173,7 @@ TEST_F(LiveMoveTest, MemoryGuestMovesWithoutAGap) {
   // B's console holds what the guest printed there, so A's last output and
   // B's are one serial stream (a line the pause cut in two ends at B).
   const std::string b_console = b_->storage() + "/vms/m1/console.log";
-  const std::string before = tail.text();
+  const std::string before = a_console.Text();
   ASSERT_FALSE(ParseHeartbeats(before, "HB").empty());
   const uint64_t last_at_a = ParseHeartbeats(before, "HB").back().n;
   std::vector<Heartbeat> beats;

@@ -335,8 +335,9 @@ TEST_F(StorageMoveTest, KilledWorkerLeavesIntactSourceAndNoDestinationFiles) {
 }
 
 TEST_F(StorageMoveTest, KilledFerrydLeavesVmOnSourceAndTheMoveResumes) {
-  // Short lease: the worker gives the move up 2 s after ferryd stops polling.
-  std::vector<std::string> env = {"FERRY_MOVE_LEASE_MS=2000"};
+  // Short lease: the worker gives the move up 5 s after ferryd stops polling
+  // (not shorter: a loaded host may delay a poll of a live ferryd by seconds).
+  std::vector<std::string> env = {"FERRY_MOVE_LEASE_MS=5000"};
   StartFerryd(env);
   // Fill the whole disk first (a fast writer that powers off), so the copy
   // has 64 MiB of data; then a slow writer that dirties little during the

@@ -9,34 +9,20 @@
 // phase "failed" and exits; after: replies phase "completed" and runs on).
 // FAKE_INCOMING_MODE=ignore-abort makes it refuse aborts (ferryd must kill it).
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
-#include <cstdlib>
 #include <iostream>
 
 #include "appliance/live_move_destination.h"
 #include "appliance/live_move_types.h"
-#include "appliance/unix_socket.h"
-#include "appliance/worker_args.h"
-#include "appliance/worker_protocol.h"
-#include "base/fd.h"
+#include "fake_worker_util.h"
 #include "transport/tcp.h"
 
 using namespace appliance;
+using fake::WriteExitRecord;
 
 namespace {
-
-void WriteRecord(const WorkerArgs& args, const std::string& state, const std::string& code = "",
-                 const std::string& message = "") {
-  WorkerExitRecord r;
-  r.pid = ::getpid();
-  r.state = state;
-  r.code = code;
-  r.message = message;
-  (void)base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(r));
-}
 
 std::string PhaseJson(const WorkerArgs& args, LiveMovePhase phase) {
   LiveMoveStatus status;
@@ -54,12 +40,11 @@ int main(int argc, char** argv) {
     std::cerr << "fake-incoming-worker: " << (args ? "--incoming missing" : args.error().message()) << "\n";
     return 2;
   }
-  const char* mode_env = std::getenv("FAKE_INCOMING_MODE");
-  const std::string mode = mode_env != nullptr ? mode_env : "";
+  const std::string mode = fake::EnvOrEmpty("FAKE_INCOMING_MODE");
   auto control = ListenUnix(args->control_socket);
   auto data = transport::TcpListener::Bind(args->incoming_host, 0);
   if (!control || !data) {
-    WriteRecord(*args, "startup-failed", "internal", !control ? control.error().message() : data.error().message());
+    WriteExitRecord(*args, "startup-failed", "internal", !control ? control.error().message() : data.error().message());
     return kWorkerExitStartupFailed;
   }
   if (args->ready_fd >= 0) {
@@ -82,31 +67,24 @@ int main(int argc, char** argv) {
           if (c == 'c') commit();
           if (c == 'e') {
             commit();
-            WriteRecord(*args, "failed", "internal", "fake crash after commit");
+            WriteExitRecord(*args, "failed", "internal", "fake crash after commit");
             return kWorkerExitVmFailed;
           }
           if (c == 'x') {
-            WriteRecord(*args, "failed", "data-loss", "fake stream failure");
+            WriteExitRecord(*args, "failed", "data-loss", "fake stream failure");
             return kWorkerExitVmFailed;
           }
         }
       }
     }
     if (!(fds[0].revents & POLLIN)) continue;
-    int client = ::accept4(control->get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    base::Fd conn(client);
-    auto line = ReadLine(conn.get(), kMaxWorkerLine, 5000, "request");
-    if (!line) continue;
-    auto request = DecodeRequest(*line);
-    if (!request) {
-      (void)WriteLine(conn.get(), EncodeReply(request.error()));
-      continue;
-    }
+    auto request = fake::AcceptRequest(control->get());
+    if (!request) continue;
+    const base::Fd& conn = request->conn;
     WorkerReply reply;
     reply.pid = ::getpid();
     reply.state = committed ? "running" : "incoming";
-    switch (request->op) {
+    switch (request->request.op) {
       case WorkerOp::kLiveMove:
         if (mode == "ignore-abort") {
           (void)WriteLine(conn.get(), EncodeReply(base::Error(base::Code::kInternal, "fake: ignoring")));
@@ -119,12 +97,12 @@ int main(int argc, char** argv) {
         }
         reply.live_move = PhaseJson(*args, LiveMovePhase::kFailed);
         (void)WriteLine(conn.get(), EncodeReply(reply));
-        WriteRecord(*args, "failed", "aborted", "fake: aborted on request");
+        WriteExitRecord(*args, "failed", "aborted", "fake: aborted on request");
         return kWorkerExitVmFailed;
       case WorkerOp::kStop:
         reply.state = "stopped";
         (void)WriteLine(conn.get(), EncodeReply(reply));
-        WriteRecord(*args, "stopped");
+        WriteExitRecord(*args, "stopped");
         return 0;
       default:
         (void)WriteLine(conn.get(), EncodeReply(reply));

@@ -7,34 +7,15 @@
 //   exit-silently    exit 7 before ready, leaving no record
 //   corrupt-check    with --restore: fail with data-loss unless the file says "fake-state"
 //   power-off-on-stop  on "stop", exit as if the guest powered off (record "powered-off")
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
-#include <cstdlib>
 #include <iostream>
 
-#include "appliance/unix_socket.h"
-#include "appliance/worker_args.h"
-#include "appliance/worker_protocol.h"
-#include "base/fd.h"
+#include "fake_worker_util.h"
 
 using namespace appliance;
-
-namespace {
-
-void WriteRecord(const WorkerArgs& args, const std::string& state, const std::string& code = "",
-                 const std::string& message = "") {
-  WorkerExitRecord r;
-  r.pid = ::getpid();
-  r.state = state;
-  r.code = code;
-  r.message = message;
-  (void)base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(r));
-}
-
-}  // namespace
+using fake::WriteExitRecord;
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
@@ -43,24 +24,23 @@ int main(int argc, char** argv) {
     std::cerr << "fake-worker: " << args.error().message() << "\n";
     return 2;
   }
-  const char* mode_env = std::getenv("FAKE_WORKER_MODE");
-  std::string mode = mode_env != nullptr ? mode_env : "";
+  const std::string mode = fake::EnvOrEmpty("FAKE_WORKER_MODE");
   if (mode == "startup-fail") {
-    const char* code = std::getenv("FAKE_WORKER_CODE");
-    WriteRecord(*args, "startup-failed", code != nullptr ? code : "internal", "fake start-up failure");
+    const std::string code = fake::EnvOrEmpty("FAKE_WORKER_CODE");
+    WriteExitRecord(*args, "startup-failed", code.empty() ? "internal" : code, "fake start-up failure");
     return kWorkerExitStartupFailed;
   }
   if (mode == "exit-silently") return 7;
   if (!args->restore_path.empty()) {
     auto text = base::ReadFileToString(args->restore_path);
     if (!text || *text != "fake-state\n") {
-      WriteRecord(*args, "startup-failed", "data-loss", "state file checksum mismatch");
+      WriteExitRecord(*args, "startup-failed", "data-loss", "state file checksum mismatch");
       return kWorkerExitStartupFailed;
     }
   }
   auto listen = ListenUnix(args->control_socket);
   if (!listen) {
-    WriteRecord(*args, "startup-failed", "internal", listen.error().message());
+    WriteExitRecord(*args, "startup-failed", "internal", listen.error().message());
     return kWorkerExitStartupFailed;
   }
   if (args->ready_fd >= 0) {
@@ -69,19 +49,12 @@ int main(int argc, char** argv) {
   }
   std::string state = "running";
   for (;;) {
-    int client = ::accept4(listen->get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    base::Fd conn(client);
-    auto line = ReadLine(conn.get(), kMaxWorkerLine, 5000, "request");
-    if (!line) continue;
-    auto request = DecodeRequest(*line);
-    if (!request) {
-      (void)WriteLine(conn.get(), EncodeReply(request.error()));
-      continue;
-    }
+    auto request = fake::AcceptRequest(listen->get());
+    if (!request) continue;
+    const base::Fd& conn = request->conn;
     WorkerReply reply;
     reply.pid = ::getpid();
-    switch (request->op) {
+    switch (request->request.op) {
       case WorkerOp::kStatus: break;
       case WorkerOp::kPause: state = "paused"; break;
       case WorkerOp::kResume: state = "running"; break;
@@ -89,7 +62,7 @@ int main(int argc, char** argv) {
         reply.state = "stopped";
         (void)WriteLine(conn.get(), EncodeReply(reply));
         ::unlink(args->control_socket.c_str());
-        WriteRecord(*args, mode == "power-off-on-stop" ? "powered-off" : "stopped");
+        WriteExitRecord(*args, mode == "power-off-on-stop" ? "powered-off" : "stopped");
         return 0;
       case WorkerOp::kMove:  // no disks here either
       case WorkerOp::kLiveMove:  // nor memory to move
@@ -97,14 +70,14 @@ int main(int argc, char** argv) {
         (void)WriteLine(conn.get(), EncodeReply(base::Error(base::Code::kUnimplemented, "fake worker: no disks")));
         continue;
       case WorkerOp::kSave: {
-        if (auto st = base::WriteFileAtomically(request->path, "fake-state\n"); !st) {
+        if (auto st = base::WriteFileAtomically(request->request.path, "fake-state\n"); !st) {
           (void)WriteLine(conn.get(), EncodeReply(st.error()));
           continue;
         }
         reply.state = "saved";
         (void)WriteLine(conn.get(), EncodeReply(reply));
         ::unlink(args->control_socket.c_str());
-        WriteRecord(*args, "saved");
+        WriteExitRecord(*args, "saved");
         return 0;
       }
     }

@@ -553,10 +553,12 @@ TEST_F(DestinationTest, DeviceStateBeforeEveryStreamEndedWaitsAndMissingEndTimes
 // stay quiet far longer than the idle timeout while another is busy.
 TEST_F(DestinationTest, AQuietStreamIsFineWhileAnotherCarriesData) {
   SKIP_WITHOUT_KVM();
-  StartDestination(RawPlan(), 10000, /*idle_timeout_ms=*/300);
+  // Stream 0 sends every 100 ms, well inside the timeout even on a slow
+  // host; stream 1 stays quiet three times as long as the timeout.
+  StartDestination(RawPlan(), 10000, /*idle_timeout_ms=*/1000);
   auto s = FakeSource::Connect(dest_->port(), 2);
   ASSERT_TRUE(s);
-  for (int i = 0; i < 12; ++i) {  // ~1.2 s of traffic on stream 0 only
+  for (int i = 0; i < 30; ++i) {  // ~3 s of traffic on stream 0 only
     s->Extent(0, 0, Pattern(4096, uint8_t(i)));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <vector>
 
 #include "appliance/process.h"
 #include "appliance/worker_protocol.h"
@@ -44,11 +45,15 @@ class LiveMoveServiceTest : public ::testing::Test {
   }
   void TearDown() override {
     live_.reset();
-    for (int64_t pid : started_) {
-      ::kill(pid_t(pid), SIGKILL);
-      ::waitpid(pid_t(pid), nullptr, 0);
-    }
+    while (!started_.empty()) KillAndReap(started_.back());
     service_.reset();
+  }
+  // Kills and reaps a started worker once: after the reap its pid may be
+  // reused by an unrelated process.
+  void KillAndReap(int64_t pid) {
+    std::erase(started_, pid);
+    ::kill(pid_t(pid), SIGKILL);
+    ::waitpid(pid_t(pid), nullptr, 0);
   }
   void Open() {
     auto s = VmService::Open(options_);
@@ -166,8 +171,7 @@ TEST_F(LiveMoveServiceTest, WorkerThatMovedWhileFerrydWasDownIsRemoved) {
   const std::string vm_dir = dir_ / "root/vms/a";
   Close();
   // The worker commits at the destination and exits "moved" meanwhile.
-  ::kill(pid_t(pid), SIGKILL);
-  ::waitpid(pid_t(pid), nullptr, 0);
+  KillAndReap(pid);
   WorkerExitRecord record;
   record.pid = pid;
   record.state = "moved";

@@ -124,6 +124,29 @@ class PeerServiceTest : public ::testing::Test {
   base::Result<json> Prepare(const PrepareRequest& r) {
     return CallPeer(endpoint_, MoveFrame::kPrepare, ToJson(r), MoveFrame::kPrepareReply, 15000);
   }
+  // Starts the peer and a move of vm1 whose Prepare succeeds: req_ and
+  // reply_ describe it, and its fake incoming worker runs.
+  void StartPeerAndPrepareVm1() {
+    StartPeer();
+    req_ = Request("vm1");
+    auto reply = Prepare(req_);
+    ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
+    reply_ = *reply;
+  }
+  // A Prepare refused with `code`, its message naming `part`.
+  static void ExpectRefused(const base::Result<json>& r, base::Code code, const std::string& part) {
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), code) << r.error().ToString();
+    EXPECT_NE(r.error().message().find(part), std::string::npos) << r.error().message();
+  }
+  // A VM of that name that already exists on this host.
+  void CreateVm(const std::string& name) {
+    CreateRequest create;
+    create.definition.name = name;
+    create.definition.memory_bytes = 64ull << 20;
+    create.guest = "memory";
+    ASSERT_TRUE(vms_->Create(create).has_value());
+  }
   json Status(const std::string& id) {
     auto r = CallPeer(endpoint_, MoveFrame::kStatusQuery, json{{"migration_id", id}}, MoveFrame::kStatusReply, 60000);
     EXPECT_TRUE(r.has_value()) << r.error().ToString();
@@ -135,7 +158,7 @@ class PeerServiceTest : public ::testing::Test {
     EXPECT_TRUE(r.has_value()) << r.error().ToString();
     return r.has_value() ? *r : json();
   }
-  // Sends one byte to the fake incoming worker's data port.
+  // Sends one byte to the fake incoming worker's data port: 'c' commits.
   void Tell(const json& prepare_reply, char what) {
     auto fd = transport::TcpConnect(prepare_reply["data_host"], prepare_reply["data_port"], "", 5000);
     ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
@@ -151,6 +174,11 @@ class PeerServiceTest : public ::testing::Test {
     return pred();
   }
   std::string IncomingDir(const std::string& id) { return dir_ / ("root/incoming/" + id); }
+  // Tells vm1's worker to commit and waits for its commit marker.
+  void CommitVm1() {
+    Tell(reply_, 'c');
+    ASSERT_TRUE(Eventually([&] { return PathExists(IncomingDir(req_.migration_id) + "/committed"); }));
+  }
   json Record(const std::string& id) {
     auto text = base::ReadFileToString(dir_ / ("root/incoming-records/" + id + ".json"));
     return text ? json::parse(*text, nullptr, false) : json();
@@ -162,6 +190,8 @@ class PeerServiceTest : public ::testing::Test {
   std::unique_ptr<VmService> vms_;
   std::unique_ptr<PeerService> peer_;
   PeerEndpoint endpoint_;
+  PrepareRequest req_;  // StartPeerAndPrepareVm1's move
+  json reply_;
 };
 
 // ---- Pre-flight -------------------------------------------------------------
@@ -170,12 +200,8 @@ TEST_F(PeerServiceTest, RefusedWhenIncomingDisabled) {
   options_.host.incoming_enabled = false;
   StartPeer();
   auto r = Prepare(Request("vm1"));
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code(), base::Code::kFailedPrecondition);
-  EXPECT_NE(r.error().message().find("incoming live moves are disabled on this host "
-                                     "(host.toml migration.incoming_enabled)"),
-            std::string::npos)
-      << r.error().message();
+  ExpectRefused(r, base::Code::kFailedPrecondition,
+                "incoming live moves are disabled on this host (host.toml migration.incoming_enabled)");
   EXPECT_NE(r.error().message().find("127.0.0.1:"), std::string::npos) << "names the peer";
 }
 
@@ -186,11 +212,8 @@ TEST_F(PeerServiceTest, RefusedFromOutsideTheMigrationNetworks) {
   PrepareRequest req = Request("vm1");
   req.memory_bytes = 1ull << 50;  // not revealed to an unauthorized peer
   auto r = Prepare(req);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code(), base::Code::kPermissionDenied);
-  EXPECT_NE(r.error().message().find("peer address 127.0.0.1 is not inside migration.networks [10.9.0.0/16]"),
-            std::string::npos)
-      << r.error().message();
+  ExpectRefused(r, base::Code::kPermissionDenied,
+                "peer address 127.0.0.1 is not inside migration.networks [10.9.0.0/16]");
   EXPECT_EQ(r.error().message().find("memory"), std::string::npos) << r.error().message();
 }
 
@@ -207,58 +230,36 @@ TEST_F(PeerServiceTest, RefusedWithoutAFreeSlot) {
   StartPeer();
   auto first = Prepare(Request("vm1"));
   ASSERT_TRUE(first.has_value()) << first.error().ToString();
-  auto second = Prepare(Request("vm2"));
-  ASSERT_FALSE(second.has_value());
-  EXPECT_EQ(second.error().code(), base::Code::kResourceExhausted);
-  EXPECT_NE(second.error().message().find("no free live-move slot: 1 incoming moves running, "
-                                          "host.toml migration.max_live_moves is 1"),
-            std::string::npos)
-      << second.error().message();
+  ExpectRefused(Prepare(Request("vm2")), base::Code::kResourceExhausted,
+                "no free live-move slot: 1 incoming moves running, host.toml migration.max_live_moves is 1");
 }
 
 TEST_F(PeerServiceTest, RefusedWhenTheNameExists) {
   StartPeer();
-  CreateRequest create;
-  create.definition.name = "taken";
-  create.definition.memory_bytes = 64ull << 20;
-  create.guest = "memory";
-  ASSERT_TRUE(vms_->Create(create).has_value());
-  auto r = Prepare(Request("taken"));
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code(), base::Code::kFailedPrecondition);
-  EXPECT_NE(r.error().message().find("a vm named taken already exists on this host"), std::string::npos)
-      << r.error().message();
+  CreateVm("taken");
+  ExpectRefused(Prepare(Request("taken")), base::Code::kFailedPrecondition,
+                "a vm named taken already exists on this host");
 }
 
 TEST_F(PeerServiceTest, RefusedWhenAnIncomingMoveHasTheName) {
   StartPeer();
   ASSERT_TRUE(Prepare(Request("vm1")).has_value());
-  auto r = Prepare(Request("vm1"));
-  ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("a vm named vm1 is already moving here"), std::string::npos)
-      << r.error().message();
+  ExpectRefused(Prepare(Request("vm1")), base::Code::kFailedPrecondition, "a vm named vm1 is already moving here");
 }
 
 TEST_F(PeerServiceTest, RefusedWhenMemoryIsShort) {
   StartPeer();
   PrepareRequest req = Request("vm1");
   req.memory_bytes = 1ull << 50;
-  auto r = Prepare(req);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code(), base::Code::kFailedPrecondition);
-  EXPECT_NE(r.error().message().find("not enough free memory: the vm needs 1073741824.0 MiB"), std::string::npos)
-      << r.error().message();
+  ExpectRefused(Prepare(req), base::Code::kFailedPrecondition, "not enough free memory: the vm needs 1073741824.0 MiB");
 }
 
 TEST_F(PeerServiceTest, RefusedWhenDiskSpaceIsShort) {
   StartPeer();
   PrepareRequest req = Request("vm1");
   req.disk_bytes = 1ull << 60;
-  auto r = Prepare(req);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("not enough disk space at " + dir_.path() + ": the move needs"),
-            std::string::npos)
-      << r.error().message();
+  ExpectRefused(Prepare(req), base::Code::kFailedPrecondition,
+                "not enough disk space at " + dir_.path() + ": the move needs");
   EXPECT_FALSE(PathExists(dir_ / "dest")) << "a refused move creates nothing";
 }
 
@@ -267,20 +268,13 @@ TEST_F(PeerServiceTest, RefusedWhenADestinationFileExists) {
   PrepareRequest req = Request("vm1");
   std::filesystem::create_directories(dir_ / "dest");
   std::ofstream(req.disks[0].top) << "someone's disk";
-  auto r = Prepare(req);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("destination file " + req.disks[0].top + " already exists"),
-            std::string::npos)
-      << r.error().message();
+  ExpectRefused(Prepare(req), base::Code::kFailedPrecondition,
+                "destination file " + req.disks[0].top + " already exists");
 }
 
 TEST_F(PeerServiceTest, EveryFailureIsListedTogether) {
   StartPeer();
-  CreateRequest create;
-  create.definition.name = "taken";
-  create.definition.memory_bytes = 64ull << 20;
-  create.guest = "memory";
-  ASSERT_TRUE(vms_->Create(create).has_value());
+  CreateVm("taken");
   PrepareRequest req = Request("taken");
   req.memory_bytes = 1ull << 50;
   req.disk_bytes = 1ull << 60;
@@ -465,66 +459,54 @@ TEST(HostCpuTest, ReadsWhatKvmOffers) {
 // ---- Launch, adopt, clean up --------------------------------------------------
 
 TEST_F(PeerServiceTest, PrepareLaunchesTheIncomingWorker) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
-  EXPECT_EQ((*reply)["data_host"], "127.0.0.1");
-  EXPECT_GT((*reply)["data_port"].get<int>(), 0);
-  const std::string dir = IncomingDir(req.migration_id);
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  EXPECT_EQ(reply_["data_host"], "127.0.0.1");
+  EXPECT_GT(reply_["data_port"].get<int>(), 0);
+  const std::string dir = IncomingDir(req_.migration_id);
   EXPECT_TRUE(PathExists(dir + "/vm.toml"));
   EXPECT_TRUE(PathExists(dir + "/" + kIncomingPlanFile));
   EXPECT_TRUE(PathExists(dir_ / "dest"));
-  EXPECT_EQ(Record(req.migration_id)["state"], "running");
+  EXPECT_EQ(Record(req_.migration_id)["state"], "running");
 }
 
 TEST_F(PeerServiceTest, CommitIsAdoptedWhileTheWorkerRuns) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
-  Tell(*reply, 'c');
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  Tell(reply_, 'c');
   ASSERT_TRUE(Eventually([&] { return vms_->HasVm("vm1"); }));
   auto shown = vms_->Show("vm1");
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ((*shown)["state"], "running") << shown->dump();
-  EXPECT_TRUE(IsSymlink(IncomingDir(req.migration_id))) << "keeps the worker's --vm-dir paths valid";
+  EXPECT_TRUE(IsSymlink(IncomingDir(req_.migration_id))) << "keeps the worker's --vm-dir paths valid";
   EXPECT_TRUE(PathExists(dir_ / "root/vms/vm1/vm.toml"));
-  EXPECT_EQ(Status(req.migration_id)["state"], "committed");
-  EXPECT_EQ(Abort(req.migration_id)["state"], "committed") << "an abort after the commit changes nothing";
+  EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
+  EXPECT_EQ(Abort(req_.migration_id)["state"], "committed") << "an abort after the commit changes nothing";
   EXPECT_TRUE(vms_->HasVm("vm1"));
 
   // The adopted VM is an ordinary one: stopping it works, and once its
   // worker is gone the symlink goes too.
   auto stopped = vms_->Act("vm1", VmAction::kStop, "");
   ASSERT_TRUE(stopped.has_value()) << stopped.error().ToString();
-  EXPECT_TRUE(Eventually([&] { return !PathExists(IncomingDir(req.migration_id)); }));
-  EXPECT_EQ(Status(req.migration_id)["state"], "committed");
+  EXPECT_TRUE(Eventually([&] { return !PathExists(IncomingDir(req_.migration_id)); }));
+  EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
 }
 
 TEST_F(PeerServiceTest, CommitThenCrashIsAdoptedAsCrashed) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
-  Tell(*reply, 'e');
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  Tell(reply_, 'e');
   ASSERT_TRUE(Eventually([&] { return vms_->HasVm("vm1"); }));
   ASSERT_TRUE(Eventually([&] { return (*vms_->Show("vm1"))["state"] == "crashed"; }))
       << vms_->Show("vm1")->dump();
-  EXPECT_EQ(Status(req.migration_id)["state"], "committed");
+  EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
 }
 
 TEST_F(PeerServiceTest, WorkerFailureIsCleanedUp) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
-  std::ofstream(req.disks[0].top + ".part") << "half a disk";
-  Tell(*reply, 'x');
-  ASSERT_TRUE(Eventually([&] { return !PathExists(IncomingDir(req.migration_id)); }));
-  EXPECT_FALSE(PathExists(req.disks[0].top + ".part"));
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  std::ofstream(req_.disks[0].top + ".part") << "half a disk";
+  Tell(reply_, 'x');
+  ASSERT_TRUE(Eventually([&] { return !PathExists(IncomingDir(req_.migration_id)); }));
+  EXPECT_FALSE(PathExists(req_.disks[0].top + ".part"));
   EXPECT_FALSE(vms_->HasVm("vm1"));
-  json status = Status(req.migration_id);
+  json status = Status(req_.migration_id);
   EXPECT_EQ(status["state"], "aborted");
   EXPECT_NE(status["message"].get<std::string>().find("fake stream failure"), std::string::npos) << status.dump();
   // The slot and the name are free again.
@@ -532,47 +514,36 @@ TEST_F(PeerServiceTest, WorkerFailureIsCleanedUp) {
 }
 
 TEST_F(PeerServiceTest, AbortStopsTheWorkerAndRemovesTheFiles) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
-  std::ofstream(req.disks[0].top) << "partly written";
-  const int64_t pid = Record(req.migration_id)["pid"];
-  EXPECT_EQ(Abort(req.migration_id)["state"], "aborted");
-  EXPECT_FALSE(PathExists(IncomingDir(req.migration_id)));
-  EXPECT_FALSE(PathExists(req.disks[0].top));
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  std::ofstream(req_.disks[0].top) << "partly written";
+  const int64_t pid = Record(req_.migration_id)["pid"];
+  EXPECT_EQ(Abort(req_.migration_id)["state"], "aborted");
+  EXPECT_FALSE(PathExists(IncomingDir(req_.migration_id)));
+  EXPECT_FALSE(PathExists(req_.disks[0].top));
   EXPECT_FALSE(PidfdOpen(pid).has_value()) << "worker gone and reaped";
-  EXPECT_EQ(Status(req.migration_id)["state"], "aborted");
+  EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
 }
 
 TEST_F(PeerServiceTest, StatusOfARunningMoveEndsIt) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  ASSERT_TRUE(Prepare(req).has_value());
-  json status = Status(req.migration_id);
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  json status = Status(req_.migration_id);
   EXPECT_EQ(status["state"], "aborted") << status.dump();
-  EXPECT_FALSE(PathExists(IncomingDir(req.migration_id)));
+  EXPECT_FALSE(PathExists(IncomingDir(req_.migration_id)));
 }
 
 TEST_F(PeerServiceTest, StatusKillsAWorkerThatIgnoresTheAbort) {
   ::setenv("FAKE_INCOMING_MODE", "ignore-abort", 1);
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  ASSERT_TRUE(Prepare(req).has_value());
-  const int64_t pid = Record(req.migration_id)["pid"];
-  EXPECT_EQ(Status(req.migration_id)["state"], "aborted");
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  const int64_t pid = Record(req_.migration_id)["pid"];
+  EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
   EXPECT_FALSE(PidfdOpen(pid).has_value());
 }
 
 TEST_F(PeerServiceTest, StatusAfterACommitDoesNotKill) {
   options_.poll_interval_ms = 3600000;  // the monitor must not adopt first
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value());
-  Tell(*reply, 'c');
-  ASSERT_TRUE(Eventually([&] { return PathExists(IncomingDir(req.migration_id) + "/committed"); }));
-  EXPECT_EQ(Status(req.migration_id)["state"], "committed");
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  ASSERT_NO_FATAL_FAILURE(CommitVm1());
+  EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
   auto shown = vms_->Show("vm1");
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ((*shown)["state"], "running");
@@ -582,45 +553,36 @@ TEST_F(PeerServiceTest, StatusAfterACommitDoesNotKill) {
 
 TEST_F(PeerServiceTest, RestartAdoptsACommittedMove) {
   options_.poll_interval_ms = 3600000;
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value());
-  Tell(*reply, 'c');
-  ASSERT_TRUE(Eventually([&] { return PathExists(IncomingDir(req.migration_id) + "/committed"); }));
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  ASSERT_NO_FATAL_FAILURE(CommitVm1());
   peer_.reset();
   EXPECT_FALSE(vms_->HasVm("vm1"));
   StartPeer();
   EXPECT_TRUE(vms_->HasVm("vm1"));
   EXPECT_EQ((*vms_->Show("vm1"))["state"], "running");
-  EXPECT_EQ(Status(req.migration_id)["state"], "committed");
+  EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
 }
 
 TEST_F(PeerServiceTest, RestartWatchesARunningMoveAgain) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  auto reply = Prepare(req);
-  ASSERT_TRUE(reply.has_value());
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
   peer_.reset();
   StartPeer();
-  EXPECT_TRUE(PathExists(IncomingDir(req.migration_id) + "/vm.toml"));
-  Tell(*reply, 'c');
+  EXPECT_TRUE(PathExists(IncomingDir(req_.migration_id) + "/vm.toml"));
+  Tell(reply_, 'c');
   ASSERT_TRUE(Eventually([&] { return vms_->HasVm("vm1"); }));
 }
 
 TEST_F(PeerServiceTest, RestartCleansUpAMoveWhoseWorkerDied) {
-  StartPeer();
-  PrepareRequest req = Request("vm1");
-  ASSERT_TRUE(Prepare(req).has_value());
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
   peer_.reset();
-  const int64_t pid = Record(req.migration_id)["pid"];
+  const int64_t pid = Record(req_.migration_id)["pid"];
   auto pidfd = PidfdOpen(pid);
   ASSERT_TRUE(pidfd.has_value());
   ASSERT_TRUE(PidfdSignal(pidfd->get(), SIGKILL).has_value());
   ASSERT_TRUE(PidfdReap(pidfd->get(), false).has_value());
   StartPeer();
-  EXPECT_FALSE(PathExists(IncomingDir(req.migration_id)));
-  EXPECT_EQ(Status(req.migration_id)["state"], "aborted");
+  EXPECT_FALSE(PathExists(IncomingDir(req_.migration_id)));
+  EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
 }
 
 }  // namespace

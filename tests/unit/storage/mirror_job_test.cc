@@ -82,6 +82,49 @@ base::Status PauseAndComplete(TrackingDisk& disk, MirrorJob& job) {
   return st;
 }
 
+// What most tests mirror: a sparse source image of `size` bytes in a temp
+// directory (seeded data in data_runs), the TrackingDisk over it, and a fresh
+// file sink of the same size as the destination.
+struct MirrorSetup {
+  MirrorSetup(uint64_t size, const std::vector<std::pair<uint64_t, uint64_t>>& data_runs, uint64_t seed,
+              uint64_t granularity = 64 << 10) {
+    MakeSparseImage(src(), size, data_runs, seed);
+    disk = OpenTracked(src(), granularity);
+    file = FreshFileSink(dst(), size);
+  }
+  std::string src() const { return dir.File("src"); }
+  std::string dst() const { return dir.File("dst"); }
+
+  TempDir dir;
+  std::unique_ptr<TrackingDisk> disk;
+  std::unique_ptr<BlockSink> file;
+};
+
+// Starts a job over m (1 MiB chunks) and waits until its copier is held at
+// `gate`, inside its first sink write; null after a failure.
+std::unique_ptr<MirrorJob> StartHeldAtGate(const MirrorSetup& m, GateSink& gate) {
+  MirrorOptions o;
+  o.chunk_size = kMiB;
+  auto job = MirrorJob::Start(*m.disk, gate, o);
+  if (!job.has_value()) {
+    ADD_FAILURE() << job.error().ToString();
+    return nullptr;
+  }
+  if (!gate.WaitCopierAtGate()) {
+    ADD_FAILURE() << "the copier never reached its first sink write";
+    gate.Open();  // let the job end
+    return nullptr;
+  }
+  return std::move(job).value();
+}
+
+// The end of a copy: converged with guest I/O paused, and the destination
+// equal to the source.
+void CompleteAndCompare(const MirrorSetup& m, MirrorJob& job) {
+  ASSERT_TRUE(PauseAndComplete(*m.disk, job).has_value());
+  EXPECT_TRUE(FilesEqual(m.src(), m.dst()));
+}
+
 class MirrorConcurrentTest : public ::testing::TestWithParam<Reader> {};
 
 INSTANTIATE_TEST_SUITE_P(Readers, MirrorConcurrentTest,
@@ -94,15 +137,11 @@ INSTANTIATE_TEST_SUITE_P(Readers, MirrorConcurrentTest,
 TEST_P(MirrorConcurrentTest, WritersDuringCopyConverge) {
   for (uint64_t seed : {1, 2, 3}) {
     SCOPED_TRACE("seed " + std::to_string(seed));
-    TempDir dir;
-    const uint64_t size = 32 * kMiB;
-    MakeSparseImage(dir.File("src"), size, {{0, 12 * kMiB}, {20 * kMiB, 3 * kMiB}}, seed);
-    auto disk = OpenTracked(dir.File("src"), 4096);
-    auto sink = FreshFileSink(dir.File("dst"), size);
-    auto job = MirrorJob::Start(*disk, *sink, Options(GetParam(), dir.File("src")));
+    MirrorSetup m(32 * kMiB, {{0, 12 * kMiB}, {20 * kMiB, 3 * kMiB}}, seed, 4096);
+    auto job = MirrorJob::Start(*m.disk, *m.file, Options(GetParam(), m.src()));
     ASSERT_TRUE(job.has_value()) << job.error().ToString();
     {
-      Writers writers(*disk, 3, seed, 300);
+      Writers writers(*m.disk, 3, seed, 300);
       ASSERT_TRUE((*job)->WaitReady(-1, 60'000).has_value());
       // Some writes land after the bulk copy, in write-through mode.
       uint64_t at_ready = writers.writes();
@@ -110,11 +149,11 @@ TEST_P(MirrorConcurrentTest, WritersDuringCopyConverge) {
       writers.StopAndJoin();
       EXPECT_EQ(writers.failures(), 0u);
     }
-    ASSERT_TRUE(PauseAndComplete(*disk, **job).has_value());
+    ASSERT_TRUE(PauseAndComplete(*m.disk, **job).has_value());
     ASSERT_TRUE((*job)->Wait().has_value());
     EXPECT_EQ((*job)->Progress().state, MirrorState::kConverged);
     EXPECT_EQ((*job)->Progress().bytes_remaining, 0u);
-    EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
+    EXPECT_TRUE(FilesEqual(m.src(), m.dst()));
   }
 }
 
@@ -122,17 +161,12 @@ TEST_P(MirrorConcurrentTest, WritersDuringCopyConverge) {
 // to that chunk, to a chunk not yet copied and to the end of the disk all
 // complete meanwhile: none waits for the copier.
 TEST(MirrorJobTest, GuestWritesNeverWaitForTheCopier) {
-  TempDir dir;
   const uint64_t size = 8 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 7);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto file = FreshFileSink(dir.File("dst"), size);
-  GateSink gate(*file);
-  MirrorOptions o;
-  o.chunk_size = kMiB;
-  auto job = MirrorJob::Start(*disk, gate, o);
-  ASSERT_TRUE(job.has_value());
-  ASSERT_TRUE(gate.WaitCopierAtGate()) << "the copier never reached its first sink write";
+  MirrorSetup m(size, {{0, size}}, 7);
+  auto& disk = m.disk;
+  GateSink gate(*m.file);
+  std::unique_ptr<MirrorJob> job = StartHeldAtGate(m, gate);
+  ASSERT_TRUE(job);
 
   auto data = Pattern(8192, 99);
   for (uint64_t off : {uint64_t(4096), 5 * kMiB, size - 8192}) {
@@ -143,13 +177,12 @@ TEST(MirrorJobTest, GuestWritesNeverWaitForTheCopier) {
   EXPECT_TRUE(disk->dirty().TestAll(4096, 8192));
 
   gate.Open();
-  ASSERT_TRUE((*job)->WaitReady(-1, 60'000).has_value());
+  ASSERT_TRUE(job->WaitReady(-1, 60'000).has_value());
   // Copied and clean now: the next write goes through to the sink.
   ASSERT_TRUE(disk->Write(data.data(), 4096, 0).has_value());
   EXPECT_EQ(gate.guest_writes(), 1u);
   EXPECT_FALSE(disk->dirty().TestAny(0, 4096));
-  ASSERT_TRUE(PauseAndComplete(*disk, **job).has_value());
-  EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
+  CompleteAndCompare(m, *job);
 }
 
 // Guest-first pacing: the floor while the guest did I/O in the last window
@@ -176,15 +209,13 @@ TEST(GuestFirstPacerTest, FloorWhileBusyCapWhileIdle) {
 // A busy guest (a writer doing small writes with flushes, far slower than
 // the floor) still sees the copy converge, and the guest's I/O is counted.
 TEST(MirrorJobTest, GuestFirstCopyConvergesUnderABusyGuest) {
-  TempDir dir;
   const uint64_t size = 8 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 5);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto sink = FreshFileSink(dir.File("dst"), size);
+  MirrorSetup m(size, {{0, size}}, 5);
+  auto& disk = m.disk;
   MirrorOptions o;
   o.chunk_size = kMiB;
   o.min_bytes_per_second = 16 * kMiB;
-  auto job = MirrorJob::Start(*disk, *sink, o);
+  auto job = MirrorJob::Start(*disk, *m.file, o);
   ASSERT_TRUE(job.has_value());
   std::atomic<bool> stop{false};
   std::thread guest([&] {
@@ -202,53 +233,41 @@ TEST(MirrorJobTest, GuestFirstCopyConvergesUnderABusyGuest) {
   guest.join();
   EXPECT_GT(disk->guest_io_stats().ops, 0u);
   EXPECT_EQ(disk->guest_io_stats().in_flight, 0u);
-  ASSERT_TRUE(PauseAndComplete(*disk, **job).has_value());
-  EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
+  CompleteAndCompare(m, **job);
 }
 
 TEST(MirrorJobTest, CompleteNeedsGuestIoPaused) {
-  TempDir dir;
-  MakeSparseImage(dir.File("src"), kMiB, {{0, kMiB}}, 1);
-  auto disk = OpenTracked(dir.File("src"), 4096);
-  auto sink = FreshFileSink(dir.File("dst"), kMiB);
-  auto job = MirrorJob::Start(*disk, *sink, {});
+  MirrorSetup m(kMiB, {{0, kMiB}}, 1, 4096);
+  auto job = MirrorJob::Start(*m.disk, *m.file, {});
   ASSERT_TRUE(job.has_value());
   auto st = (*job)->Complete();
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kFailedPrecondition);
-  ASSERT_TRUE(PauseAndComplete(*disk, **job).has_value());
+  ASSERT_TRUE(PauseAndComplete(*m.disk, **job).has_value());
 }
 
 TEST(MirrorJobTest, BadOptionsAreRefused) {
-  TempDir dir;
-  MakeSparseImage(dir.File("src"), kMiB, {{0, kMiB}}, 1);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto sink = FreshFileSink(dir.File("dst"), kMiB);
+  MirrorSetup m(kMiB, {{0, kMiB}}, 1);
   MirrorOptions o;
   o.chunk_size = 100 << 10;  // not a multiple of 64 KiB
-  EXPECT_EQ(MirrorJob::Start(*disk, *sink, o).error().code(), Code::kInvalidArgument);
-  auto small = FreshFileSink(dir.File("small"), kMiB / 2);
-  EXPECT_EQ(MirrorJob::Start(*disk, *small, {}).error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(MirrorJob::Start(*m.disk, *m.file, o).error().code(), Code::kInvalidArgument);
+  auto small = FreshFileSink(m.dir.File("small"), kMiB / 2);
+  EXPECT_EQ(MirrorJob::Start(*m.disk, *small, {}).error().code(), Code::kInvalidArgument);
 }
 
 TEST(MirrorJobTest, CancelStopsTheJobAndKeepsTheBitmap) {
-  TempDir dir;
   const uint64_t size = 8 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 3);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto file = FreshFileSink(dir.File("dst"), size);
-  GateSink gate(*file);
-  MirrorOptions o;
-  o.chunk_size = kMiB;
-  auto job = MirrorJob::Start(*disk, gate, o);
-  ASSERT_TRUE(job.has_value());
-  ASSERT_TRUE(gate.WaitCopierAtGate());
-  (*job)->Cancel();
+  MirrorSetup m(size, {{0, size}}, 3);
+  auto& disk = m.disk;
+  GateSink gate(*m.file);
+  std::unique_ptr<MirrorJob> job = StartHeldAtGate(m, gate);
+  ASSERT_TRUE(job);
+  job->Cancel();
   gate.Open();
-  auto st = (*job)->Wait();
+  auto st = job->Wait();
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kCancelled);
-  EXPECT_EQ((*job)->Progress().state, MirrorState::kCancelled);
+  EXPECT_EQ(job->Progress().state, MirrorState::kCancelled);
   // Nothing was confirmed durable at the destination: all of it is left.
   EXPECT_EQ(disk->dirty().dirty_bytes(), size);
   // The guest is unaffected and still tracked.
@@ -257,13 +276,9 @@ TEST(MirrorJobTest, CancelStopsTheJobAndKeepsTheBitmap) {
 }
 
 TEST(MirrorJobTest, CancelFdInterruptsWaitReady) {
-  TempDir dir;
-  const uint64_t size = 4 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 3);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto file = FreshFileSink(dir.File("dst"), size);
-  GateSink gate(*file);
-  auto job = MirrorJob::Start(*disk, gate, {});
+  MirrorSetup m(4 * kMiB, {{0, 4 * kMiB}}, 3);
+  GateSink gate(*m.file);
+  auto job = MirrorJob::Start(*m.disk, gate, {});
   ASSERT_TRUE(job.has_value());
   ASSERT_TRUE(gate.WaitCopierAtGate());
   auto cancel = base::EventFd::Create();
@@ -282,13 +297,11 @@ TEST(MirrorJobTest, CancelFdInterruptsWaitReady) {
 // writes keep succeeding, and once there is space a new job copies only what
 // is left.
 TEST(MirrorJobTest, FullDestinationFailsCleanlyAndRetryResumes) {
-  TempDir dir;
   const uint64_t size = 16 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 11);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto file = FreshFileSink(dir.File("dst"), size);
-  FaultySink full(*file, 6 * kMiB);
-  MirrorOptions o = Options(Reader::kOwnUring, dir.File("src"));
+  MirrorSetup m(size, {{0, size}}, 11);
+  auto& disk = m.disk;
+  FaultySink full(*m.file, 6 * kMiB);
+  MirrorOptions o = Options(Reader::kOwnUring, m.src());
   auto job = MirrorJob::Start(*disk, full, o);
   ASSERT_TRUE(job.has_value());
   // The guest starts writing once the first 4 MiB are flushed (confirmed), so
@@ -306,7 +319,7 @@ TEST(MirrorJobTest, FullDestinationFailsCleanlyAndRetryResumes) {
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kResourceExhausted);
   EXPECT_EQ(st.error().sys_errno(), ENOSPC);
-  EXPECT_NE(st.error().message().find(dir.File("dst")), std::string::npos)
+  EXPECT_NE(st.error().message().find(m.dst()), std::string::npos)
       << st.error().message();
   EXPECT_EQ((*job)->Progress().state, MirrorState::kFailed);
   writers.StopAndJoin();
@@ -321,26 +334,22 @@ TEST(MirrorJobTest, FullDestinationFailsCleanlyAndRetryResumes) {
   ASSERT_TRUE(retry.has_value()) << retry.error().ToString();
   ASSERT_TRUE((*retry)->WaitReady(-1, 60'000).has_value());
   EXPECT_LE((*retry)->Progress().bytes_copied, left) << "the retry started over";
-  ASSERT_TRUE(PauseAndComplete(*disk, **retry).has_value());
-  EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
+  CompleteAndCompare(m, **retry);
 }
 
 // A failed flush confirms nothing: everything since the last good flush is
 // dirty again.
 TEST(MirrorJobTest, FailedFlushMergesUnconfirmedRangesBack) {
-  TempDir dir;
   const uint64_t size = 4 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 12);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto file = FreshFileSink(dir.File("dst"), size);
-  FaultySink sink(*file);
+  MirrorSetup m(size, {{0, size}}, 12);
+  FaultySink sink(*m.file);
   sink.SetFailFlush(true);
-  auto job = MirrorJob::Start(*disk, sink, {});
+  auto job = MirrorJob::Start(*m.disk, sink, {});
   ASSERT_TRUE(job.has_value());
   auto st = (*job)->Wait();
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kResourceExhausted);
-  EXPECT_EQ(disk->dirty().dirty_bytes(), size);
+  EXPECT_EQ(m.disk->dirty().dirty_bytes(), size);
 }
 
 // An interrupted move saved its bitmap; after a "restart" (new tracking disk
@@ -385,50 +394,42 @@ TEST(MirrorJobTest, ResumesFromSavedBitmapAfterRestart) {
 // Holes stay holes: zero runs of a fresh destination are not written, and
 // data blocks full of zeros become holes too.
 TEST(MirrorJobTest, SparseSourceStaysSparse) {
-  TempDir dir;
-  const uint64_t size = 64 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{kMiB, 2 * kMiB}, {40 * kMiB, kMiB}}, 5);
+  MirrorSetup m(64 * kMiB, {{kMiB, 2 * kMiB}, {40 * kMiB, kMiB}}, 5);
   {  // a data region full of zeros
-    auto fd = base::Fd::Open(dir.File("src"), O_RDWR);
+    auto fd = base::Fd::Open(m.src(), O_RDWR);
     ASSERT_TRUE(fd.has_value());
     std::vector<uint8_t> zeros(kMiB, 0);
     ASSERT_TRUE(base::PwriteAll(fd->get(), zeros.data(), zeros.size(), 50 * kMiB).has_value());
   }
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto sink = FreshFileSink(dir.File("dst"), size);
-  auto job = MirrorJob::Start(*disk, *sink, Options(Reader::kOwnUring, dir.File("src")));
+  auto job = MirrorJob::Start(*m.disk, *m.file, Options(Reader::kOwnUring, m.src()));
   ASSERT_TRUE(job.has_value());
   ASSERT_TRUE((*job)->WaitReady(-1, 60'000).has_value());
-  ASSERT_TRUE(PauseAndComplete(*disk, **job).has_value());
-  EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
-  EXPECT_LE(AllocatedBytes(dir.File("dst")), 3 * kMiB + 64 * 1024);
+  CompleteAndCompare(m, **job);
+  EXPECT_LE(AllocatedBytes(m.dst()), 3 * kMiB + 64 * 1024);
   EXPECT_LE((*job)->Progress().bytes_copied, 4 * kMiB);  // the 61 MiB of holes were skipped
 }
 
 // The end of a storage move: converge, switch the running disk to the copy,
 // resume; the guest's next writes go to the copy only.
 TEST(MirrorJobTest, SwitchToTheCopy) {
-  TempDir dir;
-  const uint64_t size = 4 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 8);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
-  auto sink = FreshFileSink(dir.File("dst"), size);
-  auto job = MirrorJob::Start(*disk, *sink, {});
+  MirrorSetup m(4 * kMiB, {{0, 4 * kMiB}}, 8);
+  auto& disk = m.disk;
+  auto job = MirrorJob::Start(*disk, *m.file, {});
   ASSERT_TRUE(job.has_value());
   ASSERT_TRUE((*job)->WaitReady(-1, 60'000).has_value());
   disk->PauseIo();
   ASSERT_TRUE((*job)->Complete().has_value());
-  auto dst = OpenRawDisk(dir.File("dst"), false, IoEngine::kSync);
+  auto dst = OpenRawDisk(m.dst(), false, IoEngine::kSync);
   ASSERT_TRUE(dst.has_value());
   auto old = disk->SwitchTo(std::move(dst).value());
   ASSERT_TRUE(old.has_value()) << old.error().ToString();
   disk->ResumeIo();
-  EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
+  EXPECT_TRUE(FilesEqual(m.src(), m.dst()));
   auto data = Pattern(4096, 1234);
   ASSERT_TRUE(disk->Write(data.data(), data.size(), 0).has_value());
   ASSERT_TRUE(disk->Flush().has_value());
-  auto dst_bytes = testing::ReadWhole(dir.File("dst"));
-  auto src_bytes = testing::ReadWhole(dir.File("src"));
+  auto dst_bytes = testing::ReadWhole(m.dst());
+  auto src_bytes = testing::ReadWhole(m.src());
   EXPECT_TRUE(std::equal(data.begin(), data.end(), dst_bytes.begin()));
   EXPECT_FALSE(std::equal(data.begin(), data.end(), src_bytes.begin()));
 }
@@ -437,10 +438,8 @@ TEST(MirrorJobTest, SwitchToTheCopy) {
 // mark the bitmap; while mirroring they reach the sink as zeros
 // (write-through), and the copy still equals the source.
 TEST(MirrorJobTest, DiscardAndWriteZeroesAreTrackedAndMirrored) {
-  TempDir dir;
-  const uint64_t size = 4 * kMiB;
-  MakeSparseImage(dir.File("src"), size, {{0, size}}, 9);
-  auto disk = OpenTracked(dir.File("src"), 64 << 10);
+  MirrorSetup m(4 * kMiB, {{0, 4 * kMiB}}, 9);
+  auto& disk = m.disk;
   ASSERT_TRUE(disk->Discard(128 << 10, 64 << 10).has_value());
   ASSERT_TRUE(disk->WriteZeroes(1 << 20, 100).has_value());
   EXPECT_TRUE(disk->dirty().TestAll(128 << 10, 64 << 10));
@@ -450,16 +449,14 @@ TEST(MirrorJobTest, DiscardAndWriteZeroesAreTrackedAndMirrored) {
   ASSERT_TRUE(disk->Read(back.data(), back.size(), 128 << 10).has_value());
   EXPECT_EQ(back, std::vector<uint8_t>(64 << 10, 0));
 
-  auto sink = FreshFileSink(dir.File("dst"), size);
-  auto job = MirrorJob::Start(*disk, *sink, {});
+  auto job = MirrorJob::Start(*disk, *m.file, {});
   ASSERT_TRUE(job.has_value());
   ASSERT_TRUE((*job)->WaitReady(-1, 60'000).has_value());
   // Mirroring now: these are written through.
   ASSERT_TRUE(disk->Discard(2 << 20, 256 << 10).has_value());
   ASSERT_TRUE(disk->WriteZeroes(3 << 20, 4096).has_value());
-  ASSERT_TRUE(PauseAndComplete(*disk, **job).has_value());
-  EXPECT_TRUE(FilesEqual(dir.File("src"), dir.File("dst")));
-  auto dst = testing::ReadWhole(dir.File("dst"));
+  CompleteAndCompare(m, **job);
+  auto dst = testing::ReadWhole(m.dst());
   EXPECT_TRUE(std::all_of(dst.begin() + (2 << 20), dst.begin() + (2 << 20) + (256 << 10),
                           [](uint8_t b) { return b == 0; }));
 }

@@ -44,7 +44,7 @@ TEST(RateLimiterTest, UnlimitedIsImmediate) {
   RateLimiter limiter(0);
   uint64_t start = base::MonotonicNanos();
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE(limiter.Acquire(64 * kMiB).has_value());
-  EXPECT_LT(MillisSince(start), 50);
+  EXPECT_LT(MillisSince(start), 500);  // a limit of any size would make it seconds
 }
 
 TEST(RateLimiterTest, BurstIsFiftyMillisecondsAtLeastOneMiB) {
@@ -54,7 +54,7 @@ TEST(RateLimiterTest, BurstIsFiftyMillisecondsAtLeastOneMiB) {
   RateLimiter limiter(kMiB);
   uint64_t start = base::MonotonicNanos();
   ASSERT_TRUE(limiter.Acquire(kMiB).has_value());
-  EXPECT_LT(MillisSince(start), 50);
+  EXPECT_LT(MillisSince(start), 500);  // without the burst: a second
 }
 
 TEST(RateLimiterTest, CancelEndsTheWaitAndReturnsTheReservation) {

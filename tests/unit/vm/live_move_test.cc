@@ -12,6 +12,10 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "base/le.h"
 #include "live_move_fixture.h"
@@ -72,38 +76,68 @@ class LiveMoveTest : public testing::GuestProgramTest {
     return blob ? *blob : "";
   }
 
+  // Starts the source a_ (from oa) until its console shows `beats`
+  // heartbeats with `prefix`, and creates the incoming destination b_ (ob).
+  void StartSourceAndIncoming(const MachineOptions& oa, const MachineOptions& ob, const std::string& prefix,
+                              size_t beats) {
+    auto a = Machine::Create(oa);
+    ASSERT_TRUE(a) << a.error().ToString();
+    a_ = std::move(*a);
+    ASSERT_TRUE(a_->Start());
+    ASSERT_TRUE(WaitForBeats(oa, prefix, beats)) << Console(oa);
+    auto b = Machine::CreateIncoming(ob);
+    ASSERT_TRUE(b) << b.error().ToString();
+    b_ = std::move(*b);
+    ASSERT_EQ(b_->state(), RunState::kIncoming);
+  }
+
+  // Waits until the guest on b_ powers off by itself; returns both consoles,
+  // the source's first (nullopt, after a failure showing them, if it did not).
+  std::optional<std::pair<std::string, std::string>> WaitGuestDoneOnDestination(const MachineOptions& oa,
+                                                                                const MachineOptions& ob) {
+    RunState end = b_->WaitWhileRunning(kGuestEndTimeoutMs);
+    std::string ca = Console(oa), cb = Console(ob);
+    EXPECT_EQ(end, RunState::kPoweredOff) << b_->failure() << "\n--- source\n" << ca << "--- destination\n" << cb;
+    if (end != RunState::kPoweredOff) return std::nullopt;
+    return std::pair(ca, cb);
+  }
+
+  // The machines go before the directory that holds their files.
+  void TearDown() override {
+    a_.reset();
+    b_.reset();
+    GuestProgramTest::TearDown();
+  }
+
+  std::unique_ptr<Machine> a_, b_;  // the move's source and destination
   uint64_t final_pages_ = 0;
 };
 
 TEST_F(LiveMoveTest, MemoryGuestContinuesOnTheDestination) {
   SKIP_WITHOUT_KVM();
   constexpr uint64_t kHbMs = 50;
-  const std::string cmd = "ws_mib=16 hb_ms=50 seconds=3";
+  // The guest's 8 s (guest time) cover the source phase, which a slow host
+  // stretches, and still leave the destination its 20 heartbeats.
+  const std::string cmd = "ws_mib=16 hb_ms=50 seconds=8";
   MachineOptions oa = GuestOptions("memory-guest.bin", cmd, 2, 64ull << 20, "a.log");
   MachineOptions ob = GuestOptions("memory-guest.bin", cmd, 2, 64ull << 20, "b.log");
-  auto a = Machine::Create(oa);
-  ASSERT_TRUE(a) << a.error().ToString();
-  ASSERT_TRUE((*a)->Start());
-  ASSERT_TRUE(WaitForBeats(oa, "HB ", 3)) << Console(oa);
-  auto b = Machine::CreateIncoming(ob);
-  ASSERT_TRUE(b) << b.error().ToString();
-  ASSERT_EQ((*b)->state(), RunState::kIncoming);
+  ASSERT_NO_FATAL_FAILURE(StartSourceAndIncoming(oa, ob, "HB ", 3));
 
-  std::string blob = PreCopy(**a, **b, oa, "HB ", 3);
+  std::string blob = PreCopy(*a_, *b_, oa, "HB ", 3);
   ASSERT_FALSE(blob.empty());
-  ASSERT_EQ((*a)->state(), RunState::kPaused);
+  ASSERT_EQ(a_->state(), RunState::kPaused);
   // Downtime long enough that a guest clock that jumped would show it.
   Spin(std::chrono::milliseconds(500));
-  auto st = (*b)->FinishIncoming(blob);
+  auto st = b_->FinishIncoming(blob);
   ASSERT_TRUE(st) << st.error().ToString();
-  EXPECT_EQ((*b)->state(), RunState::kPaused);
-  ASSERT_TRUE((*b)->Resume());
-  EXPECT_EQ((*a)->state(), RunState::kPaused) << "the source stays paused";
-  (*a)->Shutdown();
+  EXPECT_EQ(b_->state(), RunState::kPaused);
+  ASSERT_TRUE(b_->Resume());
+  EXPECT_EQ(a_->state(), RunState::kPaused) << "the source stays paused";
+  a_->Shutdown();
 
-  RunState end = (*b)->WaitWhileRunning(kGuestEndTimeoutMs);
-  std::string ca = Console(oa), cb = Console(ob);
-  ASSERT_EQ(end, RunState::kPoweredOff) << (*b)->failure() << "\n--- source\n" << ca << "--- destination\n" << cb;
+  auto consoles = WaitGuestDoneOnDestination(oa, ob);
+  ASSERT_TRUE(consoles.has_value());
+  const auto& [ca, cb] = *consoles;
   // One stream: what the source printed, then what the destination did (a
   // line cut by the pause is finished by the destination).
   std::vector<Beat> beats = ParseBeats(ca + cb, "HB ");
@@ -115,7 +149,7 @@ TEST_F(LiveMoveTest, MemoryGuestContinuesOnTheDestination) {
   ASSERT_EQ(done.size(), 1u) << cb;
   EXPECT_NE(done[0].find(" errors=0"), std::string::npos) << done[0];
   EXPECT_GT(beats.back().at("dirtied"), beats[on_source - 1].at("dirtied")) << "the guest kept working";
-  MachineStats s = (*b)->stats();
+  MachineStats s = b_->stats();
   EXPECT_NE(s.guest_clock, GuestClockSync::kNotRestored);
   std::cout << "[ note ] " << on_source << " heartbeats on the source, " << beats.size() - on_source
             << " on the destination; largest guest-time step " << max_step << " ms; clock kept by "
@@ -126,38 +160,34 @@ TEST_F(LiveMoveTest, DiskGuestContinuesOnCopiedDisks) {
   SKIP_WITHOUT_KVM();
   WriteFile("a-disk.img", {});
   std::filesystem::resize_file(Path("a-disk.img"), 16ull << 20);
-  const std::string cmd = "blocks=1024 hb_ms=50 flush_every=16 seconds=2";
+  // As above: 6 s leave the destination its 10 heartbeats on a slow host.
+  const std::string cmd = "blocks=1024 hb_ms=50 flush_every=16 seconds=6";
   MachineOptions oa = GuestOptions("disk-guest.bin", cmd, 1, 32ull << 20, "a.log");
   oa.definition.disks.push_back({"a-disk.img", config::DiskFormat::kRaw, false});
   MachineOptions ob = GuestOptions("disk-guest.bin", cmd, 1, 32ull << 20, "b.log");
   ob.definition.disks.push_back({"b-disk.img", config::DiskFormat::kRaw, false});
 
-  auto a = Machine::Create(oa);
-  ASSERT_TRUE(a) << a.error().ToString();
-  ASSERT_TRUE((*a)->Start());
-  ASSERT_TRUE(WaitForBeats(oa, "DISK ", 3)) << Console(oa);
   // The destination's disk does not exist yet: CreateIncoming needs none.
-  auto b = Machine::CreateIncoming(ob);
-  ASSERT_TRUE(b) << b.error().ToString();
-  std::string blob = PreCopy(**a, **b, oa, "DISK ", 3);
+  ASSERT_NO_FATAL_FAILURE(StartSourceAndIncoming(oa, ob, "DISK ", 3));
+  std::string blob = PreCopy(*a_, *b_, oa, "DISK ", 3);
   ASSERT_FALSE(blob.empty());
 
   // Finishing before the disk is there fails, names it, and can be retried.
-  auto st = (*b)->FinishIncoming(blob);
+  auto st = b_->FinishIncoming(blob);
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().message().find("b-disk.img"), std::string::npos) << st.error().ToString();
-  EXPECT_EQ((*b)->state(), RunState::kIncoming);
+  EXPECT_EQ(b_->state(), RunState::kIncoming);
 
   // The source is paused and drained: its disk is final. Copy it byte-exact.
   std::filesystem::copy_file(Path("a-disk.img"), Path("b-disk.img"));
-  st = (*b)->FinishIncoming(blob);
+  st = b_->FinishIncoming(blob);
   ASSERT_TRUE(st) << st.error().ToString();
-  ASSERT_TRUE((*b)->Resume());
-  (*a)->Shutdown();
+  ASSERT_TRUE(b_->Resume());
+  a_->Shutdown();
 
-  RunState end = (*b)->WaitWhileRunning(kGuestEndTimeoutMs);
-  std::string ca = Console(oa), cb = Console(ob);
-  ASSERT_EQ(end, RunState::kPoweredOff) << (*b)->failure() << "\n--- source\n" << ca << "--- destination\n" << cb;
+  auto consoles = WaitGuestDoneOnDestination(oa, ob);
+  ASSERT_TRUE(consoles.has_value());
+  const auto& [ca, cb] = *consoles;
   std::vector<Beat> beats = ParseBeats(ca + cb, "DISK ");
   size_t on_source = ParseBeats(ca, "DISK ").size();
   CheckBeats(beats, on_source + 10);
@@ -167,7 +197,7 @@ TEST_F(LiveMoveTest, DiskGuestContinuesOnCopiedDisks) {
   ASSERT_EQ(done.size(), 1u) << cb;
   EXPECT_NE(done[0].find(" errors=0"), std::string::npos) << done[0];
   EXPECT_GT(beats.back().at("writes"), beats[on_source - 1].at("writes"));
-  (*b)->Shutdown();
+  b_->Shutdown();
 
   // And the destination's disk verifies on its own after a fresh boot.
   MachineOptions ov = GuestOptions("disk-guest.bin", "mode=verify blocks=1024", 1, 32ull << 20, "verify.log");
@@ -191,42 +221,37 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
   const std::string cmd = "ws_mib=8 hb_ms=50";
   MachineOptions oa = GuestOptions("memory-guest.bin", cmd, 1, 32ull << 20, "a.log");
   MachineOptions ob = GuestOptions("memory-guest.bin", cmd, 1, 32ull << 20, "b.log");
-  auto a = Machine::Create(oa);
-  ASSERT_TRUE(a) << a.error().ToString();
-  ASSERT_TRUE((*a)->Start());
-  ASSERT_TRUE(WaitForBeats(oa, "HB ", 2));
-  auto b = Machine::CreateIncoming(ob);
-  ASSERT_TRUE(b) << b.error().ToString();
+  ASSERT_NO_FATAL_FAILURE(StartSourceAndIncoming(oa, ob, "HB ", 2));
 
   // The working set's place (README: tables after program_end, then pages).
   uint64_t program_end =
-      base::GetLe64((*a)->memory_base() + FERRY_PARAMS_GPA + offsetof(ferry_guest_params, program_end));
+      base::GetLe64(a_->memory_base() + FERRY_PARAMS_GPA + offsetof(ferry_guest_params, program_end));
   const uint64_t npages = kWsMib * (1 << 20) / kPage;
   const uint64_t ws_first_page = (program_end + (npages * 8 + kPage - 1) / kPage * kPage) / kPage;
 
-  ASSERT_TRUE((*a)->EnableDirtyLog());
-  CopyAllPages(**a, **b);
-  auto dirty = (*a)->HarvestDirtyPages();
+  ASSERT_TRUE(a_->EnableDirtyLog());
+  CopyAllPages(*a_, *b_);
+  auto dirty = a_->HarvestDirtyPages();
   ASSERT_TRUE(dirty);
-  CopyDirtyPages(**a, **b, *dirty);
+  CopyDirtyPages(*a_, *b_, *dirty);
   size_t beats = ParseBeats(Console(oa), "HB ").size();
   ASSERT_TRUE(WaitForBeats(oa, "HB ", beats + 1));  // let it rewrite more pages
-  ASSERT_TRUE((*a)->Pause());
-  auto last = (*a)->HarvestDirtyPages();
+  ASSERT_TRUE(a_->Pause());
+  auto last = a_->HarvestDirtyPages();
   ASSERT_TRUE(last);
   // A working-set page the guest changed since the destination's copy.
   uint64_t lost = UINT64_MAX;
   for (uint64_t p = ws_first_page; p < ws_first_page + npages && lost == UINT64_MAX; ++p)
     if (testing::TestBit(*last, p) &&
-        std::memcmp((*a)->memory_base() + p * kPage, (*b)->memory_base() + p * kPage, kPage) != 0)
+        std::memcmp(a_->memory_base() + p * kPage, b_->memory_base() + p * kPage, kPage) != 0)
       lost = p;
   ASSERT_NE(lost, UINT64_MAX) << "the guest rewrote no working-set page after the round";
-  CopyDirtyPages(**a, **b, *last, lost);
-  auto blob = (*a)->SaveDeviceState();
+  CopyDirtyPages(*a_, *b_, *last, lost);
+  auto blob = a_->SaveDeviceState();
   ASSERT_TRUE(blob) << blob.error().ToString();
-  ASSERT_TRUE((*b)->FinishIncoming(*blob));
-  ASSERT_TRUE((*b)->Resume());
-  (*a)->Shutdown();
+  ASSERT_TRUE(b_->FinishIncoming(*blob));
+  ASSERT_TRUE(b_->Resume());
+  a_->Shutdown();
 
   // Every page is verified within a second (the sweep) or before its next
   // rewrite, whichever comes first.
@@ -235,7 +260,7 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return !LinesStartingWith(Console(ob), want).empty();
   })) << Console(ob);
-  (*b)->Shutdown();
+  b_->Shutdown();
   auto mismatches = LinesStartingWith(Console(ob), "MISMATCH ");
   ASSERT_FALSE(mismatches.empty());
   EXPECT_EQ(mismatches.size(), 1u) << "only the lost page is wrong:\n" << Console(ob);

@@ -46,7 +46,9 @@ TEST_F(ThrottleTest, ThrottleSlowsTheGuestAndReleasesIt) {
   EXPECT_EQ(vm.throttle(), 0);
   ASSERT_TRUE(vm.Start());
   ASSERT_TRUE(WaitForBeats(o, "HB ", 3));
-  constexpr std::chrono::milliseconds kWindow{600};
+  // Long enough that a burst of host load in one window does not decide
+  // the comparison.
+  constexpr std::chrono::milliseconds kWindow{1500};
 
   double free_rate = DirtyRate(o, kWindow);
   ASSERT_TRUE(vm.SetThrottle(80));

@@ -52,9 +52,9 @@ class LiveMoveSource {
     // (storage::MirrorOptions::min_bytes_per_second); full speed while it
     // does none. Four times move-storage's floor: a live move's copy only
     // reads the source's device, and at 16 MiB/s a busy 1 GiB disk took a
-    // minute. live_move_bench (disk guest, 256 MiB of data): 16 MiB/s 16 s,
-    // guest writes during the move 0.63-0.68x of before; 64 MiB/s 4 s, 0.74x;
-    // 256 MiB/s 2 s but 0.22x and a 311 ms pause (docs/live_move.md).
+    // minute. live_move_bench (disk guest, 256 MiB of data; docs/live_move.md):
+    // 16 MiB/s 16 s; 64 MiB/s 4 s with the guest's write rate unchanged in
+    // two runs; 256 MiB/s 1.1 s but the guest at 0.53-0.96x.
     uint64_t busy_guest_copy_rate = 64 << 20;
   };
 

@@ -171,7 +171,9 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   if (!plan) return fail(plan.error());
   PrepareRequest prepare = BuildPrepareRequest(target->definition, *plan, args.streams, host.performance, source_host);
   prepare.migration_id = migration_id;
-  // Pause and resume wait while the move runs, so this holds to the end.
+  // The worker refuses to start the move if the VM is no longer in this
+  // state (a pause or resume slipped in before it), and refuses pause and
+  // resume while the move runs, so this holds to the end.
   prepare.paused = target->state == VmState::kPaused;
   if (auto cpu = ReadHostCpu(options_.kvm_device); cpu) {
     prepare.cpu_vendor = cpu->vendor;
@@ -187,6 +189,14 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   if (!reply) {
     AbortAtDestination(*job, "the source could not read the Prepare reply");
     return fail(reply.error());
+  }
+  if (prepare.paused && !reply->keeps_paused) {
+    // An older ferry ignores "paused" and would resume the guest there.
+    AbortAtDestination(*job, "the destination cannot keep a paused vm paused");
+    return fail(base::Error(base::Code::kFailedPrecondition,
+                            "the destination " + peer.ToString() +
+                                " does not keep a paused vm paused (an older ferry?): resume vm " + vm +
+                                " first, or update the destination"));
   }
 
   LiveMoveRequest request;

@@ -487,7 +487,8 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
   }
 
   uint32_t round = 1;
-  uint64_t previous_dirty = UINT64_MAX;
+  uint64_t previous_left = UINT64_MAX;  // what the throttle judged last round
+  bool was_ready = false;
   for (;;) {
     RETURN_IF_ERROR(CheckAlive(true));
     ASSIGN_OR_RETURN(std::vector<uint64_t> dirty, m.HarvestDirtyPages());
@@ -533,21 +534,27 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
                          "did not converge within " + std::to_string(req_.time_limit_s) + " s: guest dirties " +
                              Fixed(Mib(model_.dirty_rate())) + " MiB/s, link carries " +
                              Fixed(Mib(model_.bandwidth())) + " MiB/s" +
-                             (ready ? "" : " (disk mirrors not caught up)"));
+                             (ready ? ", " + Fixed(Mib(double(disk_left))) + " MiB of disk writes waiting"
+                                    : " (disk mirrors not caught up)"));
     }
-    // Throttling helps only when memory is what does not fit; a mirror
-    // still catching up is not the vCPUs' fault.
-    const bool memory_fits = model_.PredictMs(pages * kPageBytes) <= budget_ms;
-    const int next =
-        memory_fits ? throttle_ : ConvergenceModel::NextThrottle(round, previous_dirty, pages, throttle_);
+    // What the vCPUs can be blamed for: while a mirror still catches up,
+    // only the dirty memory (the bulk copy is not their fault); once every
+    // mirror is ready, memory and the disk writes waiting to be sent (a
+    // guest writing faster than the link keeps the lanes full, and slowing
+    // its vCPUs slows its writes too).
+    const uint64_t judged = pages * kPageBytes + (ready ? disk_left : 0);
+    if (ready != was_ready) previous_left = UINT64_MAX;  // a new measure: no trend yet
+    was_ready = ready;
+    const bool fits = model_.PredictMs(judged) <= budget_ms;
+    const int next = fits ? throttle_ : ConvergenceModel::NextThrottle(round, previous_left, judged, throttle_);
     if (next != throttle_) {
       RETURN_IF_ERROR(m.SetThrottle(next));
       base::LogInfo("live move " + req_.prepare.migration_id + ": auto-converge throttle " +
                     std::to_string(next) + "% (round " + std::to_string(round) + ": " + std::to_string(pages) +
-                    " dirty pages)");
+                    " dirty pages, " + std::to_string(ready ? disk_left : 0) + " disk bytes waiting)");
       throttle_ = next;
     }
-    previous_dirty = pages;
+    previous_left = judged;
 
     ++round;
     wire0 = pool_->wire_bytes();

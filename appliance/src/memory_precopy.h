@@ -64,9 +64,9 @@ class ConvergenceModel {
   double overhead_ms() const { return overhead_ms_; }
 
   // Auto-converge: the throttle for the next round. From round 3 on (round
-  // 1 is the full pass), a round whose dirty set did not shrink by a
-  // quarter against the previous one raises it: 20 %, then +10 a round, at
-  // most 90 %.
+  // 1 is the full pass), a round whose dirty set (what the caller judges:
+  // pages or bytes, the same measure in both) did not shrink by a quarter
+  // against the previous one raises it: 20 %, then +10 a round, at most 90 %.
   static int NextThrottle(uint32_t round, uint64_t previous_dirty, uint64_t dirty, int current);
 
  private:

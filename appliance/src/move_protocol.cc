@@ -371,7 +371,8 @@ std::vector<const PreparedLayer*> FlattenLayers(const PrepareRequest& request) {
 nlohmann::json ToJson(const PrepareReply& reply) {
   return json{{"data_host", reply.data_host},
               {"data_port", reply.data_port},
-              {"protocol_version", reply.protocol_version}};
+              {"protocol_version", reply.protocol_version},
+              {"keeps_paused", reply.keeps_paused}};
 }
 
 base::Result<PrepareReply> PrepareReplyFromJson(const nlohmann::json& j) {
@@ -386,6 +387,7 @@ base::Result<PrepareReply> PrepareReplyFromJson(const nlohmann::json& j) {
   ASSIGN_OR_RETURN(uint64_t version, in.U64("protocol_version", false, 1, UINT32_MAX));
   if (version == 0) return in.Bad("protocol_version", "must be at least 1");
   r.protocol_version = uint32_t(version);
+  ASSIGN_OR_RETURN(r.keeps_paused, in.Bool("keeps_paused", false));
   return r;
 }
 

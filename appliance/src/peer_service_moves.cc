@@ -150,6 +150,10 @@ bool PeerService::Adopt(Move& move) {
   const std::string socket = options_.host.storage_root + "/vms/" + move.name + "/control.sock";
   WaitWorkerExit(move, 0);
   const int64_t pid = move.exited ? 0 : move.pid;
+  // The marker already makes the move committed; the record says so before
+  // the rename, so a ferryd stopped half-way through the adoption (incoming
+  // directory gone, symlink not made yet) never answers a Status "aborted".
+  if (!move.adopt_failed_logged) (void)WriteRecord(move.id, move.name, "committed", move.pid, "");
   auto adopted = vms_.AdoptIncoming(move.name, move.dir, pid, socket, move.plan.paused);
   if (!adopted) {
     // Retried on every monitor tick: the VM runs here now whatever happens.

@@ -286,6 +286,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
     moves_[move->id] = move;
   }
   PrepareReply reply;
+  reply.keeps_paused = plan.paused;
   reply.data_host = spec.incoming_host;
   reply.data_port = launched->port;
   base::LogInfo("incoming move " + move->id + " of vm " + move->name + " from " + peer.text +

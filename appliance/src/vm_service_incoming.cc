@@ -7,6 +7,7 @@
 #include <cstring>
 #include <optional>
 
+#include "appliance/live_move_destination.h"
 #include "appliance/process.h"
 #include "appliance/runtime_record.h"
 #include "appliance/vm_service.h"
@@ -106,6 +107,10 @@ base::Status VmService::AdoptIncoming(const std::string& name, const std::string
     base::LogWarning("vm " + name + ": symlink " + incoming_dir + ": " + std::strerror(errno));
   (void)base::SyncParentDirectory(vm_dir);
   incoming_names_.erase(name);
+  // The move's own files: nothing reads them once the VM is adopted, and
+  // left there they would keep vms/<name> from being removed when the VM
+  // is deleted or moves on.
+  for (const char* file : {kCommittedMarker, kIncomingPlanFile}) ::unlink((vm_dir + "/" + file).c_str());
 
   auto definition = inventory_.LoadDefinition(name);
   if (!definition) return definition.error().Wrap("adopt incoming vm " + name);

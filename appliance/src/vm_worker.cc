@@ -132,13 +132,18 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
   if (incoming_) return ExecuteIncoming(request);
   // While a live move runs, the move alone decides when the vCPUs run: a
   // resume during the switchover could run the VM here and at the
-  // destination at once.
-  if (live_source_ && live_source_->running() &&
+  // destination at once. After the commit (the worker is about to exit
+  // "moved") the VM runs there, and nothing may run or save this copy.
+  const bool moved_away = live_source_ && live_source_->committed();
+  if (live_source_ && (live_source_->running() || moved_away) &&
       (request.op == WorkerOp::kPause || request.op == WorkerOp::kResume || request.op == WorkerOp::kSave ||
        request.op == WorkerOp::kCheckpoint || request.op == WorkerOp::kMove))
     return {base::Error(base::Code::kFailedPrecondition,
-                        std::string("a live move of this vm is running: ") + std::string(ToString(request.op)) +
-                            " must wait until it ends (or abort the move)"),
+                        moved_away ? "the vm moved to " + live_move_host_ + ": " +
+                                         std::string(ToString(request.op)) + " it there"
+                                   : std::string("a live move of this vm is running: ") +
+                                         std::string(ToString(request.op)) +
+                                         " must wait until it ends (or abort the move)"),
             std::nullopt};
   auto current = [&] { return Status(std::string(vm::ToString(machine_->state()))); };
   switch (request.op) {

@@ -2,7 +2,8 @@
 // move-vm`): host A listens on 127.0.0.1, host B on 127.0.0.2, each with its
 // own storage root. The memory guest must keep its heartbeat sequence across
 // the move (no gap, no repeat: it ran on exactly one host at a time) with no
-// errors; the disk guest moves with its qcow2 chain and a checkpoint and its
+// errors, and a paused VM arrives paused and runs on only when resumed at
+// B; the disk guest moves with its qcow2 chain and a checkpoint and its
 // blocks verify at the destination. Refusals (outgoing disabled, incoming
 // disabled, a source outside the destination's networks, no
 // --include-storage) leave the VM running on A.
@@ -189,6 +190,101 @@ TEST_F(LiveMoveTest, MemoryGuestMovesWithoutAGap) {
   }
   std::string b_text = ReadAll(b_console);
   EXPECT_EQ(Count(b_text, "MISMATCH"), 0u) << b_text;
+}
+
+// A paused VM moves as it is: the source neither pauses it again nor
+// resumes it, and B adopts it paused without resuming it. The guest runs
+// again only when resumed at B, and then continues its heartbeat sequence
+// where it stopped at A.
+TEST_F(LiveMoveTest, PausedVmMovesAndArrivesPaused) {
+  StartFerryd();
+  b_->Start();
+  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline",
+                   "ws_mib=32 rate=5000 hb_ms=50"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
+  WaitForHeartbeats("m1", "HB", 10);
+  HeldFile a_console(storage() + "/vms/m1/console.log");
+  ASSERT_EQ(Ferry({"vm", "pause", "m1"}).exit_code, 0);
+  ASSERT_EQ(State("m1"), "paused");
+  const std::vector<Heartbeat> at_pause = ParseHeartbeats(a_console.Text(), "HB");
+  ASSERT_FALSE(at_pause.empty());
+  const uint64_t last_at_a = at_pause.back().n;
+
+  ProcessResult r = MoveVm("m1");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::cout << r.out;
+  EXPECT_FALSE(HasVm(FerryJson({"vm", "list"}), "m1"));
+  EXPECT_EQ(b_->State("m1"), "paused");
+
+  // Nothing ran in between: A printed no heartbeat after the pause (it was
+  // not resumed for or after the move), and B prints none while it stays
+  // paused. A line the pause cut in two ends at B, so the two consoles are
+  // read as one stream.
+  const std::string before = a_console.Text();
+  const std::string b_console = b_->storage() + "/vms/m1/console.log";
+  ASSERT_EQ(ParseHeartbeats(before, "HB").back().n, last_at_a) << "A ran the guest after the pause";
+  ::usleep(1'000'000);
+  EXPECT_EQ(ParseHeartbeats(before + ReadAll(b_console), "HB").back().n, last_at_a)
+      << "B ran the guest before it was resumed";
+  EXPECT_EQ(b_->State("m1"), "paused");
+
+  ProcessResult resumed = b_->Ferry({"vm", "resume", "m1"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_EQ(b_->State("m1"), "running");
+  std::vector<Heartbeat> beats;
+  WaitFor("20 heartbeats at B after the resume", 60000, [&] {
+    beats = ParseHeartbeats(before + ReadAll(b_console), "HB");
+    return beats.back().n > last_at_a + 20;
+  });
+  for (size_t i = 0; i < beats.size(); ++i) {
+    EXPECT_EQ(beats[i].errors, 0u) << "heartbeat " << beats[i].n;
+    if (i == 0) continue;
+    EXPECT_EQ(beats[i].n, beats[i - 1].n + 1) << "gap or repeat in the heartbeat sequence (ran on both hosts?)";
+  }
+  std::string b_text = ReadAll(b_console);
+  EXPECT_EQ(Count(b_text, "MISMATCH"), 0u) << b_text;
+}
+
+// There and back, and there again: an adopted VM's directory holds nothing
+// of its move, so when it leaves B the directory goes, and B takes the same
+// name again (a leftover vms/m1 would refuse it at pre-flight).
+TEST_F(LiveMoveTest, AVmMovesThereAndBackAndThereAgain) {
+  StartFerryd();
+  b_->Start();
+  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "64M", "--cmdline",
+                   "ws_mib=8 rate=2000 hb_ms=50"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
+  WaitForHeartbeats("m1", "HB", 5);
+
+  ProcessResult r = MoveVm("m1");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_EQ(b_->State("m1"), "running");
+  for (const char* leftover : {"/vms/m1/committed", "/vms/m1/incoming.json"})
+    EXPECT_FALSE(Exists(b_->storage() + leftover)) << leftover;
+
+  // Back to A, into a directory of A's.
+  const std::string back = dir() + "/a-back";
+  r = b_->Ferry({"move-vm", "m1", "127.0.0.1:" + std::to_string(port_a_), "--include-storage",
+                 "--destination-storage-path", back, "--streams", "2"},
+                300000);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(State("m1"), "running");
+  EXPECT_FALSE(HasVm(b_->FerryJson({"vm", "list"}), "m1"));
+  EXPECT_FALSE(Exists(b_->storage() + "/vms/m1")) << "B kept the moved VM's directory";
+
+  // And to B again: the name is free there.
+  r = MoveVm("m1");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(b_->State("m1"), "running");
+  EXPECT_FALSE(HasVm(FerryJson({"vm", "list"}), "m1"));
+  const std::string b_console = b_->storage() + "/vms/m1/console.log";
+  WaitFor("heartbeats at B after the third move", 60000,
+          [&] { return ParseHeartbeats(ReadAll(b_console), "HB").size() >= 5; });
+  for (const Heartbeat& beat : ParseHeartbeats(ReadAll(b_console), "HB")) EXPECT_EQ(beat.errors, 0u);
 }
 
 TEST_F(LiveMoveTest, DiskGuestMovesWithItsCheckpointChain) {

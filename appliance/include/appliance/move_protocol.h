@@ -174,6 +174,9 @@ struct PrepareReply {
   std::string data_host;  // where the incoming worker listens
   uint16_t data_port = 0;
   uint32_t protocol_version = 1;
+  // The destination will keep the VM paused (it read the request's
+  // "paused"); a destination that does not know the field leaves it out.
+  bool keeps_paused = false;
 };
 nlohmann::json ToJson(const PrepareReply& reply);
 base::Result<PrepareReply> PrepareReplyFromJson(const nlohmann::json& j);

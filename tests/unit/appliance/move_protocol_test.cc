@@ -287,6 +287,29 @@ TEST(PrepareJson, RoundTrips) {
   EXPECT_EQ(layers[1]->rewrite_backing, "base.raw");
 }
 
+// "paused" tells the destination not to resume the VM after the commit: it
+// must survive the round trip both ways, and a source that predates it
+// (no field) means a running VM.
+TEST(PrepareJson, PausedRoundTripsAndDefaultsToRunning) {
+  for (bool paused : {true, false}) {
+    PrepareRequest r = SamplePrepare();
+    r.paused = paused;
+    const nlohmann::json j = ToJson(r);
+    ASSERT_TRUE(j.contains("paused"));
+    EXPECT_EQ(j["paused"], paused);
+    auto back = PrepareRequestFromJson(j);
+    ASSERT_TRUE(back.has_value()) << back.error().ToString();
+    EXPECT_EQ(back->paused, paused);
+  }
+  PrepareRequest r = SamplePrepare();
+  r.paused = true;
+  nlohmann::json absent = ToJson(r);
+  absent.erase("paused");
+  auto back = PrepareRequestFromJson(absent);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_FALSE(back->paused);
+}
+
 void ExpectInvalid(const nlohmann::json& j, std::string_view field) {
   auto r = PrepareRequestFromJson(j);
   ASSERT_FALSE(r.has_value()) << j.dump();
@@ -339,6 +362,11 @@ TEST(PrepareJson, MissingAndBadFieldsAreNamed) {
   j = good;
   j["performance"] = "fast";
   ExpectInvalid(j, "performance");
+  for (const nlohmann::json& not_bool : {nlohmann::json("yes"), nlohmann::json(1)}) {
+    j = good;
+    j["paused"] = not_bool;
+    ExpectInvalid(j, "prepare: paused: must be true or false");
+  }
   ExpectInvalid(nlohmann::json::array(), "prepare: not a JSON object");
 }
 
@@ -357,6 +385,21 @@ TEST(PrepareReplyJson, RoundTripsAndRefuses) {
   j = ToJson(r);
   j["data_port"] = 70000;
   EXPECT_FALSE(PrepareReplyFromJson(j).has_value());
+}
+
+// An older destination's reply has no keeps_paused: it reads as false, so a
+// source moving a paused VM refuses to go on (it would be resumed there).
+TEST(PrepareReplyJson, KeepsPausedRoundTripsAndDefaultsToFalse) {
+  PrepareReply r{"127.0.0.2", 40123, 1};
+  r.keeps_paused = true;
+  auto back = PrepareReplyFromJson(ToJson(r));
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_TRUE(back->keeps_paused);
+  nlohmann::json old_reply = ToJson(r);
+  old_reply.erase("keeps_paused");
+  back = PrepareReplyFromJson(old_reply);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_FALSE(back->keeps_paused);
 }
 
 TEST(RemoteState, Names) {

@@ -15,6 +15,7 @@
 #include "appliance/live_move_destination.h"
 #include "appliance/peer_client.h"
 #include "appliance/process.h"
+#include "appliance/runtime_record.h"
 #include "base/clock.h"
 #include "config/vm_definition.h"
 #include "test_dir.h"
@@ -295,6 +296,19 @@ TEST_F(PeerServiceTest, EveryFailureIsListedTogether) {
   }
 }
 
+// A directory under vms/ without a vm.toml is no VM, but the adoption's
+// rename onto it would fail after the commit: Prepare refuses instead, and
+// leaves no incoming directory behind.
+TEST_F(PeerServiceTest, RefusedWhenALeftOverVmDirectoryHasTheName) {
+  StartPeer();
+  const std::string left_over = dir_ / "root/vms/vm1";
+  ASSERT_TRUE(std::filesystem::create_directories(left_over));
+  ExpectRefused(Prepare(Request("vm1")), base::Code::kFailedPrecondition,
+                left_over + " exists without a vm.toml");
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ / "root/incoming"));
+  EXPECT_FALSE(vms_->HasVm("vm1"));
+}
+
 TEST_F(PeerServiceTest, ProcessorCompatibilityAllowsAnotherVendor) {
   StartPeer();
   PrepareRequest req = Request("vm1");
@@ -490,6 +504,33 @@ TEST_F(PeerServiceTest, CommitIsAdoptedWhileTheWorkerRuns) {
   EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
 }
 
+// The runtime record goes in before the rename, so the adopted VM's
+// directory holds it (a ferryd restarting right after finds the VM with its
+// worker); a VM paused at the source is recorded and shown paused.
+TEST_F(PeerServiceTest, AdoptionRecordsTheStateTheVmArrivedIn) {
+  StartPeer();
+  for (bool paused : {false, true}) {
+    const std::string name = paused ? "paused1" : "running1";
+    SCOPED_TRACE(name);
+    PrepareRequest req = Request(name);
+    req.paused = paused;
+    auto reply = Prepare(req);
+    ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
+    Tell(*reply, 'c');
+    ASSERT_TRUE(Eventually([&] { return vms_->HasVm(name); }));
+    const std::string expected = paused ? "paused" : "running";
+    auto text = base::ReadFileToString(dir_ / ("root/vms/" + name + "/runtime.json"));
+    ASSERT_TRUE(text.has_value()) << text.error().ToString();
+    auto runtime = ParseRuntime(*text, "runtime.json");
+    ASSERT_TRUE(runtime.has_value()) << runtime.error().ToString();
+    EXPECT_EQ(ToString(runtime->state), expected) << *text;
+    EXPECT_EQ(runtime->worker_pid, Record(req.migration_id)["pid"].get<int64_t>());
+    auto shown = vms_->Show(name);
+    ASSERT_TRUE(shown.has_value());
+    EXPECT_EQ((*shown)["state"], expected) << shown->dump();
+  }
+}
+
 TEST_F(PeerServiceTest, CommitThenCrashIsAdoptedAsCrashed) {
   ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
   Tell(reply_, 'e');
@@ -522,6 +563,27 @@ TEST_F(PeerServiceTest, AbortStopsTheWorkerAndRemovesTheFiles) {
   EXPECT_FALSE(PathExists(req_.disks[0].top));
   EXPECT_FALSE(PidfdOpen(pid).has_value()) << "worker gone and reaped";
   EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
+}
+
+// The name is reserved from Prepare until the move ends: a VM created
+// under it meanwhile would make the adoption fail after the commit.
+TEST_F(PeerServiceTest, CreateRefusesANameArrivingUntilTheMoveIsAborted) {
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  CreateRequest create;
+  create.definition.name = "vm1";
+  create.definition.memory_bytes = 64ull << 20;
+  create.guest = "memory";
+  auto refused = vms_->Create(create);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), base::Code::kAlreadyExists) << refused.error().ToString();
+  EXPECT_NE(refused.error().message().find("vm vm1 is arriving here by a live move"), std::string::npos)
+      << refused.error().message();
+  EXPECT_FALSE(vms_->HasVm("vm1"));
+
+  EXPECT_EQ(Abort(req_.migration_id)["state"], "aborted");
+  auto created = vms_->Create(create);
+  ASSERT_TRUE(created.has_value()) << created.error().ToString();
+  EXPECT_TRUE(vms_->HasVm("vm1"));
 }
 
 TEST_F(PeerServiceTest, StatusOfARunningMoveEndsIt) {

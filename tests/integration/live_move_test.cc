@@ -159,19 +159,25 @@ class LiveMoveTest : public FerryTest {
     return beats;
   }
 
+  // Both ferryds, and the memory guest m1 (128 MiB, 2 vCPUs, 32 MiB working
+  // set) running at A with 10 heartbeats out.
+  void StartHostsWithMemoryGuest() {
+    StartFerryd();
+    b_->Start();
+    ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline",
+                     "ws_mib=32 rate=5000 hb_ms=50"})
+                  .exit_code,
+              0);
+    ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
+    WaitForHeartbeats("m1", "HB", 10);
+  }
+
   uint16_t port_a_ = 0, port_b_ = 0;
   std::unique_ptr<ExtraFerryd> b_;
 };
 
 TEST_F(LiveMoveTest, MemoryGuestMovesWithoutAGap) {
-  StartFerryd();
-  b_->Start();
-  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline",
-                   "ws_mib=32 rate=5000 hb_ms=50"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
-  WaitForHeartbeats("m1", "HB", 10);
+  ASSERT_NO_FATAL_FAILURE(StartHostsWithMemoryGuest());
   const std::string a_dir = storage() + "/vms/m1";
 
   HeldFile a_console(a_dir + "/console.log");
@@ -207,14 +213,7 @@ TEST_F(LiveMoveTest, MemoryGuestMovesWithoutAGap) {
 // again only when resumed at B, and then continues its heartbeat sequence
 // where it stopped at A.
 TEST_F(LiveMoveTest, PausedVmMovesAndArrivesPaused) {
-  StartFerryd();
-  b_->Start();
-  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline",
-                   "ws_mib=32 rate=5000 hb_ms=50"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
-  WaitForHeartbeats("m1", "HB", 10);
+  ASSERT_NO_FATAL_FAILURE(StartHostsWithMemoryGuest());
   HeldFile a_console(storage() + "/vms/m1/console.log");
   ASSERT_EQ(Ferry({"vm", "pause", "m1"}).exit_code, 0);
   ASSERT_EQ(State("m1"), "paused");

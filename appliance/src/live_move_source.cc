@@ -138,8 +138,12 @@ class LiveMoveSource::Impl {
   void FailBeforeState(base::Error error);
   void Resolve();
   void FinishCommitted();
+  // A failure before the state went out: everything the move changed is
+  // undone and the vCPUs run again (if this move paused them).
   void ResumeHere();
+  // Everything the move changed is undone except the vCPUs' pause.
   void KeepOnlyVcpusPaused();
+  void ResumeDiskIo();
   void SetPhase(LiveMovePhase phase);
   void Finish(LiveMovePhase phase, const std::optional<base::Error>& error);
   void UpdateDiskProgress();
@@ -670,23 +674,17 @@ void LiveMoveSource::Impl::FailBeforeState(base::Error error) {
 }
 
 void LiveMoveSource::Impl::ResumeHere() {
-  vm::Machine& m = *opt_.machine;
-  if (io_paused_) {
-    for (storage::TrackingDisk* d : opt_.disks) d->ResumeIo();
-    io_paused_ = false;
-  }
+  KeepOnlyVcpusPaused();
   if (paused_) {
     if (auto st = opt_.resume(); !st) base::LogError("live move: resuming the vm failed: " + st.error().ToString());
     paused_ = false;
   }
-  if (throttle_ != 0) {
-    (void)m.SetThrottle(0);
-    throttle_ = 0;
-  }
-  if (dirty_log_on_) {
-    (void)m.DisableDirtyLog();
-    dirty_log_on_ = false;
-  }
+}
+
+void LiveMoveSource::Impl::ResumeDiskIo() {
+  if (!io_paused_) return;
+  for (storage::TrackingDisk* d : opt_.disks) d->ResumeIo();
+  io_paused_ = false;
 }
 
 // ---- Resolution (after DeviceState) ---------------------------------------------
@@ -697,10 +695,7 @@ void LiveMoveSource::Impl::ResumeHere() {
 // The mirrors are detached, so resumed disk I/O goes to the source only.
 void LiveMoveSource::Impl::KeepOnlyVcpusPaused() {
   vm::Machine& m = *opt_.machine;
-  if (io_paused_) {
-    for (storage::TrackingDisk* d : opt_.disks) d->ResumeIo();
-    io_paused_ = false;
-  }
+  ResumeDiskIo();
   if (throttle_ != 0) {
     (void)m.SetThrottle(0);
     throttle_ = 0;
@@ -720,10 +715,7 @@ void LiveMoveSource::Impl::FinishCommitted() {
   // The vCPUs never run here again, so no guest write can reach the disks;
   // but shutting the machine down flushes them through the tracking disks,
   // which would wait for ever while their I/O is paused.
-  if (io_paused_) {
-    for (storage::TrackingDisk* d : opt_.disks) d->ResumeIo();
-    io_paused_ = false;
-  }
+  ResumeDiskIo();
   if (pool_) pool_->Stop();
   for (size_t i = 0; pool_ && i < pool_->size(); ++i) pool_->stream(i).Shutdown();
   if (reader_.joinable()) reader_.join();

@@ -271,7 +271,7 @@ static LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record
   return record.status;
 }
 
-void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved) {
+void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved, bool destination_answered) {
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   // The worker's last word (its exit record) is the report, when it left one.
   if (auto report = LiveMoveStatusFromJson(json::parse(moved.report, nullptr, false)); report) s = *report;
@@ -286,6 +286,7 @@ void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved) {
   // The destination adopts a committed move on its own within a poll
   // interval; asking for its status adopts it at once, so when `ferry
   // move-vm` returns the VM is already listed there.
+  if (destination_answered) return Finish(job, s);
   if (auto verdict = DestinationVerdict(job); verdict && *verdict != RemoteMoveState::kCommitted)
     base::LogError("job " + job.record.id + ": the worker reported the move committed but the destination " +
                    job.peer.ToString() + " says " + std::string(ToString(*verdict)));
@@ -334,7 +335,7 @@ void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
   if (*verdict == RemoteMoveState::kCommitted) {
     base::LogWarning("job " + job.record.id + ": " + why + ", but the destination had committed: vm " + vm +
                      " runs there now");
-    return FinishMoved(job, vms_.FinishMovedVm(vm, ""));
+    return FinishMoved(job, vms_.FinishMovedVm(vm, ""), /*destination_answered=*/true);
   }
   FinishFailed(job, base::Error(base::Code::kAborted, "the vm's worker died during the move (" + why +
                                                           "); the vm stays on this host with its files intact"));
@@ -349,7 +350,7 @@ void LiveMoveService::OnWorkerSilent(Job& job, const std::string& why, bool comp
     // The VM runs there; this worker holds a paused copy that must never run.
     if (auto st = vms_.KillWorkerOfMovedVm(vm, 10000); !st)
       base::LogError("job " + job.record.id + ": " + st.error().ToString());
-    return FinishMoved(job, vms_.FinishMovedVm(vm, ""));
+    return FinishMoved(job, vms_.FinishMovedVm(vm, ""), /*destination_answered=*/!completed_seen);
   }
   // Not committed: stop polling, so the worker's lease ends a move that has
   // not reached switchover, and tell the destination to give up (after

@@ -134,7 +134,9 @@ class LiveMoveService {
   // committed: the VM stays blocked here (no start, resume or delete) and
   // the job says whom to ask.
   void FinishInDoubt(Job& job, const std::string& why, const base::Error& unreachable);
-  void FinishMoved(Job& job, const VmService::MovedVm& moved);
+  // destination_answered: its Status already said committed (and so
+  // adopted the VM there); otherwise FinishMoved asks.
+  void FinishMoved(Job& job, const VmService::MovedVm& moved, bool destination_answered = false);
   void FinishFailed(Job& job, const base::Error& error);  // the VM stays here; Abort sent
   void Update(Job& job, const LiveMoveStatus& status);
   void Finish(Job& job, LiveMoveStatus status);

@@ -4,6 +4,8 @@ target_sources(ferry_appliance PRIVATE
   src/live_move_service.cc
   src/live_move_job.cc
   src/vm_service_moved.cc
+  src/vm_service_departure.cc
+  src/departure_record.cc
   src/api_handler_live_move.cc
   src/cli_live_move.cc
 )

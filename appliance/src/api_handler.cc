@@ -104,6 +104,7 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
     case RouteId::kMoveStorage:
       return HandleStorageMove(route, request);
     case RouteId::kMoveVm:
+    case RouteId::kResolveVm:
     case RouteId::kListJobs:
     case RouteId::kGetJob:
       return HandleLiveMove(route, request);  // jobs: storage and live moves together

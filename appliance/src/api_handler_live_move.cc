@@ -4,6 +4,7 @@
 //                                 "destination": "/abs" (or "destination_storage_path"),
 //                                 "include_storage": true, "streams": 4,
 //                                 "bandwidth_limit": 0, "downtime_ms": 0}   -> 202 job
+//   POST /v1/vms/{name}/resolve  {"force": false}  -> {"vm","outcome":"moved"|"here"|"none",...}
 //   GET  /v1/jobs                -> {"jobs": [...]}  (both kinds, oldest first)
 //   GET  /v1/jobs/{id}           -> job
 #include <algorithm>
@@ -83,6 +84,20 @@ HttpResponse ApiHandler::HandleLiveMove(const Route& route, const HttpRequest& r
       auto args = ParseMoveVmBody(route.name, request.body);
       if (!args) return ErrorResponse(args.error());
       return or_error(live_->Start(*args), 202);
+    }
+    case RouteId::kResolveVm: {
+      if (auto valid = ValidateVmName(route.name); !valid) return ErrorResponse(valid.error());
+      json body = json::parse(request.body.empty() ? "{}" : request.body, nullptr, false);
+      bool force = false;
+      if (body.is_discarded() || !body.is_object())
+        return ErrorResponse(base::Error(base::Code::kInvalidArgument, "request body must be a JSON object"));
+      for (auto it = body.begin(); it != body.end(); ++it) {
+        if (it.key() != "force" || !it->is_boolean())
+          return ErrorResponse(base::Error(base::Code::kInvalidArgument, "unknown or mistyped member \"" + it.key() +
+                                                                             "\" in resolve request (force: boolean)"));
+        force = it->get<bool>();
+      }
+      return or_error(service_.ResolveDeparture(route.name, force), 200);
     }
     default:
       return ErrorResponse(500, "internal", "unhandled route");

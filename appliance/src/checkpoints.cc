@@ -153,6 +153,7 @@ base::Result<json> VmService::ListCheckpoints(const std::string& name) {
 
 base::Result<VmService::CheckpointStart> VmService::BeginCheckpointOp(Vm& vm, const std::string& name,
                                                                        const std::string& what) {
+  RETURN_IF_ERROR(SettleDeparture(vm, what));
   std::lock_guard lock(vm.mu);
   if (vm.deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
   RETURN_IF_ERROR(RefuseDuringStorageMove(vm.storage_move, what, name));

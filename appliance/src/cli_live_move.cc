@@ -68,8 +68,19 @@ base::Result<uint64_t> ParseRate(const std::string& text) {
 base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
                                         std::map<std::string, std::vector<std::string>>& options,
                                         const std::string& cwd, CliInvocation& inv) {
-  if (words[0] != "move-vm") return false;
   auto take = [&](const std::string& option) { return TakeOption(options, option); };
+  if (words[0] == "vm" && words.size() >= 2 && words[1] == "resolve") {
+    const std::string resolve_form = "vm resolve NAME [--force]";
+    if (words.size() < 3) return Usage("missing argument: ferry " + resolve_form);
+    if (words.size() > 3) return Usage("unexpected argument \"" + words[3] + "\": ferry " + resolve_form);
+    inv.command = CliCommand::kVmResolve;
+    inv.vm_name = words[2];
+    inv.method = "POST";
+    inv.path = "/v1/vms/" + inv.vm_name + "/resolve";
+    inv.body = json{{"force", take("--force").has_value()}};
+    return true;
+  }
+  if (words[0] != "move-vm") return false;
   const std::string form =
       "move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N] "
       "[--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]";
@@ -114,6 +125,17 @@ const JobView kLiveMoveView{Ended, Title, FormatLiveMoveProgress, FormatLiveMove
 }  // namespace
 
 bool IsLiveMoveJob(const json& job) { return Str(job, "kind") == "live-vm"; }
+
+std::string FormatResolveResult(const json& reply) {
+  std::string out = Str(reply, "message");
+  if (out.empty()) out = "vm " + Str(reply, "vm") + ": " + Str(reply, "outcome");
+  out += "\n";
+  if (Str(reply, "outcome") == "here" && !Str(reply, "state").empty())
+    out += "vm " + Str(reply, "vm") + " is " + Str(reply, "state") + " on this host\n";
+  if (reply.value("forced", false))
+    out += "warning: kept here without the destination's word; if it runs the vm there too, stop one copy\n";
+  return out;
+}
 
 std::string FormatLiveMoveProgress(const json& job) {
   const json& s = Status(job);

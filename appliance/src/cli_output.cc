@@ -55,6 +55,24 @@ std::string Lines(const std::vector<std::pair<std::string, std::string>>& fields
   return out;
 }
 
+// A VM with a departure record: "moving", "in doubt" (list column suffix).
+std::string DepartureState(const json& vm) {
+  const json d = vm.value("departure", json());
+  if (!d.is_object()) return "";
+  return Str(d, "state") == "in-doubt" ? "in doubt" : "moving";
+}
+
+// Where a departing VM may be and what to do about it.
+std::string DepartureNote(const json& vm) {
+  const json d = vm.value("departure", json());
+  if (!d.is_object()) return "";
+  const std::string to = Str(d, "host") + " (migration " + Str(d, "migration_id") + ")";
+  if (Str(d, "state") == "in-doubt")
+    return "in doubt: a live move to " + to + " may have committed there; `ferry vm resolve " + Str(vm, "name") +
+           "` asks again" + (Str(d, "message").empty() ? "" : " (" + Str(d, "message") + ")");
+  return "moving to " + to + (d.value("watched", false) ? ", job " + Str(d, "job") : ", being settled");
+}
+
 }  // namespace
 
 std::string FormatVmList(const json& list) {
@@ -64,9 +82,11 @@ std::string FormatVmList(const json& list) {
   std::string errors;
   for (const json& vm : vms) {
     const json def = vm.value("definition", json::object());
-    rows.push_back({Str(vm, "name"), Str(vm, "state"), Str(def, "vcpus"), FormatSize(U64(def, "memory_bytes")),
-                    Basename(Str(def, "program"))});
+    const std::string departure = DepartureState(vm);
+    rows.push_back({Str(vm, "name"), Str(vm, "state") + (departure.empty() ? "" : ", " + departure), Str(def, "vcpus"),
+                    FormatSize(U64(def, "memory_bytes")), Basename(Str(def, "program"))});
     if (!Str(vm, "last_error").empty()) errors += Str(vm, "name") + ": " + Str(vm, "last_error") + "\n";
+    if (departure == "in doubt") errors += Str(vm, "name") + ": " + DepartureNote(vm) + "\n";
   }
   std::string out = Table(rows);
   if (!errors.empty()) out += "\nlast errors:\n" + errors;
@@ -95,6 +115,7 @@ std::string FormatVm(const json& vm) {
   }
   if (!Str(vm, "saved_state").empty()) f.push_back({"saved state", Str(vm, "saved_state")});
   if (!Str(vm, "last_error").empty()) f.push_back({"last error", Str(vm, "last_error")});
+  if (!DepartureNote(vm).empty()) f.push_back({"live move", DepartureNote(vm)});
   f.push_back({"directory", Str(vm, "dir")});
   return Lines(f);
 }

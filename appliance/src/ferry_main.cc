@@ -84,6 +84,7 @@ int Run(const appliance::CliInvocation& inv) {
       std::cout << (appliance::IsLiveMoveJob(json) ? appliance::FormatLiveMoveJob(json) : appliance::FormatJob(json));
       break;
     case CliCommand::kMoveStorage: case CliCommand::kMoveVm: break;
+    case CliCommand::kVmResolve: std::cout << appliance::FormatResolveResult(json); break;
     case CliCommand::kCheckpointList: std::cout << appliance::FormatCheckpointList(json); break;
     case CliCommand::kCheckpointCreate:
     case CliCommand::kCheckpointApply:

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "appliance/departure_record.h"
 #include "appliance/unix_socket.h"
 #include "appliance/vm_json.h"
 #include "base/fd.h"
@@ -84,7 +85,8 @@ base::Status Inventory::Delete(const std::string& name) const {
   // the rest is interrupted.
   for (const std::string& path :
        {DefinitionPath(name), RuntimePath(name), ConsolePath(name), WorkerLogPath(name),
-        WorkerErrorPath(name), WorkerExitPath(name), SavedStatePath(name), ControlSocketPath(name)}) {
+        WorkerErrorPath(name), WorkerExitPath(name), SavedStatePath(name), ControlSocketPath(name),
+        DeparturePath(VmDir(name))}) {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) return base::ErrnoError("remove " + path);
   }
   std::string dir = VmDir(name);

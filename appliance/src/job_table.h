@@ -56,9 +56,11 @@ class JobTable {
 
   // Creates the directory and loads every record in it (unreadable records
   // are skipped with a warning). A job that was running when ferryd stopped
-  // is passed to `interrupted`, which says how it ended; the table then
-  // marks it ended now and writes it back. Call before any job starts.
-  base::Status Load(const std::function<void(Record&)>& interrupted) {
+  // is passed to `interrupted`, which either says how it ended (returns
+  // false: the table marks it ended now and writes it back) or takes it up
+  // again (returns true: it stays running, and the service starts its
+  // thread). Call before any job starts.
+  base::Status Load(const std::function<bool(Record&)>& interrupted) {
     ASSIGN_OR_RETURN(std::vector<std::string> paths, ListJobRecordFiles(dir_));
     for (const std::string& path : paths) {
       auto text = base::ReadFileToString(path);
@@ -70,8 +72,7 @@ class JobTable {
       }
       auto job = std::make_shared<Job>();
       job->record = std::move(*parsed);
-      if (IsRunning(job->record)) {
-        interrupted(job->record);
+      if (IsRunning(job->record) && !interrupted(job->record)) {
         job->record.ended_unix_ms = UnixMillisNow();
         Persist(job->record);
       }
@@ -131,10 +132,20 @@ class JobTable {
       if (job->thread.joinable()) job->thread.join();
     }
   }
-  // Forgets a job whose start failed before its thread ran.
+  // Forgets a job whose start failed before its thread ran (and its record).
   void Remove(const std::string& id) {
     std::lock_guard lock(mu_);
     jobs_.erase(id);
+    RemoveJobRecord(dir_, id);
+  }
+  // The running jobs (for a service that takes jobs up after a restart).
+  // The caller holds mu().
+  std::vector<std::shared_ptr<Job>> RunningJobs() const {
+    std::vector<std::shared_ptr<Job>> running;
+    for (const auto& [id, job] : jobs_) {
+      if (IsRunning(job->record)) running.push_back(job);
+    }
+    return running;
   }
   bool Contains(const std::string& id) const {
     std::lock_guard lock(mu_);

@@ -30,6 +30,8 @@ constexpr uint64_t kMovedExitWaitNs = 15'000'000'000ull;
 // (its control thread answers within milliseconds even mid-switchover).
 constexpr uint64_t kSilenceLimitNs = 20'000'000'000ull;
 constexpr uint32_t kMaxStreams = 64;
+// How often departures nobody watches are put to their destination again.
+constexpr int kResolveIntervalMs = 30000;
 
 WorkerRequest LiveMoveCall(const json& action) {
   WorkerRequest request;
@@ -69,6 +71,11 @@ void SetError(LiveMoveStatus& s, const base::Error& e) {
   s.error = e.message();
 }
 
+LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record) {
+  std::lock_guard lock(mu);
+  return record.status;
+}
+
 }  // namespace
 
 LiveMoveService::LiveMoveService(VmService& vms, Options options)
@@ -80,25 +87,85 @@ LiveMoveService::LiveMoveService(VmService& vms, Options options)
 base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& vms, Options options) {
   std::unique_ptr<LiveMoveService> service(new LiveMoveService(vms, std::move(options)));
   // A job that was running when ferryd stopped. VmService::Open has already
-  // removed the VM if its worker exited "moved" meanwhile.
+  // removed the VM if its worker exited "moved" meanwhile; a VM that still
+  // holds the move's departure record gets its job back (Reattach).
   RETURN_IF_ERROR(service->jobs_->Load([&vms](LiveMoveJobRecord& record) {
     LiveMoveStatus& s = record.status;
     if (auto moved = vms.MovedAway(record.vm)) {
       s.phase = LiveMovePhase::kCompleted;
       record.removed = moved->removed;
       record.kept = moved->kept;
-    } else {
-      s.phase = LiveMovePhase::kFailed;
-      s.error_code = std::string(base::CodeName(base::Code::kAborted));
-      s.error =
-          "interrupted: ferryd stopped during the move; a move that had not reached switchover is aborted by "
-          "the worker and the vm stays here (ferry vm list shows where it runs)";
+      return false;
     }
+    for (const VmService::Departure& d : vms.Departures()) {
+      if (d.vm == record.vm && d.record.migration_id == record.migration_id &&
+          d.record.state == DepartureState::kMoving)
+        return true;
+    }
+    s.phase = LiveMovePhase::kFailed;
+    s.error_code = std::string(base::CodeName(base::Code::kAborted));
+    s.error = "interrupted: ferryd stopped before the move began or after it ended here; vm " + record.vm +
+              " did not leave this host (ferry vm list shows it)";
+    return false;
   }));
+  std::vector<std::shared_ptr<Job>> running;
+  {
+    std::lock_guard lock(service->jobs_->mu());
+    running = service->jobs_->RunningJobs();
+  }
+  for (auto& job : running) service->Reattach(job);
+  LiveMoveService* self = service.get();
+  service->resolver_ = std::thread([self] { self->ResolveUnwatched(); });
   return service;
 }
 
-LiveMoveService::~LiveMoveService() { jobs_->StopAndJoin(); }
+void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
+  const LiveMoveJobRecord& r = job->record;
+  auto peer = ParsePeerEndpoint(r.host, kDefaultPeerPort);
+  auto target = vms_.ReattachLiveMove(r.vm, r.migration_id);
+  if (!peer || !target) {
+    const base::Error e = !peer ? peer.error() : target.error();
+    vms_.MarkInDoubt(r.vm, "ferryd restarted and could not take the move up again: " + e.message());
+    LiveMoveStatus s = LastStatus(jobs_->mu(), r);
+    s.phase = LiveMovePhase::kInDoubt;
+    SetError(s, e.Wrap("take the move up again"));
+    return Finish(*job, s);
+  }
+  peer->source_host = MigrationSourceHost(options_.host);
+  job->peer = *peer;
+  job->control_socket = target->control_socket;
+  base::LogInfo("job " + r.id + ": live move of vm " + r.vm + " to " + job->peer.ToString() +
+                " taken up again after a ferryd restart");
+  std::lock_guard lock(jobs_->mu());
+  job->thread = std::thread([this, job] { Run(job); });
+}
+
+void LiveMoveService::ResolveUnwatched() {
+  base::SetThreadName("live-resolver");
+  // At start, then every kResolveIntervalMs: a departure no job watches (in
+  // doubt, or left by a job that was lost) is settled as soon as its
+  // destination answers. Until then the VM stays held.
+  do {
+    for (const VmService::Departure& d : vms_.Departures()) {
+      if (d.watched || jobs_->WaitStopping(0)) continue;
+      auto resolved = vms_.ResolveDeparture(d.vm, /*force=*/false);
+      if (resolved) {
+        base::LogInfo("vm " + d.vm + ": " + resolved->value("message", std::string("resolved")));
+      } else if (d.record.state == DepartureState::kMoving) {
+        // A job may have taken it up meanwhile; otherwise nobody watches it.
+        for (const VmService::Departure& now : vms_.Departures()) {
+          if (now.vm == d.vm && !now.watched)
+            vms_.MarkInDoubt(d.vm, "no job watches the move: " + resolved.error().message());
+        }
+      }
+    }
+  } while (!jobs_->WaitStopping(kResolveIntervalMs));
+}
+
+LiveMoveService::~LiveMoveService() {
+  jobs_->StopAndJoin();
+  if (resolver_.joinable()) resolver_.join();
+}
 
 bool LiveMoveService::Owns(const std::string& job_id) const { return jobs_->Contains(job_id); }
 
@@ -154,12 +221,21 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
     r.status.migration_id = migration_id;
     r.status.phase = LiveMovePhase::kPreparing;
     jobs_->Add(job);
+    // Before the departure record: a restarted ferryd finds the job of every
+    // departure it finds.
+    jobs_->Persist(r);
   }
   auto drop = [&](const base::Error& e) {
     jobs_->Remove(job->record.id);
     return e;
   };
-  auto target = vms_.BeginLiveMove(vm);
+  DepartureRecord departure;
+  departure.migration_id = migration_id;
+  departure.job = job->record.id;
+  departure.host = peer.ToString();
+  departure.destination = args.destination;
+  departure.started_unix_ms = job->record.started_unix_ms;
+  auto target = vms_.BeginLiveMove(vm, departure);
   if (!target) return drop(target.error());
   job->control_socket = target->control_socket;
   auto fail = [&](const base::Error& e) {
@@ -215,6 +291,11 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
                             LiveMoveCall({{"action", "start"}, {"request", ToJson(request)}}),
                             options_.worker_call_timeout_ms);
   if (!started) {
+    // A start whose reply was lost may have begun: the worker's abort ends
+    // it (and waits for it) before anything here forgets the move.
+    (void)CallWorker(target->control_socket,
+                     LiveMoveCall({{"action", "abort"}, {"reason", "the start was not confirmed"}}),
+                     options_.worker_call_timeout_ms);
     AbortAtDestination(*job, "the source worker did not start the move: " + started.error().message());
     return fail(started.error());
   }
@@ -266,11 +347,6 @@ void LiveMoveService::Finish(Job& job, LiveMoveStatus status) {
                 (job.record.status.error.empty() ? "" : ": " + job.record.status.error));
 }
 
-static LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record) {
-  std::lock_guard lock(mu);
-  return record.status;
-}
-
 void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved, bool destination_answered) {
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   // The worker's last word (its exit record) is the report, when it left one.
@@ -313,14 +389,16 @@ base::Result<RemoteMoveState> LiveMoveService::DestinationVerdict(const Job& job
 }
 
 void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base::Error& unreachable) {
-  // No EndLiveMove: the VM stays marked as moving, so nothing here starts a
-  // copy that may already run at the destination.
+  // No EndLiveMove: the departure record stays (in doubt), so nothing here
+  // starts a copy that may already run at the destination.
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kInDoubt;
   SetError(s, base::Error(base::Code::kUnavailable,
                           why + "; the destination " + job.peer.ToString() + " cannot say whether it committed (" +
-                              unreachable.message() + "): ask it whether vm " + job.record.vm +
-                              " runs there before starting it here"));
+                              unreachable.message() + "): `ferry vm resolve " + job.record.vm +
+                              "` asks it again (ferryd also does, every " +
+                              std::to_string(kResolveIntervalMs / 1000) + " s)"));
+  vms_.MarkInDoubt(job.record.vm, s.error);
   Finish(job, s);
 }
 
@@ -367,6 +445,13 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
   for (;;) {
     if (jobs_->WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease decides
     auto reply = CallWorkerBounded(job->control_socket, poll, options_.worker_call_timeout_ms);
+    if (!reply && reply.error().code() == base::Code::kNotFound) {
+      // Taken up after a restart, but the worker never heard of the move
+      // (ferryd stopped between Prepare and the worker's start).
+      return FinishFailed(*job, base::Error(base::Code::kAborted,
+                                            "interrupted: ferryd stopped before the worker started the move; vm " +
+                                                vm + " stays here"));
+    }
     std::optional<LiveMoveStatus> status;
     if (reply && !reply->live_move.empty()) {
       auto parsed = LiveMoveStatusFromJson(json::parse(reply->live_move, nullptr, false));
@@ -409,12 +494,19 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
       return OnWorkerSilent(*job, "the worker did not exit after the destination committed", true);
     }
     // Failed: the VM runs here. In doubt: it stays paused here and the
-    // destination may have committed, so nothing is aborted there.
-    vms_.EndLiveMove(vm);
-    if (status->phase == LiveMovePhase::kFailed) AbortAtDestination(*job, "the move failed: " + status->error);
-    if (status->phase == LiveMovePhase::kInDoubt && status->error.empty())
-      status->error = "the move is in doubt: the source stays paused; ask the destination " + job->peer.ToString() +
-                      " whether vm " + vm + " runs there, then stop or resume it here";
+    // destination may have committed, so nothing is aborted there and the
+    // departure record holds the VM until the destination answers.
+    if (status->phase == LiveMovePhase::kFailed) {
+      AbortAtDestination(*job, "the move failed: " + status->error);
+      vms_.EndLiveMove(vm);
+    } else {
+      if (status->error.empty())
+        status->error = "the move is in doubt: the source stays paused; the destination " + job->peer.ToString() +
+                        " could not say whether it committed";
+      status->error += "; `ferry vm resolve " + vm + "` asks it again (ferryd also does, every " +
+                       std::to_string(kResolveIntervalMs / 1000) + " s)";
+      vms_.MarkInDoubt(vm, status->error);
+    }
     return Finish(*job, *status);
   }
 }

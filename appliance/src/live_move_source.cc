@@ -87,9 +87,14 @@ class LiveMoveSource::Impl {
   ~Impl() {
     Abort("the move was abandoned");
     if (thread_.joinable()) thread_.join();
+    StopWatchdog();
   }
 
   void StartThread() {
+    watchdog_ = std::thread([this] {
+      base::SetThreadName("live-move-wd");
+      Watch();
+    });
     thread_ = std::thread([this] {
       base::SetThreadName("live-move");
       Run();
@@ -135,6 +140,17 @@ class LiveMoveSource::Impl {
   base::Status Precopy(std::vector<uint64_t>& pending);
   base::Status SendSwitchover(std::vector<uint64_t>& pending);
   base::Status CheckAlive(bool lease);
+  // The bounds every wait before DeviceState keeps, whatever it waits for:
+  // the lease (ferryd polls) until the switchover, and the time limit from
+  // the start of the pre-copy. mu_ held. The error that ends the move, if
+  // one is overdue.
+  std::optional<base::Error> OverdueLocked(bool lease) const;
+  // The watchdog thread: every kWatchMs, an overdue move gets its error
+  // recorded and its cancel fd signalled, which wakes whatever the move
+  // thread, the mirrors or a guest write-through are blocked in (a full
+  // lane, a drain, a mirror's completion).
+  void Watch();
+  void StopWatchdog();
   void FailBeforeState(base::Error error);
   void Resolve();
   void FinishCommitted();
@@ -189,7 +205,14 @@ class LiveMoveSource::Impl {
   std::optional<base::Error> dest_error_;    // a kError frame from the destination
   std::optional<base::Error> reader_error_;  // stream 0 failed or closed
 
+  uint64_t precopy_start_ns_ = 0;             // guarded by mu_; 0 before the pre-copy
+  bool state_out_ = false;                    // guarded by mu_: DeviceState was sent
+  std::optional<base::Error> overdue_error_;  // guarded by mu_: set by the watchdog
+  bool watchdog_stop_ = false;                // guarded by mu_
+  std::condition_variable watchdog_cv_;       // with mu_
+
   std::mutex join_mu_;
+  std::thread watchdog_;
   std::thread thread_;  // last: started once everything above exists
 };
 
@@ -443,10 +466,9 @@ base::Status LiveMoveSource::Impl::WaitMirrorsReady(int timeout_ms) {
 base::Status LiveMoveSource::Impl::CheckAlive(bool lease) {
   {
     std::lock_guard lock(mu_);
+    if (overdue_error_) return *overdue_error_;
     if (!abort_reason_.empty()) return base::Error(base::Code::kCancelled, "move cancelled: " + abort_reason_);
-    if (lease && opt_.lease_ms > 0 && MsSince(last_poll_ns_) > opt_.lease_ms)
-      return base::Error(base::Code::kAborted, "ferryd stopped polling (no status request for " +
-                                                   std::to_string(opt_.lease_ms) + " ms): move abandoned");
+    if (auto overdue = OverdueLocked(lease)) return *overdue;
     if (dest_error_) return *dest_error_;
     if (reader_error_)
       return reader_error_->Wrap("the destination " + peer_ + " ended the move");
@@ -457,6 +479,50 @@ base::Status LiveMoveSource::Impl::CheckAlive(bool lease) {
   return base::Ok();
 }
 
+std::optional<base::Error> LiveMoveSource::Impl::OverdueLocked(bool lease) const {
+  if (state_out_) return std::nullopt;  // only the destination decides now
+  if (lease && opt_.lease_ms > 0 && MsSince(last_poll_ns_) > opt_.lease_ms)
+    return base::Error(base::Code::kAborted, "ferryd stopped polling (no status request for " +
+                                                 std::to_string(opt_.lease_ms) + " ms): move abandoned");
+  if (precopy_start_ns_ != 0 &&
+      base::MonotonicNanos() - precopy_start_ns_ > uint64_t(req_.time_limit_s) * 1000000000ull) {
+    const LiveMoveStatus& s = status_;
+    return base::Error(base::Code::kDeadlineExceeded,
+                       "did not converge within " + std::to_string(req_.time_limit_s) + " s: guest dirties " +
+                           Fixed(Mib(s.dirty_bytes_per_second)) + " MiB/s, link carries " +
+                           Fixed(Mib(s.bytes_per_second)) + " MiB/s, " + Fixed(Mib(double(s.memory_remaining))) +
+                           " MiB of memory and " + Fixed(Mib(double(s.disk_remaining))) + " MiB of disk left" +
+                           (s.phase == LiveMovePhase::kSwitchover ? " (in the switchover)" : ""));
+  }
+  return std::nullopt;
+}
+
+void LiveMoveSource::Impl::Watch() {
+  constexpr int kWatchMs = 100;
+  std::unique_lock lock(mu_);
+  while (!watchdog_stop_ && !state_out_ && running_.load()) {
+    watchdog_cv_.wait_for(lock, std::chrono::milliseconds(kWatchMs));
+    if (watchdog_stop_ || state_out_ || overdue_error_ || !running_.load()) continue;
+    // The lease holds until the switchover: a ferryd that dies after it
+    // learns the outcome from the worker's exit record or the destination.
+    const bool lease = status_.phase != LiveMovePhase::kSwitchover;
+    if (auto overdue = OverdueLocked(lease)) {
+      overdue_error_ = overdue;
+      base::LogWarning("live move " + req_.prepare.migration_id + ": " + overdue->message());
+      (void)cancel_.Signal();
+    }
+  }
+}
+
+void LiveMoveSource::Impl::StopWatchdog() {
+  {
+    std::lock_guard lock(mu_);
+    watchdog_stop_ = true;
+  }
+  watchdog_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
 // ---- Memory pre-copy --------------------------------------------------------
 
 base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
@@ -465,11 +531,13 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
   RETURN_IF_ERROR(m.EnableDirtyLog());
   dirty_log_on_ = true;
   const double budget_ms = req_.downtime_ms > 0 ? req_.downtime_ms : kDefaultDowntimeMs;
-  const uint64_t limit_ns = uint64_t(req_.time_limit_s) * 1000000000ull;
   uint64_t harvest_ns = base::MonotonicNanos();
   // The time bound is for convergence: it starts here, after the layers,
   // whose copy takes as long as their size needs.
-  const uint64_t precopy_start_ns = harvest_ns;
+  {
+    std::lock_guard lock(mu_);
+    precopy_start_ns_ = harvest_ns;
+  }
 
   // Round 1: the full pass.
   {
@@ -531,16 +599,10 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
       pending = std::move(dirty);
       return base::Ok();
     }
-    if (now - precopy_start_ns > limit_ns) {
-      // These pages were harvested (their bits cleared); the VM keeps
-      // running here, so nothing is lost by dropping them.
-      return base::Error(base::Code::kDeadlineExceeded,
-                         "did not converge within " + std::to_string(req_.time_limit_s) + " s: guest dirties " +
-                             Fixed(Mib(model_.dirty_rate())) + " MiB/s, link carries " +
-                             Fixed(Mib(model_.bandwidth())) + " MiB/s" +
-                             (ready ? ", " + Fixed(Mib(double(disk_left))) + " MiB of disk writes waiting"
-                                    : " (disk mirrors not caught up)"));
-    }
+    // These pages were harvested (their bits cleared); the VM keeps
+    // running here, so nothing is lost by dropping them when the time limit
+    // (OverdueLocked, which the status figures above feed) ends the move.
+    RETURN_IF_ERROR(CheckAlive(true));
     // What the vCPUs can be blamed for: while a mirror still catches up,
     // only the dirty memory (the bulk copy is not their fault); once every
     // mirror is ready, memory and the disk writes waiting to be sent (a
@@ -633,6 +695,7 @@ base::Status LiveMoveSource::Impl::SendSwitchover(std::vector<uint64_t>& pending
   // From here on the destination may own the VM.
   {
     std::lock_guard lock(mu_);
+    state_out_ = true;
     status_.memory_sent += sent.bytes;
     status_.zero_pages += sent.zero_pages;
     status_.memory_remaining = 0;
@@ -646,14 +709,18 @@ base::Status LiveMoveSource::Impl::SendSwitchover(std::vector<uint64_t>& pending
 
 // Before DeviceState: the VM goes on here as if nothing happened.
 void LiveMoveSource::Impl::FailBeforeState(base::Error error) {
+  bool overdue = false;
   {
     // A wait that noticed the cancel fd says only "cancelled": say why.
     std::lock_guard lock(mu_);
-    if (error.code() == base::Code::kCancelled && !abort_reason_.empty())
+    overdue = overdue_error_.has_value();
+    if (overdue)
+      error = *overdue_error_;
+    else if (error.code() == base::Code::kCancelled && !abort_reason_.empty())
       error = base::Error(base::Code::kCancelled, "move cancelled: " + abort_reason_);
   }
   // A stream error here is usually the echo of the destination failing.
-  if (pool_ && pool_->error() && error.code() != base::Code::kCancelled) error = StreamsFailure(error);
+  if (pool_ && pool_->error() && error.code() != base::Code::kCancelled && !overdue) error = StreamsFailure(error);
   // Cancel first so mirror threads and guest write-throughs blocked on a
   // full lane return at once.
   (void)cancel_.Signal();

@@ -76,6 +76,7 @@ Route MatchRoute(std::string_view method, std::string_view path) {
   if (seg[3] == "console") return Only(method, "GET", Make(RouteId::kConsole, name));
   if (seg[3] == "move-storage") return Only(method, "POST", Make(RouteId::kMoveStorage, name));
   if (seg[3] == "move-vm") return Only(method, "POST", Make(RouteId::kMoveVm, name));
+  if (seg[3] == "resolve") return Only(method, "POST", Make(RouteId::kResolveVm, name));
   auto action = ParseVmAction(seg[3]);
   // Deletion has its own verb (DELETE /v1/vms/{name}), not an action path.
   if (!action || *action == VmAction::kDelete) return Route{};

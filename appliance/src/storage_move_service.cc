@@ -93,6 +93,7 @@ base::Result<std::unique_ptr<StorageMoveService>> StorageMoveService::Open(VmSer
     record.status.error =
         "interrupted: ferryd stopped during the move; the vm keeps its source files; start the move again "
         "(a live move resumes from the worker's bitmaps)";
+    return false;
   }));
   return service;
 }

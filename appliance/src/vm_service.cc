@@ -110,10 +110,25 @@ void VmService::Recover(Vm& vm) {
     return;
   }
   vm.runtime = *loaded;
+  // A departure record makes the VM unusable here until it is settled,
+  // whatever its worker did meanwhile: a damaged one counts as in doubt.
+  if (auto departure = ReadDeparture(inventory_.VmDir(vm.name)); !departure) {
+    DepartureRecord unreadable;
+    unreadable.state = DepartureState::kInDoubt;
+    unreadable.message = departure.error().message();
+    vm.departure = unreadable;
+    base::LogError("vm " + vm.name + ": " + departure.error().ToString() +
+                   "; the vm is held as in doubt until `ferry vm resolve " + vm.name + " --force`");
+  } else if (departure->has_value()) {
+    vm.departure = **departure;
+    base::LogWarning("vm " + vm.name + ": a live move to " + vm.departure->host + " (migration " +
+                     vm.departure->migration_id + ") is " + std::string(ToString(vm.departure->state)));
+  }
   if (!HasWorker(vm.runtime.state)) return;
 
   const int64_t pid = vm.runtime.worker_pid;
   auto pidfd = PidfdOpen(pid);
+  if (pidfd && WorkerHasExited(vm.name, pid, pidfd->get())) pidfd = base::Error(base::Code::kNotFound, "exited");
   if (!pidfd) {
     // The worker exited while no ferryd watched it; its exit record says why.
     auto record = ReadExitRecord(inventory_.WorkerExitPath(vm.name), pid);
@@ -223,6 +238,14 @@ json VmService::Describe(const Vm& vm) const {
     j["worker"] = {{"pid", r.worker_pid}, {"control_socket", r.control_socket}};
   else
     j["worker"] = nullptr;
+  if (vm.departure) {
+    j["departure"] = ToJson(*vm.departure);
+    // Moving but unwatched: a restarted ferryd has not taken the move up
+    // (yet); the next action or `ferry vm resolve` asks the destination.
+    j["departure"]["watched"] = vm.storage_move;
+  } else {
+    j["departure"] = nullptr;
+  }
   return j;
 }
 
@@ -362,6 +385,11 @@ base::Status VmService::Delete(const std::string& name) {
     std::lock_guard lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     RETURN_IF_ERROR(CheckAction(name, vm->runtime.state, VmAction::kDelete));
+  }
+  RETURN_IF_ERROR(SettleDeparture(*vm, "delete"));
+  {
+    std::lock_guard lock(vm->mu);
+    if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     if (vm->storage_move)
       return base::Error(base::Code::kFailedPrecondition,
                          "cannot delete vm " + name + ": its storage is being moved (see ferry jobs)");

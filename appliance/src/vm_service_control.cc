@@ -31,6 +31,11 @@ base::Result<json> VmService::Act(const std::string& name, VmAction action,
                          "cannot " + std::string(ToString(action)) + " vm " + name +
                              ": its storage is being moved (see ferry jobs)");
   }
+  // Each of these could make a VM whose live move may have committed run
+  // here too (a save, through a later restore). Stop and pause cannot.
+  if (action == VmAction::kStart || action == VmAction::kRestore || action == VmAction::kResume ||
+      action == VmAction::kSave)
+    RETURN_IF_ERROR(SettleDeparture(*vm, std::string(ToString(action))));
   switch (action) {
     case VmAction::kStart:
     case VmAction::kRestore:

@@ -12,6 +12,7 @@ base::Result<VmService::MoveTarget> VmService::BeginStorageMove(const std::strin
   ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
   // op_mu: no start/stop/save is half-way while the move begins.
   std::lock_guard op(vm->op_mu);
+  RETURN_IF_ERROR(SettleDeparture(*vm, "move the storage of"));
   std::lock_guard lock(vm->mu);
   if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
   if (vm->storage_move)

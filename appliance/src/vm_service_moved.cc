@@ -23,10 +23,11 @@ constexpr size_t kMovedKept = 64;
 
 }  // namespace
 
-base::Result<VmService::MoveTarget> VmService::BeginLiveMove(const std::string& name) {
+base::Result<VmService::MoveTarget> VmService::BeginLiveMove(const std::string& name, DepartureRecord departure) {
   ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
   // op_mu: no start/stop/save is half-way while the move begins.
   std::lock_guard op(vm->op_mu);
+  RETURN_IF_ERROR(SettleDeparture(*vm, "move"));
   std::lock_guard lock(vm->mu);
   if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
   if (vm->storage_move)
@@ -41,13 +42,17 @@ base::Result<VmService::MoveTarget> VmService::BeginLiveMove(const std::string& 
   target.definition = vm->definition;
   target.vm_dir = inventory_.VmDir(name);
   target.control_socket = vm->runtime.control_socket;
+  // Durable before the worker hears of the move: a ferryd that restarts
+  // after a switchover always knows the VM may be elsewhere.
+  departure.state = DepartureState::kMoving;
+  departure.changed_unix_ms = departure.started_unix_ms;
+  RETURN_IF_ERROR(WriteDeparture(target.vm_dir, departure));
+  vm->departure = departure;
   vm->storage_move = true;
   std::lock_guard moved_lock(moved_mu_);
   moved_.erase(name);  // an earlier VM of this name that left: not this move's outcome
   return target;
 }
-
-void VmService::EndLiveMove(const std::string& name) { EndStorageMove(name, /*reload=*/false); }
 
 VmService::MovedVm VmService::FinishMovedVm(const std::string& name, const std::string& report) {
   MovedVm moved;

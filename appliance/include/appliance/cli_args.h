@@ -14,6 +14,7 @@
 //         [--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]
 //   ferry jobs [ID]
 //   ferry vm checkpoint create|apply|delete VM NAME [--force]   ferry vm checkpoint list VM
+//   ferry vm resolve NAME [--force]
 // Options may appear anywhere after "ferry". The socket is --socket, else
 // $FERRY_SOCKET, else /run/ferry/ferryd.sock.
 #pragma once
@@ -49,6 +50,7 @@ enum class CliCommand {
   kCheckpointDelete = 43,
   // Live moves to another host (cli_live_move.h).
   kMoveVm = 50,
+  kVmResolve = 51,
 };
 
 struct CliInvocation {

@@ -23,8 +23,8 @@
 
 namespace appliance {
 
-// Fills inv for "move-vm" (words[0]), taking the options it uses out of
-// `options`. False if words[0] is not "move-vm".
+// Fills inv for "move-vm" (words[0]) and "vm resolve", taking the options it
+// uses out of `options`. False for other commands.
 base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
                                         std::map<std::string, std::vector<std::string>>& options,
                                         const std::string& cwd, CliInvocation& inv);
@@ -40,6 +40,8 @@ std::string FormatLiveMoveReport(const nlohmann::json& job);
 // `ferry jobs ID` for a live move: the report, plus progress while it runs.
 std::string FormatLiveMoveJob(const nlohmann::json& job);
 bool IsLiveMoveJob(const nlohmann::json& job);  // kind "live-vm"
+// `ferry vm resolve`'s answer: where the VM runs now, and why.
+std::string FormatResolveResult(const nlohmann::json& reply);
 
 // After POST .../move-vm answered with `job`: unless no_wait, polls the job
 // until it ends, redrawing one progress line on a terminal (\r; one line per

@@ -7,6 +7,7 @@
 //   worker.exit    the worker's exit record (WorkerExitRecord)
 //   saved.fvs      the saved state while the VM is saved
 //   control.sock   the running worker's control socket
+//   departure.json a live move of the VM is under way or in doubt (departure_record.h)
 // A directory without vm.toml is not a VM (a half-created or half-deleted one).
 //
 // Thread-safety: Inventory is immutable after Open; its methods touch only

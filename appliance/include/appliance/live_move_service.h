@@ -121,6 +121,14 @@ class LiveMoveService {
   };
   LiveMoveService(VmService& vms, Options options);
   void Run(std::shared_ptr<Job> job);
+  // A job that was running when ferryd stopped, whose VM still holds the
+  // move's departure record: polls the worker again (renewing its lease, so
+  // a move that outlived ferryd's restart goes on) or, if the worker is
+  // gone, settles the move with the destination as Run does.
+  void Reattach(std::shared_ptr<Job> job);
+  // The resolver thread: puts departures no job watches to their destination
+  // at start and then periodically (VmService::ResolveDeparture).
+  void ResolveUnwatched();
   // The worker is gone: moved (VmService saw the "moved" exit) or died.
   void OnWorkerGone(Job& job, const std::string& why);
   // The worker lives but does not answer (or does not exit after the
@@ -145,6 +153,7 @@ class LiveMoveService {
   VmService& vms_;
   Options options_;
   std::unique_ptr<JobTable<Job>> jobs_;  // records under options_.jobs_dir
+  std::thread resolver_;                 // ResolveUnwatched; joined after jobs_ stop
 };
 
 // The host part of the first host.toml listen_addresses entry ("" if none):

@@ -10,6 +10,7 @@
 //   GET    /v1/vms/{name}/console      kConsole
 //   POST   /v1/vms/{name}/move-storage kMoveStorage
 //   POST   /v1/vms/{name}/move-vm      kMoveVm    (live move to another host)
+//   POST   /v1/vms/{name}/resolve      kResolveVm (settle a live move in doubt)
 //   GET    /v1/jobs                    kListJobs
 //   GET    /v1/jobs/{id}               kGetJob
 //   GET    /v1/vms/{name}/checkpoints                 kListCheckpoints
@@ -48,6 +49,7 @@ enum class RouteId {
   kApplyCheckpoint = 44,
   // Live moves to another host (jobs listed with kListJobs).
   kMoveVm = 50,
+  kResolveVm = 51,
 };
 
 struct Route {

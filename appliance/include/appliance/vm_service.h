@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "appliance/departure_record.h"
 #include "appliance/inventory.h"
 #include "appliance/runtime_record.h"
 #include "appliance/storage_move_plan.h"  // KeptSource (live moves)
@@ -117,9 +118,41 @@ class VmService {
   // Live moves, source side (vm_service_moved.cc; LiveMoveService calls).
   // BeginLiveMove marks a running or paused VM as moving with the storage
   // moves' flag (one move per VM; checkpoints, start, save and delete are
-  // refused meanwhile); EndLiveMove clears it after a move that failed.
-  base::Result<MoveTarget> BeginLiveMove(const std::string& name);
+  // refused meanwhile) and writes its departure record (departure_record.h)
+  // durably before it returns, so no switchover can happen unrecorded.
+  // Refused while the VM has a departure record already (in doubt).
+  base::Result<MoveTarget> BeginLiveMove(const std::string& name, DepartureRecord departure);
+
+  // Departures (vm_service_departure.cc). While a VM has a departure record,
+  // start, restore, resume, save, delete, checkpoint apply and new moves of it
+  // are refused unless the destination's Status settles the move first
+  // (SettleDeparture): the destination may run the VM.
+  // The move failed and the VM stays here: the record goes, the VM is free.
   void EndLiveMove(const std::string& name);
+  // Nobody could learn whether the destination committed: the record says
+  // in-doubt with `message`, no job watches the VM any more, and its listed
+  // state is read again from its worker (paused, when the move paused it).
+  void MarkInDoubt(const std::string& name, const std::string& message);
+  // A restarted ferryd's job takes the move of `migration_id` up again: the
+  // VM is marked moving. kNotFound if the VM has no departure record of
+  // that move (the move ended, or never got that far).
+  base::Result<MoveTarget> ReattachLiveMove(const std::string& name, const std::string& migration_id);
+  // Every VM with a departure record, and whether a job watches it.
+  struct Departure {
+    std::string vm;
+    DepartureRecord record;
+    bool watched = false;
+  };
+  std::vector<Departure> Departures();
+  // `ferry vm resolve`: asks the destination of the VM's unresolved move
+  // whether it committed. committed: the VM is removed here (its worker, if
+  // any, is killed: the destination runs the VM); aborted or unknown there:
+  // the record goes and the VM stays as its worker says; unreachable:
+  // kUnavailable naming the destination, unless force, which drops the
+  // record without asking (if the destination runs the VM, it then may run
+  // twice: the reply and the log say so). Refused while a job watches the
+  // move. {"vm","outcome":"moved"|"here"|"none","destination","message",...}
+  base::Result<nlohmann::json> ResolveDeparture(const std::string& name, bool force);
   // A worker that exits with exit record state "moved" handed its VM to
   // another host. FinishMovedVm drops the VM from the inventory and deletes
   // its files: every disk and chain file of its definition except those
@@ -180,6 +213,8 @@ class VmService {
     ProcessExit exit;
     bool deleted = false;
     bool storage_move = false;  // BeginStorageMove .. EndStorageMove
+    // <vm dir>/departure.json as last read or written (departure_record.h).
+    std::optional<DepartureRecord> departure;
   };
   using Lock = std::unique_lock<std::mutex>;
 
@@ -192,6 +227,23 @@ class VmService {
   std::string IncomingNameConflictLocked(const std::string& name);  // map_mu_ held
   nlohmann::json Describe(const Vm& vm) const;  // vm.mu held
   base::Result<std::string> ResolveProgram(const CreateRequest& request) const;
+
+  // Departure checks (vm_service_departure.cc). op_mu held, mu not.
+  // Ok if the VM has no departure record, or if the destination's Status
+  // settles it now as "not there" (the record goes); otherwise why `what`
+  // cannot be done: moving (a job watches), moved (the VM left: removed
+  // here), or in doubt, naming the destination and how to resolve.
+  base::Status SettleDeparture(Vm& vm, const std::string& what);
+  // The destination's verdict on the record's move; kUnavailable if it
+  // cannot be asked.
+  base::Result<std::string> AskDestination(const DepartureRecord& record);
+  base::Result<nlohmann::json> ResolveDepartureLocked(Vm& vm, bool force);  // op_mu held
+  // Re-reads the worker's run state into the runtime record (mu not held).
+  void RefreshStateFromWorker(Vm& vm);
+  // What happened to a worker that is gone or going: its pid's exit record,
+  // or a pidfd that reports the exit (an unreaped zombie still answers
+  // pidfd_open but never its control socket).
+  bool WorkerHasExited(const std::string& name, int64_t pid, int pidfd);
 
   base::Status Launch(Vm& vm, VmAction action, const std::string& state_file);
   base::Status Stop(Vm& vm);

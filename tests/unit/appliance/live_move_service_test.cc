@@ -9,9 +9,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <vector>
 
+#include "appliance/departure_record.h"
+#include "appliance/peer_service.h"
 #include "appliance/process.h"
 #include "appliance/worker_protocol.h"
 #include "base/fd.h"
@@ -95,6 +99,15 @@ class LiveMoveServiceTest : public ::testing::Test {
     a.include_storage = true;
     return a;
   }
+  static constexpr const char* kMigration = "01234567-89ab-4def-8123-456789abcdef";
+  DepartureRecord Departure() {
+    DepartureRecord d;
+    d.migration_id = kMigration;
+    d.job = "live-01234567";
+    d.host = "127.0.0.1:1";  // nothing listens there
+    d.destination = dir_ / "dest";
+    return d;
+  }
   std::string Error(const LiveMoveArgs& args) {
     auto r = live_->Start(args);
     return r ? std::string("(started)") : std::string(base::CodeName(r.error().code())) + ": " + r.error().message();
@@ -154,14 +167,188 @@ TEST_F(LiveMoveServiceTest, DisabledAndSmbHosts) {
 TEST_F(LiveMoveServiceTest, BeginLiveMoveHoldsTheVmUntilEnd) {
   CreateVm("a", {});
   Start("a");
-  auto t = service_->BeginLiveMove("a");
+  const std::string record = dir_ / "root/vms/a/departure.json";
+  auto t = service_->BeginLiveMove("a", Departure());
   ASSERT_TRUE(t.has_value()) << t.error().ToString();
   EXPECT_FALSE(t->control_socket.empty());
-  EXPECT_NE(service_->BeginLiveMove("a").error().message().find("already moving"), std::string::npos);
+  // Durable before the worker hears of the move.
+  auto written = ReadDeparture(dir_ / "root/vms/a");
+  ASSERT_TRUE(written.has_value() && written->has_value()) << record;
+  EXPECT_EQ((*written)->migration_id, kMigration);
+  EXPECT_EQ((*written)->state, DepartureState::kMoving);
+  EXPECT_EQ(service_->Show("a")->at("departure")["state"], "moving");
+  EXPECT_NE(service_->BeginLiveMove("a", Departure()).error().message().find("moving to 127.0.0.1:1"),
+            std::string::npos);
   EXPECT_FALSE(service_->Delete("a").has_value());
   service_->EndLiveMove("a");
-  EXPECT_TRUE(service_->BeginLiveMove("a").has_value());
+  EXPECT_FALSE(Exists(record));
+  EXPECT_TRUE(service_->Show("a")->at("departure").is_null());
+  EXPECT_TRUE(service_->BeginLiveMove("a", Departure()).has_value());
   service_->EndLiveMove("a");
+}
+
+// A departure found at start-up that nobody can settle (the destination
+// does not answer): every action that could run the VM a second time is
+// refused naming the destination and the way out; --force is the way out.
+TEST_F(LiveMoveServiceTest, InDoubtVmIsHeldUntilResolved) {
+  CreateVm("a", {});
+  int64_t pid = Start("a")["worker"]["pid"];
+  Close();
+  DepartureRecord d = Departure();
+  d.state = DepartureState::kInDoubt;
+  d.message = "lost the destination after sending the state";
+  ASSERT_TRUE(WriteDeparture(dir_ / "root/vms/a", d).has_value());
+  KillAndReap(pid);  // and the worker died meanwhile
+  Open();
+  json vm = *service_->Show("a");
+  EXPECT_EQ(vm["state"], "crashed");
+  EXPECT_EQ(vm["departure"]["state"], "in-doubt");
+  EXPECT_EQ(vm["departure"]["host"], "127.0.0.1:1");
+  auto refused = [&](const base::Status& st, const std::string& what) {
+    ASSERT_FALSE(st.has_value()) << what << " was allowed";
+    EXPECT_EQ(st.error().code(), base::Code::kFailedPrecondition) << st.error().ToString();
+    EXPECT_NE(st.error().message().find("127.0.0.1:1"), std::string::npos) << st.error().message();
+    EXPECT_NE(st.error().message().find("ferry vm resolve a"), std::string::npos) << st.error().message();
+  };
+  auto status = [](const auto& r) -> base::Status {
+    if (r) return base::Ok();
+    return r.error();
+  };
+  refused(status(service_->Act("a", VmAction::kStart, "")), "start");
+  refused(status(service_->Act("a", VmAction::kRestore, dir_ / "nothing.fvs")), "restore");
+  refused(service_->Delete("a"), "delete");
+  refused(status(service_->ApplyCheckpoint("a", "c1", true)), "checkpoint apply");
+  refused(status(service_->BeginStorageMove("a")), "move-storage");
+  EXPECT_EQ(service_->ResolveDeparture("a", false).error().code(), base::Code::kUnavailable);
+  // --force: kept here, the admin was told what it risks.
+  auto forced = service_->ResolveDeparture("a", true);
+  ASSERT_TRUE(forced.has_value()) << forced.error().ToString();
+  EXPECT_EQ((*forced)["outcome"], "here");
+  EXPECT_EQ((*forced)["forced"], true);
+  EXPECT_FALSE(Exists(dir_ / "root/vms/a/departure.json"));
+  EXPECT_EQ((*service_->ResolveDeparture("a", false))["outcome"], "none");
+  Start("a");
+}
+
+// A departure whose destination answers: "committed" removes the VM here
+// (its paused worker is killed), "unknown" there frees it here.
+TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
+  // The destination: a second ferryd's VmService and PeerService.
+  ServiceOptions dest_vm = options_;
+  dest_vm.host.storage_root = dir_ / "dest-root";
+  auto dest_vms = VmService::Open(dest_vm);
+  ASSERT_TRUE(dest_vms.has_value()) << dest_vms.error().ToString();
+  PeerService::Options po;
+  po.host = dest_vm.host;
+  po.host.incoming_enabled = true;
+  po.host.listen_addresses = {config::ListenAddress{"127.0.0.1", 0, "127.0.0.1:0"}};
+  po.worker_binary = FAKE_WORKER_PATH;
+  po.host_cpu = HostCpu{"GenuineIntel", {"fpu"}};
+  po.io_timeout_ms = 5000;
+  auto peer = PeerService::Start(**dest_vms, po);
+  ASSERT_TRUE(peer.has_value()) << peer.error().ToString();
+  const std::string host = "127.0.0.1:" + std::to_string((*peer)->listening()[0].second);
+  // It committed this migration (its record says so).
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / ("dest-root/incoming-records/" + std::string(kMigration) + ".json"),
+                                        json{{"migration_id", kMigration}, {"vm_name", "a"}, {"state", "committed"}}
+                                            .dump())
+                  .has_value());
+
+  CreateVm("a", {dir_ / "a.img"});
+  int64_t pid = Start("a")["worker"]["pid"];
+  DepartureRecord d = Departure();
+  d.host = host;
+  ASSERT_TRUE(service_->BeginLiveMove("a", d).has_value());
+  service_->MarkInDoubt("a", "test");
+  // Settled before the action: the VM is there, so it is not here.
+  auto save = service_->Act("a", VmAction::kSave, "");
+  ASSERT_FALSE(save.has_value());
+  EXPECT_NE(save.error().message().find("moved to " + host), std::string::npos) << save.error().message();
+  EXPECT_FALSE(service_->Show("a").has_value());
+  EXPECT_FALSE(Exists(dir_ / "a.img"));
+  EXPECT_TRUE(service_->MovedAway("a").has_value());
+  auto pidfd = PidfdOpen(pid);
+  EXPECT_TRUE(!pidfd || *PidfdWaitExit(pidfd->get(), 5000)) << "the worker of the moved vm still runs";
+
+  // Another VM whose move the destination never heard of: it stays here.
+  CreateVm("b", {});
+  Start("b");
+  d.migration_id = "11111111-2222-4333-8444-555555555555";
+  ASSERT_TRUE(service_->BeginLiveMove("b", d).has_value());
+  service_->MarkInDoubt("b", "test");
+  auto resolved = service_->ResolveDeparture("b", false);
+  ASSERT_TRUE(resolved.has_value()) << resolved.error().ToString();
+  EXPECT_EQ((*resolved)["outcome"], "here");
+  EXPECT_EQ((*resolved)["state"], "running");
+  EXPECT_TRUE(service_->Show("b")->at("departure").is_null());
+  peer->reset();
+}
+
+// The issue's zombie: the source worker exited "moved" but nobody reaped it
+// yet when ferryd started. Its pid still opens; its exit record decides.
+TEST_F(LiveMoveServiceTest, ZombieWorkerThatMovedIsNotCrashed) {
+  CreateVm("a", {dir_ / "a.img"});
+  int64_t pid = Start("a")["worker"]["pid"];
+  Close();
+  ASSERT_TRUE(WriteDeparture(dir_ / "root/vms/a", Departure()).has_value());
+  WorkerExitRecord record;
+  record.pid = pid;
+  record.state = "moved";
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/worker.exit", EncodeExitRecord(record)).has_value());
+  ::kill(pid_t(pid), SIGKILL);  // not reaped: a zombie until KillAndReap
+  Open();
+  EXPECT_FALSE(service_->Show("a").has_value()) << service_->Show("a")->dump();
+  EXPECT_TRUE(service_->MovedAway("a").has_value());
+  EXPECT_FALSE(service_->Act("a", VmAction::kStart, "").has_value());
+  KillAndReap(pid);
+}
+
+// A departure left "moving" without any job (its job record was lost):
+// nobody watches it, so the resolver settles it or declares it in doubt.
+TEST_F(LiveMoveServiceTest, UnwatchedDepartureBecomesInDoubt) {
+  CreateVm("a", {});
+  Start("a");
+  Close();
+  ASSERT_TRUE(WriteDeparture(dir_ / "root/vms/a", Departure()).has_value());
+  Open();
+  json vm;
+  for (int i = 0; i < 200; ++i) {
+    vm = *service_->Show("a");
+    if (vm["departure"].is_object() && vm["departure"]["state"] == "in-doubt") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(vm["departure"]["state"], "in-doubt") << vm.dump();
+  EXPECT_EQ(vm["departure"]["watched"], false);
+  EXPECT_EQ(vm["state"], "running");
+  EXPECT_FALSE(service_->Act("a", VmAction::kSave, "").has_value());
+}
+
+TEST(DepartureRecordTest, JsonRoundTripAndDamage) {
+  DepartureRecord r;
+  r.migration_id = "01234567-89ab-4def-8123-456789abcdef";
+  r.job = "live-01234567";
+  r.host = "[fd00::2]:7430";
+  r.destination = "/srv";
+  r.state = DepartureState::kInDoubt;
+  r.message = "why";
+  r.started_unix_ms = 5;
+  r.changed_unix_ms = 6;
+  auto back = DepartureFromJson(ToJson(r), "x");
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(ToJson(*back), ToJson(r));
+  for (const char* text : {"[]", "{}", R"({"migration_id":"m","host":"h","state":"gone"})",
+                           R"({"migration_id":"m","state":"moving"})"}) {
+    auto bad = DepartureFromJson(json::parse(text), "departure.json");
+    ASSERT_FALSE(bad.has_value()) << text;
+    EXPECT_EQ(bad.error().code(), base::Code::kDataLoss);
+    EXPECT_NE(bad.error().message().find("departure.json"), std::string::npos);
+  }
+  test::TestDir dir;
+  EXPECT_FALSE(ReadDeparture(dir.path())->has_value());
+  ASSERT_TRUE(base::WriteFileAtomically(DeparturePath(dir.path()), "{not json").has_value());
+  EXPECT_EQ(ReadDeparture(dir.path()).error().code(), base::Code::kDataLoss);
+  ASSERT_TRUE(RemoveDeparture(dir.path()).has_value());
+  ASSERT_TRUE(RemoveDeparture(dir.path()).has_value());
 }
 
 TEST_F(LiveMoveServiceTest, WorkerThatMovedWhileFerrydWasDownIsRemoved) {

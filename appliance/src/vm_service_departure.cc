@@ -1,0 +1,235 @@
+// VmService's departures: the durable record that a VM is leaving this host
+// by a live move (departure_record.h), the checks it imposes, and its
+// resolution with the destination. The rule they keep: a VM that may run at
+// the destination never runs here too, unless an admin forces it.
+#include <signal.h>
+
+#include "appliance/move_protocol.h"
+#include "appliance/peer_client.h"
+#include "appliance/process.h"
+#include "appliance/vm_service.h"
+#include "appliance/worker_launcher.h"
+#include "appliance/worker_protocol.h"
+#include "base/log.h"
+
+namespace appliance {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kAskTimeoutMs = 10000;     // one Status call to the destination
+constexpr int kKillWaitMs = 10000;       // a worker of a VM that left
+constexpr int kExitRecordWaitMs = 5000;  // a worker that wrote its exit record
+
+std::string HowToResolve(const std::string& vm) {
+  return "run `ferry vm resolve " + vm + "` to ask the destination again once it is reachable, or `ferry vm resolve " +
+         vm + " --force` to keep the vm here without asking (if the destination runs it, it then runs on both "
+         "hosts, each writing its own copy of the disks)";
+}
+
+}  // namespace
+
+bool VmService::WorkerHasExited(const std::string& name, int64_t pid, int pidfd) {
+  if (auto exited = PidfdWaitExit(pidfd, 0); exited && *exited) return true;
+  // The worker writes its exit record just before it exits: it is leaving.
+  if (!ReadExitRecord(inventory_.WorkerExitPath(name), pid)) return false;
+  (void)PidfdWaitExit(pidfd, kExitRecordWaitMs);
+  return true;
+}
+
+base::Result<std::string> VmService::AskDestination(const DepartureRecord& record) {
+  if (record.host.empty())
+    return base::Error(base::Code::kUnavailable, "the departure record names no destination");
+  ASSIGN_OR_RETURN(PeerEndpoint peer, ParsePeerEndpoint(record.host, kDefaultPeerPort));
+  // From the migration network, as every peer connection of this host.
+  const auto& listen = options_.host.listen_addresses;
+  peer.source_host = listen.empty() ? "" : listen.front().host;
+  ASSIGN_OR_RETURN(json reply, CallPeer(peer, MoveFrame::kStatusQuery, json{{"migration_id", record.migration_id}},
+                                        MoveFrame::kStatusReply, kAskTimeoutMs));
+  const std::string state = reply.value("state", "");
+  ASSIGN_OR_RETURN(RemoteMoveState parsed, ParseRemoteMoveState(state));
+  // "running" is never a final answer (a Status of a running move ends it
+  // there first); treat it as no answer.
+  if (parsed == RemoteMoveState::kRunning)
+    return base::Error(base::Code::kUnavailable, "the destination says the move is still running");
+  return state;
+}
+
+void VmService::RefreshStateFromWorker(Vm& vm) {
+  std::string socket;
+  int64_t pid = 0;
+  {
+    std::lock_guard lock(vm.mu);
+    if (!HasWorker(vm.runtime.state)) return;
+    socket = vm.runtime.control_socket;
+    pid = vm.runtime.worker_pid;
+  }
+  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStatus, ""}, options_.worker_call_timeout_ms);
+  if (!reply || reply->pid != pid) return;  // the supervisor reports an exit
+  const VmState state = reply->state == "paused" ? VmState::kPaused : VmState::kRunning;
+  std::lock_guard lock(vm.mu);
+  if (vm.runtime.worker_pid != pid || vm.runtime.state == state || !HasWorker(vm.runtime.state)) return;
+  RuntimeRecord after = vm.runtime;
+  after.state = state;
+  after.changed_unix_ms = UnixMillisNow();
+  if (auto st = Persist(vm, after); !st) base::LogError(st.error().ToString());
+}
+
+void VmService::EndLiveMove(const std::string& name) {
+  auto vm = Find(name);
+  if (!vm) return;
+  {
+    std::lock_guard lock((*vm)->mu);
+    (*vm)->storage_move = false;
+    (*vm)->departure.reset();
+    if (auto st = RemoveDeparture(inventory_.VmDir(name)); !st)
+      base::LogError("vm " + name + ": " + st.error().ToString());
+  }
+  // The move may have paused it for a switchover it then undid.
+  RefreshStateFromWorker(**vm);
+}
+
+void VmService::MarkInDoubt(const std::string& name, const std::string& message) {
+  auto vm = Find(name);
+  if (!vm) return;
+  {
+    std::lock_guard lock((*vm)->mu);
+    (*vm)->storage_move = false;  // no job watches it any more; the record holds it
+    DepartureRecord record = (*vm)->departure.value_or(DepartureRecord{});
+    record.state = DepartureState::kInDoubt;
+    record.message = message;
+    record.changed_unix_ms = UnixMillisNow();
+    (*vm)->departure = record;
+    if (!record.migration_id.empty()) {
+      if (auto st = WriteDeparture(inventory_.VmDir(name), record); !st)
+        base::LogError("vm " + name + ": " + st.error().ToString());
+    }
+    base::LogWarning("vm " + name + ": live move in doubt: " + message);
+  }
+  RefreshStateFromWorker(**vm);
+}
+
+base::Result<VmService::MoveTarget> VmService::ReattachLiveMove(const std::string& name,
+                                                                const std::string& migration_id) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
+  std::lock_guard op(vm->op_mu);
+  std::lock_guard lock(vm->mu);
+  if (vm->deleted || !vm->departure || vm->departure->migration_id != migration_id ||
+      vm->departure->state != DepartureState::kMoving)
+    return base::Error(base::Code::kNotFound, "vm " + name + " has no departure by migration " + migration_id);
+  MoveTarget target;
+  target.state = vm->runtime.state;
+  target.definition = vm->definition;
+  target.vm_dir = inventory_.VmDir(name);
+  if (HasWorker(vm->runtime.state)) target.control_socket = vm->runtime.control_socket;
+  vm->storage_move = true;
+  return target;
+}
+
+std::vector<VmService::Departure> VmService::Departures() {
+  std::vector<std::shared_ptr<Vm>> vms;
+  {
+    std::lock_guard lock(map_mu_);
+    for (auto& [name, vm] : vms_) vms.push_back(vm);
+  }
+  std::vector<Departure> out;
+  for (auto& vm : vms) {
+    std::lock_guard lock(vm->mu);
+    if (!vm->deleted && vm->departure) out.push_back({vm->name, *vm->departure, vm->storage_move});
+  }
+  return out;
+}
+
+base::Status VmService::SettleDeparture(Vm& vm, const std::string& what) {
+  DepartureRecord record;
+  {
+    std::lock_guard lock(vm.mu);
+    if (vm.deleted) return base::Error(base::Code::kNotFound, "no vm named " + vm.name);
+    if (!vm.departure) return base::Ok();
+    record = *vm.departure;
+    if (vm.storage_move)
+      return base::Error(base::Code::kFailedPrecondition,
+                         "cannot " + what + " vm " + vm.name + ": it is moving to " + record.host + " (job " +
+                             record.job + "; see ferry jobs)");
+  }
+  base::LogInfo("vm " + vm.name + ": asking " + record.host + " about migration " + record.migration_id +
+                " before " + what);
+  auto resolved = ResolveDepartureLocked(vm, /*force=*/false);
+  if (!resolved) {
+    return base::Error(resolved.error().code() == base::Code::kUnavailable ? base::Code::kFailedPrecondition
+                                                                           : resolved.error().code(),
+                       "cannot " + what + " vm " + vm.name + ": " + resolved.error().message());
+  }
+  if ((*resolved)["outcome"] == "moved")
+    return base::Error(base::Code::kNotFound, "cannot " + what + " vm " + vm.name + ": it moved to " +
+                                                  record.host + " and runs there; it was removed here");
+  return base::Ok();
+}
+
+base::Result<json> VmService::ResolveDeparture(const std::string& name, bool force) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
+  std::lock_guard op(vm->op_mu);
+  return ResolveDepartureLocked(*vm, force);
+}
+
+base::Result<json> VmService::ResolveDepartureLocked(Vm& vm_ref, bool force) {
+  Vm* vm = &vm_ref;
+  const std::string name = vm->name;
+  DepartureRecord record;
+  {
+    std::lock_guard lock(vm->mu);
+    if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
+    if (!vm->departure)
+      return json{{"vm", name}, {"outcome", "none"}, {"message", "vm " + name + " has no unresolved live move"}};
+    record = *vm->departure;
+    if (vm->storage_move)
+      return base::Error(base::Code::kFailedPrecondition,
+                         "vm " + name + " is moving to " + record.host + " right now (job " + record.job +
+                             "): its job settles the move; see ferry jobs");
+  }
+  json out = {{"vm", name}, {"destination", record.host}, {"migration_id", record.migration_id}};
+  std::string verdict;
+  if (auto asked = AskDestination(record); asked) {
+    verdict = *asked;
+  } else if (!force) {
+    return base::Error(base::Code::kUnavailable,
+                       "vm " + name + " is in doubt: a live move to " + record.host + " (migration " +
+                           record.migration_id + ") may have committed there, and the destination cannot say (" +
+                           asked.error().message() + "); " + HowToResolve(name));
+  } else {
+    base::LogWarning("vm " + name + ": departure to " + record.host + " (migration " + record.migration_id +
+                     ") dropped by force without an answer from the destination (" + asked.error().message() +
+                     "); if the destination runs the vm, it runs on both hosts");
+    out["outcome"] = "here";
+    out["forced"] = true;
+    out["message"] = "kept here by force; the destination could not be asked (" + asked.error().message() +
+                     "): make sure it does not run vm " + name;
+    EndLiveMove(name);
+    std::lock_guard lock(vm->mu);
+    out["state"] = ToString(vm->runtime.state);
+    return out;
+  }
+  if (verdict == ToString(RemoteMoveState::kCommitted)) {
+    // The VM runs there: any copy here must never run again.
+    if (auto st = KillWorkerOfMovedVm(name, kKillWaitMs); !st) return st.error().Wrap("vm " + name + " moved");
+    MovedVm moved = FinishMovedVm(name, "");
+    base::LogInfo("vm " + name + ": the destination " + record.host + " committed migration " +
+                  record.migration_id + "; removed here");
+    out["outcome"] = "moved";
+    out["removed"] = moved.removed;
+    out["message"] = "vm " + name + " moved to " + record.host + " and runs there; removed here";
+    return out;
+  }
+  // aborted, or unknown there: the move never committed and never will.
+  EndLiveMove(name);
+  base::LogInfo("vm " + name + ": the destination " + record.host + " says migration " + record.migration_id +
+                " is " + verdict + "; the vm stays here");
+  out["outcome"] = "here";
+  out["message"] = "the destination says the move is " + verdict + "; vm " + name + " stays here";
+  std::lock_guard lock(vm->mu);
+  out["state"] = ToString(vm->runtime.state);
+  return out;
+}
+
+}  // namespace appliance

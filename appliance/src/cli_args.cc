@@ -76,7 +76,7 @@ std::string UsageText() {
          "  vm resolve NAME [--force]      settle a live move in doubt (asks the destination;\n"
          "                                 --force keeps the vm here without asking)\n"
          "  move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]\n"
-         "          [--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]   (live, to another host)\n"
+         "          [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit S] [--no-wait]   (live, to another host)\n"
          "  jobs [ID]\n"
          "\n"
          "options:\n"
@@ -93,7 +93,8 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
   static const std::set<std::string> kWithValue = {"--socket", "--guest", "--program", "--memory", "--vcpus",
                                                    "--cmdline", "--disk", "--to", "--from",
                                                    "--destination-storage-path", "--max-rate",
-                                                   "--streams", "--bandwidth-limit", "--downtime-ms"};
+                                                   "--streams", "--bandwidth-limit", "--downtime-ms",
+                                                   "--time-limit"};
   static const std::set<std::string> kFlags = {"--json", "--follow", "--processor-compatibility", "--help",
                                                "--no-wait", "--force", "--include-storage"};
   for (size_t i = 0; i < args.size(); ++i) {

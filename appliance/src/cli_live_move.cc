@@ -83,7 +83,7 @@ base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
   if (words[0] != "move-vm") return false;
   const std::string form =
       "move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N] "
-      "[--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]";
+      "[--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]";
   if (words.size() < 3) return Usage("missing argument: ferry " + form);
   if (words.size() > 3) return Usage("unexpected argument \"" + words[3] + "\": ferry " + form);
   inv.command = CliCommand::kMoveVm;
@@ -106,6 +106,10 @@ base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
   if (auto downtime = take("--downtime-ms")) {
     ASSIGN_OR_RETURN(uint32_t ms, ParseCount("--downtime-ms", *downtime, 1, 600000));
     body["downtime_ms"] = ms;
+  }
+  if (auto limit = take("--time-limit")) {
+    ASSIGN_OR_RETURN(uint32_t s, ParseCount("--time-limit", *limit, 1, 7 * 24 * 3600));
+    body["time_limit_s"] = s;
   }
   inv.no_wait = take("--no-wait").has_value();
   inv.body = body;

@@ -102,6 +102,9 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
           d.record.state == DepartureState::kMoving)
         return true;
     }
+    // Gone without a word: ferryd removed it (the move committed) and
+    // stopped before it recorded the job's end. The destination knows.
+    if (!vms.HasVm(record.vm)) return true;
     s.phase = LiveMovePhase::kFailed;
     s.error_code = std::string(base::CodeName(base::Code::kAborted));
     s.error = "interrupted: ferryd stopped before the move began or after it ended here; vm " + record.vm +
@@ -122,6 +125,13 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
 void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
   const LiveMoveJobRecord& r = job->record;
   auto peer = ParsePeerEndpoint(r.host, kDefaultPeerPort);
+  if (peer && !vms_.HasVm(r.vm)) {
+    peer->source_host = MigrationSourceHost(options_.host);
+    job->peer = *peer;
+    std::lock_guard lock(jobs_->mu());
+    job->thread = std::thread([this, job] { SettleVanished(*job); });
+    return;
+  }
   auto target = vms_.ReattachLiveMove(r.vm, r.migration_id);
   if (!peer || !target) {
     const base::Error e = !peer ? peer.error() : target.error();
@@ -138,6 +148,24 @@ void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
                 " taken up again after a ferryd restart");
   std::lock_guard lock(jobs_->mu());
   job->thread = std::thread([this, job] { Run(job); });
+}
+
+void LiveMoveService::SettleVanished(Job& job) {
+  base::SetThreadName("live-move-job");
+  auto verdict = DestinationVerdict(job);
+  if (verdict && *verdict == RemoteMoveState::kCommitted) {
+    VmService::MovedVm moved;
+    moved.name = job.record.vm;
+    return FinishMoved(job, vms_.MovedAway(job.record.vm).value_or(moved), /*destination_answered=*/true);
+  }
+  LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
+  s.phase = LiveMovePhase::kFailed;
+  SetError(s, base::Error(base::Code::kNotFound,
+                          "vm " + job.record.vm + " is no longer on this host, and the destination " +
+                              job.peer.ToString() + " " +
+                              (verdict ? "says the move is " + std::string(ToString(*verdict))
+                                       : "cannot be asked (" + verdict.error().message() + ")")));
+  Finish(job, s);
 }
 
 void LiveMoveService::ResolveUnwatched() {
@@ -445,7 +473,7 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
   for (;;) {
     if (jobs_->WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease decides
     auto reply = CallWorkerBounded(job->control_socket, poll, options_.worker_call_timeout_ms);
-    if (!reply && reply.error().code() == base::Code::kNotFound) {
+    if (!reply && reply.error().code() == base::Code::kNotFound && reply.error().message() == kNoLiveMoveStarted) {
       // Taken up after a restart, but the worker never heard of the move
       // (ferryd stopped between Prepare and the worker's start).
       return FinishFailed(*job, base::Error(base::Code::kAborted,

@@ -46,7 +46,6 @@ constexpr int kConnectTimeoutMs = 10000;
 constexpr int kHelloTimeoutMs = 10000;
 constexpr int kSwitchSendTimeoutMs = 30000;
 constexpr int kCommitTimeoutMs = 60000;
-constexpr int kResolveRetryMs = 60000;
 constexpr int kMinRoundMs = 20;  // harvesting faster only burns CPU
 // The longest rest between memory rounds while a disk mirror catches up.
 constexpr int kCatchUpRoundMs = 500;
@@ -487,12 +486,21 @@ std::optional<base::Error> LiveMoveSource::Impl::OverdueLocked(bool lease) const
   if (precopy_start_ns_ != 0 &&
       base::MonotonicNanos() - precopy_start_ns_ > uint64_t(req_.time_limit_s) * 1000000000ull) {
     const LiveMoveStatus& s = status_;
+    std::string where;
+    if (s.phase == LiveMovePhase::kSwitchover)
+      where = "; the switchover did not finish (the vm resumes here)";
+    else if (s.round <= 1)
+      where = "; the first pass over memory did not finish (" +
+              Fixed(Mib(double(pool_ ? pool_->wire_bytes() : 0))) + " MiB sent in all)";
+    else
+      where = "; after round " + std::to_string(s.round) + ": " + Fixed(Mib(double(s.memory_remaining))) +
+              " MiB of memory dirty, " + Fixed(Mib(double(s.disk_remaining))) + " MiB of disk not copied yet, " +
+              Fixed(Mib(double(pool_ ? pool_->queued_bytes(Lane::kDisk) : 0))) +
+              " MiB of disk writes waiting to be sent";
     return base::Error(base::Code::kDeadlineExceeded,
                        "did not converge within " + std::to_string(req_.time_limit_s) + " s: guest dirties " +
                            Fixed(Mib(s.dirty_bytes_per_second)) + " MiB/s, link carries " +
-                           Fixed(Mib(s.bytes_per_second)) + " MiB/s, " + Fixed(Mib(double(s.memory_remaining))) +
-                           " MiB of memory and " + Fixed(Mib(double(s.disk_remaining))) + " MiB of disk left" +
-                           (s.phase == LiveMovePhase::kSwitchover ? " (in the switchover)" : ""));
+                           Fixed(Mib(s.bytes_per_second)) + " MiB/s" + where);
   }
   return std::nullopt;
 }
@@ -847,7 +855,7 @@ void LiveMoveSource::Impl::Resolve() {
   control.port = req_.control_port;
   control.source_host = req_.source_host;
   const nlohmann::json query = {{"migration_id", req_.prepare.migration_id}};
-  const uint64_t until = base::MonotonicNanos() + uint64_t(kResolveRetryMs) * 1000000;
+  const uint64_t until = base::MonotonicNanos() + uint64_t(opt_.resolve_retry_ms) * 1000000;
   std::string last = "no answer yet";
   for (;;) {
     auto reply = CallPeer(control, MoveFrame::kStatusQuery, query, MoveFrame::kStatusReply, 5000);
@@ -873,7 +881,7 @@ void LiveMoveSource::Impl::Resolve() {
          base::Error(base::Code::kUnavailable,
                      "move in doubt: lost the destination " + peer_ + " after sending the device state (" +
                          cause->message() + "), and its ferryd at " + control.ToString() + " did not settle it within " +
-                         std::to_string(kResolveRetryMs / 1000) + " s (last: " + last +
+                         std::to_string(opt_.resolve_retry_ms / 1000) + " s (last: " + last +
                          "); the vm stays paused here; an admin must check the destination"));
 }
 

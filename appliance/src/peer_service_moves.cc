@@ -89,8 +89,11 @@ std::optional<nlohmann::json> PeerService::ReadRecord(const std::string& id) con
 }
 
 void PeerService::PruneRecords() {
-  // Status answers need a record only while a source may still ask (about
-  // a minute after it lost its streams); keep the newest ones, drop the rest.
+  // An aborted move's record is needed only while its source may still ask
+  // (about a minute after it lost its streams): keep the newest ones. A
+  // committed one is kept for good: a source host that was down for a week
+  // still finds its departure record and asks, and "unknown" would free
+  // the VM there while it runs here.
   constexpr size_t kKeepRecords = 256;
   std::error_code ec;
   std::vector<std::pair<std::filesystem::file_time_type, std::string>> records;
@@ -102,6 +105,7 @@ void PeerService::PruneRecords() {
   for (size_t i = 0; i + kKeepRecords < records.size(); ++i) {
     auto text = base::ReadFileToString(records[i].second);
     if (text && text->find("\"running\"") != std::string::npos) continue;  // recovery needs it
+    if (text && text->find("\"committed\"") != std::string::npos) continue;
     ::unlink(records[i].second.c_str());
   }
 }

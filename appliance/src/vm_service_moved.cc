@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <set>
+#include <thread>
 
 #include "appliance/process.h"
 #include "appliance/storage_move_plan.h"
@@ -104,6 +107,12 @@ VmService::MovedVm VmService::FinishMovedVm(const std::string& name, const std::
     sources.disks.push_back(std::move(d));
   }
   auto kept = RemoveMoveSources(sources, FilesUsedByOtherVms(name));
+  // Tests stop ferryd half-way through this clean-up (the sources gone, the
+  // VM's directory not yet): a restarted ferryd must finish it.
+  if (const char* delay = std::getenv("FERRY_TEST_DEPARTURE_CLEANUP_DELAY_MS"); delay != nullptr && *delay != '\0') {
+    base::LogInfo("vm " + name + " moved away: waiting FERRY_TEST_DEPARTURE_CLEANUP_DELAY_MS");
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
+  }
   std::set<std::string> kept_paths;
   if (kept) {
     moved.kept = std::move(*kept);

@@ -64,6 +64,9 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
     o.notify_fd = move_event_.fd();
     if (const char* lease = std::getenv("FERRY_LIVE_MOVE_LEASE_MS"); lease != nullptr && *lease != '\0')
       o.lease_ms = std::atoi(lease);
+    // Tests shorten the in-doubt verdict's wait (a minute by default).
+    if (const char* resolve = std::getenv("FERRY_LIVE_MOVE_RESOLVE_MS"); resolve != nullptr && *resolve != '\0')
+      o.resolve_retry_ms = std::atoi(resolve);
     const std::string host = parsed->data_host;
     auto started = LiveMoveSource::Start(std::move(o), std::move(*parsed));
     if (!started) return {started.error(), std::nullopt};
@@ -75,7 +78,7 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
     return {base::Error(base::Code::kInvalidArgument, "unknown live-move action \"" + what + "\""), std::nullopt};
   }
   if (!live_source_)
-    return {base::Error(base::Code::kNotFound, "no live move has been started on this vm"), std::nullopt};
+    return {base::Error(base::Code::kNotFound, kNoLiveMoveStarted), std::nullopt};
   WorkerReply reply = Status(std::string(vm::ToString(machine_->state())));
   reply.live_move = ToJson(live_source_->Status()).dump();
   return {reply, std::nullopt};

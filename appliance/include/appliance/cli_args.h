@@ -11,7 +11,7 @@
 //   ferry host show
 //   ferry move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]
 //   ferry move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]
-//         [--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]
+//         [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]
 //   ferry jobs [ID]
 //   ferry vm checkpoint create|apply|delete VM NAME [--force]   ferry vm checkpoint list VM
 //   ferry vm resolve NAME [--force]

@@ -3,7 +3,8 @@
 // (FollowLiveMoveJob, the only part that does I/O).
 //
 //   ferry move-vm VM HOST --include-storage --destination-storage-path PATH
-//         [--streams N] [--bandwidth-limit RATE] [--downtime-ms MS] [--no-wait]
+//         [--streams N] [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]
+//   ferry vm resolve VM [--force]
 //
 // HOST is the destination ferryd's migration address ("10.0.0.2",
 // "10.0.0.2:7430", "[fd00::2]:7430"); RATE is bytes per second with the

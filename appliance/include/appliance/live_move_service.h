@@ -126,6 +126,10 @@ class LiveMoveService {
   // a move that outlived ferryd's restart goes on) or, if the worker is
   // gone, settles the move with the destination as Run does.
   void Reattach(std::shared_ptr<Job> job);
+  // A job taken up whose VM is no longer here at all (removed after the
+  // commit by a ferryd that stopped before it finished the job): the
+  // destination's Status says how the move ended.
+  void SettleVanished(Job& job);
   // The resolver thread: puts departures no job watches to their destination
   // at start and then periodically (VmService::ResolveDeparture).
   void ResolveUnwatched();

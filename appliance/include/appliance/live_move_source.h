@@ -48,6 +48,10 @@ class LiveMoveSource {
     int notify_fd = -1;
     // No Status() call for this long before switchover: abort (ferryd died).
     int lease_ms = 15000;
+    // After the device state went out and the destination fell silent: how
+    // long its ferryd's Status is asked before the move is declared in
+    // doubt (the VM stays paused here).
+    int resolve_retry_ms = 60000;
     // The disk mirrors' copy rate while the guest does disk I/O
     // (storage::MirrorOptions::min_bytes_per_second); full speed while it
     // does none. Four times move-storage's floor: a live move's copy only

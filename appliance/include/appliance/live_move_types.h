@@ -32,6 +32,12 @@ std::string_view ToString(LiveMovePhase phase);
 base::Result<LiveMovePhase> ParseLiveMovePhase(std::string_view text);
 bool IsTerminal(LiveMovePhase phase);  // completed, failed, in-doubt
 
+// The worker's answer (kNotFound) to a live-move status request when no move
+// was ever started on it: a restarted ferryd that took a job up learns from
+// it that the move never began (told apart from a socket that is gone, also
+// kNotFound, by the text).
+inline constexpr const char* kNoLiveMoveStarted = "no live move has been started on this vm";
+
 // ferryd -> source worker.
 struct LiveMoveRequest {
   PrepareRequest prepare;          // what the destination accepted

@@ -21,7 +21,7 @@ base::Result<CliInvocation> Parse(std::vector<std::string> args) {
 TEST(CliLiveMoveTest, FullCommandBuildsTheRequest) {
   auto inv = Parse({"move-vm", "web1", "10.0.0.2:7430", "--include-storage", "--destination-storage-path",
                     "/srv/vms/", "--streams", "8", "--bandwidth-limit", "100M", "--downtime-ms", "250", "--no-wait",
-                    "--json"});
+                    "--time-limit", "90", "--json"});
   ASSERT_TRUE(inv.has_value()) << inv.error().ToString();
   EXPECT_EQ(inv->command, CliCommand::kMoveVm);
   EXPECT_EQ(inv->vm_name, "web1");
@@ -30,8 +30,30 @@ TEST(CliLiveMoveTest, FullCommandBuildsTheRequest) {
   EXPECT_TRUE(inv->no_wait);
   EXPECT_TRUE(inv->json_output);
   json expected = {{"host", "10.0.0.2:7430"},  {"destination", "/srv/vms"},   {"include_storage", true},
-                   {"streams", 8},             {"bandwidth_limit", 100 << 20}, {"downtime_ms", 250}};
+                   {"streams", 8},             {"bandwidth_limit", 100 << 20}, {"downtime_ms", 250},
+                   {"time_limit_s", 90}};
   EXPECT_EQ(inv->body, expected) << inv->body.dump();
+}
+
+TEST(CliLiveMoveTest, ResolveAsksOrForces) {
+  auto inv = Parse({"vm", "resolve", "web1"});
+  ASSERT_TRUE(inv.has_value()) << inv.error().ToString();
+  EXPECT_EQ(inv->command, CliCommand::kVmResolve);
+  EXPECT_EQ(inv->method, "POST");
+  EXPECT_EQ(inv->path, "/v1/vms/web1/resolve");
+  EXPECT_EQ(inv->body, (json{{"force", false}}));
+  inv = Parse({"vm", "resolve", "--force", "web1"});
+  ASSERT_TRUE(inv.has_value()) << inv.error().ToString();
+  EXPECT_EQ(inv->body, (json{{"force", true}}));
+  EXPECT_FALSE(Parse({"vm", "resolve"}).has_value());
+  EXPECT_FALSE(Parse({"vm", "resolve", "a", "b"}).has_value());
+  EXPECT_FALSE(Parse({"vm", "resolve", "a", "--streams", "2"}).has_value());
+  EXPECT_FALSE(Parse({"vm", "resolve", "bad/name"}).has_value());
+  const std::string out = FormatResolveResult(
+      json{{"vm", "a"}, {"outcome", "here"}, {"state", "paused"}, {"forced", true}, {"message", "kept here by force"}});
+  EXPECT_NE(out.find("kept here by force"), std::string::npos) << out;
+  EXPECT_NE(out.find("vm a is paused on this host"), std::string::npos) << out;
+  EXPECT_NE(out.find("warning"), std::string::npos) << out;
 }
 
 TEST(CliLiveMoveTest, DefaultsAndRelativePath) {
@@ -68,6 +90,8 @@ TEST(CliLiveMoveTest, UsageErrors) {
   EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--downtime-ms", "-5"}).find("--downtime-ms"),
             std::string::npos);
   EXPECT_NE(error({"move-vm", "bad/name", "h", "--destination-storage-path", "/x"}), "(parsed)");
+  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--time-limit", "0"}).find("--time-limit"),
+            std::string::npos);
   // Options of other commands do not apply.
   EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--max-rate", "1M"}).find("does not apply"),
             std::string::npos);
@@ -184,6 +208,8 @@ TEST(CliLiveMoveTest, FailedReportSaysWhereTheVmIs) {
 TEST(CliLiveMoveTest, RouteAndSourceHost) {
   EXPECT_EQ(MatchRoute("POST", "/v1/vms/web1/move-vm").id, RouteId::kMoveVm);
   EXPECT_EQ(MatchRoute("GET", "/v1/vms/web1/move-vm").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(MatchRoute("POST", "/v1/vms/web1/resolve").id, RouteId::kResolveVm);
+  EXPECT_EQ(MatchRoute("GET", "/v1/vms/web1/resolve").id, RouteId::kMethodNotAllowed);
   config::HostSettings host;
   EXPECT_EQ(MigrationSourceHost(host), "");
   host.listen_addresses.push_back({"127.0.0.1", 7430, "127.0.0.1:7430"});

@@ -218,8 +218,11 @@ std::string FormatLiveMoveReport(const json& job) {
   if (job.contains("error") && job["error"].is_object()) {
     out += "  error:       " + job["error"].value("message", "") + "\n";
     if (phase == "failed") out += "  vm " + vm + " stays on this host\n";
-    if (phase == "in-doubt") out += "  vm " + vm + " is paused on this host until an admin decides\n";
+    if (phase == "in-doubt")
+      out += "  vm " + vm + " is paused and held on this host until " + host +
+             " answers (ferryd asks it again; `ferry vm resolve " + vm + "` asks now)\n";
   }
+  if (phase == "completed") out += "  vm " + vm + " runs at " + host + " and no longer on this host\n";
   return out;
 }
 

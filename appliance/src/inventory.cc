@@ -28,14 +28,14 @@ bool Inventory::Exists(const std::string& name) const {
   return ::stat(DefinitionPath(name).c_str(), &st) == 0;
 }
 
-base::Result<std::vector<std::string>> Inventory::ListNames() const {
+base::Result<std::vector<std::string>> Inventory::ListNames(bool leftovers) const {
   DIR* dir = ::opendir(vms_dir_.c_str());
   if (dir == nullptr) return base::ErrnoError("open inventory directory " + vms_dir_);
   std::vector<std::string> names;
   while (dirent* entry = ::readdir(dir)) {
     std::string name = entry->d_name;
     if (!ValidateVmName(name)) continue;  // ".", "..", temp files
-    if (Exists(name)) names.push_back(name);
+    if (Exists(name) != leftovers) names.push_back(name);
   }
   ::closedir(dir);
   std::sort(names.begin(), names.end());

@@ -79,6 +79,17 @@ base::Result<std::unique_ptr<VmService>> VmService::Open(ServiceOptions options)
                    Supervisor::Start([self](const std::string& name, int64_t pid, const ProcessExit& exit) {
                      self->OnWorkerExit(name, pid, exit);
                    }));
+  // A delete or a moved VM's clean-up that stopped after vm.toml went: the
+  // VM no longer exists; finish removing ferry's files, so its directory
+  // does not block a VM of that name arriving later.
+  if (auto leftovers = service->inventory_.ListNames(/*leftovers=*/true); leftovers) {
+    for (const std::string& name : *leftovers) {
+      if (auto st = service->inventory_.Delete(name); !st)
+        base::LogWarning("leftover " + service->inventory_.VmDir(name) + ": " + st.error().ToString());
+      else
+        base::LogInfo("removed the leftovers of vm " + name + " (a delete or departure interrupted by a stop)");
+    }
+  }
   ASSIGN_OR_RETURN(std::vector<std::string> names, service->inventory_.ListNames());
   for (const std::string& name : names) {
     auto definition = service->inventory_.LoadDefinition(name);

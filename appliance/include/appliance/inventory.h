@@ -39,8 +39,10 @@ class Inventory {
   std::string SavedStatePath(const std::string& name) const { return VmDir(name) + "/saved.fvs"; }
   std::string ControlSocketPath(const std::string& name) const { return VmDir(name) + "/control.sock"; }
 
-  // Names of the VMs (directories with a vm.toml), sorted.
-  base::Result<std::vector<std::string>> ListNames() const;
+  // Names of the VMs (directories with a vm.toml), sorted; with leftovers,
+  // the directories without one instead (a delete or a departure that was
+  // interrupted after vm.toml went: Delete finishes them).
+  base::Result<std::vector<std::string>> ListNames(bool leftovers = false) const;
   bool Exists(const std::string& name) const;
 
   // Creates the VM directory with its definition, an empty console.log and a

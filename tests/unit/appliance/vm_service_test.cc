@@ -347,6 +347,25 @@ TEST_F(VmServiceTest, RestartMarksVanishedWorkersCrashed) {
       << vm["last_error"];
 }
 
+// A delete (or a moved VM's clean-up) stopped after vm.toml went: the next
+// ferryd finishes it, so the name is free for a VM arriving later; files
+// ferry did not create stay.
+TEST_F(VmServiceTest, RestartFinishesAnInterruptedDelete) {
+  CreateVm("a");
+  CreateVm("b");
+  service_.reset();
+  const std::string a = options_.host.storage_root + "/vms/a", b = options_.host.storage_root + "/vms/b";
+  ASSERT_EQ(::unlink((a + "/vm.toml").c_str()), 0);
+  ASSERT_EQ(::unlink((b + "/vm.toml").c_str()), 0);
+  std::ofstream(b + "/my-disk.img") << "not ferry's";
+  Open();
+  struct stat st{};
+  EXPECT_NE(::stat(a.c_str(), &st), 0) << "the leftover directory stays";
+  EXPECT_EQ(::stat((b + "/my-disk.img").c_str(), &st), 0);
+  EXPECT_NE(::stat((b + "/runtime.json").c_str(), &st), 0);
+  EXPECT_TRUE(service_->List()->at("vms").empty());
+}
+
 TEST_F(VmServiceTest, RestartAppliesTheExitRecordOfAWorkerThatEndedMeanwhile) {
   ::setenv("FAKE_WORKER_MODE", "power-off-on-stop", 1);
   CreateVm("a");

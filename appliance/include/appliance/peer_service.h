@@ -26,6 +26,11 @@
 // after the incoming directory is gone, or after a ferryd restart, still
 // gets the right answer.
 //
+// Every connection that does not open properly (garbage, an HTTP request, a
+// bad CRC, a length over the hello limit, no whole hello in time) gets the
+// protocol's error frame naming the problem, then is closed
+// (transport::ServerHello); at most max_connections are served at once.
+//
 // Threads: one "peer-accept" thread per listener; one thread per connection;
 // one "peer-monitor" thread that watches the incoming workers' pidfds and
 // polls their commit markers every poll_interval_ms. Per move, an op mutex
@@ -67,7 +72,14 @@ class PeerService {
     // (tests set it).
     std::optional<HostCpu> host_cpu;
     int worker_ready_timeout_ms = 30000;  // Prepare waits this long for the incoming worker
-    int io_timeout_ms = 30000;            // hello, request and reply on a control connection
+    // A connection must deliver its whole hello within this (an idle or
+    // trickling peer is refused with an error frame), then its request and
+    // take our reply within io_timeout_ms each.
+    int hello_timeout_ms = 10000;
+    int io_timeout_ms = 30000;
+    // Control connections served at once (one thread each); one more is
+    // answered with a kResourceExhausted error frame and closed at once.
+    size_t max_connections = 64;
     int poll_interval_ms = 200;           // commit markers
     int worker_call_timeout_ms = 5000;    // asking an incoming worker to abort
   };
@@ -113,6 +125,8 @@ class PeerService {
                                                               const transport::PeerAddress& peer,
                                                               const transport::PeerAddress& local);
   void ReapConnections(bool all);
+  // Over max_connections: an error frame, then close (conn_mu_ held).
+  void RefuseBusy(base::Fd socket, const transport::PeerAddress& peer);
 
   // peer_service_prepare.cc: pre-flight and launch.
   base::Result<nlohmann::json> Prepare(const nlohmann::json& request, const transport::PeerAddress& peer,

@@ -4,6 +4,7 @@
 #include <microhttpd.h>
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,8 @@
 
 namespace appliance {
 namespace {
+
+constexpr int kListenBacklog = 512;
 
 // Per-request state MHD keeps for us between calls of the access handler.
 struct PendingRequest {
@@ -167,17 +170,36 @@ void LogFromMhd(void*, const char* format, va_list args) {
   base::LogWarning("http: " + message);
 }
 
+// What RLIMIT_NOFILE allows for connections: max_connections, or fewer
+// when the soft limit leaves less than that beside kReservedFds.
+unsigned ConnectionLimit(unsigned wanted) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const rlim_t room = limit.rlim_cur > 2 * ApiServer::kReservedFds ? limit.rlim_cur - ApiServer::kReservedFds
+                                                                   : limit.rlim_cur / 2;
+  if (rlim_t(wanted) <= room) return wanted;
+  base::LogWarning("api: serving at most " + std::to_string(room) + " connections at once, not " +
+                   std::to_string(wanted) + ": the open-file limit (RLIMIT_NOFILE) is " +
+                   std::to_string(limit.rlim_cur));
+  return unsigned(room);
+}
+
 }  // namespace
 
-base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& socket_path, ApiHandler& handler) {
+base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& socket_path, ApiHandler& handler,
+                                                        Options options) {
   auto slash = socket_path.rfind('/');
   if (slash == std::string::npos || slash == 0)
     return base::Error(base::Code::kInvalidArgument, "api_socket must be an absolute path in a directory, not \"" +
                                                          socket_path + "\"");
   RETURN_IF_ERROR(MakeDirectories(socket_path.substr(0, slash), 0700));
-  ASSIGN_OR_RETURN(base::Fd listen_fd, ListenUnix(socket_path, 64));
+  // A burst of clients waits in the backlog while the accept thread starts
+  // a thread for each.
+  ASSIGN_OR_RETURN(base::Fd listen_fd, ListenUnix(socket_path, kListenBacklog));
+  const unsigned max_connections = ConnectionLimit(options.max_connections);
   ASSIGN_OR_RETURN(base::EventFd stop, base::EventFd::Create());
   std::unique_ptr<ApiServer> server(new ApiServer(socket_path, handler, std::move(stop)));
+  server->max_connections_ = max_connections;
   int fd = listen_fd.Release();  // MHD closes it in MHD_stop_daemon
   server->daemon_ = MHD_start_daemon(
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
@@ -185,10 +207,10 @@ base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& soc
       MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd, nullptr,
       MHD_OPTION_LISTEN_SOCKET, fd,
       MHD_OPTION_NOTIFY_COMPLETED, &RequestCompleted, nullptr,
-      // Idle clients are dropped; a console follow blocks inside the content
-      // callback, where this timer does not apply.
-      MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-      MHD_OPTION_CONNECTION_LIMIT, 256u,
+      // Idle clients (a half-sent request too) are dropped; a console follow
+      // blocks inside the content callback, where this timer does not apply.
+      MHD_OPTION_CONNECTION_TIMEOUT, options.idle_timeout_s,
+      MHD_OPTION_CONNECTION_LIMIT, max_connections,
       MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
     ::close(fd);

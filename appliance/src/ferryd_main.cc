@@ -3,9 +3,12 @@
 // ferryd but not the workers: VMs keep running and a new ferryd re-attaches.
 #include <limits.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include "appliance/api_handler.h"
@@ -37,8 +40,23 @@ std::string Normalize(const std::string& path) {
   return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
 }
 
+// The API serves each connection on a thread and an fd (ApiServer::Options:
+// up to 1024 beside ferryd's own), which the usual soft limit of 1024 open
+// files would cut short. Nothing in ferryd or its workers uses select(), so
+// the soft limit is raised (to the hard limit, at most 65536).
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t want = limit.rlim_max == RLIM_INFINITY ? 65536 : std::min<rlim_t>(limit.rlim_max, 65536);
+  if (limit.rlim_cur >= want) return;
+  limit.rlim_cur = want;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+    base::LogWarning(std::string("ferryd: cannot raise the open-file limit: ") + std::strerror(errno));
+}
+
 base::Status Serve(const std::string& config_path, const sigset_t& stop_signals) {
   ASSIGN_OR_RETURN(config::HostSettings settings, config::LoadHostSettings(config_path));
+  RaiseOpenFileLimit();
   ASSIGN_OR_RETURN(std::string self_dir, SelfDirectory());
   appliance::ServiceOptions options;
   options.host = settings;

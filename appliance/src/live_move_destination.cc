@@ -40,6 +40,10 @@ namespace {
 
 // A hello must follow the connection promptly.
 constexpr int kHelloTimeoutMs = 5000;
+// After refusing a connection: how long the acceptor reads what the peer
+// still sends, so the close is no reset that destroys the error frame. Short:
+// the move's real streams wait behind it.
+constexpr int kRefusalLingerMs = 200;
 // After Committed went out: how long stream 0 stays open for the source to
 // read it (the source closes as soon as it has).
 constexpr int kCommittedLingerMs = 10000;
@@ -155,15 +159,16 @@ std::unique_ptr<LiveMoveDestination::Impl::Stream> LiveMoveDestination::Impl::Ac
   auto& [fd, peer] = *accepted;
   auto fs = std::make_unique<transport::FrameStream>(std::move(fd), "data stream from " + peer.text);
   auto hello = transport::ServerHello(*fs, kHelloTimeoutMs, cancel_->fd());
-  if (!hello) {
+  if (!hello) {  // answered with an error frame naming the problem (unless the peer left)
     base::LogWarning("incoming move: rejected a connection: " + hello.error().ToString());
+    transport::DrainBeforeClose(fs->fd(), kRefusalLingerMs);
     return nullptr;
   }
   auto reject = [&](const std::string& why) -> std::unique_ptr<Stream> {
     base::Error e(base::Code::kFailedPrecondition, why);
     base::LogWarning("incoming move: rejected " + fs->name() + ": " + why);
     fs->SendError(e);
-    fs->Shutdown();
+    transport::DrainBeforeClose(fs->fd(), kRefusalLingerMs);
     return nullptr;
   };
   if (hello->role != transport::StreamRole::kData) return reject("not a data stream");

@@ -2,12 +2,10 @@
 // requests themselves are in peer_service_prepare.cc and peer_service_moves.cc.
 #include "appliance/peer_service.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "base/clock.h"
 #include "base/log.h"
 #include "transport/frame_stream.h"
 #include "transport/hello.h"
@@ -20,25 +18,10 @@ constexpr uint32_t kMaxControlRequest = 1 << 20;
 // How long an accept waits before the loop reaps finished connection threads.
 constexpr int kAcceptTickMs = 1000;
 
-// After replying (or refusing), close gracefully: shut our side down and
-// read until the peer closes (at most 1 s), so that unread bytes of a bad
-// request never turn our close into a reset that destroys the reply in flight.
-void LingeringClose(int fd) {
-  ::shutdown(fd, SHUT_WR);
-  const uint64_t deadline = base::MonotonicNanos() + 1000000000ull;
-  char buf[4096];
-  for (;;) {
-    uint64_t now = base::MonotonicNanos();
-    if (now >= deadline) return;
-    pollfd p{fd, POLLIN, 0};
-    int r = ::poll(&p, 1, int((deadline - now) / 1000000) + 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return;
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-  }
-}
+// After replying (or refusing), how long to read what the peer still sends
+// before closing, so unread bytes of a bad request never turn our close into
+// a reset that destroys the reply in flight.
+constexpr int kLingerMs = 1000;
 
 }  // namespace
 
@@ -105,6 +88,10 @@ void PeerService::AcceptLoop(transport::TcpListener* listener) {
     }
     auto done = std::make_shared<std::atomic<bool>>(false);
     std::lock_guard lock(conn_mu_);
+    if (connections_.size() >= options_.max_connections) {
+      RefuseBusy(std::move(accepted->first), accepted->second);
+      continue;
+    }
     connections_.push_back(Connection{
         std::thread([this, done, socket = std::move(accepted->first), peer = accepted->second]() mutable {
           base::SetThreadName("peer-conn");
@@ -112,6 +99,23 @@ void PeerService::AcceptLoop(transport::TcpListener* listener) {
           done->store(true);
         }),
         done});
+  }
+}
+
+void PeerService::RefuseBusy(base::Fd socket, const transport::PeerAddress& peer) {
+  base::Error e(base::Code::kResourceExhausted,
+                "too many control connections (" + std::to_string(options_.max_connections) +
+                    " being served); try again");
+  base::LogWarning("peer service: refused a connection from " + peer.text + ": " + e.message());
+  transport::FrameStream stream(std::move(socket), "control connection from " + peer.text);
+  // A fresh socket's send buffer is empty: this does not block the accept loop.
+  stream.SendError(e);
+  ::shutdown(stream.fd(), SHUT_WR);
+  // Whatever the peer sent already is read without waiting, so the close
+  // sends no reset that could destroy the error frame in flight (unlike
+  // LingeringClose, this thread cannot wait for more).
+  char buf[4096];
+  while (::recv(stream.fd(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
   }
 }
 
@@ -133,10 +137,10 @@ void PeerService::ReapConnections(bool all) {
 void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) {
   auto local = transport::GetLocalAddress(socket.get());
   transport::FrameStream stream(std::move(socket), "control connection from " + peer.text);
-  auto finish = [&] { LingeringClose(stream.fd()); };
+  auto finish = [&] { transport::DrainBeforeClose(stream.fd(), kLingerMs); };
 
-  auto hello = transport::ServerHello(stream, options_.io_timeout_ms, stop_.fd());
-  if (!hello) {  // already answered with an Error frame
+  auto hello = transport::ServerHello(stream, options_.hello_timeout_ms, stop_.fd());
+  if (!hello) {  // already answered with an Error frame (unless the peer left)
     base::LogWarning("peer service: " + hello.error().message());
     return finish();
   }

@@ -8,6 +8,10 @@
 
 namespace appliance {
 
+// In an incoming directory: the clean-up of this aborted move failed and is
+// retried (peer_service_cleanup.cc); JSON with the files still to remove.
+inline constexpr const char* kCleanupPendingMarker = "cleanup-pending";
+
 // Every file an incoming move writes at the destination: each backing
 // layer's copy and each writable top, each also under its ".part" name.
 // Pre-flight requires that none exists, so clean-up may remove them all.

@@ -15,6 +15,7 @@
 #include "appliance/process.h"
 #include "appliance/worker_launcher.h"
 #include "appliance/worker_protocol.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "peer_service_internal.h"
 
@@ -180,29 +181,6 @@ bool PeerService::Adopt(Move& move) {
   return true;
 }
 
-void PeerService::CleanUp(Move& move, const std::string& reason) {
-  std::string detail;
-  if (auto record = ReadExitRecord(move.dir + "/worker.exit", move.pid); record && !record->message.empty()) {
-    detail = record->message;
-  } else if (auto text = base::ReadFileToString(move.dir + "/worker.error"); text && !text->empty()) {
-    detail = *text;
-    while (!detail.empty() && detail.back() == '\n') detail.pop_back();
-  }
-  const std::string message = detail.empty() ? reason : reason + ": " + detail;
-  for (const std::string& file : IncomingDestinationFiles(move.plan)) {
-    if (::unlink(file.c_str()) != 0 && errno != ENOENT)
-      base::LogWarning("incoming move " + move.id + ": remove " + file + ": " + std::strerror(errno));
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(move.dir, ec);
-  if (ec) base::LogWarning("incoming move " + move.id + ": remove " + move.dir + ": " + ec.message());
-  (void)WriteRecord(move.id, move.name, "aborted", move.pid, message);
-  vms_.ReleaseIncomingName(move.name);
-  base::LogWarning("incoming move " + move.id + " of vm " + move.name + " aborted: " + message);
-  move.state.store(MoveState::kEnded);
-  Forget(move.id);
-}
-
 // ---- Requests ---------------------------------------------------------------
 
 base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) {
@@ -287,6 +265,9 @@ void PeerService::CheckMove(Move& move) {
         Forget(move.id);
       }
       return;
+    case MoveState::kCleanupPending:
+      if (base::MonotonicNanos() >= move.cleanup.next_try_ns) (void)TryCleanUp(move);
+      return;
     case MoveState::kEnded:
       return;
   }
@@ -303,7 +284,11 @@ void PeerService::MonitorLoop() {
     std::vector<pollfd> fds;
     fds.push_back({stop_.fd(), POLLIN, 0});
     for (auto& m : moves) {
-      if (m->pidfd.valid()) fds.push_back({m->pidfd.get(), POLLIN, 0});
+      // A pending clean-up's worker has exited: its pidfd would stay
+      // readable and turn this wait into a spin. Its retries are timed by
+      // the tick.
+      if (m->pidfd.valid() && m->state.load() != MoveState::kCleanupPending)
+        fds.push_back({m->pidfd.get(), POLLIN, 0});
     }
     // The pidfds wake us at once when a worker exits; the timeout is the
     // commit-marker poll. The stop eventfd is never consumed: every waiter sees it.
@@ -372,6 +357,9 @@ void PeerService::RecoverEntry(const std::string& id) {
                      "); its destination files cannot be removed");
     if (auto def = config::LoadVmDefinition(dir + "/vm.toml"); def) move->name = def->name;
   }
+  // An aborted move whose clean-up failed before the restart: the name is
+  // not held for it any more, only its leftovers are removed.
+  if (!alive && RecoverPendingCleanUp(move)) return;
   {
     std::lock_guard lock(mu_);
     moves_[id] = move;

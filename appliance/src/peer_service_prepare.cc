@@ -93,7 +93,8 @@ std::vector<std::string> IncomingDestinationFiles(const PrepareRequest& plan) {
   return files;
 }
 
-base::Status PeerService::Preflight(const PrepareRequest& r, const transport::PeerAddress& peer) {
+base::Status PeerService::Preflight(const PrepareRequest& r, const transport::PeerAddress& peer,
+                                    const std::map<std::string, std::string>& in_the_way) {
   // Access first: a peer outside the migration networks learns nothing else.
   std::vector<std::string> denied;
   if (!options_.host.incoming_enabled)
@@ -191,12 +192,15 @@ base::Status PeerService::Preflight(const PrepareRequest& r, const transport::Pe
   }
   // Clean-up after a failed move removes every file of the plan, so none of
   // them may exist now (they would be someone else's), nor be planned by
-  // another incoming move that has not ended.
+  // another incoming move that has not ended. (An aborted move whose
+  // clean-up is pending plans nothing any more: its leftovers exist, and
+  // Prepare retried their removal first; in_the_way says which remain.)
   {
     std::set<std::string> others;
     std::lock_guard lock(mu_);
     for (const auto& [id, m] : moves_) {
-      if (m->state.load() == MoveState::kEnded) continue;
+      const MoveState state = m->state.load();
+      if (state == MoveState::kEnded || state == MoveState::kCleanupPending) continue;
       for (const std::string& file : IncomingDestinationFiles(m->plan)) others.insert(file);
     }
     for (const std::string& file : IncomingDestinationFiles(r)) {
@@ -207,6 +211,8 @@ base::Status PeerService::Preflight(const PrepareRequest& r, const transport::Pe
     struct stat st{};
     if (file.empty() || file[0] != '/') {
       fail("destination file \"" + file + "\" is not an absolute path");
+    } else if (auto left = in_the_way.find(file); left != in_the_way.end()) {
+      fail(left->second);
     } else if (::lstat(file.c_str(), &st) == 0) {
       fail("destination file " + file + " already exists");
     }
@@ -227,7 +233,10 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   // One Prepare at a time: the slot count and the name checks must still
   // hold when the move is registered.
   std::lock_guard prepare_lock(prepare_mu_);
-  RETURN_IF_ERROR(Preflight(plan, peer));
+  // Leftovers of an aborted move in the way: the fault that kept them may be
+  // gone, so their removal is retried now rather than at its next turn.
+  const std::map<std::string, std::string> in_the_way = RetryCleanUpsInTheWay(plan);
+  RETURN_IF_ERROR(Preflight(plan, peer, in_the_way));
 
   auto move = std::make_shared<Move>();
   move->id = plan.migration_id;

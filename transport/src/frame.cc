@@ -22,7 +22,34 @@ std::string Hex(uint32_t v) {
   return buf;
 }
 
+// The magic's bytes as they would read as text, or "" when they do not.
+std::string PrintableText(const uint8_t in[4]) {
+  std::string text;
+  for (int i = 0; i < 4; ++i) {
+    if (in[i] < 0x20 || in[i] > 0x7e) return "";
+    text += char(in[i]);
+  }
+  return text;
+}
+
 }  // namespace
+
+base::Status CheckFrameMagic(const uint8_t in[4]) {
+  uint32_t magic = base::GetLe32(in);
+  if (magic == kFrameMagic) return base::Ok();
+  std::string what = "bad magic " + Hex(magic) + " (expected " + Hex(kFrameMagic) + ")";
+  if (std::string text = PrintableText(in); !text.empty()) {
+    what += ": the stream starts with text \"" + text + "\"";
+    static constexpr const char* kHttpMethods[] = {"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC", "CONN"};
+    for (const char* method : kHttpMethods) {
+      if (text == method) {
+        what += ", an HTTP request? This port speaks the ferry migration protocol (docs/protocol.md)";
+        break;
+      }
+    }
+  }
+  return Malformed(what);
+}
 
 void EncodeFrameHeader(const FrameHeader& h, uint8_t out[kFrameHeaderBytes]) {
   base::PutLe32(out + 0, kFrameMagic);
@@ -49,9 +76,7 @@ uint32_t FrameCrc(const uint8_t header[kFrameHeaderBytes], std::span<const uint8
 
 base::Result<FrameHeader> DecodeFrameHeader(const uint8_t in[kFrameHeaderBytes],
                                             uint32_t max_payload) {
-  uint32_t magic = base::GetLe32(in);
-  if (magic != kFrameMagic)
-    return Malformed("bad magic " + Hex(magic) + " (expected " + Hex(kFrameMagic) + ")");
+  RETURN_IF_ERROR(CheckFrameMagic(in));
   FrameHeader h;
   h.version = base::GetLe16(in + 4);
   h.type = base::GetLe16(in + 6);

@@ -171,10 +171,20 @@ base::Result<Frame> FrameStream::Receive(uint32_t max_payload, int cancel_fd, in
   Deadline deadline(timeout_ms);
   uint8_t header[kFrameHeaderBytes];
   uint64_t before = bytes_received_.load(std::memory_order_relaxed);
-  if (base::Status s = ReadExact(header, sizeof header, 0, cancel_fd, deadline); !s.has_value()) {
+  // The first frame's magic is checked as soon as its 4 bytes are in: a
+  // stream that is not ferry at all (an HTTP request, a port scanner) is
+  // refused at once instead of after a header's worth of bytes, which a short
+  // request never sends. Later frames are read in one call.
+  const size_t first_part = next_receive_sequence_ == 0 ? 4 : sizeof header;
+  base::Status got = ReadExact(header, first_part, 0, cancel_fd, deadline);
+  if (got.has_value() && first_part < sizeof header) {
+    if (base::Status magic = CheckFrameMagic(header); !magic.has_value()) return Named(magic.error());
+    got = ReadExact(header + first_part, sizeof header - first_part, first_part, cancel_fd, deadline);
+  }
+  if (!got.has_value()) {
     bool nothing_read = bytes_received_.load(std::memory_order_relaxed) == before;
-    if (nothing_read && s.error().code() != base::Code::kUnavailable) receive_broken_ = false;
-    return Named(s.error());
+    if (nothing_read && got.error().code() != base::Code::kUnavailable) receive_broken_ = false;
+    return Named(got.error());
   }
   base::Result<FrameHeader> decoded = DecodeFrameHeader(header, max_payload);
   if (!decoded.has_value()) return Named(decoded.error());

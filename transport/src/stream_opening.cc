@@ -1,4 +1,5 @@
 // The hello exchange that opens every stream (ClientHello / ServerHello).
+#include <optional>
 #include <string>
 
 #include "transport/frame_stream.h"
@@ -13,6 +14,31 @@ std::string TypeName(uint16_t type) {
     case FrameType::kError: return "error";
   }
   return "type " + std::to_string(type);
+}
+
+// The error frame that answers an opening the accepting side could not
+// read, or nullopt when the peer is gone (closed or reset: nobody to tell).
+// A malformed first frame is answered with its own error (without our
+// stream's name: the peer names the stream itself); a peer too slow to send
+// a whole hello with a deadline error; our own shutdown with kUnavailable,
+// so the peer knows a retry may work.
+std::optional<base::Error> OpeningRefusal(const FrameStream& stream, const base::Error& e, int timeout_ms) {
+  switch (e.code()) {
+    case base::Code::kUnavailable:
+      return std::nullopt;
+    case base::Code::kDeadlineExceeded:
+      return base::Error(base::Code::kDeadlineExceeded,
+                         "no complete hello within " + std::to_string(timeout_ms) + " ms (received " +
+                             std::to_string(stream.counters().bytes_received) + " bytes)");
+    case base::Code::kCancelled:
+      return base::Error(base::Code::kUnavailable, "the listener is shutting down");
+    default: {
+      const std::string prefix = stream.name() + ": ";
+      if (e.message().compare(0, prefix.size(), prefix) == 0)
+        return base::Error(e.code(), e.message().substr(prefix.size()), e.sys_errno());
+      return e;
+    }
+  }
 }
 
 }  // namespace
@@ -48,7 +74,15 @@ base::Result<HelloReply> ClientHello(FrameStream& stream, const Hello& hello, in
 }
 
 base::Result<Hello> ServerHello(FrameStream& stream, int timeout_ms, int cancel_fd) {
-  ASSIGN_OR_RETURN(Frame frame, stream.Receive(kMaxHelloPayload, cancel_fd, timeout_ms));
+  base::Result<Frame> received = stream.Receive(kMaxHelloPayload, cancel_fd, timeout_ms);
+  if (!received.has_value()) {
+    if (std::optional<base::Error> refusal = OpeningRefusal(stream, received.error(), timeout_ms)) {
+      stream.SendError(*refusal);
+      if (received.error().code() == base::Code::kDeadlineExceeded) return refusal->Wrap(stream.name());
+    }
+    return received.error();
+  }
+  const Frame& frame = *received;
   if (frame.type != uint16_t(FrameType::kHello)) {
     base::Error e(base::Code::kDataLoss,
                   "expected a hello as the first frame, got a " + TypeName(frame.type) + " frame");

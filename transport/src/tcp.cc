@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/clock.h"
 #include "socket_address.h"
 #include "socket_wait.h"
 
@@ -186,6 +187,23 @@ base::Result<PeerAddress> GetLocalAddress(int fd) {
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
     return base::ErrnoError("getsockname");
   return ToPeerAddress(addr);
+}
+
+void DrainBeforeClose(int fd, int linger_ms) {
+  ::shutdown(fd, SHUT_WR);
+  const uint64_t deadline = base::MonotonicNanos() + uint64_t(linger_ms) * 1'000'000;
+  char buf[4096];
+  for (;;) {
+    const uint64_t now = base::MonotonicNanos();
+    if (now >= deadline) return;
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, int((deadline - now) / 1'000'000) + 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return;
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return;
+  }
 }
 
 }  // namespace transport

@@ -14,17 +14,31 @@
 //                  first made unable to commit (the worker is told to abort,
 //                  then killed), then reported aborted.
 //   Abort       -> the same, then the incoming directory and every
-//                  destination file the plan lists are removed.
+//                  destination file the plan lists are removed (below).
 // When an incoming worker commits (marker "committed" in its directory) the
 // VM is adopted into VmService (incoming/<id> becomes vms/<name>; a symlink
 // at incoming/<id> keeps the running worker's --vm-dir paths valid until it
 // exits). A worker that exits without committing is cleaned up like an
 // Abort. Start does the same for what a previous ferryd left in incoming/.
 //
+// Clean-up of a move that did not commit removes exactly the destination
+// files its plan lists (never one a VM of this host uses or a running
+// incoming move plans), then its incoming directory. When a removal fails (a
+// read-only or immutable destination) the directory stays, with its plan
+// and a "cleanup-pending" marker naming what is left, and the monitor tries
+// again with back-off (cleanup_retry_min_ms doubling up to
+// cleanup_retry_max_ms), as does every ferryd start and every Prepare whose
+// files are in the way; the name is free meanwhile and Status says aborted.
+//
 // Every move's outcome is recorded in <storage_root>/incoming-records/<id>.json
 // ({"migration_id","vm_name","state","pid","message"}) so a Status query
 // after the incoming directory is gone, or after a ferryd restart, still
 // gets the right answer.
+//
+// Every connection that does not open properly (garbage, an HTTP request, a
+// bad CRC, a length over the hello limit, no whole hello in time) gets the
+// protocol's error frame naming the problem, then is closed
+// (transport::ServerHello); at most max_connections are served at once.
 //
 // Threads: one "peer-accept" thread per listener; one thread per connection;
 // one "peer-monitor" thread that watches the incoming workers' pidfds and
@@ -67,9 +81,20 @@ class PeerService {
     // (tests set it).
     std::optional<HostCpu> host_cpu;
     int worker_ready_timeout_ms = 30000;  // Prepare waits this long for the incoming worker
-    int io_timeout_ms = 30000;            // hello, request and reply on a control connection
+    // A connection must deliver its whole hello within this (an idle or
+    // trickling peer is refused with an error frame), then its request and
+    // take our reply within io_timeout_ms each.
+    int hello_timeout_ms = 10000;
+    int io_timeout_ms = 30000;
+    // Control connections served at once (one thread each); one more is
+    // answered with a kResourceExhausted error frame and closed at once.
+    size_t max_connections = 64;
     int poll_interval_ms = 200;           // commit markers
     int worker_call_timeout_ms = 5000;    // asking an incoming worker to abort
+    // A failed clean-up is tried again after min, then twice as long each
+    // time, at most max apart.
+    int cleanup_retry_min_ms = 2000;
+    int cleanup_retry_max_ms = 60000;
   };
 
   // Recovers incoming/ (adopt, re-watch or clean up), then starts the
@@ -85,7 +110,21 @@ class PeerService {
   std::vector<std::pair<std::string, uint16_t>> listening() const;
 
  private:
-  enum class MoveState { kRunning = 1, kAdopted = 2, kEnded = 3 };
+  enum class MoveState {
+    kRunning = 1,
+    kAdopted = 2,
+    kEnded = 3,
+    kCleanupPending = 4,  // aborted, worker gone, some files not removed yet
+  };
+  // What a failed clean-up still has to do; also in <dir>/cleanup-pending.
+  struct PendingCleanUp {
+    std::vector<std::string> files;  // plan files still to remove
+    std::string reason;              // why the move was aborted
+    std::string error;               // the last attempt's failures
+    uint32_t attempts = 0;
+    int backoff_ms = 0;
+    uint64_t next_try_ns = 0;  // monotonic
+  };
   struct Move {
     std::string id;
     std::string name;
@@ -97,6 +136,7 @@ class PeerService {
     std::mutex op_mu;        // held for a whole Status/Abort/adopt/clean-up
     bool exited = false;     // guarded by op_mu: the worker has exited (and was reaped)
     bool adopt_failed_logged = false;  // guarded by op_mu
+    PendingCleanUp cleanup;            // guarded by op_mu; used in kCleanupPending
     std::atomic<MoveState> state{MoveState::kRunning};
   };
   struct Connection {
@@ -113,12 +153,17 @@ class PeerService {
                                                               const transport::PeerAddress& peer,
                                                               const transport::PeerAddress& local);
   void ReapConnections(bool all);
+  // Over max_connections: an error frame, then close (conn_mu_ held).
+  void RefuseBusy(base::Fd socket, const transport::PeerAddress& peer);
 
   // peer_service_prepare.cc: pre-flight and launch.
   base::Result<nlohmann::json> Prepare(const nlohmann::json& request, const transport::PeerAddress& peer,
                                        const transport::PeerAddress& local);
   // Every failed check; the code is chosen by the caller's next step.
-  base::Status Preflight(const PrepareRequest& request, const transport::PeerAddress& peer);
+  // in_the_way: destination files of the request left over by an aborted
+  // move whose clean-up still fails, with the refusal to give for each.
+  base::Status Preflight(const PrepareRequest& request, const transport::PeerAddress& peer,
+                         const std::map<std::string, std::string>& in_the_way);
 
   // peer_service_moves.cc: status, abort, adoption, clean-up, recovery.
   base::Result<nlohmann::json> Status(const nlohmann::json& request);
@@ -131,7 +176,18 @@ class PeerService {
   bool Committed(const Move& move) const;
   // Adopts a committed move into VmService; false if that failed (retried).
   bool Adopt(Move& move);                                  // op_mu held
+
+  // peer_service_cleanup.cc: removing what a move that did not commit left.
+  // Records the move aborted, frees its name, then TryCleanUp.
   void CleanUp(Move& move, const std::string& reason);     // op_mu held
+  // One attempt: true when everything is gone (the move ends); otherwise
+  // the move is kCleanupPending with its marker written and a retry due.
+  bool TryCleanUp(Move& move);                             // op_mu held
+  // For Prepare: retries at once every pending clean-up that holds one of
+  // the plan's files, and returns the files still in the way.
+  std::map<std::string, std::string> RetryCleanUpsInTheWay(const PrepareRequest& plan);
+  // Start: a move whose directory has the marker continues its clean-up.
+  bool RecoverPendingCleanUp(const std::shared_ptr<Move>& move);
   void Recover();
   void PruneRecords();  // keeps the newest records of incoming-records/
   void RecoverEntry(const std::string& id);

@@ -30,6 +30,7 @@
 #include "base/fd.h"
 #include "storage/disk.h"
 #include "storage/qcow2.h"
+#include "raw_opening.h"
 #include "test_dir.h"
 #include "test_guests.h"
 #include "transport/frame_stream.h"
@@ -600,6 +601,33 @@ TEST_F(DestinationTest, WrongMigrationIdIsRejected) {
             std::string::npos);
   // The move itself goes on waiting for the real source (and then times out).
   ExpectFailed(nullptr, base::Code::kDeadlineExceeded, "no data stream from the source");
+}
+
+// The data port answers every opening that is not a proper data stream
+// (garbage, an HTTP request, a bad CRC, a header declaring 4 GiB, a control
+// hello) with an error frame naming the problem, and still accepts the
+// move's real streams afterwards.
+TEST_F(DestinationTest, BadOpeningsOnTheDataPortGetAnErrorFrameAndTheMoveGoesOn) {
+  SKIP_WITHOUT_KVM();
+  StartDestination(RawPlan());
+  const uint16_t port = dest_->port();
+  auto expect = [&](const std::vector<uint8_t>& bytes, base::Code code, const std::string& part) {
+    base::Error e = test::RefusalOf(port, bytes);
+    EXPECT_EQ(e.code(), code) << e.ToString();
+    EXPECT_NE(e.message().find(part), std::string::npos) << e.ToString();
+  };
+  const uint64_t seed = 0x5eed0002;
+  SCOPED_TRACE("garbage seed " + std::to_string(seed));
+  expect(test::GarbageBytes(seed, 1000), base::Code::kDataLoss, "malformed frame header: bad magic");
+  expect(test::TextBytes("GET / HTTP/1.1\r\n\r\n"), base::Code::kDataLoss, "an HTTP request?");
+  expect(test::HelloFrameBytes(/*crc_xor=*/0x80), base::Code::kDataLoss, "frame CRC mismatch");
+  expect(test::HelloHeaderBytes(0xffffffffu), base::Code::kDataLoss, "length 4294967295 over the maximum 4096");
+  expect(test::HelloFrameBytes(), base::Code::kFailedPrecondition, "not a data stream");
+
+  auto s = FakeSource::Connect(port, 2);
+  ASSERT_TRUE(s);
+  s->Control(0, MoveFrame::kAbort, JsonPayload({{"reason", "test over"}}));
+  ExpectFailed(s.get(), base::Code::kAborted, "the source aborted the move: test over");
 }
 
 // A destination file system that fills up: kResourceExhausted naming the file.

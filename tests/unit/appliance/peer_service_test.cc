@@ -611,6 +611,99 @@ TEST_F(PeerServiceTest, StatusAfterACommitDoesNotKill) {
   EXPECT_EQ((*shown)["state"], "running");
 }
 
+// ---- Clean-up that fails ------------------------------------------------------
+// The fault: vm1's ".part" name is a non-empty directory, which unlink()
+// cannot remove (EISDIR), as a read-only or immutable destination would
+// refuse. Removing the directory removes the fault.
+
+class PeerCleanUpTest : public PeerServiceTest {
+ protected:
+  std::string Part() const { return req_.disks[0].top + ".part"; }
+  std::string Marker() { return IncomingDir(req_.migration_id) + "/cleanup-pending"; }
+  // Prepares vm1, plants the fault, fails the worker, and waits until the
+  // first clean-up attempt failed.
+  void FailVm1WithAnUndeletableLeftover() {
+    ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+    std::ofstream(req_.disks[0].top) << "partly written";
+    ASSERT_TRUE(std::filesystem::create_directory(Part()));
+    std::ofstream(Part() + "/in-the-way") << "x";
+    Tell(reply_, 'x');
+    ASSERT_TRUE(Eventually([&] { return PathExists(Marker()); }));
+  }
+  void RemoveTheFault() { std::filesystem::remove_all(Part()); }
+};
+
+TEST_F(PeerCleanUpTest, AFailedCleanUpIsRecordedAndRetriedUntilItSucceeds) {
+  options_.cleanup_retry_min_ms = 50;
+  options_.cleanup_retry_max_ms = 200;
+  ASSERT_NO_FATAL_FAILURE(FailVm1WithAnUndeletableLeftover());
+  // What could go went; what could not is listed with the reason.
+  EXPECT_FALSE(PathExists(req_.disks[0].top));
+  json marker = json::parse(*base::ReadFileToString(Marker()));
+  EXPECT_EQ(marker["files"], json::array({Part()})) << marker.dump();
+  EXPECT_NE(marker["error"].get<std::string>().find("remove " + Part() + ": Is a directory"), std::string::npos)
+      << marker.dump();
+  EXPECT_TRUE(PathExists(IncomingDir(req_.migration_id) + "/" + kIncomingPlanFile));
+  // The move is over all the same: aborted, its name free.
+  EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
+  EXPECT_TRUE(vms_->IncomingNameConflict("vm1").empty()) << vms_->IncomingNameConflict("vm1");
+  // Still failing: retried (the marker counts the attempts), nothing else touched.
+  ASSERT_TRUE(Eventually([&] {
+    auto text = base::ReadFileToString(Marker());
+    return text && json::parse(*text, nullptr, false).value("attempts", 0) >= 3;
+  }));
+  EXPECT_TRUE(PathExists(Part() + "/in-the-way"));
+  RemoveTheFault();
+  ASSERT_TRUE(Eventually([&] { return !PathExists(IncomingDir(req_.migration_id)); }));
+  EXPECT_FALSE(PathExists(Part()));
+  EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
+}
+
+TEST_F(PeerCleanUpTest, APrepareRetriesTheCleanUpOfLeftoversInItsWay) {
+  options_.cleanup_retry_min_ms = 3600000;  // only the Prepare retries
+  ASSERT_NO_FATAL_FAILURE(FailVm1WithAnUndeletableLeftover());
+  const std::string aborted = req_.migration_id;
+  ExpectRefused(Prepare(Request("vm1")), base::Code::kFailedPrecondition,
+                "destination file " + Part() + " is left over from the aborted incoming move " + aborted +
+                    " of vm vm1, whose clean-up keeps failing (remove " + Part() + ": Is a directory)");
+  RemoveTheFault();
+  auto again = Prepare(Request("vm1"));
+  ASSERT_TRUE(again.has_value()) << again.error().ToString();
+  EXPECT_FALSE(PathExists(IncomingDir(aborted)));
+}
+
+TEST_F(PeerCleanUpTest, AFerrydStartContinuesAPendingCleanUp) {
+  options_.cleanup_retry_min_ms = 3600000;  // only starts retry
+  ASSERT_NO_FATAL_FAILURE(FailVm1WithAnUndeletableLeftover());
+  peer_.reset();
+  // Restarted with the fault still there: tried once more, still pending.
+  StartPeer();
+  EXPECT_EQ(json::parse(*base::ReadFileToString(Marker())).value("attempts", 0), 2) << Marker();
+  EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
+  peer_.reset();
+  RemoveTheFault();
+  StartPeer();
+  EXPECT_FALSE(PathExists(IncomingDir(req_.migration_id)));
+  EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
+  EXPECT_TRUE(Prepare(Request("vm1")).has_value());
+}
+
+TEST_F(PeerCleanUpTest, ACleanUpNeverRemovesAFileAVmUses) {
+  ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
+  std::ofstream(req_.disks[0].top) << "a disk";
+  // Someone made a VM of this host use the file meanwhile.
+  CreateRequest create;
+  create.definition.name = "other";
+  create.definition.memory_bytes = 64ull << 20;
+  create.definition.disks.push_back(config::DiskSpec{req_.disks[0].top, config::DiskFormat::kRaw, false});
+  create.guest = "memory";
+  auto created = vms_->Create(create);
+  ASSERT_TRUE(created.has_value()) << created.error().ToString();
+  Tell(reply_, 'x');
+  ASSERT_TRUE(Eventually([&] { return !PathExists(IncomingDir(req_.migration_id)); }));
+  EXPECT_TRUE(PathExists(req_.disks[0].top));
+}
+
 // ---- Recovery after a ferryd restart -----------------------------------------
 
 TEST_F(PeerServiceTest, RestartAdoptsACommittedMove) {

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "base/event_fd.h"
 #include "transport/frame_stream.h"
 #include "transport_test_util.h"
 
@@ -97,11 +98,92 @@ TEST(StreamOpeningTest, MalformedHelloIsRefused) {
   EXPECT_EQ(f->type, uint16_t(FrameType::kError));
 }
 
-TEST(StreamOpeningTest, ServerTimesOutWithoutAHello) {
+// The client's side of a refused opening: the error frame the server sent.
+base::Error RefusalSeenBy(FrameStream& client) {
+  auto f = client.Receive(kMaxHelloPayload, -1, kTimeoutMs);
+  if (!f.has_value()) return base::Error(base::Code::kInternal, "no error frame: " + f.error().ToString());
+  if (f->type != uint16_t(FrameType::kError))
+    return base::Error(base::Code::kInternal, "no error frame: type " + std::to_string(f->type));
+  return DecodeErrorPayload(f->payload);
+}
+
+TEST(StreamOpeningTest, ServerTimesOutWithoutAHelloAndSaysSo) {
   Pair p;
   auto got = ServerHello(*p.server, 20);
   ASSERT_FALSE(got.has_value());
   EXPECT_EQ(got.error().code(), base::Code::kDeadlineExceeded);
+  EXPECT_EQ(got.error().message(), "server stream: no complete hello within 20 ms (received 0 bytes)");
+  base::Error e = RefusalSeenBy(*p.client);
+  EXPECT_EQ(e.code(), base::Code::kDeadlineExceeded) << e.ToString();
+  EXPECT_EQ(e.message(), "peer: no complete hello within 20 ms (received 0 bytes)");
+}
+
+// Fewer bytes than a header, not ferry: refused when the 4 magic bytes are
+// in, long before the timeout, and the text is shown.
+TEST(StreamOpeningTest, HttpRequestIsRefusedAtItsFirstFourBytes) {
+  Pair p;
+  testing::WriteRaw(p.client->fd(), {'G', 'E', 'T', ' ', '/'});
+  auto got = ServerHello(*p.server, 60000);
+  ASSERT_FALSE(got.has_value());
+  EXPECT_EQ(got.error().code(), base::Code::kDataLoss);
+  base::Error e = RefusalSeenBy(*p.client);
+  EXPECT_EQ(e.code(), base::Code::kDataLoss) << e.ToString();
+  EXPECT_EQ(e.message(),
+            "peer: malformed frame header: bad magic 0x20544547 (expected 0x46525946): the stream starts with "
+            "text \"GET \", an HTTP request? This port speaks the ferry migration protocol (docs/protocol.md)");
+}
+
+TEST(StreamOpeningTest, HelloWithABadCrcIsAnswered) {
+  Pair p;
+  FrameHeader h;
+  h.version = kHelloFrameVersion;
+  h.type = uint16_t(FrameType::kHello);
+  h.length = uint32_t(kHelloBytes);
+  h.crc32c = 0x12345678;  // sent as given: wrong
+  testing::WriteRaw(p.client->fd(), testing::RawFrame(h, EncodeHello(Hello{})));
+  auto got = ServerHello(*p.server, kTimeoutMs);
+  ASSERT_FALSE(got.has_value());
+  base::Error e = RefusalSeenBy(*p.client);
+  EXPECT_EQ(e.code(), base::Code::kDataLoss) << e.ToString();
+  EXPECT_NE(e.message().find("peer: frame CRC mismatch: header says 0x12345678"), std::string::npos) << e.message();
+}
+
+TEST(StreamOpeningTest, OversizedHelloIsRefusedFromItsHeader) {
+  Pair p;
+  FrameHeader h;
+  h.version = kHelloFrameVersion;
+  h.type = uint16_t(FrameType::kHello);
+  h.length = 0xffffffffu;
+  uint8_t raw[kFrameHeaderBytes];
+  EncodeFrameHeader(h, raw);
+  testing::WriteRaw(p.client->fd(), std::vector<uint8_t>(raw, raw + sizeof raw));  // no payload follows
+  auto got = ServerHello(*p.server, kTimeoutMs);
+  ASSERT_FALSE(got.has_value());
+  base::Error e = RefusalSeenBy(*p.client);
+  EXPECT_EQ(e.code(), base::Code::kDataLoss) << e.ToString();
+  EXPECT_EQ(e.message(), "peer: malformed frame header: length 4294967295 over the maximum 4096");
+}
+
+TEST(StreamOpeningTest, CancelIsAnsweredAsRetryable) {
+  Pair p;
+  auto cancel = base::EventFd::Create();
+  ASSERT_TRUE(cancel.has_value());
+  ASSERT_TRUE(cancel->Signal().has_value());
+  auto got = ServerHello(*p.server, kTimeoutMs, cancel->fd());
+  ASSERT_FALSE(got.has_value());
+  EXPECT_EQ(got.error().code(), base::Code::kCancelled);
+  base::Error e = RefusalSeenBy(*p.client);
+  EXPECT_EQ(e.code(), base::Code::kUnavailable) << e.ToString();
+  EXPECT_EQ(e.message(), "peer: the listener is shutting down");
+}
+
+TEST(StreamOpeningTest, APeerThatLeftGetsNothing) {
+  Pair p;
+  p.client->Shutdown();
+  auto got = ServerHello(*p.server, kTimeoutMs);
+  ASSERT_FALSE(got.has_value());
+  EXPECT_EQ(got.error().code(), base::Code::kUnavailable) << got.error().ToString();
+  EXPECT_EQ(p.server->counters().frames_sent, 0u);
 }
 
 TEST(StreamOpeningTest, ClientRefusesAVersionItDidNotOffer) {

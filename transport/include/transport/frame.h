@@ -61,8 +61,15 @@ uint32_t FrameCrc(const uint8_t header[kFrameHeaderBytes], std::span<const uint8
 uint32_t FrameCrc(const uint8_t header[kFrameHeaderBytes], std::span<const uint8_t> a,
                   std::span<const uint8_t> b);
 
+// Checks the first 4 header bytes, the magic, on their own, so a receiver
+// can refuse a stream that is not ferry as soon as they arrive (an HTTP
+// request is shorter than a header and would otherwise wait for the rest):
+// kDataLoss "malformed frame header: bad magic 0x… (expected 0x46525946)",
+// followed by the bytes as text when they are printable ("GET ").
+base::Status CheckFrameMagic(const uint8_t in[4]);
+
 // Parses and checks everything that can be checked without the payload:
-// magic, version within [kMinProtocolVersion, kProtocolVersion], type != 0,
+// magic (CheckFrameMagic), version within [kMinProtocolVersion, kProtocolVersion], type != 0,
 // no unknown flag bits, reserved word zero, length <= min(max_payload,
 // kMaxFramePayload). Each failure is kDataLoss with a message naming the
 // field and its value. The CRC is not checked here (it needs the payload).

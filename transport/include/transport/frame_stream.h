@@ -140,9 +140,21 @@ base::Result<HelloReply> ClientHello(FrameStream& stream, const Hello& hello, in
 
 // Server side: receives the first frame (waiting up to timeout_ms),
 // negotiates (NegotiateVersion), replies with a HelloReply and sets the
-// stream's version, and returns the peer's hello. A first frame that is not a
-// well-formed hello, or no common version, is answered with an Error frame
-// and returned as an error (kDataLoss / kFailedPrecondition).
+// stream's version, and returns the peer's hello. Every opening it refuses is
+// answered with an Error frame before the error is returned, so a peer learns
+// why (docs/protocol.md "Opening a stream"):
+//  - bytes that are not a frame (bad magic, refused as soon as 4 bytes are
+//    in), a header that fails its checks (a length over kMaxHelloPayload is
+//    refused from the header alone, before any payload is read), a bad CRC,
+//    a frame that is not a well-formed hello: kDataLoss with that reason;
+//  - no common version: kFailedPrecondition;
+//  - no whole hello within timeout_ms (an idle or trickling peer):
+//    kDeadlineExceeded "no complete hello within N ms (received K bytes)";
+//  - cancel_fd signalled: kUnavailable "the listener is shutting down"
+//    (kCancelled is returned).
+// A peer that closed or reset the connection gets nothing (kUnavailable).
+// The caller then closes the stream; reading what the peer still sends
+// before the close keeps the error frame from being destroyed by a reset.
 base::Result<Hello> ServerHello(FrameStream& stream, int timeout_ms, int cancel_fd = -1);
 
 }  // namespace transport

@@ -62,6 +62,13 @@ base::Result<base::Fd> TcpConnect(const std::string& host, uint16_t port,
                                   const std::string& source_host, int timeout_ms,
                                   int cancel_fd = -1);
 
+// Ends a connection without a reset: shuts our sending side down, then reads
+// and discards what the peer still sends until it closes or linger_ms pass
+// (the caller closes fd after). Closing with unread bytes makes the kernel
+// send a reset, which destroys what is still in flight to the peer, such as
+// the error frame that just told it why it is refused.
+void DrainBeforeClose(int fd, int linger_ms);
+
 base::Result<PeerAddress> GetPeerAddress(int fd);
 base::Result<PeerAddress> GetLocalAddress(int fd);
 

@@ -1,0 +1,161 @@
+// The destination ferryd's peer listener (PeerService on 127.0.0.1:0) faced
+// with connections that do not open properly: raw TCP peers send garbage, an
+// HTTP request, a hello with a bad CRC, a header declaring 4 GiB, half a
+// header, or nothing. Each must get the protocol's error frame naming the
+// problem (decoded with the transport codec), within the listener's bounds,
+// and the listener must go on serving a proper request afterwards.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include "appliance/peer_client.h"
+#include "appliance/peer_service.h"
+#include "raw_opening.h"
+#include "test_dir.h"
+
+namespace appliance {
+namespace {
+
+using test::RefusalOf;
+
+class PeerOpeningTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    vm_options_.host.storage_root = dir_ / "root";
+    vm_options_.worker_binary = "/bin/false";  // no VM is started here
+    vm_options_.guest_dir = dir_.path();
+    auto vms = VmService::Open(vm_options_);
+    ASSERT_TRUE(vms.has_value()) << vms.error().ToString();
+    vms_ = std::move(*vms);
+    options_.host = vm_options_.host;
+    options_.host.incoming_enabled = true;
+    options_.host.listen_addresses = {config::ListenAddress{"127.0.0.1", 0, "127.0.0.1:0"}};
+    options_.worker_binary = "/bin/false";
+    options_.host_cpu = HostCpu{"GenuineIntel", {"sse2"}};
+    options_.io_timeout_ms = 5000;
+  }
+  void TearDown() override {
+    peer_.reset();
+    vms_.reset();
+  }
+
+  void StartPeer() {
+    auto p = PeerService::Start(*vms_, options_);
+    ASSERT_TRUE(p.has_value()) << p.error().ToString();
+    peer_ = std::move(*p);
+    port_ = peer_->listening().at(0).second;
+  }
+
+  // The listener still serves: a Status query of an unknown move is answered.
+  void ExpectStillServing() {
+    const std::string id = NewMigrationId();
+    auto reply = CallPeer(PeerEndpoint{"127.0.0.1", port_, ""}, MoveFrame::kStatusQuery,
+                          nlohmann::json{{"migration_id", id}}, MoveFrame::kStatusReply, 10000);
+    ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
+    EXPECT_EQ((*reply)["state"], "unknown");
+  }
+
+  static void ExpectRefusal(const base::Error& e, base::Code code, const std::string& part) {
+    EXPECT_EQ(e.code(), code) << e.ToString();
+    EXPECT_NE(e.message().find(part), std::string::npos) << e.ToString();
+  }
+
+  test::TestDir dir_;
+  ServiceOptions vm_options_;
+  PeerService::Options options_;
+  std::unique_ptr<VmService> vms_;
+  std::unique_ptr<PeerService> peer_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(PeerOpeningTest, RandomGarbageGetsAnErrorFrame) {
+  StartPeer();
+  const uint64_t seed = 0x5eed0001;
+  SCOPED_TRACE("garbage seed " + std::to_string(seed));
+  std::vector<uint8_t> garbage = test::GarbageBytes(seed, 1000);
+  ExpectRefusal(RefusalOf(port_, garbage), base::Code::kDataLoss, "peer: malformed frame header: bad magic 0x");
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, HttpRequestGetsAnErrorFrameSayingSo) {
+  StartPeer();
+  // 18 bytes: less than a frame header, so only the early magic check can
+  // answer before the hello timeout.
+  const auto start = std::chrono::steady_clock::now();
+  base::Error e = RefusalOf(port_, test::TextBytes("GET / HTTP/1.1\r\n\r\n"));
+  ExpectRefusal(e, base::Code::kDataLoss, "bad magic 0x20544547");
+  ExpectRefusal(e, base::Code::kDataLoss, "an HTTP request? This port speaks the ferry migration protocol");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(options_.hello_timeout_ms / 2));
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, BadCrcGetsAnErrorFrame) {
+  StartPeer();
+  ExpectRefusal(RefusalOf(port_, test::HelloFrameBytes(/*crc_xor=*/0x1)), base::Code::kDataLoss,
+                "peer: frame CRC mismatch: header says 0x");
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, HugeLengthIsRefusedFromTheHeaderAlone) {
+  StartPeer();
+  // Only the header is sent: the listener must answer without waiting for
+  // (or allocating) the 4 GiB it declares.
+  ExpectRefusal(RefusalOf(port_, test::HelloHeaderBytes(0xffffffffu)), base::Code::kDataLoss,
+                "length 4294967295 over the maximum 4096");
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, IdleAndTricklingPeersAreTimedOut) {
+  options_.hello_timeout_ms = 300;
+  StartPeer();
+  ExpectRefusal(RefusalOf(port_, {}), base::Code::kDeadlineExceeded,
+                "no complete hello within 300 ms (received 0 bytes)");
+  // Half a header, then silence.
+  std::vector<uint8_t> half = test::HelloFrameBytes();
+  half.resize(16);
+  ExpectRefusal(RefusalOf(port_, half), base::Code::kDeadlineExceeded,
+                "no complete hello within 300 ms (received 16 bytes)");
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, WellFormedHelloWithTheWrongRoleIsRefused) {
+  StartPeer();
+  ExpectRefusal(RefusalOf(port_, test::HelloFrameBytes(0, /*data=*/true)), base::Code::kInvalidArgument,
+                "accepts control streams only");
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, ConnectionsOverTheLimitAreRefusedWithAnErrorFrame) {
+  options_.max_connections = 2;
+  StartPeer();
+  std::vector<base::Fd> idle;
+  for (int i = 0; i < 2; ++i) {
+    auto fd = transport::TcpConnect("127.0.0.1", port_, "", 5000);
+    ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
+    idle.push_back(std::move(*fd));
+  }
+  // The accept thread takes the idle ones before ours (one listener, FIFO
+  // backlog), so the third is over the limit. It sends nothing, so no unread
+  // byte can turn the listener's close into a reset.
+  ExpectRefusal(RefusalOf(port_, {}), base::Code::kResourceExhausted,
+                "too many control connections (2 being served)");
+  idle.clear();  // their threads end (the peer closed) and are reaped
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    auto reply = CallPeer(PeerEndpoint{"127.0.0.1", port_, ""}, MoveFrame::kStatusQuery,
+                          nlohmann::json{{"migration_id", NewMigrationId()}}, MoveFrame::kStatusReply, 5000);
+    if (reply.has_value()) break;
+    // Refused while the idle ones' threads are still ending (a refusal that
+    // overtakes our hello may arrive as a reset instead).
+    ASSERT_TRUE(reply.error().code() == base::Code::kResourceExhausted ||
+                reply.error().code() == base::Code::kUnavailable)
+        << reply.error().ToString();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "still refused 10 s after the idle ones closed";
+    ::usleep(20000);
+  }
+}
+
+}  // namespace
+}  // namespace appliance

@@ -382,16 +382,27 @@ TEST_F(LiveMoveServiceTest, WorkerThatMovedWhileFerrydWasDownIsRemoved) {
   CreateVm("a", {});
 }
 
+// A job that was running when ferryd stopped: if its VM is here without the
+// move's departure record, the move never began (or ended here); if the VM
+// is gone altogether, the destination is asked how it ended (here it does
+// not answer).
 TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
+  CreateVm("here", {});
   LiveMoveJobRecord r;
   r.id = "live-01234567";
-  r.vm = "gone";
-  r.host = "10.0.0.2";
+  r.vm = "here";
+  r.host = "127.0.0.1:1";  // nothing listens there
   r.destination = "/srv";
   r.migration_id = "01234567-89ab-4def-8123-456789abcdef";
   r.started_unix_ms = 1000;
   r.status.phase = LiveMovePhase::kPrecopy;
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-01234567.json", LiveMoveJobToJson(r).dump())
+                  .has_value());
+  LiveMoveJobRecord gone = r;
+  gone.id = "live-89abcdef";
+  gone.vm = "gone";
+  gone.migration_id = "89abcdef-89ab-4def-8123-456789abcdef";
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-89abcdef.json", LiveMoveJobToJson(gone).dump())
                   .has_value());
   Close();
   Open();
@@ -400,7 +411,13 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   EXPECT_EQ(job["phase"], "failed");
   EXPECT_NE(job["error"]["message"].get<std::string>().find("interrupted"), std::string::npos) << job.dump();
   EXPECT_NE(job["ended_unix_ms"], 0);
-  EXPECT_EQ(live_->List()->at("jobs").size(), 1u);
+  for (int i = 0; i < 200 && live_->Get("live-89abcdef")->at("ended_unix_ms") == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  job = *live_->Get("live-89abcdef");
+  EXPECT_EQ(job["phase"], "failed") << job.dump();
+  EXPECT_NE(job["error"]["message"].get<std::string>().find("no longer on this host"), std::string::npos)
+      << job.dump();
+  EXPECT_EQ(live_->List()->at("jobs").size(), 2u);
   EXPECT_FALSE(live_->Get("live-nope").has_value());
 }
 

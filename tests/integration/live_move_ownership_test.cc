@@ -63,6 +63,21 @@ class LiveMoveOwnershipTest : public LiveMoveFailureTest {
     return b_->storage() + "/incoming/" + job["migration_id"].get<std::string>();
   }
 
+  // Moves the memory guest m1 with B's commit point held open and returns
+  // the job once B's commit marker exists (null after a failure).
+  nlohmann::json MoveUntilBCommitted() {
+    StartHostsWithCommitDelay();
+    StartMemoryGuest("m1", 16, 200);
+    if (HasFailure()) return nullptr;
+    StartMove("m1", "8M");
+    nlohmann::json job = WaitPhase("resolving", "wait for B's commit marker");
+    if (job.is_null()) return nullptr;
+    const std::string marker = WaitCommitWindow(job);
+    if (HasFailure()) return nullptr;
+    WaitFor("B's commit marker", kCommitDelayMs + 30000, [&] { return Exists(marker); });
+    return job;
+  }
+
   void KillA() {
     Note("SIGKILL to A's ferryd");
     KillFerryd();
@@ -137,14 +152,8 @@ TEST_F(LiveMoveOwnershipTest, SourceFerrydKilledAtSwitchover) {
 // makes the restarted ferryd ask B, which says committed. The worst
 // finding was `ferry vm start` succeeding here.
 TEST_F(LiveMoveOwnershipTest, SourceFerrydAndWorkerKilledAfterTheCommit) {
-  StartHostsWithCommitDelay();
-  ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 200));
-  StartMove("m1", "8M");
-  nlohmann::json job = WaitPhase("resolving", "wait for B's commit marker");
+  nlohmann::json job = MoveUntilBCommitted();
   ASSERT_FALSE(job.is_null());
-  const std::string marker = WaitCommitWindow(job);
-  ASSERT_FALSE(HasFailure());
-  WaitFor("B's commit marker", kCommitDelayMs + 30000, [&] { return Exists(marker); });
   for (pid_t pid : Workers(VmDirA("m1") + '\0')) ::kill(pid, SIGKILL);
   KillA();
   Note("A's ferryd and worker killed after the commit");
@@ -161,14 +170,8 @@ TEST_F(LiveMoveOwnershipTest, SourceFerrydAndWorkerKilledAfterTheCommit) {
 // its worker exited "moved" and may still be an unreaped zombie. It must be
 // read as moved, not as a crashed VM that could be started again.
 TEST_F(LiveMoveOwnershipTest, SourceFerrydKilledRightAfterTheCommit) {
-  StartHostsWithCommitDelay();
-  ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 200));
-  StartMove("m1", "8M");
-  nlohmann::json job = WaitPhase("resolving", "wait for B's commit marker");
+  nlohmann::json job = MoveUntilBCommitted();
   ASSERT_FALSE(job.is_null());
-  const std::string marker = WaitCommitWindow(job);
-  ASSERT_FALSE(HasFailure());
-  WaitFor("B's commit marker", kCommitDelayMs + 30000, [&] { return Exists(marker); });
   KillA();
   std::this_thread::sleep_for(std::chrono::seconds(1));
   StartFerryd();

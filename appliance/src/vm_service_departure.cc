@@ -118,11 +118,7 @@ base::Result<VmService::MoveTarget> VmService::ReattachLiveMove(const std::strin
   if (vm->deleted || !vm->departure || vm->departure->migration_id != migration_id ||
       vm->departure->state != DepartureState::kMoving)
     return base::Error(base::Code::kNotFound, "vm " + name + " has no departure by migration " + migration_id);
-  MoveTarget target;
-  target.state = vm->runtime.state;
-  target.definition = vm->definition;
-  target.vm_dir = inventory_.VmDir(name);
-  if (HasWorker(vm->runtime.state)) target.control_socket = vm->runtime.control_socket;
+  MoveTarget target = TargetOf(*vm);
   vm->storage_move = true;
   return target;
 }

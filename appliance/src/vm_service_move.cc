@@ -22,12 +22,17 @@ base::Result<VmService::MoveTarget> VmService::BeginStorageMove(const std::strin
     return base::Error(base::Code::kFailedPrecondition,
                        "cannot move the storage of vm " + name +
                            ": it is saved (its state file refers to its disks); restore or stop it first");
-  MoveTarget target;
-  target.state = vm->runtime.state;
-  target.definition = vm->definition;
-  target.vm_dir = inventory_.VmDir(name);
-  if (HasWorker(vm->runtime.state)) target.control_socket = vm->runtime.control_socket;
+  MoveTarget target = TargetOf(*vm);
   vm->storage_move = true;
+  return target;
+}
+
+VmService::MoveTarget VmService::TargetOf(const Vm& vm) const {
+  MoveTarget target;
+  target.state = vm.runtime.state;
+  target.definition = vm.definition;
+  target.vm_dir = inventory_.VmDir(vm.name);
+  if (HasWorker(vm.runtime.state)) target.control_socket = vm.runtime.control_socket;
   return target;
 }
 

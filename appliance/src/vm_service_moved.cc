@@ -40,11 +40,7 @@ base::Result<VmService::MoveTarget> VmService::BeginLiveMove(const std::string& 
     return base::Error(base::Code::kFailedPrecondition,
                        "cannot move vm " + name + " live: it is " + std::string(ToString(vm->runtime.state)) +
                            "; only a running or paused vm moves with ferry move-vm");
-  MoveTarget target;
-  target.state = vm->runtime.state;
-  target.definition = vm->definition;
-  target.vm_dir = inventory_.VmDir(name);
-  target.control_socket = vm->runtime.control_socket;
+  MoveTarget target = TargetOf(*vm);
   // Durable before the worker hears of the move: a ferryd that restarts
   // after a switchover always knows the VM may be elsewhere.
   departure.state = DepartureState::kMoving;

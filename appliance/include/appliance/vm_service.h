@@ -220,6 +220,7 @@ class VmService {
 
   VmService(ServiceOptions options, Inventory inventory);
   base::Result<std::shared_ptr<Vm>> Find(const std::string& name);
+  MoveTarget TargetOf(const Vm& vm) const;  // vm.mu held
   void Recover(Vm& vm);
   void OnWorkerExit(const std::string& name, int64_t pid, const ProcessExit& exit);
   // Persists runtime.json; vm.mu must be held.

@@ -14,7 +14,9 @@
 #include "appliance/worker_exit.h"
 #include "appliance/worker_launcher.h"
 #include "appliance/worker_protocol.h"
+#include "base/escape.h"
 #include "base/log.h"
+#include "storage/image_check.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "unknown"
@@ -334,6 +336,13 @@ base::Result<json> VmService::Create(CreateRequest request) {
     if (::stat(disk.path.c_str(), &st) != 0) return base::ErrnoError("disk " + disk.path);
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
       return base::Error(base::Code::kInvalidArgument, "disk " + disk.path + " is not a file or block device");
+    // The image and its whole chain, as start would open them (and the
+    // tables start would only read later): a damaged image is refused now.
+    storage::ImageCheckOptions check;
+    check.writable = !disk.read_only;
+    if (auto checked = storage::CheckDiskImage(disk.path, disk.format, check); !checked)
+      return checked.error().Wrap("cannot create vm " + def.name + ": disk " +
+                                  std::to_string(&disk - def.disks.data()) + " (" + base::Escaped(disk.path) + ")");
   }
   def.id = config::NewUuid();
   def.config_version = config::kVmConfigVersion;

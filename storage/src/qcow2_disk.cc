@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "base/escape.h"
-
 #include "base/log.h"
 #include "qcow2_compress.h"
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "appliance/vm_json.h"
+#include "base/escape.h"
 #include "cli_job_follow.h"
 #include "cli_move_options.h"
 
@@ -129,7 +130,9 @@ std::string FormatMoveReport(const json& job) {
   if (job.contains("kept_sources") && job["kept_sources"].is_array()) {
     for (const auto& k : job["kept_sources"]) {
       if (k.is_object())
-        out += "  kept:        " + k.value("path", "") + " (used by vm " + k.value("used_by", "") + ")\n";
+        // A kept source may be a backing file, whose name came from an image.
+        out += "  kept:        " + base::Escaped(k.value("path", "")) + " (used by vm " + k.value("used_by", "") +
+               ")\n";
     }
   }
   if (job.contains("error") && job["error"].is_object())

@@ -111,7 +111,15 @@ std::string FormatVm(const json& vm) {
   if (vm.contains("stats")) {
     const json& s = vm["stats"];
     f.push_back({"disk i/o", Str(s, "disk_reads") + " reads, " + Str(s, "disk_writes") + " writes, " +
-                                 Str(s, "disk_flushes") + " flushes"});
+                                 Str(s, "disk_flushes") + " flushes, " + std::to_string(U64(s, "disk_errors")) +
+                                 " errors"});
+    // One line per disk that failed a request; the message is the first failure.
+    for (const json& d : s.value("disks", json::array())) {
+      if (U64(d, "errors") == 0) continue;
+      f.push_back({"disk " + Str(d, "index") + " errors",
+                   Str(d, "read_errors") + " read, " + Str(d, "write_errors") + " write, " +
+                       Str(d, "flush_errors") + " flush; first: " + Str(d, "first_error")});
+    }
   }
   if (!Str(vm, "saved_state").empty()) f.push_back({"saved state", Str(vm, "saved_state")});
   if (!Str(vm, "last_error").empty()) f.push_back({"last error", Str(vm, "last_error")});

@@ -11,7 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/escape.h"
 #include "base/fd.h"
+#include "storage/image_check.h"
 #include "storage/qcow2.h"
 #include "storage/sparse_copy.h"
 
@@ -75,7 +77,7 @@ std::string Clean(const std::string& path) {
 
 base::Result<uint64_t> FileSize(const std::string& path) {
   struct stat st{};
-  if (::stat(path.c_str(), &st) != 0) return base::ErrnoError("stat " + path);
+  if (::stat(path.c_str(), &st) != 0) return base::ErrnoError("stat " + base::Escaped(path));
   return uint64_t(st.st_size);
 }
 
@@ -106,11 +108,12 @@ base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& defini
   auto claim = [&](const std::string& dest, const std::string& source) -> base::Status {
     auto [it, inserted] = dest_owner.emplace(dest, source);
     if (!inserted && it->second != source)
-      return base::Error(base::Code::kAlreadyExists, "cannot move both " + it->second + " and " + source +
-                                                         " to " + dest + ": they have the same name");
+      return base::Error(base::Code::kAlreadyExists, "cannot move both " + base::Escaped(it->second) + " and " +
+                                                         base::Escaped(source) + " to " + base::Escaped(dest) +
+                                                         ": they have the same name");
     if (Clean(source) == dest || SameFile(source, dest))
       return base::Error(base::Code::kFailedPrecondition,
-                         source + " is already at the destination " + plan.destination);
+                         base::Escaped(source) + " is already at the destination " + plan.destination);
     return base::Ok();
   };
   std::set<std::string> shared;  // backing layers already planned (shared by two disks)
@@ -134,16 +137,28 @@ base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& defini
       std::optional<config::DiskFormat> child_format = info.backing_format;
       std::string child_backing_path = info.backing_path;
       std::vector<LayerMove> chain;  // top-down
+      std::vector<std::string> chain_files = {d.top.source};  // every file of the chain so far
       for (int depth = 0; !child_name.empty(); ++depth) {
         if (depth >= kMaxChainDepth)
           return base::Error(base::Code::kFailedPrecondition,
-                             d.top.source + ": backing chain deeper than " + std::to_string(kMaxChainDepth));
+                             base::Escaped(d.top.source) + ": backing chain deeper than " +
+                                 std::to_string(kMaxChainDepth));
         if (!child_format)
           return base::Error(base::Code::kFailedPrecondition,
-                             "backing file " + child_backing_path + ": format unknown");
+                             "backing file " + base::Escaped(child_backing_path) + ": format unknown");
         LayerMove layer;
         layer.source = Clean(child_backing_path);
         layer.format = *child_format;
+        // A loop would otherwise be walked kMaxChainDepth deep (by identity,
+        // as storage refuses it when the chain is opened).
+        for (const std::string& above : chain_files) {
+          if (SameFile(above, layer.source))
+            return base::Error(base::Code::kDataLoss,
+                               "the backing chain of " + base::Escaped(d.top.source) + " loops: " +
+                                   base::Escaped(layer.source) + " is already in it (as " + base::Escaped(above) +
+                                   ")");
+        }
+        chain_files.push_back(layer.source);
         std::string child_dest_dir = Dirname(at_top ? d.top.dest : chain.back().dest);
         std::string stored = child_name;
         if (StaysBelow(child_name)) {
@@ -345,6 +360,13 @@ base::Result<std::vector<KeptSource>> RemoveMoveSources(const StorageMovePlan& p
 
 base::Status CopyStorageOffline(const StorageMovePlan& plan, int cancel_fd,
                                 const std::function<void(uint64_t done, uint64_t total)>& progress) {
+  // A damaged source must fail the move before anything is copied: a plain
+  // file copy would carry the damage over and report the move completed.
+  for (const DiskMove& d : plan.disks) {
+    if (auto checked = storage::CheckDiskImage(d.top.source, d.spec.format); !checked)
+      return checked.error().Wrap("disk " + std::to_string(d.index) + " (" + base::Escaped(d.top.source) +
+                                  ") cannot be moved, nothing was copied");
+  }
   uint64_t base_done = 0;
   auto copy = [&](const LayerMove& l) -> base::Status {
     storage::SparseCopyOptions o;
@@ -362,7 +384,7 @@ base::Status CopyStorageOffline(const StorageMovePlan& plan, int cancel_fd,
     for (const LayerMove& l : d.backing) {
       if (auto st = copy(l); !st) {
         RemoveMoveDestination(plan);
-        return st.error().Wrap("copy " + l.source + " to " + plan.destination);
+        return st.error().Wrap("copy " + base::Escaped(l.source) + " to " + plan.destination);
       }
     }
     LayerMove top = d.top;

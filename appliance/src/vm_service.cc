@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 
+#include "appliance/vm_stats_json.h"
 #include "appliance/worker_exit.h"
 #include "appliance/worker_launcher.h"
 #include "appliance/worker_protocol.h"
+#include "base/escape.h"
 #include "base/log.h"
+#include "storage/image_check.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "unknown"
@@ -313,22 +316,23 @@ base::Result<json> VmService::Show(const std::string& name) {
   ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
   json j;
   std::string socket;
+  config::VmDefinition definition;
   {
     std::lock_guard lock(vm->mu);
     j = Describe(*vm);
     if (HasWorker(vm->runtime.state)) socket = vm->runtime.control_socket;
+    definition = vm->definition;
   }
   if (!socket.empty()) {
     // Live numbers are a bonus: a worker busy saving may not answer in time,
     // and show must still answer.
     auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStatus, ""}, 2000);
     if (reply) {
-      j["stats"] = {{"memory_bytes", reply->stats.memory_bytes},
-                    {"disk_reads", reply->stats.disk_reads},
-                    {"disk_writes", reply->stats.disk_writes},
-                    {"disk_flushes", reply->stats.disk_flushes},
-                    {"exits", reply->stats.exits}};
+      j["stats"] = StatsToJson(reply->stats, definition);
       j["worker"]["vm_state"] = reply->state;
+      // A disk failure does not stop the VM (the guest handles its I/O
+      // error), so it is what the admin must see while it runs.
+      if (j["last_error"] == "") j["last_error"] = FirstDiskError(reply->stats, definition);
     }
   }
   return j;
@@ -366,6 +370,13 @@ base::Result<json> VmService::Create(CreateRequest request) {
     if (::stat(disk.path.c_str(), &st) != 0) return base::ErrnoError("disk " + disk.path);
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
       return base::Error(base::Code::kInvalidArgument, "disk " + disk.path + " is not a file or block device");
+    // The image and its whole chain, as start would open them (and the
+    // tables start would only read later): a damaged image is refused now.
+    storage::ImageCheckOptions check;
+    check.writable = !disk.read_only;
+    if (auto checked = storage::CheckDiskImage(disk.path, disk.format, check); !checked)
+      return checked.error().Wrap("cannot create vm " + def.name + ": disk " +
+                                  std::to_string(&disk - def.disks.data()) + " (" + base::Escaped(disk.path) + ")");
   }
   def.id = config::NewUuid();
   def.config_version = config::kVmConfigVersion;

@@ -125,6 +125,10 @@ WorkerReply VmWorker::Status(std::string state) const {
   r.stats.disk_writes = s.disk_writes;
   r.stats.disk_flushes = s.disk_flushes;
   r.stats.exits = s.exits;
+  for (const vm::DiskStats& d : s.disks) {
+    r.stats.disks.push_back({d.reads, d.writes, d.flushes, d.read_errors, d.write_errors, d.flush_errors,
+                             d.first_error, d.first_error_unix_ms});
+  }
   return r;
 }
 

@@ -33,6 +33,36 @@ uint64_t GetU64(const json& j, const char* key) {
   return (it != j.end() && it->is_number_unsigned()) ? it->get<uint64_t>() : 0;
 }
 
+int64_t GetI64(const json& j, const char* key) {
+  auto it = j.find(key);
+  return (it != j.end() && it->is_number_integer()) ? it->get<int64_t>() : 0;
+}
+
+json DiskStatsToJson(const WorkerDiskStats& d) {
+  return {{"reads", d.reads},
+          {"writes", d.writes},
+          {"flushes", d.flushes},
+          {"read_errors", d.read_errors},
+          {"write_errors", d.write_errors},
+          {"flush_errors", d.flush_errors},
+          {"first_error", d.first_error},
+          {"first_error_unix_ms", d.first_error_unix_ms}};
+}
+
+WorkerDiskStats DiskStatsFromJson(const json& j) {
+  WorkerDiskStats d;
+  if (!j.is_object()) return d;
+  d.reads = GetU64(j, "reads");
+  d.writes = GetU64(j, "writes");
+  d.flushes = GetU64(j, "flushes");
+  d.read_errors = GetU64(j, "read_errors");
+  d.write_errors = GetU64(j, "write_errors");
+  d.flush_errors = GetU64(j, "flush_errors");
+  (void)GetString(j, "first_error", "worker reply", &d.first_error);
+  d.first_error_unix_ms = GetI64(j, "first_error_unix_ms");
+  return d;
+}
+
 }  // namespace
 
 std::string_view ToString(WorkerOp op) {
@@ -115,6 +145,9 @@ std::string EncodeReply(const base::Result<WorkerReply>& reply) {
                 {"disk_writes", r.stats.disk_writes},
                 {"disk_flushes", r.stats.disk_flushes},
                 {"exits", r.stats.exits}}}};
+  json disks = json::array();
+  for (const WorkerDiskStats& d : r.stats.disks) disks.push_back(DiskStatsToJson(d));
+  j["stats"]["disks"] = std::move(disks);
   if (!r.move.empty()) j["move"] = json::parse(r.move, nullptr, false);
   if (!r.live_move.empty()) j["live_move"] = json::parse(r.live_move, nullptr, false);
   return j.dump();
@@ -151,6 +184,9 @@ base::Result<WorkerReply> DecodeReply(std::string_view line) {
     reply.stats.disk_writes = GetU64(*stats, "disk_writes");
     reply.stats.disk_flushes = GetU64(*stats, "disk_flushes");
     reply.stats.exits = GetU64(*stats, "exits");
+    if (auto disks = stats->find("disks"); disks != stats->end() && disks->is_array()) {
+      for (const json& d : *disks) reply.stats.disks.push_back(DiskStatsFromJson(d));
+    }
   }
   if (auto move = j.find("move"); move != j.end() && move->is_object()) reply.move = move->dump();
   if (auto live = j.find("live_move"); live != j.end() && live->is_object()) reply.live_move = live->dump();

@@ -5,11 +5,14 @@
 
 #include <string>
 
+#include "base/escape.h"
+
 namespace base {
 
 Result<Fd> Fd::Open(const std::string& path, int flags, int mode) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoError("open " + path);
+  // Escaped: the path may come from a disk image (a backing file name).
+  if (fd < 0) return ErrnoError("open " + Escaped(path));
   return Fd(fd);
 }
 

@@ -18,7 +18,7 @@ constexpr size_t kMaxFixedBufferSize = size_t{1} << 20;
 
 base::Status CheckOptions(const std::string& path, const OpenOptions& o) {
   auto invalid = [&](const std::string& why) {
-    return base::Error(base::Code::kInvalidArgument, "open " + path + ": " + why);
+    return base::Error(base::Code::kInvalidArgument, "open " + base::Escaped(path) + ": " + why);
   };
   if (o.engine != IoEngine::kIoUring && o.engine != IoEngine::kSync) {
     return invalid("unknown I/O engine " + std::to_string(static_cast<int>(o.engine)));
@@ -66,11 +66,11 @@ base::Result<std::unique_ptr<BlockFile>> OpenBlockFile(const std::string& path,
     return fd.error();
   }
   struct stat st;
-  if (fstat(fd->get(), &st) != 0) return base::ErrnoError("fstat " + path);
+  if (fstat(fd->get(), &st) != 0) return base::ErrnoError("fstat " + base::Escaped(path));
   if (!S_ISREG(st.st_mode)) {
     // Block devices would need their size from an ioctl; add that with a
     // user for it.
-    return base::Error(base::Code::kInvalidArgument, "open " + path + ": not a regular file");
+    return base::Error(base::Code::kInvalidArgument, "open " + base::Escaped(path) + ": not a regular file");
   }
   if (options.engine == IoEngine::kSync) {
     return std::unique_ptr<BlockFile>(

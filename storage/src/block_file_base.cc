@@ -10,8 +10,14 @@
 
 namespace storage {
 
+std::optional<FileId> BlockFileBase::id() const {
+  struct stat st{};
+  if (fstat(fd_.get(), &st) != 0) return std::nullopt;
+  return FileId{uint64_t(st.st_dev), uint64_t(st.st_ino)};
+}
+
 std::string BlockFileBase::Describe(IoOp op, uint64_t offset, size_t len) const {
-  return std::string(op == IoOp::kRead ? "read " : "write ") + path_ + " at offset " +
+  return std::string(op == IoOp::kRead ? "read " : "write ") + display_path() + " at offset " +
          std::to_string(offset) + " (" + std::to_string(len) + " bytes)";
 }
 
@@ -19,7 +25,7 @@ base::Status BlockFileBase::CheckRequests(std::span<const IoRequest> requests) c
   constexpr auto kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
   for (const IoRequest& r : requests) {
     if (r.op != IoOp::kRead && r.op != IoOp::kWrite) {
-      return base::Error(base::Code::kInvalidArgument, path_ + ": request with invalid operation " +
+      return base::Error(base::Code::kInvalidArgument, display_path() + ": request with invalid operation " +
                                                            std::to_string(static_cast<int>(r.op)));
     }
     if (r.op == IoOp::kWrite && !options_.writable) {
@@ -64,21 +70,21 @@ base::Status BlockFileBase::WriteAt(const void* buf, size_t len, uint64_t offset
 
 base::Result<uint64_t> BlockFileBase::Size() {
   struct stat st;
-  if (fstat(fd_.get(), &st) != 0) return base::ErrnoError("fstat " + path_);
+  if (fstat(fd_.get(), &st) != 0) return base::ErrnoError("fstat " + display_path());
   return static_cast<uint64_t>(st.st_size);
 }
 
 base::Status BlockFileBase::Truncate(uint64_t size) {
   if (!options_.writable) {
     return base::Error(base::Code::kPermissionDenied,
-                       "truncate " + path_ + ": file is open read-only");
+                       "truncate " + display_path() + ": file is open read-only");
   }
   if (size > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) {
     return base::Error(base::Code::kInvalidArgument,
-                       "truncate " + path_ + ": size " + std::to_string(size) + " is too large");
+                       "truncate " + display_path() + ": size " + std::to_string(size) + " is too large");
   }
   if (ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) {
-    return base::ErrnoError("truncate " + path_ + " to " + std::to_string(size) + " bytes");
+    return base::ErrnoError("truncate " + display_path() + " to " + std::to_string(size) + " bytes");
   }
   return base::Ok();
 }
@@ -86,7 +92,7 @@ base::Status BlockFileBase::Truncate(uint64_t size) {
 base::Status BlockFileBase::Fallocate(int mode, std::string_view what, uint64_t offset,
                                       uint64_t len) {
   auto describe = [&] {
-    return std::string(what) + " " + path_ + " at offset " + std::to_string(offset) + " (" +
+    return std::string(what) + " " + display_path() + " at offset " + std::to_string(offset) + " (" +
            std::to_string(len) + " bytes)";
   };
   if (!options_.writable) {

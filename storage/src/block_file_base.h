@@ -19,6 +19,7 @@ class BlockFileBase : public BlockFile {
   base::Status PunchHole(uint64_t offset, uint64_t len) override;
   base::Status ZeroRange(uint64_t offset, uint64_t len) override;
   const std::string& path() const override { return path_; }
+  std::optional<FileId> id() const override;
 
  protected:
   BlockFileBase(base::Fd fd, std::string path, const OpenOptions& options)

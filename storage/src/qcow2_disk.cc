@@ -2,9 +2,12 @@
 // read path. Writes are in qcow2_write.cc.
 #include "qcow2_disk.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstring>
 
+#include "base/escape.h"
 #include "base/log.h"
 #include "qcow2_compress.h"
 
@@ -18,12 +21,13 @@ size_t L2CacheTables(uint64_t cluster_size) {
 
 base::Result<std::unique_ptr<Disk>> OpenBackingFile(const std::string& path,
                                                     config::DiskFormat format, int depth,
-                                                    IoEngine engine) {
+                                                    IoEngine engine, std::vector<ChainLink> above) {
   if (format == config::DiskFormat::kRaw) return OpenRawDisk(path, true, engine);
   OpenParams p;
   p.read_only = true;
   p.engine = engine;
   p.depth = depth;
+  p.above = std::move(above);
   OpenOptions o;
   o.writable = false;
   o.engine = engine;
@@ -47,7 +51,7 @@ base::Result<Header> ReadHeader(BlockFile& file, uint64_t file_size) {
       head.resize(n);
     }
   }
-  return ParseHeader(head, file_size, file.path());
+  return ParseHeader(head, file_size, file.display_path());
 }
 
 base::Result<config::DiskFormat> ProbeFormat(const std::string& path) {
@@ -74,16 +78,16 @@ Qcow2DiskImpl::Qcow2DiskImpl(std::unique_ptr<BlockFile> file, Header header, boo
 Qcow2DiskImpl::~Qcow2DiskImpl() {
   if (read_only_ || !refcounts_) return;
   auto s = Flush();
-  if (!s) base::LogError("closing " + file_->path() + ": " + s.error().ToString());
+  if (!s) base::LogError("closing " + file_->display_path() + ": " + s.error().ToString());
 }
 
 base::Error Qcow2DiskImpl::Corrupt(const std::string& what) const {
-  return base::Error(base::Code::kDataLoss, file_->path() + ": " + what);
+  return base::Error(base::Code::kDataLoss, file_->display_path() + ": " + what);
 }
 
 base::Result<std::unique_ptr<Qcow2DiskImpl>> Qcow2DiskImpl::Open(std::unique_ptr<BlockFile> file,
                                                                  const OpenParams& params) {
-  const std::string path = file->path();
+  const std::string path = file->display_path();  // for messages
   ASSIGN_OR_RETURN(uint64_t file_size, file->Size());
   ASSIGN_OR_RETURN(Header h, ReadHeader(*file, file_size));
 
@@ -94,7 +98,7 @@ base::Result<std::unique_ptr<Qcow2DiskImpl>> Qcow2DiskImpl::Open(std::unique_ptr
     std::string names;
     for (unsigned bit = 0; bit < 64; ++bit) {
       if (unsupported & (uint64_t{1} << bit)) {
-        names += (names.empty() ? "" : ", ") + IncompatibleFeatureName(h, bit);
+        names += (names.empty() ? "" : ", ") + base::Escaped(IncompatibleFeatureName(h, bit));
       }
     }
     return base::Error(base::Code::kUnimplemented,
@@ -181,43 +185,69 @@ base::Status Qcow2DiskImpl::OpenBacking(const OpenParams& params) {
   if (header_.backing_file.find(':') != std::string::npos &&
       header_.backing_file.rfind("json:", 0) == 0) {
     return base::Error(base::Code::kUnimplemented,
-                       file_->path() + ": backing file " + header_.backing_file +
+                       file_->display_path() + ": backing file " + base::Escaped(header_.backing_file) +
                            " is a qemu protocol specification, not a file");
   }
+  std::vector<ChainLink> chain = params.above;
+  chain.push_back({file_->path(), file_->id()});
+  RETURN_IF_ERROR(CheckNoLoop(chain));
   if (params.depth + 1 >= kMaxBackingDepth) {
     return base::Error(base::Code::kFailedPrecondition,
-                       file_->path() + ": backing chain deeper than " +
-                           std::to_string(kMaxBackingDepth) + " (a loop?)");
+                       file_->display_path() + ": backing chain deeper than " +
+                           std::to_string(kMaxBackingDepth) + " files");
   }
   config::DiskFormat format = config::DiskFormat::kRaw;
   if (!header_.backing_format.empty()) {
     auto f = config::ParseDiskFormat(header_.backing_format);
     if (!f) {
       return base::Error(base::Code::kUnimplemented,
-                         file_->path() + ": backing file format '" + header_.backing_format +
+                         file_->display_path() + ": backing file format '" + base::Escaped(header_.backing_format) +
                              "' is not supported (raw and qcow2 are)");
     }
     format = *f;
   } else if (!params.open_backing) {
     // Not recorded: probe. Only qcow2 has a magic; anything else is raw.
     auto probed = ProbeFormat(info_.backing_path);
-    if (!probed) return probed.error().Wrap("backing file of " + file_->path());
+    if (!probed) return probed.error().Wrap("backing file of " + file_->display_path());
     format = *probed;
   }
   info_.backing_format = format;
   auto opened = params.open_backing
                     ? params.open_backing(info_.backing_path, format, params.depth + 1)
-                    : OpenBackingFile(info_.backing_path, format, params.depth + 1, params.engine);
-  if (!opened) return opened.error().Wrap("backing file of " + file_->path());
+                    : OpenBackingFile(info_.backing_path, format, params.depth + 1, params.engine,
+                                      std::move(chain));
+  if (!opened) return opened.error().Wrap("backing file of " + file_->display_path());
   backing_ = std::move(*opened);
   backing_size_ = backing_->size();
+  return base::Ok();
+}
+
+base::Status Qcow2DiskImpl::CheckNoLoop(const std::vector<ChainLink>& chain) const {
+  // By identity, not by name: "a.qcow2", "./a.qcow2", a hard link and a
+  // symlink are one file. A missing backing file is not a loop; opening it
+  // reports it.
+  struct stat st{};
+  if (::stat(info_.backing_path.c_str(), &st) != 0) return base::Ok();
+  const FileId next{uint64_t(st.st_dev), uint64_t(st.st_ino)};
+  for (size_t i = 0; i < chain.size(); ++i) {
+    if (!chain[i].id || *chain[i].id != next) continue;
+    std::string files;
+    for (size_t j = i; j < chain.size(); ++j) files += base::Escaped(chain[j].path) + " -> ";
+    files += base::Escaped(info_.backing_path);
+    const std::string again = i + 1 == chain.size()                ? "the image itself"
+                              : chain[i].path == info_.backing_path ? "already in the chain"
+                                                                    : "the same file as " + base::Escaped(chain[i].path);
+    return base::Error(base::Code::kDataLoss,
+                       file_->display_path() + ": the backing chain loops: its backing file " +
+                           base::Escaped(info_.backing_path) + " is " + again + " (" + files + ")");
+  }
   return base::Ok();
 }
 
 base::Status Qcow2DiskImpl::CheckRange(std::string_view op, uint64_t len, uint64_t offset) const {
   if (offset > size_ || len > size_ - offset) {
     return base::Error(base::Code::kOutOfRange,
-                       std::string(op) + " disk " + file_->path() + " at offset " +
+                       std::string(op) + " disk " + file_->display_path() + " at offset " +
                            std::to_string(offset) + " (" + std::to_string(len) +
                            " bytes): beyond the end of the disk (" + std::to_string(size_) +
                            " bytes)");
@@ -288,7 +318,7 @@ base::Status Qcow2DiskImpl::ReadCompressed(const Mapping& m, uint8_t* out) {
     ASSIGN_OR_RETURN(size_t n, file_->ReadAt(in.data(), in.size(), m.host));
     in.resize(n);
     RETURN_IF_ERROR(DecompressCluster(header_.compression_type, in, decompressed_,
-                                      file_->path() + ": compressed cluster at " + Hex(m.host)));
+                                      file_->display_path() + ": compressed cluster at " + Hex(m.host)));
     decompressed_host_ = m.host;
   }
   std::memcpy(out, decompressed_.data(), cluster_size_);

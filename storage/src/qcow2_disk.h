@@ -22,6 +22,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,10 +39,22 @@ inline constexpr int kMaxBackingDepth = 32;
 using BackingOpener = std::function<base::Result<std::unique_ptr<Disk>>(
     const std::string& path, config::DiskFormat format, int depth)>;
 
+// One file of a backing chain that is already open, above the one being
+// opened.
+struct ChainLink {
+  std::string path;
+  std::optional<FileId> id;  // nullopt: not a file on a file system (fuzzer)
+};
+
 struct OpenParams {
   bool read_only = true;
   IoEngine engine = IoEngine::kIoUring;
   int depth = 0;  // 0 for the top image
+  // The files above this one, top first (empty for the top). A backing file
+  // that is one of them, or this image itself, is a loop: refused by file
+  // identity (device and inode), so another spelling of a name, a hard link
+  // or a symlink to a file of the chain is caught too.
+  std::vector<ChainLink> above;
   // Opens a backing file (read-only). Unset: the real files (OpenDisk rules).
   BackingOpener open_backing;
 };
@@ -94,6 +107,9 @@ class Qcow2DiskImpl final : public Qcow2Disk {
   base::Status Load(const OpenParams& params);
   base::Status LoadL1();
   base::Status OpenBacking(const OpenParams& params);
+  // kDataLoss if the backing file is one of `chain` (the files above it,
+  // this image last): the chain loops.
+  base::Status CheckNoLoop(const std::vector<ChainLink>& chain) const;
 
   base::Status CheckRange(std::string_view op, uint64_t len, uint64_t offset) const;
   base::Error Corrupt(const std::string& what) const;

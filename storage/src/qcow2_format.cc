@@ -154,10 +154,19 @@ base::Result<Header> ParseHeader(std::span<const uint8_t> bytes, uint64_t file_s
   if (h.compression_type != kCompressionZlib && h.compression_type != kCompressionZstd) {
     return Bad(name, "unknown compression type " + std::to_string(h.compression_type));
   }
+  // qemu's rule (validate_compression_type): the feature bit is set exactly
+  // when the type is not zlib. zlib with the bit set is as invalid as zstd
+  // without it (also when the header is too short to hold the type byte).
   if (h.compression_type != kCompressionZlib &&
       (h.incompatible_features & kIncompatCompression) == 0) {
     return Bad(name, "compression type " + std::to_string(h.compression_type) +
                          " without the compression-type incompatible feature bit");
+  }
+  if (h.compression_type == kCompressionZlib && (h.incompatible_features & kIncompatCompression) != 0) {
+    return Bad(name, std::string("the compression-type incompatible feature bit is set, but the "
+                                 "compression type is 0 (zlib") +
+                         (h.header_length > 104 ? ")" : ", the header has no compression type byte)") +
+                         "; the bit must be set only for another type (zstd)");
   }
   // Size: L1 must map the whole disk and stay within the allocation cap.
   uint64_t l1_needed = L1EntriesFor(h.size, h.cluster_bits);

@@ -25,13 +25,13 @@ base::Result<std::unique_ptr<Refcounts>> Refcounts::Load(BlockFile& file, const 
   ASSIGN_OR_RETURN(size_t n, file.ReadAt(raw.data(), raw.size(), h.refcount_table_offset));
   if (n != bytes) {
     return base::Error(base::Code::kDataLoss,
-                       file.path() + ": refcount table is cut short by the end of the file");
+                       file.display_path() + ": refcount table is cut short by the end of the file");
   }
   r->table_.resize(bytes / 8);
   for (size_t i = 0; i < r->table_.size(); ++i) {
     uint64_t e = GetBe64(&raw[i * 8]);
     auto bad = [&](const std::string& what) {
-      return base::Error(base::Code::kDataLoss, file.path() + ": refcount table entry " +
+      return base::Error(base::Code::kDataLoss, file.display_path() + ": refcount table entry " +
                                                     std::to_string(i) + " (" + Hex(e) + ") " +
                                                     what);
     };
@@ -93,7 +93,7 @@ base::Result<uint64_t> Refcounts::Reserve(uint64_t n) {
   }
   if ((start + n) > (uint64_t{1} << (56 - cluster_bits_))) {
     return base::Error(base::Code::kResourceExhausted,
-                       file_.path() + ": no cluster offsets left below 2^56");
+                       file_.display_path() + ": no cluster offsets left below 2^56");
   }
   next_free_ = start + n;
   return start;
@@ -111,7 +111,7 @@ base::Status Refcounts::GrowTable(uint64_t need_entries) {
   want = (want + per_cluster - 1) / per_cluster * per_cluster;
   if (want * 8 > kMaxRefcountTableBytes) {
     return base::Error(base::Code::kResourceExhausted,
-                       file_.path() + ": the refcount table would exceed " +
+                       file_.display_path() + ": the refcount table would exceed " +
                            std::to_string(kMaxRefcountTableBytes) + " bytes");
   }
   uint32_t clusters = uint32_t(want / per_cluster);
@@ -130,7 +130,7 @@ base::Status Refcounts::GrowTable(uint64_t need_entries) {
 base::Status Refcounts::Update(uint64_t cluster, bool increment) {
   uint64_t b = cluster / per_block_;
   auto lost = [&](const std::string& what) {
-    return base::Error(base::Code::kDataLoss, file_.path() + ": freeing cluster at " +
+    return base::Error(base::Code::kDataLoss, file_.display_path() + ": freeing cluster at " +
                                                   Hex(cluster << cluster_bits_) + ": " + what);
   };
   if (b >= table_.size()) {
@@ -152,7 +152,7 @@ base::Status Refcounts::Update(uint64_t cluster, bool increment) {
   if (increment) {
     if (v == max_) {
       return base::Error(base::Code::kResourceExhausted,
-                         file_.path() + ": refcount of cluster at " +
+                         file_.display_path() + ": refcount of cluster at " +
                              Hex(cluster << cluster_bits_) + " would overflow");
     }
     SetEntry(*t, i, v + 1);

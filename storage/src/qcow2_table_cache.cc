@@ -36,7 +36,7 @@ base::Status TableCache::WriteOne(Table& t) {
 
 base::Result<Table*> TableCache::Get(uint64_t offset) {
   if (offset == 0) {
-    return base::Error(base::Code::kDataLoss, file_.path() + ": " + what_ + " at offset 0");
+    return base::Error(base::Code::kDataLoss, file_.display_path() + ": " + what_ + " at offset 0");
   }
   for (auto& t : tables_) {
     if (t->offset == offset) {
@@ -47,7 +47,7 @@ base::Result<Table*> TableCache::Get(uint64_t offset) {
   ASSIGN_OR_RETURN(Table * t, MakeRoom());
   ASSIGN_OR_RETURN(size_t n, file_.ReadAt(t->bytes.data(), table_bytes_, offset));
   if (n != table_bytes_) {
-    return base::Error(base::Code::kDataLoss, file_.path() + ": " + what_ + " at " + Hex(offset) +
+    return base::Error(base::Code::kDataLoss, file_.display_path() + ": " + what_ + " at " + Hex(offset) +
                                                   " is cut short by the end of the file");
   }
   t->offset = offset;

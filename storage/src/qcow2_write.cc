@@ -53,7 +53,7 @@ base::Status Qcow2DiskImpl::CheckNotMetadata(uint64_t host) const {
 base::Status Qcow2DiskImpl::Write(const void* buf, size_t len, uint64_t offset) {
   if (read_only_) {
     return base::Error(base::Code::kPermissionDenied,
-                       "write disk " + file_->path() + ": the disk is read-only");
+                       "write disk " + file_->display_path() + ": the disk is read-only");
   }
   RETURN_IF_ERROR(CheckRange("write", len, offset));
   const auto* src = static_cast<const uint8_t*>(buf);
@@ -141,7 +141,7 @@ base::Result<Table*> Qcow2DiskImpl::L2ForWrite(uint64_t l1_index) {
   if (e & kOffsetMask) {
     if (!(e & kOflagCopied)) {
       return base::Error(base::Code::kUnimplemented,
-                         file_->path() + ": L2 table at " + Hex(e & kOffsetMask) +
+                         file_->display_path() + ": L2 table at " + Hex(e & kOffsetMask) +
                              " is shared (refcount above 1); copying shared tables is not "
                              "supported");
     }
@@ -174,7 +174,7 @@ base::Status Qcow2DiskImpl::SetEntry(uint64_t guest_cluster, uint64_t entry, con
 base::Status Qcow2DiskImpl::ZeroClusters(uint64_t offset, uint64_t len, bool discard) {
   if (read_only_) {
     return base::Error(base::Code::kPermissionDenied, std::string(discard ? "discard" : "zero") +
-                                                          " disk " + file_->path() +
+                                                          " disk " + file_->display_path() +
                                                           ": the disk is read-only");
   }
   RETURN_IF_ERROR(CheckRange(discard ? "discard" : "zero", len, offset));

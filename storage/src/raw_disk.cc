@@ -7,11 +7,13 @@
 #include <cstring>
 #include <vector>
 
+#include "base/escape.h"
+
 namespace storage {
 
 base::Status RawDisk::CheckRange(std::string_view op, uint64_t len, uint64_t offset) const {
   if (offset > size_ || len > size_ - offset) {
-    return base::Error(base::Code::kOutOfRange, std::string(op) + " disk " + file_->path() +
+    return base::Error(base::Code::kOutOfRange, std::string(op) + " disk " + file_->display_path() +
                                                     " at offset " + std::to_string(offset) + " (" +
                                                     std::to_string(len) +
                                                     " bytes): beyond the end of the disk (" +
@@ -32,7 +34,7 @@ base::Status RawDisk::Read(void* buf, size_t len, uint64_t offset) {
 base::Status RawDisk::CheckWritable(std::string_view op) const {
   if (read_only_) {
     return base::Error(base::Code::kPermissionDenied,
-                       std::string(op) + " disk " + file_->path() + ": the disk is read-only");
+                       std::string(op) + " disk " + file_->display_path() + ": the disk is read-only");
   }
   return base::Ok();
 }
@@ -89,7 +91,7 @@ base::Result<Extent> RawDisk::MapExtent(uint64_t offset, uint64_t max_len) {
   if (data < 0) {
     // A file system without SEEK_DATA support: everything is data.
     if (errno == EINVAL || errno == EOPNOTSUPP) return e;
-    return base::ErrnoError("lseek SEEK_DATA " + file_->path());
+    return base::ErrnoError("lseek SEEK_DATA " + file_->display_path());
   }
   if (uint64_t(data) > offset) {
     e.kind = ExtentKind::kZero;
@@ -97,7 +99,7 @@ base::Result<Extent> RawDisk::MapExtent(uint64_t offset, uint64_t max_len) {
     return e;
   }
   off_t hole = lseek(seek_fd_.get(), off_t(offset), SEEK_HOLE);
-  if (hole < 0) return base::ErrnoError("lseek SEEK_HOLE " + file_->path());
+  if (hole < 0) return base::ErrnoError("lseek SEEK_HOLE " + file_->display_path());
   e.length = std::min<uint64_t>(uint64_t(hole), limit) - offset;
   if (e.length == 0) e.length = limit - offset;  // raced with a write; call it data
   return e;
@@ -113,7 +115,7 @@ base::Result<std::unique_ptr<Disk>> OpenRawDisk(const std::string& path, bool re
   uint64_t size = file_size / kSectorSize * kSectorSize;
   if (size == 0) {
     return base::Error(base::Code::kInvalidArgument,
-                       "raw disk " + path + " is smaller than one " + std::to_string(kSectorSize) +
+                       "raw disk " + base::Escaped(path) + " is smaller than one " + std::to_string(kSectorSize) +
                            "-byte sector (" + std::to_string(file_size) + " bytes)");
   }
   ASSIGN_OR_RETURN(base::Fd seek_fd, base::Fd::Open(path, O_RDONLY));

@@ -61,7 +61,7 @@ base::Status SyncBlockFile::Write(const IoRequest& r) {
 
 base::Status SyncBlockFile::Flush() {
   while (fdatasync(fd_.get()) != 0) {
-    if (errno != EINTR) return base::ErrnoError("fdatasync " + path_);
+    if (errno != EINTR) return base::ErrnoError("fdatasync " + display_path());
   }
   return base::Ok();
 }

@@ -34,7 +34,7 @@ base::Result<std::unique_ptr<UringBlockFile>> UringBlockFile::Create(base::Fd fd
   int ret = io_uring_queue_init(options.queue_depth, &file->ring_, 0);
   if (ret < 0) {
     return base::Error(base::Code::kUnavailable,
-                       "open " + file->path_ + ": io_uring is unavailable on this host (" +
+                       "open " + file->display_path() + ": io_uring is unavailable on this host (" +
                            std::strerror(-ret) +
                            "); check /proc/sys/kernel/io_uring_disabled and seccomp, or use the "
                            "sync engine",
@@ -89,7 +89,7 @@ base::Status UringBlockFile::SubmitAndWait() {
     int ret = io_uring_submit_and_wait(&ring_, 1);
     if (ret >= 0) return base::Ok();
     if (ret == -EINTR) continue;  // a signal; what was queued is still queued
-    broken_ = base::ErrnoError("io_uring_enter for " + path_, -ret);
+    broken_ = base::ErrnoError("io_uring_enter for " + display_path(), -ret);
     return *broken_;
   }
 }
@@ -217,7 +217,7 @@ base::Status UringBlockFile::Flush() {
   for (int attempt = 0;; ++attempt) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) {
-      return base::Error(base::Code::kInternal, "fdatasync " + path_ + ": io_uring queue is full");
+      return base::Error(base::Code::kInternal, "fdatasync " + display_path() + ": io_uring queue is full");
     }
     io_uring_prep_fsync(sqe, FileArg(), IORING_FSYNC_DATASYNC);
     SetFileFlag(sqe);
@@ -230,14 +230,14 @@ base::Status UringBlockFile::Flush() {
     while ((ret = io_uring_wait_cqe(&ring_, &cqe)) == -EINTR) {
     }
     if (ret != 0) {
-      broken_ = base::ErrnoError("fdatasync " + path_ + ": no completion", -ret);
+      broken_ = base::ErrnoError("fdatasync " + display_path() + ": no completion", -ret);
       return *broken_;
     }
     int res = filter_ ? filter_(cqe->res) : cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
     if (res >= 0) return base::Ok();
     if (!Retryable(res) || attempt >= kMaxRetries)
-      return base::ErrnoError("fdatasync " + path_, -res);
+      return base::ErrnoError("fdatasync " + display_path(), -res);
   }
 }
 

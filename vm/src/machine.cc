@@ -9,6 +9,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "base/escape.h"
 #include "base/log.h"
 #include "boot.h"
 #include "cpu_state.h"
@@ -309,7 +310,8 @@ base::Status MachineImpl::OpenDisks() {
     std::string path = ResolvePath(options_.vm_dir, spec.path);
     auto disk = storage::OpenDisk(path, spec.format, spec.read_only);
     if (!disk) return disk.error().Wrap("disk " + std::to_string(i));
-    disks_.push_back(std::make_unique<VirtioBlk>(*memory_, std::move(*disk)));
+    disks_.push_back(std::make_unique<VirtioBlk>(*memory_, std::move(*disk),
+                                                 "disk " + std::to_string(i) + " (" + base::Escaped(path) + ")"));
     bus_->AddMmio(FERRY_VIRTIO_MMIO_GPA + i * FERRY_VIRTIO_MMIO_STRIDE, FERRY_VIRTIO_MMIO_STRIDE,
                   *disks_.back());
   }
@@ -554,6 +556,16 @@ MachineStats MachineImpl::stats() const {
     s.disk_reads += c.reads;
     s.disk_writes += c.writes;
     s.disk_flushes += c.flushes;
+    DiskStats ds;
+    ds.reads = c.reads;
+    ds.writes = c.writes;
+    ds.flushes = c.flushes;
+    ds.read_errors = c.read_errors;
+    ds.write_errors = c.write_errors;
+    ds.flush_errors = c.flush_errors;
+    ds.first_error = std::move(c.first_error);
+    ds.first_error_unix_ms = c.first_error_unix_ms;
+    s.disks.push_back(std::move(ds));
   }
   s.exits = vcpu_set_ ? vcpu_set_->exits() : 0;
   s.unknown_accesses = bus_ ? bus_->unknown_accesses() : 0;

@@ -9,11 +9,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "base/le.h"
+#include "base/log.h"
 #include "virtio_blk_state.h"
 #include "virtio_defs.h"
 
@@ -73,8 +75,11 @@ bool GatherHeader(GuestMemory& m, std::vector<Segment>* readable, RequestHeader*
 
 }  // namespace
 
+enum class DiskOp { kRead = 1, kWrite = 2, kFlush = 3 };
+
 struct VirtioBlk::Impl {
-  Impl(GuestMemory& m, std::unique_ptr<storage::Disk> d) : memory(m), disk(std::move(d)) {}
+  Impl(GuestMemory& m, std::unique_ptr<storage::Disk> d, std::string n)
+      : memory(m), disk(std::move(d)), name(std::move(n)) {}
 
   uint64_t DeviceFeatures() const {
     uint64_t f = kFVersion1 | kBlkFFlush | kBlkFBlkSize | kBlkFSegMax;
@@ -94,9 +99,13 @@ struct VirtioBlk::Impl {
   uint8_t ExecuteDiscard(uint32_t type, const std::vector<Segment>& data_in,
                          const std::vector<Segment>& data_out);
   void NeedsReset() { state.status |= kStatusNeedsReset; }
+  // The disk failed a request: count it, keep and log the first; IOERR.
+  // what: "read at offset N (L bytes)".
+  uint8_t DiskFailed(DiskOp op, const std::string& what, const base::Error& cause);
 
   GuestMemory& memory;
   std::unique_ptr<storage::Disk> disk;
+  const std::string name;
   mutable std::mutex mu;  // guards everything below
   VirtioBlkState state;
   VirtioBlkCounters counters;
@@ -300,7 +309,11 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
         uint8_t* p = *memory.At(s.gpa, s.len);  // every segment was checked in ProcessChain
         base::Status st = is_read ? disk->Read(p, s.len, offset) : disk->Write(p, s.len, offset);
         if (is_read) memory.MarkDirty(s.gpa, s.len);
-        if (!st.has_value()) return fail();
+        if (!st.has_value())
+          return DiskFailed(is_read ? DiskOp::kRead : DiskOp::kWrite,
+                            std::string(is_read ? "read" : "write") + " at offset " + std::to_string(offset) +
+                                " (" + std::to_string(s.len) + " bytes)",
+                            st.error());
         offset += s.len;
       }
       if (is_read) {
@@ -311,10 +324,12 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
       }
       return kBlkSOk;
     }
-    case kBlkTFlush:
-      if (!disk->Flush().has_value()) return fail();
+    case kBlkTFlush: {
+      base::Status st = disk->Flush();
+      if (!st.has_value()) return DiskFailed(DiskOp::kFlush, "flush", st.error());
       ++counters.flushes;
       return kBlkSOk;
+    }
     case kBlkTGetId: {
       // Up to 20 bytes, NUL-padded when shorter (§5.2.6).
       char id[kBlkIdBytes] = {};
@@ -383,9 +398,36 @@ uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment
     const uint64_t len = uint64_t{r.sectors} * storage::kSectorSize;
     // Write zeroes with unmap may deallocate: Discard also reads as zeros.
     base::Status st = discard || r.unmap ? disk->Discard(offset, len) : disk->WriteZeroes(offset, len);
-    if (!st.has_value()) return fail();
+    if (!st.has_value())
+      return DiskFailed(DiskOp::kWrite,
+                        std::string(discard ? "discard" : "write-zeroes") + " at offset " + std::to_string(offset) +
+                            " (" + std::to_string(len) + " bytes)",
+                        st.error());
   }
   return kBlkSOk;
+}
+
+uint8_t VirtioBlk::Impl::DiskFailed(DiskOp op, const std::string& what, const base::Error& cause) {
+  ++counters.errors;
+  switch (op) {
+    case DiskOp::kRead: ++counters.read_errors; break;
+    case DiskOp::kWrite: ++counters.write_errors; break;
+    case DiskOp::kFlush: ++counters.flush_errors; break;
+  }
+  if (counters.first_error.empty()) {
+    std::string message = what + ": " + cause.ToString();
+    if (message.size() > kMaxDiskErrorBytes) message.resize(kMaxDiskErrorBytes);
+    counters.first_error = message;
+    counters.first_error_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count();
+    // Once per disk, with the device mutex held: rare, and a later error of
+    // this disk cannot interleave with it.
+    base::LogError(name + ": " + message +
+                   "; the guest got an I/O error and the vm keeps running (later errors of this disk are "
+                   "counted, not logged)");
+  }
+  return kBlkSIoErr;
 }
 
 void VirtioBlk::Impl::ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) const {
@@ -403,8 +445,8 @@ void VirtioBlk::Impl::ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) c
     data[i] = offset + i < kConfigBytes ? config[offset + i] : 0;
 }
 
-VirtioBlk::VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk)
-    : impl_(std::make_unique<Impl>(memory, std::move(disk))) {}
+VirtioBlk::VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk, std::string name)
+    : impl_(std::make_unique<Impl>(memory, std::move(disk), std::move(name))) {}
 
 VirtioBlk::~VirtioBlk() = default;
 

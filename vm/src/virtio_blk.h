@@ -17,14 +17,33 @@ namespace vm {
 using DiskTransform =
     std::function<base::Result<std::unique_ptr<storage::Disk>>(std::unique_ptr<storage::Disk>& current)>;
 
+// Longest first_error kept (the cause is cut there): it travels in the
+// worker's status reply.
+inline constexpr size_t kMaxDiskErrorBytes = 1024;
+
 struct VirtioBlkCounters {
-  uint64_t reads = 0, writes = 0, flushes = 0, errors = 0;
+  uint64_t reads = 0, writes = 0, flushes = 0;  // requests that succeeded
+  uint64_t errors = 0;  // requests answered IOERR for any reason, malformed ones included
+  // Requests the disk failed (the storage::Disk returned an error, e.g. a
+  // damaged qcow2 table, a corrupt compressed cluster, EIO); each is also in
+  // `errors`. Discard and write-zeroes count as writes.
+  uint64_t read_errors = 0, write_errors = 0, flush_errors = 0;
+  // The first disk failure, "read at offset 8192 (4096 bytes): <cause>"
+  // (empty if none), and when it happened (Unix ms).
+  std::string first_error;
+  int64_t first_error_unix_ms = 0;
 };
 
+// A disk failure is the guest's to handle, as with QEMU's werror=report: the
+// request gets IOERR and the VM keeps running. The device counts it, keeps
+// the first one (counters()) and logs that one with base::LogError (the
+// worker's log); later ones are counted only, so a guest retrying a bad
+// sector cannot flood the log.
 class VirtioBlk final : public MmioDevice {
  public:
-  // Borrows memory (must outlive the device); owns the disk.
-  VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk);
+  // Borrows memory (must outlive the device); owns the disk. name says which
+  // disk this is in the log ("disk 0 (/srv/web1.qcow2)").
+  VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk, std::string name = "virtio-blk");
   ~VirtioBlk() override;
 
   void MmioRead(uint64_t offset, uint8_t* data, uint32_t len) override;
@@ -33,6 +52,8 @@ class VirtioBlk final : public MmioDevice {
   std::string SaveState() const override;
   base::Status RestoreState(std::string_view blob) override;
 
+  // Thread-safe (the device mutex): vCPU threads update them, the control
+  // thread reads.
   VirtioBlkCounters counters() const;
 
   // Replaces the disk under the device while no request runs: fn is called

@@ -113,8 +113,11 @@ struct KeptSource {
 base::Result<std::vector<KeptSource>> RemoveMoveSources(const StorageMovePlan& plan,
                                                         const std::map<std::string, std::string>& in_use = {});
 
-// The plain copy of a VM that is not running: copies every layer with
-// CopySparseFile (tops included), re-points copies where the plan says so.
+// The plain copy of a VM that is not running: first checks every disk's
+// image and chain (storage::CheckDiskImage: a damaged source fails the move
+// with its error, kDataLoss for damage, before anything is copied), then
+// copies every layer with CopySparseFile (tops included), re-points copies
+// where the plan says so.
 // progress(done, total) after every buffer. On failure the copies made so far
 // are removed. cancel_fd as in SparseCopyOptions.
 base::Status CopyStorageOffline(const StorageMovePlan& plan, int cancel_fd,

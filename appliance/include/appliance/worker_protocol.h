@@ -8,7 +8,10 @@
 // did not start, with no session state to recover.
 //
 //   request:  {"op":"status"|"pause"|"resume"|"stop"|"save", "path":"/x.fvs"}
-//   reply ok: {"ok":true,"state":"running","pid":123,"stats":{...}}
+//   reply ok: {"ok":true,"state":"running","pid":123,"stats":{...,"disks":[{...}]}}
+//             (per disk, in the definition's order: reads, writes, flushes,
+//             read_errors, write_errors, flush_errors, first_error,
+//             first_error_unix_ms; a worker that predates them sends none)
 //   reply error: {"ok":false,"error":{"code":"data-loss","message":"..."}}
 //
 // "save" pauses the VM, writes the state file and, once the reply is sent,
@@ -17,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
@@ -49,10 +53,20 @@ struct WorkerRequest {
   std::string live_move = {};   // kLiveMove: the action, a JSON object's text
 };
 
+// vm::DiskStats on the wire: one disk's requests, failures and first failure.
+struct WorkerDiskStats {
+  uint64_t reads = 0, writes = 0, flushes = 0;
+  uint64_t read_errors = 0, write_errors = 0, flush_errors = 0;
+  std::string first_error;  // "read at offset 8192 (4096 bytes): <cause>", or ""
+  int64_t first_error_unix_ms = 0;
+  uint64_t errors() const { return read_errors + write_errors + flush_errors; }
+};
+
 struct WorkerStats {
   uint64_t memory_bytes = 0;
   uint64_t disk_reads = 0, disk_writes = 0, disk_flushes = 0;
   uint64_t exits = 0;
+  std::vector<WorkerDiskStats> disks = {};
 };
 
 struct WorkerReply {

@@ -12,11 +12,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/escape.h"
 #include "base/result.h"
 
 namespace storage {
@@ -49,6 +51,14 @@ struct OpenOptions {
 };
 
 enum class IoOp { kRead = 1, kWrite = 2 };
+
+// Which file an open BlockFile is (st_dev, st_ino): two paths, or a path and
+// a symlink, name the same file exactly when their ids are equal.
+struct FileId {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  bool operator==(const FileId&) const = default;
+};
 
 // One request of a batch. `buf` is the destination of a read or the source of
 // a write (never modified for writes); it must stay valid until the batch
@@ -88,6 +98,12 @@ class BlockFile {
   virtual base::Result<uint64_t> Size() = 0;
   virtual base::Status Truncate(uint64_t size) = 0;
   virtual const std::string& path() const = 0;
+  // path() as messages show it (base::Escaped): a backing file's path comes
+  // from the image that names it, so it may hold any byte.
+  std::string display_path() const { return base::Escaped(path()); }
+  // The open file's identity (fstat), or nullopt for a file that is not on a
+  // file system (in-memory test files).
+  virtual std::optional<FileId> id() const { return std::nullopt; }
   virtual IoEngine engine() const = 0;
 };
 

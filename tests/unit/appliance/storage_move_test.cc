@@ -218,6 +218,53 @@ TEST(StorageMovePlanTest, PrepareDestinationNamesTheProblem) {
   EXPECT_TRUE(PrepareDestination(dir / "a/b/c").has_value());
 }
 
+// A damaged source is refused before anything is copied: a plain copy would
+// carry the damage over and report success.
+TEST(StorageMovePlanTest, OfflineCopyRefusesADamagedSourceAndCopiesNothing) {
+  TestDir dir;
+  storage::Qcow2CreateOptions o;
+  o.size = 4 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(dir / "a.qcow2", o).has_value());
+  {
+    auto d = storage::OpenQcow2Disk(dir / "a.qcow2", false);
+    ASSERT_TRUE(d.has_value());
+    std::vector<uint8_t> data(3 << 20, 7);
+    ASSERT_TRUE((*d)->Write(data.data(), data.size(), 0).has_value());
+  }
+  MakeFile(dir / "b.img", 1 << 20, 2);
+  auto def = Def({{dir / "b.img", config::DiskFormat::kRaw, false}, {dir / "a.qcow2", config::DiskFormat::kQcow2, false}});
+  auto plan = PlanStorageMove(def, dir.path(), dir / "dst");
+  ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
+  ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
+  // The tables (ferry appends them after the data) now point past the end.
+  ASSERT_EQ(::truncate((dir / "a.qcow2").c_str(), 1 << 20), 0);
+  auto copied = CopyStorageOffline(*plan, -1, nullptr);
+  ASSERT_FALSE(copied.has_value());
+  EXPECT_EQ(copied.error().code(), base::Code::kDataLoss);
+  EXPECT_NE(copied.error().message().find("disk 1 (" + (dir / "a.qcow2") + ") cannot be moved, nothing was copied: " +
+                                          (dir / "a.qcow2") + ": "),
+            std::string::npos)
+      << copied.error().message();
+  EXPECT_NE(copied.error().message().find("points past end of file"), std::string::npos);
+  EXPECT_FALSE(::access((dir / "dst/b.img").c_str(), F_OK) == 0) << "the sound disk was not copied either";
+  EXPECT_FALSE(::access((dir / "dst/a.qcow2").c_str(), F_OK) == 0);
+}
+
+TEST(StorageMovePlanTest, LoopingChainIsRefusedAsALoop) {
+  TestDir dir;
+  storage::Qcow2CreateOptions o;
+  o.size = 1 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(dir / "b.qcow2", o).has_value());
+  o.backing_file = "b.qcow2";
+  ASSERT_TRUE(storage::CreateQcow2(dir / "a.qcow2", o).has_value());
+  ASSERT_TRUE(storage::SetQcow2Backing(dir / "b.qcow2", "a.qcow2", config::DiskFormat::kQcow2).has_value());
+  auto plan = PlanStorageMove(Def({{dir / "a.qcow2", config::DiskFormat::kQcow2, false}}), dir.path(), dir / "dst");
+  ASSERT_FALSE(plan.has_value());
+  EXPECT_EQ(plan.error().code(), base::Code::kDataLoss);
+  EXPECT_NE(plan.error().message().find("the backing chain of " + (dir / "a.qcow2") + " loops"), std::string::npos)
+      << plan.error().message();
+}
+
 TEST(StorageMoveCliTest, ParsesMoveStorageAndJobs) {
   auto inv = ParseCommandLine({"move-storage", "web1", "--destination-storage-path", "rel/dir/", "--max-rate", "8M",
                                "--no-wait"},

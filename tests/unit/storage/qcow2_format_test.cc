@@ -74,6 +74,34 @@ TEST(Qcow2Format, BackingNameTooLong) {
   EXPECT_EQ(bytes.error().code(), base::Code::kInvalidArgument);
 }
 
+// qemu's rule (block/qcow2.c, validate_compression_type): the compression
+// type incompatible bit is set exactly when the type is not zlib.
+TEST(Qcow2Format, CompressionTypeBitMustMatchTheType) {
+  Header h = Sample();
+  h.incompatible_features = kIncompatCompression;
+  h.compression_type = kCompressionZstd;
+  auto zstd = EncodeHeader(h);
+  ASSERT_TRUE(zstd.has_value());
+  EXPECT_TRUE(ParseHeader(*zstd, 1 << 20, "x.qcow2").has_value()) << "zstd with the bit is valid";
+
+  h.compression_type = kCompressionZlib;
+  auto zlib_with_bit = EncodeHeader(h);
+  ASSERT_TRUE(zlib_with_bit.has_value());
+  auto out = ParseHeader(*zlib_with_bit, 1 << 20, "x.qcow2");
+  ASSERT_FALSE(out.has_value());
+  EXPECT_EQ(out.error().code(), base::Code::kDataLoss);
+  EXPECT_NE(out.error().message().find("x.qcow2: the compression-type incompatible feature bit is set, but the "
+                                       "compression type is 0 (zlib)"),
+            std::string::npos)
+      << out.error().message();
+
+  h.incompatible_features = 0;
+  h.compression_type = kCompressionZstd;
+  auto zstd_without_bit = EncodeHeader(h);
+  ASSERT_TRUE(zstd_without_bit.has_value());
+  EXPECT_FALSE(ParseHeader(*zstd_without_bit, 1 << 20, "x.qcow2").has_value());
+}
+
 TEST(Qcow2Format, L1EntriesFor) {
   EXPECT_EQ(L1EntriesFor(0, 16), 0u);
   EXPECT_EQ(L1EntriesFor(1, 16), 1u);

@@ -68,9 +68,27 @@ enum class GuestClockSync {
 };
 std::string_view ToString(GuestClockSync s);
 
+// One disk's requests since the machine was built. A failed request is the
+// guest's to handle (it gets the virtio I/O error and the VM keeps running,
+// like QEMU's werror=report); these counters and the first failure are how
+// the admin hears of it. The first failure is also logged once (base::LogError,
+// i.e. the worker's log).
+struct DiskStats {
+  uint64_t reads = 0, writes = 0, flushes = 0;  // requests that succeeded
+  // Requests the disk failed (a damaged image, EIO, ...); discard and
+  // write-zeroes count as writes.
+  uint64_t read_errors = 0, write_errors = 0, flush_errors = 0;
+  // The first failure, "read at offset 8192 (4096 bytes): <cause>", empty if
+  // none; when it happened (Unix ms).
+  std::string first_error;
+  int64_t first_error_unix_ms = 0;
+  uint64_t errors() const { return read_errors + write_errors + flush_errors; }
+};
+
 struct MachineStats {
   uint64_t memory_bytes = 0;
   uint64_t disk_reads = 0, disk_writes = 0, disk_flushes = 0;
+  std::vector<DiskStats> disks;  // in the definition's order
   uint64_t exits = 0;
   uint64_t unknown_accesses = 0;  // port/MMIO accesses no device claimed
   // Which mechanism kept guest time continuous across the last restore. Guest

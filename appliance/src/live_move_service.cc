@@ -98,9 +98,13 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
       return false;
     }
     for (const VmService::Departure& d : vms.Departures()) {
-      if (d.vm == record.vm && d.record.migration_id == record.migration_id &&
-          d.record.state == DepartureState::kMoving)
-        return true;
+      if (d.vm != record.vm || d.record.migration_id != record.migration_id) continue;
+      if (d.record.state == DepartureState::kMoving) return true;
+      // Declared in doubt just before ferryd stopped: the job says so too.
+      s.phase = LiveMovePhase::kInDoubt;
+      s.error_code = std::string(base::CodeName(base::Code::kUnavailable));
+      s.error = d.record.message;
+      return false;
     }
     // Gone without a word: ferryd removed it (the move committed) and
     // stopped before it recorded the job's end. The destination knows.

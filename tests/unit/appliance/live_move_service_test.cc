@@ -404,8 +404,25 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   gone.migration_id = "89abcdef-89ab-4def-8123-456789abcdef";
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-89abcdef.json", LiveMoveJobToJson(gone).dump())
                   .has_value());
+  // Declared in doubt just before ferryd stopped, its job not yet ended.
+  CreateVm("doubt", {});
+  LiveMoveJobRecord doubt = r;
+  doubt.id = "live-fedcba98";
+  doubt.vm = "doubt";
+  doubt.migration_id = "fedcba98-89ab-4def-8123-456789abcdef";
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-fedcba98.json", LiveMoveJobToJson(doubt).dump())
+                  .has_value());
+  DepartureRecord d = Departure();
+  d.migration_id = doubt.migration_id;
+  d.state = DepartureState::kInDoubt;
+  d.message = "lost the destination";
+  ASSERT_TRUE(WriteDeparture(dir_ / "root/vms/doubt", d).has_value());
   Close();
   Open();
+  json in_doubt = *live_->Get("live-fedcba98");
+  EXPECT_EQ(in_doubt["phase"], "in-doubt") << in_doubt.dump();
+  EXPECT_EQ(in_doubt["error"]["message"], "lost the destination");
+  EXPECT_EQ(in_doubt["vm_runs_at"], "in-doubt");
   EXPECT_TRUE(live_->Owns("live-01234567"));
   json job = *live_->Get("live-01234567");
   EXPECT_EQ(job["phase"], "failed");
@@ -417,7 +434,7 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   EXPECT_EQ(job["phase"], "failed") << job.dump();
   EXPECT_NE(job["error"]["message"].get<std::string>().find("no longer on this host"), std::string::npos)
       << job.dump();
-  EXPECT_EQ(live_->List()->at("jobs").size(), 2u);
+  EXPECT_EQ(live_->List()->at("jobs").size(), 3u);
   EXPECT_FALSE(live_->Get("live-nope").has_value());
 }
 

@@ -74,7 +74,7 @@ std::string UsageText() {
          "  vm checkpoint list VM\n"
          "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
          "  vm resolve NAME [--force]      settle a live move in doubt (asks the destination;\n"
-         "                                 --force keeps the vm here without asking)\n"
+         "                                 --force keeps the vm here if it cannot be asked)\n"
          "  move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]\n"
          "          [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit S] [--no-wait]   (live, to another host)\n"
          "  jobs [ID]\n"

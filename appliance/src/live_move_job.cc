@@ -22,10 +22,12 @@ json LiveMoveJobToJson(const LiveMoveJobRecord& job) {
             {"downtime_ms", job.downtime_ms},
             {"phase", ToString(s.phase)},
             // Where the VM runs as far as this job knows: "source" (here;
-            // also while the move runs), "destination", or "in-doubt".
-            {"vm_runs_at", s.phase == LiveMovePhase::kCompleted ? "destination"
-                           : s.phase == LiveMovePhase::kInDoubt ? "in-doubt"
-                                                                : "source"},
+            // also while the move copies), "switching" (its state went out,
+            // the verdict is awaited), "destination", or "in-doubt".
+            {"vm_runs_at", s.phase == LiveMovePhase::kCompleted   ? "destination"
+                           : s.phase == LiveMovePhase::kInDoubt   ? "in-doubt"
+                           : s.phase == LiveMovePhase::kResolving ? "switching"
+                                                                  : "source"},
             {"bytes_total", total},
             {"bytes_done", done},
             {"bytes_per_second", s.bytes_per_second},

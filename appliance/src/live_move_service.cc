@@ -66,6 +66,14 @@ base::Result<WorkerReply> CallWorkerBounded(const std::string& socket_path, cons
   return DecodeReply(line);
 }
 
+// The live-move status a worker reply carries, if any.
+std::optional<LiveMoveStatus> StatusOf(const WorkerReply& reply) {
+  if (reply.live_move.empty()) return std::nullopt;
+  auto parsed = LiveMoveStatusFromJson(json::parse(reply.live_move, nullptr, false));
+  if (!parsed) return std::nullopt;
+  return *parsed;
+}
+
 void SetError(LiveMoveStatus& s, const base::Error& e) {
   s.error_code = std::string(base::CodeName(e.code()));
   s.error = e.message();
@@ -139,7 +147,7 @@ void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
   auto target = vms_.ReattachLiveMove(r.vm, r.migration_id);
   if (!peer || !target) {
     const base::Error e = !peer ? peer.error() : target.error();
-    vms_.MarkInDoubt(r.vm, "ferryd restarted and could not take the move up again: " + e.message());
+    vms_.MarkInDoubt(r.vm, r.migration_id, "ferryd restarted and could not take the move up again: " + e.message());
     LiveMoveStatus s = LastStatus(jobs_->mu(), r);
     s.phase = LiveMovePhase::kInDoubt;
     SetError(s, e.Wrap("take the move up again"));
@@ -180,16 +188,9 @@ void LiveMoveService::ResolveUnwatched() {
   do {
     for (const VmService::Departure& d : vms_.Departures()) {
       if (d.watched || jobs_->WaitStopping(0)) continue;
-      auto resolved = vms_.ResolveDeparture(d.vm, /*force=*/false);
-      if (resolved) {
-        base::LogInfo("vm " + d.vm + ": " + resolved->value("message", std::string("resolved")));
-      } else if (d.record.state == DepartureState::kMoving) {
-        // A job may have taken it up meanwhile; otherwise nobody watches it.
-        for (const VmService::Departure& now : vms_.Departures()) {
-          if (now.vm == d.vm && !now.watched)
-            vms_.MarkInDoubt(d.vm, "no job watches the move: " + resolved.error().message());
-        }
-      }
+      auto settled = vms_.SettleUnwatched(d.vm);
+      if (settled && settled->value("outcome", "") != "none")
+        base::LogInfo("vm " + d.vm + ": " + settled->value("message", std::string("resolved")));
     }
   } while (!jobs_->WaitStopping(kResolveIntervalMs));
 }
@@ -212,6 +213,8 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   if (args.destination.empty() || args.destination[0] != '/')
     return base::Error(base::Code::kInvalidArgument,
                        "destination_storage_path must be absolute, not \"" + args.destination + "\"");
+  if (args.time_limit_s == 0)
+    return base::Error(base::Code::kInvalidArgument, "time_limit_s must be at least 1 second");
   if (args.streams < 1 || args.streams > kMaxStreams)
     return base::Error(base::Code::kInvalidArgument,
                        "streams must be from 1 to " + std::to_string(kMaxStreams) + ", not " +
@@ -271,7 +274,7 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   if (!target) return drop(target.error());
   job->control_socket = target->control_socket;
   auto fail = [&](const base::Error& e) {
-    vms_.EndLiveMove(vm);
+    vms_.EndLiveMove(vm, migration_id);
     return drop(e.Wrap(what));
   };
 
@@ -323,21 +326,29 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
                             LiveMoveCall({{"action", "start"}, {"request", ToJson(request)}}),
                             options_.worker_call_timeout_ms);
   if (!started) {
-    // A start whose reply was lost may have begun: the worker's abort ends
-    // it (and waits for it) before anything here forgets the move.
-    (void)CallWorker(target->control_socket,
-                     LiveMoveCall({{"action", "abort"}, {"reason", "the start was not confirmed"}}),
-                     options_.worker_call_timeout_ms);
-    AbortAtDestination(*job, "the source worker did not start the move: " + started.error().message());
-    return fail(started.error());
+    // A start whose reply was lost may have begun (and may even reach its
+    // switchover): only the worker's own status can say it did not. Unless
+    // it says so, the job follows the move like any other and the
+    // departure record stays until Run knows how it ended.
+    auto check = CallWorkerBounded(target->control_socket, LiveMoveCall({{"action", "status"}}),
+                                   options_.worker_call_timeout_ms);
+    std::optional<LiveMoveStatus> now = check ? StatusOf(*check) : std::nullopt;
+    const bool never_began = (!check && check.error().message() == kNoLiveMoveStarted) ||
+                             (now && (now->migration_id != migration_id || now->phase == LiveMovePhase::kFailed));
+    if (never_began) {
+      AbortAtDestination(*job, "the source worker did not start the move: " + started.error().message());
+      return fail(started.error());
+    }
+    base::LogWarning("job " + job->record.id + ": the worker's answer to the start was lost (" +
+                     started.error().message() + "); following the move in case it began");
   }
   {
     std::lock_guard lock(jobs_->mu());
     LiveMoveStatus& s = job->record.status;
     s.memory_bytes = prepare.memory_bytes;
     s.disk_bytes = prepare.disk_bytes;
-    if (!started->live_move.empty()) {
-      if (auto first = LiveMoveStatusFromJson(json::parse(started->live_move, nullptr, false)); first) s = *first;
+    if (started) {
+      if (auto first = StatusOf(*started)) s = *first;
     }
   }
   base::LogInfo("job " + job->record.id + ": live move of vm " + vm + " to " + peer.ToString() + " (" +
@@ -402,7 +413,7 @@ void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved, boo
 }
 
 void LiveMoveService::FinishFailed(Job& job, const base::Error& error) {
-  vms_.EndLiveMove(job.record.vm);
+  vms_.EndLiveMove(job.record.vm, job.record.migration_id);
   AbortAtDestination(job, error.message());
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kFailed;
@@ -417,7 +428,12 @@ base::Result<RemoteMoveState> LiveMoveService::DestinationVerdict(const Job& job
     base::LogWarning("job " + job.record.id + ": status at the destination: " + status.error().ToString());
     return status.error();
   }
-  return ParseRemoteMoveState(status->value("state", ""));
+  ASSIGN_OR_RETURN(RemoteMoveState state, ParseRemoteMoveState(status->value("state", "")));
+  // Not a verdict: nobody here may decide while the destination says that.
+  if (state == RemoteMoveState::kRunning)
+    return base::Error(base::Code::kUnavailable, "the destination " + job.peer.ToString() +
+                                                     " says the move is still running");
+  return state;
 }
 
 void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base::Error& unreachable) {
@@ -430,7 +446,7 @@ void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base
                               unreachable.message() + "): `ferry vm resolve " + job.record.vm +
                               "` asks it again (ferryd also does, every " +
                               std::to_string(kResolveIntervalMs / 1000) + " s)"));
-  vms_.MarkInDoubt(job.record.vm, s.error);
+  vms_.MarkInDoubt(job.record.vm, job.record.migration_id, s.error);
   Finish(job, s);
 }
 
@@ -484,10 +500,12 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
                                             "interrupted: ferryd stopped before the worker started the move; vm " +
                                                 vm + " stays here"));
     }
-    std::optional<LiveMoveStatus> status;
-    if (reply && !reply->live_move.empty()) {
-      auto parsed = LiveMoveStatusFromJson(json::parse(reply->live_move, nullptr, false));
-      if (parsed) status = *parsed;
+    std::optional<LiveMoveStatus> status = reply ? StatusOf(*reply) : std::nullopt;
+    if (status && status->migration_id != job->record.migration_id) {
+      // The worker's last move is an earlier one: this one never began.
+      return FinishFailed(*job, base::Error(base::Code::kAborted,
+                                            "interrupted: ferryd stopped before the worker started the move; vm " +
+                                                vm + " stays here"));
     }
     const uint64_t now = base::MonotonicNanos();
     if (!status) {
@@ -530,14 +548,14 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
     // departure record holds the VM until the destination answers.
     if (status->phase == LiveMovePhase::kFailed) {
       AbortAtDestination(*job, "the move failed: " + status->error);
-      vms_.EndLiveMove(vm);
+      vms_.EndLiveMove(vm, job->record.migration_id);
     } else {
       if (status->error.empty())
         status->error = "the move is in doubt: the source stays paused; the destination " + job->peer.ToString() +
                         " could not say whether it committed";
       status->error += "; `ferry vm resolve " + vm + "` asks it again (ferryd also does, every " +
                        std::to_string(kResolveIntervalMs / 1000) + " s)";
-      vms_.MarkInDoubt(vm, status->error);
+      vms_.MarkInDoubt(vm, job->record.migration_id, status->error);
     }
     return Finish(*job, *status);
   }

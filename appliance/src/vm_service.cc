@@ -116,14 +116,6 @@ base::Result<std::unique_ptr<VmService>> VmService::Open(ServiceOptions options)
 
 void VmService::Recover(Vm& vm) {
   std::lock_guard lock(vm.mu);
-  auto loaded = inventory_.LoadRuntime(vm.name);
-  if (!loaded) {
-    vm.runtime.state = VmState::kCrashed;
-    vm.runtime.last_error = "runtime record unreadable: " + loaded.error().message();
-    (void)Persist(vm, vm.runtime);
-    return;
-  }
-  vm.runtime = *loaded;
   // A departure record makes the VM unusable here until it is settled,
   // whatever its worker did meanwhile: a damaged one counts as in doubt.
   if (auto departure = ReadDeparture(inventory_.VmDir(vm.name)); !departure) {
@@ -138,6 +130,14 @@ void VmService::Recover(Vm& vm) {
     base::LogWarning("vm " + vm.name + ": a live move to " + vm.departure->host + " (migration " +
                      vm.departure->migration_id + ") is " + std::string(ToString(vm.departure->state)));
   }
+  auto loaded = inventory_.LoadRuntime(vm.name);
+  if (!loaded) {
+    vm.runtime.state = VmState::kCrashed;
+    vm.runtime.last_error = "runtime record unreadable: " + loaded.error().message();
+    (void)Persist(vm, vm.runtime);
+    return;
+  }
+  vm.runtime = *loaded;
   if (!HasWorker(vm.runtime.state)) return;
 
   const int64_t pid = vm.runtime.worker_pid;

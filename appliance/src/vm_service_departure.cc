@@ -24,7 +24,7 @@ constexpr int kExitRecordWaitMs = 5000;  // a worker that wrote its exit record
 
 std::string HowToResolve(const std::string& vm) {
   return "run `ferry vm resolve " + vm + "` to ask the destination again once it is reachable, or `ferry vm resolve " +
-         vm + " --force` to keep the vm here without asking (if the destination runs it, it then runs on both "
+         vm + " --force` to keep the vm here if it still cannot be asked (if the destination runs it, it then runs on both "
          "hosts, each writing its own copy of the disks)";
 }
 
@@ -76,11 +76,12 @@ void VmService::RefreshStateFromWorker(Vm& vm) {
   if (auto st = Persist(vm, after); !st) base::LogError(st.error().ToString());
 }
 
-void VmService::EndLiveMove(const std::string& name) {
+void VmService::EndLiveMove(const std::string& name, const std::string& migration_id) {
   auto vm = Find(name);
   if (!vm) return;
   {
     std::lock_guard lock((*vm)->mu);
+    if ((*vm)->deleted || !(*vm)->departure || (*vm)->departure->migration_id != migration_id) return;
     (*vm)->storage_move = false;
     (*vm)->departure.reset();
     if (auto st = RemoveDeparture(inventory_.VmDir(name)); !st)
@@ -90,24 +91,41 @@ void VmService::EndLiveMove(const std::string& name) {
   RefreshStateFromWorker(**vm);
 }
 
-void VmService::MarkInDoubt(const std::string& name, const std::string& message) {
+void VmService::MarkInDoubt(const std::string& name, const std::string& migration_id, const std::string& message) {
   auto vm = Find(name);
   if (!vm) return;
   {
     std::lock_guard lock((*vm)->mu);
+    if ((*vm)->deleted || !(*vm)->departure || (*vm)->departure->migration_id != migration_id) return;
     (*vm)->storage_move = false;  // no job watches it any more; the record holds it
-    DepartureRecord record = (*vm)->departure.value_or(DepartureRecord{});
+    DepartureRecord record = *(*vm)->departure;
     record.state = DepartureState::kInDoubt;
     record.message = message;
     record.changed_unix_ms = UnixMillisNow();
     (*vm)->departure = record;
-    if (!record.migration_id.empty()) {
-      if (auto st = WriteDeparture(inventory_.VmDir(name), record); !st)
-        base::LogError("vm " + name + ": " + st.error().ToString());
-    }
+    // In memory it holds the VM even if the write fails; after a restart
+    // the older "moving" record does the same.
+    if (auto st = WriteDeparture(inventory_.VmDir(name), record); !st)
+      base::LogError("vm " + name + ": " + st.error().ToString());
     base::LogWarning("vm " + name + ": live move in doubt: " + message);
   }
   RefreshStateFromWorker(**vm);
+}
+
+base::Result<json> VmService::SettleUnwatched(const std::string& name) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
+  std::lock_guard op(vm->op_mu);
+  DepartureRecord record;
+  {
+    std::lock_guard lock(vm->mu);
+    if (vm->deleted || !vm->departure || vm->storage_move)
+      return json{{"vm", name}, {"outcome", "none"}, {"message", "nothing to settle"}};
+    record = *vm->departure;
+  }
+  auto resolved = ResolveDepartureLocked(*vm, /*force=*/false);
+  if (!resolved && record.state == DepartureState::kMoving && !record.migration_id.empty())
+    MarkInDoubt(name, record.migration_id, "no job watches the move: " + resolved.error().message());
+  return resolved;
 }
 
 base::Result<VmService::MoveTarget> VmService::ReattachLiveMove(const std::string& name,
@@ -186,6 +204,24 @@ base::Result<json> VmService::ResolveDepartureLocked(Vm& vm_ref, bool force) {
   }
   json out = {{"vm", name}, {"destination", record.host}, {"migration_id", record.migration_id}};
   std::string verdict;
+  if (record.migration_id.empty()) {
+    // A damaged record names no move to ask about: only an admin can say.
+    if (!force)
+      return base::Error(base::Code::kUnavailable,
+                         "vm " + name + " is held: its departure record is damaged (" + record.message +
+                             "), so ferry cannot tell which destination may run it; check the hosts it may have "
+                             "moved to, then run `ferry vm resolve " + name + " --force` to keep it here");
+    base::LogWarning("vm " + name + ": damaged departure record dropped by force");
+    out["outcome"] = "here";
+    out["forced"] = true;
+    out["message"] = "damaged departure record dropped by force: make sure no other host runs vm " + name;
+    std::lock_guard lock(vm->mu);
+    vm->departure.reset();
+    vm->storage_move = false;
+    if (auto st = RemoveDeparture(inventory_.VmDir(name)); !st) return st.error();
+    out["state"] = ToString(vm->runtime.state);
+    return out;
+  }
   if (auto asked = AskDestination(record); asked) {
     verdict = *asked;
   } else if (!force) {
@@ -201,7 +237,7 @@ base::Result<json> VmService::ResolveDepartureLocked(Vm& vm_ref, bool force) {
     out["forced"] = true;
     out["message"] = "kept here by force; the destination could not be asked (" + asked.error().message() +
                      "): make sure it does not run vm " + name;
-    EndLiveMove(name);
+    EndLiveMove(name, record.migration_id);
     std::lock_guard lock(vm->mu);
     out["state"] = ToString(vm->runtime.state);
     return out;
@@ -218,7 +254,7 @@ base::Result<json> VmService::ResolveDepartureLocked(Vm& vm_ref, bool force) {
     return out;
   }
   // aborted, or unknown there: the move never committed and never will.
-  EndLiveMove(name);
+  EndLiveMove(name, record.migration_id);
   base::LogInfo("vm " + name + ": the destination " + record.host + " says migration " + record.migration_id +
                 " is " + verdict + "; the vm stays here");
   out["outcome"] = "here";

@@ -18,15 +18,19 @@
 //      Failed: the VM keeps running here; the job sends Abort to the
 //      destination ferryd (best effort) so it removes what it received.
 //      In doubt (the device state was sent, the destination is unreachable):
-//      the VM stays paused here, the job fails naming the destination, and
-//      nothing is aborted: the destination may have committed.
+//      the VM stays paused here, held by its departure record, the job ends
+//      in doubt naming the destination, and nothing is aborted: the
+//      destination may have committed.
 //   A worker that dies mid-move: the job asks the destination whether it
-//   committed (then the VM left: finish as completed), else fails the job
-//   ("the vm's worker died during the move") and sends Abort.
+//   committed (then the VM left: finish as completed); "aborted" fails the
+//   job ("the vm's worker died during the move") and sends Abort; no answer
+//   leaves the move in doubt.
 // Finished jobs are kept in memory and under <storage_root>/live-moves/
 // (not jobs/, whose records StorageMoveService parses), so GET /v1/jobs lists
 // them next to the storage moves (kind "live-vm"). A job that was running
-// when ferryd stopped is listed as failed ("interrupted").
+// when ferryd stopped is taken up again if its VM still holds the move's
+// departure record (Reattach) or is gone (SettleVanished); otherwise it is
+// listed as failed ("interrupted"), or in doubt if its record says so.
 //
 // Threads: public methods are called from API threads; one thread per
 // running job. The destructor stops the job threads without touching the

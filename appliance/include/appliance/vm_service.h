@@ -120,19 +120,27 @@ class VmService {
   // moves' flag (one move per VM; checkpoints, start, save and delete are
   // refused meanwhile) and writes its departure record (departure_record.h)
   // durably before it returns, so no switchover can happen unrecorded.
-  // Refused while the VM has a departure record already (in doubt).
+  // A departure record from an earlier move is settled first
+  // (SettleDeparture), and the move refused if it cannot be.
   base::Result<MoveTarget> BeginLiveMove(const std::string& name, DepartureRecord departure);
 
   // Departures (vm_service_departure.cc). While a VM has a departure record,
   // start, restore, resume, save, delete, checkpoint apply and new moves of it
   // are refused unless the destination's Status settles the move first
   // (SettleDeparture): the destination may run the VM.
+  // Both act only on the VM's departure by `migration_id` (another move's
+  // record, or a VM that left, is not touched).
   // The move failed and the VM stays here: the record goes, the VM is free.
-  void EndLiveMove(const std::string& name);
+  void EndLiveMove(const std::string& name, const std::string& migration_id);
   // Nobody could learn whether the destination committed: the record says
   // in-doubt with `message`, no job watches the VM any more, and its listed
   // state is read again from its worker (paused, when the move paused it).
-  void MarkInDoubt(const std::string& name, const std::string& message);
+  void MarkInDoubt(const std::string& name, const std::string& migration_id, const std::string& message);
+  // The resolver's step for a departure no job watches: asks the
+  // destination (as ResolveDeparture) and, if it cannot answer, marks a
+  // `moving` record in doubt; all under the VM's op_mu. The outcome's
+  // message, or why it stays in doubt.
+  base::Result<nlohmann::json> SettleUnwatched(const std::string& name);
   // A restarted ferryd's job takes the move of `migration_id` up again: the
   // VM is marked moving. kNotFound if the VM has no departure record of
   // that move (the move ended, or never got that far).
@@ -148,10 +156,10 @@ class VmService {
   // whether it committed. committed: the VM is removed here (its worker, if
   // any, is killed: the destination runs the VM); aborted or unknown there:
   // the record goes and the VM stays as its worker says; unreachable:
-  // kUnavailable naming the destination, unless force, which drops the
-  // record without asking (if the destination runs the VM, it then may run
-  // twice: the reply and the log say so). Refused while a job watches the
-  // move. {"vm","outcome":"moved"|"here"|"none","destination","message",...}
+  // kUnavailable naming the destination, unless force, which then drops the
+  // record (if the destination runs the VM, it then may run twice: the
+  // reply and the log say so); a damaged record names no destination, so
+  // only force drops it. Refused while a job watches the move. {"vm","outcome":"moved"|"here"|"none","destination","message",...}
   base::Result<nlohmann::json> ResolveDeparture(const std::string& name, bool force);
   // A worker that exits with exit record state "moved" handed its VM to
   // another host. FinishMovedVm drops the VM from the inventory and deletes

@@ -180,11 +180,11 @@ TEST_F(LiveMoveServiceTest, BeginLiveMoveHoldsTheVmUntilEnd) {
   EXPECT_NE(service_->BeginLiveMove("a", Departure()).error().message().find("moving to 127.0.0.1:1"),
             std::string::npos);
   EXPECT_FALSE(service_->Delete("a").has_value());
-  service_->EndLiveMove("a");
+  service_->EndLiveMove("a", kMigration);
   EXPECT_FALSE(Exists(record));
   EXPECT_TRUE(service_->Show("a")->at("departure").is_null());
   EXPECT_TRUE(service_->BeginLiveMove("a", Departure()).has_value());
-  service_->EndLiveMove("a");
+  service_->EndLiveMove("a", kMigration);
 }
 
 // A departure found at start-up that nobody can settle (the destination
@@ -230,6 +230,25 @@ TEST_F(LiveMoveServiceTest, InDoubtVmIsHeldUntilResolved) {
   Start("a");
 }
 
+// A damaged departure record names no destination: the VM is held, the
+// messages say the record is damaged, and only --force frees it.
+TEST_F(LiveMoveServiceTest, DamagedDepartureRecordHoldsTheVmUntilForced) {
+  CreateVm("a", {});
+  Close();
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/departure.json", "{\"migration_id\": 7").has_value());
+  Open();
+  EXPECT_EQ(service_->Show("a")->at("departure")["state"], "in-doubt");
+  auto start = service_->Act("a", VmAction::kStart, "");
+  ASSERT_FALSE(start.has_value());
+  EXPECT_NE(start.error().message().find("departure record is damaged"), std::string::npos)
+      << start.error().message();
+  auto forced = service_->ResolveDeparture("a", true);
+  ASSERT_TRUE(forced.has_value()) << forced.error().ToString();
+  EXPECT_EQ((*forced)["forced"], true);
+  EXPECT_FALSE(Exists(dir_ / "root/vms/a/departure.json"));
+  Start("a");
+}
+
 // A departure whose destination answers: "committed" removes the VM here
 // (its paused worker is killed), "unknown" there frees it here.
 TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
@@ -259,7 +278,7 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   DepartureRecord d = Departure();
   d.host = host;
   ASSERT_TRUE(service_->BeginLiveMove("a", d).has_value());
-  service_->MarkInDoubt("a", "test");
+  service_->MarkInDoubt("a", kMigration, "test");
   // Settled before the action: the VM is there, so it is not here.
   auto save = service_->Act("a", VmAction::kSave, "");
   ASSERT_FALSE(save.has_value());
@@ -275,7 +294,7 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   Start("b");
   d.migration_id = "11111111-2222-4333-8444-555555555555";
   ASSERT_TRUE(service_->BeginLiveMove("b", d).has_value());
-  service_->MarkInDoubt("b", "test");
+  service_->MarkInDoubt("b", d.migration_id, "test");
   auto resolved = service_->ResolveDeparture("b", false);
   ASSERT_TRUE(resolved.has_value()) << resolved.error().ToString();
   EXPECT_EQ((*resolved)["outcome"], "here");

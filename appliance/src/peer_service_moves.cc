@@ -205,8 +205,12 @@ base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) 
   const std::string state = (*record)["state"].get<std::string>();
   const std::string message = record->value("message", "");
   if (state == "committed") return StateReply(id, RemoteMoveState::kCommitted, message);
-  // "running" without a tracked move cannot happen (recovery rewrites the
-  // record); never claim a commit that did not happen.
+  // "running" without a tracked move should not happen (recovery rewrites
+  // the record), but a record whose "committed" could not be written (a
+  // full disk) reads so: claim neither outcome, and the source stays in
+  // doubt rather than run a VM that may run here.
+  if (state == "running")
+    return StateReply(id, RemoteMoveState::kRunning, "this host's record of the move is incomplete: " + message);
   return StateReply(id, RemoteMoveState::kAborted, message);
 }
 

@@ -690,7 +690,7 @@ TEST_F(PeerCleanUpTest, AFerrydStartContinuesAPendingCleanUp) {
 
 TEST_F(PeerCleanUpTest, ACleanUpNeverRemovesAFileAVmUses) {
   ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
-  std::ofstream(req_.disks[0].top) << "a disk";
+  std::ofstream(req_.disks[0].top) << std::string(4096, 'd');  // vm create checks it is a disk
   // Someone made a VM of this host use the file meanwhile.
   CreateRequest create;
   create.definition.name = "other";

@@ -488,7 +488,7 @@ std::optional<base::Error> LiveMoveSource::Impl::OverdueLocked(bool lease) const
     const LiveMoveStatus& s = status_;
     std::string where;
     if (s.phase == LiveMovePhase::kSwitchover)
-      where = "; the switchover did not finish (the vm resumes here)";
+      where = "; the switchover did not finish (the vm stays here)";
     else if (s.round <= 1)
       where = "; the first pass over memory did not finish (" +
               Fixed(Mib(double(pool_ ? pool_->wire_bytes() : 0))) + " MiB sent in all)";

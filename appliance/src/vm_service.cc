@@ -87,8 +87,12 @@ base::Result<std::unique_ptr<VmService>> VmService::Open(ServiceOptions options)
   // does not block a VM of that name arriving later.
   if (auto leftovers = service->inventory_.ListNames(/*leftovers=*/true); leftovers) {
     for (const std::string& name : *leftovers) {
+      const std::string dir = service->inventory_.VmDir(name);
       if (auto st = service->inventory_.Delete(name); !st)
-        base::LogWarning("leftover " + service->inventory_.VmDir(name) + ": " + st.error().ToString());
+        base::LogWarning("leftover " + dir + ": " + st.error().ToString());
+      else if (FileExists(dir))
+        base::LogWarning("leftover " + dir + " keeps files ferry did not create: a vm " + name +
+                         " cannot arrive here by a live move until it is removed");
       else
         base::LogInfo("removed the leftovers of vm " + name + " (a delete or departure interrupted by a stop)");
     }

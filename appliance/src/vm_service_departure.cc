@@ -164,7 +164,7 @@ base::Status VmService::SettleDeparture(Vm& vm, const std::string& what) {
     record = *vm.departure;
     if (vm.storage_move)
       return base::Error(base::Code::kFailedPrecondition,
-                         "cannot " + what + " vm " + vm.name + ": it is moving to " + record.host + " (job " +
+                         "vm " + vm.name + ": cannot " + what + ": it is moving to " + record.host + " (job " +
                              record.job + "; see ferry jobs)");
   }
   base::LogInfo("vm " + vm.name + ": asking " + record.host + " about migration " + record.migration_id +
@@ -173,10 +173,10 @@ base::Status VmService::SettleDeparture(Vm& vm, const std::string& what) {
   if (!resolved) {
     return base::Error(resolved.error().code() == base::Code::kUnavailable ? base::Code::kFailedPrecondition
                                                                            : resolved.error().code(),
-                       "cannot " + what + " vm " + vm.name + ": " + resolved.error().message());
+                       "vm " + vm.name + ": cannot " + what + ": " + resolved.error().message());
   }
   if ((*resolved)["outcome"] == "moved")
-    return base::Error(base::Code::kNotFound, "cannot " + what + " vm " + vm.name + ": it moved to " +
+    return base::Error(base::Code::kNotFound, "vm " + vm.name + ": cannot " + what + ": it moved to " +
                                                   record.host + " and runs there; it was removed here");
   return base::Ok();
 }

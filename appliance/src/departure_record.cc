@@ -25,6 +25,7 @@ json ToJson(const DepartureRecord& r) {
   return json{{"migration_id", r.migration_id}, {"job", r.job},
               {"host", r.host},                 {"destination", r.destination},
               {"state", ToString(r.state)},     {"message", r.message},
+              {"resume_here", r.resume_here},
               {"started_unix_ms", r.started_unix_ms}, {"changed_unix_ms", r.changed_unix_ms}};
 }
 
@@ -56,6 +57,7 @@ base::Result<DepartureRecord> DepartureFromJson(const json& j, std::string_view 
   r.job = text("job");
   r.destination = text("destination");
   r.message = text("message");
+  r.resume_here = j.contains("resume_here") && j["resume_here"].is_boolean() && j["resume_here"].get<bool>();
   r.started_unix_ms = number("started_unix_ms");
   r.changed_unix_ms = number("changed_unix_ms");
   return r;

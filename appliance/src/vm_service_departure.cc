@@ -122,7 +122,7 @@ base::Result<json> VmService::SettleUnwatched(const std::string& name) {
       return json{{"vm", name}, {"outcome", "none"}, {"message", "nothing to settle"}};
     record = *vm->departure;
   }
-  auto resolved = ResolveDepartureLocked(*vm, /*force=*/false);
+  auto resolved = ResolveDepartureLocked(*vm, /*force=*/false, /*resume=*/true);
   if (!resolved && record.state == DepartureState::kMoving && !record.migration_id.empty())
     MarkInDoubt(name, record.migration_id, "no job watches the move: " + resolved.error().message());
   return resolved;
@@ -169,7 +169,7 @@ base::Status VmService::SettleDeparture(Vm& vm, const std::string& what) {
   }
   base::LogInfo("vm " + vm.name + ": asking " + record.host + " about migration " + record.migration_id +
                 " before " + what);
-  auto resolved = ResolveDepartureLocked(vm, /*force=*/false);
+  auto resolved = ResolveDepartureLocked(vm, /*force=*/false, /*resume=*/false);
   if (!resolved) {
     return base::Error(resolved.error().code() == base::Code::kUnavailable ? base::Code::kFailedPrecondition
                                                                            : resolved.error().code(),
@@ -184,10 +184,10 @@ base::Status VmService::SettleDeparture(Vm& vm, const std::string& what) {
 base::Result<json> VmService::ResolveDeparture(const std::string& name, bool force) {
   ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
   std::lock_guard op(vm->op_mu);
-  return ResolveDepartureLocked(*vm, force);
+  return ResolveDepartureLocked(*vm, force, /*resume=*/true);
 }
 
-base::Result<json> VmService::ResolveDepartureLocked(Vm& vm_ref, bool force) {
+base::Result<json> VmService::ResolveDepartureLocked(Vm& vm_ref, bool force, bool resume) {
   Vm* vm = &vm_ref;
   const std::string name = vm->name;
   DepartureRecord record;
@@ -259,6 +259,20 @@ base::Result<json> VmService::ResolveDepartureLocked(Vm& vm_ref, bool force) {
                 " is " + verdict + "; the vm stays here");
   out["outcome"] = "here";
   out["message"] = "the destination says the move is " + verdict + "; vm " + name + " stays here";
+  bool paused = false;
+  {
+    std::lock_guard lock(vm->mu);
+    paused = vm->runtime.state == VmState::kPaused;
+  }
+  if (resume && record.resume_here && paused) {
+    // The switchover paused it; nothing of the move remains to wait for.
+    if (auto st = PauseOrResume(*vm, VmAction::kResume); st) {
+      out["message"] = out["message"].get<std::string>() + " and runs again (the move had paused it)";
+      base::LogInfo("vm " + name + ": resumed here after the destination said the move is " + verdict);
+    } else {
+      out["message"] = out["message"].get<std::string>() + "; resuming it failed: " + st.error().message();
+    }
+  }
   std::lock_guard lock(vm->mu);
   out["state"] = ToString(vm->runtime.state);
   return out;

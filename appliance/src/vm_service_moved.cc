@@ -45,6 +45,7 @@ base::Result<VmService::MoveTarget> VmService::BeginLiveMove(const std::string& 
   // after a switchover always knows the VM may be elsewhere.
   departure.state = DepartureState::kMoving;
   departure.changed_unix_ms = departure.started_unix_ms;
+  departure.resume_here = vm->runtime.state == VmState::kRunning;
   RETURN_IF_ERROR(WriteDeparture(target.vm_dir, departure));
   vm->departure = departure;
   vm->storage_move = true;

@@ -9,7 +9,7 @@
 //
 //   {"migration_id": "...", "job": "live-0f1e2d3c", "host": "10.0.0.2:7430",
 //    "destination": "/srv/vms", "state": "moving" | "in-doubt",
-//    "message": "...", "started_unix_ms": 0, "changed_unix_ms": 0}
+//    "message": "...", "resume_here": true, "started_unix_ms": 0, "changed_unix_ms": 0}
 //
 // "moving": a job watches the move (or will, once a restarted ferryd
 // re-attaches to it). "in-doubt": the source sent the VM's state and nobody
@@ -35,6 +35,11 @@ struct DepartureRecord {
   std::string destination;  // storage path at the destination
   DepartureState state = DepartureState::kMoving;
   std::string message;      // why it is in doubt
+  // The VM was running when the move began, so the move's switchover paused
+  // it: a move that turns out not to have committed resumes it here (as the
+  // worker does itself when it learns that in time). A VM paused by its
+  // admin stays paused.
+  bool resume_here = false;
   int64_t started_unix_ms = 0;
   int64_t changed_unix_ms = 0;
 };

@@ -155,7 +155,8 @@ class VmService {
   // `ferry vm resolve`: asks the destination of the VM's unresolved move
   // whether it committed. committed: the VM is removed here (its worker, if
   // any, is killed: the destination runs the VM); aborted or unknown there:
-  // the record goes and the VM stays as its worker says; unreachable:
+  // the record goes and the VM stays here, resumed if the move had paused
+  // it (an admin's pause is kept); unreachable:
   // kUnavailable naming the destination, unless force, which then drops the
   // record (if the destination runs the VM, it then may run twice: the
   // reply and the log say so); a damaged record names no destination, so
@@ -246,7 +247,9 @@ class VmService {
   // The destination's verdict on the record's move; kUnavailable if it
   // cannot be asked.
   base::Result<std::string> AskDestination(const DepartureRecord& record);
-  base::Result<nlohmann::json> ResolveDepartureLocked(Vm& vm, bool force);  // op_mu held
+  // op_mu held. resume: a VM the move paused is resumed when the move did
+  // not commit (not for SettleDeparture, whose caller acts next).
+  base::Result<nlohmann::json> ResolveDepartureLocked(Vm& vm, bool force, bool resume);
   // Re-reads the worker's run state into the runtime record (mu not held).
   void RefreshStateFromWorker(Vm& vm);
   // What happened to a worker that is gone or going: its pid's exit record,

@@ -289,16 +289,31 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   auto pidfd = PidfdOpen(pid);
   EXPECT_TRUE(!pidfd || *PidfdWaitExit(pidfd->get(), 5000)) << "the worker of the moved vm still runs";
 
-  // Another VM whose move the destination never heard of: it stays here.
+  // Another VM whose move the destination never heard of: it stays here,
+  // and runs again (it was running when the move began, and the move's
+  // switchover left it paused).
   CreateVm("b", {});
   Start("b");
   d.migration_id = "11111111-2222-4333-8444-555555555555";
   ASSERT_TRUE(service_->BeginLiveMove("b", d).has_value());
+  ASSERT_TRUE(service_->Act("b", VmAction::kPause, "").has_value());
   service_->MarkInDoubt("b", d.migration_id, "test");
+  EXPECT_EQ(service_->Show("b")->at("state"), "paused");
   auto resolved = service_->ResolveDeparture("b", false);
   ASSERT_TRUE(resolved.has_value()) << resolved.error().ToString();
   EXPECT_EQ((*resolved)["outcome"], "here");
-  EXPECT_EQ((*resolved)["state"], "running");
+  EXPECT_EQ((*resolved)["state"], "running") << resolved->dump();
+  EXPECT_NE((*resolved)["message"].get<std::string>().find("runs again"), std::string::npos) << resolved->dump();
+  // One its admin had paused before the move stays paused.
+  CreateVm("c", {});
+  Start("c");
+  ASSERT_TRUE(service_->Act("c", VmAction::kPause, "").has_value());
+  d.migration_id = "22222222-2222-4333-8444-555555555555";
+  ASSERT_TRUE(service_->BeginLiveMove("c", d).has_value());
+  service_->MarkInDoubt("c", d.migration_id, "test");
+  resolved = service_->ResolveDeparture("c", false);
+  ASSERT_TRUE(resolved.has_value()) << resolved.error().ToString();
+  EXPECT_EQ((*resolved)["state"], "paused") << resolved->dump();
   EXPECT_TRUE(service_->Show("b")->at("departure").is_null());
   peer->reset();
 }
@@ -350,6 +365,7 @@ TEST(DepartureRecordTest, JsonRoundTripAndDamage) {
   r.destination = "/srv";
   r.state = DepartureState::kInDoubt;
   r.message = "why";
+  r.resume_here = true;
   r.started_unix_ms = 5;
   r.changed_unix_ms = 6;
   auto back = DepartureFromJson(ToJson(r), "x");

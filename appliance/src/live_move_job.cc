@@ -81,10 +81,6 @@ base::Result<LiveMoveJobRecord> LiveMoveJobFromJson(const json& j) {
   return r;
 }
 
-std::string MigrationSourceHost(const config::HostSettings& host) {
-  return host.listen_addresses.empty() ? "" : host.listen_addresses.front().host;
-}
-
 PrepareRequest BuildPrepareRequest(const config::VmDefinition& definition, const StorageMovePlan& plan,
                                    uint32_t streams, config::PerformanceOption performance,
                                    const std::string& source_host) {

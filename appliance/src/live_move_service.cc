@@ -79,6 +79,21 @@ void SetError(LiveMoveStatus& s, const base::Error& e) {
   s.error = e.message();
 }
 
+// Whether the worker's answer to a live-move call shows that the move of
+// migration_id never began there: it has no move at all, or only an earlier
+// one (the status of its last move stays until a new start).
+bool NeverBegan(const base::Result<WorkerReply>& reply, const std::string& migration_id) {
+  if (!reply) return reply.error().code() == base::Code::kNotFound && reply.error().message() == kNoLiveMoveStarted;
+  auto status = StatusOf(*reply);
+  return status && status->migration_id != migration_id;
+}
+
+// How an in-doubt move gets settled, for the messages that say so.
+std::string ResolveHint(const std::string& vm) {
+  return "`ferry vm resolve " + vm + "` asks it again (ferryd also does, every " +
+         std::to_string(kResolveIntervalMs / 1000) + " s)";
+}
+
 LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record) {
   std::lock_guard lock(mu);
   return record.status;
@@ -333,9 +348,7 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
     auto check = CallWorkerBounded(target->control_socket, LiveMoveCall({{"action", "status"}}),
                                    options_.worker_call_timeout_ms);
     std::optional<LiveMoveStatus> now = check ? StatusOf(*check) : std::nullopt;
-    const bool never_began = (!check && check.error().message() == kNoLiveMoveStarted) ||
-                             (now && (now->migration_id != migration_id || now->phase == LiveMovePhase::kFailed));
-    if (never_began) {
+    if (NeverBegan(check, migration_id) || (now && now->phase == LiveMovePhase::kFailed)) {
       AbortAtDestination(*job, "the source worker did not start the move: " + started.error().message());
       return fail(started.error());
     }
@@ -422,17 +435,9 @@ void LiveMoveService::FinishFailed(Job& job, const base::Error& error) {
 }
 
 base::Result<RemoteMoveState> LiveMoveService::DestinationVerdict(const Job& job) {
-  auto status = CallPeer(job.peer, MoveFrame::kStatusQuery, json{{"migration_id", job.record.migration_id}},
-                         MoveFrame::kStatusReply, options_.peer_timeout_ms);
-  if (!status) {
-    base::LogWarning("job " + job.record.id + ": status at the destination: " + status.error().ToString());
-    return status.error();
-  }
-  ASSIGN_OR_RETURN(RemoteMoveState state, ParseRemoteMoveState(status->value("state", "")));
-  // Not a verdict: nobody here may decide while the destination says that.
-  if (state == RemoteMoveState::kRunning)
-    return base::Error(base::Code::kUnavailable, "the destination " + job.peer.ToString() +
-                                                     " says the move is still running");
+  auto state = AskMoveState(job.peer, job.record.migration_id, options_.peer_timeout_ms);
+  if (!state)
+    base::LogWarning("job " + job.record.id + ": status at the destination: " + state.error().ToString());
   return state;
 }
 
@@ -443,9 +448,7 @@ void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base
   s.phase = LiveMovePhase::kInDoubt;
   SetError(s, base::Error(base::Code::kUnavailable,
                           why + "; the destination " + job.peer.ToString() + " cannot say whether it committed (" +
-                              unreachable.message() + "): `ferry vm resolve " + job.record.vm +
-                              "` asks it again (ferryd also does, every " +
-                              std::to_string(kResolveIntervalMs / 1000) + " s)"));
+                              unreachable.message() + "): " + ResolveHint(job.record.vm)));
   vms_.MarkInDoubt(job.record.vm, job.record.migration_id, s.error);
   Finish(job, s);
 }
@@ -493,7 +496,7 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
   for (;;) {
     if (jobs_->WaitStopping(options_.poll_interval_ms)) return;  // the worker's lease decides
     auto reply = CallWorkerBounded(job->control_socket, poll, options_.worker_call_timeout_ms);
-    if (!reply && reply.error().code() == base::Code::kNotFound && reply.error().message() == kNoLiveMoveStarted) {
+    if (NeverBegan(reply, job->record.migration_id)) {
       // Taken up after a restart, but the worker never heard of the move
       // (ferryd stopped between Prepare and the worker's start).
       return FinishFailed(*job, base::Error(base::Code::kAborted,
@@ -501,12 +504,6 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
                                                 vm + " stays here"));
     }
     std::optional<LiveMoveStatus> status = reply ? StatusOf(*reply) : std::nullopt;
-    if (status && status->migration_id != job->record.migration_id) {
-      // The worker's last move is an earlier one: this one never began.
-      return FinishFailed(*job, base::Error(base::Code::kAborted,
-                                            "interrupted: ferryd stopped before the worker started the move; vm " +
-                                                vm + " stays here"));
-    }
     const uint64_t now = base::MonotonicNanos();
     if (!status) {
       auto state = vms_.CurrentState(vm);
@@ -553,8 +550,7 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
       if (status->error.empty())
         status->error = "the move is in doubt: the source stays paused; the destination " + job->peer.ToString() +
                         " could not say whether it committed";
-      status->error += "; `ferry vm resolve " + vm + "` asks it again (ferryd also does, every " +
-                       std::to_string(kResolveIntervalMs / 1000) + " s)";
+      status->error += "; " + ResolveHint(vm);
       vms_.MarkInDoubt(vm, job->record.migration_id, status->error);
     }
     return Finish(*job, *status);

@@ -607,10 +607,6 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
       pending = std::move(dirty);
       return base::Ok();
     }
-    // These pages were harvested (their bits cleared); the VM keeps
-    // running here, so nothing is lost by dropping them when the time limit
-    // (OverdueLocked, which the status figures above feed) ends the move.
-    RETURN_IF_ERROR(CheckAlive(true));
     // What the vCPUs can be blamed for: while a mirror still catches up,
     // only the dirty memory (the bulk copy is not their fault); once every
     // mirror is ready, memory and the disk writes waiting to be sent (a
@@ -854,25 +850,21 @@ void LiveMoveSource::Impl::Resolve() {
   control.host = req_.control_host;
   control.port = req_.control_port;
   control.source_host = req_.source_host;
-  const nlohmann::json query = {{"migration_id", req_.prepare.migration_id}};
   const uint64_t until = base::MonotonicNanos() + uint64_t(opt_.resolve_retry_ms) * 1000000;
   std::string last = "no answer yet";
   for (;;) {
-    auto reply = CallPeer(control, MoveFrame::kStatusQuery, query, MoveFrame::kStatusReply, 5000);
-    if (reply) {
-      auto state = ParseRemoteMoveState(reply->value("state", ""));
-      if (state && *state == RemoteMoveState::kCommitted) {
-        FinishCommitted();
-        return;
-      }
-      if (state && *state == RemoteMoveState::kAborted) {
-        aborted("its ferryd at " + control.ToString() + " says so");
-        return;
-      }
-      last = "state " + reply->value("state", std::string("?"));
-    } else {
-      last = reply.error().message();
+    auto state = AskMoveState(control, req_.prepare.migration_id, 5000);
+    if (state && *state == RemoteMoveState::kCommitted) {
+      FinishCommitted();
+      return;
     }
+    if (state && *state == RemoteMoveState::kAborted) {
+      aborted("its ferryd at " + control.ToString() + " says so");
+      return;
+    }
+    // "unknown" too: a destination that never heard of the move is asked
+    // again (it may be a ferryd that has not recovered its records yet).
+    last = state ? "state " + std::string(ToString(*state)) : state.error().message();
     if (base::MonotonicNanos() > until) break;
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }

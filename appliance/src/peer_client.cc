@@ -63,6 +63,22 @@ base::Result<PeerEndpoint> ParsePeerEndpoint(std::string_view text, uint16_t def
   return peer;
 }
 
+base::Result<RemoteMoveState> AskMoveState(const PeerEndpoint& peer, const std::string& migration_id,
+                                           int timeout_ms) {
+  ASSIGN_OR_RETURN(nlohmann::json reply, CallPeer(peer, MoveFrame::kStatusQuery,
+                                                  nlohmann::json{{"migration_id", migration_id}},
+                                                  MoveFrame::kStatusReply, timeout_ms));
+  ASSIGN_OR_RETURN(RemoteMoveState state, ParseRemoteMoveState(reply.value("state", "")));
+  if (state == RemoteMoveState::kRunning)
+    return base::Error(base::Code::kUnavailable, peer.ToString() + " says migration " + migration_id +
+                                                     " is still running there (no verdict yet)");
+  return state;
+}
+
+std::string MigrationSourceHost(const config::HostSettings& host) {
+  return host.listen_addresses.empty() ? "" : host.listen_addresses.front().host;
+}
+
 base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame request_type,
                                       const nlohmann::json& request, MoveFrame reply_type,
                                       int timeout_ms) {

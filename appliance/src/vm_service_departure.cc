@@ -42,18 +42,9 @@ base::Result<std::string> VmService::AskDestination(const DepartureRecord& recor
   if (record.host.empty())
     return base::Error(base::Code::kUnavailable, "the departure record names no destination");
   ASSIGN_OR_RETURN(PeerEndpoint peer, ParsePeerEndpoint(record.host, kDefaultPeerPort));
-  // From the migration network, as every peer connection of this host.
-  const auto& listen = options_.host.listen_addresses;
-  peer.source_host = listen.empty() ? "" : listen.front().host;
-  ASSIGN_OR_RETURN(json reply, CallPeer(peer, MoveFrame::kStatusQuery, json{{"migration_id", record.migration_id}},
-                                        MoveFrame::kStatusReply, kAskTimeoutMs));
-  const std::string state = reply.value("state", "");
-  ASSIGN_OR_RETURN(RemoteMoveState parsed, ParseRemoteMoveState(state));
-  // "running" is never a final answer (a Status of a running move ends it
-  // there first); treat it as no answer.
-  if (parsed == RemoteMoveState::kRunning)
-    return base::Error(base::Code::kUnavailable, "the destination says the move is still running");
-  return state;
+  peer.source_host = MigrationSourceHost(options_.host);
+  ASSIGN_OR_RETURN(RemoteMoveState state, AskMoveState(peer, record.migration_id, kAskTimeoutMs));
+  return std::string(ToString(state));
 }
 
 void VmService::RefreshStateFromWorker(Vm& vm) {

@@ -164,9 +164,6 @@ class LiveMoveService {
   std::thread resolver_;                 // ResolveUnwatched; joined after jobs_ stop
 };
 
-// The host part of the first host.toml listen_addresses entry ("" if none):
-// where this host's migration traffic leaves from.
-std::string MigrationSourceHost(const config::HostSettings& host);
 // PrepareRequest for moving `definition` as planned (everything but the CPU
 // description and the migration id, which the caller fills).
 PrepareRequest BuildPrepareRequest(const config::VmDefinition& definition, const StorageMovePlan& plan,

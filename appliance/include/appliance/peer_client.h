@@ -16,6 +16,7 @@
 
 #include "appliance/move_protocol.h"
 #include "base/result.h"
+#include "config/host_settings.h"
 
 namespace appliance {
 
@@ -52,5 +53,16 @@ base::Result<PeerEndpoint> ParsePeerEndpoint(std::string_view host_port, uint16_
 base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame request_type,
                                       const nlohmann::json& request, MoveFrame reply_type,
                                       int timeout_ms);
+
+// The destination's verdict on a migration: its Status, committed, aborted
+// or unknown there. "running" is no verdict (a Status of a running move ends
+// it there first, so it means a record that is not settled): kUnavailable,
+// like an unreachable destination, so nobody decides on it.
+base::Result<RemoteMoveState> AskMoveState(const PeerEndpoint& peer, const std::string& migration_id,
+                                           int timeout_ms);
+
+// The host part of the first host.toml listen_addresses entry ("" if none):
+// where this host's migration traffic leaves from (PeerEndpoint::source_host).
+std::string MigrationSourceHost(const config::HostSettings& host);
 
 }  // namespace appliance

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "base/fd.h"
+#include "config/size.h"
 #include "toml_reader.h"
 #include "uuid.h"
 
@@ -90,31 +91,6 @@ std::string SupportedVersions() {
          std::to_string(kVmConfigVersion);
 }
 
-// "256M", "1G", "512MiB", "268435456" (bytes). Binary units, either case.
-std::optional<uint64_t> ParseMemorySize(std::string_view text) {
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end == text.data()) return std::nullopt;
-  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
-  if (unit.size() == 3 && (unit.substr(1) == "iB")) unit = unit.substr(0, 1);
-  int shift = 0;
-  if (unit.empty()) {
-    shift = 0;
-  } else if (unit == "K" || unit == "k") {
-    shift = 10;
-  } else if (unit == "M" || unit == "m") {
-    shift = 20;
-  } else if (unit == "G" || unit == "g") {
-    shift = 30;
-  } else if (unit == "T" || unit == "t") {
-    shift = 40;
-  } else {
-    return std::nullopt;
-  }
-  if (shift > 0 && value > (UINT64_MAX >> shift)) return std::nullopt;
-  return value << shift;
-}
-
 std::string FormatMemory(uint64_t bytes) {
   if (bytes != 0 && bytes % kGiB == 0) return QuoteToml(std::to_string(bytes / kGiB) + "G");
   if (bytes != 0 && bytes % kMiB == 0) return QuoteToml(std::to_string(bytes / kMiB) + "M");
@@ -152,7 +128,7 @@ base::Status ReadMemory(TableReader& r, VmDefinition& vm) {
   if (const auto* i = node->as_integer(); i != nullptr && i->get() >= 0) {
     bytes = static_cast<uint64_t>(i->get());
   } else if (const auto* s = node->as_string()) {
-    bytes = ParseMemorySize(s->get());
+    if (auto parsed = ParseSize(s->get())) bytes = *parsed;
   }
   if (!bytes) {
     return r.Invalid("memory", "must be a size like \"256M\" or \"1G\", or a number of bytes",

@@ -44,10 +44,10 @@
 #include <thread>
 #include <vector>
 
-#include "appliance/live_move_destination.h"
-#include "appliance/live_move_service.h"
-#include "appliance/live_move_source.h"
-#include "appliance/storage_move_plan.h"
+#include "engine/live_move_destination.h"
+#include "daemon/live_move_service.h"
+#include "engine/live_move_source.h"
+#include "plan/storage_move_plan.h"
 #include "base/clock.h"
 #include "base/event_fd.h"
 #include "base/fd.h"

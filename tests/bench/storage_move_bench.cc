@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "appliance/storage_mover.h"
+#include "engine/storage_mover.h"
 #include "base/fd.h"
 #include "config/vm_definition.h"
 #include "storage/tracking_disk.h"

@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "appliance/host_cpu.h"
-#include "appliance/live_move_destination.h"
-#include "appliance/move_protocol.h"
-#include "appliance/peer_client.h"
+#include "daemon/host_cpu.h"
+#include "ipc/vm_dir_files.h"
+#include "protocol/move_protocol.h"
+#include "peer/peer_client.h"
 #include "config/vm_definition.h"
 #include "harness.h"
 #include "transport/frame_stream.h"

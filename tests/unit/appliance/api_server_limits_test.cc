@@ -14,9 +14,9 @@
 #include <cstring>
 #include <vector>
 
-#include "appliance/api_handler.h"
-#include "appliance/api_server.h"
-#include "appliance/http_client.h"
+#include "daemon/api_handler.h"
+#include "daemon/api_server.h"
+#include "cli/http_client.h"
 #include "base/fd.h"
 #include "test_dir.h"
 

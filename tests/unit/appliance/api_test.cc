@@ -8,10 +8,10 @@
 #include <fstream>
 #include <thread>
 
-#include "appliance/api_handler.h"
-#include "appliance/api_server.h"
-#include "appliance/http_client.h"
-#include "appliance/process.h"
+#include "daemon/api_handler.h"
+#include "daemon/api_server.h"
+#include "cli/http_client.h"
+#include "common/process.h"
 #include "test_dir.h"
 
 namespace appliance {

@@ -1,14 +1,14 @@
 // The checkpoint chain logic (checkpoint_plan.h) and the CLI's checkpoint
 // commands: pure, no files.
-#include "appliance/checkpoint_plan.h"
+#include "plan/checkpoint_plan.h"
 
 #include <gtest/gtest.h>
 
 #include <set>
 
-#include "appliance/cli_args.h"
-#include "appliance/cli_checkpoints.h"
-#include "appliance/router.h"
+#include "cli/cli_args.h"
+#include "cli/cli_checkpoints.h"
+#include "daemon/router.h"
 
 namespace appliance {
 namespace {

@@ -1,13 +1,13 @@
 // `ferry move-vm`: parsing into the API request, the progress line and the
 // final report; and the source ferryd's pure parts (job JSON, Prepare
 // request built from a storage plan, the move-vm route).
-#include "appliance/cli_live_move.h"
+#include "cli/cli_live_move.h"
 
 #include <gtest/gtest.h>
 
-#include "appliance/cli_args.h"
-#include "appliance/live_move_service.h"
-#include "appliance/router.h"
+#include "cli/cli_args.h"
+#include "daemon/live_move_service.h"
+#include "daemon/router.h"
 
 namespace appliance {
 namespace {

@@ -1,4 +1,4 @@
-#include "appliance/cli_output.h"
+#include "cli/cli_output.h"
 
 #include <gtest/gtest.h>
 

@@ -14,8 +14,8 @@
 #include <csignal>
 #include <iostream>
 
-#include "appliance/live_move_destination.h"
-#include "appliance/live_move_types.h"
+#include "ipc/vm_dir_files.h"
+#include "protocol/live_move_types.h"
 #include "fake_worker_util.h"
 #include "transport/tcp.h"
 

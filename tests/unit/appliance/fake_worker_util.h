@@ -10,9 +10,9 @@
 #include <optional>
 #include <string>
 
-#include "appliance/unix_socket.h"
-#include "appliance/worker_args.h"
-#include "appliance/worker_protocol.h"
+#include "common/unix_socket.h"
+#include "ipc/worker_args.h"
+#include "ipc/worker_protocol.h"
 #include "base/fd.h"
 
 namespace appliance::fake {

@@ -1,4 +1,4 @@
-#include "appliance/inventory.h"
+#include "daemon/inventory.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

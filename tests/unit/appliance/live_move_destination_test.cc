@@ -22,9 +22,10 @@
 
 #include <gtest/gtest.h>
 
-#include "appliance/live_move_destination.h"
-#include "appliance/move_protocol.h"
-#include "appliance/worker_protocol.h"
+#include "engine/live_move_destination.h"
+#include "ipc/vm_dir_files.h"
+#include "protocol/move_protocol.h"
+#include "ipc/worker_protocol.h"
 #include "config/vm_definition.h"
 #include "base/event_fd.h"
 #include "base/fd.h"

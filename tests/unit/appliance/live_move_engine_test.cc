@@ -19,9 +19,9 @@
 #include <sstream>
 #include <thread>
 
-#include "appliance/live_move_destination.h"
-#include "appliance/live_move_source.h"
-#include "appliance/storage_move_plan.h"
+#include "engine/live_move_destination.h"
+#include "engine/live_move_source.h"
+#include "plan/storage_move_plan.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "config/vm_definition.h"
@@ -31,7 +31,7 @@
 #include "stream_pool.h"
 #include "storage/qcow2.h"
 #include "test_dir.h"
-#include "tracking_disks.h"
+#include "engine/tracking_disks.h"
 #include "vm/machine.h"
 
 namespace appliance {

@@ -2,7 +2,7 @@
 // peer): LiveMoveService's refusals before anything moves, its job history
 // across a restart, and VmService's removal of a VM whose worker exited
 // "moved" (here: while ferryd was down).
-#include "appliance/live_move_service.h"
+#include "daemon/live_move_service.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "appliance/departure_record.h"
-#include "appliance/peer_service.h"
-#include "appliance/process.h"
-#include "appliance/worker_protocol.h"
+#include "daemon/departure_record.h"
+#include "daemon/peer_service.h"
+#include "common/process.h"
+#include "ipc/worker_protocol.h"
 #include "base/fd.h"
 #include "test_dir.h"
 

@@ -5,8 +5,8 @@
 
 #include <set>
 
-#include "appliance/live_move_types.h"
-#include "appliance/move_protocol.h"
+#include "protocol/live_move_types.h"
+#include "protocol/move_protocol.h"
 
 namespace appliance {
 namespace {

@@ -10,8 +10,8 @@
 #include <chrono>
 #include <vector>
 
-#include "appliance/peer_client.h"
-#include "appliance/peer_service.h"
+#include "peer/peer_client.h"
+#include "daemon/peer_service.h"
 #include "raw_opening.h"
 #include "test_dir.h"
 

@@ -2,7 +2,7 @@
 // in a temp storage root: the pre-flight matrix, malformed control streams,
 // and the launch / adopt / clean-up / recovery paths with a fake incoming
 // worker (fake_incoming_worker.cc), so no KVM is needed.
-#include "appliance/peer_service.h"
+#include "daemon/peer_service.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,10 +12,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "appliance/live_move_destination.h"
-#include "appliance/peer_client.h"
-#include "appliance/process.h"
-#include "appliance/runtime_record.h"
+#include "ipc/vm_dir_files.h"
+#include "peer/peer_client.h"
+#include "common/process.h"
+#include "daemon/runtime_record.h"
 #include "base/clock.h"
 #include "config/vm_definition.h"
 #include "test_dir.h"

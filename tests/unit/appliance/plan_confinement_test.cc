@@ -1,5 +1,5 @@
 // A peer's Prepare may only place files inside the destination it names.
-#include "plan_confinement.h"
+#include "plan/plan_confinement.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "appliance/router.h"
+#include "daemon/router.h"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-#include "appliance/runtime_record.h"
+#include "daemon/runtime_record.h"
 
 #include <gtest/gtest.h>
 
-#include "appliance/worker_exit.h"
+#include "daemon/worker_exit.h"
 
 namespace appliance {
 namespace {

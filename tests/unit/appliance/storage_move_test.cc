@@ -13,10 +13,10 @@
 
 #include <gtest/gtest.h>
 
-#include "appliance/cli_args.h"
-#include "appliance/cli_move.h"
-#include "appliance/storage_move_plan.h"
-#include "appliance/storage_mover.h"
+#include "cli/cli_args.h"
+#include "cli/cli_move.h"
+#include "plan/storage_move_plan.h"
+#include "engine/storage_mover.h"
 #include "base/fd.h"
 #include "storage/disk.h"
 #include "storage/qcow2.h"

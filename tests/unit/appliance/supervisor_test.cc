@@ -1,4 +1,4 @@
-#include "appliance/supervisor.h"
+#include "daemon/supervisor.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

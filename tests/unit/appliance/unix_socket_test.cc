@@ -1,4 +1,4 @@
-#include "appliance/unix_socket.h"
+#include "common/unix_socket.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>

@@ -1,4 +1,6 @@
-#include "appliance/vm_json.h"
+#include "config/names.h"
+#include "config/size.h"
+#include "daemon/vm_json.h"
 
 #include <gtest/gtest.h>
 
@@ -60,10 +62,10 @@ TEST(VmJsonTest, CreateRequestErrorsNameTheProblem) {
 
 TEST(VmJsonTest, VmNames) {
   for (const char* good : {"a", "web-1", "A.b_c", "x123456789012345678901234567890123456789012345678901234567890123"})
-    EXPECT_TRUE(ValidateVmName(good).has_value()) << good;
+    EXPECT_TRUE(config::ValidateVmName(good).has_value()) << good;
   for (const char* bad : {"", ".", "..", ".hidden", "a/b", "a b", "ü",
                           "x1234567890123456789012345678901234567890123456789012345678901234"})
-    EXPECT_FALSE(ValidateVmName(bad).has_value()) << bad;
+    EXPECT_FALSE(config::ValidateVmName(bad).has_value()) << bad;
 }
 
 TEST(VmJsonTest, DefinitionToJsonHasEveryField) {
@@ -89,18 +91,18 @@ TEST(VmJsonTest, DefinitionToJsonHasEveryField) {
 }
 
 TEST(VmJsonTest, Sizes) {
-  EXPECT_EQ(*ParseSize("4096"), 4096u);
-  EXPECT_EQ(*ParseSize("256M"), 256ull << 20);
-  EXPECT_EQ(*ParseSize("256m"), 256ull << 20);
-  EXPECT_EQ(*ParseSize("1G"), 1ull << 30);
-  EXPECT_EQ(*ParseSize("512MiB"), 512ull << 20);
-  EXPECT_EQ(*ParseSize("2T"), 2ull << 40);
+  EXPECT_EQ(*config::ParseSize("4096"), 4096u);
+  EXPECT_EQ(*config::ParseSize("256M"), 256ull << 20);
+  EXPECT_EQ(*config::ParseSize("256m"), 256ull << 20);
+  EXPECT_EQ(*config::ParseSize("1G"), 1ull << 30);
+  EXPECT_EQ(*config::ParseSize("512MiB"), 512ull << 20);
+  EXPECT_EQ(*config::ParseSize("2T"), 2ull << 40);
   for (const char* bad : {"", "M", "1.5G", "-1", "12X", "99999999999999999999", "17179869184T"})
-    EXPECT_FALSE(ParseSize(bad).has_value()) << bad;
-  EXPECT_EQ(FormatSize(256ull << 20), "256 MiB");
-  EXPECT_EQ(FormatSize(1ull << 30), "1 GiB");
-  EXPECT_EQ(FormatSize(1536ull << 20), "1536 MiB");
-  EXPECT_EQ(FormatSize(1000), "1000 B");
+    EXPECT_FALSE(config::ParseSize(bad).has_value()) << bad;
+  EXPECT_EQ(config::FormatSize(256ull << 20), "256 MiB");
+  EXPECT_EQ(config::FormatSize(1ull << 30), "1 GiB");
+  EXPECT_EQ(config::FormatSize(1536ull << 20), "1536 MiB");
+  EXPECT_EQ(config::FormatSize(1000), "1000 B");
 }
 
 }  // namespace

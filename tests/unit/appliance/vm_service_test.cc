@@ -1,6 +1,6 @@
 // VmService against fake_worker (the real control protocol, no KVM): the
 // life-cycle, persistence, crash detection and re-attachment after a restart.
-#include "appliance/vm_service.h"
+#include "daemon/vm_service.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -9,8 +9,8 @@
 #include <fstream>
 #include <thread>
 
-#include "appliance/process.h"
-#include "appliance/worker_protocol.h"
+#include "common/process.h"
+#include "ipc/worker_protocol.h"
 #include "base/clock.h"
 #include "storage/qcow2.h"
 #include "test_dir.h"

@@ -1,4 +1,4 @@
-#include "appliance/vm_state.h"
+#include "daemon/vm_state.h"
 
 #include <gtest/gtest.h>
 

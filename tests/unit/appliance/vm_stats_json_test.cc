@@ -1,12 +1,12 @@
 // A running VM's disk failures on their way to the admin: the worker's
 // status reply carries them per disk, ferryd's show turns them into stats and
 // last_error, and `ferry vm show` prints them.
-#include "appliance/vm_stats_json.h"
+#include "daemon/vm_stats_json.h"
 
 #include <gtest/gtest.h>
 
-#include "appliance/cli_output.h"
-#include "appliance/worker_protocol.h"
+#include "cli/cli_output.h"
+#include "ipc/worker_protocol.h"
 
 namespace appliance {
 namespace {

@@ -1,12 +1,12 @@
-#include "appliance/worker_protocol.h"
+#include "ipc/worker_protocol.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
 #include <thread>
 
-#include "appliance/unix_socket.h"
-#include "appliance/worker_args.h"
+#include "common/unix_socket.h"
+#include "ipc/worker_args.h"
 #include "base/event_fd.h"
 #include "test_dir.h"
 

@@ -150,7 +150,8 @@ TEST(VmDefinitionTest, MemoryForms) {
        {Case{"\"256M\"", 256ull << 20}, Case{"\"1G\"", 1ull << 30}, Case{"\"4M\"", 4ull << 20},
         Case{"\"3328M\"", 3328ull << 20}, Case{"\"512MiB\"", 512ull << 20}, Case{"\"3g\"", 3ull << 30},
         Case{"\"4096K\"", 4ull << 20}, Case{"268435456", 256ull << 20},
-        Case{"\"268435456\"", 256ull << 20}}) {
+        Case{"\"268435456\"", 256ull << 20}, Case{"\"256MB\"", 256ull << 20}, Case{"\"1gb\"", 1ull << 30},
+        Case{"\"268435456B\"", 256ull << 20}}) {
     auto r = ParseVmDefinition(Minimal(std::string("memory = ") + value + "\n"), "vm.toml");
     ASSERT_TRUE(r.has_value()) << value << ": " << r.error().ToString();
     EXPECT_EQ(r->memory_bytes, bytes) << value;
@@ -160,7 +161,7 @@ TEST(VmDefinitionTest, MemoryForms) {
 TEST(VmDefinitionTest, MemoryInvalid) {
   const std::string form = "must be a size like \"256M\" or \"1G\", or a number of bytes";
   const std::string range = "must be a multiple of 2 MiB from 4 MiB to 3328 MiB";
-  for (std::string bad : {"\"1.5G\"", "\"G\"", "\"1X\"", "\"1 G\"", "\"-1G\"", "\"1GB\"",
+  for (std::string bad : {"\"1.5G\"", "\"G\"", "\"1X\"", "\"1 G\"", "\"-1G\"", "\"1GiBs\"",
                           "-2097152", "true", "\"99999999999999999999G\"", "\"17179869184G\""}) {
     ExpectError(Minimal("memory = " + bad + "\n"), "vm.toml: memory: " + form + ", got " + bad);
   }

@@ -1,0 +1,36 @@
+// The ferry CLI's checkpoint commands: argument parsing and human output,
+// pure like cli_args.h and cli_output.h.
+//
+//   ferry vm checkpoint create VM NAME      POST   /v1/vms/VM/checkpoints {"name": NAME}
+//   ferry vm checkpoint list VM             GET    /v1/vms/VM/checkpoints
+//   ferry vm checkpoint apply VM NAME [--force]
+//                                           POST   /v1/vms/VM/checkpoints/NAME/apply {"force": ...}
+//   ferry vm checkpoint delete VM NAME      DELETE /v1/vms/VM/checkpoints/NAME
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_args.h"
+#include "base/result.h"
+
+namespace appliance {
+
+// Fills inv for "vm checkpoint ...", taking the options it uses (--force) out
+// of `options`. False if the words are not a checkpoint command.
+base::Result<bool> ParseCheckpointCommand(const std::vector<std::string>& words,
+                                          std::map<std::string, std::vector<std::string>>& options,
+                                          CliInvocation& inv);
+
+// GET .../checkpoints -> a table NAME CREATED PARENT, the current checkpoint
+// marked, and a last line saying what the disks build on.
+std::string FormatCheckpointList(const nlohmann::json& list);
+// The line printed after create, apply or delete.
+std::string FormatCheckpointResult(const CliInvocation& inv, const nlohmann::json& reply);
+// "2025-11-21 10:00:00 UTC" for milliseconds since 1970.
+std::string FormatUnixMillis(int64_t unix_ms);
+
+}  // namespace appliance

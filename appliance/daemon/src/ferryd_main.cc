@@ -1,0 +1,136 @@
+// ferryd: the appliance service. Serves the API on the host's api_socket and
+// supervises one ferry-vmm worker per running VM. SIGTERM or SIGINT stop
+// ferryd but not the workers: VMs keep running and a new ferryd re-attaches.
+#include <limits.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#include "daemon/api_handler.h"
+#include "daemon/api_server.h"
+#include "daemon/peer_service.h"
+#include "daemon/vm_service.h"
+#include "base/log.h"
+#include "config/host_settings.h"
+
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitFailed = 1;
+
+std::string Dirname(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+base::Result<std::string> SelfDirectory() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n < 0) return base::ErrnoError("readlink /proc/self/exe");
+  return Dirname(std::string(buf, size_t(n)));
+}
+
+std::string Normalize(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+// The API serves each connection on a thread and an fd (ApiServer::Options:
+// up to 1024 beside ferryd's own), which the usual soft limit of 1024 open
+// files would cut short. Nothing in ferryd or its workers uses select(), so
+// the soft limit is raised (to the hard limit, at most 65536).
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t want = limit.rlim_max == RLIM_INFINITY ? 65536 : std::min<rlim_t>(limit.rlim_max, 65536);
+  if (limit.rlim_cur >= want) return;
+  limit.rlim_cur = want;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+    base::LogWarning(std::string("ferryd: cannot raise the open-file limit: ") + std::strerror(errno));
+}
+
+base::Status Serve(const std::string& config_path, const sigset_t& stop_signals) {
+  ASSIGN_OR_RETURN(config::HostSettings settings, config::LoadHostSettings(config_path));
+  RaiseOpenFileLimit();
+  ASSIGN_OR_RETURN(std::string self_dir, SelfDirectory());
+  appliance::ServiceOptions options;
+  options.host = settings;
+  options.worker_binary = self_dir + "/ferry-vmm";
+  if (::access(options.worker_binary.c_str(), X_OK) != 0)
+    return base::ErrnoError("worker binary " + options.worker_binary + " (installed next to ferryd)");
+  options.guest_dir = settings.guest_dir.empty() ? Normalize(self_dir + "/../guests") : settings.guest_dir;
+  const char* kvm = std::getenv("FERRY_KVM_DEVICE");
+  if (kvm != nullptr && *kvm != '\0') options.kvm_device = kvm;
+
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::VmService> service, appliance::VmService::Open(options));
+  appliance::StorageMoveService::Options move_options;
+  move_options.max_storage_moves = settings.max_storage_moves;
+  move_options.jobs_dir = settings.storage_root + "/jobs";
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::StorageMoveService> moves,
+                   appliance::StorageMoveService::Open(*service, move_options));
+  ASSIGN_OR_RETURN(auto live, appliance::LiveMoveService::Open(*service, {.host = settings, .jobs_dir = settings.storage_root + "/live-moves", .kvm_device = options.kvm_device}));
+  // Incoming live moves: the peer listener on host.toml's listen_addresses.
+  appliance::PeerService::Options peer_options;
+  peer_options.host = settings;
+  peer_options.worker_binary = options.worker_binary;
+  peer_options.kvm_device = options.kvm_device;
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::PeerService> peer,
+                   appliance::PeerService::Start(*service, peer_options));
+  appliance::ApiHandler handler(*service, *moves, *live);
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
+                   appliance::ApiServer::Start(settings.api_socket, handler));
+  base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root + ", guests " +
+                options.guest_dir + ")");
+  int sig = 0;
+  while (sigwait(&stop_signals, &sig) != 0) {
+  }
+  base::LogInfo("ferryd stopping on signal " + std::to_string(sig) + "; vm workers keep running");
+  // The server first (no request may reach the service during its teardown).
+  server.reset();
+  peer.reset();   // no incoming move may be adopted during the service's teardown
+  moves.reset();  // before the service its job threads call
+  live.reset();
+  service.reset();
+  return base::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  base::SetThreadName("ferryd");
+  std::string config_path = "/etc/ferry/host.toml";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--help") {
+      std::cout << "usage: ferryd [--config /etc/ferry/host.toml]\n";
+      return 0;
+    } else {
+      std::cerr << "ferryd: unknown argument \"" << a << "\"\nusage: ferryd [--config /etc/ferry/host.toml]\n";
+      return kExitUsage;
+    }
+  }
+  // Blocked before any thread starts, so every thread inherits the mask and
+  // only sigwait below sees these signals. Workers get a clean mask at spawn.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a client hanging up must not kill the daemon
+
+  auto served = Serve(config_path, stop_signals);
+  if (!served) {
+    std::cerr << "ferryd: " << served.error().message() << "\n";
+    return kExitFailed;
+  }
+  return 0;
+}

@@ -1,0 +1,20 @@
+// Helpers shared by the PeerService source files (not part of its API).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "protocol/move_protocol.h"
+
+namespace appliance {
+
+// In an incoming directory: the clean-up of this aborted move failed and is
+// retried (peer_service_cleanup.cc); JSON with the files still to remove.
+inline constexpr const char* kCleanupPendingMarker = "cleanup-pending";
+
+// Every file an incoming move writes at the destination: each backing
+// layer's copy and each writable top, each also under its ".part" name.
+// Pre-flight requires that none exists, so clean-up may remove them all.
+std::vector<std::string> IncomingDestinationFiles(const PrepareRequest& plan);
+
+}  // namespace appliance

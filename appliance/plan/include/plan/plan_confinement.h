@@ -1,0 +1,29 @@
+// What a destination accepts from a peer's Prepare about where files go.
+// The plan names absolute paths chosen by the source; a buggy or hostile
+// source must not make this host write, point a backing file, or later
+// delete (clean-up removes every planned file) anywhere but inside the
+// destination directory it asked for. Checked lexically and against the
+// file system before anything is created.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "protocol/move_protocol.h"
+#include "config/vm_definition.h"
+
+namespace appliance {
+
+// Every reason the plan is not confined (empty: it is):
+//  - destination absolute, without "." / ".." components, no symlink in its
+//    existing part, and outside storage_root (ferry's own inventory);
+//  - every planned file strictly inside the destination, without ".."
+//    components;
+//  - backing names (kept or rewritten) relative without "..", or absolute
+//    inside the destination;
+//  - the moved definition's disks are exactly the plan's writable tops.
+std::vector<std::string> PlanConfinementFailures(const PrepareRequest& plan,
+                                                 const config::VmDefinition& definition,
+                                                 const std::string& storage_root);
+
+}  // namespace appliance

@@ -1,4 +1,0 @@
-// ferry-vmm: the worker process that runs one VM (see vm_worker.h).
-#include "appliance/vm_worker.h"
-
-int main(int argc, char** argv) { return appliance::WorkerMain(argc, argv); }

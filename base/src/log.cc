@@ -6,8 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <mutex>
 #include <string>
+
+#include "base/mutex.h"
 
 namespace base {
 namespace {
@@ -45,8 +46,8 @@ void Log(LogLevel level, std::string_view message) {
   std::string line = prefix;
   line += message;
   line += '\n';
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
+  static Mutex mu;  // one line at a time on stderr
+  MutexLock lock(mu);
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

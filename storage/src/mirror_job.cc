@@ -114,10 +114,10 @@ void MirrorJob::Cancel() { (void)cancel_.Signal(); }
 
 base::Status MirrorJob::Wait() {
   {
-    std::lock_guard join(join_mu_);
+    base::MutexLock join(join_mu_);
     if (thread_.joinable()) thread_.join();
   }
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return FinalStatus();
 }
 
@@ -137,18 +137,18 @@ base::Status MirrorJob::CheckCancelled() const {
 }
 
 void MirrorJob::SetState(MirrorState state) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (Terminal(state_)) return;
   // Complete() may have moved us to kCompleting already; the copy loop's
   // "ready" must not undo that.
   if (state == MirrorState::kReady && state_ == MirrorState::kCompleting) return;
   state_ = state;
   if (state == MirrorState::kReady || Terminal(state)) (void)ready_.Signal();
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void MirrorJob::AddCopied(uint64_t bytes) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   copied_ += bytes;
   // Rate over windows of at least half a second, smoothed so the ETA does not
   // jump with every chunk.
@@ -166,7 +166,7 @@ MirrorProgress MirrorJob::Progress() const {
   MirrorProgress p;
   p.bytes_total = source_.size();
   p.bytes_remaining = source_.dirty().dirty_bytes();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   p.state = state_;
   p.bytes_copied = copied_;
   p.bytes_remaining = std::min(p.bytes_total, p.bytes_remaining + unscanned_);
@@ -179,7 +179,7 @@ MirrorProgress MirrorJob::Progress() const {
 base::Status MirrorJob::WaitReady(int cancel_fd, int timeout_ms) {
   auto readable = base::WaitReadable(ready_.fd(), cancel_fd, timeout_ms);
   if (!readable) return readable.error();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (Terminal(state_)) return FinalStatus();
   return base::Ok();
 }
@@ -190,7 +190,7 @@ base::Status MirrorJob::Complete(int cancel_fd) {
                        "complete mirror to " + sink_.name() + ": guest I/O is not paused");
   }
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (Terminal(state_)) return FinalStatus();
     state_ = MirrorState::kCompleting;
   }
@@ -198,7 +198,7 @@ base::Status MirrorJob::Complete(int cancel_fd) {
   (void)wake_.Signal();
   auto readable = base::WaitReadable(done_.fd(), cancel_fd, -1);
   if (!readable) return readable.error();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return FinalStatus();
 }
 
@@ -218,7 +218,7 @@ void MirrorJob::Run() {
                      st.error().ToString() + "; " +
                      std::to_string(source_.dirty().dirty_bytes()) + " bytes left to copy");
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       error_ = st.error();
     }
     SetState(cancelled ? MirrorState::kCancelled : MirrorState::kFailed);
@@ -298,7 +298,7 @@ base::Status MirrorJob::Seed(Disk* reader) {
     if (ext->kind == ExtentKind::kUnallocated) copy = !options_.skip_unallocated;
     if (copy) source_.dirty().Set(ext->offset, ext->length);
     offset += ext->length;
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     unscanned_ = size - offset;
   }
   return base::Ok();

@@ -41,7 +41,7 @@ Serial::Serial(Serial&& other) noexcept
       write_failed_(other.write_failed_) {}
 
 uint8_t Serial::PortIn(uint16_t offset) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   bool dlab = regs_.lcr & kLcrDlab;
   switch (offset) {
     case kData: return dlab ? regs_.dll : 0;  // no input: the receive buffer is empty
@@ -57,7 +57,7 @@ uint8_t Serial::PortIn(uint16_t offset) {
 }
 
 void Serial::PortOut(uint16_t offset, uint8_t value) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   bool dlab = regs_.lcr & kLcrDlab;
   switch (offset) {
     case kData:
@@ -88,7 +88,7 @@ void Serial::PortOut(uint16_t offset, uint8_t value) {
 }
 
 std::string Serial::SaveState() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   base::LeWriter w;
   w.U8(kStateVersion);
   for (uint8_t v : {regs_.ier, regs_.fcr, regs_.lcr, regs_.mcr, regs_.scr, regs_.dll, regs_.dlm}) w.U8(v);
@@ -110,14 +110,14 @@ base::Status Serial::RestoreState(std::string_view blob) {
   if (r.remaining() != 0)
     return base::Error(base::Code::kDataLoss, "serial state has " + std::to_string(r.remaining()) +
                                                   " unexpected trailing bytes");
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   regs_ = regs;
   bytes_written_ = written;
   return base::Ok();
 }
 
 uint64_t Serial::bytes_written() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return bytes_written_;
 }
 

@@ -16,6 +16,7 @@
 
 #include "base/le.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "virtio_blk_state.h"
 #include "virtio_defs.h"
 
@@ -81,34 +82,36 @@ struct VirtioBlk::Impl {
   Impl(GuestMemory& m, std::unique_ptr<storage::Disk> d, std::string n)
       : memory(m), disk(std::move(d)), name(std::move(n)) {}
 
-  uint64_t DeviceFeatures() const {
+  uint64_t DeviceFeatures() const REQUIRES(mu) {
     uint64_t f = kFVersion1 | kBlkFFlush | kBlkFBlkSize | kBlkFSegMax;
     f |= disk->read_only() ? kBlkFRo : kBlkFDiscard | kBlkFWriteZeroes;
     return f;
   }
-  uint32_t RegisterRead(uint64_t offset) const;
-  void RegisterWrite(uint64_t offset, uint32_t value);
-  void ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) const;
-  void WriteStatus(uint32_t value);
-  void EnableQueue();
-  void ProcessQueue();
+  uint32_t RegisterRead(uint64_t offset) const REQUIRES(mu);
+  void RegisterWrite(uint64_t offset, uint32_t value) REQUIRES(mu);
+  void ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) const REQUIRES(mu);
+  void WriteStatus(uint32_t value) REQUIRES(mu);
+  void EnableQueue() REQUIRES(mu);
+  void ProcessQueue() REQUIRES(mu);
   // Walks the chain at head; false means the ring is beyond repair.
-  bool ProcessChain(uint16_t head);
+  bool ProcessChain(uint16_t head) REQUIRES(mu);
   uint8_t Execute(const RequestHeader& h, const std::vector<Segment>& data_in,
-                  const std::vector<Segment>& data_out, uint32_t* written);
+                  const std::vector<Segment>& data_out, uint32_t* written) REQUIRES(mu);
   uint8_t ExecuteDiscard(uint32_t type, const std::vector<Segment>& data_in,
-                         const std::vector<Segment>& data_out);
-  void NeedsReset() { state.status |= kStatusNeedsReset; }
+                         const std::vector<Segment>& data_out) REQUIRES(mu);
+  void NeedsReset() REQUIRES(mu) { state.status |= kStatusNeedsReset; }
   // The disk failed a request: count it, keep and log the first; IOERR.
   // what: "read at offset N (L bytes)".
-  uint8_t DiskFailed(DiskOp op, const std::string& what, const base::Error& cause);
+  uint8_t DiskFailed(DiskOp op, const std::string& what, const base::Error& cause) REQUIRES(mu);
 
   GuestMemory& memory;
-  std::unique_ptr<storage::Disk> disk;
+  std::unique_ptr<storage::Disk> disk GUARDED_BY(mu);
   const std::string name;
-  mutable std::mutex mu;  // guards everything below
-  VirtioBlkState state;
-  VirtioBlkCounters counters;
+  // One request or register access at a time: vCPU threads and the control
+  // thread (Drain, TransformDisk, state) meet here.
+  mutable base::Mutex mu;
+  VirtioBlkState state GUARDED_BY(mu);
+  VirtioBlkCounters counters GUARDED_BY(mu);
 };
 
 uint32_t VirtioBlk::Impl::RegisterRead(uint64_t offset) const {
@@ -288,7 +291,11 @@ bool VirtioBlk::Impl::ProcessChain(uint16_t head) {
 
 uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segment>& data_in,
                                  const std::vector<Segment>& data_out, uint32_t* written) {
-  auto fail = [&] { ++counters.errors; return kBlkSIoErr; };
+  auto fail = [&] {
+    mu.AssertHeld();  // called only from here, under mu
+    ++counters.errors;
+    return kBlkSIoErr;
+  };
   switch (h.type) {
     case kBlkTIn:
     case kBlkTOut: {
@@ -359,7 +366,11 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
 // maximum or past the capacity, and a disk error are IOERR.
 uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment>& data_in,
                                         const std::vector<Segment>& data_out) {
-  auto fail = [&] { ++counters.errors; return kBlkSIoErr; };
+  auto fail = [&] {
+    mu.AssertHeld();  // called only from here, under mu
+    ++counters.errors;
+    return kBlkSIoErr;
+  };
   const bool discard = type == kBlkTDiscard;
   // Not negotiated (never offered for a read-only disk): the driver should not
   // have sent it.
@@ -451,7 +462,7 @@ VirtioBlk::VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk, s
 VirtioBlk::~VirtioBlk() = default;
 
 void VirtioBlk::MmioRead(uint64_t offset, uint8_t* data, uint32_t len) {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   if (offset >= kRegConfig) {
     impl_->ConfigRead(offset - kRegConfig, data, len);
     return;
@@ -462,7 +473,7 @@ void VirtioBlk::MmioRead(uint64_t offset, uint8_t* data, uint32_t len) {
 }
 
 void VirtioBlk::MmioWrite(uint64_t offset, const uint8_t* data, uint32_t len) {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   // Config space is read-only for a block device; odd-width register writes
   // are ignored.
   if (offset >= kRegConfig || len != 4 || offset % 4 != 0) return;
@@ -474,14 +485,14 @@ void VirtioBlk::MmioWrite(uint64_t offset, const uint8_t* data, uint32_t len) {
 // must carry them even when the destination reads the disk through another
 // host's cache (a shared or mirrored image), so they must be durable first.
 base::Status VirtioBlk::Drain() {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   base::Status st = impl_->disk->Flush();
   if (!st.has_value()) return st.error().Wrap("drain virtio-blk");
   return base::Ok();
 }
 
 base::Status VirtioBlk::TransformDisk(const DiskTransform& fn) {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   const uint64_t size = impl_->disk->size();
   const bool read_only = impl_->disk->read_only();
   auto next = fn(impl_->disk);
@@ -507,12 +518,12 @@ base::Status VirtioBlk::TransformDisk(const DiskTransform& fn) {
 }
 
 std::string VirtioBlk::SaveState() const {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   return EncodeVirtioBlkState(impl_->state, impl_->disk->size(), impl_->disk->read_only());
 }
 
 base::Status VirtioBlk::RestoreState(std::string_view blob) {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   ASSIGN_OR_RETURN(VirtioBlkState s, DecodeVirtioBlkState(blob, impl_->disk->size(),
                                                           impl_->disk->read_only()));
   // The rings must lie in this VM's RAM; the memory itself is restored first.
@@ -529,7 +540,7 @@ base::Status VirtioBlk::RestoreState(std::string_view blob) {
 }
 
 VirtioBlkCounters VirtioBlk::counters() const {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   return impl_->counters;
 }
 

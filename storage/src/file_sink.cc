@@ -88,17 +88,17 @@ class FileSink final : public BlockSink {
       auto [o, l] = streamed_.front();
       streamed_.pop_front();
       streamed_bytes_ -= l;
-      (void)sync_file_range(fd_.get(), off_t(o), off_t(l),
-                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                SYNC_FILE_RANGE_WAIT_AFTER);
+      (void)sync_file_range(
+          fd_.get(), off_t(o), off_t(l),
+          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
     }
   }
 
   base::Status CheckRange(const char* op, uint64_t offset, uint64_t len) const {
     if (offset > size_ || len > size_ - offset) {
-      return base::Error(base::Code::kOutOfRange,
-                         Describe(op, offset, len) + ": beyond the end of the destination (" +
-                             std::to_string(size_) + " bytes)");
+      return base::Error(base::Code::kOutOfRange, Describe(op, offset, len) +
+                                                      ": beyond the end of the destination (" +
+                                                      std::to_string(size_) + " bytes)");
     }
     return base::Ok();
   }

@@ -24,8 +24,7 @@ bool IsZero(const uint8_t* p, size_t n) {
 }
 
 bool Terminal(MirrorState s) {
-  return s == MirrorState::kConverged || s == MirrorState::kFailed ||
-         s == MirrorState::kCancelled;
+  return s == MirrorState::kConverged || s == MirrorState::kFailed || s == MirrorState::kCancelled;
 }
 
 }  // namespace
@@ -58,8 +57,8 @@ base::Result<std::unique_ptr<MirrorJob>> MirrorJob::Start(TrackingDisk& source, 
   if (options.chunk_size == 0 || options.chunk_size % gran != 0 || options.chunk_size > 64 << 20) {
     return base::Error(base::Code::kInvalidArgument,
                        "mirror chunk size " + std::to_string(options.chunk_size) +
-                           " is not a multiple of the bitmap granularity " +
-                           std::to_string(gran) + " up to 64 MiB");
+                           " is not a multiple of the bitmap granularity " + std::to_string(gran) +
+                           " up to 64 MiB");
   }
   if (options.guest_first && options.min_bytes_per_second == 0) {
     return base::Error(base::Code::kInvalidArgument,
@@ -215,8 +214,8 @@ void MirrorJob::Run() {
     sink_.Abort();
     const bool cancelled = st.error().code() == base::Code::kCancelled;
     base::LogWarning("mirror to " + sink_.name() + (cancelled ? " cancelled: " : " failed: ") +
-                     st.error().ToString() + "; " +
-                     std::to_string(source_.dirty().dirty_bytes()) + " bytes left to copy");
+                     st.error().ToString() + "; " + std::to_string(source_.dirty().dirty_bytes()) +
+                     " bytes left to copy");
     {
       base::MutexLock lock(mu_);
       error_ = st.error();
@@ -390,8 +389,8 @@ base::Status MirrorJob::Pace(uint64_t bytes) {
     uint64_t wait_ns = pace_next_ns_ - now;
     // Look again at the window's end: the guest may have gone idle.
     if (pacer_) {
-      const uint64_t in_window = std::min(GuestFirstPacer::kWindowNs - 1'000'000,
-                                          now - pacer_window_ns_);
+      const uint64_t in_window =
+          std::min(GuestFirstPacer::kWindowNs - 1'000'000, now - pacer_window_ns_);
       wait_ns = std::min(wait_ns, GuestFirstPacer::kWindowNs - in_window);
     }
     // Cancel ends the wait with the job; Complete (which signals wake_) ends
@@ -406,8 +405,8 @@ base::Status MirrorJob::Pace(uint64_t bytes) {
 }
 
 base::Status MirrorJob::ReadSource(Disk* reader, void* buf, size_t len, uint64_t offset) {
-  base::Status st = reader != nullptr ? reader->Read(buf, len, offset)
-                                      : source_.ReadForCopy(buf, len, offset);
+  base::Status st =
+      reader != nullptr ? reader->Read(buf, len, offset) : source_.ReadForCopy(buf, len, offset);
   if (!st) return st.error().Wrap("mirror read source");
   return base::Ok();
 }

@@ -90,8 +90,8 @@ base::Status TrackingDisk::Write(const void* buf, size_t len, uint64_t offset) {
   return GuestWrite(
       "mirror guest write", offset, len, [&](Disk& d) { return d.Write(buf, len, offset); },
       [&](BlockSink& sink) {
-        return sink.WriteExtent(
-            offset, std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
+        return sink.WriteExtent(offset,
+                                std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
       });
 }
 
@@ -104,8 +104,7 @@ base::Status TrackingDisk::Discard(uint64_t offset, uint64_t len) {
 
 base::Status TrackingDisk::WriteZeroes(uint64_t offset, uint64_t len) {
   return GuestWrite(
-      "mirror guest write-zeroes", offset, len,
-      [&](Disk& d) { return d.WriteZeroes(offset, len); },
+      "mirror guest write-zeroes", offset, len, [&](Disk& d) { return d.WriteZeroes(offset, len); },
       [&](BlockSink& sink) { return sink.WriteZeroes(offset, len); });
 }
 
@@ -207,10 +206,9 @@ base::Result<std::unique_ptr<Disk>> TrackingDisk::SwitchTo(std::unique_ptr<Disk>
   }
   if (next->size() != size_ || next->read_only() != read_only_) {
     return base::Error(base::Code::kInvalidArgument,
-                       "switch disk: the new disk has " + std::to_string(next->size()) +
-                           " bytes" + (next->read_only() ? " (read-only)" : "") +
-                           ", the running one " + std::to_string(size_) +
-                           (read_only_ ? " (read-only)" : ""));
+                       "switch disk: the new disk has " + std::to_string(next->size()) + " bytes" +
+                           (next->read_only() ? " (read-only)" : "") + ", the running one " +
+                           std::to_string(size_) + (read_only_ ? " (read-only)" : ""));
   }
   base::MutexLock io(io_mu_);
   std::swap(inner_, next);
@@ -224,10 +222,10 @@ base::Status TrackingDisk::AttachMirror(BlockSink& sink, int wake_fd) {
                        "attach mirror to " + sink.name() + ": another mirror is attached");
   }
   if (sink.size() != size_) {
-    return base::Error(base::Code::kInvalidArgument,
-                       "attach mirror: destination " + sink.name() + " has " +
-                           std::to_string(sink.size()) + " bytes, the disk " +
-                           std::to_string(size_));
+    return base::Error(base::Code::kInvalidArgument, "attach mirror: destination " + sink.name() +
+                                                         " has " + std::to_string(sink.size()) +
+                                                         " bytes, the disk " +
+                                                         std::to_string(size_));
   }
   sink_ = &sink;
   wake_fd_ = wake_fd;

@@ -9,9 +9,9 @@ namespace vm {
 namespace {
 
 // Register offsets from the base port.
-constexpr uint16_t kData = 0;     // THR on write, RBR on read; DLL when DLAB
-constexpr uint16_t kIer = 1;      // DLM when DLAB
-constexpr uint16_t kIirFcr = 2;   // IIR on read, FCR on write
+constexpr uint16_t kData = 0;    // THR on write, RBR on read; DLL when DLAB
+constexpr uint16_t kIer = 1;     // DLM when DLAB
+constexpr uint16_t kIirFcr = 2;  // IIR on read, FCR on write
 constexpr uint16_t kLcr = 3;
 constexpr uint16_t kMcr = 4;
 constexpr uint16_t kLsr = 5;
@@ -77,7 +77,10 @@ void Serial::PortOut(uint16_t offset, uint8_t value) {
       }
       return;
     case kIer:
-      if (dlab) regs_.dlm = value; else regs_.ier = value & 0x0f;
+      if (dlab)
+        regs_.dlm = value;
+      else
+        regs_.ier = value & 0x0f;
       return;
     case kIirFcr: regs_.fcr = value & 0xc9; return;  // keep enable, DMA mode, trigger level
     case kLcr: regs_.lcr = value; return;
@@ -91,7 +94,8 @@ std::string Serial::SaveState() const {
   base::MutexLock lock(mu_);
   base::LeWriter w;
   w.U8(kStateVersion);
-  for (uint8_t v : {regs_.ier, regs_.fcr, regs_.lcr, regs_.mcr, regs_.scr, regs_.dll, regs_.dlm}) w.U8(v);
+  for (uint8_t v : {regs_.ier, regs_.fcr, regs_.lcr, regs_.mcr, regs_.scr, regs_.dll, regs_.dlm})
+    w.U8(v);
   w.U64(bytes_written_);
   return w.Take();
 }

@@ -144,7 +144,8 @@ void VcpuSet::SetThrottle(int percent) {
 
 void VcpuSet::ThrottleKick() {
   base::MutexLock lock(mu_);
-  if (state_ != RunState::kRunning || pause_requested_ || stop_requested_ || throttle_percent_ == 0) return;
+  if (state_ != RunState::kRunning || pause_requested_ || stop_requested_ || throttle_percent_ == 0)
+    return;
   KickAllLocked();
 }
 

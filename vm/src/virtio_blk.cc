@@ -149,7 +149,9 @@ void VirtioBlk::Impl::RegisterWrite(uint64_t offset, uint32_t value) {
       break;
     case kRegDriverFeaturesSel: state.driver_features_sel = value; break;
     case kRegQueueSel: state.queue_sel = value; break;
-    case kRegQueueNum: if (queue_writable) state.queue_num = value; break;
+    case kRegQueueNum:
+      if (queue_writable) state.queue_num = value;
+      break;
     case kRegQueueReady:
       if (!q0) break;
       if (value == 1 && !state.queue_ready) EnableQueue();
@@ -160,12 +162,24 @@ void VirtioBlk::Impl::RegisterWrite(uint64_t offset, uint32_t value) {
       break;
     case kRegInterruptAck: state.interrupt_status &= ~value; break;
     case kRegStatus: WriteStatus(value); break;
-    case kRegQueueDescLow: if (queue_writable) SetLow(&state.queue_desc, value); break;
-    case kRegQueueDescHigh: if (queue_writable) SetHigh(&state.queue_desc, value); break;
-    case kRegQueueDriverLow: if (queue_writable) SetLow(&state.queue_driver, value); break;
-    case kRegQueueDriverHigh: if (queue_writable) SetHigh(&state.queue_driver, value); break;
-    case kRegQueueDeviceLow: if (queue_writable) SetLow(&state.queue_device, value); break;
-    case kRegQueueDeviceHigh: if (queue_writable) SetHigh(&state.queue_device, value); break;
+    case kRegQueueDescLow:
+      if (queue_writable) SetLow(&state.queue_desc, value);
+      break;
+    case kRegQueueDescHigh:
+      if (queue_writable) SetHigh(&state.queue_desc, value);
+      break;
+    case kRegQueueDriverLow:
+      if (queue_writable) SetLow(&state.queue_driver, value);
+      break;
+    case kRegQueueDriverHigh:
+      if (queue_writable) SetHigh(&state.queue_driver, value);
+      break;
+    case kRegQueueDeviceLow:
+      if (queue_writable) SetLow(&state.queue_device, value);
+      break;
+    case kRegQueueDeviceHigh:
+      if (queue_writable) SetHigh(&state.queue_device, value);
+      break;
     default: break;  // read-only or reserved: writes are ignored
   }
 }
@@ -194,9 +208,8 @@ void VirtioBlk::Impl::EnableQueue() {
   // A queue whose size or rings are unusable is a driver bug the device cannot
   // work around: refuse it and ask for a reset.
   const uint64_t n = state.queue_num;
-  bool ok = n != 0 && n <= kQueueSizeMax && (n & (n - 1)) == 0 &&
-            state.queue_desc % 16 == 0 && state.queue_driver % 2 == 0 &&
-            state.queue_device % 4 == 0 &&
+  bool ok = n != 0 && n <= kQueueSizeMax && (n & (n - 1)) == 0 && state.queue_desc % 16 == 0 &&
+            state.queue_driver % 2 == 0 && state.queue_device % 4 == 0 &&
             memory.At(state.queue_desc, 16 * n).has_value() &&
             memory.At(state.queue_driver, 6 + 2 * n).has_value() &&
             memory.At(state.queue_device, 6 + 8 * n).has_value();
@@ -208,8 +221,7 @@ void VirtioBlk::Impl::EnableQueue() {
 }
 
 void VirtioBlk::Impl::ProcessQueue() {
-  if (!state.queue_ready || !(state.status & kStatusDriverOk) ||
-      (state.status & kStatusNeedsReset))
+  if (!state.queue_ready || !(state.status & kStatusDriverOk) || (state.status & kStatusNeedsReset))
     return;
   const uint16_t n = uint16_t(state.queue_num);
   for (;;) {
@@ -318,8 +330,8 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
         if (is_read) memory.MarkDirty(s.gpa, s.len);
         if (!st.has_value())
           return DiskFailed(is_read ? DiskOp::kRead : DiskOp::kWrite,
-                            std::string(is_read ? "read" : "write") + " at offset " + std::to_string(offset) +
-                                " (" + std::to_string(s.len) + " bytes)",
+                            std::string(is_read ? "read" : "write") + " at offset " +
+                                std::to_string(offset) + " (" + std::to_string(s.len) + " bytes)",
                             st.error());
         offset += s.len;
       }
@@ -352,10 +364,8 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
       return kBlkSOk;
     }
     case kBlkTDiscard:
-    case kBlkTWriteZeroes:
-      return ExecuteDiscard(h.type, data_in, data_out);
-    default:
-      return kBlkSUnsupp;
+    case kBlkTWriteZeroes: return ExecuteDiscard(h.type, data_in, data_out);
+    default: return kBlkSUnsupp;
   }
 }
 
@@ -383,7 +393,8 @@ uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment
   uint8_t raw[kBlkDiscardSegmentBytes * kBlkMaxDiscardSegments];
   uint64_t have = 0;
   for (const Segment& s : data_out) {
-    if (!memory.Read(s.gpa, raw + have, s.len).has_value()) return fail();  // checked in ProcessChain
+    if (!memory.Read(s.gpa, raw + have, s.len).has_value())
+      return fail();  // checked in ProcessChain
     have += s.len;
   }
   struct Range {
@@ -408,11 +419,12 @@ uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment
     const uint64_t offset = r.sector * storage::kSectorSize;
     const uint64_t len = uint64_t{r.sectors} * storage::kSectorSize;
     // Write zeroes with unmap may deallocate: Discard also reads as zeros.
-    base::Status st = discard || r.unmap ? disk->Discard(offset, len) : disk->WriteZeroes(offset, len);
+    base::Status st =
+        discard || r.unmap ? disk->Discard(offset, len) : disk->WriteZeroes(offset, len);
     if (!st.has_value())
       return DiskFailed(DiskOp::kWrite,
-                        std::string(discard ? "discard" : "write-zeroes") + " at offset " + std::to_string(offset) +
-                            " (" + std::to_string(len) + " bytes)",
+                        std::string(discard ? "discard" : "write-zeroes") + " at offset " +
+                            std::to_string(offset) + " (" + std::to_string(len) + " bytes)",
                         st.error());
   }
   return kBlkSOk;
@@ -434,9 +446,10 @@ uint8_t VirtioBlk::Impl::DiskFailed(DiskOp op, const std::string& what, const ba
                                        .count();
     // Once per disk, with the device mutex held: rare, and a later error of
     // this disk cannot interleave with it.
-    base::LogError(name + ": " + message +
-                   "; the guest got an I/O error and the vm keeps running (later errors of this disk are "
-                   "counted, not logged)");
+    base::LogError(
+        name + ": " + message +
+        "; the guest got an I/O error and the vm keeps running (later errors of this disk are "
+        "counted, not logged)");
   }
   return kBlkSIoErr;
 }
@@ -452,8 +465,7 @@ void VirtioBlk::Impl::ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) c
   base::PutLe32(config + kConfigMaxWriteZeroesSectors, kBlkMaxDiscardSectors);
   base::PutLe32(config + kConfigMaxWriteZeroesSeg, kBlkMaxDiscardSegments);
   config[kConfigWriteZeroesMayUnmap] = 1;
-  for (uint32_t i = 0; i < len; ++i)
-    data[i] = offset + i < kConfigBytes ? config[offset + i] : 0;
+  for (uint32_t i = 0; i < len; ++i) data[i] = offset + i < kConfigBytes ? config[offset + i] : 0;
 }
 
 VirtioBlk::VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk, std::string name)
@@ -499,16 +511,19 @@ base::Status VirtioBlk::TransformDisk(const DiskTransform& fn) {
   if (!next.has_value()) {
     // fn's contract: on error `current` is left as it was.
     if (!impl_->disk)
-      return base::Error(base::Code::kInternal, "transform disk: the transform failed and dropped the disk");
+      return base::Error(base::Code::kInternal,
+                         "transform disk: the transform failed and dropped the disk");
     return next.error();
   }
-  if (!*next) return base::Error(base::Code::kInternal, "transform disk: the transform returned no disk");
+  if (!*next)
+    return base::Error(base::Code::kInternal, "transform disk: the transform returned no disk");
   // The guest was told the capacity and the read-only bit; a disk that
   // changes either would make its requests mean something else.
   if ((*next)->size() != size || (*next)->read_only() != read_only) {
-    std::string what = "transform disk: the new disk has " + std::to_string((*next)->size()) + " bytes" +
-                       ((*next)->read_only() ? " read-only" : " writable") + ", the guest sees " +
-                       std::to_string(size) + " bytes" + (read_only ? " read-only" : " writable");
+    std::string what = "transform disk: the new disk has " + std::to_string((*next)->size()) +
+                       " bytes" + ((*next)->read_only() ? " read-only" : " writable") +
+                       ", the guest sees " + std::to_string(size) + " bytes" +
+                       (read_only ? " read-only" : " writable");
     if (impl_->disk) return base::Error(base::Code::kFailedPrecondition, what);  // old disk kept
     impl_->disk = std::move(*next);  // fn consumed the old one; keep what exists
     return base::Error(base::Code::kInternal, what);
@@ -524,8 +539,8 @@ std::string VirtioBlk::SaveState() const {
 
 base::Status VirtioBlk::RestoreState(std::string_view blob) {
   base::MutexLock lock(impl_->mu);
-  ASSIGN_OR_RETURN(VirtioBlkState s, DecodeVirtioBlkState(blob, impl_->disk->size(),
-                                                          impl_->disk->read_only()));
+  ASSIGN_OR_RETURN(VirtioBlkState s,
+                   DecodeVirtioBlkState(blob, impl_->disk->size(), impl_->disk->read_only()));
   // The rings must lie in this VM's RAM; the memory itself is restored first.
   if (s.queue_ready) {
     const uint64_t n = s.queue_num;
@@ -590,8 +605,8 @@ base::Result<VirtioBlkState> DecodeVirtioBlkState(std::string_view blob, uint64_
   if (saved_capacity != capacity || (saved_ro == 1) != read_only)
     return base::Error(base::Code::kFailedPrecondition,
                        "virtio-blk state was saved for a " + std::to_string(saved_capacity) +
-                           "-byte " + (saved_ro ? "read-only" : "writable") + " disk, this one is " +
-                           std::to_string(capacity) + " bytes " +
+                           "-byte " + (saved_ro ? "read-only" : "writable") +
+                           " disk, this one is " + std::to_string(capacity) + " bytes " +
                            (read_only ? "read-only" : "writable"));
   VirtioBlkState s;
   ASSIGN_OR_RETURN(s.status, r.U32());

@@ -95,8 +95,8 @@ struct MirrorOptions {
   // The rate while the guest is busy (at most max_bytes_per_second), so the
   // copy converges as long as the guest dirties less than this per second.
   uint64_t min_bytes_per_second = 16 << 20;
-  SourceOpener open_source;             // empty: read through the tracking disk
-  base::Clock* clock = nullptr;         // null: the monotonic clock
+  SourceOpener open_source;      // empty: read through the tracking disk
+  base::Clock* clock = nullptr;  // null: the monotonic clock
 };
 
 struct MirrorProgress {

@@ -158,7 +158,7 @@ class TrackingDisk final : public Disk {
   const bool read_only_;
   DirtyBitmap dirty_;  // atomic bits: set without mu_
 
-  mutable base::Mutex io_mu_;                  // serialises calls into inner_
+  mutable base::Mutex io_mu_;  // serialises calls into inner_
   std::unique_ptr<Disk> inner_ GUARDED_BY(io_mu_);
 
   mutable base::Mutex mu_;  // guest-op accounting and the mirror state below

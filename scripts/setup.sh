@@ -11,6 +11,8 @@ PACKAGES=(
   libmicrohttpd-dev                              # appliance/: ferryd's HTTP server
   libcurl4-openssl-dev                           # appliance/: ferry's HTTP client
   libgtest-dev libgmock-dev                      # tests/
+  clang libclang-rt-14-dev                       # scripts/test.sh: -Wthread-safety build; libFuzzer targets
+  clang-format-14 clang-tidy-14                  # .clang-format, .clang-tidy (scripts/tidy.sh)
   binutils                                       # objcopy for the guest programs
   zlib1g-dev libzstd-dev                         # storage/: compressed qcow2 clusters
   qemu-utils                                     # tests/: qemu-img as the reference peer for disk formats

@@ -24,8 +24,7 @@ uint32_t TableCrc(const uint8_t* p, size_t len, uint32_t crc) {
   return crc;
 }
 
-__attribute__((target("sse4.2"))) uint32_t HardwareCrc(const uint8_t* p, size_t len,
-                                                        uint32_t crc) {
+__attribute__((target("sse4.2"))) uint32_t HardwareCrc(const uint8_t* p, size_t len, uint32_t crc) {
   uint64_t c = crc;
   while (len >= 8) {
     uint64_t v;

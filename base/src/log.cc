@@ -6,8 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <mutex>
 #include <string>
+
+#include "base/mutex.h"
 
 namespace base {
 namespace {
@@ -40,13 +41,13 @@ void Log(LogLevel level, std::string_view message) {
   char thread[16] = "?";
   pthread_getname_np(pthread_self(), thread, sizeof thread);
   char prefix[96];
-  std::snprintf(prefix, sizeof prefix, "%s %02d:%02d:%02d.%03ld %s] ", kNames[int(level)], t.tm_hour,
-                t.tm_min, t.tm_sec, ts.tv_nsec / 1000000, thread);
+  std::snprintf(prefix, sizeof prefix, "%s %02d:%02d:%02d.%03ld %s] ", kNames[int(level)],
+                t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000, thread);
   std::string line = prefix;
   line += message;
   line += '\n';
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
+  static Mutex mu;  // one line at a time on stderr
+  MutexLock lock(mu);
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

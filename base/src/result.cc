@@ -44,19 +44,36 @@ std::string Error::ToString() const {
 
 Code CodeFromErrno(int e) {
   switch (e) {
-    case ENOENT: case ENODEV: case ENXIO: return Code::kNotFound;
+    case ENOENT:
+    case ENODEV:
+    case ENXIO: return Code::kNotFound;
     case EEXIST: return Code::kAlreadyExists;
-    case EACCES: case EPERM: case EROFS: return Code::kPermissionDenied;
-    case ENOSPC: case EDQUOT: case ENOMEM: case EMFILE: case ENFILE: case EFBIG:
-      return Code::kResourceExhausted;
-    case EINVAL: case ENAMETOOLONG: case ENOTDIR: case EISDIR: return Code::kInvalidArgument;
-    case EAGAIN: case EINTR: case ECONNREFUSED: case ECONNRESET: case EPIPE: case EHOSTUNREACH:
-    case ENETUNREACH: case EBUSY:
-      return Code::kUnavailable;
+    case EACCES:
+    case EPERM:
+    case EROFS: return Code::kPermissionDenied;
+    case ENOSPC:
+    case EDQUOT:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case EFBIG: return Code::kResourceExhausted;
+    case EINVAL:
+    case ENAMETOOLONG:
+    case ENOTDIR:
+    case EISDIR: return Code::kInvalidArgument;
+    case EAGAIN:
+    case EINTR:
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case EPIPE:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case EBUSY: return Code::kUnavailable;
     case ETIMEDOUT: return Code::kDeadlineExceeded;
     case ECANCELED: return Code::kCancelled;
     case EIO: return Code::kDataLoss;
-    case ENOSYS: case EOPNOTSUPP: return Code::kUnimplemented;
+    case ENOSYS:
+    case EOPNOTSUPP: return Code::kUnimplemented;
     default: return Code::kUnknown;
   }
 }

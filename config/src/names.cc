@@ -8,14 +8,17 @@
 namespace config {
 namespace {
 
-base::Error Invalid(std::string message) { return base::Error(base::Code::kInvalidArgument, std::move(message)); }
+base::Error Invalid(std::string message) {
+  return base::Error(base::Code::kInvalidArgument, std::move(message));
+}
 
 }  // namespace
 
 base::Status ValidateVmName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 64 && name[0] != '.';
   for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) ok = false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
+      ok = false;
   }
   if (ok) return base::Ok();
   return Invalid("invalid vm name \"" + std::string(name) +
@@ -31,7 +34,8 @@ base::Status ValidateCheckpointName(std::string_view name) {
 base::Status ValidateGuestName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 32;
   for (char c : name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-'))
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-'))
       ok = false;
   }
   if (ok) return base::Ok();

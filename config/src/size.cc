@@ -7,9 +7,10 @@ namespace config {
 
 base::Result<uint64_t> ParseSize(std::string_view text) {
   auto bad = [&] {
-    return base::Error(base::Code::kInvalidArgument,
-                       "invalid size \"" + std::string(text) +
-                           "\": use a number with an optional unit K, M, G or T (for example 256M)");
+    return base::Error(
+        base::Code::kInvalidArgument,
+        "invalid size \"" + std::string(text) +
+            "\": use a number with an optional unit K, M, G or T (for example 256M)");
   };
   size_t i = 0;
   uint64_t value = 0;
@@ -23,8 +24,8 @@ base::Result<uint64_t> ParseSize(std::string_view text) {
   std::string unit(text.substr(i));
   for (char& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
   static const std::pair<const char*, int> kUnits[] = {
-      {"", 0},     {"B", 0},   {"K", 10},  {"KB", 10}, {"KIB", 10}, {"M", 20},  {"MB", 20},
-      {"MIB", 20}, {"G", 30},  {"GB", 30}, {"GIB", 30}, {"T", 40},  {"TB", 40}, {"TIB", 40}};
+      {"", 0},     {"B", 0},  {"K", 10},  {"KB", 10},  {"KIB", 10}, {"M", 20},  {"MB", 20},
+      {"MIB", 20}, {"G", 30}, {"GB", 30}, {"GIB", 30}, {"T", 40},   {"TB", 40}, {"TIB", 40}};
   for (const auto& [name, shift] : kUnits) {
     if (unit == name) {
       if (shift > 0 && value > (UINT64_MAX >> shift)) return bad();

@@ -16,7 +16,8 @@ namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
 constexpr uint64_t kGiB = 1ull << 30;
-static_assert(kMaxVmMemoryBytes % kVmMemoryGranule == 0 && kMinVmMemoryBytes % kVmMemoryGranule == 0);
+static_assert(kMaxVmMemoryBytes % kVmMemoryGranule == 0 &&
+              kMinVmMemoryBytes % kVmMemoryGranule == 0);
 constexpr int64_t kMaxVcpus = 8;
 constexpr size_t kMaxNameLength = 64;
 constexpr size_t kMaxCmdlineBytes = 2048;  // exclusive: the guest's parameter page has a NUL
@@ -227,14 +228,16 @@ base::Status ReadCheckpoints(TableReader& r, VmDefinition& vm, std::string_view 
 base::Status CheckCheckpoints(const VmDefinition& vm, std::string_view source) {
   if (vm.checkpoints.size() > kMaxCheckpoints) {
     return InvalidValue(source, "checkpoints",
-                        "at most " + std::to_string(kMaxCheckpoints) + " checkpoints are allowed, got " +
+                        "at most " + std::to_string(kMaxCheckpoints) +
+                            " checkpoints are allowed, got " +
                             std::to_string(vm.checkpoints.size()));
   }
   // Every file a writable disk uses, with the key that names it: a file may
   // belong to one disk and, as a layer, to one checkpoint only.
   std::vector<std::pair<std::string, std::string>> files;
   for (size_t d = 0; d < vm.disks.size(); ++d) {
-    if (!vm.disks[d].read_only) files.emplace_back(vm.disks[d].path, "disks[" + std::to_string(d) + "].path");
+    if (!vm.disks[d].read_only)
+      files.emplace_back(vm.disks[d].path, "disks[" + std::to_string(d) + "].path");
   }
   for (size_t i = 0; i < vm.checkpoints.size(); ++i) {
     const CheckpointSpec& c = vm.checkpoints[i];
@@ -249,20 +252,22 @@ base::Status CheckCheckpoints(const VmDefinition& vm, std::string_view source) {
     size_t parent_index = i;
     for (size_t j = 0; j < i; ++j) {
       if (vm.checkpoints[j].name == c.name) {
-        return InvalidValue(source, key + ".name",
-                            "the same name as checkpoints[" + std::to_string(j) + "], got " + QuoteToml(c.name));
+        return InvalidValue(
+            source, key + ".name",
+            "the same name as checkpoints[" + std::to_string(j) + "], got " + QuoteToml(c.name));
       }
       if (vm.checkpoints[j].name == c.parent) parent_index = j;
     }
     // Parents come first, so the tree has no cycles by construction.
     if (!c.parent.empty() && parent_index == i) {
-      return InvalidValue(source, key + ".parent",
-                          "must name a checkpoint listed before this one, got " + QuoteToml(c.parent));
+      return InvalidValue(
+          source, key + ".parent",
+          "must name a checkpoint listed before this one, got " + QuoteToml(c.parent));
     }
     if (c.layers.size() != vm.disks.size()) {
       return InvalidValue(source, key + ".layers",
-                          "must have one path per disk (" + std::to_string(vm.disks.size()) + "), got " +
-                              std::to_string(c.layers.size()));
+                          "must have one path per disk (" + std::to_string(vm.disks.size()) +
+                              "), got " + std::to_string(c.layers.size()));
     }
     for (size_t d = 0; d < c.layers.size(); ++d) {
       const std::string lkey = key + ".layers[" + std::to_string(d) + "]";
@@ -272,14 +277,16 @@ base::Status CheckCheckpoints(const VmDefinition& vm, std::string_view source) {
       if (vm.disks[d].read_only) {
         if (c.layers[d] != vm.disks[d].path) {
           return InvalidValue(source, lkey,
-                              "disk " + std::to_string(d) + " is read-only, so its layer is the disk itself (" +
+                              "disk " + std::to_string(d) +
+                                  " is read-only, so its layer is the disk itself (" +
                                   QuoteToml(vm.disks[d].path) + "), got " + QuoteToml(c.layers[d]));
         }
         continue;
       }
       for (const auto& [path, other] : files) {
         if (path == c.layers[d]) {
-          return InvalidValue(source, lkey, "the same file as " + other + ", got " + QuoteToml(c.layers[d]));
+          return InvalidValue(source, lkey,
+                              "the same file as " + other + ", got " + QuoteToml(c.layers[d]));
         }
       }
       files.emplace_back(c.layers[d], lkey);
@@ -295,7 +302,8 @@ base::Status CheckCheckpoints(const VmDefinition& vm, std::string_view source) {
       if (!vm.disks[d].read_only && vm.disks[d].format != DiskFormat::kQcow2) {
         return InvalidValue(source, "disks[" + std::to_string(d) + "].format",
                             "must be qcow2: the disk is an overlay of checkpoint " +
-                                QuoteToml(vm.current_checkpoint) + ", got " + QuoteToml(ToString(vm.disks[d].format)));
+                                QuoteToml(vm.current_checkpoint) + ", got " +
+                                QuoteToml(ToString(vm.disks[d].format)));
       }
     }
   }

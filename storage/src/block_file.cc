@@ -39,9 +39,9 @@ base::Status CheckOptions(const std::string& path, const OpenOptions& o) {
     return invalid("fixed_buffers must be at most " + std::to_string(kMaxQueueDepth) + ", got " +
                    std::to_string(o.fixed_buffers));
   }
-  if (o.fixed_buffers > 0 && (o.fixed_buffer_size == 0 ||
-                              o.fixed_buffer_size % kDirectAlignment != 0 ||
-                              o.fixed_buffer_size > kMaxFixedBufferSize)) {
+  if (o.fixed_buffers > 0 &&
+      (o.fixed_buffer_size == 0 || o.fixed_buffer_size % kDirectAlignment != 0 ||
+       o.fixed_buffer_size > kMaxFixedBufferSize)) {
     return invalid("fixed_buffer_size must be a multiple of " + std::to_string(kDirectAlignment) +
                    " up to " + std::to_string(kMaxFixedBufferSize) + " bytes, got " +
                    std::to_string(o.fixed_buffer_size));
@@ -70,7 +70,8 @@ base::Result<std::unique_ptr<BlockFile>> OpenBlockFile(const std::string& path,
   if (!S_ISREG(st.st_mode)) {
     // Block devices would need their size from an ioctl; add that with a
     // user for it.
-    return base::Error(base::Code::kInvalidArgument, "open " + base::Escaped(path) + ": not a regular file");
+    return base::Error(base::Code::kInvalidArgument,
+                       "open " + base::Escaped(path) + ": not a regular file");
   }
   if (options.engine == IoEngine::kSync) {
     return std::unique_ptr<BlockFile>(

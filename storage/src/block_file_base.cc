@@ -11,7 +11,7 @@
 namespace storage {
 
 std::optional<FileId> BlockFileBase::id() const {
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd_.get(), &st) != 0) return std::nullopt;
   return FileId{uint64_t(st.st_dev), uint64_t(st.st_ino)};
 }
@@ -25,7 +25,8 @@ base::Status BlockFileBase::CheckRequests(std::span<const IoRequest> requests) c
   constexpr auto kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
   for (const IoRequest& r : requests) {
     if (r.op != IoOp::kRead && r.op != IoOp::kWrite) {
-      return base::Error(base::Code::kInvalidArgument, display_path() + ": request with invalid operation " +
+      return base::Error(base::Code::kInvalidArgument, display_path() +
+                                                           ": request with invalid operation " +
                                                            std::to_string(static_cast<int>(r.op)));
     }
     if (r.op == IoOp::kWrite && !options_.writable) {
@@ -80,11 +81,12 @@ base::Status BlockFileBase::Truncate(uint64_t size) {
                        "truncate " + display_path() + ": file is open read-only");
   }
   if (size > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) {
-    return base::Error(base::Code::kInvalidArgument,
-                       "truncate " + display_path() + ": size " + std::to_string(size) + " is too large");
+    return base::Error(base::Code::kInvalidArgument, "truncate " + display_path() + ": size " +
+                                                         std::to_string(size) + " is too large");
   }
   if (ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) {
-    return base::ErrnoError("truncate " + display_path() + " to " + std::to_string(size) + " bytes");
+    return base::ErrnoError("truncate " + display_path() + " to " + std::to_string(size) +
+                            " bytes");
   }
   return base::Ok();
 }
@@ -92,15 +94,16 @@ base::Status BlockFileBase::Truncate(uint64_t size) {
 base::Status BlockFileBase::Fallocate(int mode, std::string_view what, uint64_t offset,
                                       uint64_t len) {
   auto describe = [&] {
-    return std::string(what) + " " + display_path() + " at offset " + std::to_string(offset) + " (" +
-           std::to_string(len) + " bytes)";
+    return std::string(what) + " " + display_path() + " at offset " + std::to_string(offset) +
+           " (" + std::to_string(len) + " bytes)";
   };
   if (!options_.writable) {
     return base::Error(base::Code::kPermissionDenied, describe() + ": file is open read-only");
   }
   constexpr auto kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
   if (offset > kMaxOffset || len > kMaxOffset - offset) {
-    return base::Error(base::Code::kInvalidArgument, describe() + ": beyond the largest file offset");
+    return base::Error(base::Code::kInvalidArgument,
+                       describe() + ": beyond the largest file offset");
   }
   if (len == 0) return base::Ok();
   while (fallocate(fd_.get(), mode, static_cast<off_t>(offset), static_cast<off_t>(len)) != 0) {

@@ -268,8 +268,8 @@ base::Result<DirtyBitmap> DirtyBitmap::Decode(std::string_view bytes) {
   if (magic != kMagic) return Corrupt("bad magic");
   // Every version ends with a CRC32C of the rest, so damage is told apart
   // from a newer version before any field is believed.
-  uint32_t stored_crc = base::GetLe32(reinterpret_cast<const uint8_t*>(bytes.data()) +
-                                      bytes.size() - 4);
+  uint32_t stored_crc =
+      base::GetLe32(reinterpret_cast<const uint8_t*>(bytes.data()) + bytes.size() - 4);
   if (base::Crc32c(bytes.data(), bytes.size() - 4) != stored_crc) return Corrupt("CRC mismatch");
   ASSIGN_OR_RETURN(uint16_t version, in.U16());
   if (version != kVersion) {

@@ -1,8 +1,8 @@
 // DiskSink: any Disk (raw, qcow2 overlay) as the destination of a copy.
 #include <algorithm>
-#include <mutex>
 #include <vector>
 
+#include "base/mutex.h"
 #include "storage/block_sink.h"
 
 namespace storage {
@@ -18,24 +18,26 @@ class DiskSink final : public BlockSink {
   const std::string& name() const override { return name_; }
 
   base::Status WriteExtent(uint64_t offset, std::span<const uint8_t> data) override {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     return disk_.Write(data.data(), data.size(), offset);
   }
 
   base::Status WriteZeroes(uint64_t offset, uint64_t len) override {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     return disk_.WriteZeroes(offset, len);
   }
 
   base::Status Flush() override {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     return disk_.Flush();
   }
   base::Status Finish() override { return Flush(); }
   void Abort() override {}
 
  private:
-  std::mutex mu_;  // Disk is not thread-safe: one call into it at a time
+  // Disk is not thread-safe: one call into it at a time (its size() is
+  // immutable, so disk_ itself carries no GUARDED_BY).
+  base::Mutex mu_;
   Disk& disk_;
   std::string name_;
   bool reads_zero_;

@@ -8,10 +8,10 @@
 #include <atomic>
 #include <cerrno>
 #include <deque>
-#include <mutex>
 #include <vector>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "storage/block_sink.h"
 
 namespace storage {
@@ -81,24 +81,24 @@ class FileSink final : public BlockSink {
   static constexpr uint64_t kStreamWindow = 16 << 20;
   void Stream(uint64_t offset, uint64_t len) {
     (void)sync_file_range(fd_.get(), off_t(offset), off_t(len), SYNC_FILE_RANGE_WRITE);
-    std::lock_guard lock(stream_mu_);
+    base::MutexLock lock(stream_mu_);
     streamed_.push_back({offset, len});
     streamed_bytes_ += len;
     while (streamed_bytes_ > kStreamWindow) {
       auto [o, l] = streamed_.front();
       streamed_.pop_front();
       streamed_bytes_ -= l;
-      (void)sync_file_range(fd_.get(), off_t(o), off_t(l),
-                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                SYNC_FILE_RANGE_WAIT_AFTER);
+      (void)sync_file_range(
+          fd_.get(), off_t(o), off_t(l),
+          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
     }
   }
 
   base::Status CheckRange(const char* op, uint64_t offset, uint64_t len) const {
     if (offset > size_ || len > size_ - offset) {
-      return base::Error(base::Code::kOutOfRange,
-                         Describe(op, offset, len) + ": beyond the end of the destination (" +
-                             std::to_string(size_) + " bytes)");
+      return base::Error(base::Code::kOutOfRange, Describe(op, offset, len) +
+                                                      ": beyond the end of the destination (" +
+                                                      std::to_string(size_) + " bytes)");
     }
     return base::Ok();
   }
@@ -112,9 +112,9 @@ class FileSink final : public BlockSink {
   uint64_t size_;
   bool fresh_;
   std::atomic<bool> punch_unsupported_{false};
-  std::mutex stream_mu_;  // guards the two below
-  std::deque<std::pair<uint64_t, uint64_t>> streamed_;
-  uint64_t streamed_bytes_ = 0;
+  base::Mutex stream_mu_;
+  std::deque<std::pair<uint64_t, uint64_t>> streamed_ GUARDED_BY(stream_mu_);
+  uint64_t streamed_bytes_ GUARDED_BY(stream_mu_) = 0;
 };
 
 }  // namespace

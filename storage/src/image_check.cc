@@ -21,7 +21,8 @@ base::Status WalkMapping(Disk& layer, const std::string& context) {
     auto extent = layer.MapExtent(pos, kWalkStep);
     if (!extent) return context.empty() ? extent.error() : extent.error().Wrap(context);
     if (extent->length == 0)
-      return base::Error(base::Code::kInternal, "checking " + context + ": mapping walk made no progress at offset " +
+      return base::Error(base::Code::kInternal, "checking " + context +
+                                                    ": mapping walk made no progress at offset " +
                                                     std::to_string(pos));
     pos += extent->length;
   }
@@ -33,12 +34,15 @@ base::Status CheckWritable(const Qcow2Info& info, const std::string& name) {
     return base::Error(code, name + " cannot be used as a writable disk: " + why);
   };
   if (info.corrupt)
-    return refuse(base::Code::kDataLoss, "the image is marked corrupt; repair it (qemu-img check -r all)");
+    return refuse(base::Code::kDataLoss,
+                  "the image is marked corrupt; repair it (qemu-img check -r all)");
   if (info.dirty)
-    return refuse(base::Code::kFailedPrecondition,
-                  "the image is dirty (lazy refcounts, not closed cleanly); repair its refcounts with "
-                  "qemu-img check -r all first");
-  if (info.version != 3) return refuse(base::Code::kUnimplemented, "only version 3 qcow2 images are writable");
+    return refuse(
+        base::Code::kFailedPrecondition,
+        "the image is dirty (lazy refcounts, not closed cleanly); repair its refcounts with "
+        "qemu-img check -r all first");
+  if (info.version != 3)
+    return refuse(base::Code::kUnimplemented, "only version 3 qcow2 images are writable");
   return base::Ok();
 }
 
@@ -53,7 +57,8 @@ base::Result<ImageCheckReport> CheckDiskImage(const std::string& path, config::D
     report.virtual_size = disk->size();
     return report;
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Disk> top, OpenQcow2Disk(path, /*read_only=*/true, options.engine));
+  ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Disk> top,
+                   OpenQcow2Disk(path, /*read_only=*/true, options.engine));
   report.virtual_size = top->size();
   if (options.writable) RETURN_IF_ERROR(CheckWritable(top->info(), base::Escaped(path)));
   Disk* layer = top.get();

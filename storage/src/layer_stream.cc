@@ -44,15 +44,18 @@ base::Result<uint64_t> StreamLayerRange(Disk& layer, Disk& into, uint64_t offset
   if (end > into.size())
     return base::Error(base::Code::kFailedPrecondition,
                        "stream layer: the destination (" + std::to_string(into.size()) +
-                           " bytes) is smaller than the layer (" + std::to_string(layer.size()) + " bytes)");
-  std::vector<uint8_t> buf(std::min<uint64_t>(kStreamChunkBytes, std::max<uint64_t>(len, kSectorSize)));
+                           " bytes) is smaller than the layer (" + std::to_string(layer.size()) +
+                           " bytes)");
+  std::vector<uint8_t> buf(
+      std::min<uint64_t>(kStreamChunkBytes, std::max<uint64_t>(len, kSectorSize)));
   uint64_t written = 0;
   for (uint64_t pos = offset; pos < end;) {
     ASSIGN_OR_RETURN(Extent e, layer.MapExtent(pos, end - pos));
     if (e.length == 0) break;
     const bool zeros = e.kind == ExtentKind::kZero;
     if (e.kind == ExtentKind::kData || (zeros && copy_zeros)) {
-      ASSIGN_OR_RETURN(uint64_t n, CopyWhereUnallocated(layer, into, e.offset, e.length, zeros, buf));
+      ASSIGN_OR_RETURN(uint64_t n,
+                       CopyWhereUnallocated(layer, into, e.offset, e.length, zeros, buf));
       written += n;
     }
     pos = e.offset + e.length;

@@ -24,8 +24,7 @@ bool IsZero(const uint8_t* p, size_t n) {
 }
 
 bool Terminal(MirrorState s) {
-  return s == MirrorState::kConverged || s == MirrorState::kFailed ||
-         s == MirrorState::kCancelled;
+  return s == MirrorState::kConverged || s == MirrorState::kFailed || s == MirrorState::kCancelled;
 }
 
 }  // namespace
@@ -58,8 +57,8 @@ base::Result<std::unique_ptr<MirrorJob>> MirrorJob::Start(TrackingDisk& source, 
   if (options.chunk_size == 0 || options.chunk_size % gran != 0 || options.chunk_size > 64 << 20) {
     return base::Error(base::Code::kInvalidArgument,
                        "mirror chunk size " + std::to_string(options.chunk_size) +
-                           " is not a multiple of the bitmap granularity " +
-                           std::to_string(gran) + " up to 64 MiB");
+                           " is not a multiple of the bitmap granularity " + std::to_string(gran) +
+                           " up to 64 MiB");
   }
   if (options.guest_first && options.min_bytes_per_second == 0) {
     return base::Error(base::Code::kInvalidArgument,
@@ -114,10 +113,10 @@ void MirrorJob::Cancel() { (void)cancel_.Signal(); }
 
 base::Status MirrorJob::Wait() {
   {
-    std::lock_guard join(join_mu_);
+    base::MutexLock join(join_mu_);
     if (thread_.joinable()) thread_.join();
   }
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return FinalStatus();
 }
 
@@ -137,18 +136,18 @@ base::Status MirrorJob::CheckCancelled() const {
 }
 
 void MirrorJob::SetState(MirrorState state) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (Terminal(state_)) return;
   // Complete() may have moved us to kCompleting already; the copy loop's
   // "ready" must not undo that.
   if (state == MirrorState::kReady && state_ == MirrorState::kCompleting) return;
   state_ = state;
   if (state == MirrorState::kReady || Terminal(state)) (void)ready_.Signal();
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void MirrorJob::AddCopied(uint64_t bytes) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   copied_ += bytes;
   // Rate over windows of at least half a second, smoothed so the ETA does not
   // jump with every chunk.
@@ -166,7 +165,7 @@ MirrorProgress MirrorJob::Progress() const {
   MirrorProgress p;
   p.bytes_total = source_.size();
   p.bytes_remaining = source_.dirty().dirty_bytes();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   p.state = state_;
   p.bytes_copied = copied_;
   p.bytes_remaining = std::min(p.bytes_total, p.bytes_remaining + unscanned_);
@@ -179,7 +178,7 @@ MirrorProgress MirrorJob::Progress() const {
 base::Status MirrorJob::WaitReady(int cancel_fd, int timeout_ms) {
   auto readable = base::WaitReadable(ready_.fd(), cancel_fd, timeout_ms);
   if (!readable) return readable.error();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (Terminal(state_)) return FinalStatus();
   return base::Ok();
 }
@@ -190,7 +189,7 @@ base::Status MirrorJob::Complete(int cancel_fd) {
                        "complete mirror to " + sink_.name() + ": guest I/O is not paused");
   }
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (Terminal(state_)) return FinalStatus();
     state_ = MirrorState::kCompleting;
   }
@@ -198,7 +197,7 @@ base::Status MirrorJob::Complete(int cancel_fd) {
   (void)wake_.Signal();
   auto readable = base::WaitReadable(done_.fd(), cancel_fd, -1);
   if (!readable) return readable.error();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return FinalStatus();
 }
 
@@ -215,10 +214,10 @@ void MirrorJob::Run() {
     sink_.Abort();
     const bool cancelled = st.error().code() == base::Code::kCancelled;
     base::LogWarning("mirror to " + sink_.name() + (cancelled ? " cancelled: " : " failed: ") +
-                     st.error().ToString() + "; " +
-                     std::to_string(source_.dirty().dirty_bytes()) + " bytes left to copy");
+                     st.error().ToString() + "; " + std::to_string(source_.dirty().dirty_bytes()) +
+                     " bytes left to copy");
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       error_ = st.error();
     }
     SetState(cancelled ? MirrorState::kCancelled : MirrorState::kFailed);
@@ -298,7 +297,7 @@ base::Status MirrorJob::Seed(Disk* reader) {
     if (ext->kind == ExtentKind::kUnallocated) copy = !options_.skip_unallocated;
     if (copy) source_.dirty().Set(ext->offset, ext->length);
     offset += ext->length;
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     unscanned_ = size - offset;
   }
   return base::Ok();
@@ -390,8 +389,8 @@ base::Status MirrorJob::Pace(uint64_t bytes) {
     uint64_t wait_ns = pace_next_ns_ - now;
     // Look again at the window's end: the guest may have gone idle.
     if (pacer_) {
-      const uint64_t in_window = std::min(GuestFirstPacer::kWindowNs - 1'000'000,
-                                          now - pacer_window_ns_);
+      const uint64_t in_window =
+          std::min(GuestFirstPacer::kWindowNs - 1'000'000, now - pacer_window_ns_);
       wait_ns = std::min(wait_ns, GuestFirstPacer::kWindowNs - in_window);
     }
     // Cancel ends the wait with the job; Complete (which signals wake_) ends
@@ -406,8 +405,8 @@ base::Status MirrorJob::Pace(uint64_t bytes) {
 }
 
 base::Status MirrorJob::ReadSource(Disk* reader, void* buf, size_t len, uint64_t offset) {
-  base::Status st = reader != nullptr ? reader->Read(buf, len, offset)
-                                      : source_.ReadForCopy(buf, len, offset);
+  base::Status st =
+      reader != nullptr ? reader->Read(buf, len, offset) : source_.ReadForCopy(buf, len, offset);
   if (!st) return st.error().Wrap("mirror read source");
   return base::Ok();
 }

@@ -48,14 +48,17 @@ struct DctxFree {
 base::Status InflateZstd(std::span<const uint8_t> in, std::span<uint8_t> out,
                          std::string_view what) {
   std::unique_ptr<ZSTD_DCtx, DctxFree> ctx(ZSTD_createDCtx());
-  if (!ctx) return base::Error(base::Code::kResourceExhausted, std::string(what) + ": ZSTD_createDCtx failed");
+  if (!ctx)
+    return base::Error(base::Code::kResourceExhausted,
+                       std::string(what) + ": ZSTD_createDCtx failed");
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
   ZSTD_outBuffer ob{out.data(), out.size(), 0};
   while (ob.pos < ob.size) {
     if (ib.pos == ib.size) break;
     size_t before_in = ib.pos, before_out = ob.pos;
     size_t ret = ZSTD_decompressStream(ctx.get(), &ob, &ib);
-    if (ZSTD_isError(ret)) return Bad(what, std::string("corrupt zstd data: ") + ZSTD_getErrorName(ret));
+    if (ZSTD_isError(ret))
+      return Bad(what, std::string("corrupt zstd data: ") + ZSTD_getErrorName(ret));
     if (ib.pos == before_in && ob.pos == before_out) break;  // no progress
   }
   if (ob.pos != ob.size) {

@@ -19,10 +19,9 @@ namespace {
 // can name our bits.
 std::vector<qcow2::FeatureName> StandardFeatureNames() {
   return {
-      {0, 0, "dirty bit"},           {0, 1, "corrupt bit"},
-      {0, 2, "external data file"},  {0, 3, "compression type"},
-      {0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
-      {2, 0, "bitmaps"},             {2, 1, "raw external data"},
+      {0, 0, "dirty bit"},        {0, 1, "corrupt bit"},         {0, 2, "external data file"},
+      {0, 3, "compression type"}, {0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
+      {2, 0, "bitmaps"},          {2, 1, "raw external data"},
   };
 }
 
@@ -38,8 +37,8 @@ base::Status CreateQcow2(const std::string& path, const Qcow2CreateOptions& opti
   const uint64_t cs = options.cluster_size;
   if (cs < (1u << qcow2::kMinClusterBits) || cs > (1u << qcow2::kMaxClusterBits) ||
       (cs & (cs - 1)) != 0) {
-    return Invalid(path, "cluster size " + std::to_string(cs) +
-                             " is not a power of two from 4 KiB to 2 MiB");
+    return Invalid(
+        path, "cluster size " + std::to_string(cs) + " is not a power of two from 4 KiB to 2 MiB");
   }
   uint64_t size = options.size;
   if (size % kSectorSize != 0) {
@@ -61,7 +60,8 @@ base::Status CreateQcow2(const std::string& path, const Qcow2CreateOptions& opti
   h.l1_size = uint32_t(l1_entries);
   h.refcount_order = 4;
   h.backing_file = options.backing_file;
-  if (!h.backing_file.empty()) h.backing_format = std::string(config::ToString(options.backing_format));
+  if (!h.backing_file.empty())
+    h.backing_format = std::string(config::ToString(options.backing_format));
   h.feature_names = StandardFeatureNames();
 
   // Layout: header | refcount table | refcount blocks | L1 table. Solve for a
@@ -158,12 +158,14 @@ base::Status CommitQcow2(const std::string& path, IoEngine engine) {
     return base::Error(base::Code::kFailedPrecondition,
                        "commit " + path + ": the image has no backing file");
   }
-  ASSIGN_OR_RETURN(auto base_disk, OpenDisk(info.backing_path, *info.backing_format, false, engine));
+  ASSIGN_OR_RETURN(auto base_disk,
+                   OpenDisk(info.backing_path, *info.backing_format, false, engine));
   if (base_disk->size() < top->size()) {
     return base::Error(base::Code::kFailedPrecondition,
                        "commit " + path + ": backing file " + info.backing_path + " (" +
-                           std::to_string(base_disk->size()) + " bytes) is smaller than the image (" +
-                           std::to_string(top->size()) + " bytes)");
+                           std::to_string(base_disk->size()) +
+                           " bytes) is smaller than the image (" + std::to_string(top->size()) +
+                           " bytes)");
   }
   auto* base_qcow2 = dynamic_cast<Qcow2Disk*>(base_disk.get());
   constexpr uint64_t kChunk = 4u << 20;

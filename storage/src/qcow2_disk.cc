@@ -72,8 +72,11 @@ std::string ResolveBackingPath(const std::string& image_path, const std::string&
 }
 
 Qcow2DiskImpl::Qcow2DiskImpl(std::unique_ptr<BlockFile> file, Header header, bool read_only)
-    : file_(std::move(file)), header_(std::move(header)), read_only_(read_only),
-      cluster_size_(header_.cluster_size()), cluster_bits_(header_.cluster_bits) {}
+    : file_(std::move(file)),
+      header_(std::move(header)),
+      read_only_(read_only),
+      cluster_size_(header_.cluster_size()),
+      cluster_bits_(header_.cluster_bits) {}
 
 Qcow2DiskImpl::~Qcow2DiskImpl() {
   if (read_only_ || !refcounts_) return;
@@ -93,7 +96,8 @@ base::Result<std::unique_ptr<Qcow2DiskImpl>> Qcow2DiskImpl::Open(std::unique_ptr
 
   // Feature bits: refuse what we cannot honour, by name.
   uint64_t unknown = h.incompatible_features & ~kIncompatKnown;
-  uint64_t unsupported = unknown | (h.incompatible_features & (kIncompatDataFile | kIncompatExtendedL2));
+  uint64_t unsupported =
+      unknown | (h.incompatible_features & (kIncompatDataFile | kIncompatExtendedL2));
   if (unsupported != 0) {
     std::string names;
     for (unsigned bit = 0; bit < 64; ++bit) {
@@ -101,8 +105,9 @@ base::Result<std::unique_ptr<Qcow2DiskImpl>> Qcow2DiskImpl::Open(std::unique_ptr
         names += (names.empty() ? "" : ", ") + base::Escaped(IncompatibleFeatureName(h, bit));
       }
     }
-    return base::Error(base::Code::kUnimplemented,
-                       path + ": uses incompatible qcow2 features ferry does not support: " + names);
+    return base::Error(
+        base::Code::kUnimplemented,
+        path + ": uses incompatible qcow2 features ferry does not support: " + names);
   }
   if (!params.read_only) {
     auto refuse = [&](base::Code code, const std::string& why) {
@@ -118,12 +123,14 @@ base::Result<std::unique_ptr<Qcow2DiskImpl>> Qcow2DiskImpl::Open(std::unique_ptr
                     "the image is dirty (lazy refcounts, not closed cleanly); repair its "
                     "refcounts with qemu-img check -r all first");
     }
-    if (h.version != 3) return refuse(base::Code::kUnimplemented, "only version 3 images are writable");
+    if (h.version != 3)
+      return refuse(base::Code::kUnimplemented, "only version 3 images are writable");
     if (h.nb_snapshots != 0) {
       return refuse(base::Code::kUnimplemented, "the image has internal snapshots");
     }
   }
-  std::unique_ptr<Qcow2DiskImpl> disk(new Qcow2DiskImpl(std::move(file), std::move(h), params.read_only));
+  std::unique_ptr<Qcow2DiskImpl> disk(
+      new Qcow2DiskImpl(std::move(file), std::move(h), params.read_only));
   disk->file_size_ = file_size;
   RETURN_IF_ERROR(disk->Load(params));
   return disk;
@@ -133,8 +140,8 @@ base::Status Qcow2DiskImpl::Load(const OpenParams& params) {
   size_ = header_.size / kSectorSize * kSectorSize;
   RETURN_IF_ERROR(LoadL1());
   ASSIGN_OR_RETURN(refcounts_, Refcounts::Load(*file_, header_, file_size_));
-  l2_cache_ = std::make_unique<TableCache>(*file_, cluster_size_, L2CacheTables(cluster_size_),
-                                           "L2 table");
+  l2_cache_ =
+      std::make_unique<TableCache>(*file_, cluster_size_, L2CacheTables(cluster_size_), "L2 table");
   l2_cache_->set_before_write([this]() -> base::Status {
     // An L2 table may only reach the file after what it points at is durable.
     RETURN_IF_ERROR(SyncRefcounts());
@@ -185,7 +192,8 @@ base::Status Qcow2DiskImpl::OpenBacking(const OpenParams& params) {
   if (header_.backing_file.find(':') != std::string::npos &&
       header_.backing_file.rfind("json:", 0) == 0) {
     return base::Error(base::Code::kUnimplemented,
-                       file_->display_path() + ": backing file " + base::Escaped(header_.backing_file) +
+                       file_->display_path() + ": backing file " +
+                           base::Escaped(header_.backing_file) +
                            " is a qemu protocol specification, not a file");
   }
   std::vector<ChainLink> chain = params.above;
@@ -200,9 +208,10 @@ base::Status Qcow2DiskImpl::OpenBacking(const OpenParams& params) {
   if (!header_.backing_format.empty()) {
     auto f = config::ParseDiskFormat(header_.backing_format);
     if (!f) {
-      return base::Error(base::Code::kUnimplemented,
-                         file_->display_path() + ": backing file format '" + base::Escaped(header_.backing_format) +
-                             "' is not supported (raw and qcow2 are)");
+      return base::Error(base::Code::kUnimplemented, file_->display_path() +
+                                                         ": backing file format '" +
+                                                         base::Escaped(header_.backing_format) +
+                                                         "' is not supported (raw and qcow2 are)");
     }
     format = *f;
   } else if (!params.open_backing) {
@@ -226,7 +235,7 @@ base::Status Qcow2DiskImpl::CheckNoLoop(const std::vector<ChainLink>& chain) con
   // By identity, not by name: "a.qcow2", "./a.qcow2", a hard link and a
   // symlink are one file. A missing backing file is not a loop; opening it
   // reports it.
-  struct stat st{};
+  struct stat st {};
   if (::stat(info_.backing_path.c_str(), &st) != 0) return base::Ok();
   const FileId next{uint64_t(st.st_dev), uint64_t(st.st_ino)};
   for (size_t i = 0; i < chain.size(); ++i) {
@@ -234,9 +243,10 @@ base::Status Qcow2DiskImpl::CheckNoLoop(const std::vector<ChainLink>& chain) con
     std::string files;
     for (size_t j = i; j < chain.size(); ++j) files += base::Escaped(chain[j].path) + " -> ";
     files += base::Escaped(info_.backing_path);
-    const std::string again = i + 1 == chain.size()                ? "the image itself"
-                              : chain[i].path == info_.backing_path ? "already in the chain"
-                                                                    : "the same file as " + base::Escaped(chain[i].path);
+    const std::string again = i + 1 == chain.size() ? "the image itself"
+                              : chain[i].path == info_.backing_path
+                                  ? "already in the chain"
+                                  : "the same file as " + base::Escaped(chain[i].path);
     return base::Error(base::Code::kDataLoss,
                        file_->display_path() + ": the backing chain loops: its backing file " +
                            base::Escaped(info_.backing_path) + " is " + again + " (" + files + ")");
@@ -246,11 +256,11 @@ base::Status Qcow2DiskImpl::CheckNoLoop(const std::vector<ChainLink>& chain) con
 
 base::Status Qcow2DiskImpl::CheckRange(std::string_view op, uint64_t len, uint64_t offset) const {
   if (offset > size_ || len > size_ - offset) {
-    return base::Error(base::Code::kOutOfRange,
-                       std::string(op) + " disk " + file_->display_path() + " at offset " +
-                           std::to_string(offset) + " (" + std::to_string(len) +
-                           " bytes): beyond the end of the disk (" + std::to_string(size_) +
-                           " bytes)");
+    return base::Error(base::Code::kOutOfRange, std::string(op) + " disk " + file_->display_path() +
+                                                    " at offset " + std::to_string(offset) + " (" +
+                                                    std::to_string(len) +
+                                                    " bytes): beyond the end of the disk (" +
+                                                    std::to_string(size_) + " bytes)");
   }
   return base::Ok();
 }
@@ -317,8 +327,9 @@ base::Status Qcow2DiskImpl::ReadCompressed(const Mapping& m, uint8_t* out) {
     std::vector<uint8_t> in(avail);
     ASSIGN_OR_RETURN(size_t n, file_->ReadAt(in.data(), in.size(), m.host));
     in.resize(n);
-    RETURN_IF_ERROR(DecompressCluster(header_.compression_type, in, decompressed_,
-                                      file_->display_path() + ": compressed cluster at " + Hex(m.host)));
+    RETURN_IF_ERROR(
+        DecompressCluster(header_.compression_type, in, decompressed_,
+                          file_->display_path() + ": compressed cluster at " + Hex(m.host)));
     decompressed_host_ = m.host;
   }
   std::memcpy(out, decompressed_.data(), cluster_size_);
@@ -327,9 +338,7 @@ base::Status Qcow2DiskImpl::ReadCompressed(const Mapping& m, uint8_t* out) {
 
 base::Status Qcow2DiskImpl::ReadCluster(uint64_t guest_cluster, const Mapping& m, uint8_t* out) {
   switch (m.kind) {
-    case Mapping::kZero:
-      std::memset(out, 0, cluster_size_);
-      return base::Ok();
+    case Mapping::kZero: std::memset(out, 0, cluster_size_); return base::Ok();
     case Mapping::kUnallocated: {
       uint64_t start = guest_cluster << cluster_bits_;
       uint64_t in_disk = start < size_ ? std::min(cluster_size_, size_ - start) : 0;
@@ -337,8 +346,7 @@ base::Status Qcow2DiskImpl::ReadCluster(uint64_t guest_cluster, const Mapping& m
       std::memset(out + in_disk, 0, cluster_size_ - in_disk);
       return base::Ok();
     }
-    case Mapping::kCompressed:
-      return ReadCompressed(m, out);
+    case Mapping::kCompressed: return ReadCompressed(m, out);
     case Mapping::kData: {
       ASSIGN_OR_RETURN(size_t n, file_->ReadAt(out, cluster_size_, m.host));
       std::memset(out + n, 0, cluster_size_ - n);
@@ -375,9 +383,7 @@ base::Status Qcow2DiskImpl::Read(void* buf, size_t len, uint64_t offset) {
     }
     RETURN_IF_ERROR(flush_backing());
     switch (m.kind) {
-      case Mapping::kZero:
-        std::memset(dst, 0, n);
-        break;
+      case Mapping::kZero: std::memset(dst, 0, n); break;
       case Mapping::kCompressed:
         scratch_.resize(cluster_size_);
         RETURN_IF_ERROR(ReadCompressed(m, scratch_.data()));
@@ -395,8 +401,7 @@ base::Status Qcow2DiskImpl::Read(void* buf, size_t len, uint64_t offset) {
         requests.push_back(IoRequest{IoOp::kRead, dst, size_t(n), host});
         break;
       }
-      case Mapping::kUnallocated:
-        break;
+      case Mapping::kUnallocated: break;
     }
     pos += n;
   }

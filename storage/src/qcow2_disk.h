@@ -97,10 +97,10 @@ class Qcow2DiskImpl final : public Qcow2Disk {
   struct Mapping {
     enum Kind { kUnallocated = 1, kZero = 2, kData = 3, kCompressed = 4 };
     Kind kind = kUnallocated;
-    uint64_t host = 0;    // data/zero: cluster offset (0 if none); compressed: byte offset
-    uint64_t csize = 0;   // compressed: bytes from host (may run past end of file)
-    uint64_t sectors = 0; // compressed: 512-byte sectors spanned from host & ~511
-    bool copied = false;  // refcount is exactly 1: writable in place
+    uint64_t host = 0;     // data/zero: cluster offset (0 if none); compressed: byte offset
+    uint64_t csize = 0;    // compressed: bytes from host (may run past end of file)
+    uint64_t sectors = 0;  // compressed: 512-byte sectors spanned from host & ~511
+    bool copied = false;   // refcount is exactly 1: writable in place
   };
 
   Qcow2DiskImpl(std::unique_ptr<BlockFile> file, Header header, bool read_only);
@@ -125,8 +125,8 @@ class Qcow2DiskImpl final : public Qcow2Disk {
   base::Status WriteFile(const void* buf, size_t len, uint64_t offset);
   base::Status Sync();
   base::Status CheckNotMetadata(uint64_t host) const;
-  base::Status WriteAllocating(const uint8_t* src, uint64_t pos, uint64_t end,
-                               const Mapping& first, uint64_t* written);
+  base::Status WriteAllocating(const uint8_t* src, uint64_t pos, uint64_t end, const Mapping& first,
+                               uint64_t* written);
   base::Result<Table*> L2ForWrite(uint64_t l1_index);
   base::Status SetEntry(uint64_t guest_cluster, uint64_t entry, const Mapping& old);
   base::Status ZeroClusters(uint64_t offset, uint64_t len, bool discard);

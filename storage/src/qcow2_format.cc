@@ -63,8 +63,8 @@ base::Status ParseExtensions(std::span<const uint8_t> bytes, uint64_t start, uin
           FeatureName f;
           f.type = d[i];
           f.bit = d[i + 1];
-          f.name.assign(reinterpret_cast<const char*>(d + i + 2), strnlen(
-                            reinterpret_cast<const char*>(d + i + 2), 46));
+          f.name.assign(reinterpret_cast<const char*>(d + i + 2),
+                        strnlen(reinterpret_cast<const char*>(d + i + 2), 46));
           h.feature_names.push_back(std::move(f));
         }
         break;
@@ -93,17 +93,17 @@ uint64_t L1EntriesFor(uint64_t size, uint32_t cluster_bits) {
 base::Result<Header> ParseHeader(std::span<const uint8_t> bytes, uint64_t file_size,
                                  std::string_view name) {
   if (bytes.size() < kV2HeaderLength) {
-    return Bad(name, "file of " + std::to_string(bytes.size()) +
-                         " bytes is too short for a qcow2 header");
+    return Bad(
+        name, "file of " + std::to_string(bytes.size()) + " bytes is too short for a qcow2 header");
   }
   const uint8_t* p = bytes.data();
   Header h;
   if (GetBe32(p) != kMagic) return Bad(name, "not a qcow2 image (bad magic)");
   h.version = GetBe32(p + 4);
   if (h.version != 2 && h.version != 3) {
-    return base::Error(base::Code::kUnimplemented,
-                       std::string(name) + ": qcow2 version " + std::to_string(h.version) +
-                           " is not supported (2 and 3 are)");
+    return base::Error(base::Code::kUnimplemented, std::string(name) + ": qcow2 version " +
+                                                       std::to_string(h.version) +
+                                                       " is not supported (2 and 3 are)");
   }
   h.backing_file_offset = GetBe64(p + 8);
   h.backing_file_size = GetBe32(p + 16);
@@ -137,8 +137,8 @@ base::Result<Header> ParseHeader(std::span<const uint8_t> bytes, uint64_t file_s
   }
   const uint64_t cs = h.cluster_size();
   if (h.header_length > cs) {
-    return Bad(name, "header length " + std::to_string(h.header_length) +
-                         " exceeds the cluster size");
+    return Bad(name,
+               "header length " + std::to_string(h.header_length) + " exceeds the cluster size");
   }
   if (bytes.size() < std::min<uint64_t>(cs, file_size) || bytes.size() < h.header_length) {
     return Bad(name, "file is truncated inside its header cluster");
@@ -162,11 +162,13 @@ base::Result<Header> ParseHeader(std::span<const uint8_t> bytes, uint64_t file_s
     return Bad(name, "compression type " + std::to_string(h.compression_type) +
                          " without the compression-type incompatible feature bit");
   }
-  if (h.compression_type == kCompressionZlib && (h.incompatible_features & kIncompatCompression) != 0) {
-    return Bad(name, std::string("the compression-type incompatible feature bit is set, but the "
-                                 "compression type is 0 (zlib") +
-                         (h.header_length > 104 ? ")" : ", the header has no compression type byte)") +
-                         "; the bit must be set only for another type (zstd)");
+  if (h.compression_type == kCompressionZlib &&
+      (h.incompatible_features & kIncompatCompression) != 0) {
+    return Bad(name,
+               std::string("the compression-type incompatible feature bit is set, but the "
+                           "compression type is 0 (zlib") +
+                   (h.header_length > 104 ? ")" : ", the header has no compression type byte)") +
+                   "; the bit must be set only for another type (zstd)");
   }
   // Size: L1 must map the whole disk and stay within the allocation cap.
   uint64_t l1_needed = L1EntriesFor(h.size, h.cluster_bits);
@@ -184,14 +186,14 @@ base::Result<Header> ParseHeader(std::span<const uint8_t> bytes, uint64_t file_s
                          ")");
   }
   if (h.l1_size > 0) {
-    RETURN_IF_ERROR(CheckTable(name, "L1 table", h.l1_table_offset, uint64_t{h.l1_size} * 8, h,
-                               file_size));
+    RETURN_IF_ERROR(
+        CheckTable(name, "L1 table", h.l1_table_offset, uint64_t{h.l1_size} * 8, h, file_size));
   }
   if (h.refcount_table_clusters == 0 ||
       uint64_t{h.refcount_table_clusters} * cs > kMaxRefcountTableBytes) {
     return Bad(name, "refcount table of " + std::to_string(h.refcount_table_clusters) +
-                         " clusters is empty or exceeds " +
-                         std::to_string(kMaxRefcountTableBytes) + " bytes");
+                         " clusters is empty or exceeds " + std::to_string(kMaxRefcountTableBytes) +
+                         " bytes");
   }
   RETURN_IF_ERROR(CheckTable(name, "refcount table", h.refcount_table_offset,
                              uint64_t{h.refcount_table_clusters} * cs, h, file_size));
@@ -279,7 +281,8 @@ base::Result<std::vector<uint8_t>> EncodeHeader(const Header& h) {
   if (!h.backing_file.empty() && !h.backing_format.empty()) {
     fits &= ext(kExtBackingFormat, h.backing_format.data(), uint32_t(h.backing_format.size()));
   }
-  for (const auto& e : h.other_extensions) fits &= ext(e.type, e.data.data(), uint32_t(e.data.size()));
+  for (const auto& e : h.other_extensions)
+    fits &= ext(e.type, e.data.data(), uint32_t(e.data.size()));
   if (!h.feature_names.empty()) {
     std::vector<uint8_t> table(h.feature_names.size() * 48, 0);
     for (size_t i = 0; i < h.feature_names.size(); ++i) {
@@ -303,7 +306,8 @@ base::Result<std::vector<uint8_t>> EncodeHeader(const Header& h) {
   if (!fits) {
     return base::Error(base::Code::kInvalidArgument,
                        "qcow2 header with its extensions and backing file name does not fit in "
-                       "one " + std::to_string(cs) + "-byte cluster");
+                       "one " +
+                           std::to_string(cs) + "-byte cluster");
   }
   return out;
 }

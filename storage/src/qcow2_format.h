@@ -18,12 +18,12 @@
 
 namespace storage::qcow2 {
 
-inline constexpr uint32_t kMagic = 0x514649fb;  // "QFI\xfb"
+inline constexpr uint32_t kMagic = 0x514649fb;   // "QFI\xfb"
 inline constexpr uint32_t kMinClusterBits = 12;  // 4 KiB
 inline constexpr uint32_t kMaxClusterBits = 21;  // 2 MiB
 inline constexpr uint32_t kDefaultClusterSize = 64 * 1024;
 inline constexpr uint32_t kV2HeaderLength = 72;
-inline constexpr uint32_t kV3HeaderLength = 112;  // with compression_type + padding
+inline constexpr uint32_t kV3HeaderLength = 112;       // with compression_type + padding
 inline constexpr uint32_t kMaxBackingFileSize = 1023;  // qemu's limit
 // Caps that bound allocations made from header fields (qemu uses the same).
 inline constexpr uint64_t kMaxL1Bytes = 32ull << 20;
@@ -65,10 +65,11 @@ inline uint16_t GetBe16(const uint8_t* p) { return uint16_t((p[0] << 8) | p[1]);
 inline uint32_t GetBe32(const uint8_t* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
 }
-inline uint64_t GetBe64(const uint8_t* p) {
-  return (uint64_t(GetBe32(p)) << 32) | GetBe32(p + 4);
+inline uint64_t GetBe64(const uint8_t* p) { return (uint64_t(GetBe32(p)) << 32) | GetBe32(p + 4); }
+inline void PutBe16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v);
 }
-inline void PutBe16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
 inline void PutBe32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (24 - 8 * i));
 }

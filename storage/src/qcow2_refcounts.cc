@@ -10,10 +10,13 @@ constexpr size_t kBlockCacheTables = 8;
 }  // namespace
 
 Refcounts::Refcounts(BlockFile& file, const Header& h, uint64_t file_size)
-    : file_(file), cluster_bits_(h.cluster_bits), order_(h.refcount_order),
+    : file_(file),
+      cluster_bits_(h.cluster_bits),
+      order_(h.refcount_order),
       per_block_((h.cluster_size() * 8) >> h.refcount_order),
       max_(h.refcount_order == 6 ? ~uint64_t{0} : (uint64_t{1} << (1u << h.refcount_order)) - 1),
-      table_offset_(h.refcount_table_offset), table_clusters_(h.refcount_table_clusters),
+      table_offset_(h.refcount_table_offset),
+      table_clusters_(h.refcount_table_clusters),
       next_free_((file_size + h.cluster_size() - 1) >> h.cluster_bits),
       blocks_(file, h.cluster_size(), kBlockCacheTables, "refcount block") {}
 
@@ -24,8 +27,9 @@ base::Result<std::unique_ptr<Refcounts>> Refcounts::Load(BlockFile& file, const 
   std::vector<uint8_t> raw(bytes);
   ASSIGN_OR_RETURN(size_t n, file.ReadAt(raw.data(), raw.size(), h.refcount_table_offset));
   if (n != bytes) {
-    return base::Error(base::Code::kDataLoss,
-                       file.display_path() + ": refcount table is cut short by the end of the file");
+    return base::Error(
+        base::Code::kDataLoss,
+        file.display_path() + ": refcount table is cut short by the end of the file");
   }
   r->table_.resize(bytes / 8);
   for (size_t i = 0; i < r->table_.size(); ++i) {

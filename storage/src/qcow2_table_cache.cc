@@ -7,7 +7,9 @@
 namespace storage::qcow2 {
 
 TableCache::TableCache(BlockFile& file, size_t table_bytes, size_t capacity, std::string what)
-    : file_(file), table_bytes_(table_bytes), capacity_(std::max<size_t>(capacity, 2)),
+    : file_(file),
+      table_bytes_(table_bytes),
+      capacity_(std::max<size_t>(capacity, 2)),
       what_(std::move(what)) {}
 
 base::Result<Table*> TableCache::MakeRoom() {
@@ -47,7 +49,8 @@ base::Result<Table*> TableCache::Get(uint64_t offset) {
   ASSIGN_OR_RETURN(Table * t, MakeRoom());
   ASSIGN_OR_RETURN(size_t n, file_.ReadAt(t->bytes.data(), table_bytes_, offset));
   if (n != table_bytes_) {
-    return base::Error(base::Code::kDataLoss, file_.display_path() + ": " + what_ + " at " + Hex(offset) +
+    return base::Error(base::Code::kDataLoss, file_.display_path() + ": " + what_ + " at " +
+                                                  Hex(offset) +
                                                   " is cut short by the end of the file");
   }
   t->offset = offset;

@@ -136,7 +136,8 @@ base::Status Qcow2DiskImpl::WriteAllocating(const uint8_t* src, uint64_t pos, ui
 }
 
 base::Result<Table*> Qcow2DiskImpl::L2ForWrite(uint64_t l1_index) {
-  if (l1_index >= l1_.size()) return Corrupt("L1 index " + std::to_string(l1_index) + " beyond L1 table");
+  if (l1_index >= l1_.size())
+    return Corrupt("L1 index " + std::to_string(l1_index) + " beyond L1 table");
   uint64_t e = l1_[l1_index];
   if (e & kOffsetMask) {
     if (!(e & kOflagCopied)) {

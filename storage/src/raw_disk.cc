@@ -33,8 +33,9 @@ base::Status RawDisk::Read(void* buf, size_t len, uint64_t offset) {
 
 base::Status RawDisk::CheckWritable(std::string_view op) const {
   if (read_only_) {
-    return base::Error(base::Code::kPermissionDenied,
-                       std::string(op) + " disk " + file_->display_path() + ": the disk is read-only");
+    return base::Error(
+        base::Code::kPermissionDenied,
+        std::string(op) + " disk " + file_->display_path() + ": the disk is read-only");
   }
   return base::Ok();
 }
@@ -115,8 +116,9 @@ base::Result<std::unique_ptr<Disk>> OpenRawDisk(const std::string& path, bool re
   uint64_t size = file_size / kSectorSize * kSectorSize;
   if (size == 0) {
     return base::Error(base::Code::kInvalidArgument,
-                       "raw disk " + base::Escaped(path) + " is smaller than one " + std::to_string(kSectorSize) +
-                           "-byte sector (" + std::to_string(file_size) + " bytes)");
+                       "raw disk " + base::Escaped(path) + " is smaller than one " +
+                           std::to_string(kSectorSize) + "-byte sector (" +
+                           std::to_string(file_size) + " bytes)");
   }
   ASSIGN_OR_RETURN(base::Fd seek_fd, base::Fd::Open(path, O_RDONLY));
   return std::unique_ptr<Disk>(

@@ -16,8 +16,7 @@ class RawDisk final : public Disk {
   // `seek_fd` is a read-only descriptor of the same file for SEEK_DATA and
   // SEEK_HOLE (BlockFile does not expose its own).
   RawDisk(std::unique_ptr<BlockFile> file, base::Fd seek_fd, uint64_t size, bool read_only)
-      : file_(std::move(file)), seek_fd_(std::move(seek_fd)), size_(size),
-        read_only_(read_only) {}
+      : file_(std::move(file)), seek_fd_(std::move(seek_fd)), size_(size), read_only_(read_only) {}
 
   base::Status Read(void* buf, size_t len, uint64_t offset) override;
   base::Status Write(const void* buf, size_t len, uint64_t offset) override;

@@ -67,7 +67,8 @@ base::Status Copy(const std::string& src, const std::string& part, const SparseC
       const size_t want = size_t(std::min<uint64_t>(buf.size(), run.second - offset));
       ASSIGN_OR_RETURN(size_t got, in->ReadAt(buf.data(), want, offset));
       if (got != want) {
-        return base::Error(base::Code::kAborted, "copy " + src + ": the file shrank during the copy");
+        return base::Error(base::Code::kAborted,
+                           "copy " + src + ": the file shrank during the copy");
       }
       // Write the non-zero pieces, coalesced.
       size_t pos = 0;

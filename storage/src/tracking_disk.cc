@@ -35,21 +35,21 @@ uint64_t NowNs() {
 
 }  // namespace
 
-uint64_t TrackingDisk::BeginGuestOp(std::unique_lock<std::mutex>& lock) {
-  cv_.wait(lock, [&] { return !paused_; });
+uint64_t TrackingDisk::BeginGuestOp() {
+  while (paused_) cv_.Wait(mu_);
   ++guest_ops_;
   return NowNs();
 }
 
-void TrackingDisk::EndGuestOp(std::unique_lock<std::mutex>& lock, uint64_t begin_ns) {
+void TrackingDisk::EndGuestOp(uint64_t begin_ns) {
   --guest_ops_;
   ++guest_done_;
   guest_busy_ns_ += NowNs() - begin_ns;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 GuestIoStats TrackingDisk::guest_io_stats() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return GuestIoStats{guest_done_, guest_busy_ns_, guest_ops_};
 }
 
@@ -62,15 +62,15 @@ void TrackingDisk::Wake() const {
 }
 
 base::Status TrackingDisk::Read(void* buf, size_t len, uint64_t offset) {
-  std::unique_lock lock(mu_);
-  const uint64_t begin_ns = BeginGuestOp(lock);
-  lock.unlock();
+  base::MutexLock lock(mu_);
+  const uint64_t begin_ns = BeginGuestOp();
+  lock.Unlock();
   base::Status st = [&] {
-    std::lock_guard io(io_mu_);
+    base::MutexLock io(io_mu_);
     return inner_->Read(buf, len, offset);
   }();
-  lock.lock();
-  EndGuestOp(lock, begin_ns);
+  lock.Lock();
+  EndGuestOp(begin_ns);
   return st;
 }
 
@@ -90,8 +90,8 @@ base::Status TrackingDisk::Write(const void* buf, size_t len, uint64_t offset) {
   return GuestWrite(
       "mirror guest write", offset, len, [&](Disk& d) { return d.Write(buf, len, offset); },
       [&](BlockSink& sink) {
-        return sink.WriteExtent(
-            offset, std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
+        return sink.WriteExtent(offset,
+                                std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
       });
 }
 
@@ -104,8 +104,7 @@ base::Status TrackingDisk::Discard(uint64_t offset, uint64_t len) {
 
 base::Status TrackingDisk::WriteZeroes(uint64_t offset, uint64_t len) {
   return GuestWrite(
-      "mirror guest write-zeroes", offset, len,
-      [&](Disk& d) { return d.WriteZeroes(offset, len); },
+      "mirror guest write-zeroes", offset, len, [&](Disk& d) { return d.WriteZeroes(offset, len); },
       [&](BlockSink& sink) { return sink.WriteZeroes(offset, len); });
 }
 
@@ -113,19 +112,19 @@ template <typename SourceOp, typename SinkOp>
 base::Status TrackingDisk::GuestWrite(const char* what, uint64_t offset, uint64_t len,
                                       SourceOp source_op, SinkOp sink_op) {
   if (read_only_) {
-    std::lock_guard io(io_mu_);
+    base::MutexLock io(io_mu_);
     return source_op(*inner_);  // the inner disk words the refusal
   }
   const uint64_t end = offset + len;
-  std::unique_lock lock(mu_);
-  const uint64_t begin_ns = BeginGuestOp(lock);
+  base::MutexLock lock(mu_);
+  const uint64_t begin_ns = BeginGuestOp();
   const WriteKind kind = len == 0 ? WriteKind::kSourceOnly : ClassifyWrite(offset, end);
   BlockSink* sink = sink_;
   if (kind == WriteKind::kWriteThrough) write_through_.push_back({offset, end});
-  lock.unlock();
+  lock.Unlock();
 
   base::Status st = [&] {
-    std::lock_guard io(io_mu_);
+    base::MutexLock io(io_mu_);
     return source_op(*inner_);
   }();
   bool dirtied = false;
@@ -142,7 +141,7 @@ base::Status TrackingDisk::GuestWrite(const char* what, uint64_t offset, uint64_
     }
   }
 
-  lock.lock();
+  lock.Lock();
   if (kind == WriteKind::kWriteThrough) {
     auto it = std::find_if(write_through_.begin(), write_through_.end(),
                            [&](const Range& r) { return r.offset == offset && r.end == end; });
@@ -151,81 +150,82 @@ base::Status TrackingDisk::GuestWrite(const char* what, uint64_t offset, uint64_
     if (sink_error && !mirror_error_) mirror_error_ = std::move(sink_error);
   }
   if (dirtied && sink_ != nullptr) Wake();
-  EndGuestOp(lock, begin_ns);
+  EndGuestOp(begin_ns);
   return st;
 }
 
 base::Status TrackingDisk::Flush() {
-  std::unique_lock lock(mu_);
-  const uint64_t begin_ns = BeginGuestOp(lock);
+  base::MutexLock lock(mu_);
+  const uint64_t begin_ns = BeginGuestOp();
   ++guest_flushes_;
-  lock.unlock();
+  lock.Unlock();
   base::Status st = [&] {
-    std::lock_guard io(io_mu_);
+    base::MutexLock io(io_mu_);
     return inner_->Flush();
   }();
-  lock.lock();
+  lock.Lock();
   --guest_flushes_;
-  EndGuestOp(lock, begin_ns);
+  EndGuestOp(begin_ns);
   return st;
 }
 
 void TrackingDisk::YieldToGuestFlush(int max_wait_ms) {
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, std::chrono::milliseconds(max_wait_ms), [&] { return guest_flushes_ == 0; });
+  base::MutexLock lock(mu_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_wait_ms);
+  while (guest_flushes_ != 0 && cv_.WaitUntil(mu_, deadline)) {
+  }
 }
 
 base::Result<Extent> TrackingDisk::MapExtent(uint64_t offset, uint64_t max_len) {
-  std::lock_guard io(io_mu_);
+  base::MutexLock io(io_mu_);
   return inner_->MapExtent(offset, max_len);
 }
 
 void TrackingDisk::PauseIo() {
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   paused_ = true;
-  cv_.wait(lock, [&] { return guest_ops_ == 0; });
+  while (guest_ops_ != 0) cv_.Wait(mu_);
 }
 
 void TrackingDisk::ResumeIo() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   paused_ = false;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool TrackingDisk::io_paused() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return paused_;
 }
 
 base::Result<std::unique_ptr<Disk>> TrackingDisk::SwitchTo(std::unique_ptr<Disk> next) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (!paused_ || sink_ != nullptr) {
     return base::Error(base::Code::kFailedPrecondition,
                        "switch disk: guest I/O must be paused and no mirror attached");
   }
   if (next->size() != size_ || next->read_only() != read_only_) {
     return base::Error(base::Code::kInvalidArgument,
-                       "switch disk: the new disk has " + std::to_string(next->size()) +
-                           " bytes" + (next->read_only() ? " (read-only)" : "") +
-                           ", the running one " + std::to_string(size_) +
-                           (read_only_ ? " (read-only)" : ""));
+                       "switch disk: the new disk has " + std::to_string(next->size()) + " bytes" +
+                           (next->read_only() ? " (read-only)" : "") + ", the running one " +
+                           std::to_string(size_) + (read_only_ ? " (read-only)" : ""));
   }
-  std::lock_guard io(io_mu_);
+  base::MutexLock io(io_mu_);
   std::swap(inner_, next);
   return next;
 }
 
 base::Status TrackingDisk::AttachMirror(BlockSink& sink, int wake_fd) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (sink_ != nullptr) {
     return base::Error(base::Code::kFailedPrecondition,
                        "attach mirror to " + sink.name() + ": another mirror is attached");
   }
   if (sink.size() != size_) {
-    return base::Error(base::Code::kInvalidArgument,
-                       "attach mirror: destination " + sink.name() + " has " +
-                           std::to_string(sink.size()) + " bytes, the disk " +
-                           std::to_string(size_));
+    return base::Error(base::Code::kInvalidArgument, "attach mirror: destination " + sink.name() +
+                                                         " has " + std::to_string(sink.size()) +
+                                                         " bytes, the disk " +
+                                                         std::to_string(size_));
   }
   sink_ = &sink;
   wake_fd_ = wake_fd;
@@ -234,28 +234,30 @@ base::Status TrackingDisk::AttachMirror(BlockSink& sink, int wake_fd) {
 }
 
 void TrackingDisk::DetachMirror() {
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   sink_ = nullptr;  // new writes are source-only from here
   wake_fd_ = -1;
-  cv_.wait(lock, [&] { return write_through_.empty(); });
+  while (!write_through_.empty()) cv_.Wait(mu_);
 }
 
 std::optional<base::Error> TrackingDisk::mirror_error() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return mirror_error_;
 }
 
 base::Status TrackingDisk::BeginCopy(uint64_t offset, uint64_t len, int cancel_fd) {
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   const uint64_t end = offset + len;
   copying_ = Range{offset, end};
-  auto drained = [&] {
-    return std::none_of(write_through_.begin(), write_through_.end(),
-                        [&](const Range& r) { return r.Overlaps(offset, end); });
-  };
+  auto overlaps = [&](const Range& r) { return r.Overlaps(offset, end); };
   // Write-throughs take microseconds; the timed wait only exists so a sink
   // that hangs (a remote peer) cannot make cancellation hang with it.
-  while (!cv_.wait_for(lock, std::chrono::milliseconds(20), drained)) {
+  for (;;) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+    while (std::any_of(write_through_.begin(), write_through_.end(), overlaps) &&
+           cv_.WaitUntil(mu_, deadline)) {
+    }
+    if (std::none_of(write_through_.begin(), write_through_.end(), overlaps)) break;
     pollfd p{cancel_fd, POLLIN, 0};
     if (cancel_fd >= 0 && poll(&p, 1, 0) > 0) {
       copying_.reset();
@@ -266,36 +268,36 @@ base::Status TrackingDisk::BeginCopy(uint64_t offset, uint64_t len, int cancel_f
 }
 
 void TrackingDisk::EndCopy() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   copying_.reset();
 }
 
 base::Status TrackingDisk::ReadForCopy(void* buf, size_t len, uint64_t offset) {
-  std::lock_guard io(io_mu_);
+  base::MutexLock io(io_mu_);
   return inner_->Read(buf, len, offset);
 }
 
 base::Result<Extent> TrackingDisk::MapExtentForCopy(uint64_t offset, uint64_t max_len) {
-  std::lock_guard io(io_mu_);
+  base::MutexLock io(io_mu_);
   return inner_->MapExtent(offset, max_len);
 }
 
 void TrackingDisk::MarkUnsynced(uint64_t offset, uint64_t len) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   unsynced_.Set(offset, len);
 }
 
 DirtyBitmap TrackingDisk::SwapUnsynced() {
   // Allocated outside mu_: a large disk's bitmap takes a moment to zero.
   DirtyBitmap fresh = *DirtyBitmap::Create(size_, dirty_.granularity());
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   std::swap(fresh, unsynced_);
   return fresh;
 }
 
 DirtyBitmap TrackingDisk::ResumeBitmap() const {
   DirtyBitmap out = dirty_.Clone();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   (void)out.Merge(unsynced_);  // same geometry by construction
   return out;
 }

@@ -17,9 +17,9 @@ struct UringBlockFile::Chunk {
   uint8_t* buf;
   size_t len;
   uint64_t offset;
-  size_t done = 0;   // bytes completed so far
-  int retries = 0;   // consecutive retryable failures
-  int slot = -1;     // bounce buffer slot held, or -1
+  size_t done = 0;  // bytes completed so far
+  int retries = 0;  // consecutive retryable failures
+  int slot = -1;    // bounce buffer slot held, or -1
 };
 
 namespace {
@@ -130,8 +130,7 @@ base::Result<std::vector<size_t>> UringBlockFile::SubmitBatch(std::span<const Io
       if (sqe == nullptr) break;  // ring full; reap first
       Chunk& c = chunks[ready.front()];
       auto remaining = static_cast<unsigned>(c.len - c.done);
-      if (c.slot < 0 && c.done == 0 && c.len <= options_.fixed_buffer_size &&
-          !free_slots.empty()) {
+      if (c.slot < 0 && c.done == 0 && c.len <= options_.fixed_buffer_size && !free_slots.empty()) {
         c.slot = free_slots.back();
         free_slots.pop_back();
         if (c.op == IoOp::kWrite) std::memcpy(Slot(c.slot), c.buf, c.len);
@@ -217,7 +216,8 @@ base::Status UringBlockFile::Flush() {
   for (int attempt = 0;; ++attempt) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) {
-      return base::Error(base::Code::kInternal, "fdatasync " + display_path() + ": io_uring queue is full");
+      return base::Error(base::Code::kInternal,
+                         "fdatasync " + display_path() + ": io_uring queue is full");
     }
     io_uring_prep_fsync(sqe, FileArg(), IORING_FSYNC_DATASYNC);
     SetFileFlag(sqe);

@@ -40,10 +40,12 @@ base::Status CheckFrameMagic(const uint8_t in[4]) {
   std::string what = "bad magic " + Hex(magic) + " (expected " + Hex(kFrameMagic) + ")";
   if (std::string text = PrintableText(in); !text.empty()) {
     what += ": the stream starts with text \"" + text + "\"";
-    static constexpr const char* kHttpMethods[] = {"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC", "CONN"};
+    static constexpr const char* kHttpMethods[] = {"GET ", "POST", "PUT ", "HEAD",
+                                                   "DELE", "OPTI", "PATC", "CONN"};
     for (const char* method : kHttpMethods) {
       if (text == method) {
-        what += ", an HTTP request? This port speaks the ferry migration protocol (docs/protocol.md)";
+        what +=
+            ", an HTTP request? This port speaks the ferry migration protocol (docs/protocol.md)";
         break;
       }
     }

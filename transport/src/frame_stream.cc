@@ -46,9 +46,9 @@ base::Status FrameStream::Send(uint16_t type, std::span<const uint8_t> a,
   if (type == 0) return Named(base::Error(base::Code::kInvalidArgument, "frame type 0 is invalid"));
   uint64_t payload = a.size() + b.size();
   if (payload > kMaxFramePayload)
-    return Named(base::Error(base::Code::kInvalidArgument,
-                             "payload of " + std::to_string(payload) + " bytes over the maximum " +
-                                 std::to_string(kMaxFramePayload)));
+    return Named(base::Error(base::Code::kInvalidArgument, "payload of " + std::to_string(payload) +
+                                                               " bytes over the maximum " +
+                                                               std::to_string(kMaxFramePayload)));
   uint32_t flags = 0;
   if (compressor != nullptr && compressor->Compress(a, b, send_buffer_)) {
     a = send_buffer_;
@@ -98,7 +98,8 @@ base::Status FrameStream::SendFrame(uint16_t type, uint32_t flags, std::span<con
       int err = errno;
       if (err == EINTR) continue;
       if (err == EAGAIN || err == EWOULDBLOCK) {
-        base::Status waited = WaitFor(socket_.get(), POLLOUT, cancel_fd, deadline, "waiting to send");
+        base::Status waited =
+            WaitFor(socket_.get(), POLLOUT, cancel_fd, deadline, "waiting to send");
         if (waited.has_value()) continue;
         send_broken_ = sent > 0;
         return Named(waited.error());
@@ -145,9 +146,9 @@ base::Status FrameStream::ReadExact(uint8_t* p, size_t n, size_t done, int cance
     if (r == 0) {
       if (shut_down_.load()) return Unavailable("stream shut down");
       if (done + got == 0) return Unavailable("connection closed by peer");
-      return base::Error(base::Code::kDataLoss,
-                         "truncated frame: connection closed after " + std::to_string(done + got) +
-                             " bytes of the frame");
+      return base::Error(base::Code::kDataLoss, "truncated frame: connection closed after " +
+                                                    std::to_string(done + got) +
+                                                    " bytes of the frame");
     }
     int err = errno;
     if (err == EINTR) continue;
@@ -178,8 +179,10 @@ base::Result<Frame> FrameStream::Receive(uint32_t max_payload, int cancel_fd, in
   const size_t first_part = next_receive_sequence_ == 0 ? 4 : sizeof header;
   base::Status got = ReadExact(header, first_part, 0, cancel_fd, deadline);
   if (got.has_value() && first_part < sizeof header) {
-    if (base::Status magic = CheckFrameMagic(header); !magic.has_value()) return Named(magic.error());
-    got = ReadExact(header + first_part, sizeof header - first_part, first_part, cancel_fd, deadline);
+    if (base::Status magic = CheckFrameMagic(header); !magic.has_value())
+      return Named(magic.error());
+    got =
+        ReadExact(header + first_part, sizeof header - first_part, first_part, cancel_fd, deadline);
   }
   if (!got.has_value()) {
     bool nothing_read = bytes_received_.load(std::memory_order_relaxed) == before;
@@ -209,17 +212,17 @@ base::Result<Frame> FrameStream::Receive(uint32_t max_payload, int cancel_fd, in
     return Named(base::Error(base::Code::kDataLoss, buf));
   }
   if (h.sequence != next_receive_sequence_)
-    return Named(base::Error(base::Code::kDataLoss,
-                             "frame out of sequence: expected " +
-                                 std::to_string(next_receive_sequence_) + ", got " +
-                                 std::to_string(h.sequence)));
+    return Named(base::Error(base::Code::kDataLoss, "frame out of sequence: expected " +
+                                                        std::to_string(next_receive_sequence_) +
+                                                        ", got " + std::to_string(h.sequence)));
   if (version_ != 0 && h.version != version_)
-    return Named(base::Error(base::Code::kDataLoss,
-                             "frame version " + std::to_string(h.version) +
-                                 " differs from the negotiated " + std::to_string(version_)));
+    return Named(base::Error(base::Code::kDataLoss, "frame version " + std::to_string(h.version) +
+                                                        " differs from the negotiated " +
+                                                        std::to_string(version_)));
   if (compressed) {
     base::Status s = Decompress(receive_buffer_, max_payload, frame.payload);
-    if (!s.has_value()) return Named(s.error().Wrap("compressed frame " + std::to_string(h.sequence)));
+    if (!s.has_value())
+      return Named(s.error().Wrap("compressed frame " + std::to_string(h.sequence)));
   }
   ++next_receive_sequence_;
   frames_received_.fetch_add(1, std::memory_order_relaxed);

@@ -12,7 +12,9 @@ base::Error Malformed(const char* what, const std::string& detail) {
   return base::Error(base::Code::kDataLoss, std::string("malformed ") + what + ": " + detail);
 }
 
-std::string Range(uint16_t lo, uint16_t hi) { return std::to_string(lo) + ".." + std::to_string(hi); }
+std::string Range(uint16_t lo, uint16_t hi) {
+  return std::to_string(lo) + ".." + std::to_string(hi);
+}
 
 }  // namespace
 
@@ -94,7 +96,7 @@ base::Error DecodeErrorPayload(std::span<const uint8_t> p) {
   // kOk in an error frame is a peer bug; an unknown code comes from a newer
   // peer. Either way the stream is aborted, only the retry advice is lost.
   base::Code c = (code == 0 || code > uint32_t(base::Code::kUnauthenticated)) ? base::Code::kUnknown
-                                                                               : base::Code(code);
+                                                                              : base::Code(code);
   std::string message(reinterpret_cast<const char*>(p.data()) + 4, p.size() - 4);
   return base::Error(c, "peer: " + message);
 }

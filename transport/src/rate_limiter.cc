@@ -26,7 +26,7 @@ RateLimiter::RateLimiter(uint64_t bytes_per_second)
       last_refill_ns_(base::MonotonicNanos()) {}
 
 uint64_t RateLimiter::rate() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return rate_;
 }
 
@@ -40,7 +40,7 @@ void RateLimiter::RefillLocked(uint64_t now_ns) {
 }
 
 void RateLimiter::SetRate(uint64_t bytes_per_second) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   RefillLocked(base::MonotonicNanos());  // time so far is earned at the old rate
   rate_ = bytes_per_second;
 }
@@ -48,7 +48,7 @@ void RateLimiter::SetRate(uint64_t bytes_per_second) {
 base::Status RateLimiter::Acquire(uint64_t bytes, int cancel_fd) {
   double position;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (rate_ == 0) return base::Ok();
     RefillLocked(base::MonotonicNanos());
     reserved_ += double(bytes);
@@ -57,7 +57,7 @@ base::Status RateLimiter::Acquire(uint64_t bytes, int cancel_fd) {
   for (;;) {
     int wait_ms;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       RefillLocked(base::MonotonicNanos());
       // Unlimited now, or our place in line is paid for.
       if (rate_ == 0 || credit_ >= position) return base::Ok();
@@ -67,7 +67,7 @@ base::Status RateLimiter::Acquire(uint64_t bytes, int cancel_fd) {
     pollfd pfd{cancel_fd, POLLIN, 0};
     int r = ::poll(&pfd, cancel_fd >= 0 ? 1 : 0, wait_ms);
     if (r > 0) {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       // Give the bytes back as credit: everyone queued behind us moves up.
       credit_ += double(bytes);
       return base::Error(base::Code::kCancelled, "cancelled while waiting for bandwidth");

@@ -14,8 +14,8 @@ RdmaProbe ProbeRdmaSysfs(const std::string& sysfs_dir) {
   DIR* dir = ::opendir(sysfs_dir.c_str());
   if (dir == nullptr) {
     if (errno == ENOENT)
-      return {false, "no RDMA devices: " + sysfs_dir +
-                         " is missing (this kernel has no RDMA support)"};
+      return {false,
+              "no RDMA devices: " + sysfs_dir + " is missing (this kernel has no RDMA support)"};
     return {false, "no RDMA devices: cannot read " + sysfs_dir};
   }
   std::string first;

@@ -29,8 +29,7 @@ base::Status ParseIpLiteral(const std::string& host, uint16_t port, sockaddr_sto
     len = sizeof(sockaddr_in6);
     return base::Ok();
   }
-  return base::Error(base::Code::kInvalidArgument,
-                     "'" + host + "' is not an IPv4 or IPv6 address");
+  return base::Error(base::Code::kInvalidArgument, "'" + host + "' is not an IPv4 or IPv6 address");
 }
 
 base::Result<PeerAddress> ToPeerAddress(const sockaddr_storage& addr) {

@@ -31,7 +31,8 @@ base::Status WaitFor(int fd, short events, int cancel_fd, const Deadline& deadli
     }
     // Cancel wins over readiness: a cancelled move must stop promptly even
     // when data keeps arriving.
-    if (n == 2 && (fds[1].revents & POLLIN)) return base::Error(base::Code::kCancelled, "cancelled");
+    if (n == 2 && (fds[1].revents & POLLIN))
+      return base::Error(base::Code::kCancelled, "cancelled");
     if (r > 0 && fds[0].revents != 0) return base::Ok();
     if (deadline.RemainingMs() == 0)
       return base::Error(base::Code::kDeadlineExceeded, std::string("timed out ") + what);

@@ -22,14 +22,15 @@ std::string TypeName(uint16_t type) {
 // stream's name: the peer names the stream itself); a peer too slow to send
 // a whole hello with a deadline error; our own shutdown with kUnavailable,
 // so the peer knows a retry may work.
-std::optional<base::Error> OpeningRefusal(const FrameStream& stream, const base::Error& e, int timeout_ms) {
+std::optional<base::Error> OpeningRefusal(const FrameStream& stream, const base::Error& e,
+                                          int timeout_ms) {
   switch (e.code()) {
-    case base::Code::kUnavailable:
-      return std::nullopt;
+    case base::Code::kUnavailable: return std::nullopt;
     case base::Code::kDeadlineExceeded:
       return base::Error(base::Code::kDeadlineExceeded,
-                         "no complete hello within " + std::to_string(timeout_ms) + " ms (received " +
-                             std::to_string(stream.counters().bytes_received) + " bytes)");
+                         "no complete hello within " + std::to_string(timeout_ms) +
+                             " ms (received " + std::to_string(stream.counters().bytes_received) +
+                             " bytes)");
     case base::Code::kCancelled:
       return base::Error(base::Code::kUnavailable, "the listener is shutting down");
     default: {
@@ -45,8 +46,7 @@ std::optional<base::Error> OpeningRefusal(const FrameStream& stream, const base:
 
 base::Result<HelloReply> ClientHello(FrameStream& stream, const Hello& hello, int timeout_ms) {
   std::vector<uint8_t> payload = EncodeHello(hello);
-  RETURN_IF_ERROR(
-      stream.Send(uint16_t(FrameType::kHello), payload, {}, nullptr, -1, timeout_ms));
+  RETURN_IF_ERROR(stream.Send(uint16_t(FrameType::kHello), payload, {}, nullptr, -1, timeout_ms));
   ASSIGN_OR_RETURN(Frame frame, stream.Receive(kMaxHelloPayload, -1, timeout_ms));
   if (frame.type == uint16_t(FrameType::kError))
     return DecodeErrorPayload(frame.payload).Wrap(stream.name());
@@ -78,7 +78,8 @@ base::Result<Hello> ServerHello(FrameStream& stream, int timeout_ms, int cancel_
   if (!received.has_value()) {
     if (std::optional<base::Error> refusal = OpeningRefusal(stream, received.error(), timeout_ms)) {
       stream.SendError(*refusal);
-      if (received.error().code() == base::Code::kDeadlineExceeded) return refusal->Wrap(stream.name());
+      if (received.error().code() == base::Code::kDeadlineExceeded)
+        return refusal->Wrap(stream.name());
     }
     return received.error();
   }
@@ -100,8 +101,8 @@ base::Result<Hello> ServerHello(FrameStream& stream, int timeout_ms, int cancel_
     return version.error().Wrap(stream.name());
   }
   std::vector<uint8_t> reply = EncodeHelloReply(HelloReply{*version});
-  RETURN_IF_ERROR(stream.Send(uint16_t(FrameType::kHelloReply), reply, {}, nullptr, cancel_fd,
-                              timeout_ms));
+  RETURN_IF_ERROR(
+      stream.Send(uint16_t(FrameType::kHelloReply), reply, {}, nullptr, cancel_fd, timeout_ms));
   stream.set_version(*version);
   return hello;
 }

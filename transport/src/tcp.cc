@@ -59,8 +59,9 @@ base::Result<base::Fd> ConnectOne(const sockaddr_storage& addr, socklen_t len,
     base::Status parsed = ParseIpLiteral(source_host, 0, local, local_len);
     if (!parsed.has_value()) return parsed.error().Wrap("source address for " + target);
     if (local.ss_family != addr.ss_family)
-      return base::Error(base::Code::kInvalidArgument,
-                         "source address " + source_host + " is not of the same family as " + target);
+      return base::Error(
+          base::Code::kInvalidArgument,
+          "source address " + source_host + " is not of the same family as " + target);
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), local_len) != 0)
       return base::ErrnoError("bind to source address " + source_host + " for " + target);
   }
@@ -117,7 +118,8 @@ base::Result<std::pair<base::Fd, PeerAddress>> TcpListener::Accept(int cancel_fd
   std::string target = HostPort(host_, port_);
   Deadline deadline(timeout_ms);
   for (;;) {
-    base::Status waited = WaitFor(fd_.get(), POLLIN, cancel_fd, deadline, "waiting for a connection");
+    base::Status waited =
+        WaitFor(fd_.get(), POLLIN, cancel_fd, deadline, "waiting for a connection");
     if (!waited.has_value()) return waited.error().Wrap("accept on " + target);
     sockaddr_storage addr;
     socklen_t len = sizeof addr;
@@ -152,8 +154,7 @@ base::Result<base::Fd> TcpConnect(const std::string& host, uint16_t port,
     addrinfo* res = nullptr;
     int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
     if (rc != 0)
-      return base::Error(base::Code::kUnavailable,
-                         "resolve " + target + ": " + ::gai_strerror(rc));
+      return base::Error(base::Code::kUnavailable, "resolve " + target + ": " + ::gai_strerror(rc));
     for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
       if (ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
       sockaddr_storage a{};

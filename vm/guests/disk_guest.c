@@ -28,8 +28,8 @@
 #define MAX_REPORT_LINES 64
 
 enum check { BLOCK_OK, BLOCK_ZERO, BAD_MAGIC, BAD_NUMBER, BAD_CHECKSUM, BAD_CONTENT };
-static const char* const check_names[] = {"ok", "zero", "magic", "block-number", "checksum",
-                                          "content"};
+static const char* const check_names[] = {"ok",           "zero",     "magic",
+                                          "block-number", "checksum", "content"};
 
 struct config {
   uint64_t blocks, hb_ms, flush_every, rate, seconds;
@@ -180,7 +180,7 @@ __attribute__((noreturn)) static void run_write(void) {
       put_char('\n');
       power_off(errors ? GUEST_EXIT_ERRORS : GUEST_EXIT_OK);
     }
-    if (cfg.rate) {  /* token bucket in write-milliseconds, at most 1 s deep */
+    if (cfg.rate) { /* token bucket in write-milliseconds, at most 1 s deep */
       tokens += (now - last) * cfg.rate;
       last = now;
       if (tokens > cfg.rate * 1000) tokens = cfg.rate * 1000;
@@ -219,7 +219,7 @@ __attribute__((noreturn)) static void run_write(void) {
 }
 
 static int setup(const struct ferry_guest_params* params) {
-  static const char* const known[] = {"blocks", "hb_ms", "flush_every", "rate", "mode",
+  static const char* const known[] = {"blocks",  "hb_ms", "flush_every", "rate", "mode",
                                       "seconds", 0};
   const char* cmd = params->cmdline;
   char mode[16] = "write";
@@ -237,7 +237,8 @@ static int setup(const struct ferry_guest_params* params) {
   bad |= cmdline_str(cmd, "mode", mode, sizeof(mode)) < 0;
   cfg.verify = str_eq(mode, "verify");
   if (bad || (!cfg.verify && !str_eq(mode, "write")) || cfg.hb_ms == 0 || cfg.flush_every == 0) {
-    put_str("DISKGUEST error: bad arguments (integers; mode=write|verify; hb_ms, flush_every > 0)\n");
+    put_str(
+        "DISKGUEST error: bad arguments (integers; mode=write|verify; hb_ms, flush_every > 0)\n");
     return -1;
   }
   if (params->disk_count < 1) {
@@ -280,7 +281,8 @@ static int setup(const struct ferry_guest_params* params) {
 
 void guest_main(const struct ferry_guest_params* params, uint32_t vcpu) {
   /* One vCPU drives the one queue; any others idle (no halt at CPL3). */
-  if (vcpu != 0) for (;;) cpu_relax();
+  if (vcpu != 0)
+    for (;;) cpu_relax();
   clock_init(params);
   if (setup(params) < 0) power_off(GUEST_EXIT_SETUP);
   if (cfg.verify) run_verify();

@@ -21,8 +21,8 @@
 #define PAGE 4096u
 #define WORDS (PAGE / 8)
 #define SWEEP_MS 1000
-#define SWEEP_STEP 32          /* pages verified per loop iteration while sweeping */
-#define MAX_MISMATCH_LINES 64  /* after this only the error count grows */
+#define SWEEP_STEP 32         /* pages verified per loop iteration while sweeping */
+#define MAX_MISMATCH_LINES 64 /* after this only the error count grows */
 
 struct config {
   uint64_t ws_mib, rate, hb_ms, seconds;
@@ -37,9 +37,9 @@ struct counters {
 
 /* Set up by vCPU 0 before it sets `go`; read-only afterwards. */
 static struct config cfg;
-static uint64_t* pages;      /* npages * PAGE bytes */
-static uint32_t* gen_table;  /* generation of each page; 0 = never written */
-static uint32_t* sum_table;  /* checksum of each page's current contents */
+static uint64_t* pages;     /* npages * PAGE bytes */
+static uint32_t* gen_table; /* generation of each page; 0 = never written */
+static uint32_t* sum_table; /* checksum of each page's current contents */
 static uint64_t npages;
 static uint32_t nvcpus;
 static volatile uint32_t go;
@@ -75,7 +75,10 @@ static void report(uint64_t page, uint32_t gen, uint32_t vcpu, const char* what,
   put_str(" want=");
   put_hex(want);
   put_str(" found_gen=");
-  if (found >= 0) put_u64((uint64_t)found); else put_str("none");
+  if (found >= 0)
+    put_u64((uint64_t)found);
+  else
+    put_str("none");
   put_kv(" vcpu=", vcpu);
   put_char('\n');
   serial_unlock();
@@ -106,7 +109,7 @@ static int verify_page(uint64_t page, uint32_t vcpu) {
 static void rewrite_page(uint64_t page, uint32_t vcpu) {
   volatile uint64_t* p = pages + page * WORDS;
   uint32_t gen = gen_table[page] + 1;
-  if (gen == 0) gen = 1;  /* 0 means "never written" */
+  if (gen == 0) gen = 1; /* 0 means "never written" */
   uint64_t s = 0;
   for (uint32_t j = 0; j < WORDS; ++j) {
     uint64_t w = expected_word(page, gen, j);
@@ -201,7 +204,8 @@ void guest_main(const struct ferry_guest_params* params, uint32_t vcpu) {
     __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
   } else {
     while (!__atomic_load_n(&go, __ATOMIC_ACQUIRE)) cpu_relax();
-    if (vcpu >= nvcpus) for (;;) cpu_relax();
+    if (vcpu >= nvcpus)
+      for (;;) cpu_relax();
   }
   const uint64_t lo = npages * vcpu / nvcpus, hi = npages * (vcpu + 1) / nvcpus;
   for (uint64_t i = lo; i < hi; ++i) rewrite_page(i, vcpu);

@@ -33,8 +33,7 @@ constexpr uint64_t kPdGpa = FERRY_PML4_GPA + 0x2000;  // four page directories
 // access = P|DPL|S|type; flags = G|D/B|L. The Accessed type bit is preset for
 // the same reason as in the page tables.
 uint64_t FlatDescriptor(uint8_t access, uint8_t flags) {
-  return 0xffffull | (uint64_t{access} << 40) | (uint64_t{0xf} << 48) |
-         (uint64_t{flags} << 52);
+  return 0xffffull | (uint64_t{access} << 40) | (uint64_t{0xf} << 48) | (uint64_t{flags} << 52);
 }
 
 // The parameter page's byte layout is part of the ABI: a saved VM carries it
@@ -46,7 +45,7 @@ static_assert(offsetof(ferry_guest_params, tsc_offset) == 40 + FERRY_CMDLINE_MAX
 static_assert(sizeof(ferry_guest_params) <= 4096, "the parameters are one page");
 constexpr uint64_t kTscOffsetGpa = FERRY_PARAMS_GPA + offsetof(ferry_guest_params, tsc_offset);
 
-constexpr uint32_t kTssBaseSize = 104;  // 64-bit TSS without I/O bitmap
+constexpr uint32_t kTssBaseSize = 104;                             // 64-bit TSS without I/O bitmap
 constexpr uint32_t kTssLimit = kTssBaseSize + kIoBitmapPorts / 8;  // + the 0xff end byte
 
 kvm_segment FlatSegment(uint16_t selector, uint8_t type, bool code) {
@@ -108,7 +107,8 @@ base::Result<uint64_t> LoadProgram(GuestMemory& memory, const std::string& path)
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return base::ErrnoError("stat guest program " + path);
   if (!S_ISREG(st.st_mode))
-    return base::Error(base::Code::kInvalidArgument, "guest program " + path + " is not a regular file");
+    return base::Error(base::Code::kInvalidArgument,
+                       "guest program " + path + " is not a regular file");
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size == 0)
     return base::Error(base::Code::kInvalidArgument, "guest program " + path + " is empty");
@@ -176,7 +176,8 @@ void SetInitialSregs(kvm_sregs2& s) {
   // KVM_EXIT_SHUTDOWN and the Machine turns into kFailed.
   s.idt.base = 0;
   s.idt.limit = 0;
-  s.cr0 = (1u << 0) | (1u << 1) | (1u << 4) | (1u << 5) | (1u << 16) | (1u << 31);  // PE MP ET NE WP PG
+  s.cr0 =
+      (1u << 0) | (1u << 1) | (1u << 4) | (1u << 5) | (1u << 16) | (1u << 31);  // PE MP ET NE WP PG
   s.cr3 = FERRY_PML4_GPA;
   s.cr4 = (1u << 5) | (1u << 9) | (1u << 10);  // PAE, OSFXSR, OSXMMEXCPT (SSE in ring 3)
   s.efer = (1u << 8) | (1u << 10);             // LME, LMA

@@ -36,13 +36,25 @@ class Decoder {
   explicit Decoder(std::string_view s) : r_(s) {}
   // Templates because the kernel's __u64 is unsigned long long, not uint64_t.
   template <typename T>
-  void U8(T& v) { static_assert(sizeof(T) == 1); Read(r_.U8(), v); }
+  void U8(T& v) {
+    static_assert(sizeof(T) == 1);
+    Read(r_.U8(), v);
+  }
   template <typename T>
-  void U16(T& v) { static_assert(sizeof(T) == 2); Read(r_.U16(), v); }
+  void U16(T& v) {
+    static_assert(sizeof(T) == 2);
+    Read(r_.U16(), v);
+  }
   template <typename T>
-  void U32(T& v) { static_assert(sizeof(T) == 4); Read(r_.U32(), v); }
+  void U32(T& v) {
+    static_assert(sizeof(T) == 4);
+    Read(r_.U32(), v);
+  }
   template <typename T>
-  void U64(T& v) { static_assert(sizeof(T) == 8); Read(r_.U64(), v); }
+  void U64(T& v) {
+    static_assert(sizeof(T) == 8);
+    Read(r_.U64(), v);
+  }
   void Raw(void* p, size_t n) {
     if (!status_) return;
     if (auto st = r_.Bytes(p, n); !st) status_ = st;
@@ -100,7 +112,8 @@ void VisitRegs(Io& io, Regs& r) {
 
 template <typename Io, typename Sregs>
 void VisitSregs(Io& io, Sregs& s) {
-  for (auto* seg : {&s.cs, &s.ds, &s.es, &s.fs, &s.gs, &s.ss, &s.tr, &s.ldt}) VisitSegment(io, *seg);
+  for (auto* seg : {&s.cs, &s.ds, &s.es, &s.fs, &s.gs, &s.ss, &s.tr, &s.ldt})
+    VisitSegment(io, *seg);
   VisitDtable(io, s.gdt);
   VisitDtable(io, s.idt);
   for (auto* v : {&s.cr0, &s.cr2, &s.cr3, &s.cr4, &s.cr8, &s.efer, &s.apic_base, &s.flags})
@@ -161,7 +174,8 @@ base::Error VcpuError(const KvmVcpu& vcpu, const std::string& what) {
 // kvm_msrs with room for n entries.
 struct MsrBuffer {
   explicit MsrBuffer(size_t n)
-      : storage(std::make_unique<uint64_t[]>((sizeof(kvm_msrs) + n * sizeof(kvm_msr_entry)) / 8 + 1)) {
+      : storage(
+            std::make_unique<uint64_t[]>((sizeof(kvm_msrs) + n * sizeof(kvm_msr_entry)) / 8 + 1)) {
     msrs()->nmsrs = static_cast<uint32_t>(n);
     msrs()->pad = 0;
   }
@@ -173,7 +187,8 @@ struct MsrBuffer {
 // A kvm_xsave with room for `bytes` (never less than the struct itself).
 struct XsaveBuffer {
   explicit XsaveBuffer(size_t bytes)
-      : size(std::max(bytes, sizeof(kvm_xsave))), storage(std::make_unique<uint64_t[]>(size / 8 + 1)) {
+      : size(std::max(bytes, sizeof(kvm_xsave))),
+        storage(std::make_unique<uint64_t[]>(size / 8 + 1)) {
     std::memset(storage.get(), 0, size);
   }
   kvm_xsave* xsave() { return reinterpret_cast<kvm_xsave*>(storage.get()); }
@@ -196,8 +211,9 @@ base::Result<VcpuStateLayout> ProbeVcpuStateLayout(const KvmSystem& kvm, const K
     if (index == kMsrIa32Tsc) continue;
     MsrBuffer buf(1);
     buf.entry(0) = kvm_msr_entry{index, 0, 0};
-    ASSIGN_OR_RETURN(int n, vcpu.IoctlValue(KVM_GET_MSRS, reinterpret_cast<unsigned long>(buf.msrs()),
-                                            "KVM_GET_MSRS"));
+    ASSIGN_OR_RETURN(
+        int n,
+        vcpu.IoctlValue(KVM_GET_MSRS, reinterpret_cast<unsigned long>(buf.msrs()), "KVM_GET_MSRS"));
     if (n != 1) continue;
     // Only MSRs that can also be written back are state we can restore.
     // Measured here: MSR_KVM_POLL_CONTROL (0x4b564d06) reads but refuses its
@@ -224,12 +240,15 @@ base::Result<uint64_t> ReadTsc(const KvmVcpu& vcpu) {
   return buf.entry(0).data;
 }
 
-base::Status WriteTsc(const KvmVcpu& vcpu, uint64_t tsc) { return SetMsrs(vcpu, {{kMsrIa32Tsc, tsc}}); }
+base::Status WriteTsc(const KvmVcpu& vcpu, uint64_t tsc) {
+  return SetMsrs(vcpu, {{kMsrIa32Tsc, tsc}});
+}
 
 base::Status SetMsrs(const KvmVcpu& vcpu, const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
   if (msrs.empty()) return base::Ok();
   MsrBuffer buf(msrs.size());
-  for (size_t i = 0; i < msrs.size(); ++i) buf.entry(i) = kvm_msr_entry{msrs[i].first, 0, msrs[i].second};
+  for (size_t i = 0; i < msrs.size(); ++i)
+    buf.entry(i) = kvm_msr_entry{msrs[i].first, 0, msrs[i].second};
   ASSIGN_OR_RETURN(int n, vcpu.IoctlValue(KVM_SET_MSRS, reinterpret_cast<unsigned long>(buf.msrs()),
                                           "KVM_SET_MSRS"));
   // KVM_SET_MSRS stops at the first MSR it refuses and returns how many it set.
@@ -256,13 +275,16 @@ base::Result<VcpuState> CaptureVcpuState(const KvmVcpu& vcpu, const VcpuStateLay
   s.xsave.assign(bytes, bytes + layout.xsave_bytes);
   RETURN_IF_ERROR(vcpu.Ioctl(KVM_GET_XCRS, &s.xcrs, "KVM_GET_XCRS"));
   MsrBuffer msrs(layout.msrs.size());
-  for (size_t i = 0; i < layout.msrs.size(); ++i) msrs.entry(i) = kvm_msr_entry{layout.msrs[i], 0, 0};
-  ASSIGN_OR_RETURN(int n, vcpu.IoctlValue(KVM_GET_MSRS, reinterpret_cast<unsigned long>(msrs.msrs()),
-                                          "KVM_GET_MSRS"));
+  for (size_t i = 0; i < layout.msrs.size(); ++i)
+    msrs.entry(i) = kvm_msr_entry{layout.msrs[i], 0, 0};
+  ASSIGN_OR_RETURN(
+      int n,
+      vcpu.IoctlValue(KVM_GET_MSRS, reinterpret_cast<unsigned long>(msrs.msrs()), "KVM_GET_MSRS"));
   if (static_cast<size_t>(n) != layout.msrs.size())
     return VcpuError(vcpu, "KVM_GET_MSRS read " + std::to_string(n) + " of " +
                                std::to_string(layout.msrs.size()) + " MSRs");
-  for (size_t i = 0; i < layout.msrs.size(); ++i) s.msrs.emplace_back(layout.msrs[i], msrs.entry(i).data);
+  for (size_t i = 0; i < layout.msrs.size(); ++i)
+    s.msrs.emplace_back(layout.msrs[i], msrs.entry(i).data);
   RETURN_IF_ERROR(vcpu.Ioctl(KVM_GET_VCPU_EVENTS, &s.events, "KVM_GET_VCPU_EVENTS"));
   RETURN_IF_ERROR(vcpu.Ioctl(KVM_GET_MP_STATE, &s.mp_state, "KVM_GET_MP_STATE"));
   RETURN_IF_ERROR(vcpu.Ioctl(KVM_GET_DEBUGREGS, &s.debugregs, "KVM_GET_DEBUGREGS"));
@@ -344,7 +366,8 @@ base::Result<VcpuState> DecodeVcpuState(std::string_view blob) {
   io.U32(s.xcrs.nr_xcrs);
   io.U32(s.xcrs.flags);
   if (io.status() && s.xcrs.nr_xcrs > KVM_MAX_XCRS)
-    io.Fail("XCR count " + std::to_string(s.xcrs.nr_xcrs) + " exceeds " + std::to_string(KVM_MAX_XCRS));
+    io.Fail("XCR count " + std::to_string(s.xcrs.nr_xcrs) + " exceeds " +
+            std::to_string(KVM_MAX_XCRS));
   for (uint32_t i = 0; io.status() && i < s.xcrs.nr_xcrs; ++i) {
     io.U32(s.xcrs.xcrs[i].xcr);
     io.U64(s.xcrs.xcrs[i].value);

@@ -16,16 +16,17 @@ base::Result<std::string> EncodeDeviceState(const MachineSnapshot& snapshot) {
   RETURN_IF_ERROR(w.Commit());
   std::string blob = w.TakeBuffer();
   if (blob.size() > kMaxDeviceStateBytes)
-    return base::Error(base::Code::kInternal, std::string(kLabel) + " of " + std::to_string(blob.size()) +
-                                                  " bytes exceeds its limit of " +
-                                                  std::to_string(kMaxDeviceStateBytes));
+    return base::Error(base::Code::kInternal,
+                       std::string(kLabel) + " of " + std::to_string(blob.size()) +
+                           " bytes exceeds its limit of " + std::to_string(kMaxDeviceStateBytes));
   return blob;
 }
 
 base::Result<MachineSnapshot> DecodeDeviceState(std::string_view blob) {
   if (blob.size() > kMaxDeviceStateBytes)
-    return base::Error(base::Code::kDataLoss, std::string(kLabel) + ": " + std::to_string(blob.size()) +
-                                                  " bytes; at most " + std::to_string(kMaxDeviceStateBytes) +
+    return base::Error(base::Code::kDataLoss, std::string(kLabel) + ": " +
+                                                  std::to_string(blob.size()) + " bytes; at most " +
+                                                  std::to_string(kMaxDeviceStateBytes) +
                                                   " are valid");
   ASSIGN_OR_RETURN(StateFileReader r, StateFileReader::OpenBuffer(blob, kDeviceStateMagic, kLabel));
   ASSIGN_OR_RETURN(MachineSnapshot s, ReadMachineSections(r));

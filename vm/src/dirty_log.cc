@@ -11,7 +11,8 @@ base::Status DirtyLog::SetSlotFlags(uint32_t flags) {
 
 base::Status DirtyLog::Enable() {
   if (enabled_) return base::Ok();
-  if (auto st = SetSlotFlags(KVM_MEM_LOG_DIRTY_PAGES); !st) return st.error().Wrap("enable dirty log");
+  if (auto st = SetSlotFlags(KVM_MEM_LOG_DIRTY_PAGES); !st)
+    return st.error().Wrap("enable dirty log");
   // The interval starts now: VMM writes from before (loading the program,
   // writing the parameter page) are not part of it.
   (void)memory_.TakeVmmDirty();
@@ -20,8 +21,7 @@ base::Status DirtyLog::Enable() {
 }
 
 base::Result<std::vector<uint64_t>> DirtyLog::Harvest() {
-  if (!enabled_)
-    return base::Error(base::Code::kFailedPrecondition, "dirty log is not enabled");
+  if (!enabled_) return base::Error(base::Code::kFailedPrecondition, "dirty log is not enabled");
   uint64_t pages = memory_.size() / kPageSize;
   std::vector<uint64_t> bitmap((pages + 63) / 64, 0);
   RETURN_IF_ERROR(vm_.GetDirtyLog(slot_, bitmap.data()));
@@ -32,9 +32,9 @@ base::Result<std::vector<uint64_t>> DirtyLog::Harvest() {
   }
   std::vector<uint64_t> vmm = memory_.TakeVmmDirty();
   if (vmm.size() != bitmap.size())
-    return base::Error(base::Code::kInternal,
-                       "VMM dirty bitmap has " + std::to_string(vmm.size()) + " words, slot has " +
-                           std::to_string(bitmap.size()));
+    return base::Error(base::Code::kInternal, "VMM dirty bitmap has " + std::to_string(vmm.size()) +
+                                                  " words, slot has " +
+                                                  std::to_string(bitmap.size()));
   for (size_t i = 0; i < bitmap.size(); ++i) bitmap[i] |= vmm[i];
   return bitmap;
 }

@@ -22,9 +22,8 @@ std::string Hex(uint64_t v) {
 
 base::Result<std::unique_ptr<GuestMemory>> GuestMemory::Create(uint64_t bytes) {
   if (bytes == 0 || bytes % kSizeAlignment != 0)
-    return base::Error(base::Code::kInvalidArgument,
-                       "guest memory size " + std::to_string(bytes) +
-                           " is not a positive multiple of 2 MiB");
+    return base::Error(base::Code::kInvalidArgument, "guest memory size " + std::to_string(bytes) +
+                                                         " is not a positive multiple of 2 MiB");
   int raw = ::memfd_create("ferry-guest-ram", MFD_CLOEXEC);
   if (raw < 0) return base::ErrnoError("memfd_create for guest memory");
   base::Fd memfd(raw);
@@ -46,9 +45,9 @@ GuestMemory::GuestMemory(base::Fd memfd, base::Mapping mapping, uint64_t size)
 base::Result<uint8_t*> GuestMemory::At(uint64_t gpa, uint64_t len) {
   // Written so that no sum can overflow: a guest controls both gpa and len.
   if (gpa > size_ || len > size_ - gpa)
-    return base::Error(base::Code::kOutOfRange,
-                       "guest range [" + Hex(gpa) + ", +" + Hex(len) + ") is outside guest RAM of " +
-                           Hex(size_) + " bytes");
+    return base::Error(base::Code::kOutOfRange, "guest range [" + Hex(gpa) + ", +" + Hex(len) +
+                                                    ") is outside guest RAM of " + Hex(size_) +
+                                                    " bytes");
   return mapping_.data() + gpa;
 }
 

@@ -69,7 +69,7 @@ void IoBus::MmioWrite(uint64_t addr, const uint8_t* data, uint32_t len) {
 void IoBus::Unknown(const char* kind, uint64_t addr, uint32_t len, bool write) {
   unknown_.fetch_add(1, std::memory_order_relaxed);
   bool is_mmio = kind[0] == 'M';
-  std::lock_guard lock(log_mu_);
+  base::MutexLock lock(log_mu_);
   if (logged_.size() >= kMaxLoggedAddresses || !logged_.insert({is_mmio, addr}).second) return;
   char msg[128];
   std::snprintf(msg, sizeof msg, "guest %s of %u byte(s) at 0x%llx: no device there (%s)", kind,

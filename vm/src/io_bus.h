@@ -9,11 +9,11 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <set>
 #include <utility>
 #include <vector>
 
+#include "base/mutex.h"
 #include "mmio_device.h"
 #include "serial.h"
 
@@ -43,8 +43,8 @@ class IoBus {
   Serial& serial_;
   std::vector<Region> mmio_;  // fixed after set-up; read without a lock
   std::atomic<uint64_t> unknown_{0};
-  std::mutex log_mu_;
-  std::set<std::pair<bool, uint64_t>> logged_;  // (is_mmio, address)
+  base::Mutex log_mu_;
+  std::set<std::pair<bool, uint64_t>> logged_ GUARDED_BY(log_mu_);  // (is_mmio, address)
 };
 
 }  // namespace vm

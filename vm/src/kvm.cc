@@ -35,8 +35,11 @@ constexpr RequiredCap kRequiredCaps[] = {
 
 base::Code OpenErrorCode(int e) {
   switch (e) {
-    case ENOENT: case ENODEV: case ENXIO: return base::Code::kNotFound;
-    case EACCES: case EPERM: return base::Code::kPermissionDenied;
+    case ENOENT:
+    case ENODEV:
+    case ENXIO: return base::Code::kNotFound;
+    case EACCES:
+    case EPERM: return base::Code::kPermissionDenied;
     default: return base::Code::kFailedPrecondition;
   }
 }
@@ -47,17 +50,17 @@ base::Result<KvmSystem> KvmSystem::Open(const std::string& device) {
   int raw = ::open(device.c_str(), O_RDWR | O_CLOEXEC);
   if (raw < 0) {
     int e = errno;
-    return base::Error(OpenErrorCode(e),
-                       "cannot open " + device + ": " + std::strerror(e) +
-                           "; is KVM available on this host?",
-                       e);
+    return base::Error(
+        OpenErrorCode(e),
+        "cannot open " + device + ": " + std::strerror(e) + "; is KVM available on this host?", e);
   }
   base::Fd fd(raw);
   int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);
   if (version != KVM_API_VERSION)
     return base::Error(base::Code::kFailedPrecondition,
                        device + " is not a usable KVM device: KVM_GET_API_VERSION returned " +
-                           std::to_string(version) + (version < 0 ? std::string(" (") + std::strerror(errno) + ")" : "") +
+                           std::to_string(version) +
+                           (version < 0 ? std::string(" (") + std::strerror(errno) + ")" : "") +
                            ", expected " + std::to_string(KVM_API_VERSION));
   for (const auto& c : kRequiredCaps) {
     if (::ioctl(fd.get(), KVM_CHECK_EXTENSION, c.cap) <= 0)
@@ -149,9 +152,9 @@ base::Result<KvmVcpu> KvmVm::CreateVcpu(uint32_t index, int mmap_size) {
   int raw = ::ioctl(fd_.get(), KVM_CREATE_VCPU, index);
   if (raw < 0) return base::ErrnoError("KVM_CREATE_VCPU " + std::to_string(index));
   base::Fd fd(raw);
-  ASSIGN_OR_RETURN(base::Mapping map, base::Mapping::Map(static_cast<size_t>(mmap_size),
-                                                         PROT_READ | PROT_WRITE, MAP_SHARED,
-                                                         fd.get()));
+  ASSIGN_OR_RETURN(base::Mapping map,
+                   base::Mapping::Map(static_cast<size_t>(mmap_size), PROT_READ | PROT_WRITE,
+                                      MAP_SHARED, fd.get()));
   return KvmVcpu(std::move(fd), std::move(map), index);
 }
 

@@ -66,8 +66,8 @@ base::Status CheckShape(const config::VmDefinition& def) {
                            std::to_string(FERRY_MAX_VCPUS) + " are supported");
   if (def.disks.size() > FERRY_MAX_DISKS)
     return base::Error(base::Code::kInvalidArgument,
-                       "vm " + def.name + ": " + std::to_string(def.disks.size()) + " disks; at most " +
-                           std::to_string(FERRY_MAX_DISKS) + " are supported");
+                       "vm " + def.name + ": " + std::to_string(def.disks.size()) +
+                           " disks; at most " + std::to_string(FERRY_MAX_DISKS) + " are supported");
   // RAM is one slot at GPA 0 and must stay below the virtio-mmio window.
   // config::ValidateVmDefinition applies the same limits to vm.toml.
   if (def.memory_bytes < config::kMinVmMemoryBytes || def.memory_bytes > config::kMaxVmMemoryBytes)
@@ -92,7 +92,8 @@ base::Status CheckSnapshotShape(const config::VmDefinition& def, const MachineSn
     return mismatch(std::to_string(s.memory_bytes) + " bytes of memory, the definition " +
                     std::to_string(def.memory_bytes));
   if (s.vcpus.size() != def.vcpus || saved_def->vcpus != def.vcpus)
-    return mismatch(std::to_string(s.vcpus.size()) + " vCPUs, the definition " + std::to_string(def.vcpus));
+    return mismatch(std::to_string(s.vcpus.size()) + " vCPUs, the definition " +
+                    std::to_string(def.vcpus));
   if (s.devices.size() != def.disks.size() || saved_def->disks.size() != def.disks.size())
     return mismatch(std::to_string(s.devices.size()) + " disks, the definition " +
                     std::to_string(def.disks.size()));
@@ -103,7 +104,9 @@ class MachineImpl final : public Machine {
  public:
   // Takes the KVM system and the guest RAM the machine will run on.
   MachineImpl(const MachineOptions& options, KvmSystem kvm, std::unique_ptr<GuestMemory> memory)
-      : options_(options), memory_(std::move(memory)), kvm_(std::make_unique<KvmSystem>(std::move(kvm))) {}
+      : options_(options),
+        memory_(std::move(memory)),
+        kvm_(std::make_unique<KvmSystem>(std::move(kvm))) {}
   ~MachineImpl() override { Shutdown(); }
 
   // Shared by Create, Restore and FinishIncoming: KVM VM, RAM slot, vCPUs
@@ -200,10 +203,12 @@ base::Status MachineImpl::Build() {
   vm_ = std::make_unique<KvmVm>(std::move(vm));
   if (vm_->CheckExtension(KVM_CAP_SET_TSS_ADDR)) RETURN_IF_ERROR(vm_->SetTssAddr(kKvmTssGpa));
   bool manual_protect = false;
-  if (vm_->CheckExtension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) {
+  if (vm_->CheckExtension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
+      KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) {
     // Without KVM_DIRTY_LOG_INITIALLY_SET: the first harvest reports only
     // pages written after EnableDirtyLog.
-    RETURN_IF_ERROR(vm_->EnableCap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE));
+    RETURN_IF_ERROR(
+        vm_->EnableCap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE));
     manual_protect = true;
   }
   RETURN_IF_ERROR(vm_->SetMemorySlot(kRamSlot, 0, memory_->size(), memory_->base(), 0));
@@ -251,9 +256,12 @@ void MachineImpl::Unbuild() {
 
 base::Status MachineImpl::CheckBuilt(const char* op) const {
   if (incoming_)
+    return base::Error(
+        base::Code::kFailedPrecondition,
+        std::string(op) + ": machine is incoming (FinishIncoming has not completed)");
+  if (!vcpu_set_)
     return base::Error(base::Code::kFailedPrecondition,
-                       std::string(op) + ": machine is incoming (FinishIncoming has not completed)");
-  if (!vcpu_set_) return base::Error(base::Code::kFailedPrecondition, std::string(op) + ": machine was shut down");
+                       std::string(op) + ": machine was shut down");
   return base::Ok();
 }
 
@@ -290,7 +298,8 @@ base::Status MachineImpl::SetThrottle(int percent) {
 }
 
 base::Status MachineImpl::SetCpuid(KvmVcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported) {
-  std::vector<uint64_t> buf((sizeof(kvm_cpuid2) + supported.size() * sizeof(kvm_cpuid_entry2)) / 8 + 1);
+  std::vector<uint64_t> buf((sizeof(kvm_cpuid2) + supported.size() * sizeof(kvm_cpuid_entry2)) / 8 +
+                            1);
   auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.data());
   cpuid->nent = static_cast<uint32_t>(supported.size());
   for (size_t i = 0; i < supported.size(); ++i) {
@@ -310,8 +319,9 @@ base::Status MachineImpl::OpenDisks() {
     std::string path = ResolvePath(options_.vm_dir, spec.path);
     auto disk = storage::OpenDisk(path, spec.format, spec.read_only);
     if (!disk) return disk.error().Wrap("disk " + std::to_string(i));
-    disks_.push_back(std::make_unique<VirtioBlk>(*memory_, std::move(*disk),
-                                                 "disk " + std::to_string(i) + " (" + base::Escaped(path) + ")"));
+    disks_.push_back(std::make_unique<VirtioBlk>(
+        *memory_, std::move(*disk),
+        "disk " + std::to_string(i) + " (" + base::Escaped(path) + ")"));
     bus_->AddMmio(FERRY_VIRTIO_MMIO_GPA + i * FERRY_VIRTIO_MMIO_STRIDE, FERRY_VIRTIO_MMIO_STRIDE,
                   *disks_.back());
   }
@@ -321,7 +331,8 @@ base::Status MachineImpl::OpenDisks() {
 base::Status MachineImpl::BootFresh() {
   const config::VmDefinition& def = options_.definition;
   RETURN_IF_ERROR(WriteBootTables(*memory_));
-  ASSIGN_OR_RETURN(uint64_t program_end, LoadProgram(*memory_, ResolvePath(options_.vm_dir, def.program)));
+  ASSIGN_OR_RETURN(uint64_t program_end,
+                   LoadProgram(*memory_, ResolvePath(options_.vm_dir, def.program)));
   BootParams params;
   params.memory_bytes = memory_->size();
   params.tsc_khz = tsc_khz_;
@@ -412,7 +423,8 @@ base::Status MachineImpl::RestoreClocks() {
                   "): the raw TSC jumped by %.1f ms; params->tsc_offset (now %" PRId64
                   ") compensates, so guest time continues",
                   paused_tsc_[0], now,
-                  static_cast<double>(restore_tsc_jump_) / static_cast<double>(tsc_khz_), new_offset);
+                  static_cast<double>(restore_tsc_jump_) / static_cast<double>(tsc_khz_),
+                  new_offset);
     base::LogInfo(msg);
   }
   clocks_pending_ = false;
@@ -444,7 +456,8 @@ base::Status MachineImpl::Pause() {
     paused_clock_ns_ = clock.clock;
   }
   for (size_t i = 0; i < disks_.size(); ++i) {
-    if (auto st = disks_[i]->Drain(); !st) return st.error().Wrap("drain disk " + std::to_string(i));
+    if (auto st = disks_[i]->Drain(); !st)
+      return st.error().Wrap("drain disk " + std::to_string(i));
   }
   return base::Ok();
 }
@@ -495,8 +508,9 @@ base::Result<std::string> MachineImpl::SaveDeviceState() {
   RETURN_IF_ERROR(CheckBuilt("save device state"));
   RunState st = vcpu_set_->state();
   if (st != RunState::kPaused)
-    return base::Error(base::Code::kFailedPrecondition,
-                       "save device state: machine is " + std::string(ToString(st)) + ", not paused");
+    return base::Error(
+        base::Code::kFailedPrecondition,
+        "save device state: machine is " + std::string(ToString(st)) + ", not paused");
   auto s = CaptureSnapshot();
   if (!s) return s.error().Wrap("save device state");
   auto blob = EncodeDeviceState(*s);
@@ -513,7 +527,8 @@ base::Status MachineImpl::FinishIncoming(std::string_view device_state) {
   // The blob is verified completely before anything is built.
   auto s = DecodeDeviceState(device_state);
   if (!s) return s.error().Wrap(what);
-  if (auto st = CheckSnapshotShape(def, *s, "the device-state blob"); !st) return st.error().Wrap(what);
+  if (auto st = CheckSnapshotShape(def, *s, "the device-state blob"); !st)
+    return st.error().Wrap(what);
   base::Status st = Build();
   if (st) st = ApplySnapshot(*s);
   if (!st) {
@@ -527,7 +542,8 @@ base::Status MachineImpl::FinishIncoming(std::string_view device_state) {
 base::Status MachineImpl::TransformDisk(size_t index, const DiskTransform& fn) {
   RETURN_IF_ERROR(CheckBuilt("transform disk"));
   if (index >= disks_.size())
-    return base::Error(base::Code::kOutOfRange, "transform disk " + std::to_string(index) + ": the vm has " +
+    return base::Error(base::Code::kOutOfRange, "transform disk " + std::to_string(index) +
+                                                    ": the vm has " +
                                                     std::to_string(disks_.size()) + " disks");
   if (auto st = disks_[index]->TransformDisk(fn); !st)
     return st.error().Wrap("disk " + std::to_string(index));
@@ -650,11 +666,13 @@ base::Result<std::unique_ptr<Machine>> Machine::Restore(const MachineOptions& op
   // Everything in the file is verified before any KVM object exists.
   ASSIGN_OR_RETURN(LoadedState loaded, ReadStateFile(state_path));
   const MachineSnapshot& s = loaded.snapshot;
-  if (auto st = CheckSnapshotShape(def, s, state_path); !st) return st.error().Wrap("restore vm " + def.name);
+  if (auto st = CheckSnapshotShape(def, s, state_path); !st)
+    return st.error().Wrap("restore vm " + def.name);
   ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open(options.kvm_device));
   auto m = std::make_unique<MachineImpl>(options, std::move(kvm), std::move(loaded.memory));
   if (auto st = m->Build(); !st) return st.error().Wrap("restore vm " + def.name);
-  if (auto st = m->ApplySnapshot(s); !st) return st.error().Wrap("restore vm " + def.name + " from " + state_path);
+  if (auto st = m->ApplySnapshot(s); !st)
+    return st.error().Wrap("restore vm " + def.name + " from " + state_path);
   return std::unique_ptr<Machine>(std::move(m));
 }
 

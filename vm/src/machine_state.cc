@@ -57,7 +57,8 @@ base::Status WriteMachineSections(StateFileWriter& w, const MachineSnapshot& s) 
   return base::Ok();
 }
 
-base::Status WriteStateFile(const std::string& path, const MachineSnapshot& s, GuestMemory& memory) {
+base::Status WriteStateFile(const std::string& path, const MachineSnapshot& s,
+                            GuestMemory& memory) {
   ASSIGN_OR_RETURN(StateFileWriter w, StateFileWriter::Create(path));
   RETURN_IF_ERROR(WriteMachineSections(w, s));
   RETURN_IF_ERROR(SaveMemoryImage(memory, w));
@@ -102,7 +103,8 @@ base::Result<MachineSnapshot> ReadMachineSections(StateFileReader& r) {
       if (reserved != 0 || lr.remaining() != 0)
         return base::Error(base::Code::kDataLoss, "malformed record");
       if (vcpu_count == 0 || vcpu_count > FERRY_MAX_VCPUS || device_count > FERRY_MAX_DISKS ||
-          s.memory_bytes == 0 || s.memory_bytes > kMaxMemoryBytes || s.memory_bytes % (2 << 20) != 0)
+          s.memory_bytes == 0 || s.memory_bytes > kMaxMemoryBytes ||
+          s.memory_bytes % (2 << 20) != 0)
         return base::Error(base::Code::kDataLoss,
                            "implausible shape: " + std::to_string(vcpu_count) + " vCPUs, " +
                                std::to_string(device_count) + " devices, " +
@@ -118,7 +120,8 @@ base::Result<MachineSnapshot> ReadMachineSections(StateFileReader& r) {
     RETURN_IF_ERROR(r.EndSection());
     base::LeReader lr(rec);
     auto index = lr.U32();
-    if (!index || *index != i) return r.Corrupt("vCPU section " + std::to_string(i) + " has a wrong index");
+    if (!index || *index != i)
+      return r.Corrupt("vCPU section " + std::to_string(i) + " has a wrong index");
     auto state = DecodeVcpuState(std::string_view(rec).substr(4));
     if (!state) return corrupt_in(SectionType::kVcpu, state.error());
     s.vcpus.push_back(std::move(*state));
@@ -131,7 +134,8 @@ base::Result<MachineSnapshot> ReadMachineSections(StateFileReader& r) {
     // Decoded into a throwaway port now, so a bad record fails the read and
     // not the restore half-way.
     ASSIGN_OR_RETURN(Serial probe, Serial::Open(""));
-    if (auto st = probe.RestoreState(s.serial); !st) return corrupt_in(SectionType::kSerial, st.error());
+    if (auto st = probe.RestoreState(s.serial); !st)
+      return corrupt_in(SectionType::kSerial, st.error());
   }
 
   for (uint32_t i = 0; i < device_count; ++i) {

@@ -24,7 +24,7 @@ struct MachineSnapshot {
   std::string definition_text;  // config::FormatVmDefinition of the saved VM
   uint64_t memory_bytes = 0;
   uint64_t tsc_khz = 0;
-  uint64_t kvm_clock_ns = 0;    // KVM_GET_CLOCK when the VM was paused
+  uint64_t kvm_clock_ns = 0;  // KVM_GET_CLOCK when the VM was paused
   std::vector<VcpuState> vcpus;
   std::string serial;
   std::vector<std::string> devices;  // virtio-blk SaveState blobs, disk order

@@ -11,9 +11,9 @@
 namespace vm {
 namespace {
 
-constexpr uint64_t kMaxRunPages = 2048;   // 8 MiB per write
-constexpr size_t kSectionPrologue = 16;   // u64 memory bytes, u32 page size, u32 reserved
-constexpr size_t kRunHeader = 16;         // u64 first page, u32 page count, u32 reserved
+constexpr uint64_t kMaxRunPages = 2048;  // 8 MiB per write
+constexpr size_t kSectionPrologue = 16;  // u64 memory bytes, u32 page size, u32 reserved
+constexpr size_t kRunHeader = 16;        // u64 first page, u32 page count, u32 reserved
 
 bool PageIsZero(const uint8_t* p) {
   // Word-wise scan; the compiler vectorises it.
@@ -80,17 +80,20 @@ base::Result<MemoryImageStats> SaveMemoryImage(GuestMemory& memory, StateFileWri
 
 base::Status LoadMemoryImage(StateFileReader& reader, GuestMemory& memory) {
   uint64_t pages = memory.size() / kPageSize;
-  ASSIGN_OR_RETURN(uint64_t len, reader.BeginSection(SectionType::kMemory,
-                                                     kSectionPrologue + memory.size() + pages * kRunHeader));
+  ASSIGN_OR_RETURN(uint64_t len,
+                   reader.BeginSection(SectionType::kMemory,
+                                       kSectionPrologue + memory.size() + pages * kRunHeader));
   (void)len;
   uint8_t prologue[kSectionPrologue];
   RETURN_IF_ERROR(reader.Read(prologue, sizeof prologue));
   uint64_t saved_bytes = base::GetLe64(prologue);
   if (saved_bytes != memory.size())
     return reader.Corrupt("memory section holds " + std::to_string(saved_bytes) +
-                          " bytes of RAM, the machine section says " + std::to_string(memory.size()));
+                          " bytes of RAM, the machine section says " +
+                          std::to_string(memory.size()));
   if (base::GetLe32(prologue + 8) != kPageSize || base::GetLe32(prologue + 12) != 0)
-    return reader.Corrupt("memory section has page size " + std::to_string(base::GetLe32(prologue + 8)) +
+    return reader.Corrupt("memory section has page size " +
+                          std::to_string(base::GetLe32(prologue + 8)) +
                           " or a non-zero reserved field");
   uint64_t next_free = 0;  // runs must be ascending and disjoint
   while (reader.section_remaining() > 0) {
@@ -98,8 +101,10 @@ base::Status LoadMemoryImage(StateFileReader& reader, GuestMemory& memory) {
     RETURN_IF_ERROR(reader.Read(h, sizeof h));
     uint64_t first = base::GetLe64(h);
     uint64_t count = base::GetLe32(h + 8);
-    if (base::GetLe32(h + 12) != 0) return reader.Corrupt("page run header has a non-zero reserved field");
-    if (count == 0 || count > kMaxRunPages || first < next_free || first > pages || count > pages - first)
+    if (base::GetLe32(h + 12) != 0)
+      return reader.Corrupt("page run header has a non-zero reserved field");
+    if (count == 0 || count > kMaxRunPages || first < next_free || first > pages ||
+        count > pages - first)
       return reader.Corrupt("page run [" + std::to_string(first) + ", +" + std::to_string(count) +
                             ") is out of order or outside " + std::to_string(pages) + " pages");
     RETURN_IF_ERROR(reader.Read(memory.base() + first * kPageSize, count * kPageSize));

@@ -9,9 +9,9 @@ namespace vm {
 namespace {
 
 // Register offsets from the base port.
-constexpr uint16_t kData = 0;     // THR on write, RBR on read; DLL when DLAB
-constexpr uint16_t kIer = 1;      // DLM when DLAB
-constexpr uint16_t kIirFcr = 2;   // IIR on read, FCR on write
+constexpr uint16_t kData = 0;    // THR on write, RBR on read; DLL when DLAB
+constexpr uint16_t kIer = 1;     // DLM when DLAB
+constexpr uint16_t kIirFcr = 2;  // IIR on read, FCR on write
 constexpr uint16_t kLcr = 3;
 constexpr uint16_t kMcr = 4;
 constexpr uint16_t kLsr = 5;
@@ -41,7 +41,7 @@ Serial::Serial(Serial&& other) noexcept
       write_failed_(other.write_failed_) {}
 
 uint8_t Serial::PortIn(uint16_t offset) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   bool dlab = regs_.lcr & kLcrDlab;
   switch (offset) {
     case kData: return dlab ? regs_.dll : 0;  // no input: the receive buffer is empty
@@ -57,7 +57,7 @@ uint8_t Serial::PortIn(uint16_t offset) {
 }
 
 void Serial::PortOut(uint16_t offset, uint8_t value) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   bool dlab = regs_.lcr & kLcrDlab;
   switch (offset) {
     case kData:
@@ -77,7 +77,10 @@ void Serial::PortOut(uint16_t offset, uint8_t value) {
       }
       return;
     case kIer:
-      if (dlab) regs_.dlm = value; else regs_.ier = value & 0x0f;
+      if (dlab)
+        regs_.dlm = value;
+      else
+        regs_.ier = value & 0x0f;
       return;
     case kIirFcr: regs_.fcr = value & 0xc9; return;  // keep enable, DMA mode, trigger level
     case kLcr: regs_.lcr = value; return;
@@ -88,10 +91,11 @@ void Serial::PortOut(uint16_t offset, uint8_t value) {
 }
 
 std::string Serial::SaveState() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   base::LeWriter w;
   w.U8(kStateVersion);
-  for (uint8_t v : {regs_.ier, regs_.fcr, regs_.lcr, regs_.mcr, regs_.scr, regs_.dll, regs_.dlm}) w.U8(v);
+  for (uint8_t v : {regs_.ier, regs_.fcr, regs_.lcr, regs_.mcr, regs_.scr, regs_.dll, regs_.dlm})
+    w.U8(v);
   w.U64(bytes_written_);
   return w.Take();
 }
@@ -110,14 +114,14 @@ base::Status Serial::RestoreState(std::string_view blob) {
   if (r.remaining() != 0)
     return base::Error(base::Code::kDataLoss, "serial state has " + std::to_string(r.remaining()) +
                                                   " unexpected trailing bytes");
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   regs_ = regs;
   bytes_written_ = written;
   return base::Ok();
 }
 
 uint64_t Serial::bytes_written() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return bytes_written_;
 }
 

@@ -8,11 +8,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 
 namespace vm {
@@ -40,11 +40,11 @@ class Serial {
     uint8_t dll = 1, dlm = 0;  // divisor latch; 115200 baud as after firmware
   };
 
-  mutable std::mutex mu_;
-  base::Fd console_;
-  Registers regs_;
-  uint64_t bytes_written_ = 0;
-  bool write_failed_ = false;  // a console write error is logged once
+  mutable base::Mutex mu_;
+  base::Fd console_ GUARDED_BY(mu_);
+  Registers regs_ GUARDED_BY(mu_);
+  uint64_t bytes_written_ GUARDED_BY(mu_) = 0;
+  bool write_failed_ GUARDED_BY(mu_) = false;  // a console write error is logged once
 };
 
 }  // namespace vm

@@ -134,7 +134,8 @@ base::Error StateFileWriter::Fail(const base::Error& e) const {
 base::Status StateFileWriter::Flush() {
   // In memory the buffer is the container: nothing to flush to.
   if (buffer_.empty() || in_memory()) return base::Ok();
-  if (auto st = base::WriteAll(fd_.get(), buffer_.data(), buffer_.size()); !st) return Fail(st.error());
+  if (auto st = base::WriteAll(fd_.get(), buffer_.data(), buffer_.size()); !st)
+    return Fail(st.error());
   flushed_ += buffer_.size();
   buffer_.clear();
   return base::Ok();
@@ -171,7 +172,8 @@ base::Status StateFileWriter::EndSection() {
   EncodeSectionHeader(h, section_type_, section_len_, section_crc_);
   if (section_offset_ >= flushed_) {
     std::memcpy(buffer_.data() + (section_offset_ - flushed_), h, sizeof h);
-  } else if (auto st = base::PwriteAll(fd_.get(), h, sizeof h, static_cast<off_t>(section_offset_)); !st) {
+  } else if (auto st = base::PwriteAll(fd_.get(), h, sizeof h, static_cast<off_t>(section_offset_));
+             !st) {
     return Fail(st.error());
   }
   file_crc_ = Crc32cCombine(file_crc_, base::Crc32c(h, sizeof h), sizeof h);
@@ -216,8 +218,8 @@ std::string StateFileWriter::TakeBuffer() {
 
 // ---- Reader ---------------------------------------------------------------
 
-StateFileReader::StateFileReader(std::string path, std::string label, base::Fd fd, std::string_view mem,
-                                 uint64_t data_end, uint32_t file_crc)
+StateFileReader::StateFileReader(std::string path, std::string label, base::Fd fd,
+                                 std::string_view mem, uint64_t data_end, uint32_t file_crc)
     : path_(std::move(path)),
       label_(std::move(label)),
       fd_(std::move(fd)),
@@ -258,8 +260,8 @@ base::Result<uint64_t> StateFileReader::CheckEnds(const uint8_t* h, const uint8_
   if (base::GetLe32(t + 20) != base::Crc32c(t, 20)) return corrupt("trailer checksum mismatch");
   uint64_t data_end = base::GetLe64(t + 8);
   if (data_end != size - kTrailerBytes)
-    return corrupt("trailer says the sections end at " + std::to_string(data_end) + ", but there are " +
-                   std::to_string(size) + " bytes");
+    return corrupt("trailer says the sections end at " + std::to_string(data_end) +
+                   ", but there are " + std::to_string(size) + " bytes");
   return data_end;
 }
 
@@ -274,10 +276,13 @@ base::Result<StateFileReader> StateFileReader::Open(const std::string& path) {
                                                   " bytes; too short for header and trailer");
   uint8_t h[kFileHeaderBytes];
   ASSIGN_OR_RETURN(size_t got, base::PreadFull(fd.get(), h, sizeof h, 0));
-  if (got != sizeof h) return base::Error(base::Code::kDataLoss, label + ": short read of the file header");
+  if (got != sizeof h)
+    return base::Error(base::Code::kDataLoss, label + ": short read of the file header");
   uint8_t t[kTrailerBytes];
-  ASSIGN_OR_RETURN(got, base::PreadFull(fd.get(), t, sizeof t, static_cast<off_t>(size - kTrailerBytes)));
-  if (got != sizeof t) return base::Error(base::Code::kDataLoss, label + ": short read of the trailer");
+  ASSIGN_OR_RETURN(
+      got, base::PreadFull(fd.get(), t, sizeof t, static_cast<off_t>(size - kTrailerBytes)));
+  if (got != sizeof t)
+    return base::Error(base::Code::kDataLoss, label + ": short read of the trailer");
   ASSIGN_OR_RETURN(uint64_t data_end, CheckEnds(h, t, size, kStateMagic, label));
   StateFileReader r(path, std::move(label), std::move(fd), {}, data_end, base::GetLe32(t + 16));
   r.pos_ = kFileHeaderBytes;
@@ -321,7 +326,8 @@ base::Status StateFileReader::ReadRaw(void* out, size_t len) {
       }
       size_t want = static_cast<size_t>(std::min<uint64_t>(kReadAheadBytes, data_end_ - pos_));
       buf_.resize(want);
-      ASSIGN_OR_RETURN(size_t n, base::PreadFull(fd_.get(), buf_.data(), want, static_cast<off_t>(pos_)));
+      ASSIGN_OR_RETURN(size_t n,
+                       base::PreadFull(fd_.get(), buf_.data(), want, static_cast<off_t>(pos_)));
       if (n != want) return Corrupt("file shrank while reading");
     }
     size_t take = std::min(len, buf_.size() - buf_pos_);
@@ -343,19 +349,23 @@ base::Result<uint64_t> StateFileReader::BeginSection(SectionType expected, uint6
   uint8_t h[kSectionHeaderBytes];
   RETURN_IF_ERROR(ReadRaw(h, sizeof h));
   std::string where = " at offset " + std::to_string(at);
-  if (base::GetLe32(h + 20) != base::Crc32c(h, 20)) return Corrupt("section header checksum mismatch" + where);
+  if (base::GetLe32(h + 20) != base::Crc32c(h, 20))
+    return Corrupt("section header checksum mismatch" + where);
   uint32_t type = base::GetLe32(h);
   if (type != static_cast<uint32_t>(expected))
     return Corrupt("section type " + std::to_string(type) + where + ", expected " +
-                   std::string(ToString(expected)) + " (" + std::to_string(static_cast<uint32_t>(expected)) + ")");
-  if (base::GetLe32(h + 4) != 0) return Corrupt("reserved section header field is not zero" + where);
+                   std::string(ToString(expected)) + " (" +
+                   std::to_string(static_cast<uint32_t>(expected)) + ")");
+  if (base::GetLe32(h + 4) != 0)
+    return Corrupt("reserved section header field is not zero" + where);
   uint64_t len = base::GetLe64(h + 8);
   if (len > data_end_ - pos_)
-    return Corrupt(std::string(ToString(expected)) + " section" + where + " claims " + std::to_string(len) +
-                   " bytes, more than the file holds (truncated?)");
+    return Corrupt(std::string(ToString(expected)) + " section" + where + " claims " +
+                   std::to_string(len) + " bytes, more than the file holds (truncated?)");
   if (len > max_len)
-    return Corrupt(std::string(ToString(expected)) + " section" + where + " claims " + std::to_string(len) +
-                   " bytes; at most " + std::to_string(max_len) + " are valid");
+    return Corrupt(std::string(ToString(expected)) + " section" + where + " claims " +
+                   std::to_string(len) + " bytes; at most " + std::to_string(max_len) +
+                   " are valid");
   file_crc_ = Crc32cCombine(file_crc_, base::Crc32c(h, sizeof h), sizeof h);
   in_section_ = true;
   section_type_ = expected;
@@ -369,8 +379,9 @@ base::Result<uint64_t> StateFileReader::BeginSection(SectionType expected, uint6
 base::Status StateFileReader::Read(void* out, size_t len) {
   if (!in_section_) return base::Error(base::Code::kInternal, "Read outside a section");
   if (len > section_len_ - section_read_)
-    return Corrupt(std::string(ToString(section_type_)) + " section ends before its contents do (needs " +
-                   std::to_string(len) + " more bytes, has " + std::to_string(section_len_ - section_read_) + ")");
+    return Corrupt(std::string(ToString(section_type_)) +
+                   " section ends before its contents do (needs " + std::to_string(len) +
+                   " more bytes, has " + std::to_string(section_len_ - section_read_) + ")");
   RETURN_IF_ERROR(ReadRaw(out, len));
   section_crc_ = base::Crc32c(out, len, section_crc_);
   section_read_ += len;
@@ -386,10 +397,12 @@ base::Result<std::string> StateFileReader::ReadRest() {
 base::Status StateFileReader::EndSection() {
   if (!in_section_) return base::Error(base::Code::kInternal, "EndSection outside a section");
   if (section_read_ != section_len_)
-    return Corrupt(std::to_string(section_len_ - section_read_) + " unexplained bytes at the end of the " +
-                   std::string(ToString(section_type_)) + " section");
+    return Corrupt(std::to_string(section_len_ - section_read_) +
+                   " unexplained bytes at the end of the " + std::string(ToString(section_type_)) +
+                   " section");
   if (section_crc_ != expected_section_crc_)
-    return Corrupt(std::string(ToString(section_type_)) + " section checksum mismatch (contents corrupted)");
+    return Corrupt(std::string(ToString(section_type_)) +
+                   " section checksum mismatch (contents corrupted)");
   file_crc_ = Crc32cCombine(file_crc_, section_crc_, section_len_);
   in_section_ = false;
   return base::Ok();

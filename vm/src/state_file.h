@@ -36,9 +36,9 @@ enum class SectionType : uint32_t {
 };
 std::string_view ToString(SectionType t);
 
-inline constexpr uint64_t kStateMagic = 0x5441545359525246ull;    // "FRRYSTAT"
+inline constexpr uint64_t kStateMagic = 0x5441545359525246ull;        // "FRRYSTAT"
 inline constexpr uint64_t kDeviceStateMagic = 0x5356454459525246ull;  // "FRRYDEVS"
-inline constexpr uint64_t kTrailerMagic = 0x444e455959525246ull;  // "FRRYYEND"
+inline constexpr uint64_t kTrailerMagic = 0x444e455959525246ull;      // "FRRYYEND"
 inline constexpr uint32_t kStateFormatVersion = 1;
 inline constexpr size_t kFileHeaderBytes = 24;
 inline constexpr size_t kSectionHeaderBytes = 24;
@@ -77,8 +77,8 @@ class StateFileWriter {
   std::string path_, tmp_path_;  // in memory: path_ is the label, no tmp
   base::Fd fd_;                  // invalid for an in-memory writer
   std::string buffer_;
-  uint64_t flushed_ = 0;       // bytes already written to fd_
-  uint32_t file_crc_ = 0;      // CRC of every finished byte (header, sections)
+  uint64_t flushed_ = 0;   // bytes already written to fd_
+  uint32_t file_crc_ = 0;  // CRC of every finished byte (header, sections)
   bool in_section_ = false;
   SectionType section_type_{};
   uint64_t section_offset_ = 0;  // where the section header goes
@@ -128,11 +128,11 @@ class StateFileReader {
   std::string label_;     // "state file <path>" or the buffer's label
   base::Fd fd_;           // invalid when reading from memory
   std::string_view mem_;  // the container when reading from memory
-  uint64_t data_end_;        // offset of the trailer
+  uint64_t data_end_;     // offset of the trailer
   uint32_t expected_file_crc_;
-  uint64_t pos_ = 0;         // file offset of the next unread byte
+  uint64_t pos_ = 0;  // file offset of the next unread byte
   uint32_t file_crc_ = 0;
-  std::string buf_;          // read-ahead for small reads
+  std::string buf_;  // read-ahead for small reads
   size_t buf_pos_ = 0;
   bool in_section_ = false;
   SectionType section_type_{};

@@ -114,8 +114,7 @@ VcpuThread::Next VcpuThread::HandleExit() {
     case KVM_EXIT_INTR: return Next::kContinue;  // a kick; the next KVM_RUN reports EINTR
     case KVM_EXIT_SHUTDOWN:
       return Fail("guest triple fault (KVM_EXIT_SHUTDOWN): an exception it could not handle");
-    case KVM_EXIT_HLT:
-      return Fail("guest executed HLT with no interrupt source (KVM_EXIT_HLT)");
+    case KVM_EXIT_HLT: return Fail("guest executed HLT with no interrupt source (KVM_EXIT_HLT)");
     case KVM_EXIT_FAIL_ENTRY:
       return Fail("VM entry failed (KVM_EXIT_FAIL_ENTRY), hardware reason " +
                   Hex(run->fail_entry.hardware_entry_failure_reason));
@@ -167,7 +166,8 @@ VcpuThread::Next VcpuThread::HandlePowerOff(uint8_t code) {
   if (code == 0) {
     coordinator_.OnGuestStop(RunState::kPoweredOff, "");
   } else {
-    coordinator_.OnGuestStop(RunState::kFailed, "guest reported failure code " + std::to_string(code));
+    coordinator_.OnGuestStop(RunState::kFailed,
+                             "guest reported failure code " + std::to_string(code));
   }
   return Next::kStop;
 }
@@ -181,7 +181,8 @@ VcpuThread::Next VcpuThread::Fail(const std::string& what) {
   } else {
     where = " (registers unreadable)";
   }
-  coordinator_.OnGuestStop(RunState::kFailed, "vcpu" + std::to_string(vcpu_.index()) + ": " + what + where);
+  coordinator_.OnGuestStop(RunState::kFailed,
+                           "vcpu" + std::to_string(vcpu_.index()) + ": " + what + where);
   return Next::kStop;
 }
 

@@ -38,7 +38,7 @@ base::Status VcpuSet::StartThreadsLocked() {
 }
 
 base::Status VcpuSet::Start() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (state_ != RunState::kCreated)
     return base::Error(base::Code::kFailedPrecondition,
                        "cannot start: machine is " + std::string(ToString(state_)));
@@ -47,12 +47,12 @@ base::Status VcpuSet::Start() {
 }
 
 void VcpuSet::MarkPaused() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (state_ == RunState::kCreated) state_ = RunState::kPaused;
 }
 
 base::Status VcpuSet::Pause() {
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   if (state_ == RunState::kPaused) return base::Ok();
   if (state_ == RunState::kCreated) {
     // Nothing runs yet; pausing just means "do not start on your own".
@@ -65,8 +65,8 @@ base::Status VcpuSet::Pause() {
                            (failure_.empty() ? "" : " (" + failure_ + ")"));
   pause_requested_ = true;
   KickAllLocked();
-  cv_.notify_all();  // vCPUs sleeping for the throttle park at once
-  cv_.wait(lock, [&] { return parked_ == active_; });
+  cv_.NotifyAll();  // vCPUs sleeping for the throttle park at once
+  while (parked_ != active_) cv_.Wait(mu_);
   if (state_ != RunState::kRunning) {
     // The guest powered off or failed while we were pausing it.
     pause_requested_ = false;
@@ -79,7 +79,7 @@ base::Status VcpuSet::Pause() {
 }
 
 base::Status VcpuSet::Resume() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (state_ == RunState::kRunning) return base::Ok();
   if (state_ != RunState::kPaused)
     return base::Error(base::Code::kFailedPrecondition,
@@ -88,13 +88,13 @@ base::Status VcpuSet::Resume() {
   if (!threads_started_) return StartThreadsLocked();
   pause_requested_ = false;
   for (auto& t : threads_) t->ClearImmediateExit();
-  cv_.notify_all();
+  cv_.NotifyAll();
   return base::Ok();
 }
 
 void VcpuSet::Stop() {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (state_ == RunState::kRunning || state_ == RunState::kPaused) {
       state_ = RunState::kPoweredOff;
     } else if (state_ == RunState::kCreated) {
@@ -102,7 +102,7 @@ void VcpuSet::Stop() {
     }
     stop_requested_ = true;
     KickAllLocked();
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   for (auto& t : threads_) t->Join();
 }
@@ -115,40 +115,42 @@ void VcpuSet::KickAllLocked() {
 }
 
 RunState VcpuSet::state() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return state_;
 }
 
 std::string VcpuSet::failure() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return failure_;
 }
 
 RunState VcpuSet::WaitWhileRunning(int timeout_ms) {
-  std::unique_lock lock(mu_);
-  auto running = [&] { return state_ == RunState::kRunning; };
+  base::MutexLock lock(mu_);
   if (timeout_ms < 0) {
-    cv_.wait(lock, [&] { return !running(); });
+    while (state_ == RunState::kRunning) cv_.Wait(mu_);
   } else {
-    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !running(); });
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (state_ == RunState::kRunning && cv_.WaitUntil(mu_, deadline)) {
+    }
   }
   return state_;
 }
 
 void VcpuSet::SetThrottle(int percent) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   throttle_percent_ = std::clamp(percent, 0, 99);
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void VcpuSet::ThrottleKick() {
-  std::lock_guard lock(mu_);
-  if (state_ != RunState::kRunning || pause_requested_ || stop_requested_ || throttle_percent_ == 0) return;
+  base::MutexLock lock(mu_);
+  if (state_ != RunState::kRunning || pause_requested_ || stop_requested_ || throttle_percent_ == 0)
+    return;
   KickAllLocked();
 }
 
 bool VcpuSet::OnInterrupted(VcpuThread& vcpu) {
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   if (stop_requested_) return false;
   const uint32_t i = vcpu.index();
   if (!pause_requested_) {
@@ -160,8 +162,10 @@ bool VcpuSet::OnInterrupted(VcpuThread& vcpu) {
       const int p = throttle_percent_;
       Clock::time_point now = Clock::now();
       Clock::duration ran = std::min(now - run_since_[i], kMaxThrottleCredit);
-      cv_.wait_until(lock, now + ran * p / (100 - p),
-                     [&] { return pause_requested_ || stop_requested_ || throttle_percent_ == 0; });
+      const Clock::time_point until = now + ran * p / (100 - p);
+      while (!(pause_requested_ || stop_requested_ || throttle_percent_ == 0) &&
+             cv_.WaitUntil(mu_, until)) {
+      }
     }
     if (stop_requested_) return false;
     if (!pause_requested_) {
@@ -171,15 +175,15 @@ bool VcpuSet::OnInterrupted(VcpuThread& vcpu) {
     // A pause arrived during the throttle sleep: park now.
   }
   ++parked_;
-  cv_.notify_all();
-  cv_.wait(lock, [&] { return !pause_requested_ || stop_requested_; });
+  cv_.NotifyAll();
+  while (pause_requested_ && !stop_requested_) cv_.Wait(mu_);
   --parked_;
   run_since_[i] = Clock::now();
   return !stop_requested_;
 }
 
 void VcpuSet::OnGuestStop(RunState state, std::string reason) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (state_ == RunState::kRunning || state_ == RunState::kPaused) {
     state_ = state;
     failure_ = std::move(reason);
@@ -187,14 +191,14 @@ void VcpuSet::OnGuestStop(RunState state, std::string reason) {
   }
   stop_requested_ = true;
   KickAllLocked();
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void VcpuSet::OnThreadExit(VcpuThread& vcpu) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   in_loop_[vcpu.index()] = false;
   --active_;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 }  // namespace vm

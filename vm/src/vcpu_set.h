@@ -26,12 +26,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/result.h"
 #include "vcpu.h"
 
@@ -73,25 +72,25 @@ class VcpuSet final : public VcpuCoordinator {
   void OnThreadExit(VcpuThread& vcpu) override;
 
  private:
-  void KickAllLocked();
-  base::Status StartThreadsLocked();
+  void KickAllLocked() REQUIRES(mu_);
+  base::Status StartThreadsLocked() REQUIRES(mu_);
 
   std::atomic<uint64_t> exits_{0};
   std::vector<std::unique_ptr<VcpuThread>> threads_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  RunState state_ = RunState::kCreated;
-  std::string failure_;
-  bool threads_started_ = false;
-  bool pause_requested_ = false;
-  bool stop_requested_ = false;
-  int throttle_percent_ = 0;
+  mutable base::Mutex mu_;
+  base::CondVar cv_;
+  RunState state_ GUARDED_BY(mu_) = RunState::kCreated;
+  std::string failure_ GUARDED_BY(mu_);
+  bool threads_started_ GUARDED_BY(mu_) = false;
+  bool pause_requested_ GUARDED_BY(mu_) = false;
+  bool stop_requested_ GUARDED_BY(mu_) = false;
+  int throttle_percent_ GUARDED_BY(mu_) = 0;
   // Per vCPU: when it last came back from a throttle sleep or a park.
-  std::vector<std::chrono::steady_clock::time_point> run_since_;
-  size_t parked_ = 0;
-  size_t active_ = 0;          // threads inside their loop
-  std::vector<bool> in_loop_;  // per vCPU index
+  std::vector<std::chrono::steady_clock::time_point> run_since_ GUARDED_BY(mu_);
+  size_t parked_ GUARDED_BY(mu_) = 0;
+  size_t active_ GUARDED_BY(mu_) = 0;          // threads inside their loop
+  std::vector<bool> in_loop_ GUARDED_BY(mu_);  // per vCPU index
 };
 
 }  // namespace vm

@@ -22,9 +22,9 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
+
+#include "base/mutex.h"
 
 namespace vm {
 
@@ -48,11 +48,11 @@ class VcpuThrottle {
   void Loop();
 
   VcpuSet& set_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int percent_ = 0;
-  bool stop_ = false;
-  std::thread thread_;
+  base::Mutex mu_;
+  base::CondVar cv_;
+  int percent_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::thread thread_;  // control thread only
 };
 
 }  // namespace vm

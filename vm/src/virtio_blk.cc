@@ -16,6 +16,7 @@
 
 #include "base/le.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "virtio_blk_state.h"
 #include "virtio_defs.h"
 
@@ -81,34 +82,36 @@ struct VirtioBlk::Impl {
   Impl(GuestMemory& m, std::unique_ptr<storage::Disk> d, std::string n)
       : memory(m), disk(std::move(d)), name(std::move(n)) {}
 
-  uint64_t DeviceFeatures() const {
+  uint64_t DeviceFeatures() const REQUIRES(mu) {
     uint64_t f = kFVersion1 | kBlkFFlush | kBlkFBlkSize | kBlkFSegMax;
     f |= disk->read_only() ? kBlkFRo : kBlkFDiscard | kBlkFWriteZeroes;
     return f;
   }
-  uint32_t RegisterRead(uint64_t offset) const;
-  void RegisterWrite(uint64_t offset, uint32_t value);
-  void ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) const;
-  void WriteStatus(uint32_t value);
-  void EnableQueue();
-  void ProcessQueue();
+  uint32_t RegisterRead(uint64_t offset) const REQUIRES(mu);
+  void RegisterWrite(uint64_t offset, uint32_t value) REQUIRES(mu);
+  void ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) const REQUIRES(mu);
+  void WriteStatus(uint32_t value) REQUIRES(mu);
+  void EnableQueue() REQUIRES(mu);
+  void ProcessQueue() REQUIRES(mu);
   // Walks the chain at head; false means the ring is beyond repair.
-  bool ProcessChain(uint16_t head);
+  bool ProcessChain(uint16_t head) REQUIRES(mu);
   uint8_t Execute(const RequestHeader& h, const std::vector<Segment>& data_in,
-                  const std::vector<Segment>& data_out, uint32_t* written);
+                  const std::vector<Segment>& data_out, uint32_t* written) REQUIRES(mu);
   uint8_t ExecuteDiscard(uint32_t type, const std::vector<Segment>& data_in,
-                         const std::vector<Segment>& data_out);
-  void NeedsReset() { state.status |= kStatusNeedsReset; }
+                         const std::vector<Segment>& data_out) REQUIRES(mu);
+  void NeedsReset() REQUIRES(mu) { state.status |= kStatusNeedsReset; }
   // The disk failed a request: count it, keep and log the first; IOERR.
   // what: "read at offset N (L bytes)".
-  uint8_t DiskFailed(DiskOp op, const std::string& what, const base::Error& cause);
+  uint8_t DiskFailed(DiskOp op, const std::string& what, const base::Error& cause) REQUIRES(mu);
 
   GuestMemory& memory;
-  std::unique_ptr<storage::Disk> disk;
+  std::unique_ptr<storage::Disk> disk GUARDED_BY(mu);
   const std::string name;
-  mutable std::mutex mu;  // guards everything below
-  VirtioBlkState state;
-  VirtioBlkCounters counters;
+  // One request or register access at a time: vCPU threads and the control
+  // thread (Drain, TransformDisk, state) meet here.
+  mutable base::Mutex mu;
+  VirtioBlkState state GUARDED_BY(mu);
+  VirtioBlkCounters counters GUARDED_BY(mu);
 };
 
 uint32_t VirtioBlk::Impl::RegisterRead(uint64_t offset) const {
@@ -146,7 +149,9 @@ void VirtioBlk::Impl::RegisterWrite(uint64_t offset, uint32_t value) {
       break;
     case kRegDriverFeaturesSel: state.driver_features_sel = value; break;
     case kRegQueueSel: state.queue_sel = value; break;
-    case kRegQueueNum: if (queue_writable) state.queue_num = value; break;
+    case kRegQueueNum:
+      if (queue_writable) state.queue_num = value;
+      break;
     case kRegQueueReady:
       if (!q0) break;
       if (value == 1 && !state.queue_ready) EnableQueue();
@@ -157,12 +162,24 @@ void VirtioBlk::Impl::RegisterWrite(uint64_t offset, uint32_t value) {
       break;
     case kRegInterruptAck: state.interrupt_status &= ~value; break;
     case kRegStatus: WriteStatus(value); break;
-    case kRegQueueDescLow: if (queue_writable) SetLow(&state.queue_desc, value); break;
-    case kRegQueueDescHigh: if (queue_writable) SetHigh(&state.queue_desc, value); break;
-    case kRegQueueDriverLow: if (queue_writable) SetLow(&state.queue_driver, value); break;
-    case kRegQueueDriverHigh: if (queue_writable) SetHigh(&state.queue_driver, value); break;
-    case kRegQueueDeviceLow: if (queue_writable) SetLow(&state.queue_device, value); break;
-    case kRegQueueDeviceHigh: if (queue_writable) SetHigh(&state.queue_device, value); break;
+    case kRegQueueDescLow:
+      if (queue_writable) SetLow(&state.queue_desc, value);
+      break;
+    case kRegQueueDescHigh:
+      if (queue_writable) SetHigh(&state.queue_desc, value);
+      break;
+    case kRegQueueDriverLow:
+      if (queue_writable) SetLow(&state.queue_driver, value);
+      break;
+    case kRegQueueDriverHigh:
+      if (queue_writable) SetHigh(&state.queue_driver, value);
+      break;
+    case kRegQueueDeviceLow:
+      if (queue_writable) SetLow(&state.queue_device, value);
+      break;
+    case kRegQueueDeviceHigh:
+      if (queue_writable) SetHigh(&state.queue_device, value);
+      break;
     default: break;  // read-only or reserved: writes are ignored
   }
 }
@@ -191,9 +208,8 @@ void VirtioBlk::Impl::EnableQueue() {
   // A queue whose size or rings are unusable is a driver bug the device cannot
   // work around: refuse it and ask for a reset.
   const uint64_t n = state.queue_num;
-  bool ok = n != 0 && n <= kQueueSizeMax && (n & (n - 1)) == 0 &&
-            state.queue_desc % 16 == 0 && state.queue_driver % 2 == 0 &&
-            state.queue_device % 4 == 0 &&
+  bool ok = n != 0 && n <= kQueueSizeMax && (n & (n - 1)) == 0 && state.queue_desc % 16 == 0 &&
+            state.queue_driver % 2 == 0 && state.queue_device % 4 == 0 &&
             memory.At(state.queue_desc, 16 * n).has_value() &&
             memory.At(state.queue_driver, 6 + 2 * n).has_value() &&
             memory.At(state.queue_device, 6 + 8 * n).has_value();
@@ -205,8 +221,7 @@ void VirtioBlk::Impl::EnableQueue() {
 }
 
 void VirtioBlk::Impl::ProcessQueue() {
-  if (!state.queue_ready || !(state.status & kStatusDriverOk) ||
-      (state.status & kStatusNeedsReset))
+  if (!state.queue_ready || !(state.status & kStatusDriverOk) || (state.status & kStatusNeedsReset))
     return;
   const uint16_t n = uint16_t(state.queue_num);
   for (;;) {
@@ -288,7 +303,11 @@ bool VirtioBlk::Impl::ProcessChain(uint16_t head) {
 
 uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segment>& data_in,
                                  const std::vector<Segment>& data_out, uint32_t* written) {
-  auto fail = [&] { ++counters.errors; return kBlkSIoErr; };
+  auto fail = [&] {
+    mu.AssertHeld();  // called only from here, under mu
+    ++counters.errors;
+    return kBlkSIoErr;
+  };
   switch (h.type) {
     case kBlkTIn:
     case kBlkTOut: {
@@ -311,8 +330,8 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
         if (is_read) memory.MarkDirty(s.gpa, s.len);
         if (!st.has_value())
           return DiskFailed(is_read ? DiskOp::kRead : DiskOp::kWrite,
-                            std::string(is_read ? "read" : "write") + " at offset " + std::to_string(offset) +
-                                " (" + std::to_string(s.len) + " bytes)",
+                            std::string(is_read ? "read" : "write") + " at offset " +
+                                std::to_string(offset) + " (" + std::to_string(s.len) + " bytes)",
                             st.error());
         offset += s.len;
       }
@@ -345,10 +364,8 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
       return kBlkSOk;
     }
     case kBlkTDiscard:
-    case kBlkTWriteZeroes:
-      return ExecuteDiscard(h.type, data_in, data_out);
-    default:
-      return kBlkSUnsupp;
+    case kBlkTWriteZeroes: return ExecuteDiscard(h.type, data_in, data_out);
+    default: return kBlkSUnsupp;
   }
 }
 
@@ -359,7 +376,11 @@ uint8_t VirtioBlk::Impl::Execute(const RequestHeader& h, const std::vector<Segme
 // maximum or past the capacity, and a disk error are IOERR.
 uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment>& data_in,
                                         const std::vector<Segment>& data_out) {
-  auto fail = [&] { ++counters.errors; return kBlkSIoErr; };
+  auto fail = [&] {
+    mu.AssertHeld();  // called only from here, under mu
+    ++counters.errors;
+    return kBlkSIoErr;
+  };
   const bool discard = type == kBlkTDiscard;
   // Not negotiated (never offered for a read-only disk): the driver should not
   // have sent it.
@@ -372,7 +393,8 @@ uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment
   uint8_t raw[kBlkDiscardSegmentBytes * kBlkMaxDiscardSegments];
   uint64_t have = 0;
   for (const Segment& s : data_out) {
-    if (!memory.Read(s.gpa, raw + have, s.len).has_value()) return fail();  // checked in ProcessChain
+    if (!memory.Read(s.gpa, raw + have, s.len).has_value())
+      return fail();  // checked in ProcessChain
     have += s.len;
   }
   struct Range {
@@ -397,11 +419,12 @@ uint8_t VirtioBlk::Impl::ExecuteDiscard(uint32_t type, const std::vector<Segment
     const uint64_t offset = r.sector * storage::kSectorSize;
     const uint64_t len = uint64_t{r.sectors} * storage::kSectorSize;
     // Write zeroes with unmap may deallocate: Discard also reads as zeros.
-    base::Status st = discard || r.unmap ? disk->Discard(offset, len) : disk->WriteZeroes(offset, len);
+    base::Status st =
+        discard || r.unmap ? disk->Discard(offset, len) : disk->WriteZeroes(offset, len);
     if (!st.has_value())
       return DiskFailed(DiskOp::kWrite,
-                        std::string(discard ? "discard" : "write-zeroes") + " at offset " + std::to_string(offset) +
-                            " (" + std::to_string(len) + " bytes)",
+                        std::string(discard ? "discard" : "write-zeroes") + " at offset " +
+                            std::to_string(offset) + " (" + std::to_string(len) + " bytes)",
                         st.error());
   }
   return kBlkSOk;
@@ -423,9 +446,10 @@ uint8_t VirtioBlk::Impl::DiskFailed(DiskOp op, const std::string& what, const ba
                                        .count();
     // Once per disk, with the device mutex held: rare, and a later error of
     // this disk cannot interleave with it.
-    base::LogError(name + ": " + message +
-                   "; the guest got an I/O error and the vm keeps running (later errors of this disk are "
-                   "counted, not logged)");
+    base::LogError(
+        name + ": " + message +
+        "; the guest got an I/O error and the vm keeps running (later errors of this disk are "
+        "counted, not logged)");
   }
   return kBlkSIoErr;
 }
@@ -441,8 +465,7 @@ void VirtioBlk::Impl::ConfigRead(uint64_t offset, uint8_t* data, uint32_t len) c
   base::PutLe32(config + kConfigMaxWriteZeroesSectors, kBlkMaxDiscardSectors);
   base::PutLe32(config + kConfigMaxWriteZeroesSeg, kBlkMaxDiscardSegments);
   config[kConfigWriteZeroesMayUnmap] = 1;
-  for (uint32_t i = 0; i < len; ++i)
-    data[i] = offset + i < kConfigBytes ? config[offset + i] : 0;
+  for (uint32_t i = 0; i < len; ++i) data[i] = offset + i < kConfigBytes ? config[offset + i] : 0;
 }
 
 VirtioBlk::VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk, std::string name)
@@ -451,7 +474,7 @@ VirtioBlk::VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk, s
 VirtioBlk::~VirtioBlk() = default;
 
 void VirtioBlk::MmioRead(uint64_t offset, uint8_t* data, uint32_t len) {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   if (offset >= kRegConfig) {
     impl_->ConfigRead(offset - kRegConfig, data, len);
     return;
@@ -462,7 +485,7 @@ void VirtioBlk::MmioRead(uint64_t offset, uint8_t* data, uint32_t len) {
 }
 
 void VirtioBlk::MmioWrite(uint64_t offset, const uint8_t* data, uint32_t len) {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   // Config space is read-only for a block device; odd-width register writes
   // are ignored.
   if (offset >= kRegConfig || len != 4 || offset % 4 != 0) return;
@@ -474,30 +497,33 @@ void VirtioBlk::MmioWrite(uint64_t offset, const uint8_t* data, uint32_t len) {
 // must carry them even when the destination reads the disk through another
 // host's cache (a shared or mirrored image), so they must be durable first.
 base::Status VirtioBlk::Drain() {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   base::Status st = impl_->disk->Flush();
   if (!st.has_value()) return st.error().Wrap("drain virtio-blk");
   return base::Ok();
 }
 
 base::Status VirtioBlk::TransformDisk(const DiskTransform& fn) {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   const uint64_t size = impl_->disk->size();
   const bool read_only = impl_->disk->read_only();
   auto next = fn(impl_->disk);
   if (!next.has_value()) {
     // fn's contract: on error `current` is left as it was.
     if (!impl_->disk)
-      return base::Error(base::Code::kInternal, "transform disk: the transform failed and dropped the disk");
+      return base::Error(base::Code::kInternal,
+                         "transform disk: the transform failed and dropped the disk");
     return next.error();
   }
-  if (!*next) return base::Error(base::Code::kInternal, "transform disk: the transform returned no disk");
+  if (!*next)
+    return base::Error(base::Code::kInternal, "transform disk: the transform returned no disk");
   // The guest was told the capacity and the read-only bit; a disk that
   // changes either would make its requests mean something else.
   if ((*next)->size() != size || (*next)->read_only() != read_only) {
-    std::string what = "transform disk: the new disk has " + std::to_string((*next)->size()) + " bytes" +
-                       ((*next)->read_only() ? " read-only" : " writable") + ", the guest sees " +
-                       std::to_string(size) + " bytes" + (read_only ? " read-only" : " writable");
+    std::string what = "transform disk: the new disk has " + std::to_string((*next)->size()) +
+                       " bytes" + ((*next)->read_only() ? " read-only" : " writable") +
+                       ", the guest sees " + std::to_string(size) + " bytes" +
+                       (read_only ? " read-only" : " writable");
     if (impl_->disk) return base::Error(base::Code::kFailedPrecondition, what);  // old disk kept
     impl_->disk = std::move(*next);  // fn consumed the old one; keep what exists
     return base::Error(base::Code::kInternal, what);
@@ -507,14 +533,14 @@ base::Status VirtioBlk::TransformDisk(const DiskTransform& fn) {
 }
 
 std::string VirtioBlk::SaveState() const {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   return EncodeVirtioBlkState(impl_->state, impl_->disk->size(), impl_->disk->read_only());
 }
 
 base::Status VirtioBlk::RestoreState(std::string_view blob) {
-  std::lock_guard lock(impl_->mu);
-  ASSIGN_OR_RETURN(VirtioBlkState s, DecodeVirtioBlkState(blob, impl_->disk->size(),
-                                                          impl_->disk->read_only()));
+  base::MutexLock lock(impl_->mu);
+  ASSIGN_OR_RETURN(VirtioBlkState s,
+                   DecodeVirtioBlkState(blob, impl_->disk->size(), impl_->disk->read_only()));
   // The rings must lie in this VM's RAM; the memory itself is restored first.
   if (s.queue_ready) {
     const uint64_t n = s.queue_num;
@@ -529,7 +555,7 @@ base::Status VirtioBlk::RestoreState(std::string_view blob) {
 }
 
 VirtioBlkCounters VirtioBlk::counters() const {
-  std::lock_guard lock(impl_->mu);
+  base::MutexLock lock(impl_->mu);
   return impl_->counters;
 }
 
@@ -579,8 +605,8 @@ base::Result<VirtioBlkState> DecodeVirtioBlkState(std::string_view blob, uint64_
   if (saved_capacity != capacity || (saved_ro == 1) != read_only)
     return base::Error(base::Code::kFailedPrecondition,
                        "virtio-blk state was saved for a " + std::to_string(saved_capacity) +
-                           "-byte " + (saved_ro ? "read-only" : "writable") + " disk, this one is " +
-                           std::to_string(capacity) + " bytes " +
+                           "-byte " + (saved_ro ? "read-only" : "writable") +
+                           " disk, this one is " + std::to_string(capacity) + " bytes " +
                            (read_only ? "read-only" : "writable"));
   VirtioBlkState s;
   ASSIGN_OR_RETURN(s.status, r.U32());

@@ -8,14 +8,14 @@
 #include <memory>
 #include <mutex>
 
-#include "mmio_device.h"
 #include "guest_memory.h"
+#include "mmio_device.h"
 #include "storage/disk.h"
 
 namespace vm {
 
-using DiskTransform =
-    std::function<base::Result<std::unique_ptr<storage::Disk>>(std::unique_ptr<storage::Disk>& current)>;
+using DiskTransform = std::function<base::Result<std::unique_ptr<storage::Disk>>(
+    std::unique_ptr<storage::Disk>& current)>;
 
 // Longest first_error kept (the cause is cut there): it travels in the
 // worker's status reply.
@@ -43,7 +43,8 @@ class VirtioBlk final : public MmioDevice {
  public:
   // Borrows memory (must outlive the device); owns the disk. name says which
   // disk this is in the log ("disk 0 (/srv/web1.qcow2)").
-  VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk, std::string name = "virtio-blk");
+  VirtioBlk(GuestMemory& memory, std::unique_ptr<storage::Disk> disk,
+            std::string name = "virtio-blk");
   ~VirtioBlk() override;
 
   void MmioRead(uint64_t offset, uint8_t* data, uint32_t len) override;

@@ -93,9 +93,9 @@ inline constexpr uint32_t kBlkMaxDiscardSegments = 16;
 inline constexpr uint32_t kBlkDiscardSectorAlignment = 8;  // 4 KiB: a hint to the driver
 
 // Block config space layout (§5.2.4): offsets within the config window.
-inline constexpr uint64_t kConfigCapacity = 0;  // le64, 512-byte sectors
-inline constexpr uint64_t kConfigSegMax = 12;   // le32
-inline constexpr uint64_t kConfigBlkSize = 20;  // le32
+inline constexpr uint64_t kConfigCapacity = 0;                 // le64, 512-byte sectors
+inline constexpr uint64_t kConfigSegMax = 12;                  // le32
+inline constexpr uint64_t kConfigBlkSize = 20;                 // le32
 inline constexpr uint64_t kConfigMaxDiscardSectors = 36;       // le32
 inline constexpr uint64_t kConfigMaxDiscardSeg = 40;           // le32
 inline constexpr uint64_t kConfigDiscardSectorAlignment = 44;  // le32

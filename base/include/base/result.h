@@ -18,19 +18,19 @@ enum class Code : int {
   kOk = 0,
   kCancelled = 1,
   kUnknown = 2,
-  kInvalidArgument = 3,    // the request itself is wrong; do not retry as is
+  kInvalidArgument = 3,  // the request itself is wrong; do not retry as is
   kDeadlineExceeded = 4,
   kNotFound = 5,
   kAlreadyExists = 6,
   kPermissionDenied = 7,
-  kResourceExhausted = 8,  // disk full, limit reached
-  kFailedPrecondition = 9, // state must be fixed before retrying
-  kAborted = 10,           // retry at a higher level
+  kResourceExhausted = 8,   // disk full, limit reached
+  kFailedPrecondition = 9,  // state must be fixed before retrying
+  kAborted = 10,            // retry at a higher level
   kOutOfRange = 11,
   kUnimplemented = 12,
   kInternal = 13,
-  kUnavailable = 14,       // transient; retrying the call may work
-  kDataLoss = 15,          // corruption: raise an alarm
+  kUnavailable = 14,  // transient; retrying the call may work
+  kDataLoss = 15,     // corruption: raise an alarm
   kUnauthenticated = 16,
 };
 
@@ -69,20 +69,28 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   using value_type = T;
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
-  template <typename U,
-            typename = std::enable_if_t<std::is_constructible_v<T, U&&> &&
-                                        !std::is_same_v<std::decay_t<U>, Result> &&
-                                        !std::is_same_v<std::decay_t<U>, Error>>>
+  template <typename U, typename = std::enable_if_t<std::is_constructible_v<T, U&&> &&
+                                                    !std::is_same_v<std::decay_t<U>, Result> &&
+                                                    !std::is_same_v<std::decay_t<U>, Error>>>
   Result(U&& value) : v_(std::in_place_index<0>, T(std::forward<U>(value))) {}  // NOLINT
 
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
 
-  T& value() & { Check(); return std::get<0>(v_); }
-  const T& value() const& { Check(); return std::get<0>(v_); }
-  T&& value() && { Check(); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    Check();
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    Check();
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    Check();
+    return std::get<0>(std::move(v_));
+  }
   const Error& error() const { return std::get<1>(v_); }
 
   T& operator*() & { return value(); }
@@ -125,9 +133,9 @@ inline Status Ok() { return Status(); }
 #define FERRY_CONCAT(a, b) FERRY_CONCAT_INNER(a, b)
 
 // RETURN_IF_ERROR(expr): expr yields a Result<T>; on error, returns its Error.
-#define RETURN_IF_ERROR(expr)                                  \
-  do {                                                         \
-    auto&& ferry_status_ = (expr);                             \
+#define RETURN_IF_ERROR(expr)                                     \
+  do {                                                            \
+    auto&& ferry_status_ = (expr);                                \
     if (!ferry_status_.has_value()) return ferry_status_.error(); \
   } while (0)
 

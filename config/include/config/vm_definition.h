@@ -41,9 +41,9 @@ struct DiskSpec {
 // writable qcow2 overlay on it. The checkpoints form a tree through `parent`;
 // the VM's disks build on `VmDefinition::current_checkpoint`.
 struct CheckpointSpec {
-  std::string name;              // like a VM name: [A-Za-z0-9._-]{1,64}, not starting with '.'
-  int64_t created_unix_ms = 0;   // when it was taken
-  std::string parent;            // the checkpoint the disks built on then; "" for none
+  std::string name;             // like a VM name: [A-Za-z0-9._-]{1,64}, not starting with '.'
+  int64_t created_unix_ms = 0;  // when it was taken
+  std::string parent;           // the checkpoint the disks built on then; "" for none
   // One per disk, in disk order: the read-only file that holds disk i's
   // contents at this checkpoint (with its backing chain). Absolute, or
   // relative to the VM directory. A read-only disk never changes, so its
@@ -58,8 +58,8 @@ struct VmDefinition {
   uint32_t vcpus = 1;                    // 1..8
   uint64_t memory_bytes = 256ull << 20;  // multiple of 2 MiB, kMin..kMaxVmMemoryBytes
   bool processor_compatibility = false;
-  std::string program;  // guest program (flat binary loaded at 1 MiB)
-  std::string cmdline;  // passed to the guest in its parameter page
+  std::string program;          // guest program (flat binary loaded at 1 MiB)
+  std::string cmdline;          // passed to the guest in its parameter page
   std::vector<DiskSpec> disks;  // path: each disk's writable top
   // In creation order; a parent always comes before its children.
   std::vector<CheckpointSpec> checkpoints;

@@ -35,17 +35,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string_view>
 #include <thread>
 
 #include "base/clock.h"
 #include "base/event_fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "storage/block_sink.h"
 #include "storage/dirty_bitmap.h"
@@ -96,8 +95,8 @@ struct MirrorOptions {
   // The rate while the guest is busy (at most max_bytes_per_second), so the
   // copy converges as long as the guest dirties less than this per second.
   uint64_t min_bytes_per_second = 16 << 20;
-  SourceOpener open_source;             // empty: read through the tracking disk
-  base::Clock* clock = nullptr;         // null: the monotonic clock
+  SourceOpener open_source;      // empty: read through the tracking disk
+  base::Clock* clock = nullptr;  // null: the monotonic clock
 };
 
 struct MirrorProgress {
@@ -195,7 +194,7 @@ class MirrorJob {
   // The rate allowed now, ending the pacer's window first if it is over.
   uint64_t PaceRate(uint64_t now_ns);
   // The job's final status; only once the state is terminal.
-  base::Status FinalStatus() const;  // mu_ held
+  base::Status FinalStatus() const REQUIRES(mu_);
 
   TrackingDisk& source_;
   BlockSink& sink_;
@@ -215,18 +214,20 @@ class MirrorJob {
   GuestIoStats pacer_stats_;              // guest counters at that start
   uint64_t pace_next_ns_ = 0;
 
-  mutable std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
-  MirrorState state_ = MirrorState::kCopying;
-  std::optional<base::Error> error_;
-  uint64_t copied_ = 0;
-  uint64_t unscanned_ = 0;
-  double rate_ = 0;
-  uint64_t rate_mark_ns_ = 0;
-  uint64_t rate_mark_bytes_ = 0;
+  mutable base::Mutex mu_;  // the state and progress below
+  base::CondVar cv_;
+  MirrorState state_ GUARDED_BY(mu_) = MirrorState::kCopying;
+  std::optional<base::Error> error_ GUARDED_BY(mu_);
+  uint64_t copied_ GUARDED_BY(mu_) = 0;
+  uint64_t unscanned_ GUARDED_BY(mu_) = 0;
+  double rate_ GUARDED_BY(mu_) = 0;
+  uint64_t rate_mark_ns_ GUARDED_BY(mu_) = 0;
+  uint64_t rate_mark_bytes_ GUARDED_BY(mu_) = 0;
 
-  std::mutex join_mu_;  // one joiner at a time
-  std::thread thread_;  // last: started after every member above exists
+  base::Mutex join_mu_;  // one joiner at a time
+  // Last: started after every member above exists. Started by Start() before
+  // the job is shared, then joined only under join_mu_.
+  std::thread thread_;
 };
 
 }  // namespace storage

@@ -34,14 +34,13 @@
 // apply here; calls into the inner disk are serialised by io_mu_.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
 #include "base/event_fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "storage/block_sink.h"
 #include "storage/dirty_bitmap.h"
@@ -144,37 +143,37 @@ class TrackingDisk final : public Disk {
   TrackingDisk(std::unique_ptr<Disk> inner, DirtyBitmap dirty, DirtyBitmap unsynced);
   // Waits while paused and counts the op as in flight; returns its admission
   // time for EndGuestOp's latency accounting.
-  uint64_t BeginGuestOp(std::unique_lock<std::mutex>& lock);
-  void EndGuestOp(std::unique_lock<std::mutex>& lock, uint64_t begin_ns);
-  WriteKind ClassifyWrite(uint64_t offset, uint64_t end) const;  // mu_ held
+  uint64_t BeginGuestOp() REQUIRES(mu_);
+  void EndGuestOp(uint64_t begin_ns) REQUIRES(mu_);
+  WriteKind ClassifyWrite(uint64_t offset, uint64_t end) const REQUIRES(mu_);
   // Every guest change of contents (Write, Discard, WriteZeroes): classified,
   // source_op(inner) under io_mu_, then sink_op(sink) or the dirty bit. `what`
   // prefixes a sink error.
   template <typename SourceOp, typename SinkOp>
   base::Status GuestWrite(const char* what, uint64_t offset, uint64_t len, SourceOp source_op,
                           SinkOp sink_op);
-  void Wake() const;
+  void Wake() const REQUIRES(mu_);
 
   const uint64_t size_;
   const bool read_only_;
   DirtyBitmap dirty_;  // atomic bits: set without mu_
 
-  mutable std::mutex io_mu_;     // serialises calls into inner_
-  std::unique_ptr<Disk> inner_;  // guarded by io_mu_
+  mutable base::Mutex io_mu_;  // serialises calls into inner_
+  std::unique_ptr<Disk> inner_ GUARDED_BY(io_mu_);
 
-  mutable std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
-  bool paused_ = false;
-  uint64_t guest_ops_ = 0;  // guest Read/Write/Flush in flight
-  uint64_t guest_flushes_ = 0;  // guest Flush in flight
-  uint64_t guest_done_ = 0;     // guest ops completed (GuestIoStats::ops)
-  uint64_t guest_busy_ns_ = 0;  // their summed latency
-  BlockSink* sink_ = nullptr;
-  int wake_fd_ = -1;
-  std::optional<base::Error> mirror_error_;
-  std::optional<Range> copying_;
-  std::vector<Range> write_through_;  // in flight
-  DirtyBitmap unsynced_;
+  mutable base::Mutex mu_;  // guest-op accounting and the mirror state below
+  base::CondVar cv_;
+  bool paused_ GUARDED_BY(mu_) = false;
+  uint64_t guest_ops_ GUARDED_BY(mu_) = 0;      // guest Read/Write/Flush in flight
+  uint64_t guest_flushes_ GUARDED_BY(mu_) = 0;  // guest Flush in flight
+  uint64_t guest_done_ GUARDED_BY(mu_) = 0;     // guest ops completed (GuestIoStats::ops)
+  uint64_t guest_busy_ns_ GUARDED_BY(mu_) = 0;  // their summed latency
+  BlockSink* sink_ GUARDED_BY(mu_) = nullptr;
+  int wake_fd_ GUARDED_BY(mu_) = -1;
+  std::optional<base::Error> mirror_error_ GUARDED_BY(mu_);
+  std::optional<Range> copying_ GUARDED_BY(mu_);
+  std::vector<Range> write_through_ GUARDED_BY(mu_);  // in flight
+  DirtyBitmap unsynced_ GUARDED_BY(mu_);
 };
 
 }  // namespace storage

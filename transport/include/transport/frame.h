@@ -43,7 +43,7 @@ inline constexpr uint32_t kKnownFrameFlags = kFlagCompressed;
 
 struct FrameHeader {
   uint16_t version = kProtocolVersion;
-  uint16_t type = 0;      // 0 is invalid, so a zeroed header is never a frame
+  uint16_t type = 0;  // 0 is invalid, so a zeroed header is never a frame
   uint32_t flags = 0;
   uint32_t length = 0;    // payload bytes as sent
   uint64_t sequence = 0;  // 0 for the first frame of each direction, +1 per frame

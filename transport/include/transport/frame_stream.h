@@ -40,7 +40,7 @@ class Deadline;  // private (src/socket_wait.h)
 
 struct Frame {
   uint16_t type = 0;
-  uint32_t flags = 0;      // as received; kFlagCompressed tells how it travelled
+  uint32_t flags = 0;  // as received; kFlagCompressed tells how it travelled
   uint64_t sequence = 0;
   std::vector<uint8_t> payload;  // decompressed
 };
@@ -50,7 +50,7 @@ struct StreamCounters {
   uint64_t bytes_sent = 0;          // on the wire, headers included
   uint64_t payload_bytes_sent = 0;  // before compression
   uint64_t frames_received = 0;
-  uint64_t bytes_received = 0;      // on the wire, headers included
+  uint64_t bytes_received = 0;  // on the wire, headers included
 };
 
 class FrameStream {
@@ -117,12 +117,12 @@ class FrameStream {
   // 0 = not negotiated yet. Written only by the hello exchange, which runs
   // before any other thread uses the stream.
   uint16_t version_ = 0;
-  uint64_t next_send_sequence_ = 0;     // owned by the sending thread
-  uint64_t next_receive_sequence_ = 0;  // owned by the receiving thread
-  bool send_broken_ = false;            // a frame was half sent
-  bool receive_broken_ = false;         // a frame was half received
-  std::vector<uint8_t> send_buffer_;    // compressed output, sender's thread
-  std::vector<uint8_t> receive_buffer_; // compressed input, receiver's thread
+  uint64_t next_send_sequence_ = 0;      // owned by the sending thread
+  uint64_t next_receive_sequence_ = 0;   // owned by the receiving thread
+  bool send_broken_ = false;             // a frame was half sent
+  bool receive_broken_ = false;          // a frame was half received
+  std::vector<uint8_t> send_buffer_;     // compressed output, sender's thread
+  std::vector<uint8_t> receive_buffer_;  // compressed input, receiver's thread
   std::atomic<bool> shut_down_{false};
   std::atomic<uint64_t> frames_sent_{0};
   std::atomic<uint64_t> bytes_sent_{0};

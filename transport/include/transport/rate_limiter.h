@@ -7,8 +7,8 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "base/result.h"
 
 namespace transport {
@@ -32,16 +32,16 @@ class RateLimiter {
   static uint64_t BurstFor(uint64_t bytes_per_second);
 
  private:
-  void RefillLocked(uint64_t now_ns);
+  void RefillLocked(uint64_t now_ns) REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  uint64_t rate_;              // bytes per second; 0 = unlimited
+  mutable base::Mutex mu_;
+  uint64_t rate_ GUARDED_BY(mu_);  // bytes per second; 0 = unlimited
   // Cumulative accounting: reserved_ counts every byte handed out, credit_
   // every byte the bucket has earned (initial burst + refill). A request
   // whose reservation ends at position P may go once credit_ >= P.
-  double credit_ = 0;
-  double reserved_ = 0;
-  uint64_t last_refill_ns_ = 0;
+  double credit_ GUARDED_BY(mu_) = 0;
+  double reserved_ GUARDED_BY(mu_) = 0;
+  uint64_t last_refill_ns_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace transport

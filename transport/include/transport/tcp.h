@@ -15,10 +15,10 @@
 namespace transport {
 
 struct PeerAddress {
-  int family = 0;                    // AF_INET or AF_INET6
-  std::array<uint8_t, 16> address{}; // network order; IPv4 uses the first 4 bytes
+  int family = 0;                     // AF_INET or AF_INET6
+  std::array<uint8_t, 16> address{};  // network order; IPv4 uses the first 4 bytes
   uint16_t port = 0;
-  std::string text;                  // "127.0.0.2:41234", "[::1]:5"
+  std::string text;  // "127.0.0.2:41234", "[::1]:5"
 };
 
 // Socket buffers for bulk streams: enough for a few ms of a 10 Gb/s link.

@@ -9,7 +9,7 @@ __attribute__((noreturn)) void power_off(uint8_t code);
 
 /* Exit codes shared by the guests. */
 #define GUEST_EXIT_OK 0
-#define GUEST_EXIT_ERRORS 1   /* the workload detected corruption */
-#define GUEST_EXIT_SETUP 2    /* bad arguments, too little RAM, no disk */
+#define GUEST_EXIT_ERRORS 1 /* the workload detected corruption */
+#define GUEST_EXIT_SETUP 2  /* bad arguments, too little RAM, no disk */
 
 #endif /* FERRY_GUEST_POWER_H_ */

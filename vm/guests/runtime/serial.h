@@ -10,8 +10,8 @@ void serial_lock(void);
 void serial_unlock(void);
 void put_char(char c);
 void put_str(const char* s);
-void put_u64(uint64_t v);  /* decimal */
-void put_hex(uint64_t v);  /* 0x-prefixed */
+void put_u64(uint64_t v); /* decimal */
+void put_hex(uint64_t v); /* 0x-prefixed */
 /* put_str(key); put_u64(v) — for "key=value" fields. */
 void put_kv(const char* key, uint64_t v);
 

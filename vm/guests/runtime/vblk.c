@@ -8,15 +8,28 @@
 #include "vm/guest_abi.h"
 
 enum {
-  REG_MAGIC = 0x000, REG_VERSION = 0x004, REG_DEVICE_ID = 0x008,
-  REG_DEVICE_FEATURES = 0x010, REG_DEVICE_FEATURES_SEL = 0x014,
-  REG_DRIVER_FEATURES = 0x020, REG_DRIVER_FEATURES_SEL = 0x024,
-  REG_QUEUE_SEL = 0x030, REG_QUEUE_NUM_MAX = 0x034, REG_QUEUE_NUM = 0x038,
-  REG_QUEUE_READY = 0x044, REG_QUEUE_NOTIFY = 0x050, REG_INTERRUPT_ACK = 0x064,
-  REG_STATUS = 0x070, REG_QUEUE_DESC_LOW = 0x080, REG_QUEUE_DESC_HIGH = 0x084,
-  REG_QUEUE_DRIVER_LOW = 0x090, REG_QUEUE_DRIVER_HIGH = 0x094,
-  REG_QUEUE_DEVICE_LOW = 0x0a0, REG_QUEUE_DEVICE_HIGH = 0x0a4,
-  REG_CONFIG_GENERATION = 0x0fc, REG_CONFIG = 0x100,
+  REG_MAGIC = 0x000,
+  REG_VERSION = 0x004,
+  REG_DEVICE_ID = 0x008,
+  REG_DEVICE_FEATURES = 0x010,
+  REG_DEVICE_FEATURES_SEL = 0x014,
+  REG_DRIVER_FEATURES = 0x020,
+  REG_DRIVER_FEATURES_SEL = 0x024,
+  REG_QUEUE_SEL = 0x030,
+  REG_QUEUE_NUM_MAX = 0x034,
+  REG_QUEUE_NUM = 0x038,
+  REG_QUEUE_READY = 0x044,
+  REG_QUEUE_NOTIFY = 0x050,
+  REG_INTERRUPT_ACK = 0x064,
+  REG_STATUS = 0x070,
+  REG_QUEUE_DESC_LOW = 0x080,
+  REG_QUEUE_DESC_HIGH = 0x084,
+  REG_QUEUE_DRIVER_LOW = 0x090,
+  REG_QUEUE_DRIVER_HIGH = 0x094,
+  REG_QUEUE_DEVICE_LOW = 0x0a0,
+  REG_QUEUE_DEVICE_HIGH = 0x0a4,
+  REG_CONFIG_GENERATION = 0x0fc,
+  REG_CONFIG = 0x100,
 };
 
 #define STATUS_ACK 1u
@@ -67,7 +80,8 @@ static uint64_t read_capacity(struct vblk* d) {
 
 int vblk_init(struct vblk* d, uint32_t index) {
   memset((void*)d, 0, sizeof(*d));
-  d->regs = (volatile uint32_t*)(uintptr_t)(FERRY_VIRTIO_MMIO_GPA + index * FERRY_VIRTIO_MMIO_STRIDE);
+  d->regs =
+      (volatile uint32_t*)(uintptr_t)(FERRY_VIRTIO_MMIO_GPA + index * FERRY_VIRTIO_MMIO_STRIDE);
   if (reg_read(d, REG_MAGIC) != 0x74726976 || reg_read(d, REG_VERSION) != 2 ||
       reg_read(d, REG_DEVICE_ID) != 2) {
     serial_lock();
@@ -95,7 +109,8 @@ int vblk_init(struct vblk* d, uint32_t index) {
   reg_write(d, REG_DRIVER_FEATURES, (uint32_t)(wanted >> 32));
   status |= STATUS_FEATURES_OK;
   reg_write(d, REG_STATUS, status);
-  if (!(reg_read(d, REG_STATUS) & STATUS_FEATURES_OK)) return fail(d, "device refused our features");
+  if (!(reg_read(d, REG_STATUS) & STATUS_FEATURES_OK))
+    return fail(d, "device refused our features");
   d->read_only = (wanted & F_BLK_RO) != 0;
   d->has_flush = (wanted & F_BLK_FLUSH) != 0;
 
@@ -145,7 +160,8 @@ static int submit(struct vblk* d) {
   return d->status;
 }
 
-static void set_desc(struct vblk* d, int i, const volatile void* addr, uint32_t len, uint16_t flags) {
+static void set_desc(struct vblk* d, int i, const volatile void* addr, uint32_t len,
+                     uint16_t flags) {
   d->desc[i].addr = (uintptr_t)addr;
   d->desc[i].len = len;
   d->desc[i].flags = flags;

@@ -51,7 +51,7 @@
 #define FERRY_PROGRAM_GPA 0x100000ull
 #define FERRY_MAX_VCPUS 8
 #define FERRY_STACK_SIZE 0x8000ull
-#define FERRY_STACK_TOP(i) (0x90000ull - (uint64_t)(i) * FERRY_STACK_SIZE)
+#define FERRY_STACK_TOP(i) (0x90000ull - (uint64_t)(i)*FERRY_STACK_SIZE)
 #define FERRY_MAX_PROGRAM_BYTES (8ull << 20)
 
 #define FERRY_SERIAL_PORT 0x3f8 /* 16550-compatible transmit at +0, LSR at +5 */
@@ -68,12 +68,12 @@
 /* Written by the VMM at boot. The guest treats the whole page as read-only;
  * the VMM changes only tsc_offset, and only while every vCPU is paused. */
 struct ferry_guest_params {
-  uint64_t magic;         /* FERRY_PARAMS_MAGIC */
-  uint64_t memory_bytes;  /* guest RAM size; RAM is [0, memory_bytes) */
-  uint64_t tsc_khz;       /* guest time ticks per millisecond (see tsc_offset) */
+  uint64_t magic;        /* FERRY_PARAMS_MAGIC */
+  uint64_t memory_bytes; /* guest RAM size; RAM is [0, memory_bytes) */
+  uint64_t tsc_khz;      /* guest time ticks per millisecond (see tsc_offset) */
   uint32_t vcpu_count;
-  uint32_t disk_count;    /* virtio-blk devices at FERRY_VIRTIO_MMIO_GPA + i*STRIDE */
-  uint64_t program_end;   /* first free byte after the loaded program (2 MiB aligned) */
+  uint32_t disk_count;             /* virtio-blk devices at FERRY_VIRTIO_MMIO_GPA + i*STRIDE */
+  uint64_t program_end;            /* first free byte after the loaded program (2 MiB aligned) */
   char cmdline[FERRY_CMDLINE_MAX]; /* NUL-terminated, "key=value key=value" */
   /* Paravirtual clock (the purpose of KVM's kvmclock, in one field):
    *

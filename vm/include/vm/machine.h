@@ -36,8 +36,8 @@ namespace vm {
 
 struct MachineOptions {
   config::VmDefinition definition;
-  std::string vm_dir;        // relative disk and program paths resolve here
-  std::string console_path;  // serial output is appended to this file
+  std::string vm_dir;                   // relative disk and program paths resolve here
+  std::string console_path;             // serial output is appended to this file
   std::string kvm_device = "/dev/kvm";  // tests point this elsewhere to check errors
 };
 
@@ -190,7 +190,7 @@ class Machine {
   virtual base::Status SetThrottle(int percent) = 0;
   virtual int throttle() const = 0;
 
-  virtual base::Status Start() = 0;   // kCreated -> kRunning
+  virtual base::Status Start() = 0;  // kCreated -> kRunning
   // Stops every vCPU outside KVM_RUN with device I/O drained. Idempotent.
   // From kCreated it only marks the machine paused (Resume then starts it).
   virtual base::Status Pause() = 0;

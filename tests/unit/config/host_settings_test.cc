@@ -58,7 +58,7 @@ max_live_moves = 4
 max_storage_moves = 64
 networks = ["10.0.0.0/24", "fd00::/64"]
 authentication = "credssp"
-performance = "smb"
+performance = "tcp"
 )",
                              "host.toml");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
@@ -80,13 +80,12 @@ performance = "smb"
   EXPECT_EQ(r->networks[0].text, "10.0.0.0/24");
   EXPECT_EQ(r->networks[1].prefix_length, 64);
   EXPECT_EQ(r->authentication, AuthenticationType::kCredSsp);
-  EXPECT_EQ(r->performance, PerformanceOption::kSmb);
+  EXPECT_EQ(r->performance, PerformanceOption::kTcp);
 }
 
 TEST(HostSettingsTest, EnumWords) {
   for (auto [word, value] : {std::pair{"tcp", PerformanceOption::kTcp},
-                             std::pair{"compression", PerformanceOption::kCompression},
-                             std::pair{"smb", PerformanceOption::kSmb}}) {
+                             std::pair{"compression", PerformanceOption::kCompression}}) {
     auto r = ParseHostSettings(std::string("[migration]\nperformance = \"") + word + "\"\n", "h");
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
     EXPECT_EQ(r->performance, value);
@@ -96,6 +95,21 @@ TEST(HostSettingsTest, EnumWords) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->authentication, AuthenticationType::kKerberos);
   EXPECT_EQ(ToString(AuthenticationType::kCredSsp), "credssp");
+  EXPECT_EQ(ToString(PerformanceOption::kSmb), "smb");
+}
+
+// SMB3 is not built: "smb" must not read as a working transport.
+TEST(HostSettingsTest, SmbIsRefusedUntilBuilt) {
+  ExpectError("[migration]\nperformance = \"smb\"\n",
+              "host.toml: migration.performance: \"smb\" (SMB3 transfer) is not built yet; use \"tcp\" or "
+              "\"compression\"");
+}
+
+TEST(HostSettingsTest, AuthenticationIsAcceptedButSaysItIsNotEnforced) {
+  auto r = ParseHostSettings("[migration]\nauthentication = \"credssp\"\n", "host.toml");
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->authentication, AuthenticationType::kCredSsp);
+  EXPECT_NE(std::string(kAuthenticationNotEnforced).find("not enforced"), std::string::npos);
 }
 
 TEST(HostSettingsTest, SyntaxErrorNamesFileLineAndColumn) {
@@ -214,8 +228,9 @@ TEST(HostSettingsTest, Choices) {
               "host.toml: migration.authentication: must be one of \"kerberos\", \"credssp\", got "
               "\"Kerberos\"");
   ExpectError("[migration]\nperformance = 3\n",
-              "host.toml: migration.performance: must be one of \"tcp\", \"compression\", \"smb\", "
-              "got 3");
+              "host.toml: migration.performance: must be one of \"tcp\", \"compression\", got 3");
+  ExpectError("[migration]\nperformance = \"SMB\"\n",
+              "host.toml: migration.performance: must be one of \"tcp\", \"compression\", got \"SMB\"");
 }
 
 TEST(HostSettingsTest, LongValuesAreAbbreviatedInMessages) {

@@ -1,6 +1,7 @@
 // host.toml: parsing, defaults and validation. Schema: docs/config.md.
 #include "config/host_settings.h"
 
+#include <arpa/inet.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -33,6 +34,13 @@ base::Status ReadListenAddresses(TableReader& r, HostSettings& s) {
     std::string key = "listen_addresses[" + std::to_string(i) + "]";
     auto address = ParseListenAddress((*texts)[i]);
     if (!address) return r.Invalid(key, address.error().message());
+    // The peer listener binds an address; a name would pass here and stop
+    // ferryd at start, so it is refused where the file is read.
+    in6_addr ip{};
+    if (::inet_pton(AF_INET, address->host.c_str(), &ip) != 1 && ::inet_pton(AF_INET6, address->host.c_str(), &ip) != 1) {
+      return r.Invalid(key, "listen address " + QuoteToml((*texts)[i]) +
+                                ": must be an IPv4 or IPv6 address (ferryd listens on addresses, not host names)");
+    }
     for (const auto& earlier : s.listen_addresses) {
       if (earlier.host == address->host && earlier.port == address->port) {
         return r.Invalid(key, "duplicate listen address " + QuoteToml((*texts)[i]));

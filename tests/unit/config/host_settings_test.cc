@@ -49,7 +49,7 @@ TEST(HostSettingsTest, FullFile) {
 storage_root = "/srv/ferry"
 api_socket = "/run/ferry/api.sock"
 guest_dir = "/usr/lib/ferry/guests"
-listen_addresses = ["10.0.0.5:7070", "[fd00::5]:7070", "host1.example.com:7071"]
+listen_addresses = ["10.0.0.5:7070", "[fd00::5]:7070", "127.0.0.6:7071"]
 
 [migration]
 incoming_enabled = true
@@ -69,7 +69,7 @@ performance = "tcp"
   EXPECT_EQ(r->listen_addresses[0].host, "10.0.0.5");
   EXPECT_EQ(r->listen_addresses[0].port, 7070);
   EXPECT_EQ(r->listen_addresses[1].host, "fd00::5");
-  EXPECT_EQ(r->listen_addresses[2].host, "host1.example.com");
+  EXPECT_EQ(r->listen_addresses[2].host, "127.0.0.6");
   EXPECT_EQ(r->listen_addresses[2].port, 7071);
   EXPECT_TRUE(r->incoming_enabled);
   EXPECT_TRUE(r->outgoing_enabled);
@@ -165,8 +165,12 @@ TEST(HostSettingsTest, ListenAddresses) {
   ExpectError("listen_addresses = [\"10.0.0.1\"]\n",
               "host.toml: listen_addresses[0]: listen address \"10.0.0.1\": must be host:port or "
               "[v6-address]:port");
-  ExpectError("listen_addresses = [\"a:1\", \"a:1\"]\n",
-              "host.toml: listen_addresses[1]: duplicate listen address \"a:1\"");
+  ExpectError("listen_addresses = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
+              "host.toml: listen_addresses[1]: duplicate listen address \"127.0.0.1:1\"");
+  // The listener binds an address: a host name would stop ferryd at start.
+  ExpectError("listen_addresses = [\"host1.example.com:7071\"]\n",
+              "host.toml: listen_addresses[0]: listen address \"host1.example.com:7071\": must be an IPv4 or "
+              "IPv6 address (ferryd listens on addresses, not host names)");
   auto empty = ParseHostSettings("listen_addresses = []\n", "host.toml");
   ASSERT_TRUE(empty.has_value());
   EXPECT_TRUE(empty->listen_addresses.empty());

@@ -1,6 +1,7 @@
 // host.toml: parsing, defaults and validation. Schema: docs/config.md.
 #include "config/host_settings.h"
 
+#include <arpa/inet.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -33,6 +34,13 @@ base::Status ReadListenAddresses(TableReader& r, HostSettings& s) {
     std::string key = "listen_addresses[" + std::to_string(i) + "]";
     auto address = ParseListenAddress((*texts)[i]);
     if (!address) return r.Invalid(key, address.error().message());
+    // The peer listener binds an address; a name would pass here and stop
+    // ferryd at start, so it is refused where the file is read.
+    in6_addr ip{};
+    if (::inet_pton(AF_INET, address->host.c_str(), &ip) != 1 && ::inet_pton(AF_INET6, address->host.c_str(), &ip) != 1) {
+      return r.Invalid(key, "listen address " + QuoteToml((*texts)[i]) +
+                                ": must be an IPv4 or IPv6 address (ferryd listens on addresses, not host names)");
+    }
     for (const auto& earlier : s.listen_addresses) {
       if (earlier.host == address->host && earlier.port == address->port) {
         return r.Invalid(key, "duplicate listen address " + QuoteToml((*texts)[i]));
@@ -63,6 +71,20 @@ base::Status ReadNetworks(TableReader& r, HostSettings& s) {
   return base::Ok();
 }
 
+// "smb" names a transport that is not built: refused by name, so that a
+// host.toml never reads as moving over SMB3 while it moves over TCP.
+base::Status ReadPerformance(TableReader& r, HostSettings& s) {
+  if (const toml::node* node = r.Get("performance"); node != nullptr && node->value<std::string>() == "smb") {
+    return r.Invalid("performance", kSmbNotBuilt);
+  }
+  ASSIGN_OR_RETURN(auto perf, r.Choice("performance", {"tcp", "compression"}));
+  if (perf) {
+    static constexpr PerformanceOption kOptions[] = {PerformanceOption::kTcp, PerformanceOption::kCompression};
+    s.performance = kOptions[*perf];
+  }
+  return base::Ok();
+}
+
 base::Status ReadMigration(TableReader& r, HostSettings& s) {
   ASSIGN_OR_RETURN(auto incoming, r.Bool("incoming_enabled"));
   if (incoming) s.incoming_enabled = *incoming;
@@ -80,12 +102,7 @@ base::Status ReadMigration(TableReader& r, HostSettings& s) {
                                                     AuthenticationType::kCredSsp};
     s.authentication = kTypes[*auth];
   }
-  ASSIGN_OR_RETURN(auto perf, r.Choice("performance", {"tcp", "compression", "smb"}));
-  if (perf) {
-    static constexpr PerformanceOption kOptions[] = {
-        PerformanceOption::kTcp, PerformanceOption::kCompression, PerformanceOption::kSmb};
-    s.performance = kOptions[*perf];
-  }
+  RETURN_IF_ERROR(ReadPerformance(r, s));
   return r.CheckNoUnknownKeys();
 }
 

@@ -1,103 +1,32 @@
+// ferry's command line: words and options in, the API request out, by the
+// table of verbs (cli_verbs.h); the help text from the same table.
 #include "cli/cli_args.h"
 
-#include <cerrno>
-#include <cstdlib>
-#include <map>
-#include <set>
+#include <algorithm>
 
-#include "cli/cli_checkpoints.h"
-#include "cli/cli_live_move.h"
-#include "cli/cli_move.h"
+#include "cli_verbs.h"
 #include "config/names.h"
-#include "config/size.h"
 
 namespace appliance {
 
-using nlohmann::json;
-
 namespace {
 
-base::Error Usage(const std::string& message) { return base::Error(base::Code::kInvalidArgument, message); }
-
-std::string Absolute(const std::string& path, const std::string& cwd) {
-  if (path.empty() || path[0] == '/') return path;
-  return cwd + "/" + path;
-}
-
-base::Result<json> ParseDiskOption(const std::string& text, const std::string& cwd) {
-  // PATH[,format=raw|qcow2][,ro|,rw]
-  std::vector<std::string> parts;
-  size_t start = 0;
-  for (;;) {
-    size_t comma = text.find(',', start);
-    parts.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  if (parts[0].empty()) return Usage("--disk needs a path: --disk PATH[,format=raw|qcow2][,ro]");
-  json disk = {{"path", Absolute(parts[0], cwd)}, {"format", "raw"}, {"read_only", false}};
-  for (size_t i = 1; i < parts.size(); ++i) {
-    const std::string& p = parts[i];
-    if (p == "ro") disk["read_only"] = true;
-    else if (p == "rw") disk["read_only"] = false;
-    else if (p.rfind("format=", 0) == 0) disk["format"] = p.substr(7);
-    else return Usage("--disk " + text + ": unknown option \"" + p + "\" (use format=raw|qcow2, ro)");
-  }
-  return disk;
-}
-
-base::Result<uint64_t> ParseCount(const std::string& option, const std::string& text) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno != 0 || text[0] == '-')
-    return Usage(option + " needs a number, not \"" + text + "\"");
-  return uint64_t(v);
-}
-
-}  // namespace
-
-std::string UsageText() {
-  return "usage: ferry [--socket PATH] [--json] COMMAND\n"
-         "\n"
-         "commands:\n"
-         "  vm create NAME (--guest NAME | --program PATH) [--memory SIZE] [--vcpus N]\n"
-         "            [--cmdline TEXT] [--disk PATH[,format=raw|qcow2][,ro]]... [--processor-compatibility]\n"
-         "  vm list\n"
-         "  vm show NAME\n"
-         "  vm start|stop|pause|resume NAME\n"
-         "  vm save NAME [--to FILE]\n"
-         "  vm restore NAME [--from FILE]\n"
-         "  vm delete NAME\n"
-         "  console NAME [--follow]\n"
-         "  host show\n"
-         "  vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)\n"
-         "  vm checkpoint list VM\n"
-         "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
-         "  vm resolve NAME [--force]      settle a live move in doubt (asks the destination;\n"
-         "                                 --force keeps the vm here if it cannot be asked)\n"
-         "  move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]\n"
-         "          [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit S] [--no-wait]   (live, to another host)\n"
-         "  jobs [ID]\n"
-         "\n"
-         "options:\n"
-         "  --socket PATH  ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)\n"
-         "  --json         print the API's JSON instead of tables\n";
-}
-
-base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args, const char* env_socket,
-                                             const std::string& cwd) {
-  CliInvocation inv;
-  inv.socket = env_socket != nullptr && *env_socket != '\0' ? env_socket : kDefaultApiSocket;
+// argv split into the words (commands and operands) and the options, which
+// may appear anywhere.
+struct CommandLine {
   std::vector<std::string> words;
-  std::map<std::string, std::vector<std::string>> options;  // option -> values, in order
-  static const std::set<std::string> kWithValue = {"--socket", "--guest", "--program", "--memory", "--vcpus",
-                                                   "--cmdline", "--disk", "--to", "--from",
-                                                   "--destination-storage-path", "--max-rate",
-                                                   "--streams", "--bandwidth-limit", "--downtime-ms",
-                                                   "--time-limit"};
-  static const std::set<std::string> kFlags = {"--json", "--follow", "--processor-compatibility", "--help",
-                                               "--no-wait", "--force", "--include-storage"};
+  OptionValues options;
+};
+
+const CliOption* FindOption(std::string_view name) {
+  for (const CliOption& o : CliOptions()) {
+    if (o.name == name) return &o;
+  }
+  return nullptr;
+}
+
+base::Result<CommandLine> SplitCommandLine(const std::vector<std::string>& args) {
+  CommandLine line;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     std::string value;
@@ -107,147 +36,179 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
       a = a.substr(0, a.find('='));
       has_inline_value = true;
     }
-    if (kWithValue.count(a)) {
+    const CliOption* option = FindOption(a);
+    if (option != nullptr && !option->value_name.empty()) {
       if (!has_inline_value) {
-        if (i + 1 >= args.size()) return Usage(a + " needs a value");
+        if (i + 1 >= args.size()) return UsageError(a + " needs a value");
         value = args[++i];
       }
-      options[a].push_back(value);
-    } else if (kFlags.count(a) && !has_inline_value) {
-      options[a].push_back("");
+      line.options[a].push_back(value);
+    } else if (option != nullptr && !has_inline_value) {
+      line.options[a].push_back("");
     } else if (a.size() > 1 && a[0] == '-') {
-      return Usage("unknown option " + args[i]);
+      return UsageError("unknown option " + args[i]);
     } else {
-      words.push_back(a);
+      line.words.push_back(a);
     }
   }
-  for (const auto& [opt, values] : options) {
-    if (values.size() > 1 && opt != "--disk") return Usage(opt + " given more than once");
+  for (const auto& [name, values] : line.options) {
+    if (values.size() > 1 && name != "--disk") return UsageError(name + " given more than once");
   }
-  auto take = [&](const std::string& opt) -> std::string {
-    auto it = options.find(opt);
-    if (it == options.end()) return "";
-    std::string v = it->second.front();
-    options.erase(it);
-    return v;
-  };
-  auto has = [&](const std::string& opt) { return options.count(opt) != 0; };
-  if (has("--socket")) {
-    inv.socket = take("--socket");
-    if (inv.socket.empty()) return Usage("--socket needs a path");
-    inv.socket = Absolute(inv.socket, cwd);
+  return line;
+}
+
+std::string Join(std::span<const std::string_view> words, std::string_view separator) {
+  std::string out;
+  for (std::string_view w : words) out += (out.empty() ? "" : std::string(separator)) + std::string(w);
+  return out;
+}
+
+bool StartsWith(const std::vector<std::string>& words, std::span<const std::string_view> prefix) {
+  return words.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), words.begin());
+}
+
+// The verb the leading words name (the longest match), or the usage error
+// for words that name none: what the words began, and what could follow.
+base::Result<const CliVerb*> FindVerb(const std::vector<std::string>& words) {
+  const CliVerb* found = nullptr;
+  size_t group = 0;  // how many leading words begin some verb's words
+  for (const CliVerb& verb : CliVerbs()) {
+    if (StartsWith(words, verb.words)) {
+      if (found == nullptr || verb.words.size() > found->words.size()) found = &verb;
+      continue;
+    }
+    size_t same = 0;
+    while (same < words.size() && same < verb.words.size() && words[same] == verb.words[same]) ++same;
+    group = std::max(group, same);
   }
-  if (has("--json")) {
-    take("--json");
-    inv.json_output = true;
+  if (found != nullptr) return found;
+  std::vector<std::string_view> next;  // the words that may follow the group, in table order
+  const CliVerb* last = nullptr;
+  size_t verbs = 0;
+  for (const CliVerb& verb : CliVerbs()) {
+    if (verb.words.size() <= group || !StartsWith(words, std::span(verb.words).first(group))) continue;
+    if (std::find(next.begin(), next.end(), verb.words[group]) == next.end()) next.push_back(verb.words[group]);
+    last = &verb;
+    ++verbs;
   }
-  if (has("--help") || words.empty() || words[0] == "help") {
-    take("--help");
+  const CliVerb* only = verbs == 1 ? last : nullptr;  // "host": the group is one verb
+  std::vector<std::string_view> prefix(words.begin(), words.begin() + long(group));
+  const std::string named = Join(prefix, " ");
+  if (group == 0) return UsageError("unknown command \"" + words[0] + "\" (commands: " + Join(next, ", ") + ")");
+  if (words.size() == group) {
+    if (only != nullptr) return UsageError("missing argument: ferry " + std::string(only->form));
+    return UsageError("missing " + named + " command (" + Join(next, ", ") + ")");
+  }
+  const std::string hint = only != nullptr ? "try: ferry " + std::string(only->form)
+                                           : named + " commands: " + Join(next, ", ");
+  return UsageError("unknown command \"" + named + " " + words[group] + "\" (" + hint + ")");
+}
+
+// "{vm}" and "{checkpoint}" in a verb's path, from the operands.
+std::string ExpandPath(std::string_view pattern, const CliInvocation& inv) {
+  std::string path(pattern);
+  const std::pair<std::string_view, const std::string*> fields[] = {{"{vm}", &inv.vm_name},
+                                                                   {"{checkpoint}", &inv.checkpoint}};
+  for (const auto& [name, value] : fields) {
+    if (size_t at = path.find(name); at != std::string::npos) path.replace(at, name.size(), *value);
+  }
+  return path;
+}
+
+// The operands' count and names, then the verb's builder, then the options
+// it does not take.
+base::Status BuildRequest(const CliVerb& verb, const CommandLine& line, const std::string& cwd,
+                          CliInvocation& inv) {
+  const std::vector<std::string> operands(line.words.begin() + long(verb.words.size()), line.words.end());
+  const std::string form(verb.form);
+  if (operands.size() < verb.required_operands) return UsageError("missing argument: ferry " + form);
+  if (operands.size() > verb.operands.size())
+    return UsageError("unexpected argument \"" + operands[verb.operands.size()] + "\": ferry " + form);
+  for (size_t i = 0; i < operands.size(); ++i) {
+    switch (verb.operands[i]) {
+      case Operand::kVm: inv.vm_name = operands[i]; break;
+      case Operand::kCheckpoint:
+        inv.checkpoint = operands[i];
+        RETURN_IF_ERROR(config::ValidateCheckpointName(inv.checkpoint));
+        break;
+      case Operand::kJob: inv.job_id = operands[i]; break;
+      case Operand::kHost: break;  // the builder's
+    }
+  }
+  inv.command = verb.command;
+  inv.method = std::string(verb.method);
+  inv.path = ExpandPath(verb.path, inv);
+  if (verb.build != nullptr) RETURN_IF_ERROR(verb.build(VerbArgs{verb, operands, line.options, cwd}, inv));
+  for (const auto& [name, values] : line.options) {
+    if (std::find(verb.options.begin(), verb.options.end(), name) == verb.options.end())
+      return UsageError(name + " does not apply to \"ferry " + Join(verb.words, " ") + "\"");
+  }
+  if (!inv.vm_name.empty()) RETURN_IF_ERROR(config::ValidateVmName(inv.vm_name));
+  return base::Ok();
+}
+
+}  // namespace
+
+base::Error UsageError(const std::string& message) { return base::Error(base::Code::kInvalidArgument, message); }
+
+std::string AbsolutePath(const std::string& path, const std::string& cwd) {
+  if (path.empty() || path[0] == '/') return path;
+  return cwd + "/" + path;
+}
+
+std::string AbsoluteStoragePath(const std::string& path, const std::string& cwd) {
+  std::string absolute = path[0] == '/' ? path : cwd + "/" + path;
+  while (absolute.size() > 1 && absolute.back() == '/') absolute.pop_back();
+  return absolute;
+}
+
+std::optional<std::string> VerbArgs::Value(std::string_view option) const {
+  auto it = options.find(option);
+  if (it == options.end()) return std::nullopt;
+  return it->second.front();
+}
+
+std::string UsageText() {
+  std::string out = "usage: ferry [--socket PATH] [--json] COMMAND\n\ncommands:\n";
+  for (const CliVerb& verb : CliVerbs()) {
+    std::string_view help = verb.help == nullptr ? verb.form : std::string_view(verb.help);
+    while (!help.empty()) {
+      const size_t end = std::min(help.find('\n'), help.size());
+      out += "  " + std::string(help.substr(0, end)) + "\n";
+      help.remove_prefix(std::min(end + 1, help.size()));
+    }
+  }
+  out += "\noptions:\n";
+  size_t width = 0;
+  for (const CliOption& o : CliOptions()) {
+    if (!o.help.empty()) width = std::max(width, o.name.size() + 1 + o.value_name.size());
+  }
+  for (const CliOption& o : CliOptions()) {
+    if (o.help.empty()) continue;
+    std::string synopsis = std::string(o.name) + (o.value_name.empty() ? "" : " " + std::string(o.value_name));
+    out += "  " + synopsis + std::string(width - synopsis.size() + 2, ' ') + std::string(o.help) + "\n";
+  }
+  return out;
+}
+
+base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args, const char* env_socket,
+                                             const std::string& cwd) {
+  CliInvocation inv;
+  inv.socket = env_socket != nullptr && *env_socket != '\0' ? env_socket : kDefaultApiSocket;
+  ASSIGN_OR_RETURN(CommandLine line, SplitCommandLine(args));
+  // The options every command takes.
+  if (auto socket = line.options.extract("--socket")) {
+    inv.socket = socket.mapped().front();
+    if (inv.socket.empty()) return UsageError("--socket needs a path");
+    inv.socket = AbsolutePath(inv.socket, cwd);
+  }
+  inv.json_output = line.options.erase("--json") != 0;
+  if (line.options.erase("--help") != 0 || line.words.empty() || line.words[0] == "help") {
     inv.command = CliCommand::kHelp;
     return inv;
   }
-
-  auto need_words = [&](size_t n, const std::string& form) -> base::Status {
-    if (words.size() < n) return Usage("missing argument: ferry " + form);
-    if (words.size() > n) return Usage("unexpected argument \"" + words[n] + "\": ferry " + form);
-    return base::Ok();
-  };
-  auto vm_path = [&] { return "/v1/vms/" + inv.vm_name; };
-
-  const std::string& group = words[0];
-  ASSIGN_OR_RETURN(bool move_command, ParseMoveCommand(words, options, cwd, inv));
-  if (!move_command) {
-    ASSIGN_OR_RETURN(move_command, ParseLiveMoveCommand(words, options, cwd, inv));
-  }
-  ASSIGN_OR_RETURN(bool checkpoint_command,
-                   move_command ? false : ParseCheckpointCommand(words, options, inv));
-  if (move_command || checkpoint_command) {
-    // cli_move.cc or cli_checkpoints.cc filled inv.
-  } else if (group == "host") {
-    RETURN_IF_ERROR(need_words(2, "host show"));
-    if (words[1] != "show") return Usage("unknown command \"host " + words[1] + "\" (try: ferry host show)");
-    inv.command = CliCommand::kHostShow;
-    inv.method = "GET";
-    inv.path = "/v1/host";
-  } else if (group == "console") {
-    RETURN_IF_ERROR(need_words(2, "console NAME [--follow]"));
-    inv.command = CliCommand::kConsole;
-    inv.vm_name = words[1];
-    inv.follow = has("--follow");
-    take("--follow");
-    inv.method = "GET";
-    inv.path = vm_path() + "/console" + (inv.follow ? "?follow=1" : "");
-  } else if (group == "vm") {
-    if (words.size() < 2) return Usage("missing vm command (create, list, show, start, stop, pause, resume, save, restore, delete)");
-    const std::string& verb = words[1];
-    if (verb == "list") {
-      RETURN_IF_ERROR(need_words(2, "vm list"));
-      inv.command = CliCommand::kVmList;
-      inv.method = "GET";
-      inv.path = "/v1/vms";
-    } else if (verb == "create") {
-      RETURN_IF_ERROR(need_words(3, "vm create NAME (--guest NAME | --program PATH) [options]"));
-      inv.command = CliCommand::kVmCreate;
-      inv.vm_name = words[2];
-      RETURN_IF_ERROR(config::ValidateVmName(inv.vm_name));
-      json body = {{"name", inv.vm_name}};
-      bool guest = has("--guest"), program = has("--program");
-      if (guest == program) return Usage("vm create needs exactly one of --guest NAME and --program PATH");
-      if (guest) body["guest"] = take("--guest");
-      if (program) body["program"] = Absolute(take("--program"), cwd);
-      if (has("--memory")) {
-        ASSIGN_OR_RETURN(uint64_t bytes, config::ParseSize(take("--memory")));
-        body["memory_bytes"] = bytes;
-      }
-      if (has("--vcpus")) {
-        ASSIGN_OR_RETURN(uint64_t vcpus, ParseCount("--vcpus", take("--vcpus")));
-        body["vcpus"] = vcpus;
-      }
-      if (has("--cmdline")) body["cmdline"] = take("--cmdline");
-      if (has("--processor-compatibility")) {
-        take("--processor-compatibility");
-        body["processor_compatibility"] = true;
-      }
-      if (has("--disk")) {
-        json disks = json::array();
-        for (const std::string& d : options["--disk"]) {
-          ASSIGN_OR_RETURN(json disk, ParseDiskOption(d, cwd));
-          disks.push_back(disk);
-        }
-        options.erase("--disk");
-        body["disks"] = disks;
-      }
-      inv.method = "POST";
-      inv.path = "/v1/vms";
-      inv.body = body;
-    } else if (verb == "show" || verb == "delete") {
-      RETURN_IF_ERROR(need_words(3, "vm " + verb + " NAME"));
-      inv.vm_name = words[2];
-      inv.command = verb == "show" ? CliCommand::kVmShow : CliCommand::kVmDelete;
-      inv.method = verb == "show" ? "GET" : "DELETE";
-      inv.path = vm_path();
-    } else if (verb == "start" || verb == "stop" || verb == "pause" || verb == "resume" || verb == "save" ||
-               verb == "restore") {
-      std::string extra = verb == "save" ? " [--to FILE]" : verb == "restore" ? " [--from FILE]" : "";
-      RETURN_IF_ERROR(need_words(3, "vm " + verb + " NAME" + extra));
-      inv.command = CliCommand::kVmAction;
-      inv.vm_name = words[2];
-      inv.action = verb;
-      inv.method = "POST";
-      inv.path = vm_path() + "/" + verb;
-      inv.body = json::object();
-      if (verb == "save" && has("--to")) inv.body["to"] = Absolute(take("--to"), cwd);
-      if (verb == "restore" && has("--from")) inv.body["from"] = Absolute(take("--from"), cwd);
-    } else {
-      return Usage("unknown command \"vm " + verb + "\"");
-    }
-  } else {
-    return Usage("unknown command \"" + group + "\" (commands: vm, console, host, move-storage, move-vm, jobs)");
-  }
-  if (!options.empty())
-    return Usage(options.begin()->first + " does not apply to \"ferry " + group +
-                 (words.size() > 1 && group != "console" ? " " + words[1] : "") + "\"");
-  if (!inv.vm_name.empty()) RETURN_IF_ERROR(config::ValidateVmName(inv.vm_name));
+  ASSIGN_OR_RETURN(const CliVerb* verb, FindVerb(line.words));
+  RETURN_IF_ERROR(BuildRequest(*verb, line, cwd, inv));
   return inv;
 }
 

@@ -1,16 +1,15 @@
+// ferry vm checkpoint: the builder (cli_verbs.h) and output (cli_checkpoints.h).
 #include "cli/cli_checkpoints.h"
 
 #include <ctime>
 
-#include "config/names.h"
+#include "cli_verbs.h"
 
 namespace appliance {
 
 using nlohmann::json;
 
 namespace {
-
-base::Error Usage(const std::string& message) { return base::Error(base::Code::kInvalidArgument, message); }
 
 std::string Str(const json& j, const char* key) {
   auto it = j.find(key);
@@ -19,47 +18,12 @@ std::string Str(const json& j, const char* key) {
 
 }  // namespace
 
-base::Result<bool> ParseCheckpointCommand(const std::vector<std::string>& words,
-                                          std::map<std::string, std::vector<std::string>>& options,
-                                          CliInvocation& inv) {
-  if (words.size() < 2 || words[0] != "vm" || words[1] != "checkpoint") return false;
-  const std::string forms = "vm checkpoint create|apply|delete VM NAME, vm checkpoint list VM";
-  if (words.size() < 3) return Usage("missing checkpoint command: ferry " + forms);
-  const std::string& verb = words[2];
-  const bool named = verb == "create" || verb == "apply" || verb == "delete";
-  if (!named && verb != "list") return Usage("unknown command \"vm checkpoint " + verb + "\" (ferry " + forms + ")");
-  const std::string form = "vm checkpoint " + verb + " VM" + (named ? " NAME" : "") + (verb == "apply" ? " [--force]" : "");
-  const size_t want = named ? 5 : 4;
-  if (words.size() < want) return Usage("missing argument: ferry " + form);
-  if (words.size() > want) return Usage("unexpected argument \"" + words[want] + "\": ferry " + form);
-  inv.vm_name = words[3];
-  inv.action = verb;
-  const std::string base = "/v1/vms/" + inv.vm_name + "/checkpoints";
-  if (named) {
-    inv.checkpoint = words[4];
-    RETURN_IF_ERROR(config::ValidateCheckpointName(inv.checkpoint));
-  }
-  if (verb == "create") {
-    inv.command = CliCommand::kCheckpointCreate;
-    inv.method = "POST";
-    inv.path = base;
-    inv.body = json{{"name", inv.checkpoint}};
-  } else if (verb == "list") {
-    inv.command = CliCommand::kCheckpointList;
-    inv.method = "GET";
-    inv.path = base;
-  } else if (verb == "apply") {
-    inv.command = CliCommand::kCheckpointApply;
-    inv.method = "POST";
-    inv.path = base + "/" + inv.checkpoint + "/apply";
-    inv.body = json{{"force", options.count("--force") != 0}};
-    options.erase("--force");
-  } else {
-    inv.command = CliCommand::kCheckpointDelete;
-    inv.method = "DELETE";
-    inv.path = base + "/" + inv.checkpoint;
-  }
-  return true;
+// create sends the name; apply says whether a running vm may be stopped.
+base::Status BuildCheckpoint(const VerbArgs& args, CliInvocation& inv) {
+  inv.action = std::string(args.verb.words.back());
+  if (inv.command == CliCommand::kCheckpointCreate) inv.body = json{{"name", inv.checkpoint}};
+  if (inv.command == CliCommand::kCheckpointApply) inv.body = json{{"force", args.Has("--force")}};
+  return base::Ok();
 }
 
 std::string FormatUnixMillis(int64_t unix_ms) {

@@ -1,4 +1,5 @@
-// ferry move-vm: parsing, output and the wait loop (cli_live_move.h).
+// ferry move-vm and ferry vm resolve: their builders (cli_verbs.h), output
+// and the wait loop (cli_live_move.h).
 #include "cli/cli_live_move.h"
 
 #include <cerrno>
@@ -10,15 +11,13 @@
 #include "cli/cli_move.h"
 #include "config/size.h"
 #include "cli_job_follow.h"
-#include "cli_move_options.h"
+#include "cli_verbs.h"
 
 namespace appliance {
 
 using nlohmann::json;
 
 namespace {
-
-base::Error Usage(const std::string& message) { return base::Error(base::Code::kInvalidArgument, message); }
 
 double Num(const json& j, const char* key, double fallback = 0) {
   return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<double>() : fallback;
@@ -45,7 +44,7 @@ base::Result<uint32_t> ParseCount(const std::string& option, const std::string& 
   errno = 0;
   unsigned long long v = std::strtoull(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || errno != 0 || text[0] == '-' || v < min || v > max)
-    return Usage(option + " needs a number from " + std::to_string(min) + " to " + std::to_string(max) + ", not \"" +
+    return UsageError(option + " needs a number from " + std::to_string(min) + " to " + std::to_string(max) + ", not \"" +
                  text + "\"");
   return uint32_t(v);
 }
@@ -61,61 +60,42 @@ base::Result<uint64_t> ParseRate(const std::string& text) {
     }
   }
   auto bytes = config::ParseSize(t);
-  if (!bytes) return Usage("--bandwidth-limit: " + bytes.error().message() + " per second");
+  if (!bytes) return UsageError("--bandwidth-limit: " + bytes.error().message() + " per second");
   return *bytes;
 }
 
-base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
-                                        std::map<std::string, std::vector<std::string>>& options,
-                                        const std::string& cwd, CliInvocation& inv) {
-  auto take = [&](const std::string& option) { return TakeOption(options, option); };
-  if (words[0] == "vm" && words.size() >= 2 && words[1] == "resolve") {
-    const std::string resolve_form = "vm resolve NAME [--force]";
-    if (words.size() < 3) return Usage("missing argument: ferry " + resolve_form);
-    if (words.size() > 3) return Usage("unexpected argument \"" + words[3] + "\": ferry " + resolve_form);
-    inv.command = CliCommand::kVmResolve;
-    inv.vm_name = words[2];
-    inv.method = "POST";
-    inv.path = "/v1/vms/" + inv.vm_name + "/resolve";
-    inv.body = json{{"force", take("--force").has_value()}};
-    return true;
-  }
-  if (words[0] != "move-vm") return false;
-  const std::string form =
-      "move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N] "
-      "[--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]";
-  if (words.size() < 3) return Usage("missing argument: ferry " + form);
-  if (words.size() > 3) return Usage("unexpected argument \"" + words[3] + "\": ferry " + form);
-  inv.command = CliCommand::kMoveVm;
-  inv.vm_name = words[1];
-  if (words[2].empty()) return Usage("move-vm needs the destination host: ferry " + form);
-  auto dest = take("--destination-storage-path");
-  if (!dest || dest->empty()) return Usage("move-vm needs --destination-storage-path PATH (on the destination host)");
-  const std::string path = AbsoluteStoragePath(cwd, *dest);
-  json body = {{"host", words[2]},
-               {"destination", path},
-               {"include_storage", take("--include-storage").has_value()}};
-  if (auto streams = take("--streams")) {
+base::Status BuildResolve(const VerbArgs& args, CliInvocation& inv) {
+  inv.body = json{{"force", args.Has("--force")}};
+  return base::Ok();
+}
+
+base::Status BuildMoveVm(const VerbArgs& args, CliInvocation& inv) {
+  const std::string& host = args.operands[1];
+  if (host.empty()) return UsageError("move-vm needs the destination host: ferry " + std::string(args.verb.form));
+  auto dest = args.Value("--destination-storage-path");
+  if (!dest || dest->empty()) return UsageError("move-vm needs --destination-storage-path PATH (on the destination host)");
+  json body = {{"host", host},
+               {"destination", AbsoluteStoragePath(*dest, args.cwd)},
+               {"include_storage", args.Has("--include-storage")}};
+  if (auto streams = args.Value("--streams")) {
     ASSIGN_OR_RETURN(uint32_t n, ParseCount("--streams", *streams, 1, 64));
     body["streams"] = n;
   }
-  if (auto rate = take("--bandwidth-limit")) {
+  if (auto rate = args.Value("--bandwidth-limit")) {
     ASSIGN_OR_RETURN(uint64_t bytes, ParseRate(*rate));
     body["bandwidth_limit"] = bytes;
   }
-  if (auto downtime = take("--downtime-ms")) {
+  if (auto downtime = args.Value("--downtime-ms")) {
     ASSIGN_OR_RETURN(uint32_t ms, ParseCount("--downtime-ms", *downtime, 1, 600000));
     body["downtime_ms"] = ms;
   }
-  if (auto limit = take("--time-limit")) {
+  if (auto limit = args.Value("--time-limit")) {
     ASSIGN_OR_RETURN(uint32_t s, ParseCount("--time-limit", *limit, 1, 7 * 24 * 3600));
     body["time_limit_s"] = s;
   }
-  inv.no_wait = take("--no-wait").has_value();
+  inv.no_wait = args.Has("--no-wait");
   inv.body = body;
-  inv.method = "POST";
-  inv.path = "/v1/vms/" + inv.vm_name + "/move-vm";
-  return true;
+  return base::Ok();
 }
 
 namespace {

@@ -1,5 +1,5 @@
-// ferry move-storage and ferry jobs: parsing, output and the wait loop
-// (cli_move.h).
+// ferry move-storage and ferry jobs: their builders (cli_verbs.h), output
+// and the wait loop (cli_move.h).
 #include "cli/cli_move.h"
 
 #include <cmath>
@@ -8,15 +8,13 @@
 #include "config/size.h"
 #include "base/escape.h"
 #include "cli_job_follow.h"
-#include "cli_move_options.h"
+#include "cli_verbs.h"
 
 namespace appliance {
 
 using nlohmann::json;
 
 namespace {
-
-base::Error Usage(const std::string& message) { return base::Error(base::Code::kInvalidArgument, message); }
 
 double Num(const json& j, const char* key, double fallback = 0) {
   return j.contains(key) && j[key].is_number() ? j[key].get<double>() : fallback;
@@ -31,42 +29,24 @@ bool Ended(const json& job) {
 
 }  // namespace
 
-base::Result<bool> ParseMoveCommand(const std::vector<std::string>& words,
-                                    std::map<std::string, std::vector<std::string>>& options,
-                                    const std::string& cwd, CliInvocation& inv) {
-  auto take = [&](const std::string& option) { return TakeOption(options, option); };
-  if (words[0] == "move-storage") {
-    const std::string form = "move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]";
-    if (words.size() != 2) return Usage((words.size() < 2 ? "missing argument: ferry " : "unexpected argument \"" + words[2] + "\": ferry ") + form);
-    inv.command = CliCommand::kMoveStorage;
-    inv.vm_name = words[1];
-    auto dest = take("--destination-storage-path");
-    if (!dest || dest->empty()) return Usage("move-storage needs --destination-storage-path PATH");
-    const std::string path = AbsoluteStoragePath(cwd, *dest);
-    inv.body = {{"destination_storage_path", path}};
-    if (auto rate = take("--max-rate")) {
-      ASSIGN_OR_RETURN(uint64_t bytes, config::ParseSize(*rate));
-      inv.body["max_bytes_per_second"] = bytes;
-    }
-    inv.no_wait = take("--no-wait").has_value();
-    inv.method = "POST";
-    inv.path = "/v1/vms/" + inv.vm_name + "/move-storage";
-    return true;
+base::Status BuildMoveStorage(const VerbArgs& args, CliInvocation& inv) {
+  auto dest = args.Value("--destination-storage-path");
+  if (!dest || dest->empty()) return UsageError("move-storage needs --destination-storage-path PATH");
+  inv.body = {{"destination_storage_path", AbsoluteStoragePath(*dest, args.cwd)}};
+  if (auto rate = args.Value("--max-rate")) {
+    ASSIGN_OR_RETURN(uint64_t bytes, config::ParseSize(*rate));
+    inv.body["max_bytes_per_second"] = bytes;
   }
-  if (words[0] == "jobs") {
-    if (words.size() > 2) return Usage("unexpected argument \"" + words[2] + "\": ferry jobs [ID]");
-    inv.method = "GET";
-    if (words.size() == 2) {
-      inv.command = CliCommand::kJobShow;
-      inv.job_id = words[1];
-      inv.path = "/v1/jobs/" + inv.job_id;
-    } else {
-      inv.command = CliCommand::kJobs;
-      inv.path = "/v1/jobs";
-    }
-    return true;
-  }
-  return false;
+  inv.no_wait = args.Has("--no-wait");
+  return base::Ok();
+}
+
+// `ferry jobs` lists; `ferry jobs ID` shows one.
+base::Status BuildJobs(const VerbArgs& args, CliInvocation& inv) {
+  if (args.operands.empty()) return base::Ok();
+  inv.command = CliCommand::kJobShow;
+  inv.path += "/" + inv.job_id;
+  return base::Ok();
 }
 
 std::string FormatBytes(double bytes) {

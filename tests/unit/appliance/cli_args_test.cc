@@ -117,5 +117,115 @@ TEST(CliArgsTest, UsageErrorsSayWhatIsWrong) {
   }
 }
 
+// The help is generated from the verb table; it reads as it did when it was
+// written by hand.
+TEST(CliArgsTest, HelpListsEveryCommand) {
+  EXPECT_EQ(UsageText(),
+            "usage: ferry [--socket PATH] [--json] COMMAND\n"
+            "\n"
+            "commands:\n"
+            "  vm create NAME (--guest NAME | --program PATH) [--memory SIZE] [--vcpus N]\n"
+            "            [--cmdline TEXT] [--disk PATH[,format=raw|qcow2][,ro]]... [--processor-compatibility]\n"
+            "  vm list\n"
+            "  vm show NAME\n"
+            "  vm start|stop|pause|resume NAME\n"
+            "  vm save NAME [--to FILE]\n"
+            "  vm restore NAME [--from FILE]\n"
+            "  vm delete NAME\n"
+            "  console NAME [--follow]\n"
+            "  host show\n"
+            "  vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)\n"
+            "  vm checkpoint list VM\n"
+            "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
+            "  vm resolve NAME [--force]      settle a live move in doubt (asks the destination;\n"
+            "                                 --force keeps the vm here if it cannot be asked)\n"
+            "  move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]\n"
+            "          [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit S] [--no-wait]   (live, to another "
+            "host)\n"
+            "  jobs [ID]\n"
+            "\n"
+            "options:\n"
+            "  --socket PATH  ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)\n"
+            "  --json         print the API's JSON instead of tables\n");
+}
+
+TEST(CliArgsTest, EveryCommandBuildsItsRequest) {
+  struct Case {
+    std::vector<std::string> args;
+    CliCommand command;
+    const char* method;
+    const char* path;
+    json body;
+  } cases[] = {
+      {{"vm", "list"}, CliCommand::kVmList, "GET", "/v1/vms", nullptr},
+      {{"vm", "show", "a"}, CliCommand::kVmShow, "GET", "/v1/vms/a", nullptr},
+      {{"vm", "delete", "a"}, CliCommand::kVmDelete, "DELETE", "/v1/vms/a", nullptr},
+      {{"vm", "pause", "a"}, CliCommand::kVmAction, "POST", "/v1/vms/a/pause", json::object()},
+      {{"console", "a"}, CliCommand::kConsole, "GET", "/v1/vms/a/console", nullptr},
+      {{"host", "show"}, CliCommand::kHostShow, "GET", "/v1/host", nullptr},
+      {{"jobs"}, CliCommand::kJobs, "GET", "/v1/jobs", nullptr},
+      {{"jobs", "live-1"}, CliCommand::kJobShow, "GET", "/v1/jobs/live-1", nullptr},
+      {{"vm", "checkpoint", "list", "a"}, CliCommand::kCheckpointList, "GET", "/v1/vms/a/checkpoints", nullptr},
+      {{"vm", "checkpoint", "delete", "a", "c1"}, CliCommand::kCheckpointDelete, "DELETE",
+       "/v1/vms/a/checkpoints/c1", nullptr},
+      {{"vm", "resolve", "a"}, CliCommand::kVmResolve, "POST", "/v1/vms/a/resolve", json{{"force", false}}},
+      {{"move-storage", "a", "--destination-storage-path", "/d"}, CliCommand::kMoveStorage, "POST",
+       "/v1/vms/a/move-storage", json{{"destination_storage_path", "/d"}}},
+  };
+  for (const Case& c : cases) {
+    auto inv = Parse(c.args);
+    ASSERT_TRUE(inv.has_value()) << c.path << ": " << inv.error().ToString();
+    EXPECT_EQ(inv->command, c.command) << c.path;
+    EXPECT_EQ(inv->method, c.method) << c.path;
+    EXPECT_EQ(inv->path, c.path);
+    EXPECT_EQ(inv->body, c.body) << c.path << ": " << inv->body.dump();
+  }
+  EXPECT_EQ(Parse({"jobs", "live-1"})->job_id, "live-1");
+  EXPECT_EQ(Parse({"vm", "stop", "a"})->action, "stop");
+  EXPECT_EQ(Parse({"vm", "checkpoint", "delete", "a", "c1"})->checkpoint, "c1");
+}
+
+TEST(CliArgsTest, OptionsMayComeAnywhere) {
+  auto inv = Parse({"--json", "vm", "--socket", "/s.sock", "save", "--to=x.fvs", "a"});
+  ASSERT_TRUE(inv.has_value()) << inv.error().ToString();
+  EXPECT_TRUE(inv->json_output);
+  EXPECT_EQ(inv->socket, "/s.sock");
+  EXPECT_EQ(inv->path, "/v1/vms/a/save");
+  EXPECT_EQ(inv->body, json({{"to", "/home/admin/x.fvs"}}));
+  auto create = Parse({"vm", "create", "a", "--processor-compatibility", "--guest=memory"});
+  ASSERT_TRUE(create.has_value()) << create.error().ToString();
+  EXPECT_EQ(create->body, json({{"name", "a"}, {"guest", "memory"}, {"processor_compatibility", true}}));
+}
+
+TEST(CliArgsTest, GroupAndOptionErrorsNameWhatFits) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* expect;
+  } cases[] = {
+      {{"vm"}, "missing vm command (create, list, show, start, stop, pause, resume, save, restore, delete, "
+               "checkpoint, resolve)"},
+      {{"vm", "checkpoint"}, "missing vm checkpoint command (create, apply, delete, list)"},
+      {{"vm", "checkpoint", "frob", "a"}, "unknown command \"vm checkpoint frob\" (vm checkpoint commands: "},
+      {{"host"}, "missing argument: ferry host show"},
+      {{"host", "list"}, "unknown command \"host list\" (try: ferry host show)"},
+      {{"frob"}, "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs)"},
+      {{"console"}, "missing argument: ferry console NAME [--follow]"},
+      {{"jobs", "a", "b"}, "unexpected argument \"b\": ferry jobs [ID]"},
+      {{"jobs", "a", "--follow"}, "--follow does not apply to \"ferry jobs\""},
+      {{"console", "a", "--force"}, "--force does not apply to \"ferry console\""},
+      {{"vm", "checkpoint", "create", "a", "c", "--force"}, "--force does not apply to \"ferry vm checkpoint create\""},
+      {{"vm", "list", "--json=1"}, "unknown option --json=1"},
+      {{"vm", "list", "--socket="}, "--socket needs a path"},
+      {{"vm", "save", "a", "--to", "x", "--to", "y"}, "--to given more than once"},
+  };
+  for (const Case& c : cases) {
+    auto inv = Parse(c.args);
+    ASSERT_FALSE(inv.has_value()) << c.expect;
+    EXPECT_EQ(inv.error().code(), base::Code::kInvalidArgument);
+    EXPECT_NE(inv.error().message().find(c.expect), std::string::npos)
+        << "expected \"" << c.expect << "\" in: " << inv.error().message();
+  }
+}
+
 }  // namespace
 }  // namespace appliance

@@ -54,5 +54,22 @@ TEST(CliOutputTest, ErrorMessageFromApiBodyOrRaw) {
   EXPECT_EQ(ErrorMessage(500, ""), "ferryd answered HTTP 500");
 }
 
+// migration.authentication is accepted but not enforced: the line says so.
+TEST(CliOutputTest, HostSaysAuthenticationIsNotEnforced) {
+  json host = {{"hostname", "hv1"},
+               {"migration",
+                {{"incoming_enabled", true},
+                 {"outgoing_enabled", false},
+                 {"authentication", "kerberos"},
+                 {"performance", "compression"}}}};
+  std::string out = FormatHost(host);
+  EXPECT_NE(out.find("incoming moves: enabled\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("authentication: kerberos (not enforced yet: peers are not authenticated"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("performance:    compression\n"), std::string::npos) << out;
+  // A reply without them prints no such lines.
+  EXPECT_EQ(FormatHost(json{{"hostname", "hv1"}}).find("authentication"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace appliance

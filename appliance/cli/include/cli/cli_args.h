@@ -1,22 +1,13 @@
 // The ferry command line: parsing argv into the API request it makes. Pure
 // (no I/O), so every command and every usage error is unit-tested.
 //
-//   ferry [--socket PATH] [--json] vm create NAME (--guest NAME | --program PATH)
-//         [--memory SIZE] [--vcpus N] [--cmdline TEXT] [--disk PATH[,format=raw|qcow2][,ro]]...
-//         [--processor-compatibility]
-//   ferry vm start|stop|pause|resume|show|delete NAME
-//   ferry vm list
-//   ferry vm save NAME [--to FILE]      ferry vm restore NAME [--from FILE]
-//   ferry console NAME [--follow]
-//   ferry host show
-//   ferry move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]
-//   ferry move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]
-//         [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]
-//   ferry jobs [ID]
-//   ferry vm checkpoint create|apply|delete VM NAME [--force]   ferry vm checkpoint list VM
-//   ferry vm resolve NAME [--force]
-// Options may appear anywhere after "ferry". The socket is --socket, else
-// $FERRY_SOCKET, else /run/ferry/ferryd.sock.
+//   ferry [--socket PATH] [--json] COMMAND [OPERANDS] [OPTIONS]
+//
+// The commands are a table of verbs (src/cli_verbs.cc): each row has its
+// words ("vm save"), synopsis, operands, options, API request and a builder
+// for the body; `ferry help` (UsageText) prints the same rows. Options may
+// appear anywhere after "ferry". The socket is --socket, else $FERRY_SOCKET,
+// else /run/ferry/ferryd.sock.
 #pragma once
 
 #include <string>

@@ -1,5 +1,5 @@
-// The ferry CLI's checkpoint commands: argument parsing and human output,
-// pure like cli_args.h and cli_output.h.
+// The ferry CLI's checkpoint commands: human output, pure like cli_output.h.
+// Their arguments are rows of the verb table (src/cli_verbs.cc):
 //
 //   ferry vm checkpoint create VM NAME      POST   /v1/vms/VM/checkpoints {"name": NAME}
 //   ferry vm checkpoint list VM             GET    /v1/vms/VM/checkpoints
@@ -8,9 +8,7 @@
 //   ferry vm checkpoint delete VM NAME      DELETE /v1/vms/VM/checkpoints/NAME
 #pragma once
 
-#include <map>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -18,12 +16,6 @@
 #include "base/result.h"
 
 namespace appliance {
-
-// Fills inv for "vm checkpoint ...", taking the options it uses (--force) out
-// of `options`. False if the words are not a checkpoint command.
-base::Result<bool> ParseCheckpointCommand(const std::vector<std::string>& words,
-                                          std::map<std::string, std::vector<std::string>>& options,
-                                          CliInvocation& inv);
 
 // GET .../checkpoints -> a table NAME CREATED PARENT, the current checkpoint
 // marked, and a last line saying what the disks build on.

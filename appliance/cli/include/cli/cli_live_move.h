@@ -1,6 +1,7 @@
-// The ferry CLI's live-move command: argument parsing and human output, pure
-// like cli_args.h and cli_move.h, plus the wait loop that follows the job
-// (FollowLiveMoveJob, the only part that does I/O).
+// The ferry CLI's live-move commands: the rate parser and human output, pure
+// like cli_move.h, plus the wait loop that follows the job (FollowLiveMoveJob,
+// the only part that does I/O). Their arguments are rows of the verb table
+// (src/cli_verbs.cc), parsed by ParseCommandLine.
 //
 //   ferry move-vm VM HOST --include-storage --destination-storage-path PATH
 //         [--streams N] [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]
@@ -12,9 +13,7 @@
 // ferryd refuses a move without it, so the API and the CLI say the same.
 #pragma once
 
-#include <map>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,11 +23,6 @@
 
 namespace appliance {
 
-// Fills inv for "move-vm" (words[0]) and "vm resolve", taking the options it
-// uses out of `options`. False for other commands.
-base::Result<bool> ParseLiveMoveCommand(const std::vector<std::string>& words,
-                                        std::map<std::string, std::vector<std::string>>& options,
-                                        const std::string& cwd, CliInvocation& inv);
 // "100M", "1G/s", "1048576" -> bytes per second.
 base::Result<uint64_t> ParseRate(const std::string& text);
 

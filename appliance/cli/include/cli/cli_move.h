@@ -1,14 +1,13 @@
-// The ferry CLI's storage-move commands: argument parsing and human output,
-// pure like cli_args.h and cli_output.h, plus the wait loop that follows a
-// job (RunMoveStorage, the only part that does I/O).
+// The ferry CLI's storage-move commands: human output, pure like
+// cli_output.h, plus the wait loop that follows a job (FollowMoveJob, the only
+// part that does I/O). Their arguments are rows of the verb table
+// (src/cli_verbs.cc), parsed by ParseCommandLine.
 //
 //   ferry move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]
 //   ferry jobs [ID]
 #pragma once
 
-#include <map>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,12 +16,6 @@
 #include "base/result.h"
 
 namespace appliance {
-
-// Fills inv for "move-storage" and "jobs" (words[0] is the command), taking
-// the options it uses out of `options`. False if words[0] is neither.
-base::Result<bool> ParseMoveCommand(const std::vector<std::string>& words,
-                                    std::map<std::string, std::vector<std::string>>& options,
-                                    const std::string& cwd, CliInvocation& inv);
 
 std::string FormatBytes(double bytes);         // "1.5 GiB"
 std::string FormatDuration(double seconds);    // "1:05", "1:02:03"

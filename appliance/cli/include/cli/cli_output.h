@@ -15,6 +15,8 @@ std::string FormatVmList(const nlohmann::json& list);
 std::string FormatVm(const nlohmann::json& vm);
 // The one line printed after an action ("vm web1: running").
 std::string FormatActionResult(const std::string& action, const nlohmann::json& vm);
+// GET /v1/host -> "key: value" lines; a setting accepted but not built yet
+// (migration.authentication) says so next to its value.
 std::string FormatHost(const nlohmann::json& host);
 // The message of an API error body, or the raw body when it is not one.
 std::string ErrorMessage(long http_status, const std::string& body);

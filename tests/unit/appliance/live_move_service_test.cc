@@ -19,7 +19,7 @@
 #include "common/process.h"
 #include "ipc/worker_protocol.h"
 #include "base/fd.h"
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -113,7 +113,7 @@ class LiveMoveServiceTest : public ::testing::Test {
     return r ? std::string("(started)") : std::string(base::CodeName(r.error().code())) + ": " + r.error().message();
   }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   ServiceOptions options_;
   std::unique_ptr<VmService> service_;
   std::unique_ptr<LiveMoveService> live_;
@@ -378,7 +378,7 @@ TEST(DepartureRecordTest, JsonRoundTripAndDamage) {
     EXPECT_EQ(bad.error().code(), base::Code::kDataLoss);
     EXPECT_NE(bad.error().message().find("departure.json"), std::string::npos);
   }
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   EXPECT_FALSE(ReadDeparture(dir.path())->has_value());
   ASSERT_TRUE(base::WriteFileAtomically(DeparturePath(dir.path()), "{not json").has_value());
   EXPECT_EQ(ReadDeparture(dir.path()).error().code(), base::Code::kDataLoss);

@@ -12,8 +12,8 @@
 
 #include "peer/peer_client.h"
 #include "daemon/peer_service.h"
-#include "raw_opening.h"
-#include "test_dir.h"
+#include "fakes/raw_opening.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -62,7 +62,7 @@ class PeerOpeningTest : public ::testing::Test {
     EXPECT_NE(e.message().find(part), std::string::npos) << e.ToString();
   }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   ServiceOptions vm_options_;
   PeerService::Options options_;
   std::unique_ptr<VmService> vms_;

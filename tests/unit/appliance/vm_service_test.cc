@@ -13,7 +13,7 @@
 #include "ipc/worker_protocol.h"
 #include "base/clock.h"
 #include "storage/qcow2.h"
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -94,7 +94,7 @@ class VmServiceTest : public ::testing::Test {
     return vm;
   }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   ServiceOptions options_;
   std::unique_ptr<VmService> service_;
   std::vector<int64_t> started_;

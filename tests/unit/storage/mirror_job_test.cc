@@ -14,7 +14,7 @@
 #include <chrono>
 #include <thread>
 
-#include "faulty_sink.h"
+#include "fakes/faulty_sink.h"
 #include "mirror_test_util.h"
 #include "storage/disk.h"
 

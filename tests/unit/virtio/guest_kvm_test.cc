@@ -19,19 +19,17 @@
 #include "base/fd.h"
 #include "base/le.h"
 #include "config/vm_definition.h"
-#include "temp_dir.h"
+#include "support/kvm.h"
+#include "support/temp_dir.h"
 #include "vm/guest_abi.h"
 #include "vm/machine.h"
 
 namespace vm::test {
 namespace {
 
-constexpr int kTimeoutMs = 60000;  // a guest that has not stopped by then is hung
+using ferry_test::TempDir;
 
-#define SKIP_WITHOUT_KVM()                                                              \
-  if (::access("/dev/kvm", R_OK | W_OK) != 0)                                           \
-  GTEST_SKIP() << "/dev/kvm is not usable here (" << std::strerror(errno)               \
-               << "); KVM guest tests need it"
+constexpr int kTimeoutMs = 60000;  // a guest that has not stopped by then is hung
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> out;
@@ -113,7 +111,7 @@ std::vector<uint64_t> CheckHeartbeats(const std::vector<std::string>& lines, con
 }
 
 TEST_F(GuestKvmTest, MemoryGuestRunsCleanOnOneVcpu) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   RunState state;
   std::string failure;
   std::string console =
@@ -133,7 +131,7 @@ TEST_F(GuestKvmTest, MemoryGuestRunsCleanOnOneVcpu) {
 }
 
 TEST_F(GuestKvmTest, MemoryGuestRateLimitedOnTwoVcpus) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   RunState state;
   std::string failure;
   std::string console = Run(
@@ -151,7 +149,7 @@ TEST_F(GuestKvmTest, MemoryGuestRateLimitedOnTwoVcpus) {
 }
 
 TEST_F(GuestKvmTest, MemoryGuestReportsAPageCorruptedBehindItsBack) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options("memory-guest.bin", "ws_mib=16 rate=1000 hb_ms=50 seconds=3", 1);
   auto m = Machine::Create(o);
   ASSERT_TRUE(m.has_value()) << m.error().ToString();
@@ -182,7 +180,7 @@ TEST_F(GuestKvmTest, MemoryGuestReportsAPageCorruptedBehindItsBack) {
 // it, not the second the VM spent as a file. The heartbeats keep counting and
 // the working set verifies clean, so the restored guest lost nothing either.
 TEST_F(GuestKvmTest, MemoryGuestTimeDoesNotJumpAcrossSaveRestore) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kHbMs = 50;
   constexpr auto kSaved = std::chrono::milliseconds(1000);
   MachineOptions o =
@@ -239,7 +237,7 @@ TEST_F(GuestKvmTest, MemoryGuestTimeDoesNotJumpAcrossSaveRestore) {
 }
 
 TEST_F(GuestKvmTest, DiskGuestWritesThenVerifyPasses) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   CreateDisk("disk.img", 32ull << 20);
   RunState state;
   std::string failure;
@@ -285,7 +283,7 @@ TEST_F(GuestKvmTest, DiskGuestWritesThenVerifyPasses) {
 }
 
 TEST_F(GuestKvmTest, DiskGuestVerifyReportsACorruptBlock) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   CreateDisk("disk.img", 16ull << 20);
   RunState state;
   std::string failure;

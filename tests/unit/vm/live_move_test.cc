@@ -114,7 +114,7 @@ class LiveMoveTest : public testing::GuestProgramTest {
 };
 
 TEST_F(LiveMoveTest, MemoryGuestContinuesOnTheDestination) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kHbMs = 50;
   // The guest's 8 s (guest time) cover the source phase, which a slow host
   // stretches, and still leave the destination its 20 heartbeats.
@@ -157,7 +157,7 @@ TEST_F(LiveMoveTest, MemoryGuestContinuesOnTheDestination) {
 }
 
 TEST_F(LiveMoveTest, DiskGuestContinuesOnCopiedDisks) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   WriteFile("a-disk.img", {});
   std::filesystem::resize_file(Path("a-disk.img"), 16ull << 20);
   // As above: 6 s leave the destination its 10 heartbeats on a slow host.
@@ -216,7 +216,7 @@ TEST_F(LiveMoveTest, DiskGuestContinuesOnCopiedDisks) {
 // reports exactly that page. (So MemoryGuestContinuesOnTheDestination could
 // fail.)
 TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kWsMib = 8;
   const std::string cmd = "ws_mib=8 hb_ms=50";
   MachineOptions oa = GuestOptions("memory-guest.bin", cmd, 1, 32ull << 20, "a.log");
@@ -271,7 +271,7 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
 // while two vCPUs rewrite pages as fast as they can, then one after the
 // pause — equals guest RAM byte for byte.
 TEST_F(LiveMoveTest, HarvestWhileRunningLosesNothing) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = GuestOptions("memory-guest.bin", "ws_mib=16 hb_ms=50", 2, 64ull << 20, "a.log");
   auto a = Machine::Create(o);
   ASSERT_TRUE(a) << a.error().ToString();

@@ -61,16 +61,15 @@ class IncomingWorkerTest : public DestinationTest {
   // Waits for the worker to exit; returns its exit status.
   int WaitExit() {
     int status = 0;
-    for (int i = 0; i < 400; ++i) {
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ::testing::AssertionResult exited = ferry_test::WaitFor(
+        "the worker to exit", std::chrono::seconds(20), [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; },
+        std::chrono::milliseconds(50));
+    if (!exited) {
+      ADD_FAILURE() << exited.message();
+      return -1;
     }
-    ADD_FAILURE() << "the worker did not exit within 20 s";
-    return -1;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
   pid_t pid_ = -1;
@@ -88,6 +87,7 @@ TEST_F(IncomingWorkerTest, CommitsThenServesAsAnOrdinaryWorker) {
   ASSERT_TRUE(created.has_value()) << created.error().ToString();
   source_vm_ = std::move(*created);
   ASSERT_TRUE(source_vm_->Start());
+  // A sleep on purpose: the guest runs a moment so its state is not the boot state.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(source_vm_->Pause());
   auto state = source_vm_->SaveDeviceState();
@@ -130,13 +130,11 @@ TEST_F(IncomingWorkerTest, CommitsThenServesAsAnOrdinaryWorker) {
 
   // Once the worker has taken the outcome it is an ordinary worker.
   std::string last;
-  for (int i = 0; i < 200; ++i) {
+  EXPECT_TRUE(ferry_test::WaitFor("the worker to run as an ordinary worker", std::chrono::seconds(10), [&] {
     auto r = Call(WorkerOp::kStatus);
-    ASSERT_TRUE(r.has_value()) << r.error().ToString();
-    last = r->state;
-    if (last == "running" && r->live_move.empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    last = r.has_value() ? r->state : r.error().ToString();
+    return r.has_value() && r->state == "running" && r->live_move.empty();
+  }));
   EXPECT_EQ(last, "running");
   auto paused = Call(WorkerOp::kPause);
   ASSERT_TRUE(paused.has_value()) << paused.error().ToString();

@@ -85,9 +85,9 @@ TEST_F(DestinationTest, LocalAbortFailsAndTellsTheSource) {
   ASSERT_TRUE(s);
   // Stream 0 is registered once its hello is answered and the acceptor has
   // moved on; wait so the error has somewhere to go.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (dest_->Status().streams.size() < 2 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(ferry_test::WaitFor("both streams to be registered", std::chrono::seconds(10),
+                                  [&] { return dest_->Status().streams.size() >= 2; },
+                                  std::chrono::milliseconds(5)));
   dest_->Abort("stopped by request");
   ExpectFailed(s.get(), base::Code::kAborted, "incoming move aborted: stopped by request");
 }
@@ -121,6 +121,7 @@ TEST_F(DestinationTest, AQuietStreamIsFineWhileAnotherCarriesData) {
   ASSERT_TRUE(s);
   for (int i = 0; i < 30; ++i) {  // ~3 s of traffic on stream 0 only
     s->Extent(0, 0, Pattern(4096, uint8_t(i)));
+    // A sleep on purpose: it paces the busy stream while stream 1 stays quiet.
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(dest_->outcome(), LiveMoveDestination::Outcome::kRunning) << dest_->error().ToString();

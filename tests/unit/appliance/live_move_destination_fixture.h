@@ -40,6 +40,7 @@
 #include "fakes/raw_opening.h"
 #include "support/files.h"
 #include "support/kvm.h"
+#include "support/wait_for.h"
 #include "support/temp_dir.h"
 #include "test_guests.h"
 #include "transport/frame_stream.h"

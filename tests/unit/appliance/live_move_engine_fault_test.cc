@@ -91,8 +91,8 @@ TEST_F(LiveMoveEngineTest, LostLeaseAbortsBeforeSwitchover) {
   setup.lease_ms = 400;
   StartMove(Definition("memory-guest.bin", "ws_mib=8 rate=20000 hb_ms=50", 32ull << 20), setup);
   if (HasFatalFailure()) return;
-  auto deadline = steady_clock::now() + std::chrono::seconds(20);
-  while (source_->running() && steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_TRUE(ferry_test::WaitFor("the source to give up", std::chrono::seconds(20),
+                                  [&] { return !source_->running(); }));
   LiveMoveStatus s = source_->Status();
   Print("lost lease", s);
   EXPECT_NE(s.error.find("ferryd stopped polling"), std::string::npos) << s.error;

@@ -34,6 +34,7 @@
 #include "storage/qcow2.h"
 #include "support/kvm.h"
 #include "support/temp_dir.h"
+#include "support/wait_for.h"
 #include "engine/tracking_disks.h"
 #include "vm/machine.h"
 
@@ -69,14 +70,11 @@ inline std::vector<std::string> CompleteLines(const std::string& console, const 
 
 // Waits (up to 10 s: a slow host runs the guest late, not wrongly) until the
 // console holds `count` complete lines as CompleteLines counts them.
-inline bool WaitForLines(const std::string& console_path, const std::string& prefix, size_t count,
-                  const std::string& field = "") {
-  auto deadline = steady_clock::now() + std::chrono::seconds(10);
-  while (CompleteLines(ReadText(console_path), prefix, field).size() < count) {
-    if (steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return true;
+inline ::testing::AssertionResult WaitForLines(const std::string& console_path, const std::string& prefix,
+                                               size_t count, const std::string& field = "") {
+  return ferry_test::WaitFor(
+      std::to_string(count) + " \"" + prefix + "\" lines in " + console_path, std::chrono::seconds(10),
+      [&] { return CompleteLines(ReadText(console_path), prefix, field).size() >= count; }, milliseconds(20));
 }
 
 // memory-guest heartbeats: numbered 1, 2, ... with no gap or repeat, errors=0.
@@ -183,8 +181,10 @@ class LiveMoveEngineTest : public ::testing::Test {
     ASSERT_TRUE(a.has_value()) << a.error().ToString();
     a_ = std::move(*a);
     ASSERT_TRUE(a_->Start().has_value());
-    // Let the guest reach its steady state (working set written).
-    std::this_thread::sleep_for(milliseconds(400));
+    // Let the guest reach its steady state: both guests write their working
+    // set (or first blocks) before their first heartbeat.
+    const bool disk_guest = def.program.find("disk-guest") != std::string::npos;
+    ASSERT_TRUE(WaitForLines(ao.console_path, disk_guest ? "DISK " : "HB ", 1)) << ReadText(ao.console_path);
     ASSERT_EQ(a_->state(), vm::RunState::kRunning) << a_->failure() << ReadText(ao.console_path);
 
     auto plan = PlanStorageMove(def, src_, dst_);
@@ -265,28 +265,27 @@ class LiveMoveEngineTest : public ::testing::Test {
   // last status. pred(status) may act on the way (inject a fault).
   template <typename OnStatus>
   LiveMoveStatus WaitSource(OnStatus on_status, int timeout_s = 40) {
-    auto deadline = steady_clock::now() + std::chrono::seconds(timeout_s);
     LiveMoveStatus s;
-    for (;;) {
-      s = source_->Status();
-      on_status(s);
-      if (IsTerminal(s.phase)) return s;
-      if (steady_clock::now() > deadline) {
-        ADD_FAILURE() << "timed out waiting for the source; status " << ToJson(s).dump();
-        return s;
-      }
-      std::this_thread::sleep_for(milliseconds(20));
-    }
+    ::testing::AssertionResult ended = ferry_test::WaitFor(
+        "the source", std::chrono::seconds(timeout_s),
+        [&] {
+          s = source_->Status();
+          on_status(s);
+          return IsTerminal(s.phase);
+        },
+        milliseconds(20));
+    EXPECT_TRUE(ended) << "status " << ToJson(s).dump();
+    return s;
   }
   LiveMoveStatus WaitSource() {
     return WaitSource([](const LiveMoveStatus&) {});
   }
 
   LiveMoveDestination::Outcome WaitDestination() {
-    auto deadline = steady_clock::now() + std::chrono::seconds(30);
-    while (destination_->outcome() == LiveMoveDestination::Outcome::kRunning && steady_clock::now() < deadline)
-      std::this_thread::sleep_for(milliseconds(20));
-    return destination_->outcome();
+    (void)ferry_test::WaitFor(
+        "the destination", std::chrono::seconds(30),
+        [&] { return destination_->outcome() != LiveMoveDestination::Outcome::kRunning; }, milliseconds(20));
+    return destination_->outcome();  // the caller says what it expected
   }
 
   // A failed move: A runs on unthrottled with its guest intact, B failed.
@@ -297,7 +296,8 @@ class LiveMoveEngineTest : public ::testing::Test {
     EXPECT_EQ(a_->state(), vm::RunState::kRunning) << a_->failure();
     EXPECT_EQ(a_->throttle(), 0);
     EXPECT_EQ(WaitDestination(), LiveMoveDestination::Outcome::kFailed);
-    std::this_thread::sleep_for(milliseconds(500));  // the guest keeps running
+    // A sleep on purpose: time passes to show the guest keeps running.
+    std::this_thread::sleep_for(milliseconds(500));
     EXPECT_EQ(a_->state(), vm::RunState::kRunning) << a_->failure();
     ASSERT_TRUE(a_->Pause().has_value());
     CheckHeartbeats(ReadText(src_ + "/console.log"), 5);

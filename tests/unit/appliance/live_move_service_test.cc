@@ -20,6 +20,7 @@
 #include "ipc/worker_protocol.h"
 #include "base/fd.h"
 #include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 namespace appliance {
 namespace {
@@ -346,11 +347,10 @@ TEST_F(LiveMoveServiceTest, UnwatchedDepartureBecomesInDoubt) {
   ASSERT_TRUE(WriteDeparture(dir_ / "root/vms/a", Departure()).has_value());
   Open();
   json vm;
-  for (int i = 0; i < 200; ++i) {
+  EXPECT_TRUE(ferry_test::WaitFor("vm a's departure to be in doubt", std::chrono::seconds(10), [&] {
     vm = *service_->Show("a");
-    if (vm["departure"].is_object() && vm["departure"]["state"] == "in-doubt") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    return vm["departure"].is_object() && vm["departure"]["state"] == "in-doubt";
+  }));
   EXPECT_EQ(vm["departure"]["state"], "in-doubt") << vm.dump();
   EXPECT_EQ(vm["departure"]["watched"], false);
   EXPECT_EQ(vm["state"], "running");
@@ -463,8 +463,8 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   EXPECT_EQ(job["phase"], "failed");
   EXPECT_NE(job["error"]["message"].get<std::string>().find("interrupted"), std::string::npos) << job.dump();
   EXPECT_NE(job["ended_unix_ms"], 0);
-  for (int i = 0; i < 200 && live_->Get("live-89abcdef")->at("ended_unix_ms") == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  EXPECT_TRUE(ferry_test::WaitFor("job live-89abcdef to end", std::chrono::seconds(5),
+                                  [&] { return live_->Get("live-89abcdef")->at("ended_unix_ms") != 0; }));
   job = *live_->Get("live-89abcdef");
   EXPECT_EQ(job["phase"], "failed") << job.dump();
   EXPECT_NE(job["error"]["message"].get<std::string>().find("no longer on this host"), std::string::npos)

@@ -25,6 +25,7 @@
 #include "base/clock.h"
 #include "config/vm_definition.h"
 #include "support/temp_dir.h"
+#include "support/wait_for.h"
 #include "transport/frame_stream.h"
 #include "transport/tcp.h"
 
@@ -172,13 +173,8 @@ class PeerServiceTest : public ::testing::Test {
     ASSERT_EQ(::write(fd->get(), &what, 1), 1);
   }
   // Polls (every 10 ms, up to 10 s) for an effect of another thread.
-  bool Eventually(const std::function<bool()>& pred) {
-    const uint64_t deadline = base::MonotonicNanos() + 10'000'000'000ull;
-    while (base::MonotonicNanos() < deadline) {
-      if (pred()) return true;
-      ::usleep(10000);
-    }
-    return pred();
+  static ::testing::AssertionResult Eventually(const std::function<bool()>& pred) {
+    return ferry_test::WaitFor("an effect of PeerService's threads", std::chrono::seconds(10), pred);
   }
   std::string IncomingDir(const std::string& id) { return dir_ / ("root/incoming/" + id); }
   // Tells vm1's worker to commit and waits for its commit marker.

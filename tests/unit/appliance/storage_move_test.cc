@@ -22,6 +22,7 @@
 #include "storage/qcow2.h"
 #include "storage/tracking_disk.h"
 #include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 namespace appliance {
 namespace {
@@ -370,11 +371,10 @@ TEST(StorageMoverTest, MovesARawDiskUnderLoadAndSwitches) {
   ASSERT_TRUE((*mover)->Start(r, Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), {tracking->get()})
                   .has_value());
   MoveStatus s;
-  for (int i = 0; i < 600; ++i) {
+  EXPECT_TRUE(ferry_test::WaitFor("the move to end", std::chrono::seconds(30), [&] {
     s = (*mover)->Status();
-    if (IsTerminal(s.phase)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    return IsTerminal(s.phase);
+  }));
   stop = true;
   writer.join();
   ASSERT_EQ(s.phase, MovePhase::kCompleted) << s.error;

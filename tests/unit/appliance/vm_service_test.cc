@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "storage/qcow2.h"
 #include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 namespace appliance {
 namespace {
@@ -82,15 +83,14 @@ class VmServiceTest : public ::testing::Test {
   // Polls show (the supervisor updates it from its own thread) until the
   // state is `state`; fails the test after 10 s.
   json WaitForState(const std::string& name, const std::string& state) {
-    const uint64_t deadline = base::MonotonicNanos() + 10'000'000'000ull;
     json vm;
-    while (base::MonotonicNanos() < deadline) {
-      auto r = service_->Show(name);
-      if (r.has_value() && (*r)["state"] == state) return *r;
-      if (r.has_value()) vm = *r;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ADD_FAILURE() << "timed out waiting for vm " << name << " to become " << state << "; last: " << vm.dump();
+    ::testing::AssertionResult reached =
+        ferry_test::WaitFor("vm " + name + " to become " + state, std::chrono::seconds(10), [&] {
+          auto r = service_->Show(name);
+          if (r.has_value()) vm = *r;
+          return r.has_value() && (*r)["state"] == state;
+        });
+    EXPECT_TRUE(reached) << "last: " << vm.dump();
     return vm;
   }
 

@@ -136,11 +136,10 @@ class GuestProgramTest : public VmTest {
 
   // Waits (up to 10 s, saying for what) until the console holds `count`
   // complete heartbeats with `prefix`.
-  bool WaitForBeats(const MachineOptions& o, const std::string& prefix, size_t count) {
-    return WaitFor("heartbeats", [&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polls a file; no busy loop
-      return ParseBeats(Console(o), prefix).size() >= count;
-    });
+  ::testing::AssertionResult WaitForBeats(const MachineOptions& o, const std::string& prefix, size_t count) {
+    return WaitFor(
+        "heartbeats", [&] { return ParseBeats(Console(o), prefix).size() >= count; },
+        std::chrono::milliseconds(5));  // polls a file; no busy loop
   }
 
   // Lets wall time pass without sleeping the test thread's logic on a guess:

@@ -256,10 +256,10 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
   // Every page is verified within a second (the sweep) or before its next
   // rewrite, whichever comes first.
   const std::string want = "MISMATCH page=" + std::to_string(lost - ws_first_page) + " ";
-  EXPECT_TRUE(WaitFor("the guest to report the lost page", [&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    return !LinesStartingWith(Console(ob), want).empty();
-  })) << Console(ob);
+  EXPECT_TRUE(WaitFor(
+      "the guest to report the lost page", [&] { return !LinesStartingWith(Console(ob), want).empty(); },
+      std::chrono::milliseconds(5)))
+      << Console(ob);
   b_->Shutdown();
   auto mismatches = LinesStartingWith(Console(ob), "MISMATCH ");
   ASSERT_FALSE(mismatches.empty());
@@ -296,7 +296,8 @@ TEST_F(LiveMoveTest, HarvestWhileRunningLosesNothing) {
     ASSERT_TRUE(dirty) << dirty.error().ToString();
     copy(*dirty);
     ++rounds;
-    std::this_thread::sleep_for(std::chrono::milliseconds(rounds % 4));  // vary the interval
+    // A sleep on purpose: it varies the harvest interval (0-3 ms).
+    std::this_thread::sleep_for(std::chrono::milliseconds(rounds % 4));
   }
   ASSERT_TRUE(m.Pause());
   auto last = m.HarvestDirtyPages();

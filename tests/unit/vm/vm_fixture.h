@@ -56,10 +56,12 @@ class VmTest : public ::testing::Test {
     return o;
   }
 
-  // Polls guest memory (yielding between polls: the counters move within
-  // microseconds) until pred() holds or 10 s pass.
-  ::testing::AssertionResult WaitFor(const char* what, const std::function<bool()>& pred) {
-    return ferry_test::WaitFor(what, std::chrono::seconds(10), pred, std::chrono::milliseconds(0));
+  // Polls until pred() holds or 10 s pass. By default it yields between
+  // polls (guest memory counters move within microseconds); a pred that
+  // reads a file passes an interval instead.
+  ::testing::AssertionResult WaitFor(const char* what, const std::function<bool()>& pred,
+                                     std::chrono::milliseconds interval = std::chrono::milliseconds(0)) {
+    return ferry_test::WaitFor(what, std::chrono::seconds(10), pred, interval);
   }
 
   ferry_test::TempDir temp_{"ferry-vm-test"};

@@ -5,7 +5,7 @@
 // PeerService (the destination ferryd's side of live moves) on 127.0.0.1:0
 // in a temp storage root: the pre-flight matrix, malformed control streams,
 // and the launch / adopt / clean-up / recovery paths with a fake incoming
-// worker (fake_incoming_worker.cc), so no KVM is needed.
+// worker (tests/fakes/fake_incoming_worker.cc), so no KVM is needed.
 #pragma once
 
 #include "daemon/peer_service.h"

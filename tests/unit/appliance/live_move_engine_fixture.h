@@ -34,6 +34,7 @@
 #include "storage/qcow2.h"
 #include "support/kvm.h"
 #include "support/temp_dir.h"
+#include "support/text.h"
 #include "support/wait_for.h"
 #include "engine/tracking_disks.h"
 #include "vm/machine.h"
@@ -44,13 +45,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-inline std::vector<std::string> LinesStartingWith(const std::string& text, const std::string& prefix) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(prefix, 0) == 0) out.push_back(line);
-  return out;
-}
+using ferry_test::LinesStartingWith;
 
 inline std::string ReadText(const std::string& path) {
   auto s = base::ReadFileToString(path);

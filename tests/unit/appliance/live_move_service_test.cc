@@ -19,6 +19,7 @@
 #include "common/process.h"
 #include "ipc/worker_protocol.h"
 #include "base/fd.h"
+#include "fakes/stray_workers.h"
 #include "support/temp_dir.h"
 #include "support/wait_for.h"
 
@@ -36,14 +37,12 @@ class LiveMoveServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ::unsetenv("FAKE_WORKER_MODE");
-    ::mkdir((dir_ / "guests").c_str(), 0755);
-    std::ofstream(dir_ / "guests/memory-guest.bin") << "fake program";
     std::ofstream(dir_ / "a.img") << std::string(4096, '\0');
     std::ofstream(dir_ / "shared.img") << std::string(4096, '\0');
     options_.host.storage_root = dir_ / "root";
     options_.host.outgoing_enabled = true;
     options_.worker_binary = FAKE_WORKER_PATH;
-    options_.guest_dir = dir_ / "guests";
+    options_.guest_dir = fake::MakeGuestDir(dir_.path());
     options_.worker_ready_timeout_ms = 10000;
     options_.exit_timeout_ms = 5000;
     Open();

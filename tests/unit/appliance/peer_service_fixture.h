@@ -24,6 +24,7 @@
 #include "daemon/runtime_record.h"
 #include "base/clock.h"
 #include "config/vm_definition.h"
+#include "fakes/stray_workers.h"
 #include "support/temp_dir.h"
 #include "support/wait_for.h"
 #include "transport/frame_stream.h"
@@ -47,12 +48,10 @@ class PeerServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ::unsetenv("FAKE_INCOMING_MODE");
-    ::mkdir((dir_ / "guests").c_str(), 0755);
-    std::ofstream(dir_ / "guests/memory-guest.bin") << "fake program";
     vm_options_.host.storage_root = dir_ / "root";
     // VmService never launches a worker here (only adopts incoming ones).
     vm_options_.worker_binary = FAKE_INCOMING_WORKER_PATH;
-    vm_options_.guest_dir = dir_ / "guests";
+    vm_options_.guest_dir = fake::MakeGuestDir(dir_.path());
     vm_options_.worker_ready_timeout_ms = 10000;
     vm_options_.exit_timeout_ms = 5000;
     auto vms = VmService::Open(vm_options_);
@@ -75,22 +74,17 @@ class PeerServiceTest : public ::testing::Test {
     // Every fake worker this test started goes, and is reaped; the records
     // name them. waitid(WNOWAIT) says whether it is still our child, so a
     // recycled pid is never signalled.
-    std::vector<base::Fd> mine;
+    std::vector<int64_t> pids;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir_ / "root/incoming-records", ec)) {
       auto text = base::ReadFileToString(e.path().string());
       if (!text) continue;
-      json j = json::parse(*text, nullptr, false);
-      auto pidfd = PidfdOpen(j.value("pid", int64_t{0}));
-      if (!pidfd) continue;
-      siginfo_t info{};
-      if (::waitid(P_PIDFD, id_t(pidfd->get()), &info, WEXITED | WNOHANG | WNOWAIT) != 0) continue;
-      (void)PidfdSignal(pidfd->get(), SIGKILL);
-      mine.push_back(std::move(*pidfd));
+      pids.push_back(json::parse(*text, nullptr, false).value("pid", int64_t{0}));
     }
+    fake::StrayWorkers strays(pids);
     peer_.reset();
     vms_.reset();
-    for (const base::Fd& pidfd : mine) (void)PidfdReap(pidfd.get(), /*nohang=*/false);
+    strays.Reap();
     ::unsetenv("FAKE_INCOMING_MODE");
   }
 

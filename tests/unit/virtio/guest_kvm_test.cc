@@ -21,6 +21,7 @@
 #include "config/vm_definition.h"
 #include "support/kvm.h"
 #include "support/temp_dir.h"
+#include "support/text.h"
 #include "vm/guest_abi.h"
 #include "vm/machine.h"
 
@@ -31,19 +32,7 @@ using ferry_test::TempDir;
 
 constexpr int kTimeoutMs = 60000;  // a guest that has not stopped by then is hung
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-std::vector<std::string> LinesStartingWith(const std::string& text, const std::string& prefix) {
-  std::vector<std::string> out;
-  for (const std::string& l : Lines(text))
-    if (l.rfind(prefix, 0) == 0) out.push_back(l);
-  return out;
-}
+using ferry_test::LinesStartingWith;
 
 class GuestKvmTest : public ::testing::Test {
  protected:

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/text.h"
 #include "vm/machine.h"
 #include "vm_fixture.h"
 
@@ -36,13 +37,7 @@ struct Beat {
   }
 };
 
-inline std::vector<std::string> LinesStartingWith(const std::string& text, const std::string& prefix) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(prefix, 0) == 0) out.push_back(line);
-  return out;
-}
+using ferry_test::LinesStartingWith;
 
 // Heartbeats with the given prefix ("HB " or "DISK "). A last line without
 // its newline yet (the guest is mid-line) is left out.

@@ -119,7 +119,8 @@ TEST_F(FerryTest, FerrydRestartReattachesToTheRunningVm) {
 
 TEST_F(FerryTest, GuestPowerOffIsRecorded) {
   StartFerryd();
-  ASSERT_TRUE(CreateAndStart("short", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=4 hb_ms=50 seconds=1"}));
+  ASSERT_TRUE(
+      CreateAndStart("short", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=4 hb_ms=50 seconds=1"}));
   ASSERT_EQ(WaitForPowerOff("short", 30000), "powered-off");
   EXPECT_NE(Console("short").find("MEMGUEST done"), std::string::npos);
   EXPECT_EQ(Ferry({"vm", "start", "short"}).exit_code, 0) << "a powered-off vm starts again";

@@ -164,7 +164,8 @@ class LiveMoveTest : public FerryTest {
   void StartHostsWithMemoryGuest() {
     StartFerryd();
     b_->Start();
-    ASSERT_TRUE(CreateAndStart("m1", {"--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline", "ws_mib=32 rate=5000 hb_ms=50"}));
+    ASSERT_TRUE(CreateAndStart(
+        "m1", {"--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline", "ws_mib=32 rate=5000 hb_ms=50"}));
     WaitForHeartbeats("m1", "HB", 10);
   }
 
@@ -249,7 +250,8 @@ TEST_F(LiveMoveTest, PausedVmMovesAndArrivesPaused) {
 TEST_F(LiveMoveTest, AVmMovesThereAndBackAndThereAgain) {
   StartFerryd();
   b_->Start();
-  ASSERT_TRUE(CreateAndStart("m1", {"--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=8 rate=2000 hb_ms=50"}));
+  ASSERT_TRUE(
+      CreateAndStart("m1", {"--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=8 rate=2000 hb_ms=50"}));
   WaitForHeartbeats("m1", "HB", 5);
 
   ProcessResult r = MoveVm("m1");
@@ -292,7 +294,8 @@ TEST_F(LiveMoveTest, DiskGuestMovesWithItsCheckpointChain) {
     format = "raw";
     MakeSparseFile(disk, 16 << 20);
   }
-  ASSERT_TRUE(CreateAndStart("d1", {"--guest", "disk", "--memory", "32M", "--disk", disk + ",format=" + format, "--cmdline", "hb_ms=50 rate=500 flush_every=16 blocks=2048"}));
+  ASSERT_TRUE(CreateAndStart("d1", {"--guest", "disk", "--memory", "32M", "--disk", disk + ",format=" + format,
+                                    "--cmdline", "hb_ms=50 rate=500 flush_every=16 blocks=2048"}));
   WaitForHeartbeats("d1", "DISK", 5);
   ProcessResult r = Ferry({"vm", "checkpoint", "create", "d1", "cp1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -69,7 +69,8 @@ class StorageMoveTest : public FerryTest {
   void ExpectVerifies(const std::string& disk, const std::string& format = "raw") {
     static int n = 0;
     std::string name = "verify" + std::to_string(++n);
-    ASSERT_TRUE(CreateAndStart(name, {"--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify", "--disk", disk + ",format=" + format}));
+    ASSERT_TRUE(CreateAndStart(name, {"--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify", "--disk",
+                                      disk + ",format=" + format}));
     ASSERT_EQ(WaitForPowerOff(name, 120000), "powered-off");
     std::string console = Console(name);
     EXPECT_NE(console.find("DISK-VERIFY"), std::string::npos) << console;
@@ -141,7 +142,8 @@ TEST_F(StorageMoveTest, LiveMoveOfQcow2ChainKeepsRelativeBackingNames) {
                       "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2")
                          .c_str()),
             0);
-  ASSERT_TRUE(CreateAndStart("q1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=8192 hb_ms=50", "--disk", src + "/top.qcow2,format=qcow2"}));
+  ASSERT_TRUE(CreateAndStart("q1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=8192 hb_ms=50", "--disk",
+                                    src + "/top.qcow2,format=qcow2"}));
   size_t before = WaitForHeartbeats("q1", "DISK", 10).size();
   std::string dest = dir() + "/dest";
   ProcessResult r = Ferry({"move-storage", "q1", "--destination-storage-path", dest});
@@ -184,7 +186,8 @@ TEST_F(StorageMoveTest, SharedBaseImageIsKeptWhileAnotherVmUsesIt) {
                    src + "/b.qcow2,format=qcow2"})
                 .exit_code,
             0);
-  ASSERT_TRUE(CreateAndStart("a", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=2048 hb_ms=50", "--disk", src + "/a.qcow2,format=qcow2"}));
+  ASSERT_TRUE(CreateAndStart("a", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=2048 hb_ms=50", "--disk",
+                                   src + "/a.qcow2,format=qcow2"}));
   size_t before = WaitForHeartbeats("a", "DISK", 5).size();
 
   std::string dest_a = dir() + "/dest-a";
@@ -335,7 +338,8 @@ TEST_F(StorageMoveTest, KilledFerrydLeavesVmOnSourceAndTheMoveResumes) {
   ASSERT_EQ(WaitForPowerOff("fill"), "powered-off");
   ASSERT_GT(LastWrites("fill"), 16384u) << "the filler must write every block once";
   ASSERT_EQ(Ferry({"vm", "delete", "fill"}).exit_code, 0);
-  ASSERT_TRUE(CreateAndStart("r1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=16384 hb_ms=50 rate=100", "--disk", src}));
+  ASSERT_TRUE(CreateAndStart(
+      "r1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=16384 hb_ms=50 rate=100", "--disk", src}));
   WaitForHeartbeats("r1", "DISK", 5);
   std::string dest = dir() + "/dest";
   ProcessResult r = Ferry({"move-storage", "r1", "--destination-storage-path", dest, "--max-rate", "4M",

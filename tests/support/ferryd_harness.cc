@@ -333,7 +333,8 @@ bool FerryTest::WaitFor(const std::string& what, int timeout_ms, const std::func
   return PollUntil(what, timeout_ms, pred);
 }
 
-::testing::AssertionResult FerryTest::CreateAndStart(const std::string& vm, const std::vector<std::string>& create_args) {
+::testing::AssertionResult FerryTest::CreateAndStart(const std::string& vm,
+                                                     const std::vector<std::string>& create_args) {
   std::vector<std::string> create = {"vm", "create", vm};
   create.insert(create.end(), create_args.begin(), create_args.end());
   ProcessResult r = Ferry(create);

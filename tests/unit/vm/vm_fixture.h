@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "support/files.h"
 #include "support/kvm.h"
 #include "support/temp_dir.h"
 #include "support/wait_for.h"
@@ -31,9 +32,7 @@ class VmTest : public ::testing::Test {
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   void WriteFile(const std::string& name, const std::vector<uint8_t>& bytes) {
-    std::ofstream out(Path(name), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    ASSERT_TRUE(out.good());
+    ferry_test::WriteFile(Path(name), bytes);
   }
 
   std::string ReadConsole() {

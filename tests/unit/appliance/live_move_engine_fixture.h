@@ -165,13 +165,20 @@ class LiveMoveEngineTest : public ::testing::Test {
     return d;
   }
 
+  // A machine for `def` in vm_dir, its console in vm_dir/console.
+  static vm::MachineOptions MachineOptionsFor(const config::VmDefinition& def, const std::string& vm_dir,
+                                              const std::string& console) {
+    vm::MachineOptions o;
+    o.definition = def;
+    o.vm_dir = vm_dir;
+    o.console_path = vm_dir + "/" + console;
+    return o;
+  }
+
   // Boots A from `def`, plans the move into dst_, creates B and both engines.
   void StartMove(const config::VmDefinition& def, const MoveSetup& setup) {
     def_ = def;
-    vm::MachineOptions ao;
-    ao.definition = def;
-    ao.vm_dir = src_;
-    ao.console_path = src_ + "/console.log";
+    vm::MachineOptions ao = MachineOptionsFor(def, src_, "console.log");
     auto a = vm::Machine::Create(ao);
     ASSERT_TRUE(a.has_value()) << a.error().ToString();
     a_ = std::move(*a);

@@ -48,10 +48,7 @@ TEST_F(LiveMoveEngineTest, DiskGuestWithQcow2ChainMoves) {
     ASSERT_TRUE(storage::CreateQcow2(src_ + "/base.qcow2", co).has_value());
     config::VmDefinition pre = Definition("disk-guest.bin", "blocks=1024 seconds=1 hb_ms=100", 32ull << 20);
     pre.disks.push_back({"base.qcow2", config::DiskFormat::kQcow2, false});
-    vm::MachineOptions o;
-    o.definition = pre;
-    o.vm_dir = src_;
-    o.console_path = src_ + "/pre-console.log";
+    vm::MachineOptions o = MachineOptionsFor(pre, src_, "pre-console.log");
     auto m = vm::Machine::Create(o);
     ASSERT_TRUE(m.has_value()) << m.error().ToString();
     ASSERT_TRUE((*m)->Start().has_value());

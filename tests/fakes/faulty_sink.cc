@@ -1,4 +1,4 @@
-#include "faulty_sink.h"
+#include "fakes/faulty_sink.h"
 
 #include <cerrno>
 #include <cstring>

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 namespace ferry_it {
 namespace {

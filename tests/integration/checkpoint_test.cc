@@ -10,7 +10,7 @@
 #include <iostream>
 #include <set>
 
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 namespace ferry_it {
 namespace {
@@ -80,14 +80,9 @@ class CheckpointTest : public FerryTest {
   // Boots a verifier on the top file (read-only) and expects bad=0.
   void Verify(const std::string& name) {
     auto [top, format] = Top("d1");
-    ProcessResult r = Ferry({"vm", "create", name, "--guest", "disk", "--memory", "32M", "--disk",
-                             top + ",format=" + format + ",ro", "--cmdline", "mode=verify"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    ASSERT_EQ(Ferry({"vm", "start", name}).exit_code, 0);
-    WaitFor("the verifier to power off", 60000, [&] {
-      std::string s = State(name);
-      return s == "powered-off" || s == "crashed";
-    });
+    ASSERT_TRUE(CreateAndStart(name, {"--guest", "disk", "--memory", "32M", "--disk", top + ",format=" + format + ",ro",
+                                      "--cmdline", "mode=verify"}));
+    WaitForPowerOff(name);
     std::string out = Console(name);
     EXPECT_EQ(State(name), "powered-off") << out;
     auto pos = out.find("DISK-VERIFY blocks=2048 written=");
@@ -102,11 +97,8 @@ TEST_F(CheckpointTest, CreateDeleteWhileRunningApplyStoppedAndForced) {
   StartFerryd();
   std::string disk = dir() + "/data.img";
   MakeSparseFile(disk, 8 << 20);
-  ASSERT_EQ(Ferry({"vm", "create", "d1", "--guest", "disk", "--memory", "32M", "--disk", disk, "--cmdline",
-                   "hb_ms=50 rate=1000 flush_every=16"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "d1"}).exit_code, 0);
+  ASSERT_TRUE(CreateAndStart(
+      "d1", {"--guest", "disk", "--memory", "32M", "--disk", disk, "--cmdline", "hb_ms=50 rate=1000 flush_every=16"}));
 
   // Three checkpoints while the guest writes; a copy of each taken at the
   // checkpoint (the VM paused around create, so the copy is that instant).

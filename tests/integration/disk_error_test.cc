@@ -13,7 +13,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 namespace ferry_it {
 namespace {

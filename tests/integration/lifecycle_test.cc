@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 namespace ferry_it {
 namespace {
@@ -119,12 +119,9 @@ TEST_F(FerryTest, FerrydRestartReattachesToTheRunningVm) {
 
 TEST_F(FerryTest, GuestPowerOffIsRecorded) {
   StartFerryd();
-  ASSERT_EQ(Ferry({"vm", "create", "short", "--guest", "memory", "--memory", "32M", "--cmdline",
-                   "ws_mib=4 hb_ms=50 seconds=1"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "short"}).exit_code, 0);
-  WaitFor("vm short to power off", 30000, [&] { return State("short") == "powered-off"; });
+  ASSERT_TRUE(
+      CreateAndStart("short", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=4 hb_ms=50 seconds=1"}));
+  ASSERT_EQ(WaitForPowerOff("short", 30000), "powered-off");
   EXPECT_NE(Console("short").find("MEMGUEST done"), std::string::npos);
   EXPECT_EQ(Ferry({"vm", "start", "short"}).exit_code, 0) << "a powered-off vm starts again";
 }

@@ -21,7 +21,7 @@
 #include <memory>
 #include <sstream>
 #include <thread>
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 namespace ferry_it {
 namespace live_move_fixture {
@@ -257,8 +257,9 @@ class LiveMoveFailureTest : public FerryTest {
                     << (ended ? ", job: " + job.dump() : "") << cli;
       return nullptr;
     }
-    // The streams are up once pre-copy begins; let data flow a moment (the
-    // progress counters move only at the end of the first pass).
+    // The streams are up once pre-copy begins; let data flow a moment. A
+    // pause, not a wait: nothing shows the bytes flowing (the progress
+    // counters move only at the end of the first pass).
     if (seen == "precopy") std::this_thread::sleep_for(std::chrono::milliseconds(300));
     Note("in phase " + seen + ": " + why);
     return job;
@@ -386,10 +387,7 @@ class LiveMoveFailureTest : public FerryTest {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = Ferry({"vm", "start", verifier});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    WaitFor("the verifier to power off", 60000, [&] {
-      std::string s = State(verifier);
-      return s == "powered-off" || s == "crashed";
-    });
+    WaitForPowerOff(verifier);
     std::string out = Console(verifier);
     EXPECT_EQ(State(verifier), "powered-off") << out;
     auto pos = out.find("DISK-VERIFY blocks=2048 written=");

@@ -173,6 +173,7 @@ TEST_F(LiveMoveOwnershipTest, SourceFerrydKilledRightAfterTheCommit) {
   nlohmann::json job = MoveUntilBCommitted();
   ASSERT_FALSE(job.is_null());
   KillA();
+  // A sleep on purpose: the case is a ferryd that comes back a second later.
   std::this_thread::sleep_for(std::chrono::seconds(1));
   StartFerryd();
   Note("A's ferryd restarted");
@@ -236,6 +237,8 @@ TEST_F(LiveMoveOwnershipTest, InDoubtVmIsPausedHeldAndResumesOnceTheDestinationA
     EXPECT_NE(no.err.find("ferry vm resolve m1"), std::string::npos) << no.err;
   }
   const size_t beats = ParseHeartbeats(Complete(Console("m1")), "HB").size();
+  // A sleep on purpose: time must pass for "no new heartbeat" to mean the
+  // guest is held (it beats every 50 ms).
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(ParseHeartbeats(Complete(Console("m1")), "HB").size(), beats) << "the in-doubt guest ran";
 

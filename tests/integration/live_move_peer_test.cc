@@ -16,7 +16,7 @@
 #include "protocol/move_protocol.h"
 #include "peer/peer_client.h"
 #include "config/vm_definition.h"
-#include "harness.h"
+#include "support/ferryd_harness.h"
 #include "transport/frame_stream.h"
 #include "transport/tcp.h"
 

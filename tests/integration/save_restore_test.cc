@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 namespace ferry_it {
 namespace {
@@ -40,11 +40,8 @@ void WriteAll(const std::string& path, const std::string& data) {
 
 TEST_F(FerryTest, MemoryGuestContinuesAcrossSaveAndRestore) {
   StartFerryd();
-  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "64M", "--cmdline",
-                   "ws_mib=32 rate=4000 hb_ms=50"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
+  ASSERT_TRUE(
+      CreateAndStart("m1", {"--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=32 rate=4000 hb_ms=50"}));
   WaitForHeartbeats("m1", "HB", 5);
 
   ProcessResult r = Ferry({"vm", "save", "m1"});
@@ -84,11 +81,8 @@ TEST_F(FerryTest, DiskGuestContinuesAcrossSaveAndRestoreAndItsDiskVerifies) {
   StartFerryd();
   std::string disk = dir() + "/data.img";
   MakeSparseFile(disk, 8 << 20);
-  ASSERT_EQ(Ferry({"vm", "create", "d1", "--guest", "disk", "--memory", "32M", "--disk", disk, "--cmdline",
-                   "hb_ms=50 rate=2000 flush_every=16"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "d1"}).exit_code, 0);
+  ASSERT_TRUE(CreateAndStart(
+      "d1", {"--guest", "disk", "--memory", "32M", "--disk", disk, "--cmdline", "hb_ms=50 rate=2000 flush_every=16"}));
   WaitForHeartbeats("d1", "DISK", 5);
   ProcessResult r = Ferry({"vm", "save", "d1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -104,15 +98,9 @@ TEST_F(FerryTest, DiskGuestContinuesAcrossSaveAndRestoreAndItsDiskVerifies) {
   ASSERT_EQ(Ferry({"vm", "stop", "d1"}).exit_code, 0);
 
   // A fresh VM checks every block the first one wrote.
-  ASSERT_EQ(Ferry({"vm", "create", "check", "--guest", "disk", "--memory", "32M", "--disk", disk + ",ro",
-                   "--cmdline", "mode=verify"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "check"}).exit_code, 0);
-  WaitFor("the verifier to power off", 60000, [&] {
-    std::string s = State("check");
-    return s == "powered-off" || s == "crashed";
-  });
+  ASSERT_TRUE(CreateAndStart(
+      "check", {"--guest", "disk", "--memory", "32M", "--disk", disk + ",ro", "--cmdline", "mode=verify"}));
+  WaitForPowerOff("check");
   std::string verify = Console("check");
   EXPECT_EQ(State("check"), "powered-off") << verify;
   auto pos = verify.find("DISK-VERIFY blocks=2048 written=");
@@ -123,11 +111,8 @@ TEST_F(FerryTest, DiskGuestContinuesAcrossSaveAndRestoreAndItsDiskVerifies) {
 
 TEST_F(FerryTest, CorruptStateFileIsRefusedAndNothingStarts) {
   StartFerryd();
-  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "32M", "--cmdline",
-                   "ws_mib=8 rate=2000 hb_ms=50"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "m1"}).exit_code, 0);
+  ASSERT_TRUE(
+      CreateAndStart("m1", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=8 rate=2000 hb_ms=50"}));
   WaitForHeartbeats("m1", "HB", 3);
   ASSERT_EQ(Ferry({"vm", "save", "m1"}).exit_code, 0);
   std::string state_file = storage() + "/vms/m1/saved.fvs";

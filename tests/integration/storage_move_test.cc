@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 namespace ferry_it {
 namespace {
@@ -69,12 +69,9 @@ class StorageMoveTest : public FerryTest {
   void ExpectVerifies(const std::string& disk, const std::string& format = "raw") {
     static int n = 0;
     std::string name = "verify" + std::to_string(++n);
-    ASSERT_EQ(Ferry({"vm", "create", name, "--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify",
-                     "--disk", disk + ",format=" + format})
-                  .exit_code,
-              0);
-    ASSERT_EQ(Ferry({"vm", "start", name}).exit_code, 0);
-    WaitFor("verify vm to power off", 120000, [&] { return State(name) == "powered-off"; });
+    ASSERT_TRUE(CreateAndStart(name, {"--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify", "--disk",
+                                      disk + ",format=" + format}));
+    ASSERT_EQ(WaitForPowerOff(name, 120000), "powered-off");
     std::string console = Console(name);
     EXPECT_NE(console.find("DISK-VERIFY"), std::string::npos) << console;
     EXPECT_NE(console.find(" bad=0"), std::string::npos) << console;
@@ -145,11 +142,8 @@ TEST_F(StorageMoveTest, LiveMoveOfQcow2ChainKeepsRelativeBackingNames) {
                       "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2")
                          .c_str()),
             0);
-  ASSERT_EQ(Ferry({"vm", "create", "q1", "--guest", "disk", "--memory", "64M", "--cmdline", "blocks=8192 hb_ms=50",
-                   "--disk", src + "/top.qcow2,format=qcow2"})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "q1"}).exit_code, 0);
+  ASSERT_TRUE(CreateAndStart("q1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=8192 hb_ms=50", "--disk",
+                                    src + "/top.qcow2,format=qcow2"}));
   size_t before = WaitForHeartbeats("q1", "DISK", 10).size();
   std::string dest = dir() + "/dest";
   ProcessResult r = Ferry({"move-storage", "q1", "--destination-storage-path", dest});
@@ -181,22 +175,19 @@ TEST_F(StorageMoveTest, SharedBaseImageIsKeptWhileAnotherVmUsesIt) {
   // The base holds blocks the disk guest wrote, so a verifier has something to check.
   std::string base = CreateDiskVm("fill", 16, "blocks=2048 seconds=2 hb_ms=50");
   ASSERT_EQ(Ferry({"vm", "start", "fill"}).exit_code, 0);
-  WaitFor("the filler to power off", 60000, [&] { return State("fill") == "powered-off"; });
+  ASSERT_EQ(WaitForPowerOff("fill"), "powered-off");
   ASSERT_EQ(Ferry({"vm", "delete", "fill"}).exit_code, 0);
   std::string src = dir() + "/src";
   ASSERT_EQ(::system(("cd " + src + " && qemu-img create -q -f qcow2 -b fill.img -F raw a.qcow2 && "
                       "qemu-img create -q -f qcow2 -b fill.img -F raw b.qcow2")
                          .c_str()),
             0);
-  ASSERT_EQ(Ferry({"vm", "create", "a", "--guest", "disk", "--memory", "64M", "--cmdline", "blocks=2048 hb_ms=50",
-                   "--disk", src + "/a.qcow2,format=qcow2"})
-                .exit_code,
-            0);
   ASSERT_EQ(Ferry({"vm", "create", "b", "--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify", "--disk",
                    src + "/b.qcow2,format=qcow2"})
                 .exit_code,
             0);
-  ASSERT_EQ(Ferry({"vm", "start", "a"}).exit_code, 0);
+  ASSERT_TRUE(CreateAndStart("a", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=2048 hb_ms=50", "--disk",
+                                   src + "/a.qcow2,format=qcow2"}));
   size_t before = WaitForHeartbeats("a", "DISK", 5).size();
 
   std::string dest_a = dir() + "/dest-a";
@@ -215,7 +206,7 @@ TEST_F(StorageMoveTest, SharedBaseImageIsKeptWhileAnotherVmUsesIt) {
 
   // b starts on its overlay over the kept base, and every block checks out.
   ASSERT_EQ(Ferry({"vm", "start", "b"}).exit_code, 0);
-  WaitFor("vm b to verify and power off", 120000, [&] { return State("b") == "powered-off"; });
+  ASSERT_EQ(WaitForPowerOff("b", 120000), "powered-off");
   std::string console = Console("b");
   EXPECT_NE(console.find("DISK-VERIFY"), std::string::npos) << console;
   EXPECT_NE(console.find(" bad=0"), std::string::npos) << console;
@@ -237,7 +228,7 @@ TEST_F(StorageMoveTest, StoppedVmIsCopiedAndItsDefinitionUpdated) {
   StartFerryd();
   std::string src = CreateDiskVm("s1", 16, "blocks=2048 seconds=2 hb_ms=50");
   ASSERT_EQ(Ferry({"vm", "start", "s1"}).exit_code, 0);
-  WaitFor("the guest to power off", 60000, [&] { return State("s1") == "powered-off"; });
+  ASSERT_EQ(WaitForPowerOff("s1"), "powered-off");
   std::string dest = dir() + "/offline";
   ProcessResult r = Ferry({"move-storage", "s1", "--destination-storage-path", dest});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -344,14 +335,11 @@ TEST_F(StorageMoveTest, KilledFerrydLeavesVmOnSourceAndTheMoveResumes) {
   // resume.
   std::string src = CreateDiskVm("fill", 64, "blocks=16384 seconds=15 hb_ms=50");
   ASSERT_EQ(Ferry({"vm", "start", "fill"}).exit_code, 0);
-  WaitFor("the filler to power off", 60000, [&] { return State("fill") == "powered-off"; });
+  ASSERT_EQ(WaitForPowerOff("fill"), "powered-off");
   ASSERT_GT(LastWrites("fill"), 16384u) << "the filler must write every block once";
   ASSERT_EQ(Ferry({"vm", "delete", "fill"}).exit_code, 0);
-  ASSERT_EQ(Ferry({"vm", "create", "r1", "--guest", "disk", "--memory", "64M", "--cmdline",
-                   "blocks=16384 hb_ms=50 rate=100", "--disk", src})
-                .exit_code,
-            0);
-  ASSERT_EQ(Ferry({"vm", "start", "r1"}).exit_code, 0);
+  ASSERT_TRUE(CreateAndStart(
+      "r1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=16384 hb_ms=50 rate=100", "--disk", src}));
   WaitForHeartbeats("r1", "DISK", 5);
   std::string dest = dir() + "/dest";
   ProcessResult r = Ferry({"move-storage", "r1", "--destination-storage-path", dest, "--max-rate", "4M",

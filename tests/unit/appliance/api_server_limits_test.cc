@@ -18,7 +18,7 @@
 #include "daemon/api_server.h"
 #include "cli/http_client.h"
 #include "base/fd.h"
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -96,7 +96,7 @@ class ApiServerLimitsTest : public ::testing::Test {
                            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
   }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   std::string socket_ = dir_ / "run/api.sock";
   std::unique_ptr<VmService> service_;
   std::unique_ptr<ApiHandler> handler_;

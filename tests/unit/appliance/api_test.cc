@@ -12,7 +12,7 @@
 #include "daemon/api_server.h"
 #include "cli/http_client.h"
 #include "common/process.h"
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -53,7 +53,7 @@ class ApiTest : public ::testing::Test {
   static json Body(const HttpResponse& r) { return json::parse(r.body); }
   static std::string ErrorCode(const HttpResponse& r) { return Body(r)["error"]["code"]; }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   std::unique_ptr<VmService> service_;
   std::unique_ptr<ApiHandler> handler_;
   std::unique_ptr<ApiServer> server_;

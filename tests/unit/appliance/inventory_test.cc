@@ -5,7 +5,7 @@
 
 #include <fstream>
 
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -22,7 +22,7 @@ config::VmDefinition Definition(const std::string& name) {
 
 class InventoryTest : public ::testing::Test {
  protected:
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   Inventory inv_ = *Inventory::Open(dir_ / "root");
 };
 

@@ -19,7 +19,9 @@
 #include "common/process.h"
 #include "ipc/worker_protocol.h"
 #include "base/fd.h"
-#include "test_dir.h"
+#include "fakes/stray_workers.h"
+#include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 namespace appliance {
 namespace {
@@ -35,14 +37,12 @@ class LiveMoveServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ::unsetenv("FAKE_WORKER_MODE");
-    ::mkdir((dir_ / "guests").c_str(), 0755);
-    std::ofstream(dir_ / "guests/memory-guest.bin") << "fake program";
     std::ofstream(dir_ / "a.img") << std::string(4096, '\0');
     std::ofstream(dir_ / "shared.img") << std::string(4096, '\0');
     options_.host.storage_root = dir_ / "root";
     options_.host.outgoing_enabled = true;
     options_.worker_binary = FAKE_WORKER_PATH;
-    options_.guest_dir = dir_ / "guests";
+    options_.guest_dir = fake::MakeGuestDir(dir_.path());
     options_.worker_ready_timeout_ms = 10000;
     options_.exit_timeout_ms = 5000;
     Open();
@@ -113,7 +113,7 @@ class LiveMoveServiceTest : public ::testing::Test {
     return r ? std::string("(started)") : std::string(base::CodeName(r.error().code())) + ": " + r.error().message();
   }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   ServiceOptions options_;
   std::unique_ptr<VmService> service_;
   std::unique_ptr<LiveMoveService> live_;
@@ -346,11 +346,10 @@ TEST_F(LiveMoveServiceTest, UnwatchedDepartureBecomesInDoubt) {
   ASSERT_TRUE(WriteDeparture(dir_ / "root/vms/a", Departure()).has_value());
   Open();
   json vm;
-  for (int i = 0; i < 200; ++i) {
+  EXPECT_TRUE(ferry_test::WaitFor("vm a's departure to be in doubt", std::chrono::seconds(10), [&] {
     vm = *service_->Show("a");
-    if (vm["departure"].is_object() && vm["departure"]["state"] == "in-doubt") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    return vm["departure"].is_object() && vm["departure"]["state"] == "in-doubt";
+  }));
   EXPECT_EQ(vm["departure"]["state"], "in-doubt") << vm.dump();
   EXPECT_EQ(vm["departure"]["watched"], false);
   EXPECT_EQ(vm["state"], "running");
@@ -378,7 +377,7 @@ TEST(DepartureRecordTest, JsonRoundTripAndDamage) {
     EXPECT_EQ(bad.error().code(), base::Code::kDataLoss);
     EXPECT_NE(bad.error().message().find("departure.json"), std::string::npos);
   }
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   EXPECT_FALSE(ReadDeparture(dir.path())->has_value());
   ASSERT_TRUE(base::WriteFileAtomically(DeparturePath(dir.path()), "{not json").has_value());
   EXPECT_EQ(ReadDeparture(dir.path()).error().code(), base::Code::kDataLoss);
@@ -463,8 +462,8 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   EXPECT_EQ(job["phase"], "failed");
   EXPECT_NE(job["error"]["message"].get<std::string>().find("interrupted"), std::string::npos) << job.dump();
   EXPECT_NE(job["ended_unix_ms"], 0);
-  for (int i = 0; i < 200 && live_->Get("live-89abcdef")->at("ended_unix_ms") == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  EXPECT_TRUE(ferry_test::WaitFor("job live-89abcdef to end", std::chrono::seconds(5),
+                                  [&] { return live_->Get("live-89abcdef")->at("ended_unix_ms") != 0; }));
   job = *live_->Get("live-89abcdef");
   EXPECT_EQ(job["phase"], "failed") << job.dump();
   EXPECT_NE(job["error"]["message"].get<std::string>().find("no longer on this host"), std::string::npos)

@@ -12,8 +12,9 @@
 
 #include "peer/peer_client.h"
 #include "daemon/peer_service.h"
-#include "raw_opening.h"
-#include "test_dir.h"
+#include "fakes/raw_opening.h"
+#include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 namespace appliance {
 namespace {
@@ -62,7 +63,7 @@ class PeerOpeningTest : public ::testing::Test {
     EXPECT_NE(e.message().find(part), std::string::npos) << e.ToString();
   }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   ServiceOptions vm_options_;
   PeerService::Options options_;
   std::unique_ptr<VmService> vms_;
@@ -142,19 +143,23 @@ TEST_F(PeerOpeningTest, ConnectionsOverTheLimitAreRefusedWithAnErrorFrame) {
   ExpectRefusal(RefusalOf(port_, {}), base::Code::kResourceExhausted,
                 "too many control connections (2 being served)");
   idle.clear();  // their threads end (the peer closed) and are reaped
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (;;) {
-    auto reply = CallPeer(PeerEndpoint{"127.0.0.1", port_, ""}, MoveFrame::kStatusQuery,
-                          nlohmann::json{{"migration_id", NewMigrationId()}}, MoveFrame::kStatusReply, 5000);
-    if (reply.has_value()) break;
-    // Refused while the idle ones' threads are still ending (a refusal that
-    // overtakes our hello may arrive as a reset instead).
-    ASSERT_TRUE(reply.error().code() == base::Code::kResourceExhausted ||
-                reply.error().code() == base::Code::kUnavailable)
-        << reply.error().ToString();
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "still refused 10 s after the idle ones closed";
-    ::usleep(20000);
-  }
+  std::string unexpected;
+  EXPECT_TRUE(ferry_test::WaitFor(
+      "a status query to be served after the idle ones closed", std::chrono::seconds(10),
+      [&] {
+        auto reply = CallPeer(PeerEndpoint{"127.0.0.1", port_, ""}, MoveFrame::kStatusQuery,
+                              nlohmann::json{{"migration_id", NewMigrationId()}}, MoveFrame::kStatusReply, 5000);
+        if (reply.has_value()) return true;
+        // Refused while the idle ones' threads are still ending (a refusal
+        // that overtakes our hello may arrive as a reset instead); any other
+        // error ends the wait.
+        if (reply.error().code() != base::Code::kResourceExhausted &&
+            reply.error().code() != base::Code::kUnavailable)
+          unexpected = reply.error().ToString();
+        return !unexpected.empty();
+      },
+      std::chrono::milliseconds(20)));
+  EXPECT_EQ(unexpected, "");
 }
 
 }  // namespace

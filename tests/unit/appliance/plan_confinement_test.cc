@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -40,13 +40,13 @@ std::string Joined(const std::vector<std::string>& v) {
 }
 
 TEST(PlanConfinementTest, APlanInsideTheDestinationPasses) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   Fixture f = Good(dir.path() + "/dest");
   EXPECT_TRUE(PlanConfinementFailures(f.plan, f.definition, dir.path() + "/root").empty());
 }
 
 TEST(PlanConfinementTest, EveryEscapeIsNamed) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   const std::string dest = dir.path() + "/dest";
   struct Case {
     std::string what;
@@ -73,7 +73,7 @@ TEST(PlanConfinementTest, EveryEscapeIsNamed) {
 }
 
 TEST(PlanConfinementTest, ASymlinkedDestinationIsRefused) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   ASSERT_EQ(::symlink("/etc", (dir.path() + "/link").c_str()), 0);
   Fixture f = Good(dir.path() + "/link/sub");
   EXPECT_NE(Joined(PlanConfinementFailures(f.plan, f.definition, dir.path() + "/root")).find("symbolic link"),

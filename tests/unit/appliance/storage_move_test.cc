@@ -21,12 +21,13 @@
 #include "storage/disk.h"
 #include "storage/qcow2.h"
 #include "storage/tracking_disk.h"
-#include "test_dir.h"
+#include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 namespace appliance {
 namespace {
 
-using test::TestDir;
+using ferry_test::TempDir;
 
 void MakeFile(const std::string& path, uint64_t size, uint8_t fill) {
   base::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -47,7 +48,7 @@ config::VmDefinition Def(std::vector<config::DiskSpec> disks) {
 }
 
 TEST(StorageMovePlanTest, RawDiskGoesToDestinationUnderItsName) {
-  TestDir dir;
+  TempDir dir;
   MakeFile(dir / "a.img", 1 << 20, 1);
   auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(), dir / "dst/");
   ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
@@ -60,7 +61,7 @@ TEST(StorageMovePlanTest, RawDiskGoesToDestinationUnderItsName) {
 }
 
 TEST(StorageMovePlanTest, RefusesRelativeDestinationSameFilesAndNameClashes) {
-  TestDir dir;
+  TempDir dir;
   MakeFile(dir / "a.img", 4096, 1);
   ::mkdir((dir / "x").c_str(), 0755);
   MakeFile(dir / "x/a.img", 4096, 1);
@@ -72,7 +73,7 @@ TEST(StorageMovePlanTest, RefusesRelativeDestinationSameFilesAndNameClashes) {
 }
 
 TEST(StorageMovePlanTest, Qcow2ChainKeepsRelativeNamesAndRewritesAbsoluteOnes) {
-  TestDir dir;
+  TempDir dir;
   ::mkdir((dir / "src").c_str(), 0755);
   ::mkdir((dir / "elsewhere").c_str(), 0755);
   storage::Qcow2CreateOptions base;
@@ -111,7 +112,7 @@ TEST(StorageMovePlanTest, Qcow2ChainKeepsRelativeNamesAndRewritesAbsoluteOnes) {
 }
 
 TEST(StorageMovePlanTest, CheckpointLayersFollowTheirFiles) {
-  TestDir dir;
+  TempDir dir;
   storage::Qcow2CreateOptions base;
   base.size = 1 << 20;
   ASSERT_TRUE(storage::CreateQcow2(dir / "base.qcow2", base).has_value());
@@ -135,7 +136,7 @@ TEST(StorageMovePlanTest, CheckpointLayersFollowTheirFiles) {
 // Two VMs' overlays over one base image: moving the first must not delete
 // the base the second still builds on.
 TEST(StorageMovePlanTest, SourcesAnotherVmUsesAreKept) {
-  TestDir dir;
+  TempDir dir;
   ::mkdir((dir / "shared").c_str(), 0755);
   ::mkdir((dir / "vm2").c_str(), 0755);
   storage::Qcow2CreateOptions base;
@@ -178,7 +179,7 @@ TEST(StorageMovePlanTest, SourcesAnotherVmUsesAreKept) {
 }
 
 TEST(StorageMovePlanTest, MarkerListsAndRemovesOnlyDestinationFiles) {
-  TestDir dir;
+  TempDir dir;
   MakeFile(dir / "a.img", 4096, 1);
   auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(), dir / "dst");
   ASSERT_TRUE(plan.has_value());
@@ -194,7 +195,7 @@ TEST(StorageMovePlanTest, MarkerListsAndRemovesOnlyDestinationFiles) {
 // A worker that died after its commit point (the new vm.toml) left a marker
 // whose final file is now the VM's disk: cleaning up must keep it.
 TEST(StorageMovePlanTest, MarkerCleanupKeepsFilesTheCommittedDefinitionUses) {
-  TestDir dir;
+  TempDir dir;
   MakeFile(dir / "a.img", 4096, 1);
   auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(), dir / "dst");
   ASSERT_TRUE(plan.has_value());
@@ -210,7 +211,7 @@ TEST(StorageMovePlanTest, MarkerCleanupKeepsFilesTheCommittedDefinitionUses) {
 }
 
 TEST(StorageMovePlanTest, PrepareDestinationNamesTheProblem) {
-  TestDir dir;
+  TempDir dir;
   MakeFile(dir / "file", 1, 1);
   auto st = PrepareDestination(dir / "file");
   ASSERT_FALSE(st.has_value());
@@ -221,7 +222,7 @@ TEST(StorageMovePlanTest, PrepareDestinationNamesTheProblem) {
 // A damaged source is refused before anything is copied: a plain copy would
 // carry the damage over and report success.
 TEST(StorageMovePlanTest, OfflineCopyRefusesADamagedSourceAndCopiesNothing) {
-  TestDir dir;
+  TempDir dir;
   storage::Qcow2CreateOptions o;
   o.size = 4 << 20;
   ASSERT_TRUE(storage::CreateQcow2(dir / "a.qcow2", o).has_value());
@@ -251,7 +252,7 @@ TEST(StorageMovePlanTest, OfflineCopyRefusesADamagedSourceAndCopiesNothing) {
 }
 
 TEST(StorageMovePlanTest, LoopingChainIsRefusedAsALoop) {
-  TestDir dir;
+  TempDir dir;
   storage::Qcow2CreateOptions o;
   o.size = 1 << 20;
   ASSERT_TRUE(storage::CreateQcow2(dir / "b.qcow2", o).has_value());
@@ -333,7 +334,7 @@ TEST(StorageMoveStatusTest, JsonRoundTrip) {
 // the writer wrote last and the definition was committed. The source stays
 // (ferryd removes it, knowing which files other VMs use).
 TEST(StorageMoverTest, MovesARawDiskUnderLoadAndSwitches) {
-  TestDir dir;
+  TempDir dir;
   constexpr uint64_t kSize = 8 << 20;
   MakeFile(dir / "a.img", kSize, 0x5a);
   auto inner = storage::OpenRawDisk(dir / "a.img", false);
@@ -370,11 +371,10 @@ TEST(StorageMoverTest, MovesARawDiskUnderLoadAndSwitches) {
   ASSERT_TRUE((*mover)->Start(r, Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), {tracking->get()})
                   .has_value());
   MoveStatus s;
-  for (int i = 0; i < 600; ++i) {
+  EXPECT_TRUE(ferry_test::WaitFor("the move to end", std::chrono::seconds(30), [&] {
     s = (*mover)->Status();
-    if (IsTerminal(s.phase)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    return IsTerminal(s.phase);
+  }));
   stop = true;
   writer.join();
   ASSERT_EQ(s.phase, MovePhase::kCompleted) << s.error;

@@ -6,13 +6,13 @@
 
 #include <fstream>
 
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
 
 TEST(UnixSocketTest, ListenCreatesAPrivateSocket) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   std::string path = dir / "api.sock";
   auto fd = ListenUnix(path);
   ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
@@ -24,7 +24,7 @@ TEST(UnixSocketTest, ListenCreatesAPrivateSocket) {
 }
 
 TEST(UnixSocketTest, LiveListenerIsNotReplaced) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   std::string path = dir / "api.sock";
   auto first = ListenUnix(path);
   ASSERT_TRUE(first.has_value());
@@ -35,7 +35,7 @@ TEST(UnixSocketTest, LiveListenerIsNotReplaced) {
 }
 
 TEST(UnixSocketTest, StaleSocketIsReplaced) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   std::string path = dir / "api.sock";
   { auto first = ListenUnix(path); ASSERT_TRUE(first.has_value()); }  // closed: the file stays, nobody listens
   auto second = ListenUnix(path);
@@ -43,7 +43,7 @@ TEST(UnixSocketTest, StaleSocketIsReplaced) {
 }
 
 TEST(UnixSocketTest, RegularFileIsNeverRemoved) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   std::string path = dir / "important";
   std::ofstream(path) << "keep me";
   auto r = ListenUnix(path);
@@ -78,7 +78,7 @@ TEST(UnixSocketTest, ReadLineLimitsAndTimeouts) {
 }
 
 TEST(UnixSocketTest, MakeDirectoriesCreatesParents) {
-  test::TestDir dir;
+  ferry_test::TempDir dir;
   ASSERT_TRUE(MakeDirectories(dir / "a/b/c", 0700).has_value());
   struct stat st{};
   ASSERT_EQ(::stat((dir / "a/b/c").c_str(), &st), 0);

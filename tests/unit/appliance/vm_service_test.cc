@@ -13,7 +13,9 @@
 #include "ipc/worker_protocol.h"
 #include "base/clock.h"
 #include "storage/qcow2.h"
-#include "test_dir.h"
+#include "fakes/stray_workers.h"
+#include "support/temp_dir.h"
+#include "support/wait_for.h"
 
 namespace appliance {
 namespace {
@@ -25,32 +27,20 @@ class VmServiceTest : public ::testing::Test {
   void SetUp() override {
     ::unsetenv("FAKE_WORKER_MODE");
     ::unsetenv("FAKE_WORKER_CODE");
-    ::mkdir((dir_ / "guests").c_str(), 0755);
-    std::ofstream(dir_ / "guests/memory-guest.bin") << "fake program";
     std::ofstream(dir_ / "disk.img") << std::string(4096, '\0');
     options_.host.storage_root = dir_ / "root";
     options_.worker_binary = FAKE_WORKER_PATH;
-    options_.guest_dir = dir_ / "guests";
+    options_.guest_dir = fake::MakeGuestDir(dir_.path());
     options_.worker_ready_timeout_ms = 10000;
     options_.exit_timeout_ms = 5000;
     Open();
   }
 
   void TearDown() override {
-    // Every worker this test started goes, and is reaped. The pidfd pins the
-    // process, and waitid says whether it is still our child, so a pid that
-    // was reaped and reused by someone else is never signalled.
-    std::vector<base::Fd> mine;
-    for (int64_t pid : started_) {
-      auto pidfd = PidfdOpen(pid);
-      if (!pidfd) continue;
-      siginfo_t info{};
-      if (::waitid(P_PIDFD, id_t(pidfd->get()), &info, WEXITED | WNOHANG | WNOWAIT) != 0) continue;
-      (void)PidfdSignal(pidfd->get(), SIGKILL);
-      mine.push_back(std::move(*pidfd));
-    }
+    // Every worker this test started goes, and is reaped.
+    fake::StrayWorkers strays(started_);
     service_.reset();
-    for (const base::Fd& pidfd : mine) (void)PidfdReap(pidfd.get(), /*nohang=*/false);
+    strays.Reap();
     ::unsetenv("FAKE_WORKER_MODE");
     ::unsetenv("FAKE_WORKER_CODE");
   }
@@ -82,19 +72,18 @@ class VmServiceTest : public ::testing::Test {
   // Polls show (the supervisor updates it from its own thread) until the
   // state is `state`; fails the test after 10 s.
   json WaitForState(const std::string& name, const std::string& state) {
-    const uint64_t deadline = base::MonotonicNanos() + 10'000'000'000ull;
     json vm;
-    while (base::MonotonicNanos() < deadline) {
-      auto r = service_->Show(name);
-      if (r.has_value() && (*r)["state"] == state) return *r;
-      if (r.has_value()) vm = *r;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ADD_FAILURE() << "timed out waiting for vm " << name << " to become " << state << "; last: " << vm.dump();
+    ::testing::AssertionResult reached =
+        ferry_test::WaitFor("vm " + name + " to become " + state, std::chrono::seconds(10), [&] {
+          auto r = service_->Show(name);
+          if (r.has_value()) vm = *r;
+          return r.has_value() && (*r)["state"] == state;
+        });
+    EXPECT_TRUE(reached) << "last: " << vm.dump();
     return vm;
   }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   ServiceOptions options_;
   std::unique_ptr<VmService> service_;
   std::vector<int64_t> started_;

@@ -8,7 +8,7 @@
 #include "common/unix_socket.h"
 #include "ipc/worker_args.h"
 #include "base/event_fd.h"
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -101,7 +101,7 @@ class CallWorkerTest : public ::testing::Test {
   void TearDown() override {
     if (server_.joinable()) server_.join();
   }
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   std::string socket_ = dir_ / "control.sock";
   base::Fd listen_;
   std::thread server_;

@@ -8,17 +8,15 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "support/temp_dir.h"
+
 namespace base {
 namespace {
 
 class FdTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ferry-fd-test-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  ferry_test::TempDir temp_;
+  const std::string dir_ = temp_.path();
 };
 
 TEST_F(FdTest, AtomicWriteReplacesWholeFile) {

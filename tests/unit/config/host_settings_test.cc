@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "support/temp_dir.h"
+
 namespace config {
 namespace {
 
@@ -253,15 +255,13 @@ TEST(HostSettingsTest, LoadMissingFileIsNotFound) {
 }
 
 TEST(HostSettingsTest, LoadNamesThePathInErrors) {
-  char tmpl[] = "/tmp/ferry-config-test-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  std::filesystem::path dir(tmpl);
+  ferry_test::TempDir temp;
+  std::filesystem::path dir(temp.path());
   std::string path = (dir / "host.toml").string();
   std::ofstream(path) << "[migration]\nincoming_enabled = true\n";
   auto good = LoadHostSettings(path);
   std::ofstream(path) << "[migration]\nmax_live_moves = 99\n";
   auto bad = LoadHostSettings(path);
-  std::filesystem::remove_all(dir);
 
   ASSERT_TRUE(good.has_value()) << good.error().ToString();
   EXPECT_TRUE(good->incoming_enabled);

@@ -8,6 +8,8 @@
 #include <regex>
 #include <set>
 
+#include "support/temp_dir.h"
+
 namespace config {
 namespace {
 
@@ -522,15 +524,13 @@ TEST(NewUuidTest, Version4AndUnique) {
 }
 
 TEST(VmDefinitionTest, LoadFromFile) {
-  char tmpl[] = "/tmp/ferry-vm-test-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  std::filesystem::path dir(tmpl);
+  ferry_test::TempDir temp;
+  std::filesystem::path dir(temp.path());
   std::string path = (dir / "vm.toml").string();
   VmDefinition vm = Sample();
   std::ofstream(path) << FormatVmDefinition(vm);
   auto loaded = LoadVmDefinition(path);
   auto missing = LoadVmDefinition((dir / "absent.toml").string());
-  std::filesystem::remove_all(dir);
 
   ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
   EXPECT_TRUE(*loaded == vm);

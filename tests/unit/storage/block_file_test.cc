@@ -14,9 +14,9 @@ namespace {
 
 using base::Code;
 using testing::Pattern;
-using testing::ReadFile;
+using ferry_test::ReadBytes;
 using testing::TempDir;
-using testing::WriteFile;
+using ferry_test::WriteFile;
 
 std::unique_ptr<BlockFile> MustOpen(const std::string& path, OpenOptions options) {
   auto r = OpenBlockFile(path, options);
@@ -53,7 +53,7 @@ TEST_P(EngineTest, WriteReadRoundTrip) {
   ASSERT_TRUE(n.has_value()) << n.error().ToString();
   EXPECT_EQ(*n, data.size());
   EXPECT_EQ(back, data);
-  auto on_disk = ReadFile(dir.File("f"));
+  auto on_disk = ReadBytes(dir.File("f"));
   ASSERT_EQ(on_disk.size(), 10100u);
   EXPECT_EQ(std::vector<uint8_t>(on_disk.begin() + 100, on_disk.end()), data);
   EXPECT_EQ(on_disk[0], 0);  // the hole before the write
@@ -90,7 +90,7 @@ TEST_P(EngineTest, LargeIoBeyondQueueDepthTimesChunk) {
   std::vector<uint8_t> back(len);
   EXPECT_EQ(*f->ReadAt(back.data(), len, 7), len);
   EXPECT_EQ(back, data);
-  auto on_disk = ReadFile(dir.File("f"));
+  auto on_disk = ReadBytes(dir.File("f"));
   EXPECT_EQ(std::vector<uint8_t>(on_disk.begin() + 7, on_disk.end()), data);
 }
 
@@ -139,7 +139,7 @@ TEST_P(EngineTest, BatchOfReadsAndWrites) {
   // sees either the hole the write created (zeros) or end of file.
   EXPECT_GE((*done)[3], 65536u - 60000u);
   EXPECT_TRUE(std::equal(r2.begin(), r2.begin() + 5536, original.begin() + 60000));
-  auto on_disk = ReadFile(dir.File("f"));
+  auto on_disk = ReadBytes(dir.File("f"));
   ASSERT_EQ(on_disk.size(), 75000u);
   EXPECT_TRUE(std::equal(w1.begin(), w1.end(), on_disk.begin()));
   EXPECT_TRUE(std::equal(w2.begin(), w2.end(), on_disk.begin() + 70000));
@@ -183,7 +183,7 @@ TEST_P(EngineTest, ReadOnlyRefusesWrites) {
   auto t = f->Truncate(0);
   ASSERT_FALSE(t.has_value());
   EXPECT_EQ(t.error().code(), Code::kPermissionDenied);
-  EXPECT_EQ(ReadFile(dir.File("f")), Pattern(4096, 8));
+  EXPECT_EQ(ReadBytes(dir.File("f")), Pattern(4096, 8));
   EXPECT_EQ(*f->ReadAt(buf.data(), buf.size(), 0), buf.size());
 }
 
@@ -410,7 +410,7 @@ TEST(EngineComparisonTest, RandomSequencesAgree) {
       }
       ASSERT_EQ(*uring->Size(), *sync->Size());
     }
-    ASSERT_TRUE(ReadFile(dir.File("uring")) == ReadFile(dir.File("sync")));
+    ASSERT_TRUE(ReadBytes(dir.File("uring")) == ReadBytes(dir.File("sync")));
   }
 }
 

@@ -49,7 +49,7 @@ TEST(ImageCheckTest, SoundChainPasses) {
   EXPECT_EQ(report->files, (std::vector<std::string>{dir.File("top.qcow2"), dir.File("base.qcow2")}));
   EXPECT_EQ(report->virtual_size, 4u << 20);
 
-  testing::WriteFile(dir.File("raw.img"), std::vector<uint8_t>(8192, 1));
+  ferry_test::WriteFile(dir.File("raw.img"), std::vector<uint8_t>(8192, 1));
   EXPECT_TRUE(CheckDiskImage(dir.File("raw.img"), config::DiskFormat::kRaw).has_value());
 }
 
@@ -58,7 +58,7 @@ TEST(ImageCheckTest, TruncatedImageWhoseTablesPointPastTheEndIsRefused) {
   const std::string path = dir.File("disk.qcow2");
   MakeFilled(path);
   // The metadata (header, refcounts, L1, L2) stays; the data clusters go.
-  auto bytes = testing::ReadFile(path);
+  auto bytes = ferry_test::ReadBytes(path);
   auto h = qcow2::ParseHeader(bytes, bytes.size(), path);
   ASSERT_TRUE(h.has_value());
   const uint64_t l2 = qcow2::GetBe64(&bytes[h->l1_table_offset]) & qcow2::kOffsetMask;
@@ -81,12 +81,12 @@ TEST(ImageCheckTest, DamageInABackingLayerIsFoundAndNamed) {
   const std::string base = dir.File("base.qcow2");
   MakeFilled(base);
   MakeFilled(dir.File("top.qcow2"), "base.qcow2");
-  auto bytes = testing::ReadFile(base);
+  auto bytes = ferry_test::ReadBytes(base);
   auto h = qcow2::ParseHeader(bytes, bytes.size(), base);
   ASSERT_TRUE(h.has_value());
   const uint64_t l2 = qcow2::GetBe64(&bytes[h->l1_table_offset]) & qcow2::kOffsetMask;
   qcow2::PutBe64(&bytes[l2 + 40 * 8], qcow2::GetBe64(&bytes[l2 + 40 * 8]) | 2);  // a reserved bit
-  testing::WriteFile(base, bytes);
+  ferry_test::WriteFile(base, bytes);
 
   auto report = CheckDiskImage(dir.File("top.qcow2"), config::DiskFormat::kQcow2);
   ASSERT_FALSE(report.has_value());
@@ -116,9 +116,9 @@ TEST(ImageCheckTest, CorruptMarkedImageIsRefusedOnlyAsAWritableDisk) {
   TempDir dir;
   const std::string path = dir.File("disk.qcow2");
   MakeFilled(path);
-  auto bytes = testing::ReadFile(path);
+  auto bytes = ferry_test::ReadBytes(path);
   qcow2::PutBe64(&bytes[72], qcow2::GetBe64(&bytes[72]) | qcow2::kIncompatCorrupt);
-  testing::WriteFile(path, bytes);
+  ferry_test::WriteFile(path, bytes);
   EXPECT_TRUE(CheckDiskImage(path, config::DiskFormat::kQcow2).has_value()) << "read-only use is allowed";
   auto writable = CheckDiskImage(path, config::DiskFormat::kQcow2, Writable());
   ASSERT_FALSE(writable.has_value());
@@ -132,9 +132,9 @@ TEST(ImageCheckTest, CheckingWritesNothing) {
   TempDir dir;
   const std::string path = dir.File("disk.qcow2");
   MakeFilled(path);
-  auto before = testing::ReadFile(path);
+  auto before = ferry_test::ReadBytes(path);
   ASSERT_TRUE(CheckDiskImage(path, config::DiskFormat::kQcow2, Writable()).has_value());
-  EXPECT_EQ(testing::ReadFile(path), before);
+  EXPECT_EQ(ferry_test::ReadBytes(path), before);
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
 #include <chrono>
 #include <thread>
 
-#include "faulty_sink.h"
+#include "fakes/faulty_sink.h"
+#include "support/wait_for.h"
 #include "mirror_test_util.h"
 #include "storage/disk.h"
 
@@ -225,6 +226,7 @@ TEST(MirrorJobTest, GuestFirstCopyConvergesUnderABusyGuest) {
       if (i % 16 == 15) {
         EXPECT_TRUE(disk->Flush().has_value());
       }
+      // A sleep on purpose: it paces the guest's writes beside the copy.
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   });
@@ -308,12 +310,12 @@ TEST(MirrorJobTest, FullDestinationFailsCleanlyAndRetryResumes) {
   // the failure always leaves a confirmed part behind: without the wait, the
   // writers' write-through could use up the sink's budget before the first
   // flush and nothing would be confirmed, which is correct but tests less.
-  const uint64_t deadline = base::MonotonicNanos() + 60'000'000'000ull;
-  while ((*job)->Progress().bytes_copied < 5 * kMiB &&
-         (*job)->Progress().state != MirrorState::kFailed) {
-    ASSERT_LT(base::MonotonicNanos(), deadline) << "the copy made no progress in 60 s";
-    usleep(1000);
-  }
+  ASSERT_TRUE(ferry_test::WaitFor(
+      "the copy to pass 5 MiB (or fail)", std::chrono::seconds(60),
+      [&] {
+        return (*job)->Progress().bytes_copied >= 5 * kMiB || (*job)->Progress().state == MirrorState::kFailed;
+      },
+      std::chrono::milliseconds(1)));
   Writers writers(*disk, 2, 42, 200);
   auto st = (*job)->Wait();
   ASSERT_FALSE(st.has_value());

@@ -127,7 +127,7 @@ TEST(Qcow2ChainTest, BackingNamesWithControlCharactersArePrintedEscaped) {
   EXPECT_NE(m.find("x\\x1b[2J\\x0aERROR all fine\\x7f.qcow2"), std::string::npos) << m;
 
   // The backing format name comes from the image too.
-  auto bytes = testing::ReadFile(a);
+  auto bytes = ferry_test::ReadBytes(a);
   auto h = qcow2::ParseHeader(bytes, bytes.size(), a);
   ASSERT_TRUE(h.has_value());
   h->backing_file = "b.qcow2";
@@ -135,7 +135,7 @@ TEST(Qcow2ChainTest, BackingNamesWithControlCharactersArePrintedEscaped) {
   auto encoded = qcow2::EncodeHeader(*h);
   ASSERT_TRUE(encoded.has_value());
   std::copy(encoded->begin(), encoded->end(), bytes.begin());
-  testing::WriteFile(a, bytes);
+  ferry_test::WriteFile(a, bytes);
   auto fmt = OpenQcow2Disk(a, true);
   ASSERT_FALSE(fmt.has_value());
   EXPECT_FALSE(HasRawControl(fmt.error().message())) << fmt.error().message();
@@ -146,7 +146,7 @@ TEST(Qcow2ChainTest, BackingNamesWithControlCharactersArePrintedEscaped) {
 TEST(Qcow2ChainTest, TheImagesOwnPathIsEscapedInItsErrors) {
   TempDir dir;
   const std::string odd = dir.File("odd\tname\n.qcow2");
-  testing::WriteFile(odd, std::vector<uint8_t>(100, 0));  // too short to be an image
+  ferry_test::WriteFile(odd, std::vector<uint8_t>(100, 0));  // too short to be an image
   auto disk = OpenQcow2Disk(odd, true);
   ASSERT_FALSE(disk.has_value());
   EXPECT_FALSE(HasRawControl(disk.error().message())) << disk.error().message();
@@ -161,14 +161,14 @@ TEST(Qcow2ChainTest, CompressionBitWithZlibIsRefusedLikeQemu) {
   const std::string path = dir.File("zstd.qcow2");
   auto made = testing::Run("qemu-img create -q -f qcow2 -o compression_type=zstd '" + path + "' 1M");
   ASSERT_EQ(made.exit_code, 0) << made.output;
-  auto bytes = testing::ReadFile(path);
+  auto bytes = ferry_test::ReadBytes(path);
   ASSERT_GT(bytes.size(), 105u);
   ASSERT_EQ(bytes[104], qcow2::kCompressionZstd);
   ASSERT_NE(qcow2::GetBe64(&bytes[72]) & qcow2::kIncompatCompression, 0u);
   ASSERT_TRUE(OpenQcow2Disk(path, true).has_value()) << "the image as qemu made it opens";
 
   bytes[104] = qcow2::kCompressionZlib;
-  testing::WriteFile(path, bytes);
+  ferry_test::WriteFile(path, bytes);
   auto qemu = testing::Run("qemu-img info '" + path + "'");
   EXPECT_NE(qemu.exit_code, 0) << "qemu accepts it?\n" << qemu.output;
   auto disk = OpenQcow2Disk(path, true);

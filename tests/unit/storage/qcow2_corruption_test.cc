@@ -20,9 +20,9 @@ using qcow2::GetBe64;
 using qcow2::PutBe32;
 using qcow2::PutBe64;
 using testing::Pattern;
-using testing::ReadFile;
+using ferry_test::ReadBytes;
 using testing::TempDir;
-using testing::WriteFile;
+using ferry_test::WriteFile;
 
 // A 64 KiB-cluster image with data in cluster 0 and 3, a zero cluster at 5.
 struct Image {
@@ -47,7 +47,7 @@ Image MakeImage(const TempDir& dir) {
     EXPECT_TRUE((*d)->Write(data.data(), data.size(), 5 * 65536).has_value());
     EXPECT_TRUE((*d)->WriteZeroes(5 * 65536, 65536).has_value());
   }
-  img.bytes = ReadFile(img.path);
+  img.bytes = ReadBytes(img.path);
   auto h = qcow2::ParseHeader(img.bytes, img.bytes.size(), img.path);
   EXPECT_TRUE(h.has_value());
   img.h = *h;
@@ -217,7 +217,7 @@ TEST_F(Qcow2CorruptionTest, AllocationSkipsClustersWithRefcounts) {
     auto data = Pattern(65536, 9);
     ASSERT_TRUE((*d)->Write(data.data(), data.size(), 65536).has_value());
   }
-  auto after = ReadFile(img_.path);
+  auto after = ReadBytes(img_.path);
   uint64_t l2 = GetBe64(&after[img_.h.l1_table_offset]) & qcow2::kOffsetMask;
   uint64_t host = GetBe64(&after[l2 + 8]) & qcow2::kOffsetMask;
   EXPECT_NE(host, 0u);

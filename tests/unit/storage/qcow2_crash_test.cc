@@ -18,9 +18,9 @@ namespace storage {
 namespace {
 
 using testing::FirstDiff;
-using testing::ReadFile;
+using ferry_test::ReadBytes;
 using testing::TempDir;
-using testing::WriteFile;
+using ferry_test::WriteFile;
 
 struct Write {
   uint64_t offset;
@@ -88,7 +88,7 @@ TEST(Qcow2Crash, EveryCrashPointIsConsistent) {
   o.size = size;
   o.cluster_size = cs;
   ASSERT_TRUE(CreateQcow2(dir.File("a.qcow2"), o).has_value());
-  const auto initial = ReadFile(dir.File("a.qcow2"));
+  const auto initial = ReadBytes(dir.File("a.qcow2"));
 
   std::vector<std::vector<Write>> epochs;
   std::map<size_t, std::vector<uint8_t>> model_at;  // epoch index -> guest contents

@@ -90,7 +90,7 @@ TEST_P(Qcow2DiskTest, BackingChainThreeDeep) {
   const uint32_t cs = GetParam().cluster_size;
   // base.raw <- mid.qcow2 <- upper.qcow2 <- top.qcow2
   auto base_bytes = Pattern(size, 1);
-  testing::WriteFile(dir.File("base.raw"), base_bytes);
+  ferry_test::WriteFile(dir.File("base.raw"), base_bytes);
   std::vector<uint8_t> model = base_bytes;
   Qcow2CreateOptions o;
   o.cluster_size = cs;
@@ -122,7 +122,7 @@ TEST_P(Qcow2DiskTest, BackingChainThreeDeep) {
 TEST(Qcow2Disk, PartialWriteCopiesFromBacking) {
   TempDir dir;
   auto base_bytes = Pattern(1 << 20, 3);
-  testing::WriteFile(dir.File("base.raw"), base_bytes);
+  ferry_test::WriteFile(dir.File("base.raw"), base_bytes);
   Qcow2CreateOptions o;
   o.backing_file = dir.File("base.raw");  // absolute works too
   o.backing_format = DiskFormat::kRaw;

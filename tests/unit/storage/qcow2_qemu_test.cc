@@ -16,9 +16,9 @@ using testing::ExpectQemuCompareEqual;
 using testing::FirstDiff;
 using testing::Pattern;
 using testing::ReadAll;
-using testing::ReadFile;
+using ferry_test::ReadBytes;
 using testing::TempDir;
-using testing::WriteFile;
+using ferry_test::WriteFile;
 
 void MustRun(const std::string& cmd) {
   auto r = testing::Run(cmd);
@@ -30,7 +30,7 @@ std::vector<uint8_t> QemuRaw(const TempDir& dir, const std::string& image) {
   std::string out = dir.File("expected-" + std::to_string(rand()) + ".raw");
   auto r = testing::Run("qemu-img convert -O raw '" + image + "' '" + out + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  return ReadFile(out);
+  return ReadBytes(out);
 }
 
 std::vector<uint8_t> FerryRaw(const std::string& image) {

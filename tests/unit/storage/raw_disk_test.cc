@@ -15,9 +15,9 @@ namespace {
 
 using base::Code;
 using testing::Pattern;
-using testing::ReadFile;
+using ferry_test::ReadBytes;
 using testing::TempDir;
-using testing::WriteFile;
+using ferry_test::WriteFile;
 
 class RawDiskTest : public ::testing::TestWithParam<IoEngine> {};
 
@@ -50,7 +50,7 @@ TEST_P(RawDiskTest, ReadWriteFlush) {
   std::vector<uint8_t> back(data.size());
   ASSERT_TRUE((*disk)->Read(back.data(), back.size(), 4096).has_value());
   EXPECT_EQ(back, data);
-  auto file = ReadFile(dir.File("d"));
+  auto file = ReadBytes(dir.File("d"));
   EXPECT_TRUE(std::equal(data.begin(), data.end(), file.begin() + 4096));
   // The last byte of the disk is in range; zero-length I/O at the end too.
   ASSERT_TRUE((*disk)->Write(data.data(), 1, (1 << 20) - 1).has_value());
@@ -79,7 +79,7 @@ TEST_P(RawDiskTest, OutOfRange) {
     ASSERT_FALSE(w.has_value());
     EXPECT_EQ(w.error().code(), Code::kOutOfRange);
   }
-  EXPECT_EQ(ReadFile(dir.File("d")).size(), 4096u);  // nothing was extended
+  EXPECT_EQ(ReadBytes(dir.File("d")).size(), 4096u);  // nothing was extended
 }
 
 TEST_P(RawDiskTest, PastEndOfFileButInsideDiskReadsZeros) {
@@ -111,7 +111,7 @@ TEST_P(RawDiskTest, ReadOnlyRefusesWrites) {
   std::vector<uint8_t> back(4096);
   ASSERT_TRUE((*disk)->Read(back.data(), back.size(), 0).has_value());
   EXPECT_EQ(back, Pattern(4096, 4));
-  EXPECT_EQ(ReadFile(dir.File("d")), Pattern(4096, 4));
+  EXPECT_EQ(ReadBytes(dir.File("d")), Pattern(4096, 4));
 }
 
 TEST_P(RawDiskTest, MissingFileIsNotFound) {
@@ -193,7 +193,7 @@ TEST_P(RawDiskTest, DiscardAndWriteZeroes) {
   std::vector<uint8_t> back(size);
   ASSERT_TRUE((*disk)->Read(back.data(), size, 0).has_value());
   EXPECT_TRUE(back == data);
-  EXPECT_TRUE(ReadFile(dir.File("d")) == data);
+  EXPECT_TRUE(ReadBytes(dir.File("d")) == data);
   struct stat after;
   ASSERT_EQ(stat(dir.File("d").c_str(), &after), 0);
   EXPECT_EQ(after.st_size, before.st_size);

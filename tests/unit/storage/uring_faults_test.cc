@@ -21,7 +21,7 @@ namespace {
 
 using base::Code;
 using testing::Pattern;
-using testing::ReadFile;
+using ferry_test::ReadBytes;
 using testing::TempDir;
 
 std::unique_ptr<BlockFile> OpenUring(const std::string& path, unsigned depth, size_t chunk) {
@@ -65,7 +65,7 @@ TEST(UringFaultsTest, ShortAndInterruptedCompletionsAreResubmitted) {
     EXPECT_TRUE(std::equal(data.begin(), data.end(), back.begin()));
     EXPECT_GT(faults, 20);  // the hook really was exercised
     Engine(*f).SetCompletionFilterForTesting(nullptr);
-    auto on_disk = ReadFile(dir.File("f"));
+    auto on_disk = ReadBytes(dir.File("f"));
     ASSERT_EQ(on_disk.size(), 1234 + data.size());
     EXPECT_TRUE(std::equal(data.begin(), data.end(), on_disk.begin() + 1234));
   }
@@ -166,7 +166,7 @@ TEST(UringFaultsDeathTest, RefusedRingIsUnavailable) {
   GTEST_SKIP() << "the seccomp filter in this test is written for x86-64";
 #endif
   TempDir dir;
-  testing::WriteFile(dir.File("f"), Pattern(4096, 1));
+  ferry_test::WriteFile(dir.File("f"), Pattern(4096, 1));
   EXPECT_EXIT(OpenWithIoUringForbidden(dir.File("f")), ::testing::ExitedWithCode(0),
               "open .*/f: io_uring is unavailable on this host \\(Operation not permitted\\).*"
               "\\(unavailable\\)");

@@ -18,7 +18,7 @@ namespace storage {
 namespace {
 
 using testing::Pattern;
-using testing::ReadFile;
+using ferry_test::ReadBytes;
 using testing::TempDir;
 
 constexpr uint64_t kFileBytes = 4 << 20;
@@ -122,8 +122,8 @@ TEST_P(FixedBuffersTest, SameResultsAsTheSyncEngine) {
   // Both files start with the same contents and a ragged end (not a
   // multiple of 4096), so reads at the end are short in both engines.
   auto initial = Pattern(kFileBytes - (s.direct ? 0 : 1000), 11);
-  testing::WriteFile(dir.File("u"), initial);
-  testing::WriteFile(dir.File("s"), initial);
+  ferry_test::WriteFile(dir.File("u"), initial);
+  ferry_test::WriteFile(dir.File("s"), initial);
   auto uring = Open(dir.File("u"), IoEngine::kIoUring, s);
   if (uring == nullptr) return;
   auto sync = Open(dir.File("s"), IoEngine::kSync, s);
@@ -135,7 +135,7 @@ TEST_P(FixedBuffersTest, SameResultsAsTheSyncEngine) {
   for (uint64_t seed = 1; seed <= 4; ++seed) RunRandomBatches(*uring, *sync, s.direct, initial.size(), seed, 12);
   ASSERT_TRUE(uring->Flush().has_value());
   ASSERT_TRUE(sync->Flush().has_value());
-  EXPECT_TRUE(ReadFile(dir.File("u")) == ReadFile(dir.File("s"))) << "file contents differ";
+  EXPECT_TRUE(ReadBytes(dir.File("u")) == ReadBytes(dir.File("s"))) << "file contents differ";
 
   if (s.fixed_buffers == 0) {
     EXPECT_EQ(stats.fixed_submissions, 0u);

@@ -9,6 +9,8 @@
 
 #include <filesystem>
 
+#include "support/temp_dir.h"
+
 namespace transport {
 namespace {
 
@@ -22,9 +24,8 @@ TEST(RdmaTest, ProbeTellsWhy) {
 }
 
 TEST(RdmaTest, SysfsProbeCases) {
-  char tmpl[] = "/tmp/ferry-rdma-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::filesystem::path dir(tmpl);
+  ferry_test::TempDir temp;
+  std::filesystem::path dir(temp.path());
   RdmaProbe missing = ProbeRdmaSysfs((dir / "infiniband").string());
   EXPECT_FALSE(missing.available);
   EXPECT_EQ(missing.reason, "no RDMA devices: " + (dir / "infiniband").string() +
@@ -35,7 +36,6 @@ TEST(RdmaTest, SysfsProbeCases) {
   EXPECT_NE(empty.reason.find("is empty"), std::string::npos);
   std::filesystem::create_directory(dir / "infiniband" / "rxe0");
   EXPECT_TRUE(ProbeRdmaSysfs((dir / "infiniband").string()).available);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

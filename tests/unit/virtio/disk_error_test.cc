@@ -10,10 +10,12 @@
 
 #include "blk_fixture.h"
 #include "storage/qcow2.h"
-#include "temp_dir.h"
+#include "support/temp_dir.h"
 
 namespace vm::test {
 namespace {
+
+using ferry_test::TempDir;
 
 class DiskErrorTest : public VirtioBlkTest {
  protected:

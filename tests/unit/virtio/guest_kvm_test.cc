@@ -19,33 +19,20 @@
 #include "base/fd.h"
 #include "base/le.h"
 #include "config/vm_definition.h"
-#include "temp_dir.h"
+#include "support/kvm.h"
+#include "support/temp_dir.h"
+#include "support/text.h"
 #include "vm/guest_abi.h"
 #include "vm/machine.h"
 
 namespace vm::test {
 namespace {
 
+using ferry_test::TempDir;
+
 constexpr int kTimeoutMs = 60000;  // a guest that has not stopped by then is hung
 
-#define SKIP_WITHOUT_KVM()                                                              \
-  if (::access("/dev/kvm", R_OK | W_OK) != 0)                                           \
-  GTEST_SKIP() << "/dev/kvm is not usable here (" << std::strerror(errno)               \
-               << "); KVM guest tests need it"
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-std::vector<std::string> LinesStartingWith(const std::string& text, const std::string& prefix) {
-  std::vector<std::string> out;
-  for (const std::string& l : Lines(text))
-    if (l.rfind(prefix, 0) == 0) out.push_back(l);
-  return out;
-}
+using ferry_test::LinesStartingWith;
 
 class GuestKvmTest : public ::testing::Test {
  protected:
@@ -113,7 +100,7 @@ std::vector<uint64_t> CheckHeartbeats(const std::vector<std::string>& lines, con
 }
 
 TEST_F(GuestKvmTest, MemoryGuestRunsCleanOnOneVcpu) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   RunState state;
   std::string failure;
   std::string console =
@@ -133,7 +120,7 @@ TEST_F(GuestKvmTest, MemoryGuestRunsCleanOnOneVcpu) {
 }
 
 TEST_F(GuestKvmTest, MemoryGuestRateLimitedOnTwoVcpus) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   RunState state;
   std::string failure;
   std::string console = Run(
@@ -151,7 +138,7 @@ TEST_F(GuestKvmTest, MemoryGuestRateLimitedOnTwoVcpus) {
 }
 
 TEST_F(GuestKvmTest, MemoryGuestReportsAPageCorruptedBehindItsBack) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options("memory-guest.bin", "ws_mib=16 rate=1000 hb_ms=50 seconds=3", 1);
   auto m = Machine::Create(o);
   ASSERT_TRUE(m.has_value()) << m.error().ToString();
@@ -182,7 +169,7 @@ TEST_F(GuestKvmTest, MemoryGuestReportsAPageCorruptedBehindItsBack) {
 // it, not the second the VM spent as a file. The heartbeats keep counting and
 // the working set verifies clean, so the restored guest lost nothing either.
 TEST_F(GuestKvmTest, MemoryGuestTimeDoesNotJumpAcrossSaveRestore) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kHbMs = 50;
   constexpr auto kSaved = std::chrono::milliseconds(1000);
   MachineOptions o =
@@ -239,7 +226,7 @@ TEST_F(GuestKvmTest, MemoryGuestTimeDoesNotJumpAcrossSaveRestore) {
 }
 
 TEST_F(GuestKvmTest, DiskGuestWritesThenVerifyPasses) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   CreateDisk("disk.img", 32ull << 20);
   RunState state;
   std::string failure;
@@ -285,7 +272,7 @@ TEST_F(GuestKvmTest, DiskGuestWritesThenVerifyPasses) {
 }
 
 TEST_F(GuestKvmTest, DiskGuestVerifyReportsACorruptBlock) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   CreateDisk("disk.img", 16ull << 20);
   RunState state;
   std::string failure;

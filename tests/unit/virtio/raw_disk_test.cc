@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include "base/fd.h"
-#include "temp_dir.h"
+#include "support/temp_dir.h"
 #include "test_driver.h"
 
 namespace vm::test {
 namespace {
+
+using ferry_test::TempDir;
 
 constexpr uint64_t kDiskBytes = 1 << 20;
 

@@ -19,7 +19,7 @@ std::vector<uint64_t> Pages(const std::vector<uint64_t>& bitmap) {
 }
 
 TEST(DirtyLogTest, VmmWritesAreMergedPerInterval) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto kvm = KvmSystem::Open("/dev/kvm");
   ASSERT_TRUE(kvm) << kvm.error().ToString();
   auto vm = kvm->CreateVm();

@@ -49,7 +49,7 @@ void ExpectCode(const base::Status& st, base::Code code, const std::string& what
 }
 
 TEST_F(IncomingTest, IncomingMachineRefusesToRunOrSave) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kCounter, 2, 16ull << 20);
   // Disks need not exist yet.
   o.definition.disks.push_back({"not-yet.img", config::DiskFormat::kRaw, false});
@@ -88,7 +88,7 @@ TEST_F(IncomingTest, IncomingMachineRefusesToRunOrSave) {
 }
 
 TEST_F(IncomingTest, OnlyAnIncomingMachineCanBeFinishedAndOnlyAPausedOneSaved) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kCounter);
   auto m = Machine::Create(o);
   ASSERT_TRUE(m) << m.error().ToString();
@@ -111,7 +111,7 @@ TEST_F(IncomingTest, OnlyAnIncomingMachineCanBeFinishedAndOnlyAPausedOneSaved) {
 }
 
 TEST_F(IncomingTest, CorruptOrTruncatedBlobIsDataLossAndRetryable) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = CounterOptions();
   auto src = RunAndPause(o);
   ASSERT_TRUE(src);
@@ -185,7 +185,7 @@ TEST_F(IncomingTest, CorruptOrTruncatedBlobIsDataLossAndRetryable) {
 }
 
 TEST_F(IncomingTest, BlobOfAnotherShapeIsRefused) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = CounterOptions();
   auto src = RunAndPause(o);
   ASSERT_TRUE(src);

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/text.h"
 #include "vm/machine.h"
 #include "vm_fixture.h"
 
@@ -36,13 +37,7 @@ struct Beat {
   }
 };
 
-inline std::vector<std::string> LinesStartingWith(const std::string& text, const std::string& prefix) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(prefix, 0) == 0) out.push_back(line);
-  return out;
-}
+using ferry_test::LinesStartingWith;
 
 // Heartbeats with the given prefix ("HB " or "DISK "). A last line without
 // its newline yet (the guest is mid-line) is left out.
@@ -136,11 +131,10 @@ class GuestProgramTest : public VmTest {
 
   // Waits (up to 10 s, saying for what) until the console holds `count`
   // complete heartbeats with `prefix`.
-  bool WaitForBeats(const MachineOptions& o, const std::string& prefix, size_t count) {
-    return WaitFor("heartbeats", [&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polls a file; no busy loop
-      return ParseBeats(Console(o), prefix).size() >= count;
-    });
+  ::testing::AssertionResult WaitForBeats(const MachineOptions& o, const std::string& prefix, size_t count) {
+    return WaitFor(
+        "heartbeats", [&] { return ParseBeats(Console(o), prefix).size() >= count; },
+        std::chrono::milliseconds(5));  // polls a file; no busy loop
   }
 
   // Lets wall time pass without sleeping the test thread's logic on a guess:

@@ -114,7 +114,7 @@ class LiveMoveTest : public testing::GuestProgramTest {
 };
 
 TEST_F(LiveMoveTest, MemoryGuestContinuesOnTheDestination) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kHbMs = 50;
   // The guest's 8 s (guest time) cover the source phase, which a slow host
   // stretches, and still leave the destination its 20 heartbeats.
@@ -157,7 +157,7 @@ TEST_F(LiveMoveTest, MemoryGuestContinuesOnTheDestination) {
 }
 
 TEST_F(LiveMoveTest, DiskGuestContinuesOnCopiedDisks) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   WriteFile("a-disk.img", {});
   std::filesystem::resize_file(Path("a-disk.img"), 16ull << 20);
   // As above: 6 s leave the destination its 10 heartbeats on a slow host.
@@ -216,7 +216,7 @@ TEST_F(LiveMoveTest, DiskGuestContinuesOnCopiedDisks) {
 // reports exactly that page. (So MemoryGuestContinuesOnTheDestination could
 // fail.)
 TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kWsMib = 8;
   const std::string cmd = "ws_mib=8 hb_ms=50";
   MachineOptions oa = GuestOptions("memory-guest.bin", cmd, 1, 32ull << 20, "a.log");
@@ -256,10 +256,10 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
   // Every page is verified within a second (the sweep) or before its next
   // rewrite, whichever comes first.
   const std::string want = "MISMATCH page=" + std::to_string(lost - ws_first_page) + " ";
-  EXPECT_TRUE(WaitFor("the guest to report the lost page", [&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    return !LinesStartingWith(Console(ob), want).empty();
-  })) << Console(ob);
+  EXPECT_TRUE(WaitFor(
+      "the guest to report the lost page", [&] { return !LinesStartingWith(Console(ob), want).empty(); },
+      std::chrono::milliseconds(5)))
+      << Console(ob);
   b_->Shutdown();
   auto mismatches = LinesStartingWith(Console(ob), "MISMATCH ");
   ASSERT_FALSE(mismatches.empty());
@@ -271,7 +271,7 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
 // while two vCPUs rewrite pages as fast as they can, then one after the
 // pause — equals guest RAM byte for byte.
 TEST_F(LiveMoveTest, HarvestWhileRunningLosesNothing) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = GuestOptions("memory-guest.bin", "ws_mib=16 hb_ms=50", 2, 64ull << 20, "a.log");
   auto a = Machine::Create(o);
   ASSERT_TRUE(a) << a.error().ToString();
@@ -296,7 +296,8 @@ TEST_F(LiveMoveTest, HarvestWhileRunningLosesNothing) {
     ASSERT_TRUE(dirty) << dirty.error().ToString();
     copy(*dirty);
     ++rounds;
-    std::this_thread::sleep_for(std::chrono::milliseconds(rounds % 4));  // vary the interval
+    // A sleep on purpose: it varies the harvest interval (0-3 ms).
+    std::this_thread::sleep_for(std::chrono::milliseconds(rounds % 4));
   }
   ASSERT_TRUE(m.Pause());
   auto last = m.HarvestDirtyPages();

@@ -19,7 +19,7 @@ using testing::VmTest;
 class MachineTest : public VmTest {};
 
 TEST_F(MachineTest, BootsAtCpl3AndWritesSerial) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kHello));
   ASSERT_TRUE(m) << m.error().ToString();
   EXPECT_EQ((*m)->state(), RunState::kCreated);
@@ -31,7 +31,7 @@ TEST_F(MachineTest, BootsAtCpl3AndWritesSerial) {
 }
 
 TEST_F(MachineTest, ParamsPageFollowsTheAbi) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kHello, 2, 16ull << 20));
   ASSERT_TRUE(m) << m.error().ToString();
   const uint8_t* p = (*m)->memory_base() + FERRY_PARAMS_GPA;
@@ -50,7 +50,7 @@ TEST_F(MachineTest, ParamsPageFollowsTheAbi) {
 }
 
 TEST_F(MachineTest, PowerOffCodeIsReportedAsFailure) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   for (uint8_t code : {1, 42, 255}) {
     auto m = Machine::Create(Options(test_guests::PowerOff(code)));
     ASSERT_TRUE(m) << m.error().ToString();
@@ -61,7 +61,7 @@ TEST_F(MachineTest, PowerOffCodeIsReportedAsFailure) {
 }
 
 TEST_F(MachineTest, GuestCrashFailsTheMachineNotTheVmm) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kCrash, 2));
   ASSERT_TRUE(m) << m.error().ToString();
   ASSERT_TRUE((*m)->Start());
@@ -77,7 +77,7 @@ TEST_F(MachineTest, GuestCrashFailsTheMachineNotTheVmm) {
 }
 
 TEST_F(MachineTest, UnknownPortAndMmioReadAllOnesAndWritesAreIgnored) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kUnknownAccess));
   ASSERT_TRUE(m) << m.error().ToString();
   ASSERT_TRUE((*m)->Start());
@@ -91,7 +91,7 @@ TEST_F(MachineTest, UnknownPortAndMmioReadAllOnesAndWritesAreIgnored) {
 }
 
 TEST_F(MachineTest, PauseParksEveryVcpuAndResumeContinues) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kCounter, 2));
   ASSERT_TRUE(m) << m.error().ToString();
   Machine& vm = **m;
@@ -116,7 +116,7 @@ TEST_F(MachineTest, PauseParksEveryVcpuAndResumeContinues) {
 }
 
 TEST_F(MachineTest, PauseRacesWithExitHandling) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   // The hello guest exits to the VMM on every instruction that matters; many
   // short runs pause it at random points of exit handling.
   std::vector<uint8_t> chatty = {0x66, 0xba, 0xf8, 0x03, 0xb0, 0x2e, 0xee, 0xeb, 0xfd};  // 1: out '.'; jmp 1b
@@ -139,7 +139,7 @@ TEST_F(MachineTest, PauseRacesWithExitHandling) {
 }
 
 TEST_F(MachineTest, DirtyLogSeesExactlyTheWrittenPages) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kPages));
   ASSERT_TRUE(m) << m.error().ToString();
   Machine& vm = **m;
@@ -165,7 +165,7 @@ TEST_F(MachineTest, DirtyLogSeesExactlyTheWrittenPages) {
 }
 
 TEST_F(MachineTest, DirtyLogWhileRunningMergesVmmWrites) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kCounter));
   ASSERT_TRUE(m) << m.error().ToString();
   Machine& vm = **m;
@@ -207,7 +207,7 @@ TEST_F(MachineTest, NonKvmDeviceIsRejected) {
 }
 
 TEST_F(MachineTest, ProgramErrorsNameThePath) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kHello);
   o.definition.program = "missing.bin";
   auto m = Machine::Create(o);
@@ -225,7 +225,7 @@ TEST_F(MachineTest, ProgramErrorsNameThePath) {
 }
 
 TEST_F(MachineTest, UnsupportedShapesAreRefused) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kHello, FERRY_MAX_VCPUS + 1);
   EXPECT_EQ(Machine::Create(o).error().code(), base::Code::kInvalidArgument);
   o = Options(test_guests::kHello, 1, 4ull << 30);
@@ -246,7 +246,7 @@ TEST_F(MachineTest, UnsupportedShapesAreRefused) {
 }
 
 TEST_F(MachineTest, DisksOpenByFormatAndMissingOnesAreNamed) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kHello);
   o.definition.disks.push_back({"missing.qcow2", config::DiskFormat::kQcow2, false});
   auto m = Machine::Create(o);

@@ -33,11 +33,11 @@ class SaveRestoreTest : public VmTest {
     EXPECT_TRUE(m) << m.error().ToString();
     if (!m) return nullptr;
     EXPECT_TRUE((*m)->Start());
-    WaitFor("the counters", [&] {
+    EXPECT_TRUE(WaitFor("the counters", [&] {
       for (uint32_t c = 0; c < o.definition.vcpus; ++c)
         if (Counter(**m, static_cast<int>(c)) < 10000) return false;
       return true;
-    });
+    }));
     EXPECT_TRUE((*m)->Pause());
     auto st = (*m)->SaveState(state);
     EXPECT_TRUE(st) << st.error().ToString();
@@ -46,7 +46,7 @@ class SaveRestoreTest : public VmTest {
 };
 
 TEST_F(SaveRestoreTest, RestoredGuestContinuesFromTheSavedPoint) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kCounter, 2);
   auto src = RunAndSave(o, Path("vm.state"));
   ASSERT_TRUE(src);
@@ -87,7 +87,7 @@ TEST_F(SaveRestoreTest, RestoredGuestContinuesFromTheSavedPoint) {
 }
 
 TEST_F(SaveRestoreTest, SerialOutputAndStateSurvive) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   // Saved before it ran: the restored machine boots the program from scratch.
   MachineOptions o = Options(test_guests::kHello);
   auto m = Machine::Create(o);
@@ -108,7 +108,7 @@ TEST_F(SaveRestoreTest, SerialOutputAndStateSurvive) {
 // ignores the TSC write and the offset must absorb the jump; on VMX/SVM the
 // write takes and the offset must not count the jump again.
 TEST_F(SaveRestoreTest, GuestTimeContinuesAcrossRestore) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kClk = test_guests::kClockBase;
   static_assert(test_guests::kClockTscOffsetGpa ==
                 FERRY_PARAMS_GPA + offsetof(ferry_guest_params, tsc_offset));
@@ -210,7 +210,7 @@ TEST_F(SaveRestoreTest, GuestTimeContinuesAcrossRestore) {
 // tracking dirty pages sends the parameter page again. The counter guest never
 // touches that page itself, so only the VMM's write can have dirtied it.
 TEST_F(SaveRestoreTest, RestoredClockPageIsMarkedDirty) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kCounter);
   ASSERT_TRUE(RunAndSave(o, Path("vm.state")));
   auto m = Machine::Restore(o, Path("vm.state"));
@@ -231,7 +231,7 @@ TEST_F(SaveRestoreTest, RestoredClockPageIsMarkedDirty) {
 // runs at another rate is refused; within 250 ppm it is accepted and the
 // guest's rate is kept for the next save.
 TEST_F(SaveRestoreTest, RestoreChecksTheTscRate) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kCounter);
   ASSERT_TRUE(RunAndSave(o, Path("vm.state")));
   auto loaded = ReadStateFile(Path("vm.state"));
@@ -258,7 +258,7 @@ TEST_F(SaveRestoreTest, RestoreChecksTheTscRate) {
 }
 
 TEST_F(SaveRestoreTest, RestoreRefusesADifferentShape) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kCounter, 2);
   ASSERT_TRUE(RunAndSave(o, Path("vm.state")));
   MachineOptions other = o;
@@ -278,7 +278,7 @@ TEST_F(SaveRestoreTest, RestoreRefusesADifferentShape) {
 }
 
 TEST_F(SaveRestoreTest, SaveRequiresPause) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Create(Options(test_guests::kCounter));
   ASSERT_TRUE(m);
   ASSERT_TRUE((*m)->Start());
@@ -290,7 +290,7 @@ TEST_F(SaveRestoreTest, SaveRequiresPause) {
 }
 
 TEST_F(SaveRestoreTest, DisksAreReopenedAndDeviceStateRestored) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   WriteFile("disk.img", std::vector<uint8_t>(1 << 20, 0));
   MachineOptions o = Options(test_guests::kCounter);
   o.definition.disks.push_back({"disk.img", config::DiskFormat::kRaw, false});
@@ -318,7 +318,7 @@ TEST_F(SaveRestoreTest, DisksAreReopenedAndDeviceStateRestored) {
 // FERRY_VM_CHILD_STATE set, which makes ChildProcess.RestoreAndRun the only
 // test that does anything.
 TEST_F(SaveRestoreTest, RestoreInAnotherProcess) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = Options(test_guests::kCounter, 2);
   auto src = RunAndSave(o, Path("vm.state"));
   ASSERT_TRUE(src);

@@ -113,7 +113,7 @@ class CorruptStateTest : public VmTest {
  protected:
   void SetUp() override {
     VmTest::SetUp();
-    if (!testing::KvmUsable()) return;
+    if (!ferry_test::KvmUnusableReason().empty()) return;
     options_ = Options(test_guests::kCounter, 1, 4ull << 20);
     auto m = Machine::Create(options_);
     ASSERT_TRUE(m) << m.error().ToString();
@@ -149,13 +149,13 @@ class CorruptStateTest : public VmTest {
 };
 
 TEST_F(CorruptStateTest, GoodFileRestores) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   auto m = Machine::Restore(options_, Path("good.state"));
   ASSERT_TRUE(m) << m.error().ToString();
 }
 
 TEST_F(CorruptStateTest, EveryFlippedByteIsDataLoss) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   ASSERT_LT(good_.size(), 256u << 10) << "state file larger than expected";
   // One file, one byte changed in place per step: rewriting the whole file
   // each time would make this test disk-bound.
@@ -170,7 +170,7 @@ TEST_F(CorruptStateTest, EveryFlippedByteIsDataLoss) {
 }
 
 TEST_F(CorruptStateTest, EveryTruncationIsDataLoss) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   base::Fd fd = WriteBad(good_);
   // Shortest last, so the file is only ever cut, never rewritten.
   for (size_t len = good_.size(); len-- > 0;) {
@@ -181,7 +181,7 @@ TEST_F(CorruptStateTest, EveryTruncationIsDataLoss) {
 }
 
 TEST_F(CorruptStateTest, TrailingGarbageIsDataLoss) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   WriteBad(good_ + "x");
   ExpectDataLoss("one appended byte");
   WriteBad(good_ + good_);

@@ -33,7 +33,7 @@ class ThrottleTest : public testing::GuestProgramTest {
 };
 
 TEST_F(ThrottleTest, ThrottleSlowsTheGuestAndReleasesIt) {
-  SKIP_WITHOUT_KVM();
+  FERRY_SKIP_WITHOUT_KVM();
   MachineOptions o = GuestOptions("memory-guest.bin", "ws_mib=8 hb_ms=50", 1, 32ull << 20, "a.log");
   auto m = Machine::Create(o);
   ASSERT_TRUE(m) << m.error().ToString();

@@ -1,6 +1,6 @@
 // Shared set-up for the VMM tests: a temp directory removed afterwards, a
 // guest program written into it, MachineOptions pointing there, and a skip
-// (with the reason) when /dev/kvm is absent.
+// (with the reason, FERRY_SKIP_WITHOUT_KVM) when /dev/kvm is absent.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,38 +11,29 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/fd.h"
+#include "support/files.h"
+#include "support/kvm.h"
+#include "support/temp_dir.h"
+#include "support/wait_for.h"
 #include "vm/machine.h"
 
 namespace vm::testing {
 
-inline bool KvmUsable() { return ::access("/dev/kvm", R_OK | W_OK) == 0; }
-
-#define SKIP_WITHOUT_KVM()                                                        \
-  do {                                                                            \
-    if (!::vm::testing::KvmUsable()) GTEST_SKIP() << "/dev/kvm is not usable here"; \
-  } while (0)
-
 class VmTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ferry-vm-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void SetUp() override { ASSERT_FALSE(dir_.empty()); }
 
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   void WriteFile(const std::string& name, const std::vector<uint8_t>& bytes) {
-    std::ofstream out(Path(name), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    ASSERT_TRUE(out.good());
+    ferry_test::WriteFile(Path(name), bytes);
   }
 
   std::string ReadConsole() {
@@ -65,21 +56,16 @@ class VmTest : public ::testing::Test {
     return o;
   }
 
-  // Polls guest memory until pred() holds or 10 s pass; prints what it waits for.
-  template <typename Pred>
-  bool WaitFor(const char* what, Pred pred) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ADD_FAILURE() << "timed out after 10 s waiting for " << what;
-        return false;
-      }
-      std::this_thread::yield();
-    }
-    return true;
+  // Polls until pred() holds or 10 s pass. By default it yields between
+  // polls (guest memory counters move within microseconds); a pred that
+  // reads a file passes an interval instead.
+  ::testing::AssertionResult WaitFor(const char* what, const std::function<bool()>& pred,
+                                     std::chrono::milliseconds interval = std::chrono::milliseconds(0)) {
+    return ferry_test::WaitFor(what, std::chrono::seconds(10), pred, interval);
   }
 
-  std::string dir_;
+  ferry_test::TempDir temp_{"ferry-vm-test"};
+  const std::string dir_ = temp_.path();
 };
 
 inline uint64_t Load64(const Machine& m, uint64_t gpa) {

@@ -12,11 +12,14 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "support/temp_dir.h"
 
 namespace ferry_it {
 
@@ -65,14 +68,24 @@ class FerryTest : public ::testing::Test {
   std::string State(const std::string& vm);
   std::string Console(const std::string& vm);
 
+  // `ferry vm create <vm> create_args...`, then `ferry vm start <vm>`; the
+  // failure names the step and ferry's error. ASSERT_TRUE(CreateAndStart(...)).
+  ::testing::AssertionResult CreateAndStart(const std::string& vm, const std::vector<std::string>& create_args);
+  // Waits until the VM has powered off (or crashed: no point waiting longer)
+  // and returns its last state; a timeout fails the test.
+  std::string WaitForPowerOff(const std::string& vm, int timeout_ms = 60000);
+
   // Polls until pred() holds (every 50 ms) or timeout_ms passes; on timeout
-  // fails the test with "timed out after N ms waiting for <what>".
+  // fails the test with "timed out after N ms waiting for <what>"
+  // (ferry_test::WaitFor, failing the test here because callers poll ferry
+  // and ignore the result when a later check says more).
   bool WaitFor(const std::string& what, int timeout_ms, const std::function<bool()>& pred);
   // Waits (up to 60 s) until the VM's console holds at least `count`
   // heartbeat lines with the given prefix ("HB" or "DISK"); returns them all.
   std::vector<Heartbeat> WaitForHeartbeats(const std::string& vm, const std::string& prefix, size_t count);
 
  private:
+  std::unique_ptr<ferry_test::TempDir> temp_;  // made in SetUp, removed in TearDown
   std::string dir_;
   pid_t ferryd_pid_ = -1;
 };

@@ -16,7 +16,7 @@
 
 #include "ipc/vm_dir_files.h"
 #include "protocol/live_move_types.h"
-#include "fake_worker_util.h"
+#include "fakes/fake_worker_util.h"
 #include "transport/tcp.h"
 
 using namespace appliance;

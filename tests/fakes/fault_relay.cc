@@ -1,4 +1,4 @@
-#include "fault_relay.h"
+#include "fakes/fault_relay.h"
 
 #include <netinet/in.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "harness.h"
+#include "support/ferryd_harness.h"
 
 #include <dirent.h>
 #include <arpa/inet.h>
@@ -18,10 +18,15 @@
 #include <sstream>
 #include <thread>
 
+#include "support/files.h"
+#include "support/wait_for.h"
+
 extern char** environ;
 
 namespace ferry_it {
 namespace {
+
+using ferry_test::ReadFile;
 
 uint64_t NowMs() {
   return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -49,24 +54,13 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
   return p;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Polls until pred() holds (every 50 ms) or timeout_ms passes; on timeout
-// fails the test with "timed out after N ms waiting for <what>".
+// Polls every 50 ms (each poll may run the ferry binary) until pred() holds
+// or timeout_ms passes; a timeout is a gtest failure saying what was waited for.
 bool PollUntil(const std::string& what, int timeout_ms, const std::function<bool()>& pred) {
-  const uint64_t deadline = NowMs() + uint64_t(timeout_ms);
-  while (NowMs() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (pred()) return true;
-  ADD_FAILURE() << "timed out after " << timeout_ms << " ms waiting for " << what;
-  return false;
+  ::testing::AssertionResult done =
+      ferry_test::WaitFor(what, std::chrono::milliseconds(timeout_ms), pred, std::chrono::milliseconds(50));
+  if (!done) ADD_FAILURE() << done.message();
+  return bool(done);
 }
 
 ProcessResult RunFerry(const std::string& socket, const std::vector<std::string>& args, int timeout_ms) {
@@ -291,10 +285,9 @@ std::vector<Heartbeat> ParseHeartbeats(const std::string& console, const std::st
 }
 
 void FerryTest::SetUp() {
-  // Short: Unix socket paths under it must stay below 108 bytes.
-  char tmpl[] = "/tmp/ferry-it-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  dir_ = tmpl;
+  temp_ = std::make_unique<ferry_test::TempDir>("ferry-it");
+  dir_ = temp_->path();
+  ASSERT_FALSE(dir_.empty());
   std::ofstream(config()) << "storage_root = \"" << storage() << "\"\n"
                           << "api_socket = \"" << socket() << "\"\n"
                           << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n";
@@ -304,8 +297,7 @@ void FerryTest::TearDown() {
   if (HasFailure()) DumpFerrydLogs(dir_, storage());
   KillWorkersUnder(storage() + "/vms/");
   KillFerryd();
-  std::error_code ec;
-  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  temp_.reset();  // removes the directory, now that nothing uses it
 }
 
 void FerryTest::StartFerryd(const std::vector<std::string>& env_extra) {
@@ -339,6 +331,26 @@ std::string FerryTest::Console(const std::string& vm) {
 
 bool FerryTest::WaitFor(const std::string& what, int timeout_ms, const std::function<bool()>& pred) {
   return PollUntil(what, timeout_ms, pred);
+}
+
+::testing::AssertionResult FerryTest::CreateAndStart(const std::string& vm,
+                                                     const std::vector<std::string>& create_args) {
+  std::vector<std::string> create = {"vm", "create", vm};
+  create.insert(create.end(), create_args.begin(), create_args.end());
+  ProcessResult r = Ferry(create);
+  if (r.exit_code != 0) return ::testing::AssertionFailure() << "ferry vm create " << vm << " failed: " << r.err;
+  r = Ferry({"vm", "start", vm});
+  if (r.exit_code != 0) return ::testing::AssertionFailure() << "ferry vm start " << vm << " failed: " << r.err;
+  return ::testing::AssertionSuccess();
+}
+
+std::string FerryTest::WaitForPowerOff(const std::string& vm, int timeout_ms) {
+  std::string state;
+  WaitFor("vm " + vm + " to power off", timeout_ms, [&] {
+    state = State(vm);
+    return state == "powered-off" || state == "crashed";
+  });
+  return state;
 }
 
 std::vector<Heartbeat> FerryTest::WaitForHeartbeats(const std::string& vm, const std::string& prefix, size_t count) {

@@ -12,7 +12,7 @@
 #include <csignal>
 #include <iostream>
 
-#include "fake_worker_util.h"
+#include "fakes/fake_worker_util.h"
 
 using namespace appliance;
 using fake::WriteExitRecord;

@@ -125,6 +125,7 @@ uint64_t DirtyBitmap::Set(uint64_t offset, uint64_t len) {
 
 void DirtyBitmap::SetAll() { Set(0, disk_size_); }
 
+// Take returns the ranges it cleared; clearing is all that is wanted here.
 void DirtyBitmap::Clear(uint64_t offset, uint64_t len) { (void)Take(offset, len); }
 
 void DirtyBitmap::ClearAll() { Clear(0, disk_size_); }

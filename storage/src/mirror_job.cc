@@ -106,9 +106,12 @@ MirrorJob::MirrorJob(TrackingDisk& source, BlockSink& sink, MirrorOptions option
 
 MirrorJob::~MirrorJob() {
   Cancel();
+  // The job's outcome was for whoever waited earlier; here only the join matters.
   (void)Wait();
 }
 
+// An eventfd write fails only when its counter would overflow, which leaves
+// it readable: the cancel is seen either way.
 void MirrorJob::Cancel() { (void)cancel_.Signal(); }
 
 base::Status MirrorJob::Wait() {
@@ -142,6 +145,7 @@ void MirrorJob::SetState(MirrorState state) {
   // "ready" must not undo that.
   if (state == MirrorState::kReady && state_ == MirrorState::kCompleting) return;
   state_ = state;
+  // Cannot fail while readable (see Cancel); a waiter sees it either way.
   if (state == MirrorState::kReady || Terminal(state)) (void)ready_.Signal();
   cv_.NotifyAll();
 }
@@ -194,7 +198,7 @@ base::Status MirrorJob::Complete(int cancel_fd) {
     state_ = MirrorState::kCompleting;
   }
   complete_requested_ = true;
-  (void)wake_.Signal();
+  (void)wake_.Signal();  // a failed wake-up leaves it readable (see Cancel)
   auto readable = base::WaitReadable(done_.fd(), cancel_fd, -1);
   if (!readable) return readable.error();
   base::MutexLock lock(mu_);
@@ -210,6 +214,8 @@ void MirrorJob::Run() {
     // Ranges the sink never confirmed durable count as not copied: a retry
     // copies them again rather than trusting a destination that failed.
     DirtyBitmap unconfirmed = source_.SwapUnsynced();
+    // Both bitmaps come from the same tracking disk, so their sizes match:
+    // Merge's only failure cannot happen here.
     (void)source_.dirty().Merge(unconfirmed);
     sink_.Abort();
     const bool cancelled = st.error().code() == base::Code::kCancelled;
@@ -224,7 +230,7 @@ void MirrorJob::Run() {
   } else {
     SetState(MirrorState::kConverged);
   }
-  (void)done_.Signal();
+  (void)done_.Signal();  // cannot fail while readable (see Cancel)
 }
 
 base::Status MirrorJob::RunCopy() {
@@ -260,7 +266,7 @@ base::Status MirrorJob::RunCopy() {
       if (since_flush_ > 0) RETURN_IF_ERROR(FlushSink());
       auto woke = base::WaitReadable(wake_.fd(), cancel_.fd(), kIdleWaitMs);
       if (!woke && woke.error().code() == base::Code::kCancelled) return CheckCancelled();
-      (void)wake_.Consume();
+      (void)wake_.Consume();  // nothing to read is fine: the wake-up only ends the wait
       continue;
     }
     // Claim the whole aligned chunk holding the run: Take copies every dirty
@@ -399,7 +405,7 @@ base::Status MirrorJob::Pace(uint64_t bytes) {
     pollfd fds[2] = {{cancel_.fd(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
     (void)poll(fds, 2, int(wait_ns / 1'000'000) + 1);
     RETURN_IF_ERROR(CheckCancelled());
-    if (fds[1].revents & POLLIN) (void)wake_.Consume();
+    if (fds[1].revents & POLLIN) (void)wake_.Consume();  // only clears the wake-up
     if (complete_requested_) return base::Ok();
   }
 }
@@ -415,6 +421,7 @@ base::Status MirrorJob::FlushSink() {
   DirtyBitmap covered = source_.SwapUnsynced();
   base::Status st = sink_.Flush();
   if (!st) {
+    // Same tracking disk, same size: Merge cannot fail (see above).
     (void)source_.dirty().Merge(covered);
     return st.error().Wrap("flush mirror destination");
   }

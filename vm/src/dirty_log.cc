@@ -15,7 +15,7 @@ base::Status DirtyLog::Enable() {
     return st.error().Wrap("enable dirty log");
   // The interval starts now: VMM writes from before (loading the program,
   // writing the parameter page) are not part of it.
-  (void)memory_.TakeVmmDirty();
+  (void)memory_.TakeVmmDirty();  // dropped on purpose: taking them clears them
   enabled_ = true;
   return base::Ok();
 }

@@ -221,7 +221,9 @@ base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& soc
 }
 
 ApiServer::~ApiServer() {
-  (void)stop_.Signal();  // ends console streams so their threads can be joined
+  // Ends console streams so their threads can be joined. An eventfd write
+  // fails only if the counter would overflow, which one signal cannot reach.
+  (void)stop_.Signal();
   if (daemon_ != nullptr) MHD_stop_daemon(daemon_);
   ::unlink(socket_path_.c_str());
 }

@@ -8,7 +8,9 @@
 #include <sys/un.h>
 
 #include <cstring>
+#include <optional>
 
+#include "daemon/departure_record.h"
 #include "daemon/host_cpu.h"
 #include "daemon/runtime_record.h"
 #include "common/unix_socket.h"
@@ -17,6 +19,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "job_table.h"
+#include "move_slot.h"
 
 namespace appliance {
 
@@ -92,6 +95,79 @@ bool NeverBegan(const base::Result<WorkerReply>& reply, const std::string& migra
 std::string ResolveHint(const std::string& vm) {
   return "`ferry vm resolve " + vm + "` asks it again (ferryd also does, every " +
          std::to_string(kResolveIntervalMs / 1000) + " s)";
+}
+
+// Start's checks of the request against this host, before anything is taken.
+base::Status CheckStartArgs(const LiveMoveArgs& args, const config::HostSettings& host) {
+  if (!host.outgoing_enabled)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "outgoing live moves are disabled on this host (host.toml migration.outgoing_enabled)");
+  if (!args.include_storage)
+    return base::Error(base::Code::kFailedPrecondition, "--include-storage is required: the hosts share no storage");
+  if (args.destination.empty() || args.destination[0] != '/')
+    return base::Error(base::Code::kInvalidArgument,
+                       "destination_storage_path must be absolute, not \"" + args.destination + "\"");
+  if (args.time_limit_s == 0)
+    return base::Error(base::Code::kInvalidArgument, "time_limit_s must be at least 1 second");
+  if (args.streams < 1 || args.streams > kMaxStreams)
+    return base::Error(base::Code::kInvalidArgument,
+                       "streams must be from 1 to " + std::to_string(kMaxStreams) + ", not " +
+                           std::to_string(args.streams));
+  if (host.performance == config::PerformanceOption::kSmb)
+    return base::Error(base::Code::kUnimplemented, "performance option smb is not supported for live moves yet");
+  return base::Ok();
+}
+
+// The departure record BeginLiveMove writes for the job's move.
+DepartureRecord NewDeparture(const LiveMoveJobRecord& job, const PeerEndpoint& peer) {
+  DepartureRecord departure;
+  departure.migration_id = job.migration_id;
+  departure.job = job.id;
+  departure.host = peer.ToString();
+  departure.destination = job.destination;
+  departure.started_unix_ms = job.started_unix_ms;
+  return departure;
+}
+
+// The VM's departure record (BeginLiveMove), held by a move being started:
+// ended (EndLiveMove: the VM is free again) on every early return of Start,
+// kept once the job's thread runs, which ends it when the move ends. `vms`
+// must outlive the hold.
+class DepartureHold {
+ public:
+  DepartureHold(VmService& vms, std::string vm, std::string migration_id)
+      : vms_(vms), vm_(std::move(vm)), migration_id_(std::move(migration_id)) {}
+  DepartureHold(const DepartureHold&) = delete;
+  DepartureHold& operator=(const DepartureHold&) = delete;
+  ~DepartureHold() {
+    if (held_) vms_.EndLiveMove(vm_, migration_id_);
+  }
+  void Commit() { held_ = false; }
+
+ private:
+  VmService& vms_;
+  const std::string vm_;
+  const std::string migration_id_;
+  bool held_ = true;
+};
+
+// What the source worker is told to do, once the destination accepted.
+LiveMoveRequest BuildLiveMoveRequest(const PrepareRequest& prepare, const PeerEndpoint& peer,
+                                     const PrepareReply& reply, const LiveMoveArgs& args,
+                                     const config::HostSettings& host) {
+  LiveMoveRequest request;
+  request.prepare = prepare;
+  request.control_host = peer.host;
+  request.control_port = peer.port;
+  request.data_host = reply.data_host;
+  request.data_port = reply.data_port;
+  request.source_host = peer.source_host;
+  request.streams = args.streams;
+  request.compression = host.performance == config::PerformanceOption::kCompression;
+  request.bandwidth_limit = args.bandwidth_limit;
+  request.downtime_ms = args.downtime_ms;
+  request.time_limit_s = args.time_limit_s;
+  return request;
 }
 
 LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record) {
@@ -218,162 +294,133 @@ LiveMoveService::~LiveMoveService() {
 bool LiveMoveService::Owns(const std::string& job_id) const { return jobs_->Contains(job_id); }
 
 base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
-  const std::string& vm = args.vm;
-  const config::HostSettings& host = options_.host;
-  if (!host.outgoing_enabled)
-    return base::Error(base::Code::kFailedPrecondition,
-                       "outgoing live moves are disabled on this host (host.toml migration.outgoing_enabled)");
-  if (!args.include_storage)
-    return base::Error(base::Code::kFailedPrecondition, "--include-storage is required: the hosts share no storage");
-  if (args.destination.empty() || args.destination[0] != '/')
-    return base::Error(base::Code::kInvalidArgument,
-                       "destination_storage_path must be absolute, not \"" + args.destination + "\"");
-  if (args.time_limit_s == 0)
-    return base::Error(base::Code::kInvalidArgument, "time_limit_s must be at least 1 second");
-  if (args.streams < 1 || args.streams > kMaxStreams)
-    return base::Error(base::Code::kInvalidArgument,
-                       "streams must be from 1 to " + std::to_string(kMaxStreams) + ", not " +
-                           std::to_string(args.streams));
-  if (host.performance == config::PerformanceOption::kSmb)
-    return base::Error(base::Code::kUnimplemented, "performance option smb is not supported for live moves yet");
+  RETURN_IF_ERROR(CheckStartArgs(args, options_.host));
   ASSIGN_OR_RETURN(PeerEndpoint peer, ParsePeerEndpoint(args.host, kDefaultPeerPort));
-  const std::string source_host = MigrationSourceHost(host);
-  peer.source_host = source_host;
-  const std::string what = "move vm " + vm + " to " + peer.ToString();
+  peer.source_host = MigrationSourceHost(options_.host);
+  const std::string what = "move vm " + args.vm + " to " + peer.ToString();
+  // Every early return from here gives back what was taken: the departure
+  // record (DepartureHold), then the slot and the job's record (MoveSlot).
+  ASSIGN_OR_RETURN(MoveSlot<Job> slot,
+                   MoveSlot<Job>::Acquire(*jobs_, NewJob(args, peer), options_.host.max_live_moves, what));
+  const std::shared_ptr<Job>& job = slot.job();
+  ASSIGN_OR_RETURN(VmService::MoveTarget target, vms_.BeginLiveMove(args.vm, NewDeparture(job->record, peer)));
+  DepartureHold departure(vms_, args.vm, job->record.migration_id);
+  job->control_socket = target.control_socket;
+  auto started = PrepareAndStart(*job, target, args);
+  if (!started) return started.error().Wrap(what);
+  json out = Launch(job, *started);
+  // The job's thread runs: the slot and the departure record are its own.
+  departure.Commit();
+  slot.Commit();
+  return out;
+}
 
+std::shared_ptr<LiveMoveService::Job> LiveMoveService::NewJob(const LiveMoveArgs& args, const PeerEndpoint& peer) {
   auto job = std::make_shared<Job>();
   job->peer = peer;
   const std::string migration_id = NewMigrationId();
-  {
-    std::lock_guard lock(jobs_->mu());
-    if (jobs_->stopping()) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
-    std::vector<std::string> active = jobs_->Running();
-    if (active.size() >= host.max_live_moves) {
-      std::string list;
-      for (const auto& a : active) list += (list.empty() ? "" : ", ") + a;
-      return base::Error(base::Code::kResourceExhausted,
-                         "cannot " + what + ": " + std::to_string(active.size()) +
-                             " live moves are running, the host allows " + std::to_string(host.max_live_moves) +
-                             " at once (migration.max_live_moves): " + list + "; wait for one to finish (ferry jobs)");
-    }
-    // Reserve the slot before the slow part, so two requests cannot both take
-    // the last one.
-    LiveMoveJobRecord& r = job->record;
-    r.id = "live-" + migration_id.substr(0, 8);
-    r.vm = vm;
-    r.host = args.host;
-    r.destination = args.destination;
-    r.migration_id = migration_id;
-    r.streams = args.streams;
-    r.bandwidth_limit = args.bandwidth_limit;
-    r.downtime_ms = args.downtime_ms;
-    r.started_unix_ms = UnixMillisNow();
-    r.status.migration_id = migration_id;
-    r.status.phase = LiveMovePhase::kPreparing;
-    jobs_->Add(job);
-    // Before the departure record: a restarted ferryd finds the job of every
-    // departure it finds.
-    jobs_->Persist(r);
-  }
-  auto drop = [&](const base::Error& e) {
-    jobs_->Remove(job->record.id);
-    return e;
-  };
-  DepartureRecord departure;
-  departure.migration_id = migration_id;
-  departure.job = job->record.id;
-  departure.host = peer.ToString();
-  departure.destination = args.destination;
-  departure.started_unix_ms = job->record.started_unix_ms;
-  auto target = vms_.BeginLiveMove(vm, departure);
-  if (!target) return drop(target.error());
-  job->control_socket = target->control_socket;
-  auto fail = [&](const base::Error& e) {
-    vms_.EndLiveMove(vm, migration_id);
-    return drop(e.Wrap(what));
-  };
+  LiveMoveJobRecord& r = job->record;
+  r.id = "live-" + migration_id.substr(0, 8);
+  r.vm = args.vm;
+  r.host = args.host;
+  r.destination = args.destination;
+  r.migration_id = migration_id;
+  r.streams = args.streams;
+  r.bandwidth_limit = args.bandwidth_limit;
+  r.downtime_ms = args.downtime_ms;
+  r.started_unix_ms = UnixMillisNow();
+  r.status.migration_id = migration_id;
+  r.status.phase = LiveMovePhase::kPreparing;
+  return job;
+}
 
-  auto plan = PlanStorageMove(target->definition, target->vm_dir, args.destination);
-  if (!plan) return fail(plan.error());
-  PrepareRequest prepare = BuildPrepareRequest(target->definition, *plan, args.streams, host.performance, source_host);
-  prepare.migration_id = migration_id;
+base::Result<LiveMoveService::StartedMove> LiveMoveService::PrepareAndStart(Job& job,
+                                                                            const VmService::MoveTarget& target,
+                                                                            const LiveMoveArgs& args) {
+  StartedMove m;
+  ASSIGN_OR_RETURN(m.prepare, PlanPrepare(job, target, args));
+  ASSIGN_OR_RETURN(m.reply, PrepareAtDestination(job, m.prepare));
+  ASSIGN_OR_RETURN(m.first_status,
+                   StartWorker(job, BuildLiveMoveRequest(m.prepare, job.peer, m.reply, args, options_.host)));
+  return m;
+}
+
+base::Result<PrepareRequest> LiveMoveService::PlanPrepare(const Job& job, const VmService::MoveTarget& target,
+                                                          const LiveMoveArgs& args) const {
+  ASSIGN_OR_RETURN(StorageMovePlan plan, PlanStorageMove(target.definition, target.vm_dir, args.destination));
+  PrepareRequest prepare = BuildPrepareRequest(target.definition, plan, args.streams, options_.host.performance,
+                                               job.peer.source_host);
+  prepare.migration_id = job.record.migration_id;
   // The worker refuses to start the move if the VM is no longer in this
   // state (a pause or resume slipped in before it), and refuses pause and
   // resume while the move runs, so this holds to the end.
-  prepare.paused = target->state == VmState::kPaused;
+  prepare.paused = target.state == VmState::kPaused;
   if (auto cpu = ReadHostCpu(options_.kvm_device); cpu) {
     prepare.cpu_vendor = cpu->vendor;
     prepare.cpu_features = cpu->features;
   } else {
     // The destination then checks nothing about the CPU it cannot compare.
-    base::LogWarning("job " + job->record.id + ": no CPU description for Prepare: " + cpu.error().ToString());
+    base::LogWarning("job " + job.record.id + ": no CPU description for Prepare: " + cpu.error().ToString());
   }
-  auto prepared = CallPeer(peer, MoveFrame::kPrepare, ToJson(prepare), MoveFrame::kPrepareReply,
-                           options_.prepare_timeout_ms);
-  if (!prepared) return fail(prepared.error());
-  auto reply = PrepareReplyFromJson(*prepared);
+  return prepare;
+}
+
+base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(const Job& job, const PrepareRequest& prepare) {
+  ASSIGN_OR_RETURN(json prepared, CallPeer(job.peer, MoveFrame::kPrepare, ToJson(prepare), MoveFrame::kPrepareReply,
+                                           options_.prepare_timeout_ms));
+  auto reply = PrepareReplyFromJson(prepared);
   if (!reply) {
-    AbortAtDestination(*job, "the source could not read the Prepare reply");
-    return fail(reply.error());
+    AbortAtDestination(job, "the source could not read the Prepare reply");
+    return reply.error();
   }
   if (prepare.paused && !reply->keeps_paused) {
     // An older ferry ignores "paused" and would resume the guest there.
-    AbortAtDestination(*job, "the destination cannot keep a paused vm paused");
-    return fail(base::Error(base::Code::kFailedPrecondition,
-                            "the destination " + peer.ToString() +
-                                " does not keep a paused vm paused (an older ferry?): resume vm " + vm +
-                                " first, or update the destination"));
+    AbortAtDestination(job, "the destination cannot keep a paused vm paused");
+    return base::Error(base::Code::kFailedPrecondition,
+                       "the destination " + job.peer.ToString() +
+                           " does not keep a paused vm paused (an older ferry?): resume vm " + job.record.vm +
+                           " first, or update the destination");
   }
+  return *reply;
+}
 
-  LiveMoveRequest request;
-  request.prepare = prepare;
-  request.control_host = peer.host;
-  request.control_port = peer.port;
-  request.data_host = reply->data_host;
-  request.data_port = reply->data_port;
-  request.source_host = source_host;
-  request.streams = args.streams;
-  request.compression = host.performance == config::PerformanceOption::kCompression;
-  request.bandwidth_limit = args.bandwidth_limit;
-  request.downtime_ms = args.downtime_ms;
-  request.time_limit_s = args.time_limit_s;
-  auto started = CallWorker(target->control_socket,
-                            LiveMoveCall({{"action", "start"}, {"request", ToJson(request)}}),
+base::Result<std::optional<LiveMoveStatus>> LiveMoveService::StartWorker(const Job& job,
+                                                                         const LiveMoveRequest& request) {
+  auto started = CallWorker(job.control_socket, LiveMoveCall({{"action", "start"}, {"request", ToJson(request)}}),
                             options_.worker_call_timeout_ms);
-  if (!started) {
-    // A start whose reply was lost may have begun (and may even reach its
-    // switchover): only the worker's own status can say it did not. Unless
-    // it says so, the job follows the move like any other and the
-    // departure record stays until Run knows how it ended.
-    auto check = CallWorkerBounded(target->control_socket, LiveMoveCall({{"action", "status"}}),
-                                   options_.worker_call_timeout_ms);
-    std::optional<LiveMoveStatus> now = check ? StatusOf(*check) : std::nullopt;
-    if (NeverBegan(check, migration_id) || (now && now->phase == LiveMovePhase::kFailed)) {
-      AbortAtDestination(*job, "the source worker did not start the move: " + started.error().message());
-      return fail(started.error());
-    }
-    base::LogWarning("job " + job->record.id + ": the worker's answer to the start was lost (" +
-                     started.error().message() + "); following the move in case it began");
+  if (started) return StatusOf(*started);
+  // A start whose reply was lost may have begun (and may even reach its
+  // switchover): only the worker's own status can say it did not. Unless it
+  // says so, the job follows the move like any other and the departure
+  // record stays until Run knows how it ended.
+  auto check = CallWorkerBounded(job.control_socket, LiveMoveCall({{"action", "status"}}),
+                                 options_.worker_call_timeout_ms);
+  std::optional<LiveMoveStatus> now = check ? StatusOf(*check) : std::nullopt;
+  if (NeverBegan(check, job.record.migration_id) || (now && now->phase == LiveMovePhase::kFailed)) {
+    AbortAtDestination(job, "the source worker did not start the move: " + started.error().message());
+    return started.error();
   }
+  base::LogWarning("job " + job.record.id + ": the worker's answer to the start was lost (" +
+                   started.error().message() + "); following the move in case it began");
+  return std::optional<LiveMoveStatus>();
+}
+
+json LiveMoveService::Launch(const std::shared_ptr<Job>& job, const StartedMove& started) {
   {
     std::lock_guard lock(jobs_->mu());
     LiveMoveStatus& s = job->record.status;
-    s.memory_bytes = prepare.memory_bytes;
-    s.disk_bytes = prepare.disk_bytes;
-    if (started) {
-      if (auto first = StatusOf(*started)) s = *first;
-    }
+    s.memory_bytes = started.prepare.memory_bytes;
+    s.disk_bytes = started.prepare.disk_bytes;
+    if (started.first_status) s = *started.first_status;
   }
-  base::LogInfo("job " + job->record.id + ": live move of vm " + vm + " to " + peer.ToString() + " (" +
-                args.destination + "), migration " + migration_id + ", data " + reply->data_host + ":" +
-                std::to_string(reply->data_port));
-  json out;
-  {
-    std::lock_guard lock(jobs_->mu());
-    jobs_->Persist(job->record);
-    out = LiveMoveJobToJson(job->record);
-    job->thread = std::thread([this, job] { Run(job); });
-  }
+  const LiveMoveJobRecord& r = job->record;
+  base::LogInfo("job " + r.id + ": live move of vm " + r.vm + " to " + job->peer.ToString() + " (" + r.destination +
+                "), migration " + r.migration_id + ", data " + started.reply.data_host + ":" +
+                std::to_string(started.reply.data_port));
+  std::lock_guard lock(jobs_->mu());
+  jobs_->Persist(job->record);
+  json out = LiveMoveJobToJson(job->record);
+  job->thread = std::thread([this, job] { Run(job); });
   return out;
 }
 

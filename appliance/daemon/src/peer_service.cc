@@ -1,5 +1,6 @@
 // PeerService: listeners, control connections and request dispatch. The
-// requests themselves are in peer_service_prepare.cc and peer_service_moves.cc.
+// requests themselves are in peer_service_prepare.cc (with its pre-flight in
+// peer_service_preflight.cc) and peer_service_moves.cc.
 #include "daemon/peer_service.h"
 
 #include <sys/socket.h>
@@ -58,6 +59,8 @@ base::Result<std::unique_ptr<PeerService>> PeerService::Start(VmService& vms, Op
 }
 
 PeerService::~PeerService() {
+  // An eventfd write fails only if the counter would overflow, which one
+  // signal cannot reach.
   (void)stop_.Signal();
   for (auto& t : accept_threads_) {
     if (t.joinable()) t.join();
@@ -82,7 +85,8 @@ void PeerService::AcceptLoop(transport::TcpListener* listener) {
       if (accepted.error().code() == base::Code::kDeadlineExceeded) continue;
       base::LogWarning("peer service: accept on " + listener->host() + ":" +
                        std::to_string(listener->port()) + ": " + accepted.error().message());
-      // A persistent failure (EMFILE) must not spin; the stop fd still ends the wait.
+      // A persistent failure (EMFILE) must not spin; the stop fd still ends the
+      // wait. Only a pause: whatever it returns, the next Accept sees the stop.
       (void)base::WaitReadable(stop_.fd(), -1, 100);
       continue;
     }

@@ -60,13 +60,14 @@ void PeerService::CleanUp(Move& move, const std::string& reason) {
   const std::string message = detail.empty() ? reason : reason + ": " + detail;
   // Aborted from here on, whatever the removal below does: the worker is
   // gone without committing, so the move can never complete.
-  (void)WriteRecord(move.id, move.name, "aborted", move.pid, message);
+  if (auto st = WriteRecord(move.id, move.name, "aborted", move.pid, message); !st)
+    base::LogWarning(st.error().ToString());
   vms_.ReleaseIncomingName(move.name);
   base::LogWarning("incoming move " + move.id + " of vm " + move.name + " aborted: " + message);
   move.cleanup = PendingCleanUp{};
   move.cleanup.files = IncomingDestinationFiles(move.plan);
   move.cleanup.reason = message;
-  (void)TryCleanUp(move);
+  (void)TryCleanUp(move);  // false: pending, and the monitor retries it
 }
 
 bool PeerService::TryCleanUp(Move& move) {
@@ -190,7 +191,7 @@ bool PeerService::RecoverPendingCleanUp(const std::shared_ptr<Move>& move) {
   std::lock_guard op(move->op_mu);
   move->cleanup = std::move(c);
   move->state.store(MoveState::kCleanupPending);
-  (void)TryCleanUp(*move);
+  (void)TryCleanUp(*move);  // false: still pending, and the monitor retries it
   return true;
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "protocol/move_protocol.h"
+#include "transport/tcp.h"
 
 namespace appliance {
 
@@ -16,5 +17,10 @@ inline constexpr const char* kCleanupPendingMarker = "cleanup-pending";
 // layer's copy and each writable top, each also under its ".part" name.
 // Pre-flight requires that none exists, so clean-up may remove them all.
 std::vector<std::string> IncomingDestinationFiles(const PrepareRequest& plan);
+
+// The address text to give the incoming worker (and the source): the local
+// address of the control connection, IPv4-mapped IPv6 shown as IPv4
+// (peer_service_preflight.cc).
+std::string AddressText(const transport::PeerAddress& a);
 
 }  // namespace appliance

@@ -122,6 +122,8 @@ void PeerService::WaitWorkerExit(Move& move, int timeout_ms) {
   if (move.exited) return;
   auto gone = PidfdWaitExit(move.pidfd.get(), timeout_ms);
   if (!gone || !*gone) return;
+  // It has exited (the pidfd said so): the reap only frees its zombie, and
+  // nothing here needs its exit status.
   if (move.is_child) (void)PidfdReap(move.pidfd.get(), /*nohang=*/false);
   move.exited = true;
 }
@@ -140,7 +142,8 @@ base::Result<bool> PeerService::EndWorker(Move& move, const std::string& reason)
       base::LogWarning("incoming move " + move.id + ": worker did not take the abort (" +
                        reply.error().message() + "); killing it");
     // Whatever it answered: a worker that has not committed must be gone
-    // before anyone is told "aborted".
+    // before anyone is told "aborted". A failed kill (it exited meanwhile)
+    // needs no handling: WaitWorkerExit below is what decides.
     (void)PidfdSignal(move.pidfd.get(), SIGKILL);
     WaitWorkerExit(move, kKillWaitMs);
     if (!move.exited)
@@ -158,7 +161,10 @@ bool PeerService::Adopt(Move& move) {
   // The marker already makes the move committed; the record says so before
   // the rename, so a ferryd stopped half-way through the adoption (incoming
   // directory gone, symlink not made yet) never answers a Status "aborted".
-  if (!move.adopt_failed_logged) (void)WriteRecord(move.id, move.name, "committed", move.pid, "");
+  if (!move.adopt_failed_logged) {
+    if (auto st = WriteRecord(move.id, move.name, "committed", move.pid, ""); !st)
+      base::LogWarning(st.error().ToString());
+  }
   auto adopted = vms_.AdoptIncoming(move.name, move.dir, pid, socket, move.plan.paused);
   if (!adopted) {
     // Retried on every monitor tick: the VM runs here now whatever happens.
@@ -166,10 +172,13 @@ bool PeerService::Adopt(Move& move) {
       base::LogError("incoming move " + move.id + " committed but vm " + move.name +
                      " cannot be adopted (retrying): " + adopted.error().message());
     move.adopt_failed_logged = true;
+    // Rewritten on every retry, so a failure is not logged each time: the
+    // record already says committed, and the adoption's error was logged.
     (void)WriteRecord(move.id, move.name, "committed", move.pid, "not adopted yet: " + adopted.error().message());
     return false;
   }
-  (void)WriteRecord(move.id, move.name, "committed", move.pid, "");
+  if (auto st = WriteRecord(move.id, move.name, "committed", move.pid, ""); !st)
+    base::LogWarning(st.error().ToString());
   base::LogInfo("incoming move " + move.id + ": vm " + move.name + " committed and adopted");
   move.state.store(MoveState::kAdopted);
   if (pid == 0) {
@@ -192,7 +201,7 @@ base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) 
       ASSIGN_OR_RETURN(bool committed,
                        EndWorker(*move, "the source asked for the move's status after losing its streams"));
       if (committed) {
-        (void)Adopt(*move);
+        (void)Adopt(*move);  // false: the monitor retries; the VM is committed here either way
         return StateReply(id, RemoteMoveState::kCommitted, "");
       }
       CleanUp(*move, "the source lost its streams before the move committed");
@@ -228,7 +237,7 @@ base::Result<nlohmann::json> PeerService::Abort(const nlohmann::json& request) {
     if (move->state.load() == MoveState::kRunning) {
       ASSIGN_OR_RETURN(bool committed, EndWorker(*move, reason));
       if (committed) {
-        (void)Adopt(*move);
+        (void)Adopt(*move);  // false: the monitor retries; the VM is committed here either way
         return reply(RemoteMoveState::kCommitted);
       }
       CleanUp(*move, reason);
@@ -247,14 +256,14 @@ void PeerService::CheckMove(Move& move) {
   switch (move.state.load()) {
     case MoveState::kRunning:
       if (Committed(move)) {
-        (void)Adopt(move);
+        (void)Adopt(move);  // false: retried on the next tick
         return;
       }
       WaitWorkerExit(move, 0);
       if (move.exited) {
         // It may have committed just before it exited.
         if (Committed(move)) {
-          (void)Adopt(move);
+          (void)Adopt(move);  // false: retried on the next tick
         } else {
           CleanUp(move, "the incoming worker exited before the move committed");
         }
@@ -270,7 +279,7 @@ void PeerService::CheckMove(Move& move) {
       }
       return;
     case MoveState::kCleanupPending:
-      if (base::MonotonicNanos() >= move.cleanup.next_try_ns) (void)TryCleanUp(move);
+      if (base::MonotonicNanos() >= move.cleanup.next_try_ns) (void)TryCleanUp(move);  // false: a later retry is due
       return;
     case MoveState::kEnded:
       return;
@@ -376,7 +385,8 @@ void PeerService::RecoverEntry(const std::string& id) {
       base::LogWarning("incoming move " + id + ": " + st.error().message());
   }
   if (Committed(*move)) {
-    (void)Adopt(*move);  // as crashed if the worker is gone
+    // As crashed if the worker is gone; false: the monitor retries it.
+    (void)Adopt(*move);
   } else if (alive) {
     base::LogInfo("incoming move " + id + " of vm " + move->name + ": worker pid " + std::to_string(move->pid) +
                   " still running; watching it again");

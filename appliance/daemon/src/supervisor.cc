@@ -74,6 +74,8 @@ void Supervisor::Run() {
       base::LogError(std::string("supervisor: poll failed: ") + std::strerror(errno));
       return;
     }
+    // Readable, so the read cannot block; a failure leaves it readable and
+    // only costs one more turn of the loop, which rebuilds the set anyway.
     if (fds[0].revents & POLLIN) (void)wake_.Consume();
     for (size_t i = 1; i < fds.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;

@@ -6,7 +6,9 @@
 //      a running or paused VM not already moving), plans the destination
 //      layout (PlanStorageMove: the move-storage layout rules), and sends
 //      Prepare to the destination ferryd (CallPeer). The destination's
-//      refusals come back as the request's error, code preserved.
+//      refusals come back as the request's error, code preserved. Until the
+//      job runs, its slot (MoveSlot, move_slot.h) and the VM's departure
+//      record are given back on every failure.
 //   2. It tells the VM's worker to start (worker op "live-move") and returns
 //      the job (202). The job thread then polls the worker every 250 ms: the
 //      poll mirrors the worker's LiveMoveStatus into the job and is also the
@@ -39,6 +41,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -123,7 +126,29 @@ class LiveMoveService {
     std::string control_socket;
     std::thread thread;
   };
+  // What Start learned on its way, for Launch.
+  struct StartedMove {
+    PrepareRequest prepare;                       // as the destination accepted it
+    PrepareReply reply;                           // the incoming worker's data address
+    std::optional<LiveMoveStatus> first_status;  // the worker's answer to the start, if it came
+  };
   LiveMoveService(VmService& vms, Options options);
+  // Start's steps, in order. The job holds its slot and its VM's departure
+  // record meanwhile; Start gives both back if a step fails.
+  // A new job's record (a fresh migration id; phase preparing).
+  static std::shared_ptr<Job> NewJob(const LiveMoveArgs& args, const PeerEndpoint& peer);
+  // PlanPrepare, PrepareAtDestination, then StartWorker.
+  base::Result<StartedMove> PrepareAndStart(Job& job, const VmService::MoveTarget& target, const LiveMoveArgs& args);
+  // The destination layout (PlanStorageMove) and the Prepare request for it.
+  base::Result<PrepareRequest> PlanPrepare(const Job& job, const VmService::MoveTarget& target,
+                                           const LiveMoveArgs& args) const;
+  // Sends Prepare; a reply the source cannot use is aborted there.
+  base::Result<PrepareReply> PrepareAtDestination(const Job& job, const PrepareRequest& prepare);
+  // Tells the worker to start. A lost answer is no failure unless the
+  // worker's status shows the move never began (then the destination aborts).
+  base::Result<std::optional<LiveMoveStatus>> StartWorker(const Job& job, const LiveMoveRequest& request);
+  // Records the first status, writes the job's record and starts Run.
+  nlohmann::json Launch(const std::shared_ptr<Job>& job, const StartedMove& started);
   void Run(std::shared_ptr<Job> job);
   // A job that was running when ferryd stopped, whose VM still holds the
   // move's departure record: polls the worker again (renewing its lease, so

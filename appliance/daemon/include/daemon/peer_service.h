@@ -53,7 +53,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -109,6 +111,10 @@ class PeerService {
   // configured port 0 shows the port the kernel picked; tests use that).
   std::vector<std::pair<std::string, uint16_t>> listening() const;
 
+  // The names of Prepare's pre-flight checks, in the order they run (the
+  // list in docs/live_move.md, "Destination ferryd").
+  static std::vector<std::string> PreflightCheckNames();
+
  private:
   enum class MoveState {
     kRunning = 1,
@@ -156,14 +162,49 @@ class PeerService {
   // Over max_connections: an error frame, then close (conn_mu_ held).
   void RefuseBusy(base::Fd socket, const transport::PeerAddress& peer);
 
-  // peer_service_prepare.cc: pre-flight and launch.
+  // peer_service_prepare.cc: pre-flight, then the incoming directory and worker.
   base::Result<nlohmann::json> Prepare(const nlohmann::json& request, const transport::PeerAddress& peer,
                                        const transport::PeerAddress& local);
-  // Every failed check; the code is chosen by the caller's next step.
+
+  // peer_service_preflight.cc: Prepare's pre-flight, a table of named checks.
+  // Runs every check in order and reports every failure in one error, the
+  // code chosen by the caller's next step: kPermissionDenied as soon as an
+  // access check fails (the peer learns nothing more), kResourceExhausted
+  // when only slot checks failed (retry later), else kFailedPrecondition.
   // in_the_way: destination files of the request left over by an aborted
   // move whose clean-up still fails, with the refusal to give for each.
   base::Status Preflight(const PrepareRequest& request, const transport::PeerAddress& peer,
                          const std::map<std::string, std::string>& in_the_way);
+  struct PreflightInput {
+    const PrepareRequest& request;
+    const transport::PeerAddress& peer;
+    const std::map<std::string, std::string>& in_the_way;
+  };
+  enum class PreflightKind {
+    kPlain = 1,
+    kAccess = 2,  // a failure ends the pre-flight at once
+    kSlot = 3,    // alone, its failure says "retry later"
+  };
+  // A check returns why the move cannot come here (empty: it passes).
+  using PreflightFn = std::vector<std::string> (PeerService::*)(const PreflightInput&);
+  struct PreflightCheck {
+    std::string_view name;  // as in docs/live_move.md
+    PreflightFn run;
+    PreflightKind kind;
+  };
+  static std::span<const PreflightCheck> PreflightChecks();
+  std::vector<std::string> CheckIncomingEnabled(const PreflightInput& in);
+  std::vector<std::string> CheckPeerNetwork(const PreflightInput& in);
+  std::vector<std::string> CheckFreeSlot(const PreflightInput& in);
+  std::vector<std::string> CheckConfigVersion(const PreflightInput& in);
+  std::vector<std::string> CheckVmDefinition(const PreflightInput& in);  // parses, names the vm, confined
+  std::vector<std::string> CheckVmName(const PreflightInput& in);        // valid and free here
+  std::vector<std::string> CheckMigrationId(const PreflightInput& in);   // never used here
+  std::vector<std::string> CheckCpu(const PreflightInput& in);
+  std::vector<std::string> CheckMemory(const PreflightInput& in);
+  std::vector<std::string> CheckDestinationPath(const PreflightInput& in);
+  std::vector<std::string> CheckFilesUnplanned(const PreflightInput& in);  // by another incoming move
+  std::vector<std::string> CheckFilesAbsent(const PreflightInput& in);
 
   // peer_service_moves.cc: status, abort, adoption, clean-up, recovery.
   base::Result<nlohmann::json> Status(const nlohmann::json& request);

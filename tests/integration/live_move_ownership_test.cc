@@ -74,7 +74,10 @@ class LiveMoveOwnershipTest : public LiveMoveFailureTest {
     if (job.is_null()) return nullptr;
     const std::string marker = WaitCommitWindow(job);
     if (HasFailure()) return nullptr;
-    WaitFor("B's commit marker", kCommitDelayMs + 30000, [&] { return Exists(marker); });
+    // B removes the marker once it adopts the VM (polled every 200 ms), so a
+    // commit is the marker or the adopted VM's definition, whichever is seen.
+    const std::string adopted = b_->storage() + "/vms/m1/vm.toml";
+    WaitFor("B's commit", kCommitDelayMs + 30000, [&] { return Exists(marker) || Exists(adopted); });
     return job;
   }
 

@@ -159,7 +159,6 @@ std::string_view ToString(PerformanceOption p) {
   switch (p) {
     case PerformanceOption::kTcp: return "tcp";
     case PerformanceOption::kCompression: return "compression";
-    case PerformanceOption::kSmb: return "smb";
   }
   return "invalid";
 }

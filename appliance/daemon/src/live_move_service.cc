@@ -113,8 +113,6 @@ base::Status CheckStartArgs(const LiveMoveArgs& args, const config::HostSettings
     return base::Error(base::Code::kInvalidArgument,
                        "streams must be from 1 to " + std::to_string(kMaxStreams) + ", not " +
                            std::to_string(args.streams));
-  if (host.performance == config::PerformanceOption::kSmb)
-    return base::Error(base::Code::kUnimplemented, "performance option smb is not supported for live moves yet");
   return base::Ok();
 }
 

@@ -11,10 +11,9 @@
 namespace config {
 
 enum class AuthenticationType { kKerberos = 1, kCredSsp = 2 };
-// kSmb is never read from host.toml (SMB3 is not built; the parser refuses
-// "smb" with kSmbNotBuilt); it stays so that code building settings by hand
-// keeps meeting the live-move service's refusal.
-enum class PerformanceOption { kTcp = 1, kCompression = 2, kSmb = 3 };
+// "smb" joins once SMB3 is built; until then host.toml refuses it
+// (kSmbNotBuilt).
+enum class PerformanceOption { kTcp = 1, kCompression = 2 };
 
 // Settings that are accepted but not built yet, in the words shown next to
 // them (`ferry host show`, docs/config.md) so that none reads as working.

@@ -97,7 +97,6 @@ TEST(HostSettingsTest, EnumWords) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->authentication, AuthenticationType::kKerberos);
   EXPECT_EQ(ToString(AuthenticationType::kCredSsp), "credssp");
-  EXPECT_EQ(ToString(PerformanceOption::kSmb), "smb");
 }
 
 // SMB3 is not built: "smb" must not read as a working transport.

@@ -27,11 +27,21 @@ std::string_view CodeName(Code code) {
   return "unknown";
 }
 
+Error Error::FromPeer(Code code, std::string peer_text) {
+  Error e(code, "peer: " + peer_text);
+  e.from_peer_ = true;
+  e.peer_message_ = std::move(peer_text);
+  return e;
+}
+
 Error Error::Wrap(std::string_view context) const {
   std::string msg(context);
   msg += ": ";
   msg += message_;
-  return Error(code_, std::move(msg), errno_);
+  Error e(code_, std::move(msg), errno_);
+  e.from_peer_ = from_peer_;
+  e.peer_message_ = peer_message_;
+  return e;
 }
 
 std::string Error::ToString() const {

@@ -98,7 +98,7 @@ base::Error DecodeErrorPayload(std::span<const uint8_t> p) {
   base::Code c = (code == 0 || code > uint32_t(base::Code::kUnauthenticated)) ? base::Code::kUnknown
                                                                               : base::Code(code);
   std::string message(reinterpret_cast<const char*>(p.data()) + 4, p.size() - 4);
-  return base::Error(c, "peer: " + message);
+  return base::Error::FromPeer(c, std::move(message));
 }
 
 }  // namespace transport

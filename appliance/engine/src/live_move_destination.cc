@@ -455,6 +455,7 @@ void LiveMoveDestination::Impl::Fail(const base::Error& e, bool force) {
   // Tell the source first (stream 0 is its error channel), then cut every
   // wait: sockets, the layer waits, accept.
   if (s0 != nullptr) s0->fs->SendError(e);
+  // eventfd: fails only at counter overflow, readable then anyway.
   (void)cancel_->Signal();
   if (disks_) disks_->Cancel();
   {
@@ -473,6 +474,7 @@ void LiveMoveDestination::Impl::Abort(const std::string& reason) {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return outcome_ != Outcome::kRunning; });
   }
+  // eventfd: fails only at counter overflow, readable then anyway.
   (void)cancel_->Signal();
   std::call_once(joined_, [&] {
     if (acceptor_.joinable()) acceptor_.join();

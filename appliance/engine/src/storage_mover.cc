@@ -79,6 +79,8 @@ base::Status StorageMover::Start(const MoveRequest& request, const config::VmDef
     return base::Error(base::Code::kInternal, "storage move: definition and running disks differ");
   ASSIGN_OR_RETURN(StorageMovePlan plan, PlanStorageMove(def, options_.vm_dir, request.destination));
   RETURN_IF_ERROR(PrepareDestination(plan.destination));
+  // Clears a cancel left from an earlier move; an empty eventfd (EAGAIN)
+  // is the usual case, not a failure.
   (void)cancel_.Consume();
   {
     std::lock_guard lock(mu_);
@@ -131,6 +133,7 @@ void StorageMover::Abort(const std::string& reason) {
     std::lock_guard lock(mu_);
     if (running_ && cancel_reason_.empty()) cancel_reason_ = reason;
   }
+  // eventfd: fails only at counter overflow, readable then anyway.
   (void)cancel_.Signal();
   if (thread_.joinable()) thread_.join();
 }
@@ -170,9 +173,13 @@ void StorageMover::Run(StorageMovePlan plan, uint64_t max_rate) {
     status_.error_code = std::string(base::CodeName(e.code()));
     status_.error = e.message();
     base::LogWarning("storage move " + status_.job_id + ": " + e.ToString());
-    (void)WriteMoveMarker(plan, std::string(ToString(status_.phase)) + ": " + e.message() +
-                                    "; the vm runs on its source files; a retry to the same destination "
-                                    "by the same worker resumes from the saved bitmaps");
+    // The marker only explains leftover files to an admin; the move's
+    // status carries the error either way.
+    if (auto marked = WriteMoveMarker(plan, std::string(ToString(status_.phase)) + ": " + e.message() +
+                                                "; the vm runs on its source files; a retry to the same "
+                                                "destination by the same worker resumes from the saved bitmaps");
+        !marked)
+      base::LogWarning("storage move " + status_.job_id + ": move marker: " + marked.error().ToString());
   }
   running_ = false;
 }
@@ -192,6 +199,8 @@ base::Status StorageMover::RunMove(StorageMovePlan& plan, uint64_t max_rate) {
     for (auto& r : runs) {
       if (r->job) {
         r->job->Cancel();
+        // Cancelled: its result is kCancelled or the failure already
+        // returned; the move's error is chosen.
         (void)r->job->Wait();
       }
     }
@@ -238,80 +247,96 @@ base::Status StorageMover::Mirror(StorageMovePlan& plan, std::vector<std::unique
                                   uint64_t max_rate) {
   for (DiskMove& d : plan.disks) {
     if (d.spec.read_only) continue;
-    auto run = std::make_unique<DiskRun>();
-    run->move = &d;
-    run->tracking = disks_[d.index];
-    const std::string part = PartPath(d.top.dest);
-    std::string last_part;
-    {
-      std::lock_guard lock(mu_);
-      last_part = last_part_[run->tracking];
-    }
-    // The tracking bitmap describes `part` only if this worker mirrored into
-    // it before (tracking never stopped since); otherwise start over.
-    const bool trust = Exists(part) && last_part == part;
-    if (!trust) {
-      ::unlink(part.c_str());
-      ::unlink(BitmapPath(d.top.dest).c_str());
-    }
-    const bool qcow2 = d.spec.format == config::DiskFormat::kQcow2;
-    const std::string where = "storage move to " + plan.destination;
-    if (qcow2) {
-      if (!trust) {
-        ASSIGN_OR_RETURN(storage::Qcow2Info info, storage::ReadQcow2Info(d.top.source));
-        storage::Qcow2CreateOptions co;
-        co.size = d.disk_size;
-        co.cluster_size = info.cluster_size;
-        co.backing_file = d.top_backing_name;
-        co.backing_format = d.top_backing_format;
-        if (auto st = storage::CreateQcow2(part, co); !st) return st.error().Wrap(where);
-      }
-      auto opened = storage::OpenDisk(part, config::DiskFormat::kQcow2, false);
-      if (!opened) return opened.error().Wrap(where);
-      run->dest_disk = std::move(*opened);
-      run->sink = storage::MakeDiskSink(*run->dest_disk, part, !trust && d.top_backing_name.empty());
-    } else {
-      storage::FileSinkOptions fo;
-      fo.create = true;
-      fo.fresh = !trust;
-      auto sink = storage::OpenFileSink(part, d.disk_size, fo);
-      if (!sink) return sink.error().Wrap(where);
-      run->sink = std::move(*sink);
-    }
-    storage::MirrorOptions mo;
-    mo.start = trust ? storage::MirrorStart::kFromBitmap : storage::MirrorStart::kFullScan;
-    mo.skip_unallocated = qcow2 && !d.top_backing_name.empty();
-    mo.max_bytes_per_second = max_rate;
-    // Flushed often so an interrupted move keeps most of its progress: only
-    // ranges the destination confirmed durable are trusted by a resume.
-    mo.flush_interval = kResumeFlushInterval;
-    std::optional<storage::DirtyBitmap> saved;
-    if (trust) {
-      auto loaded = storage::DirtyBitmap::Load(BitmapPath(d.top.dest));
-      if (loaded && loaded->disk_size() == run->tracking->size() &&
-          loaded->granularity() == run->tracking->dirty().granularity()) {
-        saved = std::move(*loaded);
-        mo.resume = &*saved;
-      }
-      uint64_t left = run->tracking->ResumeBitmap().dirty_bytes();
-      std::lock_guard lock(mu_);
-      status_.resumed = true;
-      status_.bytes_skipped += d.disk_size > left ? d.disk_size - left : 0;
-    }
-    if (!qcow2) {
-      std::string src = d.top.source;
-      mo.open_source = [src]() { return storage::OpenRawDisk(src, true); };
-    }
-    auto job = storage::MirrorJob::Start(*run->tracking, *run->sink, mo);
-    if (!job) return job.error().Wrap(where);
-    run->job = std::move(*job);
-    {
-      std::lock_guard lock(mu_);
-      last_part_[run->tracking] = part;
-    }
+    ASSIGN_OR_RETURN(std::unique_ptr<DiskRun> run, StartDiskMirror(plan, d, max_rate));
     runs.push_back(std::move(run));
   }
+  return WaitMirrorsReady(plan, runs);
+}
 
+base::Result<std::unique_ptr<StorageMover::DiskRun>> StorageMover::StartDiskMirror(StorageMovePlan& plan, DiskMove& d,
+                                                                                   uint64_t max_rate) {
+  auto run = std::make_unique<DiskRun>();
+  run->move = &d;
+  run->tracking = disks_[d.index];
+  const std::string part = PartPath(d.top.dest);
+  std::string last_part;
+  {
+    std::lock_guard lock(mu_);
+    last_part = last_part_[run->tracking];
+  }
+  // The tracking bitmap describes `part` only if this worker mirrored into
+  // it before (tracking never stopped since); otherwise start over.
+  const bool trust = Exists(part) && last_part == part;
+  if (!trust) {
+    ::unlink(part.c_str());
+    ::unlink(BitmapPath(d.top.dest).c_str());
+  }
+  const bool qcow2 = d.spec.format == config::DiskFormat::kQcow2;
+  const std::string where = "storage move to " + plan.destination;
+  RETURN_IF_ERROR(OpenPartSink(*run, trust, where));
+  storage::MirrorOptions mo;
+  mo.start = trust ? storage::MirrorStart::kFromBitmap : storage::MirrorStart::kFullScan;
+  mo.skip_unallocated = qcow2 && !d.top_backing_name.empty();
+  mo.max_bytes_per_second = max_rate;
+  // Flushed often so an interrupted move keeps most of its progress: only
+  // ranges the destination confirmed durable are trusted by a resume.
+  mo.flush_interval = kResumeFlushInterval;
+  std::optional<storage::DirtyBitmap> saved;  // read by MirrorJob::Start
+  if (trust) {
+    auto loaded = storage::DirtyBitmap::Load(BitmapPath(d.top.dest));
+    if (loaded && loaded->disk_size() == run->tracking->size() &&
+        loaded->granularity() == run->tracking->dirty().granularity()) {
+      saved = std::move(*loaded);
+      mo.resume = &*saved;
+    }
+    uint64_t left = run->tracking->ResumeBitmap().dirty_bytes();
+    std::lock_guard lock(mu_);
+    status_.resumed = true;
+    status_.bytes_skipped += d.disk_size > left ? d.disk_size - left : 0;
+  }
+  if (!qcow2) {
+    std::string src = d.top.source;
+    mo.open_source = [src]() { return storage::OpenRawDisk(src, true); };
+  }
+  auto job = storage::MirrorJob::Start(*run->tracking, *run->sink, mo);
+  if (!job) return job.error().Wrap(where);
+  run->job = std::move(*job);
+  {
+    std::lock_guard lock(mu_);
+    last_part_[run->tracking] = part;
+  }
+  return run;
+}
+
+base::Status StorageMover::OpenPartSink(DiskRun& run, bool trust, const std::string& where) {
+  const DiskMove& d = *run.move;
+  const std::string part = PartPath(d.top.dest);
+  if (d.spec.format != config::DiskFormat::kQcow2) {
+    storage::FileSinkOptions fo;
+    fo.create = true;
+    fo.fresh = !trust;
+    auto sink = storage::OpenFileSink(part, d.disk_size, fo);
+    if (!sink) return sink.error().Wrap(where);
+    run.sink = std::move(*sink);
+    return base::Ok();
+  }
+  if (!trust) {
+    ASSIGN_OR_RETURN(storage::Qcow2Info info, storage::ReadQcow2Info(d.top.source));
+    storage::Qcow2CreateOptions co;
+    co.size = d.disk_size;
+    co.cluster_size = info.cluster_size;
+    co.backing_file = d.top_backing_name;
+    co.backing_format = d.top_backing_format;
+    if (auto st = storage::CreateQcow2(part, co); !st) return st.error().Wrap(where);
+  }
+  auto opened = storage::OpenDisk(part, config::DiskFormat::kQcow2, false);
+  if (!opened) return opened.error().Wrap(where);
+  run.dest_disk = std::move(*opened);
+  run.sink = storage::MakeDiskSink(*run.dest_disk, part, !trust && d.top_backing_name.empty());
+  return base::Ok();
+}
+
+base::Status StorageMover::WaitMirrorsReady(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs) {
   uint64_t last_save_ns = base::MonotonicNanos();
   uint64_t ready_ns = 0;  // when every mirror was first seen ready
   for (;;) {
@@ -370,7 +395,12 @@ base::Status StorageMover::Switch(StorageMovePlan& plan, std::vector<std::unique
   }
   std::vector<std::pair<std::string, std::string>> renamed;  // part -> final
   auto undo_renames = [&] {
-    for (auto& [part, final_path] : renamed) (void)Rename(final_path, part);
+    for (auto& [part, final_path] : renamed) {
+      // Best effort: the sources stay the disks of record either way, and
+      // a retry starts that disk over when its .part is missing.
+      if (auto st = Rename(final_path, part); !st)
+        base::LogWarning(where + ": undo the rename: " + st.error().ToString());
+    }
   };
   for (auto& r : runs) {
     r->job.reset();
@@ -400,6 +430,18 @@ base::Status StorageMover::Switch(StorageMovePlan& plan, std::vector<std::unique
     undo_renames();
     return st.error().Wrap(where + ": record the new disk paths");
   }
+  auto old_disks = SwitchToCopies(plan, old_definition);
+  if (!old_disks) {
+    undo_renames();
+    return old_disks.error();
+  }
+  FinishSwitch(plan, runs, t0, std::move(*old_disks));
+  return base::Ok();
+}
+
+base::Result<std::vector<std::unique_ptr<storage::Disk>>> StorageMover::SwitchToCopies(
+    StorageMovePlan& plan, const config::VmDefinition& old_definition) {
+  const std::string where = "storage move to " + plan.destination;
   std::vector<std::unique_ptr<storage::Disk>> old_disks(disks_.size());
   for (DiskMove& d : plan.disks) {
     auto opened = storage::OpenDisk(d.top.dest, d.spec.format, d.spec.read_only);
@@ -410,15 +452,25 @@ base::Status StorageMover::Switch(StorageMovePlan& plan, std::vector<std::unique
       else st = old.error();
     }
     if (!st) {
-      // Back to the sources: they equal the copies (guest I/O is still paused).
+      // Back to the sources: they equal the copies (guest I/O is still
+      // paused). A failure here is logged: the error returned is the cause.
       for (size_t i = 0; i < old_disks.size(); ++i) {
-        if (old_disks[i]) (void)disks_[i]->SwitchTo(std::move(old_disks[i]));
+        if (!old_disks[i]) continue;
+        if (auto back = disks_[i]->SwitchTo(std::move(old_disks[i])); !back)
+          base::LogError(where + ": back to the source of disk " + std::to_string(i) + ": " +
+                         back.error().ToString());
       }
-      (void)options_.commit(old_definition);
-      undo_renames();
+      if (auto back = options_.commit(old_definition); !back)
+        base::LogError(where + ": record the old disk paths again: " + back.error().ToString());
       return st.error().Wrap(where + ": open " + d.top.dest);
     }
   }
+  return old_disks;
+}
+
+void StorageMover::FinishSwitch(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs, uint64_t t0,
+                                std::vector<std::unique_ptr<storage::Disk>> old_disks) {
+  const std::string where = "storage move to " + plan.destination;
   for (auto* d : disks_) d->ResumeIo();
   const uint64_t pause_us = (base::MonotonicNanos() - t0) / 1000;
   {
@@ -435,11 +487,13 @@ base::Status StorageMover::Switch(StorageMovePlan& plan, std::vector<std::unique
   old_disks.clear();
   for (auto& r : runs) ::unlink(BitmapPath(r->move->top.dest).c_str());
   // A copy of the definition travels with the disks (the inventory's vm.toml
-  // stays ferryd's registration of the VM).
-  (void)base::WriteFileAtomically(plan.destination + "/" + plan.vm_name + ".vm.toml",
-                                  config::FormatVmDefinition(plan.moved_definition));
+  // stays ferryd's registration of the VM); without it the move is still
+  // complete, so a failure is only logged.
+  if (auto st = base::WriteFileAtomically(plan.destination + "/" + plan.vm_name + ".vm.toml",
+                                          config::FormatVmDefinition(plan.moved_definition));
+      !st)
+    base::LogWarning(where + ": write the copy of vm.toml: " + st.error().ToString());
   ::unlink(MoveMarkerPath(plan).c_str());
-  return base::Ok();
 }
 
 }  // namespace appliance

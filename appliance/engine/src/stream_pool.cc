@@ -58,6 +58,7 @@ void StreamPool::Stop() {
     work_cv_.notify_all();
     space_cv_.notify_all();
   }
+  // eventfd: fails only at counter overflow, readable then anyway.
   (void)stop_.Signal();
   for (auto& s : streams_)
     if (s->thread.joinable()) s->thread.join();
@@ -125,7 +126,8 @@ void StreamPool::Fail(const base::Error& e) {
   base::LogWarning("live move streams failed: " + e.ToString());
   // Cancels the other senders' waits. The sockets stay open: the
   // destination's reason for closing (an error frame on stream 0) may still
-  // be waiting to be read; the owner closes them.
+  // be waiting to be read; the owner closes them. (An eventfd write fails
+  // only at counter overflow, when the fd is readable anyway.)
   (void)stop_.Signal();
 }
 

@@ -58,6 +58,7 @@ WorkerDiskStats DiskStatsFromJson(const json& j) {
   d.read_errors = GetU64(j, "read_errors");
   d.write_errors = GetU64(j, "write_errors");
   d.flush_errors = GetU64(j, "flush_errors");
+  // Optional, like the counters: absent or not a string leaves it "".
   (void)GetString(j, "first_error", "worker reply", &d.first_error);
   d.first_error_unix_ms = GetI64(j, "first_error_unix_ms");
   return d;

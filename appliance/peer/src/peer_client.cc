@@ -97,11 +97,10 @@ base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame reques
   RETURN_IF_ERROR(stream.Send(uint16_t(request_type), payload, {}, nullptr, -1, timeout_ms));
   ASSIGN_OR_RETURN(transport::Frame reply, stream.Receive(kMaxControlPayload, -1, timeout_ms));
   if (reply.type == uint16_t(transport::FrameType::kError)) {
+    // Named by its address here, so the peer's own text rather than the
+    // generic "peer: " form (a malformed frame has no peer text: as is).
     base::Error e = transport::DecodeErrorPayload(reply.payload);
-    std::string message = e.message();
-    constexpr std::string_view kPeerPrefix = "peer: ";
-    if (message.compare(0, kPeerPrefix.size(), kPeerPrefix) == 0) message.erase(0, kPeerPrefix.size());
-    return base::Error(e.code(), where + ": " + message);
+    return base::Error(e.code(), where + ": " + (e.from_peer() ? e.peer_message() : e.message()));
   }
   if (reply.type != uint16_t(reply_type))
     return base::Error(base::Code::kDataLoss, where + ": expected a " + std::string(ToString(reply_type)) +

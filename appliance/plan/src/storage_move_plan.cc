@@ -95,6 +95,171 @@ std::string MoveMarkerPath(const StorageMovePlan& plan) {
   return plan.destination + "/.ferry-move-" + plan.vm_name + ".json";
 }
 
+namespace {
+
+// The walk down one disk's backing chain, top-down: `child` is the copy
+// that refers to the layer being planned.
+struct ChainWalk {
+  bool at_top = true;  // the layer being planned is the top's backing
+  std::string child_name;
+  std::optional<config::DiskFormat> child_format;
+  std::string child_backing_path;
+  std::vector<LayerMove> chain;          // top-down
+  std::vector<std::string> chain_files;  // every file of the chain so far
+};
+
+// PlanStorageMove's state while it plans the disks one by one.
+class Planner {
+ public:
+  Planner(const config::VmDefinition& definition, const std::string& vm_dir, StorageMovePlan& plan)
+      : definition_(definition), vm_dir_(vm_dir), plan_(plan) {}
+
+  base::Result<DiskMove> PlanDisk(size_t i);
+  base::Status PointCheckpointsAtCopies();
+
+ private:
+  // No two files may land on one destination name, and none may already
+  // be there.
+  base::Status Claim(const std::string& dest, const std::string& source);
+  base::Status PlanChain(DiskMove& d, const storage::Qcow2Info& top);
+  // One layer of the walk: where it goes, what name its child stores.
+  base::Status PlanLayer(DiskMove& d, ChainWalk& w);
+
+  const config::VmDefinition& definition_;
+  const std::string& vm_dir_;
+  StorageMovePlan& plan_;
+  std::map<std::string, std::string> dest_owner_;  // dest path -> source path
+  std::set<std::string> shared_;  // backing layers already planned (shared by two disks)
+};
+
+base::Status Planner::Claim(const std::string& dest, const std::string& source) {
+  auto [it, inserted] = dest_owner_.emplace(dest, source);
+  if (!inserted && it->second != source)
+    return base::Error(base::Code::kAlreadyExists, "cannot move both " + base::Escaped(it->second) + " and " +
+                                                       base::Escaped(source) + " to " + base::Escaped(dest) +
+                                                       ": they have the same name");
+  if (Clean(source) == dest || SameFile(source, dest))
+    return base::Error(base::Code::kFailedPrecondition,
+                       base::Escaped(source) + " is already at the destination " + plan_.destination);
+  return base::Ok();
+}
+
+base::Result<DiskMove> Planner::PlanDisk(size_t i) {
+  const config::DiskSpec& spec = definition_.disks[i];
+  DiskMove d;
+  d.index = i;
+  d.spec = spec;
+  d.top.source = Clean(Resolve(vm_dir_, spec.path));
+  d.top.dest = plan_.destination + "/" + Basename(d.top.source);
+  d.top.format = spec.format;
+  RETURN_IF_ERROR(Claim(d.top.dest, d.top.source));
+  ASSIGN_OR_RETURN(d.top.file_size, FileSize(d.top.source));
+  d.disk_size = d.top.file_size / 512 * 512;
+  if (spec.format == config::DiskFormat::kQcow2) {
+    ASSIGN_OR_RETURN(storage::Qcow2Info info, storage::ReadQcow2Info(d.top.source));
+    d.disk_size = info.size;
+    RETURN_IF_ERROR(PlanChain(d, info));
+  }
+  return d;
+}
+
+base::Status Planner::PlanChain(DiskMove& d, const storage::Qcow2Info& top) {
+  ChainWalk w;
+  w.child_name = top.backing_file;
+  w.child_format = top.backing_format;
+  w.child_backing_path = top.backing_path;
+  w.chain_files = {d.top.source};
+  for (int depth = 0; !w.child_name.empty(); ++depth) {
+    if (depth >= kMaxChainDepth)
+      return base::Error(base::Code::kFailedPrecondition,
+                         base::Escaped(d.top.source) + ": backing chain deeper than " + std::to_string(kMaxChainDepth));
+    RETURN_IF_ERROR(PlanLayer(d, w));
+  }
+  for (auto it = w.chain.rbegin(); it != w.chain.rend(); ++it) {
+    if (!shared_.insert(it->dest).second) continue;  // another disk copies it
+    d.backing.push_back(*it);
+  }
+  return base::Ok();
+}
+
+base::Status Planner::PlanLayer(DiskMove& d, ChainWalk& w) {
+  if (!w.child_format)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "backing file " + base::Escaped(w.child_backing_path) + ": format unknown");
+  LayerMove layer;
+  layer.source = Clean(w.child_backing_path);
+  layer.format = *w.child_format;
+  // A loop would otherwise be walked kMaxChainDepth deep (by identity,
+  // as storage refuses it when the chain is opened).
+  for (const std::string& above : w.chain_files) {
+    if (SameFile(above, layer.source))
+      return base::Error(base::Code::kDataLoss, "the backing chain of " + base::Escaped(d.top.source) + " loops: " +
+                                                    base::Escaped(layer.source) + " is already in it (as " +
+                                                    base::Escaped(above) + ")");
+  }
+  w.chain_files.push_back(layer.source);
+  std::string child_dest_dir = Dirname(w.at_top ? d.top.dest : w.chain.back().dest);
+  std::string stored = w.child_name;
+  if (StaysBelow(w.child_name)) {
+    layer.dest = Clean(child_dest_dir + "/" + w.child_name);
+  } else {
+    layer.dest = child_dest_dir + "/" + Basename(layer.source);
+    stored = Basename(layer.source);
+    if (w.at_top) {
+      d.top_backing_rewritten = true;  // a fresh top stores the new name
+    } else {
+      w.chain.back().rewrite_backing = stored;
+      w.chain.back().backing_format = layer.format;
+    }
+  }
+  if (w.at_top) {
+    d.top_backing_name = stored;
+    d.top_backing_format = layer.format;
+  }
+  RETURN_IF_ERROR(Claim(layer.dest, layer.source));
+  ASSIGN_OR_RETURN(layer.file_size, FileSize(layer.source));
+  std::string next_name, next_path;
+  std::optional<config::DiskFormat> next_format;
+  if (layer.format == config::DiskFormat::kQcow2) {
+    ASSIGN_OR_RETURN(storage::Qcow2Info li, storage::ReadQcow2Info(layer.source));
+    next_name = li.backing_file;
+    next_path = li.backing_path;
+    next_format = li.backing_format;
+  }
+  w.chain.push_back(layer);
+  w.at_top = false;
+  w.child_name = next_name;
+  w.child_format = next_format;
+  w.child_backing_path = next_path;
+  return base::Ok();
+}
+
+// Checkpoints name their layers by path: point them at the copies. A layer
+// outside every current chain (a branch of the checkpoint tree) would be
+// left behind and then deleted with the sources, so such a move is refused.
+base::Status Planner::PointCheckpointsAtCopies() {
+  std::map<std::string, std::string> moved;  // source -> dest, every planned file
+  for (const DiskMove& d : plan_.disks) {
+    moved[d.top.source] = d.top.dest;
+    for (const LayerMove& l : d.backing) moved[l.source] = l.dest;
+  }
+  for (const auto& [dest, source] : dest_owner_) moved[source] = dest;
+  for (config::CheckpointSpec& cp : plan_.moved_definition.checkpoints) {
+    for (std::string& layer : cp.layers) {
+      auto it = moved.find(Clean(Resolve(vm_dir_, layer)));
+      if (it == moved.end())
+        return base::Error(base::Code::kUnimplemented,
+                           "checkpoint " + cp.name + " of vm " + definition_.name + " keeps " + layer +
+                               ", which no current disk builds on; moving a branched checkpoint tree is not "
+                               "supported: delete the checkpoints that are not ancestors of the current state first");
+      layer = it->second;
+    }
+  }
+  return base::Ok();
+}
+
+}  // namespace
+
 base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& definition, const std::string& vm_dir,
                                               const std::string& destination) {
   if (destination.empty() || destination[0] != '/')
@@ -104,125 +269,15 @@ base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& defini
   plan.vm_name = definition.name;
   plan.destination = Clean(destination);
   plan.moved_definition = definition;
-  std::map<std::string, std::string> dest_owner;  // dest path -> source path
-  auto claim = [&](const std::string& dest, const std::string& source) -> base::Status {
-    auto [it, inserted] = dest_owner.emplace(dest, source);
-    if (!inserted && it->second != source)
-      return base::Error(base::Code::kAlreadyExists, "cannot move both " + base::Escaped(it->second) + " and " +
-                                                         base::Escaped(source) + " to " + base::Escaped(dest) +
-                                                         ": they have the same name");
-    if (Clean(source) == dest || SameFile(source, dest))
-      return base::Error(base::Code::kFailedPrecondition,
-                         base::Escaped(source) + " is already at the destination " + plan.destination);
-    return base::Ok();
-  };
-  std::set<std::string> shared;  // backing layers already planned (shared by two disks)
+  Planner planner(definition, vm_dir, plan);
   for (size_t i = 0; i < definition.disks.size(); ++i) {
-    const config::DiskSpec& spec = definition.disks[i];
-    DiskMove d;
-    d.index = i;
-    d.spec = spec;
-    d.top.source = Clean(Resolve(vm_dir, spec.path));
-    d.top.dest = plan.destination + "/" + Basename(d.top.source);
-    d.top.format = spec.format;
-    RETURN_IF_ERROR(claim(d.top.dest, d.top.source));
-    ASSIGN_OR_RETURN(d.top.file_size, FileSize(d.top.source));
-    d.disk_size = d.top.file_size / 512 * 512;
-    if (spec.format == config::DiskFormat::kQcow2) {
-      ASSIGN_OR_RETURN(storage::Qcow2Info info, storage::ReadQcow2Info(d.top.source));
-      d.disk_size = info.size;
-      // Walk the chain top-down; `child` is the copy that refers to the layer.
-      bool at_top = true;  // the layer being planned is the top's backing
-      std::string child_name = info.backing_file;
-      std::optional<config::DiskFormat> child_format = info.backing_format;
-      std::string child_backing_path = info.backing_path;
-      std::vector<LayerMove> chain;  // top-down
-      std::vector<std::string> chain_files = {d.top.source};  // every file of the chain so far
-      for (int depth = 0; !child_name.empty(); ++depth) {
-        if (depth >= kMaxChainDepth)
-          return base::Error(base::Code::kFailedPrecondition,
-                             base::Escaped(d.top.source) + ": backing chain deeper than " +
-                                 std::to_string(kMaxChainDepth));
-        if (!child_format)
-          return base::Error(base::Code::kFailedPrecondition,
-                             "backing file " + base::Escaped(child_backing_path) + ": format unknown");
-        LayerMove layer;
-        layer.source = Clean(child_backing_path);
-        layer.format = *child_format;
-        // A loop would otherwise be walked kMaxChainDepth deep (by identity,
-        // as storage refuses it when the chain is opened).
-        for (const std::string& above : chain_files) {
-          if (SameFile(above, layer.source))
-            return base::Error(base::Code::kDataLoss,
-                               "the backing chain of " + base::Escaped(d.top.source) + " loops: " +
-                                   base::Escaped(layer.source) + " is already in it (as " + base::Escaped(above) +
-                                   ")");
-        }
-        chain_files.push_back(layer.source);
-        std::string child_dest_dir = Dirname(at_top ? d.top.dest : chain.back().dest);
-        std::string stored = child_name;
-        if (StaysBelow(child_name)) {
-          layer.dest = Clean(child_dest_dir + "/" + child_name);
-        } else {
-          layer.dest = child_dest_dir + "/" + Basename(layer.source);
-          stored = Basename(layer.source);
-          if (at_top) {
-            d.top_backing_rewritten = true;  // a fresh top stores the new name
-          } else {
-            chain.back().rewrite_backing = stored;
-            chain.back().backing_format = layer.format;
-          }
-        }
-        if (at_top) {
-          d.top_backing_name = stored;
-          d.top_backing_format = layer.format;
-        }
-        RETURN_IF_ERROR(claim(layer.dest, layer.source));
-        ASSIGN_OR_RETURN(layer.file_size, FileSize(layer.source));
-        std::string next_name, next_path;
-        std::optional<config::DiskFormat> next_format;
-        if (layer.format == config::DiskFormat::kQcow2) {
-          ASSIGN_OR_RETURN(storage::Qcow2Info li, storage::ReadQcow2Info(layer.source));
-          next_name = li.backing_file;
-          next_path = li.backing_path;
-          next_format = li.backing_format;
-        }
-        chain.push_back(layer);
-        at_top = false;
-        child_name = next_name;
-        child_format = next_format;
-        child_backing_path = next_path;
-      }
-      for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-        if (!shared.insert(it->dest).second) continue;  // another disk copies it
-        d.backing.push_back(*it);
-      }
-    }
+    ASSIGN_OR_RETURN(DiskMove d, planner.PlanDisk(i));
     for (const auto& l : d.backing) plan.bytes_total += l.file_size;
-    plan.bytes_total += spec.read_only ? d.top.file_size : d.disk_size;
+    plan.bytes_total += d.spec.read_only ? d.top.file_size : d.disk_size;
     plan.moved_definition.disks[i].path = d.top.dest;
     plan.disks.push_back(std::move(d));
   }
-  // Checkpoints name their layers by path: point them at the copies. A layer
-  // outside every current chain (a branch of the checkpoint tree) would be
-  // left behind and then deleted with the sources, so such a move is refused.
-  std::map<std::string, std::string> moved;  // source -> dest, every planned file
-  for (const DiskMove& d : plan.disks) {
-    moved[d.top.source] = d.top.dest;
-    for (const LayerMove& l : d.backing) moved[l.source] = l.dest;
-  }
-  for (const auto& [dest, source] : dest_owner) moved[source] = dest;
-  for (config::CheckpointSpec& cp : plan.moved_definition.checkpoints) {
-    for (std::string& layer : cp.layers) {
-      auto it = moved.find(Clean(Resolve(vm_dir, layer)));
-      if (it == moved.end())
-        return base::Error(base::Code::kUnimplemented,
-                           "checkpoint " + cp.name + " of vm " + definition.name + " keeps " + layer +
-                               ", which no current disk builds on; moving a branched checkpoint tree is not "
-                               "supported: delete the checkpoints that are not ancestors of the current state first");
-      layer = it->second;
-    }
-  }
+  RETURN_IF_ERROR(planner.PointCheckpointsAtCopies());
   return plan;
 }
 

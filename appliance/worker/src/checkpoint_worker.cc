@@ -223,8 +223,10 @@ base::Status ReopenWithRebase(vm::Machine& machine, const json& j) {
     if (fresh) return Install(current, std::move(*fresh));
     // Put the old backing files back: the old handles stay in use and the
     // files must describe the chain they read.
-    for (size_t k = 0; k < done; ++k)
-      (void)storage::SetQcow2Backing(rebases[k].path, rebases[k].old_backing, rebases[k].old_format);
+    for (size_t k = 0; k < done; ++k) {
+      if (auto back = storage::SetQcow2Backing(rebases[k].path, rebases[k].old_backing, rebases[k].old_format); !back)
+        base::LogError("put the old backing file back in " + rebases[k].path + ": " + back.error().ToString());
+    }
     return fresh.error().Wrap("reopen " + top);
   });
 }

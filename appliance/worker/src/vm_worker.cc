@@ -77,6 +77,7 @@ void VmWorker::Watch() {
     // Bounded so that a stop request is noticed even if the VM keeps running.
     vm::RunState state = machine_->WaitWhileRunning(500);
     if (state == vm::RunState::kPoweredOff || state == vm::RunState::kFailed) {
+      // eventfd: fails only at counter overflow, readable then anyway.
       (void)ended_.Signal();
       return;
     }
@@ -107,7 +108,8 @@ void VmWorker::Shutdown() {
   AbortMove("the vm is stopping");
   AbortLiveMove("the vm is stopping");
   AbortIncoming("the vm is stopping");
-  // Pausing first makes the watcher's wait return at once.
+  // Pausing first makes the watcher's wait return at once; if it fails,
+  // the wait still returns within its bound and Shutdown stops the vCPUs.
   (void)machine_->Pause();
   StopWatcher();
   machine_->Shutdown();
@@ -193,7 +195,8 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
       if (!saved) {
         // A failed save must not cost the VM: it goes on as it was.
         if (was_running) {
-          (void)machine_->Resume();
+          if (auto st = machine_->Resume(); !st)
+            base::LogError("resume after a failed save: " + st.error().ToString());
           BumpRunGeneration();
         }
         return {saved.error().Wrap("save state to " + request.path), std::nullopt};
@@ -214,7 +217,8 @@ std::optional<WorkerExitRecord> VmWorker::ServeConnection(int fd) {
   }
   auto request = DecodeRequest(*line);
   if (!request) {
-    (void)WriteLine(fd, EncodeReply(request.error()));
+    if (auto st = WriteLine(fd, EncodeReply(request.error())); !st)
+      base::LogWarning("control reply not delivered: " + st.error().ToString());
     return std::nullopt;
   }
   base::LogInfo(std::string("control request: ") + std::string(ToString(request->op)));
@@ -228,7 +232,10 @@ std::optional<WorkerExitRecord> VmWorker::ServeConnection(int fd) {
 
 WorkerExitRecord VmWorker::Run() {
   if (args_.ready_fd >= 0) {
-    (void)WriteLine(args_.ready_fd, ready_line_);
+    // A parent that stopped reading the ready pipe learns the state from
+    // the control socket instead.
+    if (auto st = WriteLine(args_.ready_fd, ready_line_); !st)
+      base::LogWarning("ready line not delivered: " + st.error().ToString());
     ::close(args_.ready_fd);
     args_.ready_fd = -1;
   }
@@ -252,6 +259,8 @@ WorkerExitRecord VmWorker::Run() {
       return WorkerExit("failed", "internal", failure.empty() ? "the vm failed" : failure);
     }
     if (fds[2].revents & POLLIN) {
+      // Only clears the wake-up: the handlers below look at the moves
+      // themselves, and a spurious EAGAIN changes nothing.
       (void)move_event_.Consume();
       std::optional<WorkerExitRecord> exit = OnIncomingEvent();
       if (!exit) exit = OnLiveMoveEvent();
@@ -288,8 +297,12 @@ namespace {
 void WriteFailure(const WorkerArgs& args, const base::Error& error, const WorkerExitRecord& record) {
   std::cerr << "ferry-vmm: " << error.message() << "\n";
   if (args.vm_dir.empty()) return;
-  (void)base::WriteFileAtomically(args.vm_dir + "/worker.error", error.message() + "\n");
-  (void)base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(record));
+  // Without these files ferryd still sees the exit status; say why they
+  // are missing.
+  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.error", error.message() + "\n"); !st)
+    base::LogWarning("write worker.error: " + st.error().ToString());
+  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(record)); !st)
+    base::LogWarning("write worker.exit: " + st.error().ToString());
 }
 
 }  // namespace
@@ -338,7 +351,8 @@ int WorkerMain(int argc, char** argv) {
     WriteFailure(args, base::Error(CodeFromName(exit.code), exit.message), exit);
     return kWorkerExitVmFailed;
   }
-  (void)base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(exit));
+  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(exit)); !st)
+    base::LogWarning("write worker.exit: " + st.error().ToString());
   return kWorkerExitOk;
 }
 

@@ -41,11 +41,22 @@ class [[nodiscard]] Error {
   Error(Code code, std::string message, int sys_errno = 0)
       : code_(code), errno_(sys_errno), message_(std::move(message)) {}
 
+  // An error the other end of a stream reported (transport's error frame).
+  // message() is the form shown everywhere, "peer: <its text>"; the peer's
+  // own text is kept apart (peer_message) so a caller that names the peer
+  // itself asks for it instead of cutting the prefix off a string.
+  static Error FromPeer(Code code, std::string peer_text);
+
   Code code() const { return code_; }
   int sys_errno() const { return errno_; }
   const std::string& message() const { return message_; }
+  // Whether the error came from the peer (FromPeer), wrapped or not.
+  bool from_peer() const { return from_peer_; }
+  // The peer's own text for an error from_peer(), "" otherwise.
+  const std::string& peer_message() const { return peer_message_; }
 
-  // Prefixes context, keeping code and errno: "save vm web1: " + message.
+  // Prefixes context, keeping code, errno and the peer's origin and text:
+  // "save vm web1: " + message.
   Error Wrap(std::string_view context) const;
   // "message (code-name)" for logs and CLI output.
   std::string ToString() const;
@@ -54,6 +65,8 @@ class [[nodiscard]] Error {
   Code code_;
   int errno_;
   std::string message_;
+  bool from_peer_ = false;
+  std::string peer_message_;
 };
 
 // Builds an Error from the current errno: "what: strerror(errno)". The code is

@@ -56,7 +56,8 @@ base::Result<uint16_t> NegotiateVersion(const Hello& peer);
 // Error frame payload: u32 code (base::Code's numeric value) + UTF-8 message
 // (the rest of the payload, no terminator).
 std::vector<uint8_t> EncodeErrorPayload(const base::Error& error);
-// The peer's error with its code, message prefixed "peer: ". A payload shorter
+// The peer's error with its code, as base::Error::FromPeer: message()
+// "peer: <its text>", peer_message() its text alone. A payload shorter
 // than 4 bytes gives kDataLoss "malformed error frame from peer"; a code this
 // build does not know (or kOk) becomes kUnknown.
 base::Error DecodeErrorPayload(std::span<const uint8_t> payload);

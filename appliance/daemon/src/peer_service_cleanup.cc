@@ -61,7 +61,7 @@ void PeerService::CleanUp(Move& move, const std::string& reason) {
   // Aborted from here on, whatever the removal below does: the worker is
   // gone without committing, so the move can never complete.
   (void)WriteRecord(move.id, move.name, "aborted", move.pid, message);
-  vms_.ReleaseIncomingName(move.name);
+  vms_.incoming().ReleaseName(move.name);
   base::LogWarning("incoming move " + move.id + " of vm " + move.name + " aborted: " + message);
   move.cleanup = PendingCleanUp{};
   move.cleanup.files = IncomingDestinationFiles(move.plan);
@@ -75,7 +75,7 @@ bool PeerService::TryCleanUp(Move& move) {
   // Files no longer ours to remove: a VM of this host uses them, or another
   // incoming move plans them.
   std::map<std::string, std::string> keep;
-  for (auto& [file, vm] : vms_.FilesUsedByOtherVms("")) keep.emplace(file, "vm " + vm + " uses it");
+  for (auto& [file, vm] : vms_.moves().FilesUsedByOtherVms("")) keep.emplace(file, "vm " + vm + " uses it");
   {
     std::lock_guard lock(mu_);
     for (const auto& [id, m] : moves_) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "daemon/router.h"
+#include "daemon/vm_json.h"
 #include "base/fd.h"
 
 namespace appliance {
@@ -63,8 +64,8 @@ base::Result<std::pair<std::string, uint64_t>> ReadConsoleTail(const std::string
 
 HttpResponse ApiHandler::Handle(const HttpRequest& request) {
   Route route = MatchRoute(request.method, request.path);
-  auto or_error = [](const base::Result<json>& r, int status = 200) {
-    return r ? JsonResponse(status, *r) : ErrorResponse(r.error());
+  auto or_error = [](const base::Result<VmView>& r, int status = 200) {
+    return r ? JsonResponse(status, VmViewToJson(*r)) : ErrorResponse(r.error());
   };
   switch (route.id) {
     case RouteId::kNotFound:
@@ -77,9 +78,9 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
       return r;
     }
     case RouteId::kHost:
-      return JsonResponse(200, service_.HostInfo());
+      return JsonResponse(200, HostInfoToJson(service_.Host()));
     case RouteId::kListVms:
-      return or_error(service_.List());
+      return JsonResponse(200, VmListToJson(service_.List()));
     case RouteId::kCreateVm: {
       auto body = ParseBody(request.body);
       if (!body) return ErrorResponse(body.error());

@@ -6,6 +6,7 @@
 //   POST   /v1/vms/{name}/checkpoints/{cp}/apply {"force": false} -> {"checkpoint", "vm", ...}
 #include "daemon/api_handler.h"
 #include "daemon/router.h"
+#include "daemon/vm_json.h"
 
 namespace appliance {
 
@@ -40,17 +41,19 @@ base::Result<json> Body(const std::string& text, const std::string& what,
 }  // namespace
 
 HttpResponse ApiHandler::HandleCheckpoints(const Route& route, const HttpRequest& request) {
-  auto or_error = [](const base::Result<json>& r, int status) {
-    return r ? JsonResponse(status, *r) : ErrorResponse(r.error());
+  // The service's answer in its JSON form, or its error.
+  auto or_error = [](const auto& r, int status, auto to_json) {
+    return r ? JsonResponse(status, to_json(*r)) : ErrorResponse(r.error());
   };
+  CheckpointService& checkpoints = service_.checkpoints();
   switch (route.id) {
     case RouteId::kListCheckpoints:
-      return or_error(service_.ListCheckpoints(route.name), 200);
+      return or_error(checkpoints.List(route.name), 200, CheckpointListToJson);
     case RouteId::kGetCheckpoint: {
-      auto list = service_.ListCheckpoints(route.name);
+      auto list = checkpoints.List(route.name);
       if (!list) return ErrorResponse(list.error());
-      for (const json& c : (*list)["checkpoints"]) {
-        if (c["name"] == route.checkpoint) return JsonResponse(200, c);
+      for (const CheckpointView& c : list->checkpoints) {
+        if (c.spec.name == route.checkpoint) return JsonResponse(200, CheckpointToJson(c));
       }
       return ErrorResponse(404, "not-found", "vm " + route.name + " has no checkpoint named " + route.checkpoint);
     }
@@ -59,14 +62,15 @@ HttpResponse ApiHandler::HandleCheckpoints(const Route& route, const HttpRequest
       if (!body) return ErrorResponse(body.error());
       if (!body->contains("name"))
         return ErrorResponse(400, "invalid-argument", "checkpoint create request needs \"name\"");
-      return or_error(service_.CreateCheckpoint(route.name, (*body)["name"].get<std::string>()), 201);
+      return or_error(checkpoints.Create(route.name, (*body)["name"].get<std::string>()), 201, CheckpointToJson);
     }
     case RouteId::kDeleteCheckpoint:
-      return or_error(service_.DeleteCheckpoint(route.name, route.checkpoint), 200);
+      return or_error(checkpoints.Delete(route.name, route.checkpoint), 200, DeletedCheckpointToJson);
     case RouteId::kApplyCheckpoint: {
       auto body = Body(request.body, "checkpoint apply", {{"force", json::value_t::boolean}});
       if (!body) return ErrorResponse(body.error());
-      return or_error(service_.ApplyCheckpoint(route.name, route.checkpoint, body->value("force", false)), 200);
+      return or_error(checkpoints.Apply(route.name, route.checkpoint, body->value("force", false)), 200,
+                      AppliedCheckpointToJson);
     }
     default:
       return ErrorResponse(500, "internal", "unhandled checkpoint route");

@@ -98,7 +98,9 @@ HttpResponse ApiHandler::HandleLiveMove(const Route& route, const HttpRequest& r
                                                                              "\" in resolve request (force: boolean)"));
         force = it->get<bool>();
       }
-      return or_error(service_.ResolveDeparture(route.name, force), 200);
+      auto resolved = service_.departures().Resolve(route.name, force);
+      if (!resolved) return ErrorResponse(resolved.error());
+      return JsonResponse(200, ResolveOutcomeToJson(*resolved));
     }
     default:
       return ErrorResponse(500, "internal", "unhandled route");

@@ -138,7 +138,7 @@ class DepartureHold {
   DepartureHold(const DepartureHold&) = delete;
   DepartureHold& operator=(const DepartureHold&) = delete;
   ~DepartureHold() {
-    if (held_) vms_.EndLiveMove(vm_, migration_id_);
+    if (held_) vms_.moves().EndLiveMove(vm_, migration_id_);
   }
   void Commit() { held_ = false; }
 
@@ -188,13 +188,13 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
   // holds the move's departure record gets its job back (Reattach).
   RETURN_IF_ERROR(service->jobs_->Load([&vms](LiveMoveJobRecord& record) {
     LiveMoveStatus& s = record.status;
-    if (auto moved = vms.MovedAway(record.vm)) {
+    if (auto moved = vms.moves().MovedAway(record.vm)) {
       s.phase = LiveMovePhase::kCompleted;
       record.removed = moved->removed;
       record.kept = moved->kept;
       return false;
     }
-    for (const VmService::Departure& d : vms.Departures()) {
+    for (const VmService::Departure& d : vms.departures().List()) {
       if (d.vm != record.vm || d.record.migration_id != record.migration_id) continue;
       if (d.record.state == DepartureState::kMoving) return true;
       // Declared in doubt just before ferryd stopped: the job says so too.
@@ -205,7 +205,7 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
     }
     // Gone without a word: ferryd removed it (the move committed) and
     // stopped before it recorded the job's end. The destination knows.
-    if (!vms.HasVm(record.vm)) return true;
+    if (!vms.incoming().HasVm(record.vm)) return true;
     s.phase = LiveMovePhase::kFailed;
     s.error_code = std::string(base::CodeName(base::Code::kAborted));
     s.error = "interrupted: ferryd stopped before the move began or after it ended here; vm " + record.vm +
@@ -226,17 +226,17 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
 void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
   const LiveMoveJobRecord& r = job->record;
   auto peer = ParsePeerEndpoint(r.host, kDefaultPeerPort);
-  if (peer && !vms_.HasVm(r.vm)) {
+  if (peer && !vms_.incoming().HasVm(r.vm)) {
     peer->source_host = MigrationSourceHost(options_.host);
     job->peer = *peer;
     std::lock_guard lock(jobs_->mu());
     job->thread = std::thread([this, job] { SettleVanished(*job); });
     return;
   }
-  auto target = vms_.ReattachLiveMove(r.vm, r.migration_id);
+  auto target = vms_.departures().ReattachLiveMove(r.vm, r.migration_id);
   if (!peer || !target) {
     const base::Error e = !peer ? peer.error() : target.error();
-    vms_.MarkInDoubt(r.vm, r.migration_id, "ferryd restarted and could not take the move up again: " + e.message());
+    vms_.departures().MarkInDoubt(r.vm, r.migration_id, "ferryd restarted and could not take the move up again: " + e.message());
     LiveMoveStatus s = LastStatus(jobs_->mu(), r);
     s.phase = LiveMovePhase::kInDoubt;
     SetError(s, e.Wrap("take the move up again"));
@@ -257,7 +257,7 @@ void LiveMoveService::SettleVanished(Job& job) {
   if (verdict && *verdict == RemoteMoveState::kCommitted) {
     VmService::MovedVm moved;
     moved.name = job.record.vm;
-    return FinishMoved(job, vms_.MovedAway(job.record.vm).value_or(moved), /*destination_answered=*/true);
+    return FinishMoved(job, vms_.moves().MovedAway(job.record.vm).value_or(moved), /*destination_answered=*/true);
   }
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kFailed;
@@ -275,11 +275,11 @@ void LiveMoveService::ResolveUnwatched() {
   // doubt, or left by a job that was lost) is settled as soon as its
   // destination answers. Until then the VM stays held.
   do {
-    for (const VmService::Departure& d : vms_.Departures()) {
+    for (const VmService::Departure& d : vms_.departures().List()) {
       if (d.watched || jobs_->WaitStopping(0)) continue;
-      auto settled = vms_.SettleUnwatched(d.vm);
-      if (settled && settled->value("outcome", "") != "none")
-        base::LogInfo("vm " + d.vm + ": " + settled->value("message", std::string("resolved")));
+      auto settled = vms_.departures().SettleUnwatched(d.vm);
+      if (settled && settled->kind != ResolveOutcome::Kind::kNone)
+        base::LogInfo("vm " + d.vm + ": " + settled->message);
     }
   } while (!jobs_->WaitStopping(kResolveIntervalMs));
 }
@@ -301,7 +301,7 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   ASSIGN_OR_RETURN(MoveSlot<Job> slot,
                    MoveSlot<Job>::Acquire(*jobs_, NewJob(args, peer), options_.host.max_live_moves, what));
   const std::shared_ptr<Job>& job = slot.job();
-  ASSIGN_OR_RETURN(VmService::MoveTarget target, vms_.BeginLiveMove(args.vm, NewDeparture(job->record, peer)));
+  ASSIGN_OR_RETURN(VmService::MoveTarget target, vms_.moves().BeginLiveMove(args.vm, NewDeparture(job->record, peer)));
   DepartureHold departure(vms_, args.vm, job->record.migration_id);
   job->control_socket = target.control_socket;
   auto started = PrepareAndStart(*job, target, args);
@@ -471,7 +471,7 @@ void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved, boo
 }
 
 void LiveMoveService::FinishFailed(Job& job, const base::Error& error) {
-  vms_.EndLiveMove(job.record.vm, job.record.migration_id);
+  vms_.moves().EndLiveMove(job.record.vm, job.record.migration_id);
   AbortAtDestination(job, error.message());
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kFailed;
@@ -494,13 +494,13 @@ void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base
   SetError(s, base::Error(base::Code::kUnavailable,
                           why + "; the destination " + job.peer.ToString() + " cannot say whether it committed (" +
                               unreachable.message() + "): " + ResolveHint(job.record.vm)));
-  vms_.MarkInDoubt(job.record.vm, job.record.migration_id, s.error);
+  vms_.departures().MarkInDoubt(job.record.vm, job.record.migration_id, s.error);
   Finish(job, s);
 }
 
 void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
   const std::string vm = job.record.vm;
-  if (auto moved = vms_.MovedAway(vm)) return FinishMoved(job, *moved);
+  if (auto moved = vms_.moves().MovedAway(vm)) return FinishMoved(job, *moved);
   // No "moved" exit: the worker died. It may have died after the commit
   // point, so the destination decides (its Status kills an uncommitted
   // incoming worker before answering "aborted").
@@ -509,7 +509,7 @@ void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
   if (*verdict == RemoteMoveState::kCommitted) {
     base::LogWarning("job " + job.record.id + ": " + why + ", but the destination had committed: vm " + vm +
                      " runs there now");
-    return FinishMoved(job, vms_.FinishMovedVm(vm, ""), /*destination_answered=*/true);
+    return FinishMoved(job, vms_.moves().FinishMovedVm(vm, ""), /*destination_answered=*/true);
   }
   FinishFailed(job, base::Error(base::Code::kAborted, "the vm's worker died during the move (" + why +
                                                           "); the vm stays on this host with its files intact"));
@@ -522,9 +522,9 @@ void LiveMoveService::OnWorkerSilent(Job& job, const std::string& why, bool comp
   if (!verdict) return FinishInDoubt(job, why, verdict.error());
   if (*verdict == RemoteMoveState::kCommitted) {
     // The VM runs there; this worker holds a paused copy that must never run.
-    if (auto st = vms_.KillWorkerOfMovedVm(vm, 10000); !st)
+    if (auto st = vms_.moves().KillWorkerOfMovedVm(vm, 10000); !st)
       base::LogError("job " + job.record.id + ": " + st.error().ToString());
-    return FinishMoved(job, vms_.FinishMovedVm(vm, ""), /*destination_answered=*/!completed_seen);
+    return FinishMoved(job, vms_.moves().FinishMovedVm(vm, ""), /*destination_answered=*/!completed_seen);
   }
   // Not committed: stop polling, so the worker's lease ends a move that has
   // not reached switchover, and tell the destination to give up (after
@@ -551,7 +551,7 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
     std::optional<LiveMoveStatus> status = reply ? StatusOf(*reply) : std::nullopt;
     const uint64_t now = base::MonotonicNanos();
     if (!status) {
-      auto state = vms_.CurrentState(vm);
+      auto state = vms_.moves().CurrentState(vm);
       if (!state || !HasWorker(*state)) {
         std::string why = "the worker exited; vm " + vm + " is " +
                           (state ? std::string(ToString(*state)) : std::string("gone from the inventory"));
@@ -590,13 +590,13 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
     // departure record holds the VM until the destination answers.
     if (status->phase == LiveMovePhase::kFailed) {
       AbortAtDestination(*job, "the move failed: " + status->error);
-      vms_.EndLiveMove(vm, job->record.migration_id);
+      vms_.moves().EndLiveMove(vm, job->record.migration_id);
     } else {
       if (status->error.empty())
         status->error = "the move is in doubt: the source stays paused; the destination " + job->peer.ToString() +
                         " could not say whether it committed";
       status->error += "; " + ResolveHint(vm);
-      vms_.MarkInDoubt(vm, job->record.migration_id, status->error);
+      vms_.departures().MarkInDoubt(vm, job->record.migration_id, status->error);
     }
     return Finish(*job, *status);
   }

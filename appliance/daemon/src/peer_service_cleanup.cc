@@ -62,7 +62,7 @@ void PeerService::CleanUp(Move& move, const std::string& reason) {
   // gone without committing, so the move can never complete.
   if (auto st = WriteRecord(move.id, move.name, "aborted", move.pid, message); !st)
     base::LogWarning(st.error().ToString());
-  vms_.ReleaseIncomingName(move.name);
+  vms_.incoming().ReleaseName(move.name);
   base::LogWarning("incoming move " + move.id + " of vm " + move.name + " aborted: " + message);
   move.cleanup = PendingCleanUp{};
   move.cleanup.files = IncomingDestinationFiles(move.plan);
@@ -76,7 +76,7 @@ bool PeerService::TryCleanUp(Move& move) {
   // Files no longer ours to remove: a VM of this host uses them, or another
   // incoming move plans them.
   std::map<std::string, std::string> keep;
-  for (auto& [file, vm] : vms_.FilesUsedByOtherVms("")) keep.emplace(file, "vm " + vm + " uses it");
+  for (auto& [file, vm] : vms_.moves().FilesUsedByOtherVms("")) keep.emplace(file, "vm " + vm + " uses it");
   {
     std::lock_guard lock(mu_);
     for (const auto& [id, m] : moves_) {

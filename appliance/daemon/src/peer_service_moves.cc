@@ -165,7 +165,7 @@ bool PeerService::Adopt(Move& move) {
     if (auto st = WriteRecord(move.id, move.name, "committed", move.pid, ""); !st)
       base::LogWarning(st.error().ToString());
   }
-  auto adopted = vms_.AdoptIncoming(move.name, move.dir, pid, socket, move.plan.paused);
+  auto adopted = vms_.incoming().Adopt(move.name, move.dir, pid, socket, move.plan.paused);
   if (!adopted) {
     // Retried on every monitor tick: the VM runs here now whatever happens.
     if (!move.adopt_failed_logged)
@@ -381,7 +381,7 @@ void PeerService::RecoverEntry(const std::string& id) {
   // Held as at Prepare: the name is this move's until it is adopted or
   // cleaned up (both release it).
   if (!move->name.empty()) {
-    if (auto st = vms_.ReserveIncomingName(move->name); !st)
+    if (auto st = vms_.incoming().ReserveName(move->name); !st)
       base::LogWarning("incoming move " + id + ": " + st.error().message());
   }
   if (Committed(*move)) {

@@ -161,7 +161,7 @@ std::vector<std::string> PeerService::CheckVmDefinition(const PreflightInput& in
 
 std::vector<std::string> PeerService::CheckVmName(const PreflightInput& in) {
   if (auto bad = config::ValidateVmName(in.request.vm_name); !bad) return {bad.error().message()};
-  if (std::string conflict = vms_.IncomingNameConflict(in.request.vm_name); !conflict.empty()) return {conflict};
+  if (std::string conflict = vms_.incoming().NameConflict(in.request.vm_name); !conflict.empty()) return {conflict};
   return {};
 }
 

@@ -50,18 +50,18 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   move->dir = IncomingRoot() + "/" + move->id;
   move->plan = plan;
   // Held until the move is adopted or cleaned up (Create refuses the name).
-  RETURN_IF_ERROR(vms_.ReserveIncomingName(move->name));
+  RETURN_IF_ERROR(vms_.incoming().ReserveName(move->name));
   std::error_code ec;
   auto undo = [&](const base::Error& e) -> base::Error {
     std::filesystem::remove_all(move->dir, ec);
-    vms_.ReleaseIncomingName(move->name);
+    vms_.incoming().ReleaseName(move->name);
     base::LogWarning("incoming move " + move->id + " of vm " + move->name + " from " + peer.text + ": " +
                      e.message());
     return e;
   };
   if (::mkdir(move->dir.c_str(), 0700) != 0) {
     base::Error e = base::ErrnoError("create " + move->dir);
-    vms_.ReleaseIncomingName(move->name);  // the directory is not ours to remove
+    vms_.incoming().ReleaseName(move->name);  // the directory is not ours to remove
     return e;
   }
   if (auto st = base::WriteFileAtomically(move->dir + "/vm.toml", plan.definition_toml); !st)

@@ -105,75 +105,18 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
   if (destination.empty() || destination[0] != '/')
     return base::Error(base::Code::kInvalidArgument,
                        "destination_storage_path must be absolute, not \"" + destination + "\"");
-  auto job = std::make_shared<Job>();
-  {
-    std::lock_guard lock(jobs_->mu());
-    std::vector<std::string> active = jobs_->Running();
-    if (options_.max_storage_moves == 0)
-      return base::Error(base::Code::kFailedPrecondition,
-                         "storage moves are disabled on this host (max_storage_moves = 0 in host.toml)");
-    if (active.size() >= options_.max_storage_moves) {
-      std::string list;
-      for (const auto& a : active) list += (list.empty() ? "" : ", ") + a;
-      return base::Error(base::Code::kResourceExhausted,
-                         "cannot move the storage of vm " + vm + ": " + std::to_string(active.size()) +
-                             " storage moves are running, the host allows " +
-                             std::to_string(options_.max_storage_moves) +
-                             " at once (max_storage_moves): " + list + "; wait for one to finish (ferry jobs)");
-    }
-    if (jobs_->stopping()) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
-    // Reserve the slot before the slow part, so two requests cannot both take
-    // the last one.
-    job->record.id = "move-" + config::NewUuid().substr(0, 8);
-    job->record.vm = vm;
-    job->record.destination = destination;
-    job->record.started_unix_ms = UnixMillisNow();
-    job->record.status.job_id = job->record.id;
-    job->record.status.destination = destination;
-    jobs_->Add(job);
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Job> job, Reserve(vm, destination));
   auto drop = [&](const base::Error& e) {
     jobs_->Remove(job->record.id);
     return e;
   };
-  auto target = vms_.BeginStorageMove(vm);
+  auto target = vms_.moves().BeginStorageMove(vm);
   if (!target) return drop(target.error());
   const bool live = !target->control_socket.empty();
-  // A live move's sources are removed by this job (RemoveSources), so it
-  // plans the move too: the same definition the worker reads from vm.toml
-  // (checkpoints are refused while the move runs), the same files.
-  StorageMovePlan live_plan;
-  if (live) {
-    auto plan = PlanStorageMove(target->definition, target->vm_dir, destination);
-    if (!plan) {
-      vms_.EndStorageMove(vm, false);
-      return drop(plan.error().Wrap("move storage of vm " + vm));
-    }
-    live_plan = std::move(*plan);
-  }
-  {
-    std::lock_guard lock(jobs_->mu());
-    job->record.kind = live ? "live" : "offline";
-  }
-  if (live) {
-    json action = {{"action", "start"},
-                   {"job_id", job->record.id},
-                   {"destination", destination},
-                   {"max_bytes_per_second", max_bytes_per_second}};
-    WorkerRequest request;
-    request.op = WorkerOp::kMove;
-    request.move = action.dump();
-    auto reply = CallWorker(target->control_socket, request, options_.worker_call_timeout_ms);
-    if (!reply) {
-      vms_.EndStorageMove(vm, false);
-      return drop(reply.error().Wrap("move storage of vm " + vm));
-    }
-  } else {
-    // Checked here so a bad destination is the request's error, not a job's.
-    if (auto st = PrepareDestination(destination); !st) {
-      vms_.EndStorageMove(vm, false);
-      return drop(st.error().Wrap("move storage of vm " + vm));
-    }
+  auto live_plan = Prepare(*job, *target, max_bytes_per_second);
+  if (!live_plan) {
+    vms_.moves().EndStorageMove(vm, false);
+    return drop(live_plan.error().Wrap("move storage of vm " + vm));
   }
   base::LogInfo("job " + job->record.id + ": " + job->record.kind + " storage move of vm " + vm + " to " +
                 destination);
@@ -183,11 +126,73 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
     jobs_->Persist(job->record);
     reply = MoveJobToJson(job->record);
     if (live)
-      job->thread = std::thread([this, job, t = *target, p = std::move(live_plan)] { RunLive(job, t, p); });
+      job->thread = std::thread([this, job, t = *target, p = std::move(*live_plan)] { RunLive(job, t, p); });
     else
       job->thread = std::thread([this, job, t = *target] { RunOffline(job, t); });
   }
   return reply;
+}
+
+base::Result<std::shared_ptr<StorageMoveService::Job>> StorageMoveService::Reserve(const std::string& vm,
+                                                                                   const std::string& destination) {
+  auto job = std::make_shared<Job>();
+  std::lock_guard lock(jobs_->mu());
+  std::vector<std::string> active = jobs_->Running();
+  if (options_.max_storage_moves == 0)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "storage moves are disabled on this host (max_storage_moves = 0 in host.toml)");
+  if (active.size() >= options_.max_storage_moves) {
+    std::string list;
+    for (const auto& a : active) list += (list.empty() ? "" : ", ") + a;
+    return base::Error(base::Code::kResourceExhausted,
+                       "cannot move the storage of vm " + vm + ": " + std::to_string(active.size()) +
+                           " storage moves are running, the host allows " +
+                           std::to_string(options_.max_storage_moves) +
+                           " at once (max_storage_moves): " + list + "; wait for one to finish (ferry jobs)");
+  }
+  if (jobs_->stopping()) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
+  // Reserve the slot before the slow part, so two requests cannot both take
+  // the last one.
+  job->record.id = "move-" + config::NewUuid().substr(0, 8);
+  job->record.vm = vm;
+  job->record.destination = destination;
+  job->record.started_unix_ms = UnixMillisNow();
+  job->record.status.job_id = job->record.id;
+  job->record.status.destination = destination;
+  jobs_->Add(job);
+  return job;
+}
+
+base::Result<StorageMovePlan> StorageMoveService::Prepare(Job& job, const MoveTarget& target,
+                                                          uint64_t max_bytes_per_second) {
+  const bool live = !target.control_socket.empty();
+  const std::string& destination = job.record.destination;
+  // A live move's sources are removed by this job (RemoveSources), so it
+  // plans the move too: the same definition the worker reads from vm.toml
+  // (checkpoints are refused while the move runs), the same files.
+  StorageMovePlan live_plan;
+  if (live) {
+    ASSIGN_OR_RETURN(live_plan, PlanStorageMove(target.definition, target.vm_dir, destination));
+  }
+  {
+    std::lock_guard lock(jobs_->mu());
+    job.record.kind = live ? "live" : "offline";
+  }
+  if (live) {
+    json action = {{"action", "start"},
+                   {"job_id", job.record.id},
+                   {"destination", destination},
+                   {"max_bytes_per_second", max_bytes_per_second}};
+    WorkerRequest request;
+    request.op = WorkerOp::kMove;
+    request.move = action.dump();
+    auto reply = CallWorker(target.control_socket, request, options_.worker_call_timeout_ms);
+    if (!reply) return reply.error();
+  } else {
+    // Checked here so a bad destination is the request's error, not a job's.
+    RETURN_IF_ERROR(PrepareDestination(destination));
+  }
+  return live_plan;
 }
 
 void StorageMoveService::Update(Job& job, const MoveStatus& status) {
@@ -210,7 +215,7 @@ void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<
 }
 
 std::vector<KeptSource> StorageMoveService::RemoveSources(const std::string& job_id, const StorageMovePlan& plan) {
-  auto kept = RemoveMoveSources(plan, vms_.FilesUsedByOtherVms(plan.vm_name));
+  auto kept = RemoveMoveSources(plan, vms_.moves().FilesUsedByOtherVms(plan.vm_name));
   if (!kept) {
     base::LogWarning("job " + job_id + ": " + kept.error().ToString());
     return {};
@@ -236,7 +241,7 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
       if (parsed) status = *parsed;
     }
     if (!status) {
-      auto state = vms_.CurrentState(vm);
+      auto state = vms_.moves().CurrentState(vm);
       bool worker_gone = !state || !HasWorker(*state);
       if (!worker_gone && ++missed < kMaxMissedPolls) continue;
       std::string why = worker_gone ? "the vm's worker exited during the move (vm " + vm + " is " +
@@ -250,7 +255,7 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
       // made the destination files the VM's disks, and the guest may have
       // written to them since the switch. Reloading vm.toml makes the next
       // start use whichever files it names.
-      vms_.EndStorageMove(vm, /*reload=*/true);
+      vms_.moves().EndStorageMove(vm, /*reload=*/true);
       std::set<std::string> in_use;
       if (auto def = config::LoadVmDefinition(target.vm_dir + "/vm.toml"); def) {
         for (std::string& f : FilesOfVm(*def, target.vm_dir)) in_use.insert(std::move(f));
@@ -275,7 +280,7 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
     const bool completed = status->phase == MovePhase::kCompleted;
     // The worker committed and left its sources: ferryd removes them.
     std::vector<KeptSource> kept = completed ? RemoveSources(job->record.id, plan) : std::vector<KeptSource>{};
-    vms_.EndStorageMove(vm, completed);
+    vms_.moves().EndStorageMove(vm, completed);
     Finish(*job, *status, {}, std::move(kept));
     return;
   }
@@ -287,7 +292,7 @@ void StorageMoveService::RunOffline(std::shared_ptr<Job> job, VmService::MoveTar
   const std::string dest = job->record.destination;
   const uint64_t start_ns = base::MonotonicNanos();
   auto fail = [&](const base::Error& e) {
-    vms_.EndStorageMove(vm, false);
+    vms_.moves().EndStorageMove(vm, false);
     Finish(*job, Failed(job->record.id, dest, e));
   };
   auto plan = PlanStorageMove(target.definition, target.vm_dir, dest);
@@ -315,15 +320,19 @@ void StorageMoveService::RunOffline(std::shared_ptr<Job> job, VmService::MoveTar
   }
   s.phase = MovePhase::kSwitching;
   Update(*job, s);
-  if (auto st = vms_.CommitMovedDefinition(vm, plan->moved_definition); !st) {
+  if (auto st = vms_.moves().CommitMovedDefinition(vm, plan->moved_definition); !st) {
     RemoveMoveDestination(*plan);
     return fail(st.error());
   }
   std::vector<KeptSource> kept = RemoveSources(job->record.id, *plan);
-  (void)base::WriteFileAtomically(plan->destination + "/" + vm + ".vm.toml",
-                                  config::FormatVmDefinition(plan->moved_definition));
+  // A copy of the definition beside the moved files, for an admin; the
+  // move has committed without it, so a failure is only worth a warning.
+  if (auto st = base::WriteFileAtomically(plan->destination + "/" + vm + ".vm.toml",
+                                          config::FormatVmDefinition(plan->moved_definition));
+      !st)
+    base::LogWarning("job " + job->record.id + ": " + st.error().ToString());
   ::unlink(MoveMarkerPath(*plan).c_str());
-  vms_.EndStorageMove(vm, true);
+  vms_.moves().EndStorageMove(vm, true);
   s.phase = MovePhase::kCompleted;
   s.bytes_done = plan->bytes_total;
   s.bytes_remaining = 0;

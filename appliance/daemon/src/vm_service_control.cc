@@ -1,21 +1,19 @@
-// VmService control actions: start, restore, stop, pause, resume, save. Each
-// runs under the VM's op_mu; worker calls happen without mu held.
-#include <signal.h>
+// VmService: create, delete and the control actions (start, restore, stop,
+// pause, resume, save). Each action runs under the VM's op_mu; VmControl
+// does the worker's part.
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "daemon/vm_service.h"
-#include "daemon/worker_launcher.h"
-#include "ipc/worker_protocol.h"
+#include "base/escape.h"
 #include "base/log.h"
+#include "config/names.h"
+#include "daemon/vm_service.h"
+#include "guest_names.h"
+#include "storage/image_check.h"
 
 namespace appliance {
 
-using nlohmann::json;
-
-base::Result<json> VmService::Act(const std::string& name, VmAction action,
-                                  const std::string& state_file) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, Find(name));
+base::Result<VmView> VmService::Act(const std::string& name, VmAction action, const std::string& state_file) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   if (!state_file.empty() && state_file[0] != '/')
     return base::Error(base::Code::kInvalidArgument,
                        "state file path must be absolute, not \"" + state_file + "\"");
@@ -26,202 +24,125 @@ base::Result<json> VmService::Act(const std::string& name, VmAction action,
     RETURN_IF_ERROR(CheckAction(name, vm->runtime.state, action));
     // A live move is aborted by the worker on stop or save; an offline move
     // copies files no worker may open meanwhile.
-    if (vm->storage_move && (action == VmAction::kStart || action == VmAction::kRestore))
-      return base::Error(base::Code::kFailedPrecondition,
-                         "cannot " + std::string(ToString(action)) + " vm " + name +
-                             ": its storage is being moved (see ferry jobs)");
+    if (action == VmAction::kStart || action == VmAction::kRestore)
+      RETURN_IF_ERROR(MoveGate::RefuseWhileMoving(*vm, std::string(ToString(action))));
   }
   // Each of these could make a VM whose live move may have committed run
   // here too (a save, through a later restore). Stop and pause cannot.
   if (action == VmAction::kStart || action == VmAction::kRestore || action == VmAction::kResume ||
       action == VmAction::kSave)
-    RETURN_IF_ERROR(SettleDeparture(*vm, std::string(ToString(action))));
+    RETURN_IF_ERROR(departures_.Settle(*vm, std::string(ToString(action))));
   switch (action) {
     case VmAction::kStart:
     case VmAction::kRestore:
-      RETURN_IF_ERROR(Launch(*vm, action, state_file));
+      RETURN_IF_ERROR(control_.Launch(*vm, action, state_file));
       break;
     case VmAction::kStop:
-      RETURN_IF_ERROR(Stop(*vm));
+      RETURN_IF_ERROR(control_.Stop(*vm));
       break;
     case VmAction::kPause:
     case VmAction::kResume:
-      RETURN_IF_ERROR(PauseOrResume(*vm, action));
+      RETURN_IF_ERROR(control_.PauseOrResume(*vm, action));
       break;
     case VmAction::kSave:
-      RETURN_IF_ERROR(Save(*vm, state_file));
+      RETURN_IF_ERROR(control_.Save(*vm, state_file));
       break;
     case VmAction::kDelete:
       return base::Error(base::Code::kInvalidArgument, "delete is not a vm action; use DELETE");
   }
   std::lock_guard lock(vm->mu);
-  return Describe(*vm);
+  return core_.View(*vm);
 }
 
-base::Status VmService::Launch(Vm& vm, VmAction action, const std::string& state_file) {
-  LaunchSpec spec;
-  spec.worker_binary = options_.worker_binary;
-  spec.vm_dir = inventory_.VmDir(vm.name);
-  spec.control_socket = inventory_.ControlSocketPath(vm.name);
-  spec.log_path = inventory_.WorkerLogPath(vm.name);
-  spec.exit_record_path = inventory_.WorkerExitPath(vm.name);
-  spec.error_path = inventory_.WorkerErrorPath(vm.name);
-  const bool restore = action == VmAction::kRestore;
-  if (restore) {
-    std::lock_guard lock(vm.mu);
-    spec.restore_path = !state_file.empty() ? state_file
-                        : !vm.runtime.saved_state.empty() ? vm.runtime.saved_state
-                                                          : inventory_.SavedStatePath(vm.name);
+base::Result<std::string> VmService::ResolveProgram(const CreateRequest& request) const {
+  const ServiceOptions& options = core_.options();
+  if (!request.guest.empty()) {
+    std::string path = options.guest_dir + "/" + request.guest + "-guest.bin";
     struct stat st{};
-    if (::stat(spec.restore_path.c_str(), &st) != 0)
-      return base::Error(base::Code::kNotFound,
-                         "cannot restore vm " + vm.name + ": no saved state at " + spec.restore_path);
+    if (::stat(path.c_str(), &st) == 0) return path;
+    std::string available;
+    for (const auto& g : GuestNames(options.guest_dir)) available += (available.empty() ? "" : ", ") + g;
+    return base::Error(base::Code::kNotFound,
+                       "guest \"" + request.guest + "\" not found: no " + path +
+                           (available.empty() ? " (no guests installed in " + options.guest_dir + ")"
+                                              : " (available: " + available + ")"));
   }
-  base::LogInfo("vm " + vm.name + ": " + (restore ? "restoring from " + spec.restore_path : "starting"));
-  auto launched = LaunchWorker(spec, options_.worker_ready_timeout_ms);
-  if (!launched) {
-    base::Error error = launched.error();
-    if (restore && error.code() == base::Code::kDataLoss) {
-      // The worker verified the file before building anything: say so, and
-      // name the file if its message does not.
-      std::string detail = error.message();
-      if (detail.find(spec.restore_path) == std::string::npos) detail = spec.restore_path + ": " + detail;
-      error = base::Error(base::Code::kDataLoss,
-                          "cannot restore vm " + vm.name + ": corrupt state file, nothing was restored: " + detail);
-    } else {
-      error = error.Wrap("cannot " + std::string(ToString(action)) + " vm " + vm.name);
-    }
-    std::lock_guard lock(vm.mu);
-    RuntimeRecord after = vm.runtime;
-    after.last_error = error.message();
-    (void)Persist(vm, after);
-    return error;
+  const std::string& program = request.definition.program;
+  if (program[0] != '/')
+    return base::Error(base::Code::kInvalidArgument,
+                       "guest program path must be absolute, not \"" + program + "\"");
+  struct stat st{};
+  if (::stat(program.c_str(), &st) != 0) return base::ErrnoError("guest program " + program);
+  if (!S_ISREG(st.st_mode))
+    return base::Error(base::Code::kInvalidArgument, "guest program " + program + " is not a regular file");
+  return program;
+}
+
+base::Status VmService::CheckDisks(const config::VmDefinition& def) const {
+  for (const config::DiskSpec& disk : def.disks) {
+    if (disk.path.empty() || disk.path[0] != '/')
+      return base::Error(base::Code::kInvalidArgument, "disk path must be absolute, not \"" + disk.path + "\"");
+    struct stat st{};
+    if (::stat(disk.path.c_str(), &st) != 0) return base::ErrnoError("disk " + disk.path);
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+      return base::Error(base::Code::kInvalidArgument, "disk " + disk.path + " is not a file or block device");
+    // The image and its whole chain, as start would open them (and the
+    // tables start would only read later): a damaged image is refused now.
+    storage::ImageCheckOptions check;
+    check.writable = !disk.read_only;
+    if (auto checked = storage::CheckDiskImage(disk.path, disk.format, check); !checked)
+      return checked.error().Wrap("cannot create vm " + def.name + ": disk " +
+                                  std::to_string(&disk - def.disks.data()) + " (" + base::Escaped(disk.path) + ")");
   }
-  {
-    std::lock_guard lock(vm.mu);
-    RuntimeRecord after;
-    after.state = VmState::kRunning;
-    after.worker_pid = launched->pid;
-    after.control_socket = spec.control_socket;
-    after.changed_unix_ms = UnixMillisNow();
-    vm.exit_expected = false;
-    vm.exited = false;
-    // The record must name the pid before the supervisor can report its exit.
-    auto persisted = Persist(vm, after);
-    if (!persisted) base::LogError(persisted.error().ToString());
-  }
-  RETURN_IF_ERROR(supervisor_->Watch(vm.name, launched->pid, std::move(launched->pidfd), /*is_child=*/true));
-  // The state file in the VM's directory is stale once the VM runs again (its
-  // disks move on), so it goes; a file the admin named is theirs to keep.
-  if (restore && spec.restore_path == inventory_.SavedStatePath(vm.name))
-    ::unlink(spec.restore_path.c_str());
-  base::LogInfo("vm " + vm.name + ": running, worker pid " + std::to_string(launched->pid));
   return base::Ok();
 }
 
-base::Status VmService::AwaitWorkerExit(Vm& vm, Lock& lock, int64_t pid) {
-  auto exited = [&] { return vm.exited || vm.runtime.worker_pid != pid; };
-  if (vm.exited_cv.wait_for(lock, std::chrono::milliseconds(options_.exit_timeout_ms), exited))
-    return base::Ok();
-  base::LogWarning("vm " + vm.name + ": worker pid " + std::to_string(pid) + " did not exit within " +
-                   std::to_string(options_.exit_timeout_ms) + " ms; killing it");
-  (void)supervisor_->Signal(pid, SIGKILL);
-  if (vm.exited_cv.wait_for(lock, std::chrono::milliseconds(options_.exit_timeout_ms), exited))
-    return base::Ok();
-  return base::Error(base::Code::kInternal, "worker pid " + std::to_string(pid) + " of vm " + vm.name +
-                                                " did not exit even after SIGKILL");
+base::Result<VmView> VmService::Create(CreateRequest request) {
+  config::VmDefinition& def = request.definition;
+  ASSIGN_OR_RETURN(def.program, ResolveProgram(request));
+  RETURN_IF_ERROR(CheckDisks(def));
+  def.id = config::NewUuid();
+  def.config_version = config::kVmConfigVersion;
+  RETURN_IF_ERROR(config::ValidateVmDefinition(def, "vm " + def.name));
+
+  auto vm = std::make_shared<VmEntry>(def.name);
+  vm->definition = def;
+  // map_mu is held across the create so two requests for one name cannot
+  // both succeed; vm is not visible to anyone else until it is in the map.
+  return core_.WithNames([&](VmRegistry::Names& map) -> base::Result<VmView> {
+    Inventory& inventory = core_.inventory();
+    if (map.vms.count(def.name) != 0 || inventory.Exists(def.name))
+      return base::Error(base::Code::kAlreadyExists, "vm " + def.name + " already exists");
+    if (map.incoming.count(def.name) != 0)
+      return base::Error(base::Code::kAlreadyExists, "vm " + def.name + " is arriving here by a live move");
+    RETURN_IF_ERROR(inventory.Create(def));
+    ASSIGN_OR_RETURN(vm->runtime, inventory.LoadRuntime(def.name));
+    VmView view = core_.View(*vm);
+    map.vms[def.name] = std::move(vm);
+    base::LogInfo("vm " + def.name + " created (" + def.id + ")");
+    return view;
+  });
 }
 
-base::Status VmService::Stop(Vm& vm) {
-  Lock lock(vm.mu);
-  RuntimeRecord after = vm.runtime;
-  after.worker_pid = 0;
-  after.control_socket.clear();
-  after.last_error.clear();
-  after.changed_unix_ms = UnixMillisNow();
-  after.state = VmState::kStopped;
-  if (!HasWorker(vm.runtime.state)) {
-    // Saved, crashed or powered off: stopping discards the saved state (if
-    // it lives in the VM's directory) and clears the error.
-    if (vm.runtime.state == VmState::kSaved) {
-      if (vm.runtime.saved_state == inventory_.SavedStatePath(vm.name))
-        ::unlink(vm.runtime.saved_state.c_str());
-      after.saved_state.clear();
-    }
-    return Persist(vm, after);
-  }
-  const int64_t pid = vm.runtime.worker_pid;
-  const std::string socket = vm.runtime.control_socket;
-  vm.exit_expected = true;
-  lock.unlock();
-  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStop, ""}, options_.worker_call_timeout_ms);
-  if (!reply) {
-    base::LogWarning("vm " + vm.name + ": stop request failed (" + reply.error().message() +
-                     "); killing worker pid " + std::to_string(pid));
-    (void)supervisor_->Signal(pid, SIGKILL);
-  }
-  lock.lock();
-  base::Status waited = AwaitWorkerExit(vm, lock, pid);
-  vm.exit_expected = false;
-  RETURN_IF_ERROR(waited);
-  return Persist(vm, after);
-}
-
-base::Status VmService::PauseOrResume(Vm& vm, VmAction action) {
-  std::string socket;
+base::Status VmService::Delete(const std::string& name) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
+  std::lock_guard op(vm->op_mu);
   {
-    std::lock_guard lock(vm.mu);
-    socket = vm.runtime.control_socket;
+    std::lock_guard lock(vm->mu);
+    if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
+    RETURN_IF_ERROR(CheckAction(name, vm->runtime.state, VmAction::kDelete));
   }
-  WorkerOp op = action == VmAction::kPause ? WorkerOp::kPause : WorkerOp::kResume;
-  auto reply = CallWorker(socket, WorkerRequest{op, ""}, options_.worker_call_timeout_ms);
-  if (!reply) return reply.error().Wrap(std::string(ToString(action)) + " vm " + vm.name);
-  std::lock_guard lock(vm.mu);
-  if (!HasWorker(vm.runtime.state))  // the worker exited meanwhile; its exit was recorded
-    return base::Error(base::Code::kAborted, "vm " + vm.name + " stopped during " + std::string(ToString(action)));
-  RuntimeRecord after = vm.runtime;
-  after.state = StateAfter(action);
-  after.changed_unix_ms = UnixMillisNow();
-  return Persist(vm, after);
-}
-
-base::Status VmService::Save(Vm& vm, const std::string& state_file) {
-  Lock lock(vm.mu);
-  const std::string path = state_file.empty() ? inventory_.SavedStatePath(vm.name) : state_file;
-  const int64_t pid = vm.runtime.worker_pid;
-  const std::string socket = vm.runtime.control_socket;
-  vm.exit_expected = true;
-  lock.unlock();
-  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kSave, path}, options_.save_timeout_ms);
-  lock.lock();
-  if (!reply) {
-    vm.exit_expected = false;
-    base::Error error = reply.error().Wrap("save vm " + vm.name);
-    if (vm.exited && vm.runtime.worker_pid == pid) {
-      // The worker died during the save: nothing trustworthy was written.
-      RuntimeRecord after = vm.runtime;
-      after.state = VmState::kCrashed;
-      after.worker_pid = 0;
-      after.control_socket.clear();
-      after.changed_unix_ms = UnixMillisNow();
-      after.last_error = "worker " + vm.exit.Describe() + " during save";
-      (void)Persist(vm, after);
-      return base::Error(base::Code::kAborted, "save vm " + vm.name + ": " + after.last_error);
-    }
-    return error;
+  RETURN_IF_ERROR(departures_.Settle(*vm, "delete"));
+  {
+    std::lock_guard lock(vm->mu);
+    if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
+    RETURN_IF_ERROR(MoveGate::RefuseWhileMoving(*vm, "delete"));
+    RETURN_IF_ERROR(core_.inventory().Delete(name));
+    vm->deleted = true;
   }
-  // The state is on disk; the worker exits on its own after replying.
-  base::Status waited = AwaitWorkerExit(vm, lock, pid);
-  vm.exit_expected = false;
-  if (!waited) base::LogWarning(waited.error().ToString());
-  RuntimeRecord after = vm.runtime;
-  after.state = VmState::kSaved;
-  after.saved_state = path;
-  after.worker_pid = 0;
-  after.control_socket.clear();
-  after.last_error.clear();
-  after.changed_unix_ms = UnixMillisNow();
-  return Persist(vm, after);
+  core_.WithNames([&](VmRegistry::Names& map) { map.vms.erase(name); });
+  base::LogInfo("vm " + name + " deleted");
+  return base::Ok();
 }
 
 }  // namespace appliance

@@ -85,11 +85,23 @@ class LiveMoveServiceTest : public ::testing::Test {
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
   }
   json Start(const std::string& name) {
-    auto r = service_->Act(name, VmAction::kStart, "");
-    EXPECT_TRUE(r.has_value()) << r.error().ToString();
-    if (!r.has_value()) return json();
-    started_.push_back((*r)["worker"]["pid"].get<int64_t>());
-    return *r;
+    auto started = service_->Act(name, VmAction::kStart, "");
+    EXPECT_TRUE(started.has_value()) << started.error().ToString();
+    if (!started.has_value()) return json();
+    json r = VmViewToJson(*started);
+    started_.push_back(r["worker"]["pid"].get<int64_t>());
+    return r;
+  }
+  // Show and resolve as the API emits them.
+  base::Result<json> ShowJson(const std::string& name) {
+    auto r = ShowJson(name);
+    if (!r) return r.error();
+    return VmViewToJson(*r);
+  }
+  base::Result<json> ResolveJson(const std::string& name, bool force) {
+    auto r = service_->departures().Resolve(name, force);
+    if (!r) return r.error();
+    return ResolveOutcomeToJson(*r);
   }
   LiveMoveArgs Args(const std::string& vm) {
     LiveMoveArgs a;
@@ -140,7 +152,7 @@ TEST_F(LiveMoveServiceTest, RefusalsBeforeAnythingMoves) {
   std::string unreachable = Error(Args("a"));
   EXPECT_NE(unreachable.find("move vm a to 127.0.0.1:1"), std::string::npos) << unreachable;
   EXPECT_EQ(Error(Args("a")), unreachable);
-  EXPECT_EQ(service_->Show("a")->at("state"), "running");
+  EXPECT_EQ(ShowJson("a")->at("state"), "running");
   EXPECT_EQ(live_->List()->at("jobs").size(), 0u);
   // A stopped VM does not move live.
   CreateVm("s", {});
@@ -163,7 +175,7 @@ TEST_F(LiveMoveServiceTest, BeginLiveMoveHoldsTheVmUntilEnd) {
   CreateVm("a", {});
   Start("a");
   const std::string record = dir_ / "root/vms/a/departure.json";
-  auto t = service_->BeginLiveMove("a", Departure());
+  auto t = service_->moves().BeginLiveMove("a", Departure());
   ASSERT_TRUE(t.has_value()) << t.error().ToString();
   EXPECT_FALSE(t->control_socket.empty());
   // Durable before the worker hears of the move.
@@ -171,15 +183,15 @@ TEST_F(LiveMoveServiceTest, BeginLiveMoveHoldsTheVmUntilEnd) {
   ASSERT_TRUE(written.has_value() && written->has_value()) << record;
   EXPECT_EQ((*written)->migration_id, kMigration);
   EXPECT_EQ((*written)->state, DepartureState::kMoving);
-  EXPECT_EQ(service_->Show("a")->at("departure")["state"], "moving");
-  EXPECT_NE(service_->BeginLiveMove("a", Departure()).error().message().find("moving to 127.0.0.1:1"),
+  EXPECT_EQ(ShowJson("a")->at("departure")["state"], "moving");
+  EXPECT_NE(service_->moves().BeginLiveMove("a", Departure()).error().message().find("moving to 127.0.0.1:1"),
             std::string::npos);
   EXPECT_FALSE(service_->Delete("a").has_value());
-  service_->EndLiveMove("a", kMigration);
+  service_->moves().EndLiveMove("a", kMigration);
   EXPECT_FALSE(Exists(record));
-  EXPECT_TRUE(service_->Show("a")->at("departure").is_null());
-  EXPECT_TRUE(service_->BeginLiveMove("a", Departure()).has_value());
-  service_->EndLiveMove("a", kMigration);
+  EXPECT_TRUE(ShowJson("a")->at("departure").is_null());
+  EXPECT_TRUE(service_->moves().BeginLiveMove("a", Departure()).has_value());
+  service_->moves().EndLiveMove("a", kMigration);
 }
 
 // A departure found at start-up that nobody can settle (the destination
@@ -195,7 +207,7 @@ TEST_F(LiveMoveServiceTest, InDoubtVmIsHeldUntilResolved) {
   ASSERT_TRUE(WriteDeparture(dir_ / "root/vms/a", d).has_value());
   KillAndReap(pid);  // and the worker died meanwhile
   Open();
-  json vm = *service_->Show("a");
+  json vm = *ShowJson("a");
   EXPECT_EQ(vm["state"], "crashed");
   EXPECT_EQ(vm["departure"]["state"], "in-doubt");
   EXPECT_EQ(vm["departure"]["host"], "127.0.0.1:1");
@@ -212,16 +224,16 @@ TEST_F(LiveMoveServiceTest, InDoubtVmIsHeldUntilResolved) {
   refused(status(service_->Act("a", VmAction::kStart, "")), "start");
   refused(status(service_->Act("a", VmAction::kRestore, dir_ / "nothing.fvs")), "restore");
   refused(service_->Delete("a"), "delete");
-  refused(status(service_->ApplyCheckpoint("a", "c1", true)), "checkpoint apply");
-  refused(status(service_->BeginStorageMove("a")), "move-storage");
-  EXPECT_EQ(service_->ResolveDeparture("a", false).error().code(), base::Code::kUnavailable);
+  refused(status(service_->checkpoints().Apply("a", "c1", true)), "checkpoint apply");
+  refused(status(service_->moves().BeginStorageMove("a")), "move-storage");
+  EXPECT_EQ(ResolveJson("a", false).error().code(), base::Code::kUnavailable);
   // --force: kept here, the admin was told what it risks.
-  auto forced = service_->ResolveDeparture("a", true);
+  auto forced = ResolveJson("a", true);
   ASSERT_TRUE(forced.has_value()) << forced.error().ToString();
   EXPECT_EQ((*forced)["outcome"], "here");
   EXPECT_EQ((*forced)["forced"], true);
   EXPECT_FALSE(Exists(dir_ / "root/vms/a/departure.json"));
-  EXPECT_EQ((*service_->ResolveDeparture("a", false))["outcome"], "none");
+  EXPECT_EQ((*ResolveJson("a", false))["outcome"], "none");
   Start("a");
 }
 
@@ -232,12 +244,12 @@ TEST_F(LiveMoveServiceTest, DamagedDepartureRecordHoldsTheVmUntilForced) {
   Close();
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/departure.json", "{\"migration_id\": 7").has_value());
   Open();
-  EXPECT_EQ(service_->Show("a")->at("departure")["state"], "in-doubt");
+  EXPECT_EQ(ShowJson("a")->at("departure")["state"], "in-doubt");
   auto start = service_->Act("a", VmAction::kStart, "");
   ASSERT_FALSE(start.has_value());
   EXPECT_NE(start.error().message().find("departure record is damaged"), std::string::npos)
       << start.error().message();
-  auto forced = service_->ResolveDeparture("a", true);
+  auto forced = ResolveJson("a", true);
   ASSERT_TRUE(forced.has_value()) << forced.error().ToString();
   EXPECT_EQ((*forced)["forced"], true);
   EXPECT_FALSE(Exists(dir_ / "root/vms/a/departure.json"));
@@ -272,15 +284,15 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   int64_t pid = Start("a")["worker"]["pid"];
   DepartureRecord d = Departure();
   d.host = host;
-  ASSERT_TRUE(service_->BeginLiveMove("a", d).has_value());
-  service_->MarkInDoubt("a", kMigration, "test");
+  ASSERT_TRUE(service_->moves().BeginLiveMove("a", d).has_value());
+  service_->departures().MarkInDoubt("a", kMigration, "test");
   // Settled before the action: the VM is there, so it is not here.
   auto save = service_->Act("a", VmAction::kSave, "");
   ASSERT_FALSE(save.has_value());
   EXPECT_NE(save.error().message().find("moved to " + host), std::string::npos) << save.error().message();
-  EXPECT_FALSE(service_->Show("a").has_value());
+  EXPECT_FALSE(ShowJson("a").has_value());
   EXPECT_FALSE(Exists(dir_ / "a.img"));
-  EXPECT_TRUE(service_->MovedAway("a").has_value());
+  EXPECT_TRUE(service_->moves().MovedAway("a").has_value());
   auto pidfd = PidfdOpen(pid);
   EXPECT_TRUE(!pidfd || *PidfdWaitExit(pidfd->get(), 5000)) << "the worker of the moved vm still runs";
 
@@ -290,11 +302,11 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   CreateVm("b", {});
   Start("b");
   d.migration_id = "11111111-2222-4333-8444-555555555555";
-  ASSERT_TRUE(service_->BeginLiveMove("b", d).has_value());
+  ASSERT_TRUE(service_->moves().BeginLiveMove("b", d).has_value());
   ASSERT_TRUE(service_->Act("b", VmAction::kPause, "").has_value());
-  service_->MarkInDoubt("b", d.migration_id, "test");
-  EXPECT_EQ(service_->Show("b")->at("state"), "paused");
-  auto resolved = service_->ResolveDeparture("b", false);
+  service_->departures().MarkInDoubt("b", d.migration_id, "test");
+  EXPECT_EQ(ShowJson("b")->at("state"), "paused");
+  auto resolved = ResolveJson("b", false);
   ASSERT_TRUE(resolved.has_value()) << resolved.error().ToString();
   EXPECT_EQ((*resolved)["outcome"], "here");
   EXPECT_EQ((*resolved)["state"], "running") << resolved->dump();
@@ -304,12 +316,12 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   Start("c");
   ASSERT_TRUE(service_->Act("c", VmAction::kPause, "").has_value());
   d.migration_id = "22222222-2222-4333-8444-555555555555";
-  ASSERT_TRUE(service_->BeginLiveMove("c", d).has_value());
-  service_->MarkInDoubt("c", d.migration_id, "test");
-  resolved = service_->ResolveDeparture("c", false);
+  ASSERT_TRUE(service_->moves().BeginLiveMove("c", d).has_value());
+  service_->departures().MarkInDoubt("c", d.migration_id, "test");
+  resolved = ResolveJson("c", false);
   ASSERT_TRUE(resolved.has_value()) << resolved.error().ToString();
   EXPECT_EQ((*resolved)["state"], "paused") << resolved->dump();
-  EXPECT_TRUE(service_->Show("b")->at("departure").is_null());
+  EXPECT_TRUE(ShowJson("b")->at("departure").is_null());
   peer->reset();
 }
 
@@ -326,8 +338,8 @@ TEST_F(LiveMoveServiceTest, ZombieWorkerThatMovedIsNotCrashed) {
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/worker.exit", EncodeExitRecord(record)).has_value());
   ::kill(pid_t(pid), SIGKILL);  // not reaped: a zombie until KillAndReap
   Open();
-  EXPECT_FALSE(service_->Show("a").has_value()) << service_->Show("a")->dump();
-  EXPECT_TRUE(service_->MovedAway("a").has_value());
+  EXPECT_FALSE(ShowJson("a").has_value()) << ShowJson("a")->dump();
+  EXPECT_TRUE(service_->moves().MovedAway("a").has_value());
   EXPECT_FALSE(service_->Act("a", VmAction::kStart, "").has_value());
   KillAndReap(pid);
 }
@@ -342,7 +354,7 @@ TEST_F(LiveMoveServiceTest, UnwatchedDepartureBecomesInDoubt) {
   Open();
   json vm;
   EXPECT_TRUE(ferry_test::WaitFor("vm a's departure to be in doubt", std::chrono::seconds(10), [&] {
-    vm = *service_->Show("a");
+    vm = *ShowJson("a");
     return vm["departure"].is_object() && vm["departure"]["state"] == "in-doubt";
   }));
   EXPECT_EQ(vm["departure"]["state"], "in-doubt") << vm.dump();
@@ -394,14 +406,14 @@ TEST_F(LiveMoveServiceTest, WorkerThatMovedWhileFerrydWasDownIsRemoved) {
   record.message = "moved to 127.0.0.2";
   ASSERT_TRUE(base::WriteFileAtomically(vm_dir + "/worker.exit", EncodeExitRecord(record)).has_value());
   Open();
-  auto list = service_->List();
+  auto list = std::optional<json>(VmListToJson(service_->List()));
   ASSERT_EQ(list->at("vms").size(), 1u) << list->dump();
   EXPECT_EQ(list->at("vms")[0]["name"], "b");
-  EXPECT_FALSE(service_->Show("a").has_value());
+  EXPECT_FALSE(ShowJson("a").has_value());
   EXPECT_FALSE(Exists(dir_ / "a.img"));
   EXPECT_TRUE(Exists(dir_ / "shared.img")) << "vm b still uses it";
   EXPECT_FALSE(Exists(vm_dir));
-  auto moved = service_->MovedAway("a");
+  auto moved = service_->moves().MovedAway("a");
   ASSERT_TRUE(moved.has_value());
   EXPECT_EQ(moved->removed, std::vector<std::string>{dir_ / "a.img"});
   ASSERT_EQ(moved->kept.size(), 1u);

@@ -22,6 +22,7 @@
 #include "peer/peer_client.h"
 #include "common/process.h"
 #include "daemon/runtime_record.h"
+#include "daemon/vm_json.h"
 #include "base/clock.h"
 #include "config/vm_definition.h"
 #include "fakes/stray_workers.h"
@@ -184,6 +185,13 @@ class PeerServiceTest : public ::testing::Test {
   ferry_test::TempDir dir_;
   ServiceOptions vm_options_;
   PeerService::Options options_;
+  // Show as the API emits it.
+  base::Result<nlohmann::json> ShowJson(const std::string& name) {
+    auto r = vms_->Show(name);
+    if (!r) return r.error();
+    return VmViewToJson(*r);
+  }
+
   std::unique_ptr<VmService> vms_;
   std::unique_ptr<PeerService> peer_;
   PeerEndpoint endpoint_;

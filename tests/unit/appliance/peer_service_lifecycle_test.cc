@@ -22,15 +22,15 @@ TEST_F(PeerServiceTest, PrepareLaunchesTheIncomingWorker) {
 TEST_F(PeerServiceTest, CommitIsAdoptedWhileTheWorkerRuns) {
   ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
   Tell(reply_, 'c');
-  ASSERT_TRUE(Eventually([&] { return vms_->HasVm("vm1"); }));
-  auto shown = vms_->Show("vm1");
+  ASSERT_TRUE(Eventually([&] { return vms_->incoming().HasVm("vm1"); }));
+  auto shown = ShowJson("vm1");
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ((*shown)["state"], "running") << shown->dump();
   EXPECT_TRUE(IsSymlink(IncomingDir(req_.migration_id))) << "keeps the worker's --vm-dir paths valid";
   EXPECT_TRUE(PathExists(dir_ / "root/vms/vm1/vm.toml"));
   EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
   EXPECT_EQ(Abort(req_.migration_id)["state"], "committed") << "an abort after the commit changes nothing";
-  EXPECT_TRUE(vms_->HasVm("vm1"));
+  EXPECT_TRUE(vms_->incoming().HasVm("vm1"));
 
   // The adopted VM is an ordinary one: stopping it works, and once its
   // worker is gone the symlink goes too.
@@ -53,7 +53,7 @@ TEST_F(PeerServiceTest, AdoptionRecordsTheStateTheVmArrivedIn) {
     auto reply = Prepare(req);
     ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
     Tell(*reply, 'c');
-    ASSERT_TRUE(Eventually([&] { return vms_->HasVm(name); }));
+    ASSERT_TRUE(Eventually([&] { return vms_->incoming().HasVm(name); }));
     const std::string expected = paused ? "paused" : "running";
     auto text = base::ReadFileToString(dir_ / ("root/vms/" + name + "/runtime.json"));
     ASSERT_TRUE(text.has_value()) << text.error().ToString();
@@ -61,7 +61,7 @@ TEST_F(PeerServiceTest, AdoptionRecordsTheStateTheVmArrivedIn) {
     ASSERT_TRUE(runtime.has_value()) << runtime.error().ToString();
     EXPECT_EQ(ToString(runtime->state), expected) << *text;
     EXPECT_EQ(runtime->worker_pid, Record(req.migration_id)["pid"].get<int64_t>());
-    auto shown = vms_->Show(name);
+    auto shown = ShowJson(name);
     ASSERT_TRUE(shown.has_value());
     EXPECT_EQ((*shown)["state"], expected) << shown->dump();
   }
@@ -70,9 +70,9 @@ TEST_F(PeerServiceTest, AdoptionRecordsTheStateTheVmArrivedIn) {
 TEST_F(PeerServiceTest, CommitThenCrashIsAdoptedAsCrashed) {
   ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
   Tell(reply_, 'e');
-  ASSERT_TRUE(Eventually([&] { return vms_->HasVm("vm1"); }));
-  ASSERT_TRUE(Eventually([&] { return (*vms_->Show("vm1"))["state"] == "crashed"; }))
-      << vms_->Show("vm1")->dump();
+  ASSERT_TRUE(Eventually([&] { return vms_->incoming().HasVm("vm1"); }));
+  ASSERT_TRUE(Eventually([&] { return (*ShowJson("vm1"))["state"] == "crashed"; }))
+      << ShowJson("vm1")->dump();
   EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
 }
 
@@ -82,7 +82,7 @@ TEST_F(PeerServiceTest, WorkerFailureIsCleanedUp) {
   Tell(reply_, 'x');
   ASSERT_TRUE(Eventually([&] { return !PathExists(IncomingDir(req_.migration_id)); }));
   EXPECT_FALSE(PathExists(req_.disks[0].top + ".part"));
-  EXPECT_FALSE(vms_->HasVm("vm1"));
+  EXPECT_FALSE(vms_->incoming().HasVm("vm1"));
   json status = Status(req_.migration_id);
   EXPECT_EQ(status["state"], "aborted");
   EXPECT_NE(status["message"].get<std::string>().find("fake stream failure"), std::string::npos) << status.dump();
@@ -114,12 +114,12 @@ TEST_F(PeerServiceTest, CreateRefusesANameArrivingUntilTheMoveIsAborted) {
   EXPECT_EQ(refused.error().code(), base::Code::kAlreadyExists) << refused.error().ToString();
   EXPECT_NE(refused.error().message().find("vm vm1 is arriving here by a live move"), std::string::npos)
       << refused.error().message();
-  EXPECT_FALSE(vms_->HasVm("vm1"));
+  EXPECT_FALSE(vms_->incoming().HasVm("vm1"));
 
   EXPECT_EQ(Abort(req_.migration_id)["state"], "aborted");
   auto created = vms_->Create(create);
   ASSERT_TRUE(created.has_value()) << created.error().ToString();
-  EXPECT_TRUE(vms_->HasVm("vm1"));
+  EXPECT_TRUE(vms_->incoming().HasVm("vm1"));
 }
 
 TEST_F(PeerServiceTest, StatusOfARunningMoveEndsIt) {
@@ -142,7 +142,7 @@ TEST_F(PeerServiceTest, StatusAfterACommitDoesNotKill) {
   ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
   ASSERT_NO_FATAL_FAILURE(CommitVm1());
   EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
-  auto shown = vms_->Show("vm1");
+  auto shown = ShowJson("vm1");
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ((*shown)["state"], "running");
 }
@@ -182,7 +182,7 @@ TEST_F(PeerCleanUpTest, AFailedCleanUpIsRecordedAndRetriedUntilItSucceeds) {
   EXPECT_TRUE(PathExists(IncomingDir(req_.migration_id) + "/" + kIncomingPlanFile));
   // The move is over all the same: aborted, its name free.
   EXPECT_EQ(Status(req_.migration_id)["state"], "aborted");
-  EXPECT_TRUE(vms_->IncomingNameConflict("vm1").empty()) << vms_->IncomingNameConflict("vm1");
+  EXPECT_TRUE(vms_->incoming().NameConflict("vm1").empty()) << vms_->incoming().NameConflict("vm1");
   // Still failing: retried (the marker counts the attempts), nothing else touched.
   ASSERT_TRUE(Eventually([&] {
     auto text = base::ReadFileToString(Marker());
@@ -247,10 +247,10 @@ TEST_F(PeerServiceTest, RestartAdoptsACommittedMove) {
   ASSERT_NO_FATAL_FAILURE(StartPeerAndPrepareVm1());
   ASSERT_NO_FATAL_FAILURE(CommitVm1());
   peer_.reset();
-  EXPECT_FALSE(vms_->HasVm("vm1"));
+  EXPECT_FALSE(vms_->incoming().HasVm("vm1"));
   StartPeer();
-  EXPECT_TRUE(vms_->HasVm("vm1"));
-  EXPECT_EQ((*vms_->Show("vm1"))["state"], "running");
+  EXPECT_TRUE(vms_->incoming().HasVm("vm1"));
+  EXPECT_EQ((*ShowJson("vm1"))["state"], "running");
   EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
 }
 
@@ -260,7 +260,7 @@ TEST_F(PeerServiceTest, RestartWatchesARunningMoveAgain) {
   StartPeer();
   EXPECT_TRUE(PathExists(IncomingDir(req_.migration_id) + "/vm.toml"));
   Tell(reply_, 'c');
-  ASSERT_TRUE(Eventually([&] { return vms_->HasVm("vm1"); }));
+  ASSERT_TRUE(Eventually([&] { return vms_->incoming().HasVm("vm1"); }));
 }
 
 TEST_F(PeerServiceTest, RestartCleansUpAMoveWhoseWorkerDied) {

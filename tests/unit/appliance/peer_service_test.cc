@@ -116,7 +116,7 @@ TEST_F(PeerServiceTest, RefusedWhenALeftOverVmDirectoryHasTheName) {
   ExpectRefused(Prepare(Request("vm1")), base::Code::kFailedPrecondition,
                 left_over + " exists without a vm.toml");
   EXPECT_TRUE(std::filesystem::is_empty(dir_ / "root/incoming"));
-  EXPECT_FALSE(vms_->HasVm("vm1"));
+  EXPECT_FALSE(vms_->incoming().HasVm("vm1"));
 }
 
 TEST_F(PeerServiceTest, ProcessorCompatibilityAllowsAnotherVendor) {

@@ -58,15 +58,24 @@ class VmServiceTest : public ::testing::Test {
     req.guest = "memory";
     auto r = service_->Create(req);
     EXPECT_TRUE(r.has_value()) << r.error().ToString();
-    return r.has_value() ? *r : json();
+    return r.has_value() ? VmViewToJson(*r) : json();
   }
 
+  // Show as the API emits it.
+  base::Result<json> ShowJson(const std::string& name) {
+    auto r = ShowJson(name);
+    if (!r) return r.error();
+    return VmViewToJson(*r);
+  }
+  json ListJson() { return VmListToJson(service_->List()); }
+
   json Act(const std::string& name, VmAction action, const std::string& file = "") {
-    auto r = service_->Act(name, action, file);
-    EXPECT_TRUE(r.has_value()) << ToString(action) << ": " << r.error().ToString();
-    if (!r.has_value()) return json();
-    if (r->contains("worker") && (*r)["worker"].is_object()) started_.push_back((*r)["worker"]["pid"].get<int64_t>());
-    return *r;
+    auto acted = service_->Act(name, action, file);
+    EXPECT_TRUE(acted.has_value()) << ToString(action) << ": " << acted.error().ToString();
+    if (!acted.has_value()) return json();
+    json r = VmViewToJson(*acted);
+    if (r.contains("worker") && r["worker"].is_object()) started_.push_back(r["worker"]["pid"].get<int64_t>());
+    return r;
   }
 
   // Polls show (the supervisor updates it from its own thread) until the
@@ -75,7 +84,7 @@ class VmServiceTest : public ::testing::Test {
     json vm;
     ::testing::AssertionResult reached =
         ferry_test::WaitFor("vm " + name + " to become " + state, std::chrono::seconds(10), [&] {
-          auto r = service_->Show(name);
+          auto r = ShowJson(name);
           if (r.has_value()) vm = *r;
           return r.has_value() && (*r)["state"] == state;
         });
@@ -103,13 +112,12 @@ TEST_F(VmServiceTest, CreateListShowDelete) {
   EXPECT_EQ(vm["state"], "stopped");
   EXPECT_EQ(vm["definition"]["program"], dir_ / "guests/memory-guest.bin");
   EXPECT_EQ(vm["id"].get<std::string>().size(), 36u);
-  auto list = service_->List();
-  ASSERT_TRUE(list.has_value());
-  ASSERT_EQ((*list)["vms"].size(), 1u);
-  EXPECT_EQ((*list)["vms"][0]["name"], "web1");
-  EXPECT_TRUE(service_->Show("web1").has_value());
+  json list = ListJson();
+  ASSERT_EQ(list["vms"].size(), 1u);
+  EXPECT_EQ(list["vms"][0]["name"], "web1");
+  EXPECT_TRUE(ShowJson("web1").has_value());
   ASSERT_TRUE(service_->Delete("web1").has_value());
-  EXPECT_EQ(service_->Show("web1").error().code(), base::Code::kNotFound);
+  EXPECT_EQ(ShowJson("web1").error().code(), base::Code::kNotFound);
   EXPECT_EQ(service_->Delete("web1").error().code(), base::Code::kNotFound);
 }
 
@@ -122,16 +130,16 @@ TEST_F(VmServiceTest, CheckpointsAreRefusedDuringAStorageMove) {
   req.definition.disks = {{dir_ / "disk.img", config::DiskFormat::kRaw, false}};
   req.guest = "memory";
   ASSERT_TRUE(service_->Create(req).has_value());
-  ASSERT_TRUE(service_->BeginStorageMove("m1").has_value());
-  EXPECT_TRUE(service_->StorageMoveActive("m1"));
-  auto created = service_->CreateCheckpoint("m1", "c1");
+  ASSERT_TRUE(service_->moves().BeginStorageMove("m1").has_value());
+  EXPECT_TRUE(service_->moves().StorageMoveActive("m1"));
+  auto created = service_->checkpoints().Create("m1", "c1");
   ASSERT_FALSE(created.has_value());
   EXPECT_EQ(created.error().code(), base::Code::kFailedPrecondition);
   EXPECT_NE(created.error().message().find("storage move"), std::string::npos) << created.error().message();
-  EXPECT_EQ(service_->ApplyCheckpoint("m1", "c1", true).error().code(), base::Code::kFailedPrecondition);
-  EXPECT_EQ(service_->DeleteCheckpoint("m1", "c1").error().code(), base::Code::kFailedPrecondition);
-  service_->EndStorageMove("m1", false);
-  auto again = service_->CreateCheckpoint("m1", "c1");
+  EXPECT_EQ(service_->checkpoints().Apply("m1", "c1", true).error().code(), base::Code::kFailedPrecondition);
+  EXPECT_EQ(service_->checkpoints().Delete("m1", "c1").error().code(), base::Code::kFailedPrecondition);
+  service_->moves().EndStorageMove("m1", false);
+  auto again = service_->checkpoints().Create("m1", "c1");
   EXPECT_TRUE(again.has_value()) << again.error().ToString();
 }
 
@@ -153,7 +161,7 @@ TEST_F(VmServiceTest, FilesUsedByOtherVmsFollowBackingChains) {
     req.guest = "memory";
     ASSERT_TRUE(service_->Create(req).has_value());
   }
-  auto used = service_->FilesUsedByOtherVms("a");
+  auto used = service_->moves().FilesUsedByOtherVms("a");
   EXPECT_EQ(used, (std::map<std::string, std::string>{{dir_ / "b.qcow2", "b"}, {dir_ / "base.qcow2", "b"}}));
 }
 
@@ -184,7 +192,7 @@ TEST_F(VmServiceTest, CreateErrorsAreClear) {
   ASSERT_FALSE(r.has_value());
   EXPECT_NE(r.error().message().find("disk " + (dir_ / "no-such-disk.img")), std::string::npos)
       << r.error().message();
-  EXPECT_TRUE(service_->List()->at("vms").empty()) << "a failed create must leave nothing behind";
+  EXPECT_TRUE(ListJson().at("vms").empty()) << "a failed create must leave nothing behind";
 
   CreateVm("dup");
   req.definition.disks.clear();
@@ -198,7 +206,7 @@ TEST_F(VmServiceTest, StartPauseResumeStop) {
   EXPECT_EQ(vm["state"], "running");
   int64_t pid = vm["worker"]["pid"];
   EXPECT_TRUE(Alive(pid));
-  auto shown = service_->Show("a");
+  auto shown = ShowJson("a");
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ((*shown)["worker"]["vm_state"], "running") << "show asks the live worker";
   EXPECT_EQ(Act("a", VmAction::kPause)["state"], "paused");
@@ -207,7 +215,7 @@ TEST_F(VmServiceTest, StartPauseResumeStop) {
   EXPECT_EQ(service_->Delete("a").error().code(), base::Code::kFailedPrecondition);
   EXPECT_EQ(Act("a", VmAction::kStop)["state"], "stopped");
   EXPECT_FALSE(Alive(pid));
-  EXPECT_EQ(service_->Show("a")->at("worker"), nullptr);
+  EXPECT_EQ(ShowJson("a")->at("worker"), nullptr);
 }
 
 TEST_F(VmServiceTest, SaveThenRestoreRemovesTheStaleStateFile) {
@@ -246,7 +254,7 @@ TEST_F(VmServiceTest, CorruptStateFileIsRefusedAndTheVmStaysSaved) {
   EXPECT_NE(r.error().message().find("corrupt state file, nothing was restored"), std::string::npos)
       << r.error().message();
   EXPECT_NE(r.error().message().find("checksum mismatch"), std::string::npos) << r.error().message();
-  json vm = *service_->Show("a");
+  json vm = *ShowJson("a");
   EXPECT_EQ(vm["state"], "saved");
   EXPECT_NE(vm["last_error"].get<std::string>().find("corrupt"), std::string::npos);
 }
@@ -267,7 +275,7 @@ TEST_F(VmServiceTest, KilledWorkerMeansCrashedAndTheServiceGoesOn) {
   ASSERT_EQ(::kill(pid_t(pid), SIGKILL), 0);
   json vm = WaitForState("a", "crashed");
   EXPECT_EQ(vm["last_error"], "worker exited on signal 9");
-  EXPECT_EQ(service_->Show("b")->at("state"), "running");
+  EXPECT_EQ(ShowJson("b")->at("state"), "running");
   // A crashed VM starts again.
   EXPECT_EQ(Act("a", VmAction::kStart)["state"], "running");
 }
@@ -290,7 +298,7 @@ TEST_F(VmServiceTest, StartupFailureKeepsTheStateAndReportsTheReason) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kNotFound);
   EXPECT_EQ(r.error().message(), "cannot start vm a: fake start-up failure");
-  json vm = *service_->Show("a");
+  json vm = *ShowJson("a");
   EXPECT_EQ(vm["state"], "stopped");
   EXPECT_EQ(vm["last_error"], "cannot start vm a: fake start-up failure");
 }
@@ -313,10 +321,10 @@ TEST_F(VmServiceTest, RestartReattachesToRunningWorkers) {
   service_.reset();  // ferryd goes away; the workers do not
   ASSERT_TRUE(Alive(pid));
   Open();
-  json vm = *service_->Show("a");
+  json vm = *ShowJson("a");
   EXPECT_EQ(vm["state"], "running");
   EXPECT_EQ(vm["worker"]["pid"], pid);
-  EXPECT_EQ(service_->Show("p")->at("state"), "paused");
+  EXPECT_EQ(ShowJson("p")->at("state"), "paused");
   // Fully controllable again, including a stop of a worker we did not start.
   EXPECT_EQ(Act("a", VmAction::kStop)["state"], "stopped");
   ::waitpid(pid_t(pid), nullptr, 0);  // the test process is its real parent
@@ -330,7 +338,7 @@ TEST_F(VmServiceTest, RestartMarksVanishedWorkersCrashed) {
   ::kill(pid_t(pid), SIGKILL);
   ::waitpid(pid_t(pid), nullptr, 0);
   Open();
-  json vm = *service_->Show("a");
+  json vm = *ShowJson("a");
   EXPECT_EQ(vm["state"], "crashed");
   EXPECT_NE(vm["last_error"].get<std::string>().find("exited while ferryd was not running"), std::string::npos)
       << vm["last_error"];
@@ -352,7 +360,7 @@ TEST_F(VmServiceTest, RestartFinishesAnInterruptedDelete) {
   EXPECT_NE(::stat(a.c_str(), &st), 0) << "the leftover directory stays";
   EXPECT_EQ(::stat((b + "/my-disk.img").c_str(), &st), 0);
   EXPECT_NE(::stat((b + "/runtime.json").c_str(), &st), 0);
-  EXPECT_TRUE(service_->List()->at("vms").empty());
+  EXPECT_TRUE(ListJson().at("vms").empty());
 }
 
 TEST_F(VmServiceTest, RestartAppliesTheExitRecordOfAWorkerThatEndedMeanwhile) {
@@ -364,7 +372,7 @@ TEST_F(VmServiceTest, RestartAppliesTheExitRecordOfAWorkerThatEndedMeanwhile) {
   ASSERT_TRUE(CallWorker(vm["worker"]["control_socket"], WorkerRequest{WorkerOp::kStop, ""}, 5000).has_value());
   ::waitpid(pid_t(pid), nullptr, 0);
   Open();
-  EXPECT_EQ(service_->Show("a")->at("state"), "powered-off");
+  EXPECT_EQ(ShowJson("a")->at("state"), "powered-off");
 }
 
 }  // namespace

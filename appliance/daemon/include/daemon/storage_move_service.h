@@ -82,6 +82,11 @@ class StorageMoveService {
     std::thread thread;
   };
   StorageMoveService(VmService& vms, Options options);
+  // Start's steps: a slot in the job table (refused over the limit), then
+  // the move's preparation — for a live move its plan and the worker's
+  // start, for an offline one the destination's check.
+  base::Result<std::shared_ptr<Job>> Reserve(const std::string& vm, const std::string& destination);
+  base::Result<StorageMovePlan> Prepare(Job& job, const MoveTarget& target, uint64_t max_bytes_per_second);
   void RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target, StorageMovePlan plan);
   void RunOffline(std::shared_ptr<Job> job, VmService::MoveTarget target);
   void Update(Job& job, const MoveStatus& status);

@@ -39,8 +39,9 @@
 #include "engine/tracking_disks.h"
 #include "vm/machine.h"
 
-namespace appliance {
-namespace {
+// A named namespace, not an anonymous one: every test file that includes
+// this header must see the same fixture class (gtest refuses two).
+namespace appliance::engine_test {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
@@ -326,5 +327,4 @@ class LiveMoveEngineTest : public ::testing::Test {
   steady_clock::time_point start_;
 };
 
-}  // namespace
-}  // namespace appliance
+}  // namespace appliance::engine_test

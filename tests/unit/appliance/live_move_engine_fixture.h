@@ -89,7 +89,7 @@ inline void CheckHeartbeats(const std::string& console, size_t min_lines) {
   EXPECT_TRUE(LinesStartingWith(console, "MISMATCH").empty()) << console;
 }
 
-std::string FormatName(config::DiskFormat f) { return std::string(config::ToString(f)); }
+inline std::string FormatName(config::DiskFormat f) { return std::string(config::ToString(f)); }
 
 // What ferryd's Prepare carries, built from the same plan the source makes.
 inline PrepareRequest MakePrepare(const config::VmDefinition& def, const StorageMovePlan& plan, uint32_t streams) {

@@ -2,7 +2,7 @@
 // LiveMoveDestination (the fixture: live_move_destination_fixture.h).
 #include "live_move_destination_fixture.h"
 
-namespace appliance {
+namespace appliance::dest_test {
 namespace {
 
 // The incoming worker itself (ferry-vmm --incoming): ready line with the
@@ -187,4 +187,4 @@ TEST_F(IncomingWorkerTest, StopAbortsTheMove) {
 }
 
 }  // namespace
-}  // namespace appliance
+}  // namespace appliance::dest_test

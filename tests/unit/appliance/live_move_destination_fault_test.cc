@@ -2,7 +2,7 @@
 // kFailed with a clear error (the fixture: live_move_destination_fixture.h).
 #include "live_move_destination_fixture.h"
 
-namespace appliance {
+namespace appliance::dest_test {
 namespace {
 
 TEST_F(DestinationTest, StreamEndCountMismatchFails) {
@@ -211,4 +211,4 @@ TEST_F(DestinationTest, FullDiskFailsWithResourceExhaustedNamingTheFile) {
 }
 
 }  // namespace
-}  // namespace appliance
+}  // namespace appliance::dest_test

@@ -47,13 +47,14 @@
 #include "transport/hello.h"
 #include "transport/tcp.h"
 
-namespace appliance {
-namespace {
+// A named namespace, not an anonymous one: every test file that includes
+// this header must see the same fixture class (gtest refuses two).
+namespace appliance::dest_test {
 
 using ferry_test::TempDir;
 
-constexpr const char* kMigrationId = "6a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d";
-constexpr uint64_t kMemory = 8 << 20;
+inline constexpr const char* kMigrationId = "6a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d";
+inline constexpr uint64_t kMemory = 8 << 20;
 
 using ferry_test::ReadBytes;
 using ferry_test::WriteFile;
@@ -269,5 +270,4 @@ class DestinationTest : public ::testing::Test {
 // (its counter keeps going from where the source stopped) and every file is
 // what was sent.
 
-}  // namespace
-}  // namespace appliance
+}  // namespace appliance::dest_test

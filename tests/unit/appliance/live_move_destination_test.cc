@@ -2,7 +2,7 @@
 // state (the fixture: live_move_destination_fixture.h).
 #include "live_move_destination_fixture.h"
 
-namespace appliance {
+namespace appliance::dest_test {
 namespace {
 
 TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
@@ -179,4 +179,4 @@ TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
 }
 
 }  // namespace
-}  // namespace appliance
+}  // namespace appliance::dest_test

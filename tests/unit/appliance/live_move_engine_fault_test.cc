@@ -3,7 +3,7 @@
 // lease and an abort. Each must fail the move and leave the source running.
 #include "live_move_engine_fixture.h"
 
-namespace appliance {
+namespace appliance::engine_test {
 namespace {
 
 MoveSetup FaultSetup() {
@@ -117,4 +117,4 @@ TEST_F(LiveMoveEngineTest, AbortBeforeSwitchoverResumesTheSource) {
 }
 
 }  // namespace
-}  // namespace appliance
+}  // namespace appliance::engine_test

@@ -39,8 +39,9 @@
 #include "engine/tracking_disks.h"
 #include "vm/machine.h"
 
-namespace appliance {
-namespace {
+// A named namespace, not an anonymous one: every test file that includes
+// this header must see the same fixture class (gtest refuses two).
+namespace appliance::engine_test {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
@@ -88,7 +89,7 @@ inline void CheckHeartbeats(const std::string& console, size_t min_lines) {
   EXPECT_TRUE(LinesStartingWith(console, "MISMATCH").empty()) << console;
 }
 
-std::string FormatName(config::DiskFormat f) { return std::string(config::ToString(f)); }
+inline std::string FormatName(config::DiskFormat f) { return std::string(config::ToString(f)); }
 
 // What ferryd's Prepare carries, built from the same plan the source makes.
 inline PrepareRequest MakePrepare(const config::VmDefinition& def, const StorageMovePlan& plan, uint32_t streams) {
@@ -326,5 +327,4 @@ class LiveMoveEngineTest : public ::testing::Test {
   steady_clock::time_point start_;
 };
 
-}  // namespace
-}  // namespace appliance
+}  // namespace appliance::engine_test

@@ -3,7 +3,7 @@
 // live_move_engine_fault_test.cc).
 #include "live_move_engine_fixture.h"
 
-namespace appliance {
+namespace appliance::engine_test {
 namespace {
 
 TEST_F(LiveMoveEngineTest, MemoryGuestMovesAndKeepsCounting) {
@@ -166,4 +166,4 @@ TEST_F(LiveMoveEngineTest, QueuedDiskDataIsSentBeforeThePause) {
 // so the move stays in pre-copy until the fault hits.
 
 }  // namespace
-}  // namespace appliance
+}  // namespace appliance::engine_test

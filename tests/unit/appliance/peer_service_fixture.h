@@ -31,8 +31,9 @@
 #include "transport/frame_stream.h"
 #include "transport/tcp.h"
 
-namespace appliance {
-namespace {
+// A named namespace, not an anonymous one: every test file that includes
+// this header must see the same fixture class (gtest refuses two).
+namespace appliance::peer_service_test {
 
 using nlohmann::json;
 
@@ -199,5 +200,4 @@ class PeerServiceTest : public ::testing::Test {
   json reply_;
 };
 
-}  // namespace
-}  // namespace appliance
+}  // namespace appliance::peer_service_test

@@ -3,7 +3,7 @@
 // fixture: peer_service_fixture.h).
 #include "peer_service_fixture.h"
 
-namespace appliance {
+namespace appliance::peer_service_test {
 namespace {
 
 // ---- Launch, adopt, clean up --------------------------------------------------
@@ -277,4 +277,4 @@ TEST_F(PeerServiceTest, RestartCleansUpAMoveWhoseWorkerDied) {
 }
 
 }  // namespace
-}  // namespace appliance
+}  // namespace appliance::peer_service_test

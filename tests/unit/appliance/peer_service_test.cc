@@ -2,7 +2,7 @@
 // client and the host CPU check (the fixture: peer_service_fixture.h).
 #include "peer_service_fixture.h"
 
-namespace appliance {
+namespace appliance::peer_service_test {
 namespace {
 
 // ---- Pre-flight -------------------------------------------------------------
@@ -281,4 +281,4 @@ TEST(HostCpuTest, ReadsWhatKvmOffers) {
 }
 
 }  // namespace
-}  // namespace appliance
+}  // namespace appliance::peer_service_test

@@ -13,7 +13,9 @@
 
 namespace storage::testing {
 
+using ferry_test::ReadBytes;
 using ferry_test::TempDir;
+using ferry_test::WriteFile;
 
 // Deterministic bytes for a seed, so a failure can be replayed.
 inline std::vector<uint8_t> Pattern(size_t len, uint64_t seed) {

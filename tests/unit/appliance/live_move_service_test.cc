@@ -94,7 +94,7 @@ class LiveMoveServiceTest : public ::testing::Test {
   }
   // Show and resolve as the API emits them.
   base::Result<json> ShowJson(const std::string& name) {
-    auto r = ShowJson(name);
+    auto r = service_->Show(name);
     if (!r) return r.error();
     return VmViewToJson(*r);
   }

@@ -19,7 +19,7 @@
 #include "daemon/live_move_service.h"
 #include "daemon/peer_service.h"
 #include "job_table.h"
-#include "test_dir.h"
+#include "support/temp_dir.h"
 
 namespace appliance {
 namespace {
@@ -55,7 +55,7 @@ class MoveSlotTest : public ::testing::Test {
   std::string RecordPath(const std::string& id) { return dir_ / ("live-moves/" + id + ".json"); }
   void SetUp() override { ASSERT_TRUE(jobs_.Load([](LiveMoveJobRecord&) { return false; }).has_value()); }
 
-  test::TestDir dir_;
+  ferry_test::TempDir dir_;
   JobTable<TestJob> jobs_{dir_ / "live-moves", 100, LiveMoveJobToJson, LiveMoveJobFromJson};
 };
 

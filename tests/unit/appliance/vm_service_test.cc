@@ -63,7 +63,7 @@ class VmServiceTest : public ::testing::Test {
 
   // Show as the API emits it.
   base::Result<json> ShowJson(const std::string& name) {
-    auto r = ShowJson(name);
+    auto r = service_->Show(name);
     if (!r) return r.error();
     return VmViewToJson(*r);
   }

@@ -1,5 +1,5 @@
 // The incoming worker's engine (live_move_destination.h; flow in
-// docs/live_move.md, messages in docs/protocol.md "## Messages").
+// docs/live_move.md, messages in appliance/protocol/PROTOCOL.md).
 //
 // Threads and who decides what:
 //  - "move-accept" accepts exactly the announced number of data streams

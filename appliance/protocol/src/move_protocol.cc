@@ -1,5 +1,5 @@
 // Codecs of the live-move messages (move_protocol.h; byte tables in
-// docs/protocol.md "## Messages"). Decoders trust nothing: every length,
+// appliance/protocol/PROTOCOL.md). Decoders trust nothing: every length,
 // index and range is checked against what the move declared before a caller
 // may touch guest memory or a disk with it.
 #include "protocol/move_protocol.h"

@@ -1,4 +1,4 @@
-// The live-move messages (move_protocol.h, docs/protocol.md "## Messages"):
+// The live-move messages (move_protocol.h, appliance/protocol/PROTOCOL.md):
 // golden bytes for every binary message, every malformed variant a decoder
 // must refuse, and the JSON codecs' round trips and refusals.
 #include <gtest/gtest.h>

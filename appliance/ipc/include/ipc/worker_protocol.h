@@ -33,7 +33,7 @@ enum class WorkerOp {
   kStop = 4,
   kSave = 5,
   // {"op":"checkpoint","checkpoint":{"action":...}}: one step of a checkpoint
-  // operation on the running disks (appliance/src/checkpoint_worker.h).
+  // operation on the running disks (worker/src/checkpoint_worker.h).
   kCheckpoint = 20,
   // {"op":"move","move":{"action":"start"|"status"|"abort",...}}: a live
   // storage move run by the worker (storage_mover.h, vm_worker_move.cc).

@@ -1,5 +1,5 @@
 // The live-move messages carried in transport frames (transport/frame.h is
-// the container; docs/protocol.md "## Messages" the byte tables; the flow is
+// the container; appliance/protocol/PROTOCOL.md the byte tables; the flow is
 // docs/live_move.md). Control streams (ferryd <-> ferryd) carry one JSON
 // request and one JSON reply; data streams (worker -> worker) carry binary
 // page batches, disk extents and layer chunks, then StreamEnd, and on stream 0

@@ -37,7 +37,7 @@ struct CheckpointService::DeleteJob {
 base::Result<DeletedCheckpoint> CheckpointService::Delete(const std::string& name, const std::string& checkpoint) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   RETURN_IF_ERROR(config::ValidateCheckpointName(checkpoint));
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   ASSIGN_OR_RETURN(Start start, Begin(*vm, "delete checkpoint " + checkpoint));
   DeleteJob job;
   job.name = name;

@@ -64,7 +64,7 @@ base::Status RefuseDuringStorageMove(bool moving, const std::string& what, const
 base::Status CheckpointService::CallWorker(VmEntry& vm, const json& action, int timeout_ms) {
   std::string socket;
   {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     socket = vm.runtime.control_socket;
   }
   WorkerRequest request;
@@ -77,7 +77,7 @@ base::Status CheckpointService::CallWorker(VmEntry& vm, const json& action, int 
 
 base::Result<CheckpointList> CheckpointService::List(const std::string& name) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
-  std::lock_guard lock(vm->mu);
+  base::MutexLock lock(vm->mu);
   CheckpointList list;
   list.vm = name;
   list.current_checkpoint = vm->definition.current_checkpoint;
@@ -87,7 +87,7 @@ base::Result<CheckpointList> CheckpointService::List(const std::string& name) {
 
 base::Result<CheckpointService::Start> CheckpointService::Begin(VmEntry& vm, const std::string& what) {
   RETURN_IF_ERROR(departures_.Settle(vm, what));
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   if (vm.deleted) return base::Error(base::Code::kNotFound, "no vm named " + vm.name);
   RETURN_IF_ERROR(RefuseDuringStorageMove(vm.moving, what, vm.name));
   return Start{vm.definition, vm.runtime.state};
@@ -96,7 +96,7 @@ base::Result<CheckpointService::Start> CheckpointService::Begin(VmEntry& vm, con
 base::Result<CheckpointView> CheckpointService::Create(const std::string& name, const std::string& checkpoint) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   RETURN_IF_ERROR(config::ValidateCheckpointName(checkpoint));
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   ASSIGN_OR_RETURN(Start start, Begin(*vm, "create checkpoint " + checkpoint));
   const config::VmDefinition& def = start.definition;
   const std::string dir = core_.inventory().VmDir(name);
@@ -128,7 +128,7 @@ base::Status CheckpointService::CreateRunning(VmEntry& vm, const config::VmDefin
   // The worker writes vm.toml at its commit point; whatever happened (even
   // a worker that died mid-way), the file is the truth.
   if (auto loaded = core_.inventory().LoadDefinition(vm.name); loaded) {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     vm.definition = *loaded;
   }
   return st;
@@ -150,7 +150,7 @@ base::Result<AppliedCheckpoint> CheckpointService::Apply(const std::string& name
                                                          bool force) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   RETURN_IF_ERROR(config::ValidateCheckpointName(checkpoint));
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   ASSIGN_OR_RETURN(Start start, Begin(*vm, "apply checkpoint " + checkpoint));
   if (config::FindCheckpoint(start.definition, checkpoint) == nullptr)
     return base::Error(base::Code::kNotFound, "vm " + name + " has no checkpoint named " + checkpoint);
@@ -169,7 +169,7 @@ base::Result<AppliedCheckpoint> CheckpointService::Apply(const std::string& name
   }
   config::VmDefinition def;
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     def = vm->definition;
   }
   const std::string dir = core_.inventory().VmDir(name);
@@ -188,7 +188,7 @@ base::Result<AppliedCheckpoint> CheckpointService::Apply(const std::string& name
       base::LogWarning("vm " + name + ": cannot remove abandoned layer " + old + ": " + std::strerror(errno));
   }
   base::LogInfo("vm " + name + ": checkpoint " + checkpoint + " applied");
-  std::lock_guard lock(vm->mu);
+  base::MutexLock lock(vm->mu);
   return AppliedCheckpoint{ViewOf(*config::FindCheckpoint(plan.after, checkpoint), plan.after), plan.remove,
                            core_.View(*vm)};
 }

@@ -122,10 +122,13 @@ base::Status IncomingVms::Adopt(const std::string& name, const std::string& inco
     auto definition = inventory.LoadDefinition(name);
     if (!definition) return definition.error().Wrap("adopt incoming vm " + name);
     auto vm = std::make_shared<VmEntry>(name);
-    // vm is not visible to anyone else until it is in the map, so its mu is
-    // not needed yet (as in Create).
-    vm->definition = std::move(*definition);
-    vm->runtime = runtime;
+    {
+      // vm is not visible to anyone else until it is in the map, so its mu
+      // is uncontended (as in Create).
+      base::MutexLock vm_lock(vm->mu);
+      vm->definition = std::move(*definition);
+      vm->runtime = runtime;
+    }
     names.vms[name] = vm;
     if (pidfd) {
       // We launched it unless this ferryd restarted since; only a parent may reap.

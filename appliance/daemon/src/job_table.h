@@ -16,11 +16,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +28,7 @@
 #include "daemon/runtime_record.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/result.h"
 
 namespace appliance {
@@ -72,7 +71,9 @@ class JobTable {
       }
       auto job = std::make_shared<Job>();
       job->record = std::move(*parsed);
-      if (IsRunning(job->record) && !interrupted(job->record)) {
+      const bool ended = IsRunning(job->record) && !interrupted(job->record);
+      base::MutexLock lock(mu_);  // nothing else runs yet; the analysis wants it held
+      if (ended) {
         job->record.ended_unix_ms = UnixMillisNow();
         Persist(job->record);
       }
@@ -81,13 +82,13 @@ class JobTable {
     return base::Ok();
   }
 
-  std::mutex& mu() const { return mu_; }
+  base::Mutex& mu() const RETURN_CAPABILITY(mu_) { return mu_; }
   // The caller holds mu().
-  bool stopping() const { return stopping_; }
+  bool stopping() const REQUIRES(mu_) { return stopping_; }
   // Takes a new job (its record has its id). The caller holds mu().
-  void Add(std::shared_ptr<Job> job) { jobs_[job->record.id] = std::move(job); }
+  void Add(std::shared_ptr<Job> job) REQUIRES(mu_) { jobs_[job->record.id] = std::move(job); }
   // "<id> (vm <name>)" for each running job. The caller holds mu().
-  std::vector<std::string> Running() const {
+  std::vector<std::string> Running() const REQUIRES(mu_) {
     std::vector<std::string> running;
     for (const auto& [id, job] : jobs_) {
       if (IsRunning(job->record)) running.push_back(id + " (vm " + job->record.vm + ")");
@@ -95,11 +96,11 @@ class JobTable {
     return running;
   }
   // Writes the record's file. The caller holds mu().
-  void Persist(const Record& record) const { WriteJobRecord(dir_, record.id, to_json_(record)); }
+  void Persist(const Record& record) const REQUIRES(mu_) { WriteJobRecord(dir_, record.id, to_json_(record)); }
   // A job has just ended: writes its record, then forgets the oldest finished
   // jobs (memory and file) beyond `history`. A job whose thread is not yet
   // joined counts as unfinished. The caller holds mu().
-  void RecordFinished(const Record& record) {
+  void RecordFinished(const Record& record) REQUIRES(mu_) {
     Persist(record);
     std::vector<std::pair<int64_t, std::string>> done;
     for (const auto& [id, job] : jobs_) {
@@ -116,16 +117,19 @@ class JobTable {
   // The rest take mu() themselves.
   // Waits up to `ms`; true if the table is stopping (the job thread returns).
   bool WaitStopping(int ms) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_; });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    base::MutexLock lock(mu_);
+    while (!stopping_ && cv_.WaitUntil(mu_, deadline)) {
+    }
+    return stopping_;
   }
   // Wakes every WaitStopping and joins every job thread.
   void StopAndJoin() {
     std::vector<std::shared_ptr<Job>> jobs;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       stopping_ = true;
-      cv_.notify_all();
+      cv_.NotifyAll();
       for (auto& [id, job] : jobs_) jobs.push_back(job);
     }
     for (auto& job : jobs) {
@@ -134,13 +138,13 @@ class JobTable {
   }
   // Forgets a job whose start failed before its thread ran (and its record).
   void Remove(const std::string& id) {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     jobs_.erase(id);
     RemoveJobRecord(dir_, id);
   }
   // The running jobs (for a service that takes jobs up after a restart).
   // The caller holds mu().
-  std::vector<std::shared_ptr<Job>> RunningJobs() const {
+  std::vector<std::shared_ptr<Job>> RunningJobs() const REQUIRES(mu_) {
     std::vector<std::shared_ptr<Job>> running;
     for (const auto& [id, job] : jobs_) {
       if (IsRunning(job->record)) running.push_back(job);
@@ -148,12 +152,12 @@ class JobTable {
     return running;
   }
   bool Contains(const std::string& id) const {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     return jobs_.count(id) != 0;
   }
   // {"jobs":[...]}, oldest first.
   nlohmann::json List() const {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     std::vector<const Record*> records;
     for (const auto& [id, job] : jobs_) records.push_back(&job->record);
     std::sort(records.begin(), records.end(),
@@ -163,7 +167,7 @@ class JobTable {
     return nlohmann::json{{"jobs", list}};
   }
   base::Result<nlohmann::json> Get(const std::string& id) const {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return base::Error(base::Code::kNotFound, "no job " + id);
     return to_json_(it->second->record);
@@ -174,10 +178,10 @@ class JobTable {
   const size_t history_;
   const ToJsonFn to_json_;
   const FromJsonFn from_json_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                             // guarded by mu_
-  std::map<std::string, std::shared_ptr<Job>> jobs_;  // guarded by mu_
+  mutable base::Mutex mu_;
+  base::CondVar cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::map<std::string, std::shared_ptr<Job>> jobs_ GUARDED_BY(mu_);
 };
 
 }  // namespace appliance

@@ -168,8 +168,8 @@ LiveMoveRequest BuildLiveMoveRequest(const PrepareRequest& prepare, const PeerEn
   return request;
 }
 
-LiveMoveStatus LastStatus(std::mutex& mu, const LiveMoveJobRecord& record) {
-  std::lock_guard lock(mu);
+LiveMoveStatus LastStatus(base::Mutex& mu, const LiveMoveJobRecord& record) {
+  base::MutexLock lock(mu);
   return record.status;
 }
 
@@ -214,7 +214,7 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
   }));
   std::vector<std::shared_ptr<Job>> running;
   {
-    std::lock_guard lock(service->jobs_->mu());
+    base::MutexLock lock(service->jobs_->mu());
     running = service->jobs_->RunningJobs();
   }
   for (auto& job : running) service->Reattach(job);
@@ -229,7 +229,7 @@ void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
   if (peer && !vms_.incoming().HasVm(r.vm)) {
     peer->source_host = MigrationSourceHost(options_.host);
     job->peer = *peer;
-    std::lock_guard lock(jobs_->mu());
+    base::MutexLock lock(jobs_->mu());
     job->thread = std::thread([this, job] { SettleVanished(*job); });
     return;
   }
@@ -247,7 +247,7 @@ void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
   job->control_socket = target->control_socket;
   base::LogInfo("job " + r.id + ": live move of vm " + r.vm + " to " + job->peer.ToString() +
                 " taken up again after a ferryd restart");
-  std::lock_guard lock(jobs_->mu());
+  base::MutexLock lock(jobs_->mu());
   job->thread = std::thread([this, job] { Run(job); });
 }
 
@@ -405,7 +405,7 @@ base::Result<std::optional<LiveMoveStatus>> LiveMoveService::StartWorker(const J
 
 json LiveMoveService::Launch(const std::shared_ptr<Job>& job, const StartedMove& started) {
   {
-    std::lock_guard lock(jobs_->mu());
+    base::MutexLock lock(jobs_->mu());
     LiveMoveStatus& s = job->record.status;
     s.memory_bytes = started.prepare.memory_bytes;
     s.disk_bytes = started.prepare.disk_bytes;
@@ -415,7 +415,7 @@ json LiveMoveService::Launch(const std::shared_ptr<Job>& job, const StartedMove&
   base::LogInfo("job " + r.id + ": live move of vm " + r.vm + " to " + job->peer.ToString() + " (" + r.destination +
                 "), migration " + r.migration_id + ", data " + started.reply.data_host + ":" +
                 std::to_string(started.reply.data_port));
-  std::lock_guard lock(jobs_->mu());
+  base::MutexLock lock(jobs_->mu());
   jobs_->Persist(job->record);
   json out = LiveMoveJobToJson(job->record);
   job->thread = std::thread([this, job] { Run(job); });
@@ -433,13 +433,13 @@ void LiveMoveService::AbortAtDestination(const Job& job, const std::string& reas
 }
 
 void LiveMoveService::Update(Job& job, const LiveMoveStatus& status) {
-  std::lock_guard lock(jobs_->mu());
+  base::MutexLock lock(jobs_->mu());
   job.record.status = status;
   job.record.status.migration_id = job.record.migration_id;
 }
 
 void LiveMoveService::Finish(Job& job, LiveMoveStatus status) {
-  std::lock_guard lock(jobs_->mu());
+  base::MutexLock lock(jobs_->mu());
   status.migration_id = job.record.migration_id;
   job.record.status = std::move(status);
   job.record.ended_unix_ms = UnixMillisNow();
@@ -456,7 +456,7 @@ void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved, boo
   s.error_code.clear();
   s.error.clear();
   {
-    std::lock_guard lock(jobs_->mu());
+    base::MutexLock lock(jobs_->mu());
     job.record.removed = moved.removed;
     job.record.kept = moved.kept;
   }

@@ -20,9 +20,9 @@ base::Result<MoveTarget> MoveGate::Enter(const std::string& name, const std::str
                                          const std::string& already_moving, const BeginStep& begin) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   // op_mu: no start/stop/save is half-way while the move begins.
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   RETURN_IF_ERROR(departures_.Settle(*vm, what));
-  std::lock_guard lock(vm->mu);
+  base::MutexLock lock(vm->mu);
   if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
   if (vm->moving) return base::Error(base::Code::kFailedPrecondition, already_moving);
   MoveTarget target = core_.TargetOf(*vm);
@@ -34,6 +34,7 @@ base::Result<MoveTarget> MoveGate::Enter(const std::string& name, const std::str
 base::Result<MoveTarget> MoveGate::BeginStorageMove(const std::string& name) {
   return Enter(name, "move the storage of", "vm " + name + " is already moving its storage (see ferry jobs)",
                [&](VmEntry& vm, const MoveTarget&) -> base::Status {
+                 vm.mu.AssertHeld();  // Enter runs the step under vm.mu
                  if (vm.runtime.state == VmState::kSaved)
                    return base::Error(base::Code::kFailedPrecondition,
                                       "cannot move the storage of vm " + name +
@@ -46,6 +47,7 @@ base::Result<MoveTarget> MoveGate::BeginStorageMove(const std::string& name) {
 base::Result<MoveTarget> MoveGate::BeginLiveMove(const std::string& name, DepartureRecord departure) {
   return Enter(name, "move", "vm " + name + " is already moving (see ferry jobs); one move at a time",
                [&](VmEntry& vm, const MoveTarget& target) -> base::Status {
+                 vm.mu.AssertHeld();  // Enter runs the step under vm.mu
                  if (!HasWorker(vm.runtime.state))
                    return base::Error(base::Code::kFailedPrecondition,
                                       "cannot move vm " + name + " live: it is " +
@@ -58,7 +60,7 @@ base::Result<MoveTarget> MoveGate::BeginLiveMove(const std::string& name, Depart
                  departure.resume_here = vm.runtime.state == VmState::kRunning;
                  RETURN_IF_ERROR(WriteDeparture(target.vm_dir, departure));
                  vm.departure = departure;
-                 std::lock_guard moved_lock(moved_mu_);
+                 base::MutexLock moved_lock(moved_mu_);
                  moved_.erase(name);  // an earlier VM of this name that left: not this move's outcome
                  return base::Ok();
                });
@@ -67,7 +69,7 @@ base::Result<MoveTarget> MoveGate::BeginLiveMove(const std::string& name, Depart
 void MoveGate::EndStorageMove(const std::string& name, bool reload) {
   auto vm = core_.Find(name);
   if (!vm) return;
-  std::lock_guard lock((*vm)->mu);
+  base::MutexLock lock((*vm)->mu);
   (*vm)->moving = false;
   if (!reload) return;
   auto def = core_.inventory().LoadDefinition(name);
@@ -82,7 +84,7 @@ void MoveGate::EndLiveMove(const std::string& name, const std::string& migration
   auto vm = core_.Find(name);
   if (!vm) return;
   {
-    std::lock_guard lock((*vm)->mu);
+    base::MutexLock lock((*vm)->mu);
     if ((*vm)->deleted || !(*vm)->departure || (*vm)->departure->migration_id != migration_id) return;
     (*vm)->moving = false;
     (*vm)->departure.reset();
@@ -95,13 +97,13 @@ void MoveGate::EndLiveMove(const std::string& name, const std::string& migration
 
 base::Result<VmState> MoveGate::CurrentState(const std::string& name) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
-  std::lock_guard lock(vm->mu);
+  base::MutexLock lock(vm->mu);
   return vm->runtime.state;
 }
 
 base::Status MoveGate::CommitMovedDefinition(const std::string& name, const config::VmDefinition& definition) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
-  std::lock_guard lock(vm->mu);
+  base::MutexLock lock(vm->mu);
   if (HasWorker(vm->runtime.state))
     return base::Error(base::Code::kFailedPrecondition, "vm " + name + " started during an offline storage move");
   if (auto st = base::WriteFileAtomically(core_.inventory().DefinitionPath(name),
@@ -115,7 +117,7 @@ base::Status MoveGate::CommitMovedDefinition(const std::string& name, const conf
 bool MoveGate::StorageMoveActive(const std::string& name) {
   auto vm = core_.Find(name);
   if (!vm) return false;
-  std::lock_guard lock((*vm)->mu);
+  base::MutexLock lock((*vm)->mu);
   return (*vm)->moving;
 }
 
@@ -124,7 +126,7 @@ std::map<std::string, std::string> MoveGate::FilesUsedByOtherVms(const std::stri
   for (const auto& vm : core_.All(/*except=*/name)) {
     std::vector<config::VmDefinition> defs;
     {
-      std::lock_guard lock(vm->mu);
+      base::MutexLock lock(vm->mu);
       if (vm->deleted) continue;
       defs.push_back(vm->definition);
     }

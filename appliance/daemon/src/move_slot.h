@@ -39,7 +39,7 @@ class MoveSlot {
   // jobs are running).
   static base::Result<MoveSlot> Acquire(JobTable<Job>& jobs, std::shared_ptr<Job> job, size_t limit,
                                         const std::string& what) {
-    std::lock_guard lock(jobs.mu());
+    base::MutexLock lock(jobs.mu());
     if (jobs.stopping()) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
     std::vector<std::string> active = jobs.Running();
     if (active.size() >= limit) {

@@ -53,7 +53,7 @@ bool MoveGate::ClaimDeparture(const std::string& name) {
   // One caller does the work; another (the supervisor and a job may both
   // get here) waits for its result. BeginLiveMove cleared moved_[name], so
   // an entry there is this departure's.
-  std::lock_guard moved_lock(moved_mu_);
+  base::MutexLock moved_lock(moved_mu_);
   if (departing_.count(name) != 0 || moved_.count(name) != 0) return false;
   departing_.insert(name);  // before the VM leaves the map
   return true;
@@ -62,7 +62,7 @@ bool MoveGate::ClaimDeparture(const std::string& name) {
 std::vector<config::VmDefinition> MoveGate::TakeOut(const std::shared_ptr<VmEntry>& vm) {
   std::vector<config::VmDefinition> defs;
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     vm->deleted = true;  // no request acts on it any more; Persist writes nothing
     vm->moving = false;
     defs.push_back(vm->definition);
@@ -118,16 +118,16 @@ void MoveGate::Publish(const MovedVm& moved) {
   base::LogInfo("vm " + moved.name + " moved to another host: removed from the inventory, " +
                 std::to_string(moved.removed.size()) + " files deleted, " + std::to_string(moved.kept.size()) +
                 " kept");
-  std::lock_guard lock(moved_mu_);
+  base::MutexLock lock(moved_mu_);
   if (moved_.size() >= kMovedKept) moved_.erase(moved_.begin());
   moved_[moved.name] = moved;
   departing_.erase(moved.name);
-  moved_cv_.notify_all();
+  moved_cv_.NotifyAll();
 }
 
 std::optional<MovedVm> MoveGate::MovedAway(const std::string& name) {
-  std::unique_lock lock(moved_mu_);
-  moved_cv_.wait(lock, [&] { return departing_.count(name) == 0; });
+  base::MutexLock lock(moved_mu_);
+  while (departing_.count(name) != 0) moved_cv_.Wait(moved_mu_);
   auto it = moved_.find(name);
   if (it == moved_.end()) return std::nullopt;
   return it->second;
@@ -137,7 +137,7 @@ base::Status MoveGate::KillWorkerOfMovedVm(const std::string& name, int timeout_
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   int64_t pid = 0;
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     if (!HasWorker(vm->runtime.state) || vm->exited) return base::Ok();
     pid = vm->runtime.worker_pid;
   }

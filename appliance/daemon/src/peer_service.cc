@@ -91,7 +91,7 @@ void PeerService::AcceptLoop(transport::TcpListener* listener) {
       continue;
     }
     auto done = std::make_shared<std::atomic<bool>>(false);
-    std::lock_guard lock(conn_mu_);
+    base::MutexLock lock(conn_mu_);
     if (connections_.size() >= options_.max_connections) {
       RefuseBusy(std::move(accepted->first), accepted->second);
       continue;
@@ -126,7 +126,7 @@ void PeerService::RefuseBusy(base::Fd socket, const transport::PeerAddress& peer
 void PeerService::ReapConnections(bool all) {
   std::list<Connection> finished;
   {
-    std::lock_guard lock(conn_mu_);
+    base::MutexLock lock(conn_mu_);
     for (auto it = connections_.begin(); it != connections_.end();) {
       if (all || it->done->load()) {
         finished.splice(finished.end(), connections_, it++);

@@ -78,7 +78,7 @@ bool PeerService::TryCleanUp(Move& move) {
   std::map<std::string, std::string> keep;
   for (auto& [file, vm] : vms_.moves().FilesUsedByOtherVms("")) keep.emplace(file, "vm " + vm + " uses it");
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     for (const auto& [id, m] : moves_) {
       const MoveState state = m->state.load();
       if (m.get() == &move || (state != MoveState::kRunning && state != MoveState::kAdopted)) continue;
@@ -138,14 +138,14 @@ std::map<std::string, std::string> PeerService::RetryCleanUpsInTheWay(const Prep
   const std::set<std::string> wanted(planned.begin(), planned.end());
   std::vector<std::shared_ptr<Move>> pending;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     for (const auto& [id, m] : moves_) {
       if (m->state.load() == MoveState::kCleanupPending) pending.push_back(m);
     }
   }
   std::map<std::string, std::string> in_the_way;
   for (const std::shared_ptr<Move>& m : pending) {
-    std::lock_guard op(m->op_mu);
+    base::MutexLock op(m->op_mu);
     if (m->state.load() != MoveState::kCleanupPending) continue;
     const auto& files = m->cleanup.files;
     if (std::none_of(files.begin(), files.end(), [&](const std::string& f) { return wanted.count(f) != 0; }))
@@ -185,10 +185,10 @@ bool PeerService::RecoverPendingCleanUp(const std::shared_ptr<Move>& move) {
   base::LogInfo("incoming move " + move->id + " of vm " + move->name + ": continuing its clean-up (" +
                 std::to_string(c.files.size()) + " files left)");
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     moves_[move->id] = move;
   }
-  std::lock_guard op(move->op_mu);
+  base::MutexLock op(move->op_mu);
   move->cleanup = std::move(c);
   move->state.store(MoveState::kCleanupPending);
   (void)TryCleanUp(*move);  // false: still pending, and the monitor retries it

@@ -55,18 +55,18 @@ nlohmann::json StateReply(const std::string& id, RemoteMoveState state, const st
 // ---- Bookkeeping ------------------------------------------------------------
 
 std::shared_ptr<PeerService::Move> PeerService::FindMove(const std::string& id) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   auto it = moves_.find(id);
   return it == moves_.end() ? nullptr : it->second;
 }
 
 void PeerService::Forget(const std::string& id) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   moves_.erase(id);
 }
 
 size_t PeerService::RunningMoves() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   size_t n = 0;
   for (const auto& [id, m] : moves_) n += m->state.load() == MoveState::kRunning ? 1 : 0;
   return n;
@@ -196,7 +196,7 @@ base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) 
   ASSIGN_OR_RETURN(std::string id, MigrationIdOf(request));
   std::shared_ptr<Move> move = FindMove(id);
   if (move) {
-    std::lock_guard op(move->op_mu);
+    base::MutexLock op(move->op_mu);
     if (move->state.load() == MoveState::kRunning) {
       ASSIGN_OR_RETURN(bool committed,
                        EndWorker(*move, "the source asked for the move's status after losing its streams"));
@@ -233,7 +233,7 @@ base::Result<nlohmann::json> PeerService::Abort(const nlohmann::json& request) {
   };
   std::shared_ptr<Move> move = FindMove(id);
   if (move) {
-    std::lock_guard op(move->op_mu);
+    base::MutexLock op(move->op_mu);
     if (move->state.load() == MoveState::kRunning) {
       ASSIGN_OR_RETURN(bool committed, EndWorker(*move, reason));
       if (committed) {
@@ -291,7 +291,7 @@ void PeerService::MonitorLoop() {
   for (;;) {
     std::vector<std::shared_ptr<Move>> moves;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       for (auto& [id, m] : moves_) moves.push_back(m);
     }
     std::vector<pollfd> fds;
@@ -312,9 +312,9 @@ void PeerService::MonitorLoop() {
     }
     if (r > 0 && (fds[0].revents & POLLIN)) return;
     for (auto& m : moves) {
-      std::unique_lock op(m->op_mu, std::try_to_lock);
-      if (!op.owns_lock()) continue;  // a Status or Abort is handling it
+      if (!m->op_mu.try_lock()) continue;  // a Status or Abort is handling it
       CheckMove(*m);
+      m->op_mu.unlock();
     }
   }
 }
@@ -345,14 +345,18 @@ void PeerService::RecoverEntry(const std::string& id) {
   if (move->pid > 0 && IsIncomingWorker(move->pid, id)) {
     if (auto fd = PidfdOpen(move->pid)) move->pidfd = std::move(*fd);
   }
-  move->exited = !move->pidfd.valid();
-  const bool alive = !move->exited;
+  bool alive = false;
+  {
+    base::MutexLock op(move->op_mu);  // not in moves_ yet: uncontended
+    move->exited = !move->pidfd.valid();
+    alive = !move->exited;
+  }
 
   if (IsSymlink(dir)) {
     // An adopted VM whose worker still used its incoming path.
     if (alive) {
       move->state.store(MoveState::kAdopted);
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       moves_[id] = move;
     } else {
       ::unlink(dir.c_str());
@@ -374,10 +378,10 @@ void PeerService::RecoverEntry(const std::string& id) {
   // not held for it any more, only its leftovers are removed.
   if (!alive && RecoverPendingCleanUp(move)) return;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     moves_[id] = move;
   }
-  std::lock_guard op(move->op_mu);
+  base::MutexLock op(move->op_mu);
   // Held as at Prepare: the name is this move's until it is adopted or
   // cleaned up (both release it).
   if (!move->name.empty()) {

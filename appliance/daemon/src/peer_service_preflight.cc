@@ -192,7 +192,7 @@ std::vector<std::string> PeerService::CheckMemory(const PreflightInput& in) {
   // moves already accepted will take is not yet out of MemAvailable.
   uint64_t promised = 0;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     for (const auto& [id, m] : moves_) {
       if (m->state.load() == MoveState::kRunning) promised += m->plan.memory_bytes;
     }
@@ -231,7 +231,7 @@ std::vector<std::string> PeerService::CheckFilesUnplanned(const PreflightInput& 
   // and Prepare retried their removal first; CheckFilesAbsent refuses those.)
   std::set<std::string> others;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     for (const auto& [id, m] : moves_) {
       const MoveState state = m->state.load();
       if (state == MoveState::kEnded || state == MoveState::kCleanupPending) continue;

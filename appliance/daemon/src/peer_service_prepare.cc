@@ -38,7 +38,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   plan.migration_id = FormatMigrationId(id_bytes);  // one spelling for directory names
   // One Prepare at a time: the slot count and the name checks must still
   // hold when the move is registered.
-  std::lock_guard prepare_lock(prepare_mu_);
+  base::MutexLock prepare_lock(prepare_mu_);
   // Leftovers of an aborted move in the way: the fault that kept them may be
   // gone, so their removal is retried now rather than at its next turn.
   const std::map<std::string, std::string> in_the_way = RetryCleanUpsInTheWay(plan);
@@ -100,7 +100,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   if (auto st = WriteRecord(move->id, move->name, "running", move->pid, ""); !st)
     base::LogWarning(st.error().ToString());
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     moves_[move->id] = move;
   }
   PrepareReply reply;

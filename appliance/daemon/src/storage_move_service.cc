@@ -122,7 +122,7 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
                 destination);
   json reply;
   {
-    std::lock_guard lock(jobs_->mu());
+    base::MutexLock lock(jobs_->mu());
     jobs_->Persist(job->record);
     reply = MoveJobToJson(job->record);
     if (live)
@@ -136,7 +136,7 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
 base::Result<std::shared_ptr<StorageMoveService::Job>> StorageMoveService::Reserve(const std::string& vm,
                                                                                    const std::string& destination) {
   auto job = std::make_shared<Job>();
-  std::lock_guard lock(jobs_->mu());
+  base::MutexLock lock(jobs_->mu());
   std::vector<std::string> active = jobs_->Running();
   if (options_.max_storage_moves == 0)
     return base::Error(base::Code::kFailedPrecondition,
@@ -175,7 +175,7 @@ base::Result<StorageMovePlan> StorageMoveService::Prepare(Job& job, const MoveTa
     ASSIGN_OR_RETURN(live_plan, PlanStorageMove(target.definition, target.vm_dir, destination));
   }
   {
-    std::lock_guard lock(jobs_->mu());
+    base::MutexLock lock(jobs_->mu());
     job.record.kind = live ? "live" : "offline";
   }
   if (live) {
@@ -196,14 +196,14 @@ base::Result<StorageMovePlan> StorageMoveService::Prepare(Job& job, const MoveTa
 }
 
 void StorageMoveService::Update(Job& job, const MoveStatus& status) {
-  std::lock_guard lock(jobs_->mu());
+  base::MutexLock lock(jobs_->mu());
   job.record.status = status;
   job.record.status.job_id = job.record.id;
 }
 
 void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<std::string> cleaned_up,
                                 std::vector<KeptSource> kept) {
-  std::lock_guard lock(jobs_->mu());
+  base::MutexLock lock(jobs_->mu());
   job.record.status = status;
   job.record.status.job_id = job.record.id;
   job.record.ended_unix_ms = UnixMillisNow();

@@ -21,7 +21,7 @@ base::Result<std::unique_ptr<Supervisor>> Supervisor::Start(OnExit on_exit) {
 
 Supervisor::~Supervisor() {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     stopping_ = true;
   }
   // An eventfd write fails only if the counter would overflow, which a
@@ -32,14 +32,14 @@ Supervisor::~Supervisor() {
 
 base::Status Supervisor::Watch(const std::string& name, int64_t pid, base::Fd pidfd, bool is_child) {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     watched_.push_back(Watched{name, pid, std::move(pidfd), is_child});
   }
   return wake_.Signal();
 }
 
 base::Status Supervisor::Signal(int64_t pid, int sig) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   for (const Watched& w : watched_) {
     if (w.pid == pid) return PidfdSignal(w.pidfd.get(), sig);
   }
@@ -47,7 +47,7 @@ base::Status Supervisor::Signal(int64_t pid, int sig) {
 }
 
 size_t Supervisor::watched_count() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return watched_.size();
 }
 
@@ -59,7 +59,7 @@ void Supervisor::Run() {
     fds.clear();
     pids.clear();
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       if (stopping_) return;
       fds.push_back({wake_.fd(), POLLIN, 0});
       for (const Watched& w : watched_) {
@@ -81,7 +81,7 @@ void Supervisor::Run() {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       Watched gone;
       {
-        std::lock_guard lock(mu_);
+        base::MutexLock lock(mu_);
         auto it = std::find_if(watched_.begin(), watched_.end(),
                                [&](const Watched& w) { return w.pid == pids[i - 1]; });
         if (it == watched_.end()) continue;

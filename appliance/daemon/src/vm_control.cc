@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include "base/log.h"
 #include "common/process.h"
 #include "daemon/worker_exit.h"
@@ -30,7 +32,7 @@ base::Status VmControl::Launch(VmEntry& vm, VmAction action, const std::string& 
   spec.error_path = core_.inventory().WorkerErrorPath(vm.name);
   const bool restore = action == VmAction::kRestore;
   if (restore) {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     spec.restore_path = !state_file.empty() ? state_file
                         : !vm.runtime.saved_state.empty() ? vm.runtime.saved_state
                                                           : core_.inventory().SavedStatePath(vm.name);
@@ -53,14 +55,14 @@ base::Status VmControl::Launch(VmEntry& vm, VmAction action, const std::string& 
     } else {
       error = error.Wrap("cannot " + std::string(ToString(action)) + " vm " + vm.name);
     }
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     RuntimeRecord after = vm.runtime;
     after.last_error = error.message();
     if (auto st = core_.Persist(vm, after); !st) base::LogError(st.error().ToString());
     return error;
   }
   {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     RuntimeRecord after;
     after.state = VmState::kRunning;
     after.worker_pid = launched->pid;
@@ -81,22 +83,27 @@ base::Status VmControl::Launch(VmEntry& vm, VmAction action, const std::string& 
   return base::Ok();
 }
 
-base::Status VmControl::AwaitWorkerExit(VmEntry& vm, Lock& lock, int64_t pid) {
-  auto exited = [&] { return vm.exited || vm.runtime.worker_pid != pid; };
-  if (vm.exited_cv.wait_for(lock, std::chrono::milliseconds(core_.options().exit_timeout_ms), exited))
-    return base::Ok();
+bool VmControl::ExitedWithin(VmEntry& vm, int64_t pid, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!vm.exited && vm.runtime.worker_pid == pid) {
+    if (!vm.exited_cv.WaitUntil(vm.mu, deadline)) return vm.exited || vm.runtime.worker_pid != pid;
+  }
+  return true;
+}
+
+base::Status VmControl::AwaitWorkerExit(VmEntry& vm, int64_t pid) {
+  if (ExitedWithin(vm, pid, core_.options().exit_timeout_ms)) return base::Ok();
   base::LogWarning("vm " + vm.name + ": worker pid " + std::to_string(pid) + " did not exit within " +
                    std::to_string(core_.options().exit_timeout_ms) + " ms; killing it");
   // A worker that exits meanwhile can no longer be signalled: the wait below tells.
   (void)core_.supervisor().Signal(pid, SIGKILL);
-  if (vm.exited_cv.wait_for(lock, std::chrono::milliseconds(core_.options().exit_timeout_ms), exited))
-    return base::Ok();
+  if (ExitedWithin(vm, pid, core_.options().exit_timeout_ms)) return base::Ok();
   return base::Error(base::Code::kInternal, "worker pid " + std::to_string(pid) + " of vm " + vm.name +
                                                 " did not exit even after SIGKILL");
 }
 
 base::Status VmControl::Stop(VmEntry& vm) {
-  Lock lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   RuntimeRecord after = vm.runtime;
   after.worker_pid = 0;
   after.control_socket.clear();
@@ -116,7 +123,7 @@ base::Status VmControl::Stop(VmEntry& vm) {
   const int64_t pid = vm.runtime.worker_pid;
   const std::string socket = vm.runtime.control_socket;
   vm.exit_expected = true;
-  lock.unlock();
+  lock.Unlock();
   auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStop, ""}, core_.options().worker_call_timeout_ms);
   if (!reply) {
     base::LogWarning("vm " + vm.name + ": stop request failed (" + reply.error().message() +
@@ -124,8 +131,8 @@ base::Status VmControl::Stop(VmEntry& vm) {
     // Fails only for a worker that is gone already; AwaitWorkerExit tells.
     (void)core_.supervisor().Signal(pid, SIGKILL);
   }
-  lock.lock();
-  base::Status waited = AwaitWorkerExit(vm, lock, pid);
+  lock.Lock();
+  base::Status waited = AwaitWorkerExit(vm, pid);
   vm.exit_expected = false;
   RETURN_IF_ERROR(waited);
   return core_.Persist(vm, after);
@@ -134,13 +141,13 @@ base::Status VmControl::Stop(VmEntry& vm) {
 base::Status VmControl::PauseOrResume(VmEntry& vm, VmAction action) {
   std::string socket;
   {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     socket = vm.runtime.control_socket;
   }
   WorkerOp op = action == VmAction::kPause ? WorkerOp::kPause : WorkerOp::kResume;
   auto reply = CallWorker(socket, WorkerRequest{op, ""}, core_.options().worker_call_timeout_ms);
   if (!reply) return reply.error().Wrap(std::string(ToString(action)) + " vm " + vm.name);
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   if (!HasWorker(vm.runtime.state))  // the worker exited meanwhile; its exit was recorded
     return base::Error(base::Code::kAborted, "vm " + vm.name + " stopped during " + std::string(ToString(action)));
   RuntimeRecord after = vm.runtime;
@@ -150,14 +157,14 @@ base::Status VmControl::PauseOrResume(VmEntry& vm, VmAction action) {
 }
 
 base::Status VmControl::Save(VmEntry& vm, const std::string& state_file) {
-  Lock lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   const std::string path = state_file.empty() ? core_.inventory().SavedStatePath(vm.name) : state_file;
   const int64_t pid = vm.runtime.worker_pid;
   const std::string socket = vm.runtime.control_socket;
   vm.exit_expected = true;
-  lock.unlock();
+  lock.Unlock();
   auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kSave, path}, core_.options().save_timeout_ms);
-  lock.lock();
+  lock.Lock();
   if (!reply) {
     vm.exit_expected = false;
     base::Error error = reply.error().Wrap("save vm " + vm.name);
@@ -175,7 +182,7 @@ base::Status VmControl::Save(VmEntry& vm, const std::string& state_file) {
     return error;
   }
   // The state is on disk; the worker exits on its own after replying.
-  base::Status waited = AwaitWorkerExit(vm, lock, pid);
+  base::Status waited = AwaitWorkerExit(vm, pid);
   vm.exit_expected = false;
   if (!waited) base::LogWarning(waited.error().ToString());
   RuntimeRecord after = vm.runtime;
@@ -192,7 +199,7 @@ void VmControl::RefreshStateFromWorker(VmEntry& vm) {
   std::string socket;
   int64_t pid = 0;
   {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     if (!HasWorker(vm.runtime.state)) return;
     socket = vm.runtime.control_socket;
     pid = vm.runtime.worker_pid;
@@ -200,7 +207,7 @@ void VmControl::RefreshStateFromWorker(VmEntry& vm) {
   auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStatus, ""}, core_.options().worker_call_timeout_ms);
   if (!reply || reply->pid != pid) return;  // the supervisor reports an exit
   const VmState state = reply->state == "paused" ? VmState::kPaused : VmState::kRunning;
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   if (vm.runtime.worker_pid != pid || vm.runtime.state == state || !HasWorker(vm.runtime.state)) return;
   RuntimeRecord after = vm.runtime;
   after.state = state;

@@ -26,7 +26,7 @@ std::string HowToResolve(const std::string& vm) {
 std::vector<Departure> VmDepartures::List() {
   std::vector<Departure> out;
   for (auto& vm : core_.All()) {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     if (!vm->deleted && vm->departure) out.push_back({vm->name, *vm->departure, vm->moving});
   }
   return out;
@@ -36,7 +36,7 @@ void VmDepartures::MarkInDoubt(const std::string& name, const std::string& migra
   auto vm = core_.Find(name);
   if (!vm) return;
   {
-    std::lock_guard lock((*vm)->mu);
+    base::MutexLock lock((*vm)->mu);
     if ((*vm)->deleted || !(*vm)->departure || (*vm)->departure->migration_id != migration_id) return;
     (*vm)->moving = false;  // no job watches it any more; the record holds it
     DepartureRecord record = *(*vm)->departure;
@@ -55,10 +55,10 @@ void VmDepartures::MarkInDoubt(const std::string& name, const std::string& migra
 
 base::Result<ResolveOutcome> VmDepartures::SettleUnwatched(const std::string& name) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   DepartureRecord record;
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     if (vm->deleted || !vm->departure || vm->moving) {
       ResolveOutcome none;
       none.vm = name;
@@ -75,8 +75,8 @@ base::Result<ResolveOutcome> VmDepartures::SettleUnwatched(const std::string& na
 
 base::Result<MoveTarget> VmDepartures::ReattachLiveMove(const std::string& name, const std::string& migration_id) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
-  std::lock_guard op(vm->op_mu);
-  std::lock_guard lock(vm->mu);
+  base::MutexLock op(vm->op_mu);
+  base::MutexLock lock(vm->mu);
   if (vm->deleted || !vm->departure || vm->departure->migration_id != migration_id ||
       vm->departure->state != DepartureState::kMoving)
     return base::Error(base::Code::kNotFound, "vm " + name + " has no departure by migration " + migration_id);
@@ -88,7 +88,7 @@ base::Result<MoveTarget> VmDepartures::ReattachLiveMove(const std::string& name,
 base::Status VmDepartures::Settle(VmEntry& vm, const std::string& what) {
   DepartureRecord record;
   {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     if (vm.deleted) return base::Error(base::Code::kNotFound, "no vm named " + vm.name);
     if (!vm.departure) return base::Ok();
     record = *vm.departure;
@@ -113,7 +113,7 @@ base::Status VmDepartures::Settle(VmEntry& vm, const std::string& what) {
 
 base::Result<ResolveOutcome> VmDepartures::Resolve(const std::string& name, bool force) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   return ResolveLocked(*vm, force, /*resume=*/true);
 }
 
@@ -130,7 +130,7 @@ base::Result<ResolveOutcome> VmDepartures::ResolveLocked(VmEntry& vm, bool force
   const std::string& name = vm.name;
   DepartureRecord record;
   {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     if (vm.deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     if (!vm.departure) {
       ResolveOutcome none;
@@ -174,7 +174,7 @@ base::Result<ResolveOutcome> VmDepartures::DropDamagedRecord(VmEntry& vm, Resolv
   out.kind = ResolveOutcome::Kind::kHere;
   out.forced = true;
   out.message = "damaged departure record dropped by force: make sure no other host runs vm " + vm.name;
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   vm.departure.reset();
   vm.moving = false;
   if (auto st = RemoveDeparture(core_.inventory().VmDir(vm.name)); !st) return st.error();
@@ -192,7 +192,7 @@ ResolveOutcome VmDepartures::KeepHereByForce(VmEntry& vm, const DepartureRecord&
   out.message = "kept here by force; the destination could not be asked (" + why +
                 "): make sure it does not run vm " + vm.name;
   moves_.EndLiveMove(vm.name, record.migration_id);
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   out.state = vm.runtime.state;
   return out;
 }
@@ -220,7 +220,7 @@ ResolveOutcome VmDepartures::StayHere(VmEntry& vm, const DepartureRecord& record
   out.message = "the destination says the move is " + verdict + "; vm " + name + " stays here";
   bool paused = false;
   {
-    std::lock_guard lock(vm.mu);
+    base::MutexLock lock(vm.mu);
     paused = vm.runtime.state == VmState::kPaused;
   }
   if (resume && record.resume_here && paused) {
@@ -232,7 +232,7 @@ ResolveOutcome VmDepartures::StayHere(VmEntry& vm, const DepartureRecord& record
       out.message += "; resuming it failed: " + st.error().message();
     }
   }
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   out.state = vm.runtime.state;
   return out;
 }

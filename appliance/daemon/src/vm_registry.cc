@@ -11,7 +11,7 @@ VmRegistry::VmRegistry(ServiceOptions options, Inventory inventory, base::Fd loc
 
 base::Result<std::shared_ptr<VmEntry>> VmRegistry::Find(const std::string& name) {
   RETURN_IF_ERROR(config::ValidateVmName(name));
-  std::lock_guard lock(map_mu_);
+  base::MutexLock lock(map_mu_);
   auto it = names_.vms.find(name);
   if (it == names_.vms.end()) return base::Error(base::Code::kNotFound, "no vm named " + name);
   return it->second;
@@ -19,7 +19,7 @@ base::Result<std::shared_ptr<VmEntry>> VmRegistry::Find(const std::string& name)
 
 std::vector<std::shared_ptr<VmEntry>> VmRegistry::All(const std::string& except) {
   std::vector<std::shared_ptr<VmEntry>> vms;
-  std::lock_guard lock(map_mu_);
+  base::MutexLock lock(map_mu_);
   for (auto& [name, vm] : names_.vms) {
     if (name != except) vms.push_back(vm);
   }
@@ -38,7 +38,7 @@ base::Status VmRegistry::RecordDefinition(VmEntry& vm, const config::VmDefinitio
   if (auto st = base::WriteFileAtomically(inventory_.DefinitionPath(vm.name), config::FormatVmDefinition(definition));
       !st)
     return st.error().Wrap("record the definition of vm " + vm.name);
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   vm.definition = definition;
   return base::Ok();
 }

@@ -127,14 +127,17 @@ void VmService::LoadVms(const std::vector<std::string>& names) {
       continue;
     }
     auto vm = std::make_shared<VmEntry>(name);
-    vm->definition = std::move(*definition);
+    {
+      base::MutexLock lock(vm->mu);  // not in the map yet: nobody else can hold it
+      vm->definition = std::move(*definition);
+    }
     core_.WithNames([&](VmRegistry::Names& map) { map.vms[name] = vm; });
     Recover(*vm);
   }
 }
 
 void VmService::Recover(VmEntry& vm) {
-  std::lock_guard lock(vm.mu);
+  base::MutexLock lock(vm.mu);
   const Inventory& inventory = core_.inventory();
   // A departure record makes the VM unusable here until it is settled,
   // whatever its worker did meanwhile: a damaged one counts as in doubt.
@@ -217,7 +220,7 @@ void VmService::FinishMovesAtStart() {
   for (const auto& vm : core_.All()) {
     int64_t pid = 0;
     {
-      std::lock_guard lock(vm->mu);
+      base::MutexLock lock(vm->mu);
       if (!vm->deleted) continue;  // Recover marks a VM whose worker exited "moved"
       pid = vm->runtime.worker_pid;
     }
@@ -233,7 +236,7 @@ void VmService::OnWorkerExit(const std::string& name, int64_t pid, const Process
     return it == map.vms.end() ? nullptr : it->second;
   });
   if (vm == nullptr) return;
-  std::unique_lock lock(vm->mu);
+  base::MutexLock lock(vm->mu);
   if (vm->runtime.worker_pid != pid) return;  // an older worker of this VM
   vm->exited = true;
   vm->exit = exit;
@@ -242,8 +245,8 @@ void VmService::OnWorkerExit(const std::string& name, int64_t pid, const Process
     // A live move committed (even if a stop raced with it): the VM runs on
     // another host now (moved_vm.cc).
     vm->deleted = true;
-    vm->exited_cv.notify_all();
-    lock.unlock();
+    vm->exited_cv.NotifyAll();
+    lock.Unlock();
     moves_.FinishMovedVm(name, record->live_move);
     return;
   }
@@ -254,7 +257,7 @@ void VmService::OnWorkerExit(const std::string& name, int64_t pid, const Process
                   (after.last_error.empty() ? "" : ": " + after.last_error));
     if (auto st = core_.Persist(*vm, after); !st) base::LogError("vm " + name + ": " + st.error().ToString());
   }
-  vm->exited_cv.notify_all();
+  vm->exited_cv.NotifyAll();
 }
 
 HostInfo VmService::Host() {
@@ -264,7 +267,7 @@ HostInfo VmService::Host() {
   host.hostname = hostname;
   host.version = FERRY_VERSION;
   for (auto& vm : core_.All()) {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     ++host.vms;
     if (HasWorker(vm->runtime.state)) ++host.vms_running;
   }
@@ -280,7 +283,7 @@ HostInfo VmService::Host() {
 std::vector<VmView> VmService::List() {
   std::vector<VmView> list;
   for (auto& vm : core_.All()) {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     if (!vm->deleted) list.push_back(core_.View(*vm));
   }
   return list;
@@ -290,7 +293,7 @@ base::Result<VmView> VmService::Show(const std::string& name) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   VmView view;
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     view = core_.View(*vm);
   }
   if (HasWorker(view.runtime.state)) {

@@ -17,9 +17,9 @@ base::Result<VmView> VmService::Act(const std::string& name, VmAction action, co
   if (!state_file.empty() && state_file[0] != '/')
     return base::Error(base::Code::kInvalidArgument,
                        "state file path must be absolute, not \"" + state_file + "\"");
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     RETURN_IF_ERROR(CheckAction(name, vm->runtime.state, action));
     // A live move is aborted by the worker on stop or save; an offline move
@@ -50,7 +50,7 @@ base::Result<VmView> VmService::Act(const std::string& name, VmAction action, co
     case VmAction::kDelete:
       return base::Error(base::Code::kInvalidArgument, "delete is not a vm action; use DELETE");
   }
-  std::lock_guard lock(vm->mu);
+  base::MutexLock lock(vm->mu);
   return core_.View(*vm);
 }
 
@@ -105,8 +105,6 @@ base::Result<VmView> VmService::Create(CreateRequest request) {
   def.config_version = config::kVmConfigVersion;
   RETURN_IF_ERROR(config::ValidateVmDefinition(def, "vm " + def.name));
 
-  auto vm = std::make_shared<VmEntry>(def.name);
-  vm->definition = def;
   // map_mu is held across the create so two requests for one name cannot
   // both succeed; vm is not visible to anyone else until it is in the map.
   return core_.WithNames([&](VmRegistry::Names& map) -> base::Result<VmView> {
@@ -116,9 +114,13 @@ base::Result<VmView> VmService::Create(CreateRequest request) {
     if (map.incoming.count(def.name) != 0)
       return base::Error(base::Code::kAlreadyExists, "vm " + def.name + " is arriving here by a live move");
     RETURN_IF_ERROR(inventory.Create(def));
-    ASSIGN_OR_RETURN(vm->runtime, inventory.LoadRuntime(def.name));
+    ASSIGN_OR_RETURN(RuntimeRecord runtime, inventory.LoadRuntime(def.name));
+    auto vm = std::make_shared<VmEntry>(def.name);
+    base::MutexLock lock(vm->mu);  // not in the map yet: nobody else can hold it
+    vm->definition = def;
+    vm->runtime = std::move(runtime);
     VmView view = core_.View(*vm);
-    map.vms[def.name] = std::move(vm);
+    map.vms[def.name] = vm;
     base::LogInfo("vm " + def.name + " created (" + def.id + ")");
     return view;
   });
@@ -126,15 +128,15 @@ base::Result<VmView> VmService::Create(CreateRequest request) {
 
 base::Status VmService::Delete(const std::string& name) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
-  std::lock_guard op(vm->op_mu);
+  base::MutexLock op(vm->op_mu);
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     RETURN_IF_ERROR(CheckAction(name, vm->runtime.state, VmAction::kDelete));
   }
   RETURN_IF_ERROR(departures_.Settle(*vm, "delete"));
   {
-    std::lock_guard lock(vm->mu);
+    base::MutexLock lock(vm->mu);
     if (vm->deleted) return base::Error(base::Code::kNotFound, "no vm named " + name);
     RETURN_IF_ERROR(MoveGate::RefuseWhileMoving(*vm, "delete"));
     RETURN_IF_ERROR(core_.inventory().Delete(name));

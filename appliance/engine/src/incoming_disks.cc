@@ -72,7 +72,7 @@ base::Result<std::unique_ptr<IncomingDisks>> IncomingDisks::Create(const Prepare
 base::Status IncomingDisks::WriteLayerChunk(uint32_t layer, uint64_t offset, std::span<const uint8_t> data) {
   Layer& l = layers_.at(layer);
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (cancelled_) return base::Error(base::Code::kCancelled, "the move is ending");
     if (l.done)
       return base::Error(base::Code::kDataLoss, "malformed layer chunk: layer " + std::to_string(layer) +
@@ -86,7 +86,7 @@ base::Status IncomingDisks::WriteLayerChunk(uint32_t layer, uint64_t offset, std
 base::Status IncomingDisks::FinishLayer(uint32_t layer, uint64_t file_size) {
   Layer& l = layers_.at(layer);
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (cancelled_) return base::Error(base::Code::kCancelled, "the move is ending");
     if (l.done)
       return base::Error(base::Code::kDataLoss, "malformed layer done: layer " + std::to_string(layer) + " twice");
@@ -98,9 +98,9 @@ base::Status IncomingDisks::FinishLayer(uint32_t layer, uint64_t file_size) {
     if (auto st = storage::SetQcow2Backing(l.path, l.plan->rewrite_backing, FormatOf(l.plan->backing_format)); !st)
       return InFile(st.error(), l.path);
   }
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   l.done = true;
-  layers_cv_.notify_all();
+  layers_cv_.NotifyAll();
   return base::Ok();
 }
 
@@ -108,13 +108,14 @@ base::Status IncomingDisks::OpenTop(Disk& d) {
   const PreparedDisk& pd = *d.plan;
   // The chain under a qcow2 top must be complete first (see the header).
   {
-    std::unique_lock lock(mu_);
-    layers_cv_.wait(lock, [&] {
-      if (cancelled_) return true;
+    base::MutexLock lock(mu_);
+    for (;;) {
+      bool layers_done = true;
       for (size_t i : d.layers)
-        if (!layers_[i].done) return false;
-      return true;
-    });
+        if (!layers_[i].done) layers_done = false;
+      if (cancelled_ || layers_done) break;
+      layers_cv_.Wait(mu_);
+    }
     if (cancelled_) return base::Error(base::Code::kCancelled, "the move is ending");
   }
   const std::string part = IncomingPartPath(pd.top);
@@ -141,7 +142,7 @@ base::Status IncomingDisks::OpenTop(Disk& d) {
 }
 
 base::Result<storage::BlockSink*> IncomingDisks::Sink(Disk& d) {
-  std::lock_guard lock(d.open_mu);
+  base::MutexLock lock(d.open_mu);
   if (!d.opened) {
     RETURN_IF_ERROR(OpenTop(d));
     d.opened = true;
@@ -154,7 +155,7 @@ base::Status IncomingDisks::WriteExtent(uint16_t disk, uint64_t offset, uint64_t
   Disk& d = *disks_.at(disk);
   ASSIGN_OR_RETURN(storage::BlockSink * sink, Sink(d));
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (cancelled_) return base::Error(base::Code::kCancelled, "the move is ending");
   }
   base::Status st = data.empty() ? sink->WriteZeroes(offset, length) : sink->WriteExtent(offset, data);
@@ -164,7 +165,7 @@ base::Status IncomingDisks::WriteExtent(uint16_t disk, uint64_t offset, uint64_t
 
 base::Status IncomingDisks::Finish() {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (!layers_[i].done)
         return base::Error(base::Code::kDataLoss, "backing layer " + std::to_string(i) + " (" + layers_[i].path +
@@ -192,9 +193,9 @@ base::Status IncomingDisks::Finish() {
 }
 
 void IncomingDisks::Cancel() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   cancelled_ = true;
-  layers_cv_.notify_all();
+  layers_cv_.NotifyAll();
 }
 
 }  // namespace appliance

@@ -25,10 +25,8 @@
 // stream ended. Cancel wakes every wait (the move is failing).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,6 +34,7 @@
 #include "protocol/move_protocol.h"
 #include "base/fd.h"
 #include "ipc/vm_dir_files.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "storage/block_sink.h"
 #include "storage/disk.h"
@@ -75,8 +74,8 @@ class IncomingDisks {
   struct Disk {
     const PreparedDisk* plan = nullptr;
     std::vector<size_t> layers;  // indices into layers_
-    std::mutex open_mu;          // serialises the lazy creation of the top
-    bool opened = false;         // guarded by open_mu
+    base::Mutex open_mu;          // serialises the lazy creation of the top
+    bool opened GUARDED_BY(open_mu) = false;
     std::unique_ptr<storage::Disk> dest_disk;  // qcow2 top; outlives sink
     std::unique_ptr<storage::BlockSink> sink;
   };
@@ -91,9 +90,9 @@ class IncomingDisks {
   std::vector<Layer> layers_;
   std::vector<std::unique_ptr<Disk>> disks_;
 
-  std::mutex mu_;  // layer done flags and cancelled_
-  std::condition_variable layers_cv_;
-  bool cancelled_ = false;
+  base::Mutex mu_;  // layer done flags and cancelled_
+  base::CondVar layers_cv_;
+  bool cancelled_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace appliance

@@ -19,7 +19,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -31,6 +30,7 @@
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "incoming_disks.h"
 #include "transport/frame_stream.h"
 #include "transport/hello.h"
@@ -71,11 +71,11 @@ class LiveMoveDestination::Impl {
   uint16_t port() const { return port_; }
   LiveMoveStatus Status() const;
   Outcome outcome() const {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     return outcome_;
   }
   base::Error error() const {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     return error_ ? *error_ : base::Error(base::Code::kOk, "");
   }
   void Abort(const std::string& reason);
@@ -87,7 +87,7 @@ class LiveMoveDestination::Impl {
     uint32_t count = 0;                       // streams of the move
     uint64_t data_frames = 0;                 // receiver thread only
     std::atomic<uint64_t> payload_bytes{0};   // decompressed payload received
-    bool ended = false;                       // guarded by mu_
+    bool ended = false;  // guarded by the Impl's mu_
   };
 
   void AcceptLoop();
@@ -110,16 +110,16 @@ class LiveMoveDestination::Impl {
   std::optional<base::EventFd> cancel_;  // signalled by Fail and Abort: every wait returns
   uint64_t start_ns_ = 0;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // a stream ended, or the outcome changed
-  Outcome outcome_ = Outcome::kRunning;       // guarded by mu_
-  LiveMovePhase phase_ = LiveMovePhase::kPreparing;  // guarded by mu_
-  bool committing_ = false;                   // guarded by mu_
-  std::optional<base::Error> error_;          // guarded by mu_
-  std::vector<std::unique_ptr<Stream>> streams_;  // guarded by mu_ (appended by the acceptor)
-  std::vector<std::thread> receivers_;            // guarded by mu_
-  uint32_t expected_streams_ = 0;             // guarded by mu_; 0 until the first hello
-  uint32_t ended_streams_ = 0;                // guarded by mu_
+  mutable base::Mutex mu_;
+  base::CondVar cv_;  // a stream ended, or the outcome changed
+  Outcome outcome_ GUARDED_BY(mu_) = Outcome::kRunning;
+  LiveMovePhase phase_ GUARDED_BY(mu_) = LiveMovePhase::kPreparing;
+  bool committing_ GUARDED_BY(mu_) = false;
+  std::optional<base::Error> error_ GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Stream>> streams_ GUARDED_BY(mu_);  // (appended by the acceptor)
+  std::vector<std::thread> receivers_ GUARDED_BY(mu_);
+  uint32_t expected_streams_ GUARDED_BY(mu_) = 0;  // 0 until the first hello
+  uint32_t ended_streams_ GUARDED_BY(mu_) = 0;
   std::thread acceptor_;
   std::once_flag joined_;
 
@@ -176,7 +176,7 @@ std::unique_ptr<LiveMoveDestination::Impl::Stream> LiveMoveDestination::Impl::Ac
   if (hello->migration_id != id_)
     return reject("migration " + FormatMigrationId(hello->migration_id) + " is not the one expected here (" +
                   o_.plan.migration_id + ")");
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (expected_streams_ == 0) expected_streams_ = hello->stream_count;
   if (hello->stream_count != expected_streams_)
     return reject("stream count " + N(hello->stream_count) + " differs from the first stream's " +
@@ -196,7 +196,7 @@ void LiveMoveDestination::Impl::AcceptLoop() {
   for (;;) {
     uint32_t have, want;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       if (outcome_ != Outcome::kRunning) break;
       have = uint32_t(streams_.size());
       want = expected_streams_;
@@ -222,7 +222,7 @@ void LiveMoveDestination::Impl::AcceptLoop() {
       break;
     }
     if (!s) continue;
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (outcome_ != Outcome::kRunning) {
       s->fs->Shutdown();
       break;
@@ -350,12 +350,12 @@ void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
                                                              " data frames, " + N(s->data_frames) + " arrived"));
         ended = true;
         {
-          std::lock_guard lock(mu_);
+          base::MutexLock lock(mu_);
           s->ended = true;
           ++ended_streams_;
           if (phase_ == LiveMovePhase::kPrecopy || phase_ == LiveMovePhase::kPreparing)
             phase_ = LiveMovePhase::kSwitchover;
-          cv_.notify_all();
+          cv_.NotifyAll();
         }
         // Only stream 0 carries anything after its end (the device state);
         // the others stay open, idle, until the move is decided.
@@ -390,10 +390,9 @@ static void WaitBeforeCommitForTests() {
 
 void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
   {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] {
-      return outcome_ != Outcome::kRunning || (expected_streams_ != 0 && ended_streams_ == expected_streams_);
-    });
+    base::MutexLock lock(mu_);
+    while (outcome_ == Outcome::kRunning && (expected_streams_ == 0 || ended_streams_ != expected_streams_))
+      cv_.Wait(mu_);
     if (outcome_ != Outcome::kRunning) return;
     committing_ = true;
   }
@@ -408,10 +407,10 @@ void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
     return Fail(st.error().Wrap("incoming move: write the commit marker"), true);
   }
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     outcome_ = Outcome::kCommitted;
     phase_ = LiveMovePhase::kCompleted;
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   base::LogInfo("incoming move " + o_.plan.migration_id + ": committed");
   if (o_.resume) {
@@ -419,7 +418,7 @@ void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
       // Committed all the same: the source must never run the VM again. The
       // worker reports the machine as it is (paused).
       base::LogError("incoming move: resume after commit failed: " + st.error().ToString());
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       error_ = st.error().Wrap("resume after commit");
     }
   }
@@ -433,7 +432,7 @@ void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
     }
   }
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     for (auto& s : streams_) s->fs->Shutdown();
   }
   SignalFd(o_.notify_fd);
@@ -442,14 +441,14 @@ void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
 void LiveMoveDestination::Impl::Fail(const base::Error& e, bool force) {
   Stream* s0 = nullptr;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (outcome_ != Outcome::kRunning || (committing_ && !force)) return;
     outcome_ = Outcome::kFailed;
     phase_ = LiveMovePhase::kFailed;
     error_ = e;
     for (auto& s : streams_)
       if (s->index == 0) s0 = s.get();
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   base::LogError("incoming move " + o_.plan.migration_id + " failed: " + e.ToString());
   // Tell the source first (stream 0 is its error channel), then cut every
@@ -459,7 +458,7 @@ void LiveMoveDestination::Impl::Fail(const base::Error& e, bool force) {
   (void)cancel_->Signal();
   if (disks_) disks_->Cancel();
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     for (auto& s : streams_) s->fs->Shutdown();
   }
   SignalFd(o_.notify_fd);
@@ -471,8 +470,8 @@ void LiveMoveDestination::Impl::Abort(const std::string& reason) {
   {
     // An abort during the commit waits for the commit's verdict; after it
     // the streams are only lingering and may be cut.
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return outcome_ != Outcome::kRunning; });
+    base::MutexLock lock(mu_);
+    while (outcome_ == Outcome::kRunning) cv_.Wait(mu_);
   }
   // eventfd: fails only at counter overflow, readable then anyway.
   (void)cancel_->Signal();
@@ -480,7 +479,7 @@ void LiveMoveDestination::Impl::Abort(const std::string& reason) {
     if (acceptor_.joinable()) acceptor_.join();
     std::vector<std::thread> receivers;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       receivers.swap(receivers_);
     }
     for (auto& t : receivers) t.join();
@@ -496,7 +495,7 @@ LiveMoveStatus LiveMoveDestination::Impl::Status() const {
   s.zero_pages = zero_pages_;
   s.disk_sent = disk_received_;
   const double seconds = (base::MonotonicNanos() - start_ns_) / 1e9;
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   s.phase = phase_;
   for (const auto& st : streams_) {
     transport::StreamCounters c = st->fs->counters();

@@ -26,7 +26,7 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
   // The time bound is for convergence: it starts here, after the layers,
   // whose copy takes as long as their size needs.
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     precopy_start_ns_ = harvest_ns;
   }
   RETURN_IF_ERROR(SendFullPass());
@@ -51,7 +51,7 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
     facts.throttle = throttle_;
     facts.time_limit_s = req_.time_limit_s;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       facts.elapsed_ns = base::MonotonicNanos() - precopy_start_ns_;
       facts.disk_remaining = status_.disk_remaining;
     }
@@ -88,7 +88,7 @@ base::Status LiveMoveSource::Impl::Precopy(std::vector<uint64_t>& pending) {
 base::Status LiveMoveSource::Impl::SendFullPass() {
   vm::Machine& m = *opt_.machine;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     status_.round = 1;
   }
   const uint64_t wire0 = pool_->wire_bytes(), t0 = base::MonotonicNanos();
@@ -99,7 +99,7 @@ base::Status LiveMoveSource::Impl::SendFullPass() {
                    SendAllPages(m.memory_base(), m.memory_size(), populated, *pool_, cancel_.fd()));
   RETURN_IF_ERROR(pool_->Drain(Lane::kMemory, cancel_.fd(), -1));
   model_.NoteSend(pool_->wire_bytes() - wire0, double(base::MonotonicNanos() - t0) / 1e9);
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   status_.memory_sent = full.bytes;
   status_.zero_pages = full.zero_pages;
   return base::Ok();
@@ -122,7 +122,7 @@ base::Result<LiveMoveSource::Impl::DiskMeasure> LiveMoveSource::Impl::MeasureDis
 
 void LiveMoveSource::Impl::NoteRound(const PrecopyRoundFacts& facts, const PrecopyDecision& d) {
   const uint64_t memory_left = facts.dirty_pages * kPageBytes;
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   status_.memory_remaining = memory_left;
   status_.predicted_downtime_ms = d.predicted_ms;
   status_.dirty_bytes_per_second = model_.dirty_rate();
@@ -149,7 +149,7 @@ base::Result<uint64_t> LiveMoveSource::Impl::SendRound(const std::vector<uint64_
   RETURN_IF_ERROR(pool_->Drain(Lane::kMemory, cancel_.fd(), -1));
   const uint64_t took = base::MonotonicNanos() - t0;
   model_.NoteSend(pool_->wire_bytes() - wire0, double(took) / 1e9);
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   status_.round = round;
   status_.memory_sent += sent.bytes;
   status_.zero_pages += sent.zero_pages;

@@ -17,7 +17,7 @@ constexpr int kAskTimeoutMs = 5000;
 
 void LiveMoveSource::Impl::FinishCommitted() {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     status_.downtime_ms = MsSince(pause_ns_);
   }
   committed_ = true;
@@ -61,7 +61,7 @@ void LiveMoveSource::Impl::Resolve() {
 
   StreamVerdict stream;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     stream = {got_committed_, dest_error_, reader_error_};
   }
   const std::optional<base::Error> cause = resolver.WhyNotCommitted(stream);

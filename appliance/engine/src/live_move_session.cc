@@ -95,7 +95,7 @@ base::Status LiveMoveSource::Impl::Connect() {
   po.compression = req_.compression;
   ASSIGN_OR_RETURN(std::unique_ptr<StreamPool> pool, StreamPool::Start(std::move(po)));
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     pool_ = std::move(pool);
   }
   reader_ = std::thread([this] {
@@ -110,7 +110,7 @@ void LiveMoveSource::Impl::ReadStream0() {
   transport::FrameStream& s = pool_->stream(0);
   for (;;) {
     auto f = s.Receive(kMaxReplyPayload, -1, -1);
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (!f) {
       reader_error_ = f.error();
       break;
@@ -131,7 +131,7 @@ void LiveMoveSource::Impl::ReadStream0() {
     break;
   }
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (reader_error_) base::LogInfo("live move: stream 0 reader ended: " + reader_error_->ToString());
   }
   reader_finished_ = true;
@@ -140,7 +140,7 @@ void LiveMoveSource::Impl::ReadStream0() {
 }
 
 std::optional<base::Error> LiveMoveSource::Impl::DestinationError() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return dest_error_;
 }
 
@@ -245,7 +245,7 @@ void LiveMoveSource::Impl::UpdateDiskProgress() {
   uint64_t sent = layer_bytes_sent_, remaining = layer_bytes_total_ - std::min(layer_bytes_total_, layer_bytes_sent_);
   for (const auto& s : sinks_) sent += s->bytes_queued();
   for (const auto& j : jobs_) remaining += j->Progress().bytes_remaining;
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   status_.disk_sent = sent;
   status_.disk_remaining = remaining;
 }

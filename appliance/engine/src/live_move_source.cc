@@ -51,7 +51,7 @@ void LiveMoveSource::Impl::StartThread() {
 }
 
 LiveMoveStatus LiveMoveSource::Impl::Status() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   last_poll_ns_ = base::MonotonicNanos();
   LiveMoveStatus s = status_;
   if (pool_) {
@@ -65,7 +65,7 @@ LiveMoveStatus LiveMoveSource::Impl::Status() {
 
 void LiveMoveSource::Impl::Abort(const std::string& reason) {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (abort_reason_.empty()) abort_reason_ = reason;
   }
   // After DeviceState the cancel fd is no longer polled: only the
@@ -76,18 +76,18 @@ void LiveMoveSource::Impl::Abort(const std::string& reason) {
 }
 
 void LiveMoveSource::Impl::Join() {
-  std::lock_guard lock(join_mu_);
+  base::MutexLock lock(join_mu_);
   if (thread_.joinable()) thread_.join();
 }
 
 void LiveMoveSource::Impl::SetPhase(LiveMovePhase phase) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   status_.phase = phase;
 }
 
 void LiveMoveSource::Impl::Finish(LiveMovePhase phase, const std::optional<base::Error>& error) {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     status_.phase = phase;
     status_.total_ms = MsSince(start_ns_);
     status_.throttle_percent = throttle_;
@@ -134,7 +134,7 @@ void LiveMoveSource::Impl::Run() {
 
 base::Status LiveMoveSource::Impl::CheckAlive(bool lease) {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (overdue_error_) return *overdue_error_;
     if (!abort_reason_.empty()) return base::Error(base::Code::kCancelled, "move cancelled: " + abort_reason_);
     if (auto overdue = OverdueLocked(lease)) return *overdue;
@@ -173,9 +173,9 @@ std::optional<base::Error> LiveMoveSource::Impl::OverdueLocked(bool lease) const
 
 void LiveMoveSource::Impl::Watch() {
   constexpr int kWatchMs = 100;
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   while (!watchdog_stop_ && !state_out_ && running_.load()) {
-    watchdog_cv_.wait_for(lock, std::chrono::milliseconds(kWatchMs));
+    watchdog_cv_.WaitFor(mu_, std::chrono::milliseconds(kWatchMs));
     if (watchdog_stop_ || state_out_ || overdue_error_ || !running_.load()) continue;
     // The lease holds until the switchover: a ferryd that dies after it
     // learns the outcome from the worker's exit record or the destination.
@@ -191,10 +191,10 @@ void LiveMoveSource::Impl::Watch() {
 
 void LiveMoveSource::Impl::StopWatchdog() {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     watchdog_stop_ = true;
   }
-  watchdog_cv_.notify_all();
+  watchdog_cv_.NotifyAll();
   if (watchdog_.joinable()) watchdog_.join();
 }
 

@@ -17,10 +17,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -28,6 +26,7 @@
 
 #include "base/clock.h"
 #include "base/event_fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "engine/live_move_source.h"
 #include "memory_precopy.h"
@@ -108,7 +107,7 @@ class LiveMoveSource::Impl {
   // the lease (ferryd polls) until the switchover, and the time limit from
   // the start of the pre-copy. mu_ held. The error that ends the move, if
   // one is overdue.
-  std::optional<base::Error> OverdueLocked(bool lease) const;
+  std::optional<base::Error> OverdueLocked(bool lease) const REQUIRES(mu_);
   // The watchdog thread: every kWatchMs, an overdue move gets its error
   // recorded and its cancel fd signalled, which wakes whatever the move
   // thread, the mirrors or a guest write-through are blocked in (a full
@@ -145,21 +144,21 @@ class LiveMoveSource::Impl {
   std::atomic<bool> running_{true};
   std::atomic<bool> reader_finished_{false};
 
-  mutable std::mutex mu_;  // guards everything below, and pool_ for readers
-  LiveMoveStatus status_;
-  uint64_t last_poll_ns_ = 0;
-  std::string abort_reason_;
-  bool got_committed_ = false;
-  std::optional<base::Error> dest_error_;    // a kError frame from the destination
-  std::optional<base::Error> reader_error_;  // stream 0 failed or closed
+  mutable base::Mutex mu_;  // guards everything below, and pool_ for readers
+  LiveMoveStatus status_ GUARDED_BY(mu_);
+  uint64_t last_poll_ns_ GUARDED_BY(mu_) = 0;
+  std::string abort_reason_ GUARDED_BY(mu_);
+  bool got_committed_ GUARDED_BY(mu_) = false;
+  std::optional<base::Error> dest_error_ GUARDED_BY(mu_);    // a kError frame from the destination
+  std::optional<base::Error> reader_error_ GUARDED_BY(mu_);  // stream 0 failed or closed
 
-  uint64_t precopy_start_ns_ = 0;             // guarded by mu_; 0 before the pre-copy
-  bool state_out_ = false;                    // guarded by mu_: DeviceState was sent
-  std::optional<base::Error> overdue_error_;  // guarded by mu_: set by the watchdog
-  bool watchdog_stop_ = false;                // guarded by mu_
-  std::condition_variable watchdog_cv_;       // with mu_
+  uint64_t precopy_start_ns_ GUARDED_BY(mu_) = 0;             // 0 before the pre-copy
+  bool state_out_ GUARDED_BY(mu_) = false;                    // DeviceState was sent
+  std::optional<base::Error> overdue_error_ GUARDED_BY(mu_);  // set by the watchdog
+  bool watchdog_stop_ GUARDED_BY(mu_) = false;
+  base::CondVar watchdog_cv_;       // with mu_
 
-  std::mutex join_mu_;
+  base::Mutex join_mu_;
   std::thread watchdog_;
   std::thread thread_;  // last: started once everything above exists
 };

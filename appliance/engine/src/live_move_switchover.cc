@@ -61,7 +61,7 @@ base::Status LiveMoveSource::Impl::SendSwitchover(std::vector<uint64_t>& pending
     return StreamsFailure(st.error());
   // From here on the destination may own the VM.
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     state_out_ = true;
     status_.memory_sent += sent.bytes;
     status_.zero_pages += sent.zero_pages;
@@ -79,7 +79,7 @@ void LiveMoveSource::Impl::FailBeforeState(base::Error error) {
   bool overdue = false;
   {
     // A wait that noticed the cancel fd says only "cancelled": say why.
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     overdue = overdue_error_.has_value();
     if (overdue)
       error = *overdue_error_;

@@ -42,7 +42,7 @@ base::Status PeerSink::Send(uint64_t offset, uint64_t len, const uint8_t* data) 
 
 base::Status PeerSink::Note(base::Status st) {
   if (!st) {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (!error_) error_ = st.error().Wrap(name_);
     return *error_;
   }
@@ -50,7 +50,7 @@ base::Status PeerSink::Note(base::Status st) {
 }
 
 base::Status PeerSink::FirstError() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   if (error_) return *error_;
   if (auto e = pool_.error()) return e->Wrap(name_);
   return base::Ok();

@@ -16,10 +16,10 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "base/mutex.h"
 #include "stream_pool.h"
 #include "storage/block_sink.h"
 
@@ -57,8 +57,8 @@ class PeerSink final : public storage::BlockSink {
   const std::string name_;
   const int cancel_fd_;
   std::atomic<uint64_t> bytes_{0};
-  mutable std::mutex mu_;
-  std::optional<base::Error> error_;  // guarded by mu_
+  mutable base::Mutex mu_;
+  std::optional<base::Error> error_ GUARDED_BY(mu_);
 };
 
 }  // namespace appliance

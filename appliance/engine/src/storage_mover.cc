@@ -58,7 +58,7 @@ base::Result<std::unique_ptr<StorageMover>> StorageMover::Create(Options options
 StorageMover::~StorageMover() { Abort("the worker is shutting down"); }
 
 bool StorageMover::running() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return running_;
 }
 
@@ -66,7 +66,7 @@ base::Status StorageMover::Start(const MoveRequest& request, const config::VmDef
                                  std::vector<storage::TrackingDisk*> disks) {
   last_poll_ns_ = base::MonotonicNanos();
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (running_) {
       if (status_.destination == request.destination) return base::Ok();  // adopt (a restarted ferryd)
       return base::Error(base::Code::kFailedPrecondition,
@@ -83,7 +83,7 @@ base::Status StorageMover::Start(const MoveRequest& request, const config::VmDef
   // is the usual case, not a failure.
   (void)cancel_.Consume();
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     definition_ = def;
     disks_ = std::move(disks);
     status_ = MoveStatus{};
@@ -107,7 +107,7 @@ base::Status StorageMover::Start(const MoveRequest& request, const config::VmDef
 
 MoveStatus StorageMover::Status() {
   last_poll_ns_ = base::MonotonicNanos();
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   MoveStatus s = status_;
   if (!IsTerminal(s.phase)) {
     uint64_t done = layer_bytes_done_, remaining = 0, rate = 0;
@@ -130,7 +130,7 @@ MoveStatus StorageMover::Status() {
 
 void StorageMover::Abort(const std::string& reason) {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (running_ && cancel_reason_.empty()) cancel_reason_ = reason;
   }
   // eventfd: fails only at counter overflow, readable then anyway.
@@ -143,7 +143,7 @@ bool StorageMover::LeaseExpired() const {
 }
 
 void StorageMover::SetPhase(MovePhase phase) {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   status_.phase = phase;
 }
 
@@ -151,7 +151,7 @@ void StorageMover::Run(StorageMovePlan plan, uint64_t max_rate) {
   base::SetThreadName("storage-move");
   const uint64_t start_ns = base::MonotonicNanos();
   base::Status st = RunMove(plan, max_rate);
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   double secs = double(base::MonotonicNanos() - start_ns) / 1e9;
   if (st) {
     status_.phase = MovePhase::kCompleted;
@@ -218,19 +218,19 @@ base::Status StorageMover::CopyLayers(StorageMovePlan& plan) {
   auto copy = [&](const LayerMove& l, const std::string& rewrite, config::DiskFormat rewrite_format) -> base::Status {
     uint64_t base_done;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       base_done = layer_bytes_done_;
     }
     storage::SparseCopyOptions o;
     o.cancel_fd = cancel_.fd();
     o.progress = [&](uint64_t done, uint64_t) {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       layer_bytes_done_ = base_done + done;
     };
     if (auto st = storage::CopySparseFile(l.source, l.dest, o); !st)
       return st.error().Wrap("storage move to " + plan.destination + ": copy " + l.source);
     if (!rewrite.empty()) RETURN_IF_ERROR(storage::SetQcow2Backing(l.dest, rewrite, rewrite_format));
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     layer_bytes_done_ = base_done + l.file_size;
     return base::Ok();
   };
@@ -261,7 +261,7 @@ base::Result<std::unique_ptr<StorageMover::DiskRun>> StorageMover::StartDiskMirr
   const std::string part = PartPath(d.top.dest);
   std::string last_part;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     last_part = last_part_[run->tracking];
   }
   // The tracking bitmap describes `part` only if this worker mirrored into
@@ -290,7 +290,7 @@ base::Result<std::unique_ptr<StorageMover::DiskRun>> StorageMover::StartDiskMirr
       mo.resume = &*saved;
     }
     uint64_t left = run->tracking->ResumeBitmap().dirty_bytes();
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     status_.resumed = true;
     status_.bytes_skipped += d.disk_size > left ? d.disk_size - left : 0;
   }
@@ -302,7 +302,7 @@ base::Result<std::unique_ptr<StorageMover::DiskRun>> StorageMover::StartDiskMirr
   if (!job) return job.error().Wrap(where);
   run->job = std::move(*job);
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     last_part_[run->tracking] = part;
   }
   return run;
@@ -344,7 +344,7 @@ base::Status StorageMover::WaitMirrorsReady(StorageMovePlan& plan, std::vector<s
     for (auto& r : runs) {
       storage::MirrorProgress p = r->job->Progress();
       {
-        std::lock_guard lock(mu_);
+        base::MutexLock lock(mu_);
         mirror_done_[r->move->index] = p.bytes_copied;
         mirror_remaining_[r->move->index] = p.bytes_remaining;
         mirror_rate_[r->move->index] = p.bytes_per_second;
@@ -422,7 +422,7 @@ base::Status StorageMover::Switch(StorageMovePlan& plan, std::vector<std::unique
   }
   config::VmDefinition old_definition;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     old_definition = definition_;
   }
   // The commit point: from now on the copies are the disks of record.
@@ -474,7 +474,7 @@ void StorageMover::FinishSwitch(StorageMovePlan& plan, std::vector<std::unique_p
   for (auto* d : disks_) d->ResumeIo();
   const uint64_t pause_us = (base::MonotonicNanos() - t0) / 1000;
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     definition_ = plan.moved_definition;
     status_.switch_pause_us = pause_us;
     status_.new_paths.clear();

@@ -53,10 +53,10 @@ StreamPool::~StreamPool() { Stop(); }
 
 void StreamPool::Stop() {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     stopping_ = true;
-    work_cv_.notify_all();
-    space_cv_.notify_all();
+    work_cv_.NotifyAll();
+    space_cv_.NotifyAll();
   }
   // eventfd: fails only at counter overflow, readable then anyway.
   (void)stop_.Signal();
@@ -67,23 +67,23 @@ void StreamPool::Stop() {
 base::Status StreamPool::Enqueue(size_t stream, Lane lane, OutFrame frame, int cancel_fd) {
   Stream& s = *streams_[stream % streams_.size()];
   const int l = int(lane);
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   for (;;) {
     if (error_) return *error_;
     if (stopping_) return base::Error(base::Code::kCancelled, "the move's streams are stopping");
     if (s.lanes.bytes[l] == 0 || s.lanes.bytes[l] + frame.bytes() <= options_.lane_bytes) break;
-    space_cv_.wait_for(lock, kPollSlice);
+    space_cv_.WaitFor(mu_, kPollSlice);
     if (Signalled(cancel_fd)) return base::Error(base::Code::kCancelled, "cancelled");
   }
   s.lanes.bytes[l] += frame.bytes();
   s.lanes.q[l].push_back(std::move(frame));
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
   return base::Ok();
 }
 
 base::Status StreamPool::Drain(std::optional<Lane> lane, int cancel_fd, int timeout_ms) {
   const uint64_t deadline = base::MonotonicNanos() + uint64_t(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   for (;;) {
     if (error_) return *error_;
     bool empty = true;
@@ -95,7 +95,7 @@ base::Status StreamPool::Drain(std::optional<Lane> lane, int cancel_fd, int time
     }
     if (empty) return base::Ok();
     if (stopping_) return base::Error(base::Code::kCancelled, "the move's streams are stopping");
-    space_cv_.wait_for(lock, kPollSlice);
+    space_cv_.WaitFor(mu_, kPollSlice);
     if (Signalled(cancel_fd)) return base::Error(base::Code::kCancelled, "cancelled");
     if (timeout_ms >= 0 && base::MonotonicNanos() > deadline)
       return base::Error(base::Code::kDeadlineExceeded,
@@ -107,7 +107,7 @@ base::Status StreamPool::SendDirect(size_t stream, MoveFrame type, std::span<con
                                     int cancel_fd, int timeout_ms) {
   if (auto e = error()) return *e;
   Stream& s = *streams_[stream];
-  std::lock_guard send_lock(s.send_mu);
+  base::MutexLock send_lock(s.send_mu);
   base::Status st = s.stream->Send(uint16_t(type), payload, {}, nullptr, cancel_fd, timeout_ms);
   if (!st) Fail(st.error());
   return st;
@@ -117,11 +117,11 @@ uint64_t StreamPool::data_frames(size_t stream) const { return streams_[stream]-
 
 void StreamPool::Fail(const base::Error& e) {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     if (error_) return;
     error_ = e;
-    work_cv_.notify_all();
-    space_cv_.notify_all();
+    work_cv_.NotifyAll();
+    space_cv_.NotifyAll();
   }
   base::LogWarning("live move streams failed: " + e.ToString());
   // Cancels the other senders' waits. The sockets stay open: the
@@ -132,12 +132,12 @@ void StreamPool::Fail(const base::Error& e) {
 }
 
 std::optional<base::Error> StreamPool::error() const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   return error_;
 }
 
 bool StreamPool::Next(Stream& s, OutFrame& out) {
-  std::unique_lock lock(mu_);
+  base::MutexLock lock(mu_);
   for (;;) {
     if (stopping_ || error_) return false;
     Lanes& ln = s.lanes;
@@ -162,10 +162,10 @@ bool StreamPool::Next(Stream& s, OutFrame& out) {
       ln.q[l].pop_front();
       ln.bytes[l] -= out.bytes();
       ln.sending = true;
-      space_cv_.notify_all();
+      space_cv_.NotifyAll();
       return true;
     }
-    work_cv_.wait(lock);
+    work_cv_.Wait(mu_);
   }
 }
 
@@ -177,15 +177,15 @@ void StreamPool::SenderLoop(size_t index) {
   while (Next(s, frame)) {
     base::Status st = limiter_.Acquire(frame.bytes() + transport::kFrameHeaderBytes, stop_.fd());
     if (st) {
-      std::lock_guard send_lock(s.send_mu);
+      base::MutexLock send_lock(s.send_mu);
       st = s.stream->Send(uint16_t(frame.type), frame.head, frame.data, s.compressor.get(), stop_.fd(),
                           options_.send_timeout_ms);
     }
     if (st) s.data_frames.fetch_add(1);
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       s.lanes.sending = false;
-      space_cv_.notify_all();
+      space_cv_.NotifyAll();
     }
     if (!st) {
       // Cancelled by Stop/Fail: not this stream's failure.
@@ -206,7 +206,7 @@ std::vector<StreamReport> StreamPool::Reports() const {
 }
 
 uint64_t StreamPool::queued_bytes(Lane lane) const {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   uint64_t total = 0;
   for (auto& s : streams_) total += s->lanes.bytes[int(lane)];
   return total;

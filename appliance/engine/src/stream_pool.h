@@ -21,11 +21,9 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <thread>
@@ -34,6 +32,7 @@
 #include "protocol/live_move_types.h"
 #include "protocol/move_protocol.h"
 #include "base/event_fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "transport/compressor.h"
 #include "transport/frame_stream.h"
@@ -108,7 +107,7 @@ class StreamPool {
   struct Stream {
     std::unique_ptr<transport::FrameStream> stream;
     std::unique_ptr<transport::Compressor> compressor;
-    std::mutex send_mu;  // one Send at a time: sender thread vs SendDirect
+    base::Mutex send_mu;  // one Send at a time: sender thread vs SendDirect
     Lanes lanes;         // guarded by the pool's mu_
     std::atomic<uint64_t> data_frames{0};
     std::thread thread;
@@ -124,11 +123,11 @@ class StreamPool {
   base::EventFd stop_;  // cancels senders' waits (rate limiter, sends)
   std::vector<std::unique_ptr<Stream>> streams_;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;   // senders wait for frames
-  std::condition_variable space_cv_;  // enqueuers and drainers wait for space/empty
-  bool stopping_ = false;
-  std::optional<base::Error> error_;
+  mutable base::Mutex mu_;
+  base::CondVar work_cv_;   // senders wait for frames
+  base::CondVar space_cv_;  // enqueuers and drainers wait for space/empty
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::optional<base::Error> error_ GUARDED_BY(mu_);
 };
 
 }  // namespace appliance

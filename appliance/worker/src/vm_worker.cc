@@ -61,7 +61,10 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, c
 }
 
 void VmWorker::StartWatcher() {
-  run_generation_ = 1;
+  {
+    base::MutexLock lock(mu_);
+    run_generation_ = 1;
+  }
   watcher_ = std::thread([this] { Watch(); });
 }
 
@@ -70,7 +73,7 @@ void VmWorker::Watch() {
   for (;;) {
     uint64_t generation;
     {
-      std::lock_guard lock(mu_);
+      base::MutexLock lock(mu_);
       if (stopping_) return;
       generation = run_generation_;
     }
@@ -83,22 +86,22 @@ void VmWorker::Watch() {
     }
     if (state == vm::RunState::kRunning) continue;
     // Paused: nothing can end the VM until the control thread resumes it.
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return stopping_ || run_generation_ != generation; });
+    base::MutexLock lock(mu_);
+    while (!stopping_ && run_generation_ == generation) cv_.Wait(mu_);
   }
 }
 
 void VmWorker::BumpRunGeneration() {
-  std::lock_guard lock(mu_);
+  base::MutexLock lock(mu_);
   ++run_generation_;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void VmWorker::StopWatcher() {
   {
-    std::lock_guard lock(mu_);
+    base::MutexLock lock(mu_);
     stopping_ = true;
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   if (watcher_.joinable()) watcher_.join();
 }

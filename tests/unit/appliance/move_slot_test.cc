@@ -110,7 +110,7 @@ TEST_F(MoveSlotTest, CommittedSlotIsKeptUntilTheJobFinishes) {
   EXPECT_EQ(refused.error().code(), base::Code::kResourceExhausted);
   {
     // The job ends (as LiveMoveService::Finish does): the slot is free again.
-    std::lock_guard lock(jobs_.mu());
+    base::MutexLock lock(jobs_.mu());
     auto running = jobs_.RunningJobs();
     ASSERT_EQ(running.size(), 1u);
     running[0]->record.ended_unix_ms = 2;

@@ -44,7 +44,7 @@ class CheckpointService {
     config::VmDefinition definition;
     VmState state = VmState::kStopped;
   };
-  base::Result<Start> Begin(VmEntry& vm, const std::string& what);
+  base::Result<Start> Begin(VmEntry& vm, const std::string& what) REQUIRES(vm.op_mu);
   // Sends one checkpoint action (checkpoint_worker.h) to the VM's worker.
   base::Status CallWorker(VmEntry& vm, const nlohmann::json& action, int timeout_ms);
   // Create's two ways: through the worker, or on the files.

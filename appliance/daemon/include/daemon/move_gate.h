@@ -12,10 +12,8 @@
 // vm_registry.h; moved_mu_ comes after a VM's mu.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -88,7 +86,7 @@ class MoveGate {
 
   // For the other pieces (vm.mu held): refuses `verb` ("start", "delete")
   // while a move holds the VM.
-  static base::Status RefuseWhileMoving(const VmEntry& vm, const std::string& verb);
+  static base::Status RefuseWhileMoving(const VmEntry& vm, const std::string& verb) REQUIRES(vm.mu);
 
  private:
   // The common start of both kinds (see the top): `begin` runs under vm.mu
@@ -114,11 +112,11 @@ class MoveGate {
   VmControl& control_;
   VmDepartures& departures_;
 
-  std::mutex moved_mu_;
-  std::condition_variable moved_cv_;  // with moved_mu_: a departure finished
+  base::Mutex moved_mu_;
+  base::CondVar moved_cv_;  // with moved_mu_: a departure finished
   // Guarded by moved_mu_:
-  std::map<std::string, MovedVm> moved_;  // the last few VMs that left
-  std::set<std::string> departing_;       // FinishMovedVm half-way
+  std::map<std::string, MovedVm> moved_ GUARDED_BY(moved_mu_);  // the last few VMs that left
+  std::set<std::string> departing_ GUARDED_BY(moved_mu_);       // FinishMovedVm half-way
 };
 
 }  // namespace appliance

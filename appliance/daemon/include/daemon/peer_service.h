@@ -51,7 +51,6 @@
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -67,6 +66,7 @@
 #include "daemon/vm_service.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "config/host_settings.h"
 #include "transport/tcp.h"
@@ -139,10 +139,10 @@ class PeerService {
     int64_t pid = 0;
     base::Fd pidfd;          // set before the move is visible; closed with the Move
     bool is_child = false;   // launched by this ferryd (only then can it be reaped)
-    std::mutex op_mu;        // held for a whole Status/Abort/adopt/clean-up
-    bool exited = false;     // guarded by op_mu: the worker has exited (and was reaped)
-    bool adopt_failed_logged = false;  // guarded by op_mu
-    PendingCleanUp cleanup;            // guarded by op_mu; used in kCleanupPending
+    base::Mutex op_mu;        // held for a whole Status/Abort/adopt/clean-up
+    bool exited GUARDED_BY(op_mu) = false;  // the worker has exited (and was reaped)
+    bool adopt_failed_logged GUARDED_BY(op_mu) = false;
+    PendingCleanUp cleanup GUARDED_BY(op_mu);  // used in kCleanupPending
     std::atomic<MoveState> state{MoveState::kRunning};
   };
   struct Connection {
@@ -159,8 +159,8 @@ class PeerService {
                                                               const transport::PeerAddress& peer,
                                                               const transport::PeerAddress& local);
   void ReapConnections(bool all);
-  // Over max_connections: an error frame, then close (conn_mu_ held).
-  void RefuseBusy(base::Fd socket, const transport::PeerAddress& peer);
+  // Over max_connections: an error frame, then close.
+  void RefuseBusy(base::Fd socket, const transport::PeerAddress& peer) REQUIRES(conn_mu_);
 
   // peer_service_prepare.cc: pre-flight, then the incoming directory and worker.
   base::Result<nlohmann::json> Prepare(const nlohmann::json& request, const transport::PeerAddress& peer,
@@ -210,20 +210,20 @@ class PeerService {
   base::Result<nlohmann::json> Status(const nlohmann::json& request);
   base::Result<nlohmann::json> Abort(const nlohmann::json& request);
   void MonitorLoop();
-  void CheckMove(Move& move);  // op_mu held
+  void CheckMove(Move& move) REQUIRES(move.op_mu);
   // Makes sure the worker can no longer commit; true if it committed.
-  base::Result<bool> EndWorker(Move& move, const std::string& reason);  // op_mu held
-  void WaitWorkerExit(Move& move, int timeout_ms);       // op_mu held
+  base::Result<bool> EndWorker(Move& move, const std::string& reason) REQUIRES(move.op_mu);
+  void WaitWorkerExit(Move& move, int timeout_ms) REQUIRES(move.op_mu);
   bool Committed(const Move& move) const;
   // Adopts a committed move into VmService; false if that failed (retried).
-  bool Adopt(Move& move);                                  // op_mu held
+  bool Adopt(Move& move) REQUIRES(move.op_mu);
 
   // peer_service_cleanup.cc: removing what a move that did not commit left.
   // Records the move aborted, frees its name, then TryCleanUp.
-  void CleanUp(Move& move, const std::string& reason);     // op_mu held
+  void CleanUp(Move& move, const std::string& reason) REQUIRES(move.op_mu);
   // One attempt: true when everything is gone (the move ends); otherwise
   // the move is kCleanupPending with its marker written and a retry due.
-  bool TryCleanUp(Move& move);                             // op_mu held
+  bool TryCleanUp(Move& move) REQUIRES(move.op_mu);
   // For Prepare: retries at once every pending clean-up that holds one of
   // the plan's files, and returns the files still in the way.
   std::map<std::string, std::string> RetryCleanUpsInTheWay(const PrepareRequest& plan);
@@ -245,11 +245,11 @@ class PeerService {
   Options options_;
   base::Result<HostCpu> host_cpu_;  // read once at Start
   base::EventFd stop_;              // signalled by the destructor; every wait polls it
-  std::mutex prepare_mu_;           // one Prepare at a time: slots and names are counted under it
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Move>> moves_;  // guarded by mu_
-  std::mutex conn_mu_;
-  std::list<Connection> connections_;  // guarded by conn_mu_
+  base::Mutex prepare_mu_;           // one Prepare at a time: slots and names are counted under it
+  base::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Move>> moves_ GUARDED_BY(mu_);
+  base::Mutex conn_mu_;
+  std::list<Connection> connections_ GUARDED_BY(conn_mu_);
   std::vector<std::unique_ptr<transport::TcpListener>> listeners_;
   // Last: started once everything they use exists, joined first.
   std::vector<std::thread> accept_threads_;

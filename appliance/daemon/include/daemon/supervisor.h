@@ -9,7 +9,6 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "common/process.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
+#include "base/mutex.h"
 
 namespace appliance {
 
@@ -47,9 +47,9 @@ class Supervisor {
 
   OnExit on_exit_;
   base::EventFd wake_;
-  std::mutex mu_;
-  std::vector<Watched> watched_;  // guarded by mu_
-  bool stopping_ = false;         // guarded by mu_
+  base::Mutex mu_;
+  std::vector<Watched> watched_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;            // last: started after everything it uses exists
 };
 

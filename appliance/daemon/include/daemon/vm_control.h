@@ -36,10 +36,12 @@ class VmControl {
   bool WorkerHasExited(const std::string& name, int64_t pid, int pidfd);
 
  private:
-  using Lock = std::unique_lock<std::mutex>;
-  // Waits (vm.mu held through lock) until the worker exits; kills it if it
-  // does not within the timeout.
-  base::Status AwaitWorkerExit(VmEntry& vm, Lock& lock, int64_t pid);
+  // Waits (vm.mu held) until the worker exits; kills it if it does not
+  // within the timeout.
+  base::Status AwaitWorkerExit(VmEntry& vm, int64_t pid) REQUIRES(vm.mu);
+  // True once the worker `pid` exited (or the VM has another worker), false
+  // if the timeout passed first. vm.mu held.
+  bool ExitedWithin(VmEntry& vm, int64_t pid, int timeout_ms) REQUIRES(vm.mu);
 
   VmRegistry& core_;
 };

@@ -61,12 +61,12 @@ class VmDepartures {
   // (the record goes); otherwise why `what` cannot be done: moving (a job
   // watches), moved (the VM left: removed here), or in doubt, naming the
   // destination and how to resolve.
-  base::Status Settle(VmEntry& vm, const std::string& what);
+  base::Status Settle(VmEntry& vm, const std::string& what) REQUIRES(vm.op_mu);
 
  private:
   // op_mu held. resume: a VM the move paused is resumed when the move did
   // not commit (not for Settle, whose caller acts next).
-  base::Result<ResolveOutcome> ResolveLocked(VmEntry& vm, bool force, bool resume);
+  base::Result<ResolveOutcome> ResolveLocked(VmEntry& vm, bool force, bool resume) REQUIRES(vm.op_mu);
   // The destination's verdict on the record's move; kUnavailable if it
   // cannot be asked.
   base::Result<std::string> AskDestination(const DepartureRecord& record);

@@ -14,16 +14,15 @@
 // yet, so nobody else can lock it).
 #pragma once
 
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "config/host_settings.h"
 #include "config/vm_definition.h"
@@ -51,22 +50,22 @@ struct ServiceOptions {
 struct VmEntry {
   explicit VmEntry(std::string n) : name(std::move(n)) {}
   const std::string name;
-  std::mutex op_mu;  // see the lock order above
-  std::mutex mu;
-  std::condition_variable exited_cv;  // with mu: the worker exited
+  base::Mutex op_mu;  // see the lock order above
+  base::Mutex mu;
+  base::CondVar exited_cv;  // with mu: the worker exited
 
   // Guarded by mu:
-  config::VmDefinition definition;
-  RuntimeRecord runtime;
-  bool exit_expected = false;  // a stop or save asked the worker to exit
-  bool exited = false;         // the worker runtime.worker_pid has exited
-  ProcessExit exit;
-  bool deleted = false;
+  config::VmDefinition definition GUARDED_BY(mu);
+  RuntimeRecord runtime GUARDED_BY(mu);
+  bool exit_expected GUARDED_BY(mu) = false;  // a stop or save asked the worker to exit
+  bool exited GUARDED_BY(mu) = false;         // the worker runtime.worker_pid has exited
+  ProcessExit exit GUARDED_BY(mu);
+  bool deleted GUARDED_BY(mu) = false;
   // A move (storage or live) holds the VM: BeginStorageMove .. EndStorageMove,
   // BeginLiveMove/ReattachLiveMove .. EndLiveMove/MarkInDoubt/FinishMovedVm.
-  bool moving = false;
+  bool moving GUARDED_BY(mu) = false;
   // <vm dir>/departure.json as last read or written (departure_record.h).
-  std::optional<DepartureRecord> departure;
+  std::optional<DepartureRecord> departure GUARDED_BY(mu);
 };
 
 class VmRegistry {
@@ -98,17 +97,17 @@ class VmRegistry {
   };
   template <typename F>
   auto WithNames(F&& f) {
-    std::lock_guard lock(map_mu_);
+    base::MutexLock lock(map_mu_);
     return f(names_);
   }
 
   // Sets and persists runtime.json; vm.mu held.
-  base::Status Persist(VmEntry& vm, const RuntimeRecord& runtime);
+  base::Status Persist(VmEntry& vm, const RuntimeRecord& runtime) REQUIRES(vm.mu);
   // Writes vm.toml (atomically) and then the recorded definition; vm.mu not held.
   base::Status RecordDefinition(VmEntry& vm, const config::VmDefinition& definition);
   // vm.mu held.
-  MoveTarget TargetOf(const VmEntry& vm) const;
-  VmView View(const VmEntry& vm) const;
+  MoveTarget TargetOf(const VmEntry& vm) const REQUIRES(vm.mu);
+  VmView View(const VmEntry& vm) const REQUIRES(vm.mu);
 
  private:
   const ServiceOptions options_;
@@ -116,9 +115,9 @@ class VmRegistry {
   // flock on <storage_root>/ferryd.lock: two ferryds supervising one
   // inventory would fight over every VM.
   base::Fd lock_;
-  std::mutex map_mu_;
+  base::Mutex map_mu_;
   // Guarded by map_mu_:
-  Names names_;
+  Names names_ GUARDED_BY(map_mu_);
   // Last member: destroyed first (if StopSupervisor was not called), so its
   // thread stops before anything it touches goes away.
   std::unique_ptr<Supervisor> supervisor_;

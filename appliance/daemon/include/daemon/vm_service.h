@@ -74,7 +74,7 @@ class VmService {
   void LoadVms(const std::vector<std::string>& names);
   void Recover(VmEntry& vm);
   // Recover's step for a VM whose worker still runs: re-attach, or mark it crashed.
-  void ReattachWorker(VmEntry& vm, base::Fd pidfd);
+  void ReattachWorker(VmEntry& vm, base::Fd pidfd) REQUIRES(vm.mu);
   void FinishMovesAtStart();  // VMs whose worker exited "moved" meanwhile
   void OnWorkerExit(const std::string& name, int64_t pid, const ProcessExit& exit);
   base::Result<std::string> ResolveProgram(const CreateRequest& request) const;

@@ -44,7 +44,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -55,6 +54,7 @@
 #include "ipc/storage_move_status.h"
 #include "plan/storage_move_plan.h"
 #include "base/event_fd.h"
+#include "base/mutex.h"
 #include "base/result.h"
 #include "config/vm_definition.h"
 #include "storage/tracking_disk.h"
@@ -117,18 +117,18 @@ class StorageMover {
   base::EventFd cancel_;
   std::vector<storage::TrackingDisk*> disks_;  // set by Start, read by the move thread
 
-  mutable std::mutex mu_;  // guards everything below
-  MoveStatus status_;
-  bool running_ = false;
-  std::string cancel_reason_;
-  config::VmDefinition definition_;
+  mutable base::Mutex mu_;  // guards everything below
+  MoveStatus status_ GUARDED_BY(mu_);
+  bool running_ GUARDED_BY(mu_) = false;
+  std::string cancel_reason_ GUARDED_BY(mu_);
+  config::VmDefinition definition_ GUARDED_BY(mu_);
   // The .part each tracking disk mirrored into last (in this worker): a
   // retry to the same file may trust that disk's bitmap.
-  std::map<storage::TrackingDisk*, std::string> last_part_;
-  uint64_t layer_bytes_done_ = 0;
-  std::vector<uint64_t> mirror_done_;
-  std::vector<uint64_t> mirror_remaining_;
-  std::vector<double> mirror_rate_;
+  std::map<storage::TrackingDisk*, std::string> last_part_ GUARDED_BY(mu_);
+  uint64_t layer_bytes_done_ GUARDED_BY(mu_) = 0;
+  std::vector<uint64_t> mirror_done_ GUARDED_BY(mu_);
+  std::vector<uint64_t> mirror_remaining_ GUARDED_BY(mu_);
+  std::vector<double> mirror_rate_ GUARDED_BY(mu_);
   std::atomic<uint64_t> last_poll_ns_{0};
 
   std::thread thread_;

@@ -9,9 +9,7 @@
 // the VM cleanly.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -24,6 +22,7 @@
 #include "ipc/worker_protocol.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
+#include "base/mutex.h"
 #include "vm/machine.h"
 
 namespace appliance {
@@ -95,10 +94,10 @@ class VmWorker {
   std::unique_ptr<LiveMoveDestination> incoming_;  // set while incoming
   std::string ready_line_ = "ready";  // "ready <port>" for an incoming worker
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t run_generation_ = 0;  // guarded by mu_; bumped on every resume
-  bool stopping_ = false;        // guarded by mu_
+  base::Mutex mu_;
+  base::CondVar cv_;
+  uint64_t run_generation_ GUARDED_BY(mu_) = 0;  // bumped on every resume
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread watcher_;
 };
 

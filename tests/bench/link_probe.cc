@@ -46,7 +46,8 @@ base::Result<LinkResult> MeasureLoopbackLink(uint32_t streams, uint64_t total_by
   ASSIGN_OR_RETURN(transport::TcpListener listener, transport::TcpListener::Bind("127.0.0.1", 0));
   std::vector<base::Fd> senders, receivers;
   for (uint32_t i = 0; i < streams; ++i) {
-    ASSIGN_OR_RETURN(base::Fd out, transport::TcpConnect("127.0.0.1", listener.port(), "", kConnectTimeoutMs));
+    ASSIGN_OR_RETURN(base::Fd out,
+                     transport::TcpConnect("127.0.0.1", listener.port(), "", kConnectTimeoutMs));
     ASSIGN_OR_RETURN(auto in, listener.Accept(-1, kConnectTimeoutMs));
     RETURN_IF_ERROR(MakeBlocking(out.get()));
     RETURN_IF_ERROR(MakeBlocking(in.first.get()));

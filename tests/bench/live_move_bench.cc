@@ -28,7 +28,8 @@
 //                   [--ws-mib 256] [--fractions 0.1,0.3] [--downtime-ms 300]
 //                   [--performance compression|tcp|both] [--no-qemu] [--no-ferry] [--qemu-multifd]
 //                   [--kernel /boot/vmlinuz-...] [--link-mib 1024] [--disk-fill-mib 1024]
-//                   [--workloads idle,memory,disk] [--disk-mib 2048] [--verbose] [--busy-copy-mib 16]
+//                   [--workloads idle,memory,disk] [--disk-mib 2048] [--verbose] [--busy-copy-mib
+//                   16]
 #include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
@@ -44,17 +45,17 @@
 #include <thread>
 #include <vector>
 
-#include "engine/live_move_destination.h"
-#include "daemon/live_move_service.h"
-#include "engine/live_move_source.h"
-#include "plan/storage_move_plan.h"
 #include "base/clock.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "bench_util.h"
 #include "config/vm_definition.h"
+#include "daemon/live_move_service.h"
+#include "engine/live_move_destination.h"
+#include "engine/live_move_source.h"
 #include "guest_initramfs/initramfs.h"
 #include "link_probe.h"
+#include "plan/storage_move_plan.h"
 #include "qemu_reference.h"
 #include "storage/tracking_disk.h"
 #include "transport/tcp.h"
@@ -77,7 +78,7 @@ struct Args {
   std::string performance = "compression";
   bool qemu = true;
   bool ferry = true;
-  bool verbose = false;  // ferry's move status every 250 ms on stderr
+  bool verbose = false;                        // ferry's move status every 250 ms on stderr
   std::string workloads = "idle,memory,disk";  // which kinds to run
   bool qemu_multifd = false;
   std::string kernel;
@@ -91,12 +92,14 @@ struct Args {
 };
 
 void Usage() {
-  std::fprintf(stderr,
-               "usage: live_move_bench [--quick] [--streams N] [--dir DIR] [--ws-mib N] [--fractions F,F]\n"
-               "                       [--downtime-ms N] [--performance compression|tcp|both] [--no-qemu] [--no-ferry]\n"
-               "                       [--workloads idle,memory,disk] [--disk-mib N] [--verbose]\n"
-               "                       [--qemu-multifd] [--kernel PATH] [--link-mib N] [--disk-fill-mib N]\n"
-               "                       [--busy-copy-mib N]\n");
+  std::fprintf(
+      stderr,
+      "usage: live_move_bench [--quick] [--streams N] [--dir DIR] [--ws-mib N] [--fractions F,F]\n"
+      "                       [--downtime-ms N] [--performance compression|tcp|both] [--no-qemu] "
+      "[--no-ferry]\n"
+      "                       [--workloads idle,memory,disk] [--disk-mib N] [--verbose]\n"
+      "                       [--qemu-multifd] [--kernel PATH] [--link-mib N] [--disk-fill-mib N]\n"
+      "                       [--busy-copy-mib N]\n");
   std::exit(2);
 }
 
@@ -116,26 +119,42 @@ Args ParseArgs(int argc, char** argv) {
       a.settle_s = 1.5;
       a.check_s = 2.2;
       a.qemu_timeout_s = 30;
-    } else if (k == "--streams") a.streams = uint32_t(std::stoul(value()));
-    else if (k == "--dir") a.dir = value();
-    else if (k == "--ws-mib") a.ws_mib = std::stoull(value());
-    else if (k == "--downtime-ms") a.downtime_ms = uint32_t(std::stoul(value()));
-    else if (k == "--performance") a.performance = value();
-    else if (k == "--no-qemu") a.qemu = false;
-    else if (k == "--no-ferry") a.ferry = false;
-    else if (k == "--workloads") a.workloads = value();
-    else if (k == "--disk-mib") a.disk_mib = std::stoull(value());
-    else if (k == "--verbose") a.verbose = true;
-    else if (k == "--qemu-multifd") a.qemu_multifd = true;
-    else if (k == "--kernel") a.kernel = value();
-    else if (k == "--link-mib") a.link_mib = std::stoull(value());
-    else if (k == "--disk-fill-mib") a.disk_fill_mib = std::stoull(value());
-    else if (k == "--busy-copy-mib") a.busy_copy_mib = std::stoull(value());
+    } else if (k == "--streams")
+      a.streams = uint32_t(std::stoul(value()));
+    else if (k == "--dir")
+      a.dir = value();
+    else if (k == "--ws-mib")
+      a.ws_mib = std::stoull(value());
+    else if (k == "--downtime-ms")
+      a.downtime_ms = uint32_t(std::stoul(value()));
+    else if (k == "--performance")
+      a.performance = value();
+    else if (k == "--no-qemu")
+      a.qemu = false;
+    else if (k == "--no-ferry")
+      a.ferry = false;
+    else if (k == "--workloads")
+      a.workloads = value();
+    else if (k == "--disk-mib")
+      a.disk_mib = std::stoull(value());
+    else if (k == "--verbose")
+      a.verbose = true;
+    else if (k == "--qemu-multifd")
+      a.qemu_multifd = true;
+    else if (k == "--kernel")
+      a.kernel = value();
+    else if (k == "--link-mib")
+      a.link_mib = std::stoull(value());
+    else if (k == "--disk-fill-mib")
+      a.disk_fill_mib = std::stoull(value());
+    else if (k == "--busy-copy-mib")
+      a.busy_copy_mib = std::stoull(value());
     else if (k == "--fractions") {
       a.fractions.clear();
       std::stringstream ss(value());
       for (std::string f; std::getline(ss, f, ',');) a.fractions.push_back(std::stod(f));
-    } else Usage();
+    } else
+      Usage();
   }
   if (a.performance != "compression" && a.performance != "tcp" && a.performance != "both") Usage();
   return a;
@@ -151,7 +170,7 @@ struct Workload {
   std::string name;
   std::string slug;  // VM and directory name
   Kind kind = Kind::kIdle;
-  double fraction = 0;      // of the link rate (memory workloads)
+  double fraction = 0;  // of the link rate (memory workloads)
   uint64_t ws_mib = 0;
   uint64_t rate_pages = 0;  // asked of the guest, pages/s (memory); writes/s (disk, 0: flat out)
 };
@@ -203,7 +222,8 @@ std::vector<Beat> ReadBeats(const std::string& console, Kind kind) {
     if (line.rfind(prefix, 0) != 0) continue;
     size_t t = line.find(" t="), c = line.find(counter), e = line.find(" errors=");
     if (t == std::string::npos || c == std::string::npos || e == std::string::npos) continue;
-    out.push_back(Beat{std::stoull(line.substr(t + 3)), std::stoull(line.substr(c + counter.size())),
+    out.push_back(Beat{std::stoull(line.substr(t + 3)),
+                       std::stoull(line.substr(c + counter.size())),
                        std::stoull(line.substr(e + 8))});
   }
   return out;
@@ -216,7 +236,9 @@ double BeatRate(const std::vector<Beat>& beats, uint64_t window_ms) {
   size_t i = beats.size() - 2;
   while (i > 0 && last.t_ms - beats[i].t_ms < window_ms) --i;
   const Beat& first = beats[i];
-  return last.t_ms > first.t_ms ? double(last.count - first.count) * 1000.0 / double(last.t_ms - first.t_ms) : 0;
+  return last.t_ms > first.t_ms
+             ? double(last.count - first.count) * 1000.0 / double(last.t_ms - first.t_ms)
+             : 0;
 }
 
 bool HasBadLine(const std::string& console) {
@@ -262,7 +284,8 @@ struct Rig {
   }
 };
 
-FerryResult RunFerry(const Args& args, const Workload& w, const std::string& performance, const std::string& dir) {
+FerryResult RunFerry(const Args& args, const Workload& w, const std::string& performance,
+                     const std::string& dir) {
   FerryResult r;
   Rig rig;
   auto fail = [&](const std::string& what, const base::Error& e) {
@@ -275,7 +298,9 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   std::filesystem::create_directories(in_dir);
   const std::string src_console = src_dir + "/console.log", dst_console = in_dir + "/console.log";
   const std::string disk = src_dir + "/disk.img";
-  if (auto st = MakeDisk(disk, args.disk_mib * kMiB, w.kind == Kind::kDisk ? args.disk_fill_mib * kMiB : 0); !st)
+  if (auto st = MakeDisk(disk, args.disk_mib * kMiB,
+                         w.kind == Kind::kDisk ? args.disk_fill_mib * kMiB : 0);
+      !st)
     return fail("disk", st.error());
 
   config::VmDefinition def;
@@ -285,10 +310,12 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   def.disks.push_back(config::DiskSpec{disk, config::DiskFormat::kRaw, false});
   if (w.kind == Kind::kDisk) {
     def.program = std::string(FERRY_GUEST_DIR) + "/disk-guest.bin";
-    def.cmdline = "blocks=" + std::to_string(args.disk_blocks) + " hb_ms=100 rate=" + std::to_string(w.rate_pages);
+    def.cmdline = "blocks=" + std::to_string(args.disk_blocks) +
+                  " hb_ms=100 rate=" + std::to_string(w.rate_pages);
   } else {
     def.program = std::string(FERRY_GUEST_DIR) + "/memory-guest.bin";
-    def.cmdline = "ws_mib=" + std::to_string(w.ws_mib) + " rate=" + std::to_string(w.rate_pages) + " hb_ms=100";
+    def.cmdline = "ws_mib=" + std::to_string(w.ws_mib) + " rate=" + std::to_string(w.rate_pages) +
+                  " hb_ms=100";
   }
 
   vm::MachineOptions so;
@@ -299,13 +326,13 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   if (!src) return fail("source machine", src.error());
   rig.src = std::move(*src);
   vm::Machine* src_machine = rig.src.get();
-  auto wrapped = src_machine->TransformDisk(0, [&](std::unique_ptr<storage::Disk>& cur)
-                                                  -> base::Result<std::unique_ptr<storage::Disk>> {
-    auto t = storage::TrackingDisk::Create(std::move(cur));
-    if (!t) return t.error();
-    rig.tracking = t->get();
-    return std::unique_ptr<storage::Disk>(std::move(*t));
-  });
+  auto wrapped = src_machine->TransformDisk(
+      0, [&](std::unique_ptr<storage::Disk>& cur) -> base::Result<std::unique_ptr<storage::Disk>> {
+        auto t = storage::TrackingDisk::Create(std::move(cur));
+        if (!t) return t.error();
+        rig.tracking = t->get();
+        return std::unique_ptr<storage::Disk>(std::move(*t));
+      });
   if (!wrapped) return fail("tracking disk", wrapped.error());
   if (auto st = src_machine->Start(); !st) return fail("start", st.error());
   // Running: the working set is written once before the first heartbeat.
@@ -321,11 +348,13 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   // would build.
   auto plan = appliance::PlanStorageMove(def, src_dir, dest_dir);
   if (!plan) return fail("plan", plan.error());
-  if (auto st = appliance::PrepareDestination(dest_dir); !st) return fail("destination", st.error());
-  appliance::PrepareRequest prepare = appliance::BuildPrepareRequest(
-      def, *plan, args.streams,
-      performance == "tcp" ? config::PerformanceOption::kTcp : config::PerformanceOption::kCompression,
-      "127.0.0.1");
+  if (auto st = appliance::PrepareDestination(dest_dir); !st)
+    return fail("destination", st.error());
+  appliance::PrepareRequest prepare =
+      appliance::BuildPrepareRequest(def, *plan, args.streams,
+                                     performance == "tcp" ? config::PerformanceOption::kTcp
+                                                          : config::PerformanceOption::kCompression,
+                                     "127.0.0.1");
   prepare.migration_id = appliance::NewMigrationId();
 
   vm::MachineOptions dopt;
@@ -337,7 +366,8 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   rig.dst = std::move(*dst);
   auto dst_event = base::EventFd::Create();
   auto src_event = base::EventFd::Create();
-  if (!dst_event || !src_event) return fail("eventfd", dst_event ? src_event.error() : dst_event.error());
+  if (!dst_event || !src_event)
+    return fail("eventfd", dst_event ? src_event.error() : dst_event.error());
   vm::Machine* dst_machine = rig.dst.get();
   appliance::LiveMoveDestination::Options dopts;
   dopts.machine = dst_machine;
@@ -384,15 +414,18 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
     uint64_t ms = (base::MonotonicNanos() - t0) / 1000000;
     if (args.verbose && ms >= next_report) {
       next_report = ms + 250;
-      std::fprintf(stderr, "  %6llu ms %-10s round %u  memory sent %s MiB (dirty %s MiB)  disk sent %s MiB (left %s MiB)  %.2f GB/s\n",
-                   (unsigned long long)ms, std::string(appliance::ToString(r.status.phase)).c_str(), r.status.round,
-                   MiB(r.status.memory_sent).c_str(), MiB(r.status.memory_remaining).c_str(),
-                   MiB(r.status.disk_sent).c_str(), MiB(r.status.disk_remaining).c_str(),
-                   r.status.bytes_per_second / 1e9);
+      std::fprintf(stderr,
+                   "  %6llu ms %-10s round %u  memory sent %s MiB (dirty %s MiB)  disk sent %s MiB "
+                   "(left %s MiB)  %.2f GB/s\n",
+                   (unsigned long long)ms, std::string(appliance::ToString(r.status.phase)).c_str(),
+                   r.status.round, MiB(r.status.memory_sent).c_str(),
+                   MiB(r.status.memory_remaining).c_str(), MiB(r.status.disk_sent).c_str(),
+                   MiB(r.status.disk_remaining).c_str(), r.status.bytes_per_second / 1e9);
     }
     SleepS(0.02);
   }
-  for (int i = 0; i < 500 && rig.incoming->outcome() == appliance::LiveMoveDestination::Outcome::kRunning; ++i)
+  for (int i = 0;
+       i < 500 && rig.incoming->outcome() == appliance::LiveMoveDestination::Outcome::kRunning; ++i)
     SleepS(0.01);
   if (r.status.phase != appliance::LiveMovePhase::kCompleted) {
     r.error = "move " + std::string(appliance::ToString(r.status.phase)) + ": " + r.status.error;
@@ -407,7 +440,8 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   // from the start to the switchover): what the move cost it.
   if (auto at_end = ReadBeats(src_console, w.kind); !beats_at_start.empty() && !at_end.empty()) {
     const Beat &a = beats_at_start.back(), &b = at_end.back();
-    if (b.t_ms > a.t_ms) r.guest_rate_during = double(b.count - a.count) * 1000.0 / double(b.t_ms - a.t_ms);
+    if (b.t_ms > a.t_ms)
+      r.guest_rate_during = double(b.count - a.count) * 1000.0 / double(b.t_ms - a.t_ms);
   }
   // As the source worker does on Committed: its VM is gone from here.
   rig.source.reset();
@@ -422,11 +456,13 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   auto beats = ReadBeats(dst_console, w.kind);
   vm::RunState state = dst_machine->state();
   if (state != vm::RunState::kRunning) {
-    r.verify_detail = "destination vm " + std::string(vm::ToString(state)) + ": " + dst_machine->failure();
+    r.verify_detail =
+        "destination vm " + std::string(vm::ToString(state)) + ": " + dst_machine->failure();
   } else if (HasBadLine(dst_console) || (!beats.empty() && beats.back().errors != 0)) {
     r.verify_detail = "destination guest reported errors (see " + dst_console + ")";
   } else if (beats.size() < 2 || beats.back().count <= beats.front().count) {
-    r.verify_detail = "destination guest made no progress (" + std::to_string(beats.size()) + " heartbeats)";
+    r.verify_detail =
+        "destination guest made no progress (" + std::to_string(beats.size()) + " heartbeats)";
   } else {
     r.verified = true;
     r.verify_detail = "OK";
@@ -457,7 +493,8 @@ std::string FindKernel(const std::string& given) {
   if (!given.empty()) return given;
   glob_t g{};
   std::string best;
-  if (::glob("/boot/vmlinuz-*", 0, nullptr, &g) == 0 && g.gl_pathc > 0) best = g.gl_pathv[g.gl_pathc - 1];
+  if (::glob("/boot/vmlinuz-*", 0, nullptr, &g) == 0 && g.gl_pathc > 0)
+    best = g.gl_pathv[g.gl_pathc - 1];
   ::globfree(&g);
   return best;
 }
@@ -471,10 +508,11 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(args.dir);
 
   // 1. The link limit.
-  auto link = bench::Must(bench::MeasureLoopbackLink(args.streams, args.link_mib * kMiB), "link probe");
+  auto link =
+      bench::Must(bench::MeasureLoopbackLink(args.streams, args.link_mib * kMiB), "link probe");
   const double link_bps = link.bytes_per_second();
-  std::printf("link limit: %u loopback TCP streams, %s MiB incompressible: %.2f GB/s\n", link.streams,
-              MiB(link.bytes).c_str(), link_bps / 1e9);
+  std::printf("link limit: %u loopback TCP streams, %s MiB incompressible: %.2f GB/s\n",
+              link.streams, MiB(link.bytes).c_str(), link_bps / 1e9);
   std::fflush(stdout);
 
   // 2. The workloads, rates set from the link just measured.
@@ -484,8 +522,8 @@ int main(int argc, char** argv) {
   for (double f : wanted("memory") ? args.fractions : std::vector<double>{}) {
     char name[32];
     std::snprintf(name, sizeof name, "memory %.0f%% link", f * 100);
-    workloads.push_back({name, "memory" + std::to_string(int(f * 100)), Kind::kMemory, f, args.ws_mib,
-                         uint64_t(f * link_bps / double(kPage))});
+    workloads.push_back({name, "memory" + std::to_string(int(f * 100)), Kind::kMemory, f,
+                         args.ws_mib, uint64_t(f * link_bps / double(kPage))});
   }
   if (wanted("disk")) workloads.push_back({"disk writing", "disk", Kind::kDisk, 0, 0, 0});
 
@@ -495,10 +533,14 @@ int main(int argc, char** argv) {
   if (args.qemu) {
     std::filesystem::create_directories(qemu_dir);
     auto built = bench::BuildReferenceInitramfs(FERRY_INITRAMFS_SRC, qemu_dir);
-    if (kernel.empty()) qemu_note = "no kernel under /boot (scripts/setup.sh installs one)";
-    else if (!built) qemu_note = built.error().ToString();
-    else initramfs = *built;
-    if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0) qemu_note = "qemu-system-x86_64 is not installed";
+    if (kernel.empty())
+      qemu_note = "no kernel under /boot (scripts/setup.sh installs one)";
+    else if (!built)
+      qemu_note = built.error().ToString();
+    else
+      initramfs = *built;
+    if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0)
+      qemu_note = "qemu-system-x86_64 is not installed";
   }
 
   struct Done {
@@ -562,17 +604,22 @@ int main(int argc, char** argv) {
   }
 
   // 4. The table.
-  std::printf("\nlive move of a %llu MiB VM with a %llu MiB raw disk over loopback, %u streams (%s), "
-              "downtime target %u ms\n",
-              (unsigned long long)args.memory_mib, (unsigned long long)args.disk_mib, args.streams,
-              args.performance.c_str(), args.downtime_ms);
-  std::printf("link limit (raw TCP, %u streams, same run): %.2f GB/s\n\n", args.streams, link_bps / 1e9);
-  Row({"workload", "engine", "total ms", "down ms", "sent MiB", "rounds", "GB/s", "/link", "dirty MB/s", "guest check"});
-  auto ferry_row = [&](const Done& d, const FerryResult& f, const std::string& name, const std::string& engine) {
-    std::string dirty = !args.ferry           ? ""
-                        : d.w.kind == Kind::kDisk ? Fixed(f.guest_rate * 4096 / 1e6, 1) + "w" +
-                                                        (f.moved ? "/" + Fixed(f.guest_rate_during * 4096 / 1e6, 1) : "")
-                                                  : Rate(f.guest_rate * kPage / 1e6);
+  std::printf(
+      "\nlive move of a %llu MiB VM with a %llu MiB raw disk over loopback, %u streams (%s), "
+      "downtime target %u ms\n",
+      (unsigned long long)args.memory_mib, (unsigned long long)args.disk_mib, args.streams,
+      args.performance.c_str(), args.downtime_ms);
+  std::printf("link limit (raw TCP, %u streams, same run): %.2f GB/s\n\n", args.streams,
+              link_bps / 1e9);
+  Row({"workload", "engine", "total ms", "down ms", "sent MiB", "rounds", "GB/s", "/link",
+       "dirty MB/s", "guest check"});
+  auto ferry_row = [&](const Done& d, const FerryResult& f, const std::string& name,
+                       const std::string& engine) {
+    std::string dirty = !args.ferry ? ""
+                        : d.w.kind == Kind::kDisk
+                            ? Fixed(f.guest_rate * 4096 / 1e6, 1) + "w" +
+                                  (f.moved ? "/" + Fixed(f.guest_rate_during * 4096 / 1e6, 1) : "")
+                            : Rate(f.guest_rate * kPage / 1e6);
     if (f.moved) {
       double secs = f.status.total_ms / 1000.0;
       double bps = secs > 0 ? double(f.status.wire_bytes) / secs : 0;
@@ -600,12 +647,15 @@ int main(int argc, char** argv) {
     } else {
       const auto& q = d.qemu;
       double bps = q.total_ms > 0 ? double(q.ram_transferred) / (q.total_ms / 1000.0) : 0;
-      std::string check = q.completed() ? std::string(bench::ToString(q.verdict)) : "migration " + q.status;
-      if (q.verdict != bench::GuestVerdict::kOk && !q.verdict_detail.empty()) check += " (" + q.verdict_detail + ")";
-      if (q.throttle_percent > 0) check += " [throttled " + std::to_string(q.throttle_percent) + "%]";
-      Row({"", "qemu", Ms(q.total_ms), Ms(q.downtime_ms), MiB(q.ram_transferred), std::to_string(q.dirty_sync_count),
-           Fixed(bps / 1e9, 2), Fixed(bps / link_bps, 2), Rate(q.guest_dirty_pages_per_s * kPage / 1e6),
-           check});
+      std::string check =
+          q.completed() ? std::string(bench::ToString(q.verdict)) : "migration " + q.status;
+      if (q.verdict != bench::GuestVerdict::kOk && !q.verdict_detail.empty())
+        check += " (" + q.verdict_detail + ")";
+      if (q.throttle_percent > 0)
+        check += " [throttled " + std::to_string(q.throttle_percent) + "%]";
+      Row({"", "qemu", Ms(q.total_ms), Ms(q.downtime_ms), MiB(q.ram_transferred),
+           std::to_string(q.dirty_sync_count), Fixed(bps / 1e9, 2), Fixed(bps / link_bps, 2),
+           Rate(q.guest_dirty_pages_per_s * kPage / 1e6), check});
     }
   }
   // 5. What the columns mean, and ferry's own breakdown.
@@ -617,35 +667,43 @@ int main(int argc, char** argv) {
       std::printf("%s%.0f MB/s", sep, double(d.w.rate_pages) * kPage / 1e6);
       sep = ", ";
     }
-  std::printf(");\n  \"dirty MB/s\" is what each guest reached before the move (one that cannot reach the\n"
-              "  asked rate dirties as fast as it can). idle: 16 MiB working set, 10 pages/s.\n"
-              "disk writing: the disk guest writing 4 KiB blocks flat out over %llu MiB of its disk, which\n"
-              "  held %llu MiB of data (\"w\": its write MB/s before the move / while the move ran, at the\n"
-              "  source); the other workloads' disks are empty (sparse).\n"
-              "ferry: sent = bytes on the wire (all streams), rounds = memory rounds, GB/s = sent / total,\n"
-              "  ferry-z / ferry-t (--performance both): the same move with compression / plain streams,\n"
-              "  downtime = source vCPUs stopped until the destination's Committed arrived.\n"
-              "qemu: TCG, %s, auto-converge on, max-bandwidth raised; total/downtime/sent (ram transferred)\n"
-              "  are QEMU's query-migrate figures, rounds its dirty-sync-count; after every run its\n"
-              "  destination guest is asked to verify its working set (VERIFY OK / FAIL / CRASHED / NO ANSWER).\n",
-              (unsigned long long)(args.disk_blocks * 4096 / kMiB), (unsigned long long)args.disk_fill_mib,
-              args.qemu_multifd ? "multifd" : "one migration stream");
+  std::printf(
+      ");\n  \"dirty MB/s\" is what each guest reached before the move (one that cannot reach the\n"
+      "  asked rate dirties as fast as it can). idle: 16 MiB working set, 10 pages/s.\n"
+      "disk writing: the disk guest writing 4 KiB blocks flat out over %llu MiB of its disk, "
+      "which\n"
+      "  held %llu MiB of data (\"w\": its write MB/s before the move / while the move ran, at "
+      "the\n"
+      "  source); the other workloads' disks are empty (sparse).\n"
+      "ferry: sent = bytes on the wire (all streams), rounds = memory rounds, GB/s = sent / "
+      "total,\n"
+      "  ferry-z / ferry-t (--performance both): the same move with compression / plain streams,\n"
+      "  downtime = source vCPUs stopped until the destination's Committed arrived.\n"
+      "qemu: TCG, %s, auto-converge on, max-bandwidth raised; total/downtime/sent (ram "
+      "transferred)\n"
+      "  are QEMU's query-migrate figures, rounds its dirty-sync-count; after every run its\n"
+      "  destination guest is asked to verify its working set (VERIFY OK / FAIL / CRASHED / NO "
+      "ANSWER).\n",
+      (unsigned long long)(args.disk_blocks * 4096 / kMiB), (unsigned long long)args.disk_fill_mib,
+      args.qemu_multifd ? "multifd" : "one migration stream");
   if (args.ferry) {
     std::printf("\nferry breakdown:\n");
     for (const Done& d : done) {
       const auto& st = d.ferry.status;
       if (!d.ferry.moved) continue;
       double secs = st.total_ms / 1000.0;
-      std::printf("  %-18s memory sent %s MiB, disk sent %s MiB, %llu zero pages skipped, throttle %d%%;"
-                  " %s MiB of state moved in %.2f s = %.2f GB/s\n",
-                  d.w.name.c_str(), MiB(st.memory_sent).c_str(), MiB(st.disk_sent).c_str(),
-                  (unsigned long long)st.zero_pages, st.throttle_percent,
-                  MiB(st.memory_bytes + st.disk_bytes).c_str(), secs,
-                  secs > 0 ? double(st.memory_bytes + st.disk_bytes) / secs / 1e9 : 0.0);
+      std::printf(
+          "  %-18s memory sent %s MiB, disk sent %s MiB, %llu zero pages skipped, throttle %d%%;"
+          " %s MiB of state moved in %.2f s = %.2f GB/s\n",
+          d.w.name.c_str(), MiB(st.memory_sent).c_str(), MiB(st.disk_sent).c_str(),
+          (unsigned long long)st.zero_pages, st.throttle_percent,
+          MiB(st.memory_bytes + st.disk_bytes).c_str(), secs,
+          secs > 0 ? double(st.memory_bytes + st.disk_bytes) / secs / 1e9 : 0.0);
     }
   }
   if (!ferry_ok) {
-    std::fprintf(stderr, "live_move_bench: a ferry move failed or its destination guest did not verify\n");
+    std::fprintf(stderr,
+                 "live_move_bench: a ferry move failed or its destination guest did not verify\n");
     return 1;
   }
   return 0;

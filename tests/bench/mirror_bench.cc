@@ -28,9 +28,9 @@
 #include <string>
 #include <vector>
 
-#include "bench_util.h"
 #include "base/clock.h"
 #include "base/fd.h"
+#include "bench_util.h"
 #include "storage/block_sink.h"
 #include "storage/disk.h"
 #include "storage/mirror_job.h"
@@ -99,9 +99,8 @@ WriterStats RunWriter(storage::Disk& disk, double seconds, uint64_t seed, StopFn
 }
 
 void PrintWriter(const char* label, const WriterStats& s) {
-  std::printf("  %-34s %9.0f writes/s  p99 %7.3f ms  worst %8.3f ms  (%lu writes, %.1f s)\n",
-              label, s.rate(), s.p99_ms, s.worst_ms, static_cast<unsigned long>(s.writes),
-              s.seconds);
+  std::printf("  %-34s %9.0f writes/s  p99 %7.3f ms  worst %8.3f ms  (%lu writes, %.1f s)\n", label,
+              s.rate(), s.p99_ms, s.worst_ms, static_cast<unsigned long>(s.writes), s.seconds);
 }
 
 double MirrorCopySeconds(const std::string& src, const std::string& dst, uint64_t size) {
@@ -138,11 +137,16 @@ int main(int argc, char** argv) {
   std::string dir = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/var/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--size-mib") size_mib = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--dir") dir = argv[i + 1];
-    else if (a == "--max-rate-mib") max_rate_mib = std::strtoull(argv[i + 1], nullptr, 10);
-    else Die("unknown argument " + a + " (--size-mib N --seconds S --dir PATH)");
+    if (a == "--size-mib")
+      size_mib = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--seconds")
+      seconds = std::atof(argv[i + 1]);
+    else if (a == "--dir")
+      dir = argv[i + 1];
+    else if (a == "--max-rate-mib")
+      max_rate_mib = std::strtoull(argv[i + 1], nullptr, 10);
+    else
+      Die("unknown argument " + a + " (--size-mib N --seconds S --dir PATH)");
   }
   const uint64_t size = size_mib * kMiB;
   const std::string src = dir + "/mirror-bench-src.img";
@@ -173,9 +177,8 @@ int main(int argc, char** argv) {
     o.max_bytes_per_second = rate_mib * kMiB;
     auto job = Must(storage::MirrorJob::Start(*disk, *sink, std::move(o)), "start mirror");
     const uint64_t t0 = base::MonotonicNanos();
-    bulk_stats = RunWriter(*disk, seconds * 4, 2, [&] {
-      return job->Progress().state != storage::MirrorState::kCopying;
-    });
+    bulk_stats = RunWriter(*disk, seconds * 4, 2,
+                           [&] { return job->Progress().state != storage::MirrorState::kCopying; });
     const double writer_done = double(base::MonotonicNanos() - t0) / 1e9;
     Must(job->WaitReady(-1, -1), "mirror bulk copy");
     const double copy_during = double(base::MonotonicNanos() - t0) / 1e9;
@@ -193,8 +196,9 @@ int main(int argc, char** argv) {
     std::printf("  slowdown while mirroring:  %.2fx rate, worst latency %.1fx\n",
                 base_stats.rate() / std::max(wt_stats.rate(), 1e-9),
                 wt_stats.worst_ms / std::max(base_stats.worst_ms, 1e-9));
-    std::printf("  bulk copy with the writer running: %.2f s (%.0f MiB/s; writer stopped at %.1f s)\n",
-                copy_during, double(size_mib) / copy_during, writer_done);
+    std::printf(
+        "  bulk copy with the writer running: %.2f s (%.0f MiB/s; writer stopped at %.1f s)\n",
+        copy_during, double(size_mib) / copy_during, writer_done);
   }
   {  // the baseline again: the machine's load drifts (shared CPUs)
     auto raw = Must(storage::OpenRawDisk(src, false), "open source");
@@ -207,9 +211,10 @@ int main(int argc, char** argv) {
   for (int round = 0; round < 2; ++round) {
     double c = CpSeconds(src, dst);
     double m = MirrorCopySeconds(src, dst, size);
-    std::printf("  round %d: cp --sparse=always + sync %.2f s (%.0f MiB/s), mirror job %.2f s "
-                "(%.0f MiB/s)\n",
-                round + 1, c, double(size_mib) / c, m, double(size_mib) / m);
+    std::printf(
+        "  round %d: cp --sparse=always + sync %.2f s (%.0f MiB/s), mirror job %.2f s "
+        "(%.0f MiB/s)\n",
+        round + 1, c, double(size_mib) / c, m, double(size_mib) / m);
     best_cp = std::min(best_cp, c);
     best_mirror = std::min(best_mirror, m);
   }

@@ -81,9 +81,11 @@ class QemuProcess {
   // Position of the first of `needles` found at or after `from`, waiting up
   // to timeout_s; npos on timeout or when QEMU closed its output. `which`
   // gets the index of the needle found.
-  size_t WaitFor(const std::vector<std::string>& needles, size_t from, double timeout_s, size_t* which = nullptr) {
+  size_t WaitFor(const std::vector<std::string>& needles, size_t from, double timeout_s,
+                 size_t* which = nullptr) {
     std::unique_lock<std::mutex> lock(mu_);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(int64_t(timeout_s * 1e6));
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(int64_t(timeout_s * 1e6));
     for (;;) {
       size_t best = std::string::npos;
       for (size_t i = 0; i < needles.size(); ++i) {
@@ -174,8 +176,9 @@ class Qmp {
     }
     ASSIGN_OR_RETURN(json greeting, ReadMessage(10));
     if (!greeting.contains("QMP")) return base::Error(base::Code::kInternal, "QMP: no greeting");
-    return Execute("qmp_capabilities").has_value() ? base::Ok()
-                                                   : base::Error(base::Code::kInternal, "QMP: capabilities refused");
+    return Execute("qmp_capabilities").has_value()
+               ? base::Ok()
+               : base::Error(base::Code::kInternal, "QMP: capabilities refused");
   }
 
   base::Result<json> Execute(const std::string& command, const json& arguments = json::object()) {
@@ -187,8 +190,9 @@ class Qmp {
       ASSIGN_OR_RETURN(json reply, ReadMessage(30));
       if (reply.contains("event")) continue;
       if (reply.contains("error"))
-        return base::Error(base::Code::kInternal,
-                           "QMP " + command + ": " + reply["error"].value("desc", reply["error"].dump()));
+        return base::Error(
+            base::Code::kInternal,
+            "QMP " + command + ": " + reply["error"].value("desc", reply["error"].dump()));
       if (reply.contains("return")) return reply["return"];
     }
   }
@@ -238,7 +242,8 @@ double GuestDirtyRate(const std::string& console) {
   size_t p = console.rfind("DIRTY t=");
   if (p == std::string::npos) return 0;
   unsigned long long t = 0, n = 0;
-  if (std::sscanf(console.c_str() + p, "DIRTY t=%llu dirtied=%llu", &t, &n) != 2 || t == 0) return 0;
+  if (std::sscanf(console.c_str() + p, "DIRTY t=%llu dirtied=%llu", &t, &n) != 2 || t == 0)
+    return 0;
   return double(n) * 1000.0 / double(t);
 }
 
@@ -250,8 +255,8 @@ std::string LineAt(const std::string& text, size_t pos) {
 }
 
 // Markers of a destination guest that died instead of answering.
-const std::vector<std::string> kCrashMarkers = {"Kernel panic", "BUG: ", "Oops", "general protection",
-                                                "segfault", "invalid opcode"};
+const std::vector<std::string> kCrashMarkers = {"Kernel panic",       "BUG: ",    "Oops",
+                                                "general protection", "segfault", "invalid opcode"};
 
 }  // namespace
 
@@ -277,12 +282,30 @@ base::Result<QemuReferenceResult> RunQemuReference(const QemuReferenceOptions& o
     // -nodefaults: no NIC/VGA to boot or migrate; the serial console is the
     // pipe we read (the same as -nographic's, without the monitor mux).
     return std::vector<std::string>{
-        o.qemu, "-accel", "tcg", "-m", std::to_string(o.memory_mib), "-smp", "1",
-        "-kernel", o.kernel, "-initrd", o.initramfs,
-        "-append", "console=ttyS0 quiet rdinit=/init dirty_mb=" + std::to_string(o.ws_mib) +
-                       " dirty_rate=" + std::to_string(o.dirty_pages_per_s),
-        "-display", "none", "-nodefaults", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-        "-qmp", "unix:" + qmp + ",server=on,wait=off"};
+        o.qemu,
+        "-accel",
+        "tcg",
+        "-m",
+        std::to_string(o.memory_mib),
+        "-smp",
+        "1",
+        "-kernel",
+        o.kernel,
+        "-initrd",
+        o.initramfs,
+        "-append",
+        "console=ttyS0 quiet rdinit=/init dirty_mb=" + std::to_string(o.ws_mib) +
+            " dirty_rate=" + std::to_string(o.dirty_pages_per_s),
+        "-display",
+        "none",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-qmp",
+        "unix:" + qmp + ",server=on,wait=off"};
   };
   QemuProcess src, dst;
   auto dst_args = args(dst_qmp);
@@ -306,12 +329,15 @@ base::Result<QemuReferenceResult> RunQemuReference(const QemuReferenceOptions& o
     caps.push_back({{"capability", "multifd"}, {"state", true}});
     dst_caps.push_back({{"capability", "multifd"}, {"state", true}});
   }
-  if (!caps.empty()) RETURN_IF_ERROR(src_q.Execute("migrate-set-capabilities", {{"capabilities", caps}}));
-  if (!dst_caps.empty()) RETURN_IF_ERROR(dst_q.Execute("migrate-set-capabilities", {{"capabilities", dst_caps}}));
+  if (!caps.empty())
+    RETURN_IF_ERROR(src_q.Execute("migrate-set-capabilities", {{"capabilities", caps}}));
+  if (!dst_caps.empty())
+    RETURN_IF_ERROR(dst_q.Execute("migrate-set-capabilities", {{"capabilities", dst_caps}}));
   json params = {{"max-bandwidth", o.max_bandwidth}, {"downtime-limit", o.downtime_ms}};
   if (o.multifd_channels > 0) {
     params["multifd-channels"] = o.multifd_channels;
-    RETURN_IF_ERROR(dst_q.Execute("migrate-set-parameters", {{"multifd-channels", o.multifd_channels}}));
+    RETURN_IF_ERROR(
+        dst_q.Execute("migrate-set-parameters", {{"multifd-channels", o.multifd_channels}}));
   }
   RETURN_IF_ERROR(src_q.Execute("migrate-set-parameters", params));
   RETURN_IF_ERROR(dst_q.Execute("migrate-incoming", {{"uri", uri}}));
@@ -323,7 +349,8 @@ base::Result<QemuReferenceResult> RunQemuReference(const QemuReferenceOptions& o
   for (;;) {
     ASSIGN_OR_RETURN(info, src_q.Execute("query-migrate"));
     r.status = info.value("status", "");
-    r.throttle_percent = std::max<uint64_t>(r.throttle_percent, info.value("cpu-throttle-percentage", 0ull));
+    r.throttle_percent =
+        std::max<uint64_t>(r.throttle_percent, info.value("cpu-throttle-percentage", 0ull));
     if (r.status == "completed" || r.status == "failed" || r.status == "cancelled") break;
     if (Now() > end) {
       (void)src_q.Execute("migrate_cancel");
@@ -359,13 +386,16 @@ base::Result<QemuReferenceResult> RunQemuReference(const QemuReferenceOptions& o
     size_t at = dst.WaitFor(needles, from, o.verify_timeout_s, &which);
     std::string console = dst.Output();
     if (at != std::string::npos) {
-      r.verdict = which == 0 ? GuestVerdict::kOk : which == 1 ? GuestVerdict::kFail : GuestVerdict::kCrashed;
+      r.verdict = which == 0   ? GuestVerdict::kOk
+                  : which == 1 ? GuestVerdict::kFail
+                               : GuestVerdict::kCrashed;
       r.verdict_detail = LineAt(console, at);
     } else {
       auto st = dst.exited() ? base::Result<json>(json::object()) : dst_q.Execute("query-status");
       std::string run_state = st ? st->value("status", "exited") : "no QMP answer";
       r.verdict = run_state == "running" ? GuestVerdict::kNoAnswer : GuestVerdict::kCrashed;
-      r.verdict_detail = "no reply in " + std::to_string(int(o.verify_timeout_s)) + " s; QEMU state " + run_state;
+      r.verdict_detail =
+          "no reply in " + std::to_string(int(o.verify_timeout_s)) + " s; QEMU state " + run_state;
     }
   }
   (void)src_q.Execute("quit");

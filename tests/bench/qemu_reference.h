@@ -33,11 +33,11 @@ struct QemuReferenceOptions {
   uint64_t dirty_pages_per_s = 0;  // 0: the dirtier only waits (idle guest)
   uint32_t downtime_ms = 300;
   uint64_t max_bandwidth = 100ull << 30;  // bytes/s
-  bool auto_converge = true;     // QEMU's vCPU throttling, as ferry throttles
-  uint32_t multifd_channels = 0; // 0: one migration stream (QEMU's default)
-  double settle_s = 2;           // dirtying before the migration starts
+  bool auto_converge = true;              // QEMU's vCPU throttling, as ferry throttles
+  uint32_t multifd_channels = 0;          // 0: one migration stream (QEMU's default)
+  double settle_s = 2;                    // dirtying before the migration starts
   double boot_timeout_s = 90;
-  double migrate_timeout_s = 60; // then migrate_cancel: "did not complete"
+  double migrate_timeout_s = 60;  // then migrate_cancel: "did not complete"
   double verify_timeout_s = 30;
 };
 
@@ -51,15 +51,15 @@ enum class GuestVerdict {
 const char* ToString(GuestVerdict v);
 
 struct QemuReferenceResult {
-  std::string status;         // query-migrate's final status, or "timeout"
+  std::string status;  // query-migrate's final status, or "timeout"
   double total_ms = -1, downtime_ms = -1, setup_ms = -1;
   uint64_t ram_transferred = 0;
   uint64_t dirty_sync_count = 0;
-  double mbps = 0;            // QEMU's own throughput figure (megabits/s)
+  double mbps = 0;                     // QEMU's own throughput figure (megabits/s)
   double guest_dirty_pages_per_s = 0;  // measured in the guest before the move
   uint64_t throttle_percent = 0;       // last cpu-throttle-percentage seen
   GuestVerdict verdict = GuestVerdict::kNotChecked;
-  std::string verdict_detail;          // the guest's line, or why none
+  std::string verdict_detail;  // the guest's line, or why none
   bool completed() const { return status == "completed"; }
 };
 

@@ -32,9 +32,12 @@ Args ParseArgs(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    if (k == "--dir") a.dir = argv[i + 1];
-    else if (k == "--memory-mib") a.memory_mib = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (k == "--ws-mib") a.ws_mib = std::strtoull(argv[i + 1], nullptr, 10);
+    if (k == "--dir")
+      a.dir = argv[i + 1];
+    else if (k == "--memory-mib")
+      a.memory_mib = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (k == "--ws-mib")
+      a.ws_mib = std::strtoull(argv[i + 1], nullptr, 10);
     else {
       std::fprintf(stderr, "usage: %s [--dir DIR] [--memory-mib N] [--ws-mib N]\n", argv[0]);
       std::exit(2);
@@ -144,8 +147,9 @@ int main(int argc, char** argv) {
   // The disk limit for the same byte count on the same filesystem.
   const uint64_t mib = (bytes + (1 << 20) - 1) >> 20;
   const std::string ddfile = dir + "/dd.bin";
-  double dd_write_s = TimeCommand("dd if=/dev/zero of=" + ddfile + " bs=1M count=" +
-                                  std::to_string(mib) + " conv=fsync status=none");
+  double dd_write_s =
+      TimeCommand("dd if=/dev/zero of=" + ddfile + " bs=1M count=" + std::to_string(mib) +
+                  " conv=fsync status=none");
   double dd_read_s =
       TimeCommand("dd if=" + ddfile + " of=/dev/null bs=1M iflag=direct status=none");
 

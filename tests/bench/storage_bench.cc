@@ -42,9 +42,9 @@
 #include <string>
 #include <vector>
 
-#include "bench_util.h"
 #include "base/clock.h"
 #include "base/fd.h"
+#include "bench_util.h"
 #include "storage/block_file.h"
 #include "storage/block_sink.h"
 #include "storage/disk.h"
@@ -144,9 +144,10 @@ void CopyBench(const std::string& dir, uint64_t size, int rounds) {
   const double mib = double(size) / kMiB;
   MakeSparseImage(src, size);
   Run("cat '" + src + "' > /dev/null");  // every copy starts from a cached source
-  std::printf("(a) copy of a %.0f MiB raw image, %lu MiB allocated (50%% data, 12.5%% written "
-              "zeros, 37.5%% holes), durable\n",
-              mib, static_cast<unsigned long>(AllocatedMiB(src)));
+  std::printf(
+      "(a) copy of a %.0f MiB raw image, %lu MiB allocated (50%% data, 12.5%% written "
+      "zeros, 37.5%% holes), durable\n",
+      mib, static_cast<unsigned long>(AllocatedMiB(src)));
   struct Method {
     const char* name;
     double (*run)(const std::string&, const std::string&, uint64_t);
@@ -154,13 +155,14 @@ void CopyBench(const std::string& dir, uint64_t size, int rounds) {
     uint64_t allocated = 0;
   };
   Method methods[] = {
-      {"ferry CopySparseFile", [](auto& s, auto& d, uint64_t) {
+      {"ferry CopySparseFile",
+       [](auto& s, auto& d, uint64_t) {
          return FerrySparseCopy(s, d, storage::IoEngine::kIoUring);
        }},
-      {"ferry CopySparseFile (sync eng.)", [](auto& s, auto& d, uint64_t) {
-         return FerrySparseCopy(s, d, storage::IoEngine::kSync);
-       }},
-      {"ferry MirrorJob -> FileSink", [](auto& s, auto& d, uint64_t n) { return FerryMirrorCopy(s, d, n); }},
+      {"ferry CopySparseFile (sync eng.)",
+       [](auto& s, auto& d, uint64_t) { return FerrySparseCopy(s, d, storage::IoEngine::kSync); }},
+      {"ferry MirrorJob -> FileSink",
+       [](auto& s, auto& d, uint64_t n) { return FerryMirrorCopy(s, d, n); }},
       {"cp --sparse=always + sync", [](auto& s, auto& d, uint64_t) { return CpCopy(s, d); }},
       {"qemu-img convert -t none", [](auto& s, auto& d, uint64_t) { return QemuConvert(s, d); }},
   };
@@ -211,10 +213,10 @@ uint64_t PickStep(uint64_t size) {
 
 double QemuBenchIops(const std::string& path, const char* fmt, uint64_t count, unsigned depth,
                      uint64_t step) {
-  std::string out = Run("qemu-img bench -f " + std::string(fmt) + " -w -t none -c " +
-                        std::to_string(count) + " -d " + std::to_string(depth) +
-                        " -s 4k -S " + std::to_string(step) + " --pattern=" +
-                        std::to_string(kPattern) + " '" + path + "'");
+  std::string out =
+      Run("qemu-img bench -f " + std::string(fmt) + " -w -t none -c " + std::to_string(count) +
+          " -d " + std::to_string(depth) + " -s 4k -S " + std::to_string(step) +
+          " --pattern=" + std::to_string(kPattern) + " '" + path + "'");
   auto at = out.find("Run completed in ");
   if (at == std::string::npos) Die("unexpected qemu-img bench output:\n" + out);
   double secs = std::atof(out.c_str() + at + std::strlen("Run completed in "));
@@ -223,10 +225,10 @@ double QemuBenchIops(const std::string& path, const char* fmt, uint64_t count, u
 
 // The same with qemu caching like ferry (page cache, one flush at the end).
 double QemuBenchWritebackIops(const std::string& path, uint64_t count, uint64_t step) {
-  std::string out = Run("qemu-img bench -f qcow2 -w -t writeback -d 1 --flush-interval=" +
-                        std::to_string(count) + " -c " + std::to_string(count) + " -s 4k -S " +
-                        std::to_string(step) + " --pattern=" + std::to_string(kPattern) + " '" +
-                        path + "'");
+  std::string out =
+      Run("qemu-img bench -f qcow2 -w -t writeback -d 1 --flush-interval=" + std::to_string(count) +
+          " -c " + std::to_string(count) + " -s 4k -S " + std::to_string(step) +
+          " --pattern=" + std::to_string(kPattern) + " '" + path + "'");
   auto at = out.find("Run completed in ");
   if (at == std::string::npos) Die("unexpected qemu-img bench output:\n" + out);
   double secs = std::atof(out.c_str() + at + std::strlen("Run completed in "));
@@ -306,14 +308,16 @@ void IopsBench(const std::string& dir, uint64_t size, uint64_t count, unsigned d
   PrintRow("ferry qcow2 Disk::Write (QD1, + Flush)", f_alloc, q1_alloc, "of qemu-img bench -d 1");
   PrintRow("qemu-img bench -w -t none -d 1", q1_alloc, q1_alloc, "");
   PrintRow(qd_name.c_str(), qd_alloc, q1_alloc, "of qemu-img bench -d 1");
-  PrintRow("qemu-img bench -t writeback -d 1 + 1 flush", wb_alloc, q1_alloc, "of qemu-img bench -d 1");
+  PrintRow("qemu-img bench -t writeback -d 1 + 1 flush", wb_alloc, q1_alloc,
+           "of qemu-img bench -d 1");
   std::printf("  ferry / %s: %.2fx;  ferry / qemu-img writeback+flush: %.2fx\n", qd_name.c_str(),
               f_alloc / qd_alloc, f_alloc / wb_alloc);
   std::printf("  qcow2, overwrite (same offsets again):\n");
   PrintRow("ferry qcow2 Disk::Write (QD1, + Flush)", f_over, q1_over, "of qemu-img bench -d 1");
   PrintRow("qemu-img bench -w -t none -d 1", q1_over, q1_over, "");
   PrintRow(qd_name.c_str(), qd_over, q1_over, "of qemu-img bench -d 1");
-  PrintRow("qemu-img bench -t writeback -d 1 + 1 flush", wb_over, q1_over, "of qemu-img bench -d 1");
+  PrintRow("qemu-img bench -t writeback -d 1 + 1 flush", wb_over, q1_over,
+           "of qemu-img bench -d 1");
   std::printf("  ferry / %s: %.2fx;  ferry / qemu-img writeback+flush: %.2fx\n", qd_name.c_str(),
               f_over / qd_over, f_over / wb_over);
 
@@ -350,14 +354,21 @@ int main(int argc, char** argv) {
   std::string dir = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/var/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--size-mib") size_mib = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--count") count = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--depth") depth = unsigned(std::strtoul(argv[i + 1], nullptr, 10));
-    else if (a == "--rounds") rounds = std::atoi(argv[i + 1]);
-    else if (a == "--dir") dir = argv[i + 1];
-    else if (a == "--only") only = argv[i + 1];
-    else Die("unknown argument " + a +
-             " (--size-mib N --count N --depth D --rounds R --dir PATH --only copy|iops)");
+    if (a == "--size-mib")
+      size_mib = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--count")
+      count = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--depth")
+      depth = unsigned(std::strtoul(argv[i + 1], nullptr, 10));
+    else if (a == "--rounds")
+      rounds = std::atoi(argv[i + 1]);
+    else if (a == "--dir")
+      dir = argv[i + 1];
+    else if (a == "--only")
+      only = argv[i + 1];
+    else
+      Die("unknown argument " + a +
+          " (--size-mib N --count N --depth D --rounds R --dir PATH --only copy|iops)");
   }
   if (size_mib < 16 || depth < 1 || depth > 256 || rounds < 1 || count < 1)
     Die("bad arguments: need --size-mib >= 16, --depth 1..256, --rounds >= 1, --count >= 1");

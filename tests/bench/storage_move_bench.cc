@@ -12,7 +12,8 @@
 // longest gap between consecutive heartbeats minus the heartbeat interval (a
 // write that waits delays the next heartbeat by as much).
 //
-//   storage_move_bench [--dir DIR] [--disk-mib 512] [--fill-mib 512] [--window-s 5] [--max-rate BYTES]
+//   storage_move_bench [--dir DIR] [--disk-mib 512] [--fill-mib 512] [--window-s 5] [--max-rate
+//   BYTES]
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -25,9 +26,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/storage_mover.h"
 #include "base/fd.h"
 #include "config/vm_definition.h"
+#include "engine/storage_mover.h"
 #include "storage/tracking_disk.h"
 #include "vm/machine.h"
 
@@ -70,7 +71,8 @@ Window Measure(const std::vector<Beat>& beats, size_t from, size_t to) {
   double secs = double(beats[to - 1].t_ms - beats[from].t_ms) / 1000.0;
   w.writes_per_s = secs > 0 ? double(beats[to - 1].writes - beats[from].writes) / secs : 0;
   for (size_t i = from + 1; i < to; ++i)
-    w.worst_stall_ms = std::max(w.worst_stall_ms, double(beats[i].t_ms - beats[i - 1].t_ms) - kHbMs);
+    w.worst_stall_ms =
+        std::max(w.worst_stall_ms, double(beats[i].t_ms - beats[i - 1].t_ms) - kHbMs);
   return w;
 }
 
@@ -89,16 +91,23 @@ int main(int argc, char** argv) {
   double window_s = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
-    if (a == "--dir") dir = v;
-    else if (a == "--disk-mib") disk_mib = std::stoull(v);
-    else if (a == "--fill-mib") fill_mib = std::stoull(v);
-    else if (a == "--window-s") window_s = std::stod(v);
-    else if (a == "--max-rate") max_rate = std::stoull(v);
-    else return Fail("unknown option " + a);
+    if (a == "--dir")
+      dir = v;
+    else if (a == "--disk-mib")
+      disk_mib = std::stoull(v);
+    else if (a == "--fill-mib")
+      fill_mib = std::stoull(v);
+    else if (a == "--window-s")
+      window_s = std::stod(v);
+    else if (a == "--max-rate")
+      max_rate = std::stoull(v);
+    else
+      return Fail("unknown option " + a);
   }
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir + "/src");
-  const std::string src = dir + "/src/disk.img", dest = dir + "/dest", console = dir + "/console.log";
+  const std::string src = dir + "/src/disk.img", dest = dir + "/dest",
+                    console = dir + "/console.log";
   {
     // Data in the whole filled range (not zeros, so the copy cannot skip it).
     base::Fd fd(::open(src.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -126,13 +135,13 @@ int main(int argc, char** argv) {
   // "before" window already runs through the TrackingDisk, as it would in a
   // worker that was moved before).
   storage::TrackingDisk* tracking = nullptr;
-  auto wrapped = (*machine)->TransformDisk(0, [&](std::unique_ptr<storage::Disk>& cur)
-                                                  -> base::Result<std::unique_ptr<storage::Disk>> {
-    auto t = storage::TrackingDisk::Create(std::move(cur));
-    if (!t) return t.error();
-    tracking = t->get();
-    return std::unique_ptr<storage::Disk>(std::move(*t));
-  });
+  auto wrapped = (*machine)->TransformDisk(
+      0, [&](std::unique_ptr<storage::Disk>& cur) -> base::Result<std::unique_ptr<storage::Disk>> {
+        auto t = storage::TrackingDisk::Create(std::move(cur));
+        if (!t) return t.error();
+        tracking = t->get();
+        return std::unique_ptr<storage::Disk>(std::move(*t));
+      });
   if (!wrapped) return Fail(wrapped.error().ToString());
 
   Sleep(1);  // boot
@@ -152,7 +161,8 @@ int main(int argc, char** argv) {
   req.destination = dest;
   req.max_bytes_per_second = max_rate;
   auto t0 = std::chrono::steady_clock::now();
-  if (auto st = (*mover)->Start(req, options.definition, {tracking}); !st) return Fail(st.error().ToString());
+  if (auto st = (*mover)->Start(req, options.definition, {tracking}); !st)
+    return Fail(st.error().ToString());
   appliance::MoveStatus status;
   for (;;) {
     status = (*mover)->Status();
@@ -167,20 +177,24 @@ int main(int argc, char** argv) {
   size_t b3 = beats.size();
   (*machine)->Shutdown();
 
-  Window before = Measure(beats, b0, b1), during = Measure(beats, b1, b2), after = Measure(beats, b2, b3);
-  std::printf("storage move of a %llu MiB raw disk (%llu MiB data) with the disk guest writing 4 KiB blocks\n",
-              (unsigned long long)disk_mib, (unsigned long long)fill_mib);
-  std::printf("move: %.2f s, %.1f MiB/s copied, guest I/O paused %.1f ms for the switch%s\n", move_s,
-              double(status.bytes_done) / move_s / (1 << 20), double(status.switch_pause_us) / 1000.0,
-              max_rate ? " (paced)" : "");
+  Window before = Measure(beats, b0, b1), during = Measure(beats, b1, b2),
+         after = Measure(beats, b2, b3);
+  std::printf(
+      "storage move of a %llu MiB raw disk (%llu MiB data) with the disk guest writing 4 KiB "
+      "blocks\n",
+      (unsigned long long)disk_mib, (unsigned long long)fill_mib);
+  std::printf("move: %.2f s, %.1f MiB/s copied, guest I/O paused %.1f ms for the switch%s\n",
+              move_s, double(status.bytes_done) / move_s / (1 << 20),
+              double(status.switch_pause_us) / 1000.0, max_rate ? " (paced)" : "");
   std::printf("\n%-22s %12s %12s %12s\n", "", "before", "during", "after");
-  std::printf("%-22s %12.0f %12.0f %12.0f\n", "guest writes/s", before.writes_per_s, during.writes_per_s,
-              after.writes_per_s);
-  std::printf("%-22s %12.1f %12.1f %12.1f\n", "worst write stall ms", before.worst_stall_ms, during.worst_stall_ms,
-              after.worst_stall_ms);
+  std::printf("%-22s %12.0f %12.0f %12.0f\n", "guest writes/s", before.writes_per_s,
+              during.writes_per_s, after.writes_per_s);
+  std::printf("%-22s %12.1f %12.1f %12.1f\n", "worst write stall ms", before.worst_stall_ms,
+              during.worst_stall_ms, after.worst_stall_ms);
   std::printf("%-22s %12zu %12zu %12zu\n", "heartbeats", before.beats, during.beats, after.beats);
   auto ratio = [](double base, double x) { return x > 0 ? base / x : 0.0; };
   std::printf("\nslowdown of guest writes during the move: %.2fx (target <= 1.3x); after: %.2fx\n",
-              ratio(before.writes_per_s, during.writes_per_s), ratio(before.writes_per_s, after.writes_per_s));
+              ratio(before.writes_per_s, during.writes_per_s),
+              ratio(before.writes_per_s, after.writes_per_s));
   return 0;
 }

@@ -14,9 +14,9 @@
 #include <csignal>
 #include <iostream>
 
+#include "fakes/fake_worker_util.h"
 #include "ipc/vm_dir_files.h"
 #include "protocol/live_move_types.h"
-#include "fakes/fake_worker_util.h"
 #include "transport/tcp.h"
 
 using namespace appliance;
@@ -37,14 +37,16 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   auto args = ParseWorkerArgs(std::vector<std::string>(argv + 1, argv + argc));
   if (!args || args->incoming_host.empty()) {
-    std::cerr << "fake-incoming-worker: " << (args ? "--incoming missing" : args.error().message()) << "\n";
+    std::cerr << "fake-incoming-worker: " << (args ? "--incoming missing" : args.error().message())
+              << "\n";
     return 2;
   }
   const std::string mode = fake::EnvOrEmpty("FAKE_INCOMING_MODE");
   auto control = ListenUnix(args->control_socket);
   auto data = transport::TcpListener::Bind(args->incoming_host, 0);
   if (!control || !data) {
-    WriteExitRecord(*args, "startup-failed", "internal", !control ? control.error().message() : data.error().message());
+    WriteExitRecord(*args, "startup-failed", "internal",
+                    !control ? control.error().message() : data.error().message());
     return kWorkerExitStartupFailed;
   }
   if (args->ready_fd >= 0) {
@@ -87,7 +89,8 @@ int main(int argc, char** argv) {
     switch (request->request.op) {
       case WorkerOp::kLiveMove:
         if (mode == "ignore-abort") {
-          (void)WriteLine(conn.get(), EncodeReply(base::Error(base::Code::kInternal, "fake: ignoring")));
+          (void)WriteLine(conn.get(),
+                          EncodeReply(base::Error(base::Code::kInternal, "fake: ignoring")));
           continue;
         }
         if (committed) {
@@ -104,9 +107,7 @@ int main(int argc, char** argv) {
         (void)WriteLine(conn.get(), EncodeReply(reply));
         WriteExitRecord(*args, "stopped");
         return 0;
-      default:
-        (void)WriteLine(conn.get(), EncodeReply(reply));
-        continue;
+      default: (void)WriteLine(conn.get(), EncodeReply(reply)); continue;
     }
   }
 }

@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   const std::string mode = fake::EnvOrEmpty("FAKE_WORKER_MODE");
   if (mode == "startup-fail") {
     const std::string code = fake::EnvOrEmpty("FAKE_WORKER_CODE");
-    WriteExitRecord(*args, "startup-failed", code.empty() ? "internal" : code, "fake start-up failure");
+    WriteExitRecord(*args, "startup-failed", code.empty() ? "internal" : code,
+                    "fake start-up failure");
     return kWorkerExitStartupFailed;
   }
   if (mode == "exit-silently") return 7;
@@ -64,10 +65,11 @@ int main(int argc, char** argv) {
         ::unlink(args->control_socket.c_str());
         WriteExitRecord(*args, mode == "power-off-on-stop" ? "powered-off" : "stopped");
         return 0;
-      case WorkerOp::kMove:  // no disks here either
-      case WorkerOp::kLiveMove:  // nor memory to move
+      case WorkerOp::kMove:        // no disks here either
+      case WorkerOp::kLiveMove:    // nor memory to move
       case WorkerOp::kCheckpoint:  // no disks here: refused like a worker without them
-        (void)WriteLine(conn.get(), EncodeReply(base::Error(base::Code::kUnimplemented, "fake worker: no disks")));
+        (void)WriteLine(conn.get(), EncodeReply(base::Error(base::Code::kUnimplemented,
+                                                            "fake worker: no disks")));
         continue;
       case WorkerOp::kSave: {
         if (auto st = base::WriteFileAtomically(request->request.path, "fake-state\n"); !st) {

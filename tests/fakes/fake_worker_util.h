@@ -10,16 +10,16 @@
 #include <optional>
 #include <string>
 
+#include "base/fd.h"
 #include "common/unix_socket.h"
 #include "ipc/worker_args.h"
 #include "ipc/worker_protocol.h"
-#include "base/fd.h"
 
 namespace appliance::fake {
 
 // worker.exit, as a real worker leaves it for ferryd.
-inline void WriteExitRecord(const WorkerArgs& args, const std::string& state, const std::string& code = "",
-                            const std::string& message = "") {
+inline void WriteExitRecord(const WorkerArgs& args, const std::string& state,
+                            const std::string& code = "", const std::string& message = "") {
   WorkerExitRecord r;
   r.pid = ::getpid();
   r.state = state;

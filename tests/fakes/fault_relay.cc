@@ -35,12 +35,14 @@ FaultRelay::FaultRelay(base::Fd listen_fd, uint16_t port, std::string host, uint
       target_port_(target_port),
       stop_(std::move(stop)) {}
 
-base::Result<std::unique_ptr<FaultRelay>> FaultRelay::Start(const std::string& target_host, uint16_t target_port) {
+base::Result<std::unique_ptr<FaultRelay>> FaultRelay::Start(const std::string& target_host,
+                                                            uint16_t target_port) {
   ASSIGN_OR_RETURN(transport::TcpListener listener, transport::TcpListener::Bind("127.0.0.1", 0));
   ASSIGN_OR_RETURN(base::EventFd stop, base::EventFd::Create());
   const uint16_t port = listener.port();
   base::Fd fd(::dup(listener.fd()));
-  std::unique_ptr<FaultRelay> r(new FaultRelay(std::move(fd), port, target_host, target_port, std::move(stop)));
+  std::unique_ptr<FaultRelay> r(
+      new FaultRelay(std::move(fd), port, target_host, target_port, std::move(stop)));
   r->acceptor_ = std::thread([p = r.get()] { p->AcceptLoop(); });
   return r;
 }
@@ -108,8 +110,10 @@ void FaultRelay::Pump(size_t index) {
         auto t = truncates_.find(index);
         if (t != truncates_.end()) {
           uint64_t done = c->forwarded.load();
-          if (done >= t->second) truncate_now = true;
-          else want = std::min<uint64_t>(want, t->second - done);
+          if (done >= t->second)
+            truncate_now = true;
+          else
+            want = std::min<uint64_t>(want, t->second - done);
         }
       }
       if (truncate_now) {

@@ -30,7 +30,8 @@ namespace appliance::testing {
 
 class FaultRelay {
  public:
-  static base::Result<std::unique_ptr<FaultRelay>> Start(const std::string& target_host, uint16_t target_port);
+  static base::Result<std::unique_ptr<FaultRelay>> Start(const std::string& target_host,
+                                                         uint16_t target_port);
   ~FaultRelay();
 
   uint16_t port() const { return port_; }
@@ -46,7 +47,8 @@ class FaultRelay {
     std::atomic<uint64_t> forwarded{0};
     std::thread pump;
   };
-  FaultRelay(base::Fd listen_fd, uint16_t port, std::string host, uint16_t target_port, base::EventFd stop);
+  FaultRelay(base::Fd listen_fd, uint16_t port, std::string host, uint16_t target_port,
+             base::EventFd stop);
   void AcceptLoop();
   void Pump(size_t index);
 

@@ -25,9 +25,11 @@ namespace appliance::test {
 // skipped: see below). Returns the decoded error
 // frame ("peer: <reason>" with its code), or kInternal "no error frame: …"
 // when the listener closed, answered something else or said nothing.
-inline base::Error RefusalOf(uint16_t port, const std::vector<uint8_t>& bytes, int timeout_ms = 5000) {
+inline base::Error RefusalOf(uint16_t port, const std::vector<uint8_t>& bytes,
+                             int timeout_ms = 5000) {
   auto fd = transport::TcpConnect("127.0.0.1", port, "", 5000);
-  if (!fd) return base::Error(base::Code::kInternal, "no error frame: connect: " + fd.error().ToString());
+  if (!fd)
+    return base::Error(base::Code::kInternal, "no error frame: connect: " + fd.error().ToString());
   if (!bytes.empty() && !base::WriteAll(fd->get(), bytes.data(), bytes.size()))
     return base::Error(base::Code::kInternal, "no error frame: could not send the test bytes");
   transport::FrameStream stream(std::move(*fd), "raw test peer");
@@ -36,9 +38,11 @@ inline base::Error RefusalOf(uint16_t port, const std::vector<uint8_t>& bytes, i
   // answered after the opening: a hello reply, then the error.
   if (frame && frame->type == uint16_t(transport::FrameType::kHelloReply))
     frame = stream.Receive(transport::kMaxHelloPayload, -1, timeout_ms);
-  if (!frame) return base::Error(base::Code::kInternal, "no error frame: " + frame.error().ToString());
+  if (!frame)
+    return base::Error(base::Code::kInternal, "no error frame: " + frame.error().ToString());
   if (frame->type != uint16_t(transport::FrameType::kError))
-    return base::Error(base::Code::kInternal, "no error frame: got frame type " + std::to_string(frame->type));
+    return base::Error(base::Code::kInternal,
+                       "no error frame: got frame type " + std::to_string(frame->type));
   return transport::DecodeErrorPayload(frame->payload);
 }
 
@@ -50,7 +54,9 @@ inline std::vector<uint8_t> GarbageBytes(uint64_t seed, size_t n) {
   return out;
 }
 
-inline std::vector<uint8_t> TextBytes(const std::string& text) { return {text.begin(), text.end()}; }
+inline std::vector<uint8_t> TextBytes(const std::string& text) {
+  return {text.begin(), text.end()};
+}
 
 // A well-formed first frame: the hello of control stream 0 of 1 (role data
 // when data is set), with its CRC XORed by crc_xor (nonzero: a bad CRC).

@@ -21,7 +21,8 @@ constexpr size_t kMaxInput = 64 << 10;
 
 template <typename T>
 void CheckRefusal(const base::Result<T>& r, const char* what) {
-  if (!r && r.error().message().empty()) Fail(kTarget, std::string(what) + ": refusal without a message");
+  if (!r && r.error().message().empty())
+    Fail(kTarget, std::string(what) + ": refusal without a message");
 }
 
 }  // namespace
@@ -44,8 +45,10 @@ void ConfigFuzzOne(const uint8_t* data, size_t size) {
   // Value parsers, on the first line (what a single key's value would be).
   const std::string_view line = text.substr(0, text.find('\n'));
   // FormatSize writes for people ("256 MiB"), not for ParseSize: no round trip.
-  if (auto bytes = config::ParseSize(line)) (void)config::FormatSize(*bytes);
-  else CheckRefusal(bytes, "size");
+  if (auto bytes = config::ParseSize(line))
+    (void)config::FormatSize(*bytes);
+  else
+    CheckRefusal(bytes, "size");
   CheckRefusal(config::ParseCidr(line), "cidr");
   CheckRefusal(config::ParseListenAddress(line), "listen address");
   CheckRefusal(config::ParseDiskFormat(line), "disk format");

@@ -22,8 +22,10 @@ config::VmDefinition Definition(bool disks, bool checkpoints) {
     vm.disks.push_back({"/srv/vms/web/data.img", config::DiskFormat::kRaw, true});
   }
   if (checkpoints) {
-    vm.checkpoints.push_back({"a", 1700000000000, "", {"checkpoints/a/root.qcow2", "/srv/vms/web/data.img"}});
-    vm.checkpoints.push_back({"b", 1700000001000, "a", {"checkpoints/b/root.qcow2", "/srv/vms/web/data.img"}});
+    vm.checkpoints.push_back(
+        {"a", 1700000000000, "", {"checkpoints/a/root.qcow2", "/srv/vms/web/data.img"}});
+    vm.checkpoints.push_back(
+        {"b", 1700000001000, "a", {"checkpoints/b/root.qcow2", "/srv/vms/web/data.img"}});
     vm.current_checkpoint = "b";
   }
   return vm;
@@ -35,8 +37,8 @@ std::vector<Bytes> MakeSeeds() {
     const std::string toml = config::FormatVmDefinition(Definition(disks, checkpoints));
     auto parsed = config::ParseVmDefinition(toml, "seed");
     if (!parsed) {
-      std::fprintf(stderr, "seed vm.toml does not parse: %s\n%s\n", parsed.error().ToString().c_str(),
-                   toml.c_str());
+      std::fprintf(stderr, "seed vm.toml does not parse: %s\n%s\n",
+                   parsed.error().ToString().c_str(), toml.c_str());
       return {};
     }
     seeds.push_back(ToBytes(toml));

@@ -30,7 +30,8 @@ void CheckHeader(const uint8_t* data, size_t size) {
   for (uint32_t max : {transport::kMaxFramePayload, transport::kMaxHelloPayload, 0u}) {
     auto h = transport::DecodeFrameHeader(data, max);
     if (!h) {
-      if (h.error().code() != base::Code::kDataLoss) Fail(kTarget, "header refusal not kDataLoss: " + h.error().ToString());
+      if (h.error().code() != base::Code::kDataLoss)
+        Fail(kTarget, "header refusal not kDataLoss: " + h.error().ToString());
       continue;
     }
     uint8_t again[transport::kFrameHeaderBytes];
@@ -49,8 +50,7 @@ void CheckPayloads(std::span<const uint8_t> payload) {
     auto again = transport::DecodeHello(transport::EncodeHello(*hello));
     if (!again || again->min_version != hello->min_version ||
         again->max_version != hello->max_version || again->role != hello->role ||
-        again->migration_id != hello->migration_id ||
-        again->stream_index != hello->stream_index ||
+        again->migration_id != hello->migration_id || again->stream_index != hello->stream_index ||
         again->stream_count != hello->stream_count) {
       Fail(kTarget, "a decoded hello does not survive encode + decode");
     }

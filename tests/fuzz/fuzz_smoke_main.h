@@ -43,8 +43,8 @@ inline void Mutate(Bytes& b, const std::vector<Bytes>& seeds, std::mt19937_64& r
         if (!b.empty()) b[pos] = uint8_t(rng());
         break;
       case 3: {  // a boundary value, little-endian, at a 4-byte slot
-        static const uint32_t kValues[] = {0, 1, 0x7f, 0xff, 0xffff, 0x10000, 0x7fffffff,
-                                           0xffffffff};
+        static const uint32_t kValues[] = {0,      1,       0x7f,       0xff,
+                                           0xffff, 0x10000, 0x7fffffff, 0xffffffff};
         const uint32_t v = kValues[rng() % 8];
         const size_t at = pos & ~size_t{3};
         for (size_t k = 0; k < 4 && at + k < b.size(); ++k) b[at + k] = uint8_t(v >> (8 * k));
@@ -52,7 +52,9 @@ inline void Mutate(Bytes& b, const std::vector<Bytes>& seeds, std::mt19937_64& r
       }
       case 4: b.insert(b.begin() + long(pos), 1 + rng() % 8, uint8_t(rng())); break;
       case 5:
-        if (!b.empty()) b.erase(b.begin() + long(pos), b.begin() + long(std::min(b.size(), pos + 1 + rng() % 16)));
+        if (!b.empty())
+          b.erase(b.begin() + long(pos),
+                  b.begin() + long(std::min(b.size(), pos + 1 + rng() % 16)));
         break;
       case 6: b.resize(pos); break;
       case 7:
@@ -80,10 +82,14 @@ inline int SmokeMain(const char* name, const std::vector<Bytes>& seeds, FuzzOneF
   std::string corpus_out;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--iterations") iterations = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--seed") seed = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--only") only = std::strtoll(argv[i + 1], nullptr, 10);
-    else if (flag == "--write-corpus") corpus_out = argv[i + 1];
+    if (flag == "--iterations")
+      iterations = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (flag == "--seed")
+      seed = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (flag == "--only")
+      only = std::strtoll(argv[i + 1], nullptr, 10);
+    else if (flag == "--write-corpus")
+      corpus_out = argv[i + 1];
   }
   if (seeds.empty()) {
     std::fprintf(stderr, "%s: no seeds were built\n", name);

@@ -15,7 +15,9 @@ namespace storage::fuzz {
 class MemoryBlockFile final : public BlockFile {
  public:
   MemoryBlockFile(std::string path, std::vector<uint8_t> bytes, uint64_t max_size, bool writable)
-      : path_(std::move(path)), bytes_(std::move(bytes)), max_size_(max_size),
+      : path_(std::move(path)),
+        bytes_(std::move(bytes)),
+        max_size_(max_size),
         writable_(writable) {}
 
   base::Result<size_t> ReadAt(void* buf, size_t len, uint64_t offset) override {

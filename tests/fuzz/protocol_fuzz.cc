@@ -24,7 +24,8 @@ const uint64_t kLayerSizes[] = {10ull << 20, 3ull << 20, 512};
 
 template <typename T>
 void CheckRefusal(const base::Result<T>& r, const char* what) {
-  if (!r && r.error().message().empty()) Fail(kTarget, std::string(what) + ": refusal without a message");
+  if (!r && r.error().message().empty())
+    Fail(kTarget, std::string(what) + ": refusal without a message");
 }
 
 Bytes Concat(const Bytes& head, std::span<const uint8_t> data) {

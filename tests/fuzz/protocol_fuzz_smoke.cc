@@ -52,7 +52,8 @@ appliance::PrepareRequest MakePrepare() {
 }
 
 template <typename T>
-bool Decodes(const T& value, base::Result<T> (*from_json)(const nlohmann::json&), const char* what) {
+bool Decodes(const T& value, base::Result<T> (*from_json)(const nlohmann::json&),
+             const char* what) {
   auto r = from_json(appliance::ToJson(value));
   if (!r) std::fprintf(stderr, "seed %s does not decode: %s\n", what, r.error().ToString().c_str());
   return r.has_value();
@@ -64,7 +65,8 @@ std::vector<Bytes> MakeSeeds() {
   const appliance::PageEntry pages[] = {{256, false}, {257, true}, {300, false}};
   seeds.push_back(Seed(0, WithData(appliance::EncodePageBatchHeader(pages), 2 * 4096, 0xab)));
   seeds.push_back(Seed(0, appliance::EncodePageBatchHeader({})));
-  seeds.push_back(Seed(1, WithData(appliance::EncodeDiskExtentHeader({0, false, 4096, 1024}), 1024, 7)));
+  seeds.push_back(
+      Seed(1, WithData(appliance::EncodeDiskExtentHeader({0, false, 4096, 1024}), 1024, 7)));
   seeds.push_back(Seed(1, appliance::EncodeDiskExtentHeader({1, true, 1 << 20, 1 << 20})));
   seeds.push_back(Seed(2, WithData(appliance::EncodeLayerChunkHeader({1, 65536}), 4096, 3)));
   seeds.push_back(Seed(3, appliance::EncodeLayerDone({2, 512})));
@@ -102,7 +104,8 @@ std::vector<Bytes> MakeSeeds() {
   seeds.push_back(Seed(8, appliance::JsonPayload(appliance::ToJson(status))));
   // Names and ids.
   seeds.push_back(Seed(9, ToBytes("committed")));
-  seeds.push_back(Seed(9, ToBytes(std::string(appliance::ToString(appliance::LiveMovePhase::kSwitchover)))));
+  seeds.push_back(
+      Seed(9, ToBytes(std::string(appliance::ToString(appliance::LiveMovePhase::kSwitchover)))));
   seeds.push_back(Seed(9, ToBytes(prepare.migration_id)));
   return seeds;
 }

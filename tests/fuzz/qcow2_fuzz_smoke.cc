@@ -119,8 +119,8 @@ void Mutate(Bytes& b, std::mt19937_64& rng) {
       case 1: b[pos] ^= uint8_t(1u << (rng() % 8)); break;
       case 2: b[pos] = uint8_t(rng()); break;
       case 3: {  // an interesting 64-bit big-endian value at an 8-byte slot
-        static const uint64_t kValues[] = {0, 1, 0x200, 0x10000, 1ull << 40, ~0ull,
-                                           0x8000000000000000ull, 0x4000000000000000ull};
+        static const uint64_t kValues[] = {
+            0, 1, 0x200, 0x10000, 1ull << 40, ~0ull, 0x8000000000000000ull, 0x4000000000000000ull};
         pos &= ~uint64_t{7};
         if (pos + 8 <= b.size()) qcow2::PutBe64(&b[pos], kValues[rng() % 8]);
         break;
@@ -137,10 +137,14 @@ int Main(int argc, char** argv) {
   std::string corpus_out;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--iterations") iterations = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--seed") seed = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--only") only = std::strtoll(argv[i + 1], nullptr, 10);
-    else if (flag == "--write-corpus") corpus_out = argv[i + 1];
+    if (flag == "--iterations")
+      iterations = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (flag == "--seed")
+      seed = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (flag == "--only")
+      only = std::strtoll(argv[i + 1], nullptr, 10);
+    else if (flag == "--write-corpus")
+      corpus_out = argv[i + 1];
   }
   char tmpl[] = "/tmp/ferry-qcow2-fuzz-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return 2;

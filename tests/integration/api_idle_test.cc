@@ -58,7 +58,8 @@ TEST_F(ApiIdleTest, ManyIdleConnectionsDoNotLockTheApiOut) {
   for (int round = 0; round < 3; ++round) {
     const auto start = std::chrono::steady_clock::now();
     ProcessResult r = Ferry({"vm", "list"}, 20000);
-    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_LT(took.count(), 5000) << "ferry vm list took " << took.count() << " ms";
   }

@@ -32,7 +32,9 @@ bool HaveQemuImg() { return QemuImg({"--version"}).exit_code == 0; }
 class CheckpointTest : public FerryTest {
  protected:
   std::string VmDir(const std::string& vm) { return storage() + "/vms/" + vm; }
-  std::string Abs(const std::string& vm, const std::string& p) { return p[0] == '/' ? p : VmDir(vm) + "/" + p; }
+  std::string Abs(const std::string& vm, const std::string& p) {
+    return p[0] == '/' ? p : VmDir(vm) + "/" + p;
+  }
 
   // The disk's top file and format from the definition.
   std::pair<std::string, std::string> Top(const std::string& vm) {
@@ -80,8 +82,9 @@ class CheckpointTest : public FerryTest {
   // Boots a verifier on the top file (read-only) and expects bad=0.
   void Verify(const std::string& name) {
     auto [top, format] = Top("d1");
-    ASSERT_TRUE(CreateAndStart(name, {"--guest", "disk", "--memory", "32M", "--disk", top + ",format=" + format + ",ro",
-                                      "--cmdline", "mode=verify"}));
+    ASSERT_TRUE(
+        CreateAndStart(name, {"--guest", "disk", "--memory", "32M", "--disk",
+                              top + ",format=" + format + ",ro", "--cmdline", "mode=verify"}));
     WaitForPowerOff(name);
     std::string out = Console(name);
     EXPECT_EQ(State(name), "powered-off") << out;
@@ -97,8 +100,8 @@ TEST_F(CheckpointTest, CreateDeleteWhileRunningApplyStoppedAndForced) {
   StartFerryd();
   std::string disk = dir() + "/data.img";
   MakeSparseFile(disk, 8 << 20);
-  ASSERT_TRUE(CreateAndStart(
-      "d1", {"--guest", "disk", "--memory", "32M", "--disk", disk, "--cmdline", "hb_ms=50 rate=1000 flush_every=16"}));
+  ASSERT_TRUE(CreateAndStart("d1", {"--guest", "disk", "--memory", "32M", "--disk", disk,
+                                    "--cmdline", "hb_ms=50 rate=1000 flush_every=16"}));
 
   // Three checkpoints while the guest writes; a copy of each taken at the
   // checkpoint (the VM paused around create, so the copy is that instant).

@@ -18,7 +18,9 @@
 namespace ferry_it {
 namespace {
 
-bool HaveQemuImg() { return RunProcess({"/usr/bin/qemu-img", "--version"}, {}, 30000).exit_code == 0; }
+bool HaveQemuImg() {
+  return RunProcess({"/usr/bin/qemu-img", "--version"}, {}, 30000).exit_code == 0;
+}
 
 size_t Count(const std::string& text, const std::string& what) {
   size_t n = 0;
@@ -32,7 +34,7 @@ std::string ReadText(const std::string& path) {
 }
 
 uint64_t FileSize(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
 }
 
@@ -56,7 +58,9 @@ class DiskErrorTest : public FerryTest {
   void MakePreallocated(const std::string& path) {
     QemuImg({"create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", path, "16M"});
   }
-  static void Truncate(const std::string& path) { ASSERT_EQ(::truncate(path.c_str(), 1 << 20), 0) << path; }
+  static void Truncate(const std::string& path) {
+    ASSERT_EQ(::truncate(path.c_str(), 1 << 20), 0) << path;
+  }
   std::string VmDir(const std::string& vm) const { return storage() + "/vms/" + vm; }
 };
 
@@ -64,8 +68,8 @@ TEST_F(DiskErrorTest, RunningGuestHitsADamagedRegionAndShowSaysWhy) {
   StartFerryd();
   const std::string disk = Disk("d1.qcow2");
   MakePreallocated(disk);
-  ASSERT_EQ(Ferry({"vm", "create", "d1", "--guest", "disk", "--memory", "64M", "--cmdline", "blocks=4096 hb_ms=50",
-                   "--disk", disk + ",format=qcow2"})
+  ASSERT_EQ(Ferry({"vm", "create", "d1", "--guest", "disk", "--memory", "64M", "--cmdline",
+                   "blocks=4096 hb_ms=50", "--disk", disk + ",format=qcow2"})
                 .exit_code,
             0);
   // The damage happens after create (which would refuse it): the L2 table
@@ -79,18 +83,22 @@ TEST_F(DiskErrorTest, RunningGuestHitsADamagedRegionAndShowSaysWhy) {
     vm = FerryJson({"vm", "show", "d1"});
     return vm.contains("stats") && vm["stats"].value("disk_errors", 0) >= 5;
   });
-  EXPECT_EQ(vm["state"], "running") << "an I/O error is the guest's to handle; the vm keeps running";
+  EXPECT_EQ(vm["state"], "running")
+      << "an I/O error is the guest's to handle; the vm keeps running";
   const std::string last_error = vm["last_error"];
   EXPECT_EQ(last_error.rfind("disk 0 (" + disk + "): ", 0), 0u) << last_error;
   EXPECT_NE(last_error.find(" at offset "), std::string::npos) << last_error;
   EXPECT_NE(last_error.find(disk + ": L2 entry "), std::string::npos) << last_error;
-  EXPECT_NE(last_error.find("points past end of file (data-loss)"), std::string::npos) << last_error;
+  EXPECT_NE(last_error.find("points past end of file (data-loss)"), std::string::npos)
+      << last_error;
   const nlohmann::json& d0 = vm["stats"]["disks"][0];
   EXPECT_EQ(d0["path"], disk);
   EXPECT_GE(d0["errors"].get<uint64_t>(), 5u);
-  EXPECT_EQ(d0["errors"].get<uint64_t>(), d0["read_errors"].get<uint64_t>() + d0["write_errors"].get<uint64_t>() +
+  EXPECT_EQ(d0["errors"].get<uint64_t>(), d0["read_errors"].get<uint64_t>() +
+                                              d0["write_errors"].get<uint64_t>() +
                                               d0["flush_errors"].get<uint64_t>());
-  EXPECT_EQ(last_error.find(d0["first_error"].get<std::string>()), std::string("disk 0 (" + disk + "): ").size());
+  EXPECT_EQ(last_error.find(d0["first_error"].get<std::string>()),
+            std::string("disk 0 (" + disk + "): ").size());
 
   // The guest saw I/O errors (not corruption) and is still alive.
   size_t beats = WaitForHeartbeats("d1", "DISK", 5).size();
@@ -119,7 +127,8 @@ TEST_F(DiskErrorTest, RunningGuestHitsADamagedRegionAndShowSaysWhy) {
 TEST_F(DiskErrorTest, CreateRefusesDamagedImagesNamingTheDiskAndTheProblem) {
   StartFerryd();
   auto create = [&](const std::string& name, const std::string& disk) {
-    return Ferry({"vm", "create", name, "--guest", "disk", "--memory", "64M", "--disk", disk + ",format=qcow2"});
+    return Ferry({"vm", "create", name, "--guest", "disk", "--memory", "64M", "--disk",
+                  disk + ",format=qcow2"});
   };
 
   const std::string truncated = Disk("truncated.qcow2");
@@ -127,7 +136,8 @@ TEST_F(DiskErrorTest, CreateRefusesDamagedImagesNamingTheDiskAndTheProblem) {
   Truncate(truncated);
   ProcessResult r = create("t", truncated);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_NE(r.err.find("cannot create vm t: disk 0 (" + truncated + "): " + truncated + ": L2 entry 11 of table at "),
+  EXPECT_NE(r.err.find("cannot create vm t: disk 0 (" + truncated + "): " + truncated +
+                       ": L2 entry 11 of table at "),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("points past end of file"), std::string::npos) << r.err;
@@ -156,7 +166,8 @@ TEST_F(DiskErrorTest, CreateRefusesDamagedImagesNamingTheDiskAndTheProblem) {
   }
   r = create("zb", zlib_bit);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_NE(r.err.find(zlib_bit + ": the compression-type incompatible feature bit is set"), std::string::npos)
+  EXPECT_NE(r.err.find(zlib_bit + ": the compression-type incompatible feature bit is set"),
+            std::string::npos)
       << r.err;
 
   // None of them was created; a sound image is.
@@ -172,7 +183,8 @@ TEST_F(DiskErrorTest, OfflineMoveOfADamagedImageFailsAndLeavesTheVmAsItWas) {
   StartFerryd();
   const std::string disk = Disk("m1.qcow2");
   MakePreallocated(disk);
-  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "disk", "--memory", "64M", "--disk", disk + ",format=qcow2"})
+  ASSERT_EQ(Ferry({"vm", "create", "m1", "--guest", "disk", "--memory", "64M", "--disk",
+                   disk + ",format=qcow2"})
                 .exit_code,
             0);
   Truncate(disk);
@@ -182,7 +194,9 @@ TEST_F(DiskErrorTest, OfflineMoveOfADamagedImageFailsAndLeavesTheVmAsItWas) {
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_EQ(r.out.find("completed"), std::string::npos) << r.out;
   const std::string all = r.out + r.err;
-  EXPECT_NE(all.find("disk 0 (" + disk + ") cannot be moved, nothing was copied"), std::string::npos) << all;
+  EXPECT_NE(all.find("disk 0 (" + disk + ") cannot be moved, nothing was copied"),
+            std::string::npos)
+      << all;
   EXPECT_NE(all.find("points past end of file"), std::string::npos) << all;
 
   nlohmann::json jobs = FerryJson({"jobs"});

@@ -9,8 +9,8 @@
 namespace ferry_it {
 namespace {
 
-const std::vector<std::string> kMemoryVm = {"--guest", "memory", "--memory", "64M",
-                                            "--cmdline", "ws_mib=16 rate=2000 hb_ms=50"};
+const std::vector<std::string> kMemoryVm = {"--guest", "memory",    "--memory",
+                                            "64M",     "--cmdline", "ws_mib=16 rate=2000 hb_ms=50"};
 
 std::vector<std::string> Args(std::vector<std::string> head, const std::vector<std::string>& tail) {
   head.insert(head.end(), tail.begin(), tail.end());
@@ -34,7 +34,8 @@ TEST_F(FerryTest, MemoryGuestRunsAndShowsHeartbeats) {
   }
   r = Ferry({"vm", "list"});
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.out.find("m1    running  1      64 MiB  memory-guest.bin"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("m1    running  1      64 MiB  memory-guest.bin"), std::string::npos)
+      << r.out;
 
   EXPECT_EQ(Ferry({"vm", "pause", "m1"}).exit_code, 0);
   EXPECT_EQ(State("m1"), "paused");
@@ -119,8 +120,8 @@ TEST_F(FerryTest, FerrydRestartReattachesToTheRunningVm) {
 
 TEST_F(FerryTest, GuestPowerOffIsRecorded) {
   StartFerryd();
-  ASSERT_TRUE(
-      CreateAndStart("short", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=4 hb_ms=50 seconds=1"}));
+  ASSERT_TRUE(CreateAndStart("short", {"--guest", "memory", "--memory", "32M", "--cmdline",
+                                       "ws_mib=4 hb_ms=50 seconds=1"}));
   ASSERT_EQ(WaitForPowerOff("short", 30000), "powered-off");
   EXPECT_NE(Console("short").find("MEMGUEST done"), std::string::npos);
   EXPECT_EQ(Ferry({"vm", "start", "short"}).exit_code, 0) << "a powered-off vm starts again";
@@ -130,15 +131,17 @@ TEST_F(FerryTest, MissingProgramDiskAndBadNamesAreClearErrors) {
   StartFerryd();
   ProcessResult r = Ferry({"vm", "create", "a", "--program", dir() + "/no-such-program.bin"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("guest program " + dir() + "/no-such-program.bin: No such file or directory"),
-            std::string::npos)
+  EXPECT_NE(
+      r.err.find("guest program " + dir() + "/no-such-program.bin: No such file or directory"),
+      std::string::npos)
       << r.err;
   r = Ferry({"vm", "create", "a", "--guest", "windows"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("guest \"windows\" not found"), std::string::npos) << r.err;
   r = Ferry({"vm", "create", "a", "--guest", "disk", "--disk", dir() + "/no-such-disk.img"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("disk " + dir() + "/no-such-disk.img: No such file or directory"), std::string::npos)
+  EXPECT_NE(r.err.find("disk " + dir() + "/no-such-disk.img: No such file or directory"),
+            std::string::npos)
       << r.err;
   r = Ferry({"vm", "create", "bad name", "--guest", "memory"});
   EXPECT_EQ(r.exit_code, 2);
@@ -150,7 +153,8 @@ TEST_F(FerryTest, MissingProgramDiskAndBadNamesAreClearErrors) {
 
   // A disk that vanishes after create: start fails and names it.
   std::ofstream(dir() + "/d.img") << std::string(1 << 20, '\0');
-  ASSERT_EQ(Ferry({"vm", "create", "d", "--guest", "disk", "--disk", dir() + "/d.img"}).exit_code, 0);
+  ASSERT_EQ(Ferry({"vm", "create", "d", "--guest", "disk", "--disk", dir() + "/d.img"}).exit_code,
+            0);
   ASSERT_EQ(::unlink((dir() + "/d.img").c_str()), 0);
   r = Ferry({"vm", "start", "d"});
   EXPECT_EQ(r.exit_code, 1);
@@ -160,21 +164,24 @@ TEST_F(FerryTest, MissingProgramDiskAndBadNamesAreClearErrors) {
 
 TEST_F(FerryTest, UnreachableFerrydIsExplained) {
   ProcessResult r = RunProcess({std::string(FERRY_BIN_DIR) + "/ferry", "vm", "list"},
-                        {"FERRY_SOCKET=" + dir() + "/nothing.sock"}, 10000);
+                               {"FERRY_SOCKET=" + dir() + "/nothing.sock"}, 10000);
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.err, "ferry: cannot reach ferryd at " + dir() +
                        "/nothing.sock: No such file or directory — is ferryd running?\n");
 }
 
 TEST_F(FerryTest, InvalidHostConfigStopsFerrydWithTheReason) {
-  std::ofstream(config()) << "storage_root = \"" << storage() << "\"\n[migration]\nmax_live_moves = 0\n";
-  ProcessResult r = RunProcess({std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config()}, {}, 10000);
+  std::ofstream(config()) << "storage_root = \"" << storage()
+                          << "\"\n[migration]\nmax_live_moves = 0\n";
+  ProcessResult r =
+      RunProcess({std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config()}, {}, 10000);
   EXPECT_FALSE(r.timed_out);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("migration.max_live_moves"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(config()), std::string::npos) << r.err;
 
-  r = RunProcess({std::string(FERRY_BIN_DIR) + "/ferryd", "--config", dir() + "/missing.toml"}, {}, 10000);
+  r = RunProcess({std::string(FERRY_BIN_DIR) + "/ferryd", "--config", dir() + "/missing.toml"}, {},
+                 10000);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find(dir() + "/missing.toml"), std::string::npos) << r.err;
 }
@@ -182,7 +189,8 @@ TEST_F(FerryTest, InvalidHostConfigStopsFerrydWithTheReason) {
 TEST_F(FerryTest, MissingKvmIsReportedAtStart) {
   StartFerryd({"FERRY_KVM_DEVICE=/nonexistent/kvm"});
   ASSERT_EQ(Ferry(Args({"vm", "create", "m1"}, kMemoryVm)).exit_code, 0);
-  EXPECT_NE(Ferry({"host", "show"}).out.find("/nonexistent/kvm (NOT available)"), std::string::npos);
+  EXPECT_NE(Ferry({"host", "show"}).out.find("/nonexistent/kvm (NOT available)"),
+            std::string::npos);
   ProcessResult r = Ferry({"vm", "start", "m1"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("KVM"), std::string::npos) << r.err;

@@ -32,8 +32,8 @@ class LiveMoveCleanUpTest : public LiveMoveFailureTest {
   std::string Leftover() const { return DestB() + "/d1.img.part"; }
 
   ProcessResult MoveD1() {
-    return Ferry({"move-vm", "d1", HostB(), "--include-storage", "--destination-storage-path", DestB(), "--streams",
-                  "2"},
+    return Ferry({"move-vm", "d1", HostB(), "--include-storage", "--destination-storage-path",
+                  DestB(), "--streams", "2"},
                  120000);
   }
 
@@ -68,7 +68,8 @@ class LiveMoveCleanUpTest : public LiveMoveFailureTest {
     MakeDestBReadOnly();
     if (HasFailure()) return "";
     // The fault that makes the move fail: its incoming worker dies.
-    auto record = nlohmann::json::parse(ReadAll(b_->storage() + "/incoming-records/" + id + ".json"), nullptr, false);
+    auto record = nlohmann::json::parse(
+        ReadAll(b_->storage() + "/incoming-records/" + id + ".json"), nullptr, false);
     const pid_t worker = record.is_object() ? pid_t(record.value("pid", 0)) : 0;
     EXPECT_GT(worker, 0) << record.dump();
     if (worker > 0) ::kill(worker, SIGKILL);
@@ -82,13 +83,14 @@ class LiveMoveCleanUpTest : public LiveMoveFailureTest {
     const std::string log = b_->Log();
     EXPECT_NE(log.find("clean-up failed (attempt 1"), std::string::npos) << log;
     std::cout << "B: " << log.substr(log.find("clean-up failed (attempt 1")) << std::flush;
-    EXPECT_NE(log.find("remove " + Leftover() + ": Read-only file system"), std::string::npos) << log;
+    EXPECT_NE(log.find("remove " + Leftover() + ": Read-only file system"), std::string::npos)
+        << log;
     // B answers that the move is aborted all the same.
     auto marker = nlohmann::json::parse(ReadAll(incoming + "/cleanup-pending"), nullptr, false);
-    EXPECT_EQ(marker.value("files", nlohmann::json::array()), nlohmann::json::array({Leftover()})) << marker.dump();
+    EXPECT_EQ(marker.value("files", nlohmann::json::array()), nlohmann::json::array({Leftover()}))
+        << marker.dump();
     return incoming;
   }
-
 };
 
 TEST_F(LiveMoveCleanUpTest, ARetryAfterTheFaultIsGoneRemovesTheLeftoverAndSucceeds) {
@@ -98,8 +100,9 @@ TEST_F(LiveMoveCleanUpTest, ARetryAfterTheFaultIsGoneRemovesTheLeftoverAndSuccee
   ProcessResult r = MoveD1();
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   std::cout << "a retry while the fault lasts: " << r.err << std::flush;
-  EXPECT_NE(r.err.find("destination file " + Leftover() + " is left over from the aborted incoming move"),
-            std::string::npos)
+  EXPECT_NE(
+      r.err.find("destination file " + Leftover() + " is left over from the aborted incoming move"),
+      std::string::npos)
       << r.err;
   EXPECT_TRUE(Exists(Leftover()));
 

@@ -35,7 +35,8 @@ TEST_F(LiveMoveFailureTest, DestinationWorkerKilledDuringPrecopy) {
 
   ProcessResult r = WaitMove();
   ExpectFailed(r, {"closed", "reset"});
-  EXPECT_NE(r.err.find("127.0.0.2:"), std::string::npos) << "the error does not name the destination: " << r.err;
+  EXPECT_NE(r.err.find("127.0.0.2:"), std::string::npos)
+      << "the error does not name the destination: " << r.err;
   ExpectOnlyOnA("m1");
   ExpectBClean(DestB());
   ExpectMemoryGuestFineOnA("m1");
@@ -54,8 +55,9 @@ TEST_F(LiveMoveFailureTest, DestinationWorkerKilledDuringSwitchover) {
   std::string disk = StartDiskGuest("d1", 100);
   ASSERT_FALSE(HasFailure());
   StartMove("d1", "4M");
-  nlohmann::json job = WaitPhase("resolving", "kill the incoming worker before its commit marker "
-                                               "(needs FERRY_TEST_COMMIT_DELAY_MS in the incoming worker)");
+  nlohmann::json job = WaitPhase("resolving",
+                                 "kill the incoming worker before its commit marker "
+                                 "(needs FERRY_TEST_COMMIT_DELAY_MS in the incoming worker)");
   ASSERT_FALSE(job.is_null());
   const std::string marker = WaitCommitWindow(job);
   ASSERT_FALSE(HasFailure());
@@ -95,8 +97,9 @@ TEST_F(LiveMoveFailureTest, DestinationFerrydKilledDuringSwitchover) {
   StartHostsWithCommitDelay();
   ASSERT_NO_FATAL_FAILURE(StartMemoryGuest("m1", 16, 200));
   StartMove("m1", "8M");
-  nlohmann::json job = WaitPhase("resolving", "kill B's ferryd before the commit marker "
-                                               "(needs FERRY_TEST_COMMIT_DELAY_MS in the incoming worker)");
+  nlohmann::json job = WaitPhase("resolving",
+                                 "kill B's ferryd before the commit marker "
+                                 "(needs FERRY_TEST_COMMIT_DELAY_MS in the incoming worker)");
   ASSERT_FALSE(job.is_null());
   WaitCommitWindow(job);
   ASSERT_FALSE(HasFailure());
@@ -126,13 +129,15 @@ TEST_F(LiveMoveFailureTest, ConnectionsCutDuringPrecopy) {
       ss.out.find(":" + port) == std::string::npos) {
     KillFerryd();  // ends the CLI's wait
     move_.wait();
-    GTEST_SKIP() << "ss -K cannot destroy sockets here (exit " << ss.exit_code << "): " << ss.out << ss.err;
+    GTEST_SKIP() << "ss -K cannot destroy sockets here (exit " << ss.exit_code << "): " << ss.out
+                 << ss.err;
   }
   Note("ss -K destroyed:\n" + ss.out);
 
   ProcessResult r = WaitMove();
   ExpectFailed(r, {"connection abort", "reset", "closed"});
-  EXPECT_NE(r.err.find("stream"), std::string::npos) << "the error does not name the stream: " << r.err;
+  EXPECT_NE(r.err.find("stream"), std::string::npos)
+      << "the error does not name the stream: " << r.err;
   ExpectOnlyOnA("d1");
   ExpectBClean(DestB());
   ExpectDiskGuestFineOnA("d1", disk);
@@ -152,8 +157,8 @@ TEST_F(LiveMoveFailureTest, DestinationDiskFull) {
   // (a) 8 MiB free for a 16 MiB disk.
   const std::string small = MountTmpfs("b-small", 8);
   ASSERT_FALSE(HasFailure());
-  ProcessResult r = Ferry({"move-vm", "d1", HostB(), "--include-storage", "--destination-storage-path", small,
-                           "--streams", "2"},
+  ProcessResult r = Ferry({"move-vm", "d1", HostB(), "--include-storage",
+                           "--destination-storage-path", small, "--streams", "2"},
                           60000);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("not enough disk space at " + small), std::string::npos) << r.err;
@@ -174,7 +179,7 @@ TEST_F(LiveMoveFailureTest, DestinationDiskFull) {
   {
     int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     ASSERT_GE(fd, 0) << std::strerror(errno);
-    struct statvfs vfs{};
+    struct statvfs vfs {};
     ASSERT_EQ(::statvfs(medium.c_str(), &vfs), 0);
     off_t size = off_t(vfs.f_bavail * vfs.f_frsize);
     // The incoming worker keeps allocating meanwhile: take what is left.
@@ -185,7 +190,8 @@ TEST_F(LiveMoveFailureTest, DestinationDiskFull) {
 
   r = WaitMove();
   ExpectFailed(r, {"No space left on device"});
-  EXPECT_NE(r.err.find(medium + "/d1.img"), std::string::npos) << "the error does not name the file: " << r.err;
+  EXPECT_NE(r.err.find(medium + "/d1.img"), std::string::npos)
+      << "the error does not name the file: " << r.err;
   ExpectOnlyOnA("d1");
   ExpectBClean(medium, filler);
   ExpectDiskGuestFineOnA("d1", disk);
@@ -213,7 +219,8 @@ TEST_F(LiveMoveFailureTest, SourceFerrydRestartedDuringPrecopy) {
   EXPECT_FALSE(r.err.empty());
   Note("ferry move-vm said: " + r.err.substr(0, r.err.find_last_not_of('\n') + 1));
   // The worker gives up after its lease; B's incoming worker gets the Abort.
-  WaitFor("the incoming worker at B to end", 60000, [&] { return Workers(b_->storage() + "/").empty(); });
+  WaitFor("the incoming worker at B to end", 60000,
+          [&] { return Workers(b_->storage() + "/").empty(); });
   StartFerryd(env);
   Note("A's ferryd restarted");
   WaitFor("the job to end at A", 30000, [&] {
@@ -228,11 +235,14 @@ TEST_F(LiveMoveFailureTest, SourceFerrydRestartedDuringPrecopy) {
   EXPECT_EQ(job["id"], id);
   EXPECT_EQ(job["phase"], "failed");
   ASSERT_TRUE(job["error"].is_object()) << job.dump();
-  EXPECT_NE(job["error"].value("message", "").find("ferryd stopped polling"), std::string::npos) << job.dump();
+  EXPECT_NE(job["error"].value("message", "").find("ferryd stopped polling"), std::string::npos)
+      << job.dump();
   // The worker's reason reached B (its Abort frame), not just a dead stream.
   const std::string worker_log = ReadAll(VmDirA("m1") + "/worker.log");
   EXPECT_NE(worker_log.find("ferryd stopped polling"), std::string::npos) << worker_log;
-  EXPECT_NE(b_->Log().find("the source aborted the move: ferryd stopped polling"), std::string::npos) << b_->Log();
+  EXPECT_NE(b_->Log().find("the source aborted the move: ferryd stopped polling"),
+            std::string::npos)
+      << b_->Log();
 }
 
 }  // namespace

@@ -5,15 +5,15 @@
 // with: where the VM runs, what B kept, and the guest's own verdict.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <fcntl.h>
 #include <unistd.h>
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -34,14 +34,16 @@ inline std::string ReadAll(const std::string& path) {
 }
 
 inline bool Exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
 }
 
 // The console up to its last complete line: ParseHeartbeats (harness.cc)
 // throws std::invalid_argument on a line cut after "t=", which a console
 // read while the guest prints can end with.
-inline std::string Complete(const std::string& console) { return console.substr(0, console.rfind('\n') + 1); }
+inline std::string Complete(const std::string& console) {
+  return console.substr(0, console.rfind('\n') + 1);
+}
 
 inline size_t Count(const std::string& text, const std::string& what) {
   size_t n = 0;
@@ -58,8 +60,10 @@ inline std::vector<pid_t> Workers(const std::string& vm_dir_prefix, bool incomin
     const std::string name = e.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::string cmdline = ReadAll("/proc/" + name + "/cmdline");
-    if (cmdline.find("ferry-vmm") == std::string::npos || cmdline.find(marker) == std::string::npos) continue;
-    if (incoming_only && cmdline.find(std::string("--incoming") + '\0') == std::string::npos) continue;
+    if (cmdline.find("ferry-vmm") == std::string::npos || cmdline.find(marker) == std::string::npos)
+      continue;
+    if (incoming_only && cmdline.find(std::string("--incoming") + '\0') == std::string::npos)
+      continue;
     pids.push_back(pid_t(std::atoi(name.c_str())));
   }
   return pids;
@@ -79,7 +83,8 @@ inline std::vector<std::string> FilesUnder(const std::string& dir) {
 inline std::vector<std::string> Entries(const std::string& dir) {
   std::vector<std::string> names;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) names.push_back(e.path().filename().string());
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    names.push_back(e.path().filename().string());
   return names;
 }
 
@@ -93,7 +98,9 @@ inline std::string Join(const std::vector<std::string>& items) {
 // (ferryd copies the test's environment and its workers inherit ferryd's).
 class ScopedEnv {
  public:
-  ScopedEnv(const char* key, const std::string& value) : key_(key) { ::setenv(key, value.c_str(), 1); }
+  ScopedEnv(const char* key, const std::string& value) : key_(key) {
+    ::setenv(key, value.c_str(), 1);
+  }
   ~ScopedEnv() { ::unsetenv(key_); }
 
  private:
@@ -113,14 +120,15 @@ class LiveMoveFailureTest : public FerryTest {
     FerryTest::SetUp();
     port_a_ = FreePort("127.0.0.1");
     port_b_ = FreePort("127.0.0.2");
-    std::ofstream(config(), std::ios::trunc) << "storage_root = \"" << storage() << "\"\n"
-                                             << "api_socket = \"" << socket() << "\"\n"
-                                             << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
-                                             << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_))
-                                             // Plain streams, so --bandwidth-limit holds a move in its
-                                             // phase: the guests' data compresses several times over,
-                                             // and a compressed move outruns the limit's 1 MiB burst.
-                                             << "performance = \"tcp\"\n";
+    std::ofstream(config(), std::ios::trunc)
+        << "storage_root = \"" << storage() << "\"\n"
+        << "api_socket = \"" << socket() << "\"\n"
+        << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
+        << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_))
+        // Plain streams, so --bandwidth-limit holds a move in its
+        // phase: the guests' data compresses several times over,
+        // and a compressed move outruns the limit's 1 MiB burst.
+        << "performance = \"tcp\"\n";
     b_ = std::make_unique<ExtraFerryd>(dir(), "b");
     b_->WriteConfig(LiveMoveHostToml(HostB()));
   }
@@ -140,7 +148,8 @@ class LiveMoveFailureTest : public FerryTest {
   // Progress on stdout with the time since SetUp: where a slow or stuck
   // test spends its time.
   void Note(const std::string& what) {
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     char at[32];
     std::snprintf(at, sizeof at, "[%6.1f s] ", s);
     std::cout << at << what << std::endl;
@@ -156,12 +165,14 @@ class LiveMoveFailureTest : public FerryTest {
   // `rate` pages/s (5000: 20 MB/s, more than the limited link carries, so
   // pre-copy never converges; 200: converges in a few rounds).
   void StartMemoryGuest(const std::string& vm, int ws_mib, int rate) {
-    ProcessResult r = Ferry({"vm", "create", vm, "--guest", "memory", "--memory", "128M", "--cmdline",
-                             "ws_mib=" + std::to_string(ws_mib) + " rate=" + std::to_string(rate) + " hb_ms=50"});
+    ProcessResult r =
+        Ferry({"vm", "create", vm, "--guest", "memory", "--memory", "128M", "--cmdline",
+               "ws_mib=" + std::to_string(ws_mib) + " rate=" + std::to_string(rate) + " hb_ms=50"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = Ferry({"vm", "start", vm});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    WaitFor("heartbeats of " + vm, 60000, [&] { return ParseHeartbeats(Complete(Console(vm)), "HB").size() >= 5; });
+    WaitFor("heartbeats of " + vm, 60000,
+            [&] { return ParseHeartbeats(Complete(Console(vm)), "HB").size() >= 5; });
     Note("memory guest " + vm + " runs at A");
   }
 
@@ -188,8 +199,9 @@ class LiveMoveFailureTest : public FerryTest {
       f.write(reinterpret_cast<const char*>(noise.data()), std::streamsize(noise.size() * 8));
       EXPECT_TRUE(f.good()) << "write the noise half of " << disk;
     }
-    ProcessResult r = Ferry({"vm", "create", vm, "--guest", "disk", "--memory", "32M", "--disk", disk + ",format=raw",
-                             "--cmdline", "hb_ms=50 rate=" + std::to_string(rate) + " flush_every=16 blocks=2048"});
+    ProcessResult r = Ferry(
+        {"vm", "create", vm, "--guest", "disk", "--memory", "32M", "--disk", disk + ",format=raw",
+         "--cmdline", "hb_ms=50 rate=" + std::to_string(rate) + " flush_every=16 blocks=2048"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     r = Ferry({"vm", "start", vm});
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -202,9 +214,17 @@ class LiveMoveFailureTest : public FerryTest {
   // ---- The move -------------------------------------------------------------
 
   // Runs `ferry move-vm` in the background (it blocks until the job ends).
-  void StartMove(const std::string& vm, const std::string& bandwidth, const std::string& dest = "") {
-    std::vector<std::string> args = {"move-vm", vm, HostB(), "--include-storage", "--destination-storage-path",
-                                     dest.empty() ? DestB() : dest, "--streams", "2", "--bandwidth-limit",
+  void StartMove(const std::string& vm, const std::string& bandwidth,
+                 const std::string& dest = "") {
+    std::vector<std::string> args = {"move-vm",
+                                     vm,
+                                     HostB(),
+                                     "--include-storage",
+                                     "--destination-storage-path",
+                                     dest.empty() ? DestB() : dest,
+                                     "--streams",
+                                     "2",
+                                     "--bandwidth-limit",
                                      bandwidth};
     Note("ferry move-vm " + vm + " --bandwidth-limit " + bandwidth);
     move_ = std::async(std::launch::async, [this, args] { return Ferry(args, 120000); });
@@ -235,11 +255,14 @@ class LiveMoveFailureTest : public FerryTest {
 
   // Waits until A's live-move job is in `phase` and returns the job; fails
   // the test (and returns null) if the job ended or the CLI returned first.
-  nlohmann::json WaitPhase(const std::string& phase, const std::string& why, int timeout_ms = 60000) {
+  nlohmann::json WaitPhase(const std::string& phase, const std::string& why,
+                           int timeout_ms = 60000) {
     nlohmann::json job = nullptr;
     std::string seen;
     bool ended = false;
-    auto cli_done = [&] { return move_.valid() && move_.wait_for(std::chrono::seconds(0)) == std::future_status::ready; };
+    auto cli_done = [&] {
+      return move_.valid() && move_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    };
     WaitFor("the live move to reach phase " + phase + " (" + why + ")", timeout_ms, [&] {
       job = LiveJob();
       if (job.is_null()) return cli_done();
@@ -253,8 +276,8 @@ class LiveMoveFailureTest : public FerryTest {
         ProcessResult r = move_.get();
         cli = "; ferry move-vm exited " + std::to_string(r.exit_code) + ": " + r.out + r.err;
       }
-      ADD_FAILURE() << "the move never was in phase " << phase << " (" << why << "); last phase \"" << seen << "\""
-                    << (ended ? ", job: " + job.dump() : "") << cli;
+      ADD_FAILURE() << "the move never was in phase " << phase << " (" << why << "); last phase \""
+                    << seen << "\"" << (ended ? ", job: " + job.dump() : "") << cli;
       return nullptr;
     }
     // The streams are up once pre-copy begins; let data flow a moment. A
@@ -276,7 +299,9 @@ class LiveMoveFailureTest : public FerryTest {
     return false;
   }
   bool ListedOnA(const std::string& vm) { return ListedOn(Ferry({"--json", "vm", "list"}), vm); }
-  bool ListedOnB(const std::string& vm) { return ListedOn(b_->Ferry({"--json", "vm", "list"}), vm); }
+  bool ListedOnB(const std::string& vm) {
+    return ListedOn(b_->Ferry({"--json", "vm", "list"}), vm);
+  }
 
   // The VM runs at A only: listed and running there, its worker alive; B
   // neither lists it nor runs any worker (an incoming one may take a moment
@@ -298,7 +323,8 @@ class LiveMoveFailureTest : public FerryTest {
     EXPECT_TRUE(ListedOnB(vm)) << vm << " is not listed at B";
     EXPECT_EQ(Workers(b_->storage() + "/").size(), 1u) << "workers at B";
     EXPECT_FALSE(ListedOnA(vm)) << vm << " is still listed at A";
-    WaitFor("no worker of " + vm + " at A", 30000, [&] { return Workers(VmDirA(vm) + '\0').empty(); });
+    WaitFor("no worker of " + vm + " at A", 30000,
+            [&] { return Workers(VmDirA(vm) + '\0').empty(); });
   }
 
   // Nothing of the failed move is left at B: incoming/ is empty and no file
@@ -344,7 +370,8 @@ class LiveMoveFailureTest : public FerryTest {
       }
     }
     std::string text = console();
-    EXPECT_EQ(Count(text, "MISMATCH"), 0u) << text.substr(text.size() > 3000 ? text.size() - 3000 : 0);
+    EXPECT_EQ(Count(text, "MISMATCH"), 0u)
+        << text.substr(text.size() > 3000 ? text.size() - 3000 : 0);
   }
   void ExpectMemoryGuestFineOnA(const std::string& vm) {
     ExpectMemoryGuestFine([&] { return Ferry({"console", vm}).out; });
@@ -382,8 +409,8 @@ class LiveMoveFailureTest : public FerryTest {
     ProcessResult r = Ferry({"vm", "stop", vm});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const std::string verifier = "verify-" + vm;
-    r = Ferry({"vm", "create", verifier, "--guest", "disk", "--memory", "32M", "--disk", disk + ",format=raw,ro",
-               "--cmdline", "mode=verify blocks=2048"});
+    r = Ferry({"vm", "create", verifier, "--guest", "disk", "--memory", "32M", "--disk",
+               disk + ",format=raw,ro", "--cmdline", "mode=verify blocks=2048"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = Ferry({"vm", "start", verifier});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -420,7 +447,8 @@ class LiveMoveFailureTest : public FerryTest {
   std::string WaitCommitWindow(const nlohmann::json& job) {
     const std::string dir = b_->storage() + "/incoming/" + job["migration_id"].get<std::string>();
     WaitFor("the incoming worker to wait before its commit point", kCommitDelayMs, [&] {
-      return ReadAll(dir + "/worker.log").find("waiting FERRY_TEST_COMMIT_DELAY_MS") != std::string::npos;
+      return ReadAll(dir + "/worker.log").find("waiting FERRY_TEST_COMMIT_DELAY_MS") !=
+             std::string::npos;
     });
     const std::string marker = dir + "/committed";
     EXPECT_FALSE(Exists(marker)) << "the destination committed before the fault: " << marker;
@@ -446,9 +474,9 @@ class LiveMoveFailureTest : public FerryTest {
   std::string MountTmpfs(const std::string& name, int size_mib) {
     std::string path = dir() + "/" + name;
     std::filesystem::create_directories(path);
-    ProcessResult r =
-        RunProcess({"/bin/mount", "-t", "tmpfs", "-o", "size=" + std::to_string(size_mib) + "m", "tmpfs", path}, {},
-                   30000);
+    ProcessResult r = RunProcess({"/bin/mount", "-t", "tmpfs", "-o",
+                                  "size=" + std::to_string(size_mib) + "m", "tmpfs", path},
+                                 {}, 30000);
     EXPECT_EQ(r.exit_code, 0) << "mount tmpfs at " << path << ": " << r.err;
     if (r.exit_code == 0) mounts_.push_back(path);
     return path;

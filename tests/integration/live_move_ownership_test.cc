@@ -77,7 +77,8 @@ class LiveMoveOwnershipTest : public LiveMoveFailureTest {
     // B removes the marker once it adopts the VM (polled every 200 ms), so a
     // commit is the marker or the adopted VM's definition, whichever is seen.
     const std::string adopted = b_->storage() + "/vms/m1/vm.toml";
-    WaitFor("B's commit", kCommitDelayMs + 30000, [&] { return Exists(marker) || Exists(adopted); });
+    WaitFor("B's commit", kCommitDelayMs + 30000,
+            [&] { return Exists(marker) || Exists(adopted); });
     return job;
   }
 
@@ -124,7 +125,8 @@ TEST_F(LiveMoveOwnershipTest, SourceFerrydRestartedWithinTheLeaseDuringPrecopy) 
   StartFerryd();
   Note("A's ferryd restarted");
   // Held while the move runs: nothing here may start or move it again.
-  ProcessResult again = Ferry({"move-vm", "m1", HostB(), "--include-storage", "--destination-storage-path", DestB()});
+  ProcessResult again =
+      Ferry({"move-vm", "m1", HostB(), "--include-storage", "--destination-storage-path", DestB()});
   EXPECT_NE(again.exit_code, 0) << again.out;
   job = WaitJobEnded(job["id"]);
   EXPECT_EQ(job["phase"], "completed") << job.dump();
@@ -196,7 +198,8 @@ TEST_F(LiveMoveOwnershipTest, SourceFerrydKilledDuringItsCleanUp) {
   ASSERT_FALSE(HasFailure());
   StartMove("d1", "64M");
   WaitFor("A's clean-up to start", 60000, [&] {
-    return ReadAll(dir() + "/ferryd.log").find("waiting FERRY_TEST_DEPARTURE_CLEANUP_DELAY_MS") != std::string::npos;
+    return ReadAll(dir() + "/ferryd.log").find("waiting FERRY_TEST_DEPARTURE_CLEANUP_DELAY_MS") !=
+           std::string::npos;
   });
   EXPECT_FALSE(Exists(disk)) << "the clean-up had not removed the source disk yet";
   KillA();
@@ -231,9 +234,11 @@ TEST_F(LiveMoveOwnershipTest, InDoubtVmIsPausedHeldAndResumesOnceTheDestinationA
   EXPECT_EQ(vm["state"], "paused") << vm.dump();
   ASSERT_TRUE(vm["departure"].is_object()) << vm.dump();
   EXPECT_EQ(vm["departure"]["state"], "in-doubt");
-  EXPECT_NE(Ferry({"vm", "list"}).out.find("paused, in doubt"), std::string::npos) << Ferry({"vm", "list"}).out;
-  for (const std::vector<std::string>& refused :
-       {std::vector<std::string>{"vm", "resume", "m1"}, {"vm", "save", "m1"}, {"vm", "resolve", "m1"}}) {
+  EXPECT_NE(Ferry({"vm", "list"}).out.find("paused, in doubt"), std::string::npos)
+      << Ferry({"vm", "list"}).out;
+  for (const std::vector<std::string>& refused : {std::vector<std::string>{"vm", "resume", "m1"},
+                                                  {"vm", "save", "m1"},
+                                                  {"vm", "resolve", "m1"}}) {
     ProcessResult no = Ferry(refused);
     EXPECT_NE(no.exit_code, 0) << refused[1] << " was allowed: " << no.out;
     EXPECT_NE(no.err.find(HostB()), std::string::npos) << no.err;
@@ -243,7 +248,8 @@ TEST_F(LiveMoveOwnershipTest, InDoubtVmIsPausedHeldAndResumesOnceTheDestinationA
   // A sleep on purpose: time must pass for "no new heartbeat" to mean the
   // guest is held (it beats every 50 ms).
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_EQ(ParseHeartbeats(Complete(Console("m1")), "HB").size(), beats) << "the in-doubt guest ran";
+  EXPECT_EQ(ParseHeartbeats(Complete(Console("m1")), "HB").size(), beats)
+      << "the in-doubt guest ran";
 
   RestartB();  // finds the uncommitted incoming move and cleans it up
   ProcessResult resumed;
@@ -269,10 +275,12 @@ TEST_F(LiveMoveOwnershipTest, TimeLimitEndsAMoveThatCannotConverge) {
   ASSERT_FALSE(HasFailure());
   Note("ferry move-vm d1 --bandwidth-limit 512K --time-limit 5");
   const auto started = std::chrono::steady_clock::now();
-  ProcessResult r = Ferry({"move-vm", "d1", HostB(), "--include-storage", "--destination-storage-path", DestB(),
-                           "--streams", "2", "--bandwidth-limit", "512K", "--time-limit", "5"},
-                          120000);
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ProcessResult r =
+      Ferry({"move-vm", "d1", HostB(), "--include-storage", "--destination-storage-path", DestB(),
+             "--streams", "2", "--bandwidth-limit", "512K", "--time-limit", "5"},
+            120000);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   ExpectFailed(r, {"did not converge within 5 s"});
   EXPECT_LT(took, 40.0) << "the time limit did not end the move";
   ExpectOnlyOnA("d1");

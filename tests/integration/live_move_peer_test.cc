@@ -11,11 +11,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "config/vm_definition.h"
 #include "daemon/host_cpu.h"
 #include "ipc/vm_dir_files.h"
-#include "protocol/move_protocol.h"
 #include "peer/peer_client.h"
-#include "config/vm_definition.h"
+#include "protocol/move_protocol.h"
 #include "support/ferryd_harness.h"
 #include "transport/frame_stream.h"
 #include "transport/tcp.h"
@@ -27,7 +27,7 @@ using appliance::MoveFrame;
 using nlohmann::json;
 
 bool PathExists(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(p.c_str(), &st) == 0;
 }
 
@@ -36,7 +36,8 @@ bool Alive(int64_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::getline(in, stat);
   auto paren = stat.rfind(')');
-  return !stat.empty() && paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] != 'Z';
+  return !stat.empty() && paren != std::string::npos && stat.size() > paren + 2 &&
+         stat[paren + 2] != 'Z';
 }
 
 class PeerIntegrationTest : public FerryTest {
@@ -56,18 +57,19 @@ class PeerIntegrationTest : public FerryTest {
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
       std::ifstream in(e.path().string() + "/cmdline");
       std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (cmdline.find("ferry-vmm") != std::string::npos && cmdline.find(marker) != std::string::npos)
+      if (cmdline.find("ferry-vmm") != std::string::npos &&
+          cmdline.find(marker) != std::string::npos)
         ::kill(-pid_t(std::stol(name)), SIGKILL);  // each worker leads its own process group
     }
     FerryTest::TearDown();
   }
 
   void Configure(bool incoming, const std::string& networks) {
-    std::ofstream(config(), std::ios::trunc) << "storage_root = \"" << storage() << "\"\n"
-                                             << "api_socket = \"" << socket() << "\"\n"
-                                             << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
-                                             << LiveMoveHostToml("127.0.0.2:" + std::to_string(port_), incoming,
-                                                                 true, networks);
+    std::ofstream(config(), std::ios::trunc)
+        << "storage_root = \"" << storage() << "\"\n"
+        << "api_socket = \"" << socket() << "\"\n"
+        << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
+        << LiveMoveHostToml("127.0.0.2:" + std::to_string(port_), incoming, true, networks);
   }
 
   appliance::PeerEndpoint Peer() const { return appliance::PeerEndpoint{"127.0.0.2", port_, ""}; }
@@ -132,14 +134,16 @@ TEST_F(PeerIntegrationTest, PrepareStartsAnIncomingWorkerAndAbortRemovesIt) {
   // Not listed as a VM until it commits.
   EXPECT_TRUE(FerryJson({"vm", "list"})["vms"].empty());
 
-  auto aborted = Call(MoveFrame::kAbort, json{{"migration_id", req.migration_id}, {"reason", "test"}},
-                      MoveFrame::kAbortReply);
+  auto aborted =
+      Call(MoveFrame::kAbort, json{{"migration_id", req.migration_id}, {"reason", "test"}},
+           MoveFrame::kAbortReply);
   ASSERT_TRUE(aborted.has_value()) << aborted.error().ToString();
   EXPECT_EQ((*aborted)["state"], "aborted");
   EXPECT_FALSE(PathExists(IncomingDir(req.migration_id)));
   WaitFor("the incoming worker to exit", 10000, [&] { return !Alive(pid); });
 
-  auto status = Call(MoveFrame::kStatusQuery, json{{"migration_id", req.migration_id}}, MoveFrame::kStatusReply);
+  auto status = Call(MoveFrame::kStatusQuery, json{{"migration_id", req.migration_id}},
+                     MoveFrame::kStatusReply);
   ASSERT_TRUE(status.has_value()) << status.error().ToString();
   EXPECT_EQ((*status)["state"], "aborted");
 }
@@ -147,9 +151,11 @@ TEST_F(PeerIntegrationTest, PrepareStartsAnIncomingWorkerAndAbortRemovesIt) {
 TEST_F(PeerIntegrationTest, StatusOfAMoveThatLostItsSourceIsAborted) {
   StartFerryd();
   appliance::PrepareRequest req = Request("in2");
-  ASSERT_TRUE(Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply).has_value());
+  ASSERT_TRUE(
+      Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply).has_value());
   const int64_t pid = WorkerPid(req.migration_id);
-  auto status = Call(MoveFrame::kStatusQuery, json{{"migration_id", req.migration_id}}, MoveFrame::kStatusReply);
+  auto status = Call(MoveFrame::kStatusQuery, json{{"migration_id", req.migration_id}},
+                     MoveFrame::kStatusReply);
   ASSERT_TRUE(status.has_value()) << status.error().ToString();
   EXPECT_EQ((*status)["state"], "aborted");
   EXPECT_FALSE(Alive(pid));
@@ -162,11 +168,14 @@ TEST_F(PeerIntegrationTest, RefusalsNameTheirReasons) {
   auto r = Call(MoveFrame::kPrepare, appliance::ToJson(Request("in3")), MoveFrame::kPrepareReply);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kPermissionDenied);
-  EXPECT_NE(r.error().message().find("127.0.0.2:" + std::to_string(port_) + ": "), std::string::npos)
+  EXPECT_NE(r.error().message().find("127.0.0.2:" + std::to_string(port_) + ": "),
+            std::string::npos)
       << r.error().message();
-  EXPECT_NE(r.error().message().find("incoming live moves are disabled on this host"), std::string::npos)
+  EXPECT_NE(r.error().message().find("incoming live moves are disabled on this host"),
+            std::string::npos)
       << r.error().message();
-  EXPECT_NE(r.error().message().find("is not inside migration.networks [10.9.0.0/16]"), std::string::npos)
+  EXPECT_NE(r.error().message().find("is not inside migration.networks [10.9.0.0/16]"),
+            std::string::npos)
       << r.error().message();
   EXPECT_FALSE(PathExists(storage() + "/incoming/" + Request("x").migration_id));
 }
@@ -192,17 +201,21 @@ TEST_F(PeerIntegrationTest, DataStreamsAreNotServedOnTheControlPort) {
 TEST_F(PeerIntegrationTest, RestartWatchesARunningIncomingWorkerAgain) {
   StartFerryd();
   appliance::PrepareRequest req = Request("in4");
-  ASSERT_TRUE(Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply).has_value());
+  ASSERT_TRUE(
+      Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply).has_value());
   const int64_t pid = WorkerPid(req.migration_id);
   KillFerryd();
   StartFerryd();
   EXPECT_TRUE(Alive(pid)) << "a ferryd restart does not end an incoming move";
   EXPECT_TRUE(PathExists(IncomingDir(req.migration_id)));
   // The slot is still taken by it: its name cannot be prepared twice.
-  auto again = Call(MoveFrame::kPrepare, appliance::ToJson(Request("in4")), MoveFrame::kPrepareReply);
+  auto again =
+      Call(MoveFrame::kPrepare, appliance::ToJson(Request("in4")), MoveFrame::kPrepareReply);
   ASSERT_FALSE(again.has_value());
-  EXPECT_NE(again.error().message().find("already moving here"), std::string::npos) << again.error().message();
-  auto aborted = Call(MoveFrame::kAbort, json{{"migration_id", req.migration_id}}, MoveFrame::kAbortReply);
+  EXPECT_NE(again.error().message().find("already moving here"), std::string::npos)
+      << again.error().message();
+  auto aborted =
+      Call(MoveFrame::kAbort, json{{"migration_id", req.migration_id}}, MoveFrame::kAbortReply);
   ASSERT_TRUE(aborted.has_value()) << aborted.error().ToString();
   EXPECT_EQ((*aborted)["state"], "aborted");
   WaitFor("the incoming worker to exit", 10000, [&] { return !Alive(pid); });
@@ -212,14 +225,16 @@ TEST_F(PeerIntegrationTest, RestartWatchesARunningIncomingWorkerAgain) {
 TEST_F(PeerIntegrationTest, RestartCleansUpAnIncomingMoveWhoseWorkerDied) {
   StartFerryd();
   appliance::PrepareRequest req = Request("in5");
-  ASSERT_TRUE(Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply).has_value());
+  ASSERT_TRUE(
+      Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply).has_value());
   const int64_t pid = WorkerPid(req.migration_id);
   KillFerryd();
   ::kill(pid_t(pid), SIGKILL);
   WaitFor("the incoming worker to exit", 10000, [&] { return !Alive(pid); });
   StartFerryd();
   EXPECT_FALSE(PathExists(IncomingDir(req.migration_id)));
-  auto status = Call(MoveFrame::kStatusQuery, json{{"migration_id", req.migration_id}}, MoveFrame::kStatusReply);
+  auto status = Call(MoveFrame::kStatusQuery, json{{"migration_id", req.migration_id}},
+                     MoveFrame::kStatusReply);
   ASSERT_TRUE(status.has_value()) << status.error().ToString();
   EXPECT_EQ((*status)["state"], "aborted");
 }
@@ -233,11 +248,15 @@ TEST_F(PeerIntegrationTest, AnAdoptedVmSurvivesADestinationRestart) {
   ExtraFerryd a(dir(), "a");
   a.WriteConfig(LiveMoveHostToml("127.0.0.1:" + std::to_string(FreePort("127.0.0.1"))));
   a.Start();
-  ASSERT_EQ(a.Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=16 hb_ms=50"}).exit_code, 0);
+  ASSERT_EQ(a.Ferry({"vm", "create", "m1", "--guest", "memory", "--memory", "64M", "--cmdline",
+                     "ws_mib=16 hb_ms=50"})
+                .exit_code,
+            0);
   ASSERT_EQ(a.Ferry({"vm", "start", "m1"}).exit_code, 0);
-  ProcessResult moved = a.Ferry({"move-vm", "m1", "127.0.0.2:" + std::to_string(port_), "--include-storage",
-                                 "--destination-storage-path", dir() + "/b-disks", "--streams", "2"},
-                                300000);
+  ProcessResult moved =
+      a.Ferry({"move-vm", "m1", "127.0.0.2:" + std::to_string(port_), "--include-storage",
+               "--destination-storage-path", dir() + "/b-disks", "--streams", "2"},
+              300000);
   ASSERT_EQ(moved.exit_code, 0) << moved.out << moved.err;
   // The source's job asks this ferryd for the move's status before it
   // reports success, and that adopts the committed VM: no waiting here.

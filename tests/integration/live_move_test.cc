@@ -24,7 +24,7 @@ namespace ferry_it {
 namespace {
 
 bool Exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -41,7 +41,9 @@ size_t Count(const std::string& text, const std::string& what) {
   return n;
 }
 
-bool HaveQemuImg() { return RunProcess({"/usr/bin/qemu-img", "--version"}, {}, 30000).exit_code == 0; }
+bool HaveQemuImg() {
+  return RunProcess({"/usr/bin/qemu-img", "--version"}, {}, 30000).exit_code == 0;
+}
 
 // Holds a console file open across a move: the source's file is deleted
 // once the VM left, and an open descriptor keeps the deleted file's contents
@@ -90,14 +92,15 @@ class LiveMoveTest : public FerryTest {
   }
 
   void ConfigureA(bool outgoing) {
-    std::ofstream(config(), std::ios::trunc) << "storage_root = \"" << storage() << "\"\n"
-                                             << "api_socket = \"" << socket() << "\"\n"
-                                             << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
-                                             << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_), true,
-                                                                 outgoing);
+    std::ofstream(config(), std::ios::trunc)
+        << "storage_root = \"" << storage() << "\"\n"
+        << "api_socket = \"" << socket() << "\"\n"
+        << "guest_dir = \"" << FERRY_GUEST_DIR << "\"\n"
+        << LiveMoveHostToml("127.0.0.1:" + std::to_string(port_a_), true, outgoing);
   }
   void ConfigureB(bool incoming, const std::string& networks) {
-    b_->WriteConfig(LiveMoveHostToml("127.0.0.2:" + std::to_string(port_b_), incoming, true, networks));
+    b_->WriteConfig(
+        LiveMoveHostToml("127.0.0.2:" + std::to_string(port_b_), incoming, true, networks));
   }
   void RestartA() {
     KillFerryd();
@@ -111,8 +114,10 @@ class LiveMoveTest : public FerryTest {
   std::string HostB() const { return "127.0.0.2:" + std::to_string(port_b_); }
   std::string DestB() const { return dir() + "/b-disks"; }
 
-  ProcessResult MoveVm(const std::string& vm, std::vector<std::string> extra = {"--include-storage"}) {
-    std::vector<std::string> args = {"move-vm", vm, HostB(), "--destination-storage-path", DestB(), "--streams", "2"};
+  ProcessResult MoveVm(const std::string& vm,
+                       std::vector<std::string> extra = {"--include-storage"}) {
+    std::vector<std::string> args = {"move-vm", vm,          HostB(), "--destination-storage-path",
+                                     DestB(),   "--streams", "2"};
     args.insert(args.end(), extra.begin(), extra.end());
     return Ferry(args, 300000);
   }
@@ -142,7 +147,8 @@ class LiveMoveTest : public FerryTest {
   // B). Waits for 20 beats past A's last, then expects one sequence without
   // gap or repeat (a guest that ran on both hosts would repeat numbers),
   // errors=0 and no MISMATCH. Returns the beats for further checks.
-  std::vector<Heartbeat> ExpectOneHeartbeatSequence(const std::string& before, const std::string& b_console,
+  std::vector<Heartbeat> ExpectOneHeartbeatSequence(const std::string& before,
+                                                    const std::string& b_console,
                                                     uint64_t last_at_a) {
     std::vector<Heartbeat> beats;
     WaitFor("20 heartbeats at B", 60000, [&] {
@@ -152,7 +158,8 @@ class LiveMoveTest : public FerryTest {
     for (size_t i = 0; i < beats.size(); ++i) {
       EXPECT_EQ(beats[i].errors, 0u) << "heartbeat " << beats[i].n;
       if (i == 0) continue;
-      EXPECT_EQ(beats[i].n, beats[i - 1].n + 1) << "gap or repeat in the heartbeat sequence (ran on both hosts?)";
+      EXPECT_EQ(beats[i].n, beats[i - 1].n + 1)
+          << "gap or repeat in the heartbeat sequence (ran on both hosts?)";
     }
     std::string b_text = ReadAll(b_console);
     EXPECT_EQ(Count(b_text, "MISMATCH"), 0u) << b_text;
@@ -164,8 +171,8 @@ class LiveMoveTest : public FerryTest {
   void StartHostsWithMemoryGuest() {
     StartFerryd();
     b_->Start();
-    ASSERT_TRUE(CreateAndStart(
-        "m1", {"--guest", "memory", "--memory", "128M", "--vcpus", "2", "--cmdline", "ws_mib=32 rate=5000 hb_ms=50"}));
+    ASSERT_TRUE(CreateAndStart("m1", {"--guest", "memory", "--memory", "128M", "--vcpus", "2",
+                                      "--cmdline", "ws_mib=32 rate=5000 hb_ms=50"}));
     WaitForHeartbeats("m1", "HB", 10);
   }
 
@@ -202,7 +209,8 @@ TEST_F(LiveMoveTest, MemoryGuestMovesWithoutAGap) {
   const uint64_t last_at_a = ParseHeartbeats(before, "HB").back().n;
   std::vector<Heartbeat> beats = ExpectOneHeartbeatSequence(before, b_console, last_at_a);
   for (size_t i = 1; i < beats.size(); ++i)
-    EXPECT_LT(beats[i].t_ms - beats[i - 1].t_ms, 5000u) << "guest time jumped at heartbeat " << beats[i].n;
+    EXPECT_LT(beats[i].t_ms - beats[i - 1].t_ms, 5000u)
+        << "guest time jumped at heartbeat " << beats[i].n;
 }
 
 // A paused VM moves as it is: the source neither pauses it again nor
@@ -250,8 +258,8 @@ TEST_F(LiveMoveTest, PausedVmMovesAndArrivesPaused) {
 TEST_F(LiveMoveTest, AVmMovesThereAndBackAndThereAgain) {
   StartFerryd();
   b_->Start();
-  ASSERT_TRUE(
-      CreateAndStart("m1", {"--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=8 rate=2000 hb_ms=50"}));
+  ASSERT_TRUE(CreateAndStart(
+      "m1", {"--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=8 rate=2000 hb_ms=50"}));
   WaitForHeartbeats("m1", "HB", 5);
 
   ProcessResult r = MoveVm("m1");
@@ -278,7 +286,8 @@ TEST_F(LiveMoveTest, AVmMovesThereAndBackAndThereAgain) {
   const std::string b_console = b_->storage() + "/vms/m1/console.log";
   WaitFor("heartbeats at B after the third move", 60000,
           [&] { return ParseHeartbeats(ReadAll(b_console), "HB").size() >= 5; });
-  for (const Heartbeat& beat : ParseHeartbeats(ReadAll(b_console), "HB")) EXPECT_EQ(beat.errors, 0u);
+  for (const Heartbeat& beat : ParseHeartbeats(ReadAll(b_console), "HB"))
+    EXPECT_EQ(beat.errors, 0u);
 }
 
 TEST_F(LiveMoveTest, DiskGuestMovesWithItsCheckpointChain) {
@@ -288,14 +297,18 @@ TEST_F(LiveMoveTest, DiskGuestMovesWithItsCheckpointChain) {
   std::string disk = dir() + "/a-disks/d1.qcow2";
   std::string format = "qcow2";
   if (HaveQemuImg()) {
-    ASSERT_EQ(RunProcess({"/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"}, {}, 30000).exit_code, 0);
+    ASSERT_EQ(
+        RunProcess({"/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"}, {}, 30000)
+            .exit_code,
+        0);
   } else {
     disk = dir() + "/a-disks/d1.img";  // the checkpoint's overlay is qcow2 anyway
     format = "raw";
     MakeSparseFile(disk, 16 << 20);
   }
-  ASSERT_TRUE(CreateAndStart("d1", {"--guest", "disk", "--memory", "32M", "--disk", disk + ",format=" + format,
-                                    "--cmdline", "hb_ms=50 rate=500 flush_every=16 blocks=2048"}));
+  ASSERT_TRUE(CreateAndStart(
+      "d1", {"--guest", "disk", "--memory", "32M", "--disk", disk + ",format=" + format,
+             "--cmdline", "hb_ms=50 rate=500 flush_every=16 blocks=2048"}));
   WaitForHeartbeats("d1", "DISK", 5);
   ProcessResult r = Ferry({"vm", "checkpoint", "create", "d1", "cp1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -334,8 +347,8 @@ TEST_F(LiveMoveTest, DiskGuestMovesWithItsCheckpointChain) {
 
   // Stopped at B, its disk verifies there.
   ASSERT_EQ(b_->Ferry({"vm", "stop", "d1"}).exit_code, 0);
-  r = b_->Ferry({"vm", "create", "v1", "--guest", "disk", "--memory", "32M", "--disk", top + ",format=qcow2,ro",
-                 "--cmdline", "mode=verify blocks=2048"});
+  r = b_->Ferry({"vm", "create", "v1", "--guest", "disk", "--memory", "32M", "--disk",
+                 top + ",format=qcow2,ro", "--cmdline", "mode=verify blocks=2048"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(b_->Ferry({"vm", "start", "v1"}).exit_code, 0);
   WaitFor("the verifier at B to power off", 60000, [&] {
@@ -353,7 +366,8 @@ TEST_F(LiveMoveTest, RefusalsLeaveTheVmRunningAtTheSource) {
   ConfigureA(/*outgoing=*/false);
   StartFerryd();
   b_->Start();
-  ASSERT_TRUE(CreateAndStart("m1", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=8 hb_ms=50"}));
+  ASSERT_TRUE(CreateAndStart(
+      "m1", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=8 hb_ms=50"}));
   WaitForHeartbeats("m1", "HB", 3);
 
   ExpectRefused("m1", MoveVm("m1"), "outgoing live moves are disabled on this host");

@@ -18,7 +18,8 @@ void ExpectContinuous(const std::vector<Heartbeat>& beats) {
     ASSERT_EQ(beats[i].n, i + 1) << "heartbeat " << i + 1 << " is missing or repeated";
     EXPECT_EQ(beats[i].errors, 0u) << "heartbeat " << beats[i].n;
     if (i > 0) {
-      EXPECT_GE(beats[i].t_ms, beats[i - 1].t_ms) << "guest time went back at heartbeat " << beats[i].n;
+      EXPECT_GE(beats[i].t_ms, beats[i - 1].t_ms)
+          << "guest time went back at heartbeat " << beats[i].n;
     }
   }
 }
@@ -40,8 +41,8 @@ void WriteAll(const std::string& path, const std::string& data) {
 
 TEST_F(FerryTest, MemoryGuestContinuesAcrossSaveAndRestore) {
   StartFerryd();
-  ASSERT_TRUE(
-      CreateAndStart("m1", {"--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=32 rate=4000 hb_ms=50"}));
+  ASSERT_TRUE(CreateAndStart(
+      "m1", {"--guest", "memory", "--memory", "64M", "--cmdline", "ws_mib=32 rate=4000 hb_ms=50"}));
   WaitForHeartbeats("m1", "HB", 5);
 
   ProcessResult r = Ferry({"vm", "save", "m1"});
@@ -49,7 +50,7 @@ TEST_F(FerryTest, MemoryGuestContinuesAcrossSaveAndRestore) {
   std::string state_file = storage() + "/vms/m1/saved.fvs";
   EXPECT_EQ(r.out, "vm m1: saved to " + state_file + "\n");
   EXPECT_EQ(State("m1"), "saved");
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(state_file.c_str(), &st), 0);
   size_t before = ParseHeartbeats(Console("m1"), "HB").size();
 
@@ -81,8 +82,8 @@ TEST_F(FerryTest, DiskGuestContinuesAcrossSaveAndRestoreAndItsDiskVerifies) {
   StartFerryd();
   std::string disk = dir() + "/data.img";
   MakeSparseFile(disk, 8 << 20);
-  ASSERT_TRUE(CreateAndStart(
-      "d1", {"--guest", "disk", "--memory", "32M", "--disk", disk, "--cmdline", "hb_ms=50 rate=2000 flush_every=16"}));
+  ASSERT_TRUE(CreateAndStart("d1", {"--guest", "disk", "--memory", "32M", "--disk", disk,
+                                    "--cmdline", "hb_ms=50 rate=2000 flush_every=16"}));
   WaitForHeartbeats("d1", "DISK", 5);
   ProcessResult r = Ferry({"vm", "save", "d1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -98,21 +99,22 @@ TEST_F(FerryTest, DiskGuestContinuesAcrossSaveAndRestoreAndItsDiskVerifies) {
   ASSERT_EQ(Ferry({"vm", "stop", "d1"}).exit_code, 0);
 
   // A fresh VM checks every block the first one wrote.
-  ASSERT_TRUE(CreateAndStart(
-      "check", {"--guest", "disk", "--memory", "32M", "--disk", disk + ",ro", "--cmdline", "mode=verify"}));
+  ASSERT_TRUE(CreateAndStart("check", {"--guest", "disk", "--memory", "32M", "--disk", disk + ",ro",
+                                       "--cmdline", "mode=verify"}));
   WaitForPowerOff("check");
   std::string verify = Console("check");
   EXPECT_EQ(State("check"), "powered-off") << verify;
   auto pos = verify.find("DISK-VERIFY blocks=2048 written=");
   ASSERT_NE(pos, std::string::npos) << verify;
   EXPECT_NE(verify.find(" bad=0", pos), std::string::npos) << verify;
-  EXPECT_EQ(verify.find("DISK-VERIFY blocks=2048 written=0 "), std::string::npos) << "nothing was written: " << verify;
+  EXPECT_EQ(verify.find("DISK-VERIFY blocks=2048 written=0 "), std::string::npos)
+      << "nothing was written: " << verify;
 }
 
 TEST_F(FerryTest, CorruptStateFileIsRefusedAndNothingStarts) {
   StartFerryd();
-  ASSERT_TRUE(
-      CreateAndStart("m1", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=8 rate=2000 hb_ms=50"}));
+  ASSERT_TRUE(CreateAndStart(
+      "m1", {"--guest", "memory", "--memory", "32M", "--cmdline", "ws_mib=8 rate=2000 hb_ms=50"}));
   WaitForHeartbeats("m1", "HB", 3);
   ASSERT_EQ(Ferry({"vm", "save", "m1"}).exit_code, 0);
   std::string state_file = storage() + "/vms/m1/saved.fvs";
@@ -125,7 +127,8 @@ TEST_F(FerryTest, CorruptStateFileIsRefusedAndNothingStarts) {
     std::string data;
   };
   std::vector<Damage> damages;
-  for (size_t offset : {size_t(0), size_t(17), size_t(100), size_t(4096), good.size() / 2, good.size() - 1}) {
+  for (size_t offset :
+       {size_t(0), size_t(17), size_t(100), size_t(4096), good.size() / 2, good.size() - 1}) {
     std::string bad = good;
     bad[offset] = char(bad[offset] ^ 0x01);
     damages.push_back({"bit flip at offset " + std::to_string(offset), bad});
@@ -146,7 +149,8 @@ TEST_F(FerryTest, CorruptStateFileIsRefusedAndNothingStarts) {
     EXPECT_EQ(vm["state"], "saved");
     EXPECT_TRUE(vm["worker"].is_null());
   }
-  EXPECT_EQ(ParseHeartbeats(Console("m1"), "HB").size(), before) << "no damaged restore may have run the guest";
+  EXPECT_EQ(ParseHeartbeats(Console("m1"), "HB").size(), before)
+      << "no damaged restore may have run the guest";
 
   // The intact file still restores, and the guest goes on where it was.
   WriteAll(state_file, good);

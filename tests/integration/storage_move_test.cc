@@ -17,7 +17,7 @@ namespace ferry_it {
 namespace {
 
 bool Exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -48,12 +48,13 @@ class TmpfsMount {
 class StorageMoveTest : public FerryTest {
  protected:
   // A VM running the disk guest on a raw disk of `mib` MiB in dir()/src.
-  std::string CreateDiskVm(const std::string& name, uint64_t mib, const std::string& cmdline = "hb_ms=50") {
+  std::string CreateDiskVm(const std::string& name, uint64_t mib,
+                           const std::string& cmdline = "hb_ms=50") {
     std::filesystem::create_directories(dir() + "/src");
     std::string disk = dir() + "/src/" + name + ".img";
     MakeSparseFile(disk, mib << 20);
-    ProcessResult r = Ferry({"vm", "create", name, "--guest", "disk", "--memory", "64M", "--cmdline", cmdline,
-                             "--disk", disk});
+    ProcessResult r = Ferry({"vm", "create", name, "--guest", "disk", "--memory", "64M",
+                             "--cmdline", cmdline, "--disk", disk});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return disk;
   }
@@ -69,8 +70,8 @@ class StorageMoveTest : public FerryTest {
   void ExpectVerifies(const std::string& disk, const std::string& format = "raw") {
     static int n = 0;
     std::string name = "verify" + std::to_string(++n);
-    ASSERT_TRUE(CreateAndStart(name, {"--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify", "--disk",
-                                      disk + ",format=" + format}));
+    ASSERT_TRUE(CreateAndStart(name, {"--guest", "disk", "--memory", "64M", "--cmdline",
+                                      "mode=verify", "--disk", disk + ",format=" + format}));
     ASSERT_EQ(WaitForPowerOff(name, 120000), "powered-off");
     std::string console = Console(name);
     EXPECT_NE(console.find("DISK-VERIFY"), std::string::npos) << console;
@@ -81,7 +82,8 @@ class StorageMoveTest : public FerryTest {
   }
 
   nlohmann::json Job(const std::string& id) { return FerryJson({"jobs", id}); }
-  nlohmann::json WaitJobPhase(const std::string& id, const std::function<bool(const nlohmann::json&)>& pred,
+  nlohmann::json WaitJobPhase(const std::string& id,
+                              const std::function<bool(const nlohmann::json&)>& pred,
                               const std::string& what) {
     nlohmann::json job;
     WaitFor(what, 120000, [&] {
@@ -133,17 +135,20 @@ TEST_F(StorageMoveTest, LiveMoveOfRawDiskKeepsGuestWritingAndVerifies) {
 }
 
 TEST_F(StorageMoveTest, LiveMoveOfQcow2ChainKeepsRelativeBackingNames) {
-  if (::system("qemu-img --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "qemu-img (qemu-utils) not installed";
+  if (::system("qemu-img --version >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "qemu-img (qemu-utils) not installed";
   StartFerryd();
   std::string src = dir() + "/src";
   std::filesystem::create_directories(src);
-  ASSERT_EQ(::system(("cd " + src + " && qemu-img create -q -f qcow2 base.qcow2 64M && "
+  ASSERT_EQ(::system(("cd " + src +
+                      " && qemu-img create -q -f qcow2 base.qcow2 64M && "
                       "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2 && "
                       "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2")
                          .c_str()),
             0);
-  ASSERT_TRUE(CreateAndStart("q1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=8192 hb_ms=50", "--disk",
-                                    src + "/top.qcow2,format=qcow2"}));
+  ASSERT_TRUE(
+      CreateAndStart("q1", {"--guest", "disk", "--memory", "64M", "--cmdline",
+                            "blocks=8192 hb_ms=50", "--disk", src + "/top.qcow2,format=qcow2"}));
   size_t before = WaitForHeartbeats("q1", "DISK", 10).size();
   std::string dest = dir() + "/dest";
   ProcessResult r = Ferry({"move-storage", "q1", "--destination-storage-path", dest});
@@ -157,7 +162,8 @@ TEST_F(StorageMoveTest, LiveMoveOfQcow2ChainKeepsRelativeBackingNames) {
   for (const auto& b : beats) EXPECT_EQ(b.errors, 0u) << "heartbeat " << b.n;
   ASSERT_EQ(Ferry({"vm", "stop", "q1"}).exit_code, 0);
   // The stored backing names are still the relative ones, and the images are clean.
-  ProcessResult info = RunProcess({"/usr/bin/qemu-img", "info", "--backing-chain", dest + "/top.qcow2"}, {}, 30000);
+  ProcessResult info =
+      RunProcess({"/usr/bin/qemu-img", "info", "--backing-chain", dest + "/top.qcow2"}, {}, 30000);
   EXPECT_NE(info.out.find("backing file: mid.qcow2"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("backing file: base.qcow2"), std::string::npos) << info.out;
   ProcessResult check = RunProcess({"/usr/bin/qemu-img", "check", dest + "/top.qcow2"}, {}, 30000);
@@ -170,7 +176,8 @@ TEST_F(StorageMoveTest, LiveMoveOfQcow2ChainKeepsRelativeBackingNames) {
 // verifies on it; once the first runs on its copy, moving the second
 // (offline) removes the base, which nothing uses any more.
 TEST_F(StorageMoveTest, SharedBaseImageIsKeptWhileAnotherVmUsesIt) {
-  if (::system("qemu-img --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "qemu-img (qemu-utils) not installed";
+  if (::system("qemu-img --version >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "qemu-img (qemu-utils) not installed";
   StartFerryd();
   // The base holds blocks the disk guest wrote, so a verifier has something to check.
   std::string base = CreateDiskVm("fill", 16, "blocks=2048 seconds=2 hb_ms=50");
@@ -178,16 +185,18 @@ TEST_F(StorageMoveTest, SharedBaseImageIsKeptWhileAnotherVmUsesIt) {
   ASSERT_EQ(WaitForPowerOff("fill"), "powered-off");
   ASSERT_EQ(Ferry({"vm", "delete", "fill"}).exit_code, 0);
   std::string src = dir() + "/src";
-  ASSERT_EQ(::system(("cd " + src + " && qemu-img create -q -f qcow2 -b fill.img -F raw a.qcow2 && "
+  ASSERT_EQ(::system(("cd " + src +
+                      " && qemu-img create -q -f qcow2 -b fill.img -F raw a.qcow2 && "
                       "qemu-img create -q -f qcow2 -b fill.img -F raw b.qcow2")
                          .c_str()),
             0);
-  ASSERT_EQ(Ferry({"vm", "create", "b", "--guest", "disk", "--memory", "64M", "--cmdline", "mode=verify", "--disk",
-                   src + "/b.qcow2,format=qcow2"})
+  ASSERT_EQ(Ferry({"vm", "create", "b", "--guest", "disk", "--memory", "64M", "--cmdline",
+                   "mode=verify", "--disk", src + "/b.qcow2,format=qcow2"})
                 .exit_code,
             0);
-  ASSERT_TRUE(CreateAndStart("a", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=2048 hb_ms=50", "--disk",
-                                   src + "/a.qcow2,format=qcow2"}));
+  ASSERT_TRUE(
+      CreateAndStart("a", {"--guest", "disk", "--memory", "64M", "--cmdline",
+                           "blocks=2048 hb_ms=50", "--disk", src + "/a.qcow2,format=qcow2"}));
   size_t before = WaitForHeartbeats("a", "DISK", 5).size();
 
   std::string dest_a = dir() + "/dest-a";
@@ -246,8 +255,8 @@ TEST_F(StorageMoveTest, MovesBeyondTheHostLimitAreRefused) {
   ASSERT_EQ(Ferry({"vm", "start", "a"}).exit_code, 0);
   ASSERT_EQ(Ferry({"vm", "start", "b"}).exit_code, 0);
   WaitForHeartbeats("a", "DISK", 5);
-  ProcessResult r = Ferry({"move-storage", "a", "--destination-storage-path", dir() + "/da", "--max-rate", "4M",
-                           "--no-wait"});
+  ProcessResult r = Ferry({"move-storage", "a", "--destination-storage-path", dir() + "/da",
+                           "--max-rate", "4M", "--no-wait"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = Ferry({"move-storage", "b", "--destination-storage-path", dir() + "/db"});
   EXPECT_EQ(r.exit_code, 1);
@@ -305,16 +314,19 @@ TEST_F(StorageMoveTest, KilledWorkerLeavesIntactSourceAndNoDestinationFiles) {
   ASSERT_EQ(Ferry({"vm", "start", "k1"}).exit_code, 0);
   WaitForHeartbeats("k1", "DISK", 5);
   std::string dest = dir() + "/dest";
-  ProcessResult r = Ferry({"move-storage", "k1", "--destination-storage-path", dest, "--max-rate", "4M",
-                           "--no-wait", "--json"});
+  ProcessResult r = Ferry({"move-storage", "k1", "--destination-storage-path", dest, "--max-rate",
+                           "4M", "--no-wait", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string id = nlohmann::json::parse(r.out)["id"];
-  WaitJobPhase(id, [](const nlohmann::json& j) { return j["bytes_done"].get<uint64_t>() > (4u << 20); },
-               "the move to copy 4 MiB");
+  WaitJobPhase(
+      id, [](const nlohmann::json& j) { return j["bytes_done"].get<uint64_t>() > (4u << 20); },
+      "the move to copy 4 MiB");
   int64_t pid = FerryJson({"vm", "show", "k1"})["worker"]["pid"];
   ASSERT_EQ(::kill(pid_t(pid), SIGKILL), 0);
-  auto job = WaitJobPhase(id, [](const nlohmann::json& j) { return j["phase"] == "failed"; }, "the job to fail");
-  EXPECT_NE(job["error"]["message"].get<std::string>().find("worker exited"), std::string::npos) << job.dump();
+  auto job = WaitJobPhase(
+      id, [](const nlohmann::json& j) { return j["phase"] == "failed"; }, "the job to fail");
+  EXPECT_NE(job["error"]["message"].get<std::string>().find("worker exited"), std::string::npos)
+      << job.dump();
   EXPECT_EQ(State("k1"), "crashed");
   EXPECT_EQ(DiskPath("k1"), src);
   EXPECT_FALSE(Exists(dest + "/k1.img.part")) << "half-written files are removed";
@@ -338,16 +350,17 @@ TEST_F(StorageMoveTest, KilledFerrydLeavesVmOnSourceAndTheMoveResumes) {
   ASSERT_EQ(WaitForPowerOff("fill"), "powered-off");
   ASSERT_GT(LastWrites("fill"), 16384u) << "the filler must write every block once";
   ASSERT_EQ(Ferry({"vm", "delete", "fill"}).exit_code, 0);
-  ASSERT_TRUE(CreateAndStart(
-      "r1", {"--guest", "disk", "--memory", "64M", "--cmdline", "blocks=16384 hb_ms=50 rate=100", "--disk", src}));
+  ASSERT_TRUE(CreateAndStart("r1", {"--guest", "disk", "--memory", "64M", "--cmdline",
+                                    "blocks=16384 hb_ms=50 rate=100", "--disk", src}));
   WaitForHeartbeats("r1", "DISK", 5);
   std::string dest = dir() + "/dest";
-  ProcessResult r = Ferry({"move-storage", "r1", "--destination-storage-path", dest, "--max-rate", "4M",
-                           "--no-wait", "--json"});
+  ProcessResult r = Ferry({"move-storage", "r1", "--destination-storage-path", dest, "--max-rate",
+                           "4M", "--no-wait", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string id = nlohmann::json::parse(r.out)["id"];
-  WaitJobPhase(id, [](const nlohmann::json& j) { return j["bytes_done"].get<uint64_t>() > (24u << 20); },
-               "the move to copy 24 MiB");
+  WaitJobPhase(
+      id, [](const nlohmann::json& j) { return j["bytes_done"].get<uint64_t>() > (24u << 20); },
+      "the move to copy 24 MiB");
   KillFerryd();
   std::string marker = dest + "/.ferry-move-r1.json";
   WaitFor("the worker to give the move up", 30000, [&] {

@@ -1,7 +1,7 @@
 #include "support/ferryd_harness.h"
 
-#include <dirent.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -57,13 +57,14 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
 // Polls every 50 ms (each poll may run the ferry binary) until pred() holds
 // or timeout_ms passes; a timeout is a gtest failure saying what was waited for.
 bool PollUntil(const std::string& what, int timeout_ms, const std::function<bool()>& pred) {
-  ::testing::AssertionResult done =
-      ferry_test::WaitFor(what, std::chrono::milliseconds(timeout_ms), pred, std::chrono::milliseconds(50));
+  ::testing::AssertionResult done = ferry_test::WaitFor(what, std::chrono::milliseconds(timeout_ms),
+                                                        pred, std::chrono::milliseconds(50));
   if (!done) ADD_FAILURE() << done.message();
   return bool(done);
 }
 
-ProcessResult RunFerry(const std::string& socket, const std::vector<std::string>& args, int timeout_ms) {
+ProcessResult RunFerry(const std::string& socket, const std::vector<std::string>& args,
+                       int timeout_ms) {
   std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferry", "--socket", socket};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunProcess(argv, {}, timeout_ms);
@@ -71,7 +72,8 @@ ProcessResult RunFerry(const std::string& socket, const std::vector<std::string>
 
 // Runs `ferry --json args...` against socket, expects exit 0 and JSON out
 // (`who` names the ferryd in failures); {} when either is missing.
-nlohmann::json RunFerryJson(const std::string& socket, const std::string& who, const std::vector<std::string>& args) {
+nlohmann::json RunFerryJson(const std::string& socket, const std::string& who,
+                            const std::vector<std::string>& args) {
   std::vector<std::string> with_json = {"--json"};
   with_json.insert(with_json.end(), args.begin(), args.end());
   ProcessResult r = RunFerry(socket, with_json, 120000);
@@ -144,7 +146,8 @@ void KillWorkersUnder(const std::string& vm_dir_prefix) {
       pid_t pid = pid_t(std::atoi(e->d_name));
       if (pid <= 0) continue;
       std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
-      if (cmdline.find("ferry-vmm") != std::string::npos && cmdline.find(marker) != std::string::npos)
+      if (cmdline.find("ferry-vmm") != std::string::npos &&
+          cmdline.find(marker) != std::string::npos)
         pids.push_back(pid);
     }
     ::closedir(proc);
@@ -154,7 +157,8 @@ void KillWorkersUnder(const std::string& vm_dir_prefix) {
     for (pid_t pid : pids) {
       std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
       auto paren = stat.rfind(')');
-      if (!stat.empty() && paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] != 'Z')
+      if (!stat.empty() && paren != std::string::npos && stat.size() > paren + 2 &&
+          stat[paren + 2] != 'Z')
         return false;
     }
     return true;
@@ -169,11 +173,13 @@ void DumpFerrydLogs(const std::string& dir, const std::string& storage) {
   for (const auto& vm : std::filesystem::directory_iterator(storage + "/vms", ec)) {
     std::string console = ReadFile(vm.path().string() + "/console.log");
     if (console.size() > 3000) console = "..." + console.substr(console.size() - 3000);
-    std::cerr << "---- " << vm.path().string() << "/worker.log ----\n" << ReadFile(vm.path().string() + "/worker.log")
-              << "---- console.log (tail) ----\n" << console << "\n";
+    std::cerr << "---- " << vm.path().string() << "/worker.log ----\n"
+              << ReadFile(vm.path().string() + "/worker.log") << "---- console.log (tail) ----\n"
+              << console << "\n";
   }
   for (const auto& in : std::filesystem::directory_iterator(storage + "/incoming", ec))
-    std::cerr << "---- " << in.path().string() << "/worker.log ----\n" << ReadFile(in.path().string() + "/worker.log");
+    std::cerr << "---- " << in.path().string() << "/worker.log ----\n"
+              << ReadFile(in.path().string() + "/worker.log");
 }
 
 }  // namespace
@@ -183,7 +189,8 @@ void MakeSparseFile(const std::string& path, uint64_t size) {
   ASSERT_EQ(::truncate(path.c_str(), off_t(size)), 0) << path;
 }
 
-ProcessResult RunProcess(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in, int timeout_ms) {
+ProcessResult RunProcess(const std::vector<std::string>& argv_in,
+                         const std::vector<std::string>& env_in, int timeout_ms) {
   ProcessResult result;
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
@@ -329,7 +336,8 @@ std::string FerryTest::Console(const std::string& vm) {
   return r.out;
 }
 
-bool FerryTest::WaitFor(const std::string& what, int timeout_ms, const std::function<bool()>& pred) {
+bool FerryTest::WaitFor(const std::string& what, int timeout_ms,
+                        const std::function<bool()>& pred) {
   return PollUntil(what, timeout_ms, pred);
 }
 
@@ -338,9 +346,11 @@ bool FerryTest::WaitFor(const std::string& what, int timeout_ms, const std::func
   std::vector<std::string> create = {"vm", "create", vm};
   create.insert(create.end(), create_args.begin(), create_args.end());
   ProcessResult r = Ferry(create);
-  if (r.exit_code != 0) return ::testing::AssertionFailure() << "ferry vm create " << vm << " failed: " << r.err;
+  if (r.exit_code != 0)
+    return ::testing::AssertionFailure() << "ferry vm create " << vm << " failed: " << r.err;
   r = Ferry({"vm", "start", vm});
-  if (r.exit_code != 0) return ::testing::AssertionFailure() << "ferry vm start " << vm << " failed: " << r.err;
+  if (r.exit_code != 0)
+    return ::testing::AssertionFailure() << "ferry vm start " << vm << " failed: " << r.err;
   return ::testing::AssertionSuccess();
 }
 
@@ -353,7 +363,8 @@ std::string FerryTest::WaitForPowerOff(const std::string& vm, int timeout_ms) {
   return state;
 }
 
-std::vector<Heartbeat> FerryTest::WaitForHeartbeats(const std::string& vm, const std::string& prefix, size_t count) {
+std::vector<Heartbeat> FerryTest::WaitForHeartbeats(const std::string& vm,
+                                                    const std::string& prefix, size_t count) {
   std::vector<Heartbeat> beats;
   WaitFor(std::to_string(count) + " " + prefix + " lines on the console of " + vm, 60000, [&] {
     beats = ParseHeartbeats(Console(vm), prefix);
@@ -381,12 +392,16 @@ uint16_t FreePort(const std::string& host) {
   return port;
 }
 
-std::string LiveMoveHostToml(const std::string& listen, bool incoming, bool outgoing, const std::string& networks) {
-  return "listen_addresses = [\"" + listen + "\"]\n[migration]\nincoming_enabled = " + (incoming ? "true" : "false") +
-         "\noutgoing_enabled = " + (outgoing ? "true" : "false") + "\nnetworks = " + networks + "\n";
+std::string LiveMoveHostToml(const std::string& listen, bool incoming, bool outgoing,
+                             const std::string& networks) {
+  return "listen_addresses = [\"" + listen +
+         "\"]\n[migration]\nincoming_enabled = " + (incoming ? "true" : "false") +
+         "\noutgoing_enabled = " + (outgoing ? "true" : "false") + "\nnetworks = " + networks +
+         "\n";
 }
 
-ExtraFerryd::ExtraFerryd(const std::string& test_dir, const std::string& name) : dir_(test_dir + "/" + name) {
+ExtraFerryd::ExtraFerryd(const std::string& test_dir, const std::string& name)
+    : dir_(test_dir + "/" + name) {
   std::filesystem::create_directories(dir_);
   WriteConfig("");
 }

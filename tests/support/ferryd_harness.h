@@ -24,14 +24,15 @@
 namespace ferry_it {
 
 struct ProcessResult {
-  int exit_code = -1;     // -1 if killed by a signal or timed out
+  int exit_code = -1;  // -1 if killed by a signal or timed out
   bool timed_out = false;
   std::string out, err;
 };
 
 // Runs argv with extra environment entries ("KEY=value"), collecting its
 // output; kills it (and its process group) after timeout_ms.
-ProcessResult RunProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env, int timeout_ms);
+ProcessResult RunProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                         int timeout_ms);
 
 // Creates (or truncates) path as a sparse file of size bytes: a blank raw disk.
 void MakeSparseFile(const std::string& path, uint64_t size);
@@ -70,7 +71,8 @@ class FerryTest : public ::testing::Test {
 
   // `ferry vm create <vm> create_args...`, then `ferry vm start <vm>`; the
   // failure names the step and ferry's error. ASSERT_TRUE(CreateAndStart(...)).
-  ::testing::AssertionResult CreateAndStart(const std::string& vm, const std::vector<std::string>& create_args);
+  ::testing::AssertionResult CreateAndStart(const std::string& vm,
+                                            const std::vector<std::string>& create_args);
   // Waits until the VM has powered off (or crashed: no point waiting longer)
   // and returns its last state; a timeout fails the test.
   std::string WaitForPowerOff(const std::string& vm, int timeout_ms = 60000);
@@ -82,7 +84,8 @@ class FerryTest : public ::testing::Test {
   bool WaitFor(const std::string& what, int timeout_ms, const std::function<bool()>& pred);
   // Waits (up to 60 s) until the VM's console holds at least `count`
   // heartbeat lines with the given prefix ("HB" or "DISK"); returns them all.
-  std::vector<Heartbeat> WaitForHeartbeats(const std::string& vm, const std::string& prefix, size_t count);
+  std::vector<Heartbeat> WaitForHeartbeats(const std::string& vm, const std::string& prefix,
+                                           size_t count);
 
  private:
   std::unique_ptr<ferry_test::TempDir> temp_;  // made in SetUp, removed in TearDown
@@ -122,7 +125,7 @@ class ExtraFerryd {
   ProcessResult Ferry(const std::vector<std::string>& args, int timeout_ms = 120000);
   nlohmann::json FerryJson(const std::vector<std::string>& args);
   std::string State(const std::string& vm);  // "" if there is no such vm
-  std::string Log() const;  // ferryd.log
+  std::string Log() const;                   // ferryd.log
   void DumpLogs() const;
 
  private:

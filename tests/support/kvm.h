@@ -14,8 +14,8 @@ std::string KvmUnusableReason();
 }  // namespace ferry_test
 
 // In a test body or SetUp(): skips the test unless /dev/kvm is usable.
-#define FERRY_SKIP_WITHOUT_KVM()                                                     \
-  do {                                                                               \
+#define FERRY_SKIP_WITHOUT_KVM()                                                               \
+  do {                                                                                         \
     if (std::string ferry_kvm_why = ::ferry_test::KvmUnusableReason(); !ferry_kvm_why.empty()) \
-      GTEST_SKIP() << ferry_kvm_why;                                                 \
+      GTEST_SKIP() << ferry_kvm_why;                                                           \
   } while (0)

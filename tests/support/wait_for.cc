@@ -5,7 +5,8 @@
 namespace ferry_test {
 
 ::testing::AssertionResult WaitFor(std::string_view what, std::chrono::milliseconds timeout,
-                                   const std::function<bool()>& pred, std::chrono::milliseconds interval) {
+                                   const std::function<bool()>& pred,
+                                   std::chrono::milliseconds interval) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return ::testing::AssertionSuccess();
@@ -16,7 +17,8 @@ namespace ferry_test {
     }
   }
   if (pred()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "timed out after " << timeout.count() << " ms waiting for " << what;
+  return ::testing::AssertionFailure()
+         << "timed out after " << timeout.count() << " ms waiting for " << what;
 }
 
 }  // namespace ferry_test

@@ -15,8 +15,8 @@ namespace ferry_test {
 // returns true or `timeout` passes; pred() is asked once more at the
 // deadline. The failure says "timed out after N ms waiting for <what>", so
 // `ASSERT_TRUE(WaitFor("the worker to exit", ...))` reads as its message.
-::testing::AssertionResult WaitFor(std::string_view what, std::chrono::milliseconds timeout,
-                                   const std::function<bool()>& pred,
-                                   std::chrono::milliseconds interval = std::chrono::milliseconds(10));
+::testing::AssertionResult WaitFor(
+    std::string_view what, std::chrono::milliseconds timeout, const std::function<bool()>& pred,
+    std::chrono::milliseconds interval = std::chrono::milliseconds(10));
 
 }  // namespace ferry_test

@@ -59,7 +59,8 @@ base::Result<CommandLine> SplitCommandLine(const std::vector<std::string>& args)
 
 std::string Join(std::span<const std::string_view> words, std::string_view separator) {
   std::string out;
-  for (std::string_view w : words) out += (out.empty() ? "" : std::string(separator)) + std::string(w);
+  for (std::string_view w : words)
+    out += (out.empty() ? "" : std::string(separator)) + std::string(w);
   return out;
 }
 
@@ -78,7 +79,8 @@ base::Result<const CliVerb*> FindVerb(const std::vector<std::string>& words) {
       continue;
     }
     size_t same = 0;
-    while (same < words.size() && same < verb.words.size() && words[same] == verb.words[same]) ++same;
+    while (same < words.size() && same < verb.words.size() && words[same] == verb.words[same])
+      ++same;
     group = std::max(group, same);
   }
   if (found != nullptr) return found;
@@ -86,15 +88,18 @@ base::Result<const CliVerb*> FindVerb(const std::vector<std::string>& words) {
   const CliVerb* last = nullptr;
   size_t verbs = 0;
   for (const CliVerb& verb : CliVerbs()) {
-    if (verb.words.size() <= group || !StartsWith(words, std::span(verb.words).first(group))) continue;
-    if (std::find(next.begin(), next.end(), verb.words[group]) == next.end()) next.push_back(verb.words[group]);
+    if (verb.words.size() <= group || !StartsWith(words, std::span(verb.words).first(group)))
+      continue;
+    if (std::find(next.begin(), next.end(), verb.words[group]) == next.end())
+      next.push_back(verb.words[group]);
     last = &verb;
     ++verbs;
   }
   const CliVerb* only = verbs == 1 ? last : nullptr;  // "host": the group is one verb
   std::vector<std::string_view> prefix(words.begin(), words.begin() + long(group));
   const std::string named = Join(prefix, " ");
-  if (group == 0) return UsageError("unknown command \"" + words[0] + "\" (commands: " + Join(next, ", ") + ")");
+  if (group == 0)
+    return UsageError("unknown command \"" + words[0] + "\" (commands: " + Join(next, ", ") + ")");
   if (words.size() == group) {
     if (only != nullptr) return UsageError("missing argument: ferry " + std::string(only->form));
     return UsageError("missing " + named + " command (" + Join(next, ", ") + ")");
@@ -107,8 +112,8 @@ base::Result<const CliVerb*> FindVerb(const std::vector<std::string>& words) {
 // "{vm}" and "{checkpoint}" in a verb's path, from the operands.
 std::string ExpandPath(std::string_view pattern, const CliInvocation& inv) {
   std::string path(pattern);
-  const std::pair<std::string_view, const std::string*> fields[] = {{"{vm}", &inv.vm_name},
-                                                                   {"{checkpoint}", &inv.checkpoint}};
+  const std::pair<std::string_view, const std::string*> fields[] = {
+      {"{vm}", &inv.vm_name}, {"{checkpoint}", &inv.checkpoint}};
   for (const auto& [name, value] : fields) {
     if (size_t at = path.find(name); at != std::string::npos) path.replace(at, name.size(), *value);
   }
@@ -119,11 +124,14 @@ std::string ExpandPath(std::string_view pattern, const CliInvocation& inv) {
 // it does not take.
 base::Status BuildRequest(const CliVerb& verb, const CommandLine& line, const std::string& cwd,
                           CliInvocation& inv) {
-  const std::vector<std::string> operands(line.words.begin() + long(verb.words.size()), line.words.end());
+  const std::vector<std::string> operands(line.words.begin() + long(verb.words.size()),
+                                          line.words.end());
   const std::string form(verb.form);
-  if (operands.size() < verb.required_operands) return UsageError("missing argument: ferry " + form);
+  if (operands.size() < verb.required_operands)
+    return UsageError("missing argument: ferry " + form);
   if (operands.size() > verb.operands.size())
-    return UsageError("unexpected argument \"" + operands[verb.operands.size()] + "\": ferry " + form);
+    return UsageError("unexpected argument \"" + operands[verb.operands.size()] + "\": ferry " +
+                      form);
   for (size_t i = 0; i < operands.size(); ++i) {
     switch (verb.operands[i]) {
       case Operand::kVm: inv.vm_name = operands[i]; break;
@@ -138,7 +146,8 @@ base::Status BuildRequest(const CliVerb& verb, const CommandLine& line, const st
   inv.command = verb.command;
   inv.method = std::string(verb.method);
   inv.path = ExpandPath(verb.path, inv);
-  if (verb.build != nullptr) RETURN_IF_ERROR(verb.build(VerbArgs{verb, operands, line.options, cwd}, inv));
+  if (verb.build != nullptr)
+    RETURN_IF_ERROR(verb.build(VerbArgs{verb, operands, line.options, cwd}, inv));
   for (const auto& [name, values] : line.options) {
     if (std::find(verb.options.begin(), verb.options.end(), name) == verb.options.end())
       return UsageError(name + " does not apply to \"ferry " + Join(verb.words, " ") + "\"");
@@ -149,7 +158,9 @@ base::Status BuildRequest(const CliVerb& verb, const CommandLine& line, const st
 
 }  // namespace
 
-base::Error UsageError(const std::string& message) { return base::Error(base::Code::kInvalidArgument, message); }
+base::Error UsageError(const std::string& message) {
+  return base::Error(base::Code::kInvalidArgument, message);
+}
 
 std::string AbsolutePath(const std::string& path, const std::string& cwd) {
   if (path.empty() || path[0] == '/') return path;
@@ -185,14 +196,16 @@ std::string UsageText() {
   }
   for (const CliOption& o : CliOptions()) {
     if (o.help.empty()) continue;
-    std::string synopsis = std::string(o.name) + (o.value_name.empty() ? "" : " " + std::string(o.value_name));
-    out += "  " + synopsis + std::string(width - synopsis.size() + 2, ' ') + std::string(o.help) + "\n";
+    std::string synopsis =
+        std::string(o.name) + (o.value_name.empty() ? "" : " " + std::string(o.value_name));
+    out += "  " + synopsis + std::string(width - synopsis.size() + 2, ' ') + std::string(o.help) +
+           "\n";
   }
   return out;
 }
 
-base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args, const char* env_socket,
-                                             const std::string& cwd) {
+base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args,
+                                             const char* env_socket, const std::string& cwd) {
   CliInvocation inv;
   inv.socket = env_socket != nullptr && *env_socket != '\0' ? env_socket : kDefaultApiSocket;
   ASSIGN_OR_RETURN(CommandLine line, SplitCommandLine(args));

@@ -60,7 +60,8 @@ std::string FormatCheckpointList(const json& list) {
   }
   std::string current = Str(list, "current_checkpoint");
   out += current.empty() ? "the disks build on no checkpoint\n"
-                         : "* the disks build on " + current + " (changes since then are in the writable tops)\n";
+                         : "* the disks build on " + current +
+                               " (changes since then are in the writable tops)\n";
   return out;
 }
 

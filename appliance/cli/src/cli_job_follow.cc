@@ -21,7 +21,8 @@ std::string Str(const json& j, const char* key) {
 
 }  // namespace
 
-int FollowJob(HttpClient& client, const json& started, bool json_output, bool no_wait, const JobView& view) {
+int FollowJob(HttpClient& client, const json& started, bool json_output, bool no_wait,
+              const JobView& view) {
   const std::string id = Str(started, "id");
   if (no_wait) {
     if (json_output)
@@ -50,7 +51,8 @@ int FollowJob(HttpClient& client, const json& started, bool json_output, bool no
     const std::string phase = Str(job, "phase");
     if (tty) {
       std::cout << "\r\033[K" << view.progress(job) << std::flush;
-    } else if (!json_output && phase != last_phase && (view.print_final_phase || !view.ended(job))) {
+    } else if (!json_output && phase != last_phase &&
+               (view.print_final_phase || !view.ended(job))) {
       std::cout << phase << "\n" << std::flush;  // one line per phase when not a terminal
     }
     last_phase = phase;

@@ -9,9 +9,9 @@
 #include <optional>
 
 #include "cli/cli_move.h"
-#include "config/size.h"
 #include "cli_job_follow.h"
 #include "cli_verbs.h"
+#include "config/size.h"
 
 namespace appliance {
 
@@ -39,13 +39,14 @@ std::string Mib(double bytes) {
   return buf;
 }
 
-base::Result<uint32_t> ParseCount(const std::string& option, const std::string& text, uint32_t min, uint32_t max) {
+base::Result<uint32_t> ParseCount(const std::string& option, const std::string& text, uint32_t min,
+                                  uint32_t max) {
   char* end = nullptr;
   errno = 0;
   unsigned long long v = std::strtoull(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || errno != 0 || text[0] == '-' || v < min || v > max)
-    return UsageError(option + " needs a number from " + std::to_string(min) + " to " + std::to_string(max) + ", not \"" +
-                 text + "\"");
+    return UsageError(option + " needs a number from " + std::to_string(min) + " to " +
+                      std::to_string(max) + ", not \"" + text + "\"");
   return uint32_t(v);
 }
 
@@ -71,9 +72,11 @@ base::Status BuildResolve(const VerbArgs& args, CliInvocation& inv) {
 
 base::Status BuildMoveVm(const VerbArgs& args, CliInvocation& inv) {
   const std::string& host = args.operands[1];
-  if (host.empty()) return UsageError("move-vm needs the destination host: ferry " + std::string(args.verb.form));
+  if (host.empty())
+    return UsageError("move-vm needs the destination host: ferry " + std::string(args.verb.form));
   auto dest = args.Value("--destination-storage-path");
-  if (!dest || dest->empty()) return UsageError("move-vm needs --destination-storage-path PATH (on the destination host)");
+  if (!dest || dest->empty())
+    return UsageError("move-vm needs --destination-storage-path PATH (on the destination host)");
   json body = {{"host", host},
                {"destination", AbsoluteStoragePath(*dest, args.cwd)},
                {"include_storage", args.Has("--include-storage")}};
@@ -103,7 +106,11 @@ namespace {
 std::string Title(const json& job) {
   return "live move " + Str(job, "id") + " of vm " + Str(job, "vm") + " to " + Str(job, "host");
 }
-const JobView kLiveMoveView{Ended, Title, FormatLiveMoveProgress, FormatLiveMoveReport, /*print_final_phase=*/false,
+const JobView kLiveMoveView{Ended,
+                            Title,
+                            FormatLiveMoveProgress,
+                            FormatLiveMoveReport,
+                            /*print_final_phase=*/false,
                             "live move failed"};
 
 }  // namespace
@@ -117,7 +124,9 @@ std::string FormatResolveResult(const json& reply) {
   if (Str(reply, "outcome") == "here" && !Str(reply, "state").empty())
     out += "vm " + Str(reply, "vm") + " is " + Str(reply, "state") + " on this host\n";
   if (reply.value("forced", false))
-    out += "warning: kept here without the destination's word; if it runs the vm there too, stop one copy\n";
+    out +=
+        "warning: kept here without the destination's word; if it runs the vm there too, stop one "
+        "copy\n";
   return out;
 }
 
@@ -130,7 +139,8 @@ std::string FormatLiveMoveProgress(const json& job) {
   if (Num(s, "round") > 0) std::snprintf(round, sizeof round, " round %.0f", Num(s, "round"));
   char buf[512];
   std::snprintf(buf, sizeof buf, "%-12s%-9s %10s / %-10s %10s/s  ETA %s", phase.c_str(), round,
-                FormatBytes(sent).c_str(), FormatBytes(total).c_str(), FormatBytes(Num(s, "bytes_per_second")).c_str(),
+                FormatBytes(sent).c_str(), FormatBytes(total).c_str(),
+                FormatBytes(Num(s, "bytes_per_second")).c_str(),
                 FormatDuration(Num(s, "eta_seconds", -1)).c_str());
   std::string out = buf;
   double predicted = Num(s, "predicted_downtime_ms", -1);
@@ -151,16 +161,20 @@ std::string FormatLiveMoveReport(const json& job) {
   const std::string vm = Str(job, "vm"), host = Str(job, "host");
   std::string out;
   char buf[512];
-  double seconds = Num(s, "total_ms", -1) >= 0 ? Num(s, "total_ms") / 1000.0 : Num(job, "elapsed_seconds");
+  double seconds =
+      Num(s, "total_ms", -1) >= 0 ? Num(s, "total_ms") / 1000.0 : Num(job, "elapsed_seconds");
   if (phase == "completed") {
     double downtime = Num(s, "downtime_ms", -1);
-    std::string dt = downtime >= 0 ? std::to_string(int64_t(std::llround(downtime))) + " ms" : "unknown";
-    std::snprintf(buf, sizeof buf, "moved vm %s to %s in %.1f s; downtime %s (source paused until the destination committed)\n",
+    std::string dt =
+        downtime >= 0 ? std::to_string(int64_t(std::llround(downtime))) + " ms" : "unknown";
+    std::snprintf(buf, sizeof buf,
+                  "moved vm %s to %s in %.1f s; downtime %s (source paused until the destination "
+                  "committed)\n",
                   vm.c_str(), host.c_str(), seconds, dt.c_str());
     out += buf;
   } else if (Ended(job)) {
-    std::snprintf(buf, sizeof buf, "live move %s of vm %s to %s: %s after %.1f s\n", Str(job, "id").c_str(), vm.c_str(),
-                  host.c_str(), phase.c_str(), seconds);
+    std::snprintf(buf, sizeof buf, "live move %s of vm %s to %s: %s after %.1f s\n",
+                  Str(job, "id").c_str(), vm.c_str(), host.c_str(), phase.c_str(), seconds);
     out += buf;
   } else {
     out += "live move " + Str(job, "id") + " of vm " + vm + " to " + host + ": " + phase + "\n";
@@ -182,19 +196,24 @@ std::string FormatLiveMoveReport(const json& job) {
   if (streams == 0) streams = size_t(Num(job, "streams"));
   out += "  sent " + Mib(wire) + " over " + std::to_string(streams) + " streams";
   if (!per_stream.empty()) out += " (per stream: " + per_stream + ")";
-  std::snprintf(buf, sizeof buf, "; rounds %.0f; zero pages skipped %.0f\n", Num(s, "round"), Num(s, "zero_pages"));
+  std::snprintf(buf, sizeof buf, "; rounds %.0f; zero pages skipped %.0f\n", Num(s, "round"),
+                Num(s, "zero_pages"));
   out += buf;
-  out += "  memory " + FormatBytes(Num(s, "memory_bytes")) + " (" + Mib(Num(s, "memory_sent")) + " of pages sent), disks " +
-         FormatBytes(Num(s, "disk_bytes")) + " (" + Mib(Num(s, "disk_sent")) + " sent)\n";
+  out += "  memory " + FormatBytes(Num(s, "memory_bytes")) + " (" + Mib(Num(s, "memory_sent")) +
+         " of pages sent), disks " + FormatBytes(Num(s, "disk_bytes")) + " (" +
+         Mib(Num(s, "disk_sent")) + " sent)\n";
   out += "  destination: " + host + ":" + Str(job, "destination") + "\n";
   if (job.contains("kept_sources") && job["kept_sources"].is_array()) {
     for (const auto& k : job["kept_sources"]) {
       if (k.is_object())
-        out += "  kept:        " + k.value("path", "") + " (used by vm " + k.value("used_by", "") + ")\n";
+        out += "  kept:        " + k.value("path", "") + " (used by vm " + k.value("used_by", "") +
+               ")\n";
     }
   }
-  if (job.contains("removed_sources") && job["removed_sources"].is_array() && !job["removed_sources"].empty())
-    out += "  removed " + std::to_string(job["removed_sources"].size()) + " source files on this host\n";
+  if (job.contains("removed_sources") && job["removed_sources"].is_array() &&
+      !job["removed_sources"].empty())
+    out += "  removed " + std::to_string(job["removed_sources"].size()) +
+           " source files on this host\n";
   if (job.contains("error") && job["error"].is_object()) {
     out += "  error:       " + job["error"].value("message", "") + "\n";
     if (phase == "failed") out += "  vm " + vm + " stays on this host\n";
@@ -202,7 +221,8 @@ std::string FormatLiveMoveReport(const json& job) {
       out += "  vm " + vm + " is paused and held on this host until " + host +
              " answers (ferryd asks it again; `ferry vm resolve " + vm + "` asks now)\n";
   }
-  if (phase == "completed") out += "  vm " + vm + " runs at " + host + " and no longer on this host\n";
+  if (phase == "completed")
+    out += "  vm " + vm + " runs at " + host + " and no longer on this host\n";
   return out;
 }
 

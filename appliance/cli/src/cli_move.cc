@@ -5,10 +5,10 @@
 #include <cmath>
 #include <cstdio>
 
-#include "config/size.h"
 #include "base/escape.h"
 #include "cli_job_follow.h"
 #include "cli_verbs.h"
+#include "config/size.h"
 
 namespace appliance {
 
@@ -31,7 +31,8 @@ bool Ended(const json& job) {
 
 base::Status BuildMoveStorage(const VerbArgs& args, CliInvocation& inv) {
   auto dest = args.Value("--destination-storage-path");
-  if (!dest || dest->empty()) return UsageError("move-storage needs --destination-storage-path PATH");
+  if (!dest || dest->empty())
+    return UsageError("move-storage needs --destination-storage-path PATH");
   inv.body = {{"destination_storage_path", AbsoluteStoragePath(*dest, args.cwd)}};
   if (auto rate = args.Value("--max-rate")) {
     ASSIGN_OR_RETURN(uint64_t bytes, config::ParseSize(*rate));
@@ -69,7 +70,8 @@ std::string FormatDuration(double seconds) {
     std::snprintf(buf, sizeof buf, "%llu:%02llu:%02llu", (unsigned long long)(s / 3600),
                   (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
   else
-    std::snprintf(buf, sizeof buf, "%llu:%02llu", (unsigned long long)(s / 60), (unsigned long long)(s % 60));
+    std::snprintf(buf, sizeof buf, "%llu:%02llu", (unsigned long long)(s / 60),
+                  (unsigned long long)(s % 60));
   return buf;
 }
 
@@ -77,9 +79,10 @@ std::string FormatMoveProgress(const json& job) {
   double total = Num(job, "bytes_total"), done = Num(job, "bytes_done");
   double pct = total > 0 ? std::min(100.0, 100.0 * done / total) : 0;
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-14s %10s / %-10s %5.1f%%  %10s/s  ETA %s", Str(job, "phase").c_str(),
-                FormatBytes(done).c_str(), FormatBytes(total).c_str(), pct,
-                FormatBytes(Num(job, "bytes_per_second")).c_str(), FormatDuration(Num(job, "eta_seconds", -1)).c_str());
+  std::snprintf(buf, sizeof buf, "%-14s %10s / %-10s %5.1f%%  %10s/s  ETA %s",
+                Str(job, "phase").c_str(), FormatBytes(done).c_str(), FormatBytes(total).c_str(),
+                pct, FormatBytes(Num(job, "bytes_per_second")).c_str(),
+                FormatDuration(Num(job, "eta_seconds", -1)).c_str());
   return buf;
 }
 
@@ -89,7 +92,8 @@ std::string FormatMoveReport(const json& job) {
   out += "storage move " + Str(job, "id") + " of vm " + Str(job, "vm") + ": " + phase + "\n";
   out += "  destination: " + Str(job, "destination") + "\n";
   out += "  kind:        " + Str(job, "kind") + "\n";
-  out += "  copied:      " + FormatBytes(Num(job, "bytes_done")) + " of " + FormatBytes(Num(job, "bytes_total"));
+  out += "  copied:      " + FormatBytes(Num(job, "bytes_done")) + " of " +
+         FormatBytes(Num(job, "bytes_total"));
   if (job.value("resumed", false))
     out += " (resumed: " + FormatBytes(Num(job, "bytes_skipped")) + " not copied again)";
   out += "\n";
@@ -111,8 +115,8 @@ std::string FormatMoveReport(const json& job) {
     for (const auto& k : job["kept_sources"]) {
       if (k.is_object())
         // A kept source may be a backing file, whose name came from an image.
-        out += "  kept:        " + base::Escaped(k.value("path", "")) + " (used by vm " + k.value("used_by", "") +
-               ")\n";
+        out += "  kept:        " + base::Escaped(k.value("path", "")) + " (used by vm " +
+               k.value("used_by", "") + ")\n";
     }
   }
   if (job.contains("error") && job["error"].is_object())
@@ -124,8 +128,14 @@ std::string FormatMoveReport(const json& job) {
 
 namespace {
 
-std::string Title(const json& job) { return "storage move " + Str(job, "id") + " of vm " + Str(job, "vm"); }
-const JobView kMoveView{Ended, Title, FormatMoveProgress, FormatMoveReport, /*print_final_phase=*/true,
+std::string Title(const json& job) {
+  return "storage move " + Str(job, "id") + " of vm " + Str(job, "vm");
+}
+const JobView kMoveView{Ended,
+                        Title,
+                        FormatMoveProgress,
+                        FormatMoveReport,
+                        /*print_final_phase=*/true,
                         "storage move failed"};
 
 }  // namespace
@@ -136,9 +146,9 @@ std::string FormatJobList(const json& list) {
   for (const auto& job : list["jobs"]) {
     double total = Num(job, "bytes_total"), done = Num(job, "bytes_done");
     char buf[512];
-    std::snprintf(buf, sizeof buf, "%-14s %-15s %-11s %7.1f%%  %s\n", Str(job, "id").c_str(), Str(job, "vm").c_str(),
-                  Str(job, "phase").c_str(), total > 0 ? 100.0 * done / total : 0.0,
-                  Str(job, "destination").c_str());
+    std::snprintf(buf, sizeof buf, "%-14s %-15s %-11s %7.1f%%  %s\n", Str(job, "id").c_str(),
+                  Str(job, "vm").c_str(), Str(job, "phase").c_str(),
+                  total > 0 ? 100.0 * done / total : 0.0, Str(job, "destination").c_str());
     out += buf;
   }
   return out;

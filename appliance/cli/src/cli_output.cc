@@ -70,9 +70,11 @@ std::string DepartureNote(const json& vm) {
   if (!d.is_object()) return "";
   const std::string to = Str(d, "host") + " (migration " + Str(d, "migration_id") + ")";
   if (Str(d, "state") == "in-doubt")
-    return "in doubt: a live move to " + to + " may have committed there; `ferry vm resolve " + Str(vm, "name") +
-           "` asks again" + (Str(d, "message").empty() ? "" : " (" + Str(d, "message") + ")");
-  return "moving to " + to + (d.value("watched", false) ? ", job " + Str(d, "job") : ", being settled");
+    return "in doubt: a live move to " + to + " may have committed there; `ferry vm resolve " +
+           Str(vm, "name") + "` asks again" +
+           (Str(d, "message").empty() ? "" : " (" + Str(d, "message") + ")");
+  return "moving to " + to +
+         (d.value("watched", false) ? ", job " + Str(d, "job") : ", being settled");
 }
 
 }  // namespace
@@ -85,9 +87,11 @@ std::string FormatVmList(const json& list) {
   for (const json& vm : vms) {
     const json def = vm.value("definition", json::object());
     const std::string departure = DepartureState(vm);
-    rows.push_back({Str(vm, "name"), Str(vm, "state") + (departure.empty() ? "" : ", " + departure), Str(def, "vcpus"),
-                    config::FormatSize(U64(def, "memory_bytes")), Basename(Str(def, "program"))});
-    if (!Str(vm, "last_error").empty()) errors += Str(vm, "name") + ": " + Str(vm, "last_error") + "\n";
+    rows.push_back({Str(vm, "name"), Str(vm, "state") + (departure.empty() ? "" : ", " + departure),
+                    Str(def, "vcpus"), config::FormatSize(U64(def, "memory_bytes")),
+                    Basename(Str(def, "program"))});
+    if (!Str(vm, "last_error").empty())
+      errors += Str(vm, "name") + ": " + Str(vm, "last_error") + "\n";
     if (departure == "in doubt") errors += Str(vm, "name") + ": " + DepartureNote(vm) + "\n";
   }
   std::string out = Table(rows);
@@ -107,14 +111,15 @@ std::string FormatVm(const json& vm) {
   };
   if (!Str(def, "cmdline").empty()) f.push_back({"cmdline", Str(def, "cmdline")});
   for (const json& d : def.value("disks", json::array()))
-    f.push_back({"disk", Str(d, "path") + " (" + Str(d, "format") + (d.value("read_only", false) ? ", read-only" : "") + ")"});
+    f.push_back({"disk", Str(d, "path") + " (" + Str(d, "format") +
+                             (d.value("read_only", false) ? ", read-only" : "") + ")"});
   const json worker = vm.value("worker", json());
   if (worker.is_object()) f.push_back({"worker pid", Str(worker, "pid")});
   if (vm.contains("stats")) {
     const json& s = vm["stats"];
-    f.push_back({"disk i/o", Str(s, "disk_reads") + " reads, " + Str(s, "disk_writes") + " writes, " +
-                                 Str(s, "disk_flushes") + " flushes, " + std::to_string(U64(s, "disk_errors")) +
-                                 " errors"});
+    f.push_back({"disk i/o", Str(s, "disk_reads") + " reads, " + Str(s, "disk_writes") +
+                                 " writes, " + Str(s, "disk_flushes") + " flushes, " +
+                                 std::to_string(U64(s, "disk_errors")) + " errors"});
     // One line per disk that failed a request; the message is the first failure.
     for (const json& d : s.value("disks", json::array())) {
       if (U64(d, "errors") == 0) continue;
@@ -138,7 +143,8 @@ std::string FormatActionResult(const std::string& action, const json& vm) {
 
 std::string FormatHost(const json& host) {
   std::string guests;
-  for (const json& g : host.value("guests", json::array())) guests += (guests.empty() ? "" : ", ") + g.get<std::string>();
+  for (const json& g : host.value("guests", json::array()))
+    guests += (guests.empty() ? "" : ", ") + g.get<std::string>();
   const json m = host.value("migration", json::object());
   std::vector<std::pair<std::string, std::string>> fields = {
       {"hostname", Str(host, "hostname")},
@@ -146,7 +152,8 @@ std::string FormatHost(const json& host) {
       {"config", Str(host, "config")},
       {"storage root", Str(host, "storage_root")},
       {"api socket", Str(host, "api_socket")},
-      {"kvm", Str(host, "kvm_device") + (host.value("kvm_available", false) ? " (available)" : " (NOT available)")},
+      {"kvm", Str(host, "kvm_device") +
+                  (host.value("kvm_available", false) ? " (available)" : " (NOT available)")},
       {"guest dir", Str(host, "guest_dir")},
       {"guests", guests.empty() ? "(none)" : guests},
       {"vms", Str(host, "vms") + " (" + Str(host, "vms_running") + " running)"},
@@ -156,7 +163,8 @@ std::string FormatHost(const json& host) {
   // Accepted in host.toml but not built: said next to the value, so the line
   // never reads as a working feature.
   if (!Str(m, "authentication").empty())
-    fields.push_back({"authentication", Str(m, "authentication") + " (" + config::kAuthenticationNotEnforced + ")"});
+    fields.push_back({"authentication",
+                      Str(m, "authentication") + " (" + config::kAuthenticationNotEnforced + ")"});
   if (!Str(m, "performance").empty()) fields.push_back({"performance", Str(m, "performance")});
   return Lines(fields);
 }
@@ -169,7 +177,8 @@ std::string ErrorMessage(long http_status, const std::string& body) {
   }
   std::string trimmed = body;
   while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == '\r')) trimmed.pop_back();
-  return "ferryd answered HTTP " + std::to_string(http_status) + (trimmed.empty() ? "" : ": " + trimmed);
+  return "ferryd answered HTTP " + std::to_string(http_status) +
+         (trimmed.empty() ? "" : ": " + trimmed);
 }
 
 }  // namespace appliance

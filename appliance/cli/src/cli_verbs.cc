@@ -20,18 +20,25 @@ base::Result<json> ParseDiskOption(const std::string& text, const std::string& c
   size_t start = 0;
   for (;;) {
     size_t comma = text.find(',', start);
-    parts.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    parts.push_back(
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
-  if (parts[0].empty()) return UsageError("--disk needs a path: --disk PATH[,format=raw|qcow2][,ro]");
+  if (parts[0].empty())
+    return UsageError("--disk needs a path: --disk PATH[,format=raw|qcow2][,ro]");
   json disk = {{"path", AbsolutePath(parts[0], cwd)}, {"format", "raw"}, {"read_only", false}};
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& p = parts[i];
-    if (p == "ro") disk["read_only"] = true;
-    else if (p == "rw") disk["read_only"] = false;
-    else if (p.rfind("format=", 0) == 0) disk["format"] = p.substr(7);
-    else return UsageError("--disk " + text + ": unknown option \"" + p + "\" (use format=raw|qcow2, ro)");
+    if (p == "ro")
+      disk["read_only"] = true;
+    else if (p == "rw")
+      disk["read_only"] = false;
+    else if (p.rfind("format=", 0) == 0)
+      disk["format"] = p.substr(7);
+    else
+      return UsageError("--disk " + text + ": unknown option \"" + p +
+                        "\" (use format=raw|qcow2, ro)");
   }
   return disk;
 }
@@ -50,7 +57,8 @@ base::Status BuildVmCreate(const VerbArgs& args, CliInvocation& inv) {
   RETURN_IF_ERROR(config::ValidateVmName(inv.vm_name));
   json body = {{"name", inv.vm_name}};
   const bool guest = args.Has("--guest"), program = args.Has("--program");
-  if (guest == program) return UsageError("vm create needs exactly one of --guest NAME and --program PATH");
+  if (guest == program)
+    return UsageError("vm create needs exactly one of --guest NAME and --program PATH");
   if (guest) body["guest"] = *args.Value("--guest");
   if (program) body["program"] = AbsolutePath(*args.Value("--program"), args.cwd);
   if (auto memory = args.Value("--memory")) {
@@ -98,6 +106,8 @@ constexpr const char* kMoveVmForm =
     "move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N] "
     "[--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]";
 
+// One verb per row: the table reads as a table.
+// clang-format off
 const std::vector<CliVerb>& VerbTable() {
   static const std::vector<CliVerb> kVerbs = {
       {{"vm", "create"}, "vm create NAME (--guest NAME | --program PATH) [options]",
@@ -152,6 +162,7 @@ const std::vector<CliVerb>& VerbTable() {
   };
   return kVerbs;
 }
+// clang-format on
 
 }  // namespace
 
@@ -160,7 +171,8 @@ std::span<const CliVerb> CliVerbs() { return VerbTable(); }
 std::span<const CliOption> CliOptions() {
   static constexpr CliOption kOptions[] = {
       // Every command's.
-      {"--socket", "PATH", "ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)"},
+      {"--socket", "PATH",
+       "ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)"},
       {"--json", "", "print the API's JSON instead of tables"},
       {"--help", "", ""},
       // The verbs' (each row lists those it takes).

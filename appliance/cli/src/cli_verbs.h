@@ -58,12 +58,12 @@ struct CliVerb {
   // an earlier row's help covers this verb too ("vm start|stop|...").
   const char* help;
   std::vector<Operand> operands;
-  size_t required_operands;              // the others may be left off (jobs [ID])
-  std::vector<std::string_view> options; // the options it takes; others "do not apply"
+  size_t required_operands;               // the others may be left off (jobs [ID])
+  std::vector<std::string_view> options;  // the options it takes; others "do not apply"
   CliCommand command;
-  std::string_view method;               // the API request it makes
-  std::string_view path;                 // "{vm}" and "{checkpoint}" from the operands
-  VerbBuilder build;                     // nullptr: no options, no body
+  std::string_view method;  // the API request it makes
+  std::string_view path;    // "{vm}" and "{checkpoint}" from the operands
+  VerbBuilder build;        // nullptr: no options, no body
 };
 
 struct CliOption {

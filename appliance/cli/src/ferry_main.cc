@@ -37,7 +37,8 @@ int Run(const appliance::CliInvocation& inv) {
   appliance::HttpClient client(inv.socket);
   if (inv.command == CliCommand::kConsole && inv.follow) {
     auto result = client.Stream(inv.path, [](std::string_view data) {
-      return std::fwrite(data.data(), 1, data.size(), stdout) == data.size() && std::fflush(stdout) == 0;
+      return std::fwrite(data.data(), 1, data.size(), stdout) == data.size() &&
+             std::fflush(stdout) == 0;
     });
     if (!result) return Fail(result.error());
     if (result->status != 200) {
@@ -47,7 +48,8 @@ int Run(const appliance::CliInvocation& inv) {
     return 0;
   }
   std::string body = inv.body.is_null() ? "" : inv.body.dump();
-  auto result = client.Request(inv.method, inv.path, inv.body.is_null() ? nullptr : &body, kRequestTimeoutSeconds);
+  auto result = client.Request(inv.method, inv.path, inv.body.is_null() ? nullptr : &body,
+                               kRequestTimeoutSeconds);
   if (!result) return Fail(result.error());
   if (result->status >= 300) {
     if (inv.json_output) std::cout << result->body;
@@ -60,7 +62,8 @@ int Run(const appliance::CliInvocation& inv) {
       std::cerr << "ferry: ferryd sent a reply that is not JSON\n";
       return kExitFailed;
     }
-    if (inv.command == CliCommand::kMoveVm) return appliance::FollowLiveMoveJob(client, job, inv.json_output, inv.no_wait);
+    if (inv.command == CliCommand::kMoveVm)
+      return appliance::FollowLiveMoveJob(client, job, inv.json_output, inv.no_wait);
     return appliance::FollowMoveJob(client, job, inv.json_output, inv.no_wait);
   }
   if (inv.json_output || inv.command == CliCommand::kConsole) {
@@ -81,9 +84,11 @@ int Run(const appliance::CliInvocation& inv) {
     case CliCommand::kHostShow: std::cout << appliance::FormatHost(json); break;
     case CliCommand::kJobs: std::cout << appliance::FormatJobList(json); break;
     case CliCommand::kJobShow:
-      std::cout << (appliance::IsLiveMoveJob(json) ? appliance::FormatLiveMoveJob(json) : appliance::FormatJob(json));
+      std::cout << (appliance::IsLiveMoveJob(json) ? appliance::FormatLiveMoveJob(json)
+                                                   : appliance::FormatJob(json));
       break;
-    case CliCommand::kMoveStorage: case CliCommand::kMoveVm: break;
+    case CliCommand::kMoveStorage:
+    case CliCommand::kMoveVm: break;
     case CliCommand::kVmResolve: std::cout << appliance::FormatResolveResult(json); break;
     case CliCommand::kCheckpointList: std::cout << appliance::FormatCheckpointList(json); break;
     case CliCommand::kCheckpointCreate:
@@ -91,7 +96,8 @@ int Run(const appliance::CliInvocation& inv) {
     case CliCommand::kCheckpointDelete:
       std::cout << appliance::FormatCheckpointResult(inv, json);
       break;
-    case CliCommand::kHelp: case CliCommand::kConsole: break;
+    case CliCommand::kHelp:
+    case CliCommand::kConsole: break;
   }
   return 0;
 }
@@ -100,8 +106,8 @@ int Run(const appliance::CliInvocation& inv) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a closed stdout ends a console follow via the write error
-  auto inv = appliance::ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc), std::getenv("FERRY_SOCKET"),
-                                         CurrentDirectory());
+  auto inv = appliance::ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc),
+                                         std::getenv("FERRY_SOCKET"), CurrentDirectory());
   if (!inv) {
     std::cerr << "ferry: " << inv.error().message() << "\n\n" << appliance::UsageText();
     return kExitUsage;

@@ -55,7 +55,8 @@ base::Result<HttpResult> HttpClient::Perform(const std::string& method, const st
   std::string url = "http://localhost" + path;  // the host part is ignored on a Unix socket
   char error_buffer[CURL_ERROR_SIZE] = {};
   curl_slist* headers = nullptr;
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_guard(nullptr, &curl_slist_free_all);
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_guard(nullptr,
+                                                                           &curl_slist_free_all);
   curl_easy_setopt(curl.get(), CURLOPT_UNIX_SOCKET_PATH, socket_path_.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -78,13 +79,15 @@ base::Result<HttpResult> HttpClient::Perform(const std::string& method, const st
     long os_errno = 0;
     curl_easy_getinfo(curl.get(), CURLINFO_OS_ERRNO, &os_errno);
     std::string reason = os_errno != 0 ? std::strerror(int(os_errno)) : curl_easy_strerror(rc);
-    return base::Error(base::Code::kUnavailable,
-                       "cannot reach ferryd at " + socket_path_ + ": " + reason + " — is ferryd running?",
-                       int(os_errno));
+    return base::Error(
+        base::Code::kUnavailable,
+        "cannot reach ferryd at " + socket_path_ + ": " + reason + " — is ferryd running?",
+        int(os_errno));
   }
   if (rc != CURLE_OK) {
     std::string detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
-    base::Code code = rc == CURLE_OPERATION_TIMEDOUT ? base::Code::kDeadlineExceeded : base::Code::kUnavailable;
+    base::Code code =
+        rc == CURLE_OPERATION_TIMEDOUT ? base::Code::kDeadlineExceeded : base::Code::kUnavailable;
     return base::Error(code, method + " " + path + " via " + socket_path_ + " failed: " + detail);
   }
   curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &t.result.status);

@@ -14,18 +14,24 @@ int HttpStatusForCode(base::Code code) {
   using base::Code;
   switch (code) {
     case Code::kOk: return 200;
-    case Code::kInvalidArgument: case Code::kOutOfRange: return 400;
+    case Code::kInvalidArgument:
+    case Code::kOutOfRange: return 400;
     case Code::kUnauthenticated: return 401;
     case Code::kPermissionDenied: return 403;
     case Code::kNotFound: return 404;
     // The resource exists but is in the wrong state for the request.
-    case Code::kAlreadyExists: case Code::kFailedPrecondition: case Code::kAborted: return 409;
+    case Code::kAlreadyExists:
+    case Code::kFailedPrecondition:
+    case Code::kAborted: return 409;
     // The request was well formed but what it pointed at (a state file) is corrupt.
     case Code::kDataLoss: return 422;
     case Code::kUnimplemented: return 501;
-    case Code::kUnavailable: case Code::kResourceExhausted: return 503;
+    case Code::kUnavailable:
+    case Code::kResourceExhausted: return 503;
     case Code::kDeadlineExceeded: return 504;
-    case Code::kCancelled: case Code::kUnknown: case Code::kInternal: return 500;
+    case Code::kCancelled:
+    case Code::kUnknown:
+    case Code::kInternal: return 500;
   }
   return 500;
 }

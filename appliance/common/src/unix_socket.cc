@@ -16,9 +16,9 @@ namespace {
 base::Result<sockaddr_un> MakeAddress(const std::string& path) {
   if (path.empty()) return base::Error(base::Code::kInvalidArgument, "socket path is empty");
   if (path.size() > kMaxUnixSocketPath)
-    return base::Error(base::Code::kInvalidArgument,
-                       "socket path " + path + " is longer than " +
-                           std::to_string(kMaxUnixSocketPath) + " bytes");
+    return base::Error(
+        base::Code::kInvalidArgument,
+        "socket path " + path + " is longer than " + std::to_string(kMaxUnixSocketPath) + " bytes");
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.data(), path.size());
@@ -46,7 +46,7 @@ base::Result<base::Fd> ConnectUnix(const std::string& path) {
 
 base::Result<base::Fd> ListenUnix(const std::string& path, int backlog) {
   ASSIGN_OR_RETURN(sockaddr_un addr, MakeAddress(path));
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
       return base::Error(base::Code::kAlreadyExists, path + " exists and is not a socket");
@@ -97,9 +97,8 @@ base::Result<std::string> ReadLine(int fd, size_t max_bytes, int timeout_ms,
                          "connection closed while waiting for " + std::string(what_for));
     if (c == '\n') return line;
     if (line.size() >= max_bytes)
-      return base::Error(base::Code::kInvalidArgument,
-                         std::string(what_for) + " is longer than " + std::to_string(max_bytes) +
-                             " bytes");
+      return base::Error(base::Code::kInvalidArgument, std::string(what_for) + " is longer than " +
+                                                           std::to_string(max_bytes) + " bytes");
     line.push_back(c);
   }
 }
@@ -123,15 +122,17 @@ base::Status WriteLine(int fd, std::string_view line) {
 
 base::Status MakeDirectories(const std::string& dir, int mode) {
   if (dir.empty()) return base::Ok();
-  struct stat st{};
+  struct stat st {};
   if (::stat(dir.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode))
       return base::Error(base::Code::kFailedPrecondition, dir + " exists and is not a directory");
     return base::Ok();
   }
   auto slash = dir.rfind('/');
-  if (slash != std::string::npos && slash > 0) RETURN_IF_ERROR(MakeDirectories(dir.substr(0, slash), mode));
-  if (::mkdir(dir.c_str(), mode_t(mode)) != 0 && errno != EEXIST) return base::ErrnoError("mkdir " + dir);
+  if (slash != std::string::npos && slash > 0)
+    RETURN_IF_ERROR(MakeDirectories(dir.substr(0, slash), mode));
+  if (::mkdir(dir.c_str(), mode_t(mode)) != 0 && errno != EEXIST)
+    return base::ErrnoError("mkdir " + dir);
   return base::Ok();
 }
 

@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "base/fd.h"
 #include "daemon/router.h"
 #include "daemon/vm_json.h"
-#include "base/fd.h"
 
 namespace appliance {
 
@@ -17,21 +17,28 @@ namespace {
 base::Result<json> ParseBody(const std::string& body) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) return json::object();
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return base::Error(base::Code::kInvalidArgument, "request body is not valid JSON");
-  if (!j.is_object()) return base::Error(base::Code::kInvalidArgument, "request body must be a JSON object");
+  if (j.is_discarded())
+    return base::Error(base::Code::kInvalidArgument, "request body is not valid JSON");
+  if (!j.is_object())
+    return base::Error(base::Code::kInvalidArgument, "request body must be a JSON object");
   return j;
 }
 
 // The optional state-file member of a save ("to") or restore ("from") body;
 // no other member is accepted.
 base::Result<std::string> StateFileMember(const json& body, VmAction action) {
-  const char* key = action == VmAction::kSave ? "to" : action == VmAction::kRestore ? "from" : nullptr;
+  const char* key = action == VmAction::kSave      ? "to"
+                    : action == VmAction::kRestore ? "from"
+                                                   : nullptr;
   std::string path;
   for (auto it = body.begin(); it != body.end(); ++it) {
     if (key == nullptr || it.key() != key)
+      return base::Error(
+          base::Code::kInvalidArgument,
+          "unknown member \"" + it.key() + "\" in " + std::string(ToString(action)) + " request");
+    if (!it->is_string())
       return base::Error(base::Code::kInvalidArgument,
-                         "unknown member \"" + it.key() + "\" in " + std::string(ToString(action)) + " request");
-    if (!it->is_string()) return base::Error(base::Code::kInvalidArgument, std::string("\"") + key + "\" must be a string");
+                         std::string("\"") + key + "\" must be a string");
     path = it->get<std::string>();
   }
   return path;
@@ -44,9 +51,10 @@ bool IsTrue(const std::map<std::string, std::string>& query, const std::string& 
 
 // The end of the console log: at most max bytes, starting at a line boundary
 // when cut. Returns the text and the file offset just past it.
-base::Result<std::pair<std::string, uint64_t>> ReadConsoleTail(const std::string& path, size_t max) {
+base::Result<std::pair<std::string, uint64_t>> ReadConsoleTail(const std::string& path,
+                                                               size_t max) {
   ASSIGN_OR_RETURN(base::Fd fd, base::Fd::Open(path, O_RDONLY));
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return base::ErrnoError("stat " + path);
   uint64_t size = uint64_t(st.st_size);
   uint64_t start = size > max ? size - max : 0;
@@ -69,7 +77,8 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
   };
   switch (route.id) {
     case RouteId::kNotFound:
-      return ErrorResponse(404, "not-found", "no such endpoint: " + request.method + " " + request.path);
+      return ErrorResponse(404, "not-found",
+                           "no such endpoint: " + request.method + " " + request.path);
     case RouteId::kMethodNotAllowed: {
       HttpResponse r = ErrorResponse(405, "method-not-allowed",
                                      request.method + " is not allowed on " + request.path +
@@ -77,10 +86,8 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
       r.allow = route.allow;
       return r;
     }
-    case RouteId::kHost:
-      return JsonResponse(200, HostInfoToJson(service_.Host()));
-    case RouteId::kListVms:
-      return JsonResponse(200, VmListToJson(service_.List()));
+    case RouteId::kHost: return JsonResponse(200, HostInfoToJson(service_.Host()));
+    case RouteId::kListVms: return JsonResponse(200, VmListToJson(service_.List()));
     case RouteId::kCreateVm: {
       auto body = ParseBody(request.body);
       if (!body) return ErrorResponse(body.error());
@@ -88,8 +95,7 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
       if (!create) return ErrorResponse(create.error());
       return or_error(service_.Create(std::move(*create)), 201);
     }
-    case RouteId::kGetVm:
-      return or_error(service_.Show(route.name));
+    case RouteId::kGetVm: return or_error(service_.Show(route.name));
     case RouteId::kDeleteVm: {
       auto st = service_.Delete(route.name);
       if (!st) return ErrorResponse(st.error());
@@ -102,8 +108,7 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
       if (!state_file) return ErrorResponse(state_file.error());
       return or_error(service_.Act(route.name, route.action, *state_file));
     }
-    case RouteId::kMoveStorage:
-      return HandleStorageMove(route, request);
+    case RouteId::kMoveStorage: return HandleStorageMove(route, request);
     case RouteId::kMoveVm:
     case RouteId::kResolveVm:
     case RouteId::kListJobs:
@@ -113,8 +118,7 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
     case RouteId::kCreateCheckpoint:
     case RouteId::kGetCheckpoint:
     case RouteId::kDeleteCheckpoint:
-    case RouteId::kApplyCheckpoint:
-      return HandleCheckpoints(route, request);
+    case RouteId::kApplyCheckpoint: return HandleCheckpoints(route, request);
     case RouteId::kConsole: {
       auto path = service_.ConsolePath(route.name);
       if (!path) return ErrorResponse(path.error());

@@ -1,9 +1,9 @@
 // The checkpoint endpoints of the API (docs/api.md "Checkpoints"):
-//   GET    /v1/vms/{name}/checkpoints              -> {"vm", "current_checkpoint", "checkpoints": [...]}
-//   POST   /v1/vms/{name}/checkpoints {"name"}     -> 201 checkpoint
-//   GET    /v1/vms/{name}/checkpoints/{cp}         -> checkpoint
-//   DELETE /v1/vms/{name}/checkpoints/{cp}         -> {"deleted", "removed_files", "kept_files"}
-//   POST   /v1/vms/{name}/checkpoints/{cp}/apply {"force": false} -> {"checkpoint", "vm", ...}
+//   GET    /v1/vms/{name}/checkpoints              -> {"vm", "current_checkpoint", "checkpoints":
+//   [...]} POST   /v1/vms/{name}/checkpoints {"name"}     -> 201 checkpoint GET
+//   /v1/vms/{name}/checkpoints/{cp}         -> checkpoint DELETE /v1/vms/{name}/checkpoints/{cp} ->
+//   {"deleted", "removed_files", "kept_files"} POST   /v1/vms/{name}/checkpoints/{cp}/apply
+//   {"force": false} -> {"checkpoint", "vm", ...}
 #include "daemon/api_handler.h"
 #include "daemon/router.h"
 #include "daemon/vm_json.h"
@@ -31,8 +31,9 @@ base::Result<json> Body(const std::string& text, const std::string& what,
       std::string expected;
       for (const auto& [key, kind] : allowed)
         expected += std::string(expected.empty() ? "" : ", ") + key + ": " + json(kind).type_name();
-      return base::Error(base::Code::kInvalidArgument, "unknown or mistyped member \"" + it.key() + "\" in " + what +
-                                                           " request (" + expected + ")");
+      return base::Error(base::Code::kInvalidArgument, "unknown or mistyped member \"" + it.key() +
+                                                           "\" in " + what + " request (" +
+                                                           expected + ")");
     }
   }
   return body;
@@ -55,25 +56,27 @@ HttpResponse ApiHandler::HandleCheckpoints(const Route& route, const HttpRequest
       for (const CheckpointView& c : list->checkpoints) {
         if (c.spec.name == route.checkpoint) return JsonResponse(200, CheckpointToJson(c));
       }
-      return ErrorResponse(404, "not-found", "vm " + route.name + " has no checkpoint named " + route.checkpoint);
+      return ErrorResponse(404, "not-found",
+                           "vm " + route.name + " has no checkpoint named " + route.checkpoint);
     }
     case RouteId::kCreateCheckpoint: {
       auto body = Body(request.body, "checkpoint create", {{"name", json::value_t::string}});
       if (!body) return ErrorResponse(body.error());
       if (!body->contains("name"))
         return ErrorResponse(400, "invalid-argument", "checkpoint create request needs \"name\"");
-      return or_error(checkpoints.Create(route.name, (*body)["name"].get<std::string>()), 201, CheckpointToJson);
+      return or_error(checkpoints.Create(route.name, (*body)["name"].get<std::string>()), 201,
+                      CheckpointToJson);
     }
     case RouteId::kDeleteCheckpoint:
-      return or_error(checkpoints.Delete(route.name, route.checkpoint), 200, DeletedCheckpointToJson);
+      return or_error(checkpoints.Delete(route.name, route.checkpoint), 200,
+                      DeletedCheckpointToJson);
     case RouteId::kApplyCheckpoint: {
       auto body = Body(request.body, "checkpoint apply", {{"force", json::value_t::boolean}});
       if (!body) return ErrorResponse(body.error());
-      return or_error(checkpoints.Apply(route.name, route.checkpoint, body->value("force", false)), 200,
-                      AppliedCheckpointToJson);
+      return or_error(checkpoints.Apply(route.name, route.checkpoint, body->value("force", false)),
+                      200, AppliedCheckpointToJson);
     }
-    default:
-      return ErrorResponse(500, "internal", "unhandled checkpoint route");
+    default: return ErrorResponse(500, "internal", "unhandled checkpoint route");
   }
 }
 

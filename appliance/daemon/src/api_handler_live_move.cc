@@ -26,7 +26,9 @@ base::Result<LiveMoveArgs> ParseMoveVmBody(const std::string& vm, const std::str
     return base::Error(base::Code::kInvalidArgument, "request body must be a JSON object");
   LiveMoveArgs args;
   args.vm = vm;
-  auto u32 = [](const json& v) { return v.is_number_unsigned() && v.get<uint64_t>() <= UINT32_MAX; };
+  auto u32 = [](const json& v) {
+    return v.is_number_unsigned() && v.get<uint64_t>() <= UINT32_MAX;
+  };
   for (auto it = body.begin(); it != body.end(); ++it) {
     const std::string& k = it.key();
     if (k == "host" && it->is_string()) {
@@ -44,15 +46,17 @@ base::Result<LiveMoveArgs> ParseMoveVmBody(const std::string& vm, const std::str
     } else if (k == "time_limit_s" && u32(*it)) {
       args.time_limit_s = it->get<uint32_t>();
     } else {
-      return base::Error(base::Code::kInvalidArgument,
-                         "unknown or mistyped member \"" + k +
-                             "\" in move-vm request (host: string, destination: string, include_storage: "
-                             "boolean, streams, bandwidth_limit, downtime_ms, time_limit_s: integers)");
+      return base::Error(
+          base::Code::kInvalidArgument,
+          "unknown or mistyped member \"" + k +
+              "\" in move-vm request (host: string, destination: string, include_storage: "
+              "boolean, streams, bandwidth_limit, downtime_ms, time_limit_s: integers)");
     }
   }
   if (args.host.empty()) return base::Error(base::Code::kInvalidArgument, "move-vm needs \"host\"");
   if (args.destination.empty())
-    return base::Error(base::Code::kInvalidArgument, "move-vm needs \"destination\" (the storage path there)");
+    return base::Error(base::Code::kInvalidArgument,
+                       "move-vm needs \"destination\" (the storage path there)");
   return args;
 }
 
@@ -66,8 +70,9 @@ HttpResponse ApiHandler::HandleLiveMove(const Route& route, const HttpRequest& r
     case RouteId::kListJobs: {
       if (live_ == nullptr) return HandleStorageMove(route, request);
       json jobs = json::array();
-      for (auto list : {moves_ != nullptr ? moves_->List() : base::Result<json>(json{{"jobs", json::array()}}),
-                        live_->List()}) {
+      for (auto list :
+           {moves_ != nullptr ? moves_->List() : base::Result<json>(json{{"jobs", json::array()}}),
+            live_->List()}) {
         if (!list) return ErrorResponse(list.error());
         for (auto& j : (*list)["jobs"]) jobs.push_back(std::move(j));
       }
@@ -80,30 +85,34 @@ HttpResponse ApiHandler::HandleLiveMove(const Route& route, const HttpRequest& r
       if (live_ != nullptr && live_->Owns(route.name)) return or_error(live_->Get(route.name), 200);
       return HandleStorageMove(route, request);
     case RouteId::kMoveVm: {
-      if (live_ == nullptr) return ErrorResponse(503, "unavailable", "live moves are not available in this server");
-      if (auto valid = config::ValidateVmName(route.name); !valid) return ErrorResponse(valid.error());
+      if (live_ == nullptr)
+        return ErrorResponse(503, "unavailable", "live moves are not available in this server");
+      if (auto valid = config::ValidateVmName(route.name); !valid)
+        return ErrorResponse(valid.error());
       auto args = ParseMoveVmBody(route.name, request.body);
       if (!args) return ErrorResponse(args.error());
       return or_error(live_->Start(*args), 202);
     }
     case RouteId::kResolveVm: {
-      if (auto valid = config::ValidateVmName(route.name); !valid) return ErrorResponse(valid.error());
+      if (auto valid = config::ValidateVmName(route.name); !valid)
+        return ErrorResponse(valid.error());
       json body = json::parse(request.body.empty() ? "{}" : request.body, nullptr, false);
       bool force = false;
       if (body.is_discarded() || !body.is_object())
-        return ErrorResponse(base::Error(base::Code::kInvalidArgument, "request body must be a JSON object"));
+        return ErrorResponse(
+            base::Error(base::Code::kInvalidArgument, "request body must be a JSON object"));
       for (auto it = body.begin(); it != body.end(); ++it) {
         if (it.key() != "force" || !it->is_boolean())
-          return ErrorResponse(base::Error(base::Code::kInvalidArgument, "unknown or mistyped member \"" + it.key() +
-                                                                             "\" in resolve request (force: boolean)"));
+          return ErrorResponse(base::Error(base::Code::kInvalidArgument,
+                                           "unknown or mistyped member \"" + it.key() +
+                                               "\" in resolve request (force: boolean)"));
         force = it->get<bool>();
       }
       auto resolved = service_.departures().Resolve(route.name, force);
       if (!resolved) return ErrorResponse(resolved.error());
       return JsonResponse(200, ResolveOutcomeToJson(*resolved));
     }
-    default:
-      return ErrorResponse(500, "internal", "unhandled route");
+    default: return ErrorResponse(500, "internal", "unhandled route");
   }
 }
 

@@ -13,15 +13,14 @@ namespace appliance {
 using nlohmann::json;
 
 HttpResponse ApiHandler::HandleStorageMove(const Route& route, const HttpRequest& request) {
-  if (moves_ == nullptr) return ErrorResponse(503, "unavailable", "storage moves are not available in this server");
+  if (moves_ == nullptr)
+    return ErrorResponse(503, "unavailable", "storage moves are not available in this server");
   auto or_error = [](const base::Result<json>& r, int status) {
     return r ? JsonResponse(status, *r) : ErrorResponse(r.error());
   };
   switch (route.id) {
-    case RouteId::kListJobs:
-      return or_error(moves_->List(), 200);
-    case RouteId::kGetJob:
-      return or_error(moves_->Get(route.name), 200);
+    case RouteId::kListJobs: return or_error(moves_->List(), 200);
+    case RouteId::kGetJob: return or_error(moves_->Get(route.name), 200);
     case RouteId::kMoveStorage: {
       json body = json::parse(request.body.empty() ? "{}" : request.body, nullptr, false);
       if (body.is_discarded() || !body.is_object())
@@ -41,12 +40,13 @@ HttpResponse ApiHandler::HandleStorageMove(const Route& route, const HttpRequest
         }
       }
       if (destination.empty())
-        return ErrorResponse(400, "invalid-argument", "move-storage needs \"destination_storage_path\"");
-      if (auto valid = config::ValidateVmName(route.name); !valid) return ErrorResponse(valid.error());
+        return ErrorResponse(400, "invalid-argument",
+                             "move-storage needs \"destination_storage_path\"");
+      if (auto valid = config::ValidateVmName(route.name); !valid)
+        return ErrorResponse(valid.error());
       return or_error(moves_->Start(route.name, destination, rate), 202);
     }
-    default:
-      return ErrorResponse(500, "internal", "unhandled route");
+    default: return ErrorResponse(500, "internal", "unhandled route");
   }
 }
 

@@ -11,9 +11,9 @@
 #include <cstdarg>
 #include <cstring>
 
-#include "common/unix_socket.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "common/unix_socket.h"
 
 namespace appliance {
 namespace {
@@ -53,14 +53,15 @@ ssize_t ReadConsoleStream(void* cls, uint64_t /*pos*/, char* buf, size_t max) {
       return n;
     }
     if (n < 0 && errno != EINTR) return MHD_CONTENT_READER_END_WITH_ERROR;
-    struct stat st{};
+    struct stat st {};
     if (::fstat(s->file.get(), &st) != 0 || st.st_nlink == 0)
       return MHD_CONTENT_READER_END_OF_STREAM;  // the VM was deleted
     if (uint64_t(st.st_size) < s->offset) {
       s->offset = 0;  // truncated: follow the new contents from the start
       continue;
     }
-    pollfd fds[3] = {{s->inotify.get(), POLLIN, 0}, {s->client_fd, POLLRDHUP, 0}, {s->stop_fd, POLLIN, 0}};
+    pollfd fds[3] = {
+        {s->inotify.get(), POLLIN, 0}, {s->client_fd, POLLRDHUP, 0}, {s->stop_fd, POLLIN, 0}};
     int r = ::poll(fds, 3, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -92,11 +93,12 @@ MHD_Response* MakeFollowResponse(MHD_Connection* connection, const HttpResponse&
       ::inotify_add_watch(stream->inotify.get(), r.follow_path.c_str(),
                           IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF) < 0)
     return nullptr;
-  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  const MHD_ConnectionInfo* info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (info == nullptr) return nullptr;
   stream->client_fd = info->connect_fd;
-  MHD_Response* response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, &ReadConsoleStream,
-                                                             stream.get(), &FreeConsoleStream);
+  MHD_Response* response = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, 64 * 1024, &ReadConsoleStream, stream.get(), &FreeConsoleStream);
   if (response != nullptr) stream.release();  // owned by the response now
   return response;
 }
@@ -105,7 +107,8 @@ MHD_Result QueueResponse(MHD_Connection* connection, const HttpResponse& r, int 
   MHD_Response* response = nullptr;
   if (!r.follow_path.empty()) {
     response = MakeFollowResponse(connection, r, stop_fd);
-    if (response == nullptr) base::LogError("console follow of " + r.follow_path + " failed: " + std::strerror(errno));
+    if (response == nullptr)
+      base::LogError("console follow of " + r.follow_path + " failed: " + std::strerror(errno));
   } else {
     response = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
                                                MHD_RESPMEM_MUST_COPY);
@@ -143,8 +146,9 @@ MHD_Result HandleRequest(void* cls, MHD_Connection* connection, const char* url,
   }
   HttpResponse response;
   if (pending->too_large) {
-    response = ErrorResponse(413, "invalid-argument",
-                             "request body is larger than " + std::to_string(ApiHandler::kMaxBodyBytes) + " bytes");
+    response = ErrorResponse(
+        413, "invalid-argument",
+        "request body is larger than " + std::to_string(ApiHandler::kMaxBodyBytes) + " bytes");
   } else {
     HttpRequest request;
     request.method = method;
@@ -175,8 +179,9 @@ void LogFromMhd(void*, const char* format, va_list args) {
 unsigned ConnectionLimit(unsigned wanted) {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return wanted;
-  const rlim_t room = limit.rlim_cur > 2 * ApiServer::kReservedFds ? limit.rlim_cur - ApiServer::kReservedFds
-                                                                   : limit.rlim_cur / 2;
+  const rlim_t room = limit.rlim_cur > 2 * ApiServer::kReservedFds
+                          ? limit.rlim_cur - ApiServer::kReservedFds
+                          : limit.rlim_cur / 2;
   if (rlim_t(wanted) <= room) return wanted;
   base::LogWarning("api: serving at most " + std::to_string(room) + " connections at once, not " +
                    std::to_string(wanted) + ": the open-file limit (RLIMIT_NOFILE) is " +
@@ -186,12 +191,13 @@ unsigned ConnectionLimit(unsigned wanted) {
 
 }  // namespace
 
-base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& socket_path, ApiHandler& handler,
-                                                        Options options) {
+base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& socket_path,
+                                                          ApiHandler& handler, Options options) {
   auto slash = socket_path.rfind('/');
   if (slash == std::string::npos || slash == 0)
-    return base::Error(base::Code::kInvalidArgument, "api_socket must be an absolute path in a directory, not \"" +
-                                                         socket_path + "\"");
+    return base::Error(
+        base::Code::kInvalidArgument,
+        "api_socket must be an absolute path in a directory, not \"" + socket_path + "\"");
   RETURN_IF_ERROR(MakeDirectories(socket_path.substr(0, slash), 0700));
   // A burst of clients waits in the backlog while the accept thread starts
   // a thread for each.
@@ -201,17 +207,16 @@ base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& soc
   std::unique_ptr<ApiServer> server(new ApiServer(socket_path, handler, std::move(stop)));
   server->max_connections_ = max_connections;
   int fd = listen_fd.Release();  // MHD closes it in MHD_stop_daemon
-  server->daemon_ = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0,
-      nullptr, nullptr, &HandleRequest, server.get(),
-      MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd, nullptr,
-      MHD_OPTION_LISTEN_SOCKET, fd,
-      MHD_OPTION_NOTIFY_COMPLETED, &RequestCompleted, nullptr,
-      // Idle clients (a half-sent request too) are dropped; a console follow
-      // blocks inside the content callback, where this timer does not apply.
-      MHD_OPTION_CONNECTION_TIMEOUT, options.idle_timeout_s,
-      MHD_OPTION_CONNECTION_LIMIT, max_connections,
-      MHD_OPTION_END);
+  server->daemon_ =
+      MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                           MHD_USE_POLL | MHD_USE_ERROR_LOG,
+                       0, nullptr, nullptr, &HandleRequest, server.get(),
+                       MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd, nullptr, MHD_OPTION_LISTEN_SOCKET,
+                       fd, MHD_OPTION_NOTIFY_COMPLETED, &RequestCompleted, nullptr,
+                       // Idle clients (a half-sent request too) are dropped; a console follow
+                       // blocks inside the content callback, where this timer does not apply.
+                       MHD_OPTION_CONNECTION_TIMEOUT, options.idle_timeout_s,
+                       MHD_OPTION_CONNECTION_LIMIT, max_connections, MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
     ::close(fd);
     ::unlink(socket_path.c_str());

@@ -34,7 +34,8 @@ struct CheckpointService::DeleteJob {
   std::vector<Layer> layers;  // one per plan.merges entry, filled by step 1
 };
 
-base::Result<DeletedCheckpoint> CheckpointService::Delete(const std::string& name, const std::string& checkpoint) {
+base::Result<DeletedCheckpoint> CheckpointService::Delete(const std::string& name,
+                                                          const std::string& checkpoint) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   RETURN_IF_ERROR(config::ValidateCheckpointName(checkpoint));
   base::MutexLock op(vm->op_mu);
@@ -111,7 +112,8 @@ void CheckpointService::RebaseAndRemove(VmEntry& vm, DeleteJob& job, DeletedChec
       continue;
     }
     if (::unlink(x.path.c_str()) != 0 && errno != ENOENT) {
-      base::LogWarning("vm " + job.name + ": cannot remove merged layer " + x.path + ": " + std::strerror(errno));
+      base::LogWarning("vm " + job.name + ": cannot remove merged layer " + x.path + ": " +
+                       std::strerror(errno));
       out.kept_files.push_back(x.path);
     } else {
       out.removed_files.push_back(x.path);
@@ -129,15 +131,18 @@ bool CheckpointService::RebaseChildren(VmEntry& vm, DeleteJob& job, size_t k) {
     const std::string child_path = ResolveVmPath(job.dir, child.path);
     // The same name X stored, when the child lives next to X (ferry puts
     // overlays next to their backing file); else the absolute path.
-    std::string backing =
-        x.backing_file.empty() || Dirname(child_path) == Dirname(x.path) ? x.backing_file : x.backing_path;
+    std::string backing = x.backing_file.empty() || Dirname(child_path) == Dirname(x.path)
+                              ? x.backing_file
+                              : x.backing_path;
     if (job.running && child.in_running_chain) {
-      running_rebases.push_back(
-          {{"path", child_path}, {"backing", backing}, {"backing_format", config::ToString(x.backing_format)}});
+      running_rebases.push_back({{"path", child_path},
+                                 {"backing", backing},
+                                 {"backing_format", config::ToString(x.backing_format)}});
       continue;
     }
     if (auto st = storage::SetQcow2Backing(child_path, backing, x.backing_format); !st) {
-      base::LogError("vm " + job.name + ": " + job.what + ": rebase " + child_path + ": " + st.error().ToString());
+      base::LogError("vm " + job.name + ": " + job.what + ": rebase " + child_path + ": " +
+                     st.error().ToString());
       rebased_all = false;
     }
   }
@@ -148,8 +153,8 @@ bool CheckpointService::RebaseChildren(VmEntry& vm, DeleteJob& job, size_t k) {
                    {"top_format", config::ToString(disk.format)},
                    {"rebase", running_rebases}};
     if (auto st = CallWorker(vm, action, core_.options().worker_call_timeout_ms); !st) {
-      base::LogError("vm " + job.name + ": " + job.what + ": reopen disk " + std::to_string(m.disk) + ": " +
-                     st.error().ToString());
+      base::LogError("vm " + job.name + ": " + job.what + ": reopen disk " +
+                     std::to_string(m.disk) + ": " + st.error().ToString());
       rebased_all = false;
     }
   }

@@ -10,7 +10,7 @@
 namespace appliance {
 
 bool PathExists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -19,8 +19,8 @@ std::string Dirname(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-config::DiskFormat LayerFormat(const config::VmDefinition& vm, const std::string& vm_dir, const std::string& name,
-                               size_t disk) {
+config::DiskFormat LayerFormat(const config::VmDefinition& vm, const std::string& vm_dir,
+                               const std::string& name, size_t disk) {
   const config::CheckpointSpec* c = config::FindCheckpoint(vm, name);
   auto plan = PlanDeleteCheckpoint(vm, name);  // lists the files built on each layer
   if (plan) {
@@ -32,21 +32,26 @@ config::DiskFormat LayerFormat(const config::VmDefinition& vm, const std::string
       }
     }
   }
-  if (c != nullptr && storage::ReadQcow2Info(ResolveVmPath(vm_dir, c->layers[disk]))) return config::DiskFormat::kQcow2;
+  if (c != nullptr && storage::ReadQcow2Info(ResolveVmPath(vm_dir, c->layers[disk])))
+    return config::DiskFormat::kQcow2;
   return config::DiskFormat::kRaw;
 }
 
-base::Status StreamOffline(const std::string& layer, config::DiskFormat layer_format, const std::string& child,
-                           bool copy_zeros) {
+base::Status StreamOffline(const std::string& layer, config::DiskFormat layer_format,
+                           const std::string& child, bool copy_zeros) {
   ASSIGN_OR_RETURN(auto from, storage::OpenDisk(layer, layer_format, /*read_only=*/true));
-  ASSIGN_OR_RETURN(auto into, storage::OpenDisk(child, config::DiskFormat::kQcow2, /*read_only=*/false));
-  ASSIGN_OR_RETURN(uint64_t n, storage::StreamLayerRange(*from, *into, 0, from->size(), copy_zeros));
+  ASSIGN_OR_RETURN(auto into,
+                   storage::OpenDisk(child, config::DiskFormat::kQcow2, /*read_only=*/false));
+  ASSIGN_OR_RETURN(uint64_t n,
+                   storage::StreamLayerRange(*from, *into, 0, from->size(), copy_zeros));
   RETURN_IF_ERROR(into->Flush());
-  base::LogInfo("checkpoint: streamed " + std::to_string(n) + " bytes of " + layer + " into " + child);
+  base::LogInfo("checkpoint: streamed " + std::to_string(n) + " bytes of " + layer + " into " +
+                child);
   return base::Ok();
 }
 
-base::Status CreateOverlays(const std::vector<NewOverlay>& overlays, const std::vector<config::DiskFormat>& formats,
+base::Status CreateOverlays(const std::vector<NewOverlay>& overlays,
+                            const std::vector<config::DiskFormat>& formats,
                             const std::string& vm_dir) {
   for (size_t k = 0; k < overlays.size(); ++k) {
     storage::Qcow2CreateOptions o;

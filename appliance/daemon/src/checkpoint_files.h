@@ -19,15 +19,16 @@ std::string Dirname(const std::string& path);
 // a layer record its format in their headers (qemu's backing format), which
 // is trusted over probing: a raw image may hold anything, even bytes that
 // look like a qcow2 header. Only a layer nothing builds on is probed.
-config::DiskFormat LayerFormat(const config::VmDefinition& vm, const std::string& vm_dir, const std::string& name,
-                               size_t disk);
+config::DiskFormat LayerFormat(const config::VmDefinition& vm, const std::string& vm_dir,
+                               const std::string& name, size_t disk);
 
 // Streams `layer` into `child` (neither open anywhere else).
-base::Status StreamOffline(const std::string& layer, config::DiskFormat layer_format, const std::string& child,
-                           bool copy_zeros);
+base::Status StreamOffline(const std::string& layer, config::DiskFormat layer_format,
+                           const std::string& child, bool copy_zeros);
 
 // Creates the overlays of a plan; on failure removes those it made.
-base::Status CreateOverlays(const std::vector<NewOverlay>& overlays, const std::vector<config::DiskFormat>& formats,
+base::Status CreateOverlays(const std::vector<NewOverlay>& overlays,
+                            const std::vector<config::DiskFormat>& formats,
                             const std::string& vm_dir);
 // Removes the overlays of a plan whose record could not be written.
 void RemoveOverlays(const std::vector<NewOverlay>& overlays, const std::string& vm_dir);

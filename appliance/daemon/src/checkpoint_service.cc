@@ -81,11 +81,13 @@ base::Result<CheckpointList> CheckpointService::List(const std::string& name) {
   CheckpointList list;
   list.vm = name;
   list.current_checkpoint = vm->definition.current_checkpoint;
-  for (const auto& c : vm->definition.checkpoints) list.checkpoints.push_back(ViewOf(c, vm->definition));
+  for (const auto& c : vm->definition.checkpoints)
+    list.checkpoints.push_back(ViewOf(c, vm->definition));
   return list;
 }
 
-base::Result<CheckpointService::Start> CheckpointService::Begin(VmEntry& vm, const std::string& what) {
+base::Result<CheckpointService::Start> CheckpointService::Begin(VmEntry& vm,
+                                                                const std::string& what) {
   RETURN_IF_ERROR(departures_.Settle(vm, what));
   base::MutexLock lock(vm.mu);
   if (vm.deleted) return base::Error(base::Code::kNotFound, "no vm named " + vm.name);
@@ -93,7 +95,8 @@ base::Result<CheckpointService::Start> CheckpointService::Begin(VmEntry& vm, con
   return Start{vm.definition, vm.runtime.state};
 }
 
-base::Result<CheckpointView> CheckpointService::Create(const std::string& name, const std::string& checkpoint) {
+base::Result<CheckpointView> CheckpointService::Create(const std::string& name,
+                                                       const std::string& checkpoint) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   RETURN_IF_ERROR(config::ValidateCheckpointName(checkpoint));
   base::MutexLock op(vm->op_mu);
@@ -103,13 +106,15 @@ base::Result<CheckpointView> CheckpointService::Create(const std::string& name, 
   auto exists = [&](const std::string& p) { return PathExists(ResolveVmPath(dir, p)); };
   ASSIGN_OR_RETURN(CreatePlan plan, PlanCreateCheckpoint(def, checkpoint, UnixMillisNow(), exists));
   const std::string what = "create checkpoint " + checkpoint + " of vm " + name;
-  base::Status created = HasWorker(start.state) ? CreateRunning(*vm, def, plan) : CreateOffline(*vm, def, plan);
+  base::Status created =
+      HasWorker(start.state) ? CreateRunning(*vm, def, plan) : CreateOffline(*vm, def, plan);
   if (!created) return created.error().Wrap(what);
   base::LogInfo("vm " + name + ": checkpoint " + checkpoint + " created");
   return ViewOf(plan.after.checkpoints.back(), plan.after);
 }
 
-base::Status CheckpointService::CreateRunning(VmEntry& vm, const config::VmDefinition& def, const CreatePlan& plan) {
+base::Status CheckpointService::CreateRunning(VmEntry& vm, const config::VmDefinition& def,
+                                              const CreatePlan& plan) {
   const std::string dir = core_.inventory().VmDir(vm.name);
   json disks = json::array();
   for (const NewOverlay& o : plan.overlays) {
@@ -134,7 +139,8 @@ base::Status CheckpointService::CreateRunning(VmEntry& vm, const config::VmDefin
   return st;
 }
 
-base::Status CheckpointService::CreateOffline(VmEntry& vm, const config::VmDefinition& def, const CreatePlan& plan) {
+base::Status CheckpointService::CreateOffline(VmEntry& vm, const config::VmDefinition& def,
+                                              const CreatePlan& plan) {
   const std::string dir = core_.inventory().VmDir(vm.name);
   std::vector<config::DiskFormat> formats;
   for (const NewOverlay& o : plan.overlays) formats.push_back(def.disks[o.disk].format);
@@ -146,24 +152,27 @@ base::Status CheckpointService::CreateOffline(VmEntry& vm, const config::VmDefin
   return base::Ok();
 }
 
-base::Result<AppliedCheckpoint> CheckpointService::Apply(const std::string& name, const std::string& checkpoint,
+base::Result<AppliedCheckpoint> CheckpointService::Apply(const std::string& name,
+                                                         const std::string& checkpoint,
                                                          bool force) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   RETURN_IF_ERROR(config::ValidateCheckpointName(checkpoint));
   base::MutexLock op(vm->op_mu);
   ASSIGN_OR_RETURN(Start start, Begin(*vm, "apply checkpoint " + checkpoint));
   if (config::FindCheckpoint(start.definition, checkpoint) == nullptr)
-    return base::Error(base::Code::kNotFound, "vm " + name + " has no checkpoint named " + checkpoint);
+    return base::Error(base::Code::kNotFound,
+                       "vm " + name + " has no checkpoint named " + checkpoint);
   const VmState state = start.state;
   if (HasWorker(state) || state == VmState::kSaved) {
     if (!force)
-      return base::Error(base::Code::kFailedPrecondition,
-                         "cannot apply checkpoint " + checkpoint + " to vm " + name + ": it is " +
-                             std::string(ToString(state)) +
-                             ", and a checkpoint holds only the disks, not the guest's memory, so the guest "
-                             "would see its disks change under it; stop the vm first, or use --force to stop it "
-                             "(discarding its memory" +
-                             (state == VmState::kSaved ? " and its saved state" : "") + ") and apply");
+      return base::Error(
+          base::Code::kFailedPrecondition,
+          "cannot apply checkpoint " + checkpoint + " to vm " + name + ": it is " +
+              std::string(ToString(state)) +
+              ", and a checkpoint holds only the disks, not the guest's memory, so the guest "
+              "would see its disks change under it; stop the vm first, or use --force to stop it "
+              "(discarding its memory" +
+              (state == VmState::kSaved ? " and its saved state" : "") + ") and apply");
     base::LogInfo("vm " + name + ": stopping to apply checkpoint " + checkpoint);
     RETURN_IF_ERROR(control_.Stop(*vm));
   }
@@ -177,7 +186,8 @@ base::Result<AppliedCheckpoint> CheckpointService::Apply(const std::string& name
   auto exists = [&](const std::string& p) { return PathExists(ResolveVmPath(dir, p)); };
   ASSIGN_OR_RETURN(ApplyPlan plan, PlanApplyCheckpoint(def, checkpoint, exists));
   std::vector<config::DiskFormat> formats;
-  for (const NewOverlay& o : plan.overlays) formats.push_back(LayerFormat(def, dir, checkpoint, o.disk));
+  for (const NewOverlay& o : plan.overlays)
+    formats.push_back(LayerFormat(def, dir, checkpoint, o.disk));
   if (auto st = CreateOverlays(plan.overlays, formats, dir); !st) return st.error().Wrap(what);
   if (auto st = core_.RecordDefinition(*vm, plan.after); !st) {
     RemoveOverlays(plan.overlays, dir);
@@ -185,12 +195,13 @@ base::Result<AppliedCheckpoint> CheckpointService::Apply(const std::string& name
   }
   for (const std::string& old : plan.remove) {
     if (::unlink(ResolveVmPath(dir, old).c_str()) != 0 && errno != ENOENT)
-      base::LogWarning("vm " + name + ": cannot remove abandoned layer " + old + ": " + std::strerror(errno));
+      base::LogWarning("vm " + name + ": cannot remove abandoned layer " + old + ": " +
+                       std::strerror(errno));
   }
   base::LogInfo("vm " + name + ": checkpoint " + checkpoint + " applied");
   base::MutexLock lock(vm->mu);
-  return AppliedCheckpoint{ViewOf(*config::FindCheckpoint(plan.after, checkpoint), plan.after), plan.remove,
-                           core_.View(*vm)};
+  return AppliedCheckpoint{ViewOf(*config::FindCheckpoint(plan.after, checkpoint), plan.after),
+                           plan.remove, core_.View(*vm)};
 }
 
 }  // namespace appliance

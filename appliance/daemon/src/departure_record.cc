@@ -13,20 +13,22 @@ using nlohmann::json;
 
 std::string_view ToString(DepartureState state) {
   switch (state) {
-    case DepartureState::kMoving:
-      return "moving";
-    case DepartureState::kInDoubt:
-      return "in-doubt";
+    case DepartureState::kMoving: return "moving";
+    case DepartureState::kInDoubt: return "in-doubt";
   }
   return "?";
 }
 
 json ToJson(const DepartureRecord& r) {
-  return json{{"migration_id", r.migration_id}, {"job", r.job},
-              {"host", r.host},                 {"destination", r.destination},
-              {"state", ToString(r.state)},     {"message", r.message},
+  return json{{"migration_id", r.migration_id},
+              {"job", r.job},
+              {"host", r.host},
+              {"destination", r.destination},
+              {"state", ToString(r.state)},
+              {"message", r.message},
               {"resume_here", r.resume_here},
-              {"started_unix_ms", r.started_unix_ms}, {"changed_unix_ms", r.changed_unix_ms}};
+              {"started_unix_ms", r.started_unix_ms},
+              {"changed_unix_ms", r.changed_unix_ms}};
 }
 
 base::Result<DepartureRecord> DepartureFromJson(const json& j, std::string_view source) {
@@ -57,7 +59,8 @@ base::Result<DepartureRecord> DepartureFromJson(const json& j, std::string_view 
   r.job = text("job");
   r.destination = text("destination");
   r.message = text("message");
-  r.resume_here = j.contains("resume_here") && j["resume_here"].is_boolean() && j["resume_here"].get<bool>();
+  r.resume_here =
+      j.contains("resume_here") && j["resume_here"].is_boolean() && j["resume_here"].get<bool>();
   r.started_unix_ms = number("started_unix_ms");
   r.changed_unix_ms = number("changed_unix_ms");
   return r;
@@ -73,7 +76,8 @@ base::Result<std::optional<DepartureRecord>> ReadDeparture(const std::string& vm
   }
   auto text = base::ReadFileToString(path);
   if (!text) return text.error().Wrap("read " + path);
-  ASSIGN_OR_RETURN(DepartureRecord record, DepartureFromJson(json::parse(*text, nullptr, false), path));
+  ASSIGN_OR_RETURN(DepartureRecord record,
+                   DepartureFromJson(json::parse(*text, nullptr, false), path));
   return std::optional<DepartureRecord>(std::move(record));
 }
 

@@ -11,12 +11,12 @@
 #include <cstring>
 #include <iostream>
 
+#include "base/log.h"
+#include "config/host_settings.h"
 #include "daemon/api_handler.h"
 #include "daemon/api_server.h"
 #include "daemon/peer_service.h"
 #include "daemon/vm_service.h"
-#include "base/log.h"
-#include "config/host_settings.h"
 
 namespace {
 
@@ -47,11 +47,13 @@ std::string Normalize(const std::string& path) {
 void RaiseOpenFileLimit() {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
-  const rlim_t want = limit.rlim_max == RLIM_INFINITY ? 65536 : std::min<rlim_t>(limit.rlim_max, 65536);
+  const rlim_t want =
+      limit.rlim_max == RLIM_INFINITY ? 65536 : std::min<rlim_t>(limit.rlim_max, 65536);
   if (limit.rlim_cur >= want) return;
   limit.rlim_cur = want;
   if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
-    base::LogWarning(std::string("ferryd: cannot raise the open-file limit: ") + std::strerror(errno));
+    base::LogWarning(std::string("ferryd: cannot raise the open-file limit: ") +
+                     std::strerror(errno));
 }
 
 base::Status Serve(const std::string& config_path, const sigset_t& stop_signals) {
@@ -62,18 +64,24 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   options.host = settings;
   options.worker_binary = self_dir + "/ferry-vmm";
   if (::access(options.worker_binary.c_str(), X_OK) != 0)
-    return base::ErrnoError("worker binary " + options.worker_binary + " (installed next to ferryd)");
-  options.guest_dir = settings.guest_dir.empty() ? Normalize(self_dir + "/../guests") : settings.guest_dir;
+    return base::ErrnoError("worker binary " + options.worker_binary +
+                            " (installed next to ferryd)");
+  options.guest_dir =
+      settings.guest_dir.empty() ? Normalize(self_dir + "/../guests") : settings.guest_dir;
   const char* kvm = std::getenv("FERRY_KVM_DEVICE");
   if (kvm != nullptr && *kvm != '\0') options.kvm_device = kvm;
 
-  ASSIGN_OR_RETURN(std::unique_ptr<appliance::VmService> service, appliance::VmService::Open(options));
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::VmService> service,
+                   appliance::VmService::Open(options));
   appliance::StorageMoveService::Options move_options;
   move_options.max_storage_moves = settings.max_storage_moves;
   move_options.jobs_dir = settings.storage_root + "/jobs";
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::StorageMoveService> moves,
                    appliance::StorageMoveService::Open(*service, move_options));
-  ASSIGN_OR_RETURN(auto live, appliance::LiveMoveService::Open(*service, {.host = settings, .jobs_dir = settings.storage_root + "/live-moves", .kvm_device = options.kvm_device}));
+  ASSIGN_OR_RETURN(auto live, appliance::LiveMoveService::Open(
+                                  *service, {.host = settings,
+                                             .jobs_dir = settings.storage_root + "/live-moves",
+                                             .kvm_device = options.kvm_device}));
   // Incoming live moves: the peer listener on host.toml's listen_addresses.
   appliance::PeerService::Options peer_options;
   peer_options.host = settings;
@@ -84,8 +92,8 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   appliance::ApiHandler handler(*service, *moves, *live);
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
                    appliance::ApiServer::Start(settings.api_socket, handler));
-  base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root + ", guests " +
-                options.guest_dir + ")");
+  base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root +
+                ", guests " + options.guest_dir + ")");
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {
   }
@@ -114,7 +122,8 @@ int main(int argc, char** argv) {
       std::cout << "usage: ferryd [--config /etc/ferry/host.toml]\n";
       return 0;
     } else {
-      std::cerr << "ferryd: unknown argument \"" << a << "\"\nusage: ferryd [--config /etc/ferry/host.toml]\n";
+      std::cerr << "ferryd: unknown argument \"" << a
+                << "\"\nusage: ferryd [--config /etc/ferry/host.toml]\n";
       return kExitUsage;
     }
   }

@@ -35,42 +35,44 @@ struct FeatureBit {
 };
 
 constexpr FeatureBit kLeaf1Edx[] = {
-    {0, "fpu"},     {1, "vme"},    {2, "de"},     {3, "pse"},      {4, "tsc"},    {5, "msr"},
-    {6, "pae"},     {7, "mce"},    {8, "cx8"},    {9, "apic"},     {11, "sep"},   {12, "mtrr"},
-    {13, "pge"},    {14, "mca"},   {15, "cmov"},  {16, "pat"},     {17, "pse36"}, {18, "pn"},
-    {19, "clflush"}, {21, "dts"},  {22, "acpi"},  {23, "mmx"},     {24, "fxsr"},  {25, "sse"},
-    {26, "sse2"},   {27, "ss"},    {28, "ht"},    {29, "tm"},      {31, "pbe"},
+    {0, "fpu"},      {1, "vme"},  {2, "de"},    {3, "pse"},  {4, "tsc"},    {5, "msr"},
+    {6, "pae"},      {7, "mce"},  {8, "cx8"},   {9, "apic"}, {11, "sep"},   {12, "mtrr"},
+    {13, "pge"},     {14, "mca"}, {15, "cmov"}, {16, "pat"}, {17, "pse36"}, {18, "pn"},
+    {19, "clflush"}, {21, "dts"}, {22, "acpi"}, {23, "mmx"}, {24, "fxsr"},  {25, "sse"},
+    {26, "sse2"},    {27, "ss"},  {28, "ht"},   {29, "tm"},  {31, "pbe"},
 };
 constexpr FeatureBit kLeaf1Ecx[] = {
-    {0, "pni"},      {1, "pclmulqdq"}, {2, "dtes64"},  {3, "monitor"}, {4, "ds_cpl"},
-    {5, "vmx"},      {6, "smx"},       {7, "est"},     {8, "tm2"},     {9, "ssse3"},
-    {10, "cid"},     {11, "sdbg"},     {12, "fma"},    {13, "cx16"},   {14, "xtpr"},
-    {15, "pdcm"},    {17, "pcid"},     {18, "dca"},    {19, "sse4_1"}, {20, "sse4_2"},
-    {21, "x2apic"},  {22, "movbe"},    {23, "popcnt"}, {24, "tsc_deadline_timer"},
-    {25, "aes"},     {26, "xsave"},    {28, "avx"},    {29, "f16c"},   {30, "rdrand"},
-    {31, "hypervisor"},
+    {0, "pni"},     {1, "pclmulqdq"},   {2, "dtes64"},  {3, "monitor"},
+    {4, "ds_cpl"},  {5, "vmx"},         {6, "smx"},     {7, "est"},
+    {8, "tm2"},     {9, "ssse3"},       {10, "cid"},    {11, "sdbg"},
+    {12, "fma"},    {13, "cx16"},       {14, "xtpr"},   {15, "pdcm"},
+    {17, "pcid"},   {18, "dca"},        {19, "sse4_1"}, {20, "sse4_2"},
+    {21, "x2apic"}, {22, "movbe"},      {23, "popcnt"}, {24, "tsc_deadline_timer"},
+    {25, "aes"},    {26, "xsave"},      {28, "avx"},    {29, "f16c"},
+    {30, "rdrand"}, {31, "hypervisor"},
 };
 constexpr FeatureBit kLeaf7Ebx[] = {
-    {0, "fsgsbase"},  {1, "tsc_adjust"}, {2, "sgx"},       {3, "bmi1"},      {4, "hle"},
-    {5, "avx2"},      {7, "smep"},       {8, "bmi2"},      {9, "erms"},      {10, "invpcid"},
-    {11, "rtm"},      {12, "cqm"},       {14, "mpx"},      {15, "rdt_a"},    {16, "avx512f"},
-    {17, "avx512dq"}, {18, "rdseed"},    {19, "adx"},      {20, "smap"},     {21, "avx512ifma"},
-    {23, "clflushopt"}, {24, "clwb"},    {25, "intel_pt"}, {26, "avx512pf"}, {27, "avx512er"},
-    {28, "avx512cd"}, {29, "sha_ni"},    {30, "avx512bw"}, {31, "avx512vl"},
+    {0, "fsgsbase"},    {1, "tsc_adjust"}, {2, "sgx"},       {3, "bmi1"},      {4, "hle"},
+    {5, "avx2"},        {7, "smep"},       {8, "bmi2"},      {9, "erms"},      {10, "invpcid"},
+    {11, "rtm"},        {12, "cqm"},       {14, "mpx"},      {15, "rdt_a"},    {16, "avx512f"},
+    {17, "avx512dq"},   {18, "rdseed"},    {19, "adx"},      {20, "smap"},     {21, "avx512ifma"},
+    {23, "clflushopt"}, {24, "clwb"},      {25, "intel_pt"}, {26, "avx512pf"}, {27, "avx512er"},
+    {28, "avx512cd"},   {29, "sha_ni"},    {30, "avx512bw"}, {31, "avx512vl"},
 };
 constexpr FeatureBit kLeaf7Ecx[] = {
-    {1, "avx512vbmi"},  {2, "umip"},         {5, "waitpkg"},   {6, "avx512_vbmi2"},
-    {8, "gfni"},        {9, "vaes"},         {10, "vpclmulqdq"}, {11, "avx512_vnni"},
+    {1, "avx512vbmi"},     {2, "umip"},      {5, "waitpkg"},           {6, "avx512_vbmi2"},
+    {8, "gfni"},           {9, "vaes"},      {10, "vpclmulqdq"},       {11, "avx512_vnni"},
     {12, "avx512_bitalg"}, {13, "tme"},      {14, "avx512_vpopcntdq"}, {16, "la57"},
-    {22, "rdpid"},      {25, "cldemote"},    {27, "movdiri"},  {28, "movdir64b"},
+    {22, "rdpid"},         {25, "cldemote"}, {27, "movdiri"},          {28, "movdir64b"},
     {30, "sgx_lc"},
 };
 constexpr FeatureBit kLeaf7Edx[] = {
-    {2, "avx512_4vnniw"}, {3, "avx512_4fmaps"}, {4, "fsrm"},     {8, "avx512_vp2intersect"},
-    {10, "md_clear"},     {14, "serialize"},    {16, "tsxldtrk"}, {18, "pconfig"},
-    {20, "ibt"},          {22, "amx_bf16"},     {23, "avx512_fp16"}, {24, "amx_tile"},
-    {25, "amx_int8"},     {26, "spec_ctrl"},    {27, "intel_stibp"}, {28, "flush_l1d"},
-    {29, "arch_capabilities"}, {31, "ssbd"},
+    {2, "avx512_4vnniw"},       {3, "avx512_4fmaps"},      {4, "fsrm"},
+    {8, "avx512_vp2intersect"}, {10, "md_clear"},          {14, "serialize"},
+    {16, "tsxldtrk"},           {18, "pconfig"},           {20, "ibt"},
+    {22, "amx_bf16"},           {23, "avx512_fp16"},       {24, "amx_tile"},
+    {25, "amx_int8"},           {26, "spec_ctrl"},         {27, "intel_stibp"},
+    {28, "flush_l1d"},          {29, "arch_capabilities"}, {31, "ssbd"},
 };
 
 template <size_t N>
@@ -133,7 +135,8 @@ base::Result<HostCpu> ReadHostCpu(const std::string& kvm_device) {
   return cpu;
 }
 
-std::vector<std::string> MissingCpuFeatures(const HostCpu& host, std::span<const std::string> wanted) {
+std::vector<std::string> MissingCpuFeatures(const HostCpu& host,
+                                            std::span<const std::string> wanted) {
   std::vector<std::string> missing;
   for (const std::string& f : wanted) {
     if (std::find(host.features.begin(), host.features.end(), f) == host.features.end())

@@ -16,7 +16,8 @@ HttpResponse ErrorResponse(int status, std::string_view code, std::string_view m
 }
 
 HttpResponse ErrorResponse(const base::Error& error) {
-  return ErrorResponse(HttpStatusForCode(error.code()), base::CodeName(error.code()), error.message());
+  return ErrorResponse(HttpStatusForCode(error.code()), base::CodeName(error.code()),
+                       error.message());
 }
 
 }  // namespace appliance

@@ -35,7 +35,8 @@ int64_t ParentPid(int64_t pid) {
 }  // namespace
 
 bool IncomingVms::HasVm(const std::string& name) {
-  if (core_.WithNames([&](VmRegistry::Names& names) { return names.vms.count(name) != 0; })) return true;
+  if (core_.WithNames([&](VmRegistry::Names& names) { return names.vms.count(name) != 0; }))
+    return true;
   // A directory with a vm.toml that Open skipped (unreadable) still takes the name.
   return core_.inventory().Exists(name);
 }
@@ -46,11 +47,13 @@ std::string IncomingVms::NameConflict(const std::string& name) {
 
 std::string IncomingVms::ConflictLocked(const VmRegistry::Names& names, const std::string& name) {
   const Inventory& inventory = core_.inventory();
-  if (names.vms.count(name) != 0 || inventory.Exists(name)) return "a vm named " + name + " already exists on this host";
+  if (names.vms.count(name) != 0 || inventory.Exists(name))
+    return "a vm named " + name + " already exists on this host";
   if (names.incoming.count(name) != 0) return "a vm named " + name + " is already moving here";
-  struct stat st{};
+  struct stat st {};
   if (::lstat(inventory.VmDir(name).c_str(), &st) == 0)
-    return inventory.VmDir(name) + " exists without a vm.toml (left over from an earlier vm?): remove it first";
+    return inventory.VmDir(name) +
+           " exists without a vm.toml (left over from an earlier vm?): remove it first";
   return "";
 }
 
@@ -68,13 +71,15 @@ void IncomingVms::ReleaseName(const std::string& name) {
   core_.WithNames([&](VmRegistry::Names& names) { names.incoming.erase(name); });
 }
 
-base::Status IncomingVms::MoveIntoInventory(const std::string& name, const std::string& incoming_dir,
+base::Status IncomingVms::MoveIntoInventory(const std::string& name,
+                                            const std::string& incoming_dir,
                                             const RuntimeRecord& runtime) {
   const std::string vm_dir = core_.inventory().VmDir(name);
   // The record goes in first, so the rename moves the VM and its state in
   // one step: a ferryd stopped right after it finds a running VM with its
   // worker, not a stopped one that could be started a second time.
-  if (auto st = base::WriteFileAtomically(incoming_dir + "/runtime.json", FormatRuntime(runtime)); !st)
+  if (auto st = base::WriteFileAtomically(incoming_dir + "/runtime.json", FormatRuntime(runtime));
+      !st)
     return st.error().Wrap("adopt incoming vm " + name);
   if (::rename(incoming_dir.c_str(), vm_dir.c_str()) != 0)
     return base::ErrnoError("move " + incoming_dir + " to " + vm_dir);
@@ -88,8 +93,9 @@ base::Status IncomingVms::MoveIntoInventory(const std::string& name, const std::
   return base::Ok();
 }
 
-base::Status IncomingVms::Adopt(const std::string& name, const std::string& incoming_dir, int64_t worker_pid,
-                                const std::string& control_socket, bool paused) {
+base::Status IncomingVms::Adopt(const std::string& name, const std::string& incoming_dir,
+                                int64_t worker_pid, const std::string& control_socket,
+                                bool paused) {
   RETURN_IF_ERROR(config::ValidateVmName(name));
   RuntimeRecord runtime;
   runtime.changed_unix_ms = UnixMillisNow();
@@ -117,7 +123,8 @@ base::Status IncomingVms::Adopt(const std::string& name, const std::string& inco
     // left there they would keep vms/<name> from being removed when the VM
     // is deleted or moves on.
     const std::string vm_dir = inventory.VmDir(name);
-    for (const char* file : {kCommittedMarker, kIncomingPlanFile}) ::unlink((vm_dir + "/" + file).c_str());
+    for (const char* file : {kCommittedMarker, kIncomingPlanFile})
+      ::unlink((vm_dir + "/" + file).c_str());
 
     auto definition = inventory.LoadDefinition(name);
     if (!definition) return definition.error().Wrap("adopt incoming vm " + name);
@@ -136,8 +143,9 @@ base::Status IncomingVms::Adopt(const std::string& name, const std::string& inco
       if (auto st = core_.supervisor().Watch(name, worker_pid, std::move(*pidfd), is_child); !st)
         base::LogError("vm " + name + ": cannot watch worker: " + st.error().ToString());
     }
-    base::LogInfo("vm " + name + ": adopted from a live move (" + std::string(ToString(runtime.state)) +
-                  (runtime.worker_pid ? ", worker pid " + std::to_string(runtime.worker_pid) : "") + ")");
+    base::LogInfo(
+        "vm " + name + ": adopted from a live move (" + std::string(ToString(runtime.state)) +
+        (runtime.worker_pid ? ", worker pid " + std::to_string(runtime.worker_pid) : "") + ")");
     return base::Ok();
   });
 }

@@ -1,5 +1,5 @@
-#include "config/names.h"
 #include "daemon/inventory.h"
+#include "config/names.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -8,10 +8,10 @@
 
 #include <algorithm>
 
-#include "daemon/departure_record.h"
-#include "common/unix_socket.h"
-#include "daemon/vm_json.h"
 #include "base/fd.h"
+#include "common/unix_socket.h"
+#include "daemon/departure_record.h"
+#include "daemon/vm_json.h"
 
 namespace appliance {
 
@@ -25,7 +25,7 @@ base::Result<Inventory> Inventory::Open(const std::string& storage_root) {
 }
 
 bool Inventory::Exists(const std::string& name) const {
-  struct stat st{};
+  struct stat st {};
   return ::stat(DefinitionPath(name).c_str(), &st) == 0;
 }
 
@@ -46,7 +46,8 @@ base::Result<std::vector<std::string>> Inventory::ListNames(bool leftovers) cons
 base::Status Inventory::Create(const config::VmDefinition& definition) {
   const std::string& name = definition.name;
   RETURN_IF_ERROR(config::ValidateVmName(name));
-  if (Exists(name)) return base::Error(base::Code::kAlreadyExists, "vm " + name + " already exists");
+  if (Exists(name))
+    return base::Error(base::Code::kAlreadyExists, "vm " + name + " already exists");
   std::string dir = VmDir(name);
   // A directory without vm.toml is left over from an interrupted create or a
   // delete that kept foreign files; reusing it is safe.
@@ -58,7 +59,8 @@ base::Status Inventory::Create(const config::VmDefinition& definition) {
   runtime.changed_unix_ms = UnixMillisNow();
   RETURN_IF_ERROR(SaveRuntime(name, runtime));
   // vm.toml last: its presence is what makes the directory a VM.
-  RETURN_IF_ERROR(base::WriteFileAtomically(DefinitionPath(name), config::FormatVmDefinition(definition)));
+  RETURN_IF_ERROR(
+      base::WriteFileAtomically(DefinitionPath(name), config::FormatVmDefinition(definition)));
   return base::Ok();
 }
 

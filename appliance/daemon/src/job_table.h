@@ -25,11 +25,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/runtime_record.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/mutex.h"
 #include "base/result.h"
+#include "daemon/runtime_record.h"
 
 namespace appliance {
 
@@ -96,7 +96,9 @@ class JobTable {
     return running;
   }
   // Writes the record's file. The caller holds mu().
-  void Persist(const Record& record) const REQUIRES(mu_) { WriteJobRecord(dir_, record.id, to_json_(record)); }
+  void Persist(const Record& record) const REQUIRES(mu_) {
+    WriteJobRecord(dir_, record.id, to_json_(record));
+  }
   // A job has just ended: writes its record, then forgets the oldest finished
   // jobs (memory and file) beyond `history`. A job whose thread is not yet
   // joined counts as unfinished. The caller holds mu().
@@ -104,7 +106,8 @@ class JobTable {
     Persist(record);
     std::vector<std::pair<int64_t, std::string>> done;
     for (const auto& [id, job] : jobs_) {
-      if (!IsRunning(job->record) && !job->thread.joinable()) done.emplace_back(job->record.ended_unix_ms, id);
+      if (!IsRunning(job->record) && !job->thread.joinable())
+        done.emplace_back(job->record.ended_unix_ms, id);
     }
     std::sort(done.begin(), done.end());
     while (done.size() > history_) {
@@ -160,8 +163,9 @@ class JobTable {
     base::MutexLock lock(mu_);
     std::vector<const Record*> records;
     for (const auto& [id, job] : jobs_) records.push_back(&job->record);
-    std::sort(records.begin(), records.end(),
-              [](const Record* a, const Record* b) { return a->started_unix_ms < b->started_unix_ms; });
+    std::sort(records.begin(), records.end(), [](const Record* a, const Record* b) {
+      return a->started_unix_ms < b->started_unix_ms;
+    });
     nlohmann::json list = nlohmann::json::array();
     for (const Record* r : records) list.push_back(to_json_(*r));
     return nlohmann::json{{"jobs", list}};

@@ -10,7 +10,8 @@ using nlohmann::json;
 json LiveMoveJobToJson(const LiveMoveJobRecord& job) {
   const LiveMoveStatus& s = job.status;
   const uint64_t total = s.memory_bytes + s.disk_bytes;
-  const uint64_t done = s.phase == LiveMovePhase::kCompleted ? total : std::min(total, s.memory_sent + s.disk_sent);
+  const uint64_t done =
+      s.phase == LiveMovePhase::kCompleted ? total : std::min(total, s.memory_sent + s.disk_sent);
   json j = {{"id", job.id},
             {"vm", job.vm},
             {"kind", "live-vm"},
@@ -39,7 +40,8 @@ json LiveMoveJobToJson(const LiveMoveJobRecord& job) {
             {"kept_sources", json::array()}};
   int64_t end = job.ended_unix_ms != 0 ? job.ended_unix_ms : UnixMillisNow();
   j["elapsed_seconds"] = double(end - job.started_unix_ms) / 1000.0;
-  for (const KeptSource& k : job.kept) j["kept_sources"].push_back({{"path", k.path}, {"used_by", k.used_by}});
+  for (const KeptSource& k : job.kept)
+    j["kept_sources"].push_back({{"path", k.path}, {"used_by", k.used_by}});
   if (!s.error.empty())
     j["error"] = {{"code", s.error_code}, {"message", s.error}};
   else
@@ -51,9 +53,11 @@ base::Result<LiveMoveJobRecord> LiveMoveJobFromJson(const json& j) {
   if (!j.is_object() || !j.contains("id") || !j["id"].is_string())
     return base::Error(base::Code::kDataLoss, "live move job record without an id");
   if (j.value("kind", "") != "live-vm")
-    return base::Error(base::Code::kDataLoss, "job record " + j["id"].get<std::string>() + " is not a live move");
+    return base::Error(base::Code::kDataLoss,
+                       "job record " + j["id"].get<std::string>() + " is not a live move");
   if (!j.contains("live_move"))
-    return base::Error(base::Code::kDataLoss, "live move job record " + j["id"].get<std::string>() + " has no status");
+    return base::Error(base::Code::kDataLoss,
+                       "live move job record " + j["id"].get<std::string>() + " has no status");
   LiveMoveJobRecord r;
   r.id = j["id"].get<std::string>();
   r.vm = j.value("vm", "");
@@ -81,8 +85,9 @@ base::Result<LiveMoveJobRecord> LiveMoveJobFromJson(const json& j) {
   return r;
 }
 
-PrepareRequest BuildPrepareRequest(const config::VmDefinition& definition, const StorageMovePlan& plan,
-                                   uint32_t streams, config::PerformanceOption performance,
+PrepareRequest BuildPrepareRequest(const config::VmDefinition& definition,
+                                   const StorageMovePlan& plan, uint32_t streams,
+                                   config::PerformanceOption performance,
                                    const std::string& source_host) {
   PrepareRequest r;
   r.vm_name = definition.name;
@@ -100,14 +105,16 @@ PrepareRequest BuildPrepareRequest(const config::VmDefinition& definition, const
     pd.disk_size = d.disk_size;
     pd.top = d.top.dest;
     pd.top_backing_name = d.top_backing_name;
-    if (!d.top_backing_name.empty()) pd.top_backing_format = std::string(config::ToString(d.top_backing_format));
+    if (!d.top_backing_name.empty())
+      pd.top_backing_format = std::string(config::ToString(d.top_backing_format));
     for (const LayerMove& l : d.backing) {
       PreparedLayer pl;
       pl.dest = l.dest;
       pl.format = std::string(config::ToString(l.format));
       pl.file_size = l.file_size;
       pl.rewrite_backing = l.rewrite_backing;
-      if (!l.rewrite_backing.empty()) pl.backing_format = std::string(config::ToString(l.backing_format));
+      if (!l.rewrite_backing.empty())
+        pl.backing_format = std::string(config::ToString(l.backing_format));
       pd.backing.push_back(std::move(pl));
     }
     r.disks.push_back(std::move(pd));

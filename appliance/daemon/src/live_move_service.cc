@@ -10,14 +10,14 @@
 #include <cstring>
 #include <optional>
 
-#include "daemon/departure_record.h"
-#include "daemon/host_cpu.h"
-#include "daemon/runtime_record.h"
-#include "common/unix_socket.h"
-#include "ipc/worker_protocol.h"
 #include "base/clock.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "common/unix_socket.h"
+#include "daemon/departure_record.h"
+#include "daemon/host_cpu.h"
+#include "daemon/runtime_record.h"
+#include "ipc/worker_protocol.h"
 #include "job_table.h"
 #include "move_slot.h"
 
@@ -47,8 +47,8 @@ WorkerRequest LiveMoveCall(const json& action) {
 // stops accepting, and once its listen backlog is full a blocking connect
 // would wait forever. Non-blocking, a full backlog is an immediate
 // kUnavailable.
-base::Result<WorkerReply> CallWorkerBounded(const std::string& socket_path, const WorkerRequest& request,
-                                            int timeout_ms) {
+base::Result<WorkerReply> CallWorkerBounded(const std::string& socket_path,
+                                            const WorkerRequest& request, int timeout_ms) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path)
@@ -65,7 +65,8 @@ base::Result<WorkerReply> CallWorkerBounded(const std::string& socket_path, cons
   if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0)
     return base::ErrnoError("fcntl " + socket_path);
   RETURN_IF_ERROR(WriteLine(fd.get(), EncodeRequest(request)));
-  ASSIGN_OR_RETURN(std::string line, ReadLine(fd.get(), kMaxWorkerLine, timeout_ms, "the worker's live-move status"));
+  ASSIGN_OR_RETURN(std::string line,
+                   ReadLine(fd.get(), kMaxWorkerLine, timeout_ms, "the worker's live-move status"));
   return DecodeReply(line);
 }
 
@@ -86,7 +87,9 @@ void SetError(LiveMoveStatus& s, const base::Error& e) {
 // migration_id never began there: it has no move at all, or only an earlier
 // one (the status of its last move stays until a new start).
 bool NeverBegan(const base::Result<WorkerReply>& reply, const std::string& migration_id) {
-  if (!reply) return reply.error().code() == base::Code::kNotFound && reply.error().message() == kNoLiveMoveStarted;
+  if (!reply)
+    return reply.error().code() == base::Code::kNotFound &&
+           reply.error().message() == kNoLiveMoveStarted;
   auto status = StatusOf(*reply);
   return status && status->migration_id != migration_id;
 }
@@ -100,19 +103,22 @@ std::string ResolveHint(const std::string& vm) {
 // Start's checks of the request against this host, before anything is taken.
 base::Status CheckStartArgs(const LiveMoveArgs& args, const config::HostSettings& host) {
   if (!host.outgoing_enabled)
-    return base::Error(base::Code::kFailedPrecondition,
-                       "outgoing live moves are disabled on this host (host.toml migration.outgoing_enabled)");
+    return base::Error(
+        base::Code::kFailedPrecondition,
+        "outgoing live moves are disabled on this host (host.toml migration.outgoing_enabled)");
   if (!args.include_storage)
-    return base::Error(base::Code::kFailedPrecondition, "--include-storage is required: the hosts share no storage");
+    return base::Error(base::Code::kFailedPrecondition,
+                       "--include-storage is required: the hosts share no storage");
   if (args.destination.empty() || args.destination[0] != '/')
-    return base::Error(base::Code::kInvalidArgument,
-                       "destination_storage_path must be absolute, not \"" + args.destination + "\"");
+    return base::Error(
+        base::Code::kInvalidArgument,
+        "destination_storage_path must be absolute, not \"" + args.destination + "\"");
   if (args.time_limit_s == 0)
     return base::Error(base::Code::kInvalidArgument, "time_limit_s must be at least 1 second");
   if (args.streams < 1 || args.streams > kMaxStreams)
-    return base::Error(base::Code::kInvalidArgument,
-                       "streams must be from 1 to " + std::to_string(kMaxStreams) + ", not " +
-                           std::to_string(args.streams));
+    return base::Error(base::Code::kInvalidArgument, "streams must be from 1 to " +
+                                                         std::to_string(kMaxStreams) + ", not " +
+                                                         std::to_string(args.streams));
   return base::Ok();
 }
 
@@ -181,7 +187,8 @@ LiveMoveService::LiveMoveService(VmService& vms, Options options)
       jobs_(std::make_unique<JobTable<Job>>(options_.jobs_dir, options_.history, LiveMoveJobToJson,
                                             LiveMoveJobFromJson)) {}
 
-base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& vms, Options options) {
+base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& vms,
+                                                                     Options options) {
   std::unique_ptr<LiveMoveService> service(new LiveMoveService(vms, std::move(options)));
   // A job that was running when ferryd stopped. VmService::Open has already
   // removed the VM if its worker exited "moved" meanwhile; a VM that still
@@ -208,8 +215,8 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
     if (!vms.incoming().HasVm(record.vm)) return true;
     s.phase = LiveMovePhase::kFailed;
     s.error_code = std::string(base::CodeName(base::Code::kAborted));
-    s.error = "interrupted: ferryd stopped before the move began or after it ended here; vm " + record.vm +
-              " did not leave this host (ferry vm list shows it)";
+    s.error = "interrupted: ferryd stopped before the move began or after it ended here; vm " +
+              record.vm + " did not leave this host (ferry vm list shows it)";
     return false;
   }));
   std::vector<std::shared_ptr<Job>> running;
@@ -236,7 +243,9 @@ void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
   auto target = vms_.departures().ReattachLiveMove(r.vm, r.migration_id);
   if (!peer || !target) {
     const base::Error e = !peer ? peer.error() : target.error();
-    vms_.departures().MarkInDoubt(r.vm, r.migration_id, "ferryd restarted and could not take the move up again: " + e.message());
+    vms_.departures().MarkInDoubt(
+        r.vm, r.migration_id,
+        "ferryd restarted and could not take the move up again: " + e.message());
     LiveMoveStatus s = LastStatus(jobs_->mu(), r);
     s.phase = LiveMovePhase::kInDoubt;
     SetError(s, e.Wrap("take the move up again"));
@@ -257,15 +266,17 @@ void LiveMoveService::SettleVanished(Job& job) {
   if (verdict && *verdict == RemoteMoveState::kCommitted) {
     VmService::MovedVm moved;
     moved.name = job.record.vm;
-    return FinishMoved(job, vms_.moves().MovedAway(job.record.vm).value_or(moved), /*destination_answered=*/true);
+    return FinishMoved(job, vms_.moves().MovedAway(job.record.vm).value_or(moved),
+                       /*destination_answered=*/true);
   }
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kFailed;
-  SetError(s, base::Error(base::Code::kNotFound,
-                          "vm " + job.record.vm + " is no longer on this host, and the destination " +
-                              job.peer.ToString() + " " +
-                              (verdict ? "says the move is " + std::string(ToString(*verdict))
-                                       : "cannot be asked (" + verdict.error().message() + ")")));
+  SetError(s,
+           base::Error(base::Code::kNotFound,
+                       "vm " + job.record.vm + " is no longer on this host, and the destination " +
+                           job.peer.ToString() + " " +
+                           (verdict ? "says the move is " + std::string(ToString(*verdict))
+                                    : "cannot be asked (" + verdict.error().message() + ")")));
   Finish(job, s);
 }
 
@@ -298,10 +309,11 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   const std::string what = "move vm " + args.vm + " to " + peer.ToString();
   // Every early return from here gives back what was taken: the departure
   // record (DepartureHold), then the slot and the job's record (MoveSlot).
-  ASSIGN_OR_RETURN(MoveSlot<Job> slot,
-                   MoveSlot<Job>::Acquire(*jobs_, NewJob(args, peer), options_.host.max_live_moves, what));
+  ASSIGN_OR_RETURN(MoveSlot<Job> slot, MoveSlot<Job>::Acquire(*jobs_, NewJob(args, peer),
+                                                              options_.host.max_live_moves, what));
   const std::shared_ptr<Job>& job = slot.job();
-  ASSIGN_OR_RETURN(VmService::MoveTarget target, vms_.moves().BeginLiveMove(args.vm, NewDeparture(job->record, peer)));
+  ASSIGN_OR_RETURN(VmService::MoveTarget target,
+                   vms_.moves().BeginLiveMove(args.vm, NewDeparture(job->record, peer)));
   DepartureHold departure(vms_, args.vm, job->record.migration_id);
   job->control_socket = target.control_socket;
   auto started = PrepareAndStart(*job, target, args);
@@ -313,7 +325,8 @@ base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   return out;
 }
 
-std::shared_ptr<LiveMoveService::Job> LiveMoveService::NewJob(const LiveMoveArgs& args, const PeerEndpoint& peer) {
+std::shared_ptr<LiveMoveService::Job> LiveMoveService::NewJob(const LiveMoveArgs& args,
+                                                              const PeerEndpoint& peer) {
   auto job = std::make_shared<Job>();
   job->peer = peer;
   const std::string migration_id = NewMigrationId();
@@ -332,22 +345,24 @@ std::shared_ptr<LiveMoveService::Job> LiveMoveService::NewJob(const LiveMoveArgs
   return job;
 }
 
-base::Result<LiveMoveService::StartedMove> LiveMoveService::PrepareAndStart(Job& job,
-                                                                            const VmService::MoveTarget& target,
-                                                                            const LiveMoveArgs& args) {
+base::Result<LiveMoveService::StartedMove> LiveMoveService::PrepareAndStart(
+    Job& job, const VmService::MoveTarget& target, const LiveMoveArgs& args) {
   StartedMove m;
   ASSIGN_OR_RETURN(m.prepare, PlanPrepare(job, target, args));
   ASSIGN_OR_RETURN(m.reply, PrepareAtDestination(job, m.prepare));
-  ASSIGN_OR_RETURN(m.first_status,
-                   StartWorker(job, BuildLiveMoveRequest(m.prepare, job.peer, m.reply, args, options_.host)));
+  ASSIGN_OR_RETURN(
+      m.first_status,
+      StartWorker(job, BuildLiveMoveRequest(m.prepare, job.peer, m.reply, args, options_.host)));
   return m;
 }
 
-base::Result<PrepareRequest> LiveMoveService::PlanPrepare(const Job& job, const VmService::MoveTarget& target,
+base::Result<PrepareRequest> LiveMoveService::PlanPrepare(const Job& job,
+                                                          const VmService::MoveTarget& target,
                                                           const LiveMoveArgs& args) const {
-  ASSIGN_OR_RETURN(StorageMovePlan plan, PlanStorageMove(target.definition, target.vm_dir, args.destination));
-  PrepareRequest prepare = BuildPrepareRequest(target.definition, plan, args.streams, options_.host.performance,
-                                               job.peer.source_host);
+  ASSIGN_OR_RETURN(StorageMovePlan plan,
+                   PlanStorageMove(target.definition, target.vm_dir, args.destination));
+  PrepareRequest prepare = BuildPrepareRequest(target.definition, plan, args.streams,
+                                               options_.host.performance, job.peer.source_host);
   prepare.migration_id = job.record.migration_id;
   // The worker refuses to start the move if the VM is no longer in this
   // state (a pause or resume slipped in before it), and refuses pause and
@@ -358,14 +373,16 @@ base::Result<PrepareRequest> LiveMoveService::PlanPrepare(const Job& job, const 
     prepare.cpu_features = cpu->features;
   } else {
     // The destination then checks nothing about the CPU it cannot compare.
-    base::LogWarning("job " + job.record.id + ": no CPU description for Prepare: " + cpu.error().ToString());
+    base::LogWarning("job " + job.record.id +
+                     ": no CPU description for Prepare: " + cpu.error().ToString());
   }
   return prepare;
 }
 
-base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(const Job& job, const PrepareRequest& prepare) {
-  ASSIGN_OR_RETURN(json prepared, CallPeer(job.peer, MoveFrame::kPrepare, ToJson(prepare), MoveFrame::kPrepareReply,
-                                           options_.prepare_timeout_ms));
+base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(const Job& job,
+                                                                 const PrepareRequest& prepare) {
+  ASSIGN_OR_RETURN(json prepared, CallPeer(job.peer, MoveFrame::kPrepare, ToJson(prepare),
+                                           MoveFrame::kPrepareReply, options_.prepare_timeout_ms));
   auto reply = PrepareReplyFromJson(prepared);
   if (!reply) {
     AbortAtDestination(job, "the source could not read the Prepare reply");
@@ -376,15 +393,16 @@ base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(const Job& job,
     AbortAtDestination(job, "the destination cannot keep a paused vm paused");
     return base::Error(base::Code::kFailedPrecondition,
                        "the destination " + job.peer.ToString() +
-                           " does not keep a paused vm paused (an older ferry?): resume vm " + job.record.vm +
-                           " first, or update the destination");
+                           " does not keep a paused vm paused (an older ferry?): resume vm " +
+                           job.record.vm + " first, or update the destination");
   }
   return *reply;
 }
 
-base::Result<std::optional<LiveMoveStatus>> LiveMoveService::StartWorker(const Job& job,
-                                                                         const LiveMoveRequest& request) {
-  auto started = CallWorker(job.control_socket, LiveMoveCall({{"action", "start"}, {"request", ToJson(request)}}),
+base::Result<std::optional<LiveMoveStatus>> LiveMoveService::StartWorker(
+    const Job& job, const LiveMoveRequest& request) {
+  auto started = CallWorker(job.control_socket,
+                            LiveMoveCall({{"action", "start"}, {"request", ToJson(request)}}),
                             options_.worker_call_timeout_ms);
   if (started) return StatusOf(*started);
   // A start whose reply was lost may have begun (and may even reach its
@@ -395,7 +413,8 @@ base::Result<std::optional<LiveMoveStatus>> LiveMoveService::StartWorker(const J
                                  options_.worker_call_timeout_ms);
   std::optional<LiveMoveStatus> now = check ? StatusOf(*check) : std::nullopt;
   if (NeverBegan(check, job.record.migration_id) || (now && now->phase == LiveMovePhase::kFailed)) {
-    AbortAtDestination(job, "the source worker did not start the move: " + started.error().message());
+    AbortAtDestination(job,
+                       "the source worker did not start the move: " + started.error().message());
     return started.error();
   }
   base::LogWarning("job " + job.record.id + ": the worker's answer to the start was lost (" +
@@ -412,9 +431,9 @@ json LiveMoveService::Launch(const std::shared_ptr<Job>& job, const StartedMove&
     if (started.first_status) s = *started.first_status;
   }
   const LiveMoveJobRecord& r = job->record;
-  base::LogInfo("job " + r.id + ": live move of vm " + r.vm + " to " + job->peer.ToString() + " (" + r.destination +
-                "), migration " + r.migration_id + ", data " + started.reply.data_host + ":" +
-                std::to_string(started.reply.data_port));
+  base::LogInfo("job " + r.id + ": live move of vm " + r.vm + " to " + job->peer.ToString() + " (" +
+                r.destination + "), migration " + r.migration_id + ", data " +
+                started.reply.data_host + ":" + std::to_string(started.reply.data_port));
   base::MutexLock lock(jobs_->mu());
   jobs_->Persist(job->record);
   json out = LiveMoveJobToJson(job->record);
@@ -424,11 +443,14 @@ json LiveMoveService::Launch(const std::shared_ptr<Job>& job, const StartedMove&
 
 void LiveMoveService::AbortAtDestination(const Job& job, const std::string& reason) {
   json request = {{"migration_id", job.record.migration_id}, {"reason", reason}};
-  auto r = CallPeer(job.peer, MoveFrame::kAbort, request, MoveFrame::kAbortReply, options_.peer_timeout_ms);
+  auto r = CallPeer(job.peer, MoveFrame::kAbort, request, MoveFrame::kAbortReply,
+                    options_.peer_timeout_ms);
   if (r)
-    base::LogInfo("job " + job.record.id + ": destination " + job.peer.ToString() + " aborted the move");
+    base::LogInfo("job " + job.record.id + ": destination " + job.peer.ToString() +
+                  " aborted the move");
   else
-    base::LogWarning("job " + job.record.id + ": abort at the destination: " + r.error().ToString() +
+    base::LogWarning("job " + job.record.id +
+                     ": abort at the destination: " + r.error().ToString() +
                      " (it cleans up on its own once its incoming worker exits)");
 }
 
@@ -448,10 +470,12 @@ void LiveMoveService::Finish(Job& job, LiveMoveStatus status) {
                 (job.record.status.error.empty() ? "" : ": " + job.record.status.error));
 }
 
-void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved, bool destination_answered) {
+void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved,
+                                  bool destination_answered) {
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   // The worker's last word (its exit record) is the report, when it left one.
-  if (auto report = LiveMoveStatusFromJson(json::parse(moved.report, nullptr, false)); report) s = *report;
+  if (auto report = LiveMoveStatusFromJson(json::parse(moved.report, nullptr, false)); report)
+    s = *report;
   s.phase = LiveMovePhase::kCompleted;
   s.error_code.clear();
   s.error.clear();
@@ -465,7 +489,8 @@ void LiveMoveService::FinishMoved(Job& job, const VmService::MovedVm& moved, boo
   // move-vm` returns the VM is already listed there.
   if (destination_answered) return Finish(job, s);
   if (auto verdict = DestinationVerdict(job); verdict && *verdict != RemoteMoveState::kCommitted)
-    base::LogError("job " + job.record.id + ": the worker reported the move committed but the destination " +
+    base::LogError("job " + job.record.id +
+                   ": the worker reported the move committed but the destination " +
                    job.peer.ToString() + " says " + std::string(ToString(*verdict)));
   Finish(job, s);
 }
@@ -482,18 +507,21 @@ void LiveMoveService::FinishFailed(Job& job, const base::Error& error) {
 base::Result<RemoteMoveState> LiveMoveService::DestinationVerdict(const Job& job) {
   auto state = AskMoveState(job.peer, job.record.migration_id, options_.peer_timeout_ms);
   if (!state)
-    base::LogWarning("job " + job.record.id + ": status at the destination: " + state.error().ToString());
+    base::LogWarning("job " + job.record.id +
+                     ": status at the destination: " + state.error().ToString());
   return state;
 }
 
-void LiveMoveService::FinishInDoubt(Job& job, const std::string& why, const base::Error& unreachable) {
+void LiveMoveService::FinishInDoubt(Job& job, const std::string& why,
+                                    const base::Error& unreachable) {
   // No EndLiveMove: the departure record stays (in doubt), so nothing here
   // starts a copy that may already run at the destination.
   LiveMoveStatus s = LastStatus(jobs_->mu(), job.record);
   s.phase = LiveMovePhase::kInDoubt;
   SetError(s, base::Error(base::Code::kUnavailable,
-                          why + "; the destination " + job.peer.ToString() + " cannot say whether it committed (" +
-                              unreachable.message() + "): " + ResolveHint(job.record.vm)));
+                          why + "; the destination " + job.peer.ToString() +
+                              " cannot say whether it committed (" + unreachable.message() +
+                              "): " + ResolveHint(job.record.vm)));
   vms_.departures().MarkInDoubt(job.record.vm, job.record.migration_id, s.error);
   Finish(job, s);
 }
@@ -505,14 +533,17 @@ void LiveMoveService::OnWorkerGone(Job& job, const std::string& why) {
   // point, so the destination decides (its Status kills an uncommitted
   // incoming worker before answering "aborted").
   auto verdict = DestinationVerdict(job);
-  if (!verdict) return FinishInDoubt(job, "the vm's worker died during the move (" + why + ")", verdict.error());
+  if (!verdict)
+    return FinishInDoubt(job, "the vm's worker died during the move (" + why + ")",
+                         verdict.error());
   if (*verdict == RemoteMoveState::kCommitted) {
-    base::LogWarning("job " + job.record.id + ": " + why + ", but the destination had committed: vm " + vm +
-                     " runs there now");
+    base::LogWarning("job " + job.record.id + ": " + why +
+                     ", but the destination had committed: vm " + vm + " runs there now");
     return FinishMoved(job, vms_.moves().FinishMovedVm(vm, ""), /*destination_answered=*/true);
   }
-  FinishFailed(job, base::Error(base::Code::kAborted, "the vm's worker died during the move (" + why +
-                                                          "); the vm stays on this host with its files intact"));
+  FinishFailed(job, base::Error(base::Code::kAborted,
+                                "the vm's worker died during the move (" + why +
+                                    "); the vm stays on this host with its files intact"));
 }
 
 void LiveMoveService::OnWorkerSilent(Job& job, const std::string& why, bool completed_seen) {
@@ -524,7 +555,8 @@ void LiveMoveService::OnWorkerSilent(Job& job, const std::string& why, bool comp
     // The VM runs there; this worker holds a paused copy that must never run.
     if (auto st = vms_.moves().KillWorkerOfMovedVm(vm, 10000); !st)
       base::LogError("job " + job.record.id + ": " + st.error().ToString());
-    return FinishMoved(job, vms_.moves().FinishMovedVm(vm, ""), /*destination_answered=*/!completed_seen);
+    return FinishMoved(job, vms_.moves().FinishMovedVm(vm, ""),
+                       /*destination_answered=*/!completed_seen);
   }
   // Not committed: stop polling, so the worker's lease ends a move that has
   // not reached switchover, and tell the destination to give up (after
@@ -544,28 +576,33 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
     if (NeverBegan(reply, job->record.migration_id)) {
       // Taken up after a restart, but the worker never heard of the move
       // (ferryd stopped between Prepare and the worker's start).
-      return FinishFailed(*job, base::Error(base::Code::kAborted,
-                                            "interrupted: ferryd stopped before the worker started the move; vm " +
-                                                vm + " stays here"));
+      return FinishFailed(
+          *job, base::Error(base::Code::kAborted,
+                            "interrupted: ferryd stopped before the worker started the move; vm " +
+                                vm + " stays here"));
     }
     std::optional<LiveMoveStatus> status = reply ? StatusOf(*reply) : std::nullopt;
     const uint64_t now = base::MonotonicNanos();
     if (!status) {
       auto state = vms_.moves().CurrentState(vm);
       if (!state || !HasWorker(*state)) {
-        std::string why = "the worker exited; vm " + vm + " is " +
-                          (state ? std::string(ToString(*state)) : std::string("gone from the inventory"));
+        std::string why =
+            "the worker exited; vm " + vm + " is " +
+            (state ? std::string(ToString(*state)) : std::string("gone from the inventory"));
         return OnWorkerGone(*job, why);
       }
       if (completed_since_ns != 0) {
         if (now - completed_since_ns < kMovedExitWaitNs) continue;
-        return OnWorkerSilent(*job, "the worker did not exit after the destination committed", true);
+        return OnWorkerSilent(*job, "the worker did not exit after the destination committed",
+                              true);
       }
       if (silent_since_ns == 0) silent_since_ns = now;
       if (now - silent_since_ns < kSilenceLimitNs) continue;
-      return OnWorkerSilent(*job, "the worker stopped answering: " +
-                                      (reply ? std::string("no live move status") : reply.error().message()),
-                            false);
+      return OnWorkerSilent(
+          *job,
+          "the worker stopped answering: " +
+              (reply ? std::string("no live move status") : reply.error().message()),
+          false);
     }
     silent_since_ns = 0;
     if (!IsTerminal(status->phase)) {
@@ -593,8 +630,8 @@ void LiveMoveService::Run(std::shared_ptr<Job> job) {
       vms_.moves().EndLiveMove(vm, job->record.migration_id);
     } else {
       if (status->error.empty())
-        status->error = "the move is in doubt: the source stays paused; the destination " + job->peer.ToString() +
-                        " could not say whether it committed";
+        status->error = "the move is in doubt: the source stays paused; the destination " +
+                        job->peer.ToString() + " could not say whether it committed";
       status->error += "; " + ResolveHint(vm);
       vms_.departures().MarkInDoubt(vm, job->record.migration_id, status->error);
     }

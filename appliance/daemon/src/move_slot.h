@@ -48,14 +48,17 @@ class MoveSlot {
       return base::Error(base::Code::kResourceExhausted,
                          "cannot " + what + ": " + std::to_string(active.size()) +
                              " live moves are running, the host allows " + std::to_string(limit) +
-                             " at once (migration.max_live_moves): " + list + "; wait for one to finish (ferry jobs)");
+                             " at once (migration.max_live_moves): " + list +
+                             "; wait for one to finish (ferry jobs)");
     }
     jobs.Add(job);
     jobs.Persist(job->record);
     return MoveSlot(jobs, std::move(job));
   }
 
-  MoveSlot(MoveSlot&& other) noexcept : jobs_(other.jobs_), job_(std::move(other.job_)) { other.jobs_ = nullptr; }
+  MoveSlot(MoveSlot&& other) noexcept : jobs_(other.jobs_), job_(std::move(other.job_)) {
+    other.jobs_ = nullptr;
+  }
   MoveSlot& operator=(MoveSlot&&) = delete;
   MoveSlot(const MoveSlot&) = delete;
   MoveSlot& operator=(const MoveSlot&) = delete;

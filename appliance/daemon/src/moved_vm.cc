@@ -38,10 +38,11 @@ MovedVm MoveGate::FinishMovedVm(const std::string& name, const std::string& repo
   MovedVm moved;
   moved.name = name;
   moved.report = report;
-  std::shared_ptr<VmEntry> vm = core_.WithNames([&](VmRegistry::Names& names) -> std::shared_ptr<VmEntry> {
-    auto it = names.vms.find(name);
-    return it == names.vms.end() ? nullptr : it->second;
-  });
+  std::shared_ptr<VmEntry> vm =
+      core_.WithNames([&](VmRegistry::Names& names) -> std::shared_ptr<VmEntry> {
+        auto it = names.vms.find(name);
+        return it == names.vms.end() ? nullptr : it->second;
+      });
   if (vm == nullptr) return MovedAway(name).value_or(moved);  // finished, or half-way: wait
   if (!ClaimDeparture(name)) return MovedAway(name).value_or(moved);
   RemoveFiles(name, TakeOut(vm), moved);
@@ -68,7 +69,8 @@ std::vector<config::VmDefinition> MoveGate::TakeOut(const std::shared_ptr<VmEntr
     defs.push_back(vm->definition);
   }
   // vm.toml too: the worker may have changed the definition a moment ago.
-  if (auto on_disk = core_.inventory().LoadDefinition(vm->name); on_disk) defs.push_back(std::move(*on_disk));
+  if (auto on_disk = core_.inventory().LoadDefinition(vm->name); on_disk)
+    defs.push_back(std::move(*on_disk));
   core_.WithNames([&](VmRegistry::Names& names) {
     auto it = names.vms.find(vm->name);
     if (it != names.vms.end() && it->second == vm) names.vms.erase(it);
@@ -76,7 +78,8 @@ std::vector<config::VmDefinition> MoveGate::TakeOut(const std::shared_ptr<VmEntr
   return defs;
 }
 
-void MoveGate::RemoveFiles(const std::string& name, const std::vector<config::VmDefinition>& defs, MovedVm& moved) {
+void MoveGate::RemoveFiles(const std::string& name, const std::vector<config::VmDefinition>& defs,
+                           MovedVm& moved) {
   const std::string vm_dir = core_.inventory().VmDir(name);
   // Every disk and chain file, each once; one DiskMove per file so that
   // RemoveMoveSources (the storage moves' rule: keep what another VM uses,
@@ -99,13 +102,14 @@ void MoveGate::RemoveFiles(const std::string& name, const std::vector<config::Vm
     moved.kept = std::move(*kept);
     for (const KeptSource& k : moved.kept) {
       kept_paths.insert(k.path);
-      base::LogInfo("vm " + name + " moved away: kept " + k.path + " (used by vm " + k.used_by + ")");
+      base::LogInfo("vm " + name + " moved away: kept " + k.path + " (used by vm " + k.used_by +
+                    ")");
     }
   } else {
     base::LogError("vm " + name + " moved away: " + kept.error().ToString());
   }
   for (const std::string& f : files) {
-    struct stat st{};
+    struct stat st {};
     if (kept_paths.count(f) == 0 && ::stat(f.c_str(), &st) != 0) moved.removed.push_back(f);
   }
   if (auto st = core_.inventory().Delete(name); !st)
@@ -116,8 +120,8 @@ void MoveGate::RemoveFiles(const std::string& name, const std::vector<config::Vm
 
 void MoveGate::Publish(const MovedVm& moved) {
   base::LogInfo("vm " + moved.name + " moved to another host: removed from the inventory, " +
-                std::to_string(moved.removed.size()) + " files deleted, " + std::to_string(moved.kept.size()) +
-                " kept");
+                std::to_string(moved.removed.size()) + " files deleted, " +
+                std::to_string(moved.kept.size()) + " kept");
   base::MutexLock lock(moved_mu_);
   if (moved_.size() >= kMovedKept) moved_.erase(moved_.begin());
   moved_[moved.name] = moved;
@@ -143,13 +147,14 @@ base::Status MoveGate::KillWorkerOfMovedVm(const std::string& name, int timeout_
   }
   auto pidfd = PidfdOpen(pid);
   if (!pidfd) return base::Ok();  // already gone
-  base::LogWarning("vm " + name + ": the destination committed but worker pid " + std::to_string(pid) +
-                   " did not exit; killing it");
+  base::LogWarning("vm " + name + ": the destination committed but worker pid " +
+                   std::to_string(pid) + " did not exit; killing it");
   RETURN_IF_ERROR(PidfdSignal(pidfd->get(), SIGKILL));
   ASSIGN_OR_RETURN(bool exited, PidfdWaitExit(pidfd->get(), timeout_ms));
   if (!exited)
-    return base::Error(base::Code::kDeadlineExceeded,
-                       "worker pid " + std::to_string(pid) + " of vm " + name + " did not die after SIGKILL");
+    return base::Error(
+        base::Code::kDeadlineExceeded,
+        "worker pid " + std::to_string(pid) + " of vm " + name + " did not die after SIGKILL");
   return base::Ok();
 }
 

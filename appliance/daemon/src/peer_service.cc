@@ -29,7 +29,8 @@ constexpr int kLingerMs = 1000;
 PeerService::PeerService(VmService& vms, Options options, base::EventFd stop)
     : vms_(vms),
       options_(std::move(options)),
-      host_cpu_(options_.host_cpu ? base::Result<HostCpu>(*options_.host_cpu) : ReadHostCpu(options_.kvm_device)),
+      host_cpu_(options_.host_cpu ? base::Result<HostCpu>(*options_.host_cpu)
+                                  : ReadHostCpu(options_.kvm_device)),
       stop_(std::move(stop)) {}
 
 base::Result<std::unique_ptr<PeerService>> PeerService::Start(VmService& vms, Options options) {
@@ -39,7 +40,8 @@ base::Result<std::unique_ptr<PeerService>> PeerService::Start(VmService& vms, Op
     base::LogWarning("peer service: " + service->host_cpu_.error().message() +
                      "; incoming live moves will be refused");
   for (const std::string& dir : {service->IncomingRoot(), service->RecordsDir()}) {
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return base::ErrnoError("create " + dir);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return base::ErrnoError("create " + dir);
   }
   service->Recover();
   for (const config::ListenAddress& address : service->options_.host.listen_addresses) {
@@ -52,8 +54,9 @@ base::Result<std::unique_ptr<PeerService>> PeerService::Start(VmService& vms, Op
   for (auto& listener : service->listeners_) {
     transport::TcpListener* l = listener.get();
     service->accept_threads_.emplace_back([self, l] { self->AcceptLoop(l); });
-    base::LogInfo("peer service listening on " + l->host() + ":" + std::to_string(l->port()) +
-                  (service->options_.host.incoming_enabled ? "" : " (incoming live moves disabled)"));
+    base::LogInfo(
+        "peer service listening on " + l->host() + ":" + std::to_string(l->port()) +
+        (service->options_.host.incoming_enabled ? "" : " (incoming live moves disabled)"));
   }
   return service;
 }
@@ -96,20 +99,20 @@ void PeerService::AcceptLoop(transport::TcpListener* listener) {
       RefuseBusy(std::move(accepted->first), accepted->second);
       continue;
     }
-    connections_.push_back(Connection{
-        std::thread([this, done, socket = std::move(accepted->first), peer = accepted->second]() mutable {
-          base::SetThreadName("peer-conn");
-          ServeConnection(std::move(socket), std::move(peer));
-          done->store(true);
-        }),
-        done});
+    connections_.push_back(Connection{std::thread([this, done, socket = std::move(accepted->first),
+                                                   peer = accepted->second]() mutable {
+                                        base::SetThreadName("peer-conn");
+                                        ServeConnection(std::move(socket), std::move(peer));
+                                        done->store(true);
+                                      }),
+                                      done});
   }
 }
 
 void PeerService::RefuseBusy(base::Fd socket, const transport::PeerAddress& peer) {
-  base::Error e(base::Code::kResourceExhausted,
-                "too many control connections (" + std::to_string(options_.max_connections) +
-                    " being served); try again");
+  base::Error e(base::Code::kResourceExhausted, "too many control connections (" +
+                                                    std::to_string(options_.max_connections) +
+                                                    " being served); try again");
   base::LogWarning("peer service: refused a connection from " + peer.text + ": " + e.message());
   transport::FrameStream stream(std::move(socket), "control connection from " + peer.text);
   // A fresh socket's send buffer is empty: this does not block the accept loop.
@@ -149,8 +152,9 @@ void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) 
     return finish();
   }
   if (hello->role != transport::StreamRole::kControl) {
-    base::Error e(base::Code::kInvalidArgument,
-                  "this is a ferryd peer listener: it accepts control streams only, not data streams");
+    base::Error e(
+        base::Code::kInvalidArgument,
+        "this is a ferryd peer listener: it accepts control streams only, not data streams");
     base::LogWarning("peer service: " + peer.text + ": " + e.message());
     stream.SendError(e);
     return finish();
@@ -165,7 +169,8 @@ void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) 
     if (frame.error().code() != base::Code::kUnavailable) stream.SendError(frame.error());
     return finish();
   }
-  base::Result<std::pair<MoveFrame, nlohmann::json>> reply = [&]() -> base::Result<std::pair<MoveFrame, nlohmann::json>> {
+  base::Result<std::pair<MoveFrame, nlohmann::json>> reply =
+      [&]() -> base::Result<std::pair<MoveFrame, nlohmann::json>> {
     if (frame->type == uint16_t(transport::FrameType::kError))
       return base::Error(base::Code::kInvalidArgument, "expected a request, got an error frame");
     ASSIGN_OR_RETURN(nlohmann::json request, ParseJsonPayload(frame->payload, "control request"));
@@ -177,17 +182,17 @@ void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) 
     return finish();
   }
   const std::vector<uint8_t> payload = JsonPayload(reply->second);
-  if (auto sent = stream.Send(uint16_t(reply->first), payload, {}, nullptr, stop_.fd(), options_.io_timeout_ms);
+  if (auto sent = stream.Send(uint16_t(reply->first), payload, {}, nullptr, stop_.fd(),
+                              options_.io_timeout_ms);
       !sent) {
     base::LogWarning("peer service: reply to " + peer.text + ": " + sent.error().message());
   }
   finish();
 }
 
-base::Result<std::pair<MoveFrame, nlohmann::json>> PeerService::Dispatch(uint16_t type,
-                                                                         const nlohmann::json& request,
-                                                                         const transport::PeerAddress& peer,
-                                                                         const transport::PeerAddress& local) {
+base::Result<std::pair<MoveFrame, nlohmann::json>> PeerService::Dispatch(
+    uint16_t type, const nlohmann::json& request, const transport::PeerAddress& peer,
+    const transport::PeerAddress& local) {
   switch (MoveFrame(type)) {
     case MoveFrame::kPrepare: {
       ASSIGN_OR_RETURN(nlohmann::json reply, Prepare(request, peer, local));

@@ -26,11 +26,11 @@
 #include <filesystem>
 #include <set>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "daemon/peer_service.h"
 #include "daemon/runtime_record.h"
 #include "daemon/worker_launcher.h"
-#include "base/clock.h"
-#include "base/log.h"
 #include "ipc/vm_dir_files.h"
 #include "peer_service_internal.h"
 
@@ -51,9 +51,11 @@ std::string Seconds(int ms) { return std::to_string((ms + 999) / 1000) + " s"; }
 
 void PeerService::CleanUp(Move& move, const std::string& reason) {
   std::string detail;
-  if (auto record = ReadExitRecord(move.dir + "/worker.exit", move.pid); record && !record->message.empty()) {
+  if (auto record = ReadExitRecord(move.dir + "/worker.exit", move.pid);
+      record && !record->message.empty()) {
     detail = record->message;
-  } else if (auto text = base::ReadFileToString(move.dir + "/worker.error"); text && !text->empty()) {
+  } else if (auto text = base::ReadFileToString(move.dir + "/worker.error");
+             text && !text->empty()) {
     detail = *text;
     while (!detail.empty() && detail.back() == '\n') detail.pop_back();
   }
@@ -76,12 +78,14 @@ bool PeerService::TryCleanUp(Move& move) {
   // Files no longer ours to remove: a VM of this host uses them, or another
   // incoming move plans them.
   std::map<std::string, std::string> keep;
-  for (auto& [file, vm] : vms_.moves().FilesUsedByOtherVms("")) keep.emplace(file, "vm " + vm + " uses it");
+  for (auto& [file, vm] : vms_.moves().FilesUsedByOtherVms(""))
+    keep.emplace(file, "vm " + vm + " uses it");
   {
     base::MutexLock lock(mu_);
     for (const auto& [id, m] : moves_) {
       const MoveState state = m->state.load();
-      if (m.get() == &move || (state != MoveState::kRunning && state != MoveState::kAdopted)) continue;
+      if (m.get() == &move || (state != MoveState::kRunning && state != MoveState::kAdopted))
+        continue;
       for (const std::string& file : IncomingDestinationFiles(m->plan))
         keep.emplace(file, "incoming move " + id + " plans it");
     }
@@ -94,7 +98,7 @@ bool PeerService::TryCleanUp(Move& move) {
     }
     // Absent already: done. (Asked first because a read-only file system
     // refuses to unlink even a name that does not exist, with EROFS.)
-    struct stat st{};
+    struct stat st {};
     if (::lstat(file.c_str(), &st) != 0 && errno == ENOENT) continue;
     if (::unlink(file.c_str()) == 0 || errno == ENOENT) continue;
     failures.push_back("remove " + file + ": " + std::strerror(errno));
@@ -108,8 +112,8 @@ bool PeerService::TryCleanUp(Move& move) {
   }
   if (failures.empty()) {
     if (c.attempts > 1)
-      base::LogInfo("incoming move " + move.id + " of vm " + move.name + ": clean-up done (attempt " +
-                    std::to_string(c.attempts) + ")");
+      base::LogInfo("incoming move " + move.id + " of vm " + move.name +
+                    ": clean-up done (attempt " + std::to_string(c.attempts) + ")");
     move.state.store(MoveState::kEnded);
     Forget(move.id);
     return true;
@@ -119,16 +123,21 @@ bool PeerService::TryCleanUp(Move& move) {
   c.backoff_ms = c.backoff_ms == 0 ? options_.cleanup_retry_min_ms
                                    : std::min(c.backoff_ms * 2, options_.cleanup_retry_max_ms);
   c.next_try_ns = base::MonotonicNanos() + uint64_t(c.backoff_ms) * 1'000'000;
-  const nlohmann::json marker = {{"migration_id", move.id},   {"vm_name", move.name},
-                                 {"reason", c.reason},        {"files", c.files},
-                                 {"error", c.error},          {"attempts", c.attempts},
+  const nlohmann::json marker = {{"migration_id", move.id},
+                                 {"vm_name", move.name},
+                                 {"reason", c.reason},
+                                 {"files", c.files},
+                                 {"error", c.error},
+                                 {"attempts", c.attempts},
                                  {"changed_unix_ms", UnixMillisNow()}};
   std::string durable;
   if (auto st = base::WriteFileAtomically(MarkerPath(move.dir), marker.dump(2) + "\n"); !st)
-    durable = "; and the marker cannot be written (" + st.error().message() + "), so a ferryd restart "
+    durable = "; and the marker cannot be written (" + st.error().message() +
+              "), so a ferryd restart "
               "will start it over from the plan";
-  base::LogError("incoming move " + move.id + " of vm " + move.name + ": clean-up failed (attempt " +
-                 std::to_string(c.attempts) + ", next in " + Seconds(c.backoff_ms) + "): " + c.error + durable);
+  base::LogError("incoming move " + move.id + " of vm " + move.name +
+                 ": clean-up failed (attempt " + std::to_string(c.attempts) + ", next in " +
+                 Seconds(c.backoff_ms) + "): " + c.error + durable);
   move.state.store(MoveState::kCleanupPending);
   return false;
 }
@@ -148,16 +157,19 @@ std::map<std::string, std::string> PeerService::RetryCleanUpsInTheWay(const Prep
     base::MutexLock op(m->op_mu);
     if (m->state.load() != MoveState::kCleanupPending) continue;
     const auto& files = m->cleanup.files;
-    if (std::none_of(files.begin(), files.end(), [&](const std::string& f) { return wanted.count(f) != 0; }))
+    if (std::none_of(files.begin(), files.end(),
+                     [&](const std::string& f) { return wanted.count(f) != 0; }))
       continue;
     base::LogInfo("incoming move " + plan.migration_id + " of vm " + plan.vm_name +
-                  ": retrying the clean-up of aborted move " + m->id + " first, its leftovers are in the way");
+                  ": retrying the clean-up of aborted move " + m->id +
+                  " first, its leftovers are in the way");
     if (TryCleanUp(*m)) continue;
     for (const std::string& f : m->cleanup.files) {
       if (wanted.count(f) == 0) continue;
-      in_the_way[f] = "destination file " + f + " is left over from the aborted incoming move " + m->id +
-                      " of vm " + m->name + ", whose clean-up keeps failing (" + m->cleanup.error +
-                      "); ferryd retries it, at most " + Seconds(options_.cleanup_retry_max_ms) + " apart";
+      in_the_way[f] = "destination file " + f + " is left over from the aborted incoming move " +
+                      m->id + " of vm " + m->name + ", whose clean-up keeps failing (" +
+                      m->cleanup.error + "); ferryd retries it, at most " +
+                      Seconds(options_.cleanup_retry_max_ms) + " apart";
     }
   }
   return in_the_way;
@@ -182,8 +194,8 @@ bool PeerService::RecoverPendingCleanUp(const std::shared_ptr<Move>& move) {
   } else {
     c.files = planned;  // unreadable marker: the plan's list (missing files are fine)
   }
-  base::LogInfo("incoming move " + move->id + " of vm " + move->name + ": continuing its clean-up (" +
-                std::to_string(c.files.size()) + " files left)");
+  base::LogInfo("incoming move " + move->id + " of vm " + move->name +
+                ": continuing its clean-up (" + std::to_string(c.files.size()) + " files left)");
   {
     base::MutexLock lock(mu_);
     moves_[move->id] = move;

@@ -10,13 +10,13 @@
 #include <cstring>
 #include <filesystem>
 
-#include "daemon/peer_service.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "common/process.h"
+#include "daemon/peer_service.h"
 #include "daemon/worker_launcher.h"
 #include "ipc/vm_dir_files.h"
 #include "ipc/worker_protocol.h"
-#include "base/clock.h"
-#include "base/log.h"
 #include "peer_service_internal.h"
 
 namespace appliance {
@@ -26,7 +26,7 @@ namespace {
 constexpr int kKillWaitMs = 30000;
 
 bool IsSymlink(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
 }
 
@@ -40,13 +40,16 @@ bool IsIncomingWorker(int64_t pid, const std::string& id) {
 }
 
 base::Result<std::string> MigrationIdOf(const nlohmann::json& request) {
-  if (!request.is_object() || !request.contains("migration_id") || !request["migration_id"].is_string())
+  if (!request.is_object() || !request.contains("migration_id") ||
+      !request["migration_id"].is_string())
     return base::Error(base::Code::kInvalidArgument, "request has no \"migration_id\" string");
-  ASSIGN_OR_RETURN(MigrationIdBytes bytes, ParseMigrationId(request["migration_id"].get<std::string>()));
+  ASSIGN_OR_RETURN(MigrationIdBytes bytes,
+                   ParseMigrationId(request["migration_id"].get<std::string>()));
   return FormatMigrationId(bytes);
 }
 
-nlohmann::json StateReply(const std::string& id, RemoteMoveState state, const std::string& message) {
+nlohmann::json StateReply(const std::string& id, RemoteMoveState state,
+                          const std::string& message) {
   return {{"migration_id", id}, {"state", std::string(ToString(state))}, {"message", message}};
 }
 
@@ -72,10 +75,12 @@ size_t PeerService::RunningMoves() {
   return n;
 }
 
-base::Status PeerService::WriteRecord(const std::string& id, const std::string& name, const std::string& state,
-                                      int64_t pid, const std::string& message) {
-  nlohmann::json j = {{"migration_id", id}, {"vm_name", name}, {"state", state},
-                      {"pid", pid},         {"message", message}, {"changed_unix_ms", UnixMillisNow()}};
+base::Status PeerService::WriteRecord(const std::string& id, const std::string& name,
+                                      const std::string& state, int64_t pid,
+                                      const std::string& message) {
+  nlohmann::json j = {{"migration_id", id}, {"vm_name", name},
+                      {"state", state},     {"pid", pid},
+                      {"message", message}, {"changed_unix_ms", UnixMillisNow()}};
   auto st = base::WriteFileAtomically(RecordsDir() + "/" + id + ".json", j.dump(2) + "\n");
   if (!st) return st.error().Wrap("record incoming move " + id);
   return base::Ok();
@@ -112,7 +117,7 @@ void PeerService::PruneRecords() {
 }
 
 bool PeerService::Committed(const Move& move) const {
-  struct stat st{};
+  struct stat st {};
   return ::stat((move.dir + "/" + kCommittedMarker).c_str(), &st) == 0;
 }
 
@@ -147,9 +152,9 @@ base::Result<bool> PeerService::EndWorker(Move& move, const std::string& reason)
     (void)PidfdSignal(move.pidfd.get(), SIGKILL);
     WaitWorkerExit(move, kKillWaitMs);
     if (!move.exited)
-      return base::Error(base::Code::kUnavailable, "incoming worker pid " + std::to_string(move.pid) +
-                                                       " of migration " + move.id +
-                                                       " did not exit after SIGKILL; ask again");
+      return base::Error(base::Code::kUnavailable,
+                         "incoming worker pid " + std::to_string(move.pid) + " of migration " +
+                             move.id + " did not exit after SIGKILL; ask again");
   }
   return Committed(move);
 }
@@ -174,7 +179,8 @@ bool PeerService::Adopt(Move& move) {
     move.adopt_failed_logged = true;
     // Rewritten on every retry, so a failure is not logged each time: the
     // record already says committed, and the adoption's error was logged.
-    (void)WriteRecord(move.id, move.name, "committed", move.pid, "not adopted yet: " + adopted.error().message());
+    (void)WriteRecord(move.id, move.name, "committed", move.pid,
+                      "not adopted yet: " + adopted.error().message());
     return false;
   }
   if (auto st = WriteRecord(move.id, move.name, "committed", move.pid, ""); !st)
@@ -198,16 +204,19 @@ base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) 
   if (move) {
     base::MutexLock op(move->op_mu);
     if (move->state.load() == MoveState::kRunning) {
-      ASSIGN_OR_RETURN(bool committed,
-                       EndWorker(*move, "the source asked for the move's status after losing its streams"));
+      ASSIGN_OR_RETURN(
+          bool committed,
+          EndWorker(*move, "the source asked for the move's status after losing its streams"));
       if (committed) {
         (void)Adopt(*move);  // false: the monitor retries; the VM is committed here either way
         return StateReply(id, RemoteMoveState::kCommitted, "");
       }
       CleanUp(*move, "the source lost its streams before the move committed");
-      return StateReply(id, RemoteMoveState::kAborted, "the move did not commit; it was stopped here");
+      return StateReply(id, RemoteMoveState::kAborted,
+                        "the move did not commit; it was stopped here");
     }
-    if (move->state.load() == MoveState::kAdopted) return StateReply(id, RemoteMoveState::kCommitted, "");
+    if (move->state.load() == MoveState::kAdopted)
+      return StateReply(id, RemoteMoveState::kCommitted, "");
   }
   auto record = ReadRecord(id);
   if (!record) return StateReply(id, RemoteMoveState::kUnknown, "no move " + id + " on this host");
@@ -219,14 +228,16 @@ base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) 
   // full disk) reads so: claim neither outcome, and the source stays in
   // doubt rather than run a VM that may run here.
   if (state == "running")
-    return StateReply(id, RemoteMoveState::kRunning, "this host's record of the move is incomplete: " + message);
+    return StateReply(id, RemoteMoveState::kRunning,
+                      "this host's record of the move is incomplete: " + message);
   return StateReply(id, RemoteMoveState::kAborted, message);
 }
 
 base::Result<nlohmann::json> PeerService::Abort(const nlohmann::json& request) {
   ASSIGN_OR_RETURN(std::string id, MigrationIdOf(request));
   std::string reason = "aborted by the source";
-  if (request.contains("reason") && request["reason"].is_string() && !request["reason"].get<std::string>().empty())
+  if (request.contains("reason") && request["reason"].is_string() &&
+      !request["reason"].get<std::string>().empty())
     reason += ": " + request["reason"].get<std::string>();
   auto reply = [&](RemoteMoveState state) {
     return nlohmann::json{{"migration_id", id}, {"state", std::string(ToString(state))}};
@@ -279,10 +290,10 @@ void PeerService::CheckMove(Move& move) {
       }
       return;
     case MoveState::kCleanupPending:
-      if (base::MonotonicNanos() >= move.cleanup.next_try_ns) (void)TryCleanUp(move);  // false: a later retry is due
+      if (base::MonotonicNanos() >= move.cleanup.next_try_ns)
+        (void)TryCleanUp(move);  // false: a later retry is due
       return;
-    case MoveState::kEnded:
-      return;
+    case MoveState::kEnded: return;
   }
 }
 
@@ -392,8 +403,8 @@ void PeerService::RecoverEntry(const std::string& id) {
     // As crashed if the worker is gone; false: the monitor retries it.
     (void)Adopt(*move);
   } else if (alive) {
-    base::LogInfo("incoming move " + id + " of vm " + move->name + ": worker pid " + std::to_string(move->pid) +
-                  " still running; watching it again");
+    base::LogInfo("incoming move " + id + " of vm " + move->name + ": worker pid " +
+                  std::to_string(move->pid) + " still running; watching it again");
   } else {
     CleanUp(*move, "ferryd restarted and found the incoming worker gone before the move committed");
   }

@@ -39,7 +39,7 @@ base::Result<uint64_t> MemAvailable() {
 // The path itself if it exists, else its nearest existing ancestor.
 std::string NearestExisting(const std::string& path) {
   std::string p = path;
-  struct stat st{};
+  struct stat st {};
   while (!p.empty() && ::stat(p.c_str(), &st) != 0) {
     size_t slash = p.rfind('/');
     if (slash == std::string::npos) return "";
@@ -133,7 +133,8 @@ std::vector<std::string> PeerService::CheckPeerNetwork(const PreflightInput& in)
     if (config::CidrContains(net, in.peer.family, in.peer.address.data())) allowed = true;
   }
   if (allowed) return {};
-  return {"peer address " + AddressText(in.peer) + " is not inside migration.networks [" + Join(nets, ", ") + "]"};
+  return {"peer address " + AddressText(in.peer) + " is not inside migration.networks [" +
+          Join(nets, ", ") + "]"};
 }
 
 std::vector<std::string> PeerService::CheckFreeSlot(const PreflightInput&) {
@@ -148,26 +149,29 @@ std::vector<std::string> PeerService::CheckConfigVersion(const PreflightInput& i
   const uint32_t version = in.request.config_version;
   if (version >= config::kMinVmConfigVersion && version <= config::kVmConfigVersion) return {};
   return {"vm configuration version " + std::to_string(version) + " is not supported here (" +
-          std::to_string(config::kMinVmConfigVersion) + ".." + std::to_string(config::kVmConfigVersion) + ")"};
+          std::to_string(config::kMinVmConfigVersion) + ".." +
+          std::to_string(config::kVmConfigVersion) + ")"};
 }
 
 std::vector<std::string> PeerService::CheckVmDefinition(const PreflightInput& in) {
   const PrepareRequest& r = in.request;
   auto definition = config::ParseVmDefinition(r.definition_toml, "moved vm.toml");
   if (!definition) return {definition.error().message()};
-  if (definition->name != r.vm_name) return {"the moved vm.toml names vm " + definition->name + ", not " + r.vm_name};
+  if (definition->name != r.vm_name)
+    return {"the moved vm.toml names vm " + definition->name + ", not " + r.vm_name};
   return PlanConfinementFailures(r, *definition, options_.host.storage_root);
 }
 
 std::vector<std::string> PeerService::CheckVmName(const PreflightInput& in) {
   if (auto bad = config::ValidateVmName(in.request.vm_name); !bad) return {bad.error().message()};
-  if (std::string conflict = vms_.incoming().NameConflict(in.request.vm_name); !conflict.empty()) return {conflict};
+  if (std::string conflict = vms_.incoming().NameConflict(in.request.vm_name); !conflict.empty())
+    return {conflict};
   return {};
 }
 
 std::vector<std::string> PeerService::CheckMigrationId(const PreflightInput& in) {
   const std::string& id = in.request.migration_id;
-  struct stat st{};
+  struct stat st {};
   if (FindMove(id) || ReadRecord(id) || ::lstat((IncomingRoot() + "/" + id).c_str(), &st) == 0)
     return {"migration id " + id + " was already used on this host"};
   return {};
@@ -179,11 +183,12 @@ std::vector<std::string> PeerService::CheckCpu(const PreflightInput& in) {
   std::vector<std::string> failures;
   if (!r.processor_compatibility && r.cpu_vendor != host_cpu_->vendor)
     failures.push_back("processor vendor differs: the vm runs on " +
-                       (r.cpu_vendor.empty() ? "an unknown vendor" : r.cpu_vendor) + ", this host is " +
-                       host_cpu_->vendor + " (processor compatibility is off)");
+                       (r.cpu_vendor.empty() ? "an unknown vendor" : r.cpu_vendor) +
+                       ", this host is " + host_cpu_->vendor + " (processor compatibility is off)");
   auto missing = MissingCpuFeatures(*host_cpu_, r.cpu_features);
   if (!missing.empty())
-    failures.push_back("processor features the vm may use are not offered by KVM here: " + Join(missing, " "));
+    failures.push_back("processor features the vm may use are not offered by KVM here: " +
+                       Join(missing, " "));
   return failures;
 }
 
@@ -201,17 +206,18 @@ std::vector<std::string> PeerService::CheckMemory(const PreflightInput& in) {
   if (!available) return {available.error().message()};
   const uint64_t needed = in.request.memory_bytes;
   if (*available >= promised && *available - promised >= needed) return {};
-  return {"not enough free memory: the vm needs " + FormatBytes(needed) + ", " + FormatBytes(*available) +
-          " available (MemAvailable" +
-          (promised ? ", of which " + FormatBytes(promised) + " is promised to incoming moves)" : ")")};
+  return {
+      "not enough free memory: the vm needs " + FormatBytes(needed) + ", " +
+      FormatBytes(*available) + " available (MemAvailable" +
+      (promised ? ", of which " + FormatBytes(promised) + " is promised to incoming moves)" : ")")};
 }
 
 std::vector<std::string> PeerService::CheckDestinationPath(const PreflightInput& in) {
   const std::string& dest = in.request.destination;
   if (dest.empty() || dest[0] != '/') return {"destination path \"" + dest + "\" is not absolute"};
   const std::string existing = NearestExisting(dest);
-  struct stat st{};
-  struct statvfs vfs{};
+  struct stat st {};
+  struct statvfs vfs {};
   if (::stat(existing.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return {"destination path " + dest + ": " + existing + " is not a directory"};
   if (::access(existing.c_str(), W_OK | X_OK) != 0)
@@ -219,8 +225,8 @@ std::vector<std::string> PeerService::CheckDestinationPath(const PreflightInput&
   if (::statvfs(existing.c_str(), &vfs) != 0)
     return {"destination path " + dest + ": statvfs " + existing + ": " + std::strerror(errno)};
   if (uint64_t free = uint64_t(vfs.f_bavail) * vfs.f_frsize; free < in.request.disk_bytes)
-    return {"not enough disk space at " + existing + ": the move needs " + FormatBytes(in.request.disk_bytes) +
-            ", " + FormatBytes(free) + " free"};
+    return {"not enough disk space at " + existing + ": the move needs " +
+            FormatBytes(in.request.disk_bytes) + ", " + FormatBytes(free) + " free"};
   return {};
 }
 
@@ -241,7 +247,8 @@ std::vector<std::string> PeerService::CheckFilesUnplanned(const PreflightInput& 
   std::vector<std::string> failures;
   for (const std::string& file : IncomingDestinationFiles(in.request)) {
     if (others.count(file) != 0)
-      failures.push_back("destination file " + file + " is already planned by another incoming move");
+      failures.push_back("destination file " + file +
+                         " is already planned by another incoming move");
   }
   return failures;
 }
@@ -251,7 +258,7 @@ std::vector<std::string> PeerService::CheckFilesAbsent(const PreflightInput& in)
   // leftovers of an aborted move whose clean-up still fails.
   std::vector<std::string> failures;
   for (const std::string& file : IncomingDestinationFiles(in.request)) {
-    struct stat st{};
+    struct stat st {};
     if (file.empty() || file[0] != '/') {
       failures.push_back("destination file \"" + file + "\" is not an absolute path");
     } else if (auto left = in.in_the_way.find(file); left != in.in_the_way.end()) {

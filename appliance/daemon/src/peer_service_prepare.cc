@@ -30,6 +30,30 @@ std::vector<std::string> IncomingDestinationFiles(const PrepareRequest& plan) {
   return files;
 }
 
+namespace {
+
+// The incoming directory's files (the moved definition, the worker's plan)
+// and the directories every destination file goes into.
+base::Status WriteIncomingFiles(const std::string& dir, const PrepareRequest& plan) {
+  RETURN_IF_ERROR(base::WriteFileAtomically(dir + "/vm.toml", plan.definition_toml));
+  RETURN_IF_ERROR(
+      base::WriteFileAtomically(dir + "/" + kIncomingPlanFile, ToJson(plan).dump(2) + "\n"));
+  std::error_code ec;
+  std::filesystem::create_directories(plan.destination, ec);
+  if (ec)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "create destination " + plan.destination + ": " + ec.message());
+  for (const std::string& file : IncomingDestinationFiles(plan)) {
+    std::filesystem::create_directories(std::filesystem::path(file).parent_path(), ec);
+    if (ec)
+      return base::Error(base::Code::kFailedPrecondition,
+                         "create the directory of " + file + ": " + ec.message());
+  }
+  return base::Ok();
+}
+
+}  // namespace
+
 base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
                                                   const transport::PeerAddress& peer,
                                                   const transport::PeerAddress& local) {
@@ -55,8 +79,8 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   auto undo = [&](const base::Error& e) -> base::Error {
     std::filesystem::remove_all(move->dir, ec);
     vms_.incoming().ReleaseName(move->name);
-    base::LogWarning("incoming move " + move->id + " of vm " + move->name + " from " + peer.text + ": " +
-                     e.message());
+    base::LogWarning("incoming move " + move->id + " of vm " + move->name + " from " + peer.text +
+                     ": " + e.message());
     return e;
   };
   if (::mkdir(move->dir.c_str(), 0700) != 0) {
@@ -64,16 +88,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
     vms_.incoming().ReleaseName(move->name);  // the directory is not ours to remove
     return e;
   }
-  if (auto st = base::WriteFileAtomically(move->dir + "/vm.toml", plan.definition_toml); !st)
-    return undo(st.error());
-  if (auto st = base::WriteFileAtomically(move->dir + "/" + kIncomingPlanFile, ToJson(plan).dump(2) + "\n"); !st)
-    return undo(st.error());
-  std::filesystem::create_directories(plan.destination, ec);
-  if (ec) return undo(base::Error(base::Code::kFailedPrecondition, "create destination " + plan.destination + ": " + ec.message()));
-  for (const std::string& file : IncomingDestinationFiles(plan)) {
-    std::filesystem::create_directories(std::filesystem::path(file).parent_path(), ec);
-    if (ec) return undo(base::Error(base::Code::kFailedPrecondition, "create the directory of " + file + ": " + ec.message()));
-  }
+  if (auto st = WriteIncomingFiles(move->dir, plan); !st) return undo(st.error());
 
   LaunchSpec spec;
   spec.worker_binary = options_.worker_binary;
@@ -108,8 +123,8 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   reply.data_host = spec.incoming_host;
   reply.data_port = launched->port;
   base::LogInfo("incoming move " + move->id + " of vm " + move->name + " from " + peer.text +
-                ": worker pid " + std::to_string(move->pid) + " listening on " + reply.data_host + ":" +
-                std::to_string(reply.data_port));
+                ": worker pid " + std::to_string(move->pid) + " listening on " + reply.data_host +
+                ":" + std::to_string(reply.data_port));
   return ToJson(reply);
 }
 

@@ -19,7 +19,8 @@ std::vector<std::string_view> Segments(std::string_view path) {
   return out;
 }
 
-Route Make(RouteId id, std::string name = "", VmAction action = VmAction::kStart, std::string allow = "") {
+Route Make(RouteId id, std::string name = "", VmAction action = VmAction::kStart,
+           std::string allow = "") {
   Route r;
   r.id = id;
   r.name = std::move(name);
@@ -41,7 +42,8 @@ Route MatchRoute(std::string_view method, std::string_view path) {
   if (seg.size() < 2 || seg[0] != "v1") return Route{};
   if (seg[1] == "host" && seg.size() == 2) return Only(method, "GET", Make(RouteId::kHost));
   if (seg[1] == "jobs" && seg.size() == 2) return Only(method, "GET", Make(RouteId::kListJobs));
-  if (seg[1] == "jobs" && seg.size() == 3) return Only(method, "GET", Make(RouteId::kGetJob, std::string(seg[2])));
+  if (seg[1] == "jobs" && seg.size() == 3)
+    return Only(method, "GET", Make(RouteId::kGetJob, std::string(seg[2])));
   if (seg[1] != "vms") return Route{};
   if (seg.size() == 2) {
     if (method == "GET") return Make(RouteId::kListVms);
@@ -57,13 +59,19 @@ Route MatchRoute(std::string_view method, std::string_view path) {
   if (seg.size() >= 4 && seg[3] == "checkpoints") {
     Route r;
     if (seg.size() == 4) {
-      if (method == "GET") r = Make(RouteId::kListCheckpoints, name);
-      else if (method == "POST") r = Make(RouteId::kCreateCheckpoint, name);
-      else r = Make(RouteId::kMethodNotAllowed, name, VmAction::kStart, "GET, POST");
+      if (method == "GET")
+        r = Make(RouteId::kListCheckpoints, name);
+      else if (method == "POST")
+        r = Make(RouteId::kCreateCheckpoint, name);
+      else
+        r = Make(RouteId::kMethodNotAllowed, name, VmAction::kStart, "GET, POST");
     } else if (seg.size() == 5) {
-      if (method == "GET") r = Make(RouteId::kGetCheckpoint, name);
-      else if (method == "DELETE") r = Make(RouteId::kDeleteCheckpoint, name);
-      else r = Make(RouteId::kMethodNotAllowed, name, VmAction::kStart, "GET, DELETE");
+      if (method == "GET")
+        r = Make(RouteId::kGetCheckpoint, name);
+      else if (method == "DELETE")
+        r = Make(RouteId::kDeleteCheckpoint, name);
+      else
+        r = Make(RouteId::kMethodNotAllowed, name, VmAction::kStart, "GET, DELETE");
     } else if (seg.size() == 6 && seg[5] == "apply") {
       r = Only(method, "POST", Make(RouteId::kApplyCheckpoint, name));
     } else {

@@ -13,9 +13,9 @@ int64_t UnixMillisNow() {
 }
 
 json ToJson(const RuntimeRecord& r) {
-  return json{{"state", ToString(r.state)},       {"worker_pid", r.worker_pid},
+  return json{{"state", ToString(r.state)},         {"worker_pid", r.worker_pid},
               {"control_socket", r.control_socket}, {"last_error", r.last_error},
-              {"saved_state", r.saved_state},     {"changed_unix_ms", r.changed_unix_ms}};
+              {"saved_state", r.saved_state},       {"changed_unix_ms", r.changed_unix_ms}};
 }
 
 base::Result<RuntimeRecord> RuntimeFromJson(const json& j, std::string_view source) {
@@ -29,16 +29,16 @@ base::Result<RuntimeRecord> RuntimeFromJson(const json& j, std::string_view sour
   auto parsed = ParseVmState(state->get<std::string>());
   if (!parsed) return bad(parsed.error().message());
   r.state = *parsed;
-  for (auto [key, field] : {std::pair{"worker_pid", &r.worker_pid},
-                            std::pair{"changed_unix_ms", &r.changed_unix_ms}}) {
+  for (auto [key, field] :
+       {std::pair{"worker_pid", &r.worker_pid}, std::pair{"changed_unix_ms", &r.changed_unix_ms}}) {
     auto it = j.find(key);
     if (it == j.end()) continue;
     if (!it->is_number_integer()) return bad(std::string("\"") + key + "\" must be an integer");
     *field = it->get<int64_t>();
   }
-  for (auto [key, field] : {std::pair{"control_socket", &r.control_socket},
-                            std::pair{"last_error", &r.last_error},
-                            std::pair{"saved_state", &r.saved_state}}) {
+  for (auto [key, field] :
+       {std::pair{"control_socket", &r.control_socket}, std::pair{"last_error", &r.last_error},
+        std::pair{"saved_state", &r.saved_state}}) {
     auto it = j.find(key);
     if (it == j.end()) continue;
     if (!it->is_string()) return bad(std::string("\"") + key + "\" must be a string");

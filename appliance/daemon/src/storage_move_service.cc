@@ -3,13 +3,13 @@
 
 #include <unistd.h>
 
-#include "daemon/runtime_record.h"
-#include "plan/storage_move_plan.h"
-#include "ipc/worker_protocol.h"
 #include "base/clock.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "daemon/runtime_record.h"
+#include "ipc/worker_protocol.h"
 #include "job_table.h"
+#include "plan/storage_move_plan.h"
 
 namespace appliance {
 
@@ -46,7 +46,8 @@ json MoveJobToJson(const MoveJobRecord& job) {
   j["elapsed_seconds"] = double(end - job.started_unix_ms) / 1000.0;
   j["cleaned_up"] = job.cleaned_up;
   j["kept_sources"] = json::array();
-  for (const KeptSource& k : job.kept) j["kept_sources"].push_back({{"path", k.path}, {"used_by", k.used_by}});
+  for (const KeptSource& k : job.kept)
+    j["kept_sources"].push_back({{"path", k.path}, {"used_by", k.used_by}});
   if (!j.contains("error")) j["error"] = nullptr;
   return j;
 }
@@ -80,9 +81,11 @@ base::Result<MoveJobRecord> MoveJobFromJson(const json& j) {
 StorageMoveService::StorageMoveService(VmService& vms, Options options)
     : vms_(vms),
       options_(std::move(options)),
-      jobs_(std::make_unique<JobTable<Job>>(options_.jobs_dir, options_.history, MoveJobToJson, MoveJobFromJson)) {}
+      jobs_(std::make_unique<JobTable<Job>>(options_.jobs_dir, options_.history, MoveJobToJson,
+                                            MoveJobFromJson)) {}
 
-base::Result<std::unique_ptr<StorageMoveService>> StorageMoveService::Open(VmService& vms, Options options) {
+base::Result<std::unique_ptr<StorageMoveService>> StorageMoveService::Open(VmService& vms,
+                                                                           Options options) {
   std::unique_ptr<StorageMoveService> service(new StorageMoveService(vms, std::move(options)));
   // A job that was running when ferryd stopped. A live move's worker aborts
   // once nobody polls it (the VM stays on its source files); an offline copy
@@ -91,7 +94,8 @@ base::Result<std::unique_ptr<StorageMoveService>> StorageMoveService::Open(VmSer
     record.status.phase = MovePhase::kFailed;
     record.status.error_code = "aborted";
     record.status.error =
-        "interrupted: ferryd stopped during the move; the vm keeps its source files; start the move again "
+        "interrupted: ferryd stopped during the move; the vm keeps its source files; start the "
+        "move again "
         "(a live move resumes from the worker's bitmaps)";
     return false;
   }));
@@ -118,37 +122,40 @@ base::Result<json> StorageMoveService::Start(const std::string& vm, const std::s
     vms_.moves().EndStorageMove(vm, false);
     return drop(live_plan.error().Wrap("move storage of vm " + vm));
   }
-  base::LogInfo("job " + job->record.id + ": " + job->record.kind + " storage move of vm " + vm + " to " +
-                destination);
+  base::LogInfo("job " + job->record.id + ": " + job->record.kind + " storage move of vm " + vm +
+                " to " + destination);
   json reply;
   {
     base::MutexLock lock(jobs_->mu());
     jobs_->Persist(job->record);
     reply = MoveJobToJson(job->record);
     if (live)
-      job->thread = std::thread([this, job, t = *target, p = std::move(*live_plan)] { RunLive(job, t, p); });
+      job->thread =
+          std::thread([this, job, t = *target, p = std::move(*live_plan)] { RunLive(job, t, p); });
     else
       job->thread = std::thread([this, job, t = *target] { RunOffline(job, t); });
   }
   return reply;
 }
 
-base::Result<std::shared_ptr<StorageMoveService::Job>> StorageMoveService::Reserve(const std::string& vm,
-                                                                                   const std::string& destination) {
+base::Result<std::shared_ptr<StorageMoveService::Job>> StorageMoveService::Reserve(
+    const std::string& vm, const std::string& destination) {
   auto job = std::make_shared<Job>();
   base::MutexLock lock(jobs_->mu());
   std::vector<std::string> active = jobs_->Running();
   if (options_.max_storage_moves == 0)
-    return base::Error(base::Code::kFailedPrecondition,
-                       "storage moves are disabled on this host (max_storage_moves = 0 in host.toml)");
+    return base::Error(
+        base::Code::kFailedPrecondition,
+        "storage moves are disabled on this host (max_storage_moves = 0 in host.toml)");
   if (active.size() >= options_.max_storage_moves) {
     std::string list;
     for (const auto& a : active) list += (list.empty() ? "" : ", ") + a;
-    return base::Error(base::Code::kResourceExhausted,
-                       "cannot move the storage of vm " + vm + ": " + std::to_string(active.size()) +
-                           " storage moves are running, the host allows " +
-                           std::to_string(options_.max_storage_moves) +
-                           " at once (max_storage_moves): " + list + "; wait for one to finish (ferry jobs)");
+    return base::Error(
+        base::Code::kResourceExhausted,
+        "cannot move the storage of vm " + vm + ": " + std::to_string(active.size()) +
+            " storage moves are running, the host allows " +
+            std::to_string(options_.max_storage_moves) + " at once (max_storage_moves): " + list +
+            "; wait for one to finish (ferry jobs)");
   }
   if (jobs_->stopping()) return base::Error(base::Code::kUnavailable, "ferryd is stopping");
   // Reserve the slot before the slow part, so two requests cannot both take
@@ -201,8 +208,8 @@ void StorageMoveService::Update(Job& job, const MoveStatus& status) {
   job.record.status.job_id = job.record.id;
 }
 
-void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<std::string> cleaned_up,
-                                std::vector<KeptSource> kept) {
+void StorageMoveService::Finish(Job& job, const MoveStatus& status,
+                                std::vector<std::string> cleaned_up, std::vector<KeptSource> kept) {
   base::MutexLock lock(jobs_->mu());
   job.record.status = status;
   job.record.status.job_id = job.record.id;
@@ -214,7 +221,8 @@ void StorageMoveService::Finish(Job& job, const MoveStatus& status, std::vector<
                 (status.error.empty() ? "" : ": " + status.error));
 }
 
-std::vector<KeptSource> StorageMoveService::RemoveSources(const std::string& job_id, const StorageMovePlan& plan) {
+std::vector<KeptSource> StorageMoveService::RemoveSources(const std::string& job_id,
+                                                          const StorageMovePlan& plan) {
   auto kept = RemoveMoveSources(plan, vms_.moves().FilesUsedByOtherVms(plan.vm_name));
   if (!kept) {
     base::LogWarning("job " + job_id + ": " + kept.error().ToString());
@@ -225,7 +233,8 @@ std::vector<KeptSource> StorageMoveService::RemoveSources(const std::string& job
   return std::move(*kept);
 }
 
-void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target, StorageMovePlan plan) {
+void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target,
+                                 StorageMovePlan plan) {
   base::SetThreadName("move-job");
   const std::string& vm = job->record.vm;
   int missed = 0;
@@ -244,11 +253,12 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
       auto state = vms_.moves().CurrentState(vm);
       bool worker_gone = !state || !HasWorker(*state);
       if (!worker_gone && ++missed < kMaxMissedPolls) continue;
-      std::string why = worker_gone ? "the vm's worker exited during the move (vm " + vm + " is " +
-                                          (state ? std::string(ToString(*state)) : "gone") +
-                                          "); its source files are intact"
-                                    : "the worker stopped answering: " +
-                                          (reply ? std::string("no move status") : reply.error().message());
+      std::string why = worker_gone
+                            ? "the vm's worker exited during the move (vm " + vm + " is " +
+                                  (state ? std::string(ToString(*state)) : "gone") +
+                                  "); its source files are intact"
+                            : "the worker stopped answering: " +
+                                  (reply ? std::string("no move status") : reply.error().message());
       // The dirty tracking died with the worker: nothing at the destination
       // can be resumed, so it goes — except what the VM's vm.toml (the
       // move's commit point) names: a worker that died after committing has
@@ -267,9 +277,12 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
       marker_plan.vm_name = vm;
       marker_plan.destination = job->record.destination;
       std::vector<std::string> cleaned;
-      if (worker_gone && !in_use.empty()) cleaned = RemoveMoveDestinationByMarker(MoveMarkerPath(marker_plan), in_use);
-      Finish(*job, Failed(job->record.id, job->record.destination, base::Error(base::Code::kAborted, why)),
-             std::move(cleaned));
+      if (worker_gone && !in_use.empty())
+        cleaned = RemoveMoveDestinationByMarker(MoveMarkerPath(marker_plan), in_use);
+      Finish(
+          *job,
+          Failed(job->record.id, job->record.destination, base::Error(base::Code::kAborted, why)),
+          std::move(cleaned));
       return;
     }
     missed = 0;
@@ -279,7 +292,8 @@ void StorageMoveService::RunLive(std::shared_ptr<Job> job, VmService::MoveTarget
     }
     const bool completed = status->phase == MovePhase::kCompleted;
     // The worker committed and left its sources: ferryd removes them.
-    std::vector<KeptSource> kept = completed ? RemoveSources(job->record.id, plan) : std::vector<KeptSource>{};
+    std::vector<KeptSource> kept =
+        completed ? RemoveSources(job->record.id, plan) : std::vector<KeptSource>{};
     vms_.moves().EndStorageMove(vm, completed);
     Finish(*job, *status, {}, std::move(kept));
     return;
@@ -304,7 +318,8 @@ void StorageMoveService::RunOffline(std::shared_ptr<Job> job, VmService::MoveTar
   s.bytes_total = plan->bytes_total;
   s.bytes_remaining = plan->bytes_total;
   Update(*job, s);
-  if (auto st = WriteMoveMarker(*plan, "offline copy"); !st) return fail(st.error().Wrap("destination " + dest));
+  if (auto st = WriteMoveMarker(*plan, "offline copy"); !st)
+    return fail(st.error().Wrap("destination " + dest));
   auto copied = CopyStorageOffline(*plan, -1, [&](uint64_t done, uint64_t total) {
     MoveStatus p = s;
     p.bytes_done = done;

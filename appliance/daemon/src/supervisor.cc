@@ -30,7 +30,8 @@ Supervisor::~Supervisor() {
   if (thread_.joinable()) thread_.join();
 }
 
-base::Status Supervisor::Watch(const std::string& name, int64_t pid, base::Fd pidfd, bool is_child) {
+base::Status Supervisor::Watch(const std::string& name, int64_t pid, base::Fd pidfd,
+                               bool is_child) {
   {
     base::MutexLock lock(mu_);
     watched_.push_back(Watched{name, pid, std::move(pidfd), is_child});
@@ -43,7 +44,8 @@ base::Status Supervisor::Signal(int64_t pid, int sig) {
   for (const Watched& w : watched_) {
     if (w.pid == pid) return PidfdSignal(w.pidfd.get(), sig);
   }
-  return base::Error(base::Code::kNotFound, "worker pid " + std::to_string(pid) + " is not watched");
+  return base::Error(base::Code::kNotFound,
+                     "worker pid " + std::to_string(pid) + " is not watched");
 }
 
 size_t Supervisor::watched_count() {
@@ -91,10 +93,14 @@ void Supervisor::Run() {
       ProcessExit exit;
       if (gone.is_child) {
         auto reaped = PidfdReap(gone.pidfd.get(), /*nohang=*/true);
-        if (reaped) exit = *reaped;
-        else base::LogWarning("supervisor: reap worker " + std::to_string(gone.pid) + ": " + reaped.error().ToString());
+        if (reaped)
+          exit = *reaped;
+        else
+          base::LogWarning("supervisor: reap worker " + std::to_string(gone.pid) + ": " +
+                           reaped.error().ToString());
       }
-      base::LogInfo("worker " + std::to_string(gone.pid) + " of vm " + gone.name + " " + exit.Describe());
+      base::LogInfo("worker " + std::to_string(gone.pid) + " of vm " + gone.name + " " +
+                    exit.Describe());
       on_exit_(gone.name, gone.pid, exit);
     }
   }

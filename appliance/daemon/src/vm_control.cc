@@ -34,14 +34,16 @@ base::Status VmControl::Launch(VmEntry& vm, VmAction action, const std::string& 
   if (restore) {
     base::MutexLock lock(vm.mu);
     spec.restore_path = !state_file.empty() ? state_file
-                        : !vm.runtime.saved_state.empty() ? vm.runtime.saved_state
-                                                          : core_.inventory().SavedStatePath(vm.name);
-    struct stat st{};
+                        : !vm.runtime.saved_state.empty()
+                            ? vm.runtime.saved_state
+                            : core_.inventory().SavedStatePath(vm.name);
+    struct stat st {};
     if (::stat(spec.restore_path.c_str(), &st) != 0)
-      return base::Error(base::Code::kNotFound,
-                         "cannot restore vm " + vm.name + ": no saved state at " + spec.restore_path);
+      return base::Error(base::Code::kNotFound, "cannot restore vm " + vm.name +
+                                                    ": no saved state at " + spec.restore_path);
   }
-  base::LogInfo("vm " + vm.name + ": " + (restore ? "restoring from " + spec.restore_path : "starting"));
+  base::LogInfo("vm " + vm.name + ": " +
+                (restore ? "restoring from " + spec.restore_path : "starting"));
   auto launched = LaunchWorker(spec, core_.options().worker_ready_timeout_ms);
   if (!launched) {
     base::Error error = launched.error();
@@ -49,9 +51,11 @@ base::Status VmControl::Launch(VmEntry& vm, VmAction action, const std::string& 
       // The worker verified the file before building anything: say so, and
       // name the file if its message does not.
       std::string detail = error.message();
-      if (detail.find(spec.restore_path) == std::string::npos) detail = spec.restore_path + ": " + detail;
-      error = base::Error(base::Code::kDataLoss,
-                          "cannot restore vm " + vm.name + ": corrupt state file, nothing was restored: " + detail);
+      if (detail.find(spec.restore_path) == std::string::npos)
+        detail = spec.restore_path + ": " + detail;
+      error = base::Error(
+          base::Code::kDataLoss,
+          "cannot restore vm " + vm.name + ": corrupt state file, nothing was restored: " + detail);
     } else {
       error = error.Wrap("cannot " + std::string(ToString(action)) + " vm " + vm.name);
     }
@@ -74,7 +78,8 @@ base::Status VmControl::Launch(VmEntry& vm, VmAction action, const std::string& 
     auto persisted = core_.Persist(vm, after);
     if (!persisted) base::LogError(persisted.error().ToString());
   }
-  RETURN_IF_ERROR(core_.supervisor().Watch(vm.name, launched->pid, std::move(launched->pidfd), /*is_child=*/true));
+  RETURN_IF_ERROR(core_.supervisor().Watch(vm.name, launched->pid, std::move(launched->pidfd),
+                                           /*is_child=*/true));
   // The state file in the VM's directory is stale once the VM runs again (its
   // disks move on), so it goes; a file the admin named is theirs to keep.
   if (restore && spec.restore_path == core_.inventory().SavedStatePath(vm.name))
@@ -93,13 +98,14 @@ bool VmControl::ExitedWithin(VmEntry& vm, int64_t pid, int timeout_ms) {
 
 base::Status VmControl::AwaitWorkerExit(VmEntry& vm, int64_t pid) {
   if (ExitedWithin(vm, pid, core_.options().exit_timeout_ms)) return base::Ok();
-  base::LogWarning("vm " + vm.name + ": worker pid " + std::to_string(pid) + " did not exit within " +
-                   std::to_string(core_.options().exit_timeout_ms) + " ms; killing it");
+  base::LogWarning("vm " + vm.name + ": worker pid " + std::to_string(pid) +
+                   " did not exit within " + std::to_string(core_.options().exit_timeout_ms) +
+                   " ms; killing it");
   // A worker that exits meanwhile can no longer be signalled: the wait below tells.
   (void)core_.supervisor().Signal(pid, SIGKILL);
   if (ExitedWithin(vm, pid, core_.options().exit_timeout_ms)) return base::Ok();
-  return base::Error(base::Code::kInternal, "worker pid " + std::to_string(pid) + " of vm " + vm.name +
-                                                " did not exit even after SIGKILL");
+  return base::Error(base::Code::kInternal, "worker pid " + std::to_string(pid) + " of vm " +
+                                                vm.name + " did not exit even after SIGKILL");
 }
 
 base::Status VmControl::Stop(VmEntry& vm) {
@@ -124,7 +130,8 @@ base::Status VmControl::Stop(VmEntry& vm) {
   const std::string socket = vm.runtime.control_socket;
   vm.exit_expected = true;
   lock.Unlock();
-  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStop, ""}, core_.options().worker_call_timeout_ms);
+  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStop, ""},
+                          core_.options().worker_call_timeout_ms);
   if (!reply) {
     base::LogWarning("vm " + vm.name + ": stop request failed (" + reply.error().message() +
                      "); killing worker pid " + std::to_string(pid));
@@ -149,7 +156,8 @@ base::Status VmControl::PauseOrResume(VmEntry& vm, VmAction action) {
   if (!reply) return reply.error().Wrap(std::string(ToString(action)) + " vm " + vm.name);
   base::MutexLock lock(vm.mu);
   if (!HasWorker(vm.runtime.state))  // the worker exited meanwhile; its exit was recorded
-    return base::Error(base::Code::kAborted, "vm " + vm.name + " stopped during " + std::string(ToString(action)));
+    return base::Error(base::Code::kAborted,
+                       "vm " + vm.name + " stopped during " + std::string(ToString(action)));
   RuntimeRecord after = vm.runtime;
   after.state = StateAfter(action);
   after.changed_unix_ms = UnixMillisNow();
@@ -158,12 +166,14 @@ base::Status VmControl::PauseOrResume(VmEntry& vm, VmAction action) {
 
 base::Status VmControl::Save(VmEntry& vm, const std::string& state_file) {
   base::MutexLock lock(vm.mu);
-  const std::string path = state_file.empty() ? core_.inventory().SavedStatePath(vm.name) : state_file;
+  const std::string path =
+      state_file.empty() ? core_.inventory().SavedStatePath(vm.name) : state_file;
   const int64_t pid = vm.runtime.worker_pid;
   const std::string socket = vm.runtime.control_socket;
   vm.exit_expected = true;
   lock.Unlock();
-  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kSave, path}, core_.options().save_timeout_ms);
+  auto reply =
+      CallWorker(socket, WorkerRequest{WorkerOp::kSave, path}, core_.options().save_timeout_ms);
   lock.Lock();
   if (!reply) {
     vm.exit_expected = false;
@@ -204,11 +214,13 @@ void VmControl::RefreshStateFromWorker(VmEntry& vm) {
     socket = vm.runtime.control_socket;
     pid = vm.runtime.worker_pid;
   }
-  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStatus, ""}, core_.options().worker_call_timeout_ms);
+  auto reply = CallWorker(socket, WorkerRequest{WorkerOp::kStatus, ""},
+                          core_.options().worker_call_timeout_ms);
   if (!reply || reply->pid != pid) return;  // the supervisor reports an exit
   const VmState state = reply->state == "paused" ? VmState::kPaused : VmState::kRunning;
   base::MutexLock lock(vm.mu);
-  if (vm.runtime.worker_pid != pid || vm.runtime.state == state || !HasWorker(vm.runtime.state)) return;
+  if (vm.runtime.worker_pid != pid || vm.runtime.state == state || !HasWorker(vm.runtime.state))
+    return;
   RuntimeRecord after = vm.runtime;
   after.state = state;
   after.changed_unix_ms = UnixMillisNow();

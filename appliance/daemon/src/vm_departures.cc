@@ -16,8 +16,10 @@ constexpr int kAskTimeoutMs = 10000;  // one Status call to the destination
 constexpr int kKillWaitMs = 10000;    // a worker of a VM that left
 
 std::string HowToResolve(const std::string& vm) {
-  return "run `ferry vm resolve " + vm + "` to ask the destination again once it is reachable, or `ferry vm resolve " +
-         vm + " --force` to keep the vm here if it still cannot be asked (if the destination runs it, it then runs on both "
+  return "run `ferry vm resolve " + vm +
+         "` to ask the destination again once it is reachable, or `ferry vm resolve " + vm +
+         " --force` to keep the vm here if it still cannot be asked (if the destination runs it, "
+         "it then runs on both "
          "hosts, each writing its own copy of the disks)";
 }
 
@@ -32,12 +34,14 @@ std::vector<Departure> VmDepartures::List() {
   return out;
 }
 
-void VmDepartures::MarkInDoubt(const std::string& name, const std::string& migration_id, const std::string& message) {
+void VmDepartures::MarkInDoubt(const std::string& name, const std::string& migration_id,
+                               const std::string& message) {
   auto vm = core_.Find(name);
   if (!vm) return;
   {
     base::MutexLock lock((*vm)->mu);
-    if ((*vm)->deleted || !(*vm)->departure || (*vm)->departure->migration_id != migration_id) return;
+    if ((*vm)->deleted || !(*vm)->departure || (*vm)->departure->migration_id != migration_id)
+      return;
     (*vm)->moving = false;  // no job watches it any more; the record holds it
     DepartureRecord record = *(*vm)->departure;
     record.state = DepartureState::kInDoubt;
@@ -69,17 +73,20 @@ base::Result<ResolveOutcome> VmDepartures::SettleUnwatched(const std::string& na
   }
   auto resolved = ResolveLocked(*vm, /*force=*/false, /*resume=*/true);
   if (!resolved && record.state == DepartureState::kMoving && !record.migration_id.empty())
-    MarkInDoubt(name, record.migration_id, "no job watches the move: " + resolved.error().message());
+    MarkInDoubt(name, record.migration_id,
+                "no job watches the move: " + resolved.error().message());
   return resolved;
 }
 
-base::Result<MoveTarget> VmDepartures::ReattachLiveMove(const std::string& name, const std::string& migration_id) {
+base::Result<MoveTarget> VmDepartures::ReattachLiveMove(const std::string& name,
+                                                        const std::string& migration_id) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   base::MutexLock op(vm->op_mu);
   base::MutexLock lock(vm->mu);
   if (vm->deleted || !vm->departure || vm->departure->migration_id != migration_id ||
       vm->departure->state != DepartureState::kMoving)
-    return base::Error(base::Code::kNotFound, "vm " + name + " has no departure by migration " + migration_id);
+    return base::Error(base::Code::kNotFound,
+                       "vm " + name + " has no departure by migration " + migration_id);
   MoveTarget target = core_.TargetOf(*vm);
   vm->moving = true;
   return target;
@@ -94,20 +101,22 @@ base::Status VmDepartures::Settle(VmEntry& vm, const std::string& what) {
     record = *vm.departure;
     if (vm.moving)
       return base::Error(base::Code::kFailedPrecondition,
-                         "vm " + vm.name + ": cannot " + what + ": it is moving to " + record.host + " (job " +
-                             record.job + "; see ferry jobs)");
+                         "vm " + vm.name + ": cannot " + what + ": it is moving to " + record.host +
+                             " (job " + record.job + "; see ferry jobs)");
   }
-  base::LogInfo("vm " + vm.name + ": asking " + record.host + " about migration " + record.migration_id +
-                " before " + what);
+  base::LogInfo("vm " + vm.name + ": asking " + record.host + " about migration " +
+                record.migration_id + " before " + what);
   auto resolved = ResolveLocked(vm, /*force=*/false, /*resume=*/false);
   if (!resolved) {
-    return base::Error(resolved.error().code() == base::Code::kUnavailable ? base::Code::kFailedPrecondition
-                                                                           : resolved.error().code(),
+    return base::Error(resolved.error().code() == base::Code::kUnavailable
+                           ? base::Code::kFailedPrecondition
+                           : resolved.error().code(),
                        "vm " + vm.name + ": cannot " + what + ": " + resolved.error().message());
   }
   if (resolved->kind == ResolveOutcome::Kind::kMoved)
-    return base::Error(base::Code::kNotFound, "vm " + vm.name + ": cannot " + what + ": it moved to " +
-                                                  record.host + " and runs there; it was removed here");
+    return base::Error(base::Code::kNotFound, "vm " + vm.name + ": cannot " + what +
+                                                  ": it moved to " + record.host +
+                                                  " and runs there; it was removed here");
   return base::Ok();
 }
 
@@ -141,8 +150,8 @@ base::Result<ResolveOutcome> VmDepartures::ResolveLocked(VmEntry& vm, bool force
     record = *vm.departure;
     if (vm.moving)
       return base::Error(base::Code::kFailedPrecondition,
-                         "vm " + name + " is moving to " + record.host + " right now (job " + record.job +
-                             "): its job settles the move; see ferry jobs");
+                         "vm " + name + " is moving to " + record.host + " right now (job " +
+                             record.job + "): its job settles the move; see ferry jobs");
   }
   ResolveOutcome out;
   out.vm = name;
@@ -151,17 +160,20 @@ base::Result<ResolveOutcome> VmDepartures::ResolveLocked(VmEntry& vm, bool force
   if (record.migration_id.empty()) {
     // A damaged record names no move to ask about: only an admin can say.
     if (!force)
-      return base::Error(base::Code::kUnavailable,
-                         "vm " + name + " is held: its departure record is damaged (" + record.message +
-                             "), so ferry cannot tell which destination may run it; check the hosts it may have "
-                             "moved to, then run `ferry vm resolve " + name + " --force` to keep it here");
+      return base::Error(
+          base::Code::kUnavailable,
+          "vm " + name + " is held: its departure record is damaged (" + record.message +
+              "), so ferry cannot tell which destination may run it; check the hosts it may have "
+              "moved to, then run `ferry vm resolve " +
+              name + " --force` to keep it here");
     return DropDamagedRecord(vm, std::move(out));
   }
   auto asked = AskDestination(record);
   if (!asked && !force)
     return base::Error(base::Code::kUnavailable,
-                       "vm " + name + " is in doubt: a live move to " + record.host + " (migration " +
-                           record.migration_id + ") may have committed there, and the destination cannot say (" +
+                       "vm " + name + " is in doubt: a live move to " + record.host +
+                           " (migration " + record.migration_id +
+                           ") may have committed there, and the destination cannot say (" +
                            asked.error().message() + "); " + HowToResolve(name));
   if (!asked) return KeepHereByForce(vm, record, asked.error().message(), std::move(out));
   if (*asked == ToString(RemoteMoveState::kCommitted)) return RemoveMovedVm(record, std::move(out));
@@ -173,7 +185,8 @@ base::Result<ResolveOutcome> VmDepartures::DropDamagedRecord(VmEntry& vm, Resolv
   base::LogWarning("vm " + vm.name + ": damaged departure record dropped by force");
   out.kind = ResolveOutcome::Kind::kHere;
   out.forced = true;
-  out.message = "damaged departure record dropped by force: make sure no other host runs vm " + vm.name;
+  out.message =
+      "damaged departure record dropped by force: make sure no other host runs vm " + vm.name;
   base::MutexLock lock(vm.mu);
   vm.departure.reset();
   vm.moving = false;
@@ -182,9 +195,10 @@ base::Result<ResolveOutcome> VmDepartures::DropDamagedRecord(VmEntry& vm, Resolv
   return out;
 }
 
-ResolveOutcome VmDepartures::KeepHereByForce(VmEntry& vm, const DepartureRecord& record, const std::string& why,
-                                             ResolveOutcome out) {
-  base::LogWarning("vm " + vm.name + ": departure to " + record.host + " (migration " + record.migration_id +
+ResolveOutcome VmDepartures::KeepHereByForce(VmEntry& vm, const DepartureRecord& record,
+                                             const std::string& why, ResolveOutcome out) {
+  base::LogWarning("vm " + vm.name + ": departure to " + record.host + " (migration " +
+                   record.migration_id +
                    ") dropped by force without an answer from the destination (" + why +
                    "); if the destination runs the vm, it runs on both hosts");
   out.kind = ResolveOutcome::Kind::kHere;
@@ -197,25 +211,27 @@ ResolveOutcome VmDepartures::KeepHereByForce(VmEntry& vm, const DepartureRecord&
   return out;
 }
 
-base::Result<ResolveOutcome> VmDepartures::RemoveMovedVm(const DepartureRecord& record, ResolveOutcome out) {
+base::Result<ResolveOutcome> VmDepartures::RemoveMovedVm(const DepartureRecord& record,
+                                                         ResolveOutcome out) {
   const std::string& name = out.vm;
   // The VM runs there: any copy here must never run again.
-  if (auto st = moves_.KillWorkerOfMovedVm(name, kKillWaitMs); !st) return st.error().Wrap("vm " + name + " moved");
+  if (auto st = moves_.KillWorkerOfMovedVm(name, kKillWaitMs); !st)
+    return st.error().Wrap("vm " + name + " moved");
   MovedVm moved = moves_.FinishMovedVm(name, "");
-  base::LogInfo("vm " + name + ": the destination " + record.host + " committed migration " + record.migration_id +
-                "; removed here");
+  base::LogInfo("vm " + name + ": the destination " + record.host + " committed migration " +
+                record.migration_id + "; removed here");
   out.kind = ResolveOutcome::Kind::kMoved;
   out.removed = moved.removed;
   out.message = "vm " + name + " moved to " + record.host + " and runs there; removed here";
   return out;
 }
 
-ResolveOutcome VmDepartures::StayHere(VmEntry& vm, const DepartureRecord& record, const std::string& verdict,
-                                      bool resume, ResolveOutcome out) {
+ResolveOutcome VmDepartures::StayHere(VmEntry& vm, const DepartureRecord& record,
+                                      const std::string& verdict, bool resume, ResolveOutcome out) {
   const std::string& name = vm.name;
   moves_.EndLiveMove(name, record.migration_id);
-  base::LogInfo("vm " + name + ": the destination " + record.host + " says migration " + record.migration_id +
-                " is " + verdict + "; the vm stays here");
+  base::LogInfo("vm " + name + ": the destination " + record.host + " says migration " +
+                record.migration_id + " is " + verdict + "; the vm stays here");
   out.kind = ResolveOutcome::Kind::kHere;
   out.message = "the destination says the move is " + verdict + "; vm " + name + " stays here";
   bool paused = false;
@@ -227,7 +243,8 @@ ResolveOutcome VmDepartures::StayHere(VmEntry& vm, const DepartureRecord& record
     // The switchover paused it; nothing of the move remains to wait for.
     if (auto st = control_.PauseOrResume(vm, VmAction::kResume); st) {
       out.message += " and runs again (the move had paused it)";
-      base::LogInfo("vm " + name + ": resumed here after the destination said the move is " + verdict);
+      base::LogInfo("vm " + name + ": resumed here after the destination said the move is " +
+                    verdict);
     } else {
       out.message += "; resuming it failed: " + st.error().message();
     }

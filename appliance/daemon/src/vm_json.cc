@@ -1,5 +1,5 @@
-#include "config/names.h"
 #include "daemon/vm_json.h"
+#include "config/names.h"
 
 #include <cctype>
 
@@ -22,9 +22,12 @@ base::Result<std::string> StringMember(const json& j, const char* key, std::stri
 // JSON keeps small numbers signed and large ones unsigned; accept both.
 base::Result<uint64_t> PositiveInteger(const json& v, const char* key, uint64_t max) {
   uint64_t value = 0;
-  if (v.is_number_unsigned()) value = v.get<uint64_t>();
-  else if (v.is_number_integer() && v.get<int64_t>() > 0) value = uint64_t(v.get<int64_t>());
-  if (value == 0 || value > max) return Invalid(std::string("\"") + key + "\" must be a positive integer");
+  if (v.is_number_unsigned())
+    value = v.get<uint64_t>();
+  else if (v.is_number_integer() && v.get<int64_t>() > 0)
+    value = uint64_t(v.get<int64_t>());
+  if (value == 0 || value > max)
+    return Invalid(std::string("\"") + key + "\" must be a positive integer");
   return value;
 }
 
@@ -57,7 +60,8 @@ base::Result<config::DiskSpec> ParseDisk(const json& j, size_t index) {
 json DefinitionToJson(const config::VmDefinition& vm) {
   json disks = json::array();
   for (const auto& d : vm.disks)
-    disks.push_back({{"path", d.path}, {"format", config::ToString(d.format)}, {"read_only", d.read_only}});
+    disks.push_back(
+        {{"path", d.path}, {"format", config::ToString(d.format)}, {"read_only", d.read_only}});
   return json{{"name", vm.name},
               {"id", vm.id},
               {"config_version", vm.config_version},

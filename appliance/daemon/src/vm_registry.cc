@@ -35,7 +35,8 @@ base::Status VmRegistry::Persist(VmEntry& vm, const RuntimeRecord& runtime) {
 }
 
 base::Status VmRegistry::RecordDefinition(VmEntry& vm, const config::VmDefinition& definition) {
-  if (auto st = base::WriteFileAtomically(inventory_.DefinitionPath(vm.name), config::FormatVmDefinition(definition));
+  if (auto st = base::WriteFileAtomically(inventory_.DefinitionPath(vm.name),
+                                          config::FormatVmDefinition(definition));
       !st)
     return st.error().Wrap("record the definition of vm " + vm.name);
   base::MutexLock lock(vm.mu);

@@ -14,9 +14,9 @@
 
 #include "base/log.h"
 #include "common/process.h"
-#include "guest_names.h"
 #include "daemon/worker_exit.h"
 #include "daemon/worker_launcher.h"
+#include "guest_names.h"
 #include "ipc/worker_protocol.h"
 
 #ifndef FERRY_VERSION
@@ -28,7 +28,7 @@ namespace appliance {
 namespace {
 
 bool Exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -80,15 +80,16 @@ base::Result<std::unique_ptr<VmService>> VmService::Open(ServiceOptions options)
   ASSIGN_OR_RETURN(base::Fd inventory_lock, base::Fd::Open(lock_path, O_RDWR | O_CREAT, 0600));
   if (::flock(inventory_lock.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
-      return base::Error(base::Code::kFailedPrecondition,
-                         "another ferryd already manages " + options.host.storage_root + " (it holds " + lock_path + ")");
+      return base::Error(base::Code::kFailedPrecondition, "another ferryd already manages " +
+                                                              options.host.storage_root +
+                                                              " (it holds " + lock_path + ")");
     return base::ErrnoError("flock " + lock_path);
   }
   std::unique_ptr<VmService> service(
       new VmService(std::move(options), std::move(inventory), std::move(inventory_lock)));
   VmService* self = service.get();
-  ASSIGN_OR_RETURN(auto supervisor,
-                   Supervisor::Start([self](const std::string& name, int64_t pid, const ProcessExit& exit) {
+  ASSIGN_OR_RETURN(auto supervisor, Supervisor::Start([self](const std::string& name, int64_t pid,
+                                                             const ProcessExit& exit) {
                      self->OnWorkerExit(name, pid, exit);
                    }));
   service->core_.set_supervisor(std::move(supervisor));
@@ -114,7 +115,8 @@ void VmService::RemoveLeftovers() {
       base::LogWarning("leftover " + dir + " keeps files ferry did not create: a vm " + name +
                        " cannot arrive here by a live move until it is removed");
     else
-      base::LogInfo("removed the leftovers of vm " + name + " (a delete or departure interrupted by a stop)");
+      base::LogInfo("removed the leftovers of vm " + name +
+                    " (a delete or departure interrupted by a stop)");
   }
 }
 
@@ -151,7 +153,8 @@ void VmService::Recover(VmEntry& vm) {
   } else if (departure->has_value()) {
     vm.departure = **departure;
     base::LogWarning("vm " + vm.name + ": a live move to " + vm.departure->host + " (migration " +
-                     vm.departure->migration_id + ") is " + std::string(ToString(vm.departure->state)));
+                     vm.departure->migration_id + ") is " +
+                     std::string(ToString(vm.departure->state)));
   }
   auto loaded = inventory.LoadRuntime(vm.name);
   if (!loaded) {
@@ -174,9 +177,10 @@ void VmService::Recover(VmEntry& vm) {
     vm.deleted = true;  // the VM runs on another host; FinishMovesAtStart removes it
     return;
   }
-  RuntimeRecord after =
-      RuntimeAfterWorkerExit(vm.runtime, record ? &*record : nullptr, ProcessExit{}, UnixMillisNow());
-  if (!record) after.last_error = "worker pid " + std::to_string(pid) + " exited while ferryd was not running";
+  RuntimeRecord after = RuntimeAfterWorkerExit(vm.runtime, record ? &*record : nullptr,
+                                               ProcessExit{}, UnixMillisNow());
+  if (!record)
+    after.last_error = "worker pid " + std::to_string(pid) + " exited while ferryd was not running";
   base::LogWarning("vm " + vm.name + ": " + std::string(ToString(after.state)) +
                    (after.last_error.empty() ? "" : ": " + after.last_error));
   LogIfFailed(core_.Persist(vm, after));
@@ -202,14 +206,16 @@ void VmService::ReattachWorker(VmEntry& vm, base::Fd pidfd) {
   after.worker_pid = 0;
   after.control_socket.clear();
   after.changed_unix_ms = UnixMillisNow();
-  after.last_error = "worker pid " + std::to_string(pid) + " did not answer on its control socket " +
-                     vm.runtime.control_socket + ": " +
-                     (reply ? "it reported pid " + std::to_string(reply->pid) : reply.error().message());
+  after.last_error =
+      "worker pid " + std::to_string(pid) + " did not answer on its control socket " +
+      vm.runtime.control_socket + ": " +
+      (reply ? "it reported pid " + std::to_string(reply->pid) : reply.error().message());
   if (IsWorkerFor(pid, core_.inventory().VmDir(vm.name))) {
     // It is our worker, wedged: it still holds the VM's memory and disks, and
     // nothing could ever control it again.
     if (auto st = PidfdSignal(pidfd.get(), SIGKILL); !st)
-      base::LogWarning("vm " + vm.name + ": kill worker pid " + std::to_string(pid) + ": " + st.error().ToString());
+      base::LogWarning("vm " + vm.name + ": kill worker pid " + std::to_string(pid) + ": " +
+                       st.error().ToString());
     after.last_error += "; the worker was killed";
   }
   base::LogWarning("vm " + vm.name + ": crashed: " + after.last_error);
@@ -231,10 +237,11 @@ void VmService::FinishMovesAtStart() {
 }
 
 void VmService::OnWorkerExit(const std::string& name, int64_t pid, const ProcessExit& exit) {
-  std::shared_ptr<VmEntry> vm = core_.WithNames([&](VmRegistry::Names& map) -> std::shared_ptr<VmEntry> {
-    auto it = map.vms.find(name);
-    return it == map.vms.end() ? nullptr : it->second;
-  });
+  std::shared_ptr<VmEntry> vm =
+      core_.WithNames([&](VmRegistry::Names& map) -> std::shared_ptr<VmEntry> {
+        auto it = map.vms.find(name);
+        return it == map.vms.end() ? nullptr : it->second;
+      });
   if (vm == nullptr) return;
   base::MutexLock lock(vm->mu);
   if (vm->runtime.worker_pid != pid) return;  // an older worker of this VM
@@ -255,7 +262,8 @@ void VmService::OnWorkerExit(const std::string& name, int64_t pid, const Process
         RuntimeAfterWorkerExit(vm->runtime, record ? &*record : nullptr, exit, UnixMillisNow());
     base::LogInfo("vm " + name + ": " + std::string(ToString(after.state)) +
                   (after.last_error.empty() ? "" : ": " + after.last_error));
-    if (auto st = core_.Persist(*vm, after); !st) base::LogError("vm " + name + ": " + st.error().ToString());
+    if (auto st = core_.Persist(*vm, after); !st)
+      base::LogError("vm " + name + ": " + st.error().ToString());
   }
   vm->exited_cv.NotifyAll();
 }
@@ -299,7 +307,8 @@ base::Result<VmView> VmService::Show(const std::string& name) {
   if (HasWorker(view.runtime.state)) {
     // Live numbers are a bonus: a worker busy saving may not answer in time,
     // and show must still answer.
-    auto reply = CallWorker(view.runtime.control_socket, WorkerRequest{WorkerOp::kStatus, ""}, 2000);
+    auto reply =
+        CallWorker(view.runtime.control_socket, WorkerRequest{WorkerOp::kStatus, ""}, 2000);
     if (reply) view.live = VmView::Live{reply->stats, reply->state};
   }
   return view;

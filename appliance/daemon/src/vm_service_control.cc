@@ -12,7 +12,8 @@
 
 namespace appliance {
 
-base::Result<VmView> VmService::Act(const std::string& name, VmAction action, const std::string& state_file) {
+base::Result<VmView> VmService::Act(const std::string& name, VmAction action,
+                                    const std::string& state_file) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   if (!state_file.empty() && state_file[0] != '/')
     return base::Error(base::Code::kInvalidArgument,
@@ -34,19 +35,11 @@ base::Result<VmView> VmService::Act(const std::string& name, VmAction action, co
     RETURN_IF_ERROR(departures_.Settle(*vm, std::string(ToString(action))));
   switch (action) {
     case VmAction::kStart:
-    case VmAction::kRestore:
-      RETURN_IF_ERROR(control_.Launch(*vm, action, state_file));
-      break;
-    case VmAction::kStop:
-      RETURN_IF_ERROR(control_.Stop(*vm));
-      break;
+    case VmAction::kRestore: RETURN_IF_ERROR(control_.Launch(*vm, action, state_file)); break;
+    case VmAction::kStop: RETURN_IF_ERROR(control_.Stop(*vm)); break;
     case VmAction::kPause:
-    case VmAction::kResume:
-      RETURN_IF_ERROR(control_.PauseOrResume(*vm, action));
-      break;
-    case VmAction::kSave:
-      RETURN_IF_ERROR(control_.Save(*vm, state_file));
-      break;
+    case VmAction::kResume: RETURN_IF_ERROR(control_.PauseOrResume(*vm, action)); break;
+    case VmAction::kSave: RETURN_IF_ERROR(control_.Save(*vm, state_file)); break;
     case VmAction::kDelete:
       return base::Error(base::Code::kInvalidArgument, "delete is not a vm action; use DELETE");
   }
@@ -58,41 +51,47 @@ base::Result<std::string> VmService::ResolveProgram(const CreateRequest& request
   const ServiceOptions& options = core_.options();
   if (!request.guest.empty()) {
     std::string path = options.guest_dir + "/" + request.guest + "-guest.bin";
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) == 0) return path;
     std::string available;
-    for (const auto& g : GuestNames(options.guest_dir)) available += (available.empty() ? "" : ", ") + g;
-    return base::Error(base::Code::kNotFound,
-                       "guest \"" + request.guest + "\" not found: no " + path +
-                           (available.empty() ? " (no guests installed in " + options.guest_dir + ")"
-                                              : " (available: " + available + ")"));
+    for (const auto& g : GuestNames(options.guest_dir))
+      available += (available.empty() ? "" : ", ") + g;
+    return base::Error(
+        base::Code::kNotFound,
+        "guest \"" + request.guest + "\" not found: no " + path +
+            (available.empty() ? " (no guests installed in " + options.guest_dir + ")"
+                               : " (available: " + available + ")"));
   }
   const std::string& program = request.definition.program;
   if (program[0] != '/')
     return base::Error(base::Code::kInvalidArgument,
                        "guest program path must be absolute, not \"" + program + "\"");
-  struct stat st{};
+  struct stat st {};
   if (::stat(program.c_str(), &st) != 0) return base::ErrnoError("guest program " + program);
   if (!S_ISREG(st.st_mode))
-    return base::Error(base::Code::kInvalidArgument, "guest program " + program + " is not a regular file");
+    return base::Error(base::Code::kInvalidArgument,
+                       "guest program " + program + " is not a regular file");
   return program;
 }
 
 base::Status VmService::CheckDisks(const config::VmDefinition& def) const {
   for (const config::DiskSpec& disk : def.disks) {
     if (disk.path.empty() || disk.path[0] != '/')
-      return base::Error(base::Code::kInvalidArgument, "disk path must be absolute, not \"" + disk.path + "\"");
-    struct stat st{};
+      return base::Error(base::Code::kInvalidArgument,
+                         "disk path must be absolute, not \"" + disk.path + "\"");
+    struct stat st {};
     if (::stat(disk.path.c_str(), &st) != 0) return base::ErrnoError("disk " + disk.path);
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-      return base::Error(base::Code::kInvalidArgument, "disk " + disk.path + " is not a file or block device");
+      return base::Error(base::Code::kInvalidArgument,
+                         "disk " + disk.path + " is not a file or block device");
     // The image and its whole chain, as start would open them (and the
     // tables start would only read later): a damaged image is refused now.
     storage::ImageCheckOptions check;
     check.writable = !disk.read_only;
     if (auto checked = storage::CheckDiskImage(disk.path, disk.format, check); !checked)
       return checked.error().Wrap("cannot create vm " + def.name + ": disk " +
-                                  std::to_string(&disk - def.disks.data()) + " (" + base::Escaped(disk.path) + ")");
+                                  std::to_string(&disk - def.disks.data()) + " (" +
+                                  base::Escaped(disk.path) + ")");
   }
   return base::Ok();
 }
@@ -112,7 +111,8 @@ base::Result<VmView> VmService::Create(CreateRequest request) {
     if (map.vms.count(def.name) != 0 || inventory.Exists(def.name))
       return base::Error(base::Code::kAlreadyExists, "vm " + def.name + " already exists");
     if (map.incoming.count(def.name) != 0)
-      return base::Error(base::Code::kAlreadyExists, "vm " + def.name + " is arriving here by a live move");
+      return base::Error(base::Code::kAlreadyExists,
+                         "vm " + def.name + " is arriving here by a live move");
     RETURN_IF_ERROR(inventory.Create(def));
     ASSIGN_OR_RETURN(RuntimeRecord runtime, inventory.LoadRuntime(def.name));
     auto vm = std::make_shared<VmEntry>(def.name);

@@ -21,7 +21,8 @@ base::Result<VmState> ParseVmState(std::string_view text) {
                     VmState::kCrashed, VmState::kPoweredOff}) {
     if (text == ToString(s)) return s;
   }
-  return base::Error(base::Code::kInvalidArgument, "unknown vm state \"" + std::string(text) + "\"");
+  return base::Error(base::Code::kInvalidArgument,
+                     "unknown vm state \"" + std::string(text) + "\"");
 }
 
 std::string_view ToString(VmAction action) {
@@ -42,17 +43,21 @@ base::Result<VmAction> ParseVmAction(std::string_view text) {
                      VmAction::kSave, VmAction::kRestore, VmAction::kDelete}) {
     if (text == ToString(a)) return a;
   }
-  return base::Error(base::Code::kInvalidArgument, "unknown vm action \"" + std::string(text) + "\"");
+  return base::Error(base::Code::kInvalidArgument,
+                     "unknown vm action \"" + std::string(text) + "\"");
 }
 
 bool HasWorker(VmState state) { return state == VmState::kRunning || state == VmState::kPaused; }
 
 VmState StateAfter(VmAction action) {
   switch (action) {
-    case VmAction::kStart: case VmAction::kResume: case VmAction::kRestore: return VmState::kRunning;
+    case VmAction::kStart:
+    case VmAction::kResume:
+    case VmAction::kRestore: return VmState::kRunning;
     case VmAction::kPause: return VmState::kPaused;
     case VmAction::kSave: return VmState::kSaved;
-    case VmAction::kStop: case VmAction::kDelete: return VmState::kStopped;
+    case VmAction::kStop:
+    case VmAction::kDelete: return VmState::kStopped;
   }
   return VmState::kStopped;
 }
@@ -62,23 +67,14 @@ base::Status CheckAction(std::string_view vm_name, VmState state, VmAction actio
   std::string hint;
   switch (action) {
     case VmAction::kStart:
-      allowed = state == VmState::kStopped || state == VmState::kCrashed ||
-                state == VmState::kPoweredOff;
-      if (state == VmState::kSaved)
-        hint = "; restore it, or stop it to discard the saved state";
+      allowed =
+          state == VmState::kStopped || state == VmState::kCrashed || state == VmState::kPoweredOff;
+      if (state == VmState::kSaved) hint = "; restore it, or stop it to discard the saved state";
       break;
-    case VmAction::kStop:
-      allowed = state != VmState::kStopped;
-      break;
-    case VmAction::kPause:
-      allowed = state == VmState::kRunning;
-      break;
-    case VmAction::kResume:
-      allowed = state == VmState::kPaused;
-      break;
-    case VmAction::kSave:
-      allowed = HasWorker(state);
-      break;
+    case VmAction::kStop: allowed = state != VmState::kStopped; break;
+    case VmAction::kPause: allowed = state == VmState::kRunning; break;
+    case VmAction::kResume: allowed = state == VmState::kPaused; break;
+    case VmAction::kSave: allowed = HasWorker(state); break;
     case VmAction::kRestore:
       // From a state other than saved only with an explicit state file; the
       // service checks that one exists.

@@ -59,10 +59,10 @@ std::string FirstDiskError(const WorkerStats& stats, const config::VmDefinition&
   if (first == nullptr) return "";
   // The cause is escaped by storage where it names files; the disk path is
   // the admin's own, escaped anyway so the line stays one line.
-  return "disk " + std::to_string(index) + " (" + base::Escaped(DiskPath(definition, index)) + "): " +
-         first->first_error + " (" + Count(first->read_errors, "read error") + ", " +
-         Count(first->write_errors, "write error") + ", " + Count(first->flush_errors, "flush error") +
-         " so far)";
+  return "disk " + std::to_string(index) + " (" + base::Escaped(DiskPath(definition, index)) +
+         "): " + first->first_error + " (" + Count(first->read_errors, "read error") + ", " +
+         Count(first->write_errors, "write error") + ", " +
+         Count(first->flush_errors, "flush error") + " so far)";
 }
 
 }  // namespace appliance

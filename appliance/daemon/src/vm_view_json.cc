@@ -92,7 +92,9 @@ json CheckpointToJson(const CheckpointView& checkpoint) {
 json CheckpointListToJson(const CheckpointList& list) {
   json checkpoints = json::array();
   for (const CheckpointView& c : list.checkpoints) checkpoints.push_back(CheckpointToJson(c));
-  return json{{"vm", list.vm}, {"current_checkpoint", list.current_checkpoint}, {"checkpoints", checkpoints}};
+  return json{{"vm", list.vm},
+              {"current_checkpoint", list.current_checkpoint},
+              {"checkpoints", checkpoints}};
 }
 
 json AppliedCheckpointToJson(const AppliedCheckpoint& applied) {
@@ -106,7 +108,10 @@ json DeletedCheckpointToJson(const DeletedCheckpoint& deleted) {
   json removed = json::array(), kept = json::array();
   for (const std::string& f : deleted.removed_files) removed.push_back(f);
   for (const std::string& f : deleted.kept_files) kept.push_back(f);
-  return json{{"deleted", deleted.checkpoint}, {"vm", deleted.vm}, {"removed_files", removed}, {"kept_files", kept}};
+  return json{{"deleted", deleted.checkpoint},
+              {"vm", deleted.vm},
+              {"removed_files", removed},
+              {"kept_files", kept}};
 }
 
 json ResolveOutcomeToJson(const ResolveOutcome& outcome) {

@@ -21,7 +21,8 @@ RuntimeRecord RuntimeAfterWorkerExit(const RuntimeRecord& before, const WorkerEx
     after.saved_state = record->saved_path;
   } else if (trust_record && record->state == "failed") {
     after.state = VmState::kCrashed;
-    after.last_error = "vm failed: " + (record->message.empty() ? "no reason given" : record->message);
+    after.last_error =
+        "vm failed: " + (record->message.empty() ? "no reason given" : record->message);
   } else {
     after.state = VmState::kCrashed;
     after.last_error = "worker " + exit.Describe();

@@ -9,9 +9,9 @@
 #include <optional>
 #include <vector>
 
+#include "base/clock.h"
 #include "common/error_codes.h"
 #include "common/process.h"
-#include "base/clock.h"
 
 extern char** environ;
 
@@ -76,15 +76,16 @@ base::Result<WorkerExitRecord> ReadExitRecord(const std::string& path, int64_t p
 namespace {
 
 std::vector<std::string> WorkerArgs(const LaunchSpec& spec) {
-  std::vector<std::string> args = {spec.worker_binary, "--vm-dir", spec.vm_dir,
-                                   "--control-socket", spec.control_socket,
-                                   "--ready-fd", std::to_string(kReadyFd)};
+  std::vector<std::string> args = {spec.worker_binary,      "--vm-dir",          spec.vm_dir,
+                                   "--control-socket",      spec.control_socket, "--ready-fd",
+                                   std::to_string(kReadyFd)};
   if (!spec.restore_path.empty()) {
     args.push_back("--restore");
     args.push_back(spec.restore_path);
   }
   if (!spec.incoming_host.empty()) {
-    args.insert(args.end(), {"--incoming", spec.incoming_host, "--migration-id", spec.migration_id});
+    args.insert(args.end(),
+                {"--incoming", spec.incoming_host, "--migration-id", spec.migration_id});
   }
   return args;
 }
@@ -110,26 +111,28 @@ base::Result<pid_t> Spawn(const LaunchSpec& spec, int log, int ready_write) {
   for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGCHLD}) sigaddset(&defaults, sig);
   posix_spawnattr_setsigmask(&sa.attr_, &empty);
   posix_spawnattr_setsigdefault(&sa.attr_, &defaults);
-  posix_spawnattr_setflags(&sa.attr_, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&sa.attr_,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   pid_t pid = 0;
-  int err = ::posix_spawn(&pid, spec.worker_binary.c_str(), &sa.actions_, &sa.attr_, argv.data(), environ);
+  int err = ::posix_spawn(&pid, spec.worker_binary.c_str(), &sa.actions_, &sa.attr_, argv.data(),
+                          environ);
   if (err != 0) return base::ErrnoError("start worker " + spec.worker_binary, err);
   return pid;
 }
 
 // Reads the ready line from the pipe: the port it names, or nullopt if the
 // pipe reads end-of-file first (the worker exited, or closed it, unready).
-base::Result<std::optional<uint16_t>> AwaitReady(const LaunchSpec& spec, int ready_read, int64_t pid,
-                                                 int timeout_ms) {
+base::Result<std::optional<uint16_t>> AwaitReady(const LaunchSpec& spec, int ready_read,
+                                                 int64_t pid, int timeout_ms) {
   const uint64_t deadline = base::MonotonicNanos() + uint64_t(timeout_ms) * 1000000;
   std::string received;
   for (;;) {
     uint64_t now = base::MonotonicNanos();
     if (now >= deadline)
       return base::Error(base::Code::kDeadlineExceeded, "worker did not report ready within " +
-                                                            std::to_string(timeout_ms) + " ms (see " + spec.log_path +
-                                                            ")");
+                                                            std::to_string(timeout_ms) +
+                                                            " ms (see " + spec.log_path + ")");
     pollfd p{ready_read, POLLIN, 0};
     int r = ::poll(&p, 1, int((deadline - now) / 1000000) + 1);
     if (r < 0 && errno != EINTR) return base::ErrnoError("poll worker ready pipe");
@@ -140,7 +143,8 @@ base::Result<std::optional<uint16_t>> AwaitReady(const LaunchSpec& spec, int rea
       if (errno == EINTR) continue;
       return base::ErrnoError("read worker ready pipe");
     }
-    if (n == 0) return std::optional<uint16_t>();  // the worker exited (or closed the pipe) without "ready"
+    if (n == 0)
+      return std::optional<uint16_t>();  // the worker exited (or closed the pipe) without "ready"
     received.append(buf, size_t(n));
     if (size_t eol = received.find('\n'); eol != std::string::npos) {
       auto port = ParseReadyLine(received.substr(0, eol));
@@ -157,7 +161,8 @@ base::Result<LaunchedWorker> LaunchWorker(const LaunchSpec& spec, int timeout_ms
   ::unlink(spec.exit_record_path.c_str());
   ::unlink(spec.error_path.c_str());
 
-  ASSIGN_OR_RETURN(base::Fd log, base::Fd::Open(spec.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600));
+  ASSIGN_OR_RETURN(base::Fd log,
+                   base::Fd::Open(spec.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600));
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return base::ErrnoError("pipe2");
   base::Fd ready_read(pipe_fds[0]);
@@ -188,8 +193,9 @@ base::Result<LaunchedWorker> LaunchWorker(const LaunchSpec& spec, int timeout_ms
   // The worker reports its reason before it exits; give it a moment to finish.
   auto exited = PidfdWaitExit(pidfd.get(), 10000);
   if (!exited || !*exited) {
-    return fail(base::Error(base::Code::kInternal,
-                            "worker closed its ready pipe but did not exit (see " + spec.log_path + ")"));
+    return fail(
+        base::Error(base::Code::kInternal,
+                    "worker closed its ready pipe but did not exit (see " + spec.log_path + ")"));
   }
   ASSIGN_OR_RETURN(ProcessExit exit, PidfdReap(pidfd.get(), /*nohang=*/false));
   return StartupError(spec, pid, exit);

@@ -69,13 +69,15 @@ base::Result<std::unique_ptr<IncomingDisks>> IncomingDisks::Create(const Prepare
   return self;
 }
 
-base::Status IncomingDisks::WriteLayerChunk(uint32_t layer, uint64_t offset, std::span<const uint8_t> data) {
+base::Status IncomingDisks::WriteLayerChunk(uint32_t layer, uint64_t offset,
+                                            std::span<const uint8_t> data) {
   Layer& l = layers_.at(layer);
   {
     base::MutexLock lock(mu_);
     if (cancelled_) return base::Error(base::Code::kCancelled, "the move is ending");
     if (l.done)
-      return base::Error(base::Code::kDataLoss, "malformed layer chunk: layer " + std::to_string(layer) +
+      return base::Error(base::Code::kDataLoss, "malformed layer chunk: layer " +
+                                                    std::to_string(layer) +
                                                     " arrived after its layer-done");
   }
   if (auto st = base::PwriteAll(l.fd.get(), data.data(), data.size(), off_t(offset)); !st)
@@ -89,13 +91,16 @@ base::Status IncomingDisks::FinishLayer(uint32_t layer, uint64_t file_size) {
     base::MutexLock lock(mu_);
     if (cancelled_) return base::Error(base::Code::kCancelled, "the move is ending");
     if (l.done)
-      return base::Error(base::Code::kDataLoss, "malformed layer done: layer " + std::to_string(layer) + " twice");
+      return base::Error(base::Code::kDataLoss,
+                         "malformed layer done: layer " + std::to_string(layer) + " twice");
   }
   if (::ftruncate(l.fd.get(), off_t(file_size)) != 0) return base::ErrnoError("truncate " + l.path);
   if (::fsync(l.fd.get()) != 0) return base::ErrnoError("fsync " + l.path);
   l.fd.Reset();
   if (!l.plan->rewrite_backing.empty()) {
-    if (auto st = storage::SetQcow2Backing(l.path, l.plan->rewrite_backing, FormatOf(l.plan->backing_format)); !st)
+    if (auto st = storage::SetQcow2Backing(l.path, l.plan->rewrite_backing,
+                                           FormatOf(l.plan->backing_format));
+        !st)
       return InFile(st.error(), l.path);
   }
   base::MutexLock lock(mu_);
@@ -158,7 +163,8 @@ base::Status IncomingDisks::WriteExtent(uint16_t disk, uint64_t offset, uint64_t
     base::MutexLock lock(mu_);
     if (cancelled_) return base::Error(base::Code::kCancelled, "the move is ending");
   }
-  base::Status st = data.empty() ? sink->WriteZeroes(offset, length) : sink->WriteExtent(offset, data);
+  base::Status st =
+      data.empty() ? sink->WriteZeroes(offset, length) : sink->WriteExtent(offset, data);
   if (!st) return InFile(st.error(), IncomingPartPath(d.plan->top));
   return base::Ok();
 }
@@ -168,7 +174,8 @@ base::Status IncomingDisks::Finish() {
     base::MutexLock lock(mu_);
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (!layers_[i].done)
-        return base::Error(base::Code::kDataLoss, "backing layer " + std::to_string(i) + " (" + layers_[i].path +
+        return base::Error(base::Code::kDataLoss, "backing layer " + std::to_string(i) + " (" +
+                                                      layers_[i].path +
                                                       ") never completed: no layer-done arrived");
     }
   }

@@ -31,11 +31,11 @@
 #include <string>
 #include <vector>
 
-#include "protocol/move_protocol.h"
 #include "base/fd.h"
-#include "ipc/vm_dir_files.h"
 #include "base/mutex.h"
 #include "base/result.h"
+#include "ipc/vm_dir_files.h"
+#include "protocol/move_protocol.h"
 #include "storage/block_sink.h"
 #include "storage/disk.h"
 
@@ -54,7 +54,8 @@ class IncomingDisks {
   base::Status WriteLayerChunk(uint32_t layer, uint64_t offset, std::span<const uint8_t> data);
   base::Status FinishLayer(uint32_t layer, uint64_t file_size);
   // data empty: zeroes.
-  base::Status WriteExtent(uint16_t disk, uint64_t offset, uint64_t length, std::span<const uint8_t> data);
+  base::Status WriteExtent(uint16_t disk, uint64_t offset, uint64_t length,
+                           std::span<const uint8_t> data);
 
   // Every layer done (kDataLoss naming the first that is not), every top
   // created, finished (durable), closed and renamed into place, directories
@@ -74,7 +75,7 @@ class IncomingDisks {
   struct Disk {
     const PreparedDisk* plan = nullptr;
     std::vector<size_t> layers;  // indices into layers_
-    base::Mutex open_mu;          // serialises the lazy creation of the top
+    base::Mutex open_mu;         // serialises the lazy creation of the top
     bool opened GUARDED_BY(open_mu) = false;
     std::unique_ptr<storage::Disk> dest_disk;  // qcow2 top; outlives sink
     std::unique_ptr<storage::BlockSink> sink;

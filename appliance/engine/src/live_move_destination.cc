@@ -84,16 +84,17 @@ class LiveMoveDestination::Impl {
   struct Stream {
     std::unique_ptr<transport::FrameStream> fs;
     uint16_t index = 0;
-    uint32_t count = 0;                       // streams of the move
-    uint64_t data_frames = 0;                 // receiver thread only
-    std::atomic<uint64_t> payload_bytes{0};   // decompressed payload received
-    bool ended = false;  // guarded by the Impl's mu_
+    uint32_t count = 0;                      // streams of the move
+    uint64_t data_frames = 0;                // receiver thread only
+    std::atomic<uint64_t> payload_bytes{0};  // decompressed payload received
+    bool ended = false;                      // guarded by the Impl's mu_
   };
 
   void AcceptLoop();
   // Accepts and vets one connection; nullptr (after logging) for a stray one.
   std::unique_ptr<Stream> AcceptOne(int timeout_ms, base::Status& fatal);
   void ReceiveLoop(Stream* s);
+  base::Result<transport::Frame> NextFrame(Stream& s, const std::string& where);
   // Applies one data frame; kStreamEnd/kDeviceState are handled by the loop.
   base::Status ApplyData(Stream& s, const transport::Frame& f);
   void Commit(Stream& s0, std::string device_state);
@@ -130,7 +131,8 @@ class LiveMoveDestination::Impl {
 };
 
 base::Status LiveMoveDestination::Impl::Init() {
-  if (o_.machine == nullptr) return base::Error(base::Code::kInvalidArgument, "incoming move: no machine");
+  if (o_.machine == nullptr)
+    return base::Error(base::Code::kInvalidArgument, "incoming move: no machine");
   if (o_.machine->memory_size() != o_.plan.memory_bytes)
     return base::Error(base::Code::kFailedPrecondition,
                        "incoming move: the machine has " + N(o_.machine->memory_size()) +
@@ -141,7 +143,8 @@ base::Status LiveMoveDestination::Impl::Init() {
   cancel_.emplace(std::move(cancel));
   ASSIGN_OR_RETURN(disks_, IncomingDisks::Create(o_.plan));
   auto listener = transport::TcpListener::Bind(o_.listen_host, 0);
-  if (!listener) return listener.error().Wrap("incoming move: listen for the source's data streams");
+  if (!listener)
+    return listener.error().Wrap("incoming move: listen for the source's data streams");
   port_ = listener->port();
   listener_.emplace(std::move(*listener));
   start_ns_ = base::MonotonicNanos();
@@ -150,15 +153,16 @@ base::Status LiveMoveDestination::Impl::Init() {
   return base::Ok();
 }
 
-std::unique_ptr<LiveMoveDestination::Impl::Stream> LiveMoveDestination::Impl::AcceptOne(int timeout_ms,
-                                                                                         base::Status& fatal) {
+std::unique_ptr<LiveMoveDestination::Impl::Stream> LiveMoveDestination::Impl::AcceptOne(
+    int timeout_ms, base::Status& fatal) {
   auto accepted = listener_->Accept(cancel_->fd(), timeout_ms);
   if (!accepted) {
     fatal = accepted.error();
     return nullptr;
   }
   auto& [fd, peer] = *accepted;
-  auto fs = std::make_unique<transport::FrameStream>(std::move(fd), "data stream from " + peer.text);
+  auto fs =
+      std::make_unique<transport::FrameStream>(std::move(fd), "data stream from " + peer.text);
   auto hello = transport::ServerHello(*fs, kHelloTimeoutMs, cancel_->fd());
   if (!hello) {  // answered with an error frame naming the problem (unless the peer left)
     base::LogWarning("incoming move: rejected a connection: " + hello.error().ToString());
@@ -174,15 +178,16 @@ std::unique_ptr<LiveMoveDestination::Impl::Stream> LiveMoveDestination::Impl::Ac
   };
   if (hello->role != transport::StreamRole::kData) return reject("not a data stream");
   if (hello->migration_id != id_)
-    return reject("migration " + FormatMigrationId(hello->migration_id) + " is not the one expected here (" +
-                  o_.plan.migration_id + ")");
+    return reject("migration " + FormatMigrationId(hello->migration_id) +
+                  " is not the one expected here (" + o_.plan.migration_id + ")");
   base::MutexLock lock(mu_);
   if (expected_streams_ == 0) expected_streams_ = hello->stream_count;
   if (hello->stream_count != expected_streams_)
     return reject("stream count " + N(hello->stream_count) + " differs from the first stream's " +
                   N(expected_streams_));
   for (const auto& s : streams_) {
-    if (s->index == hello->stream_index) return reject("stream index " + N(hello->stream_index) + " twice");
+    if (s->index == hello->stream_index)
+      return reject("stream index " + N(hello->stream_index) + " twice");
   }
   auto s = std::make_unique<Stream>();
   s->index = hello->stream_index;
@@ -208,16 +213,18 @@ void LiveMoveDestination::Impl::AcceptLoop() {
     const int64_t elapsed_ms = int64_t((base::MonotonicNanos() - start_ns_) / 1000000);
     const int64_t left = int64_t(o_.connect_timeout_ms) - elapsed_ms;
     if (left <= 0) {
-      Fail(base::Error(base::Code::kDeadlineExceeded,
-                       want == 0 ? "no data stream from the source within " + N(o_.connect_timeout_ms) + " ms"
-                                 : "only " + N(have) + " of " + N(want) + " data streams connected within " +
-                                       N(o_.connect_timeout_ms) + " ms"));
+      Fail(base::Error(
+          base::Code::kDeadlineExceeded,
+          want == 0 ? "no data stream from the source within " + N(o_.connect_timeout_ms) + " ms"
+                    : "only " + N(have) + " of " + N(want) + " data streams connected within " +
+                          N(o_.connect_timeout_ms) + " ms"));
       break;
     }
     base::Status fatal;
     std::unique_ptr<Stream> s = AcceptOne(int(left), fatal);
     if (!fatal) {
-      if (fatal.error().code() == base::Code::kDeadlineExceeded) continue;  // reported above next round
+      if (fatal.error().code() == base::Code::kDeadlineExceeded)
+        continue;  // reported above next round
       Fail(fatal.error().Wrap("incoming move: accept a data stream"));
       break;
     }
@@ -244,9 +251,9 @@ base::Status LiveMoveDestination::Impl::ApplyData(Stream& s, const transport::Fr
   auto route = [&](std::string what, uint64_t key) -> base::Status {
     const uint64_t want = key % s.count;
     if (want == s.index) return base::Ok();
-    return base::Error(base::Code::kDataLoss, "malformed " + ToStr(MoveFrame(f.type)) + ": " + what +
-                                                  " belongs on stream " + N(want) + " (ordering rule), not " +
-                                                  N(s.index));
+    return base::Error(base::Code::kDataLoss, "malformed " + ToStr(MoveFrame(f.type)) + ": " +
+                                                  what + " belongs on stream " + N(want) +
+                                                  " (ordering rule), not " + N(s.index));
   };
   switch (MoveFrame(f.type)) {
     case MoveFrame::kPageBatch: {
@@ -273,7 +280,8 @@ base::Status LiveMoveDestination::Impl::ApplyData(Stream& s, const transport::Fr
     case MoveFrame::kDiskExtent: {
       ASSIGN_OR_RETURN(DiskExtentView x, DecodeDiskExtent(p, disks_->disk_sizes()));
       const uint64_t region = x.header.offset / kRegionBytes;
-      RETURN_IF_ERROR(route("disk " + N(x.header.disk) + " region " + N(region), x.header.disk * 7919ull + region));
+      RETURN_IF_ERROR(route("disk " + N(x.header.disk) + " region " + N(region),
+                            x.header.disk * 7919ull + region));
       RETURN_IF_ERROR(disks_->WriteExtent(x.header.disk, x.header.offset, x.header.length, x.data));
       disk_received_ += x.data.size();
       return base::Ok();
@@ -290,10 +298,42 @@ base::Status LiveMoveDestination::Impl::ApplyData(Stream& s, const transport::Fr
       RETURN_IF_ERROR(route("layer " + N(d.layer), d.layer));
       return disks_->FinishLayer(d.layer, d.file_size);
     }
-    default:
-      break;
+    default: break;
   }
-  return base::Error(base::Code::kDataLoss, "unexpected frame type " + N(f.type) + " on stream " + N(s.index));
+  return base::Error(base::Code::kDataLoss,
+                     "unexpected frame type " + N(f.type) + " on stream " + N(s.index));
+}
+
+// The stream's next frame. Silence is judged for the move, not the stream:
+// a stream may rightly carry nothing for minutes (its page groups are clean,
+// its disk regions idle) while the others are busy, and the source sends no
+// keep-alives. Waiting for readability first (FrameStream reads exactly one
+// frame's bytes, never ahead) keeps a slow, rate-limited frame from being cut
+// by this poll.
+base::Result<transport::Frame> LiveMoveDestination::Impl::NextFrame(Stream& s,
+                                                                    const std::string& where) {
+  for (;;) {
+    auto readable = base::WaitReadable(s.fs->fd(), cancel_->fd(), kSilencePollMs);
+    if (readable) break;
+    if (readable.error().code() != base::Code::kDeadlineExceeded)
+      return readable.error().Wrap(where);
+    const uint64_t silent_ms = (base::MonotonicNanos() - last_frame_ns_.load()) / 1000000;
+    if (silent_ms >= uint64_t(o_.idle_timeout_ms))
+      return base::Error(
+          base::Code::kDeadlineExceeded,
+          "the source sent nothing for " + N(silent_ms) + " ms (" + where + " has not ended)");
+  }
+  // Once a frame starts, it must complete within the idle timeout.
+  auto got = s.fs->Receive(transport::kMaxFramePayload, cancel_->fd(), o_.idle_timeout_ms);
+  if (got) return got;
+  const base::Error& e = got.error();
+  if (e.code() == base::Code::kDeadlineExceeded)
+    return base::Error(base::Code::kDeadlineExceeded, where + ": a frame did not complete within " +
+                                                          N(o_.idle_timeout_ms) + " ms");
+  if (e.code() == base::Code::kUnavailable)
+    return base::Error(base::Code::kUnavailable,
+                       where + " closed before the move completed: " + e.message());
+  return e.Wrap(where);  // corruption (kDataLoss), or cancelled (ignored: already failing)
 }
 
 void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
@@ -302,33 +342,8 @@ void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
   const std::string where = "stream " + N(s->index);
   bool ended = false;
   for (;;) {
-    // Silence is judged for the move, not the stream: a stream may rightly
-    // carry nothing for minutes (its page groups are clean, its disk
-    // regions idle) while the others are busy, and the source sends no
-    // keep-alives. Waiting for readability first (FrameStream reads exactly
-    // one frame's bytes, never ahead) keeps a slow, rate-limited frame from
-    // being cut by this poll.
-    auto readable = base::WaitReadable(s->fs->fd(), cancel_->fd(), kSilencePollMs);
-    if (!readable) {
-      if (readable.error().code() != base::Code::kDeadlineExceeded) return Fail(readable.error().Wrap(where));
-      const uint64_t silent_ms = (base::MonotonicNanos() - last_frame_ns_.load()) / 1000000;
-      if (silent_ms >= uint64_t(o_.idle_timeout_ms))
-        return Fail(base::Error(base::Code::kDeadlineExceeded, "the source sent nothing for " + N(silent_ms) +
-                                                                   " ms (" + where + " has not ended)"));
-      continue;
-    }
-    // Once a frame starts, it must complete within the idle timeout.
-    auto got = s->fs->Receive(transport::kMaxFramePayload, cancel_->fd(), o_.idle_timeout_ms);
-    if (!got) {
-      const base::Error& e = got.error();
-      if (e.code() == base::Code::kDeadlineExceeded)
-        return Fail(base::Error(base::Code::kDeadlineExceeded,
-                                where + ": a frame did not complete within " + N(o_.idle_timeout_ms) + " ms"));
-      if (e.code() == base::Code::kUnavailable)
-        return Fail(base::Error(base::Code::kUnavailable,
-                                where + " closed before the move completed: " + e.message()));
-      return Fail(e.Wrap(where));  // corruption (kDataLoss), or cancelled (ignored: already failing)
-    }
+    auto got = NextFrame(*s, where);
+    if (!got) return Fail(got.error());
     transport::Frame& f = *got;
     last_frame_ns_ = base::MonotonicNanos();
     s->payload_bytes += f.payload.size();
@@ -337,7 +352,8 @@ void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
     switch (MoveFrame(f.type)) {
       case MoveFrame::kAbort: {
         std::string reason = "no reason given";
-        if (auto j = ParseJsonPayload(f.payload, "abort"); j && j->contains("reason") && (*j)["reason"].is_string())
+        if (auto j = ParseJsonPayload(f.payload, "abort");
+            j && j->contains("reason") && (*j)["reason"].is_string())
           reason = (*j)["reason"].get<std::string>();
         return Fail(base::Error(base::Code::kAborted, "the source aborted the move: " + reason));
       }
@@ -346,8 +362,9 @@ void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
         auto end = DecodeStreamEnd(f.payload);
         if (!end) return Fail(end.error().Wrap(where));
         if (end->data_frames != s->data_frames)
-          return Fail(base::Error(base::Code::kDataLoss, where + ": the source sent " + N(end->data_frames) +
-                                                             " data frames, " + N(s->data_frames) + " arrived"));
+          return Fail(base::Error(base::Code::kDataLoss,
+                                  where + ": the source sent " + N(end->data_frames) +
+                                      " data frames, " + N(s->data_frames) + " arrived"));
         ended = true;
         {
           base::MutexLock lock(mu_);
@@ -364,14 +381,17 @@ void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
       }
       case MoveFrame::kDeviceState:
         if (s->index != 0)
-          return Fail(base::Error(base::Code::kDataLoss, where + ": device state on a stream other than 0"));
+          return Fail(base::Error(base::Code::kDataLoss,
+                                  where + ": device state on a stream other than 0"));
         if (!ended)
-          return Fail(base::Error(base::Code::kDataLoss, where + ": device state before the stream's end"));
+          return Fail(
+              base::Error(base::Code::kDataLoss, where + ": device state before the stream's end"));
         return Commit(*s, std::string(f.payload.begin(), f.payload.end()));
-      default:
-        break;
+      default: break;
     }
-    if (ended) return Fail(base::Error(base::Code::kDataLoss, where + ": frame type " + N(f.type) + " after its end"));
+    if (ended)
+      return Fail(base::Error(base::Code::kDataLoss,
+                              where + ": frame type " + N(f.type) + " after its end"));
     if (auto st = ApplyData(*s, f); !st) return Fail(st.error().Wrap(where));
     ++s->data_frames;
   }
@@ -391,12 +411,14 @@ static void WaitBeforeCommitForTests() {
 void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
   {
     base::MutexLock lock(mu_);
-    while (outcome_ == Outcome::kRunning && (expected_streams_ == 0 || ended_streams_ != expected_streams_))
+    while (outcome_ == Outcome::kRunning &&
+           (expected_streams_ == 0 || ended_streams_ != expected_streams_))
       cv_.Wait(mu_);
     if (outcome_ != Outcome::kRunning) return;
     committing_ = true;
   }
-  if (auto st = disks_->Finish(); !st) return Fail(st.error().Wrap("incoming move: finish the disks"), true);
+  if (auto st = disks_->Finish(); !st)
+    return Fail(st.error().Wrap("incoming move: finish the disks"), true);
   if (auto st = o_.machine->FinishIncoming(device_state); !st)
     return Fail(st.error().Wrap("incoming move: build the vm from its device state"), true);
   WaitBeforeCommitForTests();
@@ -422,10 +444,11 @@ void LiveMoveDestination::Impl::Commit(Stream& s0, std::string device_state) {
       error_ = st.error().Wrap("resume after commit");
     }
   }
-  if (auto st = s0.fs->Send(uint16_t(MoveFrame::kCommitted), JsonPayload(nlohmann::json::object()), {}, nullptr,
-                            cancel_->fd(), kCommittedLingerMs);
+  if (auto st = s0.fs->Send(uint16_t(MoveFrame::kCommitted), JsonPayload(nlohmann::json::object()),
+                            {}, nullptr, cancel_->fd(), kCommittedLingerMs);
       !st) {
-    base::LogWarning("incoming move: Committed not delivered (the source will ask ferryd): " + st.error().ToString());
+    base::LogWarning("incoming move: Committed not delivered (the source will ask ferryd): " +
+                     st.error().ToString());
   } else {
     // Linger until the source closes (it has read Committed) or a while.
     while (s0.fs->Receive(transport::kMaxFramePayload, cancel_->fd(), kCommittedLingerMs)) {

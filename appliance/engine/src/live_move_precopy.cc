@@ -140,12 +140,13 @@ base::Status LiveMoveSource::Impl::ApplyThrottle(const PrecopyDecision& d) {
   return base::Ok();
 }
 
-base::Result<uint64_t> LiveMoveSource::Impl::SendRound(const std::vector<uint64_t>& dirty, uint32_t round) {
+base::Result<uint64_t> LiveMoveSource::Impl::SendRound(const std::vector<uint64_t>& dirty,
+                                                       uint32_t round) {
   vm::Machine& m = *opt_.machine;
   const uint64_t wire0 = pool_->wire_bytes();
   const uint64_t t0 = base::MonotonicNanos();
-  ASSIGN_OR_RETURN(PageSendStats sent, SendDirtyPages(m.memory_base(), m.memory_size(), dirty, *pool_,
-                                                      cancel_.fd()));
+  ASSIGN_OR_RETURN(PageSendStats sent,
+                   SendDirtyPages(m.memory_base(), m.memory_size(), dirty, *pool_, cancel_.fd()));
   RETURN_IF_ERROR(pool_->Drain(Lane::kMemory, cancel_.fd(), -1));
   const uint64_t took = base::MonotonicNanos() - t0;
   model_.NoteSend(pool_->wire_bytes() - wire0, double(took) / 1e9);

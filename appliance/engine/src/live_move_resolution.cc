@@ -69,7 +69,8 @@ void LiveMoveSource::Impl::Resolve() {
     FinishCommitted();
     return;
   }
-  base::LogWarning("live move " + req_.prepare.migration_id + ": after the device state: " + cause->ToString());
+  base::LogWarning("live move " + req_.prepare.migration_id +
+                   ": after the device state: " + cause->ToString());
   pool_->Stop();
   for (size_t i = 0; i < pool_->size(); ++i) pool_->stream(i).Shutdown();
   if (reader_.joinable()) reader_.join();
@@ -78,9 +79,7 @@ void LiveMoveSource::Impl::Resolve() {
   // wait is still the destination's own verdict.
   const Resolution r = resolver.Settle(*cause, DestinationError().has_value());
   switch (r.outcome) {
-    case MoveOutcome::kCommitted:
-      FinishCommitted();
-      return;
+    case MoveOutcome::kCommitted: FinishCommitted(); return;
     case MoveOutcome::kAborted:
       ResumeHere();
       Finish(LiveMovePhase::kFailed, r.error);

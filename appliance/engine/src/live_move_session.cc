@@ -29,39 +29,49 @@ constexpr uint32_t kMaxReplyPayload = 1 << 20;
 
 // ---- The request --------------------------------------------------------------
 
-base::Result<std::unique_ptr<LiveMoveSource>> LiveMoveSource::Start(Options options, LiveMoveRequest request) {
-  auto bad = [](const std::string& what) { return base::Error(base::Code::kInvalidArgument, "live move: " + what); };
+base::Result<std::unique_ptr<LiveMoveSource>> LiveMoveSource::Start(Options options,
+                                                                    LiveMoveRequest request) {
+  auto bad = [](const std::string& what) {
+    return base::Error(base::Code::kInvalidArgument, "live move: " + what);
+  };
   if (options.machine == nullptr) return bad("no machine");
   if (!options.pause || !options.resume) return bad("pause and resume are required");
   const PrepareRequest& prep = request.prepare;
   ASSIGN_OR_RETURN(MigrationIdBytes id, ParseMigrationId(prep.migration_id));
   if (request.streams == 0 || request.streams > kMaxStreams)
-    return bad("streams must be 1.." + std::to_string(kMaxStreams) + ", not " + std::to_string(request.streams));
-  if (request.data_host.empty() || request.data_port == 0) return bad("no data address (data_host/data_port)");
+    return bad("streams must be 1.." + std::to_string(kMaxStreams) + ", not " +
+               std::to_string(request.streams));
+  if (request.data_host.empty() || request.data_port == 0)
+    return bad("no data address (data_host/data_port)");
   if (request.time_limit_s == 0) return bad("time_limit_s must be > 0");
   if (prep.memory_bytes != options.machine->memory_size())
     return base::Error(base::Code::kFailedPrecondition,
                        "live move: the request moves " + std::to_string(prep.memory_bytes) +
-                           " bytes of memory, the vm has " + std::to_string(options.machine->memory_size()));
+                           " bytes of memory, the vm has " +
+                           std::to_string(options.machine->memory_size()));
   const size_t ndisks = options.definition.disks.size();
   if (options.disks.size() != ndisks || prep.disks.size() != ndisks)
     return base::Error(base::Code::kFailedPrecondition,
-                       "live move: disk counts differ (vm.toml " + std::to_string(ndisks) + ", tracking " +
-                           std::to_string(options.disks.size()) + ", request " + std::to_string(prep.disks.size()) +
-                           ")");
+                       "live move: disk counts differ (vm.toml " + std::to_string(ndisks) +
+                           ", tracking " + std::to_string(options.disks.size()) + ", request " +
+                           std::to_string(prep.disks.size()) + ")");
   for (storage::TrackingDisk* d : options.disks)
     if (d == nullptr) return bad("a disk is not tracked");
   // Where each source file is: the same plan ferryd made for the request.
-  ASSIGN_OR_RETURN(StorageMovePlan plan, PlanStorageMove(options.definition, options.vm_dir, prep.destination));
+  ASSIGN_OR_RETURN(StorageMovePlan plan,
+                   PlanStorageMove(options.definition, options.vm_dir, prep.destination));
   for (size_t i = 0; i < ndisks; ++i) {
     const DiskMove& d = plan.disks[i];
     const PreparedDisk& p = prep.disks[i];
-    bool same = d.top.dest == p.top && d.backing.size() == p.backing.size() && d.disk_size == p.disk_size;
-    for (size_t k = 0; same && k < d.backing.size(); ++k) same = d.backing[k].dest == p.backing[k].dest;
+    bool same =
+        d.top.dest == p.top && d.backing.size() == p.backing.size() && d.disk_size == p.disk_size;
+    for (size_t k = 0; same && k < d.backing.size(); ++k)
+      same = d.backing[k].dest == p.backing[k].dest;
     if (!same)
-      return base::Error(base::Code::kFailedPrecondition,
-                         "live move: disk " + std::to_string(i) +
-                             ": the request's layout does not match this vm's storage (was a checkpoint taken?)");
+      return base::Error(
+          base::Code::kFailedPrecondition,
+          "live move: disk " + std::to_string(i) +
+              ": the request's layout does not match this vm's storage (was a checkpoint taken?)");
   }
   ASSIGN_OR_RETURN(base::EventFd cancel, base::EventFd::Create());
   ASSIGN_OR_RETURN(base::EventFd reader_done, base::EventFd::Create());
@@ -78,8 +88,8 @@ base::Status LiveMoveSource::Impl::Connect() {
   StreamPool::Options po;
   for (uint32_t i = 0; i < n; ++i) {
     const std::string name = "stream " + std::to_string(i) + " to " + peer_;
-    auto fd = transport::TcpConnect(req_.data_host, req_.data_port, req_.source_host, kConnectTimeoutMs,
-                                    cancel_.fd());
+    auto fd = transport::TcpConnect(req_.data_host, req_.data_port, req_.source_host,
+                                    kConnectTimeoutMs, cancel_.fd());
     if (!fd) return fd.error().Wrap("connect " + name);
     auto stream = std::make_unique<transport::FrameStream>(std::move(*fd), name);
     transport::Hello hello;
@@ -102,7 +112,8 @@ base::Status LiveMoveSource::Impl::Connect() {
     base::SetThreadName("live-move-rx");
     ReadStream0();
   });
-  base::LogInfo("live move " + req_.prepare.migration_id + ": " + std::to_string(n) + " streams to " + peer_);
+  base::LogInfo("live move " + req_.prepare.migration_id + ": " + std::to_string(n) +
+                " streams to " + peer_);
   return base::Ok();
 }
 
@@ -123,16 +134,19 @@ void LiveMoveSource::Impl::ReadStream0() {
       // Named by its address here, so the destination's own text rather
       // than the generic "peer: " form (a malformed frame: as is).
       base::Error e = transport::DecodeErrorPayload(f->payload);
-      dest_error_ = base::Error(e.code(), "destination " + peer_ + ": " + (e.from_peer() ? e.peer_message() : e.message()));
+      dest_error_ = base::Error(e.code(), "destination " + peer_ + ": " +
+                                              (e.from_peer() ? e.peer_message() : e.message()));
       break;
     }
-    reader_error_ = base::Error(base::Code::kDataLoss, s.name() + ": unexpected frame type " +
-                                                           std::to_string(f->type) + " from the destination");
+    reader_error_ =
+        base::Error(base::Code::kDataLoss, s.name() + ": unexpected frame type " +
+                                               std::to_string(f->type) + " from the destination");
     break;
   }
   {
     base::MutexLock lock(mu_);
-    if (reader_error_) base::LogInfo("live move: stream 0 reader ended: " + reader_error_->ToString());
+    if (reader_error_)
+      base::LogInfo("live move: stream 0 reader ended: " + reader_error_->ToString());
   }
   reader_finished_ = true;
   // eventfd: fails only at counter overflow, readable then anyway.
@@ -168,7 +182,7 @@ base::Status LiveMoveSource::Impl::CopyLayers() {
   for (uint32_t k = 0; k < layers.size(); ++k) {
     const std::string& path = layers[k]->source;
     ASSIGN_OR_RETURN(base::Fd fd, base::Fd::Open(path, O_RDONLY));
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return base::ErrnoError("stat " + path);
     const uint64_t size = uint64_t(st.st_size);
     uint64_t off = 0;
@@ -221,7 +235,8 @@ base::Status LiveMoveSource::Impl::StartMirrors() {
     // A top over a backing chain does not read as zeros where unwritten
     // (it shows the chain), so zero runs the top stores must be sent.
     sinks_.push_back(std::make_unique<PeerSink>(*pool_, uint16_t(i), d.disk_size, !has_backing,
-                                                "disk " + std::to_string(i) + " to " + peer_, cancel_.fd()));
+                                                "disk " + std::to_string(i) + " to " + peer_,
+                                                cancel_.fd()));
     storage::MirrorOptions mo;
     mo.start = storage::MirrorStart::kFullScan;
     mo.skip_unallocated = has_backing;
@@ -242,7 +257,8 @@ base::Status LiveMoveSource::Impl::StartMirrors() {
 }
 
 void LiveMoveSource::Impl::UpdateDiskProgress() {
-  uint64_t sent = layer_bytes_sent_, remaining = layer_bytes_total_ - std::min(layer_bytes_total_, layer_bytes_sent_);
+  uint64_t sent = layer_bytes_sent_,
+           remaining = layer_bytes_total_ - std::min(layer_bytes_total_, layer_bytes_sent_);
   for (const auto& s : sinks_) sent += s->bytes_queued();
   for (const auto& j : jobs_) remaining += j->Progress().bytes_remaining;
   base::MutexLock lock(mu_);

@@ -16,8 +16,8 @@
 
 namespace appliance {
 
-LiveMoveSource::Impl::Impl(Options options, LiveMoveRequest request, StorageMovePlan plan, MigrationIdBytes id,
-                           base::EventFd cancel, base::EventFd reader_done)
+LiveMoveSource::Impl::Impl(Options options, LiveMoveRequest request, StorageMovePlan plan,
+                           MigrationIdBytes id, base::EventFd cancel, base::EventFd reader_done)
     : opt_(std::move(options)),
       req_(std::move(request)),
       plan_(std::move(plan)),
@@ -101,8 +101,8 @@ void LiveMoveSource::Impl::Finish(LiveMovePhase phase, const std::optional<base:
     }
   }
   if (error)
-    base::LogWarning("live move " + req_.prepare.migration_id + " " + std::string(ToString(phase)) + ": " +
-                     error->ToString());
+    base::LogWarning("live move " + req_.prepare.migration_id + " " + std::string(ToString(phase)) +
+                     ": " + error->ToString());
   else
     base::LogInfo("live move " + req_.prepare.migration_id + " " + std::string(ToString(phase)));
   running_ = false;
@@ -136,13 +136,14 @@ base::Status LiveMoveSource::Impl::CheckAlive(bool lease) {
   {
     base::MutexLock lock(mu_);
     if (overdue_error_) return *overdue_error_;
-    if (!abort_reason_.empty()) return base::Error(base::Code::kCancelled, "move cancelled: " + abort_reason_);
+    if (!abort_reason_.empty())
+      return base::Error(base::Code::kCancelled, "move cancelled: " + abort_reason_);
     if (auto overdue = OverdueLocked(lease)) return *overdue;
     if (dest_error_) return *dest_error_;
-    if (reader_error_)
-      return reader_error_->Wrap("the destination " + peer_ + " ended the move");
+    if (reader_error_) return reader_error_->Wrap("the destination " + peer_ + " ended the move");
     if (got_committed_)
-      return base::Error(base::Code::kDataLoss, "destination " + peer_ + " committed before the switchover");
+      return base::Error(base::Code::kDataLoss,
+                         "destination " + peer_ + " committed before the switchover");
   }
   if (auto e = pool_ ? pool_->error() : std::nullopt) return StreamsFailure(*e);
   return base::Ok();
@@ -152,7 +153,8 @@ std::optional<base::Error> LiveMoveSource::Impl::OverdueLocked(bool lease) const
   if (state_out_) return std::nullopt;  // only the destination decides now
   if (lease && opt_.lease_ms > 0 && MsSince(last_poll_ns_) > opt_.lease_ms)
     return base::Error(base::Code::kAborted, "ferryd stopped polling (no status request for " +
-                                                 std::to_string(opt_.lease_ms) + " ms): move abandoned");
+                                                 std::to_string(opt_.lease_ms) +
+                                                 " ms): move abandoned");
   if (precopy_start_ns_ != 0 &&
       base::MonotonicNanos() - precopy_start_ns_ > uint64_t(req_.time_limit_s) * 1000000000ull) {
     const LiveMoveStatus& s = status_;

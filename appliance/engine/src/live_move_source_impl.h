@@ -121,8 +121,8 @@ class LiveMoveSource::Impl {
   LiveMoveRequest req_;
   StorageMovePlan plan_;
   MigrationIdBytes id_;
-  std::string peer_;        // "host:port" of the incoming worker
-  base::EventFd cancel_;    // Abort -> every wait before DeviceState
+  std::string peer_;           // "host:port" of the incoming worker
+  base::EventFd cancel_;       // Abort -> every wait before DeviceState
   base::EventFd reader_done_;  // stream 0's reader ended (committed, error or EOF)
   ConvergenceModel model_;
   uint64_t start_ns_ = 0;
@@ -156,7 +156,7 @@ class LiveMoveSource::Impl {
   bool state_out_ GUARDED_BY(mu_) = false;                    // DeviceState was sent
   std::optional<base::Error> overdue_error_ GUARDED_BY(mu_);  // set by the watchdog
   bool watchdog_stop_ GUARDED_BY(mu_) = false;
-  base::CondVar watchdog_cv_;       // with mu_
+  base::CondVar watchdog_cv_;  // with mu_
 
   base::Mutex join_mu_;
   std::thread watchdog_;

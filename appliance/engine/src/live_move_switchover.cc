@@ -43,20 +43,23 @@ base::Status LiveMoveSource::Impl::SendSwitchover(std::vector<uint64_t>& pending
   RETURN_IF_ERROR(CheckAlive(false));
   ASSIGN_OR_RETURN(std::vector<uint64_t> last, m.HarvestDirtyPages());
   MergePages(pending, last);
-  ASSIGN_OR_RETURN(PageSendStats sent, SendDirtyPages(m.memory_base(), m.memory_size(), pending, *pool_,
-                                                      cancel_.fd()));
+  ASSIGN_OR_RETURN(PageSendStats sent,
+                   SendDirtyPages(m.memory_base(), m.memory_size(), pending, *pool_, cancel_.fd()));
   if (auto st = pool_->Drain(std::nullopt, cancel_.fd(), kSwitchSendTimeoutMs); !st)
     return StreamsFailure(st.error());
   for (size_t i = 0; i < pool_->size(); ++i) {
     auto end = EncodeStreamEnd({pool_->data_frames(i)});
-    if (auto st = pool_->SendDirect(i, MoveFrame::kStreamEnd, end, cancel_.fd(), kSwitchSendTimeoutMs); !st)
+    if (auto st =
+            pool_->SendDirect(i, MoveFrame::kStreamEnd, end, cancel_.fd(), kSwitchSendTimeoutMs);
+        !st)
       return StreamsFailure(st.error());
   }
   ASSIGN_OR_RETURN(std::string state, m.SaveDeviceState());
   RETURN_IF_ERROR(CheckAlive(false));
   const auto* p = reinterpret_cast<const uint8_t*>(state.data());
-  if (auto st = pool_->SendDirect(0, MoveFrame::kDeviceState, std::span<const uint8_t>(p, state.size()),
-                                  cancel_.fd(), kSwitchSendTimeoutMs);
+  if (auto st =
+          pool_->SendDirect(0, MoveFrame::kDeviceState, std::span<const uint8_t>(p, state.size()),
+                            cancel_.fd(), kSwitchSendTimeoutMs);
       !st)
     return StreamsFailure(st.error());
   // From here on the destination may own the VM.
@@ -69,8 +72,8 @@ base::Status LiveMoveSource::Impl::SendSwitchover(std::vector<uint64_t>& pending
   }
   UpdateDiskProgress();
   base::LogInfo("live move " + req_.prepare.migration_id + ": device state sent (" +
-                std::to_string(state.size()) + " bytes, " + std::to_string(sent.pages) + " last pages) after " +
-                Fixed(MsSince(pause_ns_)) + " ms paused");
+                std::to_string(state.size()) + " bytes, " + std::to_string(sent.pages) +
+                " last pages) after " + Fixed(MsSince(pause_ns_)) + " ms paused");
   return base::Ok();
 }
 
@@ -87,7 +90,8 @@ void LiveMoveSource::Impl::FailBeforeState(base::Error error) {
       error = base::Error(base::Code::kCancelled, "move cancelled: " + abort_reason_);
   }
   // A stream error here is usually the echo of the destination failing.
-  if (pool_ && pool_->error() && error.code() != base::Code::kCancelled && !overdue) error = StreamsFailure(error);
+  if (pool_ && pool_->error() && error.code() != base::Code::kCancelled && !overdue)
+    error = StreamsFailure(error);
   // Cancel first so mirror threads and guest write-throughs blocked on a
   // full lane return at once (an eventfd write fails only at counter
   // overflow, when the fd is readable anyway).
@@ -104,7 +108,8 @@ void LiveMoveSource::Impl::FailBeforeState(base::Error error) {
     // the move on its own when they close.
     nlohmann::json reason = {{"reason", error.message()}};
     if (auto st = pool_->SendDirect(0, MoveFrame::kAbort, JsonPayload(reason), -1, 1000); !st)
-      base::LogInfo("live move " + req_.prepare.migration_id + ": abort not delivered: " + st.error().ToString());
+      base::LogInfo("live move " + req_.prepare.migration_id +
+                    ": abort not delivered: " + st.error().ToString());
     for (size_t i = 0; i < pool_->size(); ++i) pool_->stream(i).Shutdown();
   }
   if (reader_.joinable()) reader_.join();
@@ -116,7 +121,8 @@ void LiveMoveSource::Impl::FailBeforeState(base::Error error) {
 void LiveMoveSource::Impl::ResumeHere() {
   KeepOnlyVcpusPaused();
   if (paused_) {
-    if (auto st = opt_.resume(); !st) base::LogError("live move: resuming the vm failed: " + st.error().ToString());
+    if (auto st = opt_.resume(); !st)
+      base::LogError("live move: resuming the vm failed: " + st.error().ToString());
     paused_ = false;
   }
 }

@@ -142,7 +142,8 @@ double ConvergenceModel::PredictMs(uint64_t bytes_left) const {
   return double(bytes_left) / bw * 1000.0 + overhead_ms_;
 }
 
-int ConvergenceModel::NextThrottle(uint32_t round, uint64_t previous_dirty, uint64_t dirty, int current) {
+int ConvergenceModel::NextThrottle(uint32_t round, uint64_t previous_dirty, uint64_t dirty,
+                                   int current) {
   if (round < 3) return current;
   // Shrunk by at least a quarter: the rounds converge on their own.
   if (dirty * 4 <= previous_dirty * 3) return current;

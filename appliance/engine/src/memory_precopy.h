@@ -54,7 +54,7 @@ class ConvergenceModel {
   // A harvest found dirty_pages written in the last interval_seconds.
   void NoteHarvest(uint64_t dirty_pages, double interval_seconds);
 
-  double bandwidth() const;  // bytes/s; an assumed 16 MiB/s until measured
+  double bandwidth() const;                          // bytes/s; an assumed 16 MiB/s until measured
   double dirty_rate() const { return dirty_rate_; }  // bytes/s, last harvest
 
   // Pause time if the switchover started now with this much left to send:

@@ -35,7 +35,8 @@ class DestinationAsker {
 // The real one: a fresh control connection per question (AskMoveState).
 class PeerDestinationAsker final : public DestinationAsker {
  public:
-  PeerDestinationAsker(PeerEndpoint control, int timeout_ms) : control_(std::move(control)), timeout_ms_(timeout_ms) {}
+  PeerDestinationAsker(PeerEndpoint control, int timeout_ms)
+      : control_(std::move(control)), timeout_ms_(timeout_ms) {}
   base::Result<RemoteMoveState> AskMoveState(const std::string& migration_id) override;
   std::string Where() const override { return control_.ToString(); }
 
@@ -67,8 +68,8 @@ class MoveResolver {
     int retry_ms = 0;           // how long the ferryd is asked again (at least once)
     int ask_interval_ms = 1000;
     // Seams for tests, so nothing sleeps: the clock and the wait between asks.
-    std::function<uint64_t()> now_ns;     // default base::MonotonicNanos
-    std::function<void(int)> sleep_ms;    // default std::this_thread::sleep_for
+    std::function<uint64_t()> now_ns;   // default base::MonotonicNanos
+    std::function<void(int)> sleep_ms;  // default std::this_thread::sleep_for
   };
 
   // asker: nullptr when there is no destination ferryd to ask (tests, a bare

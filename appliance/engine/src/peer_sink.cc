@@ -17,12 +17,15 @@ base::Status PeerSink::WriteExtent(uint64_t offset, std::span<const uint8_t> dat
   return Send(offset, data.size(), data.data());
 }
 
-base::Status PeerSink::WriteZeroes(uint64_t offset, uint64_t len) { return Send(offset, len, nullptr); }
+base::Status PeerSink::WriteZeroes(uint64_t offset, uint64_t len) {
+  return Send(offset, len, nullptr);
+}
 
 base::Status PeerSink::Send(uint64_t offset, uint64_t len, const uint8_t* data) {
   if (offset > size_ || len > size_ - offset)
-    return Note(base::Error(base::Code::kOutOfRange, name_ + ": extent " + std::to_string(offset) + "+" +
-                                                         std::to_string(len) + " is outside the disk"));
+    return Note(base::Error(base::Code::kOutOfRange, name_ + ": extent " + std::to_string(offset) +
+                                                         "+" + std::to_string(len) +
+                                                         " is outside the disk"));
   while (len > 0) {
     const uint64_t region = offset / kRegionBytes;
     const uint64_t piece = std::min(len, (region + 1) * kRegionBytes - offset);

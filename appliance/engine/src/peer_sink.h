@@ -20,8 +20,8 @@
 #include <string>
 
 #include "base/mutex.h"
-#include "stream_pool.h"
 #include "storage/block_sink.h"
+#include "stream_pool.h"
 
 namespace appliance {
 
@@ -31,8 +31,8 @@ class PeerSink final : public storage::BlockSink {
   // written (a fresh raw file, or a qcow2 with no backing file). A qcow2 top
   // over a copied backing chain is NOT: its unwritten clusters show the
   // backing layers, so zero runs must be sent.
-  PeerSink(StreamPool& pool, uint16_t disk, uint64_t size, bool reads_zero_initially, std::string name,
-           int cancel_fd);
+  PeerSink(StreamPool& pool, uint16_t disk, uint64_t size, bool reads_zero_initially,
+           std::string name, int cancel_fd);
 
   uint64_t size() const override { return size_; }
   bool reads_zero_initially() const override { return reads_zero_; }

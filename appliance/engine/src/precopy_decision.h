@@ -48,10 +48,10 @@ struct PrecopyDecision {
   // The pause if the switchover started now (memory and disk left); the
   // model's -1 when it cannot tell.
   double predicted_ms = 0;
-  int throttle = 0;    // for the next round (kThrottle: a new value)
-  std::string reason;  // what the loop logs for kSwitchOver and kThrottle
+  int throttle = 0;                  // for the next round (kThrottle: a new value)
+  std::string reason;                // what the loop logs for kSwitchOver and kThrottle
   std::optional<base::Error> error;  // kGiveUp: the error that ends the move
-  PrecopyTrend trend;  // for the next round
+  PrecopyTrend trend;                // for the next round
 };
 
 // The order: past the time limit, give up; mirrors ready and the predicted

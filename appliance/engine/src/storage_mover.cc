@@ -23,12 +23,13 @@ constexpr int kPollMs = 100;
 constexpr uint64_t kResumeFlushInterval = 16 << 20;
 
 bool Exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
 base::Status Rename(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) return base::ErrnoError("rename " + from + " to " + to);
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    return base::ErrnoError("rename " + from + " to " + to);
   return base::Ok();
 }
 
@@ -68,7 +69,8 @@ base::Status StorageMover::Start(const MoveRequest& request, const config::VmDef
   {
     base::MutexLock lock(mu_);
     if (running_) {
-      if (status_.destination == request.destination) return base::Ok();  // adopt (a restarted ferryd)
+      if (status_.destination == request.destination)
+        return base::Ok();  // adopt (a restarted ferryd)
       return base::Error(base::Code::kFailedPrecondition,
                          "a storage move of vm " + definition_.name + " to " + status_.destination +
                              " is already running");
@@ -77,7 +79,8 @@ base::Status StorageMover::Start(const MoveRequest& request, const config::VmDef
   if (thread_.joinable()) thread_.join();
   if (def.disks.size() != disks.size())
     return base::Error(base::Code::kInternal, "storage move: definition and running disks differ");
-  ASSIGN_OR_RETURN(StorageMovePlan plan, PlanStorageMove(def, options_.vm_dir, request.destination));
+  ASSIGN_OR_RETURN(StorageMovePlan plan,
+                   PlanStorageMove(def, options_.vm_dir, request.destination));
   RETURN_IF_ERROR(PrepareDestination(plan.destination));
   // Clears a cancel left from an earlier move; an empty eventfd (EAGAIN)
   // is the usual case, not a failure.
@@ -99,9 +102,10 @@ base::Status StorageMover::Start(const MoveRequest& request, const config::VmDef
     running_ = true;
   }
   base::LogInfo("storage move " + request.job_id + ": vm " + def.name + " to " + plan.destination);
-  thread_ = std::thread([this, plan = std::move(plan), rate = request.max_bytes_per_second]() mutable {
-    Run(std::move(plan), rate);
-  });
+  thread_ =
+      std::thread([this, plan = std::move(plan), rate = request.max_bytes_per_second]() mutable {
+        Run(std::move(plan), rate);
+      });
   return base::Ok();
 }
 
@@ -160,7 +164,8 @@ void StorageMover::Run(StorageMovePlan plan, uint64_t max_rate) {
     status_.bytes_remaining = 0;
     status_.eta_seconds = 0;
     status_.bytes_per_second = secs > 0 ? double(status_.bytes_done) / secs : 0;
-    base::LogInfo("storage move " + status_.job_id + " completed in " + std::to_string(secs) + " s");
+    base::LogInfo("storage move " + status_.job_id + " completed in " + std::to_string(secs) +
+                  " s");
   } else {
     base::Error e = st.error();
     if (!cancel_reason_.empty() && e.code() == base::Code::kCancelled) {
@@ -175,17 +180,20 @@ void StorageMover::Run(StorageMovePlan plan, uint64_t max_rate) {
     base::LogWarning("storage move " + status_.job_id + ": " + e.ToString());
     // The marker only explains leftover files to an admin; the move's
     // status carries the error either way.
-    if (auto marked = WriteMoveMarker(plan, std::string(ToString(status_.phase)) + ": " + e.message() +
-                                                "; the vm runs on its source files; a retry to the same "
-                                                "destination by the same worker resumes from the saved bitmaps");
+    if (auto marked = WriteMoveMarker(
+            plan, std::string(ToString(status_.phase)) + ": " + e.message() +
+                      "; the vm runs on its source files; a retry to the same "
+                      "destination by the same worker resumes from the saved bitmaps");
         !marked)
-      base::LogWarning("storage move " + status_.job_id + ": move marker: " + marked.error().ToString());
+      base::LogWarning("storage move " + status_.job_id +
+                       ": move marker: " + marked.error().ToString());
   }
   running_ = false;
 }
 
 base::Status StorageMover::RunMove(StorageMovePlan& plan, uint64_t max_rate) {
-  if (auto st = WriteMoveMarker(plan, "copying"); !st) return st.error().Wrap("destination " + plan.destination);
+  if (auto st = WriteMoveMarker(plan, "copying"); !st)
+    return st.error().Wrap("destination " + plan.destination);
   SetPhase(MovePhase::kCopyingLayers);
   RETURN_IF_ERROR(CopyLayers(plan));
   SetPhase(MovePhase::kMirroring);
@@ -215,7 +223,8 @@ base::Status StorageMover::RunMove(StorageMovePlan& plan, uint64_t max_rate) {
 }
 
 base::Status StorageMover::CopyLayers(StorageMovePlan& plan) {
-  auto copy = [&](const LayerMove& l, const std::string& rewrite, config::DiskFormat rewrite_format) -> base::Status {
+  auto copy = [&](const LayerMove& l, const std::string& rewrite,
+                  config::DiskFormat rewrite_format) -> base::Status {
     uint64_t base_done;
     {
       base::MutexLock lock(mu_);
@@ -229,22 +238,25 @@ base::Status StorageMover::CopyLayers(StorageMovePlan& plan) {
     };
     if (auto st = storage::CopySparseFile(l.source, l.dest, o); !st)
       return st.error().Wrap("storage move to " + plan.destination + ": copy " + l.source);
-    if (!rewrite.empty()) RETURN_IF_ERROR(storage::SetQcow2Backing(l.dest, rewrite, rewrite_format));
+    if (!rewrite.empty())
+      RETURN_IF_ERROR(storage::SetQcow2Backing(l.dest, rewrite, rewrite_format));
     base::MutexLock lock(mu_);
     layer_bytes_done_ = base_done + l.file_size;
     return base::Ok();
   };
   for (DiskMove& d : plan.disks) {
-    for (const LayerMove& l : d.backing) RETURN_IF_ERROR(copy(l, l.rewrite_backing, l.backing_format));
+    for (const LayerMove& l : d.backing)
+      RETURN_IF_ERROR(copy(l, l.rewrite_backing, l.backing_format));
     // A read-only disk never changes: its top is a layer like the others.
     if (d.spec.read_only)
-      RETURN_IF_ERROR(copy(d.top, d.top_backing_rewritten ? d.top_backing_name : "", d.top_backing_format));
+      RETURN_IF_ERROR(
+          copy(d.top, d.top_backing_rewritten ? d.top_backing_name : "", d.top_backing_format));
   }
   return base::Ok();
 }
 
-base::Status StorageMover::Mirror(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs,
-                                  uint64_t max_rate) {
+base::Status StorageMover::Mirror(StorageMovePlan& plan,
+                                  std::vector<std::unique_ptr<DiskRun>>& runs, uint64_t max_rate) {
   for (DiskMove& d : plan.disks) {
     if (d.spec.read_only) continue;
     ASSIGN_OR_RETURN(std::unique_ptr<DiskRun> run, StartDiskMirror(plan, d, max_rate));
@@ -253,8 +265,8 @@ base::Status StorageMover::Mirror(StorageMovePlan& plan, std::vector<std::unique
   return WaitMirrorsReady(plan, runs);
 }
 
-base::Result<std::unique_ptr<StorageMover::DiskRun>> StorageMover::StartDiskMirror(StorageMovePlan& plan, DiskMove& d,
-                                                                                   uint64_t max_rate) {
+base::Result<std::unique_ptr<StorageMover::DiskRun>> StorageMover::StartDiskMirror(
+    StorageMovePlan& plan, DiskMove& d, uint64_t max_rate) {
   auto run = std::make_unique<DiskRun>();
   run->move = &d;
   run->tracking = disks_[d.index];
@@ -336,7 +348,8 @@ base::Status StorageMover::OpenPartSink(DiskRun& run, bool trust, const std::str
   return base::Ok();
 }
 
-base::Status StorageMover::WaitMirrorsReady(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs) {
+base::Status StorageMover::WaitMirrorsReady(StorageMovePlan& plan,
+                                            std::vector<std::unique_ptr<DiskRun>>& runs) {
   uint64_t last_save_ns = base::MonotonicNanos();
   uint64_t ready_ns = 0;  // when every mirror was first seen ready
   for (;;) {
@@ -351,17 +364,19 @@ base::Status StorageMover::WaitMirrorsReady(StorageMovePlan& plan, std::vector<s
       }
       if (p.state == storage::MirrorState::kFailed || p.state == storage::MirrorState::kCancelled) {
         base::Status st = r->job->Wait();
-        if (!st) return st.error().Wrap("storage move to " + plan.destination + ": disk " +
-                                        std::to_string(r->move->index) + " (" + r->move->top.source + ")");
+        if (!st)
+          return st.error().Wrap("storage move to " + plan.destination + ": disk " +
+                                 std::to_string(r->move->index) + " (" + r->move->top.source + ")");
         return base::Error(base::Code::kInternal, "mirror ended without an error");
       }
       if (p.state != storage::MirrorState::kReady) all_ready = false;
     }
     if (LeaseExpired())
-      return base::Error(base::Code::kAborted,
-                         "storage move to " + plan.destination + " aborted: ferryd stopped following it (no "
-                         "status request for " + std::to_string(options_.lease_ms / 1000) +
-                         " s); the vm stays on its source files");
+      return base::Error(base::Code::kAborted, "storage move to " + plan.destination +
+                                                   " aborted: ferryd stopped following it (no "
+                                                   "status request for " +
+                                                   std::to_string(options_.lease_ms / 1000) +
+                                                   " s); the vm stays on its source files");
     // Switch only on a status request that came after the copies were ready:
     // ferryd is alive right now, so it will see the switch through (a ferryd
     // that died within its lease must not wake up to a moved VM it never
@@ -385,7 +400,8 @@ void StorageMover::SaveBitmaps(std::vector<std::unique_ptr<DiskRun>>& runs) {
   }
 }
 
-base::Status StorageMover::Switch(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs) {
+base::Status StorageMover::Switch(StorageMovePlan& plan,
+                                  std::vector<std::unique_ptr<DiskRun>>& runs) {
   const std::string where = "storage move to " + plan.destination;
   const uint64_t t0 = base::MonotonicNanos();
   for (auto* d : disks_) d->PauseIo();
@@ -448,8 +464,10 @@ base::Result<std::vector<std::unique_ptr<storage::Disk>>> StorageMover::SwitchTo
     base::Status st = opened ? base::Ok() : base::Status(opened.error());
     if (st) {
       auto old = disks_[d.index]->SwitchTo(std::move(*opened));
-      if (old) old_disks[d.index] = std::move(*old);
-      else st = old.error();
+      if (old)
+        old_disks[d.index] = std::move(*old);
+      else
+        st = old.error();
     }
     if (!st) {
       // Back to the sources: they equal the copies (guest I/O is still
@@ -468,7 +486,8 @@ base::Result<std::vector<std::unique_ptr<storage::Disk>>> StorageMover::SwitchTo
   return old_disks;
 }
 
-void StorageMover::FinishSwitch(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs, uint64_t t0,
+void StorageMover::FinishSwitch(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs,
+                                uint64_t t0,
                                 std::vector<std::unique_ptr<storage::Disk>> old_disks) {
   const std::string where = "storage move to " + plan.destination;
   for (auto* d : disks_) d->ResumeIo();

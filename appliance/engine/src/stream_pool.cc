@@ -38,7 +38,8 @@ base::Result<std::unique_ptr<StreamPool>> StreamPool::Start(Options options) {
     s->compressor = std::make_unique<transport::Compressor>(pool->options_.compression);
     // The limiter waits outside Send, so tell the compressor what a stream
     // can get at most; otherwise it would think the link is faster.
-    if (pool->options_.bandwidth_limit > 0) s->compressor->SetLinkCeiling(pool->options_.bandwidth_limit / n);
+    if (pool->options_.bandwidth_limit > 0)
+      s->compressor->SetLinkCeiling(pool->options_.bandwidth_limit / n);
     pool->streams_.push_back(std::move(s));
   }
   pool->options_.streams.clear();
@@ -82,7 +83,8 @@ base::Status StreamPool::Enqueue(size_t stream, Lane lane, OutFrame frame, int c
 }
 
 base::Status StreamPool::Drain(std::optional<Lane> lane, int cancel_fd, int timeout_ms) {
-  const uint64_t deadline = base::MonotonicNanos() + uint64_t(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
+  const uint64_t deadline =
+      base::MonotonicNanos() + uint64_t(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
   base::MutexLock lock(mu_);
   for (;;) {
     if (error_) return *error_;
@@ -98,8 +100,8 @@ base::Status StreamPool::Drain(std::optional<Lane> lane, int cancel_fd, int time
     space_cv_.WaitFor(mu_, kPollSlice);
     if (Signalled(cancel_fd)) return base::Error(base::Code::kCancelled, "cancelled");
     if (timeout_ms >= 0 && base::MonotonicNanos() > deadline)
-      return base::Error(base::Code::kDeadlineExceeded,
-                         "the data streams did not drain within " + std::to_string(timeout_ms) + " ms");
+      return base::Error(base::Code::kDeadlineExceeded, "the data streams did not drain within " +
+                                                            std::to_string(timeout_ms) + " ms");
   }
 }
 
@@ -113,7 +115,9 @@ base::Status StreamPool::SendDirect(size_t stream, MoveFrame type, std::span<con
   return st;
 }
 
-uint64_t StreamPool::data_frames(size_t stream) const { return streams_[stream]->data_frames.load(); }
+uint64_t StreamPool::data_frames(size_t stream) const {
+  return streams_[stream]->data_frames.load();
+}
 
 void StreamPool::Fail(const base::Error& e) {
   {
@@ -178,8 +182,8 @@ void StreamPool::SenderLoop(size_t index) {
     base::Status st = limiter_.Acquire(frame.bytes() + transport::kFrameHeaderBytes, stop_.fd());
     if (st) {
       base::MutexLock send_lock(s.send_mu);
-      st = s.stream->Send(uint16_t(frame.type), frame.head, frame.data, s.compressor.get(), stop_.fd(),
-                          options_.send_timeout_ms);
+      st = s.stream->Send(uint16_t(frame.type), frame.head, frame.data, s.compressor.get(),
+                          stop_.fd(), options_.send_timeout_ms);
     }
     if (st) s.data_frames.fetch_add(1);
     {

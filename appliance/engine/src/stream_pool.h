@@ -29,11 +29,11 @@
 #include <thread>
 #include <vector>
 
-#include "protocol/live_move_types.h"
-#include "protocol/move_protocol.h"
 #include "base/event_fd.h"
 #include "base/mutex.h"
 #include "base/result.h"
+#include "protocol/live_move_types.h"
+#include "protocol/move_protocol.h"
 #include "transport/compressor.h"
 #include "transport/frame_stream.h"
 #include "transport/rate_limiter.h"
@@ -108,7 +108,7 @@ class StreamPool {
     std::unique_ptr<transport::FrameStream> stream;
     std::unique_ptr<transport::Compressor> compressor;
     base::Mutex send_mu;  // one Send at a time: sender thread vs SendDirect
-    Lanes lanes;         // guarded by the pool's mu_
+    Lanes lanes;          // guarded by the pool's mu_
     std::atomic<uint64_t> data_frames{0};
     std::thread thread;
   };

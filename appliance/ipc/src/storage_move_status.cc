@@ -16,15 +16,18 @@ std::string_view ToString(MovePhase phase) {
 }
 
 bool IsTerminal(MovePhase phase) {
-  return phase == MovePhase::kCompleted || phase == MovePhase::kFailed || phase == MovePhase::kCancelled;
+  return phase == MovePhase::kCompleted || phase == MovePhase::kFailed ||
+         phase == MovePhase::kCancelled;
 }
 
 base::Result<MovePhase> ParseMovePhase(std::string_view text) {
-  for (MovePhase p : {MovePhase::kPreparing, MovePhase::kCopyingLayers, MovePhase::kMirroring,
-                      MovePhase::kSwitching, MovePhase::kCompleted, MovePhase::kFailed, MovePhase::kCancelled}) {
+  for (MovePhase p :
+       {MovePhase::kPreparing, MovePhase::kCopyingLayers, MovePhase::kMirroring,
+        MovePhase::kSwitching, MovePhase::kCompleted, MovePhase::kFailed, MovePhase::kCancelled}) {
     if (text == ToString(p)) return p;
   }
-  return base::Error(base::Code::kInvalidArgument, "unknown move phase \"" + std::string(text) + "\"");
+  return base::Error(base::Code::kInvalidArgument,
+                     "unknown move phase \"" + std::string(text) + "\"");
 }
 
 nlohmann::json MoveStatusToJson(const MoveStatus& s) {
@@ -50,9 +53,15 @@ base::Result<MoveStatus> MoveStatusFromJson(const nlohmann::json& j) {
   };
   if (!j.is_object()) return bad("not an object");
   MoveStatus s;
-  auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; };
-  auto u64 = [&](const char* k) { return j.contains(k) && j[k].is_number_unsigned() ? j[k].get<uint64_t>() : 0; };
-  auto dbl = [&](const char* k, double d) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : d; };
+  auto str = [&](const char* k) {
+    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : "";
+  };
+  auto u64 = [&](const char* k) {
+    return j.contains(k) && j[k].is_number_unsigned() ? j[k].get<uint64_t>() : 0;
+  };
+  auto dbl = [&](const char* k, double d) {
+    return j.contains(k) && j[k].is_number() ? j[k].get<double>() : d;
+  };
   s.job_id = str("job_id");
   s.destination = str("destination");
   auto phase = ParseMovePhase(str("phase"));

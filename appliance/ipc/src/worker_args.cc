@@ -9,7 +9,8 @@ base::Result<WorkerArgs> ParseWorkerArgs(const std::vector<std::string>& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> base::Result<std::string> {
-      if (i + 1 >= args.size()) return base::Error(base::Code::kInvalidArgument, a + " needs a value");
+      if (i + 1 >= args.size())
+        return base::Error(base::Code::kInvalidArgument, a + " needs a value");
       return args[++i];
     };
     if (a == "--vm-dir") {
@@ -27,7 +28,8 @@ base::Result<WorkerArgs> ParseWorkerArgs(const std::vector<std::string>& args) {
       char* end = nullptr;
       long fd = std::strtol(v.c_str(), &end, 10);
       if (v.empty() || *end != '\0' || fd < 0 || fd > 1 << 20)
-        return base::Error(base::Code::kInvalidArgument, "--ready-fd needs a file descriptor number, not \"" + v + "\"");
+        return base::Error(base::Code::kInvalidArgument,
+                           "--ready-fd needs a file descriptor number, not \"" + v + "\"");
       out.ready_fd = int(fd);
     } else {
       return base::Error(base::Code::kInvalidArgument, "unknown argument \"" + a + "\"");

@@ -83,9 +83,11 @@ std::string_view ToString(WorkerOp op) {
 std::string EncodeRequest(const WorkerRequest& request) {
   json j = {{"op", ToString(request.op)}};
   if (request.op == WorkerOp::kSave) j["path"] = request.path;
-  if (request.op == WorkerOp::kCheckpoint) j["checkpoint"] = json::parse(request.checkpoint, nullptr, false);
+  if (request.op == WorkerOp::kCheckpoint)
+    j["checkpoint"] = json::parse(request.checkpoint, nullptr, false);
   if (request.op == WorkerOp::kMove) j["move"] = json::parse(request.move, nullptr, false);
-  if (request.op == WorkerOp::kLiveMove) j["live_move"] = json::parse(request.live_move, nullptr, false);
+  if (request.op == WorkerOp::kLiveMove)
+    j["live_move"] = json::parse(request.live_move, nullptr, false);
   return j.dump();
 }
 
@@ -95,21 +97,23 @@ base::Result<WorkerRequest> DecodeRequest(std::string_view line) {
   RETURN_IF_ERROR(GetString(j, "op", "worker request", &op));
   WorkerRequest request;
   RETURN_IF_ERROR(GetString(j, "path", "worker request", &request.path));
-  for (WorkerOp candidate : {WorkerOp::kStatus, WorkerOp::kPause, WorkerOp::kResume,
-                             WorkerOp::kStop, WorkerOp::kSave, WorkerOp::kCheckpoint, WorkerOp::kMove,
-                             WorkerOp::kLiveMove}) {
+  for (WorkerOp candidate :
+       {WorkerOp::kStatus, WorkerOp::kPause, WorkerOp::kResume, WorkerOp::kStop, WorkerOp::kSave,
+        WorkerOp::kCheckpoint, WorkerOp::kMove, WorkerOp::kLiveMove}) {
     if (op == ToString(candidate)) {
       request.op = candidate;
       if (candidate == WorkerOp::kCheckpoint) {
         auto action = j.find("checkpoint");
         if (action == j.end() || !action->is_object())
-          return base::Error(base::Code::kInvalidArgument, "worker request: checkpoint needs a \"checkpoint\" object");
+          return base::Error(base::Code::kInvalidArgument,
+                             "worker request: checkpoint needs a \"checkpoint\" object");
         request.checkpoint = action->dump();
       }
       if (candidate == WorkerOp::kMove) {
         auto action = j.find("move");
         if (action == j.end() || !action->is_object())
-          return base::Error(base::Code::kInvalidArgument, "worker request: move needs a \"move\" object");
+          return base::Error(base::Code::kInvalidArgument,
+                             "worker request: move needs a \"move\" object");
         request.move = action->dump();
       }
       if (candidate == WorkerOp::kLiveMove) {
@@ -124,28 +128,27 @@ base::Result<WorkerRequest> DecodeRequest(std::string_view line) {
       return request;
     }
   }
-  return base::Error(base::Code::kInvalidArgument,
-                     "worker request: unknown op \"" + op + "\"");
+  return base::Error(base::Code::kInvalidArgument, "worker request: unknown op \"" + op + "\"");
 }
 
 std::string EncodeReply(const base::Result<WorkerReply>& reply) {
   if (!reply.has_value()) {
-    return json{{"ok", false},
-                {"error",
-                 {{"code", base::CodeName(reply.error().code())},
-                  {"message", reply.error().message()}}}}
+    return json{
+        {"ok", false},
+        {"error",
+         {{"code", base::CodeName(reply.error().code())}, {"message", reply.error().message()}}}}
         .dump();
   }
   const WorkerReply& r = *reply;
   json j{{"ok", true},
-              {"state", r.state},
-              {"pid", r.pid},
-              {"stats",
-               {{"memory_bytes", r.stats.memory_bytes},
-                {"disk_reads", r.stats.disk_reads},
-                {"disk_writes", r.stats.disk_writes},
-                {"disk_flushes", r.stats.disk_flushes},
-                {"exits", r.stats.exits}}}};
+         {"state", r.state},
+         {"pid", r.pid},
+         {"stats",
+          {{"memory_bytes", r.stats.memory_bytes},
+           {"disk_reads", r.stats.disk_reads},
+           {"disk_writes", r.stats.disk_writes},
+           {"disk_flushes", r.stats.disk_flushes},
+           {"exits", r.stats.exits}}}};
   json disks = json::array();
   for (const WorkerDiskStats& d : r.stats.disks) disks.push_back(DiskStatsToJson(d));
   j["stats"]["disks"] = std::move(disks);
@@ -190,7 +193,8 @@ base::Result<WorkerReply> DecodeReply(std::string_view line) {
     }
   }
   if (auto move = j.find("move"); move != j.end() && move->is_object()) reply.move = move->dump();
-  if (auto live = j.find("live_move"); live != j.end() && live->is_object()) reply.live_move = live->dump();
+  if (auto live = j.find("live_move"); live != j.end() && live->is_object())
+    reply.live_move = live->dump();
   return reply;
 }
 
@@ -223,7 +227,8 @@ base::Result<WorkerExitRecord> DecodeExitRecord(std::string_view text, std::stri
   RETURN_IF_ERROR(GetString(j, "code", source, &record.code));
   RETURN_IF_ERROR(GetString(j, "message", source, &record.message));
   RETURN_IF_ERROR(GetString(j, "saved_path", source, &record.saved_path));
-  if (auto live = j.find("live_move"); live != j.end() && live->is_object()) record.live_move = live->dump();
+  if (auto live = j.find("live_move"); live != j.end() && live->is_object())
+    record.live_move = live->dump();
   if (record.state.empty())
     return base::Error(base::Code::kInvalidArgument, std::string(source) + ": no \"state\"");
   return record;

@@ -52,25 +52,28 @@ base::Result<PeerEndpoint> ParsePeerEndpoint(std::string_view text, uint16_t def
     }
   }
   if (peer.host.empty()) return BadEndpoint(text, "empty host");
-  if (peer.host.find_first_of("[] \t") != std::string::npos) return BadEndpoint(text, "malformed host");
+  if (peer.host.find_first_of("[] \t") != std::string::npos)
+    return BadEndpoint(text, "malformed host");
   if (!port_text.empty()) {
     unsigned value = 0;
     auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 || value > 65535)
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 ||
+        value > 65535)
       return BadEndpoint(text, "port must be a number from 1 to 65535");
     peer.port = uint16_t(value);
   }
   return peer;
 }
 
-base::Result<RemoteMoveState> AskMoveState(const PeerEndpoint& peer, const std::string& migration_id,
-                                           int timeout_ms) {
+base::Result<RemoteMoveState> AskMoveState(const PeerEndpoint& peer,
+                                           const std::string& migration_id, int timeout_ms) {
   ASSIGN_OR_RETURN(nlohmann::json reply, CallPeer(peer, MoveFrame::kStatusQuery,
                                                   nlohmann::json{{"migration_id", migration_id}},
                                                   MoveFrame::kStatusReply, timeout_ms));
   ASSIGN_OR_RETURN(RemoteMoveState state, ParseRemoteMoveState(reply.value("state", "")));
   if (state == RemoteMoveState::kRunning)
-    return base::Error(base::Code::kUnavailable, peer.ToString() + " says migration " + migration_id +
+    return base::Error(base::Code::kUnavailable, peer.ToString() + " says migration " +
+                                                     migration_id +
                                                      " is still running there (no verdict yet)");
   return state;
 }
@@ -83,14 +86,17 @@ base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame reques
                                       const nlohmann::json& request, MoveFrame reply_type,
                                       int timeout_ms) {
   const std::string where = peer.ToString();
-  ASSIGN_OR_RETURN(base::Fd socket, transport::TcpConnect(peer.host, peer.port, peer.source_host, timeout_ms));
+  ASSIGN_OR_RETURN(base::Fd socket,
+                   transport::TcpConnect(peer.host, peer.port, peer.source_host, timeout_ms));
   transport::FrameStream stream(std::move(socket), "control stream to " + where);
   transport::Hello hello;
   hello.role = transport::StreamRole::kControl;
   // The move this conversation is about, when the request names one (for the
   // peer's logs; the request's JSON is what counts).
-  if (request.is_object() && request.contains("migration_id") && request["migration_id"].is_string()) {
-    if (auto id = ParseMigrationId(request["migration_id"].get<std::string>())) hello.migration_id = *id;
+  if (request.is_object() && request.contains("migration_id") &&
+      request["migration_id"].is_string()) {
+    if (auto id = ParseMigrationId(request["migration_id"].get<std::string>()))
+      hello.migration_id = *id;
   }
   RETURN_IF_ERROR(transport::ClientHello(stream, hello, timeout_ms));
   const std::vector<uint8_t> payload = JsonPayload(request);
@@ -103,7 +109,8 @@ base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame reques
     return base::Error(e.code(), where + ": " + (e.from_peer() ? e.peer_message() : e.message()));
   }
   if (reply.type != uint16_t(reply_type))
-    return base::Error(base::Code::kDataLoss, where + ": expected a " + std::string(ToString(reply_type)) +
+    return base::Error(base::Code::kDataLoss, where + ": expected a " +
+                                                  std::string(ToString(reply_type)) +
                                                   " frame, got type " + std::to_string(reply.type));
   auto j = ParseJsonPayload(reply.payload, ToString(reply_type));
   if (!j) return j.error().Wrap(where);

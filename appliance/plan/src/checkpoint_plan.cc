@@ -1,5 +1,5 @@
-#include "config/names.h"
 #include "plan/checkpoint_plan.h"
+#include "config/names.h"
 
 #include <algorithm>
 #include <set>
@@ -65,7 +65,8 @@ std::string ResolveVmPath(const std::string& vm_dir, const std::string& path) {
   return vm_dir + "/" + path;
 }
 
-std::vector<std::string> CheckpointLineage(const config::VmDefinition& vm, const std::string& name) {
+std::vector<std::string> CheckpointLineage(const config::VmDefinition& vm,
+                                           const std::string& name) {
   std::vector<std::string> out;
   for (const config::CheckpointSpec* c = config::FindCheckpoint(vm, name); c != nullptr;
        c = c->parent.empty() ? nullptr : config::FindCheckpoint(vm, c->parent)) {
@@ -75,11 +76,13 @@ std::vector<std::string> CheckpointLineage(const config::VmDefinition& vm, const
   return out;
 }
 
-base::Result<CreatePlan> PlanCreateCheckpoint(const config::VmDefinition& vm, const std::string& name,
-                                              int64_t now_unix_ms, const FileExists& exists) {
+base::Result<CreatePlan> PlanCreateCheckpoint(const config::VmDefinition& vm,
+                                              const std::string& name, int64_t now_unix_ms,
+                                              const FileExists& exists) {
   RETURN_IF_ERROR(config::ValidateCheckpointName(name));
   if (config::FindCheckpoint(vm, name) != nullptr)
-    return base::Error(base::Code::kAlreadyExists, "vm " + vm.name + " already has a checkpoint named " + name);
+    return base::Error(base::Code::kAlreadyExists,
+                       "vm " + vm.name + " already has a checkpoint named " + name);
   if (!HasWritableDisk(vm))
     return base::Error(base::Code::kFailedPrecondition,
                        "vm " + vm.name + " has no writable disk: a checkpoint would hold nothing");
@@ -88,11 +91,12 @@ base::Result<CreatePlan> PlanCreateCheckpoint(const config::VmDefinition& vm, co
                        "vm " + vm.name + " has " + std::to_string(vm.checkpoints.size()) +
                            " checkpoints, the most it may have; delete some first");
   if (CheckpointLineage(vm, vm.current_checkpoint).size() >= config::kMaxCheckpointDepth)
-    return base::Error(base::Code::kFailedPrecondition,
-                       "vm " + vm.name + ": its disks already build on " +
-                           std::to_string(config::kMaxCheckpointDepth) +
-                           " checkpoints, the deepest chain ferry keeps (qcow2 backing chains are at most 32 "
-                           "files); delete one of them first");
+    return base::Error(
+        base::Code::kFailedPrecondition,
+        "vm " + vm.name + ": its disks already build on " +
+            std::to_string(config::kMaxCheckpointDepth) +
+            " checkpoints, the deepest chain ferry keeps (qcow2 backing chains are at most 32 "
+            "files); delete one of them first");
   CreatePlan plan;
   plan.after = vm;
   config::CheckpointSpec c;
@@ -146,7 +150,8 @@ base::Result<ApplyPlan> PlanApplyCheckpoint(const config::VmDefinition& vm, cons
   return plan;
 }
 
-base::Result<DeletePlan> PlanDeleteCheckpoint(const config::VmDefinition& vm, const std::string& name) {
+base::Result<DeletePlan> PlanDeleteCheckpoint(const config::VmDefinition& vm,
+                                              const std::string& name) {
   RETURN_IF_ERROR(config::ValidateCheckpointName(name));
   const config::CheckpointSpec* c = config::FindCheckpoint(vm, name);
   if (c == nullptr) return NoSuchCheckpoint(vm, name);
@@ -161,14 +166,16 @@ base::Result<DeletePlan> PlanDeleteCheckpoint(const config::VmDefinition& vm, co
     m.disk = i;
     m.layer = c->layers[i];
     for (const config::CheckpointSpec& child : vm.checkpoints) {
-      if (child.parent == name) m.children.push_back({child.layers[i], false, in_running(child.name)});
+      if (child.parent == name)
+        m.children.push_back({child.layers[i], false, in_running(child.name)});
     }
     if (vm.current_checkpoint == name) m.children.push_back({vm.disks[i].path, true, true});
     plan.merges.push_back(std::move(m));
   }
   plan.after = vm;
   auto& cps = plan.after.checkpoints;
-  cps.erase(std::remove_if(cps.begin(), cps.end(), [&](const auto& x) { return x.name == name; }), cps.end());
+  cps.erase(std::remove_if(cps.begin(), cps.end(), [&](const auto& x) { return x.name == name; }),
+            cps.end());
   for (auto& x : cps) {
     if (x.parent == name) x.parent = c->parent;
   }

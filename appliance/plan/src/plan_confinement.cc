@@ -22,7 +22,8 @@ bool IsCleanAbsolute(const std::string& path) {
 }
 
 bool IsInside(const std::string& path, const std::string& dir) {
-  return path.size() > dir.size() + 1 && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/';
+  return path.size() > dir.size() + 1 && path.compare(0, dir.size(), dir) == 0 &&
+         path[dir.size()] == '/';
 }
 
 // The longest existing prefix of path, resolved; empty if none resolves.
@@ -50,18 +51,21 @@ std::vector<std::string> PlanConfinementFailures(const PrepareRequest& plan,
   std::vector<std::string> failures;
   const std::string& dest = plan.destination;
   if (!IsCleanAbsolute(dest)) {
-    failures.push_back("destination path \"" + dest + "\" must be absolute, without \".\" or \"..\"");
+    failures.push_back("destination path \"" + dest +
+                       "\" must be absolute, without \".\" or \"..\"");
     return failures;
   }
   std::string existing;
   const std::string resolved = ResolvedExistingPrefix(dest, &existing);
   if (resolved != existing)
-    failures.push_back("destination path " + dest + ": " + existing + " is (or runs through) a symbolic link");
+    failures.push_back("destination path " + dest + ": " + existing +
+                       " is (or runs through) a symbolic link");
   std::string root = storage_root;
   if (char r[PATH_MAX]; ::realpath(storage_root.c_str(), r) != nullptr) root = r;
   if (dest == root || IsInside(dest, root) || IsInside(root, dest) || dest == storage_root ||
       IsInside(dest, storage_root))
-    failures.push_back("destination path " + dest + " overlaps this host's storage_root " + storage_root);
+    failures.push_back("destination path " + dest + " overlaps this host's storage_root " +
+                       storage_root);
   auto check_file = [&](const std::string& file, const std::string& what) {
     if (!IsCleanAbsolute(file) || !IsInside(file, dest))
       failures.push_back(what + " \"" + file + "\" is not inside the destination " + dest);
@@ -69,23 +73,23 @@ std::vector<std::string> PlanConfinementFailures(const PrepareRequest& plan,
   for (const PreparedDisk& disk : plan.disks) {
     check_file(disk.top, "disk " + std::to_string(disk.index) + " file");
     if (!BackingNameConfined(disk.top_backing_name, dest))
-      failures.push_back("disk " + std::to_string(disk.index) + " backing name \"" + disk.top_backing_name +
-                         "\" leaves the destination");
+      failures.push_back("disk " + std::to_string(disk.index) + " backing name \"" +
+                         disk.top_backing_name + "\" leaves the destination");
     for (const PreparedLayer& layer : disk.backing) {
       check_file(layer.dest, "checkpoint layer");
       if (!BackingNameConfined(layer.rewrite_backing, dest))
-        failures.push_back("checkpoint layer " + layer.dest + " backing name \"" + layer.rewrite_backing +
-                           "\" leaves the destination");
+        failures.push_back("checkpoint layer " + layer.dest + " backing name \"" +
+                           layer.rewrite_backing + "\" leaves the destination");
     }
   }
   if (definition.disks.size() != plan.disks.size()) {
-    failures.push_back("the moved vm.toml has " + std::to_string(definition.disks.size()) + " disks, the plan " +
-                       std::to_string(plan.disks.size()));
+    failures.push_back("the moved vm.toml has " + std::to_string(definition.disks.size()) +
+                       " disks, the plan " + std::to_string(plan.disks.size()));
   } else {
     for (size_t i = 0; i < plan.disks.size(); ++i) {
       if (definition.disks[i].path != plan.disks[i].top)
-        failures.push_back("the moved vm.toml's disk " + std::to_string(i) + " is " + definition.disks[i].path +
-                           ", not the planned " + plan.disks[i].top);
+        failures.push_back("the moved vm.toml's disk " + std::to_string(i) + " is " +
+                           definition.disks[i].path + ", not the planned " + plan.disks[i].top);
     }
   }
   return failures;

@@ -46,7 +46,8 @@ bool StaysBelow(const std::string& name) {
   size_t start = 0;
   while (start <= name.size()) {
     size_t slash = name.find('/', start);
-    std::string part = name.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    std::string part =
+        name.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (part == "..") return false;
     if (slash == std::string::npos) break;
     start = slash + 1;
@@ -76,13 +77,14 @@ std::string Clean(const std::string& path) {
 }
 
 base::Result<uint64_t> FileSize(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return base::ErrnoError("stat " + base::Escaped(path));
   return uint64_t(st.st_size);
 }
 
 bool SameFile(const std::string& a, const std::string& b) {
-  struct stat sa{}, sb{};
+  struct stat sa {
+  }, sb{};
   return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
          sa.st_ino == sb.st_ino;
 }
@@ -135,12 +137,14 @@ class Planner {
 base::Status Planner::Claim(const std::string& dest, const std::string& source) {
   auto [it, inserted] = dest_owner_.emplace(dest, source);
   if (!inserted && it->second != source)
-    return base::Error(base::Code::kAlreadyExists, "cannot move both " + base::Escaped(it->second) + " and " +
-                                                       base::Escaped(source) + " to " + base::Escaped(dest) +
+    return base::Error(base::Code::kAlreadyExists, "cannot move both " + base::Escaped(it->second) +
+                                                       " and " + base::Escaped(source) + " to " +
+                                                       base::Escaped(dest) +
                                                        ": they have the same name");
   if (Clean(source) == dest || SameFile(source, dest))
-    return base::Error(base::Code::kFailedPrecondition,
-                       base::Escaped(source) + " is already at the destination " + plan_.destination);
+    return base::Error(
+        base::Code::kFailedPrecondition,
+        base::Escaped(source) + " is already at the destination " + plan_.destination);
   return base::Ok();
 }
 
@@ -171,8 +175,9 @@ base::Status Planner::PlanChain(DiskMove& d, const storage::Qcow2Info& top) {
   w.chain_files = {d.top.source};
   for (int depth = 0; !w.child_name.empty(); ++depth) {
     if (depth >= kMaxChainDepth)
-      return base::Error(base::Code::kFailedPrecondition,
-                         base::Escaped(d.top.source) + ": backing chain deeper than " + std::to_string(kMaxChainDepth));
+      return base::Error(base::Code::kFailedPrecondition, base::Escaped(d.top.source) +
+                                                              ": backing chain deeper than " +
+                                                              std::to_string(kMaxChainDepth));
     RETURN_IF_ERROR(PlanLayer(d, w));
   }
   for (auto it = w.chain.rbegin(); it != w.chain.rend(); ++it) {
@@ -193,9 +198,10 @@ base::Status Planner::PlanLayer(DiskMove& d, ChainWalk& w) {
   // as storage refuses it when the chain is opened).
   for (const std::string& above : w.chain_files) {
     if (SameFile(above, layer.source))
-      return base::Error(base::Code::kDataLoss, "the backing chain of " + base::Escaped(d.top.source) + " loops: " +
-                                                    base::Escaped(layer.source) + " is already in it (as " +
-                                                    base::Escaped(above) + ")");
+      return base::Error(base::Code::kDataLoss,
+                         "the backing chain of " + base::Escaped(d.top.source) +
+                             " loops: " + base::Escaped(layer.source) + " is already in it (as " +
+                             base::Escaped(above) + ")");
   }
   w.chain_files.push_back(layer.source);
   std::string child_dest_dir = Dirname(w.at_top ? d.top.dest : w.chain.back().dest);
@@ -248,10 +254,12 @@ base::Status Planner::PointCheckpointsAtCopies() {
     for (std::string& layer : cp.layers) {
       auto it = moved.find(Clean(Resolve(vm_dir_, layer)));
       if (it == moved.end())
-        return base::Error(base::Code::kUnimplemented,
-                           "checkpoint " + cp.name + " of vm " + definition_.name + " keeps " + layer +
-                               ", which no current disk builds on; moving a branched checkpoint tree is not "
-                               "supported: delete the checkpoints that are not ancestors of the current state first");
+        return base::Error(
+            base::Code::kUnimplemented,
+            "checkpoint " + cp.name + " of vm " + definition_.name + " keeps " + layer +
+                ", which no current disk builds on; moving a branched checkpoint tree is not "
+                "supported: delete the checkpoints that are not ancestors of the current state "
+                "first");
       layer = it->second;
     }
   }
@@ -260,7 +268,8 @@ base::Status Planner::PointCheckpointsAtCopies() {
 
 }  // namespace
 
-base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& definition, const std::string& vm_dir,
+base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& definition,
+                                              const std::string& vm_dir,
                                               const std::string& destination) {
   if (destination.empty() || destination[0] != '/')
     return base::Error(base::Code::kInvalidArgument,
@@ -292,13 +301,15 @@ base::Status PrepareDestination(const std::string& destination) {
     size_t slash = destination.find('/', start);
     if (slash == std::string::npos) slash = destination.size();
     path = destination.substr(0, slash);
-    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return fail("cannot create " + path, errno);
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+      return fail("cannot create " + path, errno);
     start = slash + 1;
   }
-  struct stat st{};
+  struct stat st {};
   if (::stat(destination.c_str(), &st) != 0) return fail("cannot stat", errno);
   if (!S_ISDIR(st.st_mode))
-    return base::Error(base::Code::kFailedPrecondition, "destination " + destination + " is not a directory");
+    return base::Error(base::Code::kFailedPrecondition,
+                       "destination " + destination + " is not a directory");
   std::string probe = destination + "/.ferry-probe-" + std::to_string(::getpid());
   int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return fail("not writable", errno);
@@ -315,11 +326,12 @@ base::Status WriteMoveMarker(const StorageMovePlan& plan, const std::string& sta
     files.push_back(PartPath(d.top.dest));
     files.push_back(BitmapPath(d.top.dest));
   }
-  nlohmann::json j = {{"what", "files of an unfinished ferry storage move; safe to delete with this marker"},
-                      {"vm", plan.vm_name},
-                      {"state", state},
-                      {"pid", ::getpid()},
-                      {"files", files}};
+  nlohmann::json j = {
+      {"what", "files of an unfinished ferry storage move; safe to delete with this marker"},
+      {"vm", plan.vm_name},
+      {"state", state},
+      {"pid", ::getpid()},
+      {"files", files}};
   return base::WriteFileAtomically(MoveMarkerPath(plan), j.dump(2) + "\n");
 }
 
@@ -363,7 +375,8 @@ std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker
   return removed;
 }
 
-std::vector<std::string> FilesOfVm(const config::VmDefinition& definition, const std::string& vm_dir) {
+std::vector<std::string> FilesOfVm(const config::VmDefinition& definition,
+                                   const std::string& vm_dir) {
   std::vector<std::string> roots;
   for (const config::DiskSpec& d : definition.disks) roots.push_back(d.path);
   for (const config::CheckpointSpec& cp : definition.checkpoints) {
@@ -383,18 +396,20 @@ std::vector<std::string> FilesOfVm(const config::VmDefinition& definition, const
   return {files.begin(), files.end()};
 }
 
-base::Result<std::vector<KeptSource>> RemoveMoveSources(const StorageMovePlan& plan,
-                                                        const std::map<std::string, std::string>& in_use) {
+base::Result<std::vector<KeptSource>> RemoveMoveSources(
+    const StorageMovePlan& plan, const std::map<std::string, std::string>& in_use) {
   std::map<std::pair<dev_t, ino_t>, std::string> in_use_inodes;
   for (const auto& [path, vm] : in_use) {
-    struct stat st{};
-    if (::stat(path.c_str(), &st) == 0) in_use_inodes.emplace(std::make_pair(st.st_dev, st.st_ino), vm);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0)
+      in_use_inodes.emplace(std::make_pair(st.st_dev, st.st_ino), vm);
   }
   auto user = [&](const std::string& f) -> std::optional<std::string> {
     if (auto it = in_use.find(Clean(f)); it != in_use.end()) return it->second;
-    struct stat st{};
+    struct stat st {};
     if (::stat(f.c_str(), &st) != 0) return std::nullopt;
-    if (auto it = in_use_inodes.find({st.st_dev, st.st_ino}); it != in_use_inodes.end()) return it->second;
+    if (auto it = in_use_inodes.find({st.st_dev, st.st_ino}); it != in_use_inodes.end())
+      return it->second;
     return std::nullopt;
   };
   std::vector<KeptSource> kept;
@@ -406,20 +421,23 @@ base::Result<std::vector<KeptSource>> RemoveMoveSources(const StorageMovePlan& p
         kept.push_back({f, *vm});
         continue;
       }
-      if (::unlink(f.c_str()) != 0 && errno != ENOENT) return base::ErrnoError("remove source " + f);
+      if (::unlink(f.c_str()) != 0 && errno != ENOENT)
+        return base::ErrnoError("remove source " + f);
       RETURN_IF_ERROR(base::SyncParentDirectory(f));
     }
   }
   return kept;
 }
 
-base::Status CopyStorageOffline(const StorageMovePlan& plan, int cancel_fd,
-                                const std::function<void(uint64_t done, uint64_t total)>& progress) {
+base::Status CopyStorageOffline(
+    const StorageMovePlan& plan, int cancel_fd,
+    const std::function<void(uint64_t done, uint64_t total)>& progress) {
   // A damaged source must fail the move before anything is copied: a plain
   // file copy would carry the damage over and report the move completed.
   for (const DiskMove& d : plan.disks) {
     if (auto checked = storage::CheckDiskImage(d.top.source, d.spec.format); !checked)
-      return checked.error().Wrap("disk " + std::to_string(d.index) + " (" + base::Escaped(d.top.source) +
+      return checked.error().Wrap("disk " + std::to_string(d.index) + " (" +
+                                  base::Escaped(d.top.source) +
                                   ") cannot be moved, nothing was copied");
   }
   uint64_t base_done = 0;

@@ -23,16 +23,20 @@ class Reader {
       : j_(j), what_(std::move(what)), path_(std::move(path)) {}
 
   base::Error Bad(std::string_view field, std::string_view why) const {
-    return base::Error(base::Code::kInvalidArgument, what_ + ": " + Name(field) + ": " + std::string(why));
+    return base::Error(base::Code::kInvalidArgument,
+                       what_ + ": " + Name(field) + ": " + std::string(why));
   }
   std::string Name(std::string_view field) const {
     return path_.empty() ? std::string(field) : path_ + "." + std::string(field);
   }
   const std::string& what() const { return what_; }
 
-  bool Has(const char* field) const { return j_.is_object() && j_.contains(field) && !j_[field].is_null(); }
+  bool Has(const char* field) const {
+    return j_.is_object() && j_.contains(field) && !j_[field].is_null();
+  }
 
-  base::Result<std::string> String(const char* field, bool required = true, std::string fallback = "") const {
+  base::Result<std::string> String(const char* field, bool required = true,
+                                   std::string fallback = "") const {
     if (!Has(field)) {
       if (required) return Bad(field, "missing");
       return fallback;
@@ -114,7 +118,8 @@ class Reader {
 
 // Checks that j is an object before any field is read.
 inline base::Status RequireObject(const nlohmann::json& j, std::string_view what) {
-  if (!j.is_object()) return base::Error(base::Code::kInvalidArgument, std::string(what) + ": not a JSON object");
+  if (!j.is_object())
+    return base::Error(base::Code::kInvalidArgument, std::string(what) + ": not a JSON object");
   return base::Ok();
 }
 

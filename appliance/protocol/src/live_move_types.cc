@@ -11,9 +11,9 @@ using json = nlohmann::json;
 using json_fields::Reader;
 
 constexpr LiveMovePhase kPhases[] = {LiveMovePhase::kPreparing, LiveMovePhase::kCopyingLayers,
-                                     LiveMovePhase::kPrecopy,    LiveMovePhase::kSwitchover,
-                                     LiveMovePhase::kResolving,  LiveMovePhase::kCompleted,
-                                     LiveMovePhase::kFailed,     LiveMovePhase::kInDoubt};
+                                     LiveMovePhase::kPrecopy,   LiveMovePhase::kSwitchover,
+                                     LiveMovePhase::kResolving, LiveMovePhase::kCompleted,
+                                     LiveMovePhase::kFailed,    LiveMovePhase::kInDoubt};
 
 }  // namespace
 
@@ -35,11 +35,13 @@ base::Result<LiveMovePhase> ParseLiveMovePhase(std::string_view text) {
   for (LiveMovePhase p : kPhases) {
     if (ToString(p) == text) return p;
   }
-  return base::Error(base::Code::kInvalidArgument, "unknown live move phase \"" + std::string(text) + "\"");
+  return base::Error(base::Code::kInvalidArgument,
+                     "unknown live move phase \"" + std::string(text) + "\"");
 }
 
 bool IsTerminal(LiveMovePhase phase) {
-  return phase == LiveMovePhase::kCompleted || phase == LiveMovePhase::kFailed || phase == LiveMovePhase::kInDoubt;
+  return phase == LiveMovePhase::kCompleted || phase == LiveMovePhase::kFailed ||
+         phase == LiveMovePhase::kInDoubt;
 }
 
 nlohmann::json ToJson(const LiveMoveRequest& r) {
@@ -62,7 +64,8 @@ base::Result<LiveMoveRequest> LiveMoveRequestFromJson(const nlohmann::json& j) {
   LiveMoveRequest r;
   if (!in.Has("prepare")) return in.Bad("prepare", "missing");
   auto prepare = PrepareRequestFromJson(j["prepare"]);
-  if (!prepare) return base::Error(prepare.error().code(), "live move request: " + prepare.error().message());
+  if (!prepare)
+    return base::Error(prepare.error().code(), "live move request: " + prepare.error().message());
   r.prepare = std::move(*prepare);
   ASSIGN_OR_RETURN(r.control_host, in.String("control_host"));
   ASSIGN_OR_RETURN(uint64_t control_port, in.U64("control_port", true, 0, 65535));
@@ -88,7 +91,8 @@ base::Result<LiveMoveRequest> LiveMoveRequestFromJson(const nlohmann::json& j) {
 nlohmann::json ToJson(const LiveMoveStatus& s) {
   json streams = json::array();
   for (const StreamReport& r : s.streams)
-    streams.push_back({{"bytes_sent", r.bytes_sent}, {"payload_bytes", r.payload_bytes}, {"frames", r.frames}});
+    streams.push_back(
+        {{"bytes_sent", r.bytes_sent}, {"payload_bytes", r.payload_bytes}, {"frames", r.frames}});
   return json{{"migration_id", s.migration_id},
               {"phase", ToString(s.phase)},
               {"round", s.round},

@@ -59,10 +59,12 @@ std::vector<uint8_t> EncodePageBatchHeader(std::span<const PageEntry> pages) {
   return out;
 }
 
-base::Result<PageBatchView> DecodePageBatch(std::span<const uint8_t> payload, uint64_t memory_pages) {
+base::Result<PageBatchView> DecodePageBatch(std::span<const uint8_t> payload,
+                                            uint64_t memory_pages) {
   constexpr std::string_view kWhat = "page batch";
   if (payload.size() < 8)
-    return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its 8-byte header");
+    return Malformed(
+        kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its 8-byte header");
   const uint32_t count = base::GetLe32(payload.data());
   const uint32_t reserved = base::GetLe32(payload.data() + 4);
   if (reserved != 0) return Malformed(kWhat, "reserved field is " + N(reserved) + ", must be 0");
@@ -70,8 +72,8 @@ base::Result<PageBatchView> DecodePageBatch(std::span<const uint8_t> payload, ui
     return Malformed(kWhat, "count " + N(count) + " outside 1.." + N(kMaxPagesPerBatch));
   const size_t table = 8 + 8 * size_t(count);
   if (payload.size() < table)
-    return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its " + N(count) +
-                                "-entry table");
+    return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its " +
+                                N(count) + "-entry table");
   PageBatchView view;
   view.pages.reserve(count);
   uint64_t data_pages = 0;
@@ -79,15 +81,17 @@ base::Result<PageBatchView> DecodePageBatch(std::span<const uint8_t> payload, ui
     const uint64_t e = base::GetLe64(payload.data() + 8 + 8 * size_t(i));
     PageEntry p{e & ~kPageZeroBit, (e & kPageZeroBit) != 0};
     if (p.index >= memory_pages)
-      return Malformed(kWhat, "entry " + N(i) + ": page " + N(p.index) + " is beyond guest memory (" +
-                                  N(memory_pages) + " pages)");
+      return Malformed(kWhat, "entry " + N(i) + ": page " + N(p.index) +
+                                  " is beyond guest memory (" + N(memory_pages) + " pages)");
     if (i > 0) {
       const uint64_t prev = view.pages.back().index;
       if (p.index <= prev)
-        return Malformed(kWhat, "entry " + N(i) + ": page " + N(p.index) + " does not follow page " + N(prev) +
+        return Malformed(kWhat, "entry " + N(i) + ": page " + N(p.index) +
+                                    " does not follow page " + N(prev) +
                                     " (indices must increase)");
       if (p.index / kMaxPagesPerBatch != view.pages.front().index / kMaxPagesPerBatch)
-        return Malformed(kWhat, "entry " + N(i) + ": page " + N(p.index) + " is outside the 1 MiB group of page " +
+        return Malformed(kWhat, "entry " + N(i) + ": page " + N(p.index) +
+                                    " is outside the 1 MiB group of page " +
                                     N(view.pages.front().index));
     }
     if (!p.zero) ++data_pages;
@@ -117,7 +121,8 @@ base::Result<DiskExtentView> DecodeDiskExtent(std::span<const uint8_t> payload,
                                               std::span<const uint64_t> disk_sizes) {
   constexpr std::string_view kWhat = "disk extent";
   if (payload.size() < kDiskExtentHeaderBytes)
-    return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its 24-byte header");
+    return Malformed(
+        kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its 24-byte header");
   DiskExtentView view;
   DiskExtentHeader& h = view.header;
   h.disk = base::GetLe16(payload.data());
@@ -129,11 +134,13 @@ base::Result<DiskExtentView> DecodeDiskExtent(std::span<const uint8_t> payload,
   if ((flags & ~1u) != 0) return Malformed(kWhat, "unknown flags " + N(flags));
   if (reserved != 0) return Malformed(kWhat, "reserved field is " + N(reserved) + ", must be 0");
   if (h.disk >= disk_sizes.size())
-    return Malformed(kWhat, "disk " + N(h.disk) + " out of range (the move has " + N(disk_sizes.size()) + ")");
+    return Malformed(
+        kWhat, "disk " + N(h.disk) + " out of range (the move has " + N(disk_sizes.size()) + ")");
   if (h.length == 0 || h.length > kMaxExtentBytes)
     return Malformed(kWhat, "length " + N(h.length) + " outside 1.." + N(kMaxExtentBytes));
   if (h.offset % 512 != 0 || h.length % 512 != 0)
-    return Malformed(kWhat, "offset " + N(h.offset) + " or length " + N(h.length) + " is not 512-byte aligned");
+    return Malformed(
+        kWhat, "offset " + N(h.offset) + " or length " + N(h.length) + " is not 512-byte aligned");
   const uint64_t size = disk_sizes[h.disk];
   if (h.offset > size || h.length > size - h.offset)
     return Malformed(kWhat, "disk " + N(h.disk) + ": [" + N(h.offset) + ", +" + N(h.length) +
@@ -144,7 +151,8 @@ base::Result<DiskExtentView> DecodeDiskExtent(std::span<const uint8_t> payload,
   const uint64_t data = payload.size() - kDiskExtentHeaderBytes;
   const uint64_t want = h.zeroes ? 0 : h.length;
   if (data != want)
-    return Malformed(kWhat, N(data) + " data bytes for " + (h.zeroes ? "a zeroes extent" : "length " + N(h.length)) +
+    return Malformed(kWhat, N(data) + " data bytes for " +
+                                (h.zeroes ? "a zeroes extent" : "length " + N(h.length)) +
                                 " (expected " + N(want) + ")");
   view.data = payload.subspan(kDiskExtentHeaderBytes);
   return view;
@@ -164,7 +172,8 @@ base::Result<LayerChunkView> DecodeLayerChunk(std::span<const uint8_t> payload,
                                               std::span<const uint64_t> layer_sizes) {
   constexpr std::string_view kWhat = "layer chunk";
   if (payload.size() < kLayerChunkHeaderBytes)
-    return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its 16-byte header");
+    return Malformed(
+        kWhat, "payload of " + N(payload.size()) + " bytes is shorter than its 16-byte header");
   LayerChunkView view;
   view.header.layer = base::GetLe32(payload.data());
   const uint32_t reserved = base::GetLe32(payload.data() + 4);
@@ -175,11 +184,13 @@ base::Result<LayerChunkView> DecodeLayerChunk(std::span<const uint8_t> payload,
     return Malformed(kWhat, "layer " + N(view.header.layer) + " out of range (the move has " +
                                 N(layer_sizes.size()) + ")");
   if (view.data.empty() || view.data.size() > kMaxLayerChunkBytes)
-    return Malformed(kWhat, "data of " + N(view.data.size()) + " bytes outside 1.." + N(kMaxLayerChunkBytes));
+    return Malformed(
+        kWhat, "data of " + N(view.data.size()) + " bytes outside 1.." + N(kMaxLayerChunkBytes));
   const uint64_t size = layer_sizes[view.header.layer];
   if (view.header.offset > size || view.data.size() > size - view.header.offset)
-    return Malformed(kWhat, "layer " + N(view.header.layer) + ": [" + N(view.header.offset) + ", +" +
-                                N(view.data.size()) + ") is beyond the file's " + N(size) + " bytes");
+    return Malformed(kWhat, "layer " + N(view.header.layer) + ": [" + N(view.header.offset) +
+                                ", +" + N(view.data.size()) + ") is beyond the file's " + N(size) +
+                                " bytes");
   return view;
 }
 
@@ -191,20 +202,23 @@ std::vector<uint8_t> EncodeLayerDone(const LayerDone& done) {
   return out;
 }
 
-base::Result<LayerDone> DecodeLayerDone(std::span<const uint8_t> payload, std::span<const uint64_t> layer_sizes) {
+base::Result<LayerDone> DecodeLayerDone(std::span<const uint8_t> payload,
+                                        std::span<const uint64_t> layer_sizes) {
   constexpr std::string_view kWhat = "layer done";
-  if (payload.size() != 16) return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes, must be 16");
+  if (payload.size() != 16)
+    return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes, must be 16");
   LayerDone done;
   done.layer = base::GetLe32(payload.data());
   const uint32_t reserved = base::GetLe32(payload.data() + 4);
   done.file_size = base::GetLe64(payload.data() + 8);
   if (reserved != 0) return Malformed(kWhat, "reserved field is " + N(reserved) + ", must be 0");
   if (done.layer >= layer_sizes.size())
-    return Malformed(kWhat, "layer " + N(done.layer) + " out of range (the move has " + N(layer_sizes.size()) + ")");
+    return Malformed(kWhat, "layer " + N(done.layer) + " out of range (the move has " +
+                                N(layer_sizes.size()) + ")");
   // The layers are read-only: the size the plan declared is the size.
   if (done.file_size != layer_sizes[done.layer])
-    return Malformed(kWhat, "layer " + N(done.layer) + ": file size " + N(done.file_size) + ", the plan says " +
-                                N(layer_sizes[done.layer]));
+    return Malformed(kWhat, "layer " + N(done.layer) + ": file size " + N(done.file_size) +
+                                ", the plan says " + N(layer_sizes[done.layer]));
   return done;
 }
 
@@ -219,7 +233,8 @@ std::vector<uint8_t> EncodeStreamEnd(const StreamEnd& end) {
 
 base::Result<StreamEnd> DecodeStreamEnd(std::span<const uint8_t> payload) {
   constexpr std::string_view kWhat = "stream end";
-  if (payload.size() != 16) return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes, must be 16");
+  if (payload.size() != 16)
+    return Malformed(kWhat, "payload of " + N(payload.size()) + " bytes, must be 16");
   const uint64_t reserved = base::GetLe64(payload.data() + 8);
   if (reserved != 0) return Malformed(kWhat, "reserved field is " + N(reserved) + ", must be 0");
   return StreamEnd{base::GetLe64(payload.data())};
@@ -277,8 +292,10 @@ base::Result<PreparedLayer> LayerFromJson(const Reader& in) {
   ASSIGN_OR_RETURN(l.rewrite_backing, in.String("rewrite_backing", false));
   ASSIGN_OR_RETURN(l.backing_format, in.String("backing_format", false));
   if (!l.rewrite_backing.empty()) {
-    if (l.format != "qcow2") return in.Bad("rewrite_backing", "only a qcow2 layer has a backing file");
-    if (!ValidFormat(l.backing_format)) return in.Bad("backing_format", "must be \"raw\" or \"qcow2\"");
+    if (l.format != "qcow2")
+      return in.Bad("rewrite_backing", "only a qcow2 layer has a backing file");
+    if (!ValidFormat(l.backing_format))
+      return in.Bad("backing_format", "must be \"raw\" or \"qcow2\"");
   }
   return l;
 }
@@ -286,19 +303,23 @@ base::Result<PreparedLayer> LayerFromJson(const Reader& in) {
 base::Result<PreparedDisk> DiskFromJson(const Reader& in, size_t position) {
   PreparedDisk d;
   ASSIGN_OR_RETURN(uint64_t index, in.U64("index", true, 0, UINT32_MAX));
-  if (index != position) return in.Bad("index", "is " + N(index) + ", must be " + N(position) + " (disk order)");
+  if (index != position)
+    return in.Bad("index", "is " + N(index) + ", must be " + N(position) + " (disk order)");
   d.index = uint32_t(index);
   ASSIGN_OR_RETURN(d.format, in.String("format"));
   if (!ValidFormat(d.format)) return in.Bad("format", "must be \"raw\" or \"qcow2\"");
   ASSIGN_OR_RETURN(d.disk_size, in.U64("disk_size"));
-  if (d.disk_size == 0 || d.disk_size % 512 != 0) return in.Bad("disk_size", "must be a positive multiple of 512");
+  if (d.disk_size == 0 || d.disk_size % 512 != 0)
+    return in.Bad("disk_size", "must be a positive multiple of 512");
   ASSIGN_OR_RETURN(d.top, in.String("top"));
   if (d.top.empty() || d.top[0] != '/') return in.Bad("top", "must be an absolute path");
   ASSIGN_OR_RETURN(d.top_backing_name, in.String("top_backing_name", false));
   ASSIGN_OR_RETURN(d.top_backing_format, in.String("top_backing_format", false));
   if (!d.top_backing_name.empty()) {
-    if (d.format != "qcow2") return in.Bad("top_backing_name", "only a qcow2 top has a backing file");
-    if (!ValidFormat(d.top_backing_format)) return in.Bad("top_backing_format", "must be \"raw\" or \"qcow2\"");
+    if (d.format != "qcow2")
+      return in.Bad("top_backing_name", "only a qcow2 top has a backing file");
+    if (!ValidFormat(d.top_backing_format))
+      return in.Bad("top_backing_format", "must be \"raw\" or \"qcow2\"");
   }
   ASSIGN_OR_RETURN(const json* backing, in.Array("backing", false));
   for (size_t i = 0; i < backing->size(); ++i) {
@@ -306,7 +327,8 @@ base::Result<PreparedDisk> DiskFromJson(const Reader& in, size_t position) {
     ASSIGN_OR_RETURN(PreparedLayer l, LayerFromJson(layer));
     d.backing.push_back(std::move(l));
   }
-  if (!d.backing.empty() && d.format != "qcow2") return in.Bad("backing", "a raw top cannot have backing layers");
+  if (!d.backing.empty() && d.format != "qcow2")
+    return in.Bad("backing", "a raw top cannot have backing layers");
   return d;
 }
 
@@ -337,11 +359,13 @@ base::Result<PrepareRequest> PrepareRequestFromJson(const nlohmann::json& j) {
   ASSIGN_OR_RETURN(r.cpu_vendor, in.String("cpu_vendor", false));
   ASSIGN_OR_RETURN(const json* features, in.Array("cpu_features", false));
   for (size_t i = 0; i < features->size(); ++i) {
-    if (!(*features)[i].is_string()) return in.Bad("cpu_features[" + N(i) + "]", "must be a string");
+    if (!(*features)[i].is_string())
+      return in.Bad("cpu_features[" + N(i) + "]", "must be a string");
     r.cpu_features.push_back((*features)[i].get<std::string>());
   }
   ASSIGN_OR_RETURN(r.destination, in.String("destination"));
-  if (r.destination.empty() || r.destination[0] != '/') return in.Bad("destination", "must be an absolute path");
+  if (r.destination.empty() || r.destination[0] != '/')
+    return in.Bad("destination", "must be an absolute path");
   ASSIGN_OR_RETURN(const json* disks, in.Array("disks"));
   if (disks->size() > UINT16_MAX) return in.Bad("disks", "too many disks");
   for (size_t i = 0; i < disks->size(); ++i) {
@@ -408,7 +432,8 @@ base::Result<RemoteMoveState> ParseRemoteMoveState(std::string_view text) {
                  RemoteMoveState::kUnknown}) {
     if (ToString(s) == text) return s;
   }
-  return base::Error(base::Code::kInvalidArgument, "unknown remote move state \"" + std::string(text) + "\"");
+  return base::Error(base::Code::kInvalidArgument,
+                     "unknown remote move state \"" + std::string(text) + "\"");
 }
 
 std::vector<uint8_t> JsonPayload(const nlohmann::json& j) {
@@ -418,12 +443,15 @@ std::vector<uint8_t> JsonPayload(const nlohmann::json& j) {
   return std::vector<uint8_t>(text.begin(), text.end());
 }
 
-base::Result<nlohmann::json> ParseJsonPayload(std::span<const uint8_t> payload, std::string_view what) {
+base::Result<nlohmann::json> ParseJsonPayload(std::span<const uint8_t> payload,
+                                              std::string_view what) {
   json j = json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded())
-    return base::Error(base::Code::kDataLoss, "malformed " + std::string(what) + ": payload is not JSON");
+    return base::Error(base::Code::kDataLoss,
+                       "malformed " + std::string(what) + ": payload is not JSON");
   if (!j.is_object())
-    return base::Error(base::Code::kDataLoss, "malformed " + std::string(what) + ": payload is not a JSON object");
+    return base::Error(base::Code::kDataLoss,
+                       "malformed " + std::string(what) + ": payload is not a JSON object");
   return j;
 }
 
@@ -431,7 +459,8 @@ base::Result<nlohmann::json> ParseJsonPayload(std::span<const uint8_t> payload, 
 
 base::Result<MigrationIdBytes> ParseMigrationId(std::string_view text) {
   auto bad = [&] {
-    return base::Error(base::Code::kInvalidArgument, "migration id \"" + std::string(text) + "\": not a UUID");
+    return base::Error(base::Code::kInvalidArgument,
+                       "migration id \"" + std::string(text) + "\": not a UUID");
   };
   if (text.size() != 36) return bad();
   MigrationIdBytes out{};
@@ -445,7 +474,10 @@ base::Result<MigrationIdBytes> ParseMigrationId(std::string_view text) {
     int v = 0;
     for (int k = 0; k < 2; ++k) {
       char c = text[i + k];
-      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      int d = c >= '0' && c <= '9'   ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                     : -1;
       if (d < 0) return bad();
       v = v * 16 + d;
     }
@@ -460,8 +492,10 @@ base::Result<MigrationIdBytes> ParseMigrationId(std::string_view text) {
 
 std::string FormatMigrationId(const MigrationIdBytes& id) {
   char buf[37];
-  std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", id[0], id[1],
-                id[2], id[3], id[4], id[5], id[6], id[7], id[8], id[9], id[10], id[11], id[12], id[13], id[14], id[15]);
+  std::snprintf(buf, sizeof buf,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", id[0],
+                id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[8], id[9], id[10], id[11],
+                id[12], id[13], id[14], id[15]);
   return buf;
 }
 

@@ -24,13 +24,15 @@ base::Error Bad(const std::string& what) {
 
 base::Result<std::string> Str(const json& j, const char* key) {
   auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) return Bad(std::string("\"") + key + "\" must be a string");
+  if (it == j.end() || !it->is_string())
+    return Bad(std::string("\"") + key + "\" must be a string");
   return it->get<std::string>();
 }
 
 base::Result<size_t> Index(const json& j, const char* key) {
   auto it = j.find(key);
-  if (it == j.end() || !it->is_number_unsigned()) return Bad(std::string("\"") + key + "\" must be a disk index");
+  if (it == j.end() || !it->is_number_unsigned())
+    return Bad(std::string("\"") + key + "\" must be a disk index");
   return it->get<size_t>();
 }
 
@@ -67,10 +69,8 @@ struct CreateDisk {
   config::DiskFormat top_format = config::DiskFormat::kRaw;
 };
 
-base::Status Create(vm::Machine& machine, const json& j, const std::function<base::Status()>& pause,
-                    const std::function<base::Status()>& resume) {
-  ASSIGN_OR_RETURN(std::string definition_path, Str(j, "definition_path"));
-  ASSIGN_OR_RETURN(std::string definition, Str(j, "definition"));
+// The request's "disks": each names a disk of this machine.
+base::Result<std::vector<CreateDisk>> CreateDisks(const vm::Machine& machine, const json& j) {
   auto disks_it = j.find("disks");
   if (disks_it == j.end() || !disks_it->is_array()) return Bad("\"disks\" must be an array");
   std::vector<CreateDisk> disks;
@@ -81,9 +81,18 @@ base::Status Create(vm::Machine& machine, const json& j, const std::function<bas
     ASSIGN_OR_RETURN(c.top_format, Format(d, "top_format"));
     ASSIGN_OR_RETURN(c.overlay, Str(d, "overlay"));
     ASSIGN_OR_RETURN(c.backing_name, Str(d, "backing_name"));
-    if (c.index >= machine.disk_count()) return Bad("disk " + std::to_string(c.index) + " does not exist");
+    if (c.index >= machine.disk_count())
+      return Bad("disk " + std::to_string(c.index) + " does not exist");
     disks.push_back(std::move(c));
   }
+  return disks;
+}
+
+base::Status Create(vm::Machine& machine, const json& j, const std::function<base::Status()>& pause,
+                    const std::function<base::Status()>& resume) {
+  ASSIGN_OR_RETURN(std::string definition_path, Str(j, "definition_path"));
+  ASSIGN_OR_RETURN(std::string definition, Str(j, "definition"));
+  ASSIGN_OR_RETURN(std::vector<CreateDisk> disks, CreateDisks(machine, j));
   auto remove_overlays = [&](size_t count) {
     for (size_t k = 0; k < count; ++k) ::unlink(disks[k].overlay.c_str());
   };
@@ -113,7 +122,8 @@ base::Status Create(vm::Machine& machine, const json& j, const std::function<bas
       // Flushed first: the overlay opens the old top read-only through a new
       // handle, which must see every write the guest completed.
       RETURN_IF_ERROR(current->Flush());
-      ASSIGN_OR_RETURN(DiskPtr overlay, storage::OpenDisk(c.overlay, config::DiskFormat::kQcow2, false));
+      ASSIGN_OR_RETURN(DiskPtr overlay,
+                       storage::OpenDisk(c.overlay, config::DiskFormat::kQcow2, false));
       return Install(current, std::move(overlay));
     });
     if (!st) {
@@ -131,15 +141,19 @@ base::Status Create(vm::Machine& machine, const json& j, const std::function<bas
   if (!result) {
     for (size_t k = 0; k < switched; ++k) {
       const CreateDisk& c = disks[k];
-      auto back = machine.TransformDisk(c.index, [&](DiskPtr& current) { return Reopen(current, c.top, c.top_format); });
-      if (!back) base::LogError("checkpoint rollback: disk " + std::to_string(c.index) + " stays on " + c.overlay +
-                                ": " + back.error().ToString());
-      else ::unlink(c.overlay.c_str());
+      auto back = machine.TransformDisk(
+          c.index, [&](DiskPtr& current) { return Reopen(current, c.top, c.top_format); });
+      if (!back)
+        base::LogError("checkpoint rollback: disk " + std::to_string(c.index) + " stays on " +
+                       c.overlay + ": " + back.error().ToString());
+      else
+        ::unlink(c.overlay.c_str());
     }
     for (size_t k = switched; k < disks.size(); ++k) ::unlink(disks[k].overlay.c_str());
   }
   if (was_running) {
-    if (auto st = resume(); !st) base::LogError("resume after checkpoint: " + st.error().ToString());
+    if (auto st = resume(); !st)
+      base::LogError("resume after checkpoint: " + st.error().ToString());
   }
   return result;
 }
@@ -159,7 +173,8 @@ base::Status Stream(vm::Machine& machine, const json& j) {
   ASSIGN_OR_RETURN(DiskPtr layer, storage::OpenDisk(layer_path, layer_format, /*read_only=*/true));
   DiskPtr into;
   if (!into_path.empty()) {
-    ASSIGN_OR_RETURN(into, storage::OpenDisk(into_path, config::DiskFormat::kQcow2, /*read_only=*/false));
+    ASSIGN_OR_RETURN(into,
+                     storage::OpenDisk(into_path, config::DiskFormat::kQcow2, /*read_only=*/false));
   }
   uint64_t written = 0;
   for (uint64_t off = 0; off < layer->size(); off += storage::kStreamChunkBytes) {
@@ -167,13 +182,14 @@ base::Status Stream(vm::Machine& machine, const json& j) {
       if (!into) {
         // Into the running top: the guest's own disk object, whose writes
         // between our chunks allocate clusters the stream then leaves alone.
-        ASSIGN_OR_RETURN(uint64_t n, storage::StreamLayerRange(*layer, *current, off, storage::kStreamChunkBytes,
-                                                               copy_zeros));
+        ASSIGN_OR_RETURN(
+            uint64_t n, storage::StreamLayerRange(*layer, *current, off, storage::kStreamChunkBytes,
+                                                  copy_zeros));
         written += n;
         return std::move(current);
       }
-      ASSIGN_OR_RETURN(uint64_t n, storage::StreamLayerRange(*layer, *into, off, storage::kStreamChunkBytes,
-                                                             copy_zeros));
+      ASSIGN_OR_RETURN(uint64_t n, storage::StreamLayerRange(
+                                       *layer, *into, off, storage::kStreamChunkBytes, copy_zeros));
       written += n;
       if (n == 0) return std::move(current);
       RETURN_IF_ERROR(into->Flush());
@@ -182,8 +198,8 @@ base::Status Stream(vm::Machine& machine, const json& j) {
     if (!st) return st.error().Wrap("stream " + layer_path + " into " + (into ? into_path : top));
   }
   if (into) RETURN_IF_ERROR(into->Flush());
-  base::LogInfo("checkpoint: streamed " + std::to_string(written) + " bytes of " + layer_path + " into " +
-                (into ? into_path : top));
+  base::LogInfo("checkpoint: streamed " + std::to_string(written) + " bytes of " + layer_path +
+                " into " + (into ? into_path : top));
   return base::Ok();
 }
 
@@ -218,14 +234,19 @@ base::Status ReopenWithRebase(vm::Machine& machine, const json& j) {
     size_t done = 0;
     base::Status st = base::Ok();
     for (; done < rebases.size() && st; ++done)
-      st = storage::SetQcow2Backing(rebases[done].path, rebases[done].backing, rebases[done].format);
-    base::Result<DiskPtr> fresh = st ? storage::OpenDisk(top, top_format, false) : base::Result<DiskPtr>(st.error());
+      st =
+          storage::SetQcow2Backing(rebases[done].path, rebases[done].backing, rebases[done].format);
+    base::Result<DiskPtr> fresh =
+        st ? storage::OpenDisk(top, top_format, false) : base::Result<DiskPtr>(st.error());
     if (fresh) return Install(current, std::move(*fresh));
     // Put the old backing files back: the old handles stay in use and the
     // files must describe the chain they read.
     for (size_t k = 0; k < done; ++k) {
-      if (auto back = storage::SetQcow2Backing(rebases[k].path, rebases[k].old_backing, rebases[k].old_format); !back)
-        base::LogError("put the old backing file back in " + rebases[k].path + ": " + back.error().ToString());
+      if (auto back = storage::SetQcow2Backing(rebases[k].path, rebases[k].old_backing,
+                                               rebases[k].old_format);
+          !back)
+        base::LogError("put the old backing file back in " + rebases[k].path + ": " +
+                       back.error().ToString());
     }
     return fresh.error().Wrap("reopen " + top);
   });

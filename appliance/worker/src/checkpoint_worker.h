@@ -4,7 +4,8 @@
 // the "checkpoint" member of a WorkerOp::kCheckpoint request:
 //
 //   {"action":"create", "definition_path":P, "definition":TOML,
-//    "disks":[{"index":0, "top":ABS, "top_format":"raw", "overlay":ABS, "backing_name":"root.img"}]}
+//    "disks":[{"index":0, "top":ABS, "top_format":"raw", "overlay":ABS,
+//    "backing_name":"root.img"}]}
 //      Creates every overlay file, pauses the VM, installs the overlays
 //      (flushing each old top first), writes the new definition atomically —
 //      the commit point — and resumes. Any failure before the commit point

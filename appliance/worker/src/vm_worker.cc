@@ -10,10 +10,10 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "common/error_codes.h"
-#include "checkpoint_worker.h"
-#include "common/unix_socket.h"
 #include "base/log.h"
+#include "checkpoint_worker.h"
+#include "common/error_codes.h"
+#include "common/unix_socket.h"
 #include "config/vm_definition.h"
 #include "worker_lifecycle.h"
 
@@ -37,10 +37,12 @@ VmWorker::VmWorker(WorkerArgs args, std::unique_ptr<vm::Machine> machine, base::
 
 VmWorker::~VmWorker() { Shutdown(); }
 
-base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, const std::string& kvm_device,
+base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args,
+                                                       const std::string& kvm_device,
                                                        base::Fd signal_fd) {
   if (!args.incoming_host.empty()) return OpenIncoming(args, kvm_device, std::move(signal_fd));
-  ASSIGN_OR_RETURN(config::VmDefinition definition, config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
+  ASSIGN_OR_RETURN(config::VmDefinition definition,
+                   config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
   ASSIGN_OR_RETURN(vm::MachineOptions options, WorkerMachineOptions(definition, args, kvm_device));
   std::unique_ptr<vm::Machine> machine;
   if (args.restore_path.empty()) {
@@ -50,12 +52,15 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::Open(const WorkerArgs& args, c
     ASSIGN_OR_RETURN(machine, vm::Machine::Restore(options, args.restore_path));
   }
   ASSIGN_OR_RETURN(WorkerFds fds, OpenWorkerFds(args));
-  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(fds.listen), std::move(signal_fd),
-                                                std::move(fds.ended), std::move(fds.move_event)));
+  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(fds.listen),
+                                                std::move(signal_fd), std::move(fds.ended),
+                                                std::move(fds.move_event)));
   // A restored VM comes up paused at the saved point; resuming it is the
   // restore's last step.
-  base::Status started = args.restore_path.empty() ? worker->machine_->Start() : worker->machine_->Resume();
-  if (!started) return started.error().Wrap(args.restore_path.empty() ? "start vm" : "resume restored vm");
+  base::Status started =
+      args.restore_path.empty() ? worker->machine_->Start() : worker->machine_->Resume();
+  if (!started)
+    return started.error().Wrap(args.restore_path.empty() ? "start vm" : "resume restored vm");
   worker->StartWatcher();
   return worker;
 }
@@ -131,8 +136,8 @@ WorkerReply VmWorker::Status(std::string state) const {
   r.stats.disk_flushes = s.disk_flushes;
   r.stats.exits = s.exits;
   for (const vm::DiskStats& d : s.disks) {
-    r.stats.disks.push_back({d.reads, d.writes, d.flushes, d.read_errors, d.write_errors, d.flush_errors,
-                             d.first_error, d.first_error_unix_ms});
+    r.stats.disks.push_back({d.reads, d.writes, d.flushes, d.read_errors, d.write_errors,
+                             d.flush_errors, d.first_error, d.first_error_unix_ms});
   }
   return r;
 }
@@ -145,8 +150,9 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
   // "moved") the VM runs there, and nothing may run or save this copy.
   const bool moved_away = live_source_ && live_source_->committed();
   if (live_source_ && (live_source_->running() || moved_away) &&
-      (request.op == WorkerOp::kPause || request.op == WorkerOp::kResume || request.op == WorkerOp::kSave ||
-       request.op == WorkerOp::kCheckpoint || request.op == WorkerOp::kMove))
+      (request.op == WorkerOp::kPause || request.op == WorkerOp::kResume ||
+       request.op == WorkerOp::kSave || request.op == WorkerOp::kCheckpoint ||
+       request.op == WorkerOp::kMove))
     return {base::Error(base::Code::kFailedPrecondition,
                         moved_away ? "the vm moved to " + live_move_host_ + ": " +
                                          std::string(ToString(request.op)) + " it there"
@@ -156,8 +162,7 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
             std::nullopt};
   auto current = [&] { return Status(std::string(vm::ToString(machine_->state()))); };
   switch (request.op) {
-    case WorkerOp::kStatus:
-      return {current(), std::nullopt};
+    case WorkerOp::kStatus: return {current(), std::nullopt};
     case WorkerOp::kPause:
       if (auto st = machine_->Pause(); !st) return {st.error(), std::nullopt};
       return {current(), std::nullopt};
@@ -171,13 +176,12 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
       // A stop aborts a live move; if the move had already committed, the
       // VM lives at the destination and this worker ends as "moved".
       AbortLiveMove("the vm is stopping");
-      if (std::optional<WorkerExitRecord> moved = OnLiveMoveEvent()) return {Status("moved"), moved};
+      if (std::optional<WorkerExitRecord> moved = OnLiveMoveEvent())
+        return {Status("moved"), moved};
       return {Status("stopped"), WorkerExit("stopped")};
     }
-    case WorkerOp::kMove:
-      return ExecuteMove(request);
-    case WorkerOp::kLiveMove:
-      return ExecuteLiveMove(request);
+    case WorkerOp::kMove: return ExecuteMove(request);
+    case WorkerOp::kLiveMove: return ExecuteLiveMove(request);
     case WorkerOp::kCheckpoint: {
       auto pause = [&] { return machine_->Pause(); };
       auto resume = [&] {
@@ -193,7 +197,8 @@ VmWorker::Outcome VmWorker::Execute(const WorkerRequest& request) {
       AbortMove("the vm is being saved");
       AbortLiveMove("the vm is being saved");
       const bool was_running = machine_->state() == vm::RunState::kRunning;
-      if (auto st = machine_->Pause(); !st) return {st.error().Wrap("pause for save"), std::nullopt};
+      if (auto st = machine_->Pause(); !st)
+        return {st.error().Wrap("pause for save"), std::nullopt};
       auto saved = machine_->SaveState(request.path);
       if (!saved) {
         // A failed save must not cost the VM: it goes on as it was.
@@ -297,14 +302,17 @@ WorkerExitRecord VmWorker::Run() {
 
 namespace {
 
-void WriteFailure(const WorkerArgs& args, const base::Error& error, const WorkerExitRecord& record) {
+void WriteFailure(const WorkerArgs& args, const base::Error& error,
+                  const WorkerExitRecord& record) {
   std::cerr << "ferry-vmm: " << error.message() << "\n";
   if (args.vm_dir.empty()) return;
   // Without these files ferryd still sees the exit status; say why they
   // are missing.
-  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.error", error.message() + "\n"); !st)
+  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.error", error.message() + "\n");
+      !st)
     base::LogWarning("write worker.error: " + st.error().ToString());
-  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(record)); !st)
+  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(record));
+      !st)
     base::LogWarning("write worker.exit: " + st.error().ToString());
 }
 
@@ -327,7 +335,8 @@ int WorkerMain(int argc, char** argv) {
   auto parsed = ParseWorkerArgs(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed) {
     std::cerr << "ferry-vmm: " << parsed.error().message()
-              << "\nusage: ferry-vmm --vm-dir DIR --control-socket PATH [--restore STATEFILE] [--ready-fd N]\n";
+              << "\nusage: ferry-vmm --vm-dir DIR --control-socket PATH [--restore STATEFILE] "
+                 "[--ready-fd N]\n";
     return kWorkerExitStartupFailed;
   }
   WorkerArgs args = *parsed;
@@ -339,22 +348,26 @@ int WorkerMain(int argc, char** argv) {
   std::string kvm_device = kvm_env != nullptr && *kvm_env != '\0' ? kvm_env : "/dev/kvm";
 
   base::Fd signal_fd(::signalfd(-1, &stop_signals, SFD_CLOEXEC));
-  auto worker = signal_fd.valid() ? VmWorker::Open(args, kvm_device, std::move(signal_fd))
-                                  : base::Result<std::unique_ptr<VmWorker>>(base::ErrnoError("signalfd"));
+  auto worker = signal_fd.valid()
+                    ? VmWorker::Open(args, kvm_device, std::move(signal_fd))
+                    : base::Result<std::unique_ptr<VmWorker>>(base::ErrnoError("signalfd"));
   if (!worker) {
     const base::Error& e = worker.error();
-    WriteFailure(args, e, WorkerExit("startup-failed", std::string(base::CodeName(e.code())), e.message()));
+    WriteFailure(args, e,
+                 WorkerExit("startup-failed", std::string(base::CodeName(e.code())), e.message()));
     return kWorkerExitStartupFailed;  // the ready pipe closes with us: ferryd reads EOF
   }
   base::LogInfo("vm running; control socket " + args.control_socket);
   WorkerExitRecord exit = (*worker)->Run();
   worker->reset();
-  base::LogInfo("worker exiting: vm " + exit.state + (exit.message.empty() ? "" : ": " + exit.message));
+  base::LogInfo("worker exiting: vm " + exit.state +
+                (exit.message.empty() ? "" : ": " + exit.message));
   if (exit.state == "failed") {
     WriteFailure(args, base::Error(CodeFromName(exit.code), exit.message), exit);
     return kWorkerExitVmFailed;
   }
-  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(exit)); !st)
+  if (auto st = base::WriteFileAtomically(args.vm_dir + "/worker.exit", EncodeExitRecord(exit));
+      !st)
     base::LogWarning("write worker.exit: " + st.error().ToString());
   return kWorkerExitOk;
 }

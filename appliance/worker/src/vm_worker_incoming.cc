@@ -11,11 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "worker/vm_worker.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "config/vm_definition.h"
 #include "ipc/vm_dir_files.h"
+#include "worker/vm_worker.h"
 #include "worker_lifecycle.h"
 
 namespace appliance {
@@ -32,18 +32,22 @@ base::Result<PrepareRequest> LoadPlan(const std::string& path) {
 
 }  // namespace
 
-base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs& args, const std::string& kvm_device,
+base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs& args,
+                                                               const std::string& kvm_device,
                                                                base::Fd signal_fd) {
-  ASSIGN_OR_RETURN(config::VmDefinition definition, config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
+  ASSIGN_OR_RETURN(config::VmDefinition definition,
+                   config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
   ASSIGN_OR_RETURN(PrepareRequest plan, LoadPlan(args.vm_dir + "/" + kIncomingPlanFile));
   if (plan.migration_id != args.migration_id)
-    return base::Error(base::Code::kInvalidArgument, "--migration-id " + args.migration_id + " does not match " +
-                                                         kIncomingPlanFile + " (" + plan.migration_id + ")");
+    return base::Error(base::Code::kInvalidArgument, "--migration-id " + args.migration_id +
+                                                         " does not match " + kIncomingPlanFile +
+                                                         " (" + plan.migration_id + ")");
   ASSIGN_OR_RETURN(vm::MachineOptions options, WorkerMachineOptions(definition, args, kvm_device));
   ASSIGN_OR_RETURN(std::unique_ptr<vm::Machine> machine, vm::Machine::CreateIncoming(options));
   ASSIGN_OR_RETURN(WorkerFds fds, OpenWorkerFds(args));
-  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(fds.listen), std::move(signal_fd),
-                                                std::move(fds.ended), std::move(fds.move_event)));
+  std::unique_ptr<VmWorker> worker(new VmWorker(args, std::move(machine), std::move(fds.listen),
+                                                std::move(signal_fd), std::move(fds.ended),
+                                                std::move(fds.move_event)));
 
   LiveMoveDestination::Options o;
   o.machine = worker->machine_.get();
@@ -66,8 +70,8 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs&
   if (!started) return started.error();
   worker->incoming_ = std::move(*started);
   worker->ready_line_ = "ready " + std::to_string(worker->incoming_->port());
-  base::LogInfo("incoming move " + args.migration_id + ": listening on " + args.incoming_host + ":" +
-                std::to_string(worker->incoming_->port()));
+  base::LogInfo("incoming move " + args.migration_id + ": listening on " + args.incoming_host +
+                ":" + std::to_string(worker->incoming_->port()));
   return worker;
 }
 
@@ -80,12 +84,12 @@ VmWorker::Outcome VmWorker::ExecuteIncoming(const WorkerRequest& request) {
     // threads: nothing but its memory size may be read.
     r.state = committed ? std::string(vm::ToString(machine_->state())) : "incoming";
     r.stats.memory_bytes = machine_->memory_size();
-    r.live_move = ToJson(incoming_->Status()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    r.live_move =
+        ToJson(incoming_->Status()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return r;
   };
   switch (request.op) {
-    case WorkerOp::kStatus:
-      return {status(), std::nullopt};
+    case WorkerOp::kStatus: return {status(), std::nullopt};
     case WorkerOp::kStop: {
       incoming_->Abort("stopped by request");
       WorkerReply r = status();
@@ -105,8 +109,9 @@ VmWorker::Outcome VmWorker::ExecuteIncoming(const WorkerRequest& request) {
                                : "";
       if (action == "status") return {status(), std::nullopt};
       if (action == "abort") {
-        std::string reason = j.contains("reason") && j["reason"].is_string() ? j["reason"].get<std::string>()
-                                                                             : "aborted by ferryd";
+        std::string reason = j.contains("reason") && j["reason"].is_string()
+                                 ? j["reason"].get<std::string>()
+                                 : "aborted by ferryd";
         incoming_->Abort(reason);
         return {status(), std::nullopt};
       }
@@ -115,17 +120,16 @@ VmWorker::Outcome VmWorker::ExecuteIncoming(const WorkerRequest& request) {
                               "\" is for the source"),
               std::nullopt};
     }
-    default:
-      break;
+    default: break;
   }
-  return {base::Error(base::Code::kFailedPrecondition, "vm is incoming (live move in progress)"), std::nullopt};
+  return {base::Error(base::Code::kFailedPrecondition, "vm is incoming (live move in progress)"),
+          std::nullopt};
 }
 
 std::optional<WorkerExitRecord> VmWorker::OnIncomingEvent() {
   if (!incoming_) return std::nullopt;
   switch (incoming_->outcome()) {
-    case LiveMoveDestination::Outcome::kRunning:
-      return std::nullopt;
+    case LiveMoveDestination::Outcome::kRunning: return std::nullopt;
     case LiveMoveDestination::Outcome::kCommitted:
       // The source has read Committed (the destination signals after its
       // linger): from here on this is an ordinary worker with a running VM.

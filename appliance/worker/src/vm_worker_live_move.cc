@@ -11,8 +11,8 @@
 // its (paused) machine down and exits; ferryd deletes the source files.
 #include <nlohmann/json.hpp>
 
-#include "worker/vm_worker.h"
 #include "base/log.h"
+#include "worker/vm_worker.h"
 #include "worker_lifecycle.h"
 #include "worker_move_request.h"
 
@@ -34,14 +34,18 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
   const std::string& what = parsed_action->name;
   if (what == "start") {
     if (live_source_ && live_source_->running())
-      return {base::Error(base::Code::kFailedPrecondition, "a live move of this vm is already running"),
-              std::nullopt};
+      return {
+          base::Error(base::Code::kFailedPrecondition, "a live move of this vm is already running"),
+          std::nullopt};
     if (!action.contains("request") || !action["request"].is_object())
-      return {base::Error(base::Code::kInvalidArgument, "live-move start needs a \"request\" object"), std::nullopt};
+      return {
+          base::Error(base::Code::kInvalidArgument, "live-move start needs a \"request\" object"),
+          std::nullopt};
     auto parsed = LiveMoveRequestFromJson(action["request"]);
     if (!parsed) return {parsed.error(), std::nullopt};
     // A paused VM moves as it is and arrives paused (the plan says so).
-    const vm::RunState expected = parsed->prepare.paused ? vm::RunState::kPaused : vm::RunState::kRunning;
+    const vm::RunState expected =
+        parsed->prepare.paused ? vm::RunState::kPaused : vm::RunState::kRunning;
     if (machine_->state() != expected)
       return {base::Error(base::Code::kFailedPrecondition,
                           "the vm is " + std::string(vm::ToString(machine_->state())) + ", not " +
@@ -62,10 +66,12 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
       return st;
     };
     o.notify_fd = move_event_.fd();
-    if (const char* lease = std::getenv("FERRY_LIVE_MOVE_LEASE_MS"); lease != nullptr && *lease != '\0')
+    if (const char* lease = std::getenv("FERRY_LIVE_MOVE_LEASE_MS");
+        lease != nullptr && *lease != '\0')
       o.lease_ms = std::atoi(lease);
     // Tests shorten the in-doubt verdict's wait (a minute by default).
-    if (const char* resolve = std::getenv("FERRY_LIVE_MOVE_RESOLVE_MS"); resolve != nullptr && *resolve != '\0')
+    if (const char* resolve = std::getenv("FERRY_LIVE_MOVE_RESOLVE_MS");
+        resolve != nullptr && *resolve != '\0')
       o.resolve_retry_ms = std::atoi(resolve);
     const std::string host = parsed->data_host;
     auto started = LiveMoveSource::Start(std::move(o), std::move(*parsed));
@@ -73,12 +79,13 @@ VmWorker::Outcome VmWorker::ExecuteLiveMove(const WorkerRequest& request) {
     live_source_ = std::move(*started);
     live_move_host_ = host;
   } else if (what == "abort") {
-    if (live_source_) live_source_->Abort(action.value("reason", std::string("cancelled by request")));
+    if (live_source_)
+      live_source_->Abort(action.value("reason", std::string("cancelled by request")));
   } else if (what != "status") {
-    return {base::Error(base::Code::kInvalidArgument, "unknown live-move action \"" + what + "\""), std::nullopt};
+    return {base::Error(base::Code::kInvalidArgument, "unknown live-move action \"" + what + "\""),
+            std::nullopt};
   }
-  if (!live_source_)
-    return {base::Error(base::Code::kNotFound, kNoLiveMoveStarted), std::nullopt};
+  if (!live_source_) return {base::Error(base::Code::kNotFound, kNoLiveMoveStarted), std::nullopt};
   WorkerReply reply = Status(std::string(vm::ToString(machine_->state())));
   reply.live_move = ToJson(live_source_->Status()).dump();
   return {reply, std::nullopt};

@@ -10,10 +10,10 @@
 // dirty bitmap keeps recording guest writes between attempts (resume).
 #include <nlohmann/json.hpp>
 
-#include "worker/vm_worker.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "config/vm_definition.h"
+#include "worker/vm_worker.h"
 #include "worker_move_request.h"
 
 namespace appliance {
@@ -46,7 +46,8 @@ VmWorker::Outcome VmWorker::ExecuteMove(const WorkerRequest& request) {
     MoveRequest r;
     r.job_id = action.value("job_id", "");
     r.destination = action.value("destination", "");
-    if (action.contains("max_bytes_per_second") && action["max_bytes_per_second"].is_number_unsigned())
+    if (action.contains("max_bytes_per_second") &&
+        action["max_bytes_per_second"].is_number_unsigned())
       r.max_bytes_per_second = action["max_bytes_per_second"].get<uint64_t>();
     auto tracked = TrackDisksForMove(*machine_, args_.vm_dir);
     if (!tracked) return {tracked.error(), std::nullopt};
@@ -55,7 +56,8 @@ VmWorker::Outcome VmWorker::ExecuteMove(const WorkerRequest& request) {
   } else if (what == "abort") {
     mover_->Abort("cancelled by request");
   } else if (what != "status") {
-    return {base::Error(base::Code::kInvalidArgument, "unknown move action \"" + what + "\""), std::nullopt};
+    return {base::Error(base::Code::kInvalidArgument, "unknown move action \"" + what + "\""),
+            std::nullopt};
   }
   WorkerReply reply = Status(std::string(vm::ToString(machine_->state())));
   reply.move = MoveStatusToJson(mover_->Status()).dump();

@@ -8,7 +8,8 @@
 
 namespace appliance {
 
-base::Result<vm::MachineOptions> WorkerMachineOptions(const config::VmDefinition& definition, const WorkerArgs& args,
+base::Result<vm::MachineOptions> WorkerMachineOptions(const config::VmDefinition& definition,
+                                                      const WorkerArgs& args,
                                                       const std::string& kvm_device) {
   // Checked here as well as in the Machine so the failure always says "KVM".
   if (auto kvm = base::Fd::Open(kvm_device, O_RDWR); !kvm)

@@ -6,12 +6,12 @@
 
 #include <string>
 
-#include "ipc/worker_args.h"
-#include "ipc/worker_protocol.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "base/result.h"
 #include "config/vm_definition.h"
+#include "ipc/worker_args.h"
+#include "ipc/worker_protocol.h"
 #include "vm/machine.h"
 
 namespace appliance {
@@ -19,7 +19,8 @@ namespace appliance {
 // The options to build the worker's machine from `definition`. Opens
 // kvm_device first, so that its failure always says "KVM" whichever step of
 // building the machine would have met it.
-base::Result<vm::MachineOptions> WorkerMachineOptions(const config::VmDefinition& definition, const WorkerArgs& args,
+base::Result<vm::MachineOptions> WorkerMachineOptions(const config::VmDefinition& definition,
+                                                      const WorkerArgs& args,
                                                       const std::string& kvm_device);
 
 // What a worker listens and waits on besides its signal fd.

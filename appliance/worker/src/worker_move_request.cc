@@ -21,7 +21,7 @@ base::Result<TrackedVm> TrackDisksForMove(vm::Machine& machine, const std::strin
                        "vm.toml lists " + std::to_string(tracked.definition.disks.size()) +
                            " disks, the running vm has " + std::to_string(machine.disk_count()));
   for (size_t i = 0; i < machine.disk_count(); ++i) {
-    ASSIGN_OR_RETURN(storage::TrackingDisk* disk, EnsureTracking(machine, i));
+    ASSIGN_OR_RETURN(storage::TrackingDisk * disk, EnsureTracking(machine, i));
     tracked.disks.push_back(disk);
   }
   return tracked;

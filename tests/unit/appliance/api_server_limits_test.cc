@@ -14,10 +14,10 @@
 #include <cstring>
 #include <vector>
 
+#include "base/fd.h"
+#include "cli/http_client.h"
 #include "daemon/api_handler.h"
 #include "daemon/api_server.h"
-#include "cli/http_client.h"
-#include "base/fd.h"
 #include "support/temp_dir.h"
 
 namespace appliance {
@@ -93,7 +93,8 @@ class ApiServerLimitsTest : public ::testing::Test {
     ASSERT_TRUE(listed.has_value()) << listed.error().ToString();
     EXPECT_EQ(listed->status, 200) << listed->body;
     EXPECT_LT(took, limit) << "the API answered only after "
-                           << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+                           << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                           << " ms";
   }
 
   ferry_test::TempDir dir_;
@@ -124,7 +125,8 @@ TEST_F(ApiServerLimitsTest, IdleConnectionsAreClosedAfterTheTimeout) {
   int still_open = 0;
   for (const base::Fd& fd : idle_) {
     const auto waited = std::chrono::steady_clock::now() - start;
-    const int left_ms = 10000 - int(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
+    const int left_ms =
+        10000 - int(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
     still_open += ClosedByServer(fd.get(), std::max(left_ms, 0)) ? 0 : 1;
   }
   EXPECT_EQ(still_open, 0) << "idle connections still open 10 s after a 1 s idle timeout";

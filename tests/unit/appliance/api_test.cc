@@ -8,10 +8,10 @@
 #include <fstream>
 #include <thread>
 
-#include "daemon/api_handler.h"
-#include "daemon/api_server.h"
 #include "cli/http_client.h"
 #include "common/process.h"
+#include "daemon/api_handler.h"
+#include "daemon/api_server.h"
 #include "support/temp_dir.h"
 
 namespace appliance {
@@ -36,13 +36,15 @@ class ApiTest : public ::testing::Test {
     // Stop what the test started; the fake worker exits on stop.
     json list = VmListToJson(service_->List());
     for (const json& vm : list["vms"])
-      if (vm["worker"].is_object()) (void)service_->Act(vm["name"], VmAction::kStop, "");  // best effort: the test's checks are done
+      if (vm["worker"].is_object())
+        (void)service_->Act(vm["name"], VmAction::kStop,
+                            "");  // best effort: the test's checks are done
     server_.reset();
     handler_.reset();
     service_.reset();
   }
-  HttpResponse Call(const std::string& method, const std::string& path, const std::string& body = "",
-                    std::map<std::string, std::string> query = {}) {
+  HttpResponse Call(const std::string& method, const std::string& path,
+                    const std::string& body = "", std::map<std::string, std::string> query = {}) {
     HttpRequest r;
     r.method = method;
     r.path = path;
@@ -60,7 +62,8 @@ class ApiTest : public ::testing::Test {
 };
 
 TEST_F(ApiTest, CreateShowListDelete) {
-  HttpResponse r = Call("POST", "/v1/vms", R"({"name":"web1","guest":"memory","memory_bytes":67108864})");
+  HttpResponse r =
+      Call("POST", "/v1/vms", R"({"name":"web1","guest":"memory","memory_bytes":67108864})");
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(Body(r)["state"], "stopped");
   EXPECT_EQ(Call("GET", "/v1/vms/web1").status, 200);
@@ -83,7 +86,8 @@ TEST_F(ApiTest, BadRequestsGetFittingStatuses) {
   EXPECT_EQ(Call("POST", "/v1/vms", R"({"name":"a b","guest":"memory"})").status, 400);
   HttpResponse r = Call("POST", "/v1/vms", R"({"name":"a","guest":"windows"})");
   EXPECT_EQ(r.status, 404);
-  EXPECT_NE(Body(r)["error"]["message"].get<std::string>().find("available: memory"), std::string::npos);
+  EXPECT_NE(Body(r)["error"]["message"].get<std::string>().find("available: memory"),
+            std::string::npos);
   EXPECT_EQ(Call("GET", "/v1/vms/..").status, 400);
   r = Call("GET", "/v2/nothing");
   EXPECT_EQ(r.status, 404);
@@ -133,7 +137,7 @@ TEST_F(ApiTest, ServerAndClientOverTheUnixSocket) {
   auto server = ApiServer::Start(dir_ / "run/api.sock", *handler_);
   ASSERT_TRUE(server.has_value()) << server.error().ToString();
   server_ = std::move(*server);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat((dir_ / "run").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   ASSERT_EQ(::stat((dir_ / "run/api.sock").c_str(), &st), 0);
@@ -184,7 +188,8 @@ TEST_F(ApiTest, ConsoleFollowStreamsAppendedOutput) {
   std::ofstream(console, std::ios::app) << "second\n";
   {
     std::unique_lock lock(mu);
-    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return received == "first\nsecond\n"; }))
+    EXPECT_TRUE(
+        cv.wait_for(lock, std::chrono::seconds(10), [&] { return received == "first\nsecond\n"; }))
         << "timed out waiting for the appended line; got: " << received;
   }
   follower.join();
@@ -223,7 +228,8 @@ TEST(HttpClientTest, UnreachableServerSaysSo) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kUnavailable);
   EXPECT_EQ(r.error().message(),
-            "cannot reach ferryd at /nonexistent/ferryd.sock: No such file or directory — is ferryd running?");
+            "cannot reach ferryd at /nonexistent/ferryd.sock: No such file or directory — is "
+            "ferryd running?");
 }
 
 }  // namespace

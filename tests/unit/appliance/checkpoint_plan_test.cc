@@ -30,7 +30,8 @@ FileExists None() {
 }
 
 // Applies a create plan, as ferryd would once the files exist.
-config::VmDefinition Create(const config::VmDefinition& vm, const std::string& name, int64_t t = 1) {
+config::VmDefinition Create(const config::VmDefinition& vm, const std::string& name,
+                            int64_t t = 1) {
   auto plan = PlanCreateCheckpoint(vm, name, t, None());
   EXPECT_TRUE(plan.has_value()) << plan.error().ToString();
   return plan ? plan->after : vm;
@@ -52,7 +53,8 @@ TEST(CheckpointPlanTest, CreateFreezesTheTopUnderANewOverlay) {
   EXPECT_EQ(after.checkpoints[0].name, "base");
   EXPECT_EQ(after.checkpoints[0].created_unix_ms, 1000);
   EXPECT_EQ(after.checkpoints[0].parent, "");
-  EXPECT_EQ(after.checkpoints[0].layers, (std::vector<std::string>{"root.img", "/srv/tools.qcow2"}));
+  EXPECT_EQ(after.checkpoints[0].layers,
+            (std::vector<std::string>{"root.img", "/srv/tools.qcow2"}));
   EXPECT_EQ(after.current_checkpoint, "base");
 
   // The next one builds on it; names stay short (the stem of the original).
@@ -68,7 +70,8 @@ TEST(CheckpointPlanTest, OverlaysStayNextToTheirBackingAndPickFreeNames) {
   config::VmDefinition vm = TwoDisks();
   vm.disks[0].path = "/data/vms/db.raw";
   std::set<std::string> on_disk = {"/data/vms/db.a.qcow2", "/data/vms/db.a-2.qcow2"};
-  auto plan = PlanCreateCheckpoint(vm, "a", 1, [&](const std::string& p) { return on_disk.count(p) != 0; });
+  auto plan =
+      PlanCreateCheckpoint(vm, "a", 1, [&](const std::string& p) { return on_disk.count(p) != 0; });
   ASSERT_TRUE(plan.has_value());
   EXPECT_EQ(plan->overlays[0].path, "/data/vms/db.a-3.qcow2");
   EXPECT_EQ(plan->overlays[0].backing_name, "db.raw");
@@ -92,14 +95,16 @@ TEST(CheckpointPlanTest, CreateErrors) {
   EXPECT_EQ(none.error().code(), base::Code::kFailedPrecondition);
   // The chain depth is bounded (qcow2 chains are at most 32 files).
   config::VmDefinition deep = TwoDisks();
-  for (size_t i = 0; i < config::kMaxCheckpointDepth; ++i) deep = Create(deep, "c" + std::to_string(i));
+  for (size_t i = 0; i < config::kMaxCheckpointDepth; ++i)
+    deep = Create(deep, "c" + std::to_string(i));
   auto too_deep = PlanCreateCheckpoint(deep, "one-more", 1, None());
   ASSERT_FALSE(too_deep.has_value());
   EXPECT_EQ(too_deep.error().code(), base::Code::kFailedPrecondition);
 }
 
 TEST(CheckpointPlanTest, ApplyPutsAFreshOverlayOnTheLayerAndDropsTheOldTop) {
-  config::VmDefinition vm = Create(Create(TwoDisks(), "a"), "b");  // root.img <- root.a <- root.b (top)
+  config::VmDefinition vm =
+      Create(Create(TwoDisks(), "a"), "b");  // root.img <- root.a <- root.b (top)
   auto plan = PlanApplyCheckpoint(vm, "a", None());
   ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
   ASSERT_EQ(plan->overlays.size(), 1u);
@@ -186,7 +191,8 @@ TEST(CheckpointPlanTest, LineageFollowsParents) {
 std::string Cwd() { return "/home/admin"; }
 
 TEST(CheckpointCliTest, ParsesEveryCommand) {
-  auto create = ParseCommandLine({"vm", "checkpoint", "create", "web1", "before-update"}, nullptr, Cwd());
+  auto create =
+      ParseCommandLine({"vm", "checkpoint", "create", "web1", "before-update"}, nullptr, Cwd());
   ASSERT_TRUE(create.has_value()) << create.error().ToString();
   EXPECT_EQ(create->command, CliCommand::kCheckpointCreate);
   EXPECT_EQ(create->method, "POST");
@@ -199,7 +205,8 @@ TEST(CheckpointCliTest, ParsesEveryCommand) {
   EXPECT_EQ(list->method, "GET");
   EXPECT_TRUE(list->json_output);
 
-  auto apply = ParseCommandLine({"vm", "checkpoint", "apply", "web1", "a", "--force"}, nullptr, Cwd());
+  auto apply =
+      ParseCommandLine({"vm", "checkpoint", "apply", "web1", "a", "--force"}, nullptr, Cwd());
   ASSERT_TRUE(apply.has_value());
   EXPECT_EQ(apply->path, "/v1/vms/web1/checkpoints/a/apply");
   EXPECT_EQ(apply->body, (nlohmann::json{{"force", true}}));
@@ -214,14 +221,14 @@ TEST(CheckpointCliTest, ParsesEveryCommand) {
 }
 
 TEST(CheckpointCliTest, UsageErrors) {
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"vm", "checkpoint"},
-           {"vm", "checkpoint", "frob", "web1"},
-           {"vm", "checkpoint", "create", "web1"},
-           {"vm", "checkpoint", "list", "web1", "extra"},
-           {"vm", "checkpoint", "create", "web1", ".."},
-           {"vm", "checkpoint", "create", "web1", "a", "--force"},
-           {"vm", "checkpoint", "list", ".hidden"}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"vm", "checkpoint"},
+                                             {"vm", "checkpoint", "frob", "web1"},
+                                             {"vm", "checkpoint", "create", "web1"},
+                                             {"vm", "checkpoint", "list", "web1", "extra"},
+                                             {"vm", "checkpoint", "create", "web1", ".."},
+                                             {"vm", "checkpoint", "create", "web1", "a", "--force"},
+                                             {"vm", "checkpoint", "list", ".hidden"}}) {
     auto r = ParseCommandLine(args, nullptr, Cwd());
     EXPECT_FALSE(r.has_value()) << args.back();
   }
@@ -247,11 +254,12 @@ TEST(CheckpointCliTest, Routes) {
 }
 
 TEST(CheckpointCliTest, HumanOutput) {
-  nlohmann::json list = {{"vm", "web1"},
-                         {"current_checkpoint", "b"},
-                         {"checkpoints",
-                          {{{"name", "a"}, {"created_unix_ms", 0}, {"parent", ""}, {"current", false}},
-                           {{"name", "b"}, {"created_unix_ms", 1763770000000}, {"parent", "a"}, {"current", true}}}}};
+  nlohmann::json list = {
+      {"vm", "web1"},
+      {"current_checkpoint", "b"},
+      {"checkpoints",
+       {{{"name", "a"}, {"created_unix_ms", 0}, {"parent", ""}, {"current", false}},
+        {{"name", "b"}, {"created_unix_ms", 1763770000000}, {"parent", "a"}, {"current", true}}}}};
   EXPECT_EQ(FormatCheckpointList(list),
             "   NAME  CREATED                  PARENT\n"
             "   a     1970-01-01 00:00:00 UTC  -\n"

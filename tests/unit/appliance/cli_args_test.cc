@@ -19,8 +19,9 @@ TEST(CliArgsTest, SocketPrecedence) {
 }
 
 TEST(CliArgsTest, CreateBuildsTheRequestBody) {
-  auto inv = Parse({"vm", "create", "web1", "--guest", "memory", "--memory", "64M", "--vcpus", "2", "--cmdline",
-                    "ws_mib=16 hb_ms=100", "--disk", "data.img,ro", "--disk", "/abs/b.qcow2,format=qcow2", "--json"});
+  auto inv = Parse({"vm", "create", "web1", "--guest", "memory", "--memory", "64M", "--vcpus", "2",
+                    "--cmdline", "ws_mib=16 hb_ms=100", "--disk", "data.img,ro", "--disk",
+                    "/abs/b.qcow2,format=qcow2", "--json"});
   ASSERT_TRUE(inv.has_value()) << inv.error().ToString();
   EXPECT_EQ(inv->command, CliCommand::kVmCreate);
   EXPECT_TRUE(inv->json_output);
@@ -100,8 +101,10 @@ TEST(CliArgsTest, UsageErrorsSayWhatIsWrong) {
       {{"vm", "create", "a", "--guest", "memory", "--program", "/p"}, "exactly one of --guest"},
       {{"vm", "create", "a", "--guest", "memory", "--memory", "lots"}, "invalid size \"lots\""},
       {{"vm", "create", "a", "--guest", "memory", "--vcpus", "two"}, "--vcpus needs a number"},
-      {{"vm", "create", "a", "--guest", "memory", "--disk", "x.img,cache=none"}, "unknown option \"cache=none\""},
-      {{"vm", "create", "a", "--guest", "memory", "--guest", "disk"}, "--guest given more than once"},
+      {{"vm", "create", "a", "--guest", "memory", "--disk", "x.img,cache=none"},
+       "unknown option \"cache=none\""},
+      {{"vm", "create", "a", "--guest", "memory", "--guest", "disk"},
+       "--guest given more than once"},
       {{"vm", "create", "bad/name", "--guest", "memory"}, "invalid vm name"},
       {{"vm", "show", ".."}, "invalid vm name"},
       {{"vm", "list", "--bogus"}, "unknown option --bogus"},
@@ -120,33 +123,36 @@ TEST(CliArgsTest, UsageErrorsSayWhatIsWrong) {
 // The help is generated from the verb table; it reads as it did when it was
 // written by hand.
 TEST(CliArgsTest, HelpListsEveryCommand) {
-  EXPECT_EQ(UsageText(),
-            "usage: ferry [--socket PATH] [--json] COMMAND\n"
-            "\n"
-            "commands:\n"
-            "  vm create NAME (--guest NAME | --program PATH) [--memory SIZE] [--vcpus N]\n"
-            "            [--cmdline TEXT] [--disk PATH[,format=raw|qcow2][,ro]]... [--processor-compatibility]\n"
-            "  vm list\n"
-            "  vm show NAME\n"
-            "  vm start|stop|pause|resume NAME\n"
-            "  vm save NAME [--to FILE]\n"
-            "  vm restore NAME [--from FILE]\n"
-            "  vm delete NAME\n"
-            "  console NAME [--follow]\n"
-            "  host show\n"
-            "  vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)\n"
-            "  vm checkpoint list VM\n"
-            "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
-            "  vm resolve NAME [--force]      settle a live move in doubt (asks the destination;\n"
-            "                                 --force keeps the vm here if it cannot be asked)\n"
-            "  move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]\n"
-            "          [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit S] [--no-wait]   (live, to another "
-            "host)\n"
-            "  jobs [ID]\n"
-            "\n"
-            "options:\n"
-            "  --socket PATH  ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)\n"
-            "  --json         print the API's JSON instead of tables\n");
+  EXPECT_EQ(
+      UsageText(),
+      "usage: ferry [--socket PATH] [--json] COMMAND\n"
+      "\n"
+      "commands:\n"
+      "  vm create NAME (--guest NAME | --program PATH) [--memory SIZE] [--vcpus N]\n"
+      "            [--cmdline TEXT] [--disk PATH[,format=raw|qcow2][,ro]]... "
+      "[--processor-compatibility]\n"
+      "  vm list\n"
+      "  vm show NAME\n"
+      "  vm start|stop|pause|resume NAME\n"
+      "  vm save NAME [--to FILE]\n"
+      "  vm restore NAME [--from FILE]\n"
+      "  vm delete NAME\n"
+      "  console NAME [--follow]\n"
+      "  host show\n"
+      "  vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)\n"
+      "  vm checkpoint list VM\n"
+      "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
+      "  vm resolve NAME [--force]      settle a live move in doubt (asks the destination;\n"
+      "                                 --force keeps the vm here if it cannot be asked)\n"
+      "  move-vm VM HOST --include-storage --destination-storage-path PATH [--streams N]\n"
+      "          [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit S] [--no-wait]   (live, "
+      "to another "
+      "host)\n"
+      "  jobs [ID]\n"
+      "\n"
+      "options:\n"
+      "  --socket PATH  ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)\n"
+      "  --json         print the API's JSON instead of tables\n");
 }
 
 TEST(CliArgsTest, EveryCommandBuildsItsRequest) {
@@ -165,12 +171,26 @@ TEST(CliArgsTest, EveryCommandBuildsItsRequest) {
       {{"host", "show"}, CliCommand::kHostShow, "GET", "/v1/host", nullptr},
       {{"jobs"}, CliCommand::kJobs, "GET", "/v1/jobs", nullptr},
       {{"jobs", "live-1"}, CliCommand::kJobShow, "GET", "/v1/jobs/live-1", nullptr},
-      {{"vm", "checkpoint", "list", "a"}, CliCommand::kCheckpointList, "GET", "/v1/vms/a/checkpoints", nullptr},
-      {{"vm", "checkpoint", "delete", "a", "c1"}, CliCommand::kCheckpointDelete, "DELETE",
-       "/v1/vms/a/checkpoints/c1", nullptr},
-      {{"vm", "resolve", "a"}, CliCommand::kVmResolve, "POST", "/v1/vms/a/resolve", json{{"force", false}}},
-      {{"move-storage", "a", "--destination-storage-path", "/d"}, CliCommand::kMoveStorage, "POST",
-       "/v1/vms/a/move-storage", json{{"destination_storage_path", "/d"}}},
+      {{"vm", "checkpoint", "list", "a"},
+       CliCommand::kCheckpointList,
+       "GET",
+       "/v1/vms/a/checkpoints",
+       nullptr},
+      {{"vm", "checkpoint", "delete", "a", "c1"},
+       CliCommand::kCheckpointDelete,
+       "DELETE",
+       "/v1/vms/a/checkpoints/c1",
+       nullptr},
+      {{"vm", "resolve", "a"},
+       CliCommand::kVmResolve,
+       "POST",
+       "/v1/vms/a/resolve",
+       json{{"force", false}}},
+      {{"move-storage", "a", "--destination-storage-path", "/d"},
+       CliCommand::kMoveStorage,
+       "POST",
+       "/v1/vms/a/move-storage",
+       json{{"destination_storage_path", "/d"}}},
   };
   for (const Case& c : cases) {
     auto inv = Parse(c.args);
@@ -194,7 +214,8 @@ TEST(CliArgsTest, OptionsMayComeAnywhere) {
   EXPECT_EQ(inv->body, json({{"to", "/home/admin/x.fvs"}}));
   auto create = Parse({"vm", "create", "a", "--processor-compatibility", "--guest=memory"});
   ASSERT_TRUE(create.has_value()) << create.error().ToString();
-  EXPECT_EQ(create->body, json({{"name", "a"}, {"guest", "memory"}, {"processor_compatibility", true}}));
+  EXPECT_EQ(create->body,
+            json({{"name", "a"}, {"guest", "memory"}, {"processor_compatibility", true}}));
 }
 
 TEST(CliArgsTest, GroupAndOptionErrorsNameWhatFits) {
@@ -202,18 +223,22 @@ TEST(CliArgsTest, GroupAndOptionErrorsNameWhatFits) {
     std::vector<std::string> args;
     const char* expect;
   } cases[] = {
-      {{"vm"}, "missing vm command (create, list, show, start, stop, pause, resume, save, restore, delete, "
-               "checkpoint, resolve)"},
+      {{"vm"},
+       "missing vm command (create, list, show, start, stop, pause, resume, save, restore, delete, "
+       "checkpoint, resolve)"},
       {{"vm", "checkpoint"}, "missing vm checkpoint command (create, apply, delete, list)"},
-      {{"vm", "checkpoint", "frob", "a"}, "unknown command \"vm checkpoint frob\" (vm checkpoint commands: "},
+      {{"vm", "checkpoint", "frob", "a"},
+       "unknown command \"vm checkpoint frob\" (vm checkpoint commands: "},
       {{"host"}, "missing argument: ferry host show"},
       {{"host", "list"}, "unknown command \"host list\" (try: ferry host show)"},
-      {{"frob"}, "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs)"},
+      {{"frob"},
+       "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs)"},
       {{"console"}, "missing argument: ferry console NAME [--follow]"},
       {{"jobs", "a", "b"}, "unexpected argument \"b\": ferry jobs [ID]"},
       {{"jobs", "a", "--follow"}, "--follow does not apply to \"ferry jobs\""},
       {{"console", "a", "--force"}, "--force does not apply to \"ferry console\""},
-      {{"vm", "checkpoint", "create", "a", "c", "--force"}, "--force does not apply to \"ferry vm checkpoint create\""},
+      {{"vm", "checkpoint", "create", "a", "c", "--force"},
+       "--force does not apply to \"ferry vm checkpoint create\""},
       {{"vm", "list", "--json=1"}, "unknown option --json=1"},
       {{"vm", "list", "--socket="}, "--socket needs a path"},
       {{"vm", "save", "a", "--to", "x", "--to", "y"}, "--to given more than once"},

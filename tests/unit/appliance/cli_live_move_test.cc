@@ -19,9 +19,10 @@ base::Result<CliInvocation> Parse(std::vector<std::string> args) {
 }
 
 TEST(CliLiveMoveTest, FullCommandBuildsTheRequest) {
-  auto inv = Parse({"move-vm", "web1", "10.0.0.2:7430", "--include-storage", "--destination-storage-path",
-                    "/srv/vms/", "--streams", "8", "--bandwidth-limit", "100M", "--downtime-ms", "250", "--no-wait",
-                    "--time-limit", "90", "--json"});
+  auto inv =
+      Parse({"move-vm", "web1", "10.0.0.2:7430", "--include-storage", "--destination-storage-path",
+             "/srv/vms/", "--streams", "8", "--bandwidth-limit", "100M", "--downtime-ms", "250",
+             "--no-wait", "--time-limit", "90", "--json"});
   ASSERT_TRUE(inv.has_value()) << inv.error().ToString();
   EXPECT_EQ(inv->command, CliCommand::kMoveVm);
   EXPECT_EQ(inv->vm_name, "web1");
@@ -29,8 +30,12 @@ TEST(CliLiveMoveTest, FullCommandBuildsTheRequest) {
   EXPECT_EQ(inv->path, "/v1/vms/web1/move-vm");
   EXPECT_TRUE(inv->no_wait);
   EXPECT_TRUE(inv->json_output);
-  json expected = {{"host", "10.0.0.2:7430"},  {"destination", "/srv/vms"},   {"include_storage", true},
-                   {"streams", 8},             {"bandwidth_limit", 100 << 20}, {"downtime_ms", 250},
+  json expected = {{"host", "10.0.0.2:7430"},
+                   {"destination", "/srv/vms"},
+                   {"include_storage", true},
+                   {"streams", 8},
+                   {"bandwidth_limit", 100 << 20},
+                   {"downtime_ms", 250},
                    {"time_limit_s", 90}};
   EXPECT_EQ(inv->body, expected) << inv->body.dump();
 }
@@ -49,17 +54,23 @@ TEST(CliLiveMoveTest, ResolveAsksOrForces) {
   EXPECT_FALSE(Parse({"vm", "resolve", "a", "b"}).has_value());
   EXPECT_FALSE(Parse({"vm", "resolve", "a", "--streams", "2"}).has_value());
   EXPECT_FALSE(Parse({"vm", "resolve", "bad/name"}).has_value());
-  const std::string out = FormatResolveResult(
-      json{{"vm", "a"}, {"outcome", "here"}, {"state", "paused"}, {"forced", true}, {"message", "kept here by force"}});
+  const std::string out = FormatResolveResult(json{{"vm", "a"},
+                                                   {"outcome", "here"},
+                                                   {"state", "paused"},
+                                                   {"forced", true},
+                                                   {"message", "kept here by force"}});
   EXPECT_NE(out.find("kept here by force"), std::string::npos) << out;
   EXPECT_NE(out.find("vm a is paused on this host"), std::string::npos) << out;
   EXPECT_NE(out.find("warning"), std::string::npos) << out;
 }
 
 TEST(CliLiveMoveTest, DefaultsAndRelativePath) {
-  auto inv = Parse({"move-vm", "a", "host2", "--destination-storage-path=vms", "--include-storage"});
+  auto inv =
+      Parse({"move-vm", "a", "host2", "--destination-storage-path=vms", "--include-storage"});
   ASSERT_TRUE(inv.has_value()) << inv.error().ToString();
-  EXPECT_EQ(inv->body, (json{{"host", "host2"}, {"destination", "/home/admin/vms"}, {"include_storage", true}}));
+  EXPECT_EQ(
+      inv->body,
+      (json{{"host", "host2"}, {"destination", "/home/admin/vms"}, {"include_storage", true}}));
   EXPECT_FALSE(inv->no_wait);
 }
 
@@ -75,27 +86,37 @@ TEST(CliLiveMoveTest, UsageErrors) {
     auto inv = Parse(std::move(args));
     return inv ? std::string("(parsed)") : inv.error().message();
   };
-  EXPECT_NE(error({"move-vm", "a", "--include-storage", "--destination-storage-path", "/x"}).find("missing argument"),
+  EXPECT_NE(error({"move-vm", "a", "--include-storage", "--destination-storage-path", "/x"})
+                .find("missing argument"),
             std::string::npos);
-  EXPECT_NE(error({"move-vm", "a", "h", "extra", "--destination-storage-path", "/x"}).find("unexpected argument"),
+  EXPECT_NE(error({"move-vm", "a", "h", "extra", "--destination-storage-path", "/x"})
+                .find("unexpected argument"),
             std::string::npos);
-  EXPECT_NE(error({"move-vm", "a", "h", "--include-storage"}).find("--destination-storage-path"), std::string::npos);
-  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--streams", "0"}).find("--streams"),
+  EXPECT_NE(error({"move-vm", "a", "h", "--include-storage"}).find("--destination-storage-path"),
             std::string::npos);
-  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--streams", "65"}).find("1 to 64"),
+  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--streams", "0"})
+                .find("--streams"),
             std::string::npos);
-  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--bandwidth-limit", "fast"})
-                .find("--bandwidth-limit"),
+  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--streams", "65"})
+                .find("1 to 64"),
             std::string::npos);
-  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--downtime-ms", "-5"}).find("--downtime-ms"),
+  EXPECT_NE(
+      error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--bandwidth-limit", "fast"})
+          .find("--bandwidth-limit"),
+      std::string::npos);
+  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--downtime-ms", "-5"})
+                .find("--downtime-ms"),
             std::string::npos);
   EXPECT_NE(error({"move-vm", "bad/name", "h", "--destination-storage-path", "/x"}), "(parsed)");
-  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--time-limit", "0"}).find("--time-limit"),
+  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--time-limit", "0"})
+                .find("--time-limit"),
             std::string::npos);
   // Options of other commands do not apply.
-  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--max-rate", "1M"}).find("does not apply"),
+  EXPECT_NE(error({"move-vm", "a", "h", "--destination-storage-path", "/x", "--max-rate", "1M"})
+                .find("does not apply"),
             std::string::npos);
-  EXPECT_NE(error({"move-storage", "a", "--destination-storage-path", "/x", "--streams", "2"}).find("does not apply"),
+  EXPECT_NE(error({"move-storage", "a", "--destination-storage-path", "/x", "--streams", "2"})
+                .find("does not apply"),
             std::string::npos);
 }
 
@@ -150,7 +171,8 @@ LiveMoveJobRecord SampleJob(LiveMovePhase phase) {
 }
 
 TEST(CliLiveMoveTest, JobJsonRoundTrips) {
-  for (LiveMovePhase phase : {LiveMovePhase::kPrecopy, LiveMovePhase::kCompleted, LiveMovePhase::kFailed}) {
+  for (LiveMovePhase phase :
+       {LiveMovePhase::kPrecopy, LiveMovePhase::kCompleted, LiveMovePhase::kFailed}) {
     LiveMoveJobRecord r = SampleJob(phase);
     r.kept = {{"/base.img", "other"}};
     json j = LiveMoveJobToJson(r);
@@ -169,7 +191,8 @@ TEST(CliLiveMoveTest, JobJsonRoundTrips) {
   EXPECT_EQ(LiveMoveJobToJson(SampleJob(LiveMovePhase::kFailed))["error"]["code"], "unavailable");
   EXPECT_TRUE(LiveMoveJobToJson(SampleJob(LiveMovePhase::kCompleted))["error"].is_null());
   // A storage move's record is not a live move's.
-  EXPECT_FALSE(LiveMoveJobFromJson(json{{"id", "move-1"}, {"kind", "live"}, {"phase", "completed"}}).has_value());
+  EXPECT_FALSE(LiveMoveJobFromJson(json{{"id", "move-1"}, {"kind", "live"}, {"phase", "completed"}})
+                   .has_value());
 }
 
 TEST(CliLiveMoveTest, ProgressLine) {
@@ -184,14 +207,18 @@ TEST(CliLiveMoveTest, ProgressLine) {
 }
 
 TEST(CliLiveMoveTest, CompletedReport) {
-  std::string report = FormatLiveMoveReport(LiveMoveJobToJson(SampleJob(LiveMovePhase::kCompleted)));
-  EXPECT_NE(report.find("moved vm web1 to 127.0.0.2:7431 in 3.5 s; downtime 42 ms (source paused until the "
-                        "destination committed)"),
+  std::string report =
+      FormatLiveMoveReport(LiveMoveJobToJson(SampleJob(LiveMovePhase::kCompleted)));
+  EXPECT_NE(report.find(
+                "moved vm web1 to 127.0.0.2:7431 in 3.5 s; downtime 42 ms (source paused until the "
+                "destination committed)"),
             std::string::npos)
       << report;
-  EXPECT_NE(report.find("sent 132.0 MiB over 2 streams (per stream: 70.0 MiB, 62.0 MiB); rounds 3; zero pages "
-                        "skipped 1234"),
-            std::string::npos)
+  EXPECT_NE(
+      report.find(
+          "sent 132.0 MiB over 2 streams (per stream: 70.0 MiB, 62.0 MiB); rounds 3; zero pages "
+          "skipped 1234"),
+      std::string::npos)
       << report;
   EXPECT_NE(report.find("removed 1 source files"), std::string::npos) << report;
 }
@@ -232,8 +259,10 @@ TEST(CliLiveMoveTest, PrepareRequestFollowsThePlan) {
   DiskMove d;
   d.index = 0;
   d.spec = def.disks[0];
-  d.top = {"/a/web1.qcow2", "/b/web1.qcow2", config::DiskFormat::kQcow2, "", config::DiskFormat::kRaw, 1 << 20};
-  d.backing.push_back({"/a/base.img", "/b/base.img", config::DiskFormat::kRaw, "", config::DiskFormat::kRaw, 8 << 20});
+  d.top = {"/a/web1.qcow2",          "/b/web1.qcow2", config::DiskFormat::kQcow2, "",
+           config::DiskFormat::kRaw, 1 << 20};
+  d.backing.push_back({"/a/base.img", "/b/base.img", config::DiskFormat::kRaw, "",
+                       config::DiskFormat::kRaw, 8 << 20});
   d.top_backing_name = "base.img";
   d.top_backing_format = config::DiskFormat::kRaw;
   d.disk_size = 8 << 20;
@@ -241,7 +270,8 @@ TEST(CliLiveMoveTest, PrepareRequestFollowsThePlan) {
   plan.moved_definition = def;
   plan.moved_definition.disks[0].path = "/b/web1.qcow2";
   plan.bytes_total = (8 << 20) + (8 << 20);
-  PrepareRequest r = BuildPrepareRequest(def, plan, 4, config::PerformanceOption::kTcp, "127.0.0.1");
+  PrepareRequest r =
+      BuildPrepareRequest(def, plan, 4, config::PerformanceOption::kTcp, "127.0.0.1");
   EXPECT_EQ(r.vm_name, "web1");
   EXPECT_EQ(r.vm_id, def.id);
   EXPECT_EQ(r.memory_bytes, 64ull << 20);
@@ -263,8 +293,9 @@ TEST(CliLiveMoveTest, PrepareRequestFollowsThePlan) {
   auto moved = config::ParseVmDefinition(r.definition_toml, "moved");
   ASSERT_TRUE(moved.has_value()) << moved.error().ToString();
   EXPECT_EQ(moved->disks[0].path, "/b/web1.qcow2");
-  EXPECT_EQ(BuildPrepareRequest(def, plan, 4, config::PerformanceOption::kCompression, "").performance,
-            "compression");
+  EXPECT_EQ(
+      BuildPrepareRequest(def, plan, 4, config::PerformanceOption::kCompression, "").performance,
+      "compression");
 }
 
 }  // namespace

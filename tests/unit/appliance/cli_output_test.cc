@@ -15,12 +15,16 @@ json Vm(const std::string& name, const std::string& state, const std::string& er
           {"dir", "/srv/vms/" + name},
           {"worker", nullptr},
           {"definition",
-           {{"vcpus", 2}, {"memory_bytes", 256ull << 20}, {"program", "/g/memory-guest.bin"}, {"cmdline", ""},
+           {{"vcpus", 2},
+            {"memory_bytes", 256ull << 20},
+            {"program", "/g/memory-guest.bin"},
+            {"cmdline", ""},
             {"disks", json::array()}}}};
 }
 
 TEST(CliOutputTest, ListIsAnAlignedTableWithErrorsBelow) {
-  json list = {{"vms", {Vm("a", "running"), Vm("longer-name", "crashed", "worker exited on signal 9")}}};
+  json list = {
+      {"vms", {Vm("a", "running"), Vm("longer-name", "crashed", "worker exited on signal 9")}}};
   EXPECT_EQ(FormatVmList(list),
             "NAME         STATE    VCPUS  MEMORY   PROGRAM\n"
             "a            running  2      256 MiB  memory-guest.bin\n"
@@ -49,7 +53,8 @@ TEST(CliOutputTest, ActionLine) {
 }
 
 TEST(CliOutputTest, ErrorMessageFromApiBodyOrRaw) {
-  EXPECT_EQ(ErrorMessage(404, R"({"error":{"code":"not-found","message":"no vm named x"}})"), "no vm named x");
+  EXPECT_EQ(ErrorMessage(404, R"({"error":{"code":"not-found","message":"no vm named x"}})"),
+            "no vm named x");
   EXPECT_EQ(ErrorMessage(502, "Bad Gateway\n"), "ferryd answered HTTP 502: Bad Gateway");
   EXPECT_EQ(ErrorMessage(500, ""), "ferryd answered HTTP 500");
 }
@@ -64,7 +69,8 @@ TEST(CliOutputTest, HostSaysAuthenticationIsNotEnforced) {
                  {"performance", "compression"}}}};
   std::string out = FormatHost(host);
   EXPECT_NE(out.find("incoming moves: enabled\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("authentication: kerberos (not enforced yet: peers are not authenticated"), std::string::npos)
+  EXPECT_NE(out.find("authentication: kerberos (not enforced yet: peers are not authenticated"),
+            std::string::npos)
       << out;
   EXPECT_NE(out.find("performance:    compression\n"), std::string::npos) << out;
   // A reply without them prints no such lines.

@@ -34,8 +34,9 @@ class IncomingWorkerTest : public DestinationTest {
       ::close(pipefd[0]);
       std::string fd = std::to_string(pipefd[1]);
       std::string sock = d + "/ctl.sock";
-      ::execl(FERRY_VMM_PATH, "ferry-vmm", "--vm-dir", d.c_str(), "--control-socket", sock.c_str(), "--incoming",
-              "127.0.0.1", "--migration-id", kMigrationId, "--ready-fd", fd.c_str(), nullptr);
+      ::execl(FERRY_VMM_PATH, "ferry-vmm", "--vm-dir", d.c_str(), "--control-socket", sock.c_str(),
+              "--incoming", "127.0.0.1", "--migration-id", kMigrationId, "--ready-fd", fd.c_str(),
+              nullptr);
       ::_exit(127);
     }
     ::close(pipefd[1]);
@@ -62,8 +63,8 @@ class IncomingWorkerTest : public DestinationTest {
   int WaitExit() {
     int status = 0;
     ::testing::AssertionResult exited = ferry_test::WaitFor(
-        "the worker to exit", std::chrono::seconds(20), [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; },
-        std::chrono::milliseconds(50));
+        "the worker to exit", std::chrono::seconds(20),
+        [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::milliseconds(50));
     if (!exited) {
       ADD_FAILURE() << exited.message();
       return -1;
@@ -113,15 +114,17 @@ TEST_F(IncomingWorkerTest, CommitsThenServesAsAnOrdinaryWorker) {
     std::vector<PageEntry> pages;
     for (uint64_t i = g * kMaxPagesPerBatch; i < (g + 1) * kMaxPagesPerBatch; ++i) {
       const uint8_t* p = memory + i * kPageBytes;
-      if (std::any_of(p, p + kPageBytes, [](uint8_t b) { return b != 0; })) pages.push_back({i, false});
+      if (std::any_of(p, p + kPageBytes, [](uint8_t b) { return b != 0; }))
+        pages.push_back({i, false});
     }
     if (!pages.empty()) s->Pages(pages, memory);
   }
   s->Extent(0, 4096, Pattern(8192, 5));
   s->End(0);
   s->End(1);
-  s->Control(0, MoveFrame::kDeviceState,
-             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(state->data()), state->size()));
+  s->Control(
+      0, MoveFrame::kDeviceState,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(state->data()), state->size()));
   auto committed = s->streams[0]->Receive(transport::kMaxFramePayload, -1, 20000);
   ASSERT_TRUE(committed.has_value()) << committed.error().ToString();
   EXPECT_EQ(committed->type, uint16_t(MoveFrame::kCommitted));
@@ -130,11 +133,12 @@ TEST_F(IncomingWorkerTest, CommitsThenServesAsAnOrdinaryWorker) {
 
   // Once the worker has taken the outcome it is an ordinary worker.
   std::string last;
-  EXPECT_TRUE(ferry_test::WaitFor("the worker to run as an ordinary worker", std::chrono::seconds(10), [&] {
-    auto r = Call(WorkerOp::kStatus);
-    last = r.has_value() ? r->state : r.error().ToString();
-    return r.has_value() && r->state == "running" && r->live_move.empty();
-  }));
+  EXPECT_TRUE(
+      ferry_test::WaitFor("the worker to run as an ordinary worker", std::chrono::seconds(10), [&] {
+        auto r = Call(WorkerOp::kStatus);
+        last = r.has_value() ? r->state : r.error().ToString();
+        return r.has_value() && r->state == "running" && r->live_move.empty();
+      }));
   EXPECT_EQ(last, "running");
   auto paused = Call(WorkerOp::kPause);
   ASSERT_TRUE(paused.has_value()) << paused.error().ToString();
@@ -167,7 +171,8 @@ TEST_F(IncomingWorkerTest, AFailedMoveEndsTheWorkerWithTheError) {
   ASSERT_TRUE(exit.has_value()) << *text;
   EXPECT_EQ(exit->state, "failed");
   EXPECT_EQ(exit->code, "data-loss");
-  EXPECT_NE(exit->message.find("the source sent 3 data frames, 0 arrived"), std::string::npos) << exit->message;
+  EXPECT_NE(exit->message.find("the source sent 3 data frames, 0 arrived"), std::string::npos)
+      << exit->message;
   EXPECT_FALSE(std::filesystem::exists(dir_ / "vm/committed"));
 }
 

@@ -27,7 +27,7 @@ class InventoryTest : public ::testing::Test {
 };
 
 TEST_F(InventoryTest, OpenCreatesAPrivateVmsDirectory) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat((dir_ / "root/vms").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_EQ(Inventory::Open("relative/root").error().code(), base::Code::kInvalidArgument);
@@ -42,7 +42,7 @@ TEST_F(InventoryTest, CreateWritesDefinitionRuntimeAndConsole) {
   auto runtime = inv_.LoadRuntime("web1");
   ASSERT_TRUE(runtime.has_value());
   EXPECT_EQ(runtime->state, VmState::kStopped);
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::stat(inv_.ConsolePath("web1").c_str(), &st), 0);
   EXPECT_EQ(inv_.Create(d).error().code(), base::Code::kAlreadyExists);
 }
@@ -84,7 +84,7 @@ TEST_F(InventoryTest, DeleteKeepsForeignFiles) {
   std::ofstream(inv_.SavedStatePath("b")) << "state";
   ASSERT_TRUE(inv_.Delete("a").has_value());
   ASSERT_TRUE(inv_.Delete("b").has_value());
-  struct stat st{};
+  struct stat st {};
   EXPECT_NE(::stat(inv_.VmDir("a").c_str(), &st), 0);
   EXPECT_EQ(::stat((inv_.VmDir("b") + "/my-disk.img").c_str(), &st), 0);
   EXPECT_NE(::stat(inv_.SavedStatePath("b").c_str(), &st), 0);

@@ -11,8 +11,9 @@ TEST_F(DestinationTest, StreamEndCountMismatchFails) {
   auto s = FakeSource::Connect(dest_->port(), 2);
   ASSERT_TRUE(s);
   s->Extent(0, 0, Pattern(4096, 1));  // stream 0
-  s->End(0, -1);                     // claims none
-  ExpectFailed(s.get(), base::Code::kDataLoss, "stream 0: the source sent 0 data frames, 1 arrived");
+  s->End(0, -1);                      // claims none
+  ExpectFailed(s.get(), base::Code::kDataLoss,
+               "stream 0: the source sent 0 data frames, 1 arrived");
 }
 
 TEST_F(DestinationTest, CorruptedFrameFails) {
@@ -34,7 +35,8 @@ TEST_F(DestinationTest, CorruptedFrameFails) {
   ASSERT_TRUE(base::WriteAll(s->streams[1]->fd(), raw, sizeof raw));
   ASSERT_TRUE(base::WriteAll(s->streams[1]->fd(), payload.data(), payload.size()));
   ExpectFailed(s.get(), base::Code::kDataLoss, "frame CRC mismatch");
-  EXPECT_NE(dest_->error().message().find("stream 1"), std::string::npos) << dest_->error().ToString();
+  EXPECT_NE(dest_->error().message().find("stream 1"), std::string::npos)
+      << dest_->error().ToString();
 }
 
 TEST_F(DestinationTest, PageBeyondMemoryFails) {
@@ -44,7 +46,8 @@ TEST_F(DestinationTest, PageBeyondMemoryFails) {
   ASSERT_TRUE(s);
   const uint64_t beyond = kMemory / kPageBytes;  // group 8 -> stream 0
   std::vector<uint8_t> page(kPageBytes, 1);
-  s->Data(0, MoveFrame::kPageBatch, EncodePageBatchHeader(std::vector<PageEntry>{{beyond, false}}), page);
+  s->Data(0, MoveFrame::kPageBatch, EncodePageBatchHeader(std::vector<PageEntry>{{beyond, false}}),
+          page);
   ExpectFailed(s.get(), base::Code::kDataLoss, "page 2048 is beyond guest memory (2048 pages)");
 }
 
@@ -55,8 +58,10 @@ TEST_F(DestinationTest, FrameOnTheWrongStreamFails) {
   ASSERT_TRUE(s);
   std::vector<uint8_t> page(kPageBytes, 1);
   // Group 1 belongs on stream 1.
-  s->Data(0, MoveFrame::kPageBatch, EncodePageBatchHeader(std::vector<PageEntry>{{256, false}}), page);
-  ExpectFailed(s.get(), base::Code::kDataLoss, "page group 1 belongs on stream 1 (ordering rule), not 0");
+  s->Data(0, MoveFrame::kPageBatch, EncodePageBatchHeader(std::vector<PageEntry>{{256, false}}),
+          page);
+  ExpectFailed(s.get(), base::Code::kDataLoss,
+               "page group 1 belongs on stream 1 (ordering rule), not 0");
 }
 
 TEST_F(DestinationTest, StreamClosedEarlyFails) {
@@ -85,9 +90,9 @@ TEST_F(DestinationTest, LocalAbortFailsAndTellsTheSource) {
   ASSERT_TRUE(s);
   // Stream 0 is registered once its hello is answered and the acceptor has
   // moved on; wait so the error has somewhere to go.
-  EXPECT_TRUE(ferry_test::WaitFor("both streams to be registered", std::chrono::seconds(10),
-                                  [&] { return dest_->Status().streams.size() >= 2; },
-                                  std::chrono::milliseconds(5)));
+  EXPECT_TRUE(ferry_test::WaitFor(
+      "both streams to be registered", std::chrono::seconds(10),
+      [&] { return dest_->Status().streams.size() >= 2; }, std::chrono::milliseconds(5)));
   dest_->Abort("stopped by request");
   ExpectFailed(s.get(), base::Code::kAborted, "incoming move aborted: stopped by request");
 }
@@ -95,7 +100,8 @@ TEST_F(DestinationTest, LocalAbortFailsAndTellsTheSource) {
 TEST_F(DestinationTest, NoSourceWithinTheConnectTimeoutFails) {
   FERRY_SKIP_WITHOUT_KVM();
   StartDestination(RawPlan(), /*connect_timeout_ms=*/300);
-  ExpectFailed(nullptr, base::Code::kDeadlineExceeded, "no data stream from the source within 300 ms");
+  ExpectFailed(nullptr, base::Code::kDeadlineExceeded,
+               "no data stream from the source within 300 ms");
 }
 
 TEST_F(DestinationTest, DeviceStateBeforeEveryStreamEndedWaitsAndMissingEndTimesOut) {
@@ -158,8 +164,9 @@ TEST_F(DestinationTest, WrongMigrationIdIsRejected) {
   auto f = fs.Receive(transport::kMaxFramePayload, -1, 5000);
   ASSERT_TRUE(f.has_value()) << f.error().ToString();
   ASSERT_EQ(f->type, uint16_t(transport::FrameType::kError));
-  EXPECT_NE(transport::DecodeErrorPayload(f->payload).message().find("is not the one expected here"),
-            std::string::npos);
+  EXPECT_NE(
+      transport::DecodeErrorPayload(f->payload).message().find("is not the one expected here"),
+      std::string::npos);
   // The move itself goes on waiting for the real source (and then times out).
   ExpectFailed(nullptr, base::Code::kDeadlineExceeded, "no data stream from the source");
 }
@@ -179,10 +186,12 @@ TEST_F(DestinationTest, BadOpeningsOnTheDataPortGetAnErrorFrameAndTheMoveGoesOn)
   };
   const uint64_t seed = 0x5eed0002;
   SCOPED_TRACE("garbage seed " + std::to_string(seed));
-  expect(test::GarbageBytes(seed, 1000), base::Code::kDataLoss, "malformed frame header: bad magic");
+  expect(test::GarbageBytes(seed, 1000), base::Code::kDataLoss,
+         "malformed frame header: bad magic");
   expect(test::TextBytes("GET / HTTP/1.1\r\n\r\n"), base::Code::kDataLoss, "an HTTP request?");
   expect(test::HelloFrameBytes(/*crc_xor=*/0x80), base::Code::kDataLoss, "frame CRC mismatch");
-  expect(test::HelloHeaderBytes(0xffffffffu), base::Code::kDataLoss, "length 4294967295 over the maximum 4096");
+  expect(test::HelloHeaderBytes(0xffffffffu), base::Code::kDataLoss,
+         "length 4294967295 over the maximum 4096");
   expect(test::HelloFrameBytes(), base::Code::kFailedPrecondition, "not a data stream");
 
   auto s = FakeSource::Connect(port, 2);
@@ -206,7 +215,8 @@ TEST_F(DestinationTest, FullDiskFailsWithResourceExhaustedNamingTheFile) {
   auto s = FakeSource::Connect(dest_->port(), 1);
   ASSERT_TRUE(s);
   s->lenient = true;
-  for (uint64_t region = 0; region < 4; ++region) s->Extent(0, region << 20, Pattern(1 << 20, uint8_t(region)));
+  for (uint64_t region = 0; region < 4; ++region)
+    s->Extent(0, region << 20, Pattern(1 << 20, uint8_t(region)));
   ExpectFailed(s.get(), base::Code::kResourceExhausted, small + "/data.raw.part");
 }
 

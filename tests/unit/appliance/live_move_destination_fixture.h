@@ -28,20 +28,20 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/live_move_destination.h"
-#include "ipc/vm_dir_files.h"
-#include "protocol/move_protocol.h"
-#include "ipc/worker_protocol.h"
-#include "config/vm_definition.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
+#include "config/vm_definition.h"
+#include "engine/live_move_destination.h"
+#include "fakes/raw_opening.h"
+#include "ipc/vm_dir_files.h"
+#include "ipc/worker_protocol.h"
+#include "protocol/move_protocol.h"
 #include "storage/disk.h"
 #include "storage/qcow2.h"
-#include "fakes/raw_opening.h"
 #include "support/files.h"
 #include "support/kvm.h"
-#include "support/wait_for.h"
 #include "support/temp_dir.h"
+#include "support/wait_for.h"
 #include "test_guests.h"
 #include "transport/frame_stream.h"
 #include "transport/hello.h"
@@ -69,7 +69,8 @@ inline std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
 // frames it sent so StreamEnd can carry the count (or a wrong one).
 class FakeSource {
  public:
-  static std::unique_ptr<FakeSource> Connect(uint16_t port, uint16_t count, const char* id = kMigrationId) {
+  static std::unique_ptr<FakeSource> Connect(uint16_t port, uint16_t count,
+                                             const char* id = kMigrationId) {
     auto src = std::make_unique<FakeSource>();
     auto parsed = ParseMigrationId(id);
     EXPECT_TRUE(parsed.has_value());
@@ -77,7 +78,8 @@ class FakeSource {
       auto fd = transport::TcpConnect("127.0.0.1", port, "", 5000);
       EXPECT_TRUE(fd.has_value()) << fd.error().ToString();
       if (!fd) return nullptr;
-      auto fs = std::make_unique<transport::FrameStream>(std::move(*fd), "test stream " + std::to_string(i));
+      auto fs = std::make_unique<transport::FrameStream>(std::move(*fd),
+                                                         "test stream " + std::to_string(i));
       transport::Hello h;
       h.role = transport::StreamRole::kData;
       h.migration_id = *parsed;
@@ -112,11 +114,13 @@ class FakeSource {
   void Pages(const std::vector<PageEntry>& pages, const uint8_t* memory) {
     std::vector<uint8_t> data;
     for (const auto& p : pages)
-      if (!p.zero) data.insert(data.end(), memory + p.index * kPageBytes, memory + (p.index + 1) * kPageBytes);
+      if (!p.zero)
+        data.insert(data.end(), memory + p.index * kPageBytes, memory + (p.index + 1) * kPageBytes);
     size_t stream = (pages.front().index / kMaxPagesPerBatch) % streams.size();
     Data(stream, MoveFrame::kPageBatch, EncodePageBatchHeader(pages), data);
   }
-  void Extent(uint16_t disk, uint64_t offset, const std::vector<uint8_t>& data, uint64_t zero_length = 0) {
+  void Extent(uint16_t disk, uint64_t offset, const std::vector<uint8_t>& data,
+              uint64_t zero_length = 0) {
     DiskExtentHeader h{disk, data.empty(), offset, data.empty() ? zero_length : data.size()};
     size_t stream = (disk * 7919ull + offset / kRegionBytes) % streams.size();
     Data(stream, MoveFrame::kDiskExtent, EncodeDiskExtentHeader(h), data);
@@ -135,7 +139,8 @@ class FakeSource {
     for (;;) {
       auto f = streams[0]->Receive(transport::kMaxFramePayload, -1, 10000);
       if (!f) return base::Error(base::Code::kInternal, "no error frame: " + f.error().ToString());
-      if (f->type == uint16_t(transport::FrameType::kError)) return transport::DecodeErrorPayload(f->payload);
+      if (f->type == uint16_t(transport::FrameType::kError))
+        return transport::DecodeErrorPayload(f->payload);
     }
   }
 
@@ -194,13 +199,15 @@ class DestinationTest : public ::testing::Test {
     o.definition.cmdline = "mode=test";
     for (const auto& d : plan.disks)
       o.definition.disks.push_back(
-          {d.top, d.format == "qcow2" ? config::DiskFormat::kQcow2 : config::DiskFormat::kRaw, false});
+          {d.top, d.format == "qcow2" ? config::DiskFormat::kQcow2 : config::DiskFormat::kRaw,
+           false});
     o.vm_dir = dir;
     o.console_path = dir + "/console.log";
     return o;
   }
 
-  void StartDestination(const PrepareRequest& plan, int connect_timeout_ms = 10000, int idle_timeout_ms = 10000) {
+  void StartDestination(const PrepareRequest& plan, int connect_timeout_ms = 10000,
+                        int idle_timeout_ms = 10000) {
     auto m = vm::Machine::CreateIncoming(MachineFor(plan, dir_ / "vm"));
     ASSERT_TRUE(m.has_value()) << m.error().ToString();
     machine_ = std::move(*m);

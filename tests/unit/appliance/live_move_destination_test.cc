@@ -62,11 +62,13 @@ TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
   source_vm_ = std::move(*created);
   ASSERT_TRUE(source_vm_->Start());
   auto counter = [](vm::Machine& m) {
-    return __atomic_load_n(reinterpret_cast<uint64_t*>(m.memory_base() + vm::test_guests::kCounterBase),
-                           __ATOMIC_RELAXED);
+    return __atomic_load_n(
+        reinterpret_cast<uint64_t*>(m.memory_base() + vm::test_guests::kCounterBase),
+        __ATOMIC_RELAXED);
   };
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (counter(*source_vm_) < 100000 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  while (counter(*source_vm_) < 100000 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
   ASSERT_TRUE(source_vm_->Pause());
   const uint64_t paused_at = counter(*source_vm_);
   ASSERT_GE(paused_at, 100000u);
@@ -94,7 +96,8 @@ TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
     std::vector<PageEntry> pages;
     for (uint64_t i = g * kMaxPagesPerBatch; i < (g + 1) * kMaxPagesPerBatch; ++i) {
       const uint8_t* p = memory + i * kPageBytes;
-      if (std::any_of(p, p + kPageBytes, [](uint8_t b) { return b != 0; })) pages.push_back({i, false});
+      if (std::any_of(p, p + kPageBytes, [](uint8_t b) { return b != 0; }))
+        pages.push_back({i, false});
     }
     if (g == zero_page / kMaxPagesPerBatch) pages.push_back({zero_page, true});
     if (pages.empty()) continue;
@@ -112,12 +115,14 @@ TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
   s->Extent(1, (2 << 20) + 512, raw_b);
   s->Extent(1, 1 << 20, {}, 1 << 20);
   for (size_t i = 0; i < 3; ++i) s->End(i);
-  s->Control(0, MoveFrame::kDeviceState,
-             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(state->data()), state->size()));
+  s->Control(
+      0, MoveFrame::kDeviceState,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(state->data()), state->size()));
 
   // Committed arrives on stream 0; the source then closes.
   auto committed = s->streams[0]->Receive(transport::kMaxFramePayload, -1, 20000);
-  ASSERT_TRUE(committed.has_value()) << committed.error().ToString() << " / " << dest_->error().ToString();
+  ASSERT_TRUE(committed.has_value())
+      << committed.error().ToString() << " / " << dest_->error().ToString();
   EXPECT_EQ(committed->type, uint16_t(MoveFrame::kCommitted));
   EXPECT_EQ(std::string(committed->payload.begin(), committed->payload.end()), "{}");
   s.reset();
@@ -131,7 +136,8 @@ TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
   EXPECT_EQ(st.phase, LiveMovePhase::kCompleted);
   EXPECT_EQ(st.zero_pages, 1u);
   EXPECT_EQ(st.memory_sent, (sent_pages - 1) * kPageBytes);
-  EXPECT_EQ(st.disk_sent, base_bytes.size() + mid_bytes.size() + top_block.size() + raw_a.size() + raw_b.size());
+  EXPECT_EQ(st.disk_sent,
+            base_bytes.size() + mid_bytes.size() + top_block.size() + raw_a.size() + raw_b.size());
   ASSERT_EQ(st.streams.size(), 3u);
   EXPECT_GT(st.wire_bytes, st.memory_sent);
   EXPECT_TRUE(st.error.empty()) << st.error;
@@ -141,7 +147,8 @@ TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
   deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (counter(*machine_) < paused_at + 100000 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::yield();
-  EXPECT_GE(counter(*machine_), paused_at + 100000) << "the guest did not continue at the destination";
+  EXPECT_GE(counter(*machine_), paused_at + 100000)
+      << "the guest did not continue at the destination";
   ASSERT_TRUE(machine_->Pause());
   // The program image arrived intact and the zero-flagged page was cleared.
   EXPECT_EQ(std::memcmp(machine_->memory_base() + (1 << 20), memory + (1 << 20), kPageBytes), 0);

@@ -15,7 +15,8 @@ MoveSetup FaultSetup() {
 
 TEST_F(LiveMoveEngineTest, CutDuringPrecopyResumesTheSource) {
   FERRY_SKIP_WITHOUT_KVM();
-  StartMove(Definition("memory-guest.bin", "ws_mib=16 rate=20000 hb_ms=50", 32ull << 20), FaultSetup());
+  StartMove(Definition("memory-guest.bin", "ws_mib=16 rate=20000 hb_ms=50", 32ull << 20),
+            FaultSetup());
   if (HasFatalFailure()) return;
   bool cut = false;
   LiveMoveStatus s = WaitSource([&](const LiveMoveStatus& st) {
@@ -45,7 +46,8 @@ TEST_F(LiveMoveEngineTest, FlippedByteFailsTheMoveAndResumesTheSource) {
 
 TEST_F(LiveMoveEngineTest, TruncatedStreamFailsTheMoveAndResumesTheSource) {
   FERRY_SKIP_WITHOUT_KVM();
-  StartMove(Definition("memory-guest.bin", "ws_mib=16 rate=20000 hb_ms=50", 32ull << 20), FaultSetup());
+  StartMove(Definition("memory-guest.bin", "ws_mib=16 rate=20000 hb_ms=50", 32ull << 20),
+            FaultSetup());
   if (HasFatalFailure()) return;
   relay_->TruncateAfter(2, 300000);
   LiveMoveStatus s = WaitSource();

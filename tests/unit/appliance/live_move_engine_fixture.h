@@ -21,22 +21,22 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/live_move_destination.h"
-#include "engine/live_move_source.h"
-#include "plan/storage_move_plan.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "config/vm_definition.h"
+#include "engine/live_move_destination.h"
+#include "engine/live_move_source.h"
+#include "engine/tracking_disks.h"
 #include "fakes/fault_relay.h"
 #include "memory_precopy.h"
 #include "peer_sink.h"
-#include "stream_pool.h"
+#include "plan/storage_move_plan.h"
 #include "storage/qcow2.h"
+#include "stream_pool.h"
 #include "support/kvm.h"
 #include "support/temp_dir.h"
 #include "support/text.h"
 #include "support/wait_for.h"
-#include "engine/tracking_disks.h"
 #include "vm/machine.h"
 
 // A named namespace, not an anonymous one: every test file that includes
@@ -57,7 +57,7 @@ inline std::string ReadText(const std::string& path) {
 // and holding `field` ("" for any): a VM paused or stopped mid-line leaves a
 // partial last line.
 inline std::vector<std::string> CompleteLines(const std::string& console, const std::string& prefix,
-                                       const std::string& field = "") {
+                                              const std::string& field = "") {
   std::vector<std::string> out;
   for (std::string& line : LinesStartingWith(console.substr(0, console.rfind('\n') + 1), prefix))
     if (line.find(field) != std::string::npos) out.push_back(std::move(line));
@@ -66,11 +66,14 @@ inline std::vector<std::string> CompleteLines(const std::string& console, const 
 
 // Waits (up to 10 s: a slow host runs the guest late, not wrongly) until the
 // console holds `count` complete lines as CompleteLines counts them.
-inline ::testing::AssertionResult WaitForLines(const std::string& console_path, const std::string& prefix,
-                                               size_t count, const std::string& field = "") {
+inline ::testing::AssertionResult WaitForLines(const std::string& console_path,
+                                               const std::string& prefix, size_t count,
+                                               const std::string& field = "") {
   return ferry_test::WaitFor(
-      std::to_string(count) + " \"" + prefix + "\" lines in " + console_path, std::chrono::seconds(10),
-      [&] { return CompleteLines(ReadText(console_path), prefix, field).size() >= count; }, milliseconds(20));
+      std::to_string(count) + " \"" + prefix + "\" lines in " + console_path,
+      std::chrono::seconds(10),
+      [&] { return CompleteLines(ReadText(console_path), prefix, field).size() >= count; },
+      milliseconds(20));
 }
 
 // memory-guest heartbeats: numbered 1, 2, ... with no gap or repeat, errors=0.
@@ -79,7 +82,8 @@ inline void CheckHeartbeats(const std::string& console, size_t min_lines) {
   ASSERT_GE(hb.size(), min_lines) << console;
   for (size_t i = 0; i < hb.size(); ++i) {
     uint64_t n = 0, t = 0, dirtied = 0, errors = 0;
-    ASSERT_EQ(std::sscanf(hb[i].c_str(), "HB %" SCNu64 " t=%" SCNu64 " dirtied=%" SCNu64 " errors=%" SCNu64, &n,
+    ASSERT_EQ(std::sscanf(hb[i].c_str(),
+                          "HB %" SCNu64 " t=%" SCNu64 " dirtied=%" SCNu64 " errors=%" SCNu64, &n,
                           &t, &dirtied, &errors),
               4)
         << hb[i];
@@ -92,7 +96,8 @@ inline void CheckHeartbeats(const std::string& console, size_t min_lines) {
 inline std::string FormatName(config::DiskFormat f) { return std::string(config::ToString(f)); }
 
 // What ferryd's Prepare carries, built from the same plan the source makes.
-inline PrepareRequest MakePrepare(const config::VmDefinition& def, const StorageMovePlan& plan, uint32_t streams) {
+inline PrepareRequest MakePrepare(const config::VmDefinition& def, const StorageMovePlan& plan,
+                                  uint32_t streams) {
   PrepareRequest r;
   r.migration_id = NewMigrationId();
   r.vm_name = def.name;
@@ -155,7 +160,8 @@ class LiveMoveEngineTest : public ::testing::Test {
     if (b_) b_->Shutdown();
   }
 
-  config::VmDefinition Definition(const std::string& program, const std::string& cmdline, uint64_t memory) {
+  config::VmDefinition Definition(const std::string& program, const std::string& cmdline,
+                                  uint64_t memory) {
     config::VmDefinition d;
     d.name = "mover";
     d.id = config::NewUuid();
@@ -167,7 +173,8 @@ class LiveMoveEngineTest : public ::testing::Test {
   }
 
   // A machine for `def` in vm_dir, its console in vm_dir/console.
-  static vm::MachineOptions MachineOptionsFor(const config::VmDefinition& def, const std::string& vm_dir,
+  static vm::MachineOptions MachineOptionsFor(const config::VmDefinition& def,
+                                              const std::string& vm_dir,
                                               const std::string& console) {
     vm::MachineOptions o;
     o.definition = def;
@@ -187,7 +194,8 @@ class LiveMoveEngineTest : public ::testing::Test {
     // Let the guest reach its steady state: both guests write their working
     // set (or first blocks) before their first heartbeat.
     const bool disk_guest = def.program.find("disk-guest") != std::string::npos;
-    ASSERT_TRUE(WaitForLines(ao.console_path, disk_guest ? "DISK " : "HB ", 1)) << ReadText(ao.console_path);
+    ASSERT_TRUE(WaitForLines(ao.console_path, disk_guest ? "DISK " : "HB ", 1))
+        << ReadText(ao.console_path);
     ASSERT_EQ(a_->state(), vm::RunState::kRunning) << a_->failure() << ReadText(ao.console_path);
 
     auto plan = PlanStorageMove(def, src_, dst_);
@@ -287,7 +295,8 @@ class LiveMoveEngineTest : public ::testing::Test {
   LiveMoveDestination::Outcome WaitDestination() {
     (void)ferry_test::WaitFor(
         "the destination", std::chrono::seconds(30),
-        [&] { return destination_->outcome() != LiveMoveDestination::Outcome::kRunning; }, milliseconds(20));
+        [&] { return destination_->outcome() != LiveMoveDestination::Outcome::kRunning; },
+        milliseconds(20));
     return destination_->outcome();  // the caller says what it expected
   }
 
@@ -307,10 +316,12 @@ class LiveMoveEngineTest : public ::testing::Test {
   }
 
   static void Print(const char* what, const LiveMoveStatus& s) {
-    std::cout << "[ measured ] " << what << ": phase=" << ToString(s.phase) << " total_ms=" << s.total_ms
-              << " downtime_ms=" << s.downtime_ms << " rounds=" << s.round << " memory_sent=" << s.memory_sent
-              << " zero_pages=" << s.zero_pages << " disk_sent=" << s.disk_sent << " wire_bytes=" << s.wire_bytes
-              << " throttle=" << s.throttle_percent << " predicted_ms=" << s.predicted_downtime_ms
+    std::cout << "[ measured ] " << what << ": phase=" << ToString(s.phase)
+              << " total_ms=" << s.total_ms << " downtime_ms=" << s.downtime_ms
+              << " rounds=" << s.round << " memory_sent=" << s.memory_sent
+              << " zero_pages=" << s.zero_pages << " disk_sent=" << s.disk_sent
+              << " wire_bytes=" << s.wire_bytes << " throttle=" << s.throttle_percent
+              << " predicted_ms=" << s.predicted_downtime_ms
               << (s.error.empty() ? "" : " error=" + s.error) << "\n";
   }
 

@@ -41,8 +41,10 @@ TEST(PeerSinkTest, SplitsAtRegionsAndPicksTheStreamByRegion) {
   for (size_t i = 0; i < kStreams; ++i) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    po.streams.push_back(std::make_unique<transport::FrameStream>(base::Fd(sv[0]), "near " + std::to_string(i)));
-    far.push_back(std::make_unique<transport::FrameStream>(base::Fd(sv[1]), "far " + std::to_string(i)));
+    po.streams.push_back(
+        std::make_unique<transport::FrameStream>(base::Fd(sv[0]), "near " + std::to_string(i)));
+    far.push_back(
+        std::make_unique<transport::FrameStream>(base::Fd(sv[1]), "far " + std::to_string(i)));
   }
   po.compression = false;
   auto pool = StreamPool::Start(std::move(po));

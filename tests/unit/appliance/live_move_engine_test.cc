@@ -28,7 +28,8 @@ TEST_F(LiveMoveEngineTest, MemoryGuestMovesAndKeepsCounting) {
   EXPECT_GE(s.round, 2u);
   EXPECT_GT(s.zero_pages, 0u) << "the untouched part of RAM never crossed";
   EXPECT_GT(s.wire_bytes, 16ull << 20);
-  ASSERT_EQ(WaitDestination(), LiveMoveDestination::Outcome::kCommitted) << destination_->error().ToString();
+  ASSERT_EQ(WaitDestination(), LiveMoveDestination::Outcome::kCommitted)
+      << destination_->error().ToString();
   EXPECT_EQ(a_->state(), vm::RunState::kPaused) << "the source must stay paused after the commit";
   EXPECT_TRUE(WaitForLines(dst_ + "/console.log", "HB ", 5)) << "B runs the guest on";
   ASSERT_EQ(b_->state(), vm::RunState::kRunning) << b_->failure();
@@ -46,7 +47,8 @@ TEST_F(LiveMoveEngineTest, DiskGuestWithQcow2ChainMoves) {
     storage::Qcow2CreateOptions co;
     co.size = kDisk;
     ASSERT_TRUE(storage::CreateQcow2(src_ + "/base.qcow2", co).has_value());
-    config::VmDefinition pre = Definition("disk-guest.bin", "blocks=1024 seconds=1 hb_ms=100", 32ull << 20);
+    config::VmDefinition pre =
+        Definition("disk-guest.bin", "blocks=1024 seconds=1 hb_ms=100", 32ull << 20);
     pre.disks.push_back({"base.qcow2", config::DiskFormat::kQcow2, false});
     vm::MachineOptions o = MachineOptionsFor(pre, src_, "pre-console.log");
     auto m = vm::Machine::Create(o);
@@ -68,7 +70,8 @@ TEST_F(LiveMoveEngineTest, DiskGuestWithQcow2ChainMoves) {
     for (size_t i = 0; i < junk.size(); ++i) junk[i] = uint8_t(i * 2654435761u >> 13);
     ASSERT_TRUE(base::PwriteAll(fd->get(), junk.data(), junk.size(), 4 << 20).has_value());
   }
-  config::VmDefinition def = Definition("disk-guest.bin", "blocks=2048 rate=3000 hb_ms=100", 32ull << 20);
+  config::VmDefinition def =
+      Definition("disk-guest.bin", "blocks=2048 rate=3000 hb_ms=100", 32ull << 20);
   def.disks.push_back({"disk0.qcow2", config::DiskFormat::kQcow2, false});
   def.disks.push_back({"disk1.img", config::DiskFormat::kRaw, false});
   MoveSetup setup;
@@ -78,10 +81,15 @@ TEST_F(LiveMoveEngineTest, DiskGuestWithQcow2ChainMoves) {
   LiveMoveStatus s = WaitSource();
   Print("disk guest", s);
   ASSERT_EQ(s.phase, LiveMovePhase::kCompleted) << ToJson(s).dump();
-  ASSERT_EQ(WaitDestination(), LiveMoveDestination::Outcome::kCommitted) << destination_->error().ToString();
+  ASSERT_EQ(WaitDestination(), LiveMoveDestination::Outcome::kCommitted)
+      << destination_->error().ToString();
   a_->Shutdown();  // closes the source images
-  EXPECT_EQ(std::system(("qemu-img compare -q " + src_ + "/disk0.qcow2 " + dst_ + "/disk0.qcow2").c_str()), 0);
-  EXPECT_EQ(std::system(("qemu-img compare -q -f raw -F raw " + src_ + "/disk1.img " + dst_ + "/disk1.img").c_str()),
+  EXPECT_EQ(std::system(
+                ("qemu-img compare -q " + src_ + "/disk0.qcow2 " + dst_ + "/disk0.qcow2").c_str()),
+            0);
+  EXPECT_EQ(std::system(
+                ("qemu-img compare -q -f raw -F raw " + src_ + "/disk1.img " + dst_ + "/disk1.img")
+                    .c_str()),
             0);
   auto info = storage::ReadQcow2Info(dst_ + "/disk0.qcow2");
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
@@ -97,7 +105,8 @@ TEST_F(LiveMoveEngineTest, DiskGuestWithQcow2ChainMoves) {
   const std::string b_console = ReadText(dst_ + "/console.log");
   std::vector<std::string> beats = CompleteLines(b_console, "DISK ", " errors=");
   ASSERT_GE(beats.size(), 2u) << b_console;
-  for (const std::string& beat : beats) EXPECT_NE(beat.find(" errors=0"), std::string::npos) << beat;
+  for (const std::string& beat : beats)
+    EXPECT_NE(beat.find(" errors=0"), std::string::npos) << beat;
   EXPECT_TRUE(LinesStartingWith(b_console, "DISK-MISMATCH").empty()) << b_console;
   EXPECT_TRUE(LinesStartingWith(b_console, "DISK-IOERR").empty()) << b_console;
 
@@ -140,7 +149,8 @@ TEST_F(LiveMoveEngineTest, QueuedDiskDataIsSentBeforeThePause) {
     // Beyond the guest's 1024 blocks (4 MiB), so its checks never read it.
     ASSERT_TRUE(base::PwriteAll(fd->get(), noise.data(), noise.size() * 8, 8 << 20).has_value());
   }
-  config::VmDefinition def = Definition("disk-guest.bin", "blocks=1024 rate=200 hb_ms=100", 32ull << 20);
+  config::VmDefinition def =
+      Definition("disk-guest.bin", "blocks=1024 rate=200 hb_ms=100", 32ull << 20);
   def.disks.push_back({"disk0.img", config::DiskFormat::kRaw, false});
   MoveSetup setup;
   setup.streams = 2;
@@ -156,9 +166,12 @@ TEST_F(LiveMoveEngineTest, QueuedDiskDataIsSentBeforeThePause) {
   EXPECT_GE(s.total_ms, 1500.0) << "8 MiB at 4 MiB/s cannot take less";
   // The budget plus generous room for a loaded machine; the bug paused ~2 s.
   EXPECT_LT(s.downtime_ms, 1000.0) << ToJson(s).dump();
-  ASSERT_EQ(WaitDestination(), LiveMoveDestination::Outcome::kCommitted) << destination_->error().ToString();
+  ASSERT_EQ(WaitDestination(), LiveMoveDestination::Outcome::kCommitted)
+      << destination_->error().ToString();
   a_->Shutdown();
-  EXPECT_EQ(std::system(("qemu-img compare -q -f raw -F raw " + src_ + "/disk0.img " + dst_ + "/disk0.img").c_str()),
+  EXPECT_EQ(std::system(
+                ("qemu-img compare -q -f raw -F raw " + src_ + "/disk0.img " + dst_ + "/disk0.img")
+                    .c_str()),
             0);
 }
 

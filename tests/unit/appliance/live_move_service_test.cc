@@ -14,12 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "base/fd.h"
+#include "common/process.h"
 #include "daemon/departure_record.h"
 #include "daemon/peer_service.h"
-#include "common/process.h"
-#include "ipc/worker_protocol.h"
-#include "base/fd.h"
 #include "fakes/stray_workers.h"
+#include "ipc/worker_protocol.h"
 #include "support/temp_dir.h"
 #include "support/wait_for.h"
 
@@ -29,7 +29,7 @@ namespace {
 using nlohmann::json;
 
 bool Exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -79,7 +79,8 @@ class LiveMoveServiceTest : public ::testing::Test {
     CreateRequest req;
     req.definition.name = name;
     req.definition.memory_bytes = 64ull << 20;
-    for (const auto& d : disks) req.definition.disks.push_back({d, config::DiskFormat::kRaw, false});
+    for (const auto& d : disks)
+      req.definition.disks.push_back({d, config::DiskFormat::kRaw, false});
     req.guest = "memory";
     auto r = service_->Create(req);
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
@@ -122,7 +123,8 @@ class LiveMoveServiceTest : public ::testing::Test {
   }
   std::string Error(const LiveMoveArgs& args) {
     auto r = live_->Start(args);
-    return r ? std::string("(started)") : std::string(base::CodeName(r.error().code())) + ": " + r.error().message();
+    return r ? std::string("(started)")
+             : std::string(base::CodeName(r.error().code())) + ": " + r.error().message();
   }
 
   ferry_test::TempDir dir_;
@@ -137,7 +139,8 @@ TEST_F(LiveMoveServiceTest, RefusalsBeforeAnythingMoves) {
   Start("a");
   LiveMoveArgs a = Args("a");
   a.include_storage = false;
-  EXPECT_EQ(Error(a), "failed-precondition: --include-storage is required: the hosts share no storage");
+  EXPECT_EQ(Error(a),
+            "failed-precondition: --include-storage is required: the hosts share no storage");
   a = Args("a");
   a.destination = "relative/path";
   EXPECT_NE(Error(a).find("must be absolute"), std::string::npos);
@@ -184,7 +187,11 @@ TEST_F(LiveMoveServiceTest, BeginLiveMoveHoldsTheVmUntilEnd) {
   EXPECT_EQ((*written)->migration_id, kMigration);
   EXPECT_EQ((*written)->state, DepartureState::kMoving);
   EXPECT_EQ(ShowJson("a")->at("departure")["state"], "moving");
-  EXPECT_NE(service_->moves().BeginLiveMove("a", Departure()).error().message().find("moving to 127.0.0.1:1"),
+  EXPECT_NE(service_->moves()
+                .BeginLiveMove("a", Departure())
+                .error()
+                .message()
+                .find("moving to 127.0.0.1:1"),
             std::string::npos);
   EXPECT_FALSE(service_->Delete("a").has_value());
   service_->moves().EndLiveMove("a", kMigration);
@@ -215,7 +222,8 @@ TEST_F(LiveMoveServiceTest, InDoubtVmIsHeldUntilResolved) {
     ASSERT_FALSE(st.has_value()) << what << " was allowed";
     EXPECT_EQ(st.error().code(), base::Code::kFailedPrecondition) << st.error().ToString();
     EXPECT_NE(st.error().message().find("127.0.0.1:1"), std::string::npos) << st.error().message();
-    EXPECT_NE(st.error().message().find("ferry vm resolve a"), std::string::npos) << st.error().message();
+    EXPECT_NE(st.error().message().find("ferry vm resolve a"), std::string::npos)
+        << st.error().message();
   };
   auto status = [](const auto& r) -> base::Status {
     if (r) return base::Ok();
@@ -242,7 +250,8 @@ TEST_F(LiveMoveServiceTest, InDoubtVmIsHeldUntilResolved) {
 TEST_F(LiveMoveServiceTest, DamagedDepartureRecordHoldsTheVmUntilForced) {
   CreateVm("a", {});
   Close();
-  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/departure.json", "{\"migration_id\": 7").has_value());
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/departure.json", "{\"migration_id\": 7")
+                  .has_value());
   Open();
   EXPECT_EQ(ShowJson("a")->at("departure")["state"], "in-doubt");
   auto start = service_->Act("a", VmAction::kStart, "");
@@ -275,10 +284,11 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   ASSERT_TRUE(peer.has_value()) << peer.error().ToString();
   const std::string host = "127.0.0.1:" + std::to_string((*peer)->listening()[0].second);
   // It committed this migration (its record says so).
-  ASSERT_TRUE(base::WriteFileAtomically(dir_ / ("dest-root/incoming-records/" + std::string(kMigration) + ".json"),
-                                        json{{"migration_id", kMigration}, {"vm_name", "a"}, {"state", "committed"}}
-                                            .dump())
-                  .has_value());
+  ASSERT_TRUE(
+      base::WriteFileAtomically(
+          dir_ / ("dest-root/incoming-records/" + std::string(kMigration) + ".json"),
+          json{{"migration_id", kMigration}, {"vm_name", "a"}, {"state", "committed"}}.dump())
+          .has_value());
 
   CreateVm("a", {dir_ / "a.img"});
   int64_t pid = Start("a")["worker"]["pid"];
@@ -289,12 +299,14 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   // Settled before the action: the VM is there, so it is not here.
   auto save = service_->Act("a", VmAction::kSave, "");
   ASSERT_FALSE(save.has_value());
-  EXPECT_NE(save.error().message().find("moved to " + host), std::string::npos) << save.error().message();
+  EXPECT_NE(save.error().message().find("moved to " + host), std::string::npos)
+      << save.error().message();
   EXPECT_FALSE(ShowJson("a").has_value());
   EXPECT_FALSE(Exists(dir_ / "a.img"));
   EXPECT_TRUE(service_->moves().MovedAway("a").has_value());
   auto pidfd = PidfdOpen(pid);
-  EXPECT_TRUE(!pidfd || *PidfdWaitExit(pidfd->get(), 5000)) << "the worker of the moved vm still runs";
+  EXPECT_TRUE(!pidfd || *PidfdWaitExit(pidfd->get(), 5000))
+      << "the worker of the moved vm still runs";
 
   // Another VM whose move the destination never heard of: it stays here,
   // and runs again (it was running when the move began, and the move's
@@ -310,7 +322,8 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   ASSERT_TRUE(resolved.has_value()) << resolved.error().ToString();
   EXPECT_EQ((*resolved)["outcome"], "here");
   EXPECT_EQ((*resolved)["state"], "running") << resolved->dump();
-  EXPECT_NE((*resolved)["message"].get<std::string>().find("runs again"), std::string::npos) << resolved->dump();
+  EXPECT_NE((*resolved)["message"].get<std::string>().find("runs again"), std::string::npos)
+      << resolved->dump();
   // One its admin had paused before the move stays paused.
   CreateVm("c", {});
   Start("c");
@@ -335,7 +348,8 @@ TEST_F(LiveMoveServiceTest, ZombieWorkerThatMovedIsNotCrashed) {
   WorkerExitRecord record;
   record.pid = pid;
   record.state = "moved";
-  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/worker.exit", EncodeExitRecord(record)).has_value());
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/vms/a/worker.exit", EncodeExitRecord(record))
+                  .has_value());
   ::kill(pid_t(pid), SIGKILL);  // not reaped: a zombie until KillAndReap
   Open();
   EXPECT_FALSE(ShowJson("a").has_value()) << ShowJson("a")->dump();
@@ -404,7 +418,8 @@ TEST_F(LiveMoveServiceTest, WorkerThatMovedWhileFerrydWasDownIsRemoved) {
   record.pid = pid;
   record.state = "moved";
   record.message = "moved to 127.0.0.2";
-  ASSERT_TRUE(base::WriteFileAtomically(vm_dir + "/worker.exit", EncodeExitRecord(record)).has_value());
+  ASSERT_TRUE(
+      base::WriteFileAtomically(vm_dir + "/worker.exit", EncodeExitRecord(record)).has_value());
   Open();
   auto list = std::optional<json>(VmListToJson(service_->List()));
   ASSERT_EQ(list->at("vms").size(), 1u) << list->dump();
@@ -437,13 +452,15 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   r.migration_id = "01234567-89ab-4def-8123-456789abcdef";
   r.started_unix_ms = 1000;
   r.status.phase = LiveMovePhase::kPrecopy;
-  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-01234567.json", LiveMoveJobToJson(r).dump())
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-01234567.json",
+                                        LiveMoveJobToJson(r).dump())
                   .has_value());
   LiveMoveJobRecord gone = r;
   gone.id = "live-89abcdef";
   gone.vm = "gone";
   gone.migration_id = "89abcdef-89ab-4def-8123-456789abcdef";
-  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-89abcdef.json", LiveMoveJobToJson(gone).dump())
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-89abcdef.json",
+                                        LiveMoveJobToJson(gone).dump())
                   .has_value());
   // Declared in doubt just before ferryd stopped, its job not yet ended.
   CreateVm("doubt", {});
@@ -451,7 +468,8 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   doubt.id = "live-fedcba98";
   doubt.vm = "doubt";
   doubt.migration_id = "fedcba98-89ab-4def-8123-456789abcdef";
-  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-fedcba98.json", LiveMoveJobToJson(doubt).dump())
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "root/live-moves/live-fedcba98.json",
+                                        LiveMoveJobToJson(doubt).dump())
                   .has_value());
   DepartureRecord d = Departure();
   d.migration_id = doubt.migration_id;
@@ -467,13 +485,16 @@ TEST_F(LiveMoveServiceTest, InterruptedJobIsListedAsFailedAfterARestart) {
   EXPECT_TRUE(live_->Owns("live-01234567"));
   json job = *live_->Get("live-01234567");
   EXPECT_EQ(job["phase"], "failed");
-  EXPECT_NE(job["error"]["message"].get<std::string>().find("interrupted"), std::string::npos) << job.dump();
+  EXPECT_NE(job["error"]["message"].get<std::string>().find("interrupted"), std::string::npos)
+      << job.dump();
   EXPECT_NE(job["ended_unix_ms"], 0);
-  EXPECT_TRUE(ferry_test::WaitFor("job live-89abcdef to end", std::chrono::seconds(5),
-                                  [&] { return live_->Get("live-89abcdef")->at("ended_unix_ms") != 0; }));
+  EXPECT_TRUE(ferry_test::WaitFor("job live-89abcdef to end", std::chrono::seconds(5), [&] {
+    return live_->Get("live-89abcdef")->at("ended_unix_ms") != 0;
+  }));
   job = *live_->Get("live-89abcdef");
   EXPECT_EQ(job["phase"], "failed") << job.dump();
-  EXPECT_NE(job["error"]["message"].get<std::string>().find("no longer on this host"), std::string::npos)
+  EXPECT_NE(job["error"]["message"].get<std::string>().find("no longer on this host"),
+            std::string::npos)
       << job.dump();
   EXPECT_EQ(live_->List()->at("jobs").size(), 3u);
   EXPECT_FALSE(live_->Get("live-nope").has_value());

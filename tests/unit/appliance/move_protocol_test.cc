@@ -23,7 +23,8 @@ std::string Hex(std::span<const uint8_t> b) {
 
 std::vector<uint8_t> Unhex(std::string_view s) {
   std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < s.size(); i += 2) out.push_back(uint8_t(std::stoi(std::string(s.substr(i, 2)), nullptr, 16)));
+  for (size_t i = 0; i + 1 < s.size(); i += 2)
+    out.push_back(uint8_t(std::stoi(std::string(s.substr(i, 2)), nullptr, 16)));
   return out;
 }
 
@@ -37,7 +38,8 @@ template <typename T>
 void ExpectDataLoss(const base::Result<T>& r, std::initializer_list<std::string_view> fragments) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kDataLoss) << r.error().ToString();
-  for (auto f : fragments) EXPECT_NE(r.error().message().find(f), std::string::npos) << r.error().message();
+  for (auto f : fragments)
+    EXPECT_NE(r.error().message().find(f), std::string::npos) << r.error().message();
 }
 
 // ---- Page batch -----------------------------------------------------------
@@ -46,7 +48,8 @@ TEST(PageBatch, GoldenBytes) {
   std::vector<PageEntry> pages = {{0x100, false}, {0x101, true}, {0x1ff, false}};
   std::vector<uint8_t> header = EncodePageBatchHeader(pages);
   EXPECT_EQ(Hex(header),
-            "03000000" "00000000"
+            "03000000"
+            "00000000"
             "0001000000000000"
             "0101000000000080"
             "ff01000000000000");
@@ -78,11 +81,17 @@ TEST(PageBatch, AllZeroBatchHasNoData) {
 
 TEST(PageBatch, Malformed) {
   const std::vector<uint8_t> page(kPageBytes, 1);
-  auto one = [&](uint64_t index) { return Cat(EncodePageBatchHeader(std::vector<PageEntry>{{index, false}}), page); };
-  ExpectDataLoss(DecodePageBatch(Unhex("0100"), 16), {"page batch", "shorter than its 8-byte header"});
+  auto one = [&](uint64_t index) {
+    return Cat(EncodePageBatchHeader(std::vector<PageEntry>{{index, false}}), page);
+  };
+  ExpectDataLoss(DecodePageBatch(Unhex("0100"), 16),
+                 {"page batch", "shorter than its 8-byte header"});
   ExpectDataLoss(DecodePageBatch(Unhex("0000000000000000"), 16), {"count 0"});
   ExpectDataLoss(DecodePageBatch(Unhex("0101000000000000"), 16), {"count 257"});
-  ExpectDataLoss(DecodePageBatch(Unhex("0200000000000000" "0000000000000080"), 16), {"2-entry table"});
+  ExpectDataLoss(DecodePageBatch(Unhex("0200000000000000"
+                                       "0000000000000080"),
+                                 16),
+                 {"2-entry table"});
   // Reserved nonzero.
   auto reserved = EncodePageBatchHeader(std::vector<PageEntry>{{1, true}});
   reserved[4] = 1;
@@ -91,34 +100,48 @@ TEST(PageBatch, Malformed) {
   EXPECT_TRUE(DecodePageBatch(one(15), 16).has_value());
   ExpectDataLoss(DecodePageBatch(one(16), 16), {"page 16 is beyond guest memory (16 pages)"});
   // An index with the zero bit masked off still must be in range.
-  ExpectDataLoss(DecodePageBatch(EncodePageBatchHeader(std::vector<PageEntry>{{(1ull << 62), true}}), 16),
-                 {"beyond guest memory"});
+  ExpectDataLoss(
+      DecodePageBatch(EncodePageBatchHeader(std::vector<PageEntry>{{(1ull << 62), true}}), 16),
+      {"beyond guest memory"});
   // Non-increasing indices.
-  ExpectDataLoss(DecodePageBatch(EncodePageBatchHeader(std::vector<PageEntry>{{5, true}, {5, true}}), 16),
-                 {"entry 1: page 5 does not follow page 5"});
-  ExpectDataLoss(DecodePageBatch(EncodePageBatchHeader(std::vector<PageEntry>{{6, true}, {5, true}}), 16),
-                 {"indices must increase"});
+  ExpectDataLoss(
+      DecodePageBatch(EncodePageBatchHeader(std::vector<PageEntry>{{5, true}, {5, true}}), 16),
+      {"entry 1: page 5 does not follow page 5"});
+  ExpectDataLoss(
+      DecodePageBatch(EncodePageBatchHeader(std::vector<PageEntry>{{6, true}, {5, true}}), 16),
+      {"indices must increase"});
   // Pages from two 1 MiB groups (255 and 256).
-  ExpectDataLoss(DecodePageBatch(EncodePageBatchHeader(std::vector<PageEntry>{{255, true}, {256, true}}), 1024),
+  ExpectDataLoss(DecodePageBatch(
+                     EncodePageBatchHeader(std::vector<PageEntry>{{255, true}, {256, true}}), 1024),
                  {"outside the 1 MiB group"});
   // Data length: one page short, one byte long, data for a zero page.
   auto shorter = one(1);
   shorter.resize(shorter.size() - 1);
-  ExpectDataLoss(DecodePageBatch(shorter, 16), {"4095 data bytes for 1 non-zero pages (expected 4096)"});
+  ExpectDataLoss(DecodePageBatch(shorter, 16),
+                 {"4095 data bytes for 1 non-zero pages (expected 4096)"});
   auto longer = one(1);
   longer.push_back(0);
   ExpectDataLoss(DecodePageBatch(longer, 16), {"expected 4096"});
-  ExpectDataLoss(DecodePageBatch(Cat(EncodePageBatchHeader(std::vector<PageEntry>{{1, true}}), page), 16),
-                 {"for 0 non-zero pages"});
+  ExpectDataLoss(
+      DecodePageBatch(Cat(EncodePageBatchHeader(std::vector<PageEntry>{{1, true}}), page), 16),
+      {"for 0 non-zero pages"});
 }
 
 // ---- Disk extent ------------------------------------------------------------
 
 TEST(DiskExtent, GoldenBytes) {
   EXPECT_EQ(Hex(EncodeDiskExtentHeader({2, false, 0x100200, 0x1000})),
-            "0200" "0000" "00000000" "0002100000000000" "0010000000000000");
+            "0200"
+            "0000"
+            "00000000"
+            "0002100000000000"
+            "0010000000000000");
   EXPECT_EQ(Hex(EncodeDiskExtentHeader({1, true, 0x200000, 0x100000})),
-            "0100" "0100" "00000000" "0000200000000000" "0000100000000000");
+            "0100"
+            "0100"
+            "00000000"
+            "0000200000000000"
+            "0000100000000000");
 }
 
 TEST(DiskExtent, DecodesDataAndZeroes) {
@@ -142,25 +165,32 @@ TEST(DiskExtent, DecodesDataAndZeroes) {
 
 TEST(DiskExtent, Malformed) {
   const std::vector<uint64_t> sizes = {8 << 20, 3 << 20};
-  auto with_data = [](DiskExtentHeader h) { return Cat(EncodeDiskExtentHeader(h), std::vector<uint8_t>(h.length)); };
-  ExpectDataLoss(DecodeDiskExtent(Unhex("0000000000000000"), sizes), {"disk extent", "24-byte header"});
-  ExpectDataLoss(DecodeDiskExtent(with_data({2, false, 0, 512}), sizes), {"disk 2 out of range (the move has 2)"});
+  auto with_data = [](DiskExtentHeader h) {
+    return Cat(EncodeDiskExtentHeader(h), std::vector<uint8_t>(h.length));
+  };
+  ExpectDataLoss(DecodeDiskExtent(Unhex("0000000000000000"), sizes),
+                 {"disk extent", "24-byte header"});
+  ExpectDataLoss(DecodeDiskExtent(with_data({2, false, 0, 512}), sizes),
+                 {"disk 2 out of range (the move has 2)"});
   auto flags = EncodeDiskExtentHeader({0, true, 0, 512});
   flags[2] = 3;
   ExpectDataLoss(DecodeDiskExtent(flags, sizes), {"unknown flags 3"});
   auto reserved = EncodeDiskExtentHeader({0, true, 0, 512});
   reserved[7] = 0x80;
   ExpectDataLoss(DecodeDiskExtent(reserved, sizes), {"reserved field is 2147483648"});
-  ExpectDataLoss(DecodeDiskExtent(EncodeDiskExtentHeader({0, true, 0, 0}), sizes), {"length 0 outside"});
+  ExpectDataLoss(DecodeDiskExtent(EncodeDiskExtentHeader({0, true, 0, 0}), sizes),
+                 {"length 0 outside"});
   ExpectDataLoss(DecodeDiskExtent(EncodeDiskExtentHeader({0, true, 0, (1 << 20) + 512}), sizes),
                  {"length 1049088 outside"});
-  ExpectDataLoss(DecodeDiskExtent(with_data({0, false, 100, 512}), sizes), {"not 512-byte aligned"});
+  ExpectDataLoss(DecodeDiskExtent(with_data({0, false, 100, 512}), sizes),
+                 {"not 512-byte aligned"});
   ExpectDataLoss(DecodeDiskExtent(with_data({0, false, 0, 700}), sizes), {"not 512-byte aligned"});
   // Crossing a region: [1 MiB - 512, +1024).
   ExpectDataLoss(DecodeDiskExtent(with_data({0, false, (1 << 20) - 512, 1024}), sizes),
                  {"crosses a 1 MiB region boundary"});
   // Beyond the disk, including an offset that would overflow.
-  ExpectDataLoss(DecodeDiskExtent(with_data({1, false, 3 << 20, 512}), sizes), {"beyond the disk's 3145728 bytes"});
+  ExpectDataLoss(DecodeDiskExtent(with_data({1, false, 3 << 20, 512}), sizes),
+                 {"beyond the disk's 3145728 bytes"});
   ExpectDataLoss(DecodeDiskExtent(EncodeDiskExtentHeader({1, true, ~uint64_t(511), 512}), sizes),
                  {"beyond the disk"});
   // Data length must match.
@@ -174,13 +204,20 @@ TEST(DiskExtent, Malformed) {
 // ---- Layer chunk / layer done -------------------------------------------------
 
 TEST(LayerChunk, GoldenBytes) {
-  EXPECT_EQ(Hex(EncodeLayerChunkHeader({3, 0x10000})), "03000000" "00000000" "0000010000000000");
-  EXPECT_EQ(Hex(EncodeLayerDone({1, 0x30000})), "01000000" "00000000" "0000030000000000");
+  EXPECT_EQ(Hex(EncodeLayerChunkHeader({3, 0x10000})),
+            "03000000"
+            "00000000"
+            "0000010000000000");
+  EXPECT_EQ(Hex(EncodeLayerDone({1, 0x30000})),
+            "01000000"
+            "00000000"
+            "0000030000000000");
 }
 
 TEST(LayerChunk, DecodesAndRefuses) {
   const std::vector<uint64_t> sizes = {1000, 65536};
-  auto ok = DecodeLayerChunk(Cat(EncodeLayerChunkHeader({0, 990}), std::vector<uint8_t>(10, 4)), sizes);
+  auto ok =
+      DecodeLayerChunk(Cat(EncodeLayerChunkHeader({0, 990}), std::vector<uint8_t>(10, 4)), sizes);
   ASSERT_TRUE(ok.has_value()) << ok.error().ToString();
   EXPECT_EQ(ok->header.offset, 990u);
   EXPECT_EQ(ok->data.size(), 10u);
@@ -188,16 +225,19 @@ TEST(LayerChunk, DecodesAndRefuses) {
   ExpectDataLoss(DecodeLayerChunk(EncodeLayerChunkHeader({0, 0}), sizes), {"data of 0 bytes"});
   ExpectDataLoss(DecodeLayerChunk(Cat(EncodeLayerChunkHeader({2, 0}), {1}), sizes),
                  {"layer 2 out of range (the move has 2)"});
-  ExpectDataLoss(DecodeLayerChunk(Cat(EncodeLayerChunkHeader({0, 991}), std::vector<uint8_t>(10)), sizes),
-                 {"beyond the file's 1000 bytes"});
-  ExpectDataLoss(DecodeLayerChunk(Cat(EncodeLayerChunkHeader({0, ~uint64_t(0)}), {1}), sizes), {"beyond the file"});
+  ExpectDataLoss(
+      DecodeLayerChunk(Cat(EncodeLayerChunkHeader({0, 991}), std::vector<uint8_t>(10)), sizes),
+      {"beyond the file's 1000 bytes"});
+  ExpectDataLoss(DecodeLayerChunk(Cat(EncodeLayerChunkHeader({0, ~uint64_t(0)}), {1}), sizes),
+                 {"beyond the file"});
   auto reserved = Cat(EncodeLayerChunkHeader({0, 0}), {1});
   reserved[5] = 1;
   ExpectDataLoss(DecodeLayerChunk(reserved, sizes), {"reserved field is 256"});
   const std::vector<uint64_t> big = {uint64_t(kMaxLayerChunkBytes) * 2};
-  ExpectDataLoss(DecodeLayerChunk(Cat(EncodeLayerChunkHeader({0, 0}), std::vector<uint8_t>(kMaxLayerChunkBytes + 1)),
-                                  big),
-                 {"outside 1..4194304"});
+  ExpectDataLoss(
+      DecodeLayerChunk(
+          Cat(EncodeLayerChunkHeader({0, 0}), std::vector<uint8_t>(kMaxLayerChunkBytes + 1)), big),
+      {"outside 1..4194304"});
 }
 
 TEST(LayerDone, DecodesAndRefuses) {
@@ -205,9 +245,11 @@ TEST(LayerDone, DecodesAndRefuses) {
   auto ok = DecodeLayerDone(EncodeLayerDone({0, 1000}), sizes);
   ASSERT_TRUE(ok.has_value()) << ok.error().ToString();
   EXPECT_EQ(ok->file_size, 1000u);
-  ExpectDataLoss(DecodeLayerDone(Cat(EncodeLayerDone({0, 1000}), {0}), sizes), {"17 bytes, must be 16"});
+  ExpectDataLoss(DecodeLayerDone(Cat(EncodeLayerDone({0, 1000}), {0}), sizes),
+                 {"17 bytes, must be 16"});
   ExpectDataLoss(DecodeLayerDone(EncodeLayerDone({1, 1000}), sizes), {"layer 1 out of range"});
-  ExpectDataLoss(DecodeLayerDone(EncodeLayerDone({0, 999}), sizes), {"file size 999, the plan says 1000"});
+  ExpectDataLoss(DecodeLayerDone(EncodeLayerDone({0, 999}), sizes),
+                 {"file size 999, the plan says 1000"});
   auto reserved = EncodeLayerDone({0, 1000});
   reserved[4] = 9;
   ExpectDataLoss(DecodeLayerDone(reserved, sizes), {"reserved field is 9"});
@@ -216,7 +258,9 @@ TEST(LayerDone, DecodesAndRefuses) {
 // ---- Stream end -----------------------------------------------------------------
 
 TEST(StreamEnd, GoldenBytesAndRefusals) {
-  EXPECT_EQ(Hex(EncodeStreamEnd({0x0102})), "0201000000000000" "0000000000000000");
+  EXPECT_EQ(Hex(EncodeStreamEnd({0x0102})),
+            "0201000000000000"
+            "0000000000000000");
   auto ok = DecodeStreamEnd(EncodeStreamEnd({77}));
   ASSERT_TRUE(ok.has_value());
   EXPECT_EQ(ok->data_frames, 77u);
@@ -228,7 +272,8 @@ TEST(StreamEnd, GoldenBytesAndRefusals) {
 
 TEST(MoveFrameNames, AreDistinct) {
   std::set<std::string_view> names;
-  for (uint16_t t : {16, 17, 18, 19, 20, 21, 32, 33, 34, 35, 36, 37, 38}) names.insert(ToString(MoveFrame(t)));
+  for (uint16_t t : {16, 17, 18, 19, 20, 21, 32, 33, 34, 35, 36, 37, 38})
+    names.insert(ToString(MoveFrame(t)));
   EXPECT_EQ(names.size(), 13u);
   EXPECT_EQ(ToString(MoveFrame::kPageBatch), "page-batch");
   EXPECT_EQ(ToString(MoveFrame(99)), "unknown");
@@ -319,8 +364,8 @@ void ExpectInvalid(const nlohmann::json& j, std::string_view field) {
 
 TEST(PrepareJson, MissingAndBadFieldsAreNamed) {
   const nlohmann::json good = ToJson(SamplePrepare());
-  for (const char* field : {"migration_id", "vm_name", "definition_toml", "memory_bytes", "vcpus", "destination",
-                            "disks", "streams"}) {
+  for (const char* field : {"migration_id", "vm_name", "definition_toml", "memory_bytes", "vcpus",
+                            "destination", "disks", "streams"}) {
     nlohmann::json j = good;
     j.erase(field);
     ExpectInvalid(j, std::string("prepare: ") + field + ": missing");
@@ -433,8 +478,9 @@ TEST(MigrationId, ParsesFormatsAndGenerates) {
   EXPECT_EQ((*id)[0], 0x0f);
   EXPECT_EQ((*id)[15], 0xf0);
   EXPECT_EQ(FormatMigrationId(*id), "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0");
-  for (std::string_view bad : {"", "0f1e2d3c4b5a49688776a5b4c3d2e1f0", "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1fg",
-                               "0f1e2d3c-4b5a-4968-8776a-5b4c3d2e1f0", "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f00"}) {
+  for (std::string_view bad :
+       {"", "0f1e2d3c4b5a49688776a5b4c3d2e1f0", "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1fg",
+        "0f1e2d3c-4b5a-4968-8776a-5b4c3d2e1f0", "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f00"}) {
     auto r = ParseMigrationId(bad);
     ASSERT_FALSE(r.has_value()) << bad;
     EXPECT_EQ(r.error().code(), base::Code::kInvalidArgument);
@@ -485,7 +531,8 @@ TEST(LiveMoveTypes, RequestRoundTrips) {
   auto bad = LiveMoveRequestFromJson(j);
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code(), base::Code::kInvalidArgument);
-  EXPECT_NE(bad.error().message().find("vm_name: missing"), std::string::npos) << bad.error().message();
+  EXPECT_NE(bad.error().message().find("vm_name: missing"), std::string::npos)
+      << bad.error().message();
   j = ToJson(r);
   j.erase("data_host");
   bad = LiveMoveRequestFromJson(j);
@@ -530,7 +577,8 @@ TEST(LiveMoveTypes, StatusRoundTrips) {
   j["streams"][1]["frames"] = -1;
   bad = LiveMoveStatusFromJson(j);
   ASSERT_FALSE(bad.has_value());
-  EXPECT_NE(bad.error().message().find("streams[1].frames"), std::string::npos) << bad.error().message();
+  EXPECT_NE(bad.error().message().find("streams[1].frames"), std::string::npos)
+      << bad.error().message();
 }
 
 }  // namespace

@@ -18,7 +18,8 @@ constexpr const char* kFerryd = "127.0.0.2:7430";
 class FakeDestination : public DestinationAsker {
  public:
   // Answers in order; the last one repeats.
-  explicit FakeDestination(std::deque<base::Result<RemoteMoveState>> answers) : answers_(std::move(answers)) {}
+  explicit FakeDestination(std::deque<base::Result<RemoteMoveState>> answers)
+      : answers_(std::move(answers)) {}
 
   base::Result<RemoteMoveState> AskMoveState(const std::string& migration_id) override {
     asked_ids.push_back(migration_id);
@@ -37,10 +38,13 @@ class FakeDestination : public DestinationAsker {
 };
 
 base::Error StillRunning() {
-  return base::Error(base::Code::kUnavailable,
-                     std::string(kFerryd) + " says migration m1 is still running there (no verdict yet)");
+  return base::Error(
+      base::Code::kUnavailable,
+      std::string(kFerryd) + " says migration m1 is still running there (no verdict yet)");
 }
-base::Error Refused() { return base::Error(base::Code::kUnavailable, "connect 127.0.0.2:7430: Connection refused"); }
+base::Error Refused() {
+  return base::Error(base::Code::kUnavailable, "connect 127.0.0.2:7430: Connection refused");
+}
 
 class MoveResolverTest : public ::testing::Test {
  protected:
@@ -61,8 +65,10 @@ class MoveResolverTest : public ::testing::Test {
 
   uint64_t now_ns_ = 5000000000ull;
   int sleeps_ = 0;
-  const base::Error lost_ = base::Error(base::Code::kUnavailable, "stream 0 to 127.0.0.2:7001: connection reset");
-  const base::Error frame_ = base::Error(base::Code::kResourceExhausted, "destination 127.0.0.2:7001: disk full");
+  const base::Error lost_ =
+      base::Error(base::Code::kUnavailable, "stream 0 to 127.0.0.2:7001: connection reset");
+  const base::Error frame_ =
+      base::Error(base::Code::kResourceExhausted, "destination 127.0.0.2:7001: disk full");
 };
 
 TEST_F(MoveResolverTest, CommittedOnStreamZeroNeedsNoCause) {
@@ -100,7 +106,8 @@ TEST_F(MoveResolverTest, WithoutAFerrydAnErrorFrameIsAnAbort) {
   ASSERT_TRUE(r.error);
   EXPECT_EQ(r.error->code(), base::Code::kResourceExhausted);
   EXPECT_EQ(r.error->message(),
-            "the destination aborted after receiving the state (its error frame): destination 127.0.0.2:7001: disk "
+            "the destination aborted after receiving the state (its error frame): destination "
+            "127.0.0.2:7001: disk "
             "full");
 }
 
@@ -110,8 +117,10 @@ TEST_F(MoveResolverTest, WithoutAFerrydALostStreamIsInDoubt) {
   ASSERT_TRUE(r.error);
   EXPECT_EQ(r.error->code(), base::Code::kUnavailable);
   EXPECT_EQ(r.error->message(),
-            "move in doubt: lost the destination 127.0.0.2:7001 after sending the device state (stream 0 to "
-            "127.0.0.2:7001: connection reset) and no destination ferryd to ask; the vm stays paused here; an admin "
+            "move in doubt: lost the destination 127.0.0.2:7001 after sending the device state "
+            "(stream 0 to "
+            "127.0.0.2:7001: connection reset) and no destination ferryd to ask; the vm stays "
+            "paused here; an admin "
             "must check the destination before resuming or discarding it");
   EXPECT_EQ(sleeps_, 0);
 }
@@ -138,7 +147,8 @@ TEST_F(MoveResolverTest, FerrydSaysAborted) {
   ASSERT_TRUE(r.error);
   EXPECT_EQ(r.error->code(), base::Code::kUnavailable);  // the cause's code
   EXPECT_EQ(r.error->message(),
-            "the destination aborted after receiving the state (its ferryd at 127.0.0.2:7430 says so): stream 0 to "
+            "the destination aborted after receiving the state (its ferryd at 127.0.0.2:7430 says "
+            "so): stream 0 to "
             "127.0.0.2:7001: connection reset");
 }
 
@@ -163,8 +173,10 @@ TEST_F(MoveResolverTest, UnknownIsAskedAgainUntilTheDeadline) {
   ASSERT_TRUE(r.error);
   EXPECT_EQ(r.error->code(), base::Code::kUnavailable);
   EXPECT_EQ(r.error->message(),
-            "move in doubt: lost the destination 127.0.0.2:7001 after sending the device state (stream 0 to "
-            "127.0.0.2:7001: connection reset), and its ferryd at 127.0.0.2:7430 did not settle it within 3 s (last: "
+            "move in doubt: lost the destination 127.0.0.2:7001 after sending the device state "
+            "(stream 0 to "
+            "127.0.0.2:7001: connection reset), and its ferryd at 127.0.0.2:7430 did not settle it "
+            "within 3 s (last: "
             "state unknown); the vm stays paused here; an admin must check the destination");
   // Asked at 0, 1, 2, 3 s (not yet past the deadline) and 4 s (past it).
   EXPECT_EQ(dest.asked_ids.size(), 5u);
@@ -176,8 +188,9 @@ TEST_F(MoveResolverTest, NoAnswerUntilTheDeadlineNamesTheLastError) {
   const Resolution r = Make(&dest, 2000).Settle(lost_, false);
   EXPECT_EQ(r.outcome, MoveOutcome::kInDoubt);
   ASSERT_TRUE(r.error);
-  EXPECT_NE(r.error->message().find("did not settle it within 2 s (last: connect 127.0.0.2:7430: Connection "
-                                    "refused)"),
+  EXPECT_NE(r.error->message().find(
+                "did not settle it within 2 s (last: connect 127.0.0.2:7430: Connection "
+                "refused)"),
             std::string::npos)
       << r.error->message();
 }
@@ -189,7 +202,8 @@ TEST_F(MoveResolverTest, AskedOnceEvenWithNoTimeToRetry) {
   EXPECT_EQ(r.outcome, MoveOutcome::kInDoubt);
   EXPECT_EQ(dest.asked_ids.size(), 1u);
   EXPECT_EQ(sleeps_, 0);
-  EXPECT_NE(r.error->message().find("within 0 s (last: 127.0.0.2:7430 says migration m1 is still running there"),
+  EXPECT_NE(r.error->message().find(
+                "within 0 s (last: 127.0.0.2:7430 says migration m1 is still running there"),
             std::string::npos)
       << r.error->message();
 }

@@ -35,7 +35,7 @@ constexpr size_t kLimit = 1;
 constexpr const char* kWhat = "move vm b to 127.0.0.1:7430";
 
 bool Exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -48,22 +48,28 @@ std::shared_ptr<TestJob> NewJob(const std::string& id, const std::string& vm) {
   return job;
 }
 
-std::string Describe(const base::Error& e) { return std::string(base::CodeName(e.code())) + ": " + e.message(); }
+std::string Describe(const base::Error& e) {
+  return std::string(base::CodeName(e.code())) + ": " + e.message();
+}
 
 class MoveSlotTest : public ::testing::Test {
  protected:
   std::string RecordPath(const std::string& id) { return dir_ / ("live-moves/" + id + ".json"); }
-  void SetUp() override { ASSERT_TRUE(jobs_.Load([](LiveMoveJobRecord&) { return false; }).has_value()); }
+  void SetUp() override {
+    ASSERT_TRUE(jobs_.Load([](LiveMoveJobRecord&) { return false; }).has_value());
+  }
 
   ferry_test::TempDir dir_;
   JobTable<TestJob> jobs_{dir_ / "live-moves", 100, LiveMoveJobToJson, LiveMoveJobFromJson};
 };
 
 // Start's shape: every step after the slot may fail, and returns at once.
-base::Result<int> StartLike(JobTable<TestJob>& jobs, std::shared_ptr<TestJob> job, int fail_at_step) {
+base::Result<int> StartLike(JobTable<TestJob>& jobs, std::shared_ptr<TestJob> job,
+                            int fail_at_step) {
   ASSIGN_OR_RETURN(Slot slot, Slot::Acquire(jobs, std::move(job), kLimit, kWhat));
   for (int step = 1; step <= 3; ++step) {
-    if (step == fail_at_step) return base::Error(base::Code::kUnavailable, "step " + std::to_string(step));
+    if (step == fail_at_step)
+      return base::Error(base::Code::kUnavailable, "step " + std::to_string(step));
   }
   slot.Commit();
   return 0;
@@ -82,9 +88,11 @@ TEST_F(MoveSlotTest, LimitReachedIsRefusedNamingTheRunningJobs) {
   ASSERT_TRUE(first.has_value());
   auto second = Slot::Acquire(jobs_, NewJob("live-b", "b"), kLimit, kWhat);
   ASSERT_FALSE(second.has_value());
-  EXPECT_EQ(Describe(second.error()),
-            "resource-exhausted: cannot move vm b to 127.0.0.1:7430: 1 live moves are running, the host allows 1 "
-            "at once (migration.max_live_moves): live-a (vm a); wait for one to finish (ferry jobs)");
+  EXPECT_EQ(
+      Describe(second.error()),
+      "resource-exhausted: cannot move vm b to 127.0.0.1:7430: 1 live moves are running, the host "
+      "allows 1 "
+      "at once (migration.max_live_moves): live-a (vm a); wait for one to finish (ferry jobs)");
   EXPECT_FALSE(jobs_.Contains("live-b"));
   EXPECT_FALSE(Exists(RecordPath("live-b")));
 }

@@ -22,7 +22,8 @@ TEST(PeerError, DecodedErrorKeepsThePeersOwnText) {
 }
 
 TEST(PeerError, WrapKeepsTheOrigin) {
-  const base::Error got = base::Error::FromPeer(base::Code::kAborted, "peer: relayed").Wrap("client stream");
+  const base::Error got =
+      base::Error::FromPeer(base::Code::kAborted, "peer: relayed").Wrap("client stream");
   EXPECT_EQ(got.message(), "client stream: peer: peer: relayed");
   EXPECT_TRUE(got.from_peer());
   EXPECT_EQ(got.peer_message(), "peer: relayed");  // the peer's text, whatever it says

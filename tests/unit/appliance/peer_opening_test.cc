@@ -10,9 +10,9 @@
 #include <chrono>
 #include <vector>
 
-#include "peer/peer_client.h"
 #include "daemon/peer_service.h"
 #include "fakes/raw_opening.h"
+#include "peer/peer_client.h"
 #include "support/temp_dir.h"
 #include "support/wait_for.h"
 
@@ -76,7 +76,8 @@ TEST_F(PeerOpeningTest, RandomGarbageGetsAnErrorFrame) {
   const uint64_t seed = 0x5eed0001;
   SCOPED_TRACE("garbage seed " + std::to_string(seed));
   std::vector<uint8_t> garbage = test::GarbageBytes(seed, 1000);
-  ExpectRefusal(RefusalOf(port_, garbage), base::Code::kDataLoss, "peer: malformed frame header: bad magic 0x");
+  ExpectRefusal(RefusalOf(port_, garbage), base::Code::kDataLoss,
+                "peer: malformed frame header: bad magic 0x");
   ExpectStillServing();
 }
 
@@ -87,8 +88,10 @@ TEST_F(PeerOpeningTest, HttpRequestGetsAnErrorFrameSayingSo) {
   const auto start = std::chrono::steady_clock::now();
   base::Error e = RefusalOf(port_, test::TextBytes("GET / HTTP/1.1\r\n\r\n"));
   ExpectRefusal(e, base::Code::kDataLoss, "bad magic 0x20544547");
-  ExpectRefusal(e, base::Code::kDataLoss, "an HTTP request? This port speaks the ferry migration protocol");
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(options_.hello_timeout_ms / 2));
+  ExpectRefusal(e, base::Code::kDataLoss,
+                "an HTTP request? This port speaks the ferry migration protocol");
+  EXPECT_LT(std::chrono::steady_clock::now() - start,
+            std::chrono::milliseconds(options_.hello_timeout_ms / 2));
   ExpectStillServing();
 }
 
@@ -123,8 +126,8 @@ TEST_F(PeerOpeningTest, IdleAndTricklingPeersAreTimedOut) {
 
 TEST_F(PeerOpeningTest, WellFormedHelloWithTheWrongRoleIsRefused) {
   StartPeer();
-  ExpectRefusal(RefusalOf(port_, test::HelloFrameBytes(0, /*data=*/true)), base::Code::kInvalidArgument,
-                "accepts control streams only");
+  ExpectRefusal(RefusalOf(port_, test::HelloFrameBytes(0, /*data=*/true)),
+                base::Code::kInvalidArgument, "accepts control streams only");
   ExpectStillServing();
 }
 
@@ -148,7 +151,8 @@ TEST_F(PeerOpeningTest, ConnectionsOverTheLimitAreRefusedWithAnErrorFrame) {
       "a status query to be served after the idle ones closed", std::chrono::seconds(10),
       [&] {
         auto reply = CallPeer(PeerEndpoint{"127.0.0.1", port_, ""}, MoveFrame::kStatusQuery,
-                              nlohmann::json{{"migration_id", NewMigrationId()}}, MoveFrame::kStatusReply, 5000);
+                              nlohmann::json{{"migration_id", NewMigrationId()}},
+                              MoveFrame::kStatusReply, 5000);
         if (reply.has_value()) return true;
         // Refused while the idle ones' threads are still ending (a refusal
         // that overtakes our hello may arrive as a reset instead); any other

@@ -18,14 +18,14 @@
 #include <filesystem>
 #include <fstream>
 
-#include "ipc/vm_dir_files.h"
-#include "peer/peer_client.h"
+#include "base/clock.h"
 #include "common/process.h"
+#include "config/vm_definition.h"
 #include "daemon/runtime_record.h"
 #include "daemon/vm_json.h"
-#include "base/clock.h"
-#include "config/vm_definition.h"
 #include "fakes/stray_workers.h"
+#include "ipc/vm_dir_files.h"
+#include "peer/peer_client.h"
 #include "support/temp_dir.h"
 #include "support/wait_for.h"
 #include "transport/frame_stream.h"
@@ -38,11 +38,11 @@ namespace appliance::peer_service_test {
 using nlohmann::json;
 
 inline bool PathExists(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(p.c_str(), &st) == 0;
 }
 inline bool IsSymlink(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
 }
 
@@ -104,7 +104,8 @@ class PeerServiceTest : public ::testing::Test {
     def.id = config::NewUuid();
     def.memory_bytes = 64ull << 20;
     def.program = dir_ / "guests/memory-guest.bin";
-    def.disks.push_back(config::DiskSpec{dir_ / ("dest/" + name + ".img"), config::DiskFormat::kRaw, false});
+    def.disks.push_back(
+        config::DiskSpec{dir_ / ("dest/" + name + ".img"), config::DiskFormat::kRaw, false});
     PrepareRequest r;
     r.migration_id = NewMigrationId();
     r.vm_name = name;
@@ -152,7 +153,8 @@ class PeerServiceTest : public ::testing::Test {
     ASSERT_TRUE(vms_->Create(create).has_value());
   }
   json Status(const std::string& id) {
-    auto r = CallPeer(endpoint_, MoveFrame::kStatusQuery, json{{"migration_id", id}}, MoveFrame::kStatusReply, 60000);
+    auto r = CallPeer(endpoint_, MoveFrame::kStatusQuery, json{{"migration_id", id}},
+                      MoveFrame::kStatusReply, 60000);
     EXPECT_TRUE(r.has_value()) << r.error().ToString();
     return r.has_value() ? *r : json();
   }
@@ -164,19 +166,22 @@ class PeerServiceTest : public ::testing::Test {
   }
   // Sends one byte to the fake incoming worker's data port: 'c' commits.
   void Tell(const json& prepare_reply, char what) {
-    auto fd = transport::TcpConnect(prepare_reply["data_host"], prepare_reply["data_port"], "", 5000);
+    auto fd =
+        transport::TcpConnect(prepare_reply["data_host"], prepare_reply["data_port"], "", 5000);
     ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
     ASSERT_EQ(::write(fd->get(), &what, 1), 1);
   }
   // Polls (every 10 ms, up to 10 s) for an effect of another thread.
   static ::testing::AssertionResult Eventually(const std::function<bool()>& pred) {
-    return ferry_test::WaitFor("an effect of PeerService's threads", std::chrono::seconds(10), pred);
+    return ferry_test::WaitFor("an effect of PeerService's threads", std::chrono::seconds(10),
+                               pred);
   }
   std::string IncomingDir(const std::string& id) { return dir_ / ("root/incoming/" + id); }
   // Tells vm1's worker to commit and waits for its commit marker.
   void CommitVm1() {
     Tell(reply_, 'c');
-    ASSERT_TRUE(Eventually([&] { return PathExists(IncomingDir(req_.migration_id) + "/committed"); }));
+    ASSERT_TRUE(
+        Eventually([&] { return PathExists(IncomingDir(req_.migration_id) + "/committed"); }));
   }
   json Record(const std::string& id) {
     auto text = base::ReadFileToString(dir_ / ("root/incoming-records/" + id + ".json"));

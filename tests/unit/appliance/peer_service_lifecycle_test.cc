@@ -26,10 +26,12 @@ TEST_F(PeerServiceTest, CommitIsAdoptedWhileTheWorkerRuns) {
   auto shown = ShowJson("vm1");
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ((*shown)["state"], "running") << shown->dump();
-  EXPECT_TRUE(IsSymlink(IncomingDir(req_.migration_id))) << "keeps the worker's --vm-dir paths valid";
+  EXPECT_TRUE(IsSymlink(IncomingDir(req_.migration_id)))
+      << "keeps the worker's --vm-dir paths valid";
   EXPECT_TRUE(PathExists(dir_ / "root/vms/vm1/vm.toml"));
   EXPECT_EQ(Status(req_.migration_id)["state"], "committed");
-  EXPECT_EQ(Abort(req_.migration_id)["state"], "committed") << "an abort after the commit changes nothing";
+  EXPECT_EQ(Abort(req_.migration_id)["state"], "committed")
+      << "an abort after the commit changes nothing";
   EXPECT_TRUE(vms_->incoming().HasVm("vm1"));
 
   // The adopted VM is an ordinary one: stopping it works, and once its
@@ -85,7 +87,8 @@ TEST_F(PeerServiceTest, WorkerFailureIsCleanedUp) {
   EXPECT_FALSE(vms_->incoming().HasVm("vm1"));
   json status = Status(req_.migration_id);
   EXPECT_EQ(status["state"], "aborted");
-  EXPECT_NE(status["message"].get<std::string>().find("fake stream failure"), std::string::npos) << status.dump();
+  EXPECT_NE(status["message"].get<std::string>().find("fake stream failure"), std::string::npos)
+      << status.dump();
   // The slot and the name are free again.
   EXPECT_TRUE(Prepare(Request("vm1")).has_value());
 }
@@ -112,7 +115,8 @@ TEST_F(PeerServiceTest, CreateRefusesANameArrivingUntilTheMoveIsAborted) {
   auto refused = vms_->Create(create);
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error().code(), base::Code::kAlreadyExists) << refused.error().ToString();
-  EXPECT_NE(refused.error().message().find("vm vm1 is arriving here by a live move"), std::string::npos)
+  EXPECT_NE(refused.error().message().find("vm vm1 is arriving here by a live move"),
+            std::string::npos)
       << refused.error().message();
   EXPECT_FALSE(vms_->incoming().HasVm("vm1"));
 
@@ -177,7 +181,8 @@ TEST_F(PeerCleanUpTest, AFailedCleanUpIsRecordedAndRetriedUntilItSucceeds) {
   EXPECT_FALSE(PathExists(req_.disks[0].top));
   json marker = json::parse(*base::ReadFileToString(Marker()));
   EXPECT_EQ(marker["files"], json::array({Part()})) << marker.dump();
-  EXPECT_NE(marker["error"].get<std::string>().find("remove " + Part() + ": Is a directory"), std::string::npos)
+  EXPECT_NE(marker["error"].get<std::string>().find("remove " + Part() + ": Is a directory"),
+            std::string::npos)
       << marker.dump();
   EXPECT_TRUE(PathExists(IncomingDir(req_.migration_id) + "/" + kIncomingPlanFile));
   // The move is over all the same: aborted, its name free.
@@ -200,8 +205,9 @@ TEST_F(PeerCleanUpTest, APrepareRetriesTheCleanUpOfLeftoversInItsWay) {
   ASSERT_NO_FATAL_FAILURE(FailVm1WithAnUndeletableLeftover());
   const std::string aborted = req_.migration_id;
   ExpectRefused(Prepare(Request("vm1")), base::Code::kFailedPrecondition,
-                "destination file " + Part() + " is left over from the aborted incoming move " + aborted +
-                    " of vm vm1, whose clean-up keeps failing (remove " + Part() + ": Is a directory)");
+                "destination file " + Part() + " is left over from the aborted incoming move " +
+                    aborted + " of vm vm1, whose clean-up keeps failing (remove " + Part() +
+                    ": Is a directory)");
   RemoveTheFault();
   auto again = Prepare(Request("vm1"));
   ASSERT_TRUE(again.has_value()) << again.error().ToString();
@@ -231,7 +237,8 @@ TEST_F(PeerCleanUpTest, ACleanUpNeverRemovesAFileAVmUses) {
   CreateRequest create;
   create.definition.name = "other";
   create.definition.memory_bytes = 64ull << 20;
-  create.definition.disks.push_back(config::DiskSpec{req_.disks[0].top, config::DiskFormat::kRaw, false});
+  create.definition.disks.push_back(
+      config::DiskSpec{req_.disks[0].top, config::DiskFormat::kRaw, false});
   create.guest = "memory";
   auto created = vms_->Create(create);
   ASSERT_TRUE(created.has_value()) << created.error().ToString();

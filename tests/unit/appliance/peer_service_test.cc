@@ -11,8 +11,9 @@ TEST_F(PeerServiceTest, RefusedWhenIncomingDisabled) {
   options_.host.incoming_enabled = false;
   StartPeer();
   auto r = Prepare(Request("vm1"));
-  ExpectRefused(r, base::Code::kFailedPrecondition,
-                "incoming live moves are disabled on this host (host.toml migration.incoming_enabled)");
+  ExpectRefused(
+      r, base::Code::kFailedPrecondition,
+      "incoming live moves are disabled on this host (host.toml migration.incoming_enabled)");
   EXPECT_NE(r.error().message().find("127.0.0.1:"), std::string::npos) << "names the peer";
 }
 
@@ -41,8 +42,9 @@ TEST_F(PeerServiceTest, RefusedWithoutAFreeSlot) {
   StartPeer();
   auto first = Prepare(Request("vm1"));
   ASSERT_TRUE(first.has_value()) << first.error().ToString();
-  ExpectRefused(Prepare(Request("vm2")), base::Code::kResourceExhausted,
-                "no free live-move slot: 1 incoming moves running, host.toml migration.max_live_moves is 1");
+  ExpectRefused(
+      Prepare(Request("vm2")), base::Code::kResourceExhausted,
+      "no free live-move slot: 1 incoming moves running, host.toml migration.max_live_moves is 1");
 }
 
 TEST_F(PeerServiceTest, RefusedWhenTheNameExists) {
@@ -55,14 +57,16 @@ TEST_F(PeerServiceTest, RefusedWhenTheNameExists) {
 TEST_F(PeerServiceTest, RefusedWhenAnIncomingMoveHasTheName) {
   StartPeer();
   ASSERT_TRUE(Prepare(Request("vm1")).has_value());
-  ExpectRefused(Prepare(Request("vm1")), base::Code::kFailedPrecondition, "a vm named vm1 is already moving here");
+  ExpectRefused(Prepare(Request("vm1")), base::Code::kFailedPrecondition,
+                "a vm named vm1 is already moving here");
 }
 
 TEST_F(PeerServiceTest, RefusedWhenMemoryIsShort) {
   StartPeer();
   PrepareRequest req = Request("vm1");
   req.memory_bytes = 1ull << 50;
-  ExpectRefused(Prepare(req), base::Code::kFailedPrecondition, "not enough free memory: the vm needs 1073741824.0 MiB");
+  ExpectRefused(Prepare(req), base::Code::kFailedPrecondition,
+                "not enough free memory: the vm needs 1073741824.0 MiB");
 }
 
 TEST_F(PeerServiceTest, RefusedWhenDiskSpaceIsShort) {
@@ -96,12 +100,12 @@ TEST_F(PeerServiceTest, EveryFailureIsListedTogether) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kFailedPrecondition);
   const std::string& m = r.error().message();
-  for (const char* part : {"live move of vm taken refused: ",
-                           "vm configuration version 99 is not supported here",
-                           "a vm named taken already exists",
-                           "processor vendor differs: the vm runs on AuthenticAMD, this host is GenuineIntel",
-                           "not offered by KVM here: avx512f avx2", "not enough free memory",
-                           "not enough disk space"}) {
+  for (const char* part :
+       {"live move of vm taken refused: ", "vm configuration version 99 is not supported here",
+        "a vm named taken already exists",
+        "processor vendor differs: the vm runs on AuthenticAMD, this host is GenuineIntel",
+        "not offered by KVM here: avx512f avx2", "not enough free memory",
+        "not enough disk space"}) {
     EXPECT_NE(m.find(part), std::string::npos) << "missing \"" << part << "\" in: " << m;
   }
 }
@@ -171,7 +175,8 @@ TEST_F(PeerServiceTest, MalformedRequestsGetAnErrorAndServiceContinues) {
   const uint16_t port = endpoint_.port;
   const uint16_t kError = uint16_t(transport::FrameType::kError);
   {
-    auto f = RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare), "{not json");
+    auto f = RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare),
+                         "{not json");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
     base::Error e = transport::DecodeErrorPayload(f->payload);
@@ -179,14 +184,16 @@ TEST_F(PeerServiceTest, MalformedRequestsGetAnErrorAndServiceContinues) {
     EXPECT_NE(e.message().find("not JSON"), std::string::npos) << e.message();
   }
   {
-    auto f = RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPageBatch), "{}");
+    auto f =
+        RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPageBatch), "{}");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
     EXPECT_NE(transport::DecodeErrorPayload(f->payload).message().find("unexpected frame type 32"),
               std::string::npos);
   }
   {
-    auto f = RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare), "{}");
+    auto f =
+        RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare), "{}");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
     EXPECT_EQ(transport::DecodeErrorPayload(f->payload).code(), base::Code::kInvalidArgument);
@@ -229,8 +236,8 @@ TEST(PeerClientTest, ClosedPortIsUnavailableNamingThePeer) {
     ASSERT_TRUE(l.has_value());
     port = l->port();
   }
-  auto r = CallPeer(PeerEndpoint{"127.0.0.1", port, ""}, MoveFrame::kStatusQuery, json{{"migration_id", "x"}},
-                    MoveFrame::kStatusReply, 2000);
+  auto r = CallPeer(PeerEndpoint{"127.0.0.1", port, ""}, MoveFrame::kStatusQuery,
+                    json{{"migration_id", "x"}}, MoveFrame::kStatusReply, 2000);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kUnavailable);
   EXPECT_NE(r.error().message().find("127.0.0.1:" + std::to_string(port)), std::string::npos)
@@ -242,7 +249,7 @@ TEST(PeerClientTest, ParsePeerEndpoint) {
     const char* text;
     const char* host;
     uint16_t port;
-  } ok[] = {{"10.0.0.2", "10.0.0.2", 7430},       {"10.0.0.2:7431", "10.0.0.2", 7431},
+  } ok[] = {{"10.0.0.2", "10.0.0.2", 7430},      {"10.0.0.2:7431", "10.0.0.2", 7431},
             {"[fd00::2]:7432", "fd00::2", 7432}, {"[fd00::2]", "fd00::2", 7430},
             {"fd00::2", "fd00::2", 7430},        {"host2.example:9", "host2.example", 9}};
   for (const Case& c : ok) {
@@ -251,8 +258,8 @@ TEST(PeerClientTest, ParsePeerEndpoint) {
     EXPECT_EQ(e->host, c.host) << c.text;
     EXPECT_EQ(e->port, c.port) << c.text;
   }
-  for (const char* bad : {"", ":7430", "10.0.0.2:", "10.0.0.2:0", "10.0.0.2:65536", "10.0.0.2:x", "[fd00::2",
-                          "[fd00::2]7430", "[]:7430"}) {
+  for (const char* bad : {"", ":7430", "10.0.0.2:", "10.0.0.2:0", "10.0.0.2:65536", "10.0.0.2:x",
+                          "[fd00::2", "[fd00::2]7430", "[]:7430"}) {
     auto e = ParsePeerEndpoint(bad, kDefaultPeerPort);
     EXPECT_FALSE(e.has_value()) << bad;
     if (!e.has_value()) {

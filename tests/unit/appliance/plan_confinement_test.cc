@@ -55,20 +55,29 @@ TEST(PlanConfinementTest, EveryEscapeIsNamed) {
   } cases[] = {
       {"dotdot destination", [&](Fixture& f) { f.plan.destination = dest + "/../etc"; }, "without"},
       {"relative destination", [](Fixture& f) { f.plan.destination = "srv/vms"; }, "absolute"},
-      {"top outside", [](Fixture& f) { f.plan.disks[0].top = "/etc/cron.d/x"; }, "not inside the destination"},
-      {"top via dotdot", [&](Fixture& f) { f.plan.disks[0].top = dest + "/../x"; }, "not inside the destination"},
-      {"layer outside", [](Fixture& f) { f.plan.disks[0].backing[0].dest = "/tmp/x"; }, "checkpoint layer"},
-      {"backing climbs out", [](Fixture& f) { f.plan.disks[0].top_backing_name = "../../etc/shadow"; }, "leaves"},
-      {"backing absolute outside", [](Fixture& f) { f.plan.disks[0].top_backing_name = "/dev/sda"; }, "leaves"},
-      {"rewrite outside", [](Fixture& f) { f.plan.disks[0].backing[0].rewrite_backing = "/dev/sda"; }, "leaves"},
-      {"definition disk differs", [](Fixture& f) { f.definition.disks[0].path = "/dev/sda"; }, "not the planned"},
-      {"storage root", [&](Fixture& f) { f.plan.destination = dir.path() + "/root/vms"; }, "storage_root"},
+      {"top outside", [](Fixture& f) { f.plan.disks[0].top = "/etc/cron.d/x"; },
+       "not inside the destination"},
+      {"top via dotdot", [&](Fixture& f) { f.plan.disks[0].top = dest + "/../x"; },
+       "not inside the destination"},
+      {"layer outside", [](Fixture& f) { f.plan.disks[0].backing[0].dest = "/tmp/x"; },
+       "checkpoint layer"},
+      {"backing climbs out",
+       [](Fixture& f) { f.plan.disks[0].top_backing_name = "../../etc/shadow"; }, "leaves"},
+      {"backing absolute outside",
+       [](Fixture& f) { f.plan.disks[0].top_backing_name = "/dev/sda"; }, "leaves"},
+      {"rewrite outside",
+       [](Fixture& f) { f.plan.disks[0].backing[0].rewrite_backing = "/dev/sda"; }, "leaves"},
+      {"definition disk differs", [](Fixture& f) { f.definition.disks[0].path = "/dev/sda"; },
+       "not the planned"},
+      {"storage root", [&](Fixture& f) { f.plan.destination = dir.path() + "/root/vms"; },
+       "storage_root"},
   };
   for (const Case& c : cases) {
     Fixture f = Good(dest);
     c.spoil(f);
     auto failures = PlanConfinementFailures(f.plan, f.definition, dir.path() + "/root");
-    EXPECT_NE(Joined(failures).find(c.expect), std::string::npos) << c.what << ":\n" << Joined(failures);
+    EXPECT_NE(Joined(failures).find(c.expect), std::string::npos) << c.what << ":\n"
+                                                                  << Joined(failures);
   }
 }
 
@@ -76,7 +85,8 @@ TEST(PlanConfinementTest, ASymlinkedDestinationIsRefused) {
   ferry_test::TempDir dir;
   ASSERT_EQ(::symlink("/etc", (dir.path() + "/link").c_str()), 0);
   Fixture f = Good(dir.path() + "/link/sub");
-  EXPECT_NE(Joined(PlanConfinementFailures(f.plan, f.definition, dir.path() + "/root")).find("symbolic link"),
+  EXPECT_NE(Joined(PlanConfinementFailures(f.plan, f.definition, dir.path() + "/root"))
+                .find("symbolic link"),
             std::string::npos);
 }
 

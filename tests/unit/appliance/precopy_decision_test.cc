@@ -33,7 +33,8 @@ TEST(PrecopyDecision, SwitchesOverWhenReadyAndThePauseFits) {
   const PrecopyDecision d = DecidePrecopy(OneMibLink(), f, PrecopyTrend{});
   EXPECT_EQ(d.action, PrecopyAction::kSwitchOver);
   EXPECT_DOUBLE_EQ(d.predicted_ms, 20);
-  EXPECT_EQ(d.reason, "switching over after round 3, predicted pause 20.0 ms (0 dirty pages, 0 disk bytes)");
+  EXPECT_EQ(d.reason,
+            "switching over after round 3, predicted pause 20.0 ms (0 dirty pages, 0 disk bytes)");
   EXPECT_FALSE(d.error);
 }
 
@@ -79,7 +80,8 @@ TEST(PrecopyDecision, ThrottlesWhenTheRoundsDoNotShrink) {
   const PrecopyDecision d = DecidePrecopy(OneMibLink(), f, Trend(kMiB + 4096, true));
   EXPECT_EQ(d.action, PrecopyAction::kThrottle);
   EXPECT_EQ(d.throttle, 20);
-  EXPECT_EQ(d.reason, "auto-converge throttle 20% (round 3: 256 dirty pages, 4096 disk bytes waiting)");
+  EXPECT_EQ(d.reason,
+            "auto-converge throttle 20% (round 3: 256 dirty pages, 4096 disk bytes waiting)");
   EXPECT_EQ(d.trend.previous_left, kMiB + 4096);
 }
 
@@ -117,7 +119,8 @@ TEST(PrecopyDecision, DiskWaitingCountsAgainstTheVcpusOnlyOnceReady) {
   // Ready and was ready: the same measure, not shrinking -> throttle.
   PrecopyDecision d = DecidePrecopy(OneMibLink(), f, Trend(kMiB, true));
   EXPECT_EQ(d.action, PrecopyAction::kThrottle);
-  EXPECT_EQ(d.reason, "auto-converge throttle 20% (round 5: 0 dirty pages, 1048576 disk bytes waiting)");
+  EXPECT_EQ(d.reason,
+            "auto-converge throttle 20% (round 5: 0 dirty pages, 1048576 disk bytes waiting)");
   // Just became ready: a new measure, so no trend to judge yet.
   d = DecidePrecopy(OneMibLink(), f, Trend(kMiB, false));
   EXPECT_EQ(d.action, PrecopyAction::kKeepCopying);
@@ -134,9 +137,11 @@ TEST(PrecopyDecision, GivesUpPastTheTimeLimit) {
   ASSERT_EQ(d.action, PrecopyAction::kGiveUp);
   ASSERT_TRUE(d.error);
   EXPECT_EQ(d.error->code(), base::Code::kDeadlineExceeded);
-  EXPECT_EQ(d.error->message(),
-            "did not converge within 10 s: guest dirties 0.0 MiB/s, link carries 1.0 MiB/s; after round 4: 2.0 MiB "
-            "of memory dirty, 3.0 MiB of disk not copied yet, 0.5 MiB of disk writes waiting to be sent");
+  EXPECT_EQ(
+      d.error->message(),
+      "did not converge within 10 s: guest dirties 0.0 MiB/s, link carries 1.0 MiB/s; after round "
+      "4: 2.0 MiB "
+      "of memory dirty, 3.0 MiB of disk not copied yet, 0.5 MiB of disk writes waiting to be sent");
 }
 
 TEST(PrecopyDecision, GivingUpComesBeforeAFittingSwitchover) {
@@ -155,11 +160,13 @@ TEST(PrecopyDecision, NotConvergedSaysWhereItStopped) {
   f.dirty_bytes_per_second = 2 * double(kMiB);
   f.bytes_per_second = 8 * double(kMiB);
   EXPECT_EQ(NotConverged(f).message(),
-            "did not converge within 5 s: guest dirties 2.0 MiB/s, link carries 8.0 MiB/s; the first pass over "
+            "did not converge within 5 s: guest dirties 2.0 MiB/s, link carries 8.0 MiB/s; the "
+            "first pass over "
             "memory did not finish (3.0 MiB sent in all)");
   f.switching_over = true;
   EXPECT_EQ(NotConverged(f).message(),
-            "did not converge within 5 s: guest dirties 2.0 MiB/s, link carries 8.0 MiB/s; the switchover did not "
+            "did not converge within 5 s: guest dirties 2.0 MiB/s, link carries 8.0 MiB/s; the "
+            "switchover did not "
             "finish (the vm stays here)");
 }
 

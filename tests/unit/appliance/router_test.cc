@@ -25,9 +25,10 @@ TEST(RouterTest, SingleVm) {
 }
 
 TEST(RouterTest, EveryAction) {
-  for (auto [text, action] : {std::pair{"start", VmAction::kStart}, std::pair{"stop", VmAction::kStop},
-                              std::pair{"pause", VmAction::kPause}, std::pair{"resume", VmAction::kResume},
-                              std::pair{"save", VmAction::kSave}, std::pair{"restore", VmAction::kRestore}}) {
+  for (auto [text, action] :
+       {std::pair{"start", VmAction::kStart}, std::pair{"stop", VmAction::kStop},
+        std::pair{"pause", VmAction::kPause}, std::pair{"resume", VmAction::kResume},
+        std::pair{"save", VmAction::kSave}, std::pair{"restore", VmAction::kRestore}}) {
     Route r = MatchRoute("POST", std::string("/v1/vms/a.b-c_d/") + text);
     EXPECT_EQ(r.id, RouteId::kVmAction) << text;
     EXPECT_EQ(r.action, action) << text;
@@ -36,8 +37,8 @@ TEST(RouterTest, EveryAction) {
 }
 
 TEST(RouterTest, UnknownPathsAreNotFound) {
-  for (const char* path : {"", "v1/host", "/", "/v1", "/v2/host", "/v1/hosts", "/v1/host/x", "/v1/vms/a/b/c",
-                           "/v1/vms/a/reboot", "/v1/vms/a/delete"}) {
+  for (const char* path : {"", "v1/host", "/", "/v1", "/v2/host", "/v1/hosts", "/v1/host/x",
+                           "/v1/vms/a/b/c", "/v1/vms/a/reboot", "/v1/vms/a/delete"}) {
     EXPECT_EQ(MatchRoute("GET", path).id, RouteId::kNotFound) << path;
     EXPECT_EQ(MatchRoute("POST", path).id, RouteId::kNotFound) << path;
   }

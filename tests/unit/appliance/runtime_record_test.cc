@@ -23,13 +23,15 @@ TEST(RuntimeRecordTest, RoundTrip) {
 }
 
 TEST(RuntimeRecordTest, CorruptRecordsAreDataLossNamingTheFile) {
-  for (const char* text : {"", "{", "[]", R"({"state":"flying"})", R"({"worker_pid":1})",
-                           R"({"state":"running"})",  // running needs a worker
-                           R"({"state":"stopped","worker_pid":"x"})", R"({"state":"stopped","last_error":3})"}) {
+  for (const char* text :
+       {"", "{", "[]", R"({"state":"flying"})", R"({"worker_pid":1})",
+        R"({"state":"running"})",  // running needs a worker
+        R"({"state":"stopped","worker_pid":"x"})", R"({"state":"stopped","last_error":3})"}) {
     auto r = ParseRuntime(text, "/v/a/runtime.json");
     ASSERT_FALSE(r.has_value()) << text;
     EXPECT_EQ(r.error().code(), base::Code::kDataLoss) << text;
-    EXPECT_NE(r.error().message().find("/v/a/runtime.json"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("/v/a/runtime.json"), std::string::npos)
+        << r.error().message();
   }
 }
 
@@ -76,7 +78,8 @@ TEST(WorkerExitTest, RecordDecidesForCleanExits) {
 }
 
 TEST(WorkerExitTest, NoRecordIsACrashWithTheStatus) {
-  RuntimeRecord after = RuntimeAfterWorkerExit(Running(), nullptr, ProcessExit{true, false, 134}, 0);
+  RuntimeRecord after =
+      RuntimeAfterWorkerExit(Running(), nullptr, ProcessExit{true, false, 134}, 0);
   EXPECT_EQ(after.state, VmState::kCrashed);
   EXPECT_EQ(after.last_error, "worker exited with status 134");
   RuntimeRecord unknown = RuntimeAfterWorkerExit(Running(), nullptr, ProcessExit{}, 0);

@@ -13,11 +13,11 @@
 
 #include <gtest/gtest.h>
 
+#include "base/fd.h"
 #include "cli/cli_args.h"
 #include "cli/cli_move.h"
-#include "plan/storage_move_plan.h"
 #include "engine/storage_mover.h"
-#include "base/fd.h"
+#include "plan/storage_move_plan.h"
 #include "storage/disk.h"
 #include "storage/qcow2.h"
 #include "storage/tracking_disk.h"
@@ -50,7 +50,8 @@ config::VmDefinition Def(std::vector<config::DiskSpec> disks) {
 TEST(StorageMovePlanTest, RawDiskGoesToDestinationUnderItsName) {
   TempDir dir;
   MakeFile(dir / "a.img", 1 << 20, 1);
-  auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(), dir / "dst/");
+  auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(),
+                              dir / "dst/");
   ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
   ASSERT_EQ(plan->disks.size(), 1u);
   EXPECT_EQ(plan->destination, dir / "dst");
@@ -67,9 +68,12 @@ TEST(StorageMovePlanTest, RefusesRelativeDestinationSameFilesAndNameClashes) {
   MakeFile(dir / "x/a.img", 4096, 1);
   auto def = Def({{dir / "a.img", config::DiskFormat::kRaw, false}});
   EXPECT_EQ(PlanStorageMove(def, dir.path(), "rel").error().code(), base::Code::kInvalidArgument);
-  EXPECT_EQ(PlanStorageMove(def, dir.path(), dir.path()).error().code(), base::Code::kFailedPrecondition);
-  auto two = Def({{dir / "a.img", config::DiskFormat::kRaw, false}, {dir / "x/a.img", config::DiskFormat::kRaw, false}});
-  EXPECT_EQ(PlanStorageMove(two, dir.path(), dir / "dst").error().code(), base::Code::kAlreadyExists);
+  EXPECT_EQ(PlanStorageMove(def, dir.path(), dir.path()).error().code(),
+            base::Code::kFailedPrecondition);
+  auto two = Def({{dir / "a.img", config::DiskFormat::kRaw, false},
+                  {dir / "x/a.img", config::DiskFormat::kRaw, false}});
+  EXPECT_EQ(PlanStorageMove(two, dir.path(), dir / "dst").error().code(),
+            base::Code::kAlreadyExists);
 }
 
 TEST(StorageMovePlanTest, Qcow2ChainKeepsRelativeNamesAndRewritesAbsoluteOnes) {
@@ -85,8 +89,8 @@ TEST(StorageMovePlanTest, Qcow2ChainKeepsRelativeNamesAndRewritesAbsoluteOnes) {
   storage::Qcow2CreateOptions top;
   top.backing_file = "mid.qcow2";  // relative: kept
   ASSERT_TRUE(storage::CreateQcow2(dir / "src/top.qcow2", top).has_value());
-  auto plan = PlanStorageMove(Def({{dir / "src/top.qcow2", config::DiskFormat::kQcow2, false}}), dir.path(),
-                              dir / "dst");
+  auto plan = PlanStorageMove(Def({{dir / "src/top.qcow2", config::DiskFormat::kQcow2, false}}),
+                              dir.path(), dir / "dst");
   ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
   const DiskMove& d = plan->disks[0];
   ASSERT_EQ(d.backing.size(), 2u);
@@ -130,7 +134,8 @@ TEST(StorageMovePlanTest, CheckpointLayersFollowTheirFiles) {
   // A layer no current disk builds on (a branch) is refused, not left behind.
   MakeFile(dir / "branch.qcow2", 4096, 0);
   def.checkpoints[0].layers = {dir / "branch.qcow2"};
-  EXPECT_EQ(PlanStorageMove(def, dir.path(), dir / "dst").error().code(), base::Code::kUnimplemented);
+  EXPECT_EQ(PlanStorageMove(def, dir.path(), dir / "dst").error().code(),
+            base::Code::kUnimplemented);
 }
 
 // Two VMs' overlays over one base image: moving the first must not delete
@@ -157,10 +162,11 @@ TEST(StorageMovePlanTest, SourcesAnotherVmUsesAreKept) {
   cp.layers = {"cp.img"};
   other.checkpoints.push_back(cp);
   std::vector<std::string> files = FilesOfVm(other, dir / "vm2");
-  EXPECT_EQ(files, (std::vector<std::string>{dir / "shared/b.qcow2", dir / "shared/base.qcow2", dir / "vm2/cp.img"}));
+  EXPECT_EQ(files, (std::vector<std::string>{dir / "shared/b.qcow2", dir / "shared/base.qcow2",
+                                             dir / "vm2/cp.img"}));
 
-  auto plan = PlanStorageMove(Def({{dir / "shared/a.qcow2", config::DiskFormat::kQcow2, false}}), dir.path(),
-                              dir / "dst");
+  auto plan = PlanStorageMove(Def({{dir / "shared/a.qcow2", config::DiskFormat::kQcow2, false}}),
+                              dir.path(), dir / "dst");
   ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
   ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
   ASSERT_TRUE(CopyStorageOffline(*plan, -1, nullptr).has_value());
@@ -173,7 +179,8 @@ TEST(StorageMovePlanTest, SourcesAnotherVmUsesAreKept) {
   EXPECT_EQ((*kept)[0].path, dir / "shared/base.qcow2");
   EXPECT_EQ((*kept)[0].used_by, "vm2");
   EXPECT_NE(::access((dir / "shared/a.qcow2").c_str(), F_OK), 0) << "the moved top goes";
-  EXPECT_TRUE(storage::OpenDisk(dir / "shared/b.qcow2", config::DiskFormat::kQcow2, true).has_value())
+  EXPECT_TRUE(
+      storage::OpenDisk(dir / "shared/b.qcow2", config::DiskFormat::kQcow2, true).has_value())
       << "vm2's chain still opens";
   EXPECT_TRUE(storage::OpenDisk(dir / "dst/a.qcow2", config::DiskFormat::kQcow2, true).has_value());
 }
@@ -181,7 +188,8 @@ TEST(StorageMovePlanTest, SourcesAnotherVmUsesAreKept) {
 TEST(StorageMovePlanTest, MarkerListsAndRemovesOnlyDestinationFiles) {
   TempDir dir;
   MakeFile(dir / "a.img", 4096, 1);
-  auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(), dir / "dst");
+  auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(),
+                              dir / "dst");
   ASSERT_TRUE(plan.has_value());
   ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
   MakeFile(PartPath(dir / "dst/a.img"), 4096, 2);
@@ -197,7 +205,8 @@ TEST(StorageMovePlanTest, MarkerListsAndRemovesOnlyDestinationFiles) {
 TEST(StorageMovePlanTest, MarkerCleanupKeepsFilesTheCommittedDefinitionUses) {
   TempDir dir;
   MakeFile(dir / "a.img", 4096, 1);
-  auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(), dir / "dst");
+  auto plan = PlanStorageMove(Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), dir.path(),
+                              dir / "dst");
   ASSERT_TRUE(plan.has_value());
   ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
   ASSERT_TRUE(WriteMoveMarker(*plan, "switching").has_value());
@@ -206,7 +215,8 @@ TEST(StorageMovePlanTest, MarkerCleanupKeepsFilesTheCommittedDefinitionUses) {
   std::set<std::string> in_use(committed.begin(), committed.end());
   ASSERT_TRUE(in_use.count(dir / "dst/a.img")) << "the moved definition names the destination";
   RemoveMoveDestinationByMarker(MoveMarkerPath(*plan), in_use);
-  EXPECT_EQ(::access((dir / "dst/a.img").c_str(), F_OK), 0) << "the VM's committed disk was deleted";
+  EXPECT_EQ(::access((dir / "dst/a.img").c_str(), F_OK), 0)
+      << "the VM's committed disk was deleted";
   EXPECT_NE(::access(MoveMarkerPath(*plan).c_str(), F_OK), 0) << "the marker itself goes";
 }
 
@@ -233,7 +243,8 @@ TEST(StorageMovePlanTest, OfflineCopyRefusesADamagedSourceAndCopiesNothing) {
     ASSERT_TRUE((*d)->Write(data.data(), data.size(), 0).has_value());
   }
   MakeFile(dir / "b.img", 1 << 20, 2);
-  auto def = Def({{dir / "b.img", config::DiskFormat::kRaw, false}, {dir / "a.qcow2", config::DiskFormat::kQcow2, false}});
+  auto def = Def({{dir / "b.img", config::DiskFormat::kRaw, false},
+                  {dir / "a.qcow2", config::DiskFormat::kQcow2, false}});
   auto plan = PlanStorageMove(def, dir.path(), dir / "dst");
   ASSERT_TRUE(plan.has_value()) << plan.error().ToString();
   ASSERT_TRUE(PrepareDestination(plan->destination).has_value());
@@ -242,12 +253,14 @@ TEST(StorageMovePlanTest, OfflineCopyRefusesADamagedSourceAndCopiesNothing) {
   auto copied = CopyStorageOffline(*plan, -1, nullptr);
   ASSERT_FALSE(copied.has_value());
   EXPECT_EQ(copied.error().code(), base::Code::kDataLoss);
-  EXPECT_NE(copied.error().message().find("disk 1 (" + (dir / "a.qcow2") + ") cannot be moved, nothing was copied: " +
-                                          (dir / "a.qcow2") + ": "),
+  EXPECT_NE(copied.error().message().find(
+                "disk 1 (" + (dir / "a.qcow2") +
+                ") cannot be moved, nothing was copied: " + (dir / "a.qcow2") + ": "),
             std::string::npos)
       << copied.error().message();
   EXPECT_NE(copied.error().message().find("points past end of file"), std::string::npos);
-  EXPECT_FALSE(::access((dir / "dst/b.img").c_str(), F_OK) == 0) << "the sound disk was not copied either";
+  EXPECT_FALSE(::access((dir / "dst/b.img").c_str(), F_OK) == 0)
+      << "the sound disk was not copied either";
   EXPECT_FALSE(::access((dir / "dst/a.qcow2").c_str(), F_OK) == 0);
 }
 
@@ -258,17 +271,20 @@ TEST(StorageMovePlanTest, LoopingChainIsRefusedAsALoop) {
   ASSERT_TRUE(storage::CreateQcow2(dir / "b.qcow2", o).has_value());
   o.backing_file = "b.qcow2";
   ASSERT_TRUE(storage::CreateQcow2(dir / "a.qcow2", o).has_value());
-  ASSERT_TRUE(storage::SetQcow2Backing(dir / "b.qcow2", "a.qcow2", config::DiskFormat::kQcow2).has_value());
-  auto plan = PlanStorageMove(Def({{dir / "a.qcow2", config::DiskFormat::kQcow2, false}}), dir.path(), dir / "dst");
+  ASSERT_TRUE(
+      storage::SetQcow2Backing(dir / "b.qcow2", "a.qcow2", config::DiskFormat::kQcow2).has_value());
+  auto plan = PlanStorageMove(Def({{dir / "a.qcow2", config::DiskFormat::kQcow2, false}}),
+                              dir.path(), dir / "dst");
   ASSERT_FALSE(plan.has_value());
   EXPECT_EQ(plan.error().code(), base::Code::kDataLoss);
-  EXPECT_NE(plan.error().message().find("the backing chain of " + (dir / "a.qcow2") + " loops"), std::string::npos)
+  EXPECT_NE(plan.error().message().find("the backing chain of " + (dir / "a.qcow2") + " loops"),
+            std::string::npos)
       << plan.error().message();
 }
 
 TEST(StorageMoveCliTest, ParsesMoveStorageAndJobs) {
-  auto inv = ParseCommandLine({"move-storage", "web1", "--destination-storage-path", "rel/dir/", "--max-rate", "8M",
-                               "--no-wait"},
+  auto inv = ParseCommandLine({"move-storage", "web1", "--destination-storage-path", "rel/dir/",
+                               "--max-rate", "8M", "--no-wait"},
                               nullptr, "/home/x");
   ASSERT_TRUE(inv.has_value()) << inv.error().message();
   EXPECT_EQ(inv->command, CliCommand::kMoveStorage);
@@ -278,7 +294,8 @@ TEST(StorageMoveCliTest, ParsesMoveStorageAndJobs) {
   EXPECT_EQ(inv->body["max_bytes_per_second"], 8u << 20);
   EXPECT_TRUE(inv->no_wait);
   EXPECT_FALSE(ParseCommandLine({"move-storage", "web1"}, nullptr, "/").has_value());
-  EXPECT_FALSE(ParseCommandLine({"move-storage", "--destination-storage-path", "/d"}, nullptr, "/").has_value());
+  EXPECT_FALSE(ParseCommandLine({"move-storage", "--destination-storage-path", "/d"}, nullptr, "/")
+                   .has_value());
   inv = ParseCommandLine({"jobs"}, nullptr, "/");
   ASSERT_TRUE(inv.has_value());
   EXPECT_EQ(inv->path, "/v1/jobs");
@@ -289,10 +306,12 @@ TEST(StorageMoveCliTest, ParsesMoveStorageAndJobs) {
 }
 
 TEST(StorageMoveCliTest, FormatsProgressAndReport) {
-  nlohmann::json job = {{"id", "move-1"},          {"vm", "web1"},        {"kind", "live"},
-                        {"destination", "/d"},     {"phase", "mirroring"}, {"bytes_total", 4 << 20},
-                        {"bytes_done", 1 << 20},   {"bytes_per_second", 1 << 20}, {"eta_seconds", 3.0},
-                        {"elapsed_seconds", 1.0},  {"switch_pause_us", 1500}, {"new_paths", {"/d/a.img"}}};
+  nlohmann::json job = {{"id", "move-1"},          {"vm", "web1"},
+                        {"kind", "live"},          {"destination", "/d"},
+                        {"phase", "mirroring"},    {"bytes_total", 4 << 20},
+                        {"bytes_done", 1 << 20},   {"bytes_per_second", 1 << 20},
+                        {"eta_seconds", 3.0},      {"elapsed_seconds", 1.0},
+                        {"switch_pause_us", 1500}, {"new_paths", {"/d/a.img"}}};
   std::string line = FormatMoveProgress(job);
   EXPECT_NE(line.find("mirroring"), std::string::npos) << line;
   EXPECT_NE(line.find("1.0 MiB / 4.0 MiB"), std::string::npos) << line;
@@ -368,8 +387,10 @@ TEST(StorageMoverTest, MovesARawDiskUnderLoadAndSwitches) {
   MoveRequest r;
   r.job_id = "t";
   r.destination = dir / "dst";
-  ASSERT_TRUE((*mover)->Start(r, Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), {tracking->get()})
-                  .has_value());
+  ASSERT_TRUE(
+      (*mover)
+          ->Start(r, Def({{dir / "a.img", config::DiskFormat::kRaw, false}}), {tracking->get()})
+          .has_value());
   MoveStatus s;
   EXPECT_TRUE(ferry_test::WaitFor("the move to end", std::chrono::seconds(30), [&] {
     s = (*mover)->Status();

@@ -23,11 +23,12 @@ int64_t SpawnSleeper() {
 class SupervisorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = Supervisor::Start([this](const std::string& name, int64_t pid, const ProcessExit& exit) {
-      std::lock_guard lock(mu_);
-      exits_.push_back({name, pid, exit});
-      cv_.notify_all();
-    });
+    auto s =
+        Supervisor::Start([this](const std::string& name, int64_t pid, const ProcessExit& exit) {
+          std::lock_guard lock(mu_);
+          exits_.push_back({name, pid, exit});
+          cv_.notify_all();
+        });
     ASSERT_TRUE(s.has_value());
     supervisor_ = std::move(*s);
   }

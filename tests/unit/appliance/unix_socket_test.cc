@@ -16,7 +16,7 @@ TEST(UnixSocketTest, ListenCreatesAPrivateSocket) {
   std::string path = dir / "api.sock";
   auto fd = ListenUnix(path);
   ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -37,7 +37,10 @@ TEST(UnixSocketTest, LiveListenerIsNotReplaced) {
 TEST(UnixSocketTest, StaleSocketIsReplaced) {
   ferry_test::TempDir dir;
   std::string path = dir / "api.sock";
-  { auto first = ListenUnix(path); ASSERT_TRUE(first.has_value()); }  // closed: the file stays, nobody listens
+  {
+    auto first = ListenUnix(path);
+    ASSERT_TRUE(first.has_value());
+  }  // closed: the file stays, nobody listens
   auto second = ListenUnix(path);
   EXPECT_TRUE(second.has_value()) << second.error().ToString();
 }
@@ -80,7 +83,7 @@ TEST(UnixSocketTest, ReadLineLimitsAndTimeouts) {
 TEST(UnixSocketTest, MakeDirectoriesCreatesParents) {
   ferry_test::TempDir dir;
   ASSERT_TRUE(MakeDirectories(dir / "a/b/c", 0700).has_value());
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat((dir / "a/b/c").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   std::ofstream(dir / "file") << "x";

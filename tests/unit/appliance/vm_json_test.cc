@@ -1,6 +1,6 @@
+#include "daemon/vm_json.h"
 #include "config/names.h"
 #include "config/size.h"
-#include "daemon/vm_json.h"
 
 #include <gtest/gtest.h>
 
@@ -10,8 +10,11 @@ namespace {
 using nlohmann::json;
 
 TEST(VmJsonTest, CreateRequestWithGuestName) {
-  auto r = ParseCreateRequest(json{{"name", "web1"}, {"guest", "memory"}, {"memory_bytes", 64ull << 20},
-                                   {"vcpus", 2}, {"cmdline", "ws_mib=16"}});
+  auto r = ParseCreateRequest(json{{"name", "web1"},
+                                   {"guest", "memory"},
+                                   {"memory_bytes", 64ull << 20},
+                                   {"vcpus", 2},
+                                   {"cmdline", "ws_mib=16"}});
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   EXPECT_EQ(r->guest, "memory");
   EXPECT_EQ(r->definition.name, "web1");
@@ -48,20 +51,25 @@ TEST(VmJsonTest, CreateRequestErrorsNameTheProblem) {
       {R"({"name":"a","guest":"Memory"})", "invalid guest name"},
       {R"({"name":"../etc","guest":"memory"})", "invalid vm name"},
       {R"({"name":"a","guest":"memory","disks":{}})", "must be an array"},
-      {R"({"name":"a","guest":"memory","disks":[{"format":"raw"}]})", "disks[0]: \"path\" is required"},
-      {R"({"name":"a","guest":"memory","disks":[{"path":"/x","format":"vhd"}]})", "disks[0]: format"},
-      {R"({"name":"a","guest":"memory","disks":[{"path":"/x","ro":true}]})", "unknown member \"ro\""},
+      {R"({"name":"a","guest":"memory","disks":[{"format":"raw"}]})",
+       "disks[0]: \"path\" is required"},
+      {R"({"name":"a","guest":"memory","disks":[{"path":"/x","format":"vhd"}]})",
+       "disks[0]: format"},
+      {R"({"name":"a","guest":"memory","disks":[{"path":"/x","ro":true}]})",
+       "unknown member \"ro\""},
   };
   for (const Case& c : cases) {
     auto r = ParseCreateRequest(json::parse(c.body));
     ASSERT_FALSE(r.has_value()) << c.body;
     EXPECT_EQ(r.error().code(), base::Code::kInvalidArgument) << c.body;
-    EXPECT_NE(r.error().message().find(c.expect), std::string::npos) << c.body << " -> " << r.error().message();
+    EXPECT_NE(r.error().message().find(c.expect), std::string::npos)
+        << c.body << " -> " << r.error().message();
   }
 }
 
 TEST(VmJsonTest, VmNames) {
-  for (const char* good : {"a", "web-1", "A.b_c", "x123456789012345678901234567890123456789012345678901234567890123"})
+  for (const char* good :
+       {"a", "web-1", "A.b_c", "x123456789012345678901234567890123456789012345678901234567890123"})
     EXPECT_TRUE(config::ValidateVmName(good).has_value()) << good;
   for (const char* bad : {"", ".", "..", ".hidden", "a/b", "a b", "ü",
                           "x1234567890123456789012345678901234567890123456789012345678901234"})

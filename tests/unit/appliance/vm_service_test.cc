@@ -9,11 +9,11 @@
 #include <fstream>
 #include <thread>
 
-#include "common/process.h"
-#include "ipc/worker_protocol.h"
 #include "base/clock.h"
-#include "storage/qcow2.h"
+#include "common/process.h"
 #include "fakes/stray_workers.h"
+#include "ipc/worker_protocol.h"
+#include "storage/qcow2.h"
 #include "support/temp_dir.h"
 #include "support/wait_for.h"
 
@@ -74,7 +74,8 @@ class VmServiceTest : public ::testing::Test {
     EXPECT_TRUE(acted.has_value()) << ToString(action) << ": " << acted.error().ToString();
     if (!acted.has_value()) return json();
     json r = VmViewToJson(*acted);
-    if (r.contains("worker") && r["worker"].is_object()) started_.push_back(r["worker"]["pid"].get<int64_t>());
+    if (r.contains("worker") && r["worker"].is_object())
+      started_.push_back(r["worker"]["pid"].get<int64_t>());
     return r;
   }
 
@@ -135,9 +136,12 @@ TEST_F(VmServiceTest, CheckpointsAreRefusedDuringAStorageMove) {
   auto created = service_->checkpoints().Create("m1", "c1");
   ASSERT_FALSE(created.has_value());
   EXPECT_EQ(created.error().code(), base::Code::kFailedPrecondition);
-  EXPECT_NE(created.error().message().find("storage move"), std::string::npos) << created.error().message();
-  EXPECT_EQ(service_->checkpoints().Apply("m1", "c1", true).error().code(), base::Code::kFailedPrecondition);
-  EXPECT_EQ(service_->checkpoints().Delete("m1", "c1").error().code(), base::Code::kFailedPrecondition);
+  EXPECT_NE(created.error().message().find("storage move"), std::string::npos)
+      << created.error().message();
+  EXPECT_EQ(service_->checkpoints().Apply("m1", "c1", true).error().code(),
+            base::Code::kFailedPrecondition);
+  EXPECT_EQ(service_->checkpoints().Delete("m1", "c1").error().code(),
+            base::Code::kFailedPrecondition);
   service_->moves().EndStorageMove("m1", false);
   auto again = service_->checkpoints().Create("m1", "c1");
   EXPECT_TRUE(again.has_value()) << again.error().ToString();
@@ -157,12 +161,14 @@ TEST_F(VmServiceTest, FilesUsedByOtherVmsFollowBackingChains) {
     CreateRequest req;
     req.definition.name = name;
     req.definition.memory_bytes = 64ull << 20;
-    req.definition.disks = {{dir_ / (std::string(name) + ".qcow2"), config::DiskFormat::kQcow2, false}};
+    req.definition.disks = {
+        {dir_ / (std::string(name) + ".qcow2"), config::DiskFormat::kQcow2, false}};
     req.guest = "memory";
     ASSERT_TRUE(service_->Create(req).has_value());
   }
   auto used = service_->moves().FilesUsedByOtherVms("a");
-  EXPECT_EQ(used, (std::map<std::string, std::string>{{dir_ / "b.qcow2", "b"}, {dir_ / "base.qcow2", "b"}}));
+  EXPECT_EQ(used, (std::map<std::string, std::string>{{dir_ / "b.qcow2", "b"},
+                                                      {dir_ / "base.qcow2", "b"}}));
 }
 
 TEST_F(VmServiceTest, CreateErrorsAreClear) {
@@ -172,8 +178,10 @@ TEST_F(VmServiceTest, CreateErrorsAreClear) {
   auto r = service_->Create(req);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kNotFound);
-  EXPECT_NE(r.error().message().find("guest \"nope\" not found"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find("available: memory"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("guest \"nope\" not found"), std::string::npos)
+      << r.error().message();
+  EXPECT_NE(r.error().message().find("available: memory"), std::string::npos)
+      << r.error().message();
 
   req.guest.clear();
   req.definition.program = dir_ / "missing.bin";
@@ -210,7 +218,8 @@ TEST_F(VmServiceTest, StartPauseResumeStop) {
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ((*shown)["worker"]["vm_state"], "running") << "show asks the live worker";
   EXPECT_EQ(Act("a", VmAction::kPause)["state"], "paused");
-  EXPECT_EQ(service_->Act("a", VmAction::kPause, "").error().code(), base::Code::kFailedPrecondition);
+  EXPECT_EQ(service_->Act("a", VmAction::kPause, "").error().code(),
+            base::Code::kFailedPrecondition);
   EXPECT_EQ(Act("a", VmAction::kResume)["state"], "running");
   EXPECT_EQ(service_->Delete("a").error().code(), base::Code::kFailedPrecondition);
   EXPECT_EQ(Act("a", VmAction::kStop)["state"], "stopped");
@@ -230,7 +239,8 @@ TEST_F(VmServiceTest, SaveThenRestoreRemovesTheStaleStateFile) {
   ASSERT_FALSE(start.has_value());
   EXPECT_NE(start.error().message().find("restore it"), std::string::npos);
   EXPECT_EQ(Act("a", VmAction::kRestore)["state"], "running");
-  EXPECT_FALSE(base::ReadFileToString(state_file).has_value()) << "the used state file must be gone";
+  EXPECT_FALSE(base::ReadFileToString(state_file).has_value())
+      << "the used state file must be gone";
 }
 
 TEST_F(VmServiceTest, SaveToAndRestoreFromAnExplicitFileKeepsIt) {
@@ -240,7 +250,8 @@ TEST_F(VmServiceTest, SaveToAndRestoreFromAnExplicitFileKeepsIt) {
   EXPECT_EQ(Act("a", VmAction::kSave, file)["saved_state"], file);
   EXPECT_EQ(Act("a", VmAction::kRestore)["state"], "running");
   EXPECT_TRUE(base::ReadFileToString(file).has_value()) << "an admin's file is theirs to keep";
-  EXPECT_EQ(service_->Act("a", VmAction::kSave, "rel.fvs").error().code(), base::Code::kInvalidArgument);
+  EXPECT_EQ(service_->Act("a", VmAction::kSave, "rel.fvs").error().code(),
+            base::Code::kInvalidArgument);
 }
 
 TEST_F(VmServiceTest, CorruptStateFileIsRefusedAndTheVmStaysSaved) {
@@ -253,7 +264,8 @@ TEST_F(VmServiceTest, CorruptStateFileIsRefusedAndTheVmStaysSaved) {
   EXPECT_EQ(r.error().code(), base::Code::kDataLoss);
   EXPECT_NE(r.error().message().find("corrupt state file, nothing was restored"), std::string::npos)
       << r.error().message();
-  EXPECT_NE(r.error().message().find("checksum mismatch"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("checksum mismatch"), std::string::npos)
+      << r.error().message();
   json vm = *ShowJson("a");
   EXPECT_EQ(vm["state"], "saved");
   EXPECT_NE(vm["last_error"].get<std::string>().find("corrupt"), std::string::npos);
@@ -285,7 +297,8 @@ TEST_F(VmServiceTest, GuestPowerOffIsRecorded) {
   CreateVm("a");
   json vm = Act("a", VmAction::kStart);
   // The worker ends by itself, not at ferryd's request.
-  ASSERT_TRUE(CallWorker(vm["worker"]["control_socket"], WorkerRequest{WorkerOp::kStop, ""}, 5000).has_value());
+  ASSERT_TRUE(CallWorker(vm["worker"]["control_socket"], WorkerRequest{WorkerOp::kStop, ""}, 5000)
+                  .has_value());
   json after = WaitForState("a", "powered-off");
   EXPECT_EQ(after["last_error"], "");
 }
@@ -308,7 +321,8 @@ TEST_F(VmServiceTest, WorkerDyingSilentlyIsReportedWithItsStatus) {
   CreateVm("a");
   auto r = service_->Act("a", VmAction::kStart, "");
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("worker exited with status 7 before it was ready"), std::string::npos)
+  EXPECT_NE(r.error().message().find("worker exited with status 7 before it was ready"),
+            std::string::npos)
       << r.error().message();
 }
 
@@ -340,7 +354,8 @@ TEST_F(VmServiceTest, RestartMarksVanishedWorkersCrashed) {
   Open();
   json vm = *ShowJson("a");
   EXPECT_EQ(vm["state"], "crashed");
-  EXPECT_NE(vm["last_error"].get<std::string>().find("exited while ferryd was not running"), std::string::npos)
+  EXPECT_NE(vm["last_error"].get<std::string>().find("exited while ferryd was not running"),
+            std::string::npos)
       << vm["last_error"];
 }
 
@@ -351,12 +366,13 @@ TEST_F(VmServiceTest, RestartFinishesAnInterruptedDelete) {
   CreateVm("a");
   CreateVm("b");
   service_.reset();
-  const std::string a = options_.host.storage_root + "/vms/a", b = options_.host.storage_root + "/vms/b";
+  const std::string a = options_.host.storage_root + "/vms/a",
+                    b = options_.host.storage_root + "/vms/b";
   ASSERT_EQ(::unlink((a + "/vm.toml").c_str()), 0);
   ASSERT_EQ(::unlink((b + "/vm.toml").c_str()), 0);
   std::ofstream(b + "/my-disk.img") << "not ferry's";
   Open();
-  struct stat st{};
+  struct stat st {};
   EXPECT_NE(::stat(a.c_str(), &st), 0) << "the leftover directory stays";
   EXPECT_EQ(::stat((b + "/my-disk.img").c_str(), &st), 0);
   EXPECT_NE(::stat((b + "/runtime.json").c_str(), &st), 0);
@@ -369,7 +385,8 @@ TEST_F(VmServiceTest, RestartAppliesTheExitRecordOfAWorkerThatEndedMeanwhile) {
   json vm = Act("a", VmAction::kStart);
   int64_t pid = vm["worker"]["pid"];
   service_.reset();
-  ASSERT_TRUE(CallWorker(vm["worker"]["control_socket"], WorkerRequest{WorkerOp::kStop, ""}, 5000).has_value());
+  ASSERT_TRUE(CallWorker(vm["worker"]["control_socket"], WorkerRequest{WorkerOp::kStop, ""}, 5000)
+                  .has_value());
   ::waitpid(pid_t(pid), nullptr, 0);
   Open();
   EXPECT_EQ(ShowJson("a")->at("state"), "powered-off");
@@ -385,7 +402,8 @@ TEST_F(VmServiceTest, OneServicePerInventory) {
   auto second = VmService::Open(options_);
   ASSERT_FALSE(second.has_value());
   EXPECT_EQ(second.error().code(), base::Code::kFailedPrecondition);
-  EXPECT_NE(second.error().message().find("another ferryd already manages " + (dir_ / "root")), std::string::npos)
+  EXPECT_NE(second.error().message().find("another ferryd already manages " + (dir_ / "root")),
+            std::string::npos)
       << second.error().message();
   service_.reset();
   Open();  // the lock goes with the service

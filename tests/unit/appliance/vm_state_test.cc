@@ -9,8 +9,9 @@ namespace {
 
 const VmState kAllStates[] = {VmState::kStopped, VmState::kRunning, VmState::kPaused,
                               VmState::kSaved,   VmState::kCrashed, VmState::kPoweredOff};
-const VmAction kAllActions[] = {VmAction::kStart, VmAction::kStop,    VmAction::kPause, VmAction::kResume,
-                                VmAction::kSave,  VmAction::kRestore, VmAction::kDelete};
+const VmAction kAllActions[] = {VmAction::kStart,  VmAction::kStop, VmAction::kPause,
+                                VmAction::kResume, VmAction::kSave, VmAction::kRestore,
+                                VmAction::kDelete};
 
 TEST(VmStateTest, NamesRoundTrip) {
   for (VmState s : kAllStates) {
@@ -67,7 +68,8 @@ TEST(VmStateTest, StateAfterAndHasWorker) {
   EXPECT_EQ(StateAfter(VmAction::kResume), VmState::kRunning);
   EXPECT_EQ(StateAfter(VmAction::kSave), VmState::kSaved);
   EXPECT_EQ(StateAfter(VmAction::kStop), VmState::kStopped);
-  for (VmState s : kAllStates) EXPECT_EQ(HasWorker(s), s == VmState::kRunning || s == VmState::kPaused);
+  for (VmState s : kAllStates)
+    EXPECT_EQ(HasWorker(s), s == VmState::kRunning || s == VmState::kPaused);
 }
 
 }  // namespace

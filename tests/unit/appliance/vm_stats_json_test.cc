@@ -28,7 +28,8 @@ WorkerStats FailingStats() {
   s.disks[0].reads = 10;
   s.disks[1].read_errors = 2;
   s.disks[1].write_errors = 1;
-  s.disks[1].first_error = "read at offset 8192 (4096 bytes): /srv/data.img: Input/output error (unknown)";
+  s.disks[1].first_error =
+      "read at offset 8192 (4096 bytes): /srv/data.img: Input/output error (unknown)";
   s.disks[1].first_error_unix_ms = 1763770000000;
   return s;
 }
@@ -66,9 +67,10 @@ TEST(VmStatsJsonTest, StatsJsonHasPerDiskCountersAndATotal) {
 
 TEST(VmStatsJsonTest, LastErrorIsTheEarliestFirstFailure) {
   WorkerStats s = FailingStats();
-  EXPECT_EQ(FirstDiskError(s, TwoDisks()),
-            "disk 1 (/srv/data.img): read at offset 8192 (4096 bytes): /srv/data.img: Input/output error "
-            "(unknown) (2 read errors, 1 write error, 0 flush errors so far)");
+  EXPECT_EQ(
+      FirstDiskError(s, TwoDisks()),
+      "disk 1 (/srv/data.img): read at offset 8192 (4096 bytes): /srv/data.img: Input/output error "
+      "(unknown) (2 read errors, 1 write error, 0 flush errors so far)");
   s.disks[0].flush_errors = 1;
   s.disks[0].first_error = "flush: boom";
   s.disks[0].first_error_unix_ms = s.disks[1].first_error_unix_ms + 5;
@@ -84,15 +86,21 @@ TEST(VmStatsJsonTest, ShowPrintsTheErrorsOfEachFailingDisk) {
              {"last_error", FirstDiskError(FailingStats(), TwoDisks())},
              {"dir", "/srv/vms/web1"},
              {"worker", {{"pid", 7}}},
-             {"definition", {{"vcpus", 1}, {"memory_bytes", 256ull << 20}, {"program", "/g/disk-guest.bin"}}},
+             {"definition",
+              {{"vcpus", 1}, {"memory_bytes", 256ull << 20}, {"program", "/g/disk-guest.bin"}}},
              {"stats", StatsToJson(FailingStats(), TwoDisks())}};
   std::string out = FormatVm(vm);
-  EXPECT_NE(out.find("disk i/o:      10 reads, 0 writes, 0 flushes, 3 errors\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("disk 1 errors: 2 read, 1 write, 0 flush; first: read at offset 8192 (4096 bytes): "),
-            std::string::npos)
+  EXPECT_NE(out.find("disk i/o:      10 reads, 0 writes, 0 flushes, 3 errors\n"), std::string::npos)
+      << out;
+  EXPECT_NE(
+      out.find(
+          "disk 1 errors: 2 read, 1 write, 0 flush; first: read at offset 8192 (4096 bytes): "),
+      std::string::npos)
       << out;
   EXPECT_EQ(out.find("disk 0 errors"), std::string::npos) << out;
-  EXPECT_NE(out.find("last error:    disk 1 (/srv/data.img): read at offset 8192"), std::string::npos) << out;
+  EXPECT_NE(out.find("last error:    disk 1 (/srv/data.img): read at offset 8192"),
+            std::string::npos)
+      << out;
 }
 
 }  // namespace

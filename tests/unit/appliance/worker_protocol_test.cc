@@ -5,9 +5,9 @@
 
 #include <thread>
 
+#include "base/event_fd.h"
 #include "common/unix_socket.h"
 #include "ipc/worker_args.h"
-#include "base/event_fd.h"
 #include "support/temp_dir.h"
 
 namespace appliance {
@@ -27,8 +27,8 @@ TEST(WorkerProtocolTest, RequestsRoundTrip) {
 }
 
 TEST(WorkerProtocolTest, MalformedRequestsAreRejected) {
-  for (const char* line : {"", "nonsense", "[]", "{}", R"({"op":"reboot"})", R"({"op":1})", R"({"op":"save"})",
-                           R"({"op":"save","path":7})"}) {
+  for (const char* line : {"", "nonsense", "[]", "{}", R"({"op":"reboot"})", R"({"op":1})",
+                           R"({"op":"save"})", R"({"op":"save","path":7})"}) {
     auto r = DecodeRequest(line);
     ASSERT_FALSE(r.has_value()) << line;
     EXPECT_EQ(r.error().code(), base::Code::kInvalidArgument) << line;
@@ -50,7 +50,8 @@ TEST(WorkerProtocolTest, ReplyRoundTripKeepsStats) {
 }
 
 TEST(WorkerProtocolTest, ErrorReplyKeepsCodeAndMessage) {
-  base::Result<WorkerReply> err = base::Error(base::Code::kDataLoss, "state file checksum mismatch at 0x40");
+  base::Result<WorkerReply> err =
+      base::Error(base::Code::kDataLoss, "state file checksum mismatch at 0x40");
   auto decoded = DecodeReply(EncodeReply(err));
   ASSERT_FALSE(decoded.has_value());
   EXPECT_EQ(decoded.error().code(), base::Code::kDataLoss);
@@ -58,8 +59,9 @@ TEST(WorkerProtocolTest, ErrorReplyKeepsCodeAndMessage) {
 }
 
 TEST(WorkerProtocolTest, MalformedRepliesAreInternalErrors) {
-  for (const char* line : {"", "{", R"({"state":"running"})", R"({"ok":true})", R"({"ok":true,"state":"running"})",
-                           R"({"ok":false})", R"({"ok":"yes","state":"running","pid":1})"}) {
+  for (const char* line :
+       {"", "{", R"({"state":"running"})", R"({"ok":true})", R"({"ok":true,"state":"running"})",
+        R"({"ok":false})", R"({"ok":"yes","state":"running","pid":1})"}) {
     auto r = DecodeReply(line);
     ASSERT_FALSE(r.has_value()) << line;
     EXPECT_EQ(r.error().code(), base::Code::kInternal) << line;
@@ -131,7 +133,8 @@ TEST_F(CallWorkerTest, SilentWorkerTimesOutNamingTheWait) {
   (void)done.Signal();
   ASSERT_FALSE(reply.has_value());
   EXPECT_EQ(reply.error().code(), base::Code::kDeadlineExceeded);
-  EXPECT_NE(reply.error().message().find("reply to status"), std::string::npos) << reply.error().message();
+  EXPECT_NE(reply.error().message().find("reply to status"), std::string::npos)
+      << reply.error().message();
 }
 
 TEST_F(CallWorkerTest, WorkerHangingUpIsUnavailable) {
@@ -155,8 +158,8 @@ namespace appliance {
 namespace {
 
 TEST(WorkerArgsTest, ParsesEveryOption) {
-  auto a = ParseWorkerArgs({"--vm-dir", "/v/a", "--control-socket", "/v/a/control.sock", "--restore", "/v/a/s.fvs",
-                            "--ready-fd", "3"});
+  auto a = ParseWorkerArgs({"--vm-dir", "/v/a", "--control-socket", "/v/a/control.sock",
+                            "--restore", "/v/a/s.fvs", "--ready-fd", "3"});
   ASSERT_TRUE(a.has_value()) << a.error().ToString();
   EXPECT_EQ(a->vm_dir, "/v/a");
   EXPECT_EQ(a->control_socket, "/v/a/control.sock");
@@ -176,7 +179,8 @@ TEST(WorkerArgsTest, RejectsIncompleteOrUnknownArguments) {
       {{"--control-socket", "/s"}, "--vm-dir is required"},
       {{"--vm-dir", "/v"}, "--control-socket is required"},
       {{"--vm-dir"}, "--vm-dir needs a value"},
-      {{"--vm-dir", "/v", "--control-socket", "/s", "--ready-fd", "x"}, "--ready-fd needs a file descriptor"},
+      {{"--vm-dir", "/v", "--control-socket", "/s", "--ready-fd", "x"},
+       "--ready-fd needs a file descriptor"},
       {{"--vm-dir", "/v", "--control-socket", "/s", "--verbose"}, "unknown argument \"--verbose\""},
   };
   for (const Case& c : cases) {

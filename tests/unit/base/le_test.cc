@@ -11,7 +11,8 @@ TEST(LeTest, GoldenBytes) {
   w.U32(0x03040506);
   w.U64(0x0708090a0b0c0d0eull);
   w.Blob("hi");
-  const std::string expected("\x02\x01\x06\x05\x04\x03\x0e\x0d\x0c\x0b\x0a\x09\x08\x07\x02\x00\x00\x00hi", 20);
+  const std::string expected(
+      "\x02\x01\x06\x05\x04\x03\x0e\x0d\x0c\x0b\x0a\x09\x08\x07\x02\x00\x00\x00hi", 20);
   EXPECT_EQ(w.data(), expected);
   LeReader r(w.data());
   EXPECT_EQ(*r.U16(), 0x0102);

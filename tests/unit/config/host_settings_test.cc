@@ -101,9 +101,10 @@ TEST(HostSettingsTest, EnumWords) {
 
 // SMB3 is not built: "smb" must not read as a working transport.
 TEST(HostSettingsTest, SmbIsRefusedUntilBuilt) {
-  ExpectError("[migration]\nperformance = \"smb\"\n",
-              "host.toml: migration.performance: \"smb\" (SMB3 transfer) is not built yet; use \"tcp\" or "
-              "\"compression\"");
+  ExpectError(
+      "[migration]\nperformance = \"smb\"\n",
+      "host.toml: migration.performance: \"smb\" (SMB3 transfer) is not built yet; use \"tcp\" or "
+      "\"compression\"");
 }
 
 TEST(HostSettingsTest, AuthenticationIsAcceptedButSaysItIsNotEnforced) {
@@ -170,7 +171,8 @@ TEST(HostSettingsTest, ListenAddresses) {
               "host.toml: listen_addresses[1]: duplicate listen address \"127.0.0.1:1\"");
   // The listener binds an address: a host name would stop ferryd at start.
   ExpectError("listen_addresses = [\"host1.example.com:7071\"]\n",
-              "host.toml: listen_addresses[0]: listen address \"host1.example.com:7071\": must be an IPv4 or "
+              "host.toml: listen_addresses[0]: listen address \"host1.example.com:7071\": must be "
+              "an IPv4 or "
               "IPv6 address (ferryd listens on addresses, not host names)");
   auto empty = ParseHostSettings("listen_addresses = []\n", "host.toml");
   ASSERT_TRUE(empty.has_value());
@@ -234,8 +236,9 @@ TEST(HostSettingsTest, Choices) {
               "\"Kerberos\"");
   ExpectError("[migration]\nperformance = 3\n",
               "host.toml: migration.performance: must be one of \"tcp\", \"compression\", got 3");
-  ExpectError("[migration]\nperformance = \"SMB\"\n",
-              "host.toml: migration.performance: must be one of \"tcp\", \"compression\", got \"SMB\"");
+  ExpectError(
+      "[migration]\nperformance = \"SMB\"\n",
+      "host.toml: migration.performance: must be one of \"tcp\", \"compression\", got \"SMB\"");
 }
 
 TEST(HostSettingsTest, LongValuesAreAbbreviatedInMessages) {

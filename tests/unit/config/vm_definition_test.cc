@@ -102,9 +102,9 @@ TEST(VmDefinitionTest, Name) {
       "must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
   ExpectError("config_version = 1\n", "vm.toml: name: is required");
   // "." and ".." would become directory names; other dot names hidden files.
-  for (std::string bad : {std::string(""), std::string("web 1"), std::string("web/1"),
-                          std::string("wéb"), std::string(65, 'a'), std::string("."),
-                          std::string(".."), std::string(".web1")}) {
+  for (std::string bad :
+       {std::string(""), std::string("web 1"), std::string("web/1"), std::string("wéb"),
+        std::string(65, 'a'), std::string("."), std::string(".."), std::string(".web1")}) {
     ExpectError("config_version = 1\nname = \"" + bad + "\"\n",
                 "vm.toml: name: " + rule + ", got \"" + bad + "\"");
   }
@@ -150,10 +150,10 @@ TEST(VmDefinitionTest, MemoryForms) {
   };
   for (auto [value, bytes] :
        {Case{"\"256M\"", 256ull << 20}, Case{"\"1G\"", 1ull << 30}, Case{"\"4M\"", 4ull << 20},
-        Case{"\"3328M\"", 3328ull << 20}, Case{"\"512MiB\"", 512ull << 20}, Case{"\"3g\"", 3ull << 30},
-        Case{"\"4096K\"", 4ull << 20}, Case{"268435456", 256ull << 20},
-        Case{"\"268435456\"", 256ull << 20}, Case{"\"256MB\"", 256ull << 20}, Case{"\"1gb\"", 1ull << 30},
-        Case{"\"268435456B\"", 256ull << 20}}) {
+        Case{"\"3328M\"", 3328ull << 20}, Case{"\"512MiB\"", 512ull << 20},
+        Case{"\"3g\"", 3ull << 30}, Case{"\"4096K\"", 4ull << 20}, Case{"268435456", 256ull << 20},
+        Case{"\"268435456\"", 256ull << 20}, Case{"\"256MB\"", 256ull << 20},
+        Case{"\"1gb\"", 1ull << 30}, Case{"\"268435456B\"", 256ull << 20}}) {
     auto r = ParseVmDefinition(Minimal(std::string("memory = ") + value + "\n"), "vm.toml");
     ASSERT_TRUE(r.has_value()) << value << ": " << r.error().ToString();
     EXPECT_EQ(r->memory_bytes, bytes) << value;
@@ -276,7 +276,8 @@ VmDefinition WithCheckpoints() {
   VmDefinition vm = Sample();
   vm.disks[0] = {"/srv/a.after-update.qcow2", DiskFormat::kQcow2, false};
   vm.checkpoints.push_back({"base", 1763770000000, "", {"/srv/a.img", "rel/b.qcow2"}});
-  vm.checkpoints.push_back({"after-update", 1763770060000, "base", {"/srv/a.base.qcow2", "rel/b.qcow2"}});
+  vm.checkpoints.push_back(
+      {"after-update", 1763770060000, "base", {"/srv/a.base.qcow2", "rel/b.qcow2"}});
   vm.current_checkpoint = "after-update";
   return vm;
 }
@@ -353,13 +354,15 @@ TEST(VmDefinitionTest, CheckpointErrors) {
   auto cp = [](std::string body) { return "\n[[checkpoints]]\n" + body; };
   ExpectError(Minimal(disk + cp("created_unix_ms = 1\nlayers = [\"a\"]\n")),
               "vm.toml: checkpoints[0].name: is required");
-  ExpectError(Minimal(disk + cp("name = \"..\"\ncreated_unix_ms = 1\nlayers = [\"a\"]\n")),
-              "vm.toml: checkpoints[0].name: must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and "
-              "'-', not starting with '.', got \"..\"");
+  ExpectError(
+      Minimal(disk + cp("name = \"..\"\ncreated_unix_ms = 1\nlayers = [\"a\"]\n")),
+      "vm.toml: checkpoints[0].name: must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and "
+      "'-', not starting with '.', got \"..\"");
   ExpectError(Minimal(disk + cp("name = \"a\"\nlayers = [\"a\"]\n")),
               "vm.toml: checkpoints[0].created_unix_ms: is required");
   ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = -1\nlayers = [\"a\"]\n")),
-              "vm.toml: checkpoints[0].created_unix_ms: must be an integer from 0 to 9223372036854775807, got -1");
+              "vm.toml: checkpoints[0].created_unix_ms: must be an integer from 0 to "
+              "9223372036854775807, got -1");
   ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\n")),
               "vm.toml: checkpoints[0].layers: is required");
   ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"a\"]\nwhen = 3\n")),
@@ -368,29 +371,36 @@ TEST(VmDefinitionTest, CheckpointErrors) {
               "vm.toml: checkpoints[0].layers: must have one path per disk (1), got 2");
   ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"\"]\n")),
               "vm.toml: checkpoints[0].layers[0]: must not be empty, got \"\"");
-  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"top.qcow2\"]\n")),
-              "vm.toml: checkpoints[0].layers[0]: the same file as disks[0].path, got \"top.qcow2\"");
-  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n") +
-                      cp("name = \"b\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
-              "vm.toml: checkpoints[1].layers[0]: the same file as checkpoints[0].layers[0], got \"x\"");
+  ExpectError(
+      Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"top.qcow2\"]\n")),
+      "vm.toml: checkpoints[0].layers[0]: the same file as disks[0].path, got \"top.qcow2\"");
+  ExpectError(
+      Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n") +
+              cp("name = \"b\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
+      "vm.toml: checkpoints[1].layers[0]: the same file as checkpoints[0].layers[0], got \"x\"");
   ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n") +
                       cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"y\"]\n")),
               "vm.toml: checkpoints[1].name: the same name as checkpoints[0], got \"a\"");
   // Parents come first: no cycles, no forward references.
-  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nparent = \"b\"\nlayers = [\"x\"]\n") +
-                      cp("name = \"b\"\ncreated_unix_ms = 1\nlayers = [\"y\"]\n")),
-              "vm.toml: checkpoints[0].parent: must name a checkpoint listed before this one, got \"b\"");
-  ExpectError(Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nparent = \"a\"\nlayers = [\"x\"]\n")),
-              "vm.toml: checkpoints[0].parent: must name a checkpoint listed before this one, got \"a\"");
-  ExpectError(Minimal("current_checkpoint = \"zz\"\n" + disk + cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
+  ExpectError(
+      Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nparent = \"b\"\nlayers = [\"x\"]\n") +
+              cp("name = \"b\"\ncreated_unix_ms = 1\nlayers = [\"y\"]\n")),
+      "vm.toml: checkpoints[0].parent: must name a checkpoint listed before this one, got \"b\"");
+  ExpectError(
+      Minimal(disk + cp("name = \"a\"\ncreated_unix_ms = 1\nparent = \"a\"\nlayers = [\"x\"]\n")),
+      "vm.toml: checkpoints[0].parent: must name a checkpoint listed before this one, got \"a\"");
+  ExpectError(Minimal("current_checkpoint = \"zz\"\n" + disk +
+                      cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
               "vm.toml: current_checkpoint: must name a checkpoint, got \"zz\"");
   ExpectError(Minimal("current_checkpoint = \"a\"\n\n[[disks]]\npath = \"top.img\"\n" +
                       cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
-              "vm.toml: disks[0].format: must be qcow2: the disk is an overlay of checkpoint \"a\", got \"raw\"");
-  ExpectError(Minimal("\n[[disks]]\npath = \"ro.img\"\nread_only = true\n" +
-                      cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
-              "vm.toml: checkpoints[0].layers[0]: disk 0 is read-only, so its layer is the disk itself "
-              "(\"ro.img\"), got \"x\"");
+              "vm.toml: disks[0].format: must be qcow2: the disk is an overlay of checkpoint "
+              "\"a\", got \"raw\"");
+  ExpectError(
+      Minimal("\n[[disks]]\npath = \"ro.img\"\nread_only = true\n" +
+              cp("name = \"a\"\ncreated_unix_ms = 1\nlayers = [\"x\"]\n")),
+      "vm.toml: checkpoints[0].layers[0]: disk 0 is read-only, so its layer is the disk itself "
+      "(\"ro.img\"), got \"x\"");
   ExpectError(Minimal("checkpoints = 3\n"),
               "vm.toml: checkpoints: must be an array of tables ([[checkpoints]] sections), got 3");
 }
@@ -400,8 +410,9 @@ TEST(VmDefinitionTest, ValidateChecksCheckpoints) {
   vm.checkpoints[1].parent = "missing";
   auto s = ValidateVmDefinition(vm, "src");
   ASSERT_FALSE(s.has_value());
-  EXPECT_EQ(s.error().message(),
-            "src: checkpoints[1].parent: must name a checkpoint listed before this one, got \"missing\"");
+  EXPECT_EQ(
+      s.error().message(),
+      "src: checkpoints[1].parent: must name a checkpoint listed before this one, got \"missing\"");
   vm = WithCheckpoints();
   vm.checkpoints[1].name = ".x";
   s = ValidateVmDefinition(vm, "src");
@@ -412,7 +423,8 @@ TEST(VmDefinitionTest, ValidateChecksCheckpoints) {
   EXPECT_FALSE(ValidateVmDefinition(vm, "src").has_value());
   vm = WithCheckpoints();
   vm.current_checkpoint = "";
-  EXPECT_TRUE(ValidateVmDefinition(vm, "src").has_value()) << "a deleted current checkpoint leaves none";
+  EXPECT_TRUE(ValidateVmDefinition(vm, "src").has_value())
+      << "a deleted current checkpoint leaves none";
   vm.checkpoints.resize(kMaxCheckpoints + 1, vm.checkpoints[0]);
   s = ValidateVmDefinition(vm, "src");
   ASSERT_FALSE(s.has_value());

@@ -13,10 +13,10 @@ namespace storage {
 namespace {
 
 using base::Code;
-using testing::Pattern;
 using ferry_test::ReadBytes;
-using testing::TempDir;
 using ferry_test::WriteFile;
+using testing::Pattern;
+using testing::TempDir;
 
 std::unique_ptr<BlockFile> MustOpen(const std::string& path, OpenOptions options) {
   auto r = OpenBlockFile(path, options);

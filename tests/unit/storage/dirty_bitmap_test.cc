@@ -40,7 +40,7 @@ TEST(DirtyBitmapTest, SetMarksEveryTouchedBlock) {
   EXPECT_FALSE(bm.TestAny(2 * kG, 8 * kG));
   EXPECT_EQ(bm.dirty_blocks(), 2u);
   EXPECT_EQ(bm.dirty_bytes(), 2 * kG);
-  EXPECT_EQ(bm.Set(0, 0), 0u);  // empty range
+  EXPECT_EQ(bm.Set(0, 0), 0u);          // empty range
   EXPECT_EQ(bm.Set(100 * kG, kG), 0u);  // past the end: clipped away
 }
 
@@ -59,9 +59,9 @@ TEST(DirtyBitmapTest, LastBlockIsPartialAndClipped) {
 
 TEST(DirtyBitmapTest, NextDirtyFindsRunsAcrossWords) {
   DirtyBitmap bm = Make(300 * kG);
-  bm.Set(5 * kG, 3 * kG);     // blocks 5..7
-  bm.Set(62 * kG, 70 * kG);   // blocks 62..131: crosses two word boundaries
-  bm.Set(299 * kG, kG);       // last block
+  bm.Set(5 * kG, 3 * kG);    // blocks 5..7
+  bm.Set(62 * kG, 70 * kG);  // blocks 62..131: crosses two word boundaries
+  bm.Set(299 * kG, kG);      // last block
   auto r = bm.NextDirty(0);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->offset, 5 * kG);

@@ -46,7 +46,8 @@ TEST(ImageCheckTest, SoundChainPasses) {
   MakeFilled(dir.File("top.qcow2"), "base.qcow2");
   auto report = CheckDiskImage(dir.File("top.qcow2"), config::DiskFormat::kQcow2, Writable());
   ASSERT_TRUE(report.has_value()) << report.error().ToString();
-  EXPECT_EQ(report->files, (std::vector<std::string>{dir.File("top.qcow2"), dir.File("base.qcow2")}));
+  EXPECT_EQ(report->files,
+            (std::vector<std::string>{dir.File("top.qcow2"), dir.File("base.qcow2")}));
   EXPECT_EQ(report->virtual_size, 4u << 20);
 
   ferry_test::WriteFile(dir.File("raw.img"), std::vector<uint8_t>(8192, 1));
@@ -67,13 +68,15 @@ TEST(ImageCheckTest, TruncatedImageWhoseTablesPointPastTheEndIsRefused) {
   ASSERT_GE(qcow2::GetBe64(&bytes[l2 + 10 * 8]) & qcow2::kOffsetMask, keep);
   ASSERT_EQ(::truncate(path.c_str(), off_t(keep)), 0);
 
-  ASSERT_TRUE(OpenQcow2Disk(path, true).has_value()) << "opening alone does not see it (tables are lazy)";
+  ASSERT_TRUE(OpenQcow2Disk(path, true).has_value())
+      << "opening alone does not see it (tables are lazy)";
   auto report = CheckDiskImage(path, config::DiskFormat::kQcow2);
   ASSERT_FALSE(report.has_value());
   EXPECT_EQ(report.error().code(), Code::kDataLoss);
   EXPECT_NE(report.error().message().find(path + ": L2 entry 10 of table at "), std::string::npos)
       << report.error().message();
-  EXPECT_NE(report.error().message().find("points past end of file"), std::string::npos) << report.error().message();
+  EXPECT_NE(report.error().message().find("points past end of file"), std::string::npos)
+      << report.error().message();
 }
 
 TEST(ImageCheckTest, DamageInABackingLayerIsFoundAndNamed) {
@@ -92,7 +95,9 @@ TEST(ImageCheckTest, DamageInABackingLayerIsFoundAndNamed) {
   ASSERT_FALSE(report.has_value());
   EXPECT_EQ(report.error().code(), Code::kDataLoss);
   const std::string& m = report.error().message();
-  EXPECT_EQ(m.rfind("backing file of " + dir.File("top.qcow2") + ": " + base + ": L2 entry 40", 0), 0u) << m;
+  EXPECT_EQ(m.rfind("backing file of " + dir.File("top.qcow2") + ": " + base + ": L2 entry 40", 0),
+            0u)
+      << m;
   EXPECT_NE(m.find("has reserved bits set"), std::string::npos) << m;
 }
 
@@ -103,13 +108,15 @@ TEST(ImageCheckTest, LoopAndMissingBackingAreRefused) {
   ASSERT_TRUE(SetQcow2Backing(a, "a.qcow2", config::DiskFormat::kQcow2).has_value());
   auto loop = CheckDiskImage(a, config::DiskFormat::kQcow2);
   ASSERT_FALSE(loop.has_value());
-  EXPECT_NE(loop.error().message().find("the backing chain loops"), std::string::npos) << loop.error().message();
+  EXPECT_NE(loop.error().message().find("the backing chain loops"), std::string::npos)
+      << loop.error().message();
 
   ASSERT_TRUE(SetQcow2Backing(a, "gone.qcow2", config::DiskFormat::kQcow2).has_value());
   auto missing = CheckDiskImage(a, config::DiskFormat::kQcow2);
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().code(), Code::kNotFound);
-  EXPECT_NE(missing.error().message().find(dir.File("gone.qcow2")), std::string::npos) << missing.error().message();
+  EXPECT_NE(missing.error().message().find(dir.File("gone.qcow2")), std::string::npos)
+      << missing.error().message();
 }
 
 TEST(ImageCheckTest, CorruptMarkedImageIsRefusedOnlyAsAWritableDisk) {
@@ -119,11 +126,13 @@ TEST(ImageCheckTest, CorruptMarkedImageIsRefusedOnlyAsAWritableDisk) {
   auto bytes = ferry_test::ReadBytes(path);
   qcow2::PutBe64(&bytes[72], qcow2::GetBe64(&bytes[72]) | qcow2::kIncompatCorrupt);
   ferry_test::WriteFile(path, bytes);
-  EXPECT_TRUE(CheckDiskImage(path, config::DiskFormat::kQcow2).has_value()) << "read-only use is allowed";
+  EXPECT_TRUE(CheckDiskImage(path, config::DiskFormat::kQcow2).has_value())
+      << "read-only use is allowed";
   auto writable = CheckDiskImage(path, config::DiskFormat::kQcow2, Writable());
   ASSERT_FALSE(writable.has_value());
   EXPECT_EQ(writable.error().code(), Code::kDataLoss);
-  EXPECT_NE(writable.error().message().find(path + " cannot be used as a writable disk: the image is marked corrupt"),
+  EXPECT_NE(writable.error().message().find(
+                path + " cannot be used as a writable disk: the image is marked corrupt"),
             std::string::npos)
       << writable.error().message();
 }

@@ -91,7 +91,8 @@ TEST_P(LayerStreamTest, StreamThenRebaseKeepsContents) {
       ASSERT_TRUE((*y)->Flush().has_value());
     }
     auto base_format = raw_base ? config::DiskFormat::kRaw : config::DiskFormat::kQcow2;
-    ASSERT_TRUE(SetQcow2Backing(c.y, raw_base ? "base.img" : "base.qcow2", base_format).has_value());
+    ASSERT_TRUE(
+        SetQcow2Backing(c.y, raw_base ? "base.img" : "base.qcow2", base_format).has_value());
     ASSERT_EQ(::unlink(c.x.c_str()), 0);
     auto y = OpenQcow2Disk(c.y, true);
     ASSERT_TRUE(y.has_value()) << y.error().ToString();
@@ -138,7 +139,9 @@ TEST(LayerStreamTest, RefusesReadOnlyDestination) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Base, LayerStreamTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Raw" : "Qcow2"; });
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Raw" : "Qcow2";
+                         });
 
 }  // namespace
 }  // namespace storage::testing

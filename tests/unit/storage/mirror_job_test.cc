@@ -15,9 +15,9 @@
 #include <thread>
 
 #include "fakes/faulty_sink.h"
-#include "support/wait_for.h"
 #include "mirror_test_util.h"
 #include "storage/disk.h"
+#include "support/wait_for.h"
 
 namespace storage {
 namespace {
@@ -87,8 +87,8 @@ base::Status PauseAndComplete(TrackingDisk& disk, MirrorJob& job) {
 // directory (seeded data in data_runs), the TrackingDisk over it, and a fresh
 // file sink of the same size as the destination.
 struct MirrorSetup {
-  MirrorSetup(uint64_t size, const std::vector<std::pair<uint64_t, uint64_t>>& data_runs, uint64_t seed,
-              uint64_t granularity = 64 << 10) {
+  MirrorSetup(uint64_t size, const std::vector<std::pair<uint64_t, uint64_t>>& data_runs,
+              uint64_t seed, uint64_t granularity = 64 << 10) {
     MakeSparseImage(src(), size, data_runs, seed);
     disk = OpenTracked(src(), granularity);
     file = FreshFileSink(dst(), size);
@@ -313,7 +313,8 @@ TEST(MirrorJobTest, FullDestinationFailsCleanlyAndRetryResumes) {
   ASSERT_TRUE(ferry_test::WaitFor(
       "the copy to pass 5 MiB (or fail)", std::chrono::seconds(60),
       [&] {
-        return (*job)->Progress().bytes_copied >= 5 * kMiB || (*job)->Progress().state == MirrorState::kFailed;
+        return (*job)->Progress().bytes_copied >= 5 * kMiB ||
+               (*job)->Progress().state == MirrorState::kFailed;
       },
       std::chrono::milliseconds(1)));
   Writers writers(*disk, 2, 42, 200);
@@ -321,8 +322,7 @@ TEST(MirrorJobTest, FullDestinationFailsCleanlyAndRetryResumes) {
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code(), Code::kResourceExhausted);
   EXPECT_EQ(st.error().sys_errno(), ENOSPC);
-  EXPECT_NE(st.error().message().find(m.dst()), std::string::npos)
-      << st.error().message();
+  EXPECT_NE(st.error().message().find(m.dst()), std::string::npos) << st.error().message();
   EXPECT_EQ((*job)->Progress().state, MirrorState::kFailed);
   writers.StopAndJoin();
   EXPECT_EQ(writers.failures(), 0u) << "a destination failure must not fail guest writes";

@@ -66,14 +66,14 @@ inline ::testing::AssertionResult FilesEqual(const std::string& a, const std::st
   auto x = ReadWhole(a);
   auto y = ReadWhole(b);
   if (x.size() != y.size()) {
-    return ::testing::AssertionFailure() << a << " has " << x.size() << " bytes, " << b
-                                         << " has " << y.size();
+    return ::testing::AssertionFailure()
+           << a << " has " << x.size() << " bytes, " << b << " has " << y.size();
   }
   if (x == y) return ::testing::AssertionSuccess();
   for (size_t i = 0; i < x.size(); ++i) {
     if (x[i] != y[i]) {
-      return ::testing::AssertionFailure() << a << " and " << b << " differ first at byte " << i
-                                           << " (block " << i / 4096 << ")";
+      return ::testing::AssertionFailure()
+             << a << " and " << b << " differ first at byte " << i << " (block " << i / 4096 << ")";
     }
   }
   return ::testing::AssertionSuccess();
@@ -84,8 +84,7 @@ inline ::testing::AssertionResult FilesEqual(const std::string& a, const std::st
 // min_writes are done.
 class Writers {
  public:
-  Writers(Disk& disk, int threads, uint64_t seed, uint64_t min_writes)
-      : min_writes_(min_writes) {
+  Writers(Disk& disk, int threads, uint64_t seed, uint64_t min_writes) : min_writes_(min_writes) {
     for (int t = 0; t < threads; ++t) {
       threads_.emplace_back([this, &disk, t, seed] { Loop(disk, seed * 1000 + t); });
     }

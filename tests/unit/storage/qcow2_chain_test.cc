@@ -77,7 +77,8 @@ TEST(Qcow2ChainTest, AnImageBackingItselfIsALoop) {
   ASSERT_TRUE(SetQcow2Backing(a, "a.qcow2", config::DiskFormat::kRaw).has_value());
   auto raw = OpenQcow2Disk(a, true);
   ASSERT_FALSE(raw.has_value());
-  EXPECT_NE(raw.error().message().find("is the image itself"), std::string::npos) << raw.error().message();
+  EXPECT_NE(raw.error().message().find("is the image itself"), std::string::npos)
+      << raw.error().message();
 }
 
 TEST(Qcow2ChainTest, LoopsAreFoundByIdentityNotByName) {
@@ -90,7 +91,8 @@ TEST(Qcow2ChainTest, LoopsAreFoundByIdentityNotByName) {
   ASSERT_TRUE(SetQcow2Backing(b, "./link-to-a.qcow2", config::DiskFormat::kQcow2).has_value());
   auto disk = OpenQcow2Disk(a, true);
   ASSERT_FALSE(disk.has_value());
-  EXPECT_NE(disk.error().message().find("is the same file as " + a), std::string::npos) << disk.error().message();
+  EXPECT_NE(disk.error().message().find("is the same file as " + a), std::string::npos)
+      << disk.error().message();
 
   // A chain that visits no file twice opens, however its names are spelled.
   ASSERT_TRUE(SetQcow2Backing(b, "", config::DiskFormat::kQcow2).has_value());
@@ -104,7 +106,8 @@ TEST(Qcow2ChainTest, LongLoopFailsFastAndSmall) {
   for (int i = 0; i < 5; ++i) MakeImage(dir.File("l" + std::to_string(i) + ".qcow2"));
   for (int i = 0; i < 5; ++i)
     ASSERT_TRUE(SetQcow2Backing(dir.File("l" + std::to_string(i) + ".qcow2"),
-                                "l" + std::to_string((i + 1) % 5) + ".qcow2", config::DiskFormat::kQcow2)
+                                "l" + std::to_string((i + 1) % 5) + ".qcow2",
+                                config::DiskFormat::kQcow2)
                     .has_value());
   auto disk = OpenQcow2Disk(dir.File("l0.qcow2"), true);
   ASSERT_FALSE(disk.has_value());
@@ -150,7 +153,8 @@ TEST(Qcow2ChainTest, TheImagesOwnPathIsEscapedInItsErrors) {
   auto disk = OpenQcow2Disk(odd, true);
   ASSERT_FALSE(disk.has_value());
   EXPECT_FALSE(HasRawControl(disk.error().message())) << disk.error().message();
-  EXPECT_NE(disk.error().message().find("odd\\x09name\\x0a.qcow2"), std::string::npos) << disk.error().message();
+  EXPECT_NE(disk.error().message().find("odd\\x09name\\x0a.qcow2"), std::string::npos)
+      << disk.error().message();
 }
 
 // qemu-img makes the image; patching the type to zlib with the bit still set
@@ -159,7 +163,8 @@ TEST(Qcow2ChainTest, CompressionBitWithZlibIsRefusedLikeQemu) {
   SKIP_WITHOUT_QEMU_IMG();
   TempDir dir;
   const std::string path = dir.File("zstd.qcow2");
-  auto made = testing::Run("qemu-img create -q -f qcow2 -o compression_type=zstd '" + path + "' 1M");
+  auto made =
+      testing::Run("qemu-img create -q -f qcow2 -o compression_type=zstd '" + path + "' 1M");
   ASSERT_EQ(made.exit_code, 0) << made.output;
   auto bytes = ferry_test::ReadBytes(path);
   ASSERT_GT(bytes.size(), 105u);
@@ -174,8 +179,9 @@ TEST(Qcow2ChainTest, CompressionBitWithZlibIsRefusedLikeQemu) {
   auto disk = OpenQcow2Disk(path, true);
   ASSERT_FALSE(disk.has_value());
   EXPECT_EQ(disk.error().code(), Code::kDataLoss);
-  EXPECT_NE(disk.error().message().find(path + ": the compression-type incompatible feature bit is set"),
-            std::string::npos)
+  EXPECT_NE(
+      disk.error().message().find(path + ": the compression-type incompatible feature bit is set"),
+      std::string::npos)
       << disk.error().message();
 }
 

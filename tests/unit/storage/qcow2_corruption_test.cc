@@ -16,13 +16,13 @@ namespace storage {
 namespace {
 
 using base::Code;
+using ferry_test::ReadBytes;
+using ferry_test::WriteFile;
 using qcow2::GetBe64;
 using qcow2::PutBe32;
 using qcow2::PutBe64;
 using testing::Pattern;
-using ferry_test::ReadBytes;
 using testing::TempDir;
-using ferry_test::WriteFile;
 
 // A 64 KiB-cluster image with data in cluster 0 and 3, a zero cluster at 5.
 struct Image {
@@ -57,7 +57,8 @@ Image MakeImage(const TempDir& dir) {
 
 // Applies `mutate` to a copy of the image, then opens it (read-write or
 // read-only) and reads everything. Returns the first error.
-base::Error OpenAndReadError(const Image& img, const std::function<void(std::vector<uint8_t>&)>& mutate,
+base::Error OpenAndReadError(const Image& img,
+                             const std::function<void(std::vector<uint8_t>&)>& mutate,
                              bool read_only = true) {
   auto bytes = img.bytes;
   mutate(bytes);
@@ -103,12 +104,15 @@ TEST_F(Qcow2CorruptionTest, HeaderFields) {
       {"magic", [](auto& b) { b[0] ^= 0xff; }, Code::kDataLoss, "bad magic"},
       {"version", [](auto& b) { PutBe32(&b[4], 4); }, Code::kUnimplemented, "version 4"},
       {"cluster bits", [](auto& b) { PutBe32(&b[20], 40); }, Code::kDataLoss, "cluster_bits 40"},
-      {"cluster bits small", [](auto& b) { PutBe32(&b[20], 9); }, Code::kDataLoss, "cluster_bits 9"},
+      {"cluster bits small", [](auto& b) { PutBe32(&b[20], 9); }, Code::kDataLoss,
+       "cluster_bits 9"},
       {"absurd size", [](auto& b) { PutBe64(&b[24], ~0ull); }, Code::kDataLoss, "virtual size"},
-      {"size beyond L1", [](auto& b) { PutBe64(&b[24], 1ull << 40); }, Code::kDataLoss, "too small"},
+      {"size beyond L1", [](auto& b) { PutBe64(&b[24], 1ull << 40); }, Code::kDataLoss,
+       "too small"},
       {"encrypted", [](auto& b) { PutBe32(&b[32], 1); }, Code::kUnimplemented, "encrypted"},
       {"L1 size huge", [](auto& b) { PutBe32(&b[36], 0xffffffff); }, Code::kDataLoss, "L1 table"},
-      {"L1 offset unaligned", [](auto& b) { b[47] = 0x10; }, Code::kDataLoss, "not cluster aligned"},
+      {"L1 offset unaligned", [](auto& b) { b[47] = 0x10; }, Code::kDataLoss,
+       "not cluster aligned"},
       {"L1 offset past end", [](auto& b) { PutBe64(&b[40], 1ull << 40); }, Code::kDataLoss,
        "past end of file"},
       {"reftable clusters huge", [](auto& b) { PutBe32(&b[56], 1u << 30); }, Code::kDataLoss,
@@ -130,10 +134,18 @@ TEST_F(Qcow2CorruptionTest, HeaderFields) {
       {"zstd without bit", [](auto& b) { b[104] = 1; }, Code::kDataLoss, "without the"},
       {"extension overruns", [](auto& b) { PutBe32(&b[112 + 4], 1u << 20); }, Code::kDataLoss,
        "header extension"},
-      {"backing name outside", [](auto& b) { PutBe64(&b[8], 65000); PutBe32(&b[16], 1000); },
+      {"backing name outside",
+       [](auto& b) {
+         PutBe64(&b[8], 65000);
+         PutBe32(&b[16], 1000);
+       },
        Code::kDataLoss, "backing file name"},
-      {"snapshots", [](auto& b) { PutBe32(&b[60], 1); PutBe64(&b[64], 12345); }, Code::kDataLoss,
-       "snapshot table"},
+      {"snapshots",
+       [](auto& b) {
+         PutBe32(&b[60], 1);
+         PutBe64(&b[64], 12345);
+       },
+       Code::kDataLoss, "snapshot table"},
       {"truncated", [](auto& b) { b.resize(50); }, Code::kDataLoss, "too short"},
       {"truncated header cluster", [](auto& b) { b.resize(300); }, Code::kDataLoss, "past end"},
   };
@@ -159,8 +171,9 @@ TEST_F(Qcow2CorruptionTest, L1Entries) {
               "L1 entry 0");
   ExpectError(OpenAndReadError(img_, [&](auto& b) { b[l1] |= 0x01; }), Code::kDataLoss,
               "reserved bits");
-  ExpectError(OpenAndReadError(img_, [&](auto& b) { PutBe64(&b[l1], (1ull << 50) | (1ull << 63)); }),
-              Code::kDataLoss, "L1 entry 0 (0x8004000000000000) points past end of file");
+  ExpectError(
+      OpenAndReadError(img_, [&](auto& b) { PutBe64(&b[l1], (1ull << 50) | (1ull << 63)); }),
+      Code::kDataLoss, "L1 entry 0 (0x8004000000000000) points past end of file");
   ExpectError(OpenAndReadError(img_, [&](auto& b) { PutBe64(&b[l1], 0x8000000000001000ull); }),
               Code::kDataLoss, "not cluster aligned");
 }
@@ -168,8 +181,9 @@ TEST_F(Qcow2CorruptionTest, L1Entries) {
 TEST_F(Qcow2CorruptionTest, L2Entries) {
   const uint64_t l2 = img_.l2_offset;
   const std::string where = "L2 entry 3 of table at " + qcow2::Hex(l2);
-  ExpectError(OpenAndReadError(img_, [&](auto& b) { PutBe64(&b[l2 + 24], (1ull << 63) | (1ull << 45)); }),
-              Code::kDataLoss, where + " (0x8000200000000000) points past end of file");
+  ExpectError(
+      OpenAndReadError(img_, [&](auto& b) { PutBe64(&b[l2 + 24], (1ull << 63) | (1ull << 45)); }),
+      Code::kDataLoss, where + " (0x8000200000000000) points past end of file");
   ExpectError(OpenAndReadError(img_, [&](auto& b) { b[l2 + 24 + 6] |= 0x10; }), Code::kDataLoss,
               "not cluster aligned");
   ExpectError(OpenAndReadError(img_, [&](auto& b) { b[l2 + 24 + 7] |= 0x02; }), Code::kDataLoss,
@@ -177,11 +191,13 @@ TEST_F(Qcow2CorruptionTest, L2Entries) {
   ExpectError(OpenAndReadError(img_, [&](auto& b) { b[l2 + 24] |= 0x01; }), Code::kDataLoss,
               "reserved bits");
   // A compressed entry whose bytes are not deflate data.
-  ExpectError(OpenAndReadError(img_, [&](auto& b) {
-                uint64_t host = GetBe64(&b[l2 + 24]) & qcow2::kOffsetMask;
-                PutBe64(&b[l2 + 24], qcow2::kOflagCompressed | host | (3ull << 54));
-                std::memset(&b[host], 0xff, 64);
-              }),
+  ExpectError(OpenAndReadError(img_,
+                               [&](auto& b) {
+                                 uint64_t host = GetBe64(&b[l2 + 24]) & qcow2::kOffsetMask;
+                                 PutBe64(&b[l2 + 24],
+                                         qcow2::kOflagCompressed | host | (3ull << 54));
+                                 std::memset(&b[host], 0xff, 64);
+                               }),
               Code::kDataLoss, "compressed cluster at");
   // Unallocated with the copied flag.
   ExpectError(OpenAndReadError(img_, [&](auto& b) { PutBe64(&b[l2 + 8], 1ull << 63); }),
@@ -232,7 +248,9 @@ TEST_F(Qcow2CorruptionTest, RandomFlipsInMetadata) {
     auto e = OpenAndReadError(img_, [&](auto& b) {
       uint64_t x = seed * 0x9E3779B97F4A7C15ull;
       for (int i = 0; i < 4; ++i) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         uint64_t pos = x % meta_end;
         if (i % 2 == 1) pos = img_.l2_offset + x % 512;  // the live L2 entries
         b[pos] ^= uint8_t(1u << (x >> 60 & 7));

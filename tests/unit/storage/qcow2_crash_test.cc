@@ -17,10 +17,10 @@
 namespace storage {
 namespace {
 
-using testing::FirstDiff;
 using ferry_test::ReadBytes;
-using testing::TempDir;
 using ferry_test::WriteFile;
+using testing::FirstDiff;
+using testing::TempDir;
 
 struct Write {
   uint64_t offset;
@@ -30,7 +30,8 @@ struct Write {
 // Forwards to an in-memory file and records writes per fdatasync epoch.
 class RecordingFile final : public BlockFile {
  public:
-  RecordingFile(std::string path, std::vector<uint8_t> bytes, std::vector<std::vector<Write>>* epochs)
+  RecordingFile(std::string path, std::vector<uint8_t> bytes,
+                std::vector<std::vector<Write>>* epochs)
       : inner_(std::move(path), std::move(bytes), 1ull << 32, true), epochs_(epochs) {
     epochs_->emplace_back();
   }
@@ -83,7 +84,7 @@ void Apply(std::vector<uint8_t>& file, const Write& w) {
 TEST(Qcow2Crash, EveryCrashPointIsConsistent) {
   TempDir dir;
   const uint64_t size = 80 << 20;  // 40 L2 tables: more than the cache holds
-  const uint32_t cs = 4096;  // many L2 tables: evictions and new refcount blocks
+  const uint32_t cs = 4096;        // many L2 tables: evictions and new refcount blocks
   Qcow2CreateOptions o;
   o.size = size;
   o.cluster_size = cs;
@@ -131,7 +132,8 @@ TEST(Qcow2Crash, EveryCrashPointIsConsistent) {
         auto r = testing::Run("qemu-img check -f qcow2 '" + path + "'");
         // 0: clean; 3: leaked clusters only.
         EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 3)
-            << "epoch " << e << " trial " << trial << ":\n" << r.output;
+            << "epoch " << e << " trial " << trial << ":\n"
+            << r.output;
       }
       ++checked;
     }

@@ -26,14 +26,14 @@ TEST(Qcow2Format, GoldenFixedFields) {
   ASSERT_TRUE(bytes.has_value());
   ASSERT_EQ(bytes->size(), 65536u);
   const std::vector<uint8_t> golden = {
-      'Q', 'F', 'I', 0xfb, 0, 0, 0, 3,   // magic, version
+      'Q', 'F', 'I', 0xfb, 0, 0, 0, 3,  // magic, version
   };
   EXPECT_TRUE(std::equal(golden.begin(), golden.end(), bytes->begin()));
-  EXPECT_EQ(GetBe32(&(*bytes)[20]), 16u);           // cluster_bits
-  EXPECT_EQ(GetBe64(&(*bytes)[24]), 1ull << 30);    // size, big-endian
+  EXPECT_EQ(GetBe32(&(*bytes)[20]), 16u);         // cluster_bits
+  EXPECT_EQ(GetBe64(&(*bytes)[24]), 1ull << 30);  // size, big-endian
   EXPECT_EQ((*bytes)[24 + 4], 0x40);
-  EXPECT_EQ(GetBe32(&(*bytes)[96]), 4u);            // refcount_order
-  EXPECT_EQ(GetBe32(&(*bytes)[100]), 112u);         // header_length
+  EXPECT_EQ(GetBe32(&(*bytes)[96]), 4u);     // refcount_order
+  EXPECT_EQ(GetBe32(&(*bytes)[100]), 112u);  // header_length
   EXPECT_EQ(GetBe32(&(*bytes)[112]), kExtBackingFormat);
   EXPECT_EQ(GetBe32(&(*bytes)[116]), 3u);
 }
@@ -90,8 +90,9 @@ TEST(Qcow2Format, CompressionTypeBitMustMatchTheType) {
   auto out = ParseHeader(*zlib_with_bit, 1 << 20, "x.qcow2");
   ASSERT_FALSE(out.has_value());
   EXPECT_EQ(out.error().code(), base::Code::kDataLoss);
-  EXPECT_NE(out.error().message().find("x.qcow2: the compression-type incompatible feature bit is set, but the "
-                                       "compression type is 0 (zlib)"),
+  EXPECT_NE(out.error().message().find(
+                "x.qcow2: the compression-type incompatible feature bit is set, but the "
+                "compression type is 0 (zlib)"),
             std::string::npos)
       << out.error().message();
 

@@ -11,14 +11,14 @@ namespace storage {
 namespace {
 
 using config::DiskFormat;
+using ferry_test::ReadBytes;
+using ferry_test::WriteFile;
 using testing::ExpectQemuCheckClean;
 using testing::ExpectQemuCompareEqual;
 using testing::FirstDiff;
 using testing::Pattern;
 using testing::ReadAll;
-using ferry_test::ReadBytes;
 using testing::TempDir;
-using ferry_test::WriteFile;
 
 void MustRun(const std::string& cmd) {
   auto r = testing::Run(cmd);
@@ -91,7 +91,8 @@ TEST_P(FerryWritesTest, BackingChainPassesCheckAndCompare) {
     testing::RandomIo(**d, model, seed++, GetParam() >= (2u << 20) ? 20 : 80, GetParam());
   }
   WriteFile(dir.File("expected.raw"), model);
-  for (const char* layer : {"l1.qcow2", "l2.qcow2", "l3.qcow2"}) ExpectQemuCheckClean(dir.File(layer));
+  for (const char* layer : {"l1.qcow2", "l2.qcow2", "l3.qcow2"})
+    ExpectQemuCheckClean(dir.File(layer));
   ExpectQemuCompareEqual(dir.File("l3.qcow2"), dir.File("expected.raw"));
   auto info = testing::Run("qemu-img info --backing-chain '" + dir.File("l3.qcow2") + "'");
   EXPECT_EQ(info.exit_code, 0) << info.output;
@@ -109,8 +110,10 @@ TEST_P(QemuWritesTest, DataAndZeroClustersReadBack) {
   TempDir dir;
   std::string img = dir.File("q.qcow2");
   MustRun("qemu-img create -q -f qcow2 -o cluster_size=" + GetParam() + " '" + img + "' 12M");
-  MustRun("qemu-io -f qcow2 -c 'write -P 0xa5 0 3M' -c 'write -P 0x11 5000k 300k' "
-          "-c 'write -z 1M 1M' -c 'write -P 0x3c 7M 4097k' -c 'discard 8M 1M' '" + img + "'");
+  MustRun(
+      "qemu-io -f qcow2 -c 'write -P 0xa5 0 3M' -c 'write -P 0x11 5000k 300k' "
+      "-c 'write -z 1M 1M' -c 'write -P 0x3c 7M 4097k' -c 'discard 8M 1M' '" +
+      img + "'");
   auto expected = QemuRaw(dir, img);
   ASSERT_EQ(expected.size(), 12u << 20);
   EXPECT_EQ(FirstDiff(FerryRaw(img), expected), -1);
@@ -142,15 +145,19 @@ TEST_P(QemuWritesTest, FerryWritesIntoQemuImage) {
 TEST_P(QemuWritesTest, BackingChainThreeDeepReadsBack) {
   TempDir dir;
   std::string cs = GetParam();
-  MustRun("qemu-img create -q -f qcow2 -o cluster_size=" + cs + " '" + dir.File("b.qcow2") + "' 10M");
+  MustRun("qemu-img create -q -f qcow2 -o cluster_size=" + cs + " '" + dir.File("b.qcow2") +
+          "' 10M");
   MustRun("qemu-io -f qcow2 -c 'write -P 0x01 0 10M' '" + dir.File("b.qcow2") + "'");
   MustRun("cd '" + dir.path() + "' && qemu-img create -q -f qcow2 -o cluster_size=" + cs +
           " -b b.qcow2 -F qcow2 m.qcow2");
-  MustRun("qemu-io -f qcow2 -c 'write -P 0x02 1M 2M' -c 'write -z 4M 512k' '" + dir.File("m.qcow2") + "'");
+  MustRun("qemu-io -f qcow2 -c 'write -P 0x02 1M 2M' -c 'write -z 4M 512k' '" +
+          dir.File("m.qcow2") + "'");
   MustRun("cd '" + dir.path() + "' && qemu-img create -q -f qcow2 -o cluster_size=" + cs +
           " -b m.qcow2 -F qcow2 t.qcow2");
-  MustRun("qemu-io -f qcow2 -c 'write -P 0x03 1500k 100k' -c 'write -P 0x04 9M 1k' "
-          "-c 'discard 6M 2M' '" + dir.File("t.qcow2") + "'");
+  MustRun(
+      "qemu-io -f qcow2 -c 'write -P 0x03 1500k 100k' -c 'write -P 0x04 9M 1k' "
+      "-c 'discard 6M 2M' '" +
+      dir.File("t.qcow2") + "'");
   auto expected = QemuRaw(dir, dir.File("t.qcow2"));
   EXPECT_EQ(FirstDiff(FerryRaw(dir.File("t.qcow2")), expected), -1);
   // And ferry writes on top of qemu's chain keep qemu happy.
@@ -190,10 +197,12 @@ class CompressedTest : public ::testing::TestWithParam<std::tuple<std::string, s
   void SetUp() override { SKIP_WITHOUT_QEMU_IMG(); }
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Types, CompressedTest,
-    ::testing::Combine(::testing::Values("zlib", "zstd"), ::testing::Values("4k", "64k", "2M")),
-    [](const auto& p) { return std::get<0>(p.param) + "_" + std::get<1>(p.param); });
+INSTANTIATE_TEST_SUITE_P(Types, CompressedTest,
+                         ::testing::Combine(::testing::Values("zlib", "zstd"),
+                                            ::testing::Values("4k", "64k", "2M")),
+                         [](const auto& p) {
+                           return std::get<0>(p.param) + "_" + std::get<1>(p.param);
+                         });
 
 TEST_P(CompressedTest, ReadsBackAndWritesOver) {
   TempDir dir;

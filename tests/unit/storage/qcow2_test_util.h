@@ -36,8 +36,8 @@ inline CommandResult Run(const std::string& command) {
 }
 
 inline bool HaveQemuImg() {
-  static const bool have = Run("qemu-img --version").exit_code == 0 &&
-                           Run("qemu-io --version").exit_code == 0;
+  static const bool have =
+      Run("qemu-img --version").exit_code == 0 && Run("qemu-io --version").exit_code == 0;
   return have;
 }
 
@@ -56,8 +56,7 @@ inline void ExpectQemuCheckClean(const std::string& path) {
 // Expects the image (its whole chain) to equal the raw file `expected`.
 inline void ExpectQemuCompareEqual(const std::string& image, const std::string& expected) {
   auto r = Run("qemu-img compare -f qcow2 -F raw '" + image + "' '" + expected + "'");
-  EXPECT_EQ(r.exit_code, 0) << "qemu-img compare " << image << " " << expected << ":\n"
-                            << r.output;
+  EXPECT_EQ(r.exit_code, 0) << "qemu-img compare " << image << " " << expected << ":\n" << r.output;
 }
 
 // Reads the whole disk through ferry.

@@ -14,10 +14,10 @@ namespace storage {
 namespace {
 
 using base::Code;
-using testing::Pattern;
 using ferry_test::ReadBytes;
-using testing::TempDir;
 using ferry_test::WriteFile;
+using testing::Pattern;
+using testing::TempDir;
 
 class RawDiskTest : public ::testing::TestWithParam<IoEngine> {};
 
@@ -188,7 +188,8 @@ TEST_P(RawDiskTest, DiscardAndWriteZeroes) {
   ASSERT_TRUE((*disk)->WriteZeroes(100, 5000).has_value());  // not block aligned
   ASSERT_TRUE((*disk)->Discard(size - 512, 512).has_value());
   ASSERT_TRUE((*disk)->Flush().has_value());
-  for (auto [off, len] : {std::pair<size_t, size_t>{1 << 20, 2 << 20}, {100, 5000}, {size - 512, 512}})
+  for (auto [off, len] :
+       {std::pair<size_t, size_t>{1 << 20, 2 << 20}, {100, 5000}, {size - 512, 512}})
     std::fill(data.begin() + off, data.begin() + off + len, 0);
   std::vector<uint8_t> back(size);
   ASSERT_TRUE((*disk)->Read(back.data(), size, 0).has_value());

@@ -20,8 +20,8 @@ namespace storage {
 namespace {
 
 using base::Code;
-using testing::Pattern;
 using ferry_test::ReadBytes;
+using testing::Pattern;
 using testing::TempDir;
 
 std::unique_ptr<BlockFile> OpenUring(const std::string& path, unsigned depth, size_t chunk) {

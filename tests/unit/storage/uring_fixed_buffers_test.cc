@@ -17,8 +17,8 @@
 namespace storage {
 namespace {
 
-using testing::Pattern;
 using ferry_test::ReadBytes;
+using testing::Pattern;
 using testing::TempDir;
 
 constexpr uint64_t kFileBytes = 4 << 20;
@@ -48,7 +48,8 @@ std::unique_ptr<BlockFile> Open(const std::string& path, IoEngine engine, const 
 // Aligned storage for one request (O_DIRECT needs the address aligned).
 struct Buffer {
   explicit Buffer(size_t n) : len(n) {
-    p = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlignment, (n + 4095) / 4096 * 4096 + 4096));
+    p = static_cast<uint8_t*>(
+        std::aligned_alloc(kDirectAlignment, (n + 4095) / 4096 * 4096 + 4096));
   }
   ~Buffer() { std::free(p); }
   Buffer(const Buffer&) = delete;
@@ -132,7 +133,8 @@ TEST_P(FixedBuffersTest, SameResultsAsTheSyncEngine) {
   EXPECT_EQ(stats.fixed_slots, std::min(s.fixed_buffers, s.queue_depth));
   EXPECT_TRUE(stats.fixed_file);
 
-  for (uint64_t seed = 1; seed <= 4; ++seed) RunRandomBatches(*uring, *sync, s.direct, initial.size(), seed, 12);
+  for (uint64_t seed = 1; seed <= 4; ++seed)
+    RunRandomBatches(*uring, *sync, s.direct, initial.size(), seed, 12);
   ASSERT_TRUE(uring->Flush().has_value());
   ASSERT_TRUE(sync->Flush().has_value());
   EXPECT_TRUE(ReadBytes(dir.File("u")) == ReadBytes(dir.File("s"))) << "file contents differ";

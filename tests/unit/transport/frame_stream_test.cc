@@ -93,19 +93,21 @@ std::vector<WireCase> WireCases() {
   };
   cases.push_back({"BadMagic", flipped(0, 0x01), base::Code::kDataLoss, "bad magic"});
   // A flipped header bit the structural checks cannot see: the CRC catches it.
-  cases.push_back({"HeaderBitFlip", flipped(17, 0x04), base::Code::kDataLoss, "frame CRC mismatch"});
-  cases.push_back({"PayloadBitFlip", flipped(34, 0x10), base::Code::kDataLoss, "frame CRC mismatch"});
+  cases.push_back(
+      {"HeaderBitFlip", flipped(17, 0x04), base::Code::kDataLoss, "frame CRC mismatch"});
+  cases.push_back(
+      {"PayloadBitFlip", flipped(34, 0x10), base::Code::kDataLoss, "frame CRC mismatch"});
   cases.push_back({"CrcBitFlip", flipped(25, 0x80), base::Code::kDataLoss, "frame CRC mismatch"});
-  cases.push_back({"SequenceGap", RawFrame(Header(0x10, 1, 5), Bytes("ferry")), base::Code::kDataLoss,
-                   "frame out of sequence: expected 0, got 1"});
+  cases.push_back({"SequenceGap", RawFrame(Header(0x10, 1, 5), Bytes("ferry")),
+                   base::Code::kDataLoss, "frame out of sequence: expected 0, got 1"});
   FrameHeader v99 = Header(0x10, 0, 5);
   v99.version = 99;
   cases.push_back({"Version99", RawFrame(v99, Bytes("ferry")), base::Code::kDataLoss,
                    "unsupported version 99"});
   FrameHeader flags = Header(0x10, 0, 5);
   flags.flags = 0x4;
-  cases.push_back({"UnknownFlag", RawFrame(flags, Bytes("ferry")), base::Code::kDataLoss,
-                   "unknown flag bits"});
+  cases.push_back(
+      {"UnknownFlag", RawFrame(flags, Bytes("ferry")), base::Code::kDataLoss, "unknown flag bits"});
   std::vector<uint8_t> reserved = good;
   reserved[31] = 1;
   cases.push_back({"ReservedNonzero", reserved, base::Code::kDataLoss, "reserved field"});
@@ -141,7 +143,8 @@ TEST(FrameStreamTest, NegotiatedVersionIsEnforced) {
   // negotiated-version check itself is covered by a stream set to 2 instead.
   s.set_version(2);
   WriteRaw(b.get(), RawFrame(Header(0x10, 1, 0), {}));
-  ExpectError(s.Receive(1024), base::Code::kDataLoss, "frame version 1 differs from the negotiated 2");
+  ExpectError(s.Receive(1024), base::Code::kDataLoss,
+              "frame version 1 differs from the negotiated 2");
 }
 
 TEST(FrameStreamTest, TruncationAtEveryByte) {
@@ -174,7 +177,8 @@ TEST(FrameStreamTest, DecompressedSizeOverMaxIsDataLoss) {
 TEST(FrameStreamTest, TimeoutBeforeAnyByteLeavesTheStreamUsable) {
   auto [a, b] = SocketPair();
   FrameStream s(std::move(a), "test stream");
-  ExpectError(s.Receive(1024, -1, 20), base::Code::kDeadlineExceeded, "timed out waiting for a frame");
+  ExpectError(s.Receive(1024, -1, 20), base::Code::kDeadlineExceeded,
+              "timed out waiting for a frame");
   WriteRaw(b.get(), RawFrame(Header(0x10, 0, 5), Bytes("ferry")));
   EXPECT_TRUE(s.Receive(1024, -1, 1000).has_value());
 }

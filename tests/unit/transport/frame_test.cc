@@ -16,7 +16,8 @@ using testing::ToHex;
 
 // docs/protocol.md, "Golden example": type 0x0010, sequence 7, payload "ferry".
 constexpr char kGoldenFrame[] =
-    "46 59 52 46 01 00 10 00 00 00 00 00 05 00 00 00 07 00 00 00 00 00 00 00 d6 6c 46 fb 00 00 00 00 "
+    "46 59 52 46 01 00 10 00 00 00 00 00 05 00 00 00 07 00 00 00 00 00 00 00 d6 6c 46 fb 00 00 00 "
+    "00 "
     "66 65 72 72 79";
 
 std::vector<uint8_t> GoldenHeader() {
@@ -100,7 +101,8 @@ INSTANTIATE_TEST_SUITE_P(
         Malformed{"UnknownFlag", 8, {0, 0, 0, 0x80}, "unknown flag bits 0x80000000"},
         Malformed{"UnknownLowFlag", 8, {0x03, 0, 0, 0}, "unknown flag bits 0x00000002"},
         Malformed{"ReservedNonzero", 28, {0, 1, 0, 0}, "reserved field is 0x00000100"},
-        Malformed{"LengthOverCallerMax", 12, {0x01, 0x04, 0, 0}, "length 1025 over the maximum 1024"}),
+        Malformed{
+            "LengthOverCallerMax", 12, {0x01, 0x04, 0, 0}, "length 1025 over the maximum 1024"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 TEST(FrameHeaderTest, LengthOverHardCapIsMalformedWhateverTheCallerAllows) {

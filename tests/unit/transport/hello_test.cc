@@ -23,13 +23,16 @@ Hello GoldenHello() {
 
 // docs/protocol.md: the hello of data stream 1 of 4, sent as frame 0.
 constexpr char kGoldenHelloFrame[] =
-    "46 59 52 46 01 00 01 00 00 00 00 00 1c 00 00 00 00 00 00 00 00 00 00 00 5d 6b 8c 36 00 00 00 00 "
+    "46 59 52 46 01 00 01 00 00 00 00 00 1c 00 00 00 00 00 00 00 00 00 00 00 5d 6b 8c 36 00 00 00 "
+    "00 "
     "01 00 01 00 02 00 01 00 04 00 00 00 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f";
 constexpr char kGoldenReplyFrame[] =
-    "46 59 52 46 01 00 02 00 00 00 00 00 04 00 00 00 00 00 00 00 00 00 00 00 ad c9 2e 2e 00 00 00 00 "
+    "46 59 52 46 01 00 02 00 00 00 00 00 04 00 00 00 00 00 00 00 00 00 00 00 ad c9 2e 2e 00 00 00 "
+    "00 "
     "01 00 00 00";
 constexpr char kGoldenErrorFrame[] =
-    "46 59 52 46 01 00 03 00 00 00 00 00 06 00 00 00 01 00 00 00 00 00 00 00 57 14 24 d5 00 00 00 00 "
+    "46 59 52 46 01 00 03 00 00 00 00 00 06 00 00 00 01 00 00 00 00 00 00 00 57 14 24 d5 00 00 00 "
+    "00 "
     "09 00 00 00 6e 6f";
 
 std::vector<uint8_t> Frame(uint16_t type, uint64_t sequence, const std::vector<uint8_t>& payload) {
@@ -82,8 +85,8 @@ TEST(HelloTest, MalformedPayloads) {
     p[off] = v;
     return p;
   };
-  ExpectMalformed(with(0, 0), "bad version range 0..1");      // min 0
-  ExpectMalformed(with(0, 3), "bad version range 3..1");      // min > max
+  ExpectMalformed(with(0, 0), "bad version range 0..1");  // min 0
+  ExpectMalformed(with(0, 3), "bad version range 3..1");  // min > max
   ExpectMalformed(with(4, 0), "unknown stream role 0");
   ExpectMalformed(with(4, 3), "unknown stream role 3");
   ExpectMalformed(with(5, 1), "reserved bytes not 0");

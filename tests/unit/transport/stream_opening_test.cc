@@ -101,7 +101,8 @@ TEST(StreamOpeningTest, MalformedHelloIsRefused) {
 // The client's side of a refused opening: the error frame the server sent.
 base::Error RefusalSeenBy(FrameStream& client) {
   auto f = client.Receive(kMaxHelloPayload, -1, kTimeoutMs);
-  if (!f.has_value()) return base::Error(base::Code::kInternal, "no error frame: " + f.error().ToString());
+  if (!f.has_value())
+    return base::Error(base::Code::kInternal, "no error frame: " + f.error().ToString());
   if (f->type != uint16_t(FrameType::kError))
     return base::Error(base::Code::kInternal, "no error frame: type " + std::to_string(f->type));
   return DecodeErrorPayload(f->payload);
@@ -112,7 +113,8 @@ TEST(StreamOpeningTest, ServerTimesOutWithoutAHelloAndSaysSo) {
   auto got = ServerHello(*p.server, 20);
   ASSERT_FALSE(got.has_value());
   EXPECT_EQ(got.error().code(), base::Code::kDeadlineExceeded);
-  EXPECT_EQ(got.error().message(), "server stream: no complete hello within 20 ms (received 0 bytes)");
+  EXPECT_EQ(got.error().message(),
+            "server stream: no complete hello within 20 ms (received 0 bytes)");
   base::Error e = RefusalSeenBy(*p.client);
   EXPECT_EQ(e.code(), base::Code::kDeadlineExceeded) << e.ToString();
   EXPECT_EQ(e.message(), "peer: no complete hello within 20 ms (received 0 bytes)");
@@ -129,8 +131,10 @@ TEST(StreamOpeningTest, HttpRequestIsRefusedAtItsFirstFourBytes) {
   base::Error e = RefusalSeenBy(*p.client);
   EXPECT_EQ(e.code(), base::Code::kDataLoss) << e.ToString();
   EXPECT_EQ(e.message(),
-            "peer: malformed frame header: bad magic 0x20544547 (expected 0x46525946): the stream starts with "
-            "text \"GET \", an HTTP request? This port speaks the ferry migration protocol (docs/protocol.md)");
+            "peer: malformed frame header: bad magic 0x20544547 (expected 0x46525946): the stream "
+            "starts with "
+            "text \"GET \", an HTTP request? This port speaks the ferry migration protocol "
+            "(docs/protocol.md)");
 }
 
 TEST(StreamOpeningTest, HelloWithABadCrcIsAnswered) {
@@ -145,7 +149,8 @@ TEST(StreamOpeningTest, HelloWithABadCrcIsAnswered) {
   ASSERT_FALSE(got.has_value());
   base::Error e = RefusalSeenBy(*p.client);
   EXPECT_EQ(e.code(), base::Code::kDataLoss) << e.ToString();
-  EXPECT_NE(e.message().find("peer: frame CRC mismatch: header says 0x12345678"), std::string::npos) << e.message();
+  EXPECT_NE(e.message().find("peer: frame CRC mismatch: header says 0x12345678"), std::string::npos)
+      << e.message();
 }
 
 TEST(StreamOpeningTest, OversizedHelloIsRefusedFromItsHeader) {
@@ -156,7 +161,8 @@ TEST(StreamOpeningTest, OversizedHelloIsRefusedFromItsHeader) {
   h.length = 0xffffffffu;
   uint8_t raw[kFrameHeaderBytes];
   EncodeFrameHeader(h, raw);
-  testing::WriteRaw(p.client->fd(), std::vector<uint8_t>(raw, raw + sizeof raw));  // no payload follows
+  testing::WriteRaw(p.client->fd(),
+                    std::vector<uint8_t>(raw, raw + sizeof raw));  // no payload follows
   auto got = ServerHello(*p.server, kTimeoutMs);
   ASSERT_FALSE(got.has_value());
   base::Error e = RefusalSeenBy(*p.client);

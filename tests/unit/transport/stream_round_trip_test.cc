@@ -89,8 +89,9 @@ TEST_P(RoundTripTest, TcpLoopback) {
   RunBothWays(left, right, GetParam());
 }
 
-INSTANTIATE_TEST_SUITE_P(Compression, RoundTripTest, ::testing::Bool(),
-                         [](const auto& param_info) { return param_info.param ? "Zstd" : "Plain"; });
+INSTANTIATE_TEST_SUITE_P(Compression, RoundTripTest, ::testing::Bool(), [](const auto& param_info) {
+  return param_info.param ? "Zstd" : "Plain";
+});
 
 }  // namespace
 }  // namespace transport

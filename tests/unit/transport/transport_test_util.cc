@@ -73,8 +73,8 @@ std::vector<uint8_t> RandomBytes(uint64_t seed, size_t n) {
 }
 
 std::vector<uint8_t> TextBytes(uint64_t seed, size_t n) {
-  static const char* kWords[] = {"guest ", "memory ", "page ", "dirty ", "round ", "disk ",
-                                 "extent ", "switchover ", "commit ", "ferry ", "move ", "vcpu "};
+  static const char* kWords[] = {"guest ",  "memory ",     "page ",   "dirty ", "round ", "disk ",
+                                 "extent ", "switchover ", "commit ", "ferry ", "move ",  "vcpu "};
   std::mt19937_64 rng(seed);
   std::vector<uint8_t> out;
   out.reserve(n + 16);

@@ -143,8 +143,8 @@ TEST_F(DiscardTest, MalformedPayloadsAreIoErr) {
   base::PutLe32(seg + 8, 1);
   ASSERT_TRUE(driver_->Store(kDataGpa, seg, 16));
   driver_->WriteHeader(kBlkTDiscard, 0);
-  driver_->PostChain({{kHeaderGpa, 16, 0}, {kDataGpa, 16, kDescFWrite}, {kStatusGpa, 1, kDescFWrite}},
-                     0);
+  driver_->PostChain(
+      {{kHeaderGpa, 16, 0}, {kDataGpa, 16, kDescFWrite}, {kStatusGpa, 1, kDescFWrite}}, 0);
   driver_->Notify();
   EXPECT_EQ(driver_->StatusByte(), kBlkSIoErr);
   EXPECT_TRUE(Untouched());
@@ -157,9 +157,11 @@ TEST_F(DiscardTest, SegmentSplitAcrossDescriptorsIsAccepted) {
   ASSERT_TRUE(driver_->Store(kDataGpa, seg, 5));
   ASSERT_TRUE(driver_->Store(kDataGpa + 0x1000, seg + 5, 11));
   driver_->WriteHeader(kBlkTDiscard, 0);
-  driver_->PostChain(
-      {{kHeaderGpa, 16, 0}, {kDataGpa, 5, 0}, {kDataGpa + 0x1000, 11, 0}, {kStatusGpa, 1, kDescFWrite}},
-      0);
+  driver_->PostChain({{kHeaderGpa, 16, 0},
+                      {kDataGpa, 5, 0},
+                      {kDataGpa + 0x1000, 11, 0},
+                      {kStatusGpa, 1, kDescFWrite}},
+                     0);
   driver_->Notify();
   EXPECT_EQ(driver_->StatusByte(), kBlkSOk);
   EXPECT_TRUE(AllBytes(2 * 512, 2 * 512, 0));

@@ -65,7 +65,8 @@ TEST_F(DiskErrorTest, CountersAreReadSafelyWhileVcpusFail) {
   std::thread reader([&] {
     for (int i = 0; i < 200; ++i) (void)device_->counters().first_error.size();
   });
-  for (int i = 0; i < 200; ++i) EXPECT_EQ(driver_->Request(kBlkTIn, uint64_t(i), kDataGpa, 512), kBlkSIoErr);
+  for (int i = 0; i < 200; ++i)
+    EXPECT_EQ(driver_->Request(kBlkTIn, uint64_t(i), kDataGpa, 512), kBlkSIoErr);
   reader.join();
   EXPECT_EQ(device_->counters().read_errors, 200u);
 }
@@ -123,9 +124,12 @@ TEST(DiskErrorQcow2Test, DamagedL2EntryReachesTheFirstErrorWithItsCause) {
   EXPECT_EQ(c.reads, 1u);
   EXPECT_EQ(c.read_errors, 1u);
   EXPECT_EQ(c.write_errors, 1u);
-  EXPECT_EQ(c.first_error.rfind("read at offset 65536 (4096 bytes): " + path + ": L2 entry 1 of table at ", 0), 0u)
+  EXPECT_EQ(c.first_error.rfind(
+                "read at offset 65536 (4096 bytes): " + path + ": L2 entry 1 of table at ", 0),
+            0u)
       << c.first_error;
-  EXPECT_NE(c.first_error.find("points past end of file (data-loss)"), std::string::npos) << c.first_error;
+  EXPECT_NE(c.first_error.find("points past end of file (data-loss)"), std::string::npos)
+      << c.first_error;
 }
 
 }  // namespace

@@ -108,9 +108,9 @@ TEST_F(GuestKvmTest, MemoryGuestRunsCleanOnOneVcpu) {
   ASSERT_EQ(state, RunState::kPoweredOff) << failure << "\n" << console;
   EXPECT_EQ(LinesStartingWith(console, "MEMGUEST start ws_mib=16 rate=0 vcpus=1").size(), 1u)
       << console;
-  auto last = CheckHeartbeats(LinesStartingWith(console, "HB "),
-                              "HB %" SCNu64 " t=%" SCNu64 " dirtied=%" SCNu64 " errors=%" SCNu64,
-                              4, 20);
+  auto last =
+      CheckHeartbeats(LinesStartingWith(console, "HB "),
+                      "HB %" SCNu64 " t=%" SCNu64 " dirtied=%" SCNu64 " errors=%" SCNu64, 4, 20);
   ASSERT_FALSE(last.empty());
   EXPECT_GT(last[2], 4096u) << "more than the initial pass was dirtied";
   EXPECT_TRUE(LinesStartingWith(console, "MISMATCH").empty()) << console;
@@ -128,9 +128,9 @@ TEST_F(GuestKvmTest, MemoryGuestRateLimitedOnTwoVcpus) {
   ASSERT_EQ(state, RunState::kPoweredOff) << failure << "\n" << console;
   EXPECT_EQ(LinesStartingWith(console, "MEMGUEST start ws_mib=8 rate=5000 vcpus=2").size(), 1u)
       << console;
-  auto last = CheckHeartbeats(LinesStartingWith(console, "HB "),
-                              "HB %" SCNu64 " t=%" SCNu64 " dirtied=%" SCNu64 " errors=%" SCNu64,
-                              4, 10);
+  auto last =
+      CheckHeartbeats(LinesStartingWith(console, "HB "),
+                      "HB %" SCNu64 " t=%" SCNu64 " dirtied=%" SCNu64 " errors=%" SCNu64, 4, 10);
   ASSERT_FALSE(last.empty());
   // Initial pass (2048 pages) plus about 5000/s; generous bounds for a busy host.
   EXPECT_GT(last[2], 2048u + 2000u);
@@ -172,8 +172,7 @@ TEST_F(GuestKvmTest, MemoryGuestTimeDoesNotJumpAcrossSaveRestore) {
   FERRY_SKIP_WITHOUT_KVM();
   constexpr uint64_t kHbMs = 50;
   constexpr auto kSaved = std::chrono::milliseconds(1000);
-  MachineOptions o =
-      Options("memory-guest.bin", "ws_mib=8 rate=2000 hb_ms=50 seconds=2", 1);
+  MachineOptions o = Options("memory-guest.bin", "ws_mib=8 rate=2000 hb_ms=50 seconds=2", 1);
   const std::string state = dir_.File("vm.state");
   size_t hb_before = 0;
   {
@@ -210,13 +209,15 @@ TEST_F(GuestKvmTest, MemoryGuestTimeDoesNotJumpAcrossSaveRestore) {
                   hb_before + 5);
   ASSERT_GT(hb.size(), hb_before) << *console;
   uint64_t n = 0, t_last_before = 0, t_first_after = 0;
-  ASSERT_EQ(std::sscanf(hb[hb_before - 1].c_str(), "HB %" SCNu64 " t=%" SCNu64, &n, &t_last_before), 2);
+  ASSERT_EQ(std::sscanf(hb[hb_before - 1].c_str(), "HB %" SCNu64 " t=%" SCNu64, &n, &t_last_before),
+            2);
   ASSERT_EQ(std::sscanf(hb[hb_before].c_str(), "HB %" SCNu64 " t=%" SCNu64, &n, &t_first_after), 2);
   // A jump would be at least the second spent saved; allow scheduling noise
   // on a busy host on top of the interval.
   EXPECT_LT(t_first_after - t_last_before, kHbMs + 400)
       << "guest time jumped across the restore (" << ToString(stats.guest_clock) << "):\n"
-      << hb[hb_before - 1] << "\n" << hb[hb_before];
+      << hb[hb_before - 1] << "\n"
+      << hb[hb_before];
   EXPECT_NE(stats.guest_clock, GuestClockSync::kNotRestored);
   auto done = LinesStartingWith(*console, "MEMGUEST done ");
   ASSERT_EQ(done.size(), 1u) << *console;
@@ -230,18 +231,16 @@ TEST_F(GuestKvmTest, DiskGuestWritesThenVerifyPasses) {
   CreateDisk("disk.img", 32ull << 20);
   RunState state;
   std::string failure;
-  std::string console =
-      Run(DiskOptions("hb_ms=50 flush_every=16 seconds=2"), &state, &failure);
+  std::string console = Run(DiskOptions("hb_ms=50 flush_every=16 seconds=2"), &state, &failure);
   ASSERT_EQ(state, RunState::kPoweredOff) << failure << "\n" << console;
-  EXPECT_EQ(LinesStartingWith(console, "DISKGUEST start mode=write blocks=4096 disk_blocks=8192")
-                .size(),
-            1u)
+  EXPECT_EQ(
+      LinesStartingWith(console, "DISKGUEST start mode=write blocks=4096 disk_blocks=8192").size(),
+      1u)
       << console;
-  auto last = CheckHeartbeats(
-      LinesStartingWith(console, "DISK "),
-      "DISK %" SCNu64 " t=%" SCNu64 " writes=%" SCNu64 " reads=%" SCNu64 " flushes=%" SCNu64
-      " errors=%" SCNu64,
-      6, 20);
+  auto last = CheckHeartbeats(LinesStartingWith(console, "DISK "),
+                              "DISK %" SCNu64 " t=%" SCNu64 " writes=%" SCNu64 " reads=%" SCNu64
+                              " flushes=%" SCNu64 " errors=%" SCNu64,
+                              6, 20);
   ASSERT_FALSE(last.empty());
   EXPECT_GT(last[2], 100u) << "writes";
   EXPECT_GE(last[3], last[2]) << "every write is read back";

@@ -102,7 +102,7 @@ TEST(GuestMemoryTest, FailedWriteRecordsNothingAndMarkDirtyClamps) {
   ASSERT_TRUE(m);
   uint8_t buf[16] = {};
   EXPECT_FALSE(m->Write(kBytes - 8, buf, 16).has_value());
-  m->MarkDirty(kBytes, 4096);          // wholly outside: ignored
+  m->MarkDirty(kBytes, 4096);            // wholly outside: ignored
   m->MarkDirty(kBytes - 1, 1ull << 40);  // clamped to the last page
   auto bits = m->TakeVmmDirty();
   int count = 0;

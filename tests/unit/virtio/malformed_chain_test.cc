@@ -152,9 +152,8 @@ TEST_F(MalformedChainTest, WriteFromDeviceWritableBufferIsIoErr) {
 }
 
 TEST_F(MalformedChainTest, HugeLengthIsIoErr) {
-  driver_->PostChain({{kHeaderGpa, 16, 0},
-                      {kDataGpa, 0xfffffe00u, kDescFWrite},
-                      {kStatusGpa, 1, kDescFWrite}});
+  driver_->PostChain(
+      {{kHeaderGpa, 16, 0}, {kDataGpa, 0xfffffe00u, kDescFWrite}, {kStatusGpa, 1, kDescFWrite}});
   driver_->Notify();
   ExpectIoErrAndAlive();
 }

@@ -32,7 +32,8 @@ class MemoryDisk final : public storage::Disk {
     return base::Ok();
   }
   base::Status Write(const void* buf, size_t len, uint64_t offset) override {
-    if (s_->read_only) return base::Error(base::Code::kPermissionDenied, "memory disk is read-only");
+    if (s_->read_only)
+      return base::Error(base::Code::kPermissionDenied, "memory disk is read-only");
     RETURN_IF_ERROR(Check(len, offset));
     std::memcpy(s_->bytes.data() + offset, buf, len);
     return base::Ok();
@@ -62,7 +63,8 @@ class MemoryDisk final : public storage::Disk {
 
  private:
   base::Status Zero(uint64_t len, uint64_t offset) {
-    if (s_->read_only) return base::Error(base::Code::kPermissionDenied, "memory disk is read-only");
+    if (s_->read_only)
+      return base::Error(base::Code::kPermissionDenied, "memory disk is read-only");
     RETURN_IF_ERROR(Check(len, offset));
     std::memset(s_->bytes.data() + offset, 0, len);
     return base::Ok();

@@ -13,8 +13,8 @@ namespace {
 
 // Field offsets in the v1 blob (virtio_blk_state.h).
 constexpr size_t kOffVersion = 4, kOffCapacity = 6, kOffReadOnly = 14, kOffStatus = 15,
-                 kOffQueueNum = 39, kOffQueueReady = 43, kOffQueueDesc = 44,
-                 kOffLastAvail = 68, kOffUsedIdx = 70, kBlobBytes = 80;
+                 kOffQueueNum = 39, kOffQueueReady = 43, kOffQueueDesc = 44, kOffLastAvail = 68,
+                 kOffUsedIdx = 70, kBlobBytes = 80;
 
 class StateTest : public VirtioBlkTest {
  protected:
@@ -60,8 +60,8 @@ TEST_F(StateTest, RestoreMidQueueContinuesWhereItStopped) {
   // A fourth request is posted but not yet notified when the VM is saved.
   FillGuest(kDataGpa + 4096, 4096, 77);
   driver_->WriteHeader(kBlkTOut, 100);
-  driver_->PostChain({{kHeaderGpa, 16, 0}, {kDataGpa + 4096, 4096, 0}, {kStatusGpa, 1, kDescFWrite}},
-                     9);
+  driver_->PostChain(
+      {{kHeaderGpa, 16, 0}, {kDataGpa + 4096, 4096, 0}, {kStatusGpa, 1, kDescFWrite}}, 9);
   ASSERT_TRUE(device_->Drain().has_value());
   std::string blob = device_->SaveState();
   MakeClone();

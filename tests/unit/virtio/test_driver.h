@@ -119,7 +119,10 @@ class TestDriver {
     PutLe16At(kAvailGpa + 4 + 2ull * (avail_idx_ % qsize_), head);
     PutLe16At(kAvailGpa + 2, ++avail_idx_);
   }
-  void SetAvailIdx(uint16_t idx) { avail_idx_ = idx; PutLe16At(kAvailGpa + 2, idx); }
+  void SetAvailIdx(uint16_t idx) {
+    avail_idx_ = idx;
+    PutLe16At(kAvailGpa + 2, idx);
+  }
   void Notify() { Write32(kRegQueueNotify, 0); }
 
   // Writes descs at first..first+n-1 linked with NEXT and posts the chain.

@@ -10,7 +10,8 @@ namespace {
 VcpuState Sample() {
   VcpuState s;
   uint64_t k = 1;
-  for (auto* v : {&s.regs.rax, &s.regs.rbx, &s.regs.rip, &s.regs.rflags, &s.regs.r15}) *v = k++ * 0x1111;
+  for (auto* v : {&s.regs.rax, &s.regs.rbx, &s.regs.rip, &s.regs.rflags, &s.regs.r15})
+    *v = k++ * 0x1111;
   s.sregs.cs.selector = 0x0b;
   s.sregs.cs.dpl = 3;
   s.sregs.cs.l = 1;

@@ -29,7 +29,8 @@ TEST(DirtyLogTest, VmmWritesAreMergedPerInterval) {
   GuestMemory& mem = **memory;
   bool manual = vm->CheckExtension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) != 0;
   if (manual) {
-    ASSERT_TRUE(vm->EnableCap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE));
+    ASSERT_TRUE(
+        vm->EnableCap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE));
   }
   ASSERT_TRUE(vm->SetMemorySlot(0, 0, mem.size(), mem.base(), 0));
   DirtyLog log(*vm, mem, 0, manual);

@@ -16,8 +16,8 @@
 namespace vm {
 namespace {
 
-using testing::VolatileLoad64;
 using testing::VmTest;
+using testing::VolatileLoad64;
 
 constexpr uint64_t kRec = test_guests::kCounterBase;
 
@@ -71,10 +71,13 @@ TEST_F(IncomingTest, IncomingMachineRefusesToRunOrSave) {
   auto blob = vm.SaveDeviceState();
   ASSERT_FALSE(blob);
   EXPECT_EQ(blob.error().code(), base::Code::kFailedPrecondition);
-  ExpectCode(vm.TransformDisk(0, [](std::unique_ptr<storage::Disk>&) -> base::Result<std::unique_ptr<storage::Disk>> {
-               return base::Error(base::Code::kInternal, "must not be called");
-             }),
-             base::Code::kFailedPrecondition, "TransformDisk");
+  ExpectCode(
+      vm.TransformDisk(
+          0,
+          [](std::unique_ptr<storage::Disk>&) -> base::Result<std::unique_ptr<storage::Disk>> {
+            return base::Error(base::Code::kInternal, "must not be called");
+          }),
+      base::Code::kFailedPrecondition, "TransformDisk");
   ExpectCode(vm.EnableDirtyLog(), base::Code::kFailedPrecondition, "EnableDirtyLog");
   EXPECT_EQ(vm.WaitWhileRunning(0), RunState::kIncoming);
   EXPECT_EQ(vm.state(), RunState::kIncoming);
@@ -84,7 +87,8 @@ TEST_F(IncomingTest, IncomingMachineRefusesToRunOrSave) {
 
   vm.Shutdown();
   EXPECT_EQ(vm.state(), RunState::kPoweredOff);
-  ExpectCode(vm.FinishIncoming("anything"), base::Code::kFailedPrecondition, "FinishIncoming after Shutdown");
+  ExpectCode(vm.FinishIncoming("anything"), base::Code::kFailedPrecondition,
+             "FinishIncoming after Shutdown");
 }
 
 TEST_F(IncomingTest, OnlyAnIncomingMachineCanBeFinishedAndOnlyAPausedOneSaved) {
@@ -99,7 +103,8 @@ TEST_F(IncomingTest, OnlyAnIncomingMachineCanBeFinishedAndOnlyAPausedOneSaved) {
   ASSERT_TRUE((*m)->Pause());
   blob = (*m)->SaveDeviceState();
   ASSERT_TRUE(blob) << blob.error().ToString();
-  ExpectCode((*m)->FinishIncoming(*blob), base::Code::kFailedPrecondition, "FinishIncoming on a built machine");
+  ExpectCode((*m)->FinishIncoming(*blob), base::Code::kFailedPrecondition,
+             "FinishIncoming on a built machine");
   EXPECT_EQ((*m)->state(), RunState::kPaused);
   auto bad = Machine::CreateIncoming([&] {
     MachineOptions b = o;
@@ -129,7 +134,8 @@ TEST_F(IncomingTest, CorruptOrTruncatedBlobIsDataLossAndRetryable) {
     auto st = dst.FinishIncoming(bad);
     ASSERT_FALSE(st) << what << " was accepted";
     EXPECT_EQ(st.error().code(), base::Code::kDataLoss) << what << ": " << st.error().ToString();
-    EXPECT_NE(st.error().message().find("device-state blob"), std::string::npos) << st.error().ToString();
+    EXPECT_NE(st.error().message().find("device-state blob"), std::string::npos)
+        << st.error().ToString();
     ASSERT_EQ(dst.state(), RunState::kIncoming) << what;
   };
   std::vector<size_t> positions;
@@ -142,8 +148,8 @@ TEST_F(IncomingTest, CorruptOrTruncatedBlobIsDataLossAndRetryable) {
     expect_data_loss(bad, "byte " + std::to_string(pos) + " flipped");
     if (HasFailure()) return;
   }
-  for (size_t len : {size_t{0}, size_t{1}, size_t{23}, size_t{24}, size_t{47}, size_t{48}, blob.size() / 2,
-                     blob.size() - 25, blob.size() - 24, blob.size() - 1}) {
+  for (size_t len : {size_t{0}, size_t{1}, size_t{23}, size_t{24}, size_t{47}, size_t{48},
+                     blob.size() / 2, blob.size() - 25, blob.size() - 24, blob.size() - 1}) {
     expect_data_loss(blob.substr(0, len), "truncated to " + std::to_string(len) + " bytes");
     if (HasFailure()) return;
   }
@@ -156,14 +162,16 @@ TEST_F(IncomingTest, CorruptOrTruncatedBlobIsDataLossAndRetryable) {
   auto st = dst.FinishIncoming(*file);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), base::Code::kDataLoss);
-  EXPECT_NE(st.error().message().find("this is a state file"), std::string::npos) << st.error().ToString();
+  EXPECT_NE(st.error().message().find("this is a state file"), std::string::npos)
+      << st.error().ToString();
   {
     std::vector<uint8_t> bytes(blob.begin(), blob.end());
     WriteFile("blob.state", bytes);
     auto r = Machine::Restore(o, Path("blob.state"));
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code(), base::Code::kDataLoss);
-    EXPECT_NE(r.error().message().find("device-state blob"), std::string::npos) << r.error().ToString();
+    EXPECT_NE(r.error().message().find("device-state blob"), std::string::npos)
+        << r.error().ToString();
   }
 
   // After all that, the machine takes the good blob (with the memory copied

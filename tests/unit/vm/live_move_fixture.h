@@ -42,8 +42,10 @@ using ferry_test::LinesStartingWith;
 // Heartbeats with the given prefix ("HB " or "DISK "). A last line without
 // its newline yet (the guest is mid-line) is left out.
 inline std::vector<Beat> ParseBeats(std::string text, const std::string& prefix) {
-  if (auto nl = text.rfind('\n'); nl != std::string::npos) text.resize(nl + 1);
-  else text.clear();
+  if (auto nl = text.rfind('\n'); nl != std::string::npos)
+    text.resize(nl + 1);
+  else
+    text.clear();
   std::vector<Beat> out;
   for (const std::string& line : LinesStartingWith(text, prefix)) {
     std::istringstream in(line.substr(prefix.size()));
@@ -67,7 +69,8 @@ inline uint64_t CheckBeats(const std::vector<Beat>& beats, size_t min_count) {
     EXPECT_EQ(beats[i].n, i + 1) << "heartbeat numbers must continue with no gap or repeat";
     EXPECT_EQ(beats[i].at("errors"), 0u) << "heartbeat " << beats[i].n << " reports errors";
     if (i > 0) {
-      EXPECT_GE(beats[i].at("t"), beats[i - 1].at("t")) << "guest time ran backwards at " << beats[i].n;
+      EXPECT_GE(beats[i].at("t"), beats[i - 1].at("t"))
+          << "guest time ran backwards at " << beats[i].n;
       max_step = std::max(max_step, beats[i].at("t") - beats[i - 1].at("t"));
     }
     if (::testing::Test::HasFailure()) break;  // one report, not thousands
@@ -110,8 +113,8 @@ inline uint64_t CopyDirtyPages(Machine& src, Machine& dst, const std::vector<uin
 
 class GuestProgramTest : public VmTest {
  protected:
-  MachineOptions GuestOptions(const std::string& program, const std::string& cmdline, uint32_t vcpus,
-                              uint64_t memory, const std::string& console) {
+  MachineOptions GuestOptions(const std::string& program, const std::string& cmdline,
+                              uint32_t vcpus, uint64_t memory, const std::string& console) {
     MachineOptions o;
     o.definition.name = "move-vm";
     o.definition.id = "6d1c0a53-0f0e-4a57-8a43-5b2b3c4d5e6f";
@@ -131,7 +134,8 @@ class GuestProgramTest : public VmTest {
 
   // Waits (up to 10 s, saying for what) until the console holds `count`
   // complete heartbeats with `prefix`.
-  ::testing::AssertionResult WaitForBeats(const MachineOptions& o, const std::string& prefix, size_t count) {
+  ::testing::AssertionResult WaitForBeats(const MachineOptions& o, const std::string& prefix,
+                                          size_t count) {
     return WaitFor(
         "heartbeats", [&] { return ParseBeats(Console(o), prefix).size() >= count; },
         std::chrono::milliseconds(5));  // polls a file; no busy loop
@@ -141,7 +145,8 @@ class GuestProgramTest : public VmTest {
   // the caller states why it waits.
   static void Spin(std::chrono::milliseconds d) {
     auto until = std::chrono::steady_clock::now() + d;
-    while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    while (std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 };
 

@@ -42,10 +42,11 @@ class LiveMoveTest : public testing::GuestProgramTest {
   // Before each harvest the guest prints one more heartbeat (`prefix`), so
   // every round — the final one too — has work the guest did meanwhile.
   // Returns the device-state blob.
-  std::string PreCopy(Machine& src, Machine& dst, const MachineOptions& src_options, const std::string& prefix,
-                      int rounds, uint64_t skip_page = UINT64_MAX) {
+  std::string PreCopy(Machine& src, Machine& dst, const MachineOptions& src_options,
+                      const std::string& prefix, int rounds, uint64_t skip_page = UINT64_MAX) {
     auto next_beat = [&] {
-      EXPECT_TRUE(WaitForBeats(src_options, prefix, ParseBeats(Console(src_options), prefix).size() + 1));
+      EXPECT_TRUE(
+          WaitForBeats(src_options, prefix, ParseBeats(Console(src_options), prefix).size() + 1));
     };
     EXPECT_TRUE(src.EnableDirtyLog());
     uint64_t full = CopyAllPages(src, dst);
@@ -55,7 +56,8 @@ class LiveMoveTest : public testing::GuestProgramTest {
       auto dirty = src.HarvestDirtyPages();
       EXPECT_TRUE(dirty) << dirty.error().ToString();
       if (!dirty) return "";
-      log += ", round " + std::to_string(r + 1) + " " + std::to_string(CopyDirtyPages(src, dst, *dirty));
+      log += ", round " + std::to_string(r + 1) + " " +
+             std::to_string(CopyDirtyPages(src, dst, *dirty));
     }
     next_beat();
     auto paused_at = Clock::now();
@@ -78,8 +80,8 @@ class LiveMoveTest : public testing::GuestProgramTest {
 
   // Starts the source a_ (from oa) until its console shows `beats`
   // heartbeats with `prefix`, and creates the incoming destination b_ (ob).
-  void StartSourceAndIncoming(const MachineOptions& oa, const MachineOptions& ob, const std::string& prefix,
-                              size_t beats) {
+  void StartSourceAndIncoming(const MachineOptions& oa, const MachineOptions& ob,
+                              const std::string& prefix, size_t beats) {
     auto a = Machine::Create(oa);
     ASSERT_TRUE(a) << a.error().ToString();
     a_ = std::move(*a);
@@ -93,11 +95,13 @@ class LiveMoveTest : public testing::GuestProgramTest {
 
   // Waits until the guest on b_ powers off by itself; returns both consoles,
   // the source's first (nullopt, after a failure showing them, if it did not).
-  std::optional<std::pair<std::string, std::string>> WaitGuestDoneOnDestination(const MachineOptions& oa,
-                                                                                const MachineOptions& ob) {
+  std::optional<std::pair<std::string, std::string>> WaitGuestDoneOnDestination(
+      const MachineOptions& oa, const MachineOptions& ob) {
     RunState end = b_->WaitWhileRunning(kGuestEndTimeoutMs);
     std::string ca = Console(oa), cb = Console(ob);
-    EXPECT_EQ(end, RunState::kPoweredOff) << b_->failure() << "\n--- source\n" << ca << "--- destination\n" << cb;
+    EXPECT_EQ(end, RunState::kPoweredOff) << b_->failure() << "\n--- source\n"
+                                          << ca << "--- destination\n"
+                                          << cb;
     if (end != RunState::kPoweredOff) return std::nullopt;
     return std::pair(ca, cb);
   }
@@ -148,7 +152,8 @@ TEST_F(LiveMoveTest, MemoryGuestContinuesOnTheDestination) {
   auto done = LinesStartingWith(cb, "MEMGUEST done ");
   ASSERT_EQ(done.size(), 1u) << cb;
   EXPECT_NE(done[0].find(" errors=0"), std::string::npos) << done[0];
-  EXPECT_GT(beats.back().at("dirtied"), beats[on_source - 1].at("dirtied")) << "the guest kept working";
+  EXPECT_GT(beats.back().at("dirtied"), beats[on_source - 1].at("dirtied"))
+      << "the guest kept working";
   MachineStats s = b_->stats();
   EXPECT_NE(s.guest_clock, GuestClockSync::kNotRestored);
   std::cout << "[ note ] " << on_source << " heartbeats on the source, " << beats.size() - on_source
@@ -200,7 +205,8 @@ TEST_F(LiveMoveTest, DiskGuestContinuesOnCopiedDisks) {
   b_->Shutdown();
 
   // And the destination's disk verifies on its own after a fresh boot.
-  MachineOptions ov = GuestOptions("disk-guest.bin", "mode=verify blocks=1024", 1, 32ull << 20, "verify.log");
+  MachineOptions ov =
+      GuestOptions("disk-guest.bin", "mode=verify blocks=1024", 1, 32ull << 20, "verify.log");
   ov.definition.disks = ob.definition.disks;
   auto v = Machine::Create(ov);
   ASSERT_TRUE(v) << v.error().ToString();
@@ -224,8 +230,8 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
   ASSERT_NO_FATAL_FAILURE(StartSourceAndIncoming(oa, ob, "HB ", 2));
 
   // The working set's place (README: tables after program_end, then pages).
-  uint64_t program_end =
-      base::GetLe64(a_->memory_base() + FERRY_PARAMS_GPA + offsetof(ferry_guest_params, program_end));
+  uint64_t program_end = base::GetLe64(a_->memory_base() + FERRY_PARAMS_GPA +
+                                       offsetof(ferry_guest_params, program_end));
   const uint64_t npages = kWsMib * (1 << 20) / kPage;
   const uint64_t ws_first_page = (program_end + (npages * 8 + kPage - 1) / kPage * kPage) / kPage;
 
@@ -257,8 +263,8 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
   // rewrite, whichever comes first.
   const std::string want = "MISMATCH page=" + std::to_string(lost - ws_first_page) + " ";
   EXPECT_TRUE(WaitFor(
-      "the guest to report the lost page", [&] { return !LinesStartingWith(Console(ob), want).empty(); },
-      std::chrono::milliseconds(5)))
+      "the guest to report the lost page",
+      [&] { return !LinesStartingWith(Console(ob), want).empty(); }, std::chrono::milliseconds(5)))
       << Console(ob);
   b_->Shutdown();
   auto mismatches = LinesStartingWith(Console(ob), "MISMATCH ");
@@ -272,7 +278,8 @@ TEST_F(LiveMoveTest, ALostPageIsReportedByTheGuest) {
 // pause — equals guest RAM byte for byte.
 TEST_F(LiveMoveTest, HarvestWhileRunningLosesNothing) {
   FERRY_SKIP_WITHOUT_KVM();
-  MachineOptions o = GuestOptions("memory-guest.bin", "ws_mib=16 hb_ms=50", 2, 64ull << 20, "a.log");
+  MachineOptions o =
+      GuestOptions("memory-guest.bin", "ws_mib=16 hb_ms=50", 2, 64ull << 20, "a.log");
   auto a = Machine::Create(o);
   ASSERT_TRUE(a) << a.error().ToString();
   Machine& m = **a;

@@ -13,8 +13,8 @@
 namespace vm {
 namespace {
 
-using testing::VolatileLoad64;
 using testing::VmTest;
+using testing::VolatileLoad64;
 
 class MachineTest : public VmTest {};
 
@@ -46,7 +46,8 @@ TEST_F(MachineTest, ParamsPageFollowsTheAbi) {
   EXPECT_STREQ(params.cmdline, "mode=test");
   EXPECT_EQ(params.tsc_offset, 0) << "fresh boot: guest time is the TSC";
   EXPECT_EQ(std::memcmp((*m)->memory_base() + FERRY_PROGRAM_GPA, test_guests::kHello.data(),
-                        test_guests::kHello.size()), 0);
+                        test_guests::kHello.size()),
+            0);
 }
 
 TEST_F(MachineTest, PowerOffCodeIsReportedAsFailure) {
@@ -97,7 +98,8 @@ TEST_F(MachineTest, PauseParksEveryVcpuAndResumeContinues) {
   Machine& vm = **m;
   ASSERT_TRUE(vm.Start());
   auto counter = [&](int cpu) { return VolatileLoad64(vm, test_guests::kCounterBase + 64 * cpu); };
-  ASSERT_TRUE(WaitFor("both vCPUs to count", [&] { return counter(0) > 1000 && counter(1) > 1000; }));
+  ASSERT_TRUE(
+      WaitFor("both vCPUs to count", [&] { return counter(0) > 1000 && counter(1) > 1000; }));
   for (int round = 0; round < 20; ++round) {
     ASSERT_TRUE(vm.Pause());
     EXPECT_EQ(vm.state(), RunState::kPaused);
@@ -119,7 +121,8 @@ TEST_F(MachineTest, PauseRacesWithExitHandling) {
   FERRY_SKIP_WITHOUT_KVM();
   // The hello guest exits to the VMM on every instruction that matters; many
   // short runs pause it at random points of exit handling.
-  std::vector<uint8_t> chatty = {0x66, 0xba, 0xf8, 0x03, 0xb0, 0x2e, 0xee, 0xeb, 0xfd};  // 1: out '.'; jmp 1b
+  std::vector<uint8_t> chatty = {0x66, 0xba, 0xf8, 0x03, 0xb0,
+                                 0x2e, 0xee, 0xeb, 0xfd};  // 1: out '.'; jmp 1b
   auto m = Machine::Create(Options(chatty, 2));
   ASSERT_TRUE(m) << m.error().ToString();
   ASSERT_TRUE((*m)->Start());
@@ -130,7 +133,8 @@ TEST_F(MachineTest, PauseRacesWithExitHandling) {
     EXPECT_EQ(ReadConsole().size(), before) << "a vCPU ran while paused";
     ASSERT_TRUE((*m)->Resume());
     // Let the guest make progress so the next pause lands mid-stream.
-    ASSERT_TRUE(WaitFor("console output after resume", [&] { return ReadConsole().size() > before; }));
+    ASSERT_TRUE(
+        WaitFor("console output after resume", [&] { return ReadConsole().size() > before; }));
   }
   (*m)->Shutdown();
   std::string out = ReadConsole();
@@ -144,9 +148,11 @@ TEST_F(MachineTest, DirtyLogSeesExactlyTheWrittenPages) {
   ASSERT_TRUE(m) << m.error().ToString();
   Machine& vm = **m;
   ASSERT_TRUE(vm.Start());
-  ASSERT_TRUE(WaitFor("the guest to be ready", [&] { return VolatileLoad64(vm, test_guests::kPagesReady) == 1; }));
+  ASSERT_TRUE(WaitFor("the guest to be ready",
+                      [&] { return VolatileLoad64(vm, test_guests::kPagesReady) == 1; }));
   ASSERT_TRUE(vm.EnableDirtyLog());
-  __atomic_store_n(reinterpret_cast<uint64_t*>(vm.memory_base() + test_guests::kPagesGo), 1, __ATOMIC_RELAXED);
+  __atomic_store_n(reinterpret_cast<uint64_t*>(vm.memory_base() + test_guests::kPagesGo), 1,
+                   __ATOMIC_RELAXED);
   ASSERT_EQ(vm.WaitWhileRunning(10000), RunState::kPoweredOff) << vm.failure();
   auto bitmap = vm.HarvestDirtyPages();
   ASSERT_TRUE(bitmap) << bitmap.error().ToString();
@@ -170,11 +176,13 @@ TEST_F(MachineTest, DirtyLogWhileRunningMergesVmmWrites) {
   ASSERT_TRUE(m) << m.error().ToString();
   Machine& vm = **m;
   ASSERT_TRUE(vm.Start());
-  ASSERT_TRUE(WaitFor("the counter", [&] { return VolatileLoad64(vm, test_guests::kCounterBase) > 0; }));
+  ASSERT_TRUE(
+      WaitFor("the counter", [&] { return VolatileLoad64(vm, test_guests::kCounterBase) > 0; }));
   ASSERT_TRUE(vm.EnableDirtyLog());
   for (int round = 0; round < 5; ++round) {
     uint64_t c = VolatileLoad64(vm, test_guests::kCounterBase);
-    ASSERT_TRUE(WaitFor("the counter to move", [&] { return VolatileLoad64(vm, test_guests::kCounterBase) > c + 100; }));
+    ASSERT_TRUE(WaitFor("the counter to move",
+                        [&] { return VolatileLoad64(vm, test_guests::kCounterBase) > c + 100; }));
     ASSERT_TRUE(vm.Pause());
     auto bitmap = vm.HarvestDirtyPages();
     ASSERT_TRUE(bitmap) << bitmap.error().ToString();
@@ -193,7 +201,8 @@ TEST_F(MachineTest, MissingKvmDeviceIsAClearError) {
   auto m = Machine::Create(o);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code(), base::Code::kNotFound);
-  EXPECT_NE(m.error().message().find("cannot open " + o.kvm_device), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find("cannot open " + o.kvm_device), std::string::npos)
+      << m.error().message();
   EXPECT_NE(m.error().message().find("is KVM available on this host?"), std::string::npos);
 }
 
@@ -203,7 +212,8 @@ TEST_F(MachineTest, NonKvmDeviceIsRejected) {
   auto m = Machine::Create(o);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code(), base::Code::kFailedPrecondition);
-  EXPECT_NE(m.error().message().find("KVM_GET_API_VERSION"), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find("KVM_GET_API_VERSION"), std::string::npos)
+      << m.error().message();
 }
 
 TEST_F(MachineTest, ProgramErrorsNameThePath) {
@@ -213,7 +223,8 @@ TEST_F(MachineTest, ProgramErrorsNameThePath) {
   auto m = Machine::Create(o);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code(), base::Code::kNotFound);
-  EXPECT_NE(m.error().message().find(Path("missing.bin")), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find(Path("missing.bin")), std::string::npos)
+      << m.error().message();
 
   WriteFile("big.bin", std::vector<uint8_t>(FERRY_MAX_PROGRAM_BYTES + 1, 0x90));
   o = Options(test_guests::kHello, 1, 64ull << 20);
@@ -252,7 +263,8 @@ TEST_F(MachineTest, DisksOpenByFormatAndMissingOnesAreNamed) {
   auto m = Machine::Create(o);
   ASSERT_FALSE(m);
   EXPECT_NE(m.error().message().find("disk 0"), std::string::npos) << m.error().message();
-  EXPECT_NE(m.error().message().find(Path("missing.qcow2")), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find(Path("missing.qcow2")), std::string::npos)
+      << m.error().message();
 
   storage::Qcow2CreateOptions q;
   q.size = 1 << 20;

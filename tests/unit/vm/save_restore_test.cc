@@ -18,8 +18,8 @@
 namespace vm {
 namespace {
 
-using testing::VolatileLoad64;
 using testing::VmTest;
+using testing::VolatileLoad64;
 
 constexpr uint64_t kRec = test_guests::kCounterBase;
 
@@ -128,7 +128,9 @@ TEST_F(SaveRestoreTest, GuestTimeContinuesAcrossRestore) {
     khz = p.tsc_khz;
   }
   ASSERT_GT(khz, 0u);
-  auto to_ms = [&](uint64_t ticks) { return static_cast<double>(ticks) / static_cast<double>(khz); };
+  auto to_ms = [&](uint64_t ticks) {
+    return static_cast<double>(ticks) / static_cast<double>(khz);
+  };
   uint64_t saved_time = VolatileLoad64(*src, kClk + 16);
   uint64_t saved_raw = VolatileLoad64(*src, kClk + 24);
   src.reset();
@@ -194,9 +196,10 @@ TEST_F(SaveRestoreTest, GuestTimeContinuesAcrossRestore) {
         ADD_FAILURE() << "a resumed restore must report how it kept the clock";
         break;
     }
-    std::cout << "[ note ] restore " << round << ": guest clock kept by " << ToString(st.guest_clock)
-              << "; raw TSC moved " << raw_ms << " ms, guest time " << advance_ms << " ms over "
-              << wall_ms << " ms of running; largest step " << step_ms << " ms\n";
+    std::cout << "[ note ] restore " << round << ": guest clock kept by "
+              << ToString(st.guest_clock) << "; raw TSC moved " << raw_ms << " ms, guest time "
+              << advance_ms << " ms over " << wall_ms << " ms of running; largest step " << step_ms
+              << " ms\n";
 
     // Save this continuation for the next round.
     ASSERT_TRUE(vm.SaveState(Path("vm.state")));
@@ -244,7 +247,8 @@ TEST_F(SaveRestoreTest, RestoreChecksTheTscRate) {
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code(), base::Code::kFailedPrecondition);
   const std::string msg = m.error().message();
-  EXPECT_NE(msg.find(std::to_string(host_khz + host_khz / 1000) + " kHz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(std::to_string(host_khz + host_khz / 1000) + " kHz"), std::string::npos)
+      << msg;
   EXPECT_NE(msg.find("does not scale guest time"), std::string::npos) << msg;
 
   loaded->snapshot.tsc_khz = host_khz + host_khz / 10000;  // 100 ppm: accepted
@@ -347,7 +351,8 @@ TEST_F(SaveRestoreTest, RestoreInAnotherProcess) {
 TEST(ChildProcess, RestoreAndRun) {
   const char* state = std::getenv("FERRY_VM_CHILD_STATE");
   const char* dir = std::getenv("FERRY_VM_CHILD_DIR");
-  if (!state || !dir) GTEST_SKIP() << "runs only as the child of SaveRestoreTest.RestoreInAnotherProcess";
+  if (!state || !dir)
+    GTEST_SKIP() << "runs only as the child of SaveRestoreTest.RestoreInAnotherProcess";
   MachineOptions o;
   o.definition.name = "test-vm";
   o.definition.id = "0b5f4c8e-7a43-4c51-9d0e-2f3a1b6c7d8e";

@@ -28,7 +28,9 @@ class ThrottleTest : public testing::GuestProgramTest {
     testing::Beat last = ParseBeats(Console(o), "HB ").back();
     uint64_t ms = last.at("t") - first.at("t");
     EXPECT_GT(ms, 0u);
-    return ms ? static_cast<double>(last.at("dirtied") - first.at("dirtied")) / static_cast<double>(ms) : 0;
+    return ms ? static_cast<double>(last.at("dirtied") - first.at("dirtied")) /
+                    static_cast<double>(ms)
+              : 0;
   }
 };
 

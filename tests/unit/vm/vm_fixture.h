@@ -11,8 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,8 +59,9 @@ class VmTest : public ::testing::Test {
   // Polls until pred() holds or 10 s pass. By default it yields between
   // polls (guest memory counters move within microseconds); a pred that
   // reads a file passes an interval instead.
-  ::testing::AssertionResult WaitFor(const char* what, const std::function<bool()>& pred,
-                                     std::chrono::milliseconds interval = std::chrono::milliseconds(0)) {
+  ::testing::AssertionResult WaitFor(
+      const char* what, const std::function<bool()>& pred,
+      std::chrono::milliseconds interval = std::chrono::milliseconds(0)) {
     return ferry_test::WaitFor(what, std::chrono::seconds(10), pred, interval);
   }
 

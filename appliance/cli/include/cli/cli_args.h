@@ -49,10 +49,10 @@ struct CliInvocation {
   bool json_output = false;
   CliCommand command = CliCommand::kHelp;
   std::string vm_name;
-  std::string action;  // for kVmAction
-  bool follow = false; // for kConsole
-  bool no_wait = false;  // for kMoveStorage
-  std::string job_id;    // for kJobShow
+  std::string action;      // for kVmAction
+  bool follow = false;     // for kConsole
+  bool no_wait = false;    // for kMoveStorage
+  std::string job_id;      // for kJobShow
   std::string checkpoint;  // for kCheckpointCreate, kCheckpointApply, kCheckpointDelete
   // The API request to make.
   std::string method;
@@ -64,8 +64,8 @@ struct CliInvocation {
 // makes relative --program, --disk, --to and --from paths absolute, since
 // ferryd resolves paths in its own working directory, not the caller's.
 // Errors are kInvalidArgument with a message fit for "ferry: <message>".
-base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args, const char* env_socket,
-                                             const std::string& cwd);
+base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args,
+                                             const char* env_socket, const std::string& cwd);
 
 // The help text printed by "ferry help" and after usage errors.
 std::string UsageText();

@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_args.h"
 #include "base/result.h"
+#include "cli/cli_args.h"
 
 namespace appliance {
 

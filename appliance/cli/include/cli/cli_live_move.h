@@ -4,7 +4,8 @@
 // (src/cli_verbs.cc), parsed by ParseCommandLine.
 //
 //   ferry move-vm VM HOST --include-storage --destination-storage-path PATH
-//         [--streams N] [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS] [--no-wait]
+//         [--streams N] [--bandwidth-limit RATE] [--downtime-ms MS] [--time-limit SECONDS]
+//         [--no-wait]
 //   ferry vm resolve VM [--force]
 //
 // HOST is the destination ferryd's migration address ("10.0.0.2",
@@ -17,9 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/result.h"
 #include "cli/cli_args.h"
 #include "cli/http_client.h"
-#include "base/result.h"
 
 namespace appliance {
 
@@ -42,6 +43,7 @@ std::string FormatResolveResult(const nlohmann::json& reply);
 // until it ends, redrawing one progress line on a terminal (\r; one line per
 // phase otherwise), then prints the report (or, with json_output, the final
 // job JSON). Exit status as ferry's: 0 completed, 1 failed or in doubt.
-int FollowLiveMoveJob(HttpClient& client, const nlohmann::json& job, bool json_output, bool no_wait);
+int FollowLiveMoveJob(HttpClient& client, const nlohmann::json& job, bool json_output,
+                      bool no_wait);
 
 }  // namespace appliance

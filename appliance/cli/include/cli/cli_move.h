@@ -11,14 +11,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/result.h"
 #include "cli/cli_args.h"
 #include "cli/http_client.h"
-#include "base/result.h"
 
 namespace appliance {
 
-std::string FormatBytes(double bytes);         // "1.5 GiB"
-std::string FormatDuration(double seconds);    // "1:05", "1:02:03"
+std::string FormatBytes(double bytes);       // "1.5 GiB"
+std::string FormatDuration(double seconds);  // "1:05", "1:02:03"
 // One line: phase, bytes done / total, percent, rate, ETA.
 std::string FormatMoveProgress(const nlohmann::json& job);
 // The report printed when a move ends.

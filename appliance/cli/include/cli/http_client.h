@@ -21,16 +21,18 @@ class HttpClient {
 
   // One request; body null means none. kUnavailable when ferryd cannot be
   // reached, with a message that says so and names the socket.
-  base::Result<HttpResult> Request(const std::string& method, const std::string& path, const std::string* body,
-                                   long timeout_seconds);
+  base::Result<HttpResult> Request(const std::string& method, const std::string& path,
+                                   const std::string* body, long timeout_seconds);
   // A GET whose 200 body is passed to sink as it arrives (no timeout: it
   // lasts until ferryd ends it or the caller is interrupted). Non-200 bodies
   // are returned whole instead. The sink returns false to end the stream.
-  base::Result<HttpResult> Stream(const std::string& path, const std::function<bool(std::string_view)>& sink);
+  base::Result<HttpResult> Stream(const std::string& path,
+                                  const std::function<bool(std::string_view)>& sink);
 
  private:
-  base::Result<HttpResult> Perform(const std::string& method, const std::string& path, const std::string* body,
-                                   long timeout_seconds, const std::function<bool(std::string_view)>* sink);
+  base::Result<HttpResult> Perform(const std::string& method, const std::string& path,
+                                   const std::string* body, long timeout_seconds,
+                                   const std::function<bool(std::string_view)>* sink);
   std::string socket_path_;
 };
 

@@ -16,7 +16,8 @@ struct ProcessExit {
   bool known = false;
   bool signaled = false;
   int value = 0;  // exit status, or signal number when signaled
-  // "exited with status 2", "exited on signal 9", "exited (status unknown: not a child of this ferryd)"
+  // "exited with status 2", "exited on signal 9", "exited (status unknown: not a child of this
+  // ferryd)"
   std::string Describe() const;
 };
 

@@ -23,7 +23,8 @@ base::Result<base::Fd> ConnectUnix(const std::string& path);
 // Reads one '\n'-terminated line (returned without the '\n') of at most
 // max_bytes, waiting at most timeout_ms in total; what_for names the wait in
 // the timeout error. End of stream before '\n' is kUnavailable.
-base::Result<std::string> ReadLine(int fd, size_t max_bytes, int timeout_ms, std::string_view what_for);
+base::Result<std::string> ReadLine(int fd, size_t max_bytes, int timeout_ms,
+                                   std::string_view what_for);
 
 // Writes line + '\n'. On a socket this never raises SIGPIPE; on a pipe the
 // caller must ignore SIGPIPE.

@@ -7,9 +7,9 @@
 #pragma once
 
 #include "daemon/http_types.h"
-#include "daemon/vm_service.h"
 #include "daemon/live_move_service.h"
 #include "daemon/storage_move_service.h"
+#include "daemon/vm_service.h"
 
 namespace appliance {
 

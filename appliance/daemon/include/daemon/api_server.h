@@ -18,8 +18,8 @@
 #include <memory>
 #include <string>
 
-#include "daemon/api_handler.h"
 #include "base/event_fd.h"
+#include "daemon/api_handler.h"
 
 struct MHD_Daemon;
 
@@ -41,9 +41,10 @@ class ApiServer {
   static constexpr unsigned kReservedFds = 256;
 
   // handler must outlive the server.
-  static base::Result<std::unique_ptr<ApiServer>> Start(const std::string& socket_path, ApiHandler& handler,
-                                                        Options options);
-  static base::Result<std::unique_ptr<ApiServer>> Start(const std::string& socket_path, ApiHandler& handler) {
+  static base::Result<std::unique_ptr<ApiServer>> Start(const std::string& socket_path,
+                                                        ApiHandler& handler, Options options);
+  static base::Result<std::unique_ptr<ApiServer>> Start(const std::string& socket_path,
+                                                        ApiHandler& handler) {
     return Start(socket_path, handler, Options{});
   }
   // Ends console streams, waits for connection threads, removes the socket.

@@ -17,8 +17,8 @@
 
 #include "base/result.h"
 #include "daemon/vm_registry.h"
-#include "plan/checkpoint_plan.h"
 #include "daemon/vm_views.h"
+#include "plan/checkpoint_plan.h"
 
 namespace appliance {
 
@@ -33,7 +33,8 @@ class CheckpointService {
 
   base::Result<CheckpointList> List(const std::string& name);
   base::Result<CheckpointView> Create(const std::string& name, const std::string& checkpoint);
-  base::Result<AppliedCheckpoint> Apply(const std::string& name, const std::string& checkpoint, bool force);
+  base::Result<AppliedCheckpoint> Apply(const std::string& name, const std::string& checkpoint,
+                                        bool force);
   base::Result<DeletedCheckpoint> Delete(const std::string& name, const std::string& checkpoint);
 
  private:

@@ -34,7 +34,7 @@ struct DepartureRecord {
   std::string host;         // the destination ferryd's migration address, as given
   std::string destination;  // storage path at the destination
   DepartureState state = DepartureState::kMoving;
-  std::string message;      // why it is in doubt
+  std::string message;  // why it is in doubt
   // The VM was running when the move began, so the move's switchover paused
   // it: a move that turns out not to have committed resumes it here (as the
   // worker does itself when it learns that in time). A VM paused by its

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "daemon/runtime_record.h"
-#include "ipc/vm_dir_files.h"
 #include "base/result.h"
 #include "config/vm_definition.h"
+#include "daemon/runtime_record.h"
+#include "ipc/vm_dir_files.h"
 
 namespace appliance {
 
@@ -35,10 +35,16 @@ class Inventory {
   std::string RuntimePath(const std::string& name) const { return VmDir(name) + "/runtime.json"; }
   std::string ConsolePath(const std::string& name) const { return VmDir(name) + "/console.log"; }
   std::string WorkerLogPath(const std::string& name) const { return VmDir(name) + "/worker.log"; }
-  std::string WorkerErrorPath(const std::string& name) const { return VmDir(name) + "/worker.error"; }
-  std::string WorkerExitPath(const std::string& name) const { return VmDir(name) + "/" + kWorkerExitFile; }
+  std::string WorkerErrorPath(const std::string& name) const {
+    return VmDir(name) + "/worker.error";
+  }
+  std::string WorkerExitPath(const std::string& name) const {
+    return VmDir(name) + "/" + kWorkerExitFile;
+  }
   std::string SavedStatePath(const std::string& name) const { return VmDir(name) + "/saved.fvs"; }
-  std::string ControlSocketPath(const std::string& name) const { return VmDir(name) + "/control.sock"; }
+  std::string ControlSocketPath(const std::string& name) const {
+    return VmDir(name) + "/control.sock";
+  }
 
   // Names of the VMs (directories with a vm.toml), sorted; with leftovers,
   // the directories without one instead (a delete or a departure that was

@@ -48,12 +48,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/live_move_types.h"
-#include "peer/peer_client.h"
-#include "plan/storage_move_plan.h"
-#include "daemon/vm_service.h"
 #include "base/result.h"
 #include "config/host_settings.h"
+#include "daemon/vm_service.h"
+#include "peer/peer_client.h"
+#include "plan/storage_move_plan.h"
+#include "protocol/live_move_types.h"
 
 namespace appliance {
 
@@ -83,9 +83,9 @@ struct LiveMoveJobRecord {
   uint32_t downtime_ms = 0;  // requested (0: default)
   LiveMoveStatus status;     // progress while running, the report at the end
   int64_t started_unix_ms = 0;
-  int64_t ended_unix_ms = 0;           // 0 while running
-  std::vector<std::string> removed;    // source files deleted after the commit
-  std::vector<KeptSource> kept;        // source files left: another VM uses them
+  int64_t ended_unix_ms = 0;         // 0 while running
+  std::vector<std::string> removed;  // source files deleted after the commit
+  std::vector<KeptSource> kept;      // source files left: another VM uses them
 };
 // The API's job JSON: {"id","vm","kind":"live-vm","host","destination",
 // "phase", "bytes_total","bytes_done","bytes_per_second","eta_seconds" (the
@@ -97,8 +97,8 @@ base::Result<LiveMoveJobRecord> LiveMoveJobFromJson(const nlohmann::json& j);
 class LiveMoveService {
  public:
   struct Options {
-    config::HostSettings host;  // migration.* and listen_addresses
-    std::string jobs_dir;       // <storage_root>/live-moves
+    config::HostSettings host;            // migration.* and listen_addresses
+    std::string jobs_dir;                 // <storage_root>/live-moves
     std::string kvm_device = "/dev/kvm";  // for the CPU description sent in Prepare
     int poll_interval_ms = 250;
     int worker_call_timeout_ms = 5000;
@@ -128,8 +128,8 @@ class LiveMoveService {
   };
   // What Start learned on its way, for Launch.
   struct StartedMove {
-    PrepareRequest prepare;                       // as the destination accepted it
-    PrepareReply reply;                           // the incoming worker's data address
+    PrepareRequest prepare;                      // as the destination accepted it
+    PrepareReply reply;                          // the incoming worker's data address
     std::optional<LiveMoveStatus> first_status;  // the worker's answer to the start, if it came
   };
   LiveMoveService(VmService& vms, Options options);
@@ -138,7 +138,8 @@ class LiveMoveService {
   // A new job's record (a fresh migration id; phase preparing).
   static std::shared_ptr<Job> NewJob(const LiveMoveArgs& args, const PeerEndpoint& peer);
   // PlanPrepare, PrepareAtDestination, then StartWorker.
-  base::Result<StartedMove> PrepareAndStart(Job& job, const VmService::MoveTarget& target, const LiveMoveArgs& args);
+  base::Result<StartedMove> PrepareAndStart(Job& job, const VmService::MoveTarget& target,
+                                            const LiveMoveArgs& args);
   // The destination layout (PlanStorageMove) and the Prepare request for it.
   base::Result<PrepareRequest> PlanPrepare(const Job& job, const VmService::MoveTarget& target,
                                            const LiveMoveArgs& args) const;
@@ -146,7 +147,8 @@ class LiveMoveService {
   base::Result<PrepareReply> PrepareAtDestination(const Job& job, const PrepareRequest& prepare);
   // Tells the worker to start. A lost answer is no failure unless the
   // worker's status shows the move never began (then the destination aborts).
-  base::Result<std::optional<LiveMoveStatus>> StartWorker(const Job& job, const LiveMoveRequest& request);
+  base::Result<std::optional<LiveMoveStatus>> StartWorker(const Job& job,
+                                                          const LiveMoveRequest& request);
   // Records the first status, writes the job's record and starts Run.
   nlohmann::json Launch(const std::shared_ptr<Job>& job, const StartedMove& started);
   void Run(std::shared_ptr<Job> job);
@@ -191,8 +193,9 @@ class LiveMoveService {
 
 // PrepareRequest for moving `definition` as planned (everything but the CPU
 // description and the migration id, which the caller fills).
-PrepareRequest BuildPrepareRequest(const config::VmDefinition& definition, const StorageMovePlan& plan,
-                                   uint32_t streams, config::PerformanceOption performance,
+PrepareRequest BuildPrepareRequest(const config::VmDefinition& definition,
+                                   const StorageMovePlan& plan, uint32_t streams,
+                                   config::PerformanceOption performance,
                                    const std::string& source_host);
 
 }  // namespace appliance

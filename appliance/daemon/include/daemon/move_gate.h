@@ -42,7 +42,8 @@ class MoveGate {
   // reload: re-read vm.toml (the move committed new disk paths).
   void EndStorageMove(const std::string& name, bool reload);
   // For a VM without a worker: writes the moved definition (atomically).
-  base::Status CommitMovedDefinition(const std::string& name, const config::VmDefinition& definition);
+  base::Status CommitMovedDefinition(const std::string& name,
+                                     const config::VmDefinition& definition);
   // Whether a move holds the VM (other definition changes, such as
   // checkpoints, must wait).
   bool StorageMoveActive(const std::string& name);
@@ -94,8 +95,8 @@ class MoveGate {
   // is marked moving if it succeeds. `what` names the action for a refusal
   // by a departure, already_moving the refusal of a second move.
   using BeginStep = std::function<base::Status(VmEntry& vm, const MoveTarget& target)>;
-  base::Result<MoveTarget> Enter(const std::string& name, const std::string& what, const std::string& already_moving,
-                                 const BeginStep& begin);
+  base::Result<MoveTarget> Enter(const std::string& name, const std::string& what,
+                                 const std::string& already_moving, const BeginStep& begin);
   // FinishMovedVm's steps (moved_vm.cc).
   // Whether this caller does the work: false if another caller is at it or
   // has done it.
@@ -105,7 +106,8 @@ class MoveGate {
   std::vector<config::VmDefinition> TakeOut(const std::shared_ptr<VmEntry>& vm);
   // Deletes the files of those definitions that no other VM uses, then the
   // VM's directory; fills moved.removed and moved.kept.
-  void RemoveFiles(const std::string& name, const std::vector<config::VmDefinition>& defs, MovedVm& moved);
+  void RemoveFiles(const std::string& name, const std::vector<config::VmDefinition>& defs,
+                   MovedVm& moved);
   void Publish(const MovedVm& moved);
 
   VmRegistry& core_;

@@ -61,14 +61,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/host_cpu.h"
-#include "protocol/move_protocol.h"
-#include "daemon/vm_service.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "base/mutex.h"
 #include "base/result.h"
 #include "config/host_settings.h"
+#include "daemon/host_cpu.h"
+#include "daemon/vm_service.h"
+#include "protocol/move_protocol.h"
 #include "transport/tcp.h"
 
 namespace appliance {
@@ -91,8 +91,8 @@ class PeerService {
     // Control connections served at once (one thread each); one more is
     // answered with a kResourceExhausted error frame and closed at once.
     size_t max_connections = 64;
-    int poll_interval_ms = 200;           // commit markers
-    int worker_call_timeout_ms = 5000;    // asking an incoming worker to abort
+    int poll_interval_ms = 200;         // commit markers
+    int worker_call_timeout_ms = 5000;  // asking an incoming worker to abort
     // A failed clean-up is tried again after min, then twice as long each
     // time, at most max apart.
     int cleanup_retry_min_ms = 2000;
@@ -137,9 +137,9 @@ class PeerService {
     std::string dir;  // <storage_root>/incoming/<id>
     PrepareRequest plan;
     int64_t pid = 0;
-    base::Fd pidfd;          // set before the move is visible; closed with the Move
-    bool is_child = false;   // launched by this ferryd (only then can it be reaped)
-    base::Mutex op_mu;        // held for a whole Status/Abort/adopt/clean-up
+    base::Fd pidfd;                         // set before the move is visible; closed with the Move
+    bool is_child = false;                  // launched by this ferryd (only then can it be reaped)
+    base::Mutex op_mu;                      // held for a whole Status/Abort/adopt/clean-up
     bool exited GUARDED_BY(op_mu) = false;  // the worker has exited (and was reaped)
     bool adopt_failed_logged GUARDED_BY(op_mu) = false;
     PendingCleanUp cleanup GUARDED_BY(op_mu);  // used in kCleanupPending
@@ -155,7 +155,8 @@ class PeerService {
   // peer_service.cc: listeners and connections.
   void AcceptLoop(transport::TcpListener* listener);
   void ServeConnection(base::Fd socket, transport::PeerAddress peer);
-  base::Result<std::pair<MoveFrame, nlohmann::json>> Dispatch(uint16_t type, const nlohmann::json& request,
+  base::Result<std::pair<MoveFrame, nlohmann::json>> Dispatch(uint16_t type,
+                                                              const nlohmann::json& request,
                                                               const transport::PeerAddress& peer,
                                                               const transport::PeerAddress& local);
   void ReapConnections(bool all);
@@ -163,7 +164,8 @@ class PeerService {
   void RefuseBusy(base::Fd socket, const transport::PeerAddress& peer) REQUIRES(conn_mu_);
 
   // peer_service_prepare.cc: pre-flight, then the incoming directory and worker.
-  base::Result<nlohmann::json> Prepare(const nlohmann::json& request, const transport::PeerAddress& peer,
+  base::Result<nlohmann::json> Prepare(const nlohmann::json& request,
+                                       const transport::PeerAddress& peer,
                                        const transport::PeerAddress& local);
 
   // peer_service_preflight.cc: Prepare's pre-flight, a table of named checks.
@@ -197,13 +199,15 @@ class PeerService {
   std::vector<std::string> CheckPeerNetwork(const PreflightInput& in);
   std::vector<std::string> CheckFreeSlot(const PreflightInput& in);
   std::vector<std::string> CheckConfigVersion(const PreflightInput& in);
-  std::vector<std::string> CheckVmDefinition(const PreflightInput& in);  // parses, names the vm, confined
-  std::vector<std::string> CheckVmName(const PreflightInput& in);        // valid and free here
-  std::vector<std::string> CheckMigrationId(const PreflightInput& in);   // never used here
+  std::vector<std::string> CheckVmDefinition(
+      const PreflightInput& in);                                   // parses, names the vm, confined
+  std::vector<std::string> CheckVmName(const PreflightInput& in);  // valid and free here
+  std::vector<std::string> CheckMigrationId(const PreflightInput& in);  // never used here
   std::vector<std::string> CheckCpu(const PreflightInput& in);
   std::vector<std::string> CheckMemory(const PreflightInput& in);
   std::vector<std::string> CheckDestinationPath(const PreflightInput& in);
-  std::vector<std::string> CheckFilesUnplanned(const PreflightInput& in);  // by another incoming move
+  std::vector<std::string> CheckFilesUnplanned(
+      const PreflightInput& in);  // by another incoming move
   std::vector<std::string> CheckFilesAbsent(const PreflightInput& in);
 
   // peer_service_moves.cc: status, abort, adoption, clean-up, recovery.
@@ -245,7 +249,7 @@ class PeerService {
   Options options_;
   base::Result<HostCpu> host_cpu_;  // read once at Start
   base::EventFd stop_;              // signalled by the destructor; every wait polls it
-  base::Mutex prepare_mu_;           // one Prepare at a time: slots and names are counted under it
+  base::Mutex prepare_mu_;          // one Prepare at a time: slots and names are counted under it
   base::Mutex mu_;
   std::map<std::string, std::shared_ptr<Move>> moves_ GUARDED_BY(mu_);
   base::Mutex conn_mu_;

@@ -54,7 +54,7 @@ enum class RouteId {
 
 struct Route {
   RouteId id = RouteId::kNotFound;
-  std::string name;                    // the {name} segment (a job id for kGetJob), not yet validated
+  std::string name;  // the {name} segment (a job id for kGetJob), not yet validated
   VmAction action = VmAction::kStart;  // for kVmAction
   std::string allow;                   // for kMethodNotAllowed: the methods the path takes
   std::string checkpoint;              // the {cp} segment of checkpoint routes, not yet validated

@@ -8,18 +8,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/vm_state.h"
 #include "base/result.h"
+#include "daemon/vm_state.h"
 
 namespace appliance {
 
 struct RuntimeRecord {
   VmState state = VmState::kStopped;
-  int64_t worker_pid = 0;        // while running or paused
-  std::string control_socket;    // the worker's control socket, while it runs
-  std::string last_error;        // why the VM last crashed or failed to start
-  std::string saved_state;       // the state file, while saved
-  int64_t changed_unix_ms = 0;   // wall-clock time of the last state change
+  int64_t worker_pid = 0;       // while running or paused
+  std::string control_socket;   // the worker's control socket, while it runs
+  std::string last_error;       // why the VM last crashed or failed to start
+  std::string saved_state;      // the state file, while saved
+  int64_t changed_unix_ms = 0;  // wall-clock time of the last state change
 };
 
 nlohmann::json ToJson(const RuntimeRecord& record);

@@ -33,10 +33,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ipc/storage_move_status.h"
-#include "daemon/vm_service.h"
 #include "base/result.h"
 #include "config/host_settings.h"
+#include "daemon/vm_service.h"
+#include "ipc/storage_move_status.h"
 
 namespace appliance {
 
@@ -50,7 +50,7 @@ struct MoveJobRecord {
   std::string destination;
   MoveStatus status;  // phase, bytes, rate, error, new paths
   int64_t started_unix_ms = 0;
-  int64_t ended_unix_ms = 0;  // 0 while running
+  int64_t ended_unix_ms = 0;            // 0 while running
   std::vector<std::string> cleaned_up;  // destination files removed after a failure
   std::vector<KeptSource> kept;         // sources left in place: another VM uses them
 };
@@ -86,7 +86,8 @@ class StorageMoveService {
   // the move's preparation — for a live move its plan and the worker's
   // start, for an offline one the destination's check.
   base::Result<std::shared_ptr<Job>> Reserve(const std::string& vm, const std::string& destination);
-  base::Result<StorageMovePlan> Prepare(Job& job, const MoveTarget& target, uint64_t max_bytes_per_second);
+  base::Result<StorageMovePlan> Prepare(Job& job, const MoveTarget& target,
+                                        uint64_t max_bytes_per_second);
   void RunLive(std::shared_ptr<Job> job, VmService::MoveTarget target, StorageMovePlan plan);
   void RunOffline(std::shared_ptr<Job> job, VmService::MoveTarget target);
   void Update(Job& job, const MoveStatus& status);

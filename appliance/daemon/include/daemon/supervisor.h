@@ -13,10 +13,10 @@
 #include <thread>
 #include <vector>
 
-#include "common/process.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "base/mutex.h"
+#include "common/process.h"
 
 namespace appliance {
 
@@ -50,7 +50,7 @@ class Supervisor {
   base::Mutex mu_;
   std::vector<Watched> watched_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
-  std::thread thread_;            // last: started after everything it uses exists
+  std::thread thread_;  // last: started after everything it uses exists
 };
 
 }  // namespace appliance

@@ -50,11 +50,13 @@ class VmDepartures {
   // `migration_id`: the record says in-doubt with `message`, no job watches
   // the VM any more, and its listed state is read again from its worker
   // (paused, when the move paused it).
-  void MarkInDoubt(const std::string& name, const std::string& migration_id, const std::string& message);
+  void MarkInDoubt(const std::string& name, const std::string& migration_id,
+                   const std::string& message);
   // A restarted ferryd's job takes the move of `migration_id` up again: the
   // VM is marked moving. kNotFound if the VM has no departure record of
   // that move (the move ended, or never got that far).
-  base::Result<MoveTarget> ReattachLiveMove(const std::string& name, const std::string& migration_id);
+  base::Result<MoveTarget> ReattachLiveMove(const std::string& name,
+                                            const std::string& migration_id);
 
   // For the other pieces; op_mu held, mu not. Ok if the VM has no departure
   // record, or if the destination's Status settles it now as "not there"
@@ -66,7 +68,8 @@ class VmDepartures {
  private:
   // op_mu held. resume: a VM the move paused is resumed when the move did
   // not commit (not for Settle, whose caller acts next).
-  base::Result<ResolveOutcome> ResolveLocked(VmEntry& vm, bool force, bool resume) REQUIRES(vm.op_mu);
+  base::Result<ResolveOutcome> ResolveLocked(VmEntry& vm, bool force, bool resume)
+      REQUIRES(vm.op_mu);
   // The destination's verdict on the record's move; kUnavailable if it
   // cannot be asked.
   base::Result<std::string> AskDestination(const DepartureRecord& record);
@@ -75,8 +78,8 @@ class VmDepartures {
   ResolveOutcome KeepHereByForce(VmEntry& vm, const DepartureRecord& record, const std::string& why,
                                  ResolveOutcome out);
   base::Result<ResolveOutcome> RemoveMovedVm(const DepartureRecord& record, ResolveOutcome out);
-  ResolveOutcome StayHere(VmEntry& vm, const DepartureRecord& record, const std::string& verdict, bool resume,
-                          ResolveOutcome out);
+  ResolveOutcome StayHere(VmEntry& vm, const DepartureRecord& record, const std::string& verdict,
+                          bool resume, ResolveOutcome out);
 
   VmRegistry& core_;
   VmControl& control_;

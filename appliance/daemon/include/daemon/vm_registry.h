@@ -38,7 +38,8 @@ struct ServiceOptions {
   config::HostSettings host;
   std::string worker_binary;  // ferry-vmm
   std::string guest_dir;      // where guest names resolve
-  std::string kvm_device = "/dev/kvm";  // reported by HostInfo; the worker reads FERRY_KVM_DEVICE itself
+  std::string kvm_device =
+      "/dev/kvm";  // reported by HostInfo; the worker reads FERRY_KVM_DEVICE itself
   int worker_ready_timeout_ms = 60000;
   int worker_call_timeout_ms = 15000;
   int save_timeout_ms = 600000;  // a save writes all of guest memory
@@ -77,7 +78,9 @@ class VmRegistry {
   Inventory& inventory() { return inventory_; }
   const Inventory& inventory() const { return inventory_; }
   // Set once by VmService::Open before any VM is recovered.
-  void set_supervisor(std::unique_ptr<Supervisor> supervisor) { supervisor_ = std::move(supervisor); }
+  void set_supervisor(std::unique_ptr<Supervisor> supervisor) {
+    supervisor_ = std::move(supervisor);
+  }
   Supervisor& supervisor() { return *supervisor_; }
   // Stops the supervisor's thread (VmService's destructor, before the pieces
   // its callback reaches go away).

@@ -19,9 +19,9 @@ enum class VmState {
   kStopped = 1,
   kRunning = 2,
   kPaused = 3,
-  kSaved = 4,      // a state file holds the VM; no worker
-  kCrashed = 5,    // the worker died or the VM failed; last_error says why
-  kPoweredOff = 6, // the guest powered itself off
+  kSaved = 4,       // a state file holds the VM; no worker
+  kCrashed = 5,     // the worker died or the VM failed; last_error says why
+  kPoweredOff = 6,  // the guest powered itself off
 };
 
 enum class VmAction {

@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ipc/worker_protocol.h"
 #include "config/vm_definition.h"
+#include "ipc/worker_protocol.h"
 
 namespace appliance {
 

@@ -13,18 +13,18 @@
 #include <cstdint>
 #include <string>
 
-#include "ipc/worker_protocol.h"
 #include "base/fd.h"
 #include "base/result.h"
+#include "ipc/worker_protocol.h"
 
 namespace appliance {
 
 struct LaunchSpec {
-  std::string worker_binary;   // path of ferry-vmm
+  std::string worker_binary;  // path of ferry-vmm
   std::string vm_dir;
   std::string control_socket;
-  std::string restore_path;    // empty: a fresh boot
-  std::string log_path;        // worker.log
+  std::string restore_path;      // empty: a fresh boot
+  std::string log_path;          // worker.log
   std::string exit_record_path;  // worker.exit, read when start-up fails
   std::string error_path;        // worker.error, the fallback reason
   // Non-empty: a live move's incoming worker (--incoming HOST --migration-id ID).

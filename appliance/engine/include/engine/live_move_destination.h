@@ -25,9 +25,9 @@
 #include <memory>
 #include <string>
 
+#include "base/result.h"
 #include "protocol/live_move_types.h"
 #include "protocol/move_protocol.h"
-#include "base/result.h"
 #include "vm/machine.h"
 
 namespace appliance {
@@ -38,8 +38,8 @@ class LiveMoveDestination {
     vm::Machine* machine = nullptr;  // from vm::Machine::CreateIncoming
     std::string vm_dir;              // the incoming directory (marker goes here)
     PrepareRequest plan;
-    std::string listen_host;         // bind here, ephemeral port
-    int notify_fd = -1;              // eventfd signalled when the outcome is decided
+    std::string listen_host;  // bind here, ephemeral port
+    int notify_fd = -1;       // eventfd signalled when the outcome is decided
     // Resumes the completed machine (the worker starts its watcher too).
     std::function<base::Status()> resume;
     // No source connection for this long after Start: fail.

@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "protocol/live_move_types.h"
 #include "base/result.h"
 #include "config/vm_definition.h"
+#include "protocol/live_move_types.h"
 #include "storage/tracking_disk.h"
 #include "vm/machine.h"
 
@@ -63,7 +63,8 @@ class LiveMoveSource {
   };
 
   // Starts the move thread; errors here are bad requests only.
-  static base::Result<std::unique_ptr<LiveMoveSource>> Start(Options options, LiveMoveRequest request);
+  static base::Result<std::unique_ptr<LiveMoveSource>> Start(Options options,
+                                                             LiveMoveRequest request);
   ~LiveMoveSource();  // aborts a running move (as Abort) and joins
 
   // Current progress; renews the lease.

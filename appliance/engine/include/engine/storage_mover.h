@@ -51,12 +51,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ipc/storage_move_status.h"
-#include "plan/storage_move_plan.h"
 #include "base/event_fd.h"
 #include "base/mutex.h"
 #include "base/result.h"
 #include "config/vm_definition.h"
+#include "ipc/storage_move_status.h"
+#include "plan/storage_move_plan.h"
 #include "storage/tracking_disk.h"
 
 namespace appliance {
@@ -93,10 +93,12 @@ class StorageMover {
   void Run(StorageMovePlan plan, uint64_t max_rate);
   base::Status RunMove(StorageMovePlan& plan, uint64_t max_rate);
   base::Status CopyLayers(StorageMovePlan& plan);
-  base::Status Mirror(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs, uint64_t max_rate);
+  base::Status Mirror(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs,
+                      uint64_t max_rate);
   // One disk's mirror into its .part file, resumed from the saved bitmap
   // when this worker mirrored into that file before.
-  base::Result<std::unique_ptr<DiskRun>> StartDiskMirror(StorageMovePlan& plan, DiskMove& d, uint64_t max_rate);
+  base::Result<std::unique_ptr<DiskRun>> StartDiskMirror(StorageMovePlan& plan, DiskMove& d,
+                                                         uint64_t max_rate);
   base::Status OpenPartSink(DiskRun& run, bool trust, const std::string& where);
   // Until every mirror is ready and ferryd polled after that (or a failure,
   // the lease, a cancel).
@@ -105,8 +107,8 @@ class StorageMover {
   // After the commit point: the tracking disks onto the copies; on a
   // failure, back onto the sources and the old definition recorded again.
   // The source disks, closed by the caller.
-  base::Result<std::vector<std::unique_ptr<storage::Disk>>> SwitchToCopies(StorageMovePlan& plan,
-                                                                          const config::VmDefinition& old_definition);
+  base::Result<std::vector<std::unique_ptr<storage::Disk>>> SwitchToCopies(
+      StorageMovePlan& plan, const config::VmDefinition& old_definition);
   void FinishSwitch(StorageMovePlan& plan, std::vector<std::unique_ptr<DiskRun>>& runs, uint64_t t0,
                     std::vector<std::unique_ptr<storage::Disk>> old_disks);
   void SaveBitmaps(std::vector<std::unique_ptr<DiskRun>>& runs);
@@ -133,6 +135,5 @@ class StorageMover {
 
   std::thread thread_;
 };
-
 
 }  // namespace appliance

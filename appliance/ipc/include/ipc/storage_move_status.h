@@ -31,9 +31,9 @@ struct MoveStatus {
   std::string destination;
   MovePhase phase = MovePhase::kPreparing;
   uint64_t bytes_total = 0;
-  uint64_t bytes_done = 0;       // copied so far (layers + mirror)
+  uint64_t bytes_done = 0;  // copied so far (layers + mirror)
   uint64_t bytes_remaining = 0;
-  uint64_t bytes_skipped = 0;    // not copied again thanks to a resume bitmap
+  uint64_t bytes_skipped = 0;  // not copied again thanks to a resume bitmap
   double bytes_per_second = 0;
   double eta_seconds = -1;
   bool resumed = false;

@@ -16,8 +16,8 @@ namespace appliance {
 struct WorkerArgs {
   std::string vm_dir;
   std::string control_socket;
-  std::string restore_path;  // empty: boot fresh
-  int ready_fd = -1;         // receives "ready\n" once the VM runs; -1: none
+  std::string restore_path;   // empty: boot fresh
+  int ready_fd = -1;          // receives "ready\n" once the VM runs; -1: none
   std::string incoming_host;  // non-empty: a live move's destination (listen here)
   std::string migration_id;   // with incoming_host
 };

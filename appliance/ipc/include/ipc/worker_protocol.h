@@ -73,7 +73,7 @@ struct WorkerReply {
   std::string state;  // vm::RunState name after the request ("running", "paused", ...)
   int64_t pid = 0;    // the worker's pid, so a re-attaching ferryd can check identity
   WorkerStats stats;
-  std::string move;  // kMove: the mover's status, a JSON object's text ("" for none)
+  std::string move;            // kMove: the mover's status, a JSON object's text ("" for none)
   std::string live_move = {};  // kLiveMove: LiveMoveStatus JSON text ("" for none)
 };
 
@@ -101,9 +101,9 @@ struct WorkerExitRecord {
   // running), "startup-failed", or "moved" (a live move committed at the
   // destination: the VM runs there now; ferryd deletes the source files).
   std::string state;
-  std::string code;     // base::CodeName of the error, for failures
-  std::string message;  // the reason, for failures
-  std::string saved_path;  // for "saved"
+  std::string code;            // base::CodeName of the error, for failures
+  std::string message;         // the reason, for failures
+  std::string saved_path;      // for "saved"
   std::string live_move = {};  // for "moved": the final LiveMoveStatus, JSON text
 };
 
@@ -111,8 +111,8 @@ std::string EncodeExitRecord(const WorkerExitRecord& record);
 base::Result<WorkerExitRecord> DecodeExitRecord(std::string_view text, std::string_view source);
 
 // Worker exit statuses: ferryd tells planned exits from failures by these.
-inline constexpr int kWorkerExitOk = 0;              // powered off, stopped or saved
-inline constexpr int kWorkerExitStartupFailed = 2;   // reason in worker.error / worker.exit
-inline constexpr int kWorkerExitVmFailed = 3;        // the VM failed while running
+inline constexpr int kWorkerExitOk = 0;             // powered off, stopped or saved
+inline constexpr int kWorkerExitStartupFailed = 2;  // reason in worker.error / worker.exit
+inline constexpr int kWorkerExitVmFailed = 3;       // the VM failed while running
 
 }  // namespace appliance

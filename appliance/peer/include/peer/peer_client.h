@@ -14,9 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/move_protocol.h"
 #include "base/result.h"
 #include "config/host_settings.h"
+#include "protocol/move_protocol.h"
 
 namespace appliance {
 
@@ -25,7 +25,7 @@ namespace appliance {
 inline constexpr uint16_t kDefaultPeerPort = 7430;
 
 struct PeerEndpoint {
-  std::string host;         // IP literal (or a name getaddrinfo resolves)
+  std::string host;  // IP literal (or a name getaddrinfo resolves)
   uint16_t port = kDefaultPeerPort;
   std::string source_host;  // bind the local side here ("" any)
   // "host:port" ("[v6]:port" for IPv6), for messages.
@@ -58,8 +58,8 @@ base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame reques
 // or unknown there. "running" is no verdict (a Status of a running move ends
 // it there first, so it means a record that is not settled): kUnavailable,
 // like an unreachable destination, so nobody decides on it.
-base::Result<RemoteMoveState> AskMoveState(const PeerEndpoint& peer, const std::string& migration_id,
-                                           int timeout_ms);
+base::Result<RemoteMoveState> AskMoveState(const PeerEndpoint& peer,
+                                           const std::string& migration_id, int timeout_ms);
 
 // The host part of the first host.toml listen_addresses entry ("" if none):
 // where this host's migration traffic leaves from (PeerEndpoint::source_host).

@@ -52,8 +52,9 @@ struct CreatePlan {
 // kAlreadyExists for a taken name; kFailedPrecondition when the VM has no
 // writable disk, or the chain would be deeper than kMaxCheckpointDepth, or
 // the tree is full.
-base::Result<CreatePlan> PlanCreateCheckpoint(const config::VmDefinition& vm, const std::string& name,
-                                              int64_t now_unix_ms, const FileExists& exists);
+base::Result<CreatePlan> PlanCreateCheckpoint(const config::VmDefinition& vm,
+                                              const std::string& name, int64_t now_unix_ms,
+                                              const FileExists& exists);
 
 struct ApplyPlan {
   config::VmDefinition after;
@@ -84,7 +85,8 @@ struct DeletePlan {
   std::vector<LayerMerge> merges;  // one per writable disk
 };
 // kNotFound for an unknown checkpoint.
-base::Result<DeletePlan> PlanDeleteCheckpoint(const config::VmDefinition& vm, const std::string& name);
+base::Result<DeletePlan> PlanDeleteCheckpoint(const config::VmDefinition& vm,
+                                              const std::string& name);
 
 // The checkpoint and its ancestors, nearest first ("" yields none).
 std::vector<std::string> CheckpointLineage(const config::VmDefinition& vm, const std::string& name);

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "protocol/move_protocol.h"
 #include "config/vm_definition.h"
+#include "protocol/move_protocol.h"
 
 namespace appliance {
 

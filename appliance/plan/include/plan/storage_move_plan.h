@@ -43,9 +43,9 @@ struct LayerMove {
 };
 
 struct DiskMove {
-  size_t index = 0;        // in definition.disks
-  config::DiskSpec spec;   // as defined (source)
-  LayerMove top;           // the disk's own file
+  size_t index = 0;       // in definition.disks
+  config::DiskSpec spec;  // as defined (source)
+  LayerMove top;          // the disk's own file
   // Read-only backing layers, bottom first (copied once, before the top).
   std::vector<LayerMove> backing;
   // For a qcow2 top with a backing file: the backing name (and format) the
@@ -53,7 +53,7 @@ struct DiskMove {
   std::string top_backing_name;
   config::DiskFormat top_backing_format = config::DiskFormat::kRaw;
   bool top_backing_rewritten = false;  // top_backing_name differs from the source's
-  uint64_t disk_size = 0;  // guest-visible bytes
+  uint64_t disk_size = 0;              // guest-visible bytes
 };
 
 struct StorageMovePlan {
@@ -69,7 +69,8 @@ struct StorageMovePlan {
 // vm_dir) to `destination`. Reads the qcow2 headers of the chains; does not
 // create anything. kInvalidArgument for a relative destination,
 // kFailedPrecondition for a move onto the same files.
-base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& definition, const std::string& vm_dir,
+base::Result<StorageMovePlan> PlanStorageMove(const config::VmDefinition& definition,
+                                              const std::string& vm_dir,
                                               const std::string& destination);
 
 // Creates the destination directory (and parents, mode 0755) if missing and
@@ -98,7 +99,8 @@ std::vector<std::string> RemoveMoveDestinationByMarker(const std::string& marker
 // the referring image's directory, at most 32 deep). Absolute, cleaned
 // paths. Best effort: a file that cannot be read ends its chain, so the list
 // may miss layers below a damaged one but never names an unrelated file.
-std::vector<std::string> FilesOfVm(const config::VmDefinition& definition, const std::string& vm_dir);
+std::vector<std::string> FilesOfVm(const config::VmDefinition& definition,
+                                   const std::string& vm_dir);
 
 // A source file a finished move left in place because another VM uses it.
 struct KeptSource {
@@ -110,8 +112,8 @@ struct KeptSource {
 // by inode, so another spelling of the same file is kept too). Two VMs'
 // overlays over one base image share that base: deleting it with the moved
 // VM's sources would break the other VM. Returns the files kept.
-base::Result<std::vector<KeptSource>> RemoveMoveSources(const StorageMovePlan& plan,
-                                                        const std::map<std::string, std::string>& in_use = {});
+base::Result<std::vector<KeptSource>> RemoveMoveSources(
+    const StorageMovePlan& plan, const std::map<std::string, std::string>& in_use = {});
 
 // The plain copy of a VM that is not running: first checks every disk's
 // image and chain (storage::CheckDiskImage: a damaged source fails the move

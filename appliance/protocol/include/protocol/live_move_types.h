@@ -13,20 +13,20 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/move_protocol.h"
 #include "base/result.h"
+#include "protocol/move_protocol.h"
 
 namespace appliance {
 
 enum class LiveMovePhase {
-  kPreparing = 1,     // pre-flight and set-up (ferryd), connecting (worker)
-  kCopyingLayers = 2, // read-only checkpoint layers
-  kPrecopy = 3,       // memory rounds + disk mirrors
-  kSwitchover = 4,    // source paused: last pages/blocks, state
-  kResolving = 5,     // state sent, waiting for the destination's verdict
-  kCompleted = 6,     // destination committed; the VM runs there
-  kFailed = 7,        // the VM runs on the source; error says why
-  kInDoubt = 8,       // source paused, destination unreachable after the state was sent
+  kPreparing = 1,      // pre-flight and set-up (ferryd), connecting (worker)
+  kCopyingLayers = 2,  // read-only checkpoint layers
+  kPrecopy = 3,        // memory rounds + disk mirrors
+  kSwitchover = 4,     // source paused: last pages/blocks, state
+  kResolving = 5,      // state sent, waiting for the destination's verdict
+  kCompleted = 6,      // destination committed; the VM runs there
+  kFailed = 7,         // the VM runs on the source; error says why
+  kInDoubt = 8,        // source paused, destination unreachable after the state was sent
 };
 std::string_view ToString(LiveMovePhase phase);
 base::Result<LiveMovePhase> ParseLiveMovePhase(std::string_view text);
@@ -40,24 +40,24 @@ inline constexpr const char* kNoLiveMoveStarted = "no live move has been started
 
 // ferryd -> source worker.
 struct LiveMoveRequest {
-  PrepareRequest prepare;          // what the destination accepted
-  std::string control_host;        // destination ferryd's peer listener (Status queries)
+  PrepareRequest prepare;    // what the destination accepted
+  std::string control_host;  // destination ferryd's peer listener (Status queries)
   uint16_t control_port = 0;
-  std::string data_host;           // the incoming worker (PrepareReply)
+  std::string data_host;  // the incoming worker (PrepareReply)
   uint16_t data_port = 0;
-  std::string source_host;         // bind local side of every connection here ("" any)
+  std::string source_host;  // bind local side of every connection here ("" any)
   uint32_t streams = 4;
   bool compression = true;
-  uint64_t bandwidth_limit = 0;    // bytes/s for memory + disk together; 0 none
-  uint32_t downtime_ms = 0;        // 0: the default (LiveMoveSource::kDefaultDowntimeMs)
-  uint32_t time_limit_s = 600;     // give up (VM stays on the source) after this
+  uint64_t bandwidth_limit = 0;  // bytes/s for memory + disk together; 0 none
+  uint32_t downtime_ms = 0;      // 0: the default (LiveMoveSource::kDefaultDowntimeMs)
+  uint32_t time_limit_s = 600;   // give up (VM stays on the source) after this
 };
 nlohmann::json ToJson(const LiveMoveRequest& request);
 base::Result<LiveMoveRequest> LiveMoveRequestFromJson(const nlohmann::json& j);
 
 struct StreamReport {
-  uint64_t bytes_sent = 0;        // on the wire, headers included
-  uint64_t payload_bytes = 0;     // before compression
+  uint64_t bytes_sent = 0;     // on the wire, headers included
+  uint64_t payload_bytes = 0;  // before compression
   uint64_t frames = 0;
 };
 
@@ -65,26 +65,26 @@ struct StreamReport {
 struct LiveMoveStatus {
   std::string migration_id;
   LiveMovePhase phase = LiveMovePhase::kPreparing;
-  uint32_t round = 0;                 // memory round (1 = the full pass)
+  uint32_t round = 0;  // memory round (1 = the full pass)
   uint64_t memory_bytes = 0;
-  uint64_t memory_sent = 0;           // page bytes sent, all rounds (zero pages not counted)
-  uint64_t memory_remaining = 0;      // dirty now (estimate during a round)
-  uint64_t disk_bytes = 0;            // layer files + disk sizes
+  uint64_t memory_sent = 0;       // page bytes sent, all rounds (zero pages not counted)
+  uint64_t memory_remaining = 0;  // dirty now (estimate during a round)
+  uint64_t disk_bytes = 0;        // layer files + disk sizes
   uint64_t disk_sent = 0;
   uint64_t disk_remaining = 0;
   double bytes_per_second = 0;        // on the wire, smoothed
   double dirty_bytes_per_second = 0;  // guest memory dirty rate, last round
   double predicted_downtime_ms = -1;
   double eta_seconds = -1;
-  int throttle_percent = 0;           // auto-converge
-  uint64_t zero_pages = 0;            // pages that never crossed as data
+  int throttle_percent = 0;  // auto-converge
+  uint64_t zero_pages = 0;   // pages that never crossed as data
   std::vector<StreamReport> streams;
   // Report (once completed): the source's pause (vCPUs stopped) until the
   // destination's Committed arrived, and total time since start.
   double downtime_ms = -1;
   double total_ms = -1;
-  uint64_t wire_bytes = 0;            // sum over streams
-  std::string error_code;             // base::CodeName when failed / in doubt
+  uint64_t wire_bytes = 0;  // sum over streams
+  std::string error_code;   // base::CodeName when failed / in doubt
   std::string error;
 };
 nlohmann::json ToJson(const LiveMoveStatus& status);

@@ -30,7 +30,7 @@ enum class MoveFrame : uint16_t {
   kPrepareReply = 17,
   kStatusQuery = 18,
   kStatusReply = 19,
-  kAbort = 20,        // also on data stream 0, source -> destination: {"reason":...}
+  kAbort = 20,  // also on data stream 0, source -> destination: {"reason":...}
   kAbortReply = 21,
   // Data streams (binary payloads).
   kPageBatch = 32,
@@ -66,7 +66,8 @@ struct PageBatchView {
   std::span<const uint8_t> data;  // into the payload: non-zero pages in order
 };
 // memory_pages: the guest's RAM size in pages (every index must be below).
-base::Result<PageBatchView> DecodePageBatch(std::span<const uint8_t> payload, uint64_t memory_pages);
+base::Result<PageBatchView> DecodePageBatch(std::span<const uint8_t> payload,
+                                            uint64_t memory_pages);
 
 // ---- Disk extent ----------------------------------------------------------
 // u16 disk | u16 flags (bit 0: zeroes, no data) | u32 reserved(0) | u64 offset
@@ -135,30 +136,30 @@ struct PreparedLayer {
 };
 struct PreparedDisk {
   uint32_t index = 0;
-  std::string format;             // top layer: "raw" | "qcow2"
-  uint64_t disk_size = 0;         // guest-visible bytes
-  std::string top;                // absolute destination path of the writable layer
-  std::string top_backing_name;   // qcow2 top: backing name the new top stores ("" none)
+  std::string format;            // top layer: "raw" | "qcow2"
+  uint64_t disk_size = 0;        // guest-visible bytes
+  std::string top;               // absolute destination path of the writable layer
+  std::string top_backing_name;  // qcow2 top: backing name the new top stores ("" none)
   std::string top_backing_format;
   std::vector<PreparedLayer> backing;  // bottom first; copied once as files
 };
 struct PrepareRequest {
-  std::string migration_id;       // UUID text; also in every data stream's hello
+  std::string migration_id;  // UUID text; also in every data stream's hello
   std::string vm_name;
   std::string vm_id;
-  std::string definition_toml;    // the moved definition: disk paths at the destination
+  std::string definition_toml;  // the moved definition: disk paths at the destination
   uint32_t config_version = 1;
   uint64_t memory_bytes = 0;
   uint32_t vcpus = 1;
   bool processor_compatibility = false;
-  std::string cpu_vendor;         // "GenuineIntel", "AuthenticAMD", ...
+  std::string cpu_vendor;                 // "GenuineIntel", "AuthenticAMD", ...
   std::vector<std::string> cpu_features;  // KVM-supported CPUID feature names the VM may use
-  std::string destination;        // --destination-storage-path (absolute)
+  std::string destination;                // --destination-storage-path (absolute)
   std::vector<PreparedDisk> disks;
-  uint64_t disk_bytes = 0;        // space the destination needs (layer files + disk sizes)
+  uint64_t disk_bytes = 0;  // space the destination needs (layer files + disk sizes)
   uint32_t streams = 4;
-  std::string performance;        // "tcp" | "compression"
-  std::string source_host;        // the source's migration address, for messages
+  std::string performance;  // "tcp" | "compression"
+  std::string source_host;  // the source's migration address, for messages
   // The VM was paused at the source: it arrives paused (no resume after the
   // commit) and is adopted as paused.
   bool paused = false;
@@ -191,7 +192,8 @@ base::Result<RemoteMoveState> ParseRemoteMoveState(std::string_view text);
 // JSON payload helpers (the control frames and kCommitted/kAbort carry JSON):
 std::vector<uint8_t> JsonPayload(const nlohmann::json& j);
 // kDataLoss for a payload that is not a JSON object, naming `what`.
-base::Result<nlohmann::json> ParseJsonPayload(std::span<const uint8_t> payload, std::string_view what);
+base::Result<nlohmann::json> ParseJsonPayload(std::span<const uint8_t> payload,
+                                              std::string_view what);
 
 // ---- Migration ids ----------------------------------------------------------
 // The id is UUID text ("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0", lowercase or

@@ -15,14 +15,14 @@
 #include <thread>
 #include <vector>
 
+#include "base/event_fd.h"
+#include "base/fd.h"
+#include "base/mutex.h"
 #include "engine/live_move_destination.h"
 #include "engine/live_move_source.h"
 #include "engine/storage_mover.h"
 #include "ipc/worker_args.h"
 #include "ipc/worker_protocol.h"
-#include "base/event_fd.h"
-#include "base/fd.h"
-#include "base/mutex.h"
 #include "vm/machine.h"
 
 namespace appliance {
@@ -33,7 +33,8 @@ class VmWorker {
   // socket and starts (or resumes) the VM. signal_fd: a signalfd for SIGTERM
   // and SIGINT, which must be blocked in every thread (block them before
   // calling Open, which creates the vCPU threads).
-  static base::Result<std::unique_ptr<VmWorker>> Open(const WorkerArgs& args, const std::string& kvm_device,
+  static base::Result<std::unique_ptr<VmWorker>> Open(const WorkerArgs& args,
+                                                      const std::string& kvm_device,
                                                       base::Fd signal_fd);
   ~VmWorker();
 
@@ -92,7 +93,7 @@ class VmWorker {
   std::unique_ptr<LiveMoveSource> live_source_;
   std::string live_move_host_;  // where live_source_'s move goes, for the exit record
   std::unique_ptr<LiveMoveDestination> incoming_;  // set while incoming
-  std::string ready_line_ = "ready";  // "ready <port>" for an incoming worker
+  std::string ready_line_ = "ready";               // "ready <port>" for an incoming worker
 
   base::Mutex mu_;
   base::CondVar cv_;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_smoke_main.h"
 #include "qcow2_compress.h"
 #include "qcow2_format.h"
 #include "qcow2_fuzz.h"
@@ -27,7 +28,7 @@
 namespace storage::fuzz {
 namespace {
 
-using Bytes = std::vector<uint8_t>;
+using ferry_fuzz::Bytes;
 
 Bytes ReadWhole(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -131,21 +132,12 @@ void Mutate(Bytes& b, std::mt19937_64& rng) {
   }
 }
 
+// The generic driver's signature; qcow2's mutations need no other seed.
+void MutateImage(Bytes& b, const std::vector<Bytes>& /*seeds*/, std::mt19937_64& rng) {
+  Mutate(b, rng);
+}
+
 int Main(int argc, char** argv) {
-  uint64_t iterations = 2000, seed = 1;
-  int64_t only = -1;
-  std::string corpus_out;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--iterations")
-      iterations = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--seed")
-      seed = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--only")
-      only = std::strtoll(argv[i + 1], nullptr, 10);
-    else if (flag == "--write-corpus")
-      corpus_out = argv[i + 1];
-  }
   char tmpl[] = "/tmp/ferry-qcow2-fuzz-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return 2;
   auto seeds = MakeSeeds(tmpl);
@@ -154,29 +146,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "qcow2_fuzz_smoke: only %zu of 7 seeds were built\n", seeds.size());
     return 1;
   }
-  if (!corpus_out.empty()) {
-    std::filesystem::create_directories(corpus_out);
-    for (size_t i = 0; i < seeds.size(); ++i) {
-      std::ofstream(corpus_out + "/seed" + std::to_string(i), std::ios::binary)
-          .write(reinterpret_cast<const char*>(seeds[i].data()), std::streamsize(seeds[i].size()));
-    }
-  }
-  const bool verbose = std::getenv("FERRY_FUZZ_VERBOSE") != nullptr;
-  std::printf("qcow2_fuzz_smoke: %zu seeds, %llu mutations from seed %llu\n", seeds.size(),
-              static_cast<unsigned long long>(iterations), static_cast<unsigned long long>(seed));
-  if (only < 0) {
-    for (const auto& s : seeds) Qcow2FuzzOne(s.data(), s.size());
-  }
-  for (uint64_t i = 0; i < iterations; ++i) {
-    if (only >= 0 && i != uint64_t(only)) continue;
-    std::mt19937_64 rng(seed * 1000003 + i);
-    Bytes b = seeds[rng() % seeds.size()];
-    Mutate(b, rng);
-    if (verbose) std::fprintf(stderr, "iteration %llu\n", static_cast<unsigned long long>(i));
-    Qcow2FuzzOne(b.data(), b.size());
-  }
-  std::printf("qcow2_fuzz_smoke: done, no crash\n");
-  return 0;
+  return ferry_fuzz::SmokeMain("qcow2_fuzz_smoke", seeds, Qcow2FuzzOne, argc, argv, MutateImage);
 }
 
 }  // namespace

@@ -111,12 +111,7 @@ TEST_F(IncomingWorkerTest, CommitsThenServesAsAnOrdinaryWorker) {
   ASSERT_TRUE(s);
   const uint8_t* memory = source_vm_->memory_base();
   for (uint64_t g = 0; g < kMemory / kPageBytes / kMaxPagesPerBatch; ++g) {
-    std::vector<PageEntry> pages;
-    for (uint64_t i = g * kMaxPagesPerBatch; i < (g + 1) * kMaxPagesPerBatch; ++i) {
-      const uint8_t* p = memory + i * kPageBytes;
-      if (std::any_of(p, p + kPageBytes, [](uint8_t b) { return b != 0; }))
-        pages.push_back({i, false});
-    }
+    std::vector<PageEntry> pages = NonZeroPagesOfGroup(memory, g);
     if (!pages.empty()) s->Pages(pages, memory);
   }
   s->Extent(0, 4096, Pattern(8192, 5));

@@ -21,6 +21,7 @@
 
 #include <csignal>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -58,6 +59,18 @@ inline constexpr uint64_t kMemory = 8 << 20;
 
 using ferry_test::ReadBytes;
 using ferry_test::WriteFile;
+
+// The non-zero pages of 1 MiB group g of a source's memory, as one batch's
+// entries (what a source sends for that group in a full pass).
+inline std::vector<PageEntry> NonZeroPagesOfGroup(const uint8_t* memory, uint64_t g) {
+  std::vector<PageEntry> pages;
+  for (uint64_t i = g * kMaxPagesPerBatch; i < (g + 1) * kMaxPagesPerBatch; ++i) {
+    const uint8_t* p = memory + i * kPageBytes;
+    if (std::any_of(p, p + kPageBytes, [](uint8_t b) { return b != 0; }))
+      pages.push_back({i, false});
+  }
+  return pages;
+}
 
 inline std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);

@@ -93,12 +93,7 @@ TEST_F(DestinationTest, CommitsAndTheVmRunsFromTheSourceState) {
   // Memory: every non-zero page, by group.
   uint64_t sent_pages = 0;
   for (uint64_t g = 0; g < kMemory / kPageBytes / kMaxPagesPerBatch; ++g) {
-    std::vector<PageEntry> pages;
-    for (uint64_t i = g * kMaxPagesPerBatch; i < (g + 1) * kMaxPagesPerBatch; ++i) {
-      const uint8_t* p = memory + i * kPageBytes;
-      if (std::any_of(p, p + kPageBytes, [](uint8_t b) { return b != 0; }))
-        pages.push_back({i, false});
-    }
+    std::vector<PageEntry> pages = NonZeroPagesOfGroup(memory, g);
     if (g == zero_page / kMaxPagesPerBatch) pages.push_back({zero_page, true});
     if (pages.empty()) continue;
     sent_pages += pages.size();

@@ -9,7 +9,7 @@
 #include "base/result.h"
 #include "transport/hello.h"
 
-namespace appliance {
+namespace transport {
 namespace {
 
 TEST(PeerError, DecodedErrorKeepsThePeersOwnText) {
@@ -41,4 +41,4 @@ TEST(PeerError, LocalErrorsAndMalformedFramesAreNotThePeers) {
 }
 
 }  // namespace
-}  // namespace appliance
+}  // namespace transport

@@ -27,6 +27,20 @@ base::Result<std::optional<std::string>> ReadAbsolutePath(TableReader& r, std::s
   return path;
 }
 
+// A list of absolute paths; "" and relative entries are refused by index.
+base::Result<std::optional<std::vector<std::string>>> ReadAbsolutePaths(TableReader& r,
+                                                                        std::string_view key) {
+  ASSIGN_OR_RETURN(auto paths, r.StringArray(key));
+  if (!paths) return paths;
+  for (size_t i = 0; i < paths->size(); ++i) {
+    const std::string& path = (*paths)[i];
+    if (path.empty() || path.front() != '/')
+      return r.Invalid(std::string(key) + "[" + std::to_string(i) + "]",
+                       "must be an absolute path, got " + QuoteToml(path));
+  }
+  return paths;
+}
+
 base::Status ReadListenAddresses(TableReader& r, HostSettings& s) {
   ASSIGN_OR_RETURN(auto texts, r.StringArray("listen_addresses"));
   if (!texts) return base::Ok();
@@ -103,7 +117,34 @@ base::Status ReadMigration(TableReader& r, HostSettings& s) {
     s.authentication = kTypes[*auth];
   }
   RETURN_IF_ERROR(ReadPerformance(r, s));
+  ASSIGN_OR_RETURN(auto incoming_dirs, ReadAbsolutePaths(r, "incoming_directories"));
+  if (incoming_dirs) {
+    if (incoming_dirs->empty())
+      return r.Invalid("incoming_directories",
+                       "must list at least one directory (to refuse every incoming move, set "
+                       "incoming_enabled = false)");
+    s.incoming_directories = *std::move(incoming_dirs);
+  }
   return r.CheckNoUnknownKeys();
+}
+
+base::Status ReadTls(TableReader& r, HostSettings& s) {
+  ASSIGN_OR_RETURN(auto certificate, ReadAbsolutePath(r, "certificate"));
+  if (certificate) s.tls.certificate = *certificate;
+  ASSIGN_OR_RETURN(auto key, ReadAbsolutePath(r, "key"));
+  if (key) s.tls.key = *key;
+  ASSIGN_OR_RETURN(auto ca, ReadAbsolutePath(r, "trusted_ca"));
+  if (ca) s.tls.trusted_ca = *ca;
+  ASSIGN_OR_RETURN(auto pins, r.StringArray("trusted_fingerprints"));
+  if (pins) s.tls.trusted_fingerprints = *std::move(pins);
+  return r.CheckNoUnknownKeys();
+}
+
+// Defaults that depend on storage_root, applied once the whole file is read.
+void ApplyStorageRootDefaults(HostSettings& s) {
+  if (s.incoming_directories.empty()) s.incoming_directories = {s.storage_root + "/incoming-disks"};
+  if (s.tls.certificate.empty()) s.tls.certificate = s.storage_root + "/tls/host.crt";
+  if (s.tls.key.empty()) s.tls.key = s.storage_root + "/tls/host.key";
 }
 
 }  // namespace
@@ -137,7 +178,14 @@ base::Result<HostSettings> ParseHostSettings(std::string_view toml_text, std::st
     TableReader m(*table, source, "migration");
     RETURN_IF_ERROR(ReadMigration(m, s));
   }
+  if (const toml::node* tls = r.Get("tls"); tls != nullptr) {
+    const toml::table* table = tls->as_table();
+    if (table == nullptr) return r.Invalid("tls", "must be a table", *tls);
+    TableReader t(*table, source, "tls");
+    RETURN_IF_ERROR(ReadTls(t, s));
+  }
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  ApplyStorageRootDefaults(s);
   return s;
 }
 

@@ -19,6 +19,8 @@
 #include <thread>
 
 #include "support/files.h"
+#include "support/temp_dir.h"
+#include "support/test_tls.h"
 #include "support/wait_for.h"
 
 extern char** environ;
@@ -90,6 +92,10 @@ nlohmann::json RunFerryJson(const std::string& socket, const std::string& who,
 // exited; every failure is a gtest failure naming <dir>.
 pid_t StartFerrydIn(const std::string& dir, const std::string& config, const std::string& socket,
                     const std::vector<std::string>& env_extra) {
+  // Every test ferryd gets its own certificate from the tests' CA, unless
+  // the test wrote a [tls] of its own. Appended: a table runs to the end.
+  if (ReadFile(config).find("[tls]") == std::string::npos)
+    std::ofstream(config, std::ios::app) << "\n" << ferry_test::TestTlsToml(dir);
   std::vector<std::string> argv = {std::string(FERRY_BIN_DIR) + "/ferryd", "--config", config};
   std::vector<std::string> env = Environment(env_extra);
   auto argp = Pointers(argv), envp = Pointers(env);
@@ -397,7 +403,7 @@ std::string LiveMoveHostToml(const std::string& listen, bool incoming, bool outg
   return "listen_addresses = [\"" + listen +
          "\"]\n[migration]\nincoming_enabled = " + (incoming ? "true" : "false") +
          "\noutgoing_enabled = " + (outgoing ? "true" : "false") + "\nnetworks = " + networks +
-         "\n";
+         "\nincoming_directories = [\"" + ferry_test::TempBaseDir() + "\"]\n";
 }
 
 ExtraFerryd::ExtraFerryd(const std::string& test_dir, const std::string& name)

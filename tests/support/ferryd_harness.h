@@ -135,7 +135,9 @@ class ExtraFerryd {
 
 // The host.toml text of a host that takes part in live moves: it listens on
 // listen ("127.0.0.1:7430"), allows moves both ways (unless told otherwise)
-// and peers from `networks` (TOML array text, "[\"any\"]" by default).
+// and peers from `networks` (TOML array text, "[\"any\"]" by default), and
+// accepts disks anywhere under the temp base directory (where tests put
+// their destinations). Its [tls] is added when ferryd starts (test_tls.h).
 std::string LiveMoveHostToml(const std::string& listen, bool incoming = true, bool outgoing = true,
                              const std::string& networks = "[\"any\"]");
 

@@ -8,21 +8,17 @@
 #include <filesystem>
 
 namespace ferry_test {
-namespace {
 
-// Room is left for "<prefix>-XXXXXX/<sub dir>/<socket name>" below 108 bytes.
-constexpr size_t kMaxBaseLength = 40;
-
-std::string BaseDir() {
+std::string TempBaseDir() {
+  // Room is left for "<prefix>-XXXXXX/<sub dir>/<socket name>" below 108 bytes.
+  constexpr size_t kMaxBaseLength = 40;
   const char* base = std::getenv("TMPDIR");
   if (base == nullptr || *base == '\0' || std::strlen(base) > kMaxBaseLength) return "/tmp";
   return base;
 }
 
-}  // namespace
-
 TempDir::TempDir(std::string_view prefix) {
-  std::string tmpl = BaseDir() + "/" + std::string(prefix) + "-XXXXXX";
+  std::string tmpl = TempBaseDir() + "/" + std::string(prefix) + "-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp " << tmpl << ": " << std::strerror(errno);
     return;

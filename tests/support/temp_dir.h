@@ -7,6 +7,10 @@
 
 namespace ferry_test {
 
+// Where TempDir makes its directories: $TMPDIR, or /tmp when it is unset or
+// long. Tests' hosts accept moves into it (migration.incoming_directories).
+std::string TempBaseDir();
+
 class TempDir {
  public:
   // Made under $TMPDIR, or /tmp when $TMPDIR is unset or long: Unix socket

@@ -166,6 +166,28 @@ std::string FormatHost(const json& host) {
     fields.push_back({"authentication",
                       Str(m, "authentication") + " (" + config::kAuthenticationNotEnforced + ")"});
   if (!Str(m, "performance").empty()) fields.push_back({"performance", Str(m, "performance")});
+  std::string dirs;
+  for (const json& d : m.value("incoming_directories", json::array()))
+    dirs += (dirs.empty() ? "" : ", ") + d.get<std::string>();
+  if (!dirs.empty()) fields.push_back({"incoming into", dirs});
+  const json tls = host.value("tls", json::object());
+  if (!Str(tls, "fingerprint").empty()) fields.push_back({"tls fingerprint", Str(tls, "fingerprint")});
+  return Lines(fields);
+}
+
+std::string FormatHostCertificate(const json& host) {
+  const json tls = host.value("tls", json::object());
+  std::string trusted;
+  for (const json& f : tls.value("trusted_fingerprints", json::array()))
+    trusted += (trusted.empty() ? "" : "\n    ") + f.get<std::string>();
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"certificate", Str(tls, "certificate")},
+      {"fingerprint", Str(tls, "fingerprint")},
+      {"trusted ca", Str(tls, "trusted_ca").empty() ? "(none)" : Str(tls, "trusted_ca")},
+      {"trusted fingerprints", trusted.empty() ? "(none)" : trusted},
+  };
+  if (!tls.value("ready", false))
+    fields.push_back({"peers", "none trusted: no move is possible until [tls] trusts a peer"});
   return Lines(fields);
 }
 

@@ -134,6 +134,8 @@ const std::vector<CliVerb>& VerbTable() {
       {{"console"}, "console NAME [--follow]", nullptr, {kVm}, 1, {"--follow"}, CliCommand::kConsole, "GET",
        "/v1/vms/{vm}/console", BuildConsole},
       {{"host", "show"}, "host show", nullptr, {}, 0, {}, CliCommand::kHostShow, "GET", "/v1/host", nullptr},
+      {{"host", "certificate", "show"}, "host certificate show", nullptr, {}, 0, {},
+       CliCommand::kHostCertificateShow, "GET", "/v1/host", nullptr},
       {{"vm", "checkpoint", "create"}, "vm checkpoint create VM NAME",
        "vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)", {kVm, kCheckpoint}, 2,
        {}, CliCommand::kCheckpointCreate, "POST", "/v1/vms/{vm}/checkpoints", BuildCheckpoint},

@@ -17,6 +17,7 @@
 #include "daemon/api_server.h"
 #include "daemon/peer_service.h"
 #include "daemon/vm_service.h"
+#include "peer/peer_tls.h"
 
 namespace {
 
@@ -56,8 +57,34 @@ void RaiseOpenFileLimit() {
                      std::strerror(errno));
 }
 
+std::string Hostname() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "ferry-host";
+  return name;
+}
+
+// This host's TLS identity (created on the first start if the install did
+// not) and whom it trusts. Trusting nobody is an error only where peers are
+// expected; otherwise ferryd runs its VMs and refuses peers, saying why.
+struct PeerTls {
+  std::string fingerprint;
+  std::shared_ptr<const transport::TlsContext> context;
+};
+base::Result<PeerTls> OpenPeerTls(const config::HostSettings& settings) {
+  PeerTls tls;
+  ASSIGN_OR_RETURN(tls.fingerprint, appliance::EnsureHostIdentity(settings, Hostname()));
+  if (settings.tls.trusts_someone()) {
+    ASSIGN_OR_RETURN(tls.context, appliance::LoadHostTls(settings));
+  } else if (auto trust = appliance::HostTlsSettings(settings); !trust) {
+    if (settings.incoming_enabled || settings.outgoing_enabled) return trust.error();
+    base::LogWarning("ferryd: " + trust.error().message() + "; until then no move is possible");
+  }
+  return tls;
+}
+
 base::Status Serve(const std::string& config_path, const sigset_t& stop_signals) {
   ASSIGN_OR_RETURN(config::HostSettings settings, config::LoadHostSettings(config_path));
+  ASSIGN_OR_RETURN(PeerTls tls, OpenPeerTls(settings));
   RaiseOpenFileLimit();
   ASSIGN_OR_RETURN(std::string self_dir, SelfDirectory());
   appliance::ServiceOptions options;
@@ -70,6 +97,8 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
       settings.guest_dir.empty() ? Normalize(self_dir + "/../guests") : settings.guest_dir;
   const char* kvm = std::getenv("FERRY_KVM_DEVICE");
   if (kvm != nullptr && *kvm != '\0') options.kvm_device = kvm;
+  options.peer_tls = tls.context;
+  options.tls_fingerprint = tls.fingerprint;
 
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::VmService> service,
                    appliance::VmService::Open(options));
@@ -81,12 +110,14 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   ASSIGN_OR_RETURN(auto live, appliance::LiveMoveService::Open(
                                   *service, {.host = settings,
                                              .jobs_dir = settings.storage_root + "/live-moves",
-                                             .kvm_device = options.kvm_device}));
+                                             .kvm_device = options.kvm_device,
+                                             .tls = tls.context}));
   // Incoming live moves: the peer listener on host.toml's listen_addresses.
   appliance::PeerService::Options peer_options;
   peer_options.host = settings;
   peer_options.worker_binary = options.worker_binary;
   peer_options.kvm_device = options.kvm_device;
+  peer_options.tls = tls.context;
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::PeerService> peer,
                    appliance::PeerService::Start(*service, peer_options));
   appliance::ApiHandler handler(*service, *moves, *live);
@@ -107,26 +138,46 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   return base::Ok();
 }
 
+// ferryd --init: an install step. Creates the host's TLS key and
+// certificate if they do not exist yet and prints the fingerprint that
+// peers pin (`ferry host certificate show` prints it later).
+int Init(const std::string& config_path) {
+  auto settings = config::LoadHostSettings(config_path);
+  auto fingerprint = settings ? appliance::EnsureHostIdentity(*settings, Hostname())
+                              : base::Result<std::string>(settings.error());
+  if (!fingerprint) {
+    std::cerr << "ferryd: " << fingerprint.error().message() << "\n";
+    return kExitFailed;
+  }
+  std::cout << "certificate " << settings->tls.certificate << "\nfingerprint " << *fingerprint
+            << "\n";
+  return 0;
+}
+
+constexpr const char* kUsage = "usage: ferryd [--config /etc/ferry/host.toml] [--init]\n";
 }  // namespace
 
 int main(int argc, char** argv) {
   base::SetThreadName("ferryd");
   std::string config_path = "/etc/ferry/host.toml";
+  bool init = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) {
+    if (a == "--init") {
+      init = true;
+    } else if (a == "--config" && i + 1 < argc) {
       config_path = argv[++i];
     } else if (a.rfind("--config=", 0) == 0) {
       config_path = a.substr(9);
     } else if (a == "--help") {
-      std::cout << "usage: ferryd [--config /etc/ferry/host.toml]\n";
+      std::cout << kUsage;
       return 0;
     } else {
-      std::cerr << "ferryd: unknown argument \"" << a
-                << "\"\nusage: ferryd [--config /etc/ferry/host.toml]\n";
+      std::cerr << "ferryd: unknown argument \"" << a << "\"\n" << kUsage;
       return kExitUsage;
     }
   }
+  if (init) return Init(config_path);
   // Blocked before any thread starts, so every thread inherits the mask and
   // only sigwait below sees these signals. Workers get a clean mask at spawn.
   sigset_t stop_signals;

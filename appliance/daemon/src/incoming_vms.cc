@@ -123,7 +123,7 @@ base::Status IncomingVms::Adopt(const std::string& name, const std::string& inco
     // left there they would keep vms/<name> from being removed when the VM
     // is deleted or moves on.
     const std::string vm_dir = inventory.VmDir(name);
-    for (const char* file : {kCommittedMarker, kIncomingPlanFile})
+    for (const char* file : {kCommittedMarker, kIncomingPlanFile, kIncomingTlsFile})
       ::unlink((vm_dir + "/" + file).c_str());
 
     auto definition = inventory.LoadDefinition(name);

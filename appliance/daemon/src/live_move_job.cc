@@ -18,6 +18,7 @@ json LiveMoveJobToJson(const LiveMoveJobRecord& job) {
             {"host", job.host},
             {"destination", job.destination},
             {"migration_id", job.migration_id},
+            {"destination_fingerprint", job.destination_fingerprint},
             {"streams", job.streams},
             {"bandwidth_limit", job.bandwidth_limit},
             {"downtime_ms", job.downtime_ms},
@@ -64,6 +65,7 @@ base::Result<LiveMoveJobRecord> LiveMoveJobFromJson(const json& j) {
   r.host = j.value("host", "");
   r.destination = j.value("destination", "");
   r.migration_id = j.value("migration_id", "");
+  r.destination_fingerprint = j.value("destination_fingerprint", "");
   r.streams = j.value("streams", uint32_t(4));
   r.bandwidth_limit = j.value("bandwidth_limit", uint64_t(0));
   r.downtime_ms = j.value("downtime_ms", uint32_t(0));

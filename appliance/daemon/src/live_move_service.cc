@@ -20,6 +20,7 @@
 #include "ipc/worker_protocol.h"
 #include "job_table.h"
 #include "move_slot.h"
+#include "peer/peer_tls.h"
 
 namespace appliance {
 
@@ -171,6 +172,9 @@ LiveMoveRequest BuildLiveMoveRequest(const PrepareRequest& prepare, const PeerEn
   request.bandwidth_limit = args.bandwidth_limit;
   request.downtime_ms = args.downtime_ms;
   request.time_limit_s = args.time_limit_s;
+  // The worker's data streams and Status queries must reach the host that
+  // accepted the Prepare, and no other.
+  request.tls = HostPeerTrust(host, peer.expected_fingerprint);
   return request;
 }
 
@@ -232,9 +236,9 @@ base::Result<std::unique_ptr<LiveMoveService>> LiveMoveService::Open(VmService& 
 
 void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
   const LiveMoveJobRecord& r = job->record;
-  auto peer = ParsePeerEndpoint(r.host, kDefaultPeerPort);
+  auto peer = MigrationPeer(r.host, options_.host, options_.tls);
+  if (peer) peer->expected_fingerprint = r.destination_fingerprint;
   if (peer && !vms_.incoming().HasVm(r.vm)) {
-    peer->source_host = MigrationSourceHost(options_.host);
     job->peer = *peer;
     base::MutexLock lock(jobs_->mu());
     job->thread = std::thread([this, job] { SettleVanished(*job); });
@@ -251,7 +255,6 @@ void LiveMoveService::Reattach(std::shared_ptr<Job> job) {
     SetError(s, e.Wrap("take the move up again"));
     return Finish(*job, s);
   }
-  peer->source_host = MigrationSourceHost(options_.host);
   job->peer = *peer;
   job->control_socket = target->control_socket;
   base::LogInfo("job " + r.id + ": live move of vm " + r.vm + " to " + job->peer.ToString() +
@@ -304,8 +307,7 @@ bool LiveMoveService::Owns(const std::string& job_id) const { return jobs_->Cont
 
 base::Result<json> LiveMoveService::Start(const LiveMoveArgs& args) {
   RETURN_IF_ERROR(CheckStartArgs(args, options_.host));
-  ASSIGN_OR_RETURN(PeerEndpoint peer, ParsePeerEndpoint(args.host, kDefaultPeerPort));
-  peer.source_host = MigrationSourceHost(options_.host);
+  ASSIGN_OR_RETURN(PeerEndpoint peer, MigrationPeer(args.host, options_.host, options_.tls));
   const std::string what = "move vm " + args.vm + " to " + peer.ToString();
   // Every early return from here gives back what was taken: the departure
   // record (DepartureHold), then the slot and the job's record (MoveSlot).
@@ -379,10 +381,20 @@ base::Result<PrepareRequest> LiveMoveService::PlanPrepare(const Job& job,
   return prepare;
 }
 
-base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(const Job& job,
+base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(Job& job,
                                                                  const PrepareRequest& prepare) {
-  ASSIGN_OR_RETURN(json prepared, CallPeer(job.peer, MoveFrame::kPrepare, ToJson(prepare),
-                                           MoveFrame::kPrepareReply, options_.prepare_timeout_ms));
+  std::string fingerprint;
+  ASSIGN_OR_RETURN(json prepared,
+                   CallPeer(job.peer, MoveFrame::kPrepare, ToJson(prepare),
+                            MoveFrame::kPrepareReply, options_.prepare_timeout_ms, &fingerprint));
+  // Pinned from here on: Abort, Status and the worker's streams go to the
+  // host that holds the move's slot and files, even if another trusted host
+  // took over the address meanwhile.
+  job.peer.expected_fingerprint = fingerprint;
+  {
+    base::MutexLock lock(jobs_->mu());
+    job.record.destination_fingerprint = fingerprint;
+  }
   auto reply = PrepareReplyFromJson(prepared);
   if (!reply) {
     AbortAtDestination(job, "the source could not read the Prepare reply");

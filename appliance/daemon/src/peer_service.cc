@@ -141,9 +141,35 @@ void PeerService::ReapConnections(bool all) {
   for (auto& c : finished) c.thread.join();
 }
 
+std::unique_ptr<transport::TlsSession> PeerService::Handshake(int socket,
+                                                              const transport::PeerAddress& peer) {
+  if (options_.tls == nullptr) {
+    // Without trust nobody can be told apart from an attacker; a ferry peer
+    // still learns why in a plaintext error frame.
+    base::Error e(base::Code::kPermissionDenied,
+                  "this host trusts no peer yet ([tls] in its host.toml): it accepts no "
+                  "connection");
+    base::LogWarning("peer service: refused " + peer.text + ": " + e.message());
+    transport::FrameStream plain(base::Fd(::dup(socket)), "connection from " + peer.text);
+    plain.SendError(e);
+    return nullptr;
+  }
+  auto session =
+      transport::TlsAccept(*options_.tls, socket, "", options_.hello_timeout_ms, stop_.fd());
+  if (!session) {
+    base::LogWarning("peer service: refused " + peer.text + ": " + session.error().message());
+    return nullptr;
+  }
+  return *std::move(session);
+}
+
 void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) {
   auto local = transport::GetLocalAddress(socket.get());
-  transport::FrameStream stream(std::move(socket), "control connection from " + peer.text);
+  std::unique_ptr<transport::TlsSession> tls = Handshake(socket.get(), peer);
+  if (tls == nullptr) return transport::DrainBeforeClose(socket.get(), kLingerMs);
+  const std::string fingerprint = tls->peer().fingerprint;
+  transport::FrameStream stream(std::move(socket), "control connection from " + peer.text,
+                                std::move(tls));
   auto finish = [&] { transport::DrainBeforeClose(stream.fd(), kLingerMs); };
 
   auto hello = transport::ServerHello(stream, options_.hello_timeout_ms, stop_.fd());
@@ -174,7 +200,7 @@ void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) 
     if (frame->type == uint16_t(transport::FrameType::kError))
       return base::Error(base::Code::kInvalidArgument, "expected a request, got an error frame");
     ASSIGN_OR_RETURN(nlohmann::json request, ParseJsonPayload(frame->payload, "control request"));
-    return Dispatch(frame->type, request, peer, *local);
+    return Dispatch(frame->type, request, Caller{peer, *local, fingerprint});
   }();
   if (!reply) {
     base::LogWarning("peer service: request from " + peer.text + ": " + reply.error().message());
@@ -191,19 +217,18 @@ void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) 
 }
 
 base::Result<std::pair<MoveFrame, nlohmann::json>> PeerService::Dispatch(
-    uint16_t type, const nlohmann::json& request, const transport::PeerAddress& peer,
-    const transport::PeerAddress& local) {
+    uint16_t type, const nlohmann::json& request, const Caller& caller) {
   switch (MoveFrame(type)) {
     case MoveFrame::kPrepare: {
-      ASSIGN_OR_RETURN(nlohmann::json reply, Prepare(request, peer, local));
+      ASSIGN_OR_RETURN(nlohmann::json reply, Prepare(request, caller));
       return std::make_pair(MoveFrame::kPrepareReply, std::move(reply));
     }
     case MoveFrame::kStatusQuery: {
-      ASSIGN_OR_RETURN(nlohmann::json reply, Status(request));
+      ASSIGN_OR_RETURN(nlohmann::json reply, Status(request, caller));
       return std::make_pair(MoveFrame::kStatusReply, std::move(reply));
     }
     case MoveFrame::kAbort: {
-      ASSIGN_OR_RETURN(nlohmann::json reply, Abort(request));
+      ASSIGN_OR_RETURN(nlohmann::json reply, Abort(request, caller));
       return std::make_pair(MoveFrame::kAbortReply, std::move(reply));
     }
     default:

@@ -75,15 +75,37 @@ size_t PeerService::RunningMoves() {
   return n;
 }
 
-base::Status PeerService::WriteRecord(const std::string& id, const std::string& name,
-                                      const std::string& state, int64_t pid,
+base::Status PeerService::WriteRecord(const Move& move, const std::string& state,
                                       const std::string& message) {
-  nlohmann::json j = {{"migration_id", id}, {"vm_name", name},
-                      {"state", state},     {"pid", pid},
-                      {"message", message}, {"changed_unix_ms", UnixMillisNow()}};
-  auto st = base::WriteFileAtomically(RecordsDir() + "/" + id + ".json", j.dump(2) + "\n");
-  if (!st) return st.error().Wrap("record incoming move " + id);
+  nlohmann::json j = {{"migration_id", move.id},
+                      {"vm_name", move.name},
+                      {"state", state},
+                      {"pid", move.pid},
+                      {"source_fingerprint", move.source_fingerprint},
+                      {"message", message},
+                      {"changed_unix_ms", UnixMillisNow()}};
+  auto st = base::WriteFileAtomically(RecordsDir() + "/" + move.id + ".json", j.dump(2) + "\n");
+  if (!st) return st.error().Wrap("record incoming move " + move.id);
   return base::Ok();
+}
+
+base::Status PeerService::CheckMoveOwner(const std::string& id, const Move* move,
+                                         const Caller& caller) const {
+  std::string owner;
+  if (move != nullptr) {
+    owner = move->source_fingerprint;
+  } else if (auto record = ReadRecord(id)) {
+    owner = record->value("source_fingerprint", "");
+  }
+  // "" : no such move here (the answer says unknown), or a record written
+  // before ferry authenticated its peers.
+  if (owner.empty() || owner == caller.fingerprint) return base::Ok();
+  base::LogWarning("peer service: " + caller.address.text + " (certificate " +
+                   caller.fingerprint + ") asked about migration " + id +
+                   ", which another host prepared (certificate " + owner + "): refused");
+  return base::Error(base::Code::kPermissionDenied,
+                     "migration " + id +
+                         " was prepared by another host: only that host may ask about or abort it");
 }
 
 std::optional<nlohmann::json> PeerService::ReadRecord(const std::string& id) const {
@@ -167,7 +189,7 @@ bool PeerService::Adopt(Move& move) {
   // the rename, so a ferryd stopped half-way through the adoption (incoming
   // directory gone, symlink not made yet) never answers a Status "aborted".
   if (!move.adopt_failed_logged) {
-    if (auto st = WriteRecord(move.id, move.name, "committed", move.pid, ""); !st)
+    if (auto st = WriteRecord(move, "committed", ""); !st)
       base::LogWarning(st.error().ToString());
   }
   auto adopted = vms_.incoming().Adopt(move.name, move.dir, pid, socket, move.plan.paused);
@@ -179,11 +201,11 @@ bool PeerService::Adopt(Move& move) {
     move.adopt_failed_logged = true;
     // Rewritten on every retry, so a failure is not logged each time: the
     // record already says committed, and the adoption's error was logged.
-    (void)WriteRecord(move.id, move.name, "committed", move.pid,
+    (void)WriteRecord(move, "committed",
                       "not adopted yet: " + adopted.error().message());
     return false;
   }
-  if (auto st = WriteRecord(move.id, move.name, "committed", move.pid, ""); !st)
+  if (auto st = WriteRecord(move, "committed", ""); !st)
     base::LogWarning(st.error().ToString());
   base::LogInfo("incoming move " + move.id + ": vm " + move.name + " committed and adopted");
   move.state.store(MoveState::kAdopted);
@@ -198,9 +220,11 @@ bool PeerService::Adopt(Move& move) {
 
 // ---- Requests ---------------------------------------------------------------
 
-base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) {
+base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request,
+                                                 const Caller& caller) {
   ASSIGN_OR_RETURN(std::string id, MigrationIdOf(request));
   std::shared_ptr<Move> move = FindMove(id);
+  RETURN_IF_ERROR(CheckMoveOwner(id, move.get(), caller));
   if (move) {
     base::MutexLock op(move->op_mu);
     if (move->state.load() == MoveState::kRunning) {
@@ -233,7 +257,8 @@ base::Result<nlohmann::json> PeerService::Status(const nlohmann::json& request) 
   return StateReply(id, RemoteMoveState::kAborted, message);
 }
 
-base::Result<nlohmann::json> PeerService::Abort(const nlohmann::json& request) {
+base::Result<nlohmann::json> PeerService::Abort(const nlohmann::json& request,
+                                                const Caller& caller) {
   ASSIGN_OR_RETURN(std::string id, MigrationIdOf(request));
   std::string reason = "aborted by the source";
   if (request.contains("reason") && request["reason"].is_string() &&
@@ -243,6 +268,7 @@ base::Result<nlohmann::json> PeerService::Abort(const nlohmann::json& request) {
     return nlohmann::json{{"migration_id", id}, {"state", std::string(ToString(state))}};
   };
   std::shared_ptr<Move> move = FindMove(id);
+  RETURN_IF_ERROR(CheckMoveOwner(id, move.get(), caller));
   if (move) {
     base::MutexLock op(move->op_mu);
     if (move->state.load() == MoveState::kRunning) {
@@ -352,6 +378,7 @@ void PeerService::RecoverEntry(const std::string& id) {
   if (record) {
     move->name = record->value("vm_name", "");
     move->pid = record->value("pid", int64_t{0});
+    move->source_fingerprint = record->value("source_fingerprint", "");
   }
   if (move->pid > 0 && IsIncomingWorker(move->pid, id)) {
     if (auto fd = PidfdOpen(move->pid)) move->pidfd = std::move(*fd);

@@ -11,6 +11,7 @@
 #include "daemon/peer_service.h"
 #include "daemon/worker_launcher.h"
 #include "ipc/vm_dir_files.h"
+#include "peer/peer_tls.h"
 #include "peer_service_internal.h"
 
 namespace appliance {
@@ -34,10 +35,13 @@ namespace {
 
 // The incoming directory's files (the moved definition, the worker's plan)
 // and the directories every destination file goes into.
-base::Status WriteIncomingFiles(const std::string& dir, const PrepareRequest& plan) {
+base::Status WriteIncomingFiles(const std::string& dir, const PrepareRequest& plan,
+                               const PeerTrust& trust) {
   RETURN_IF_ERROR(base::WriteFileAtomically(dir + "/vm.toml", plan.definition_toml));
   RETURN_IF_ERROR(
       base::WriteFileAtomically(dir + "/" + kIncomingPlanFile, ToJson(plan).dump(2) + "\n"));
+  RETURN_IF_ERROR(
+      base::WriteFileAtomically(dir + "/" + kIncomingTlsFile, ToJson(trust).dump(2) + "\n"));
   std::error_code ec;
   std::filesystem::create_directories(plan.destination, ec);
   if (ec)
@@ -55,8 +59,8 @@ base::Status WriteIncomingFiles(const std::string& dir, const PrepareRequest& pl
 }  // namespace
 
 base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
-                                                  const transport::PeerAddress& peer,
-                                                  const transport::PeerAddress& local) {
+                                                  const Caller& caller) {
+  const transport::PeerAddress& peer = caller.address;
   ASSIGN_OR_RETURN(PrepareRequest plan, PrepareRequestFromJson(request));
   ASSIGN_OR_RETURN(MigrationIdBytes id_bytes, ParseMigrationId(plan.migration_id));
   plan.migration_id = FormatMigrationId(id_bytes);  // one spelling for directory names
@@ -73,6 +77,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   move->name = plan.vm_name;
   move->dir = IncomingRoot() + "/" + move->id;
   move->plan = plan;
+  move->source_fingerprint = caller.fingerprint;
   // Held until the move is adopted or cleaned up (Create refuses the name).
   RETURN_IF_ERROR(vms_.incoming().ReserveName(move->name));
   std::error_code ec;
@@ -88,7 +93,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
     vms_.incoming().ReleaseName(move->name);  // the directory is not ours to remove
     return e;
   }
-  if (auto st = WriteIncomingFiles(move->dir, plan); !st) return undo(st.error());
+  if (auto st = WriteIncomingFiles(move->dir, plan, HostPeerTrust(options_.host, caller.fingerprint)); !st) return undo(st.error());
 
   LaunchSpec spec;
   spec.worker_binary = options_.worker_binary;
@@ -97,7 +102,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   spec.log_path = move->dir + "/worker.log";
   spec.exit_record_path = move->dir + "/" + kWorkerExitFile;
   spec.error_path = move->dir + "/worker.error";
-  spec.incoming_host = AddressText(local);
+  spec.incoming_host = AddressText(caller.local);
   spec.migration_id = move->id;
   auto launched = LaunchWorker(spec, options_.worker_ready_timeout_ms);
   if (!launched) return undo(launched.error().Wrap("start the incoming worker"));
@@ -112,7 +117,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   move->pid = launched->pid;
   move->pidfd = std::move(launched->pidfd);
   move->is_child = true;
-  if (auto st = WriteRecord(move->id, move->name, "running", move->pid, ""); !st)
+  if (auto st = WriteRecord(*move, "running", ""); !st)
     base::LogWarning(st.error().ToString());
   {
     base::MutexLock lock(mu_);

@@ -6,6 +6,7 @@
 #include "daemon/move_gate.h"
 #include "daemon/vm_control.h"
 #include "peer/peer_client.h"
+#include "peer/peer_tls.h"
 #include "protocol/move_protocol.h"
 
 namespace appliance {
@@ -129,8 +130,10 @@ base::Result<ResolveOutcome> VmDepartures::Resolve(const std::string& name, bool
 base::Result<std::string> VmDepartures::AskDestination(const DepartureRecord& record) {
   if (record.host.empty())
     return base::Error(base::Code::kUnavailable, "the departure record names no destination");
-  ASSIGN_OR_RETURN(PeerEndpoint peer, ParsePeerEndpoint(record.host, kDefaultPeerPort));
-  peer.source_host = MigrationSourceHost(core_.options().host);
+  // Any host this one trusts may answer: the record keeps the address, not
+  // the certificate (a move taken up by its job pins it, LiveMoveJobRecord).
+  ASSIGN_OR_RETURN(PeerEndpoint peer,
+                   MigrationPeer(record.host, core_.options().host, core_.options().peer_tls));
   ASSIGN_OR_RETURN(RemoteMoveState state, AskMoveState(peer, record.migration_id, kAskTimeoutMs));
   return std::string(ToString(state));
 }

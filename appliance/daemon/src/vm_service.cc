@@ -285,6 +285,8 @@ HostInfo VmService::Host() {
   host.guests = GuestNames(options.guest_dir);
   host.kvm_device = options.kvm_device;
   host.kvm_available = ::access(options.kvm_device.c_str(), R_OK | W_OK) == 0;
+  host.tls_fingerprint = options.tls_fingerprint;
+  host.tls_trusts_peers = options.peer_tls != nullptr;
   return host;
 }
 

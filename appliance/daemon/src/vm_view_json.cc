@@ -77,7 +77,14 @@ json HostInfoToJson(const HostInfo& host) {
                 {"max_live_moves", h.max_live_moves},
                 {"max_storage_moves", h.max_storage_moves},
                 {"authentication", config::ToString(h.authentication)},
-                {"performance", config::ToString(h.performance)}}}};
+                {"performance", config::ToString(h.performance)},
+                {"incoming_directories", h.incoming_directories}}},
+              {"tls",
+               {{"certificate", h.tls.certificate},
+                {"fingerprint", host.tls_fingerprint},
+                {"trusted_ca", h.tls.trusted_ca},
+                {"trusted_fingerprints", h.tls.trusted_fingerprints},
+                {"ready", host.tls_trusts_peers}}}};
 }
 
 json CheckpointToJson(const CheckpointView& checkpoint) {

@@ -32,6 +32,7 @@
 #include "base/log.h"
 #include "base/mutex.h"
 #include "incoming_disks.h"
+#include "peer/peer_tls.h"
 #include "transport/frame_stream.h"
 #include "transport/hello.h"
 #include "transport/tcp.h"
@@ -106,6 +107,7 @@ class LiveMoveDestination::Impl {
   uint64_t memory_pages_ = 0;
   MigrationIdBytes id_{};
   std::unique_ptr<IncomingDisks> disks_;
+  std::shared_ptr<const transport::TlsContext> tls_;  // from o_.tls; null: plain
   std::optional<transport::TcpListener> listener_;  // acceptor thread only after Init
   uint16_t port_ = 0;
   std::optional<base::EventFd> cancel_;  // signalled by Fail and Abort: every wait returns
@@ -141,6 +143,11 @@ base::Status LiveMoveDestination::Impl::Init() {
   ASSIGN_OR_RETURN(id_, ParseMigrationId(o_.plan.migration_id));
   ASSIGN_OR_RETURN(base::EventFd cancel, base::EventFd::Create());
   cancel_.emplace(std::move(cancel));
+  if (o_.tls) {
+    auto tls = WorkerTls(*o_.tls);
+    if (!tls) return tls.error().Wrap("incoming move: TLS for the data streams");
+    tls_ = *std::move(tls);
+  }
   ASSIGN_OR_RETURN(disks_, IncomingDisks::Create(o_.plan));
   auto listener = transport::TcpListener::Bind(o_.listen_host, 0);
   if (!listener)
@@ -161,8 +168,20 @@ std::unique_ptr<LiveMoveDestination::Impl::Stream> LiveMoveDestination::Impl::Ac
     return nullptr;
   }
   auto& [fd, peer] = *accepted;
-  auto fs =
-      std::make_unique<transport::FrameStream>(std::move(fd), "data stream from " + peer.text);
+  std::unique_ptr<transport::TlsSession> tls;
+  if (tls_ != nullptr) {
+    auto session = transport::TlsAccept(*tls_, fd.get(), o_.tls->peer_fingerprint,
+                                        kHelloTimeoutMs, cancel_->fd());
+    if (!session) {
+      base::LogWarning("incoming move: refused a connection from " + peer.text + ": " +
+                       session.error().message());
+      transport::DrainBeforeClose(fd.get(), kRefusalLingerMs);
+      return nullptr;
+    }
+    tls = *std::move(session);
+  }
+  auto fs = std::make_unique<transport::FrameStream>(std::move(fd), "data stream from " + peer.text,
+                                                     std::move(tls));
   auto hello = transport::ServerHello(*fs, kHelloTimeoutMs, cancel_->fd());
   if (!hello) {  // answered with an error frame naming the problem (unless the peer left)
     base::LogWarning("incoming move: rejected a connection: " + hello.error().ToString());

@@ -50,6 +50,8 @@ void LiveMoveSource::Impl::Resolve() {
     control.host = req_.control_host;
     control.port = req_.control_port;
     control.source_host = req_.source_host;
+    control.tls = tls_;
+    if (req_.tls) control.expected_fingerprint = req_.tls->peer_fingerprint;
     ferryd.emplace(std::move(control), kAskTimeoutMs);
   }
   MoveResolver::Options ro;

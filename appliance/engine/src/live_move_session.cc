@@ -12,6 +12,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "peer/peer_tls.h"
 #include "protocol/move_protocol.h"
 #include "storage/disk.h"
 #include "transport/hello.h"
@@ -73,10 +74,16 @@ base::Result<std::unique_ptr<LiveMoveSource>> LiveMoveSource::Start(Options opti
           "live move: disk " + std::to_string(i) +
               ": the request's layout does not match this vm's storage (was a checkpoint taken?)");
   }
+  std::shared_ptr<const transport::TlsContext> tls;
+  if (request.tls) {
+    auto context = WorkerTls(*request.tls);
+    if (!context) return context.error().Wrap("live move: TLS for the data streams");
+    tls = *std::move(context);
+  }
   ASSIGN_OR_RETURN(base::EventFd cancel, base::EventFd::Create());
   ASSIGN_OR_RETURN(base::EventFd reader_done, base::EventFd::Create());
   auto impl = std::make_unique<Impl>(std::move(options), std::move(request), std::move(plan), id,
-                                     std::move(cancel), std::move(reader_done));
+                                     std::move(cancel), std::move(reader_done), std::move(tls));
   impl->StartThread();
   return std::unique_ptr<LiveMoveSource>(new LiveMoveSource(std::move(impl)));
 }
@@ -91,7 +98,14 @@ base::Status LiveMoveSource::Impl::Connect() {
     auto fd = transport::TcpConnect(req_.data_host, req_.data_port, req_.source_host,
                                     kConnectTimeoutMs, cancel_.fd());
     if (!fd) return fd.error().Wrap("connect " + name);
-    auto stream = std::make_unique<transport::FrameStream>(std::move(*fd), name);
+    std::unique_ptr<transport::TlsSession> tls;
+    if (tls_ != nullptr) {
+      auto session = transport::TlsConnect(*tls_, fd->get(), req_.tls->peer_fingerprint,
+                                           kHelloTimeoutMs, cancel_.fd());
+      if (!session) return session.error().Wrap("TLS on " + name);
+      tls = *std::move(session);
+    }
+    auto stream = std::make_unique<transport::FrameStream>(std::move(*fd), name, std::move(tls));
     transport::Hello hello;
     hello.role = transport::StreamRole::kData;
     hello.migration_id = id_;

@@ -17,11 +17,13 @@
 namespace appliance {
 
 LiveMoveSource::Impl::Impl(Options options, LiveMoveRequest request, StorageMovePlan plan,
-                           MigrationIdBytes id, base::EventFd cancel, base::EventFd reader_done)
+                           MigrationIdBytes id, base::EventFd cancel, base::EventFd reader_done,
+                           std::shared_ptr<const transport::TlsContext> tls)
     : opt_(std::move(options)),
       req_(std::move(request)),
       plan_(std::move(plan)),
       id_(id),
+      tls_(std::move(tls)),
       cancel_(std::move(cancel)),
       reader_done_(std::move(reader_done)),
       model_(req_.bandwidth_limit) {

@@ -35,6 +35,7 @@
 #include "precopy_decision.h"
 #include "storage/mirror_job.h"
 #include "stream_pool.h"
+#include "transport/tls.h"
 
 namespace appliance {
 
@@ -43,7 +44,8 @@ inline double MsSince(uint64_t ns) { return double(base::MonotonicNanos() - ns) 
 class LiveMoveSource::Impl {
  public:
   Impl(Options options, LiveMoveRequest request, StorageMovePlan plan, MigrationIdBytes id,
-       base::EventFd cancel, base::EventFd reader_done);
+       base::EventFd cancel, base::EventFd reader_done,
+       std::shared_ptr<const transport::TlsContext> tls);
   ~Impl();
 
   void StartThread();
@@ -122,6 +124,9 @@ class LiveMoveSource::Impl {
   StorageMovePlan plan_;
   MigrationIdBytes id_;
   std::string peer_;           // "host:port" of the incoming worker
+  // From req_.tls: every stream and Status query is TLS, to the host whose
+  // certificate req_.tls names (null: plain frames, engine tests only).
+  std::shared_ptr<const transport::TlsContext> tls_;
   base::EventFd cancel_;       // Abort -> every wait before DeviceState
   base::EventFd reader_done_;  // stream 0's reader ended (committed, error or EOF)
   ConvergenceModel model_;

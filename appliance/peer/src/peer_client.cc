@@ -84,11 +84,19 @@ std::string MigrationSourceHost(const config::HostSettings& host) {
 
 base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame request_type,
                                       const nlohmann::json& request, MoveFrame reply_type,
-                                      int timeout_ms) {
+                                      int timeout_ms, std::string* peer_fingerprint) {
   const std::string where = peer.ToString();
   ASSIGN_OR_RETURN(base::Fd socket,
                    transport::TcpConnect(peer.host, peer.port, peer.source_host, timeout_ms));
-  transport::FrameStream stream(std::move(socket), "control stream to " + where);
+  std::unique_ptr<transport::TlsSession> tls;
+  if (peer.tls != nullptr) {
+    auto session =
+        transport::TlsConnect(*peer.tls, socket.get(), peer.expected_fingerprint, timeout_ms);
+    if (!session) return session.error().Wrap(where);
+    tls = *std::move(session);
+  }
+  if (peer_fingerprint != nullptr) *peer_fingerprint = tls ? tls->peer().fingerprint : "";
+  transport::FrameStream stream(std::move(socket), "control stream to " + where, std::move(tls));
   transport::Hello hello;
   hello.role = transport::StreamRole::kControl;
   // The move this conversation is about, when the request names one (for the

@@ -45,7 +45,7 @@ bool IsTerminal(LiveMovePhase phase) {
 }
 
 nlohmann::json ToJson(const LiveMoveRequest& r) {
-  return json{{"prepare", ToJson(r.prepare)},
+  json j{{"prepare", ToJson(r.prepare)},
               {"control_host", r.control_host},
               {"control_port", r.control_port},
               {"data_host", r.data_host},
@@ -56,6 +56,8 @@ nlohmann::json ToJson(const LiveMoveRequest& r) {
               {"bandwidth_limit", r.bandwidth_limit},
               {"downtime_ms", r.downtime_ms},
               {"time_limit_s", r.time_limit_s}};
+  if (r.tls) j["tls"] = ToJson(*r.tls);
+  return j;
 }
 
 base::Result<LiveMoveRequest> LiveMoveRequestFromJson(const nlohmann::json& j) {
@@ -85,6 +87,10 @@ base::Result<LiveMoveRequest> LiveMoveRequestFromJson(const nlohmann::json& j) {
   r.downtime_ms = uint32_t(downtime);
   ASSIGN_OR_RETURN(uint64_t time_limit, in.U64("time_limit_s", false, 600, UINT32_MAX));
   r.time_limit_s = uint32_t(time_limit);
+  if (!in.Has("tls")) return in.Bad("tls", "missing (every live move's streams are TLS)");
+  auto tls = PeerTrustFromJson(j["tls"]);
+  if (!tls) return base::Error(tls.error().code(), "live move request: " + tls.error().message());
+  r.tls = std::move(*tls);
   return r;
 }
 

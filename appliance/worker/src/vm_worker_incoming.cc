@@ -1,8 +1,8 @@
 // ferry-vmm --incoming: the destination of a live move (docs/live_move.md).
 // The worker directory D = <storage_root>/incoming/<migration id>/ holds the
 // moved definition (vm.toml, disk paths at the destination) and the plan
-// (incoming.json, PrepareRequest JSON), both written by the destination
-// ferryd. The worker builds an incoming machine (guest RAM only), starts a
+// (incoming.json, PrepareRequest JSON) and whom the data streams must come
+// from (incoming-tls.json), all written by the destination ferryd. The worker builds an incoming machine (guest RAM only), starts a
 // LiveMoveDestination and reports "ready <port>". Until the move is decided
 // it answers only status and stop; once committed it is an ordinary worker
 // whose VM runs, and if the move fails it exits "failed" (ferryd removes the
@@ -21,13 +21,16 @@
 namespace appliance {
 namespace {
 
-base::Result<PrepareRequest> LoadPlan(const std::string& path) {
+// One of the JSON files ferryd wrote into the incoming directory, decoded.
+template <typename T>
+base::Result<T> LoadJsonFile(const std::string& path,
+                             base::Result<T> (*decode)(const nlohmann::json&)) {
   ASSIGN_OR_RETURN(std::string text, base::ReadFileToString(path));
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return base::Error(base::Code::kDataLoss, path + ": not JSON");
-  auto plan = PrepareRequestFromJson(j);
-  if (!plan) return plan.error().Wrap(path);
-  return plan;
+  auto decoded = decode(j);
+  if (!decoded) return decoded.error().Wrap(path);
+  return decoded;
 }
 
 }  // namespace
@@ -37,7 +40,11 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs&
                                                                base::Fd signal_fd) {
   ASSIGN_OR_RETURN(config::VmDefinition definition,
                    config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
-  ASSIGN_OR_RETURN(PrepareRequest plan, LoadPlan(args.vm_dir + "/" + kIncomingPlanFile));
+  ASSIGN_OR_RETURN(PrepareRequest plan, LoadJsonFile<PrepareRequest>(
+                                            args.vm_dir + "/" + kIncomingPlanFile,
+                                            PrepareRequestFromJson));
+  ASSIGN_OR_RETURN(PeerTrust trust,
+                   LoadJsonFile<PeerTrust>(args.vm_dir + "/" + kIncomingTlsFile, PeerTrustFromJson));
   if (plan.migration_id != args.migration_id)
     return base::Error(base::Code::kInvalidArgument, "--migration-id " + args.migration_id +
                                                          " does not match " + kIncomingPlanFile +
@@ -54,6 +61,7 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs&
   o.vm_dir = args.vm_dir;
   o.plan = std::move(plan);
   o.listen_host = args.incoming_host;
+  o.tls = std::move(trust);
   o.notify_fd = worker->move_event_.fd();
   // Runs on the destination's commit thread after the commit point, while
   // the control thread only answers status (it touches neither the machine

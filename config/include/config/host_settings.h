@@ -17,10 +17,11 @@ enum class PerformanceOption { kTcp = 1, kCompression = 2 };
 
 // Settings that are accepted but not built yet, in the words shown next to
 // them (`ferry host show`, docs/config.md) so that none reads as working.
-// migration.authentication: read and reported, but peers are not
-// authenticated: any peer inside migration.networks may move VMs.
+// migration.authentication: read and reported, but the admin behind a move
+// is not authenticated yet; peers are, by their TLS certificates ([tls]).
 inline constexpr const char* kAuthenticationNotEnforced =
-    "not enforced yet: peers are not authenticated (issue \"authenticated moves\")";
+    "admin identity not checked yet: peers are authenticated and authorized by their TLS "
+    "certificates only (issue \"authenticated moves\")";
 // migration.performance = "smb": refused (the reason after the key).
 inline constexpr const char* kSmbNotBuilt =
     "\"smb\" (SMB3 transfer) is not built yet; use \"tcp\" or \"compression\"";
@@ -40,6 +41,17 @@ struct ListenAddress {
   std::string text;
 };
 
+// [tls]: this host's identity on every peer connection and whom it trusts
+// (transport/tls.h). A peer is trusted when its certificate chains to
+// trusted_ca or its fingerprint is listed; with neither, nobody is.
+struct TlsFiles {
+  std::string certificate;  // default <storage_root>/tls/host.crt
+  std::string key;          // default <storage_root>/tls/host.key
+  std::string trusted_ca;   // PEM bundle; "" none
+  std::vector<std::string> trusted_fingerprints;  // "SHA256:AB:…", checked by ferryd at start
+  bool trusts_someone() const { return !trusted_ca.empty() || !trusted_fingerprints.empty(); }
+};
+
 struct HostSettings {
   std::string source_path;                      // file it was read from, for messages
   std::string storage_root = "/var/lib/ferry";  // VM inventory and disks
@@ -55,6 +67,11 @@ struct HostSettings {
   std::vector<Cidr> networks;  // used when any_network is false
   AuthenticationType authentication = AuthenticationType::kKerberos;
   PerformanceOption performance = PerformanceOption::kCompression;
+  // Directories an incoming move may write its disk files into; a Prepare
+  // naming any other destination is refused. Default:
+  // <storage_root>/incoming-disks (<storage_root>/incoming is ferryd's own).
+  std::vector<std::string> incoming_directories;
+  TlsFiles tls;
 };
 
 // Parses TOML text; `source` names the file in every error message

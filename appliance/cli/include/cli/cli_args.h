@@ -30,6 +30,7 @@ enum class CliCommand {
   kVmAction = 6,  // start stop pause resume save restore
   kConsole = 7,
   kHostShow = 8,
+  kHostCertificateShow = 9,
   // Storage moves (cli_move.h).
   kMoveStorage = 30,
   kJobs = 31,

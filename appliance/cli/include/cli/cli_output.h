@@ -18,6 +18,9 @@ std::string FormatActionResult(const std::string& action, const nlohmann::json& 
 // GET /v1/host -> "key: value" lines; a setting accepted but not built yet
 // (migration.authentication) says so next to its value.
 std::string FormatHost(const nlohmann::json& host);
+// `ferry host certificate show`: this host's certificate, its fingerprint
+// (what peers pin in [tls] trusted_fingerprints) and whom it trusts.
+std::string FormatHostCertificate(const nlohmann::json& host);
 // The message of an API error body, or the raw body when it is not one.
 std::string ErrorMessage(long http_status, const std::string& body);
 

@@ -78,6 +78,9 @@ struct LiveMoveJobRecord {
   std::string host;         // as given
   std::string destination;  // storage path at the destination
   std::string migration_id;
+  // The certificate the destination presented at Prepare: every later call
+  // about this move (Status, Abort) and the worker's data streams require it.
+  std::string destination_fingerprint;
   uint32_t streams = 4;
   uint64_t bandwidth_limit = 0;
   uint32_t downtime_ms = 0;  // requested (0: default)
@@ -100,6 +103,8 @@ class LiveMoveService {
     config::HostSettings host;            // migration.* and listen_addresses
     std::string jobs_dir;                 // <storage_root>/live-moves
     std::string kvm_device = "/dev/kvm";  // for the CPU description sent in Prepare
+    // ferryd's TLS identity toward destinations; null: no move can start.
+    std::shared_ptr<const transport::TlsContext> tls;
     int poll_interval_ms = 250;
     int worker_call_timeout_ms = 5000;
     int prepare_timeout_ms = 60000;  // the destination launches its incoming worker
@@ -144,7 +149,7 @@ class LiveMoveService {
   base::Result<PrepareRequest> PlanPrepare(const Job& job, const VmService::MoveTarget& target,
                                            const LiveMoveArgs& args) const;
   // Sends Prepare; a reply the source cannot use is aborted there.
-  base::Result<PrepareReply> PrepareAtDestination(const Job& job, const PrepareRequest& prepare);
+  base::Result<PrepareReply> PrepareAtDestination(Job& job, const PrepareRequest& prepare);
   // Tells the worker to start. A lost answer is no failure unless the
   // worker's status shows the move never began (then the destination aborts).
   base::Result<std::optional<LiveMoveStatus>> StartWorker(const Job& job,

@@ -70,6 +70,7 @@
 #include "daemon/vm_service.h"
 #include "protocol/move_protocol.h"
 #include "transport/tcp.h"
+#include "transport/tls.h"
 
 namespace appliance {
 
@@ -79,6 +80,9 @@ class PeerService {
     config::HostSettings host;  // listen_addresses, migration.*, storage_root
     std::string worker_binary;  // ferry-vmm
     std::string kvm_device = "/dev/kvm";
+    // Every connection is TLS with this identity; null when [tls] trusts
+    // nobody: every connection is then refused, saying so.
+    std::shared_ptr<const transport::TlsContext> tls;
     // What this host's CPU offers; unset: ReadHostCpu(kvm_device) at Start
     // (tests set it).
     std::optional<HostCpu> host_cpu;
@@ -136,6 +140,9 @@ class PeerService {
     std::string name;
     std::string dir;  // <storage_root>/incoming/<id>
     PrepareRequest plan;
+    // The certificate of the host that sent the Prepare: only it may ask
+    // about or abort this move (set before the move is visible; then fixed).
+    std::string source_fingerprint;
     int64_t pid = 0;
     base::Fd pidfd;                         // set before the move is visible; closed with the Move
     bool is_child = false;                  // launched by this ferryd (only then can it be reaped)
@@ -155,18 +162,24 @@ class PeerService {
   // peer_service.cc: listeners and connections.
   void AcceptLoop(transport::TcpListener* listener);
   void ServeConnection(base::Fd socket, transport::PeerAddress peer);
+  // The TLS handshake of a new connection: the session, or nullptr after
+  // the refusal was logged (and, for a plaintext ferry peer, answered).
+  std::unique_ptr<transport::TlsSession> Handshake(int socket, const transport::PeerAddress& peer);
+  // Who is asking: the connection's address and its certificate.
+  struct Caller {
+    const transport::PeerAddress& address;
+    const transport::PeerAddress& local;
+    std::string fingerprint;
+  };
   base::Result<std::pair<MoveFrame, nlohmann::json>> Dispatch(uint16_t type,
                                                               const nlohmann::json& request,
-                                                              const transport::PeerAddress& peer,
-                                                              const transport::PeerAddress& local);
+                                                              const Caller& caller);
   void ReapConnections(bool all);
   // Over max_connections: an error frame, then close.
   void RefuseBusy(base::Fd socket, const transport::PeerAddress& peer) REQUIRES(conn_mu_);
 
   // peer_service_prepare.cc: pre-flight, then the incoming directory and worker.
-  base::Result<nlohmann::json> Prepare(const nlohmann::json& request,
-                                       const transport::PeerAddress& peer,
-                                       const transport::PeerAddress& local);
+  base::Result<nlohmann::json> Prepare(const nlohmann::json& request, const Caller& caller);
 
   // peer_service_preflight.cc: Prepare's pre-flight, a table of named checks.
   // Runs every check in order and reports every failure in one error, the
@@ -205,14 +218,19 @@ class PeerService {
   std::vector<std::string> CheckMigrationId(const PreflightInput& in);  // never used here
   std::vector<std::string> CheckCpu(const PreflightInput& in);
   std::vector<std::string> CheckMemory(const PreflightInput& in);
+  // Inside migration.incoming_directories, and every file inside it.
+  std::vector<std::string> CheckDestinationAllowed(const PreflightInput& in);
   std::vector<std::string> CheckDestinationPath(const PreflightInput& in);
   std::vector<std::string> CheckFilesUnplanned(
       const PreflightInput& in);  // by another incoming move
   std::vector<std::string> CheckFilesAbsent(const PreflightInput& in);
 
   // peer_service_moves.cc: status, abort, adoption, clean-up, recovery.
-  base::Result<nlohmann::json> Status(const nlohmann::json& request);
-  base::Result<nlohmann::json> Abort(const nlohmann::json& request);
+  base::Result<nlohmann::json> Status(const nlohmann::json& request, const Caller& caller);
+  base::Result<nlohmann::json> Abort(const nlohmann::json& request, const Caller& caller);
+  // kPermissionDenied unless the caller is the host that prepared migration
+  // id (its move, or the record a finished move left).
+  base::Status CheckMoveOwner(const std::string& id, const Move* move, const Caller& caller) const;
   void MonitorLoop();
   void CheckMove(Move& move) REQUIRES(move.op_mu);
   // Makes sure the worker can no longer commit; true if it committed.
@@ -239,8 +257,7 @@ class PeerService {
   std::shared_ptr<Move> FindMove(const std::string& id);
   void Forget(const std::string& id);
   size_t RunningMoves();
-  base::Status WriteRecord(const std::string& id, const std::string& name, const std::string& state,
-                           int64_t pid, const std::string& message);
+  base::Status WriteRecord(const Move& move, const std::string& state, const std::string& message);
   std::optional<nlohmann::json> ReadRecord(const std::string& id) const;
   std::string IncomingRoot() const { return options_.host.storage_root + "/incoming"; }
   std::string RecordsDir() const { return options_.host.storage_root + "/incoming-records"; }

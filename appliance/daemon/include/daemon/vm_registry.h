@@ -31,6 +31,7 @@
 #include "daemon/runtime_record.h"
 #include "daemon/supervisor.h"
 #include "daemon/vm_views.h"
+#include "transport/tls.h"
 
 namespace appliance {
 
@@ -44,6 +45,10 @@ struct ServiceOptions {
   int worker_call_timeout_ms = 15000;
   int save_timeout_ms = 600000;  // a save writes all of guest memory
   int exit_timeout_ms = 15000;
+  // ferryd's TLS identity for peer calls (departures asking a destination);
+  // null when [tls] trusts nobody (then no move can start).
+  std::shared_ptr<const transport::TlsContext> peer_tls;
+  std::string tls_fingerprint;  // this host's certificate, for HostInfo
 };
 
 // One VM of the inventory. Shared (shared_ptr) so that a request keeps its

@@ -23,11 +23,13 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
 #include "protocol/live_move_types.h"
 #include "protocol/move_protocol.h"
+#include "protocol/peer_trust.h"
 #include "vm/machine.h"
 
 namespace appliance {
@@ -39,6 +41,10 @@ class LiveMoveDestination {
     std::string vm_dir;              // the incoming directory (marker goes here)
     PrepareRequest plan;
     std::string listen_host;  // bind here, ephemeral port
+    // Every data stream is TLS with this identity, from the host whose
+    // certificate is tls->peer_fingerprint (the one that sent the Prepare);
+    // unset: plain frames (engine tests only).
+    std::optional<PeerTrust> tls;
     int notify_fd = -1;       // eventfd signalled when the outcome is decided
     // Resumes the completed machine (the worker starts its watcher too).
     std::function<base::Status()> resume;

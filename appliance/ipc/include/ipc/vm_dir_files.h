@@ -12,6 +12,9 @@ namespace appliance {
 inline constexpr const char* kCommittedMarker = "committed";
 // The plan ferryd writes for the incoming worker (PrepareRequest JSON).
 inline constexpr const char* kIncomingPlanFile = "incoming.json";
+// Whom the incoming worker's data streams must come from, and with which
+// identity it answers (PeerTrust JSON, protocol/peer_trust.h).
+inline constexpr const char* kIncomingTlsFile = "incoming-tls.json";
 // A worker's exit record inside its VM directory (WorkerExitRecord JSON).
 inline constexpr const char* kWorkerExitFile = "worker.exit";
 

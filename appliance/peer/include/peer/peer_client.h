@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <memory>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include "base/result.h"
 #include "config/host_settings.h"
 #include "protocol/move_protocol.h"
+#include "transport/tls.h"
 
 namespace appliance {
 
@@ -28,6 +30,12 @@ struct PeerEndpoint {
   std::string host;  // IP literal (or a name getaddrinfo resolves)
   uint16_t port = kDefaultPeerPort;
   std::string source_host;  // bind the local side here ("" any)
+  // TLS with this identity and trust (transport/tls.h); nullptr speaks plain
+  // frames, which no ferryd accepts: only tests of the plain protocol use it.
+  std::shared_ptr<const transport::TlsContext> tls;
+  // Not "": the peer must present exactly this certificate (the host a move
+  // was negotiated with), besides being trusted.
+  std::string expected_fingerprint;
   // "host:port" ("[v6]:port" for IPv6), for messages.
   std::string ToString() const;
 };
@@ -39,7 +47,8 @@ struct PeerEndpoint {
 base::Result<PeerEndpoint> ParsePeerEndpoint(std::string_view host_port, uint16_t default_port);
 
 // One request on a fresh control connection: TcpConnect (from
-// peer.source_host) + ClientHello (role control) + one frame of request_type
+// peer.source_host) + TLS (peer.tls; a refused handshake is
+// kPermissionDenied naming host:port and why) + ClientHello (role control) + one frame of request_type
 // carrying request as JSON, then one reply frame:
 //   - reply_type: its JSON payload (kDataLoss if it is not a JSON object);
 //   - a transport kError frame: the peer's error with its code preserved
@@ -50,9 +59,11 @@ base::Result<PeerEndpoint> ParsePeerEndpoint(std::string_view host_port, uint16_
 // a while at the destination (it launches the incoming worker), so callers
 // give it tens of seconds. Unreachable / refused: kUnavailable naming
 // host:port; timeout: kDeadlineExceeded naming host:port.
+// peer_fingerprint, if not null, receives the fingerprint of the
+// certificate the peer presented ("" over plain frames).
 base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame request_type,
                                       const nlohmann::json& request, MoveFrame reply_type,
-                                      int timeout_ms);
+                                      int timeout_ms, std::string* peer_fingerprint = nullptr);
 
 // The destination's verdict on a migration: its Status, committed, aborted
 // or unknown there. "running" is no verdict (a Status of a running move ends

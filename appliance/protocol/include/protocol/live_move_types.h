@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 
 #include "base/result.h"
 #include "protocol/move_protocol.h"
+#include "protocol/peer_trust.h"
 
 namespace appliance {
 
@@ -51,6 +53,10 @@ struct LiveMoveRequest {
   uint64_t bandwidth_limit = 0;  // bytes/s for memory + disk together; 0 none
   uint32_t downtime_ms = 0;      // 0: the default (LiveMoveSource::kDefaultDowntimeMs)
   uint32_t time_limit_s = 600;   // give up (VM stays on the source) after this
+  // TLS for the data streams and Status queries. ferryd always sends it (the
+  // JSON field is required); unset only where engine tests and benchmarks
+  // build a request in C++ and want plain streams.
+  std::optional<PeerTrust> tls;
 };
 nlohmann::json ToJson(const LiveMoveRequest& request);
 base::Result<LiveMoveRequest> LiveMoveRequestFromJson(const nlohmann::json& j);

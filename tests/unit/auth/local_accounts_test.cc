@@ -13,6 +13,7 @@
 #include <concepts>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -97,6 +98,23 @@ TEST_F(LocalAccountsTest, ExpiredAccountIsRefusedWithItsMessage) {
   ASSERT_FALSE(status.has_value());
   EXPECT_EQ(status.error().code(), base::Code::kPermissionDenied);
   EXPECT_EQ(status.error().message(), "account " + account.user() + " is locked or expired");
+}
+
+// Each call has its own PAM handle: concurrent checks of the same account
+// all see the right answer.
+TEST_F(LocalAccountsTest, ConcurrentChecksAreIndependent) {
+  TestAccount account(kPassword);
+  ASSERT_TRUE(account.ok());
+  std::vector<base::Status> results(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = VerifyPassword(account.user(), Secret(kPassword), options_); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const base::Status& status : results) {
+    EXPECT_TRUE(status.has_value()) << status.error().ToString();
+  }
 }
 
 TEST_F(LocalAccountsTest, MissingServiceFileIsAFailedPrecondition) {

@@ -16,6 +16,7 @@ declare -A allowed=(
   [config]="base"
   [storage]="base config"
   [transport]="base config"
+  [auth]="base"
   [vm]="base config storage"
   [appliance/common]="base"
   [appliance/protocol]="base"
@@ -28,7 +29,7 @@ declare -A allowed=(
   [appliance/cli]="base config common"
 )
 # Every include prefix that names a module of this project.
-modules="base config storage transport vm common protocol ipc plan peer engine worker daemon cli"
+modules="base config storage transport auth vm common protocol ipc plan peer engine worker daemon cli"
 
 bad=0
 for path in "${!allowed[@]}"; do

@@ -92,7 +92,8 @@ base::Result<AcceptedContext> AcceptContext(const KerberosCredential& acceptor,
       gss_accept_sec_context(&minor, ctx.out(), acceptor.handle(), &input, &cb, client.out(),
                              nullptr, output.out(), &ret_flags, nullptr, &delegated);
   AcceptedContext accepted;
-  if (client.get() != GSS_C_NO_NAME) accepted.client_principal = internal::DisplayName(client.get());
+  if (client.get() != GSS_C_NO_NAME)
+    accepted.client_principal = internal::DisplayName(client.get());
   // Owned from here, also on the error paths below.
   if (delegated != GSS_C_NO_CREDENTIAL) {
     accepted.delegated.emplace(delegated, accepted.client_principal, acceptor.principal(), "",

@@ -17,9 +17,7 @@ using internal::GssError;
 using internal::GssName;
 using internal::Situation;
 
-gss_OID_set_desc KrbMechSet() {
-  return gss_OID_set_desc{1, const_cast<gss_OID>(gss_mech_krb5)};
-}
+gss_OID_set_desc KrbMechSet() { return gss_OID_set_desc{1, const_cast<gss_OID>(gss_mech_krb5)}; }
 
 // A process-unique MEMORY cache for a keytab credential's TGT: never the
 // user's default cache, and gone with the process.
@@ -34,6 +32,27 @@ void DestroyCcache(const std::string& name) {
   krb5_ccache cc = nullptr;
   if (krb5_cc_resolve(context, name.c_str(), &cc) == 0) krb5_cc_destroy(context, cc);
   krb5_free_context(context);
+}
+
+// The principal a cache belongs to, read from the cache itself: GSS will
+// not name the owner of a credential whose tickets expired.
+std::string CcachePrincipal(const std::string& name) {
+  krb5_context context = nullptr;
+  if (krb5_init_context(&context) != 0) return "";
+  std::string result;
+  krb5_ccache cc = nullptr;
+  krb5_principal principal = nullptr;
+  char* text = nullptr;
+  if (krb5_cc_resolve(context, name.c_str(), &cc) == 0 &&
+      krb5_cc_get_principal(context, cc, &principal) == 0 &&
+      krb5_unparse_name(context, principal, &text) == 0) {
+    result = text;
+  }
+  krb5_free_unparsed_name(context, text);
+  krb5_free_principal(context, principal);
+  if (cc != nullptr) krb5_cc_close(context, cc);
+  krb5_free_context(context);
+  return result;
 }
 
 }  // namespace
@@ -80,7 +99,9 @@ void KerberosCredential::Release() {
 }
 
 base::Result<KerberosCredential> KerberosCredential::FromCcache(const std::string& ccache_name) {
-  Situation what{.operation = "use Kerberos credentials", .ccache = ccache_name};
+  Situation what{.operation = "use Kerberos credentials",
+                 .client = CcachePrincipal(ccache_name),
+                 .ccache = ccache_name};
   gss_key_value_element_desc element{"ccache", ccache_name.c_str()};
   gss_key_value_set_desc store{1, &element};
   gss_OID_set_desc mechs = KrbMechSet();
@@ -89,13 +110,14 @@ base::Result<KerberosCredential> KerberosCredential::FromCcache(const std::strin
   OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, &mechs,
                                           GSS_C_INITIATE, &store, &cred, nullptr, &lifetime);
   if (GSS_ERROR(major)) return GssError(what, major, minor);
-  KerberosCredential result(cred, internal::CredentialPrincipal(cred), "", "", false);
+  std::string principal = internal::CredentialPrincipal(cred);
+  KerberosCredential result(cred, principal.empty() ? what.client : principal, "", "", false);
   // MIT hands out a credential whose TGT has expired; say so now rather than
   // at the first InitiateContext.
   if (lifetime == 0) {
-    return base::Error(base::Code::kUnauthenticated,
-                       "use Kerberos credentials: the tickets of " + result.principal() + " in " +
-                           ccache_name + " have expired: run kinit again");
+    return base::Error(base::Code::kUnauthenticated, "use Kerberos credentials: the tickets of " +
+                                                         result.principal() + " in " + ccache_name +
+                                                         " have expired: run kinit again");
   }
   return result;
 }
@@ -122,8 +144,8 @@ base::Result<KerberosCredential> KerberosCredential::FromKeytab(const std::strin
   gss_OID_set_desc mechs = KrbMechSet();
   gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
   OM_uint32 minor = 0;
-  OM_uint32 major = gss_acquire_cred_from(&minor, name.get(), GSS_C_INDEFINITE, &mechs,
-                                          GSS_C_BOTH, &store, &cred, nullptr, nullptr);
+  OM_uint32 major = gss_acquire_cred_from(&minor, name.get(), GSS_C_INDEFINITE, &mechs, GSS_C_BOTH,
+                                          &store, &cred, nullptr, nullptr);
   if (GSS_ERROR(major)) {
     DestroyCcache(ccache);
     return GssError(what, major, minor);
@@ -142,9 +164,8 @@ base::Result<KerberosCredential> KerberosCredential::Impersonate(
   gss_OID_set_desc mechs = KrbMechSet();
   gss_cred_id_t out = GSS_C_NO_CREDENTIAL;
   OM_uint32 minor = 0;
-  OM_uint32 major = gss_acquire_cred_impersonate_name(&minor, cred_, user.get(), GSS_C_INDEFINITE,
-                                                      &mechs, GSS_C_INITIATE, &out, nullptr,
-                                                      nullptr);
+  OM_uint32 major = gss_acquire_cred_impersonate_name(
+      &minor, cred_, user.get(), GSS_C_INDEFINITE, &mechs, GSS_C_INITIATE, &out, nullptr, nullptr);
   if (GSS_ERROR(major)) return GssError(what, major, minor);
   return KerberosCredential(out, internal::CredentialPrincipal(out), principal_, "", true);
 }

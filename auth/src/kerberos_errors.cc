@@ -43,8 +43,8 @@ base::Error DelegationRefused(const Situation& w) {
   std::string text = "the KDC refused to let " + w.impersonator + " act for " + w.client +
                      " toward " + w.service + " (constrained delegation not allowed)";
   if (w.protocol_transition) {
-    text += ": protocol transition needs both `samba-tool delegation for-any-protocol '" +
-            account + "' on` and `samba-tool delegation add-service '" + account + "' " +
+    text += ": protocol transition needs both `samba-tool delegation for-any-protocol '" + account +
+            "' on` and `samba-tool delegation add-service '" + account + "' " +
             WithoutRealm(w.service) + "`";
   } else {
     text += ": allow it with `samba-tool delegation add-service '" + account + "' " +
@@ -62,8 +62,8 @@ std::optional<base::Error> FromKrb5(const Situation& w, krb5_error_code code) {
   switch (code) {
     case KRB5KRB_AP_ERR_SKEW:
       return base::Error(Code::kUnauthenticated,
-                         "clock skew too large between this host, the KDC and the peer (" +
-                             client + " -> " + service + "): synchronise the clocks (NTP)");
+                         "clock skew too large between this host, the KDC and the peer (" + client +
+                             " -> " + service + "): synchronise the clocks (NTP)");
     case KRB5KRB_AP_ERR_TKT_EXPIRED:
     case KRB5KDC_ERR_TGT_REVOKED:
       return base::Error(Code::kUnauthenticated,
@@ -81,9 +81,9 @@ std::optional<base::Error> FromKrb5(const Situation& w, krb5_error_code code) {
       if (!w.impersonator.empty()) return DelegationRefused(w);
       return std::nullopt;
     case KRB5KRB_AP_ERR_REPEAT:
-      return base::Error(Code::kPermissionDenied,
-                         "replayed token: this token of " + client + " for " + service +
-                             " was already accepted once");
+      return base::Error(Code::kPermissionDenied, "replayed token: this token of " + client +
+                                                      " for " + service +
+                                                      " was already accepted once");
     case KRB5_KT_NOTFOUND:
     case KRB5_KT_KVNONOTFOUND:
       return base::Error(Code::kNotFound,
@@ -94,6 +94,7 @@ std::optional<base::Error> FromKrb5(const Situation& w, krb5_error_code code) {
     case KRB5KRB_AP_ERR_MODIFIED:
     case KRB5KRB_AP_ERR_BADKEYVER:
     case KRB5KRB_AP_ERR_NOKEY:
+    case KRB5KRB_AP_ERR_NOT_US:
       return base::Error(Code::kUnauthenticated,
                          "the ticket of " + client + " for " + service +
                              " does not decrypt with the keys in keytab " +
@@ -105,11 +106,11 @@ std::optional<base::Error> FromKrb5(const Situation& w, krb5_error_code code) {
                          "the token was made for another service than " + service);
     case KRB5KDC_ERR_PREAUTH_FAILED:
     case KRB5_PREAUTH_FAILED:
-      return base::Error(Code::kUnauthenticated,
-                         "the KDC refused the key of " + client +
-                             (w.keytab.empty() ? std::string()
-                                               : " from keytab " + w.keytab +
-                                                     " (outdated? export it again)"));
+      return base::Error(
+          Code::kUnauthenticated,
+          "the KDC refused the key of " + client +
+              (w.keytab.empty() ? std::string()
+                                : " from keytab " + w.keytab + " (outdated? export it again)"));
     case KRB5_FCC_NOFILE:
     case KRB5_CC_NOTFOUND:
     case KRB5_CC_NOSUPP:
@@ -126,8 +127,7 @@ std::optional<base::Error> FromKrb5(const Situation& w, krb5_error_code code) {
       if (!w.keytab.empty())
         return base::Error(Code::kNotFound, "keytab " + w.keytab + " does not exist", ENOENT);
       return std::nullopt;
-    default:
-      return std::nullopt;
+    default: return std::nullopt;
   }
 }
 
@@ -147,8 +147,7 @@ std::optional<base::Error> FromMajor(const Situation& w, OM_uint32 major) {
                              ": run kinit");
     case GSS_S_DEFECTIVE_TOKEN:
       return base::Error(Code::kInvalidArgument, "malformed Kerberos token");
-    default:
-      break;
+    default: break;
   }
   if (major & GSS_S_DUPLICATE_TOKEN) {
     return base::Error(Code::kPermissionDenied, "replayed token: this token of " +
@@ -165,7 +164,9 @@ base::Error GssError(const Situation& what, OM_uint32 major, OM_uint32 minor) {
   if (!error) error = FromMajor(what, major);
   if (!error) error = base::Error(base::Code::kUnauthenticated, "Kerberos failure");
   std::string detail = DisplayStatus(major, GSS_C_GSS_CODE);
-  if (minor != 0) detail += " / " + DisplayStatus(minor, GSS_C_MECH_CODE);
+  if (minor != 0)
+    detail += " / " + DisplayStatus(minor, GSS_C_MECH_CODE) + " (" +
+              std::to_string(static_cast<int32_t>(minor)) + ")";
   return base::Error(error->code(),
                      std::string(what.operation) + ": " + error->message() + " [" + detail + "]",
                      error->sys_errno());

@@ -54,12 +54,12 @@ std::string CredentialPrincipal(gss_cred_id_t cred);
 
 // What a failed call was about, so the error can name it.
 struct Situation {
-  std::string operation = {};  // "accept token", "initiate context", ...
-  std::string client = {};          // principal whose credential was used or presented
-  std::string service = {};         // target or acceptor service principal
-  std::string impersonator = {};    // the account acting for `client` (S4U), if any
-  std::string keytab = {};          // keytab file, when one is involved
-  std::string ccache = {};          // credential cache, when one is involved
+  std::string operation = {};        // "accept token", "initiate context", ...
+  std::string client = {};           // principal whose credential was used or presented
+  std::string service = {};          // target or acceptor service principal
+  std::string impersonator = {};     // the account acting for `client` (S4U), if any
+  std::string keytab = {};           // keytab file, when one is involved
+  std::string ccache = {};           // credential cache, when one is involved
   bool protocol_transition = false;  // the credential came from S4U2Self
 };
 

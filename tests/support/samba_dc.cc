@@ -11,8 +11,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -134,9 +134,8 @@ bool KdcAnswers(const std::string& address) {
 
 ::testing::AssertionResult Check(const SambaDc::Output& out, const std::string& what) {
   if (out.status == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << " failed (exit " << out.status << "):\n"
-         << out.text;
+  return ::testing::AssertionFailure() << what << " failed (exit " << out.status << "):\n"
+                                       << out.text;
 }
 
 }  // namespace
@@ -144,8 +143,10 @@ bool KdcAnswers(const std::string& address) {
 std::string SambaDc::UnavailableReason() {
   if (geteuid() != 0) return "a Samba AD DC needs root (network namespace, /run/samba)";
   for (const char* tool : {"samba-tool", "samba", "ip", "kinit"}) {
-    if (!OnPath(tool)) return std::string(tool) + " is not installed (Debian: samba, samba-ad-dc, "
-                                                  "samba-ad-provision, krb5-user, iproute2)";
+    if (!OnPath(tool))
+      return std::string(tool) +
+             " is not installed (Debian: samba, samba-ad-dc, "
+             "samba-ad-provision, krb5-user, iproute2)";
   }
   if (!std::filesystem::exists("/usr/share/samba/setup/ad-schema"))
     return "samba-ad-provision is not installed (samba-tool cannot provision a domain)";
@@ -202,9 +203,9 @@ std::unique_ptr<SambaDc> SambaDc::Start(const std::string& realm) {
   std::error_code ec;
   std::filesystem::create_directories("/etc/netns/" + netns_, ec);
   std::string short_name = "dc1";
-  WriteFile("/etc/netns/" + netns_ + "/hosts",
-            "127.0.0.1 localhost\n" + ns_address_ + " " + short_name + "." + dns_domain_ + " " +
-                short_name + "\n");
+  WriteFile("/etc/netns/" + netns_ + "/hosts", "127.0.0.1 localhost\n" + ns_address_ + " " +
+                                                   short_name + "." + dns_domain_ + " " +
+                                                   short_name + "\n");
   return ::testing::AssertionSuccess();
 }
 
@@ -212,12 +213,12 @@ std::unique_ptr<SambaDc> SambaDc::Start(const std::string& realm) {
   std::string empty_conf = dir_ + "/empty.conf";
   WriteFile(empty_conf, "");
   std::string netbios = realm_.substr(0, realm_.find('.'));
-  auto r = Check(Sh({"samba-tool", "domain", "provision", "-s", empty_conf,
-                     "--targetdir=" + dir_ + "/dc", "--realm=" + realm_, "--domain=" + netbios,
-                     "--server-role=dc", "--dns-backend=SAMBA_INTERNAL", "--use-rfc2307",
-                     "--host-name=dc1", "--host-ip=" + ns_address_,
-                     std::string("--adminpass=") + kAdminPassword}),
-                 "samba-tool domain provision");
+  auto r = Check(
+      Sh({"samba-tool", "domain", "provision", "-s", empty_conf, "--targetdir=" + dir_ + "/dc",
+          "--realm=" + realm_, "--domain=" + netbios, "--server-role=dc",
+          "--dns-backend=SAMBA_INTERNAL", "--use-rfc2307", "--host-name=dc1",
+          "--host-ip=" + ns_address_, std::string("--adminpass=") + kAdminPassword}),
+      "samba-tool domain provision");
   if (!r) return r;
   smb_conf_ = dir_ + "/dc/etc/smb.conf";
   // Only the KDC is needed; no DNS server (it would forward to the host's
@@ -226,9 +227,8 @@ std::unique_ptr<SambaDc> SambaDc::Start(const std::string& realm) {
   std::string conf = ReadFile(smb_conf_);
   std::string::size_type fwd = conf.find("\tdns forwarder");
   if (fwd != std::string::npos) conf.erase(fwd, conf.find('\n', fwd) - fwd + 1);
-  conf.insert(conf.find("[global]\n") + 9,
-              "\tserver services = kdc\n\tinterfaces = lo " + ns_address_ +
-                  "/30\n\tlog level = 1\n");
+  conf.insert(conf.find("[global]\n") + 9, "\tserver services = kdc\n\tinterfaces = lo " +
+                                               ns_address_ + "/30\n\tlog level = 1\n");
   WriteFile(smb_conf_, conf);
   krb5_conf_ = dir_ + "/krb5.conf";
   WriteFile(krb5_conf_, "[libdefaults]\n  default_realm = " + realm_ +
@@ -263,15 +263,16 @@ std::unique_ptr<SambaDc> SambaDc::Start(const std::string& realm) {
   }
   samba_pid_ = pid;
   samba_stdin_ = in[1];
-  auto ready = WaitFor("the Samba KDC to answer on " + ns_address_ + ":88",
-                       std::chrono::seconds(30), [&] {
-                         if (waitpid(samba_pid_, nullptr, WNOHANG) == samba_pid_) {
-                           samba_pid_ = -1;
-                           return true;  // died: reported below
-                         }
-                         return KdcAnswers(ns_address_);
-                       },
-                       std::chrono::milliseconds(100));
+  auto ready = WaitFor(
+      "the Samba KDC to answer on " + ns_address_ + ":88", std::chrono::seconds(30),
+      [&] {
+        if (waitpid(samba_pid_, nullptr, WNOHANG) == samba_pid_) {
+          samba_pid_ = -1;
+          return true;  // died: reported below
+        }
+        return KdcAnswers(ns_address_);
+      },
+      std::chrono::milliseconds(100));
   if (samba_pid_ < 0 || !ready)
     return ::testing::AssertionFailure() << "samba did not start; its log:\n" << ReadFile(log);
   return ::testing::AssertionSuccess();
@@ -302,8 +303,7 @@ void SambaDc::Stop() {
   dir_.clear();
 }
 
-SambaDc::Output SambaDc::Run(const std::vector<std::string>& argv,
-                             const std::string& input) const {
+SambaDc::Output SambaDc::Run(const std::vector<std::string>& argv, const std::string& input) const {
   return RunProcess(argv, input, {"KRB5_CONFIG=" + krb5_conf_});
 }
 
@@ -365,8 +365,7 @@ std::string SambaDc::Kinit(const std::string& user, const std::string& password,
   argv.push_back(Principal(user));
   Output out = Run(argv, password + "\n");
   if (out.status != 0) {
-    ADD_FAILURE() << "kinit " << Principal(user) << " failed (exit " << out.status
-                  << "):\n"
+    ADD_FAILURE() << "kinit " << Principal(user) << " failed (exit " << out.status << "):\n"
                   << out.text;
     return "";
   }

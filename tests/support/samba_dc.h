@@ -40,7 +40,7 @@ class SambaDc {
   // Kills samba, deletes the namespace and the directory. Idempotent.
   void Stop();
 
-  const std::string& realm() const { return realm_; }           // "FERRY.TEST"
+  const std::string& realm() const { return realm_; }            // "FERRY.TEST"
   const std::string& dns_domain() const { return dns_domain_; }  // "ferry.test"
   const std::string& dir() const { return dir_; }
   // The krb5.conf naming this KDC; export it as KRB5_CONFIG.

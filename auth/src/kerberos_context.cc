@@ -76,7 +76,9 @@ base::Result<std::vector<uint8_t>> InitiateContext(const KerberosCredential& cre
 base::Result<AcceptedContext> AcceptContext(const KerberosCredential& acceptor,
                                             std::span<const uint8_t> token,
                                             std::span<const uint8_t> channel_binding) {
-  Situation what{.operation = "accept Kerberos token", .service = acceptor.principal()};
+  Situation what{.operation = "accept Kerberos token",
+                 .service = acceptor.principal(),
+                 .keytab = acceptor.keytab()};
   if (channel_binding.empty())
     return base::Error(base::Code::kInvalidArgument, what.operation + ": no channel binding");
   if (token.empty())

@@ -71,7 +71,8 @@ KerberosCredential::KerberosCredential(KerberosCredential&& other) noexcept
       principal_(std::move(other.principal_)),
       impersonator_(std::move(other.impersonator_)),
       memory_ccache_(std::exchange(other.memory_ccache_, "")),
-      protocol_transition_(other.protocol_transition_) {}
+      protocol_transition_(other.protocol_transition_),
+      keytab_(std::move(other.keytab_)) {}
 
 KerberosCredential& KerberosCredential::operator=(KerberosCredential&& other) noexcept {
   if (this != &other) {
@@ -81,6 +82,7 @@ KerberosCredential& KerberosCredential::operator=(KerberosCredential&& other) no
     impersonator_ = std::move(other.impersonator_);
     memory_ccache_ = std::exchange(other.memory_ccache_, "");
     protocol_transition_ = other.protocol_transition_;
+    keytab_ = std::move(other.keytab_);
   }
   return *this;
 }
@@ -150,7 +152,9 @@ base::Result<KerberosCredential> KerberosCredential::FromKeytab(const std::strin
     DestroyCcache(ccache);
     return GssError(what, major, minor);
   }
-  return KerberosCredential(cred, principal, "", ccache, false);
+  KerberosCredential result(cred, principal, "", ccache, false);
+  result.keytab_ = keytab;
+  return result;
 }
 
 base::Result<KerberosCredential> KerberosCredential::Impersonate(

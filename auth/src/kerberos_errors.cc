@@ -96,8 +96,8 @@ std::optional<base::Error> FromKrb5(const Situation& w, krb5_error_code code) {
     case KRB5KRB_AP_ERR_NOKEY:
     case KRB5KRB_AP_ERR_NOT_US:
       return base::Error(Code::kUnauthenticated,
-                         "the ticket of " + client + " for " + service +
-                             " does not decrypt with the keys in keytab " +
+                         "the ticket " + (w.client.empty() ? "" : "of " + w.client + " ") + "for " +
+                             service + " does not decrypt with the keys in keytab " +
                              Or(w.keytab, "(default)") +
                              ": the keytab belongs to another account or is outdated (password "
                              "changed); export it again with samba-tool domain exportkeytab");

@@ -86,6 +86,8 @@ class KerberosCredential {
   gss_cred_id_struct* handle() const { return cred_; }
   KerberosCredential(gss_cred_id_struct* cred, std::string principal, std::string impersonator,
                      std::string memory_ccache, bool protocol_transition);
+  // The keytab file of a FromKeytab credential ("" otherwise).
+  const std::string& keytab() const { return keytab_; }
   // Whether this credential came from Impersonate (S4U2Self).
   bool protocol_transition() const { return protocol_transition_; }
 
@@ -98,6 +100,7 @@ class KerberosCredential {
   // The MEMORY: cache a keytab credential keeps its TGT in, destroyed with it.
   std::string memory_ccache_;
   bool protocol_transition_ = false;
+  std::string keytab_;
 };
 
 // One token for target_principal ("ferry-migration/host2.ferry.test@FERRY.TEST"),

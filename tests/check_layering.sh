@@ -22,11 +22,11 @@ declare -A allowed=(
   [appliance/protocol]="base"
   [appliance/ipc]="base common"
   [appliance/plan]="base config storage protocol"
-  [appliance/peer]="base config transport protocol"
-  [appliance/engine]="base config storage transport vm common protocol ipc plan peer"
-  [appliance/worker]="base config storage transport vm common protocol ipc plan peer engine"
-  [appliance/daemon]="base config storage transport common protocol ipc plan peer"
-  [appliance/cli]="base config common"
+  [appliance/peer]="base config transport auth protocol"
+  [appliance/engine]="base config storage transport auth vm common protocol ipc plan peer"
+  [appliance/worker]="base config storage transport auth vm common protocol ipc plan peer engine"
+  [appliance/daemon]="base config storage transport auth common protocol ipc plan peer"
+  [appliance/cli]="base config auth common"
 )
 # Every include prefix that names a module of this project.
 modules="base config storage transport auth vm common protocol ipc plan peer engine worker daemon cli"

@@ -58,11 +58,19 @@ base::Status LoadIdentity(SSL_CTX* ctx, const TlsSettings& s) {
   RETURN_IF_ERROR(CheckReadable("key file", s.key_file));
   if (SSL_CTX_use_certificate_chain_file(ctx, s.certificate_file.c_str()) != 1)
     return Invalid("certificate file", s.certificate_file, "not a PEM certificate");
-  if (SSL_CTX_use_PrivateKey_file(ctx, s.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-    return Invalid("key file", s.key_file, "not a PEM private key matching the certificate");
-  if (SSL_CTX_check_private_key(ctx) != 1)
+  // Read by hand, so a key that is not one and a key of another host get
+  // different messages.
+  BIO* bio = BIO_new_file(s.key_file.c_str(), "r");
+  EVP_PKEY* key = bio ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(bio);
+  if (key == nullptr) return Invalid("key file", s.key_file, "not a PEM private key");
+  bool matches = X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) == 1;
+  bool used = matches && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+  EVP_PKEY_free(key);
+  if (!matches)
     return Invalid("key file", s.key_file,
                    "does not match the certificate in " + s.certificate_file);
+  if (!used) return Invalid("key file", s.key_file, "unusable private key");
   return base::Ok();
 }
 
@@ -105,8 +113,10 @@ int VerdictIndex() {
 
 int VerifyPeerCertificate(X509_STORE_CTX* store, void* arg) {
   const auto* impl = static_cast<const TlsContext::Impl*>(arg);
-  auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  auto* verdict = ssl ? static_cast<HandshakeVerdict*>(SSL_get_ex_data(ssl, VerdictIndex())) : nullptr;
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* verdict =
+      ssl ? static_cast<HandshakeVerdict*>(SSL_get_ex_data(ssl, VerdictIndex())) : nullptr;
   X509* leaf = X509_STORE_CTX_get0_cert(store);
   if (leaf == nullptr) return Refuse(store, verdict, "no certificate", X509_V_ERR_UNSPECIFIED);
   std::string fingerprint = FormatFingerprint(X509Sha256(leaf));

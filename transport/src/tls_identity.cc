@@ -104,8 +104,8 @@ base::Status WriteNewFile(const std::string& path, const std::string& contents, 
   base::Status st = base::WriteAll(fd.get(), contents.data(), contents.size());
   if (st.has_value() && ::fchmod(fd.get(), mode) != 0) st = base::ErrnoError("chmod " + temp);
   if (st.has_value() && ::fsync(fd.get()) != 0) st = base::ErrnoError("fsync " + temp);
-  if (st.has_value() && ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(),
-                                    RENAME_NOREPLACE) != 0) {
+  if (st.has_value() &&
+      ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
     int err = errno;
     st = err == EEXIST ? base::Error(base::Code::kAlreadyExists, path + " already exists")
                        : base::ErrnoError("rename " + temp + " to " + path, err);
@@ -142,12 +142,13 @@ base::Result<std::array<uint8_t, 32>> ParseFingerprint(std::string_view text) {
   std::array<uint8_t, 32> out{};
   size_t pos = 0;
   for (size_t i = 0; i < out.size(); ++i) {
-    if (colons && i > 0) {
-      if (pos >= rest.size() || rest[pos] != ':') return invalid("expected ':' between bytes");
+    size_t need = colons && i > 0 ? 3 : 2;
+    if (pos + need > rest.size())
+      return invalid("expected 32 hex bytes (SHA256:AB:CD:… as ferry prints them)");
+    if (need == 3) {
+      if (rest[pos] != ':') return invalid("expected ':' between bytes");
       ++pos;
     }
-    if (pos + 2 > rest.size())
-      return invalid("expected 32 hex bytes (SHA256:AB:CD:… as ferry prints them)");
     int hi = HexValue(rest[pos]), lo = HexValue(rest[pos + 1]);
     if (hi < 0 || lo < 0) return invalid("'" + std::string(rest.substr(pos, 2)) + "' is not hex");
     out[i] = uint8_t(hi << 4 | lo);
@@ -190,9 +191,9 @@ base::Result<std::string> CertificateFingerprint(const std::string& certificate_
   }
   X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (!cert)
-    return base::Error(base::Code::kInvalidArgument,
-                       "certificate file " + certificate_file + " holds no PEM certificate (" +
-                           TakeOpenSslError("no PEM data") + ")");
+    return base::Error(base::Code::kInvalidArgument, "certificate file " + certificate_file +
+                                                         " holds no PEM certificate (" +
+                                                         TakeOpenSslError("no PEM data") + ")");
   return FormatFingerprint(X509Sha256(cert.get()));
 }
 

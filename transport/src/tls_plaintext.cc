@@ -53,8 +53,8 @@ base::Error NotTls(const std::string& detail) {
 
 // Peeks until the first bytes decide what the peer speaks. *got receives the
 // bytes seen; an EOF before any byte returns kNeedMore with *got 0.
-base::Result<FirstBytes> PeekFirst(int fd, int cancel_fd, const Deadline& deadline,
-                                   uint8_t buf[4], size_t* got) {
+base::Result<FirstBytes> PeekFirst(int fd, int cancel_fd, const Deadline& deadline, uint8_t buf[4],
+                                   size_t* got) {
   for (;;) {
     ssize_t r = ::recv(fd, buf, 4, MSG_PEEK | MSG_DONTWAIT);
     if (r == 0) {

@@ -33,10 +33,8 @@ bool IsCertificateAlert(int alert) {
     case SSL_AD_CERTIFICATE_UNKNOWN:
     case SSL_AD_UNKNOWN_CA:
     case SSL_AD_ACCESS_DENIED:
-    case SSL_AD_CERTIFICATE_REQUIRED:
-      return true;
-    default:
-      return false;
+    case SSL_AD_CERTIFICATE_REQUIRED: return true;
+    default: return false;
   }
 }
 
@@ -53,7 +51,8 @@ base::Error SslFailure(unsigned long code) {
                          "peer refused our certificate (TLS alert: " + why + ")");
     if (alert == SSL_AD_BAD_RECORD_MAC || alert == SSL_AD_DECODE_ERROR ||
         alert == SSL_AD_DECRYPT_ERROR)
-      return base::Error(base::Code::kDataLoss, "peer reports a corrupted TLS stream (" + why + ")");
+      return base::Error(base::Code::kDataLoss,
+                         "peer reports a corrupted TLS stream (" + why + ")");
     return base::Error(base::Code::kUnavailable,
                        "peer aborted the TLS connection (TLS alert: " + why + ")");
   }
@@ -103,15 +102,9 @@ class OpenSslSession final : public TlsSession {
     int e = SSL_get_error(ssl_, r);
     IoResult io;
     switch (e) {
-      case SSL_ERROR_WANT_READ:
-        io.wait = Wait::kReadable;
-        return io;
-      case SSL_ERROR_WANT_WRITE:
-        io.wait = Wait::kWritable;
-        return io;
-      case SSL_ERROR_ZERO_RETURN:
-        io.eof = true;
-        return io;
+      case SSL_ERROR_WANT_READ: io.wait = Wait::kReadable; return io;
+      case SSL_ERROR_WANT_WRITE: io.wait = Wait::kWritable; return io;
+      case SSL_ERROR_ZERO_RETURN: io.eof = true; return io;
       case SSL_ERROR_SYSCALL:
         ERR_clear_error();
         if (bio_->last_errno == 0) {  // TCP EOF without close_notify
@@ -156,9 +149,9 @@ base::Error HandshakeFailure(int ssl_error, const HandshakeVerdict& verdict,
   int reason = ERR_GET_REASON(code);
   if (verdict.checked && !verdict.accepted) {
     std::string cn = verdict.subject.empty() ? "" : " (CN " + verdict.subject + ")";
-    return base::Error(base::Code::kPermissionDenied, "peer certificate " + verdict.fingerprint +
-                                                          cn + " is not trusted: " +
-                                                          verdict.rejection);
+    return base::Error(
+        base::Code::kPermissionDenied,
+        "peer certificate " + verdict.fingerprint + cn + " is not trusted: " + verdict.rejection);
   }
   if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
     return base::Error(base::Code::kPermissionDenied, "peer sent no certificate");

@@ -52,8 +52,8 @@ base::Result<std::array<uint8_t, 32>> ParseFingerprint(std::string_view text);
 // (mode 0600) and certificate_file (0644), each via a temporary file and
 // rename so a crash leaves either nothing or a whole file. Refuses to
 // overwrite an existing file (kAlreadyExists naming it).
-base::Status GenerateHostIdentity(const std::string& certificate_file,
-                                  const std::string& key_file, const std::string& common_name);
+base::Status GenerateHostIdentity(const std::string& certificate_file, const std::string& key_file,
+                                  const std::string& common_name);
 
 // The fingerprint of the first certificate in a PEM file (kNotFound for a
 // missing file, kInvalidArgument naming it for one that holds no
@@ -61,8 +61,8 @@ base::Status GenerateHostIdentity(const std::string& certificate_file,
 base::Result<std::string> CertificateFingerprint(const std::string& certificate_file);
 
 struct TlsPeer {
-  std::string fingerprint;  // of the peer's leaf certificate
-  std::string subject;      // its subject common name ("" if none)
+  std::string fingerprint;                    // of the peer's leaf certificate
+  std::string subject;                        // its subject common name ("" if none)
   bool verified_by_ca = false;                // chained to trusted_ca_file (else pinned)
   std::array<uint8_t, 32> channel_binding{};  // RFC 9266 tls-exporter, 32 bytes
 };

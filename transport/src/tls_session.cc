@@ -235,6 +235,7 @@ base::Result<std::unique_ptr<TlsSession>> Handshake(const TlsContext& context, i
   peer.fingerprint = verdict.fingerprint;
   peer.subject = verdict.subject;
   peer.verified_by_ca = verdict.verified_by_ca;
+  peer.cipher = SSL_get_cipher_name(ssl.get());
   if (SSL_export_keying_material(ssl.get(), peer.channel_binding.data(),
                                  peer.channel_binding.size(), kExporterLabel,
                                  std::strlen(kExporterLabel), nullptr, 0, 0) != 1)

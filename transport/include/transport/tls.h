@@ -64,6 +64,7 @@ struct TlsPeer {
   std::string fingerprint;                    // of the peer's leaf certificate
   std::string subject;                        // its subject common name ("" if none)
   bool verified_by_ca = false;                // chained to trusted_ca_file (else pinned)
+  std::string cipher;                         // negotiated suite ("TLS_AES_256_GCM_SHA384")
   std::array<uint8_t, 32> channel_binding{};  // RFC 9266 tls-exporter, 32 bytes
 };
 

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -58,8 +60,19 @@ Pair Connect(const TlsContext* client_ctx, const TlsContext* server_ctx) {
   return p;
 }
 
-// MB/s (10^6 bytes) of payload from the first Send to the last Receive.
-double Run(Pair& p, const std::vector<uint8_t>& payload) {
+double CpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
+}
+
+struct Figures {
+  double mb_per_s = 0;     // 10^6 bytes of payload per second, first Send to last Receive
+  double cpu_per_gib = 0;  // CPU seconds (both threads, user + kernel) per GiB
+};
+
+Figures Run(Pair& p, const std::vector<uint8_t>& payload) {
+  double cpu_start = CpuSeconds();
   auto start = std::chrono::steady_clock::now();
   std::thread sender([&] {
     for (size_t i = 0; i < kFrames; ++i)
@@ -71,7 +84,10 @@ double Run(Pair& p, const std::vector<uint8_t>& payload) {
   }
   sender.join();
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return double(kFrames * kFrameBytes) / s / 1e6;
+  Figures f;
+  f.mb_per_s = double(kFrames * kFrameBytes) / s / 1e6;
+  f.cpu_per_gib = CpuSeconds() - cpu_start;  // exactly 1 GiB moved
+  return f;
 }
 
 double Median(std::vector<double> v) {
@@ -97,19 +113,26 @@ int main() {
 
   std::vector<uint8_t> payload(kFrameBytes);
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = uint8_t(i * 2654435761u >> 24);
-  std::vector<double> plain, tls;
+  std::vector<double> plain, tls, plain_cpu, tls_cpu;
   std::string cipher;
   for (int r = 0; r < kRepetitions; ++r) {
     Pair p = Connect(nullptr, nullptr);
-    plain.push_back(Run(p, payload));
+    Figures fp = Run(p, payload);
     Pair t = Connect(a.get(), b.get());
     cipher = t.cipher;
-    tls.push_back(Run(t, payload));
-    std::printf("run %d: plain %.0f MB/s, TLS %.0f MB/s\n", r + 1, plain.back(), tls.back());
+    Figures ft = Run(t, payload);
+    plain.push_back(fp.mb_per_s);
+    tls.push_back(ft.mb_per_s);
+    plain_cpu.push_back(fp.cpu_per_gib);
+    tls_cpu.push_back(ft.cpu_per_gib);
+    std::printf("run %d: plain %.0f MB/s (%.2f CPU s/GiB), TLS %.0f MB/s (%.2f CPU s/GiB)\n", r + 1,
+                fp.mb_per_s, fp.cpu_per_gib, ft.mb_per_s, ft.cpu_per_gib);
   }
   double mp = Median(plain), mt = Median(tls);
-  std::printf("FrameStream 1 GiB of 1 MiB frames over loopback TCP (median of %d)\n", kRepetitions);
-  std::printf("  plain: %.0f MB/s\n  TLS:   %.0f MB/s (%s)\n  ratio TLS/plain: %.2f\n", mp, mt,
-              cipher.c_str(), mt / mp);
+  std::printf("FrameStream 1 GiB of 1 MiB frames over loopback TCP (median of %d, %u cores)\n",
+              kRepetitions, std::thread::hardware_concurrency());
+  std::printf("  plain: %.0f MB/s, %.2f CPU s/GiB\n", mp, Median(plain_cpu));
+  std::printf("  TLS:   %.0f MB/s, %.2f CPU s/GiB (%s)\n", mt, Median(tls_cpu), cipher.c_str());
+  std::printf("  ratio TLS/plain: %.2f\n", mt / mp);
   return 0;
 }

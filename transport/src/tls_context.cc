@@ -50,6 +50,8 @@ base::Status ConfigureProtocol(SSL_CTX* ctx) {
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_max_early_data(ctx, 0);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // No read-ahead: measured (tls_stream_bench) it saved nothing, since the
+  // copies and AES-GCM dominate, not the recv() per record header.
   return base::Ok();
 }
 

@@ -105,8 +105,12 @@ class TlsSession {
     bool eof = false;         // the peer closed (close_notify or TCP EOF)
   };
   // One non-blocking SSL_read / SSL_write (several records for a large
-  // write). Errors: kUnavailable for a reset, kDataLoss for a record that
-  // fails to decrypt or authenticate (a corrupted or forged stream).
+  // write, at most 256 KiB per call so the other direction is not held off
+  // long). A Write that returned kWritable must be retried with the same
+  // bytes (OpenSSL may already have sealed a record of them). Errors:
+  // kUnavailable for a reset, kDataLoss for a record that fails to decrypt
+  // or authenticate (a corrupted or forged stream), kPermissionDenied when
+  // the peer's alert says it refused our certificate.
   virtual base::Result<IoResult> Read(uint8_t* p, size_t n) = 0;
   virtual base::Result<IoResult> Write(const uint8_t* p, size_t n) = 0;
 
@@ -133,6 +137,14 @@ class TlsSession {
 //    that this host requires TLS, so an old or unconfigured peer learns why;
 //  - kDataLoss for a malformed or truncated handshake;
 //  - kDeadlineExceeded / kCancelled / kUnavailable as for sockets.
+// Messages start "TLS handshake with <address>: ".
+// In TLS 1.3 the client finishes its handshake before the server has checked
+// the client's certificate: a client the server refuses gets its session,
+// and its first Read fails with kPermissionDenied "peer refused our
+// certificate (TLS alert: …)" (the ferry hello that follows reports it).
+// A server that refuses a plaintext ferry peer lingers up to 0.5 s after its
+// Error frame (reading what the peer still sends) so the frame is not lost
+// to a reset when the caller closes the socket.
 base::Result<std::unique_ptr<TlsSession>> TlsConnect(const TlsContext& context, int fd,
                                                      const std::string& expected_fingerprint,
                                                      int timeout_ms, int cancel_fd = -1);

@@ -23,6 +23,10 @@ constexpr char kExporterLabel[] = "EXPORTER-Channel-Binding";
 // One Write encrypts and sends at most this much, so a large write does not
 // hold the session's lock (and keep the receiving thread out) for long.
 constexpr size_t kMaxWriteChunk = 256 << 10;
+// RFC 8446 5.5: AES-GCM keys must not seal more than about 2^24.5 full
+// records (~380 GB); a long move can send that on one stream, so we switch
+// our sending key well before (OpenSSL 3.0 does not do it by itself).
+constexpr uint64_t kKeyUpdateBytes = uint64_t(64) << 30;
 
 bool IsCertificateAlert(int alert) {
   switch (alert) {
@@ -91,9 +95,17 @@ class OpenSslSession final : public TlsSession {
   base::Result<IoResult> Write(const uint8_t* p, size_t n) override {
     base::MutexLock lock(mu_);
     ERR_clear_error();
+    if (sent_since_key_update_ >= kKeyUpdateBytes) {
+      // Refused while a record is still pending; then the next Write tries.
+      if (SSL_key_update(ssl_, SSL_KEY_UPDATE_NOT_REQUESTED) == 1) sent_since_key_update_ = 0;
+      ERR_clear_error();
+    }
     size_t put = 0;
     int r = SSL_write_ex(ssl_, p, n < kMaxWriteChunk ? n : kMaxWriteChunk, &put);
-    if (r == 1) return IoResult{put, Wait::kNone, false};
+    if (r == 1) {
+      sent_since_key_update_ += put;
+      return IoResult{put, Wait::kNone, false};
+    }
     return Failure(r);
   }
 
@@ -127,6 +139,7 @@ class OpenSslSession final : public TlsSession {
   base::Mutex mu_;
   const std::unique_ptr<SocketBioState> bio_;  // used by ssl_'s BIO
   SSL* const ssl_ GUARDED_BY(mu_);
+  uint64_t sent_since_key_update_ GUARDED_BY(mu_) = 0;
 };
 
 // Why SSL_do_handshake failed, from OpenSSL's error, our verdict on the

@@ -15,6 +15,14 @@ namespace transport {
 namespace {
 
 constexpr int kSendErrorTimeoutMs = 1000;
+// A frame up to this size goes to TLS in one write (one record, usually),
+// copied together; the header and a small first part of a larger frame are
+// copied together too, and its large part is written in place.
+constexpr size_t kTlsCoalesceBytes = 16 << 10;
+
+short PollEvents(TlsSession::Wait wait) {
+  return wait == TlsSession::Wait::kWritable ? POLLOUT : POLLIN;
+}
 
 base::Error Unavailable(const std::string& what) {
   return base::Error(base::Code::kUnavailable, what);
@@ -24,6 +32,9 @@ base::Error Unavailable(const std::string& what) {
 
 FrameStream::FrameStream(base::Fd socket, std::string name)
     : socket_(std::move(socket)), name_(std::move(name)) {}
+
+FrameStream::FrameStream(base::Fd socket, std::string name, std::unique_ptr<TlsSession> tls)
+    : socket_(std::move(socket)), tls_(std::move(tls)), name_(std::move(name)) {}
 
 StreamCounters FrameStream::counters() const {
   StreamCounters c;
@@ -80,6 +91,11 @@ base::Status FrameStream::SendFrame(uint16_t type, uint32_t flags, std::span<con
   EncodeFrameHeader(h, header);
   h.crc32c = FrameCrc(header, a, b);
   EncodeFrameHeader(h, header);
+  if (tls_) {
+    RETURN_IF_ERROR(SendTls(header, a, b, cancel_fd, Deadline(timeout_ms)));
+    ++next_send_sequence_;
+    return base::Ok();
+  }
 
   iovec iov[3] = {{header, sizeof header},
                   {const_cast<uint8_t*>(a.data()), a.size()},
@@ -127,6 +143,63 @@ base::Status FrameStream::SendFrame(uint16_t type, uint32_t flags, std::span<con
   return base::Ok();
 }
 
+base::Status FrameStream::SendTls(const uint8_t* header, std::span<const uint8_t> a,
+                                  std::span<const uint8_t> b, int cancel_fd,
+                                  const Deadline& deadline) {
+  std::span<const uint8_t> head(header, kFrameHeaderBytes);
+  size_t total = head.size() + a.size() + b.size();
+  std::span<const uint8_t> parts[3] = {head, a, b};
+  size_t merged = 1;  // parts[0..merged) are copied into one write
+  if (total <= kTlsCoalesceBytes) {
+    merged = 3;
+  } else if (head.size() + a.size() <= kTlsCoalesceBytes) {
+    merged = 2;
+  }
+  tls_coalesced_.clear();
+  for (size_t i = 0; i < merged; ++i)
+    tls_coalesced_.insert(tls_coalesced_.end(), parts[i].begin(), parts[i].end());
+  parts[merged - 1] = tls_coalesced_;
+  for (size_t i = merged - 1; i < 3; ++i) {
+    if (parts[i].empty()) continue;
+    base::Status st = WriteTls(parts[i], cancel_fd, deadline);
+    if (!st.has_value()) {
+      // Even a wait before the first byte: OpenSSL may hold a sealed record.
+      send_broken_ = true;
+      if (shut_down_.load()) return Named(Unavailable("stream shut down"));
+      return Named(st.error());
+    }
+  }
+  return base::Ok();
+}
+
+base::Status FrameStream::WriteTls(std::span<const uint8_t> bytes, int cancel_fd,
+                                   const Deadline& deadline) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ASSIGN_OR_RETURN(TlsSession::IoResult io,
+                     tls_->Write(bytes.data() + sent, bytes.size() - sent));
+    if (io.wait != TlsSession::Wait::kNone) {
+      RETURN_IF_ERROR(
+          WaitFor(socket_.get(), PollEvents(io.wait), cancel_fd, deadline, "waiting to send"));
+      continue;
+    }
+    if (io.eof) return Unavailable("connection closed by peer");
+    sent += io.bytes;
+  }
+  return base::Ok();
+}
+
+base::Result<size_t> FrameStream::ReadTls(uint8_t* p, size_t n, int cancel_fd,
+                                          const Deadline& deadline) {
+  for (;;) {
+    ASSIGN_OR_RETURN(TlsSession::IoResult io, tls_->Read(p, n));
+    if (io.eof) return size_t(0);
+    if (io.wait == TlsSession::Wait::kNone) return io.bytes;
+    RETURN_IF_ERROR(
+        WaitFor(socket_.get(), PollEvents(io.wait), cancel_fd, deadline, "waiting for a frame"));
+  }
+}
+
 void FrameStream::SendError(const base::Error& e) {
   std::vector<uint8_t> payload = EncodeErrorPayload(e);
   // Best effort by contract: the stream is being aborted whatever happens.
@@ -137,7 +210,17 @@ base::Status FrameStream::ReadExact(uint8_t* p, size_t n, size_t done, int cance
                                     const Deadline& deadline) {
   size_t got = 0;
   while (got < n) {
-    ssize_t r = ::recv(socket_.get(), p + got, n - got, MSG_DONTWAIT);
+    ssize_t r;
+    if (tls_) {
+      base::Result<size_t> read = ReadTls(p + got, n - got, cancel_fd, deadline);
+      if (!read.has_value()) {
+        if (shut_down_.load()) return Unavailable("stream shut down");
+        return read.error();
+      }
+      r = ssize_t(*read);
+    } else {
+      r = ::recv(socket_.get(), p + got, n - got, MSG_DONTWAIT);
+    }
     if (r > 0) {
       got += size_t(r);
       bytes_received_.fetch_add(uint64_t(r), std::memory_order_relaxed);

@@ -19,11 +19,18 @@
 // cancel, I/O error) leaves that direction mid-frame; every later call in
 // that direction fails with kFailedPrecondition. A timeout or cancel before
 // the first byte leaves the stream usable, so a receiver can poll with short
-// timeouts.
+// timeouts. Over TLS a Send that times out or is cancelled always breaks the
+// sending direction: OpenSSL may already have sealed part of the frame into
+// a record it still holds.
+//
+// TLS: given a TlsSession (tls.h, established on the same socket), every
+// frame byte travels through it; the frames, checks and counters (plaintext
+// frame bytes) are the same as on a plain stream.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,6 +39,7 @@
 #include "base/result.h"
 #include "transport/frame.h"
 #include "transport/hello.h"
+#include "transport/tls.h"
 
 namespace transport {
 
@@ -47,10 +55,10 @@ struct Frame {
 
 struct StreamCounters {
   uint64_t frames_sent = 0;
-  uint64_t bytes_sent = 0;          // on the wire, headers included
+  uint64_t bytes_sent = 0;          // frame bytes, headers included (before TLS)
   uint64_t payload_bytes_sent = 0;  // before compression
   uint64_t frames_received = 0;
-  uint64_t bytes_received = 0;  // on the wire, headers included
+  uint64_t bytes_received = 0;  // frame bytes, headers included (after TLS)
 };
 
 class FrameStream {
@@ -58,6 +66,9 @@ class FrameStream {
   // Takes a connected stream socket (TCP or a socketpair). name is prefixed
   // to every error ("stream 2 to 127.0.0.2:7431: connection closed by peer").
   FrameStream(base::Fd socket, std::string name);
+  // The same over an established TLS session on socket (TlsConnect /
+  // TlsAccept); the stream owns both.
+  FrameStream(base::Fd socket, std::string name, std::unique_ptr<TlsSession> tls);
   FrameStream(const FrameStream&) = delete;
   FrameStream& operator=(const FrameStream&) = delete;
 
@@ -102,6 +113,8 @@ class FrameStream {
 
   StreamCounters counters() const;  // thread-safe
   int fd() const { return socket_.get(); }
+  // Who the peer proved to be; nullptr on a plain stream.
+  const TlsPeer* tls_peer() const { return tls_ ? &tls_->peer() : nullptr; }
   const std::string& name() const { return name_; }
 
  private:
@@ -110,9 +123,17 @@ class FrameStream {
   // Reads exactly n bytes of the current frame; done counts the frame's bytes
   // read before this call (to tell EOF between frames from truncation).
   base::Status ReadExact(uint8_t* p, size_t n, size_t done, int cancel_fd, const Deadline& d);
+  // The TLS halves of SendFrame and ReadExact.
+  base::Status SendTls(const uint8_t* header, std::span<const uint8_t> a,
+                       std::span<const uint8_t> b, int cancel_fd, const Deadline& deadline);
+  base::Status WriteTls(std::span<const uint8_t> bytes, int cancel_fd, const Deadline& deadline);
+  // One Read of at most n bytes; 0 at EOF.
+  base::Result<size_t> ReadTls(uint8_t* p, size_t n, int cancel_fd, const Deadline& deadline);
   base::Error Named(const base::Error& e) const { return e.Wrap(name_); }
 
   base::Fd socket_;
+  // Declared after socket_, so the session goes first (it uses the socket).
+  std::unique_ptr<TlsSession> tls_;
   std::string name_;
   // 0 = not negotiated yet. Written only by the hello exchange, which runs
   // before any other thread uses the stream.
@@ -122,6 +143,7 @@ class FrameStream {
   bool send_broken_ = false;             // a frame was half sent
   bool receive_broken_ = false;          // a frame was half received
   std::vector<uint8_t> send_buffer_;     // compressed output, sender's thread
+  std::vector<uint8_t> tls_coalesced_;   // a small frame in one TLS write, sender's thread
   std::vector<uint8_t> receive_buffer_;  // compressed input, receiver's thread
   std::atomic<bool> shut_down_{false};
   std::atomic<uint64_t> frames_sent_{0};

@@ -52,8 +52,8 @@ base::Result<std::array<uint8_t, 32>> ParseFingerprint(std::string_view text);
 // (mode 0600) and certificate_file (0644), each via a temporary file and
 // rename so a crash leaves either nothing or a whole file. Refuses to
 // overwrite an existing file (kAlreadyExists naming it).
-base::Status GenerateHostIdentity(const std::string& certificate_file,
-                                  const std::string& key_file, const std::string& common_name);
+base::Status GenerateHostIdentity(const std::string& certificate_file, const std::string& key_file,
+                                  const std::string& common_name);
 
 // The fingerprint of the first certificate in a PEM file (kNotFound for a
 // missing file, kInvalidArgument naming it for one that holds no
@@ -61,9 +61,10 @@ base::Status GenerateHostIdentity(const std::string& certificate_file,
 base::Result<std::string> CertificateFingerprint(const std::string& certificate_file);
 
 struct TlsPeer {
-  std::string fingerprint;  // of the peer's leaf certificate
-  std::string subject;      // its subject common name ("" if none)
+  std::string fingerprint;                    // of the peer's leaf certificate
+  std::string subject;                        // its subject common name ("" if none)
   bool verified_by_ca = false;                // chained to trusted_ca_file (else pinned)
+  std::string cipher;                         // negotiated suite ("TLS_AES_256_GCM_SHA384")
   std::array<uint8_t, 32> channel_binding{};  // RFC 9266 tls-exporter, 32 bytes
 };
 
@@ -104,8 +105,12 @@ class TlsSession {
     bool eof = false;         // the peer closed (close_notify or TCP EOF)
   };
   // One non-blocking SSL_read / SSL_write (several records for a large
-  // write). Errors: kUnavailable for a reset, kDataLoss for a record that
-  // fails to decrypt or authenticate (a corrupted or forged stream).
+  // write, at most 256 KiB per call so the other direction is not held off
+  // long). A Write that returned kWritable must be retried with the same
+  // bytes (OpenSSL may already have sealed a record of them). Errors:
+  // kUnavailable for a reset, kDataLoss for a record that fails to decrypt
+  // or authenticate (a corrupted or forged stream), kPermissionDenied when
+  // the peer's alert says it refused our certificate.
   virtual base::Result<IoResult> Read(uint8_t* p, size_t n) = 0;
   virtual base::Result<IoResult> Write(const uint8_t* p, size_t n) = 0;
 
@@ -132,6 +137,14 @@ class TlsSession {
 //    that this host requires TLS, so an old or unconfigured peer learns why;
 //  - kDataLoss for a malformed or truncated handshake;
 //  - kDeadlineExceeded / kCancelled / kUnavailable as for sockets.
+// Messages start "TLS handshake with <address>: ".
+// In TLS 1.3 the client finishes its handshake before the server has checked
+// the client's certificate: a client the server refuses gets its session,
+// and its first Read fails with kPermissionDenied "peer refused our
+// certificate (TLS alert: …)" (the ferry hello that follows reports it).
+// A server that refuses a plaintext ferry peer lingers up to 0.5 s after its
+// Error frame (reading what the peer still sends) so the frame is not lost
+// to a reset when the caller closes the socket.
 base::Result<std::unique_ptr<TlsSession>> TlsConnect(const TlsContext& context, int fd,
                                                      const std::string& expected_fingerprint,
                                                      int timeout_ms, int cancel_fd = -1);

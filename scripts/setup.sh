@@ -20,6 +20,10 @@ PACKAGES=(
   iproute2                                       # tests/: ss -K cuts a live move's connections
   qemu-system-x86 busybox-static                 # live_move_bench: QEMU live migration as the reference
   linux-image-cloud-amd64                        # its TCG guest's kernel (/boot/vmlinuz-*), busybox initramfs
+  libssl-dev openssl                             # transport/: TLS 1.3 on every peer connection; tests' CA
+  libkrb5-dev krb5-user                          # auth/: Kerberos (MIT GSSAPI); kinit in tests
+  libpam0g-dev                                   # auth/: local accounts (credential delegation)
+  samba samba-ad-provision samba-ad-dc winbind   # tests/: a Samba AD DC as the KDC (constrained delegation)
 )
 
 missing=()
@@ -39,4 +43,10 @@ fi
 
 if [[ ! -e /dev/kvm ]]; then
   echo "setup: warning: /dev/kvm is missing; VM tests and the demo need KVM" >&2
+fi
+
+# ferryd checks credentials delegated to it with the PAM service "ferry"
+# (docs/credentials.md); the appliance image installs the same file.
+if [[ $(id -u) -eq 0 ]] && ! cmp -s "$(dirname "$0")/pam.d/ferry" /etc/pam.d/ferry; then
+  install -m 0644 "$(dirname "$0")/pam.d/ferry" /etc/pam.d/ferry
 fi

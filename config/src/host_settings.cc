@@ -51,9 +51,12 @@ base::Status ReadListenAddresses(TableReader& r, HostSettings& s) {
     // The peer listener binds an address; a name would pass here and stop
     // ferryd at start, so it is refused where the file is read.
     in6_addr ip{};
-    if (::inet_pton(AF_INET, address->host.c_str(), &ip) != 1 && ::inet_pton(AF_INET6, address->host.c_str(), &ip) != 1) {
-      return r.Invalid(key, "listen address " + QuoteToml((*texts)[i]) +
-                                ": must be an IPv4 or IPv6 address (ferryd listens on addresses, not host names)");
+    if (::inet_pton(AF_INET, address->host.c_str(), &ip) != 1 &&
+        ::inet_pton(AF_INET6, address->host.c_str(), &ip) != 1) {
+      return r.Invalid(
+          key,
+          "listen address " + QuoteToml((*texts)[i]) +
+              ": must be an IPv4 or IPv6 address (ferryd listens on addresses, not host names)");
     }
     for (const auto& earlier : s.listen_addresses) {
       if (earlier.host == address->host && earlier.port == address->port) {
@@ -88,12 +91,14 @@ base::Status ReadNetworks(TableReader& r, HostSettings& s) {
 // "smb" names a transport that is not built: refused by name, so that a
 // host.toml never reads as moving over SMB3 while it moves over TCP.
 base::Status ReadPerformance(TableReader& r, HostSettings& s) {
-  if (const toml::node* node = r.Get("performance"); node != nullptr && node->value<std::string>() == "smb") {
+  if (const toml::node* node = r.Get("performance");
+      node != nullptr && node->value<std::string>() == "smb") {
     return r.Invalid("performance", kSmbNotBuilt);
   }
   ASSIGN_OR_RETURN(auto perf, r.Choice("performance", {"tcp", "compression"}));
   if (perf) {
-    static constexpr PerformanceOption kOptions[] = {PerformanceOption::kTcp, PerformanceOption::kCompression};
+    static constexpr PerformanceOption kOptions[] = {PerformanceOption::kTcp,
+                                                     PerformanceOption::kCompression};
     s.performance = kOptions[*perf];
   }
   return base::Ok();
@@ -110,11 +115,22 @@ base::Status ReadMigration(TableReader& r, HostSettings& s) {
   if (storage) s.max_storage_moves = static_cast<uint32_t>(*storage);
   RETURN_IF_ERROR(ReadNetworks(r, s));
 
-  ASSIGN_OR_RETURN(auto auth, r.Choice("authentication", {"kerberos", "credssp"}));
+  ASSIGN_OR_RETURN(auto auth, r.Choice("authentication", {"certificate", "kerberos", "credssp"}));
   if (auth) {
-    static constexpr AuthenticationType kTypes[] = {AuthenticationType::kKerberos,
+    static constexpr AuthenticationType kTypes[] = {AuthenticationType::kCertificate,
+                                                    AuthenticationType::kKerberos,
                                                     AuthenticationType::kCredSsp};
     s.authentication = kTypes[*auth];
+  }
+  ASSIGN_OR_RETURN(auto admins, r.StringArray("admins"));
+  if (admins) {
+    for (size_t i = 0; i < admins->size(); ++i) {
+      const std::string& a = (*admins)[i];
+      if (a.empty() || a == "@")
+        return r.Invalid("admins[" + std::to_string(i) + "]",
+                         "must be a user, a principal or \"@group\", not " + QuoteToml(a));
+    }
+    s.admins = *std::move(admins);
   }
   RETURN_IF_ERROR(ReadPerformance(r, s));
   ASSIGN_OR_RETURN(auto incoming_dirs, ReadAbsolutePaths(r, "incoming_directories"));
@@ -138,6 +154,41 @@ base::Status ReadTls(TableReader& r, HostSettings& s) {
   ASSIGN_OR_RETURN(auto pins, r.StringArray("trusted_fingerprints"));
   if (pins) s.tls.trusted_fingerprints = *std::move(pins);
   return r.CheckNoUnknownKeys();
+}
+
+base::Status ReadKerberos(TableReader& r, HostSettings& s) {
+  ASSIGN_OR_RETURN(auto keytab, ReadAbsolutePath(r, "keytab"));
+  if (keytab) s.kerberos.keytab = *keytab;
+  ASSIGN_OR_RETURN(auto principal, r.String("service_principal"));
+  if (principal) s.kerberos.service_principal = *principal;
+  ASSIGN_OR_RETURN(auto krb5_config, ReadAbsolutePath(r, "krb5_config"));
+  if (krb5_config) s.kerberos.krb5_config = *krb5_config;
+  return r.CheckNoUnknownKeys();
+}
+
+// What a mode needs, said where the file is read rather than at the first
+// move. `file` names the file in each message.
+base::Status CheckAuthentication(const HostSettings& s, std::string_view file) {
+  auto invalid = [&](const std::string& key, const std::string& why) {
+    return base::Error(base::Code::kInvalidArgument, std::string(file) + ": " + key + ": " + why);
+  };
+  const std::string mode(ToString(s.authentication));
+  if (s.authentication == AuthenticationType::kKerberos) {
+    if (s.kerberos.keytab.empty())
+      return invalid("kerberos.keytab", "required with migration.authentication = \"kerberos\"");
+    if (s.kerberos.service_principal.empty())
+      return invalid("kerberos.service_principal",
+                     "required with migration.authentication = \"kerberos\" (for example "
+                     "\"ferry-migration/host1.example.com@EXAMPLE.COM\")");
+  }
+  if (s.authentication != AuthenticationType::kCertificate && s.admins.empty())
+    return invalid("migration.admins", "required with migration.authentication = \"" + mode +
+                                           "\": nobody else could move a VM");
+  if (s.api_listen && s.authentication == AuthenticationType::kCertificate)
+    return invalid("api_listen",
+                   "remote management needs migration.authentication = \"kerberos\" or "
+                   "\"credssp\": a remote caller must prove who it is");
+  return base::Ok();
 }
 
 // Defaults that depend on storage_root, applied once the whole file is read.
@@ -178,6 +229,18 @@ base::Result<HostSettings> ParseHostSettings(std::string_view toml_text, std::st
     TableReader m(*table, source, "migration");
     RETURN_IF_ERROR(ReadMigration(m, s));
   }
+  ASSIGN_OR_RETURN(auto api_listen, r.String("api_listen"));
+  if (api_listen) {
+    auto address = ParseListenAddress(*api_listen);
+    if (!address) return r.Invalid("api_listen", address.error().message());
+    s.api_listen = *std::move(address);
+  }
+  if (const toml::node* kerberos = r.Get("kerberos"); kerberos != nullptr) {
+    const toml::table* table = kerberos->as_table();
+    if (table == nullptr) return r.Invalid("kerberos", "must be a table", *kerberos);
+    TableReader k(*table, source, "kerberos");
+    RETURN_IF_ERROR(ReadKerberos(k, s));
+  }
   if (const toml::node* tls = r.Get("tls"); tls != nullptr) {
     const toml::table* table = tls->as_table();
     if (table == nullptr) return r.Invalid("tls", "must be a table", *tls);
@@ -185,6 +248,7 @@ base::Result<HostSettings> ParseHostSettings(std::string_view toml_text, std::st
     RETURN_IF_ERROR(ReadTls(t, s));
   }
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  RETURN_IF_ERROR(CheckAuthentication(s, source));
   ApplyStorageRootDefaults(s);
   return s;
 }
@@ -199,6 +263,7 @@ std::string_view ToString(AuthenticationType t) {
   switch (t) {
     case AuthenticationType::kKerberos: return "kerberos";
     case AuthenticationType::kCredSsp: return "credssp";
+    case AuthenticationType::kCertificate: return "certificate";
   }
   return "invalid";
 }

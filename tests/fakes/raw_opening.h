@@ -5,9 +5,11 @@
 // Shared by the PeerService and LiveMoveDestination tests.
 #pragma once
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "transport/frame_stream.h"
 #include "transport/hello.h"
 #include "transport/tcp.h"
+#include "transport/tls.h"
 
 namespace appliance::test {
 
@@ -25,14 +28,35 @@ namespace appliance::test {
 // skipped: see below). Returns the decoded error
 // frame ("peer: <reason>" with its code), or kInternal "no error frame: …"
 // when the listener closed, answered something else or said nothing.
+//
+// With tls, the bytes go inside a TLS session opened with that context (a
+// trusted peer that then misbehaves); without, in the clear.
 inline base::Error RefusalOf(uint16_t port, const std::vector<uint8_t>& bytes,
-                             int timeout_ms = 5000) {
+                             int timeout_ms = 5000, const transport::TlsContext* tls = nullptr) {
   auto fd = transport::TcpConnect("127.0.0.1", port, "", 5000);
   if (!fd)
     return base::Error(base::Code::kInternal, "no error frame: connect: " + fd.error().ToString());
-  if (!bytes.empty() && !base::WriteAll(fd->get(), bytes.data(), bytes.size()))
+  std::unique_ptr<transport::TlsSession> session;
+  if (tls != nullptr) {
+    auto s = transport::TlsConnect(*tls, fd->get(), "", 5000);
+    if (!s)
+      return base::Error(base::Code::kInternal, "no error frame: TLS: " + s.error().ToString());
+    session = *std::move(s);
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      auto w = session->Write(bytes.data() + sent, bytes.size() - sent);
+      if (!w) return base::Error(base::Code::kInternal, "no error frame: " + w.error().ToString());
+      sent += w->bytes;
+      if (w->wait != transport::TlsSession::Wait::kNone) {
+        pollfd p{fd->get(),
+                 short(w->wait == transport::TlsSession::Wait::kReadable ? POLLIN : POLLOUT), 0};
+        ::poll(&p, 1, 1000);
+      }
+    }
+  } else if (!bytes.empty() && !base::WriteAll(fd->get(), bytes.data(), bytes.size())) {
     return base::Error(base::Code::kInternal, "no error frame: could not send the test bytes");
-  transport::FrameStream stream(std::move(*fd), "raw test peer");
+  }
+  transport::FrameStream stream(std::move(*fd), "raw test peer", std::move(session));
   auto frame = stream.Receive(transport::kMaxHelloPayload, -1, timeout_ms);
   // A well-formed hello refused for what it says (its role, its move) is
   // answered after the opening: a hello reply, then the error.

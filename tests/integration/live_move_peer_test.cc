@@ -17,8 +17,11 @@
 #include "peer/peer_client.h"
 #include "protocol/move_protocol.h"
 #include "support/ferryd_harness.h"
+#include "support/files.h"
+#include "support/test_tls.h"
 #include "transport/frame_stream.h"
 #include "transport/tcp.h"
+#include "transport/tls.h"
 
 namespace ferry_it {
 namespace {
@@ -72,7 +75,12 @@ class PeerIntegrationTest : public FerryTest {
         << LiveMoveHostToml("127.0.0.2:" + std::to_string(port_), incoming, true, networks);
   }
 
-  appliance::PeerEndpoint Peer() const { return appliance::PeerEndpoint{"127.0.0.2", port_, ""}; }
+  // This test plays a source host with its own certificate from the tests' CA.
+  appliance::PeerEndpoint Peer() {
+    if (source_tls_ == nullptr)
+      source_tls_ = ferry_test::TestTlsContext(dir() + "/source", "source");
+    return appliance::PeerEndpoint{"127.0.0.2", port_, "", source_tls_, ""};
+  }
 
   appliance::PrepareRequest Request(const std::string& name) {
     config::VmDefinition def;
@@ -111,6 +119,7 @@ class PeerIntegrationTest : public FerryTest {
   }
 
   uint16_t port_ = 0;
+  std::shared_ptr<const transport::TlsContext> source_tls_;
 };
 
 TEST_F(PeerIntegrationTest, PrepareStartsAnIncomingWorkerAndAbortRemovesIt) {
@@ -184,7 +193,9 @@ TEST_F(PeerIntegrationTest, DataStreamsAreNotServedOnTheControlPort) {
   StartFerryd();
   auto fd = transport::TcpConnect("127.0.0.2", port_, "", 5000);
   ASSERT_TRUE(fd.has_value());
-  transport::FrameStream stream(std::move(*fd), "test");
+  auto session = transport::TlsConnect(*Peer().tls, fd->get(), "", 5000);
+  ASSERT_TRUE(session.has_value()) << session.error().ToString();
+  transport::FrameStream stream(std::move(*fd), "test", std::move(*session));
   transport::Hello hello;
   hello.role = transport::StreamRole::kData;
   ASSERT_TRUE(transport::ClientHello(stream, hello, 5000).has_value());
@@ -283,4 +294,85 @@ TEST_F(PeerIntegrationTest, AnAdoptedVmSurvivesADestinationRestart) {
 }
 
 }  // namespace
+
+// ---- Who may move a VM in (issue 10) ----------------------------------------
+
+TEST_F(PeerIntegrationTest, PrepareOutsideTheIncomingDirectoriesIsRefused) {
+  StartFerryd();
+  for (const std::string dest : {"/etc/cron.d", "/tmp/../etc/cron.d", "/"}) {
+    appliance::PrepareRequest req = Request("evil");
+    req.destination = dest;
+    // The disk file as a source would name it, under the destination.
+    auto r = Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply);
+    ASSERT_FALSE(r.has_value()) << dest;
+    EXPECT_EQ(r.error().code(), base::Code::kPermissionDenied) << r.error().ToString();
+    EXPECT_NE(r.error().message().find("migration.incoming_directories"), std::string::npos)
+        << r.error().ToString();
+    EXPECT_FALSE(PathExists(IncomingDir(req.migration_id)));
+  }
+  EXPECT_FALSE(PathExists("/etc/cron.d/evil.img"));
+}
+
+TEST_F(PeerIntegrationTest, OnlyTheHostThatPreparedAMoveMayAskAboutOrAbortIt) {
+  StartFerryd();
+  appliance::PrepareRequest req = Request("in5");
+  ASSERT_TRUE(
+      Call(MoveFrame::kPrepare, appliance::ToJson(req), MoveFrame::kPrepareReply).has_value());
+  const int64_t pid = WorkerPid(req.migration_id);
+  // Another host the destination trusts (same CA), knowing the migration id.
+  appliance::PeerEndpoint other = Peer();
+  other.tls = ferry_test::TestTlsContext(dir() + "/other", "other");
+  for (MoveFrame type : {MoveFrame::kStatusQuery, MoveFrame::kAbort}) {
+    auto r = appliance::CallPeer(
+        other, type, json{{"migration_id", req.migration_id}},
+        type == MoveFrame::kAbort ? MoveFrame::kAbortReply : MoveFrame::kStatusReply, 10000);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), base::Code::kPermissionDenied) << r.error().ToString();
+    EXPECT_NE(r.error().message().find("prepared by another host"), std::string::npos)
+        << r.error().ToString();
+  }
+  EXPECT_TRUE(Alive(pid)) << "a refused Status or Abort must not end the move";
+  auto aborted =
+      Call(MoveFrame::kAbort, json{{"migration_id", req.migration_id}}, MoveFrame::kAbortReply);
+  ASSERT_TRUE(aborted.has_value()) << aborted.error().ToString();
+  EXPECT_EQ((*aborted)["state"], "aborted");
+}
+
+TEST_F(PeerIntegrationTest, PeersWithoutATrustedCertificateCannotTakeTheMoveSlots) {
+  StartFerryd();
+  // Plaintext Prepares (an attacker's script) and a ferryd with its own
+  // self-signed identity: none gets past TLS, none takes a slot.
+  for (int i = 0; i < 3; ++i) {
+    auto fd = transport::TcpConnect("127.0.0.2", port_, "", 5000);
+    ASSERT_TRUE(fd.has_value());
+    transport::FrameStream plain(std::move(*fd), "attacker");
+    auto hello = transport::ClientHello(plain, transport::Hello{}, 5000);
+    ASSERT_FALSE(hello.has_value());
+    EXPECT_NE(hello.error().message().find("requires TLS"), std::string::npos)
+        << hello.error().ToString();
+  }
+  ASSERT_TRUE(
+      transport::GenerateHostIdentity(dir() + "/stranger.crt", dir() + "/stranger.key", "stranger")
+          .has_value());
+  auto stranger = transport::TlsContext::Create(
+      {dir() + "/stranger.crt", dir() + "/stranger.key", "", {"SHA256:" + std::string(64, '0')}});
+  ASSERT_TRUE(stranger.has_value()) << stranger.error().ToString();
+  appliance::PeerEndpoint from_stranger = Peer();
+  from_stranger.tls = *stranger;
+  for (int i = 0; i < 3; ++i) {
+    auto r = appliance::CallPeer(from_stranger, MoveFrame::kPrepare,
+                                 appliance::ToJson(Request("s" + std::to_string(i))),
+                                 MoveFrame::kPrepareReply, 10000);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), base::Code::kPermissionDenied) << r.error().ToString();
+  }
+  EXPECT_NE(ferry_test::ReadFile(dir() + "/ferryd.log").find("refused 127.0.0."),
+            std::string::npos);
+  // Both slots (max_live_moves = 2) are still free for trusted sources.
+  for (const char* name : {"t1", "t2"}) {
+    auto r = Call(MoveFrame::kPrepare, appliance::ToJson(Request(name)), MoveFrame::kPrepareReply);
+    EXPECT_TRUE(r.has_value()) << name << ": " << r.error().ToString();
+  }
+}
+
 }  // namespace ferry_it

@@ -17,7 +17,7 @@ namespace {
 constexpr int kOpensslTimeoutMs = 30000;
 
 void Openssl(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"openssl"};
+  std::vector<std::string> argv = {"/usr/bin/openssl"};
   argv.insert(argv.end(), args.begin(), args.end());
   ferry_it::ProcessResult r = ferry_it::RunProcess(argv, {}, kOpensslTimeoutMs);
   EXPECT_EQ(r.exit_code, 0) << "openssl " << args.front() << " failed: " << r.err;
@@ -60,8 +60,7 @@ TestTlsFiles IssueTestCertificate(const std::string& dir, const std::string& com
   const std::string ext = dir + "/tls/host.ext";
   Openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
            "-keyout", files.key, "-out", csr, "-subj", "/CN=" + common_name});
-  WriteFile(ext, "basicConstraints = CA:FALSE\nsubjectAltName = DNS:" +
-                                   common_name + "\n");
+  WriteFile(ext, "basicConstraints = CA:FALSE\nsubjectAltName = DNS:" + common_name + "\n");
   const std::string& ca_dir = Ca().dir;
   Openssl({"x509", "-req", "-in", csr, "-CA", ca_dir + "/ca.pem", "-CAkey", ca_dir + "/ca.key",
            "-CAcreateserial", "-out", files.certificate, "-days", "30", "-extfile", ext});

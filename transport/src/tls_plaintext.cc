@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -121,17 +122,17 @@ bool ReadExactly(int fd, uint8_t* p, size_t n, const Deadline& deadline) {
   return true;
 }
 
-// The plaintext ferry peer's error frame, as its text, or "" when the reply
-// is not a whole, well-formed Error frame.
-std::string ReadPeerErrorText(int fd, const Deadline& deadline) {
+// The plaintext ferry peer's error frame, or nullopt when the reply is not
+// a whole, well-formed Error frame.
+std::optional<base::Error> ReadPeerError(int fd, const Deadline& deadline) {
   uint8_t header[kFrameHeaderBytes];
-  if (!ReadExactly(fd, header, sizeof header, deadline)) return "";
+  if (!ReadExactly(fd, header, sizeof header, deadline)) return std::nullopt;
   base::Result<FrameHeader> h = DecodeFrameHeader(header, kMaxHelloPayload);
-  if (!h.has_value() || h->type != uint16_t(FrameType::kError)) return "";
+  if (!h.has_value() || h->type != uint16_t(FrameType::kError)) return std::nullopt;
   std::vector<uint8_t> payload(h->length);
-  if (!ReadExactly(fd, payload.data(), payload.size(), deadline)) return "";
-  if (FrameCrc(header, payload) != h->crc32c) return "";
-  return DecodeErrorPayload(payload).message();
+  if (!ReadExactly(fd, payload.data(), payload.size(), deadline)) return std::nullopt;
+  if (FrameCrc(header, payload) != h->crc32c) return std::nullopt;
+  return DecodeErrorPayload(payload);
 }
 
 }  // namespace
@@ -157,8 +158,14 @@ base::Status ExpectTlsServer(int fd, int cancel_fd, const Deadline& deadline) {
   ASSIGN_OR_RETURN(FirstBytes kind, PeekFirst(fd, cancel_fd, deadline, buf, &got));
   if (kind == FirstBytes::kTls || got == 0) return base::Ok();
   if (kind == FirstBytes::kFerry) {
-    std::string text = ReadPeerErrorText(fd, deadline);
-    return NotTls(text.empty() ? "it answered with a plaintext ferry frame" : text);
+    std::optional<base::Error> e = ReadPeerError(fd, deadline);
+    if (!e) return NotTls("it answered with a plaintext ferry frame");
+    // A ferry that refuses before any TLS (too many connections, or it
+    // trusts nobody yet) says why in plaintext: its code is kept, so a
+    // caller can tell "busy, retry" from "never".
+    if (e->code() != base::Code::kDataLoss && e->code() != base::Code::kPermissionDenied)
+      return base::Error(e->code(), "refused before TLS: " + e->message());
+    return NotTls(e->message());
   }
   return NotTls("its first bytes are " + HexBytes(buf, got));
 }

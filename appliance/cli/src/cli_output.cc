@@ -160,18 +160,21 @@ std::string FormatHost(const json& host) {
       {"incoming moves", m.value("incoming_enabled", false) ? "enabled" : "disabled"},
       {"outgoing moves", m.value("outgoing_enabled", false) ? "enabled" : "disabled"},
   };
-  // Accepted in host.toml but not built: said next to the value, so the line
-  // never reads as a working feature.
-  if (!Str(m, "authentication").empty())
-    fields.push_back({"authentication",
-                      Str(m, "authentication") + " (" + config::kAuthenticationNotEnforced + ")"});
+  if (!Str(m, "authentication").empty()) {
+    std::string admins;
+    for (const json& a : m.value("admins", json::array()))
+      admins += (admins.empty() ? "" : ", ") + a.get<std::string>();
+    fields.push_back({"authentication", Str(m, "authentication") +
+                                            (admins.empty() ? "" : " (admins: " + admins + ")")});
+  }
   if (!Str(m, "performance").empty()) fields.push_back({"performance", Str(m, "performance")});
   std::string dirs;
   for (const json& d : m.value("incoming_directories", json::array()))
     dirs += (dirs.empty() ? "" : ", ") + d.get<std::string>();
   if (!dirs.empty()) fields.push_back({"incoming into", dirs});
   const json tls = host.value("tls", json::object());
-  if (!Str(tls, "fingerprint").empty()) fields.push_back({"tls fingerprint", Str(tls, "fingerprint")});
+  if (!Str(tls, "fingerprint").empty())
+    fields.push_back({"tls fingerprint", Str(tls, "fingerprint")});
   return Lines(fields);
 }
 

@@ -82,7 +82,9 @@ int Run(const appliance::CliInvocation& inv) {
     case CliCommand::kVmDelete: std::cout << "vm " << inv.vm_name << " deleted\n"; break;
     case CliCommand::kVmAction: std::cout << appliance::FormatActionResult(inv.action, json); break;
     case CliCommand::kHostShow: std::cout << appliance::FormatHost(json); break;
-    case CliCommand::kHostCertificateShow: std::cout << appliance::FormatHostCertificate(json); break;
+    case CliCommand::kHostCertificateShow:
+      std::cout << appliance::FormatHostCertificate(json);
+      break;
     case CliCommand::kJobs: std::cout << appliance::FormatJobList(json); break;
     case CliCommand::kJobShow:
       std::cout << (appliance::IsLiveMoveJob(json) ? appliance::FormatLiveMoveJob(json)

@@ -91,6 +91,8 @@ HttpResponse ApiHandler::HandleLiveMove(const Route& route, const HttpRequest& r
         return ErrorResponse(valid.error());
       auto args = ParseMoveVmBody(route.name, request.body);
       if (!args) return ErrorResponse(args.error());
+      args->credentials = request.caller.credentials;
+      args->admin = request.caller.admin;
       return or_error(live_->Start(*args), 202);
     }
     case RouteId::kResolveVm: {

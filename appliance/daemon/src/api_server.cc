@@ -8,11 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdarg>
 #include <cstring>
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "common/api_binding.h"
 #include "common/unix_socket.h"
 
 namespace appliance {
@@ -116,6 +118,8 @@ MHD_Result QueueResponse(MHD_Connection* connection, const HttpResponse& r, int 
   if (response == nullptr) return MHD_NO;
   MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
   if (!r.allow.empty()) MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, r.allow.c_str());
+  if (!r.www_authenticate.empty())
+    MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r.www_authenticate.c_str());
   MHD_Result result = MHD_queue_response(connection, unsigned(r.status), response);
   MHD_destroy_response(response);
   return result;
@@ -124,6 +128,20 @@ MHD_Result QueueResponse(MHD_Connection* connection, const HttpResponse& r, int 
 MHD_Result CollectQuery(void* cls, MHD_ValueKind, const char* key, const char* value) {
   auto* query = static_cast<std::map<std::string, std::string>*>(cls);
   (*query)[key] = value != nullptr ? value : "";
+  return MHD_YES;
+}
+
+ApiTransport LocalApiTransport() {
+  ApiTransport t;
+  t.channel_binding.assign(kLocalApiChannelBinding.begin(), kLocalApiChannelBinding.end());
+  return t;
+}
+
+MHD_Result CollectHeader(void* cls, MHD_ValueKind, const char* key, const char* value) {
+  auto* headers = static_cast<std::map<std::string, std::string>*>(cls);
+  std::string name = key;
+  for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+  (*headers)[name] = value != nullptr ? value : "";
   return MHD_YES;
 }
 
@@ -155,7 +173,19 @@ MHD_Result HandleRequest(void* cls, MHD_Connection* connection, const char* url,
     request.path = url;
     request.body = std::move(pending->body);
     MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, &CollectQuery, &request.query);
-    response = server->handler().Handle(request);
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectHeader, &request.headers);
+    // The local socket is root's; an admin identity a request brings (a
+    // Kerberos token, a log-on) is checked before the handler sees it.
+    base::Result<ApiCaller> caller =
+        server->authenticator() != nullptr
+            ? server->authenticator()->Authenticate(request.headers, LocalApiTransport())
+            : base::Result<ApiCaller>(ApiCaller{});
+    if (caller) {
+      request.caller = *std::move(caller);
+      response = server->handler().Handle(request);
+    } else {
+      response = ErrorResponse(caller.error());
+    }
     base::LogDebug(request.method + " " + request.path + " -> " + std::to_string(response.status));
   }
   return QueueResponse(connection, response, server->stop_fd());
@@ -206,6 +236,7 @@ base::Result<std::unique_ptr<ApiServer>> ApiServer::Start(const std::string& soc
   ASSIGN_OR_RETURN(base::EventFd stop, base::EventFd::Create());
   std::unique_ptr<ApiServer> server(new ApiServer(socket_path, handler, std::move(stop)));
   server->max_connections_ = max_connections;
+  server->authenticator_ = options.authenticator;
   int fd = listen_fd.Release();  // MHD closes it in MHD_stop_daemon
   server->daemon_ =
       MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |

@@ -13,8 +13,10 @@
 
 #include "base/log.h"
 #include "config/host_settings.h"
+#include "daemon/api_caller.h"
 #include "daemon/api_handler.h"
 #include "daemon/api_server.h"
+#include "daemon/move_authorizer.h"
 #include "daemon/peer_service.h"
 #include "daemon/vm_service.h"
 #include "peer/peer_tls.h"
@@ -84,7 +86,14 @@ base::Result<PeerTls> OpenPeerTls(const config::HostSettings& settings) {
 
 base::Status Serve(const std::string& config_path, const sigset_t& stop_signals) {
   ASSIGN_OR_RETURN(config::HostSettings settings, config::LoadHostSettings(config_path));
+  // Before any thread: MIT krb5 reads it at each library call.
+  if (!settings.kerberos.krb5_config.empty())
+    ::setenv("KRB5_CONFIG", settings.kerberos.krb5_config.c_str(), 1);
   ASSIGN_OR_RETURN(PeerTls tls, OpenPeerTls(settings));
+  ASSIGN_OR_RETURN(std::shared_ptr<const appliance::MoveAuthorizer> authorizer,
+                   appliance::MakeMoveAuthorizer(settings));
+  ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiAuthenticator> authenticator,
+                   appliance::MakeApiAuthenticator(settings));
   RaiseOpenFileLimit();
   ASSIGN_OR_RETURN(std::string self_dir, SelfDirectory());
   appliance::ServiceOptions options;
@@ -118,11 +127,14 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   peer_options.worker_binary = options.worker_binary;
   peer_options.kvm_device = options.kvm_device;
   peer_options.tls = tls.context;
+  peer_options.authorizer = authorizer;
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::PeerService> peer,
                    appliance::PeerService::Start(*service, peer_options));
   appliance::ApiHandler handler(*service, *moves, *live);
+  appliance::ApiServer::Options api_options;
+  api_options.authenticator = authenticator.get();
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
-                   appliance::ApiServer::Start(settings.api_socket, handler));
+                   appliance::ApiServer::Start(settings.api_socket, handler, api_options));
   base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root +
                 ", guests " + options.guest_dir + ")");
   int sig = 0;

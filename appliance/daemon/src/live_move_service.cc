@@ -102,11 +102,31 @@ std::string ResolveHint(const std::string& vm) {
 }
 
 // Start's checks of the request against this host, before anything is taken.
+// Why a move cannot start without the admin's credentials, and what to do:
+// as Hyper-V says "no credentials are available in the security package"
+// when CredSSP has no log-on at the source.
+base::Error NoCredentials(config::AuthenticationType mode) {
+  if (mode == config::AuthenticationType::kKerberos)
+    return base::Error(base::Code::kPermissionDenied,
+                       "no Kerberos credentials came with this request "
+                       "(migration.authentication = \"kerberos\"): run kinit as an admin named "
+                       "in migration.admins and try again (ferry sends a ticket for this host's "
+                       "service, which it delegates to the destination)");
+  return base::Error(base::Code::kPermissionDenied,
+                     "no credentials are available for delegation (migration.authentication = "
+                     "\"credssp\"): log on at this host first (ferry logon USER), then start "
+                     "the move here with ferry --as USER; or use Kerberos with constrained "
+                     "delegation, which needs no log-on at the source");
+}
+
 base::Status CheckStartArgs(const LiveMoveArgs& args, const config::HostSettings& host) {
   if (!host.outgoing_enabled)
     return base::Error(
         base::Code::kFailedPrecondition,
         "outgoing live moves are disabled on this host (host.toml migration.outgoing_enabled)");
+  if (host.authentication != config::AuthenticationType::kCertificate &&
+      args.credentials == nullptr)
+    return NoCredentials(host.authentication);
   if (!args.include_storage)
     return base::Error(base::Code::kFailedPrecondition,
                        "--include-storage is required: the hosts share no storage");
@@ -351,7 +371,7 @@ base::Result<LiveMoveService::StartedMove> LiveMoveService::PrepareAndStart(
     Job& job, const VmService::MoveTarget& target, const LiveMoveArgs& args) {
   StartedMove m;
   ASSIGN_OR_RETURN(m.prepare, PlanPrepare(job, target, args));
-  ASSIGN_OR_RETURN(m.reply, PrepareAtDestination(job, m.prepare));
+  ASSIGN_OR_RETURN(m.reply, PrepareAtDestination(job, m.prepare, args.credentials.get()));
   ASSIGN_OR_RETURN(
       m.first_status,
       StartWorker(job, BuildLiveMoveRequest(m.prepare, job.peer, m.reply, args, options_.host)));
@@ -381,12 +401,21 @@ base::Result<PrepareRequest> LiveMoveService::PlanPrepare(const Job& job,
   return prepare;
 }
 
-base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(Job& job,
-                                                                 const PrepareRequest& prepare) {
+base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(
+    Job& job, const PrepareRequest& prepare, const AdminCredentials* credentials) {
   std::string fingerprint;
-  ASSIGN_OR_RETURN(json prepared,
-                   CallPeer(job.peer, MoveFrame::kPrepare, ToJson(prepare),
-                            MoveFrame::kPrepareReply, options_.prepare_timeout_ms, &fingerprint));
+  // The admin's proof, made for the destination this connection reached
+  // and bound to it (none in certificate mode: the host's certificate is it).
+  RequestAuthorizer authorize;
+  if (credentials != nullptr) {
+    authorize = [credentials](const transport::TlsPeer& peer) -> base::Result<json> {
+      ASSIGN_OR_RETURN(MoveAuthorization authorization, credentials->Authorize(peer));
+      return ToJson(authorization);
+    };
+  }
+  ASSIGN_OR_RETURN(json prepared, CallPeer(job.peer, MoveFrame::kPrepare, ToJson(prepare),
+                                           MoveFrame::kPrepareReply, options_.prepare_timeout_ms,
+                                           &fingerprint, authorize));
   // Pinned from here on: Abort, Status and the worker's streams go to the
   // host that holds the move's slot and files, even if another trusted host
   // took over the address meanwhile.

@@ -167,7 +167,7 @@ void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) 
   auto local = transport::GetLocalAddress(socket.get());
   std::unique_ptr<transport::TlsSession> tls = Handshake(socket.get(), peer);
   if (tls == nullptr) return transport::DrainBeforeClose(socket.get(), kLingerMs);
-  const std::string fingerprint = tls->peer().fingerprint;
+  const transport::TlsPeer tls_peer = tls->peer();
   transport::FrameStream stream(std::move(socket), "control connection from " + peer.text,
                                 std::move(tls));
   auto finish = [&] { transport::DrainBeforeClose(stream.fd(), kLingerMs); };
@@ -200,7 +200,7 @@ void PeerService::ServeConnection(base::Fd socket, transport::PeerAddress peer) 
     if (frame->type == uint16_t(transport::FrameType::kError))
       return base::Error(base::Code::kInvalidArgument, "expected a request, got an error frame");
     ASSIGN_OR_RETURN(nlohmann::json request, ParseJsonPayload(frame->payload, "control request"));
-    return Dispatch(frame->type, request, Caller{peer, *local, fingerprint});
+    return Dispatch(frame->type, request, Caller{peer, *local, tls_peer});
   }();
   if (!reply) {
     base::LogWarning("peer service: request from " + peer.text + ": " + reply.error().message());

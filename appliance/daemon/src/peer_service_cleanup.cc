@@ -62,8 +62,7 @@ void PeerService::CleanUp(Move& move, const std::string& reason) {
   const std::string message = detail.empty() ? reason : reason + ": " + detail;
   // Aborted from here on, whatever the removal below does: the worker is
   // gone without committing, so the move can never complete.
-  if (auto st = WriteRecord(move, "aborted", message); !st)
-    base::LogWarning(st.error().ToString());
+  if (auto st = WriteRecord(move, "aborted", message); !st) base::LogWarning(st.error().ToString());
   vms_.incoming().ReleaseName(move.name);
   base::LogWarning("incoming move " + move.id + " of vm " + move.name + " aborted: " + message);
   move.cleanup = PendingCleanUp{};

@@ -99,9 +99,9 @@ base::Status PeerService::CheckMoveOwner(const std::string& id, const Move* move
   }
   // "" : no such move here (the answer says unknown), or a record written
   // before ferry authenticated its peers.
-  if (owner.empty() || owner == caller.fingerprint) return base::Ok();
+  if (owner.empty() || owner == caller.tls.fingerprint) return base::Ok();
   base::LogWarning("peer service: " + caller.address.text + " (certificate " +
-                   caller.fingerprint + ") asked about migration " + id +
+                   caller.tls.fingerprint + ") asked about migration " + id +
                    ", which another host prepared (certificate " + owner + "): refused");
   return base::Error(base::Code::kPermissionDenied,
                      "migration " + id +
@@ -189,8 +189,7 @@ bool PeerService::Adopt(Move& move) {
   // the rename, so a ferryd stopped half-way through the adoption (incoming
   // directory gone, symlink not made yet) never answers a Status "aborted".
   if (!move.adopt_failed_logged) {
-    if (auto st = WriteRecord(move, "committed", ""); !st)
-      base::LogWarning(st.error().ToString());
+    if (auto st = WriteRecord(move, "committed", ""); !st) base::LogWarning(st.error().ToString());
   }
   auto adopted = vms_.incoming().Adopt(move.name, move.dir, pid, socket, move.plan.paused);
   if (!adopted) {
@@ -201,12 +200,10 @@ bool PeerService::Adopt(Move& move) {
     move.adopt_failed_logged = true;
     // Rewritten on every retry, so a failure is not logged each time: the
     // record already says committed, and the adoption's error was logged.
-    (void)WriteRecord(move, "committed",
-                      "not adopted yet: " + adopted.error().message());
+    (void)WriteRecord(move, "committed", "not adopted yet: " + adopted.error().message());
     return false;
   }
-  if (auto st = WriteRecord(move, "committed", ""); !st)
-    base::LogWarning(st.error().ToString());
+  if (auto st = WriteRecord(move, "committed", ""); !st) base::LogWarning(st.error().ToString());
   base::LogInfo("incoming move " + move.id + ": vm " + move.name + " committed and adopted");
   move.state.store(MoveState::kAdopted);
   if (pid == 0) {

@@ -82,7 +82,8 @@ std::string ResolvedAsFarAsExists(const std::string& path) {
   char buf[PATH_MAX];
   if (::realpath(existing.c_str(), buf) == nullptr) return path;
   const std::string resolved = buf;
-  std::string rest = path.substr(std::min(existing.size(), path.size()));  // "", "/b/c"; "b/c" under "/"
+  std::string rest =
+      path.substr(std::min(existing.size(), path.size()));  // "", "/b/c"; "b/c" under "/"
   if (rest.empty()) return resolved;
   if (rest[0] != '/') rest = "/" + rest;
   return resolved == "/" ? rest : resolved + rest;

@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <optional>
 
 #include "base/log.h"
 #include "common/process.h"
@@ -13,6 +14,7 @@
 #include "ipc/vm_dir_files.h"
 #include "peer/peer_tls.h"
 #include "peer_service_internal.h"
+#include "protocol/move_authorization.h"
 
 namespace appliance {
 
@@ -36,7 +38,7 @@ namespace {
 // The incoming directory's files (the moved definition, the worker's plan)
 // and the directories every destination file goes into.
 base::Status WriteIncomingFiles(const std::string& dir, const PrepareRequest& plan,
-                               const PeerTrust& trust) {
+                                const PeerTrust& trust) {
   RETURN_IF_ERROR(base::WriteFileAtomically(dir + "/vm.toml", plan.definition_toml));
   RETURN_IF_ERROR(
       base::WriteFileAtomically(dir + "/" + kIncomingPlanFile, ToJson(plan).dump(2) + "\n"));
@@ -58,10 +60,31 @@ base::Status WriteIncomingFiles(const std::string& dir, const PrepareRequest& pl
 
 }  // namespace
 
+base::Result<std::string> PeerService::AuthorizeAdmin(const nlohmann::json& request,
+                                                      const Caller& caller) const {
+  std::optional<MoveAuthorization> authorization;
+  if (request.is_object() && request.contains(kAuthorizationField)) {
+    ASSIGN_OR_RETURN(authorization, MoveAuthorizationFromJson(request[kAuthorizationField]));
+  }
+  if (options_.authorizer == nullptr) return "host " + caller.tls.subject;
+  auto admin =
+      options_.authorizer->Authorize(authorization ? &*authorization : nullptr, caller.tls);
+  if (!admin) {
+    base::LogWarning("peer service: refused a Prepare from " + caller.address.text +
+                     " (certificate " + caller.tls.fingerprint + "): " + admin.error().message());
+    return admin.error();
+  }
+  return admin;
+}
+
 base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
                                                   const Caller& caller) {
   const transport::PeerAddress& peer = caller.address;
   ASSIGN_OR_RETURN(PrepareRequest plan, PrepareRequestFromJson(request));
+  // Who the move is for, before anything else: an admin who may not move
+  // VMs here learns nothing and takes no slot. Not under prepare_mu_: a
+  // refused password costs PAM's delay, which must not hold up others.
+  ASSIGN_OR_RETURN(const std::string admin, AuthorizeAdmin(request, caller));
   ASSIGN_OR_RETURN(MigrationIdBytes id_bytes, ParseMigrationId(plan.migration_id));
   plan.migration_id = FormatMigrationId(id_bytes);  // one spelling for directory names
   // One Prepare at a time: the slot count and the name checks must still
@@ -77,7 +100,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   move->name = plan.vm_name;
   move->dir = IncomingRoot() + "/" + move->id;
   move->plan = plan;
-  move->source_fingerprint = caller.fingerprint;
+  move->source_fingerprint = caller.tls.fingerprint;
   // Held until the move is adopted or cleaned up (Create refuses the name).
   RETURN_IF_ERROR(vms_.incoming().ReserveName(move->name));
   std::error_code ec;
@@ -93,7 +116,10 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
     vms_.incoming().ReleaseName(move->name);  // the directory is not ours to remove
     return e;
   }
-  if (auto st = WriteIncomingFiles(move->dir, plan, HostPeerTrust(options_.host, caller.fingerprint)); !st) return undo(st.error());
+  if (auto st =
+          WriteIncomingFiles(move->dir, plan, HostPeerTrust(options_.host, caller.tls.fingerprint));
+      !st)
+    return undo(st.error());
 
   LaunchSpec spec;
   spec.worker_binary = options_.worker_binary;
@@ -117,8 +143,7 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   move->pid = launched->pid;
   move->pidfd = std::move(launched->pidfd);
   move->is_child = true;
-  if (auto st = WriteRecord(*move, "running", ""); !st)
-    base::LogWarning(st.error().ToString());
+  if (auto st = WriteRecord(*move, "running", ""); !st) base::LogWarning(st.error().ToString());
   {
     base::MutexLock lock(mu_);
     moves_[move->id] = move;
@@ -128,8 +153,8 @@ base::Result<nlohmann::json> PeerService::Prepare(const nlohmann::json& request,
   reply.data_host = spec.incoming_host;
   reply.data_port = launched->port;
   base::LogInfo("incoming move " + move->id + " of vm " + move->name + " from " + peer.text +
-                ": worker pid " + std::to_string(move->pid) + " listening on " + reply.data_host +
-                ":" + std::to_string(reply.data_port));
+                " for " + admin + ": worker pid " + std::to_string(move->pid) + " listening on " +
+                reply.data_host + ":" + std::to_string(reply.data_port));
   return ToJson(reply);
 }
 

@@ -77,6 +77,7 @@ json HostInfoToJson(const HostInfo& host) {
                 {"max_live_moves", h.max_live_moves},
                 {"max_storage_moves", h.max_storage_moves},
                 {"authentication", config::ToString(h.authentication)},
+                {"admins", h.admins},
                 {"performance", config::ToString(h.performance)},
                 {"incoming_directories", h.incoming_directories}}},
               {"tls",

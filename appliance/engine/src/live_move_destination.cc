@@ -108,7 +108,7 @@ class LiveMoveDestination::Impl {
   MigrationIdBytes id_{};
   std::unique_ptr<IncomingDisks> disks_;
   std::shared_ptr<const transport::TlsContext> tls_;  // from o_.tls; null: plain
-  std::optional<transport::TcpListener> listener_;  // acceptor thread only after Init
+  std::optional<transport::TcpListener> listener_;    // acceptor thread only after Init
   uint16_t port_ = 0;
   std::optional<base::EventFd> cancel_;  // signalled by Fail and Abort: every wait returns
   uint64_t start_ns_ = 0;
@@ -170,8 +170,8 @@ std::unique_ptr<LiveMoveDestination::Impl::Stream> LiveMoveDestination::Impl::Ac
   auto& [fd, peer] = *accepted;
   std::unique_ptr<transport::TlsSession> tls;
   if (tls_ != nullptr) {
-    auto session = transport::TlsAccept(*tls_, fd.get(), o_.tls->peer_fingerprint,
-                                        kHelloTimeoutMs, cancel_->fd());
+    auto session = transport::TlsAccept(*tls_, fd.get(), o_.tls->peer_fingerprint, kHelloTimeoutMs,
+                                        cancel_->fd());
     if (!session) {
       base::LogWarning("incoming move: refused a connection from " + peer.text + ": " +
                        session.error().message());

@@ -3,6 +3,7 @@
 
 #include <charconv>
 
+#include "protocol/move_authorization.h"
 #include "transport/frame_stream.h"
 #include "transport/hello.h"
 #include "transport/tcp.h"
@@ -84,7 +85,8 @@ std::string MigrationSourceHost(const config::HostSettings& host) {
 
 base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame request_type,
                                       const nlohmann::json& request, MoveFrame reply_type,
-                                      int timeout_ms, std::string* peer_fingerprint) {
+                                      int timeout_ms, std::string* peer_fingerprint,
+                                      const RequestAuthorizer& authorize) {
   const std::string where = peer.ToString();
   ASSIGN_OR_RETURN(base::Fd socket,
                    transport::TcpConnect(peer.host, peer.port, peer.source_host, timeout_ms));
@@ -107,7 +109,15 @@ base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame reques
       hello.migration_id = *id;
   }
   RETURN_IF_ERROR(transport::ClientHello(stream, hello, timeout_ms));
-  const std::vector<uint8_t> payload = JsonPayload(request);
+  nlohmann::json body = request;
+  if (authorize) {
+    if (stream.tls_peer() == nullptr)
+      return base::Error(base::Code::kFailedPrecondition,
+                         where + ": an authorization is only ever sent inside TLS");
+    ASSIGN_OR_RETURN(nlohmann::json authorization, authorize(*stream.tls_peer()));
+    if (!authorization.is_null()) body[kAuthorizationField] = std::move(authorization);
+  }
+  const std::vector<uint8_t> payload = JsonPayload(body);
   RETURN_IF_ERROR(stream.Send(uint16_t(request_type), payload, {}, nullptr, -1, timeout_ms));
   ASSIGN_OR_RETURN(transport::Frame reply, stream.Receive(kMaxControlPayload, -1, timeout_ms));
   if (reply.type == uint16_t(transport::FrameType::kError)) {

@@ -46,16 +46,16 @@ bool IsTerminal(LiveMovePhase phase) {
 
 nlohmann::json ToJson(const LiveMoveRequest& r) {
   json j{{"prepare", ToJson(r.prepare)},
-              {"control_host", r.control_host},
-              {"control_port", r.control_port},
-              {"data_host", r.data_host},
-              {"data_port", r.data_port},
-              {"source_host", r.source_host},
-              {"streams", r.streams},
-              {"compression", r.compression},
-              {"bandwidth_limit", r.bandwidth_limit},
-              {"downtime_ms", r.downtime_ms},
-              {"time_limit_s", r.time_limit_s}};
+         {"control_host", r.control_host},
+         {"control_port", r.control_port},
+         {"data_host", r.data_host},
+         {"data_port", r.data_port},
+         {"source_host", r.source_host},
+         {"streams", r.streams},
+         {"compression", r.compression},
+         {"bandwidth_limit", r.bandwidth_limit},
+         {"downtime_ms", r.downtime_ms},
+         {"time_limit_s", r.time_limit_s}};
   if (r.tls) j["tls"] = ToJson(*r.tls);
   return j;
 }

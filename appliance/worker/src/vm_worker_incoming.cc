@@ -2,11 +2,11 @@
 // The worker directory D = <storage_root>/incoming/<migration id>/ holds the
 // moved definition (vm.toml, disk paths at the destination) and the plan
 // (incoming.json, PrepareRequest JSON) and whom the data streams must come
-// from (incoming-tls.json), all written by the destination ferryd. The worker builds an incoming machine (guest RAM only), starts a
-// LiveMoveDestination and reports "ready <port>". Until the move is decided
-// it answers only status and stop; once committed it is an ordinary worker
-// whose VM runs, and if the move fails it exits "failed" (ferryd removes the
-// directory and the destination files).
+// from (incoming-tls.json), all written by the destination ferryd. The worker builds an incoming
+// machine (guest RAM only), starts a LiveMoveDestination and reports "ready <port>". Until the move
+// is decided it answers only status and stop; once committed it is an ordinary worker whose VM
+// runs, and if the move fails it exits "failed" (ferryd removes the directory and the destination
+// files).
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -40,11 +40,11 @@ base::Result<std::unique_ptr<VmWorker>> VmWorker::OpenIncoming(const WorkerArgs&
                                                                base::Fd signal_fd) {
   ASSIGN_OR_RETURN(config::VmDefinition definition,
                    config::LoadVmDefinition(args.vm_dir + "/vm.toml"));
-  ASSIGN_OR_RETURN(PrepareRequest plan, LoadJsonFile<PrepareRequest>(
-                                            args.vm_dir + "/" + kIncomingPlanFile,
-                                            PrepareRequestFromJson));
-  ASSIGN_OR_RETURN(PeerTrust trust,
-                   LoadJsonFile<PeerTrust>(args.vm_dir + "/" + kIncomingTlsFile, PeerTrustFromJson));
+  ASSIGN_OR_RETURN(
+      PrepareRequest plan,
+      LoadJsonFile<PrepareRequest>(args.vm_dir + "/" + kIncomingPlanFile, PrepareRequestFromJson));
+  ASSIGN_OR_RETURN(PeerTrust trust, LoadJsonFile<PeerTrust>(args.vm_dir + "/" + kIncomingTlsFile,
+                                                            PeerTrustFromJson));
   if (plan.migration_id != args.migration_id)
     return base::Error(base::Code::kInvalidArgument, "--migration-id " + args.migration_id +
                                                          " does not match " + kIncomingPlanFile +

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,18 +11,17 @@
 
 namespace config {
 
-enum class AuthenticationType { kKerberos = 1, kCredSsp = 2 };
+// Who stands behind a move (daemon/move_authorizer.h): certificate: the
+// trusted peer host alone; kerberos: the admin's Kerberos principal,
+// delegated by the source (constrained delegation); credssp: the admin's
+// local account credentials, delegated after a log-on at the source.
+enum class AuthenticationType { kKerberos = 1, kCredSsp = 2, kCertificate = 3 };
 // "smb" joins once SMB3 is built; until then host.toml refuses it
 // (kSmbNotBuilt).
 enum class PerformanceOption { kTcp = 1, kCompression = 2 };
 
 // Settings that are accepted but not built yet, in the words shown next to
 // them (`ferry host show`, docs/config.md) so that none reads as working.
-// migration.authentication: read and reported, but the admin behind a move
-// is not authenticated yet; peers are, by their TLS certificates ([tls]).
-inline constexpr const char* kAuthenticationNotEnforced =
-    "admin identity not checked yet: peers are authenticated and authorized by their TLS "
-    "certificates only (issue \"authenticated moves\")";
 // migration.performance = "smb": refused (the reason after the key).
 inline constexpr const char* kSmbNotBuilt =
     "\"smb\" (SMB3 transfer) is not built yet; use \"tcp\" or \"compression\"";
@@ -45,11 +45,19 @@ struct ListenAddress {
 // (transport/tls.h). A peer is trusted when its certificate chains to
 // trusted_ca or its fingerprint is listed; with neither, nobody is.
 struct TlsFiles {
-  std::string certificate;  // default <storage_root>/tls/host.crt
-  std::string key;          // default <storage_root>/tls/host.key
-  std::string trusted_ca;   // PEM bundle; "" none
+  std::string certificate;                        // default <storage_root>/tls/host.crt
+  std::string key;                                // default <storage_root>/tls/host.key
+  std::string trusted_ca;                         // PEM bundle; "" none
   std::vector<std::string> trusted_fingerprints;  // "SHA256:AB:…", checked by ferryd at start
   bool trusts_someone() const { return !trusted_ca.empty() || !trusted_fingerprints.empty(); }
+};
+
+// [kerberos]: this host's service identity (migration.authentication =
+// "kerberos"; docs/kerberos.md).
+struct KerberosSettings {
+  std::string keytab;             // holds the keys of service_principal
+  std::string service_principal;  // "ferry-migration/host1.example.com@EXAMPLE.COM"
+  std::string krb5_config;        // exported as KRB5_CONFIG; "" the system's
 };
 
 struct HostSettings {
@@ -65,13 +73,20 @@ struct HostSettings {
   uint32_t max_storage_moves = 2;
   bool any_network = true;     // networks = ["any"]
   std::vector<Cidr> networks;  // used when any_network is false
-  AuthenticationType authentication = AuthenticationType::kKerberos;
+  AuthenticationType authentication = AuthenticationType::kCertificate;
+  // Who may move VMs (kerberos, credssp): "alice@FERRY.TEST" (a principal),
+  // "alice" (a local account, or a principal of the default realm), "@group"
+  // (a local group). Required for those modes.
+  std::vector<std::string> admins;
   PerformanceOption performance = PerformanceOption::kCompression;
   // Directories an incoming move may write its disk files into; a Prepare
   // naming any other destination is refused. Default:
   // <storage_root>/incoming-disks (<storage_root>/incoming is ferryd's own).
   std::vector<std::string> incoming_directories;
   TlsFiles tls;
+  KerberosSettings kerberos;
+  // Remote management: ferryd's API over HTTPS here (off when unset).
+  std::optional<ListenAddress> api_listen;
 };
 
 // Parses TOML text; `source` names the file in every error message

@@ -109,7 +109,7 @@ TEST(CliArgsTest, UsageErrorsSayWhatIsWrong) {
       {{"vm", "show", ".."}, "invalid vm name"},
       {{"vm", "list", "--bogus"}, "unknown option --bogus"},
       {{"vm", "create", "a", "--guest"}, "--guest needs a value"},
-      {{"host"}, "missing argument"},
+      {{"host"}, "missing host command"},
   };
   for (const Case& c : cases) {
     auto inv = Parse(c.args);
@@ -139,6 +139,7 @@ TEST(CliArgsTest, HelpListsEveryCommand) {
       "  vm delete NAME\n"
       "  console NAME [--follow]\n"
       "  host show\n"
+      "  host certificate show\n"
       "  vm checkpoint create|apply|delete VM NAME   (apply: [--force] stops a running vm)\n"
       "  vm checkpoint list VM\n"
       "  move-storage NAME --destination-storage-path PATH [--max-rate SIZE] [--no-wait]\n"
@@ -229,8 +230,8 @@ TEST(CliArgsTest, GroupAndOptionErrorsNameWhatFits) {
       {{"vm", "checkpoint"}, "missing vm checkpoint command (create, apply, delete, list)"},
       {{"vm", "checkpoint", "frob", "a"},
        "unknown command \"vm checkpoint frob\" (vm checkpoint commands: "},
-      {{"host"}, "missing argument: ferry host show"},
-      {{"host", "list"}, "unknown command \"host list\" (try: ferry host show)"},
+      {{"host"}, "missing host command (show, certificate)"},
+      {{"host", "list"}, "unknown command \"host list\" (host commands: show, certificate)"},
       {{"frob"},
        "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs)"},
       {{"console"}, "missing argument: ferry console NAME [--follow]"},

@@ -59,22 +59,43 @@ TEST(CliOutputTest, ErrorMessageFromApiBodyOrRaw) {
   EXPECT_EQ(ErrorMessage(500, ""), "ferryd answered HTTP 500");
 }
 
-// migration.authentication is accepted but not enforced: the line says so.
-TEST(CliOutputTest, HostSaysAuthenticationIsNotEnforced) {
+// The authentication mode with its admins, the TLS identity peers pin.
+TEST(CliOutputTest, HostShowsAuthenticationAndTls) {
   json host = {{"hostname", "hv1"},
                {"migration",
                 {{"incoming_enabled", true},
                  {"outgoing_enabled", false},
                  {"authentication", "kerberos"},
-                 {"performance", "compression"}}}};
+                 {"admins", {"alice@FERRY.TEST", "@ferry-admins"}},
+                 {"performance", "compression"},
+                 {"incoming_directories", {"/srv/vms"}}}},
+               {"tls", {{"fingerprint", "SHA256:AB:CD"}, {"certificate", "/c.crt"}}}};
   std::string out = FormatHost(host);
   EXPECT_NE(out.find("incoming moves: enabled\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("authentication: kerberos (not enforced yet: peers are not authenticated"),
+  EXPECT_NE(out.find("authentication:  kerberos (admins: alice@FERRY.TEST, @ferry-admins)\n"),
             std::string::npos)
       << out;
-  EXPECT_NE(out.find("performance:    compression\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("incoming into:   /srv/vms\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("tls fingerprint: SHA256:AB:CD\n"), std::string::npos) << out;
   // A reply without them prints no such lines.
   EXPECT_EQ(FormatHost(json{{"hostname", "hv1"}}).find("authentication"), std::string::npos);
+}
+
+TEST(CliOutputTest, CertificateShowsFingerprintAndTrust) {
+  json host = {{"tls",
+                {{"certificate", "/var/lib/ferry/tls/host.crt"},
+                 {"fingerprint", "SHA256:AB:CD"},
+                 {"trusted_ca", ""},
+                 {"trusted_fingerprints", {"SHA256:01:02", "SHA256:03:04"}},
+                 {"ready", true}}}};
+  std::string out = FormatHostCertificate(host);
+  EXPECT_NE(out.find("fingerprint:          SHA256:AB:CD\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("trusted ca:           (none)\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("SHA256:01:02\n    SHA256:03:04"), std::string::npos) << out;
+  EXPECT_EQ(out.find("none trusted"), std::string::npos) << out;
+  host["tls"]["ready"] = false;
+  EXPECT_NE(FormatHostCertificate(host).find("none trusted: no move is possible"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "fakes/stray_workers.h"
 #include "ipc/worker_protocol.h"
 #include "support/temp_dir.h"
+#include "support/test_tls.h"
 #include "support/wait_for.h"
 
 namespace appliance {
@@ -45,6 +46,7 @@ class LiveMoveServiceTest : public ::testing::Test {
     options_.guest_dir = fake::MakeGuestDir(dir_.path());
     options_.worker_ready_timeout_ms = 10000;
     options_.exit_timeout_ms = 5000;
+    options_.peer_tls = ferry_test::TestTlsContext(dir_ / "host-a", "host-a");
     Open();
   }
   void TearDown() override {
@@ -67,6 +69,7 @@ class LiveMoveServiceTest : public ::testing::Test {
     o.host = options_.host;
     o.jobs_dir = dir_ / "root/live-moves";
     o.prepare_timeout_ms = 2000;
+    o.tls = options_.peer_tls;
     auto l = LiveMoveService::Open(*service_, o);
     ASSERT_TRUE(l.has_value()) << l.error().ToString();
     live_ = std::move(*l);
@@ -280,6 +283,7 @@ TEST_F(LiveMoveServiceTest, ResolveAsksTheDestination) {
   po.worker_binary = FAKE_WORKER_PATH;
   po.host_cpu = HostCpu{"GenuineIntel", {"fpu"}};
   po.io_timeout_ms = 5000;
+  po.tls = ferry_test::TestTlsContext(dir_ / "host-b", "host-b");
   auto peer = PeerService::Start(**dest_vms, po);
   ASSERT_TRUE(peer.has_value()) << peer.error().ToString();
   const std::string host = "127.0.0.1:" + std::to_string((*peer)->listening()[0].second);

@@ -523,6 +523,8 @@ TEST(LiveMoveTypes, RequestRoundTrips) {
   r.bandwidth_limit = 1 << 30;
   r.downtime_ms = 250;
   r.time_limit_s = 30;
+  r.tls = PeerTrust{
+      "/etc/ferry/tls/host.crt", "/etc/ferry/tls/host.key", "", {"SHA256:AA"}, "SHA256:BB"};
   auto back = LiveMoveRequestFromJson(ToJson(r));
   ASSERT_TRUE(back.has_value()) << back.error().ToString();
   EXPECT_EQ(ToJson(*back), ToJson(r));
@@ -538,6 +540,28 @@ TEST(LiveMoveTypes, RequestRoundTrips) {
   bad = LiveMoveRequestFromJson(j);
   ASSERT_FALSE(bad.has_value());
   EXPECT_NE(bad.error().message().find("live move request: data_host: missing"), std::string::npos);
+  // Every live move's streams are TLS: a request without its trust is refused,
+  // and so is trust that names no peer or trusts nobody.
+  j = ToJson(r);
+  j.erase("tls");
+  bad = LiveMoveRequestFromJson(j);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("tls: missing"), std::string::npos) << bad.error().message();
+  for (const char* field : {"peer_fingerprint", "certificate", "key"}) {
+    j = ToJson(r);
+    j["tls"][field] = "";
+    bad = LiveMoveRequestFromJson(j);
+    ASSERT_FALSE(bad.has_value()) << field;
+    EXPECT_NE(
+        bad.error().message().find(std::string("peer trust: ") + field + ": must not be empty"),
+        std::string::npos)
+        << bad.error().message();
+  }
+  j = ToJson(r);
+  j["tls"]["trusted_fingerprints"] = nlohmann::json::array();
+  bad = LiveMoveRequestFromJson(j);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("nobody would be trusted"), std::string::npos);
 }
 
 TEST(LiveMoveTypes, StatusRoundTrips) {

@@ -14,6 +14,7 @@
 #include "fakes/raw_opening.h"
 #include "peer/peer_client.h"
 #include "support/temp_dir.h"
+#include "support/test_tls.h"
 #include "support/wait_for.h"
 
 namespace appliance {
@@ -36,6 +37,8 @@ class PeerOpeningTest : public ::testing::Test {
     options_.worker_binary = "/bin/false";
     options_.host_cpu = HostCpu{"GenuineIntel", {"sse2"}};
     options_.io_timeout_ms = 5000;
+    options_.tls = ferry_test::TestTlsContext(dir_ / "host-b", "host-b");
+    client_tls_ = ferry_test::TestTlsContext(dir_ / "host-a", "host-a");
   }
   void TearDown() override {
     peer_.reset();
@@ -49,11 +52,17 @@ class PeerOpeningTest : public ::testing::Test {
     port_ = peer_->listening().at(0).second;
   }
 
+  PeerEndpoint Endpoint() const { return PeerEndpoint{"127.0.0.1", port_, "", client_tls_, ""}; }
+  // A trusted peer's TLS session carrying bytes that are no proper opening.
+  base::Error RefusalInsideTls(const std::vector<uint8_t>& bytes) {
+    return RefusalOf(port_, bytes, 5000, client_tls_.get());
+  }
+
   // The listener still serves: a Status query of an unknown move is answered.
   void ExpectStillServing() {
     const std::string id = NewMigrationId();
-    auto reply = CallPeer(PeerEndpoint{"127.0.0.1", port_, ""}, MoveFrame::kStatusQuery,
-                          nlohmann::json{{"migration_id", id}}, MoveFrame::kStatusReply, 10000);
+    auto reply = CallPeer(Endpoint(), MoveFrame::kStatusQuery, nlohmann::json{{"migration_id", id}},
+                          MoveFrame::kStatusReply, 10000);
     ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
     EXPECT_EQ((*reply)["state"], "unknown");
   }
@@ -68,6 +77,7 @@ class PeerOpeningTest : public ::testing::Test {
   PeerService::Options options_;
   std::unique_ptr<VmService> vms_;
   std::unique_ptr<PeerService> peer_;
+  std::shared_ptr<const transport::TlsContext> client_tls_;
   uint16_t port_ = 0;
 };
 
@@ -76,7 +86,7 @@ TEST_F(PeerOpeningTest, RandomGarbageGetsAnErrorFrame) {
   const uint64_t seed = 0x5eed0001;
   SCOPED_TRACE("garbage seed " + std::to_string(seed));
   std::vector<uint8_t> garbage = test::GarbageBytes(seed, 1000);
-  ExpectRefusal(RefusalOf(port_, garbage), base::Code::kDataLoss,
+  ExpectRefusal(RefusalInsideTls(garbage), base::Code::kDataLoss,
                 "peer: malformed frame header: bad magic 0x");
   ExpectStillServing();
 }
@@ -86,7 +96,7 @@ TEST_F(PeerOpeningTest, HttpRequestGetsAnErrorFrameSayingSo) {
   // 18 bytes: less than a frame header, so only the early magic check can
   // answer before the hello timeout.
   const auto start = std::chrono::steady_clock::now();
-  base::Error e = RefusalOf(port_, test::TextBytes("GET / HTTP/1.1\r\n\r\n"));
+  base::Error e = RefusalInsideTls(test::TextBytes("GET / HTTP/1.1\r\n\r\n"));
   ExpectRefusal(e, base::Code::kDataLoss, "bad magic 0x20544547");
   ExpectRefusal(e, base::Code::kDataLoss,
                 "an HTTP request? This port speaks the ferry migration protocol");
@@ -95,10 +105,56 @@ TEST_F(PeerOpeningTest, HttpRequestGetsAnErrorFrameSayingSo) {
   ExpectStillServing();
 }
 
-TEST_F(PeerOpeningTest, BadCrcGetsAnErrorFrame) {
+// Below TLS: who may talk at all. Each refusal leaves the listener serving.
+
+TEST_F(PeerOpeningTest, PlaintextFerryHelloIsToldThatTlsIsRequired) {
   StartPeer();
-  ExpectRefusal(RefusalOf(port_, test::HelloFrameBytes(/*crc_xor=*/0x1)), base::Code::kDataLoss,
-                "peer: frame CRC mismatch: header says 0x");
+  ExpectRefusal(RefusalOf(port_, test::HelloFrameBytes()), base::Code::kPermissionDenied,
+                "peer: this host requires TLS on every peer connection");
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, PlaintextGarbageIsDroppedWithoutAnAnswer) {
+  StartPeer();
+  base::Error e = RefusalOf(port_, test::GarbageBytes(0x5eed0002, 1000));
+  EXPECT_EQ(e.code(), base::Code::kInternal) << e.ToString();  // closed: no frame at all
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, UntrustedCertificateIsRefused) {
+  StartPeer();
+  // A host with its own self-signed certificate, known to nobody here.
+  ASSERT_TRUE(
+      transport::GenerateHostIdentity(dir_ / "stranger.crt", dir_ / "stranger.key", "stranger")
+          .has_value());
+  transport::TlsSettings settings{
+      dir_ / "stranger.crt", dir_ / "stranger.key", ferry_test::TestCaCertificate(), {}};
+  auto stranger = transport::TlsContext::Create(settings);
+  ASSERT_TRUE(stranger.has_value()) << stranger.error().ToString();
+  PeerEndpoint from_stranger = Endpoint();
+  from_stranger.tls = *stranger;
+  auto reply =
+      CallPeer(from_stranger, MoveFrame::kStatusQuery,
+               nlohmann::json{{"migration_id", NewMigrationId()}}, MoveFrame::kStatusReply, 5000);
+  ASSERT_FALSE(reply.has_value());
+  EXPECT_EQ(reply.error().code(), base::Code::kPermissionDenied) << reply.error().ToString();
+  EXPECT_NE(reply.error().message().find("refused our certificate"), std::string::npos)
+      << reply.error().ToString();
+  ExpectStillServing();
+}
+
+TEST_F(PeerOpeningTest, ClientRefusesAServerItDoesNotTrust) {
+  StartPeer();
+  // The listener's certificate is trusted (same CA), but not the one asked for.
+  PeerEndpoint pinned = Endpoint();
+  pinned.expected_fingerprint = client_tls_->fingerprint();  // ours, not the listener's
+  auto reply =
+      CallPeer(pinned, MoveFrame::kStatusQuery, nlohmann::json{{"migration_id", NewMigrationId()}},
+               MoveFrame::kStatusReply, 5000);
+  ASSERT_FALSE(reply.has_value());
+  EXPECT_EQ(reply.error().code(), base::Code::kPermissionDenied) << reply.error().ToString();
+  EXPECT_NE(reply.error().message().find(options_.tls->fingerprint()), std::string::npos)
+      << reply.error().ToString();
   ExpectStillServing();
 }
 
@@ -106,7 +162,7 @@ TEST_F(PeerOpeningTest, HugeLengthIsRefusedFromTheHeaderAlone) {
   StartPeer();
   // Only the header is sent: the listener must answer without waiting for
   // (or allocating) the 4 GiB it declares.
-  ExpectRefusal(RefusalOf(port_, test::HelloHeaderBytes(0xffffffffu)), base::Code::kDataLoss,
+  ExpectRefusal(RefusalInsideTls(test::HelloHeaderBytes(0xffffffffu)), base::Code::kDataLoss,
                 "length 4294967295 over the maximum 4096");
   ExpectStillServing();
 }
@@ -114,19 +170,19 @@ TEST_F(PeerOpeningTest, HugeLengthIsRefusedFromTheHeaderAlone) {
 TEST_F(PeerOpeningTest, IdleAndTricklingPeersAreTimedOut) {
   options_.hello_timeout_ms = 300;
   StartPeer();
-  ExpectRefusal(RefusalOf(port_, {}), base::Code::kDeadlineExceeded,
+  ExpectRefusal(RefusalInsideTls({}), base::Code::kDeadlineExceeded,
                 "no complete hello within 300 ms (received 0 bytes)");
   // Half a header, then silence.
   std::vector<uint8_t> half = test::HelloFrameBytes();
   half.resize(16);
-  ExpectRefusal(RefusalOf(port_, half), base::Code::kDeadlineExceeded,
+  ExpectRefusal(RefusalInsideTls(half), base::Code::kDeadlineExceeded,
                 "no complete hello within 300 ms (received 16 bytes)");
   ExpectStillServing();
 }
 
 TEST_F(PeerOpeningTest, WellFormedHelloWithTheWrongRoleIsRefused) {
   StartPeer();
-  ExpectRefusal(RefusalOf(port_, test::HelloFrameBytes(0, /*data=*/true)),
+  ExpectRefusal(RefusalInsideTls(test::HelloFrameBytes(0, /*data=*/true)),
                 base::Code::kInvalidArgument, "accepts control streams only");
   ExpectStillServing();
 }
@@ -150,7 +206,7 @@ TEST_F(PeerOpeningTest, ConnectionsOverTheLimitAreRefusedWithAnErrorFrame) {
   EXPECT_TRUE(ferry_test::WaitFor(
       "a status query to be served after the idle ones closed", std::chrono::seconds(10),
       [&] {
-        auto reply = CallPeer(PeerEndpoint{"127.0.0.1", port_, ""}, MoveFrame::kStatusQuery,
+        auto reply = CallPeer(Endpoint(), MoveFrame::kStatusQuery,
                               nlohmann::json{{"migration_id", NewMigrationId()}},
                               MoveFrame::kStatusReply, 5000);
         if (reply.has_value()) return true;

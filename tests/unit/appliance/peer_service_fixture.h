@@ -27,6 +27,7 @@
 #include "ipc/vm_dir_files.h"
 #include "peer/peer_client.h"
 #include "support/temp_dir.h"
+#include "support/test_tls.h"
 #include "support/wait_for.h"
 #include "transport/frame_stream.h"
 #include "transport/tcp.h"
@@ -70,6 +71,10 @@ class PeerServiceTest : public ::testing::Test {
     options_.io_timeout_ms = 5000;
     options_.poll_interval_ms = 20;
     options_.worker_call_timeout_ms = 2000;
+    options_.tls = ferry_test::TestTlsContext(dir_ / "host-b", "host-b");
+    source_tls_ = ferry_test::TestTlsContext(dir_ / "host-a", "host-a");
+    // Where Request() puts the disks.
+    options_.host.incoming_directories = {dir_ / "dest"};
   }
 
   void TearDown() override {
@@ -95,7 +100,7 @@ class PeerServiceTest : public ::testing::Test {
     ASSERT_TRUE(p.has_value()) << p.error().ToString();
     peer_ = std::move(*p);
     ASSERT_EQ(peer_->listening().size(), 1u);
-    endpoint_ = PeerEndpoint{"127.0.0.1", peer_->listening()[0].second, ""};
+    endpoint_ = PeerEndpoint{"127.0.0.1", peer_->listening()[0].second, "", source_tls_, ""};
   }
 
   PrepareRequest Request(const std::string& name) {
@@ -200,6 +205,7 @@ class PeerServiceTest : public ::testing::Test {
 
   std::unique_ptr<VmService> vms_;
   std::unique_ptr<PeerService> peer_;
+  std::shared_ptr<const transport::TlsContext> source_tls_;  // the source host's identity
   PeerEndpoint endpoint_;
   PrepareRequest req_;  // StartPeerAndPrepareVm1's move
   json reply_;

@@ -236,7 +236,7 @@ TEST(PeerClientTest, ClosedPortIsUnavailableNamingThePeer) {
     ASSERT_TRUE(l.has_value());
     port = l->port();
   }
-  auto r = CallPeer(PeerEndpoint{"127.0.0.1", port, ""}, MoveFrame::kStatusQuery,
+  auto r = CallPeer(PeerEndpoint{"127.0.0.1", port, "", nullptr, ""}, MoveFrame::kStatusQuery,
                     json{{"migration_id", "x"}}, MoveFrame::kStatusReply, 2000);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), base::Code::kUnavailable);
@@ -266,8 +266,8 @@ TEST(PeerClientTest, ParsePeerEndpoint) {
       EXPECT_EQ(e.error().code(), base::Code::kInvalidArgument);
     }
   }
-  EXPECT_EQ((PeerEndpoint{"fd00::2", 5, ""}).ToString(), "[fd00::2]:5");
-  EXPECT_EQ((PeerEndpoint{"10.0.0.2", 5, ""}).ToString(), "10.0.0.2:5");
+  EXPECT_EQ((PeerEndpoint{"fd00::2", 5, "", nullptr, ""}).ToString(), "[fd00::2]:5");
+  EXPECT_EQ((PeerEndpoint{"10.0.0.2", 5, "", nullptr, ""}).ToString(), "10.0.0.2:5");
 }
 
 TEST(HostCpuTest, MissingFeatures) {

@@ -35,7 +35,7 @@ TEST(HostSettingsTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(r->max_storage_moves, 2u);
   EXPECT_TRUE(r->any_network);
   EXPECT_TRUE(r->networks.empty());
-  EXPECT_EQ(r->authentication, AuthenticationType::kKerberos);
+  EXPECT_EQ(r->authentication, AuthenticationType::kCertificate);
   EXPECT_EQ(r->performance, PerformanceOption::kCompression);
 }
 
@@ -60,6 +60,7 @@ max_live_moves = 4
 max_storage_moves = 64
 networks = ["10.0.0.0/24", "fd00::/64"]
 authentication = "credssp"
+admins = ["@ferry-admins"]
 performance = "tcp"
 )",
                              "host.toml");
@@ -93,10 +94,9 @@ TEST(HostSettingsTest, EnumWords) {
     EXPECT_EQ(r->performance, value);
     EXPECT_EQ(ToString(value), word);
   }
-  auto r = ParseHostSettings("[migration]\nauthentication = \"kerberos\"\n", "h");
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->authentication, AuthenticationType::kKerberos);
+  EXPECT_EQ(ToString(AuthenticationType::kKerberos), "kerberos");
   EXPECT_EQ(ToString(AuthenticationType::kCredSsp), "credssp");
+  EXPECT_EQ(ToString(AuthenticationType::kCertificate), "certificate");
 }
 
 // SMB3 is not built: "smb" must not read as a working transport.
@@ -107,11 +107,69 @@ TEST(HostSettingsTest, SmbIsRefusedUntilBuilt) {
       "\"compression\"");
 }
 
-TEST(HostSettingsTest, AuthenticationIsAcceptedButSaysItIsNotEnforced) {
-  auto r = ParseHostSettings("[migration]\nauthentication = \"credssp\"\n", "host.toml");
+TEST(HostSettingsTest, AuthenticationModesAndWhatEachNeeds) {
+  auto r = ParseHostSettings("", "host.toml");
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->authentication, AuthenticationType::kCertificate);
+  r = ParseHostSettings(
+      "[migration]\nauthentication = \"credssp\"\nadmins = [\"alice\", \"@ferry-admins\"]\n",
+      "host.toml");
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   EXPECT_EQ(r->authentication, AuthenticationType::kCredSsp);
-  EXPECT_NE(std::string(kAuthenticationNotEnforced).find("not enforced"), std::string::npos);
+  EXPECT_EQ(r->admins, (std::vector<std::string>{"alice", "@ferry-admins"}));
+  r = ParseHostSettings(
+      "api_listen = \"127.0.0.1:7443\"\n[migration]\nauthentication = \"kerberos\"\n"
+      "admins = [\"alice@FERRY.TEST\"]\n[kerberos]\nkeytab = \"/etc/ferry/ferry.keytab\"\n"
+      "service_principal = \"ferry-migration/h1.ferry.test@FERRY.TEST\"\n"
+      "krb5_config = \"/etc/ferry/krb5.conf\"\n",
+      "host.toml");
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->kerberos.keytab, "/etc/ferry/ferry.keytab");
+  EXPECT_EQ(r->kerberos.service_principal, "ferry-migration/h1.ferry.test@FERRY.TEST");
+  ASSERT_TRUE(r->api_listen.has_value());
+  EXPECT_EQ(r->api_listen->port, 7443);
+  struct Bad {
+    const char* toml;
+    const char* message;
+  } bad[] = {
+      {"[migration]\nauthentication = \"kerberos\"\nadmins = [\"a\"]\n",
+       "host.toml: kerberos.keytab: required with migration.authentication = \"kerberos\""},
+      {"[migration]\nauthentication = \"kerberos\"\nadmins = [\"a\"]\n[kerberos]\n"
+       "keytab = \"/k\"\n",
+       "host.toml: kerberos.service_principal: required"},
+      {"[migration]\nauthentication = \"credssp\"\n",
+       "host.toml: migration.admins: required with migration.authentication = \"credssp\""},
+      {"[migration]\nadmins = [\"\"]\n", "migration.admins[0]: must be a user"},
+      {"api_listen = \"127.0.0.1:7443\"\n",
+       "host.toml: api_listen: remote management needs migration.authentication"},
+      {"[migration]\nauthentication = \"ntlm\"\n", "migration.authentication"},
+      {"[kerberos]\nkeytab = \"relative\"\n", "kerberos.keytab: must be an absolute path"},
+      {"[migration]\nincoming_directories = [\"srv\"]\n",
+       "migration.incoming_directories[0]: must be an absolute path"},
+      {"[migration]\nincoming_directories = []\n", "must list at least one directory"},
+      {"[tls]\nkey = \"k\"\n", "tls.key: must be an absolute path"},
+      {"[tls]\nfrob = 1\n", "tls.frob"},
+  };
+  for (const Bad& b : bad) {
+    auto e = ParseHostSettings(b.toml, "host.toml");
+    ASSERT_FALSE(e.has_value()) << b.toml;
+    EXPECT_NE(e.error().message().find(b.message), std::string::npos)
+        << b.toml << " -> " << e.error().message();
+  }
+}
+
+TEST(HostSettingsTest, TlsAndIncomingDirectoriesDefaultUnderTheStorageRoot) {
+  auto r = ParseHostSettings("storage_root = \"/srv/ferry\"\n", "host.toml");
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_EQ(r->tls.certificate, "/srv/ferry/tls/host.crt");
+  EXPECT_EQ(r->tls.key, "/srv/ferry/tls/host.key");
+  EXPECT_FALSE(r->tls.trusts_someone());
+  EXPECT_EQ(r->incoming_directories, (std::vector<std::string>{"/srv/ferry/incoming-disks"}));
+  r = ParseHostSettings("[tls]\ntrusted_fingerprints = [\"SHA256:AB\"]\ntrusted_ca = \"/ca.pem\"\n",
+                        "host.toml");
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_TRUE(r->tls.trusts_someone());
+  EXPECT_EQ(r->tls.trusted_ca, "/ca.pem");
 }
 
 TEST(HostSettingsTest, SyntaxErrorNamesFileLineAndColumn) {

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "base/event_fd.h"
+#include "daemon/api_caller.h"
 #include "daemon/api_handler.h"
 
 struct MHD_Daemon;
@@ -35,6 +36,9 @@ class ApiServer {
     // at once. Start lowers it to what RLIMIT_NOFILE leaves room for (with
     // kReservedFds kept for the rest of ferryd), and says so in the log.
     unsigned max_connections = 1024;
+    // Establishes who sent each request (api_caller.h); null: every caller
+    // is the local root with no admin credentials. Must outlive the server.
+    const ApiAuthenticator* authenticator = nullptr;
   };
   // File descriptors Start keeps out of max_connections' reach: workers'
   // pidfds and sockets, disks of storage moves, the peer listener.
@@ -51,6 +55,7 @@ class ApiServer {
   ~ApiServer();
 
   ApiHandler& handler() { return handler_; }
+  const ApiAuthenticator* authenticator() const { return authenticator_; }
   int stop_fd() const { return stop_.fd(); }
   // The connection limit in force (Options::max_connections, or lower).
   unsigned max_connections() const { return max_connections_; }
@@ -64,6 +69,7 @@ class ApiServer {
   base::EventFd stop_;  // signalled at shutdown: console streams end
   MHD_Daemon* daemon_ = nullptr;
   unsigned max_connections_ = 0;
+  const ApiAuthenticator* authenticator_ = nullptr;  // Options::authenticator
 };
 
 }  // namespace appliance

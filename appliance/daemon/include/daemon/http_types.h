@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/result.h"
+#include "daemon/api_caller.h"
 
 namespace appliance {
 
@@ -16,14 +17,17 @@ struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string path;    // decoded, without the query string
   std::map<std::string, std::string> query;
+  std::map<std::string, std::string> headers;  // names lower-case
   std::string body;
+  ApiCaller caller;  // set by the server before the handler sees the request
 };
 
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  std::string allow;  // the Allow header, for 405 answers
+  std::string allow;             // the Allow header, for 405 answers
+  std::string www_authenticate;  // the WWW-Authenticate header, for 401 answers
   // When set, the server streams this file from follow_offset on as it grows
   // (chunked) until the client goes away, after sending body.
   std::string follow_path;

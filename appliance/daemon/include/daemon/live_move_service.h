@@ -50,6 +50,7 @@
 
 #include "base/result.h"
 #include "config/host_settings.h"
+#include "daemon/admin_credentials.h"
 #include "daemon/vm_service.h"
 #include "peer/peer_client.h"
 #include "plan/storage_move_plan.h"
@@ -70,6 +71,10 @@ struct LiveMoveArgs {
   uint64_t bandwidth_limit = 0;  // bytes/s, memory and disk together; 0 none
   uint32_t downtime_ms = 0;      // 0: the worker's default
   uint32_t time_limit_s = 600;   // the move fails (the VM stays here) after this
+  // The admin's, from the request (ApiCaller): required unless
+  // migration.authentication is "certificate".
+  std::shared_ptr<const AdminCredentials> credentials;
+  std::string admin = "root";  // who asked, for the log
 };
 
 struct LiveMoveJobRecord {
@@ -149,7 +154,8 @@ class LiveMoveService {
   base::Result<PrepareRequest> PlanPrepare(const Job& job, const VmService::MoveTarget& target,
                                            const LiveMoveArgs& args) const;
   // Sends Prepare; a reply the source cannot use is aborted there.
-  base::Result<PrepareReply> PrepareAtDestination(Job& job, const PrepareRequest& prepare);
+  base::Result<PrepareReply> PrepareAtDestination(Job& job, const PrepareRequest& prepare,
+                                                  const AdminCredentials* credentials);
   // Tells the worker to start. A lost answer is no failure unless the
   // worker's status shows the move never began (then the destination aborts).
   base::Result<std::optional<LiveMoveStatus>> StartWorker(const Job& job,

@@ -67,6 +67,7 @@
 #include "base/result.h"
 #include "config/host_settings.h"
 #include "daemon/host_cpu.h"
+#include "daemon/move_authorizer.h"
 #include "daemon/vm_service.h"
 #include "protocol/move_protocol.h"
 #include "transport/tcp.h"
@@ -83,6 +84,9 @@ class PeerService {
     // Every connection is TLS with this identity; null when [tls] trusts
     // nobody: every connection is then refused, saying so.
     std::shared_ptr<const transport::TlsContext> tls;
+    // Checks the admin behind each Prepare (migration.authentication);
+    // null: the peer's certificate is enough (certificate mode).
+    std::shared_ptr<const MoveAuthorizer> authorizer;
     // What this host's CPU offers; unset: ReadHostCpu(kvm_device) at Start
     // (tests set it).
     std::optional<HostCpu> host_cpu;
@@ -169,7 +173,7 @@ class PeerService {
   struct Caller {
     const transport::PeerAddress& address;
     const transport::PeerAddress& local;
-    std::string fingerprint;
+    const transport::TlsPeer& tls;  // the certificate and channel it came with
   };
   base::Result<std::pair<MoveFrame, nlohmann::json>> Dispatch(uint16_t type,
                                                               const nlohmann::json& request,
@@ -180,6 +184,9 @@ class PeerService {
 
   // peer_service_prepare.cc: pre-flight, then the incoming directory and worker.
   base::Result<nlohmann::json> Prepare(const nlohmann::json& request, const Caller& caller);
+  // The admin the caller's Prepare is for (options_.authorizer), or why not.
+  base::Result<std::string> AuthorizeAdmin(const nlohmann::json& request,
+                                           const Caller& caller) const;
 
   // peer_service_preflight.cc: Prepare's pre-flight, a table of named checks.
   // Runs every check in order and reports every failure in one error, the

@@ -46,7 +46,7 @@ struct HostInfo {
   std::vector<std::string> guests;
   std::string kvm_device;
   bool kvm_available = false;
-  std::string tls_fingerprint;  // this host's certificate, for peers to pin
+  std::string tls_fingerprint;    // this host's certificate, for peers to pin
   bool tls_trusts_peers = false;  // a TLS context is loaded: moves are possible
   size_t vms = 0;
   size_t vms_running = 0;

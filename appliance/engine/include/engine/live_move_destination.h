@@ -45,7 +45,7 @@ class LiveMoveDestination {
     // certificate is tls->peer_fingerprint (the one that sent the Prepare);
     // unset: plain frames (engine tests only).
     std::optional<PeerTrust> tls;
-    int notify_fd = -1;       // eventfd signalled when the outcome is decided
+    int notify_fd = -1;  // eventfd signalled when the outcome is decided
     // Resumes the completed machine (the worker starts its watcher too).
     std::function<base::Status()> resume;
     // No source connection for this long after Start: fail.

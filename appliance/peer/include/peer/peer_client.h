@@ -9,8 +9,9 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -48,8 +49,8 @@ base::Result<PeerEndpoint> ParsePeerEndpoint(std::string_view host_port, uint16_
 
 // One request on a fresh control connection: TcpConnect (from
 // peer.source_host) + TLS (peer.tls; a refused handshake is
-// kPermissionDenied naming host:port and why) + ClientHello (role control) + one frame of request_type
-// carrying request as JSON, then one reply frame:
+// kPermissionDenied naming host:port and why) + ClientHello (role control) + one frame of
+// request_type carrying request as JSON, then one reply frame:
 //   - reply_type: its JSON payload (kDataLoss if it is not a JSON object);
 //   - a transport kError frame: the peer's error with its code preserved
 //     (kFailedPrecondition, kPermissionDenied, kResourceExhausted, ...), the
@@ -61,9 +62,15 @@ base::Result<PeerEndpoint> ParsePeerEndpoint(std::string_view host_port, uint16_
 // host:port; timeout: kDeadlineExceeded naming host:port.
 // peer_fingerprint, if not null, receives the fingerprint of the
 // certificate the peer presented ("" over plain frames).
+// authorize, if set, is called once the TLS session stands, with the peer
+// it authenticated (its channel binding included): a non-null JSON it
+// returns is sent as the request's "authorization" member
+// (protocol/move_authorization.h), an error ends the call.
+using RequestAuthorizer = std::function<base::Result<nlohmann::json>(const transport::TlsPeer&)>;
 base::Result<nlohmann::json> CallPeer(const PeerEndpoint& peer, MoveFrame request_type,
                                       const nlohmann::json& request, MoveFrame reply_type,
-                                      int timeout_ms, std::string* peer_fingerprint = nullptr);
+                                      int timeout_ms, std::string* peer_fingerprint = nullptr,
+                                      const RequestAuthorizer& authorize = nullptr);
 
 // The destination's verdict on a migration: its Status, committed, aborted
 // or unknown there. "running" is no verdict (a Status of a running move ends

@@ -71,7 +71,7 @@ TEST(CliOutputTest, HostShowsAuthenticationAndTls) {
                  {"incoming_directories", {"/srv/vms"}}}},
                {"tls", {{"fingerprint", "SHA256:AB:CD"}, {"certificate", "/c.crt"}}}};
   std::string out = FormatHost(host);
-  EXPECT_NE(out.find("incoming moves: enabled\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("incoming moves:  enabled\n"), std::string::npos) << out;
   EXPECT_NE(out.find("authentication:  kerberos (admins: alice@FERRY.TEST, @ferry-admins)\n"),
             std::string::npos)
       << out;

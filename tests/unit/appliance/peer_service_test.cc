@@ -158,10 +158,12 @@ TEST_F(PeerServiceTest, AbortOfAnUnknownMoveIsAborted) {
 
 // Opens a control (or data) stream by hand, sends one raw frame and returns
 // the reply frame.
-base::Result<transport::Frame> RawExchange(uint16_t port, transport::StreamRole role, uint16_t type,
-                                           const std::string& payload) {
-  ASSIGN_OR_RETURN(base::Fd fd, transport::TcpConnect("127.0.0.1", port, "", 5000));
-  transport::FrameStream stream(std::move(fd), "test stream");
+base::Result<transport::Frame> RawExchange(const PeerEndpoint& peer, transport::StreamRole role,
+                                           uint16_t type, const std::string& payload) {
+  ASSIGN_OR_RETURN(base::Fd fd, transport::TcpConnect("127.0.0.1", peer.port, "", 5000));
+  ASSIGN_OR_RETURN(std::unique_ptr<transport::TlsSession> tls,
+                   transport::TlsConnect(*peer.tls, fd.get(), "", 5000));
+  transport::FrameStream stream(std::move(fd), "test stream", std::move(tls));
   transport::Hello hello;
   hello.role = role;
   RETURN_IF_ERROR(transport::ClientHello(stream, hello, 5000));
@@ -175,7 +177,7 @@ TEST_F(PeerServiceTest, MalformedRequestsGetAnErrorAndServiceContinues) {
   const uint16_t port = endpoint_.port;
   const uint16_t kError = uint16_t(transport::FrameType::kError);
   {
-    auto f = RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare),
+    auto f = RawExchange(endpoint_, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare),
                          "{not json");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
@@ -185,7 +187,7 @@ TEST_F(PeerServiceTest, MalformedRequestsGetAnErrorAndServiceContinues) {
   }
   {
     auto f =
-        RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPageBatch), "{}");
+        RawExchange(endpoint_, transport::StreamRole::kControl, uint16_t(MoveFrame::kPageBatch), "{}");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
     EXPECT_NE(transport::DecodeErrorPayload(f->payload).message().find("unexpected frame type 32"),
@@ -193,14 +195,14 @@ TEST_F(PeerServiceTest, MalformedRequestsGetAnErrorAndServiceContinues) {
   }
   {
     auto f =
-        RawExchange(port, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare), "{}");
+        RawExchange(endpoint_, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare), "{}");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
     EXPECT_EQ(transport::DecodeErrorPayload(f->payload).code(), base::Code::kInvalidArgument);
   }
   {
     // A data-role hello on the control port: refused after the hello.
-    auto f = RawExchange(port, transport::StreamRole::kData, uint16_t(MoveFrame::kPageBatch), "x");
+    auto f = RawExchange(endpoint_, transport::StreamRole::kData, uint16_t(MoveFrame::kPageBatch), "x");
     if (f.has_value()) {
       ASSERT_EQ(f->type, kError);
       EXPECT_NE(transport::DecodeErrorPayload(f->payload).message().find("control streams only"),

@@ -287,10 +287,12 @@ TEST(HostSettingsTest, Networks) {
 
 TEST(HostSettingsTest, Choices) {
   ExpectError("[migration]\nauthentication = \"ntlm\"\n",
-              "host.toml: migration.authentication: must be one of \"kerberos\", \"credssp\", got "
+              "host.toml: migration.authentication: must be one of \"certificate\", \"kerberos\", "
+              "\"credssp\", got "
               "\"ntlm\"");
   ExpectError("[migration]\nauthentication = \"Kerberos\"\n",
-              "host.toml: migration.authentication: must be one of \"kerberos\", \"credssp\", got "
+              "host.toml: migration.authentication: must be one of \"certificate\", \"kerberos\", "
+              "\"credssp\", got "
               "\"Kerberos\"");
   ExpectError("[migration]\nperformance = 3\n",
               "host.toml: migration.performance: must be one of \"tcp\", \"compression\", got 3");

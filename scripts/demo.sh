@@ -38,6 +38,10 @@ port1=$(free_port 127.0.0.1)
 port2=$(free_port 127.0.0.2)
 trap cleanup EXIT
 
+# Two appliances, each with its own TLS identity (made by `ferryd --init`, as
+# an install does), each pinning the other's certificate fingerprint: every
+# connection between them is TLS 1.3, mutually authenticated.
+mkdir -p "$work/host2"
 cat >"$work/host.toml" <<TOML
 storage_root = "$work/root"
 api_socket = "$work/run/ferryd.sock"
@@ -45,7 +49,21 @@ listen_addresses = ["127.0.0.1:$port1"]
 [migration]
 outgoing_enabled = true
 incoming_enabled = true
+incoming_directories = ["$work"]
 TOML
+cat >"$work/host2/host.toml" <<TOML
+storage_root = "$work/host2/root"
+api_socket = "$work/host2/run/ferryd.sock"
+listen_addresses = ["127.0.0.2:$port2"]
+[migration]
+incoming_enabled = true
+outgoing_enabled = true
+incoming_directories = ["$work/host2/vms"]
+TOML
+fingerprint1=$("$bin/ferryd" --init --config "$work/host.toml" | awk '/^fingerprint/ {print $2}')
+fingerprint2=$("$bin/ferryd" --init --config "$work/host2/host.toml" | awk '/^fingerprint/ {print $2}')
+printf '[tls]\ntrusted_fingerprints = ["%s"]\n' "$fingerprint2" >>"$work/host.toml"
+printf '[tls]\ntrusted_fingerprints = ["%s"]\n' "$fingerprint1" >>"$work/host2/host.toml"
 export FERRY_SOCKET=$work/run/ferryd.sock
 "$bin/ferryd" --config "$work/host.toml" >"$work/ferryd.log" 2>&1 &
 ferryd_pid=$!
@@ -118,20 +136,13 @@ printf 'save of both VMs: %.2f s, restore of both: %.2f s; heartbeats continuous
   "$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}")" "$(awk -v a="$t1" -v b="$t2" "BEGIN{print b-a}")"
 
 step "live moves to a second appliance (127.0.0.2, its own storage): memory, disks and checkpoint chain"
-mkdir -p "$work/host2"
-cat >"$work/host2/host.toml" <<TOML
-storage_root = "$work/host2/root"
-api_socket = "$work/host2/run/ferryd.sock"
-listen_addresses = ["127.0.0.2:$port2"]
-[migration]
-incoming_enabled = true
-outgoing_enabled = true
-TOML
 "$bin/ferryd" --config "$work/host2/host.toml" >"$work/host2/ferryd.log" 2>&1 &
 ferryd2_pid=$!
 for _ in $(seq 100); do [[ -S $work/host2/run/ferryd.sock ]] && break; sleep 0.1; done
 [[ -S $work/host2/run/ferryd.sock ]] || { echo "demo: second ferryd did not start:"; cat "$work/host2/ferryd.log"; exit 1; }
 host2() { echo "\$ ferry --socket host2 $*"; "$bin/ferry" --socket "$work/host2/run/ferryd.sock" "$@"; }
+ferry host certificate show
+host2 host certificate show
 # The guest's own view of the move: follow its console on this host until it
 # leaves, then read the rest on the second host. A line cut by the pause
 # continues there, so the two are joined without a separator.
@@ -162,5 +173,8 @@ done
        END { printf "memory guest across the move: heartbeats numbered without a gap or repeat (%d breaks); ", breaks
              printf "largest interval between two heartbeats %d ms of guest time (guest time continues across the pause)\n", max }'
 "$bin/ferry" --socket "$work/host2/run/ferryd.sock" console disk | grep -E '^DISK' | tail -n 1
+# Who the second appliance let in: the first, by its pinned certificate.
+grep -ho 'incoming move .* for host [^:]*' "$work/host2/ferryd.log" | sed 's/^/host2 accepted: /'
+echo "every connection between the appliances: TLS 1.3, both certificates pinned ($fingerprint1, $fingerprint2)"
 host2 vm stop mem
 host2 vm stop disk

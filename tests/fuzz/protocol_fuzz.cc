@@ -9,7 +9,9 @@
 #include "fuzz_smoke_main.h"
 #include "fuzz_targets.h"
 #include "protocol/live_move_types.h"
+#include "protocol/move_authorization.h"
 #include "protocol/move_protocol.h"
+#include "protocol/peer_trust.h"
 
 namespace ferry_fuzz {
 namespace {
@@ -135,7 +137,7 @@ void Text(std::span<const uint8_t> in) {
 void ProtocolFuzzOne(const uint8_t* data, size_t size) {
   if (size == 0 || size > kMaxInput) return;
   const std::span<const uint8_t> in(data + 1, size - 1);
-  switch (data[0] % 10) {
+  switch (data[0] % 12) {
     case 0: PageBatch(in); break;
     case 1: DiskExtent(in); break;
     case 2: LayerChunk(in); break;
@@ -146,6 +148,8 @@ void ProtocolFuzzOne(const uint8_t* data, size_t size) {
     case 7: Json(in, "live move request", appliance::LiveMoveRequestFromJson); break;
     case 8: Json(in, "live move status", appliance::LiveMoveStatusFromJson); break;
     case 9: Text(in); break;
+    case 10: Json(in, "authorization", appliance::MoveAuthorizationFromJson); break;
+    case 11: Json(in, "peer trust", appliance::PeerTrustFromJson); break;
   }
 }
 

@@ -5,6 +5,7 @@
 #include "fuzz_smoke_main.h"
 #include "fuzz_targets.h"
 #include "protocol/live_move_types.h"
+#include "protocol/move_authorization.h"
 #include "protocol/move_protocol.h"
 
 namespace ferry_fuzz {
@@ -84,6 +85,8 @@ std::vector<Bytes> MakeSeeds() {
   request.data_host = "127.0.0.2";
   request.data_port = 7432;
   request.bandwidth_limit = 100 << 20;
+  request.tls = appliance::PeerTrust{"/var/lib/ferry/tls/host.crt", "/var/lib/ferry/tls/host.key",
+                                     "", {"SHA256:AB"}, "SHA256:CD"};
   appliance::LiveMoveStatus status;
   status.migration_id = prepare.migration_id;
   status.phase = appliance::LiveMovePhase::kPrecopy;
@@ -102,6 +105,15 @@ std::vector<Bytes> MakeSeeds() {
   seeds.push_back(Seed(6, appliance::JsonPayload(appliance::ToJson(reply))));
   seeds.push_back(Seed(7, appliance::JsonPayload(appliance::ToJson(request))));
   seeds.push_back(Seed(8, appliance::JsonPayload(appliance::ToJson(status))));
+  appliance::MoveAuthorization kerberos;
+  kerberos.kerberos_token = {0x60, 0x82, 0x01, 0x00};
+  appliance::MoveAuthorization credentials;
+  credentials.mechanism = appliance::AuthorizationMechanism::kCredentials;
+  credentials.user = "alice";
+  credentials.password = "secret";
+  seeds.push_back(Seed(10, appliance::JsonPayload(appliance::ToJson(kerberos))));
+  seeds.push_back(Seed(10, appliance::JsonPayload(appliance::ToJson(credentials))));
+  seeds.push_back(Seed(11, appliance::JsonPayload(appliance::ToJson(*request.tls))));
   // Names and ids.
   seeds.push_back(Seed(9, ToBytes("committed")));
   seeds.push_back(

@@ -61,6 +61,10 @@ struct SocketBioState {
   int fd = -1;
   int last_errno = 0;       // of the last failing recv/send (0: EOF)
   uint64_t bytes_read = 0;  // from the peer, all records
+  // A client holds OpenSSL's reads until it has looked at the server's
+  // first bytes itself (an old peer's plaintext refusal must reach us
+  // whole, not be half-eaten as a bad TLS record).
+  bool hold_reads = false;
 };
 // The BIO borrows state, which must outlive it.
 BIO* NewSocketBio(SocketBioState* state);

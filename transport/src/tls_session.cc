@@ -207,6 +207,7 @@ base::Status DriveHandshake(SSL* ssl, int fd, bool server, int cancel_fd, const 
       // it is TLS and not an old peer's plaintext refusal.
       reply_checked = true;
       RETURN_IF_ERROR(ExpectTlsServer(fd, cancel_fd, deadline));
+      bio.hold_reads = false;
     }
     RETURN_IF_ERROR(WaitFor(fd, events, cancel_fd, deadline, "waiting for the peer"));
   }
@@ -226,6 +227,7 @@ base::Result<std::unique_ptr<TlsSession>> Handshake(const TlsContext& context, i
   ERR_clear_error();
   auto bio_state = std::make_unique<SocketBioState>();
   bio_state->fd = fd;
+  bio_state->hold_reads = !server;  // released by DriveHandshake once the reply is seen
   std::unique_ptr<SSL, SslFree> ssl(SSL_new(context.impl().ctx));
   BIO* bio = ssl ? NewSocketBio(bio_state.get()) : nullptr;
   if (bio == nullptr)

@@ -32,6 +32,11 @@ int BioWrite(BIO* bio, const char* data, size_t n, size_t* written) {
 int BioRead(BIO* bio, char* data, size_t n, size_t* read) {
   SocketBioState* s = State(bio);
   BIO_clear_retry_flags(bio);
+  if (s->hold_reads) {  // as if nothing had arrived yet
+    s->last_errno = EAGAIN;
+    BIO_set_retry_read(bio);
+    return 0;
+  }
   ssize_t r = ::recv(s->fd, data, n, MSG_DONTWAIT);
   if (r > 0) {
     *read = size_t(r);

@@ -29,7 +29,7 @@
 //                   [--performance compression|tcp|both] [--no-qemu] [--no-ferry] [--qemu-multifd]
 //                   [--kernel /boot/vmlinuz-...] [--link-mib 1024] [--disk-fill-mib 1024]
 //                   [--workloads idle,memory,disk] [--disk-mib 2048] [--verbose] [--busy-copy-mib
-//                   16]
+//                   16] [--tls on|off|both]
 #include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
@@ -59,6 +59,7 @@
 #include "qemu_reference.h"
 #include "storage/tracking_disk.h"
 #include "transport/tcp.h"
+#include "transport/tls.h"
 #include "vm/machine.h"
 
 namespace {
@@ -76,6 +77,7 @@ struct Args {
   std::vector<double> fractions = {0.1, 0.3};
   uint32_t downtime_ms = appliance::LiveMoveSource::kDefaultDowntimeMs;
   std::string performance = "compression";
+  std::string tls = "on";  // "on" (as ferryd moves), "off" (plain streams), "both"
   bool qemu = true;
   bool ferry = true;
   bool verbose = false;                        // ferry's move status every 250 ms on stderr
@@ -99,7 +101,7 @@ void Usage() {
       "[--no-ferry]\n"
       "                       [--workloads idle,memory,disk] [--disk-mib N] [--verbose]\n"
       "                       [--qemu-multifd] [--kernel PATH] [--link-mib N] [--disk-fill-mib N]\n"
-      "                       [--busy-copy-mib N]\n");
+      "                       [--busy-copy-mib N] [--tls on|off|both]\n");
   std::exit(2);
 }
 
@@ -129,6 +131,8 @@ Args ParseArgs(int argc, char** argv) {
       a.downtime_ms = uint32_t(std::stoul(value()));
     else if (k == "--performance")
       a.performance = value();
+    else if (k == "--tls")
+      a.tls = value();
     else if (k == "--no-qemu")
       a.qemu = false;
     else if (k == "--no-ferry")
@@ -157,6 +161,8 @@ Args ParseArgs(int argc, char** argv) {
       Usage();
   }
   if (a.performance != "compression" && a.performance != "tcp" && a.performance != "both") Usage();
+  if (a.tls != "on" && a.tls != "off" && a.tls != "both") Usage();
+  if (a.tls == "both" && a.performance == "both") Usage();  // one comparison per run
   return a;
 }
 
@@ -284,7 +290,21 @@ struct Rig {
   }
 };
 
-FerryResult RunFerry(const Args& args, const Workload& w, const std::string& performance,
+// Two host identities that pin each other, as two ferryds' [tls] would, for
+// the source's request and the destination's options.
+base::Result<std::pair<appliance::PeerTrust, appliance::PeerTrust>> PinnedPair(
+    const std::string& dir) {
+  for (const char* host : {"src", "dst"})
+    RETURN_IF_ERROR(transport::GenerateHostIdentity(dir + "/" + host + ".crt",
+                                                    dir + "/" + host + ".key", host));
+  ASSIGN_OR_RETURN(std::string src_fp, transport::CertificateFingerprint(dir + "/src.crt"));
+  ASSIGN_OR_RETURN(std::string dst_fp, transport::CertificateFingerprint(dir + "/dst.crt"));
+  appliance::PeerTrust src{dir + "/src.crt", dir + "/src.key", "", {dst_fp}, dst_fp};
+  appliance::PeerTrust dst{dir + "/dst.crt", dir + "/dst.key", "", {src_fp}, src_fp};
+  return std::make_pair(src, dst);
+}
+
+FerryResult RunFerry(const Args& args, const Workload& w, const std::string& performance, bool tls,
                      const std::string& dir) {
   FerryResult r;
   Rig rig;
@@ -376,6 +396,13 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   dopts.listen_host = "127.0.0.1";
   dopts.notify_fd = dst_event->fd();
   dopts.resume = [dst_machine] { return dst_machine->Resume(); };
+  std::optional<appliance::PeerTrust> source_trust;
+  if (tls) {
+    auto pair = PinnedPair(dir);
+    if (!pair) return fail("TLS identities", pair.error());
+    source_trust = pair->first;
+    dopts.tls = pair->second;
+  }
   auto incoming = appliance::LiveMoveDestination::Start(std::move(dopts));
   if (!incoming) return fail("destination engine", incoming.error());
   rig.incoming = std::move(*incoming);
@@ -403,6 +430,7 @@ FerryResult RunFerry(const Args& args, const Workload& w, const std::string& per
   req.compression = performance == "compression";
   req.downtime_ms = args.downtime_ms;
   req.time_limit_s = 120;
+  req.tls = source_trust;
   auto source = appliance::LiveMoveSource::Start(std::move(sopts), req);
   if (!source) return fail("source engine", source.error());
   rig.source = std::move(*source);
@@ -548,6 +576,8 @@ int main(int argc, char** argv) {
     FerryResult ferry;      // args.performance ("compression" for both)
     FerryResult ferry_tcp;  // --performance both: the same move with plain streams
     bool has_tcp = false;
+    FerryResult ferry_plain;  // --tls both: the same move without TLS
+    bool has_plain = false;
     bool qemu_ran = false;
     std::string qemu_error;
     bench::QemuReferenceResult qemu;
@@ -557,15 +587,21 @@ int main(int argc, char** argv) {
   for (const Workload& w : workloads) {
     std::printf("running %s ...\n", w.name.c_str());
     std::fflush(stdout);
-    Done d{w, {}, {}, false, false, "", {}};
+    Done d{w, {}, {}, false, {}, false, false, "", {}};
     if (args.ferry) {
       const bool both = args.performance == "both";
-      d.ferry = RunFerry(args, w, both ? "compression" : args.performance, args.dir + "/ferry");
+      const std::string performance = both ? "compression" : args.performance;
+      d.ferry = RunFerry(args, w, performance, args.tls != "off", args.dir + "/ferry");
       if (!d.ferry.moved || !d.ferry.verified) ferry_ok = false;
       if (both) {
         d.has_tcp = true;
-        d.ferry_tcp = RunFerry(args, w, "tcp", args.dir + "/ferry-tcp");
+        d.ferry_tcp = RunFerry(args, w, "tcp", args.tls != "off", args.dir + "/ferry-tcp");
         if (!d.ferry_tcp.moved || !d.ferry_tcp.verified) ferry_ok = false;
+      }
+      if (args.tls == "both") {
+        d.has_plain = true;
+        d.ferry_plain = RunFerry(args, w, performance, false, args.dir + "/ferry-plain");
+        if (!d.ferry_plain.moved || !d.ferry_plain.verified) ferry_ok = false;
       }
     } else {
       d.ferry.error = "skipped (--no-ferry)";
@@ -605,10 +641,11 @@ int main(int argc, char** argv) {
 
   // 4. The table.
   std::printf(
-      "\nlive move of a %llu MiB VM with a %llu MiB raw disk over loopback, %u streams (%s), "
+      "\nlive move of a %llu MiB VM with a %llu MiB raw disk over loopback, %u streams (%s, TLS "
+      "%s), "
       "downtime target %u ms\n",
       (unsigned long long)args.memory_mib, (unsigned long long)args.disk_mib, args.streams,
-      args.performance.c_str(), args.downtime_ms);
+      args.performance.c_str(), args.tls.c_str(), args.downtime_ms);
   std::printf("link limit (raw TCP, %u streams, same run): %.2f GB/s\n\n", args.streams,
               link_bps / 1e9);
   Row({"workload", "engine", "total ms", "down ms", "sent MiB", "rounds", "GB/s", "/link",
@@ -631,7 +668,17 @@ int main(int argc, char** argv) {
     }
   };
   for (const Done& d : done) {
-    ferry_row(d, d.ferry, d.w.name, d.has_tcp ? "ferry-z" : "ferry");
+    ferry_row(d, d.ferry, d.w.name, d.has_tcp ? "ferry-z" : d.has_plain ? "ferry-tls" : "ferry");
+    if (d.has_plain) {
+      ferry_row(d, d.ferry_plain, "", "ferry-plain");
+      const FerryResult &a = d.ferry, &b = d.ferry_plain;
+      if (a.moved && b.moved && a.status.total_ms > 0 && b.status.total_ms > 0) {
+        const double tput_a = double(a.status.wire_bytes) / a.status.total_ms;
+        const double tput_b = double(b.status.wire_bytes) / b.status.total_ms;
+        std::printf("%-18s tls / plain: total time %.2f, throughput %.2f\n", "",
+                    a.status.total_ms / b.status.total_ms, tput_a / tput_b);
+      }
+    }
     if (d.has_tcp) {
       ferry_row(d, d.ferry_tcp, "", "ferry-t");
       const double z = d.ferry.status.total_ms, t = d.ferry_tcp.status.total_ms;
@@ -678,6 +725,7 @@ int main(int argc, char** argv) {
       "ferry: sent = bytes on the wire (all streams), rounds = memory rounds, GB/s = sent / "
       "total,\n"
       "  ferry-z / ferry-t (--performance both): the same move with compression / plain streams,\n"
+      "  ferry-tls / ferry-plain (--tls both): the same move over TLS 1.3 / without TLS,\n"
       "  downtime = source vCPUs stopped until the destination's Committed arrived.\n"
       "qemu: TCG, %s, auto-converge on, max-bandwidth raised; total/downtime/sent (ram "
       "transferred)\n"

@@ -42,6 +42,8 @@ namespace {
 
 // A hello must follow the connection promptly.
 constexpr int kHelloTimeoutMs = 5000;
+// How long a stream the source closed waits for stream 0's reason.
+constexpr std::chrono::milliseconds kCloseGrace{500};
 // After refusing a connection: how long the acceptor reads what the peer
 // still sends, so the close is no reset that destroys the error frame. Short:
 // the move's real streams wait behind it.
@@ -362,7 +364,19 @@ void LiveMoveDestination::Impl::ReceiveLoop(Stream* s) {
   bool ended = false;
   for (;;) {
     auto got = NextFrame(*s, where);
-    if (!got) return Fail(got.error());
+    if (!got) {
+      // A source that gives up sends its reason on stream 0 and then closes
+      // every stream at once: another stream's close can overtake that frame
+      // (TLS makes stream 0 the slower to read), so it waits a moment for
+      // stream 0's verdict before blaming the close.
+      if (s->index != 0 && got.error().code() == base::Code::kUnavailable) {
+        base::MutexLock lock(mu_);
+        const auto until = std::chrono::steady_clock::now() + kCloseGrace;
+        while (outcome_ == Outcome::kRunning && cv_.WaitUntil(mu_, until)) {
+        }
+      }
+      return Fail(got.error());
+    }
     transport::Frame& f = *got;
     last_frame_ns_ = base::MonotonicNanos();
     s->payload_bytes += f.payload.size();

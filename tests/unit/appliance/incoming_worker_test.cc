@@ -27,6 +27,12 @@ class IncomingWorkerTest : public DestinationTest {
     config::VmDefinition def = MachineFor(plan, d).definition;
     EXPECT_TRUE(base::WriteFileAtomically(d + "/vm.toml", config::FormatVmDefinition(def)));
     EXPECT_TRUE(base::WriteFileAtomically(d + "/" + kIncomingPlanFile, ToJson(plan).dump()));
+    // As the destination ferryd writes it: this host's identity, and the
+    // source's certificate as the only one its streams may present.
+    const ferry_test::TestTlsFiles mine =
+        ferry_test::IssueTestCertificate(dir_ / "dest-host", "dest");
+    const PeerTrust trust{mine.certificate, mine.key, mine.ca, {}, source_tls_->fingerprint()};
+    EXPECT_TRUE(base::WriteFileAtomically(d + "/" + kIncomingTlsFile, ToJson(trust).dump()));
     int pipefd[2];
     EXPECT_EQ(::pipe(pipefd), 0);
     pid_ = ::fork();
@@ -73,6 +79,9 @@ class IncomingWorkerTest : public DestinationTest {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
+  // The source host's identity (the tests' CA signs both).
+  std::shared_ptr<const transport::TlsContext> source_tls_ =
+      ferry_test::TestTlsContext(dir_ / "source-host", "source");
   pid_t pid_ = -1;
 };
 
@@ -107,7 +116,7 @@ TEST_F(IncomingWorkerTest, CommitsThenServesAsAnOrdinaryWorker) {
   EXPECT_EQ(refused.error().code(), base::Code::kFailedPrecondition);
   EXPECT_NE(refused.error().message().find("vm is incoming"), std::string::npos);
 
-  auto s = FakeSource::Connect(port, 2);
+  auto s = FakeSource::Connect(port, 2, kMigrationId, source_tls_.get());
   ASSERT_TRUE(s);
   const uint8_t* memory = source_vm_->memory_base();
   for (uint64_t g = 0; g < kMemory / kPageBytes / kMaxPagesPerBatch; ++g) {
@@ -154,7 +163,7 @@ TEST_F(IncomingWorkerTest, AFailedMoveEndsTheWorkerWithTheError) {
   FERRY_SKIP_WITHOUT_KVM();
   const uint16_t port = Launch(RawPlan());
   ASSERT_NE(port, 0);
-  auto s = FakeSource::Connect(port, 2);
+  auto s = FakeSource::Connect(port, 2, kMigrationId, source_tls_.get());
   ASSERT_TRUE(s);
   s->End(0, +3);
   base::Error sent = s->ReceiveError();
@@ -175,7 +184,7 @@ TEST_F(IncomingWorkerTest, StopAbortsTheMove) {
   FERRY_SKIP_WITHOUT_KVM();
   const uint16_t port = Launch(RawPlan());
   ASSERT_NE(port, 0);
-  auto s = FakeSource::Connect(port, 2);
+  auto s = FakeSource::Connect(port, 2, kMigrationId, source_tls_.get());
   ASSERT_TRUE(s);
   auto stopped = Call(WorkerOp::kStop);
   ASSERT_TRUE(stopped.has_value()) << stopped.error().ToString();
@@ -184,6 +193,37 @@ TEST_F(IncomingWorkerTest, StopAbortsTheMove) {
   auto text = base::ReadFileToString(dir_ / "vm/worker.exit");
   ASSERT_TRUE(text.has_value());
   EXPECT_NE(text->find("incoming move aborted"), std::string::npos) << *text;
+}
+
+// Its data streams must come from the host that sent the Prepare: another
+// host the destination trusts (same CA) is refused, a plaintext peer too,
+// and the move still waits for its own source.
+TEST_F(IncomingWorkerTest, StreamsFromAnyOtherHostAreRefused) {
+  FERRY_SKIP_WITHOUT_KVM();
+  const uint16_t port = Launch(RawPlan(1 << 20));
+  ASSERT_NE(port, 0);
+  auto other = ferry_test::TestTlsContext(dir_ / "other-host", "other");
+  auto fd = transport::TcpConnect("127.0.0.1", port, "", 5000);
+  ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
+  auto session = transport::TlsConnect(*other, fd->get(), "", 5000);
+  if (session.has_value()) {  // TLS 1.3: the refusal arrives at the first read
+    transport::FrameStream fs(std::move(*fd), "other host", std::move(*session));
+    transport::Hello h;
+    h.role = transport::StreamRole::kData;
+    h.migration_id = *ParseMigrationId(kMigrationId);
+    auto reply = transport::ClientHello(fs, h, 5000);
+    ASSERT_FALSE(reply.has_value());
+    EXPECT_EQ(reply.error().code(), base::Code::kPermissionDenied) << reply.error().ToString();
+  } else {
+    EXPECT_EQ(session.error().code(), base::Code::kPermissionDenied);
+  }
+  base::Error plain = test::RefusalOf(port, test::HelloFrameBytes(0, /*data=*/true));
+  EXPECT_NE(plain.message().find("requires TLS"), std::string::npos) << plain.ToString();
+  auto st = Call(WorkerOp::kStatus);
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  EXPECT_EQ(st->state, "incoming");
+  auto s = FakeSource::Connect(port, 1, kMigrationId, source_tls_.get());
+  ASSERT_NE(s, nullptr) << "the move's own source is still let in";
 }
 
 }  // namespace

@@ -42,11 +42,13 @@
 #include "support/files.h"
 #include "support/kvm.h"
 #include "support/temp_dir.h"
+#include "support/test_tls.h"
 #include "support/wait_for.h"
 #include "test_guests.h"
 #include "transport/frame_stream.h"
 #include "transport/hello.h"
 #include "transport/tcp.h"
+#include "transport/tls.h"
 
 // A named namespace, not an anonymous one: every test file that includes
 // this header must see the same fixture class (gtest refuses two).
@@ -82,8 +84,10 @@ inline std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
 // frames it sent so StreamEnd can carry the count (or a wrong one).
 class FakeSource {
  public:
+  // With tls, each stream is TLS with that identity (as a source worker's).
   static std::unique_ptr<FakeSource> Connect(uint16_t port, uint16_t count,
-                                             const char* id = kMigrationId) {
+                                             const char* id = kMigrationId,
+                                             const transport::TlsContext* tls = nullptr) {
     auto src = std::make_unique<FakeSource>();
     auto parsed = ParseMigrationId(id);
     EXPECT_TRUE(parsed.has_value());
@@ -91,8 +95,15 @@ class FakeSource {
       auto fd = transport::TcpConnect("127.0.0.1", port, "", 5000);
       EXPECT_TRUE(fd.has_value()) << fd.error().ToString();
       if (!fd) return nullptr;
-      auto fs = std::make_unique<transport::FrameStream>(std::move(*fd),
-                                                         "test stream " + std::to_string(i));
+      std::unique_ptr<transport::TlsSession> session;
+      if (tls != nullptr) {
+        auto s = transport::TlsConnect(*tls, fd->get(), "", 5000);
+        EXPECT_TRUE(s.has_value()) << s.error().ToString();
+        if (!s) return nullptr;
+        session = *std::move(s);
+      }
+      auto fs = std::make_unique<transport::FrameStream>(
+          std::move(*fd), "test stream " + std::to_string(i), std::move(session));
       transport::Hello h;
       h.role = transport::StreamRole::kData;
       h.migration_id = *parsed;

@@ -6,6 +6,8 @@
 #   /usr/local/bin/ferry                      symlink for admins
 #   /etc/ferry/host.toml                      only if absent: never overwrites settings
 #   /etc/systemd/system/ferryd.service
+#   /etc/pam.d/ferry                          credential-delegation mode (docs/credentials.md)
+#   the host's TLS key and certificate        made by `ferryd --init` on a real install
 # Usage: image/install.sh BUILD_DIR        (for example build/release)
 set -eu
 
@@ -31,7 +33,7 @@ for g in memory-guest disk-guest; do
 done
 
 install -d -m 0755 "$dest/opt/ferry/bin" "$dest/opt/ferry/guests" "$dest/opt/ferry/share/doc" \
-  "$dest/usr/local/bin" "$dest/etc/systemd/system"
+  "$dest/usr/local/bin" "$dest/etc/systemd/system" "$dest/etc/pam.d"
 install -d -m 0700 "$dest/etc/ferry"
 # Replaced with a rename, so running workers keep their (old) executable.
 for f in ferryd ferry-vmm ferry; do
@@ -46,6 +48,13 @@ if [ ! -e "$dest/etc/ferry/host.toml" ]; then
   install -m 0600 "$src/image/host.toml" "$dest/etc/ferry/host.toml"
 fi
 install -m 0644 "$src/image/ferryd.service" "$dest/etc/systemd/system/ferryd.service"
+install -m 0644 "$src/scripts/pam.d/ferry" "$dest/etc/pam.d/ferry"
+# The host's TLS identity, made once (an existing one is kept): peers pin the
+# fingerprint printed here ([tls] trusted_fingerprints). A staged install
+# ($DESTDIR) leaves it to ferryd's first start on the target.
+if [ -z "$dest" ]; then
+  /opt/ferry/bin/ferryd --init --config /etc/ferry/host.toml
+fi
 
 if [ -z "$dest" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl daemon-reload

@@ -23,6 +23,13 @@ base::Result<MoveAuthorization> KerberosAdminCredentials::Authorize(
     base::MutexLock lock(mu_);
     return auth::InitiateContext(cred_, target, peer.channel_binding);
   }();
+  bool delegated = [&] {
+    base::MutexLock lock(mu_);
+    return !cred_.protocol_transition();
+  }();
+  if (!token && token.error().code() == base::Code::kPermissionDenied && delegated &&
+      acceptor_ != nullptr)
+    token = ByProtocolTransition(target, peer, token.error());
   if (!token) {
     if (token.error().code() != base::Code::kNotFound) return token.error();
     // The name came from the certificate: say so, it is the likely mistake.

@@ -14,18 +14,25 @@
 // serialized (a GSS credential is used by one thread at a time).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "auth/kerberos.h"
 #include "base/mutex.h"
 #include "daemon/admin_credentials.h"
+#include "kerberos_acceptor.h"
 
 namespace appliance {
 
 class KerberosAdminCredentials : public AdminCredentials {
  public:
   // realm: of this host's service principal; destinations are in it.
-  KerberosAdminCredentials(auth::KerberosCredential cred, std::string realm);
+  // acceptor (may be null): this host's own credential, for protocol
+  // transition when `cred` was delegated but the KDC refuses to let it be
+  // used (a ticket that was not forwardable still yields a delegated
+  // credential, which S4U2Proxy then refuses). Shared; lives as long as this.
+  KerberosAdminCredentials(auth::KerberosCredential cred, std::string realm,
+                           std::shared_ptr<const KerberosAcceptor> acceptor = nullptr);
 
   const std::string& admin() const override { return admin_; }
   // A token for ferry-migration/<peer.subject>@<realm>, bound to
@@ -38,8 +45,15 @@ class KerberosAdminCredentials : public AdminCredentials {
   static std::string TargetPrincipal(const std::string& subject, const std::string& realm);
 
  private:
+  // The token by protocol transition (S4U2Self with acceptor_), or
+  // `refused` extended by why that failed too.
+  base::Result<std::vector<uint8_t>> ByProtocolTransition(const std::string& target,
+                                                          const transport::TlsPeer& peer,
+                                                          const base::Error& refused) const;
+
   std::string admin_;
   std::string realm_;
+  std::shared_ptr<const KerberosAcceptor> acceptor_;
   mutable base::Mutex mu_;
   auth::KerberosCredential cred_ GUARDED_BY(mu_);
 };

@@ -60,7 +60,7 @@ class KerberosApiAuthenticator : public ApiAuthenticator {
     caller.admin = principal;
     if (accepted->delegated) {
       caller.credentials = std::make_shared<KerberosAdminCredentials>(
-          *std::move(accepted->delegated), acceptor_->realm());
+          *std::move(accepted->delegated), acceptor_->realm(), acceptor_);
     } else {
       // No forwardable ticket came: protocol transition (S4U2Self), which
       // the directory must allow (delegation for-any-protocol on) for the

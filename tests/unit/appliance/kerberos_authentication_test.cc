@@ -257,9 +257,10 @@ TEST_F(KerberosAuthenticationTest, UnknownDestinationNameSaysTheCnMustBeTheHostN
   ExpectRefused(authorization.error(), base::Code::kNotFound, "Kerberos host name");
 }
 
-// A ticket that is not forwardable brings no delegated credential: host1
+// A ticket that is not forwardable (kinit -F): MIT still hands host1 a
+// "delegated" credential, but the KDC refuses S4U2Proxy with it, so host1
 // acts for the admin by protocol transition (S4U2Self), which works only
-// with `delegation for-any-protocol on`.
+// with `delegation for-any-protocol on`; without it the refusal says both.
 TEST_F(KerberosAuthenticationTest, ProtocolTransitionWhenNoCredentialIsDelegated) {
   const std::string alice_plain = dc_->Kinit("alice", kPassword, {"-F"});
   ASSERT_FALSE(alice_plain.empty());

@@ -2,8 +2,25 @@
 
 namespace appliance {
 
-KerberosAdminCredentials::KerberosAdminCredentials(auth::KerberosCredential cred, std::string realm)
-    : admin_(cred.principal()), realm_(std::move(realm)), cred_(std::move(cred)) {}
+KerberosAdminCredentials::KerberosAdminCredentials(auth::KerberosCredential cred, std::string realm,
+                                                   std::shared_ptr<const KerberosAcceptor> acceptor)
+    : admin_(cred.principal()),
+      realm_(std::move(realm)),
+      acceptor_(std::move(acceptor)),
+      cred_(std::move(cred)) {}
+
+base::Result<std::vector<uint8_t>> KerberosAdminCredentials::ByProtocolTransition(
+    const std::string& target, const transport::TlsPeer& peer, const base::Error& refused) const {
+  auto impersonated = acceptor_->Impersonate(admin_);
+  base::Result<std::vector<uint8_t>> token =
+      impersonated ? auth::InitiateContext(*impersonated, target, peer.channel_binding)
+                   : base::Result<std::vector<uint8_t>>(impersonated.error());
+  if (token) return token;
+  return base::Error(refused.code(), refused.message() +
+                                         "; acting for the admin by protocol transition failed "
+                                         "too: " +
+                                         token.error().message());
+}
 
 std::string KerberosAdminCredentials::TargetPrincipal(const std::string& subject,
                                                       const std::string& realm) {

@@ -105,7 +105,8 @@ base::Result<KerberosCredential> KerberosCredential::FromCcache(const std::strin
                  .client = CcachePrincipal(ccache_name),
                  .ccache = ccache_name};
   gss_key_value_element_desc element{"ccache", ccache_name.c_str()};
-  gss_key_value_set_desc store{1, &element};
+  // "" is the default cache (KRB5CCNAME, else krb5.conf's): no store entry.
+  gss_key_value_set_desc store{ccache_name.empty() ? 0u : 1u, &element};
   gss_OID_set_desc mechs = KrbMechSet();
   gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
   OM_uint32 minor = 0, lifetime = 0;

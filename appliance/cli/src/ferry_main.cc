@@ -9,6 +9,7 @@
 
 #include "cli/cli_args.h"
 #include "cli/cli_checkpoints.h"
+#include "cli/cli_kerberos.h"
 #include "cli/cli_live_move.h"
 #include "cli/cli_move.h"
 #include "cli/cli_output.h"
@@ -48,8 +49,13 @@ int Run(const appliance::CliInvocation& inv) {
     return 0;
   }
   std::string body = inv.body.is_null() ? "" : inv.body.dump();
+  // A move acts for the admin at the destination: in kerberos mode ferryd
+  // needs the admin's ticket (a token it accepts once, hence this request
+  // only).
+  std::vector<std::string> headers;
+  if (inv.command == CliCommand::kMoveVm) headers = appliance::MoveAuthorizationHeaders(client);
   auto result = client.Request(inv.method, inv.path, inv.body.is_null() ? nullptr : &body,
-                               kRequestTimeoutSeconds);
+                               kRequestTimeoutSeconds, headers);
   if (!result) return Fail(result.error());
   if (result->status >= 300) {
     if (inv.json_output) std::cout << result->body;

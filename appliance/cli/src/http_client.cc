@@ -35,18 +35,20 @@ size_t OnData(char* data, size_t size, size_t count, void* user) {
 }  // namespace
 
 base::Result<HttpResult> HttpClient::Request(const std::string& method, const std::string& path,
-                                             const std::string* body, long timeout_seconds) {
-  return Perform(method, path, body, timeout_seconds, nullptr);
+                                             const std::string* body, long timeout_seconds,
+                                             const std::vector<std::string>& headers) {
+  return Perform(method, path, body, timeout_seconds, nullptr, headers);
 }
 
 base::Result<HttpResult> HttpClient::Stream(const std::string& path,
                                             const std::function<bool(std::string_view)>& sink) {
-  return Perform("GET", path, nullptr, 0, &sink);
+  return Perform("GET", path, nullptr, 0, &sink, {});
 }
 
 base::Result<HttpResult> HttpClient::Perform(const std::string& method, const std::string& path,
                                              const std::string* body, long timeout_seconds,
-                                             const std::function<bool(std::string_view)>* sink) {
+                                             const std::function<bool(std::string_view)>* sink,
+                                             const std::vector<std::string>& extra_headers) {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
   if (!curl) return base::Error(base::Code::kInternal, "curl_easy_init failed");
   Transfer t;
@@ -66,10 +68,11 @@ base::Result<HttpResult> HttpClient::Perform(const std::string& method, const st
   curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 10L);
   curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, timeout_seconds);
+  for (const std::string& line : extra_headers) headers = curl_slist_append(headers, line.c_str());
+  if (body != nullptr) headers = curl_slist_append(headers, "Content-Type: application/json");
+  header_guard.reset(headers);
+  if (headers != nullptr) curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
   if (body != nullptr) {
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    header_guard.reset(headers);
-    curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body->c_str());
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, long(body->size()));
   }

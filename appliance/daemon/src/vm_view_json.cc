@@ -85,7 +85,9 @@ json HostInfoToJson(const HostInfo& host) {
                 {"fingerprint", host.tls_fingerprint},
                 {"trusted_ca", h.tls.trusted_ca},
                 {"trusted_fingerprints", h.tls.trusted_fingerprints},
-                {"ready", host.tls_trusts_peers}}}};
+                {"ready", host.tls_trusts_peers}}},
+              // What `ferry` makes its Negotiate token for (kerberos mode).
+              {"kerberos", {{"service_principal", h.kerberos.service_principal}}}};
 }
 
 json CheckpointToJson(const CheckpointView& checkpoint) {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -19,10 +20,13 @@ class HttpClient {
  public:
   explicit HttpClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
 
-  // One request; body null means none. kUnavailable when ferryd cannot be
-  // reached, with a message that says so and names the socket.
+  // One request; body null means none; headers are extra header lines
+  // ("Authorization: Negotiate …") for this request only. kUnavailable when
+  // ferryd cannot be reached, with a message that says so and names the
+  // socket.
   base::Result<HttpResult> Request(const std::string& method, const std::string& path,
-                                   const std::string* body, long timeout_seconds);
+                                   const std::string* body, long timeout_seconds,
+                                   const std::vector<std::string>& headers = {});
   // A GET whose 200 body is passed to sink as it arrives (no timeout: it
   // lasts until ferryd ends it or the caller is interrupted). Non-200 bodies
   // are returned whole instead. The sink returns false to end the stream.
@@ -32,7 +36,8 @@ class HttpClient {
  private:
   base::Result<HttpResult> Perform(const std::string& method, const std::string& path,
                                    const std::string* body, long timeout_seconds,
-                                   const std::function<bool(std::string_view)>* sink);
+                                   const std::function<bool(std::string_view)>* sink,
+                                   const std::vector<std::string>& headers);
   std::string socket_path_;
 };
 

@@ -66,10 +66,11 @@ base::Result<HttpResult> HttpClient::Perform(const std::string& method, const st
   curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 10L);
   curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, timeout_seconds);
+  for (const std::string& line : extra_headers_) headers = curl_slist_append(headers, line.c_str());
+  if (body != nullptr) headers = curl_slist_append(headers, "Content-Type: application/json");
+  header_guard.reset(headers);
+  if (headers != nullptr) curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
   if (body != nullptr) {
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    header_guard.reset(headers);
-    curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body->c_str());
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, long(body->size()));
   }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -18,6 +19,9 @@ struct HttpResult {
 class HttpClient {
  public:
   explicit HttpClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
+
+  // A header sent with every request from now on ("x-ferry-user: alice").
+  void AddHeader(std::string line) { extra_headers_.push_back(std::move(line)); }
 
   // One request; body null means none. kUnavailable when ferryd cannot be
   // reached, with a message that says so and names the socket.
@@ -34,6 +38,7 @@ class HttpClient {
                                    const std::string* body, long timeout_seconds,
                                    const std::function<bool(std::string_view)>* sink);
   std::string socket_path_;
+  std::vector<std::string> extra_headers_;
 };
 
 }  // namespace appliance

@@ -238,7 +238,8 @@ TEST(CliArgsTest, GroupAndOptionErrorsNameWhatFits) {
       {{"host"}, "missing host command (show, certificate)"},
       {{"host", "list"}, "unknown command \"host list\" (host commands: show, certificate)"},
       {{"frob"},
-       "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs)"},
+       "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs, logon, "
+       "logoff, logons)"},
       {{"console"}, "missing argument: ferry console NAME [--follow]"},
       {{"jobs", "a", "b"}, "unexpected argument \"b\": ferry jobs [ID]"},
       {{"jobs", "a", "--follow"}, "--follow does not apply to \"ferry jobs\""},

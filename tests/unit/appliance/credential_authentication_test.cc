@@ -11,6 +11,7 @@
 
 #include "authentication_modes.h"
 #include "base/base64.h"
+#include "daemon/router.h"
 #include "logon_sessions.h"
 #include "password_credentials.h"
 #include "support/files.h"
@@ -232,6 +233,17 @@ TEST_F(CredentialModeTest, ApiAuthenticatorLocalAndRemote) {
   auto bad = api.Authenticate({{kAuthorizationHeader, Basic(user + ":nope")}}, remote);
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().message(), "authentication failed for user " + user);
+}
+
+TEST(LogonRoutesTest, Match) {
+  EXPECT_EQ(MatchRoute("POST", "/v1/logon").id, RouteId::kLogon);
+  EXPECT_EQ(MatchRoute("GET", "/v1/logon").id, RouteId::kMethodNotAllowed);
+  Route off = MatchRoute("DELETE", "/v1/logon/alice");
+  EXPECT_EQ(off.id, RouteId::kLogoff);
+  EXPECT_EQ(off.name, "alice");
+  EXPECT_EQ(MatchRoute("POST", "/v1/logon/alice").allow, "DELETE");
+  EXPECT_EQ(MatchRoute("GET", "/v1/logons").id, RouteId::kListLogons);
+  EXPECT_EQ(MatchRoute("GET", "/v1/logons/x").id, RouteId::kNotFound);
 }
 
 }  // namespace

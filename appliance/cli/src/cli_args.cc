@@ -140,7 +140,8 @@ base::Status BuildRequest(const CliVerb& verb, const CommandLine& line, const st
         RETURN_IF_ERROR(config::ValidateCheckpointName(inv.checkpoint));
         break;
       case Operand::kJob: inv.job_id = operands[i]; break;
-      case Operand::kHost: break;  // the builder's
+      case Operand::kHost:  // the builder's
+      case Operand::kUser: break;
     }
   }
   inv.command = verb.command;
@@ -180,7 +181,7 @@ std::optional<std::string> VerbArgs::Value(std::string_view option) const {
 }
 
 std::string UsageText() {
-  std::string out = "usage: ferry [--socket PATH] [--json] COMMAND\n\ncommands:\n";
+  std::string out = "usage: ferry [--socket PATH] [--json] [--as USER] COMMAND\n\ncommands:\n";
   for (const CliVerb& verb : CliVerbs()) {
     std::string_view help = verb.help == nullptr ? verb.form : std::string_view(verb.help);
     while (!help.empty()) {
@@ -216,6 +217,10 @@ base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& arg
     inv.socket = AbsolutePath(inv.socket, cwd);
   }
   inv.json_output = line.options.erase("--json") != 0;
+  if (auto as = line.options.extract("--as")) {
+    inv.as_user = as.mapped().front();
+    RETURN_IF_ERROR(ValidateUserName(inv.as_user, "--as"));
+  }
   if (line.options.erase("--help") != 0 || line.words.empty() || line.words[0] == "help") {
     inv.command = CliCommand::kHelp;
     return inv;

@@ -161,6 +161,12 @@ const std::vector<CliVerb>& VerbTable() {
         "--time-limit", "--no-wait"},
        CliCommand::kMoveVm, "POST", "/v1/vms/{vm}/move-vm", BuildMoveVm},
       {{"jobs"}, "jobs [ID]", nullptr, {kJob}, 0, {}, CliCommand::kJobs, "GET", "/v1/jobs", BuildJobs},
+      {{"logon"}, "logon USER [--password-stdin]",
+       "logon USER [--password-stdin]  keep USER's password at this host for moves started with\n"
+       "                               --as USER (credssp); prompts unless --password-stdin",
+       {kUser}, 1, {"--password-stdin"}, CliCommand::kLogon, "POST", "/v1/logon", BuildLogon},
+      {{"logoff"}, "logoff USER", nullptr, {kUser}, 1, {}, CliCommand::kLogoff, "DELETE", "/v1/logon", BuildLogon},
+      {{"logons"}, "logons", nullptr, {}, 0, {}, CliCommand::kLogons, "GET", "/v1/logons", nullptr},
   };
   return kVerbs;
 }
@@ -176,6 +182,7 @@ std::span<const CliOption> CliOptions() {
       {"--socket", "PATH",
        "ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)"},
       {"--json", "", "print the API's JSON instead of tables"},
+      {"--as", "USER", "start moves with USER's log-on at this host (ferry logon USER; credssp)"},
       {"--help", "", ""},
       // The verbs' (each row lists those it takes).
       {"--guest", "NAME", ""},
@@ -197,6 +204,7 @@ std::span<const CliOption> CliOptions() {
       {"--bandwidth-limit", "RATE", ""},
       {"--downtime-ms", "MS", ""},
       {"--time-limit", "SECONDS", ""},
+      {"--password-stdin", "", ""},
   };
   return kOptions;
 }

@@ -30,6 +30,7 @@ enum class Operand {
   kCheckpoint = 2,  // inv.checkpoint, checked as a checkpoint name; "{checkpoint}"
   kJob = 3,         // inv.job_id
   kHost = 4,        // left to the builder (move-vm's destination)
+  kUser = 5,        // left to the builder (logon, logoff)
 };
 
 struct CliVerb;
@@ -90,5 +91,9 @@ base::Status BuildJobs(const VerbArgs& args, CliInvocation& inv);         // cli
 base::Status BuildMoveVm(const VerbArgs& args, CliInvocation& inv);       // cli_live_move.cc
 base::Status BuildResolve(const VerbArgs& args, CliInvocation& inv);      // cli_live_move.cc
 base::Status BuildCheckpoint(const VerbArgs& args, CliInvocation& inv);   // cli_checkpoints.cc
+base::Status BuildLogon(const VerbArgs& args, CliInvocation& inv);        // cli_logon.cc
+// A local account name as logon, logoff and --as take it (cli_logon.cc):
+// not empty, no '/', no spaces or control characters; `what` names the word.
+base::Status ValidateUserName(const std::string& user, std::string_view what);
 
 }  // namespace appliance

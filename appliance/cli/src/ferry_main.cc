@@ -11,6 +11,7 @@
 #include "cli/cli_checkpoints.h"
 #include "cli/cli_kerberos.h"
 #include "cli/cli_live_move.h"
+#include "cli/cli_logon.h"
 #include "cli/cli_move.h"
 #include "cli/cli_output.h"
 #include "cli/http_client.h"
@@ -36,6 +37,7 @@ int Fail(const base::Error& error) {
 int Run(const appliance::CliInvocation& inv) {
   using appliance::CliCommand;
   appliance::HttpClient client(inv.socket);
+  if (!inv.as_user.empty()) client.AddHeader("x-ferry-user: " + inv.as_user);
   if (inv.command == CliCommand::kConsole && inv.follow) {
     auto result = client.Stream(inv.path, [](std::string_view data) {
       return std::fwrite(data.data(), 1, data.size(), stdout) == data.size() &&
@@ -48,13 +50,19 @@ int Run(const appliance::CliInvocation& inv) {
     }
     return 0;
   }
-  std::string body = inv.body.is_null() ? "" : inv.body.dump();
+  nlohmann::json request_body = inv.body;
+  if (inv.command == CliCommand::kLogon) {
+    auto password = appliance::ReadLogonPassword(inv.user, inv.password_stdin);
+    if (!password) return Fail(password.error());
+    request_body = {{"user", inv.user}, {"password", *password}};
+  }
+  std::string body = request_body.is_null() ? "" : request_body.dump();
   // A move acts for the admin at the destination: in kerberos mode ferryd
   // needs the admin's ticket (a token it accepts once, hence this request
   // only).
   std::vector<std::string> headers;
   if (inv.command == CliCommand::kMoveVm) headers = appliance::MoveAuthorizationHeaders(client);
-  auto result = client.Request(inv.method, inv.path, inv.body.is_null() ? nullptr : &body,
+  auto result = client.Request(inv.method, inv.path, request_body.is_null() ? nullptr : &body,
                                kRequestTimeoutSeconds, headers);
   if (!result) return Fail(result.error());
   if (result->status >= 300) {
@@ -105,6 +113,9 @@ int Run(const appliance::CliInvocation& inv) {
     case CliCommand::kCheckpointDelete:
       std::cout << appliance::FormatCheckpointResult(inv, json);
       break;
+    case CliCommand::kLogon: std::cout << appliance::FormatLogon(json); break;
+    case CliCommand::kLogoff: std::cout << inv.user << " logged off at this host\n"; break;
+    case CliCommand::kLogons: std::cout << appliance::FormatLogonList(json); break;
     case CliCommand::kHelp:
     case CliCommand::kConsole: break;
   }

@@ -68,6 +68,7 @@ base::Result<HttpResult> HttpClient::Perform(const std::string& method, const st
   curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 10L);
   curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, timeout_seconds);
+  for (const std::string& line : extra_headers_) headers = curl_slist_append(headers, line.c_str());
   for (const std::string& line : extra_headers) headers = curl_slist_append(headers, line.c_str());
   if (body != nullptr) headers = curl_slist_append(headers, "Content-Type: application/json");
   header_guard.reset(headers);

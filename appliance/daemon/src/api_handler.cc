@@ -109,6 +109,9 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) {
       return or_error(service_.Act(route.name, route.action, *state_file));
     }
     case RouteId::kMoveStorage: return HandleStorageMove(route, request);
+    case RouteId::kLogon:
+    case RouteId::kLogoff:
+    case RouteId::kListLogons: return HandleLogon(route, request);
     case RouteId::kMoveVm:
     case RouteId::kResolveVm:
     case RouteId::kListJobs:

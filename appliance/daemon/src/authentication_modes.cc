@@ -42,10 +42,11 @@ base::Result<std::unique_ptr<MoveAuthorizer>> MakeMoveAuthorizer(const config::H
 }
 
 base::Result<std::unique_ptr<ApiAuthenticator>> MakeApiAuthenticator(
-    const config::HostSettings& host) {
+    const config::HostSettings& host, std::shared_ptr<LogonSessions> logons) {
   switch (host.authentication) {
     case config::AuthenticationType::kKerberos: return MakeKerberosApiAuthenticator(host);
-    case config::AuthenticationType::kCredSsp: return MakeCredentialApiAuthenticator(host);
+    case config::AuthenticationType::kCredSsp:
+      return MakeCredentialApiAuthenticator(host, std::move(logons));
     case config::AuthenticationType::kCertificate: break;
   }
   return std::unique_ptr<ApiAuthenticator>(new LocalRootAuthenticator());

@@ -18,10 +18,11 @@ base::Result<std::unique_ptr<MoveAuthorizer>> MakeKerberosMoveAuthorizer(
 base::Result<std::unique_ptr<ApiAuthenticator>> MakeKerberosApiAuthenticator(
     const config::HostSettings& host);
 
-// credential_authentication.cc: local accounts (PAM) and log-ons.
+// credential_authentication.cc: local accounts (PAM) and log-ons; logons
+// null: none kept (--as is then refused).
 base::Result<std::unique_ptr<MoveAuthorizer>> MakeCredentialMoveAuthorizer(
     const config::HostSettings& host);
 base::Result<std::unique_ptr<ApiAuthenticator>> MakeCredentialApiAuthenticator(
-    const config::HostSettings& host);
+    const config::HostSettings& host, std::shared_ptr<LogonSessions> logons);
 
 }  // namespace appliance

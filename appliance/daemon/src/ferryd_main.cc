@@ -19,6 +19,7 @@
 #include "daemon/move_authorizer.h"
 #include "daemon/peer_service.h"
 #include "daemon/vm_service.h"
+#include "logon_sessions.h"
 #include "peer/peer_tls.h"
 
 namespace {
@@ -92,8 +93,15 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   ASSIGN_OR_RETURN(PeerTls tls, OpenPeerTls(settings));
   ASSIGN_OR_RETURN(std::shared_ptr<const appliance::MoveAuthorizer> authorizer,
                    appliance::MakeMoveAuthorizer(settings));
+  // Log-ons at this host exist only in credssp mode, in memory only.
+  std::shared_ptr<appliance::LogonSessions> logons;
+  if (settings.authentication == config::AuthenticationType::kCredSsp) {
+    appliance::LogonSessions::Options logon_options;
+    logon_options.admins = settings.admins;
+    logons = std::make_shared<appliance::LogonSessions>(std::move(logon_options));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiAuthenticator> authenticator,
-                   appliance::MakeApiAuthenticator(settings));
+                   appliance::MakeApiAuthenticator(settings, logons));
   RaiseOpenFileLimit();
   ASSIGN_OR_RETURN(std::string self_dir, SelfDirectory());
   appliance::ServiceOptions options;
@@ -130,7 +138,7 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   peer_options.authorizer = authorizer;
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::PeerService> peer,
                    appliance::PeerService::Start(*service, peer_options));
-  appliance::ApiHandler handler(*service, *moves, *live);
+  appliance::ApiHandler handler(*service, *moves, *live, logons.get());
   appliance::ApiServer::Options api_options;
   api_options.authenticator = authenticator.get();
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,

@@ -44,6 +44,11 @@ Route MatchRoute(std::string_view method, std::string_view path) {
   if (seg[1] == "jobs" && seg.size() == 2) return Only(method, "GET", Make(RouteId::kListJobs));
   if (seg[1] == "jobs" && seg.size() == 3)
     return Only(method, "GET", Make(RouteId::kGetJob, std::string(seg[2])));
+  // Log-ons at this host (credssp mode; api_handler_logon.cc).
+  if (seg[1] == "logon" && seg.size() == 2) return Only(method, "POST", Make(RouteId::kLogon));
+  if (seg[1] == "logon" && seg.size() == 3)
+    return Only(method, "DELETE", Make(RouteId::kLogoff, std::string(seg[2])));
+  if (seg[1] == "logons" && seg.size() == 2) return Only(method, "GET", Make(RouteId::kListLogons));
   if (seg[1] != "vms") return Route{};
   if (seg.size() == 2) {
     if (method == "GET") return Make(RouteId::kListVms);

@@ -125,7 +125,7 @@ TEST(CliArgsTest, UsageErrorsSayWhatIsWrong) {
 TEST(CliArgsTest, HelpListsEveryCommand) {
   EXPECT_EQ(
       UsageText(),
-      "usage: ferry [--socket PATH] [--json] COMMAND\n"
+      "usage: ferry [--socket PATH] [--json] [--as USER] COMMAND\n"
       "\n"
       "commands:\n"
       "  vm create NAME (--guest NAME | --program PATH) [--memory SIZE] [--vcpus N]\n"
@@ -150,10 +150,15 @@ TEST(CliArgsTest, HelpListsEveryCommand) {
       "to another "
       "host)\n"
       "  jobs [ID]\n"
+      "  logon USER [--password-stdin]  keep USER's password at this host for moves started with\n"
+      "                                 --as USER (credssp); prompts unless --password-stdin\n"
+      "  logoff USER\n"
+      "  logons\n"
       "\n"
       "options:\n"
       "  --socket PATH  ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)\n"
-      "  --json         print the API's JSON instead of tables\n");
+      "  --json         print the API's JSON instead of tables\n"
+      "  --as USER      start moves with USER's log-on at this host (ferry logon USER; credssp)\n");
 }
 
 TEST(CliArgsTest, EveryCommandBuildsItsRequest) {
@@ -233,7 +238,8 @@ TEST(CliArgsTest, GroupAndOptionErrorsNameWhatFits) {
       {{"host"}, "missing host command (show, certificate)"},
       {{"host", "list"}, "unknown command \"host list\" (host commands: show, certificate)"},
       {{"frob"},
-       "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs)"},
+       "unknown command \"frob\" (commands: vm, console, host, move-storage, move-vm, jobs, logon, "
+       "logoff, logons)"},
       {{"console"}, "missing argument: ferry console NAME [--follow]"},
       {{"jobs", "a", "b"}, "unexpected argument \"b\": ferry jobs [ID]"},
       {{"jobs", "a", "--follow"}, "--follow does not apply to \"ferry jobs\""},

@@ -1,7 +1,7 @@
 // The ferry command line: parsing argv into the API request it makes. Pure
 // (no I/O), so every command and every usage error is unit-tested.
 //
-//   ferry [--socket PATH] [--json] COMMAND [OPERANDS] [OPTIONS]
+//   ferry [--socket PATH] [--json] [--as USER] COMMAND [OPERANDS] [OPTIONS]
 //
 // The commands are a table of verbs (src/cli_verbs.cc): each row has its
 // words ("vm save"), synopsis, operands, options, API request and a builder
@@ -43,6 +43,10 @@ enum class CliCommand {
   // Live moves to another host (cli_live_move.h).
   kMoveVm = 50,
   kVmResolve = 51,
+  // Log-ons at this host, for credssp moves (cli_logon.h).
+  kLogon = 60,
+  kLogoff = 61,
+  kLogons = 62,
 };
 
 struct CliInvocation {
@@ -50,11 +54,16 @@ struct CliInvocation {
   bool json_output = false;
   CliCommand command = CliCommand::kHelp;
   std::string vm_name;
-  std::string action;      // for kVmAction
-  bool follow = false;     // for kConsole
-  bool no_wait = false;    // for kMoveStorage
-  std::string job_id;      // for kJobShow
-  std::string checkpoint;  // for kCheckpointCreate, kCheckpointApply, kCheckpointDelete
+  std::string action;           // for kVmAction
+  bool follow = false;          // for kConsole
+  bool no_wait = false;         // for kMoveStorage
+  std::string job_id;           // for kJobShow
+  std::string checkpoint;       // for kCheckpointCreate, kCheckpointApply, kCheckpointDelete
+  std::string user;             // for kLogon, kLogoff
+  bool password_stdin = false;  // for kLogon: read the password from stdin, no prompt
+  // --as USER: sent as the x-ferry-user header, naming the log-on at this
+  // host whose credentials a move delegates (credssp mode).
+  std::string as_user;
   // The API request to make.
   std::string method;
   std::string path;

@@ -20,6 +20,9 @@ class HttpClient {
  public:
   explicit HttpClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
 
+  // A header sent with every request from now on ("x-ferry-user: alice").
+  void AddHeader(std::string line) { extra_headers_.push_back(std::move(line)); }
+
   // One request; body null means none; headers are extra header lines
   // ("Authorization: Negotiate …") for this request only. kUnavailable when
   // ferryd cannot be reached, with a message that says so and names the
@@ -39,6 +42,7 @@ class HttpClient {
                                    const std::function<bool(std::string_view)>* sink,
                                    const std::vector<std::string>& headers);
   std::string socket_path_;
+  std::vector<std::string> extra_headers_;
 };
 
 }  // namespace appliance

@@ -59,8 +59,12 @@ class ApiAuthenticator {
   virtual std::string Challenge() const = 0;
 };
 
-// The authenticator of host.toml's migration.authentication.
+class LogonSessions;  // credssp mode's log-ons at this host (daemon/src/logon_sessions.h)
+
+// The authenticator of host.toml's migration.authentication. credssp mode
+// finds the log-ons `ferry --as` names in `logons` (made by ferryd_main in
+// that mode only; the other modes ignore it).
 base::Result<std::unique_ptr<ApiAuthenticator>> MakeApiAuthenticator(
-    const config::HostSettings& host);
+    const config::HostSettings& host, std::shared_ptr<LogonSessions> logons = nullptr);
 
 }  // namespace appliance

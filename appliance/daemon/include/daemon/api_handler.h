@@ -13,7 +13,8 @@
 
 namespace appliance {
 
-struct Route;  // router.h
+struct Route;         // router.h
+class LogonSessions;  // logon_sessions.h (credssp mode)
 
 class ApiHandler {
  public:
@@ -25,6 +26,12 @@ class ApiHandler {
   // And live moves (POST .../move-vm; their jobs join /v1/jobs).
   ApiHandler(VmService& service, StorageMoveService& moves, LiveMoveService& live)
       : service_(service), moves_(&moves), live_(&live) {}
+  // And log-ons (POST /v1/logon, ...; credssp mode): logons null answers
+  // those endpoints with a failed-precondition naming the mode; it must
+  // outlive the handler.
+  ApiHandler(VmService& service, StorageMoveService& moves, LiveMoveService& live,
+             LogonSessions* logons)
+      : service_(service), moves_(&moves), live_(&live), logons_(logons) {}
   HttpResponse Handle(const HttpRequest& request);
 
   // Request bodies larger than this are refused (the API's bodies are tiny).
@@ -39,10 +46,13 @@ class ApiHandler {
   HttpResponse HandleCheckpoints(const Route& route, const HttpRequest& request);
   // POST /v1/vms/{name}/move-vm, GET /v1/jobs[/{id}] (api_handler_live_move.cc).
   HttpResponse HandleLiveMove(const Route& route, const HttpRequest& request);
+  // POST /v1/logon, DELETE /v1/logon/{user}, GET /v1/logons (api_handler_logon.cc).
+  HttpResponse HandleLogon(const Route& route, const HttpRequest& request);
 
   VmService& service_;
   StorageMoveService* moves_ = nullptr;
   LiveMoveService* live_ = nullptr;
+  LogonSessions* logons_ = nullptr;
 };
 
 }  // namespace appliance

@@ -18,6 +18,9 @@
 //   GET    /v1/vms/{name}/checkpoints/{cp}            kGetCheckpoint
 //   DELETE /v1/vms/{name}/checkpoints/{cp}            kDeleteCheckpoint
 //   POST   /v1/vms/{name}/checkpoints/{cp}/apply      kApplyCheckpoint
+//   POST   /v1/logon                   kLogon       (credssp: an admin logs on here)
+//   DELETE /v1/logon/{user}            kLogoff
+//   GET    /v1/logons                  kListLogons
 #pragma once
 
 #include <string>
@@ -50,11 +53,16 @@ enum class RouteId {
   // Live moves to another host (jobs listed with kListJobs).
   kMoveVm = 50,
   kResolveVm = 51,
+  // Log-ons at this host (migration.authentication = "credssp").
+  kLogon = 60,
+  kLogoff = 61,
+  kListLogons = 62,
 };
 
 struct Route {
   RouteId id = RouteId::kNotFound;
-  std::string name;  // the {name} segment (a job id for kGetJob), not yet validated
+  std::string
+      name;  // the {name} segment (a job id for kGetJob, the user for kLogoff), not yet validated
   VmAction action = VmAction::kStart;  // for kVmAction
   std::string allow;                   // for kMethodNotAllowed: the methods the path takes
   std::string checkpoint;              // the {cp} segment of checkpoint routes, not yet validated

@@ -12,6 +12,7 @@
 #include "cli/cli_live_move.h"
 #include "cli/cli_move.h"
 #include "cli/cli_output.h"
+#include "cli/cli_remote.h"
 #include "cli/http_client.h"
 
 namespace {
@@ -34,7 +35,9 @@ int Fail(const base::Error& error) {
 
 int Run(const appliance::CliInvocation& inv) {
   using appliance::CliCommand;
-  appliance::HttpClient client(inv.socket);
+  auto opened = appliance::OpenClient(inv);
+  if (!opened) return Fail(opened.error());
+  appliance::HttpClient& client = *opened;
   if (inv.command == CliCommand::kConsole && inv.follow) {
     auto result = client.Stream(inv.path, [](std::string_view data) {
       return std::fwrite(data.data(), 1, data.size(), stdout) == data.size() &&
@@ -110,7 +113,8 @@ int Run(const appliance::CliInvocation& inv) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a closed stdout ends a console follow via the write error
   auto inv = appliance::ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc),
-                                         std::getenv("FERRY_SOCKET"), CurrentDirectory());
+                                         std::getenv("FERRY_SOCKET"), CurrentDirectory(),
+                                         std::getenv("FERRY_HOST"));
   if (!inv) {
     std::cerr << "ferry: " << inv.error().message() << "\n\n" << appliance::UsageText();
     return kExitUsage;

@@ -2,8 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -144,8 +144,7 @@ std::string ClientAddress(MHD_Connection* connection) {
   if (sa->sa_family == AF_INET)
     ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, text, sizeof text);
   else if (sa->sa_family == AF_INET6)
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, text,
-                sizeof text);
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, text, sizeof text);
   return text;
 }
 
@@ -179,8 +178,8 @@ HttpResponse Serve(const ApiListener& listener, MHD_Connection* connection, Http
       listener.authenticator != nullptr
           ? listener.authenticator->Authenticate(request.headers, listener.transport)
       : listener.transport.remote
-          ? base::Result<ApiCaller>(base::Error(base::Code::kPermissionDenied,
-                                                "remote API without an authenticator"))
+          ? base::Result<ApiCaller>(
+                base::Error(base::Code::kPermissionDenied, "remote API without an authenticator"))
           : base::Result<ApiCaller>(ApiCaller{});
   if (!caller) {
     HttpResponse refusal = Refusal(listener, request, caller.error());

@@ -51,8 +51,9 @@ base::Status ApiServer::StartHttps(const Options& options) {
   const Options::Https& https = *options.https;
   if (options.authenticator == nullptr)
     return base::Error(base::Code::kInvalidArgument,
-                       "api_listen " + https.listen.text + ": remote management needs an "
-                       "authenticator (migration.authentication kerberos or credssp)");
+                       "api_listen " + https.listen.text +
+                           ": remote management needs an "
+                           "authenticator (migration.authentication kerberos or credssp)");
   remote_ = std::make_unique<ApiListener>();
   remote_->handler = &handler_;
   remote_->authenticator = options.authenticator;
@@ -64,8 +65,8 @@ base::Status ApiServer::StartHttps(const Options& options) {
   auto binding = ServerEndPointBinding(https.certificate_file);
   if (!binding) return binding.error().Wrap("api_listen " + https.listen.text);
   remote_->transport.channel_binding = *std::move(binding);
-  ASSIGN_OR_RETURN(HttpsDaemon started, StartHttpsDaemon(https, *remote_, max_connections_,
-                                                         options.idle_timeout_s));
+  ASSIGN_OR_RETURN(HttpsDaemon started,
+                   StartHttpsDaemon(https, *remote_, max_connections_, options.idle_timeout_s));
   https_daemon_ = started.daemon;
   https_port_ = started.port;
   return base::Ok();

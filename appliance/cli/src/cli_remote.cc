@@ -53,11 +53,12 @@ base::Result<auth::Secret> ReadPasswordLine(int fd, const std::string& prompt,
 base::Result<HttpClient> OpenClient(const CliInvocation& inv) {
   if (!inv.remote) return HttpClient(inv.socket);
   const RemoteOptions& options = *inv.remote;
-  RemoteTarget target{.host = options.host,
-                      .port = options.port,
-                      .ca_file = options.ca_file,
-                      .fingerprint = options.fingerprint,
-                      .user = options.user};
+  RemoteTarget target;
+  target.host = options.host;
+  target.port = options.port;
+  target.ca_file = options.ca_file;
+  target.fingerprint = options.fingerprint;
+  target.user = options.user;
   if (!options.user.empty()) {
     const std::string what = "the password of " + options.user + " at " + options.host;
     if (options.password_stdin) {

@@ -136,11 +136,12 @@ base::Result<HttpResult> HttpClient::Stream(const std::string& path,
 base::Result<HttpResult> HttpClient::Perform(const std::string& method, const std::string& path,
                                              const std::string* body, long timeout_seconds,
                                              const std::function<bool(std::string_view)>* sink) {
-  TransferRequest request{.method = method,
-                          .url = "http://localhost" + path,  // the host is ignored on a socket
-                          .body = body,
-                          .timeout_seconds = timeout_seconds,
-                          .sink = sink};
+  TransferRequest request;
+  request.method = method;
+  request.url = "http://localhost" + path;  // the host part is ignored on a Unix socket
+  request.body = body;
+  request.timeout_seconds = timeout_seconds;
+  request.sink = sink;
   if (remote_ != nullptr) return remote_->Perform(std::move(request), path);
   request.configure = [this](CURL* curl) {
     curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_path_.c_str());

@@ -136,7 +136,9 @@ base::Result<HttpResult> RemoteSession::Perform(TransferRequest request, const s
   request.url = "https://" + Where() + path;
   const std::string what = request.method + " " + path;
   for (int attempt = 0;; ++attempt) {
-    TlsCheck check{.ca_file = target_.ca_file, .pinned = pinned_};
+    TlsCheck check;
+    check.ca_file = target_.ca_file;
+    check.pinned = pinned_;
     request.configure = [&check](CURL* curl) { ConfigureTls(curl, check); };
     ASSIGN_OR_RETURN(std::string authorization, AuthorizationLine());
     request.headers.clear();

@@ -177,18 +177,22 @@ class ApiHttpsTest : public ::testing::Test {
     return scheme + "://localhost:" + std::to_string(server_->https_port()) + path;
   }
   RemoteTarget ByCa(const std::string& user, const std::string& password) const {
-    return RemoteTarget{.host = "localhost",
-                        .port = server_->https_port(),
-                        .ca_file = tls_.ca,
-                        .user = user,
-                        .password = auth::Secret(password)};
+    RemoteTarget target;
+    target.host = "localhost";
+    target.port = server_->https_port();
+    target.ca_file = tls_.ca;
+    target.user = user;
+    target.password = auth::Secret(password);
+    return target;
   }
   RemoteTarget ByFingerprint(const std::string& fingerprint) const {
-    return RemoteTarget{.host = "127.0.0.1",
-                        .port = server_->https_port(),
-                        .fingerprint = fingerprint,
-                        .user = kUser,
-                        .password = auth::Secret(kPassword)};
+    RemoteTarget target;
+    target.host = "127.0.0.1";
+    target.port = server_->https_port();
+    target.fingerprint = fingerprint;
+    target.user = kUser;
+    target.password = auth::Secret(kPassword);
+    return target;
   }
   base::Result<HttpResult> GetHost(RemoteTarget target) {
     ASSIGN_OR_RETURN(HttpClient client, HttpClient::Remote(std::move(target)));

@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "base/base64.h"
 #include "base/mutex.h"
@@ -67,6 +70,17 @@ class FakeAuthenticator : public ApiAuthenticator {
   mutable base::Mutex mu_;
   mutable std::vector<uint8_t> binding_ GUARDED_BY(mu_);
   mutable int remote_calls_ GUARDED_BY(mu_) = 0;
+};
+
+// Kerberos mode's shape: asks for Negotiate, takes nothing (no KDC here).
+class NegotiateAuthenticator : public ApiAuthenticator {
+ public:
+  base::Result<ApiCaller> Authenticate(const std::map<std::string, std::string>& /*headers*/,
+                                       const ApiTransport& transport) const override {
+    if (!transport.remote) return ApiCaller{};
+    return base::Error(base::Code::kPermissionDenied, "no Kerberos token");
+  }
+  std::string Challenge() const override { return "Negotiate"; }
 };
 
 // SHA-256 of the certificate in DER, by the openssl command line (not the
@@ -155,13 +169,17 @@ class ApiHttpsTest : public ::testing::Test {
     ASSERT_TRUE(service.has_value()) << service.error().ToString();
     service_ = std::move(*service);
     handler_ = std::make_unique<ApiHandler>(*service_);
+    ASSERT_NO_FATAL_FAILURE(StartServer(authenticator_, ""));
+  }
+  void StartServer(const ApiAuthenticator& authenticator, const std::string& service_principal) {
+    server_.reset();
     ApiServer::Options api;
-    api.authenticator = &authenticator_;
+    api.authenticator = &authenticator;
     api.https =
         ApiServer::HttpsOptions{.listen = {.host = "127.0.0.1", .port = 0, .text = "127.0.0.1:0"},
                                 .certificate_file = tls_.certificate,
                                 .key_file = tls_.key,
-                                .service_principal = ""};
+                                .service_principal = service_principal};
     auto server = ApiServer::Start(dir_ / "run/api.sock", *handler_, api);
     ASSERT_TRUE(server.has_value()) << server.error().ToString();
     server_ = std::move(*server);
@@ -290,6 +308,28 @@ TEST_F(ApiHttpsTest, ClientWithNeitherCaNorFingerprintIsRefusedBeforeConnecting)
   auto client = HttpClient::Remote(std::move(target));
   ASSERT_FALSE(client.has_value());
   EXPECT_EQ(client.error().code(), base::Code::kInvalidArgument);
+}
+
+// Before authenticating, a Kerberos client learns from the 401 which
+// service principal to get a ticket for.
+TEST_F(ApiHttpsTest, NegotiateChallengeNamesTheServicePrincipal) {
+  NegotiateAuthenticator negotiate;
+  const std::string principal = "ferry-migration/localhost@FERRY.TEST";
+  ASSERT_NO_FATAL_FAILURE(StartServer(negotiate, principal));
+  RawAnswer answer = RawGet(Url("https", "/v1/vms"), tls_.ca, "");
+  ASSERT_EQ(answer.code, CURLE_OK) << curl_easy_strerror(answer.code);
+  EXPECT_EQ(answer.status, 401);
+  EXPECT_EQ(answer.www_authenticate, "Negotiate");
+  auto body = nlohmann::json::parse(answer.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << answer.body;
+  EXPECT_EQ(body["kerberos"].value("service_principal", ""), principal) << answer.body;
+  EXPECT_EQ(body["error"].value("code", ""), "unauthenticated") << answer.body;
+  // The CLI's client answers the challenge with a token, which it cannot
+  // make here (no tickets): an error, never the bare 401.
+  ::setenv("KRB5CCNAME", (dir_ / "no-such-ccache").c_str(), 1);
+  auto reply = GetHost(ByCa("", ""));
+  EXPECT_FALSE(reply.has_value()) << "answered " << reply->status << ": " << reply->body;
+  server_.reset();  // before `negotiate` goes away
 }
 
 TEST_F(ApiHttpsTest, LocalSocketStaysRoots) {

@@ -174,13 +174,13 @@ HttpResponse Serve(const ApiListener& listener, MHD_Connection* connection, Http
   // Kerberos token, a log-on) is checked before the handler sees it. A
   // remote request must prove one. Header values are never logged: they
   // hold tokens and passwords.
-  base::Result<ApiCaller> caller =
-      listener.authenticator != nullptr
-          ? listener.authenticator->Authenticate(request.headers, listener.transport)
-      : listener.transport.remote
-          ? base::Result<ApiCaller>(
-                base::Error(base::Code::kPermissionDenied, "remote API without an authenticator"))
-          : base::Result<ApiCaller>(ApiCaller{});
+  // StartHttps refuses a remote listener without an authenticator; a local
+  // one without is root's alone.
+  base::Result<ApiCaller> caller = ApiCaller{};
+  if (listener.authenticator != nullptr)
+    caller = listener.authenticator->Authenticate(request.headers, listener.transport);
+  else if (listener.transport.remote)
+    caller = base::Error(base::Code::kPermissionDenied, "remote API without an authenticator");
   if (!caller) {
     HttpResponse refusal = Refusal(listener, request, caller.error());
     if (listener.transport.remote)

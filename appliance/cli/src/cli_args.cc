@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "cli_remote_args.h"
 #include "cli_verbs.h"
 #include "config/names.h"
 
@@ -181,7 +182,10 @@ std::optional<std::string> VerbArgs::Value(std::string_view option) const {
 }
 
 std::string UsageText() {
-  std::string out = "usage: ferry [--socket PATH] [--json] [--as USER] COMMAND\n\ncommands:\n";
+  std::string out =
+      "usage: ferry [--socket PATH] [--json] [--as USER] COMMAND\n"
+      "       ferry --host HOST[:PORT] (--ca FILE | --fingerprint SHA256:...) [--user USER\n"
+      "             [--password-stdin]] [--json] COMMAND\n\ncommands:\n";
   for (const CliVerb& verb : CliVerbs()) {
     std::string_view help = verb.help == nullptr ? verb.form : std::string_view(verb.help);
     while (!help.empty()) {
@@ -206,11 +210,13 @@ std::string UsageText() {
 }
 
 base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args,
-                                             const char* env_socket, const std::string& cwd) {
+                                             const char* env_socket, const std::string& cwd,
+                                             const char* env_host) {
   CliInvocation inv;
   inv.socket = env_socket != nullptr && *env_socket != '\0' ? env_socket : kDefaultApiSocket;
   ASSIGN_OR_RETURN(CommandLine line, SplitCommandLine(args));
   // The options every command takes.
+  ASSIGN_OR_RETURN(inv.remote, TakeRemoteOptions(line.options, env_host));
   if (auto socket = line.options.extract("--socket")) {
     inv.socket = socket.mapped().front();
     if (inv.socket.empty()) return UsageError("--socket needs a path");

@@ -183,6 +183,14 @@ std::span<const CliOption> CliOptions() {
        "ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)"},
       {"--json", "", "print the API's JSON instead of tables"},
       {"--as", "USER", "start moves with USER's log-on at this host (ferry logon USER; credssp)"},
+      // Remote management (cli_remote_args.h).
+      {"--host", "HOST[:PORT]",
+       "ferryd's HTTPS API on that host (its api_listen; port 7443 by default; $FERRY_HOST)"},
+      {"--ca", "FILE", "with --host: the CA that issued that ferryd's certificate"},
+      {"--fingerprint", "SHA256:...",
+       "with --host: that ferryd's certificate (`ferry host certificate show` there)"},
+      {"--user", "USER", "with --host: log on as USER (credssp mode); password prompted"},
+      {"--password-stdin", "", "with --user: read the password from stdin"},
       {"--help", "", ""},
       // The verbs' (each row lists those it takes).
       {"--guest", "NAME", ""},

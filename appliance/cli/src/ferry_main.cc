@@ -14,6 +14,7 @@
 #include "cli/cli_logon.h"
 #include "cli/cli_move.h"
 #include "cli/cli_output.h"
+#include "cli/cli_remote.h"
 #include "cli/http_client.h"
 
 namespace {
@@ -36,7 +37,9 @@ int Fail(const base::Error& error) {
 
 int Run(const appliance::CliInvocation& inv) {
   using appliance::CliCommand;
-  appliance::HttpClient client(inv.socket);
+  auto opened = appliance::OpenClient(inv);
+  if (!opened) return Fail(opened.error());
+  appliance::HttpClient& client = *opened;
   if (!inv.as_user.empty()) client.AddHeader("x-ferry-user: " + inv.as_user);
   if (inv.command == CliCommand::kConsole && inv.follow) {
     auto result = client.Stream(inv.path, [](std::string_view data) {
@@ -61,7 +64,10 @@ int Run(const appliance::CliInvocation& inv) {
   // needs the admin's ticket (a token it accepts once, hence this request
   // only).
   std::vector<std::string> headers;
-  if (inv.command == CliCommand::kMoveVm) headers = appliance::MoveAuthorizationHeaders(client);
+  // (Over --host the session itself answers ferryd's Negotiate, bound to the
+  // certificate it saw: see http_client.h.)
+  if (inv.command == CliCommand::kMoveVm && !inv.remote)
+    headers = appliance::MoveAuthorizationHeaders(client);
   auto result = client.Request(inv.method, inv.path, request_body.is_null() ? nullptr : &body,
                                kRequestTimeoutSeconds, headers);
   if (!result) return Fail(result.error());
@@ -127,7 +133,8 @@ int Run(const appliance::CliInvocation& inv) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a closed stdout ends a console follow via the write error
   auto inv = appliance::ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc),
-                                         std::getenv("FERRY_SOCKET"), CurrentDirectory());
+                                         std::getenv("FERRY_SOCKET"), CurrentDirectory(),
+                                         std::getenv("FERRY_HOST"));
   if (!inv) {
     std::cerr << "ferry: " << inv.error().message() << "\n\n" << appliance::UsageText();
     return kExitUsage;

@@ -141,6 +141,16 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   appliance::ApiHandler handler(*service, *moves, *live, logons.get());
   appliance::ApiServer::Options api_options;
   api_options.authenticator = authenticator.get();
+  // Remote management: the API over HTTPS with this host's certificate
+  // (host.toml refuses api_listen in certificate mode).
+  if (settings.api_listen)
+    api_options.https = appliance::ApiServer::HttpsOptions{
+        .listen = *settings.api_listen,
+        .certificate_file = settings.tls.certificate,
+        .key_file = settings.tls.key,
+        .service_principal = settings.authentication == config::AuthenticationType::kKerberos
+                                 ? settings.kerberos.service_principal
+                                 : ""};
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
                    appliance::ApiServer::Start(settings.api_socket, handler, api_options));
   base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root +

@@ -126,6 +126,8 @@ TEST(CliArgsTest, HelpListsEveryCommand) {
   EXPECT_EQ(
       UsageText(),
       "usage: ferry [--socket PATH] [--json] [--as USER] COMMAND\n"
+      "       ferry --host HOST[:PORT] (--ca FILE | --fingerprint SHA256:...) [--user USER\n"
+      "             [--password-stdin]] [--json] COMMAND\n"
       "\n"
       "commands:\n"
       "  vm create NAME (--guest NAME | --program PATH) [--memory SIZE] [--vcpus N]\n"
@@ -156,9 +158,17 @@ TEST(CliArgsTest, HelpListsEveryCommand) {
       "  logons\n"
       "\n"
       "options:\n"
-      "  --socket PATH  ferryd's API socket (default $FERRY_SOCKET, else /run/ferry/ferryd.sock)\n"
-      "  --json         print the API's JSON instead of tables\n"
-      "  --as USER      start moves with USER's log-on at this host (ferry logon USER; credssp)\n");
+      "  --socket PATH             ferryd's API socket (default $FERRY_SOCKET, else "
+      "/run/ferry/ferryd.sock)\n"
+      "  --json                    print the API's JSON instead of tables\n"
+      "  --host HOST[:PORT]        ferryd's HTTPS API on that host (its api_listen; port 7443 by "
+      "default; $FERRY_HOST)\n"
+      "  --ca FILE                 with --host: the CA that issued that ferryd's certificate\n"
+      "  --fingerprint SHA256:...  with --host: that ferryd's certificate (`ferry host "
+      "certificate show` there)\n"
+      "  --user USER               with --host: log on as USER (credssp mode); password "
+      "prompted\n"
+      "  --password-stdin          with --user: read the password from stdin\n");
 }
 
 TEST(CliArgsTest, EveryCommandBuildsItsRequest) {

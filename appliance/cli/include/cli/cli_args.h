@@ -2,14 +2,19 @@
 // (no I/O), so every command and every usage error is unit-tested.
 //
 //   ferry [--socket PATH] [--json] [--as USER] COMMAND [OPERANDS] [OPTIONS]
+//   ferry --host HOST[:PORT] (--ca FILE | --fingerprint SHA256:…)
+//         [--user USER [--password-stdin]] COMMAND ...
 //
 // The commands are a table of verbs (src/cli_verbs.cc): each row has its
 // words ("vm save"), synopsis, operands, options, API request and a builder
 // for the body; `ferry help` (UsageText) prints the same rows. Options may
 // appear anywhere after "ferry". The socket is --socket, else $FERRY_SOCKET,
-// else /run/ferry/ferryd.sock.
+// else /run/ferry/ferryd.sock. --host (else $FERRY_HOST, unless --socket is
+// given) reaches another host's ferryd over HTTPS instead (http_client.h).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,8 +54,19 @@ enum class CliCommand {
   kLogons = 62,
 };
 
+// `ferry --host`: ferryd's HTTPS API on another host (its api_listen).
+struct RemoteOptions {
+  std::string host;             // a name or IP literal, IPv6 without brackets
+  uint16_t port = 7443;         // kDefaultRemoteApiPort (http_client.h)
+  std::string ca_file;          // exactly one of these two
+  std::string fingerprint;      // "SHA256:…" as given (checked by the parser)
+  std::string user;             // HTTP Basic (credssp mode) when not empty
+  bool password_stdin = false;  // read the password from stdin, not a prompt
+};
+
 struct CliInvocation {
   std::string socket;
+  std::optional<RemoteOptions> remote;  // set: --host, and socket is unused
   bool json_output = false;
   CliCommand command = CliCommand::kHelp;
   std::string vm_name;
@@ -70,12 +86,14 @@ struct CliInvocation {
   nlohmann::json body;  // null: no body
 };
 
-// args excludes argv[0]. env_socket is $FERRY_SOCKET (null if unset); cwd
+// args excludes argv[0]. env_socket is $FERRY_SOCKET and env_host $FERRY_HOST
+// (null if unset); cwd
 // makes relative --program, --disk, --to and --from paths absolute, since
 // ferryd resolves paths in its own working directory, not the caller's.
 // Errors are kInvalidArgument with a message fit for "ferry: <message>".
 base::Result<CliInvocation> ParseCommandLine(const std::vector<std::string>& args,
-                                             const char* env_socket, const std::string& cwd);
+                                             const char* env_socket, const std::string& cwd,
+                                             const char* env_host = nullptr);
 
 // The help text printed by "ferry help" and after usage errors.
 std::string UsageText();

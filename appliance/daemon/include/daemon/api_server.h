@@ -13,18 +13,32 @@
 // fd, the limit is high (Options), and a connection that sends nothing for
 // idle_timeout_s (a half-sent request included) is closed. Per-IP limits do
 // not apply: every client of a Unix socket has the same (no) address.
+//
+// Remote management (Options::https, host.toml's api_listen): the same API
+// over HTTPS on a TCP address, presenting the host's [tls] certificate (TLS
+// 1.2 or 1.3). Every remote request must satisfy the authenticator with
+// ApiTransport{remote, SHA-256 of that certificate}; a request with no
+// Authorization header is answered 401 with the authenticator's challenge,
+// one whose credentials are refused 403. The MHD and TLS glue lives in
+// src/api_https.cc; both listeners share src/api_mhd.cc.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "base/event_fd.h"
+#include "config/host_settings.h"
 #include "daemon/api_caller.h"
 #include "daemon/api_handler.h"
 
 struct MHD_Daemon;
 
 namespace appliance {
+
+struct ApiListener;  // src/api_mhd.h
 
 class ApiServer {
  public:
@@ -39,7 +53,19 @@ class ApiServer {
     // Establishes who sent each request (api_caller.h); null: every caller
     // is the local root with no admin credentials. Must outlive the server.
     const ApiAuthenticator* authenticator = nullptr;
+
+    struct Https {
+      config::ListenAddress listen;  // api_listen; port 0 picks a free one (tests)
+      std::string certificate_file;  // [tls] certificate (PEM): what clients verify
+      std::string key_file;          // [tls] key (PEM)
+      // Kerberos mode: the principal remote clients get a ticket for, named
+      // in 401 answers (they cannot read GET /v1/host before authenticating).
+      std::string service_principal;
+    };
+    // The remote listener; none when unset. Requires an authenticator.
+    std::optional<Https> https;
   };
+  using HttpsOptions = Options::Https;
   // File descriptors Start keeps out of max_connections' reach: workers'
   // pidfds and sockets, disks of storage moves, the peer listener.
   static constexpr unsigned kReservedFds = 256;
@@ -51,7 +77,8 @@ class ApiServer {
                                                         ApiHandler& handler) {
     return Start(socket_path, handler, Options{});
   }
-  // Ends console streams, waits for connection threads, removes the socket.
+  // Ends console streams, waits for connection threads (both listeners),
+  // removes the socket.
   ~ApiServer();
 
   ApiHandler& handler() { return handler_; }
@@ -59,15 +86,26 @@ class ApiServer {
   int stop_fd() const { return stop_.fd(); }
   // The connection limit in force (Options::max_connections, or lower).
   unsigned max_connections() const { return max_connections_; }
+  // The HTTPS listener's port (0 when there is none).
+  uint16_t https_port() const { return https_port_; }
+  // What remote requests are bound to: SHA-256 of the DER certificate the
+  // HTTPS listener presents (empty when there is none).
+  const std::vector<uint8_t>& https_channel_binding() const;
 
  private:
-  ApiServer(std::string socket_path, ApiHandler& handler, base::EventFd stop)
-      : socket_path_(std::move(socket_path)), handler_(handler), stop_(std::move(stop)) {}
+  ApiServer(std::string socket_path, ApiHandler& handler, base::EventFd stop);
+  base::Status StartHttps(const Options& options);
 
   std::string socket_path_;
   ApiHandler& handler_;
   base::EventFd stop_;  // signalled at shutdown: console streams end
-  MHD_Daemon* daemon_ = nullptr;
+  // What each MHD daemon's callbacks read; declared before the daemons,
+  // which are stopped (in the destructor) before these go away.
+  std::unique_ptr<ApiListener> local_;
+  std::unique_ptr<ApiListener> remote_;
+  MHD_Daemon* daemon_ = nullptr;        // the local socket
+  MHD_Daemon* https_daemon_ = nullptr;  // api_listen; null when off
+  uint16_t https_port_ = 0;
   unsigned max_connections_ = 0;
   const ApiAuthenticator* authenticator_ = nullptr;  // Options::authenticator
 };

@@ -51,22 +51,6 @@ class PeerIntegrationTest : public FerryTest {
     Configure(true, "[\"any\"]");
   }
 
-  void TearDown() override {
-    // The harness kills the workers under vms/; incoming ones live under
-    // incoming/ until they commit.
-    const std::string marker = std::string("--vm-dir") + '\0' + storage() + "/incoming/";
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-      const std::string name = e.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::ifstream in(e.path().string() + "/cmdline");
-      std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (cmdline.find("ferry-vmm") != std::string::npos &&
-          cmdline.find(marker) != std::string::npos)
-        ::kill(-pid_t(std::stol(name)), SIGKILL);  // each worker leads its own process group
-    }
-    FerryTest::TearDown();
-  }
-
   void Configure(bool incoming, const std::string& networks) {
     std::ofstream(config(), std::ios::trunc)
         << "storage_root = \"" << storage() << "\"\n"

@@ -308,7 +308,9 @@ void FerryTest::SetUp() {
 
 void FerryTest::TearDown() {
   if (HasFailure()) DumpFerrydLogs(dir_, storage());
-  KillWorkersUnder(storage() + "/vms/");
+  // vms/ and incoming/ alike: a move into this host leaves a worker under
+  // incoming/ until it commits (or for good, if the test ends before).
+  KillWorkersUnder(storage() + "/");
   KillFerryd();
   temp_.reset();  // removes the directory, now that nothing uses it
 }

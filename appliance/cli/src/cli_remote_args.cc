@@ -58,12 +58,12 @@ base::Result<std::optional<RemoteOptions>> TakeRemoteOptions(OptionValues& optio
   std::optional<std::string> ca = Take(options, "--ca");
   std::optional<std::string> fingerprint = Take(options, "--fingerprint");
   std::optional<std::string> user = Take(options, "--user");
-  const bool password_stdin = options.erase("--password-stdin") != 0;
+  // With --user it is that log-on's; otherwise a command's own (ferry logon).
+  const bool password_stdin = user.has_value() && options.erase("--password-stdin") != 0;
   if (!host) {
     const std::pair<const char*, bool> given[] = {{"--ca", ca.has_value()},
                                                   {"--fingerprint", fingerprint.has_value()},
-                                                  {"--user", user.has_value()},
-                                                  {"--password-stdin", password_stdin}};
+                                                  {"--user", user.has_value()}};
     for (const auto& [name, is_given] : given) {
       if (is_given) return UsageError(std::string(name) + " applies only with --host HOST");
     }
@@ -87,7 +87,6 @@ base::Result<std::optional<RemoteOptions>> TakeRemoteOptions(OptionValues& optio
     if (user->empty()) return UsageError("--user needs a user name");
     remote.user = *user;
   }
-  if (password_stdin && !user) return UsageError("--password-stdin applies only with --user");
   remote.password_stdin = password_stdin;
   return std::optional<RemoteOptions>(std::move(remote));
 }

@@ -35,31 +35,38 @@ int Fail(const base::Error& error) {
   return error.code() == base::Code::kUnavailable ? kExitUnreachable : kExitFailed;
 }
 
+// `ferry console NAME --follow`: the console as it grows, until ferryd ends
+// it or the user interrupts.
+int FollowConsole(appliance::HttpClient& client, const std::string& path) {
+  auto result = client.Stream(path, [](std::string_view data) {
+    return std::fwrite(data.data(), 1, data.size(), stdout) == data.size() &&
+           std::fflush(stdout) == 0;
+  });
+  if (!result) return Fail(result.error());
+  if (result->status != 200) {
+    std::cerr << "ferry: " << appliance::ErrorMessage(result->status, result->body) << "\n";
+    return kExitFailed;
+  }
+  return 0;
+}
+
+// The request's JSON body; a log-on's password is read only now (prompt).
+base::Result<nlohmann::json> RequestBody(const appliance::CliInvocation& inv) {
+  if (inv.command != appliance::CliCommand::kLogon) return inv.body;
+  ASSIGN_OR_RETURN(auto password, appliance::ReadLogonPassword(inv.user, inv.password_stdin));
+  return nlohmann::json{{"user", inv.user}, {"password", password}};
+}
+
 int Run(const appliance::CliInvocation& inv) {
   using appliance::CliCommand;
   auto opened = appliance::OpenClient(inv);
   if (!opened) return Fail(opened.error());
   appliance::HttpClient& client = *opened;
   if (!inv.as_user.empty()) client.AddHeader("x-ferry-user: " + inv.as_user);
-  if (inv.command == CliCommand::kConsole && inv.follow) {
-    auto result = client.Stream(inv.path, [](std::string_view data) {
-      return std::fwrite(data.data(), 1, data.size(), stdout) == data.size() &&
-             std::fflush(stdout) == 0;
-    });
-    if (!result) return Fail(result.error());
-    if (result->status != 200) {
-      std::cerr << "ferry: " << appliance::ErrorMessage(result->status, result->body) << "\n";
-      return kExitFailed;
-    }
-    return 0;
-  }
-  nlohmann::json request_body = inv.body;
-  if (inv.command == CliCommand::kLogon) {
-    auto password = appliance::ReadLogonPassword(inv.user, inv.password_stdin);
-    if (!password) return Fail(password.error());
-    request_body = {{"user", inv.user}, {"password", *password}};
-  }
-  std::string body = request_body.is_null() ? "" : request_body.dump();
+  if (inv.command == CliCommand::kConsole && inv.follow) return FollowConsole(client, inv.path);
+  auto request_body = RequestBody(inv);
+  if (!request_body) return Fail(request_body.error());
+  std::string body = request_body->is_null() ? "" : request_body->dump();
   // A move acts for the admin at the destination: in kerberos mode ferryd
   // needs the admin's ticket (a token it accepts once, hence this request
   // only).
@@ -68,7 +75,7 @@ int Run(const appliance::CliInvocation& inv) {
   // certificate it saw: see http_client.h.)
   if (inv.command == CliCommand::kMoveVm && !inv.remote)
     headers = appliance::MoveAuthorizationHeaders(client);
-  auto result = client.Request(inv.method, inv.path, request_body.is_null() ? nullptr : &body,
+  auto result = client.Request(inv.method, inv.path, request_body->is_null() ? nullptr : &body,
                                kRequestTimeoutSeconds, headers);
   if (!result) return Fail(result.error());
   if (result->status >= 300) {

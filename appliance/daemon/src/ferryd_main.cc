@@ -85,23 +85,51 @@ base::Result<PeerTls> OpenPeerTls(const config::HostSettings& settings) {
   return tls;
 }
 
+// Who may act through this ferryd (migration.authentication): the check of
+// incoming Prepares, the API's authenticator and, in credssp mode, the
+// log-ons kept in memory.
+struct Authentication {
+  std::shared_ptr<const appliance::MoveAuthorizer> authorizer;
+  std::shared_ptr<appliance::LogonSessions> logons;
+  std::unique_ptr<appliance::ApiAuthenticator> authenticator;
+};
+base::Result<Authentication> OpenAuthentication(const config::HostSettings& settings) {
+  Authentication a;
+  ASSIGN_OR_RETURN(a.authorizer, appliance::MakeMoveAuthorizer(settings));
+  if (settings.authentication == config::AuthenticationType::kCredSsp) {
+    appliance::LogonSessions::Options logon_options;
+    logon_options.admins = settings.admins;
+    a.logons = std::make_shared<appliance::LogonSessions>(std::move(logon_options));
+  }
+  ASSIGN_OR_RETURN(a.authenticator, appliance::MakeApiAuthenticator(settings, a.logons));
+  return a;
+}
+
+// The local socket always; remote management over HTTPS with this host's
+// certificate when api_listen is set (host.toml refuses it in certificate
+// mode).
+appliance::ApiServer::Options ApiOptions(const config::HostSettings& settings,
+                                         const appliance::ApiAuthenticator& authenticator) {
+  appliance::ApiServer::Options api_options;
+  api_options.authenticator = &authenticator;
+  if (settings.api_listen)
+    api_options.https = appliance::ApiServer::HttpsOptions{
+        .listen = *settings.api_listen,
+        .certificate_file = settings.tls.certificate,
+        .key_file = settings.tls.key,
+        .service_principal = settings.authentication == config::AuthenticationType::kKerberos
+                                 ? settings.kerberos.service_principal
+                                 : ""};
+  return api_options;
+}
+
 base::Status Serve(const std::string& config_path, const sigset_t& stop_signals) {
   ASSIGN_OR_RETURN(config::HostSettings settings, config::LoadHostSettings(config_path));
   // Before any thread: MIT krb5 reads it at each library call.
   if (!settings.kerberos.krb5_config.empty())
     ::setenv("KRB5_CONFIG", settings.kerberos.krb5_config.c_str(), 1);
   ASSIGN_OR_RETURN(PeerTls tls, OpenPeerTls(settings));
-  ASSIGN_OR_RETURN(std::shared_ptr<const appliance::MoveAuthorizer> authorizer,
-                   appliance::MakeMoveAuthorizer(settings));
-  // Log-ons at this host exist only in credssp mode, in memory only.
-  std::shared_ptr<appliance::LogonSessions> logons;
-  if (settings.authentication == config::AuthenticationType::kCredSsp) {
-    appliance::LogonSessions::Options logon_options;
-    logon_options.admins = settings.admins;
-    logons = std::make_shared<appliance::LogonSessions>(std::move(logon_options));
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiAuthenticator> authenticator,
-                   appliance::MakeApiAuthenticator(settings, logons));
+  ASSIGN_OR_RETURN(Authentication auth, OpenAuthentication(settings));
   RaiseOpenFileLimit();
   ASSIGN_OR_RETURN(std::string self_dir, SelfDirectory());
   appliance::ServiceOptions options;
@@ -135,24 +163,13 @@ base::Status Serve(const std::string& config_path, const sigset_t& stop_signals)
   peer_options.worker_binary = options.worker_binary;
   peer_options.kvm_device = options.kvm_device;
   peer_options.tls = tls.context;
-  peer_options.authorizer = authorizer;
+  peer_options.authorizer = auth.authorizer;
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::PeerService> peer,
                    appliance::PeerService::Start(*service, peer_options));
-  appliance::ApiHandler handler(*service, *moves, *live, logons.get());
-  appliance::ApiServer::Options api_options;
-  api_options.authenticator = authenticator.get();
-  // Remote management: the API over HTTPS with this host's certificate
-  // (host.toml refuses api_listen in certificate mode).
-  if (settings.api_listen)
-    api_options.https = appliance::ApiServer::HttpsOptions{
-        .listen = *settings.api_listen,
-        .certificate_file = settings.tls.certificate,
-        .key_file = settings.tls.key,
-        .service_principal = settings.authentication == config::AuthenticationType::kKerberos
-                                 ? settings.kerberos.service_principal
-                                 : ""};
+  appliance::ApiHandler handler(*service, *moves, *live, auth.logons.get());
   ASSIGN_OR_RETURN(std::unique_ptr<appliance::ApiServer> server,
-                   appliance::ApiServer::Start(settings.api_socket, handler, api_options));
+                   appliance::ApiServer::Start(settings.api_socket, handler,
+                                               ApiOptions(settings, *auth.authenticator)));
   base::LogInfo("ferryd serving on " + settings.api_socket + " (storage " + settings.storage_root +
                 ", guests " + options.guest_dir + ")");
   int sig = 0;

@@ -161,6 +161,8 @@ TEST(CliArgsTest, HelpListsEveryCommand) {
       "  --socket PATH             ferryd's API socket (default $FERRY_SOCKET, else "
       "/run/ferry/ferryd.sock)\n"
       "  --json                    print the API's JSON instead of tables\n"
+      "  --as USER                 start moves with USER's log-on at this host (ferry logon USER; "
+      "credssp)\n"
       "  --host HOST[:PORT]        ferryd's HTTPS API on that host (its api_listen; port 7443 by "
       "default; $FERRY_HOST)\n"
       "  --ca FILE                 with --host: the CA that issued that ferryd's certificate\n"

@@ -17,7 +17,7 @@ echo "== clang build (-Wthread-safety, warnings are errors; compile only)"
 # integration harness, to keep the step to a few minutes.
 # (Ninja's <dir>/all targets: everything CMake defines in that folder.)
 cmake --preset clang >/dev/null
-clang_dirs=(base config storage transport vm appliance tests/fuzz)
+clang_dirs=(base config storage transport auth vm appliance tests/fuzz)
 for d in tests/unit/*/; do
   if [[ -f $d/CMakeLists.txt ]]; then clang_dirs+=("${d%/}"); fi
 done

@@ -20,6 +20,7 @@
 #include "support/ferryd_harness.h"
 #include "support/kvm.h"
 #include "support/samba_dc.h"
+#include "transport/tls.h"
 
 namespace ferry_it {
 namespace {
@@ -50,6 +51,7 @@ class KerberosMoveTest : public FerryTest {
     std::string rcache = dir() + "/rcache";
     ::mkdir(rcache.c_str(), 0700);
     ::setenv("KRB5RCACHEDIR", rcache.c_str(), 1);
+    api_port_ = FreePort(Address(1));
     for (int i : {1, 2}) {
       const std::string host = "host" + std::to_string(i);
       ports_[i] = FreePort(Address(i));
@@ -58,8 +60,11 @@ class KerberosMoveTest : public FerryTest {
       hosts_[i] = std::make_unique<ExtraFerryd>(dir(), host + "." + dc_->dns_domain());
       std::string keytab = dc_->ExportKeytab(host + "$");
       ASSERT_FALSE(keytab.empty());
+      // host1 also serves its API over HTTPS, for a management host.
+      const std::string api =
+          i == 1 ? "api_listen = \"" + Address(1) + ":" + std::to_string(api_port_) + "\"\n" : "";
       hosts_[i]->WriteConfig(
-          LiveMoveHostToml(Address(i) + ":" + std::to_string(ports_[i])) +
+          api + LiveMoveHostToml(Address(i) + ":" + std::to_string(ports_[i])) +
           "authentication = \"kerberos\"\n" + "admins = [\"" + dc_->Principal("alice") +
           (i == 1 ? "\", \"" + dc_->Principal("bob") : std::string()) + "\"]\n" +
           "[kerberos]\nkeytab = \"" + keytab + "\"\nservice_principal = \"" +
@@ -101,6 +106,7 @@ class KerberosMoveTest : public FerryTest {
   static inline std::unique_ptr<SambaDc> dc_;
   std::unique_ptr<ExtraFerryd> hosts_[3];
   uint16_t ports_[3] = {};
+  uint16_t api_port_ = 0;
 };
 
 TEST_F(KerberosMoveTest, MovesForAnAdminAndRefusesWithoutDelegationOrRights) {
@@ -139,6 +145,20 @@ TEST_F(KerberosMoveTest, MovesForAnAdminAndRefusesWithoutDelegationOrRights) {
 
   // 4. No ticket: nothing to delegate.
   ExpectRefused("k2", MoveToHost2("k2", ""), "run kinit");
+
+  // 5. From a management host: `ferry --host host1` over HTTPS with alice's
+  // ticket (bound to host1's certificate, pinned by its fingerprint); host1
+  // acts for her toward host2 by constrained delegation.
+  auto fingerprint = transport::CertificateFingerprint(hosts_[1]->dir() + "/tls/host.crt");
+  ASSERT_TRUE(fingerprint.has_value()) << fingerprint.error().ToString();
+  ProcessResult remote = RunProcess(
+      {FERRY_BIN_DIR "/ferry", "--host", Address(1) + ":" + std::to_string(api_port_),
+       "--fingerprint", *fingerprint, "move-vm", "k2", Address(2) + ":" + std::to_string(ports_[2]),
+       "--include-storage", "--destination-storage-path", dir() + "/host2-disks"},
+      {"KRB5_CONFIG=" + dc_->krb5_config(), "KRB5CCNAME=" + alice}, 120000);
+  ASSERT_EQ(remote.exit_code, 0) << remote.out << remote.err;
+  EXPECT_EQ(hosts_[2]->State("k2"), "running");
+  EXPECT_EQ(hosts_[1]->State("k2"), "");
 }
 
 }  // namespace

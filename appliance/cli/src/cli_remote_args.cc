@@ -8,8 +8,6 @@
 namespace appliance {
 namespace {
 
-static_assert(RemoteOptions{}.port == kDefaultRemoteApiPort);
-
 std::optional<std::string> Take(OptionValues& options, const char* name) {
   auto node = options.extract(name);
   if (node.empty()) return std::nullopt;

@@ -5,9 +5,7 @@
 #include <filesystem>
 
 namespace appliance {
-namespace {
 
-// Absolute, and every component a real name (no "", ".", "..").
 bool IsCleanAbsolute(const std::string& path) {
   if (path.size() < 2 || path[0] != '/' || path.back() == '/') return false;
   size_t start = 1;
@@ -25,6 +23,8 @@ bool IsInside(const std::string& path, const std::string& dir) {
   return path.size() > dir.size() + 1 && path.compare(0, dir.size(), dir) == 0 &&
          path[dir.size()] == '/';
 }
+
+namespace {
 
 // The longest existing prefix of path, resolved; empty if none resolves.
 std::string ResolvedExistingPrefix(const std::string& path, std::string* existing) {

@@ -54,10 +54,13 @@ enum class CliCommand {
   kLogons = 62,
 };
 
+// The port of a ferryd's api_listen when `--host` names none.
+inline constexpr uint16_t kDefaultRemoteApiPort = 7443;
+
 // `ferry --host`: ferryd's HTTPS API on another host (its api_listen).
 struct RemoteOptions {
   std::string host;             // a name or IP literal, IPv6 without brackets
-  uint16_t port = 7443;         // kDefaultRemoteApiPort (http_client.h)
+  uint16_t port = kDefaultRemoteApiPort;
   std::string ca_file;          // exactly one of these two
   std::string fingerprint;      // "SHA256:…" as given (checked by the parser)
   std::string user;             // HTTP Basic (credssp mode) when not empty

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "auth/secret.h"
+#include "cli/cli_args.h"
 #include "base/result.h"
 
 namespace appliance {
@@ -30,7 +31,6 @@ struct HttpResult {
   std::string body;
 };
 
-inline constexpr uint16_t kDefaultRemoteApiPort = 7443;
 
 // How ferry reaches and proves itself to a remote ferryd. Move-only (the
 // password).

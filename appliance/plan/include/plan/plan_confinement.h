@@ -14,6 +14,11 @@
 
 namespace appliance {
 
+// Absolute, and every component a real name (no "", ".", ".."); not "/".
+bool IsCleanAbsolute(const std::string& path);
+// path lies strictly below dir (lexically; both clean absolute paths).
+bool IsInside(const std::string& path, const std::string& dir);
+
 // Every reason the plan is not confined (empty: it is):
 //  - destination absolute, without "." / ".." components, no symlink in its
 //    existing part, and outside storage_root (ferry's own inventory);

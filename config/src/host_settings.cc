@@ -193,7 +193,8 @@ base::Status CheckAuthentication(const HostSettings& s, std::string_view file) {
 
 // Defaults that depend on storage_root, applied once the whole file is read.
 void ApplyStorageRootDefaults(HostSettings& s) {
-  if (s.incoming_directories.empty()) s.incoming_directories = {s.storage_root + "/incoming-disks"};
+  if (s.incoming_directories.empty())
+    s.incoming_directories = {s.storage_root + "/" + kIncomingDisksDir};
   if (s.tls.certificate.empty()) s.tls.certificate = s.storage_root + "/tls/host.crt";
   if (s.tls.key.empty()) s.tls.key = s.storage_root + "/tls/host.key";
 }

@@ -24,6 +24,7 @@ json ToJson(const DepartureRecord& r) {
               {"job", r.job},
               {"host", r.host},
               {"destination", r.destination},
+              {"destination_fingerprint", r.destination_fingerprint},
               {"state", ToString(r.state)},
               {"message", r.message},
               {"resume_here", r.resume_here},
@@ -58,6 +59,7 @@ base::Result<DepartureRecord> DepartureFromJson(const json& j, std::string_view 
   };
   r.job = text("job");
   r.destination = text("destination");
+  r.destination_fingerprint = text("destination_fingerprint");
   r.message = text("message");
   r.resume_here =
       j.contains("resume_here") && j["resume_here"].is_boolean() && j["resume_here"].get<bool>();

@@ -424,6 +424,14 @@ base::Result<PrepareReply> LiveMoveService::PrepareAtDestination(
     base::MutexLock lock(jobs_->mu());
     job.record.destination_fingerprint = fingerprint;
   }
+  // Durable before the worker may start: after a crash, only this host's
+  // word may settle the move (VmDepartures::AskDestination).
+  if (auto pinned =
+          vms_.departures().PinDestination(job.record.vm, job.record.migration_id, fingerprint);
+      !pinned) {
+    AbortAtDestination(job, "the source could not record the destination's certificate");
+    return pinned.error();
+  }
   auto reply = PrepareReplyFromJson(prepared);
   if (!reply) {
     AbortAtDestination(job, "the source could not read the Prepare reply");

@@ -18,6 +18,7 @@
 #include "ipc/vm_dir_files.h"
 #include "ipc/worker_protocol.h"
 #include "peer_service_internal.h"
+#include "protocol/peer_trust.h"
 
 namespace appliance {
 namespace {
@@ -97,8 +98,12 @@ base::Status PeerService::CheckMoveOwner(const std::string& id, const Move* move
   } else if (auto record = ReadRecord(id)) {
     owner = record->value("source_fingerprint", "");
   }
-  // "" : no such move here (the answer says unknown), or a record written
-  // before ferry authenticated its peers.
+  // A move here whose owner is not known cannot be answered to anyone; a
+  // record without one is from before ferry authenticated its peers, and
+  // no record at all means the answer is "unknown".
+  if (move != nullptr && owner.empty())
+    return base::Error(base::Code::kPermissionDenied,
+                       "migration " + id + ": this host does not know which host prepared it");
   if (owner.empty() || owner == caller.tls.fingerprint) return base::Ok();
   base::LogWarning("peer service: " + caller.address.text + " (certificate " +
                    caller.tls.fingerprint + ") asked about migration " + id +
@@ -401,6 +406,14 @@ void PeerService::RecoverEntry(const std::string& id) {
   auto plan_text = base::ReadFileToString(dir + "/" + kIncomingPlanFile);
   auto plan = plan_text ? PrepareRequestFromJson(nlohmann::json::parse(*plan_text, nullptr, false))
                         : base::Result<PrepareRequest>(plan_text.error());
+  // Who prepared it, also when the record could not say (written before
+  // the worker started, unlike the record).
+  if (move->source_fingerprint.empty()) {
+    if (auto tls_text = base::ReadFileToString(dir + "/" + kIncomingTlsFile)) {
+      if (auto trust = PeerTrustFromJson(nlohmann::json::parse(*tls_text, nullptr, false)))
+        move->source_fingerprint = trust->peer_fingerprint;
+    }
+  }
   if (plan) {
     move->plan = *plan;
     move->name = plan->vm_name;

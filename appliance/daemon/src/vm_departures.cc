@@ -58,6 +58,20 @@ void VmDepartures::MarkInDoubt(const std::string& name, const std::string& migra
   control_.RefreshStateFromWorker(**vm);
 }
 
+base::Status VmDepartures::PinDestination(const std::string& name, const std::string& migration_id,
+                                          const std::string& fingerprint) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
+  base::MutexLock lock(vm->mu);
+  if (vm->deleted || !vm->departure || vm->departure->migration_id != migration_id)
+    return base::Error(base::Code::kFailedPrecondition,
+                       "vm " + name + " has no departure record of migration " + migration_id);
+  DepartureRecord record = *vm->departure;
+  record.destination_fingerprint = fingerprint;
+  RETURN_IF_ERROR(WriteDeparture(core_.inventory().VmDir(name), record));
+  vm->departure = record;
+  return base::Ok();
+}
+
 base::Result<ResolveOutcome> VmDepartures::SettleUnwatched(const std::string& name) {
   ASSIGN_OR_RETURN(std::shared_ptr<VmEntry> vm, core_.Find(name));
   base::MutexLock op(vm->op_mu);
@@ -130,10 +144,12 @@ base::Result<ResolveOutcome> VmDepartures::Resolve(const std::string& name, bool
 base::Result<std::string> VmDepartures::AskDestination(const DepartureRecord& record) {
   if (record.host.empty())
     return base::Error(base::Code::kUnavailable, "the departure record names no destination");
-  // Any host this one trusts may answer: the record keeps the address, not
-  // the certificate (a move taken up by its job pins it, LiveMoveJobRecord).
+  // Only the host that accepted the Prepare may settle the move. A record
+  // without its certificate is from before the Prepare was answered: the
+  // worker never started, and any trusted host's "unknown" is then true.
   ASSIGN_OR_RETURN(PeerEndpoint peer,
                    MigrationPeer(record.host, core_.options().host, core_.options().peer_tls));
+  peer.expected_fingerprint = record.destination_fingerprint;
   ASSIGN_OR_RETURN(RemoteMoveState state, AskMoveState(peer, record.migration_id, kAskTimeoutMs));
   return std::string(ToString(state));
 }

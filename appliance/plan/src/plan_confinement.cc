@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "config/host_settings.h"
+
 namespace appliance {
 
 bool IsCleanAbsolute(const std::string& path) {
@@ -62,8 +64,14 @@ std::vector<std::string> PlanConfinementFailures(const PrepareRequest& plan,
                        " is (or runs through) a symbolic link");
   std::string root = storage_root;
   if (char r[PATH_MAX]; ::realpath(storage_root.c_str(), r) != nullptr) root = r;
-  if (dest == root || IsInside(dest, root) || IsInside(root, dest) || dest == storage_root ||
-      IsInside(dest, storage_root))
+  // The storage root's incoming-disks area is the one part a move may use
+  // (the default migration.incoming_directories).
+  const std::string area = root + "/" + config::kIncomingDisksDir;
+  const std::string area_as_given = storage_root + "/" + config::kIncomingDisksDir;
+  const bool in_area = dest == area || IsInside(dest, area) || dest == area_as_given ||
+                       IsInside(dest, area_as_given);
+  if (!in_area && (dest == root || IsInside(dest, root) || IsInside(root, dest) ||
+                   dest == storage_root || IsInside(dest, storage_root)))
     failures.push_back("destination path " + dest + " overlaps this host's storage_root " +
                        storage_root);
   auto check_file = [&](const std::string& file, const std::string& what) {

@@ -41,6 +41,11 @@ struct ListenAddress {
   std::string text;
 };
 
+// <storage_root>/<this>: where incoming moves put disks by default
+// (migration.incoming_directories); the one part of the storage root a
+// move may write into.
+inline constexpr const char* kIncomingDisksDir = "incoming-disks";
+
 // [tls]: this host's identity on every peer connection and whom it trusts
 // (transport/tls.h). A peer is trusted when its certificate chains to
 // trusted_ca or its fingerprint is listed; with neither, nobody is.

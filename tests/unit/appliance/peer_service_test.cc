@@ -37,6 +37,28 @@ TEST_F(PeerServiceTest, AllowedNetworkAccepts) {
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
 }
 
+// The default migration.incoming_directories lies inside the storage root:
+// a move may use that area (and only it) of the root.
+TEST_F(PeerServiceTest, TheDefaultIncomingAreaUnderTheStorageRootIsAccepted) {
+  const std::string area = options_.host.storage_root + "/" + config::kIncomingDisksDir;
+  options_.host.incoming_directories = {area};
+  StartPeer();
+  PrepareRequest req = Request("vm1");
+  req.destination = area + "/vm1";
+  req.disks[0].top = req.destination + "/vm1.img";
+  auto def = config::ParseVmDefinition(req.definition_toml, "vm.toml");
+  ASSERT_TRUE(def.has_value()) << def.error().ToString();
+  def->disks[0].path = req.disks[0].top;
+  req.definition_toml = config::FormatVmDefinition(*def);
+  auto r = Prepare(req);
+  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  // Elsewhere in the root (the inventory) stays refused.
+  PrepareRequest inventory = Request("vm2");
+  inventory.destination = options_.host.storage_root + "/vms/vm2";
+  ExpectRefused(Prepare(inventory), base::Code::kPermissionDenied,
+                "is not inside a directory this host accepts moves into");
+}
+
 TEST_F(PeerServiceTest, RefusedWithoutAFreeSlot) {
   options_.host.max_live_moves = 1;
   StartPeer();
@@ -186,23 +208,24 @@ TEST_F(PeerServiceTest, MalformedRequestsGetAnErrorAndServiceContinues) {
     EXPECT_NE(e.message().find("not JSON"), std::string::npos) << e.message();
   }
   {
-    auto f =
-        RawExchange(endpoint_, transport::StreamRole::kControl, uint16_t(MoveFrame::kPageBatch), "{}");
+    auto f = RawExchange(endpoint_, transport::StreamRole::kControl,
+                         uint16_t(MoveFrame::kPageBatch), "{}");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
     EXPECT_NE(transport::DecodeErrorPayload(f->payload).message().find("unexpected frame type 32"),
               std::string::npos);
   }
   {
-    auto f =
-        RawExchange(endpoint_, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare), "{}");
+    auto f = RawExchange(endpoint_, transport::StreamRole::kControl, uint16_t(MoveFrame::kPrepare),
+                         "{}");
     ASSERT_TRUE(f.has_value()) << f.error().ToString();
     ASSERT_EQ(f->type, kError);
     EXPECT_EQ(transport::DecodeErrorPayload(f->payload).code(), base::Code::kInvalidArgument);
   }
   {
     // A data-role hello on the control port: refused after the hello.
-    auto f = RawExchange(endpoint_, transport::StreamRole::kData, uint16_t(MoveFrame::kPageBatch), "x");
+    auto f =
+        RawExchange(endpoint_, transport::StreamRole::kData, uint16_t(MoveFrame::kPageBatch), "x");
     if (f.has_value()) {
       ASSERT_EQ(f->type, kError);
       EXPECT_NE(transport::DecodeErrorPayload(f->payload).message().find("control streams only"),

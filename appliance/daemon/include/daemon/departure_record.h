@@ -33,6 +33,9 @@ struct DepartureRecord {
   std::string job;          // the source job's id
   std::string host;         // the destination ferryd's migration address, as given
   std::string destination;  // storage path at the destination
+  // The certificate the destination presented at Prepare ("" before): only
+  // that host's word settles the move (VmDepartures::PinDestination).
+  std::string destination_fingerprint;
   DepartureState state = DepartureState::kMoving;
   std::string message;  // why it is in doubt
   // The VM was running when the move began, so the move's switchover paused

@@ -46,6 +46,11 @@ class VmDepartures {
   // record in doubt; all under the VM's op_mu. The outcome, or why it stays
   // in doubt.
   base::Result<ResolveOutcome> SettleUnwatched(const std::string& name);
+  // The destination of `migration_id` presented `fingerprint` at Prepare:
+  // recorded (fsynced) before the worker starts, so that after any restart
+  // only that host's answer settles the move.
+  base::Status PinDestination(const std::string& name, const std::string& migration_id,
+                              const std::string& fingerprint);
   // Nobody could learn whether the destination committed the move of
   // `migration_id`: the record says in-doubt with `message`, no job watches
   // the VM any more, and its listed state is read again from its worker

@@ -34,7 +34,9 @@ class LiveMoveOwnershipTest : public LiveMoveFailureTest {
   // and refuses to start it.
   void ExpectMovedToBAfterRestart(const std::string& vm, bool memory_guest) {
     ExpectOnlyOnB(vm);
-    EXPECT_FALSE(Exists(VmDirA(vm))) << "A kept the moved vm's directory";
+    // The job reads completed as soon as the destination's word is in; the
+    // departure is then settled (the directory removed) on its own thread.
+    WaitFor("A to remove the moved vm's directory", 15000, [&] { return !Exists(VmDirA(vm)); });
     ProcessResult start = Ferry({"vm", "start", vm});
     EXPECT_NE(start.exit_code, 0) << "a second start at A succeeded: " << start.out;
     if (memory_guest) {

@@ -372,4 +372,11 @@ std::string SambaDc::Kinit(const std::string& user, const std::string& password,
   return ccache;
 }
 
+void SambaDc::UseInThisProcess() const {
+  ::setenv("KRB5_CONFIG", krb5_conf_.c_str(), 1);
+  const std::string rcache = dir_ + "/rcache";
+  ::mkdir(rcache.c_str(), 0700);
+  ::setenv("KRB5RCACHEDIR", rcache.c_str(), 1);
+}
+
 }  // namespace ferry_test

@@ -45,6 +45,10 @@ class SambaDc {
   const std::string& dir() const { return dir_; }
   // The krb5.conf naming this KDC; export it as KRB5_CONFIG.
   const std::string& krb5_config() const { return krb5_conf_; }
+  // Points this process's Kerberos library at the DC: KRB5_CONFIG, and a
+  // replay cache in the DC's directory (replays are caught, nothing is left
+  // behind). Child processes inherit both.
+  void UseInThisProcess() const;
   const std::string& kdc_address() const { return ns_address_; }
 
   // "alice" -> "alice@FERRY.TEST"; "host1$" -> "host1$@FERRY.TEST".

@@ -54,10 +54,7 @@ class KerberosAuthenticationTest : public ::testing::Test {
     if (!skip_reason_.empty()) return;
     dc_ = SambaDc::Start();
     if (!dc_) return;
-    setenv("KRB5_CONFIG", dc_->krb5_config().c_str(), 1);
-    std::string rcache = dc_->dir() + "/rcache";
-    mkdir(rcache.c_str(), 0700);
-    setenv("KRB5RCACHEDIR", rcache.c_str(), 1);
+    dc_->UseInThisProcess();
     for (const char* user : {"alice", "bob", "carol"})
       ASSERT_TRUE(dc_->CreateUser(user, kPassword));
     for (const char* host : {"host1", "host2", "host3"}) {

@@ -45,12 +45,8 @@ class KerberosTest : public ::testing::Test {
     dc_ = SambaDc::Start();
     if (!dc_) return;
     // libkrb5 reads these on every context it creates, so they only need to
-    // be in place before the first credential. The replay cache goes into
-    // the DC's directory: replays are caught, and nothing is left behind.
-    setenv("KRB5_CONFIG", dc_->krb5_config().c_str(), 1);
-    std::string rcache = dc_->dir() + "/rcache";
-    mkdir(rcache.c_str(), 0700);
-    setenv("KRB5RCACHEDIR", rcache.c_str(), 1);
+    // be in place before the first credential.
+    dc_->UseInThisProcess();
     ASSERT_TRUE(dc_->CreateUser("alice", kAlicePassword));
     for (const char* host : {"host1", "host2", "host3"}) {
       ASSERT_TRUE(dc_->CreateComputer(host));
